@@ -1,0 +1,102 @@
+"""One exception tree for the whole bot.
+
+    HidreamError
+    ├── UserFacingError            .user_message is safe to show to the person who asked
+    │   ├── BadInput               bad prompt, flag, file or URL: nothing spent, no provider call
+    │   ├── QuotaExceeded          names the limit and when it resets
+    │   ├── MediaError             a reference image that could not be fetched or is no image
+    │   └── ProviderError          the provider said no, or could not be reached
+    │       ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
+    │       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
+    │       ├── ProviderOutOfCredit    HTTP 402
+    │       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries
+    │       ├── ProviderUnreachable    transport error before the request was sent
+    │       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
+    │       ├── GenerationFailed       the provider reported FAILED / ERROR
+    │       └── JobTimedOut            the job ran past the configured limit
+    ├── CallbackRejected           a forged, stale or malformed callback: answered 4xx, nothing changes
+    └── ConfigError                a bad setting, named; raised at start-up only
+"""
+
+from __future__ import annotations
+
+
+class HidreamError(Exception):
+    """Root of every error the bot raises on purpose."""
+
+
+class UserFacingError(HidreamError):
+    """An error whose message may be shown to the requester as is (never contains secrets)."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(user_message if detail is None else f"{user_message} ({detail})")
+        self.user_message = user_message
+        # For the operator's log only; may name a setting but never a secret's value.
+        self.detail = detail
+
+
+class BadInput(UserFacingError):
+    """The request itself is wrong: nothing is spent and no provider is called."""
+
+
+class QuotaExceeded(UserFacingError):
+    """The requester has no images left for today."""
+
+
+class MediaError(BadInput):
+    """A reference image could not be fetched, is no image, or is too large."""
+
+
+class ProviderError(UserFacingError):
+    """The provider refused or failed; quota is given back."""
+
+    # Whether the same submit may be sent again safely (the provider did not act on it).
+    retryable = False
+
+
+class ProviderRejected(ProviderError):
+    """HTTP 400/422: the provider refused what we asked for."""
+
+
+class ProviderMisconfigured(ProviderError):
+    """HTTP 401/403: the key is missing or wrong. The user hears the bot is misconfigured."""
+
+
+class ProviderOutOfCredit(ProviderError):
+    """HTTP 402."""
+
+
+class ProviderBusy(ProviderError):
+    """HTTP 429 or 5xx, still failing after bounded retries."""
+
+    retryable = True
+
+
+class ProviderUnreachable(ProviderError):
+    """Transport error before the request was sent (safe to retry)."""
+
+    retryable = True
+
+
+class SubmitOutcomeUnknown(ProviderError):
+    """The request was sent but the answer was lost: never sent again blindly."""
+
+
+class GenerationFailed(ProviderError):
+    """The provider accepted the job and later reported failure."""
+
+
+class JobTimedOut(ProviderError):
+    """The job did not finish within the configured limit."""
+
+
+class CallbackRejected(HidreamError):
+    """A callback with a wrong token, a bad or missing signature, or a malformed body."""
+
+    def __init__(self, reason: str, *, status: int = 401) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class ConfigError(HidreamError):
+    """A setting is invalid; the message names it."""

@@ -1,0 +1,260 @@
+"""What every provider is, and the one HTTP seam they share.
+
+A provider module only builds its requests and parses its answers and callbacks. Status codes and
+transport errors become our own errors here, once, in `HttpProvider.call`.
+
+Resending policy (also in the README): a submit is sent again only when we know the provider did not
+act on it: the connection could not be opened (nothing was sent), or the provider answered 429 or
+5xx. When the request was sent and the answer was lost (read timeout, connection reset after
+sending), the outcome is unknown: we raise `SubmitOutcomeUnknown` and never send it again; the
+engine keeps waiting for a callback until the job's deadline and then refunds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from bot.errors import (
+    BadInput,
+    ProviderBusy,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderOutOfCredit,
+    ProviderRejected,
+    ProviderUnreachable,
+    SubmitOutcomeUnknown,
+)
+from bot.requests import ImageRequest, Tier
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+State = Literal["queued", "running", "completed", "failed"]
+
+
+@dataclass(frozen=True)
+class SubmitSpec:
+    """Everything a provider needs to start one job."""
+
+    job_id: str
+    request: ImageRequest
+    tier: Tier
+    # Reference images as the provider will fetch them: signed /media/ links or data URIs.
+    reference_urls: list[str] = field(default_factory=list)
+    # Where to call back, or None to be polled.
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultImage:
+    url: str  # http(s) URL or data: URI
+    nsfw: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    state: State
+    images: list[ResultImage] = field(default_factory=list)
+    # Plain words for the requester when state == "failed".
+    error: str | None = None
+    queue_position: int | None = None
+    seed: int | None = None
+
+
+class Provider(ABC):
+    """One HiDream provider. Long-lived: an async context manager."""
+
+    name: str = ""
+    # True when callbacks are signed and their body can be trusted once verified.
+    signs_callbacks: bool = False
+    # True when reference images may be sent inline as data: URIs (no public URL needed).
+    accepts_data_uris: bool = False
+    # Suggested first poll interval in seconds (the engine backs off from there).
+    poll_interval: float = 5.0
+
+    async def __aenter__(self) -> Provider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def tiers(self) -> tuple[Tier, ...]:
+        """Model tiers this provider offers."""
+        return ("full", "dev")
+
+    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
+        """Raise BadInput for what this provider would refuse. Default: the documented common ranges."""
+        if tier not in self.tiers():
+            raise BadInput(f"The {self.name} provider offers no `{tier}` model; use {' or '.join(self.tiers())}.")
+        if request.keep_aspect and n_refs != 1:
+            raise BadInput("`--keep-aspect` works only when editing exactly one image.")
+
+    @abstractmethod
+    def cost_usd(self, request: ImageRequest, tier: Tier) -> float:
+        """Price of this request in US dollars, from the provider's published table."""
+
+    @abstractmethod
+    def describe(self) -> list[str]:
+        """Lines for `hidream-bot check`: the endpoints this provider will call."""
+
+    @abstractmethod
+    async def submit(self, spec: SubmitSpec) -> str:
+        """Start a job; return the provider's id for it (opaque to the engine)."""
+
+    @abstractmethod
+    async def status(self, provider_job_id: str) -> ProviderStatus:
+        """Read a job's status from the provider."""
+
+    async def parse_callback(
+        self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
+    ) -> ProviderStatus | None:
+        """Verify a callback on its raw bytes and read it.
+
+        Raise CallbackRejected for a bad signature or body. Return None when the callback is only a
+        hint (unsigned providers): the engine then reads the status from the provider itself.
+        """
+        return None
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.max_delay, retry_after)
+        # Full jitter: spreads retries of many jobs apart.
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class HttpProvider(Provider, ABC):
+    """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient."""
+
+    def __init__(self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, sleep: Sleep | None = None):
+        self.client = client
+        self.retry = retry or RetryPolicy()
+        self._sleep: Sleep = sleep or asyncio.sleep
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        key_name: str = "API key",
+    ) -> Any:
+        """Send one request, retrying what is safe to retry; return the parsed JSON body.
+
+        `idempotent=False` (a submit): resent only when the provider cannot have acted on it.
+        `key_name` names the setting in the operator's log on 401/403, never its value.
+        """
+        attempt = 0
+        while True:
+            try:
+                response = await self.client.request(method, url, json=json, headers=headers, params=params)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                err: ProviderError = ProviderUnreachable(
+                    f"Could not reach {self.name}; please try again in a minute.", detail=type(exc).__name__
+                )
+                if attempt + 1 >= self.retry.attempts:
+                    raise err from exc
+                await self._sleep(self.retry.delay(attempt, None))
+                attempt += 1
+                continue
+            except httpx.TransportError as exc:
+                if not idempotent:
+                    raise SubmitOutcomeUnknown(
+                        f"The connection to {self.name} broke after the request was sent, so it was not sent "
+                        "again (that could make and bill it twice).",
+                        detail=type(exc).__name__,
+                    ) from exc
+                if attempt + 1 >= self.retry.attempts:
+                    raise ProviderUnreachable(
+                        f"Lost the connection to {self.name}.", detail=type(exc).__name__
+                    ) from exc
+                await self._sleep(self.retry.delay(attempt, None))
+                attempt += 1
+                continue
+            code = response.status_code
+            if code == 429 or code >= 500:
+                if attempt + 1 >= self.retry.attempts:
+                    raise ProviderBusy(
+                        f"{self.name} is busy or failing right now (HTTP {code}); please try again later.",
+                        detail=_snippet(response),
+                    )
+                await self._sleep(self.retry.delay(attempt, _retry_after(response)))
+                attempt += 1
+                continue
+            if code >= 400:
+                raise map_status(self.name, response, key_name)
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise ProviderBusy(
+                    f"{self.name} sent an answer that could not be read.", detail=_snippet(response)
+                ) from exc
+
+
+def map_status(provider: str, response: httpx.Response, key_name: str) -> ProviderError:
+    """A 4xx answer as one of our errors, with the provider's own reason where it gave one."""
+    code = response.status_code
+    if code in (401, 403):
+        log.error("%s answered HTTP %s: check the setting %s", provider, code, key_name)
+        return ProviderMisconfigured(
+            "The bot is misconfigured: the image provider did not accept its credentials. "
+            "An operator has been told.",
+            detail=f"HTTP {code}; check {key_name}",
+        )
+    if code == 402:
+        return ProviderOutOfCredit(f"The {provider} account is out of credit.", detail="HTTP 402")
+    reason = provider_reason(response)
+    return ProviderRejected(
+        f"{provider} refused the request" + (f": {reason}" if reason else "."), detail=f"HTTP {code}"
+    )
+
+
+def provider_reason(response: httpx.Response) -> str:
+    """The human-readable reason in an error body, if any (bounded, single line)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    text = ""
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail", "msg"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                text = value
+                break
+            if isinstance(value, dict) and isinstance(value.get("message"), str):
+                text = value["message"]
+                break
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                text = str(value[0].get("msg") or value[0].get("message") or "")
+                break
+    return " ".join(text.split())[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _snippet(response: httpx.Response) -> str:
+    return f"HTTP {response.status_code}: {response.text[:200]}"

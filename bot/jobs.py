@@ -1,0 +1,121 @@
+"""A job as the store keeps it, its states, and the small protocol every chat surface implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from bot.requests import ImageRequest, Tier
+
+
+class JobState(StrEnum):
+    """A job's life. Every change is a guarded transition in the store (from one state to the next).
+
+    queued -> submitting -> running -> completed -> delivering -> delivered
+       any of queued..completed -> failed
+    `submitting` is written before the provider is asked, so a crash mid-submit is known to be one.
+    `delivering` is written before posting; a surface's `deliver` is idempotent per job id.
+    """
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({JobState.DELIVERED, JobState.FAILED})
+
+
+@dataclass
+class Job:
+    id: str
+    surface: str
+    user_id: str
+    workspace_id: str
+    origin: dict[str, Any]
+    request: ImageRequest
+    tier: Tier
+    provider: str
+    state: JobState
+    callback_token: str
+    created_at: float
+    deadline: float
+    provider_job_id: str | None = None
+    parent_job_id: str | None = None
+    reference_media: list[str] = field(default_factory=list)
+    result_media: list[str] = field(default_factory=list)
+    error: str | None = None
+    seed: int | None = None
+    cost_usd: float = 0.0
+
+    @property
+    def user_key(self) -> str:
+        return f"{self.surface}:{self.user_id}"
+
+    @property
+    def mode(self) -> str:
+        n = len(self.reference_media)
+        return "text-to-image" if n == 0 else "edit" if n == 1 else "personalization"
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """One finished image, held by the bot (so edits of it never depend on a provider's URL)."""
+
+    media_id: str
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool = False
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(self.content_type, "bin")
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "queued", "running", "delivering"
+    elapsed: float
+    queue_position: int | None = None
+
+    def text(self) -> str:
+        secs = int(self.elapsed)
+        if self.stage == "queued":
+            pos = f", position {self.queue_position} in the queue" if self.queue_position is not None else ""
+            return f"Queued{pos} ({secs}s)"
+        if self.stage == "running":
+            return f"Generating… ({secs}s)"
+        return f"Uploading… ({secs}s)"
+
+
+@dataclass(frozen=True)
+class Post:
+    """A platform message that carries a job: how a reply or a button finds the job later."""
+
+    message_key: str
+    thread_key: str | None = None
+
+
+class Surface(Protocol):
+    """What the engine needs from a chat surface. It never asks which platform it talks to."""
+
+    name: str
+
+    async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
+        """Post the images where the job was asked. Must be idempotent per job id: after a crash in
+        the middle of a delivery the engine calls it again."""
+        ...
+
+    async def tell(self, job: Job, text: str) -> None:
+        """Tell the requester something in plain words (a failure, a refusal)."""
+        ...
+
+    async def progress(self, job: Job, progress: Progress) -> None:
+        """Show how the job is doing. The engine calls this at most once every 2 seconds per job."""
+        ...
