@@ -1,0 +1,279 @@
+"""Slack payloads -> what the bot should do. Pure functions: no I/O, tested on recorded JSON.
+
+Keys the rest of the adapter shares are built here too, so a button, a thread and a posted
+message are always named the same way:
+  message key  "C123:1700000000.000100"   (channel and ts of one message)
+  thread key   "C123:1700000000.000100"   (channel and ts of the thread's root)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bot.errors import BadInput, MediaError
+from bot.requests import ImageRef, ParsedCommand, parse_command
+
+SURFACE = "slack"
+# Metadata event type on the summary message of a delivered job: how a redelivery finds it.
+RESULT_EVENT = "hidream_result"
+# Action ids of the result buttons; their value is the job id, so they survive a restart.
+ACTION_REROLL = "hidream_reroll"
+ACTION_EDIT = "hidream_edit"
+ACTION_DELETE = "hidream_delete"
+SHORTCUT_EDIT = "hidream_edit_message"
+VIEW_EDIT = "hidream_edit_modal"
+BLOCK_INSTRUCTION = "instruction"
+BLOCK_IMAGE = "image_choice"
+
+_MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_USER_ARG = r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>"
+_RESULT_NAME_RE = re.compile(r"^hidream-([A-Za-z0-9_-]+)-(\d+)\.[a-z]+$")
+
+
+def message_key(channel: str, ts: str) -> str:
+    return f"{channel}:{ts}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    channel, _, ts = key.partition(":")
+    return channel, ts
+
+
+def result_filename(job_id: str, index: int, extension: str) -> str:
+    return f"hidream-{job_id}-{index + 1}.{extension}"
+
+
+def parse_result_filename(name: str) -> tuple[str, int] | None:
+    """The job id and zero-based image index our own uploads carry in their file name."""
+    m = _RESULT_NAME_RE.match(name)
+    if not m or int(m.group(2)) < 1:
+        return None
+    return m.group(1), int(m.group(2)) - 1
+
+
+# --- /hidream text ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Generate:
+    parsed: ParsedCommand
+
+
+@dataclass(frozen=True)
+class Usage:
+    # Someone else's usage (admins only); None: the caller's own.
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AdminCommand:
+    action: Literal["limit", "grant", "reset"]
+    scope: Literal["user", "workspace"]
+    subject: str  # a user id, or "" for the workspace (the caller's team is filled in later)
+    amount: int | None = None  # None with "limit": back to the default
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+SlashAction = Generate | Usage | AdminCommand | Help
+
+HELP_TEXT = (
+    "*/hidream <prompt> [flags]* makes an image; results land in a thread under your request.\n"
+    "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
+    "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+    "is used as a reference.\n"
+    "Edit: in a result's thread, mention the bot with what to change, or attach images to a mention; "
+    "or use the message shortcut *Edit with HiDream*.\n"
+    "`/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
+    "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
+    "`/hidream usage @user`."
+)
+
+
+def parse_slash_text(text: str) -> SlashAction:
+    """Tell a sub-command from a prompt. Only exact sub-command shapes count, so a prompt that
+    merely starts with a word like "usage" is still a prompt."""
+    t = " ".join(text.split())
+    if t.lower() in ("help", ""):
+        return Help()
+    if m := re.fullmatch(rf"usage(?:\s+{_USER_ARG})?", t, re.IGNORECASE):
+        return Usage(m.group(1))
+    if m := re.fullmatch(rf"limit\s+(?:{_USER_ARG}|(workspace|team))\s+(\d+|off|none|default)", t, re.I):
+        amount = int(m.group(3)) if m.group(3).isdigit() else None
+        if m.group(1):
+            return AdminCommand("limit", "user", m.group(1), amount)
+        return AdminCommand("limit", "workspace", "", amount)
+    if m := re.fullmatch(rf"grant\s+{_USER_ARG}\s+(\d+)", t, re.IGNORECASE):
+        return AdminCommand("grant", "user", m.group(1), int(m.group(2)))
+    if m := re.fullmatch(rf"reset\s+{_USER_ARG}", t, re.IGNORECASE):
+        return AdminCommand("reset", "user", m.group(1))
+    return Generate(parse_command(text))
+
+
+def strip_mentions(text: str) -> str:
+    """A mention's text without the `<@U...>` tokens (the bot's and anyone else's)."""
+    return " ".join(_MENTION_RE.sub(" ", text).split())
+
+
+# --- files people attach -----------------------------------------------------------------------
+
+
+def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> list[ImageRef]:
+    """Slack files -> references the engine downloads with the bot token (files are private)."""
+    refs: list[ImageRef] = []
+    for f in files:
+        name = str(f.get("name") or f.get("title") or f.get("id") or "file")
+        if f.get("mode") in ("tombstone", "hidden_by_limit") or f.get("file_access") == "access_denied":
+            raise MediaError(f"The file `{name}` is not available to the bot.")
+        mimetype = str(f.get("mimetype") or "")
+        if not mimetype.startswith("image/"):
+            raise MediaError(f"`{name}` is not an image ({mimetype or 'unknown type'}); attach PNG, JPEG or WebP.")
+        size = int(f.get("size") or 0)
+        if size > max_bytes:
+            raise MediaError(
+                f"`{name}` is {size / 1_048_576:.1f} MB; the most allowed is {max_bytes / 1_048_576:.0f} MB."
+            )
+        url = f.get("url_private_download") or f.get("url_private")
+        if not url:
+            raise MediaError(f"The file `{name}` has no download link the bot can use.")
+        refs.append(ImageRef(url=str(url), headers={"Authorization": f"Bearer {bot_token}"}, filename=name))
+    return refs
+
+
+# --- what arrived -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlashInvocation:
+    team: str
+    channel: str
+    user: str
+    text: str
+    trigger_id: str
+    response_url: str
+
+
+def slash_invocation(form: dict[str, Any]) -> SlashInvocation:
+    return SlashInvocation(
+        team=str(form.get("team_id", "")),
+        channel=str(form["channel_id"]),
+        user=str(form["user_id"]),
+        text=str(form.get("text", "")),
+        trigger_id=str(form.get("trigger_id", "")),
+        response_url=str(form.get("response_url", "")),
+    )
+
+
+@dataclass(frozen=True)
+class Mention:
+    team: str
+    channel: str
+    user: str
+    text: str  # without mentions
+    ts: str
+    thread_ts: str | None  # set when the mention is a reply in a thread
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reply_thread(self) -> str:
+        """Where answers go: the mention's thread, or a new thread under the mention."""
+        return self.thread_ts or self.ts
+
+
+def mention_from_event(event: dict[str, Any], team_id: str = "") -> Mention:
+    thread_ts = event.get("thread_ts")
+    return Mention(
+        team=str(event.get("team") or team_id),
+        channel=str(event["channel"]),
+        user=str(event["user"]),
+        text=strip_mentions(str(event.get("text", ""))),
+        ts=str(event["ts"]),
+        thread_ts=str(thread_ts) if thread_ts and thread_ts != event.get("ts") else None,
+        files=list(event.get("files") or []),
+    )
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    action: str
+    job_id: str
+    team: str
+    channel: str
+    user: str
+    message_ts: str
+    thread_ts: str  # the thread the result sits in
+    trigger_id: str
+    action_ts: str
+
+
+def button_press(body: dict[str, Any]) -> ButtonPress:
+    action = body["actions"][0]
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    message_ts = str(container.get("message_ts") or message.get("ts", ""))
+    return ButtonPress(
+        action=str(action["action_id"]),
+        job_id=str(action.get("value", "")),
+        team=str((body.get("team") or {}).get("id", "")),
+        channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id", "")),
+        user=str(body["user"]["id"]),
+        message_ts=message_ts,
+        thread_ts=str(message.get("thread_ts") or container.get("thread_ts") or message_ts),
+        trigger_id=str(body.get("trigger_id", "")),
+        action_ts=str(action.get("action_ts", "")),
+    )
+
+
+@dataclass(frozen=True)
+class ShortcutInvocation:
+    team: str
+    channel: str
+    user: str
+    trigger_id: str
+    message_ts: str
+    thread_ts: str
+    file_ids: list[str]
+
+
+def shortcut_invocation(body: dict[str, Any]) -> ShortcutInvocation:
+    message = body.get("message") or {}
+    ts = str(message.get("ts") or body.get("message_ts", ""))
+    images = [f for f in message.get("files") or [] if str(f.get("mimetype", "")).startswith("image/")]
+    return ShortcutInvocation(
+        team=str((body.get("team") or {}).get("id", "")),
+        channel=str((body.get("channel") or {}).get("id", "")),
+        user=str(body["user"]["id"]),
+        trigger_id=str(body.get("trigger_id", "")),
+        message_ts=ts,
+        thread_ts=str(message.get("thread_ts") or ts),
+        file_ids=[str(f["id"]) for f in images],
+    )
+
+
+@dataclass(frozen=True)
+class EditSubmission:
+    instruction: str
+    image_index: int | None
+    context: dict[str, Any]  # what the modal was opened for (private_metadata)
+
+
+def edit_submission(view: dict[str, Any]) -> EditSubmission:
+    values = (view.get("state") or {}).get("values") or {}
+    text_block = values.get(BLOCK_INSTRUCTION) or {}
+    instruction = str(next(iter(text_block.values()), {}).get("value") or "")
+    index: int | None = None
+    choice = values.get(BLOCK_IMAGE) or {}
+    selected = next(iter(choice.values()), {}).get("selected_option") if choice else None
+    if selected:
+        index = int(selected["value"])
+    try:
+        context = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        raise BadInput("This form is out of date; start the edit again.") from None
+    return EditSubmission(instruction=instruction, image_index=index, context=context)
