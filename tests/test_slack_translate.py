@@ -116,7 +116,11 @@ def test_view_submission_reads_instruction_choice_and_context() -> None:
     sub = t.edit_submission(load("view_submission.json")["view"])
     assert sub.instruction == "make it gold on black --seed 3"
     assert sub.image_index == 1
-    assert sub.context == {"channel": "C2147483705", "thread_ts": "1700000350.000500", "file_ids": ["F0000000003"]}
+    assert sub.context == {
+        "channel": "C2147483705",
+        "thread_ts": "1700000350.000500",
+        "file_ids": ["F0000000003"],
+    }
 
 
 def test_result_file_names_round_trip() -> None:

@@ -133,7 +133,8 @@ def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> l
             raise MediaError(f"The file `{name}` is not available to the bot.")
         mimetype = str(f.get("mimetype") or "")
         if not mimetype.startswith("image/"):
-            raise MediaError(f"`{name}` is not an image ({mimetype or 'unknown type'}); attach PNG, JPEG or WebP.")
+            kind = mimetype or "unknown type"
+            raise MediaError(f"`{name}` is not an image ({kind}); attach PNG, JPEG or WebP.")
         size = int(f.get("size") or 0)
         if size > max_bytes:
             raise MediaError(
@@ -264,12 +265,13 @@ class EditSubmission:
 
 
 def edit_submission(view: dict[str, Any]) -> EditSubmission:
-    values = (view.get("state") or {}).get("values") or {}
+    values: dict[str, dict[str, dict[str, Any]]] = (view.get("state") or {}).get("values") or {}
+    empty: dict[str, Any] = {}
     text_block = values.get(BLOCK_INSTRUCTION) or {}
-    instruction = str(next(iter(text_block.values()), {}).get("value") or "")
+    instruction = str(next(iter(text_block.values()), empty).get("value") or "")
     index: int | None = None
     choice = values.get(BLOCK_IMAGE) or {}
-    selected = next(iter(choice.values()), {}).get("selected_option") if choice else None
+    selected = next(iter(choice.values()), empty).get("selected_option")
     if selected:
         index = int(selected["value"])
     try:
