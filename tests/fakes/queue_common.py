@@ -1,0 +1,248 @@
+"""Pieces shared by the loopback fakes of queue-style providers (Pixazo, Atlas Cloud).
+
+A fake is an aiohttp app on 127.0.0.1, port 0. It records every request it was sent, can be told to
+fail the next submits ("script": an HTTP status, or "drop" to close the connection after reading the
+request), serves real images made with Pillow, and posts callbacks to the URL a job was given.
+Also here: `Receiver`, the stand-in for the bot's own server in contract tests (records callbacks,
+serves reference images like the bot's `/media/` links).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from PIL import Image, ImageDraw
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def make_image(
+    width: int, height: int, fmt: str = "png", color: tuple[int, int, int] = (200, 60, 40)
+) -> bytes:
+    """A small but real image of the given size and format."""
+    image = Image.new("RGB", (width, height), color)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((width // 4, height // 4, width * 3 // 4, height * 3 // 4), fill=(30, 90, 200))
+    out = io.BytesIO()
+    image.save(out, PIL_FORMATS[fmt])
+    return out.getvalue()
+
+
+def image_info(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) of image bytes, e.g. ("PNG", 1024, 768)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return str(image.format), image.width, image.height
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run an aiohttp app on an ephemeral loopback port; yield its base URL."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Received:
+    """One HTTP request as a fake or the receiver saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def record(request: web.Request) -> Received:
+    body = await request.read()
+    return Received(request.method, request.path, dict(request.headers), body)
+
+
+def drop_connection(request: web.Request) -> web.Response:
+    """Close the socket with no answer: the client cannot know whether the job was started."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.json_response(payload, status=status)
+
+
+@dataclass
+class FakeJob:
+    id: str
+    model: str
+    fmt: str
+    count: int
+    size: tuple[int, int]
+    callback_url: str | None
+    outcome: str
+    nsfw: bool = False
+    polls: int = 0
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class QueueFake:
+    """Base of a queue-style provider fake: script, jobs, files, callbacks."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.app = web.Application()
+        self.app.router.add_get("/files/{job}/{name}", self._file)
+        self.submits: list[Received] = []
+        self.status_calls: list[Received] = []
+        self.callbacks_sent: list[tuple[str, int]] = []
+        self.jobs: dict[str, FakeJob] = {}
+        # Cues for the next submits, consumed in order: an HTTP status or "drop".
+        self.script: list[int | str] = []
+        # Cues for the next status reads.
+        self.status_script: list[int] = []
+        # Final state of new jobs: "completed", or a provider-specific failure name.
+        self.outcome = "completed"
+        self.nsfw = False
+        # Status reads answered "queued", then "running", before the final state (polling mode).
+        self.polls_before_done = 2
+        # How many times each callback is posted (2: a duplicate).
+        self.callback_repeats = 1
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def fail_next(self, *cues: int | str) -> None:
+        self.script.extend(cues)
+
+    def take_cue(self) -> int | str | None:
+        return self.script.pop(0) if self.script else None
+
+    def new_job(self, prefix: str, **fields: Any) -> FakeJob:
+        job = FakeJob(id=f"{prefix}_{uuid.uuid4()}", outcome=self.outcome, nsfw=self.nsfw, **fields)
+        self.jobs[job.id] = job
+        return job
+
+    def progress(self, job: FakeJob) -> str:
+        """'queued', 'running' or the job's outcome; a job with a callback is done at once."""
+        if job.callback_url is not None or job.polls > self.polls_before_done:
+            return job.outcome
+        return "queued" if job.polls <= 1 and self.polls_before_done >= 1 else "running"
+
+    def file_urls(self, job: FakeJob) -> list[str]:
+        return [f"{self.url}/files/{job.id}/{i}.{job.fmt}" for i in range(job.count)]
+
+    async def _file(self, request: web.Request) -> web.Response:
+        job = self.jobs.get(request.match_info["job"])
+        if job is None or job.outcome != "completed":
+            return web.Response(status=404)
+        return web.Response(body=make_image(*job.size, job.fmt), content_type=CONTENT_TYPES[job.fmt])
+
+    async def fetch_reference(self, url: str) -> tuple[int, int] | str:
+        """Download a reference image as the provider would: its size, or why it failed."""
+        if not url.startswith(("http://", "https://")):
+            return f"reference image is not a URL: {url[:40]}"
+        try:
+            async with self.session.get(url) as response:
+                if response.status != 200:
+                    return f"could not download reference image (HTTP {response.status})"
+                data = await response.read()
+            _, width, height = image_info(data)
+        except (aiohttp.ClientError, OSError) as exc:
+            return f"could not download reference image ({type(exc).__name__})"
+        return width, height
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def post_callback(self, url: str, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Post the callback in the background, `callback_repeats` times, as the provider would."""
+        body = json.dumps(payload).encode()
+
+        async def deliver() -> None:
+            for _ in range(self.callback_repeats):
+                hdrs = {"Content-Type": "application/json", **(headers or {})}
+                async with self.session.post(url, data=body, headers=hdrs) as response:
+                    self.callbacks_sent.append((url, response.status))
+
+        task = asyncio.get_running_loop().create_task(deliver())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[QueueFake]:
+        async with serve(self.app) as url:
+            self.url = url
+            try:
+                yield self
+            finally:
+                await self.aclose()
+
+
+class Receiver:
+    """The bot's server, as far as a provider sees it: callbacks in, reference images out."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.received: list[Received] = []
+        self.media: dict[str, tuple[bytes, str]] = {}
+        self._changed = asyncio.Condition()
+        self.app = web.Application()
+        self.app.router.add_post("/webhooks/{token}", self._hook)
+        self.app.router.add_get("/media/{name}", self._media)
+
+    def add_media(self, name: str, data: bytes, content_type: str = "image/png") -> str:
+        self.media[name] = (data, content_type)
+        return f"{self.url}/media/{name}"
+
+    def hook_url(self, token: str = "tok") -> str:
+        return f"{self.url}/webhooks/{token}"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        got = await record(request)
+        async with self._changed:
+            self.received.append(got)
+            self._changed.notify_all()
+        return web.json_response({"ok": True})
+
+    async def _media(self, request: web.Request) -> web.Response:
+        found = self.media.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], content_type=found[1])
+
+    async def wait_for(self, count: int, within: float = 30.0) -> list[Received]:
+        """Wait until at least `count` callbacks arrived (generous limit; never a fixed sleep)."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.received) >= count)
+        return list(self.received)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Receiver]:
+        async with serve(self.app) as url:
+            self.url = url
+            yield self
