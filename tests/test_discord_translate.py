@@ -11,6 +11,7 @@ import pytest
 
 from adapters.discord import translate
 from bot.errors import BadInput
+from bot.requests import parse_command
 
 DATA = Path(__file__).parent / "data" / "discord"
 BOT_ID = "1200000000000000001"
@@ -29,7 +30,7 @@ def test_slash_options_become_the_same_request_as_typed_flags() -> None:
     assert chat.workspace_id == "1300000000000000001"
     assert chat.origin == {"k": 1}
     assert chat.references == []
-    typed = translate.parse_command("a red fox in snow --ar 16:9 --seed 7 --n 2 --model dev --cfg 4.5")
+    typed = parse_command("a red fox in snow --ar 16:9 --seed 7 --n 2 --model dev --cfg 4.5")
     assert chat.request == typed.request
 
 
