@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,9 +49,7 @@ class Settings(BaseSettings):
     atlascloud_base_url: str = Field(default="https://api.atlascloud.ai", alias="ATLASCLOUD_BASE_URL")
     fal_key: SecretStr | None = Field(default=None, alias="FAL_KEY")
     fal_queue_url: str = Field(default="https://queue.fal.run", alias="FAL_QUEUE_URL")
-    fal_jwks_url: str = Field(
-        default="https://rest.alpha.fal.ai/.well-known/jwks.json", alias="FAL_JWKS_URL"
-    )
+    fal_jwks_url: str = Field(default="https://rest.alpha.fal.ai/.well-known/jwks.json", alias="FAL_JWKS_URL")
     wavespeed_api_key: SecretStr | None = Field(default=None, alias="WAVESPEED_API_KEY")
     wavespeed_base_url: str = Field(default="https://api.wavespeed.ai", alias="WAVESPEED_BASE_URL")
     wavespeed_webhook_secret: SecretStr | None = Field(default=None, alias="WAVESPEED_WEBHOOK_SECRET")
@@ -79,8 +77,13 @@ class Settings(BaseSettings):
         return v
 
     @field_validator(
-        "discord_api_base_url", "slack_api_base_url", "pixazo_base_url", "atlascloud_base_url",
-        "fal_queue_url", "wavespeed_base_url", "fal_jwks_url",
+        "discord_api_base_url",
+        "slack_api_base_url",
+        "pixazo_base_url",
+        "atlascloud_base_url",
+        "fal_queue_url",
+        "wavespeed_base_url",
+        "fal_jwks_url",
     )
     @classmethod
     def _http_url(cls, v: str) -> str:
@@ -91,12 +94,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _provider_key(self) -> Settings:
         if self.provider is None:
-            self.provider = next(
+            chosen = next(
                 (name for name, key in PROVIDER_KEYS.items() if getattr(self, _field_for(key)) is not None),
                 "sandbox",
             )
+            self.provider = cast(ProviderName, chosen)
         if self.provider != "sandbox":
-            key = PROVIDER_KEYS[self.provider]
+            key = PROVIDER_KEYS[str(self.provider)]
             if getattr(self, _field_for(key)) is None:
                 raise ValueError(f"HIDREAM_PROVIDER={self.provider} needs {key} to be set")
         return self

@@ -1,0 +1,200 @@
+"""`hidream-bot run | check | quota ...`: the only place that exits the process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+from typing import Any, Literal
+
+import httpx
+
+from bot.app import SurfaceFactory, start_bot
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.hidream import make_provider
+from storage.sqlite import Store
+
+log = logging.getLogger("hidream-bot")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every URL at INFO; callback URLs carry per-job tokens.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.gateway", "discord.client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def surface_factories(settings: Settings) -> list[SurfaceFactory]:
+    """The chat surfaces whose credentials are set; none at all: the local console."""
+    factories: list[SurfaceFactory] = []
+    if settings.discord_enabled:
+        from adapters.discord import make_surface as discord_surface  # type: ignore[attr-defined,unused-ignore]
+
+        factories.append(discord_surface)
+    if settings.slack_enabled:
+        from adapters.slack import make_surface as slack_surface  # type: ignore[attr-defined,unused-ignore]
+
+        factories.append(slack_surface)
+    return factories
+
+
+async def run(settings: Settings) -> int:
+    async with AsyncExitStack() as stack:
+        factories = surface_factories(settings)
+        console = None
+        if settings.console_enabled:
+            from adapters.console import ConsoleChat
+
+            def console_factory(bot: Any) -> ConsoleChat:
+                nonlocal console
+                console = ConsoleChat(bot.engine, settings.output_dir)
+                return console
+
+            factories = [console_factory]
+        bot = await start_bot(settings, stack, factories)
+        mode = f"callbacks at {settings.public_url}/webhooks/" if settings.public_url else "polling"
+        log.info(
+            "ready: provider %s (%s), surfaces %s", bot.provider.name, mode, [s.name for s in bot.surfaces]
+        )
+        if console is not None:
+            if sys.stdin.isatty():
+                print(
+                    f"hidream-bot console on the {bot.provider.name} provider. "
+                    "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)",
+                    file=sys.stderr,
+                )
+            await console.run()
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down; unfinished jobs resume on the next start")
+    return 0
+
+
+def check(settings: Settings) -> int:
+    print(f"database:  {settings.db_path.resolve()}")
+    print(f"http:      listening on {settings.http_host}:{settings.http_port}")
+    if settings.public_url:
+        print(f"callbacks: {settings.public_url}/webhooks/<per-job token> (providers call back)")
+    else:
+        print("callbacks: off (HIDREAM_PUBLIC_URL is empty): jobs are polled")
+    surfaces = []
+    if settings.discord_enabled:
+        surfaces.append(
+            f"discord (REST {settings.discord_api_base_url}, gateway {settings.discord_gateway_url})"
+        )
+    if settings.slack_enabled:
+        how = "Socket Mode" if settings.slack_mode == "socket" else "HTTP mode at POST /slack/events"
+        surfaces.append(f"slack ({how}, Web API {settings.slack_api_base_url})")
+    if settings.slack_bot_token is not None and not settings.slack_enabled:
+        print(
+            "warning:   SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
+        )
+    print("surfaces:  " + ("; ".join(surfaces) if surfaces else "console (no chat credentials set)"))
+    provider = make_provider(
+        settings, httpx.AsyncClient(), sandbox_url=f"http://{settings.http_host}:{settings.http_port}/sandbox"
+    )
+    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(provider.tiers())}")
+    for line in provider.describe():
+        print(f"           {line}")
+    print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
+    return 0
+
+
+async def quota(settings: Settings, args: argparse.Namespace) -> int:
+    async with Store(settings.db_path, default_limit=settings.daily_image_quota) as store:
+        if args.action == "show":
+            if args.user:
+                status = await store.quota(args.user, args.workspace or "")
+                images, cost = await store.spend(args.user, scope="user")
+                print(
+                    f"{args.user}: {status.used} used of {status.limit} today, {status.remaining} left; "
+                    f"resets {status.resets_at:%Y-%m-%d %H:%M} UTC"
+                )
+                print(f"all-time: {images} image(s), ${cost:.4f}")
+            if args.workspace:
+                images, cost = await store.spend(args.workspace, scope="workspace")
+                print(f"{args.workspace} (workspace) all-time: {images} image(s), ${cost:.4f}")
+        elif args.action == "set":
+            scope: Literal["user", "workspace"] = "user" if args.user else "workspace"
+            key = args.user or args.workspace
+            await store.set_limit(scope, key, None if args.clear else args.limit)
+            print(f"{scope} {key}: daily limit " + ("cleared" if args.clear else f"set to {args.limit}"))
+        elif args.action == "grant":
+            await store.grant(args.user, args.images)
+            print(f"{args.user}: {args.images} extra image(s) for today")
+        elif args.action == "reset":
+            await store.reset(args.user)
+            print(f"{args.user}: today's usage reset")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hidream-bot", description="HiDream-O1 images in Slack, Discord and a console"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the bot")
+    sub.add_parser("check", help="validate the configuration and print what would start")
+    q = sub.add_parser("quota", help="operator commands on per-user limits")
+    qs = q.add_subparsers(dest="action", required=True)
+    who = "a user as SURFACE:ID, e.g. discord:80351110224678912, slack:U2CERLKJA, console:local"
+    ws = "a workspace as SURFACE:ID, e.g. discord:<guild id>, slack:<team id>"
+    show = qs.add_parser("show", help="usage today and spend")
+    show.add_argument("--user", help=who)
+    show.add_argument("--workspace", help=ws)
+    st = qs.add_parser("set", help="set a user's or a workspace's daily limit")
+    target = st.add_mutually_exclusive_group(required=True)
+    target.add_argument("--user", help=who)
+    target.add_argument("--workspace", help=ws)
+    amount = st.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--limit", type=int, help="images per UTC day")
+    amount.add_argument("--clear", action="store_true", help="back to the default")
+    gr = qs.add_parser("grant", help="extra images for today")
+    gr.add_argument("--user", required=True, help=who)
+    gr.add_argument("--images", type=int, required=True)
+    rs = qs.add_parser("reset", help="forget today's usage")
+    rs.add_argument("--user", required=True, help=who)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"hidream-bot: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    if args.command == "check":
+        return check(settings)
+    if args.command == "quota":
+        if args.action == "show" and not (args.user or args.workspace):
+            print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
+            return 2
+        if (getattr(args, "limit", None) is not None and args.limit < 0) or getattr(args, "images", 1) < 1:
+            print("hidream-bot quota: the number must be positive", file=sys.stderr)
+            return 2
+        return asyncio.run(quota(settings, args))
+    try:
+        return asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        return 130
+    except ConfigError as exc:
+        print(f"hidream-bot: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Images in and out: safe fetch, type sniffing, fitting to a platform's limits, signed links."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import io
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from bot.errors import MediaError
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+ACCEPTED_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+MAX_REDIRECTS = 3
+# Pillow refuses to open images above this many pixels (decompression bombs).
+MAX_PIXELS = 8192 * 8192
+
+
+@dataclass(frozen=True)
+class SniffedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
+    """Check that `data` is a PNG, JPEG, WebP or GIF image within `max_bytes`, by its content."""
+    if len(data) > max_bytes:
+        raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or ""
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise MediaError(f"{name} is {width}x{height} pixels, more than the bot accepts.")
+            img.verify()
+    except MediaError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise MediaError(f"{name} is not an image the bot can read (PNG, JPEG, WebP or GIF).") from None
+    if fmt not in ACCEPTED_TYPES:
+        raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+    return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
+
+
+def to_data_uri(data: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def decode_data_uri(uri: str) -> bytes:
+    head, _, payload = uri.partition(",")
+    if not head.startswith("data:") or not head.endswith(";base64"):
+        raise MediaError("A data URI image must be base64-encoded.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaError("A data URI image is not valid base64.") from None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+async def fetch_image(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    typed: bool,
+    max_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    resolver: Resolver = system_resolver,
+) -> SniffedImage:
+    """Fetch an image. `typed=True` (a URL a person wrote): public addresses only, checked at every hop
+    and connected to by the checked address, so a name that re-resolves inside the network gets nowhere."""
+    if url.startswith("data:"):
+        return sniff_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+    for _ in range(MAX_REDIRECTS + 1):
+        request = await _build_request(client, url, typed=typed, headers=headers, resolver=resolver)
+        try:
+            response = await client.send(request, stream=True, follow_redirects=not typed)
+        except httpx.HTTPError as exc:
+            raise MediaError(
+                f"Could not download the image at {_show(url)}.", detail=type(exc).__name__
+            ) from exc
+        try:
+            if typed and response.is_redirect and "location" in response.headers:
+                url = urljoin(url, response.headers["location"])
+                continue
+            if response.status_code != 200:
+                raise MediaError(
+                    f"Could not download the image at {_show(url)} (HTTP {response.status_code})."
+                )
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise MediaError(
+                    f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
+                )
+            data = await _read_capped(response, max_bytes, url)
+        finally:
+            await response.aclose()
+        return sniff_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
+    raise MediaError(f"The image at {_show(url)} redirects too many times.")
+
+
+async def _build_request(
+    client: httpx.AsyncClient, url: str, *, typed: bool, headers: Mapping[str, str] | None, resolver: Resolver
+) -> httpx.Request:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MediaError(f"{_show(url)} is not an http(s) link to an image.")
+    if not typed:
+        return client.build_request("GET", url, headers=dict(headers or {}))
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [host] if _is_ip(host) else await resolver(host, port)
+    except OSError:
+        raise MediaError(f"The address {host} could not be found.") from None
+    if not addresses or not all(is_public_address(a) for a in addresses):
+        raise MediaError(
+            f"{_show(url)} points inside a private network; only public image links can be used."
+        )
+    pinned = addresses[0]
+    netloc = f"[{pinned}]" if ":" in pinned else pinned
+    if parts.port:
+        netloc += f":{parts.port}"
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    hdrs = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    return client.build_request("GET", target, headers=hdrs, extensions={"sni_hostname": host})
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+    buf = bytearray()
+    async for chunk in response.aiter_bytes():
+        buf.extend(chunk)
+        if len(buf) > max_bytes:
+            raise MediaError(f"The image at {_show(url)} is larger than {_mb(max_bytes)}.")
+    return bytes(buf)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(url: str) -> str:
+    """A URL fit for a message: no query string (it may carry a token)."""
+    if url.startswith("data:"):
+        return "(inline image)"
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", ""))[:200]
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def fit_to_limit(data: bytes, content_type: str, max_bytes: int) -> tuple[bytes, str, bool]:
+    """Make an image fit under `max_bytes`: re-encode as JPEG, then shrink. Returns (data, type, changed)."""
+    if len(data) <= max_bytes:
+        return data, content_type, False
+    with Image.open(io.BytesIO(data)) as src:
+        img = src.convert("RGB")
+    for _ in range(12):
+        for quality in (90, 80, 70):
+            out = io.BytesIO()
+            img.save(out, format="JPEG", quality=quality, optimize=True)
+            if out.tell() <= max_bytes:
+                return out.getvalue(), "image/jpeg", True
+        scale = max(0.5, min(0.9, (max_bytes / out.tell()) ** 0.5))
+        img = img.resize(
+            (max(1, int(img.width * scale)), max(1, int(img.height * scale))), Image.Resampling.LANCZOS
+        )
+    raise MediaError("The image could not be made small enough for this platform.")
+
+
+class LinkSigner:
+    """Short-lived signed links for GET /media/<id>?exp=<unix>&sig=<hmac>."""
+
+    def __init__(self, secret: bytes, base_url: str) -> None:
+        self._secret = secret
+        self.base_url = base_url.rstrip("/")
+
+    def _sig(self, media_id: str, exp: int) -> str:
+        return hmac.new(self._secret, f"{media_id}:{exp}".encode(), hashlib.sha256).hexdigest()
+
+    def link(self, media_id: str, *, now: float, ttl: float) -> str:
+        exp = int(now + ttl)
+        return f"{self.base_url}/media/{media_id}?exp={exp}&sig={self._sig(media_id, exp)}"
+
+    def verify(self, media_id: str, exp: str, sig: str, *, now: float) -> bool:
+        if not exp.isdigit() or int(exp) < now:
+            return False
+        return hmac.compare_digest(self._sig(media_id, int(exp)), sig)

@@ -1,0 +1,449 @@
+"""The aiosqlite store: jobs, the usage ledger, limits, media and the posts that carry each job.
+
+One connection in WAL mode. Writes that must be atomic (admit = reserve + insert; finish = state
+change + ledger settle) run under one lock inside BEGIN IMMEDIATE, so concurrent coroutines never
+interleave a transaction and concurrent requests can never overspend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from bot.errors import QuotaExceeded
+from bot.jobs import TERMINAL, Job, JobState
+from bot.requests import ImageRequest
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        surface TEXT NOT NULL, user_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+        origin TEXT NOT NULL, request TEXT NOT NULL, tier TEXT NOT NULL, provider TEXT NOT NULL,
+        state TEXT NOT NULL, callback_token TEXT NOT NULL UNIQUE, provider_job_id TEXT,
+        parent_job_id TEXT, reference_media TEXT NOT NULL DEFAULT '[]', result_media TEXT NOT NULL DEFAULT '[]',
+        callback_status TEXT, error TEXT, seed INTEGER, cost_usd REAL NOT NULL DEFAULT 0,
+        dedup_key TEXT UNIQUE, created_at REAL NOT NULL, updated_at REAL NOT NULL, deadline REAL NOT NULL
+    );
+    CREATE INDEX jobs_state ON jobs(state);
+    CREATE TABLE ledger (
+        job_id TEXT PRIMARY KEY, user_key TEXT NOT NULL, workspace_key TEXT NOT NULL, day TEXT NOT NULL,
+        images INTEGER NOT NULL, state TEXT NOT NULL, cost_usd REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL
+    );
+    CREATE INDEX ledger_user_day ON ledger(user_key, day);
+    CREATE INDEX ledger_workspace ON ledger(workspace_key);
+    CREATE TABLE limits (scope TEXT NOT NULL, key TEXT NOT NULL, daily_limit INTEGER NOT NULL,
+                         PRIMARY KEY (scope, key));
+    CREATE TABLE grants (id INTEGER PRIMARY KEY AUTOINCREMENT, user_key TEXT NOT NULL, day TEXT NOT NULL,
+                         images INTEGER NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX grants_user_day ON grants(user_key, day);
+    CREATE TABLE media (id TEXT PRIMARY KEY, data BLOB NOT NULL, content_type TEXT NOT NULL,
+                        width INTEGER NOT NULL, height INTEGER NOT NULL, nsfw INTEGER NOT NULL DEFAULT 0,
+                        created_at REAL NOT NULL);
+    CREATE TABLE posts (surface TEXT NOT NULL, message_key TEXT NOT NULL, job_id TEXT NOT NULL,
+                        thread_key TEXT, created_at REAL NOT NULL, PRIMARY KEY (surface, message_key));
+    CREATE INDEX posts_thread ON posts(surface, thread_key, created_at);
+    CREATE INDEX posts_job ON posts(job_id);
+    """,
+]
+
+# Ledger rows in these states count against today's limit.
+_COUNTED = ("reserved", "committed")
+
+
+def utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def next_reset(ts: float) -> datetime:
+    day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    used: int
+    limit: int
+    remaining: int
+    resets_at: datetime
+    now: float
+
+    def text(self) -> str:
+        left = max(0, int(self.resets_at.timestamp() - self.now))
+        return (
+            f"You have {self.remaining} of {self.limit} images left today "
+            f"(used {self.used}); the count resets at 00:00 UTC, in {left // 3600}h {left % 3600 // 60}m."
+        )
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    id: str
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool
+
+
+class Store:
+    def __init__(self, path: Path | str, *, default_limit: int, clock: Any = time.time) -> None:
+        self.path = str(path)
+        self.default_limit = default_limit
+        self.clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Store:
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        await self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        async with self.db.execute("SELECT version FROM schema_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            async with self.transaction() as db:
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute("DELETE FROM schema_version")
+                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("SELECT version FROM schema_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def secret(self, name: str) -> bytes:
+        """A random secret made once and kept, e.g. the key that signs /media/ links."""
+        async with self.transaction() as db:
+            async with db.execute("SELECT value FROM meta WHERE key=?", (name,)) as cur:
+                row = await cur.fetchone()
+            if row:
+                return bytes.fromhex(row[0])
+            value = secrets.token_bytes(32)
+            await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, value.hex()))
+            return value
+
+    # --- quota ---------------------------------------------------------------------------------
+
+    async def _limit_for(self, db: aiosqlite.Connection, user_key: str, workspace_key: str) -> int:
+        async with db.execute(
+            "SELECT scope, daily_limit FROM limits WHERE (scope='user' AND key=?) OR (scope='workspace' AND key=?)",
+            (user_key, workspace_key),
+        ) as cur:
+            found = {row[0]: int(row[1]) for row in await cur.fetchall()}
+        return found.get("user", found.get("workspace", self.default_limit))
+
+    async def _usage(
+        self, db: aiosqlite.Connection, user_key: str, workspace_key: str, day: str
+    ) -> QuotaStatus:
+        limit = await self._limit_for(db, user_key, workspace_key)
+        async with db.execute(
+            f"SELECT COALESCE(SUM(images), 0) FROM ledger WHERE user_key=? AND day=? AND state IN {_COUNTED}",
+            (user_key, day),
+        ) as cur:
+            used = int((await cur.fetchone() or (0,))[0])
+        async with db.execute(
+            "SELECT COALESCE(SUM(images), 0) FROM grants WHERE user_key=? AND day=?", (user_key, day)
+        ) as cur:
+            granted = int((await cur.fetchone() or (0,))[0])
+        now = self.clock()
+        total = limit + granted
+        return QuotaStatus(used, total, max(0, total - used), next_reset(now), now)
+
+    async def quota(self, user_key: str, workspace_key: str) -> QuotaStatus:
+        return await self._usage(self.db, user_key, workspace_key, utc_day(self.clock()))
+
+    async def set_limit(self, scope: Literal["user", "workspace"], key: str, limit: int | None) -> None:
+        async with self.transaction() as db:
+            if limit is None:
+                await db.execute("DELETE FROM limits WHERE scope=? AND key=?", (scope, key))
+            else:
+                await db.execute(
+                    "INSERT INTO limits (scope, key, daily_limit) VALUES (?, ?, ?) "
+                    "ON CONFLICT(scope, key) DO UPDATE SET daily_limit=excluded.daily_limit",
+                    (scope, key, limit),
+                )
+
+    async def grant(self, user_key: str, images: int) -> None:
+        now = self.clock()
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO grants (user_key, day, images, created_at) VALUES (?, ?, ?, ?)",
+                (user_key, utc_day(now), images, now),
+            )
+
+    async def reset(self, user_key: str) -> None:
+        """Forget today's finished usage (jobs still running keep their reservation)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE ledger SET state='reset' WHERE user_key=? AND day=? AND state='committed'",
+                (user_key, utc_day(self.clock())),
+            )
+
+    async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
+        """All-time images and dollars committed for a user or a workspace."""
+        column = "user_key" if scope == "user" else "workspace_key"
+        async with self.db.execute(
+            f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
+            f"WHERE {column}=? AND state IN ('committed', 'reset')",
+            (key,),
+        ) as cur:
+            row = await cur.fetchone() or (0, 0.0)
+        return int(row[0]), float(row[1])
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    async def admit(self, job: Job, *, workspace_key: str, dedup_key: str | None) -> Job:
+        """Reserve the job's images and insert it, atomically. Returns the stored job: for a repeated
+        dedup_key, the first one (nothing new is reserved)."""
+        images = job.request.n
+        async with self.transaction() as db:
+            if dedup_key is not None:
+                existing = await self._job_where(db, "dedup_key=?", (dedup_key,))
+                if existing is not None:
+                    return existing
+            status = await self._usage(db, job.user_key, workspace_key, utc_day(job.created_at))
+            if status.remaining < images:
+                raise QuotaExceeded(_refusal(status, images))
+            await db.execute(
+                "INSERT INTO jobs (id, surface, user_id, workspace_id, origin, request, tier, provider, state, "
+                "callback_token, parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, "
+                "updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.surface,
+                    job.user_id,
+                    job.workspace_id,
+                    json.dumps(job.origin),
+                    job.request.model_dump_json(),
+                    job.tier,
+                    job.provider,
+                    job.state.value,
+                    job.callback_token,
+                    job.parent_job_id,
+                    json.dumps(job.reference_media),
+                    job.seed,
+                    job.cost_usd,
+                    dedup_key,
+                    job.created_at,
+                    job.created_at,
+                    job.deadline,
+                ),
+            )
+            await db.execute(
+                "INSERT INTO ledger (job_id, user_key, workspace_key, day, images, state, cost_usd, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                (
+                    job.id,
+                    job.user_key,
+                    workspace_key,
+                    utc_day(job.created_at),
+                    images,
+                    job.cost_usd,
+                    job.created_at,
+                ),
+            )
+        return job
+
+    async def transition(
+        self, job_id: str, from_states: tuple[JobState, ...], to: JobState, **fields: Any
+    ) -> bool:
+        """Move a job from one of `from_states` to `to`, setting `fields`. False if it was not in them.
+        Reaching DELIVERED commits its ledger row; reaching FAILED releases it, in the same transaction."""
+        sets = ["state=?", "updated_at=?"]
+        values: list[Any] = [to.value, self.clock()]
+        for name, value in fields.items():
+            sets.append(f"{name}=?")
+            values.append(json.dumps(value) if name in ("result_media", "callback_status") else value)
+        marks = ",".join("?" * len(from_states))
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN ({marks})",
+                (*values, job_id, *(s.value for s in from_states)),
+            )
+            if cur.rowcount != 1:
+                return False
+            if to in (JobState.DELIVERED, JobState.FAILED):
+                ledger_state = "committed" if to is JobState.DELIVERED else "released"
+                await db.execute(
+                    "UPDATE ledger SET state=? WHERE job_id=? AND state='reserved'", (ledger_state, job_id)
+                )
+        return True
+
+    async def record_callback(self, job_id: str, status: dict[str, Any]) -> bool:
+        """Keep a verified callback's status for the job's runner (it may not be listening yet)."""
+        terminal = tuple(s.value for s in TERMINAL)
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN ({','.join('?' * len(terminal))})",
+                (json.dumps(status), job_id, *terminal),
+            )
+            return cur.rowcount == 1
+
+    async def job(self, job_id: str) -> Job | None:
+        return await self._job_where(self.db, "id=?", (job_id,))
+
+    async def job_by_dedup(self, dedup_key: str) -> Job | None:
+        return await self._job_where(self.db, "dedup_key=?", (dedup_key,))
+
+    async def job_by_prefix(self, prefix: str, *, surface: str) -> Job | None:
+        """The newest job of `surface` whose id starts with `prefix` (ids are hex)."""
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            return None
+        return await self._job_where(
+            self.db, "surface=? AND id LIKE ? ORDER BY created_at DESC LIMIT 1", (surface, prefix + "%")
+        )
+
+    async def job_by_token(self, token: str) -> Job | None:
+        return await self._job_where(self.db, "callback_token=?", (token,))
+
+    async def callback_status(self, job_id: str) -> dict[str, Any] | None:
+        async with self.db.execute("SELECT callback_status FROM jobs WHERE id=?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    async def unfinished_jobs(self) -> list[Job]:
+        terminal = tuple(s.value for s in TERMINAL)
+        async with self.db.execute(
+            f"SELECT * FROM jobs WHERE state NOT IN ({','.join('?' * len(terminal))}) ORDER BY created_at",
+            terminal,
+        ) as cur:
+            return [_row_to_job(r) for r in await cur.fetchall()]
+
+    async def queue_position(self, job: Job) -> int:
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'submitting') AND created_at < ?",
+            (job.created_at,),
+        ) as cur:
+            return int((await cur.fetchone() or (0,))[0]) + 1
+
+    async def _job_where(self, db: aiosqlite.Connection, where: str, args: tuple[Any, ...]) -> Job | None:
+        async with db.execute(f"SELECT * FROM jobs WHERE {where}", args) as cur:
+            row = await cur.fetchone()
+        return _row_to_job(row) if row else None
+
+    # --- media and posts -------------------------------------------------------------------------
+
+    async def put_media(
+        self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
+    ) -> str:
+        media_id = secrets.token_urlsafe(16)
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at) VALUES (?,?,?,?,?,?,?)",
+                (media_id, data, content_type, width, height, int(nsfw), self.clock()),
+            )
+        return media_id
+
+    async def media(self, media_id: str) -> StoredMedia | None:
+        async with self.db.execute(
+            "SELECT id, data, content_type, width, height, nsfw FROM media WHERE id=?", (media_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return StoredMedia(row[0], bytes(row[1]), row[2], int(row[3]), int(row[4]), bool(row[5]))
+
+    async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
+        now = self.clock()
+        async with self.transaction() as db:
+            for message_key, thread_key in posts:
+                await db.execute(
+                    "INSERT OR IGNORE INTO posts (surface, message_key, job_id, thread_key, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (surface, message_key, job_id, thread_key, now),
+                )
+
+    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
+        return await self._job_where(
+            self.db, "id=(SELECT job_id FROM posts WHERE surface=? AND message_key=?)", (surface, message_key)
+        )
+
+    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
+        return await self._job_where(
+            self.db,
+            "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=? AND p.thread_key=? "
+            "AND j.state='delivered' ORDER BY p.created_at DESC, p.rowid DESC LIMIT 1)",
+            (surface, thread_key),
+        )
+
+    async def forget_posts(self, job_id: str) -> None:
+        async with self.transaction() as db:
+            await db.execute("DELETE FROM posts WHERE job_id=?", (job_id,))
+
+
+def _refusal(status: QuotaStatus, wanted: int) -> str:
+    left = max(0, int(status.resets_at.timestamp() - status.now))
+    when = f"00:00 UTC (in {left // 3600}h {left % 3600 // 60}m)"
+    if status.remaining == 0:
+        return f"You have used all {status.limit} of your images for today. The limit resets at {when}."
+    return (
+        f"That asks for {wanted} images but you have {status.remaining} of {status.limit} left today. "
+        f"Ask for fewer with `--n`, or wait until the limit resets at {when}."
+    )
+
+
+def _row_to_job(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        surface=row["surface"],
+        user_id=row["user_id"],
+        workspace_id=row["workspace_id"],
+        origin=json.loads(row["origin"]),
+        request=ImageRequest.model_validate_json(row["request"]),
+        tier=row["tier"],
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        callback_token=row["callback_token"],
+        created_at=row["created_at"],
+        deadline=row["deadline"],
+        provider_job_id=row["provider_job_id"],
+        parent_job_id=row["parent_job_id"],
+        reference_media=json.loads(row["reference_media"]),
+        result_media=json.loads(row["result_media"]),
+        error=row["error"],
+        seed=row["seed"],
+        cost_usd=row["cost_usd"],
+    )
