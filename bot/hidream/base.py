@@ -17,7 +17,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -93,7 +93,9 @@ class Provider(ABC):
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         """Raise BadInput for what this provider would refuse. Default: the documented common ranges."""
         if tier not in self.tiers():
-            raise BadInput(f"The {self.name} provider offers no `{tier}` model; use {' or '.join(self.tiers())}.")
+            raise BadInput(
+                f"The {self.name} provider offers no `{tier}` model; use {' or '.join(self.tiers())}."
+            )
         if request.keep_aspect and n_refs != 1:
             raise BadInput("`--keep-aspect` works only when editing exactly one image.")
 
@@ -124,6 +126,20 @@ class Provider(ABC):
         return None
 
 
+def status_to_dict(status: ProviderStatus) -> dict[str, Any]:
+    return asdict(status)
+
+
+def status_from_dict(data: Mapping[str, Any]) -> ProviderStatus:
+    return ProviderStatus(
+        state=data["state"],
+        images=[ResultImage(**i) for i in data.get("images", [])],
+        error=data.get("error"),
+        queue_position=data.get("queue_position"),
+        seed=data.get("seed"),
+    )
+
+
 @dataclass
 class RetryPolicy:
     attempts: int = 4
@@ -140,7 +156,9 @@ class RetryPolicy:
 class HttpProvider(Provider, ABC):
     """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient."""
 
-    def __init__(self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, sleep: Sleep | None = None):
+    def __init__(
+        self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, sleep: Sleep | None = None
+    ):
         self.client = client
         self.retry = retry or RetryPolicy()
         self._sleep: Sleep = sleep or asyncio.sleep
