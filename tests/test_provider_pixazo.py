@@ -19,11 +19,11 @@ from bot.errors import (
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
+from bot.hidream.base import RetryPolicy, SubmitSpec
 from bot.hidream.pixazo import PixazoProvider
 from bot.requests import ImageRequest, Tier, parse_command
 from tests.fakes.pixazo import PixazoFake
-from tests.fakes.queue_common import Receiver, image_info, make_image
+from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 
 KEY = "pixazo-secret-0123456789"
 
@@ -44,16 +44,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as c:
         yield c
-
-
-class Sleeps:
-    """Instant retries: records the delays asked for instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def settings_for(url: str, key: str = KEY, **extra: object) -> Settings:
@@ -78,26 +68,6 @@ def provider(fake: PixazoFake, client: httpx.AsyncClient, sleeps: Sleeps) -> Pix
 
 def refs_for(receiver: Receiver, count: int, size: tuple[int, int] = (640, 480)) -> list[str]:
     return [receiver.add_media(f"ref{i}.png", make_image(*size, "png")) for i in range(count)]
-
-
-async def poll(provider: PixazoProvider, job_id: str) -> tuple[list[str], ProviderStatus]:
-    """Poll until a final state (the fake advances once per read, so no waiting is needed)."""
-    states: list[str] = []
-    for _ in range(10):
-        status = await provider.status(job_id)
-        states.append(status.state)
-        if status.state in ("completed", "failed"):
-            return states, status
-    raise AssertionError(f"no final state after 10 polls: {states}")
-
-
-async def download(client: httpx.AsyncClient, status: ProviderStatus) -> list[tuple[str, int, int]]:
-    infos = []
-    for image in status.images:
-        response = await client.get(image.url)
-        assert response.status_code == 200
-        infos.append(image_info(response.content))
-    return infos
 
 
 MODES = {"text": 0, "edit": 1, "personalize": 3}

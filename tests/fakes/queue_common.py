@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import httpx
 from aiohttp import web
 from PIL import Image, ImageDraw
+
+from bot.hidream.base import Provider, ProviderStatus
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -112,8 +115,8 @@ class QueueFake:
         self.status_calls: list[Received] = []
         self.callbacks_sent: list[tuple[str, int]] = []
         self.jobs: dict[str, FakeJob] = {}
-        # Cues for the next submits, consumed in order: an HTTP status or "drop".
-        self.script: list[int | str] = []
+        # Cues for the next submits, consumed in order: an HTTP status, "drop", or None (answer normally).
+        self.script: list[int | str | None] = []
         # Cues for the next status reads.
         self.status_script: list[int] = []
         # Final state of new jobs: "completed", or a provider-specific failure name.
@@ -126,7 +129,7 @@ class QueueFake:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
-    def fail_next(self, *cues: int | str) -> None:
+    def fail_next(self, *cues: int | str | None) -> None:
         self.script.extend(cues)
 
     def take_cue(self) -> int | str | None:
@@ -246,3 +249,34 @@ class Receiver:
         async with serve(self.app) as url:
             self.url = url
             yield self
+
+
+class Sleeps:
+    """Instant retries: records the delays asked for instead of waiting them."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def poll(provider: Provider, job_id: str, limit: int = 10) -> tuple[list[str], ProviderStatus]:
+    """Read a job's status until it is final; the fakes advance once per read, so nothing waits."""
+    states: list[str] = []
+    for _ in range(limit):
+        status = await provider.status(job_id)
+        states.append(status.state)
+        if status.state in ("completed", "failed"):
+            return states, status
+    raise AssertionError(f"no final state after {limit} reads: {states}")
+
+
+async def download(client: httpx.AsyncClient, status: ProviderStatus) -> list[tuple[str, int, int]]:
+    """Fetch every result image; (format, width, height) of each."""
+    infos = []
+    for image in status.images:
+        response = await client.get(image.url)
+        assert response.status_code == 200, image.url
+        infos.append(image_info(response.content))
+    return infos
