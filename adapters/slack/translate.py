@@ -272,8 +272,8 @@ def edit_submission(view: dict[str, Any]) -> EditSubmission:
     index: int | None = None
     choice = values.get(BLOCK_IMAGE) or {}
     selected = next(iter(choice.values()), empty).get("selected_option")
-    if selected:
-        index = int(selected["value"])
+    if selected and str(selected.get("value", "")).isdigit():
+        index = int(selected["value"])  # "all": every image together
     try:
         context = json.loads(view.get("private_metadata") or "{}")
     except ValueError:

@@ -1,0 +1,317 @@
+"""bolt listeners. Each one acks first (within Slack's 3 seconds), then does the slow part:
+posting the status message, fetching files and admitting the job through the engine."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack import blocks
+from adapters.slack import translate as t
+from bot.errors import BadInput, UserFacingError
+from bot.requests import ChatRequest, ImageRef, ImageRequest, parse_command
+
+if TYPE_CHECKING:
+    from adapters.slack.adapter import SlackAdapter
+
+log = logging.getLogger(__name__)
+SEEN_EVENTS = 2048
+
+
+def register(app: AsyncApp, adapter: SlackAdapter) -> None:
+    h = Handlers(adapter)
+    app.command("/hidream")(h.on_command)
+    app.event("app_mention")(h.on_mention)
+    app.action(t.ACTION_REROLL)(h.on_reroll)
+    app.action(t.ACTION_EDIT)(h.on_edit_button)
+    app.action(t.ACTION_DELETE)(h.on_delete)
+    app.shortcut(t.SHORTCUT_EDIT)(h.on_shortcut)
+    app.view(t.VIEW_EDIT)(h.on_edit_submit)
+    # Plain channel messages are delivered too when the app listens to message events; ignore them.
+    app.event("message")(h.ignore)
+
+
+class Handlers:
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self.a = adapter
+        self.engine = adapter.engine
+        # Event ids this process has handled: a resend is dropped before it posts anything. Across
+        # restarts the engine's dedup key does the same.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def _chat(
+        self,
+        user: str,
+        team: str,
+        origin: dict[str, Any],
+        request: ImageRequest,
+        references: list[ImageRef],
+        parent: str | None = None,
+    ) -> ChatRequest:
+        return ChatRequest(
+            surface=t.SURFACE,
+            user_id=user,
+            workspace_id=team,
+            origin=origin,
+            request=request,
+            references=references,
+            parent_job_id=parent,
+        )
+
+    async def ignore(self) -> None:
+        return None
+
+    # --- /hidream -----------------------------------------------------------------------------------
+
+    async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        inv = t.slash_invocation(body)
+        try:
+            action = t.parse_slash_text(inv.text)
+        except BadInput as exc:
+            await respond(exc.user_message)
+            return
+        if isinstance(action, t.Help):
+            await respond(t.HELP_TEXT)
+        elif isinstance(action, t.Usage):
+            await self._usage(inv, action, respond)
+        elif isinstance(action, t.AdminCommand):
+            await self._admin(inv, action, respond)
+        else:
+            await self._generate(inv, action.parsed, respond)
+
+    async def _generate(self, inv: t.SlashInvocation, parsed: Any, respond: AsyncRespond) -> None:
+        refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
+
+        async def submit(origin: dict[str, Any]) -> Any:
+            chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
+            return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
+
+        async def reply(text: str) -> None:
+            await respond(text)
+
+        await self.a.launch(
+            channel=inv.channel,
+            thread_ts=None,
+            user=inv.user,
+            verb="asked for",
+            prompt=parsed.request.prompt,
+            submit=submit,
+            reply_error=reply,
+        )
+
+    async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
+        subject = action.user_id or inv.user
+        if subject != inv.user and not await self.a.is_admin(inv.user):
+            await respond("Only workspace admins can see someone else's usage.")
+            return
+        status = await self.engine.quota(t.SURFACE, subject, inv.team)
+        prefix = "" if subject == inv.user else f"<@{subject}>: "
+        await respond(prefix + status.text())
+
+    async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
+        if not await self.a.is_admin(inv.user):
+            await respond("Only workspace admins (or users an operator listed) can change limits.")
+            return
+        who = f"<@{cmd.subject}>" if cmd.scope == "user" else "everyone in this workspace"
+        if cmd.action == "limit":
+            subject = cmd.subject if cmd.scope == "user" else inv.team
+            await self.engine.set_limit(cmd.scope, t.SURFACE, subject, cmd.amount)
+            limit = "the default limit" if cmd.amount is None else f"{cmd.amount} images a day"
+            await respond(f"Done: {who} now has {limit}.")
+        elif cmd.action == "grant":
+            assert cmd.amount is not None
+            await self.engine.grant(t.SURFACE, cmd.subject, cmd.amount)
+            await respond(f"Done: {who} got {cmd.amount} extra images for today.")
+        else:
+            await self.engine.reset(t.SURFACE, cmd.subject)
+            await respond(f"Done: {who} starts today's count from zero.")
+
+    # --- mentions -------------------------------------------------------------------------------
+
+    def _first_time(self, event_id: str) -> bool:
+        if not event_id or event_id in self._seen:
+            return not event_id
+        self._seen[event_id] = None
+        while len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
+        return True
+
+    async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        # bolt has already acked: event listeners are acknowledged before they run.
+        event_id = str(body.get("event_id", ""))
+        if not self._first_time(event_id):
+            log.info("Slack resent event %s; already handled", event_id)
+            return
+        m = t.mention_from_event(event, str(body.get("team_id", "")))
+
+        async def reply(text: str) -> None:
+            await self.a.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
+
+        try:
+            parsed = parse_command(m.text)
+            refs = t.image_refs(m.files, self.a.bot_token, self.a.settings.max_image_bytes)
+        except BadInput as exc:
+            await reply(exc.user_message)
+            return
+        parent = None
+        if not refs and m.thread_ts:
+            job = await self.engine.latest_job_in_thread(t.SURFACE, t.message_key(m.channel, m.thread_ts))
+            if job is not None and job.result_media:
+                refs, parent = self.engine.references_of(job, len(job.result_media) - 1), job.id
+        refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
+        verb = "asked to edit" if refs else "asked for"
+
+        async def submit(origin: dict[str, Any]) -> Any:
+            chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
+            return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
+
+        await self.a.launch(
+            channel=m.channel,
+            thread_ts=m.reply_thread,
+            user=m.user,
+            verb=verb,
+            prompt=parsed.request.prompt,
+            submit=submit,
+            reply_error=reply,
+        )
+
+    # --- buttons --------------------------------------------------------------------------------
+
+    async def on_reroll(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        press = t.button_press(body)
+        job = await self.engine.job(press.job_id)
+        if job is None:
+            await self.a.ephemeral(press.channel, press.user, "That result is no longer known to the bot.")
+            return
+
+        async def submit(origin: dict[str, Any]) -> Any:
+            return await self.engine.reroll(
+                job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}"
+            )
+
+        async def reply(text: str) -> None:
+            await self.a.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
+
+        await self.a.launch(
+            channel=press.channel,
+            thread_ts=press.thread_ts,
+            user=press.user,
+            verb="rerolled",
+            prompt=job.request.prompt,
+            submit=submit,
+            reply_error=reply,
+        )
+
+    async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        press = t.button_press(body)
+        job = await self.engine.job(press.job_id)
+        if job is None:
+            await self.a.ephemeral(press.channel, press.user, "That result is no longer known to the bot.")
+            return
+        context = {"job_id": job.id, "channel": press.channel, "thread_ts": press.thread_ts}
+        await self.a.client.views_open(
+            trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
+        )
+
+    async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        press = t.button_press(body)
+        job = await self.engine.job(press.job_id)
+        if job is None:
+            return
+        if press.user != job.user_id and not await self.a.is_admin(press.user):
+            text = "Only the person who asked for these images, or a workspace admin, can delete them."
+            await self.a.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
+            return
+        prefix = f"hidream-{job.id}-"
+        for m in await self.a.thread_messages(press.channel, press.thread_ts):
+            ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
+            for f in ours:
+                try:
+                    await self.a.client.files_delete(file=f["id"])
+                except SlackApiError:
+                    log.warning("could not delete file %s", f.get("id"), exc_info=True)
+            if ours and m.get("bot_id"):
+                await self.a.delete_quietly(press.channel, m["ts"])
+        await self.a.delete_quietly(press.channel, press.message_ts)
+        await self.engine.mark_deleted(job)
+
+    # --- the message shortcut and the edit modal ------------------------------------------------
+
+    async def on_shortcut(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        inv = t.shortcut_invocation(body)
+        if not inv.file_ids:
+            text = "That message has no image to edit. Use the shortcut on a message with an image."
+            await self.a.ephemeral(inv.channel, inv.user, text)
+            return
+        context = {"channel": inv.channel, "thread_ts": inv.thread_ts, "file_ids": inv.file_ids}
+        await self.a.client.views_open(
+            trigger_id=inv.trigger_id, view=blocks.edit_modal(context, len(inv.file_ids))
+        )
+
+    async def on_edit_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        try:
+            sub = t.edit_submission(view)
+            parsed = parse_command(sub.instruction)
+        except BadInput as exc:
+            # Parsing is pure, so it may run before the ack: the modal stays open and shows why.
+            await ack(response_action="errors", errors={t.BLOCK_INSTRUCTION: exc.user_message[:150]})
+            return
+        await ack()
+        ctx, user, team = sub.context, str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
+        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
+
+        async def reply(text: str) -> None:
+            await self.a.ephemeral(channel, user, text, thread_ts=thread_ts)
+
+        async def submit(origin: dict[str, Any]) -> Any:
+            refs, parent = await self._edit_references(ctx, sub.image_index)
+            refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
+            chat = self._chat(user, team, origin, parsed.request, refs, parent)
+            return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
+
+        await self.a.launch(
+            channel=channel,
+            thread_ts=thread_ts,
+            user=user,
+            verb="asked to edit",
+            prompt=parsed.request.prompt,
+            submit=submit,
+            reply_error=reply,
+        )
+
+    async def _edit_references(
+        self, ctx: dict[str, Any], index: int | None
+    ) -> tuple[list[ImageRef], str | None]:
+        """What the modal edits: a job's results, or the files of a message (our own results are
+        taken from the store instead of being downloaded again)."""
+        if ctx.get("job_id"):
+            job = await self.engine.job(str(ctx["job_id"]))
+            if job is None or not job.result_media:
+                raise UserFacingError("That result is no longer held by the bot.")
+            return self.engine.references_of(job, index), job.id
+        file_ids = [str(f) for f in ctx.get("file_ids") or []]
+        if index is not None:
+            file_ids = file_ids[index : index + 1]
+        refs: list[ImageRef] = []
+        parent = None
+        for file_id in file_ids:
+            info = (await self.a.client.files_info(file=file_id))["file"]
+            own = t.parse_result_filename(str(info.get("name", "")))
+            job = await self.engine.job(own[0]) if own else None
+            if own and job is not None and own[1] < len(job.result_media):
+                refs += self.engine.references_of(job, own[1])
+                parent = job.id
+            else:
+                refs += t.image_refs([info], self.a.bot_token, self.a.settings.max_image_bytes)
+        return refs, parent

@@ -1,0 +1,545 @@
+"""A loopback fake of the Slack platform that the real slack-sdk / slack-bolt talk to.
+
+It serves, on 127.0.0.1 and an ephemeral port:
+  /api/<method>                 the Web API methods the bot uses, with Slack's documented shapes
+  /upload/<file_id>             the upload URL files.getUploadURLExternal hands out
+  /files-pri/<team>-<id>/...    private file downloads (bearer token required, as on Slack)
+  /response/<id>                response_url targets of slash commands
+  /socket                       the Socket Mode websocket apps.connections.open points to
+It also plays Slack's side towards the bot: signed HTTP requests (HTTP mode) and envelopes over the
+websocket (Socket Mode), see `HttpSender` and `SocketSender`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import WSMsgType, web
+
+TEAM = "T0001"
+BOT_USER = "UBOT0001"
+BOT_ID = "B0001"
+
+
+@dataclass
+class FakeFile:
+    id: str
+    name: str
+    mimetype: str
+    data: bytes = b""
+    user: str = BOT_USER
+    title: str = ""
+
+    def as_object(self, base: str) -> dict[str, Any]:
+        private = f"{base}files-pri/{TEAM}-{self.id}/{self.name}"
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title or self.name,
+            "mimetype": self.mimetype,
+            "filetype": self.name.rsplit(".", 1)[-1],
+            "size": len(self.data),
+            "user": self.user,
+            "mode": "hosted",
+            "url_private": private,
+            "url_private_download": f"{base}files-pri/{TEAM}-{self.id}/download/{self.name}",
+        }
+
+
+@dataclass
+class FakeSlack:
+    bot_token: str = "xoxb-fake-bot-token"
+    app_token: str = "xapp-fake-app-token"
+    signing_secret: str = "fake-signing-secret"
+    admins: set[str] = field(default_factory=set)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    files: dict[str, FakeFile] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    downloads: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_ready = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        # Tests may close this gate to hold private file downloads (e.g. to prove the ack came first).
+        self.download_gate = asyncio.Event()
+        self.download_gate.set()
+        self.url = ""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeSlack:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{key}/{rest:.*}", self._download)
+        app.router.add_post("/response/{rid}", self._response)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}api/"
+
+    # --- what tests set up and look at ----------------------------------------------------------
+
+    def _ts(self) -> str:
+        n = next(self._ids)
+        return f"{1700000000 + n}.{n:06d}"
+
+    def add_file(self, name: str, data: bytes, mimetype: str, user: str = "U_ALICE") -> dict[str, Any]:
+        f = FakeFile(id=f"F{next(self._ids):08d}", name=name, mimetype=mimetype, data=data, user=user)
+        self.files[f.id] = f
+        return f.as_object(self.url)
+
+    def add_message(self, channel: str, user: str, text: str, **extra: Any) -> dict[str, Any]:
+        msg = {"type": "message", "user": user, "text": text, "ts": self._ts(), **extra}
+        self.messages.setdefault(channel, []).append(msg)
+        return msg
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.messages.get(channel, [])
+            if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts
+        ]
+
+    def find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+
+    def called(self, method: str) -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+    async def wait_for(self, check: Callable[[], Any], within: float = 30.0) -> Any:
+        """Wait until `check()` returns something truthy after any change the fake sees."""
+        async with asyncio.timeout(within):
+            async with self._changed:
+                while not (result := check()):
+                    await self._changed.wait()
+                return result
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- the Web API ----------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(dict(await request.post()))
+        params.pop("token", None)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if not hmac.compare_digest(token, expected):
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.calls.append((method, params))
+        handler = getattr(self, "m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        result: dict[str, Any] = handler(params)
+        await self._notify()
+        return web.json_response({"ok": "error" not in result, **result})
+
+    def m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "hidream",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+        }
+
+    def m_apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http://", "ws://") + "socket"}
+
+    def _bot_message(self, p: dict[str, Any]) -> dict[str, Any]:
+        blocks = p.get("blocks")
+        metadata = p.get("metadata")
+        msg: dict[str, Any] = {
+            "type": "message",
+            "subtype": "bot_message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": p.get("text", ""),
+            "ts": self._ts(),
+            "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks or [],
+        }
+        if p.get("thread_ts"):
+            msg["thread_ts"] = p["thread_ts"]
+        if metadata:
+            msg["metadata"] = json.loads(metadata) if isinstance(metadata, str) else metadata
+        return msg
+
+    def m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = p["channel"]
+        if p.get("thread_ts") and not self.find(channel, p["thread_ts"]):
+            return {"error": "thread_not_found"}
+        msg = self._bot_message(p)
+        self.messages.setdefault(channel, []).append(msg)
+        return {"channel": channel, "ts": msg["ts"], "message": msg}
+
+    def m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self.find(p["channel"], p["ts"])
+        if msg is None:
+            return {"error": "message_not_found"}
+        if msg.get("user") != BOT_USER:
+            return {"error": "cant_update_message"}
+        new = self._bot_message(p)
+        msg.update(text=new["text"], blocks=new["blocks"], edited={"user": BOT_USER})
+        return {"channel": p["channel"], "ts": p["ts"], "text": msg["text"]}
+
+    def m_chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self.find(p["channel"], p["ts"])
+        if msg is None:
+            return {"error": "message_not_found"}
+        if msg.get("user") != BOT_USER:
+            return {"error": "cant_delete_message"}
+        self.messages[p["channel"]].remove(msg)
+        return {"channel": p["channel"], "ts": p["ts"]}
+
+    def m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.ephemerals.append(p)
+        return {"message_ts": self._ts()}
+
+    def m_views_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        view = json.loads(p["view"]) if isinstance(p["view"], str) else p["view"]
+        if not p.get("trigger_id"):
+            return {"error": "invalid_trigger_id"}
+        view = {**view, "id": f"V{next(self._ids):06d}"}
+        self.views.append(view)
+        return {"view": view}
+
+    def m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        admin = p["user"] in self.admins
+        return {"user": {"id": p["user"], "team_id": TEAM, "is_admin": admin, "is_owner": False}}
+
+    def m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("filename") or not str(p.get("length", "")).isdigit():
+            return {"error": "invalid_arguments"}
+        f = FakeFile(id=f"F{next(self._ids):08d}", name=p["filename"], mimetype="")
+        self.files[f.id] = f
+        return {"upload_url": f"{self.url}upload/{f.id}", "file_id": f.id}
+
+    def m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        entries = json.loads(p["files"]) if isinstance(p["files"], str) else p["files"]
+        done = []
+        for entry in entries:
+            f = self.files.get(entry["id"])
+            if f is None or not f.data:
+                return {"error": "file_not_found"}
+            f.title = entry.get("title") or f.name
+            done.append(f)
+        channel = p.get("channel_id")
+        if channel:
+            if p.get("thread_ts") and not self.find(channel, p["thread_ts"]):
+                return {"error": "thread_not_found"}
+            msg = self._bot_message({"text": p.get("initial_comment", ""), "thread_ts": p.get("thread_ts")})
+            msg.update(files=[f.as_object(self.url) for f in done], upload=True)
+            self.messages.setdefault(channel, []).append(msg)
+        return {"files": [{"id": f.id, "title": f.title} for f in done]}
+
+    def m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        f = self.files.get(p["file"])
+        return {"error": "file_not_found"} if f is None else {"file": f.as_object(self.url)}
+
+    def m_files_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {} if self.files.pop(p["file"], None) else {"error": "file_not_found"}
+
+    def m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        found = self.thread(p["channel"], p["ts"])
+        if not found:
+            return {"error": "thread_not_found"}
+        with_meta = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+        out = [m if with_meta else {k: v for k, v in m.items() if k != "metadata"} for m in found]
+        return {"messages": out, "has_more": False}
+
+    # --- uploads, downloads, responses ------------------------------------------------------------
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        f = self.files.get(request.match_info["file_id"])
+        if f is None:
+            return web.Response(status=404)
+        f.data = await request.read()
+        f.mimetype = _sniff(f.data)
+        return web.Response(text=f"OK - {len(f.data)}")
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["key"].split("-", 1)[-1]
+        f = self.files.get(file_id)
+        authorized = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        self.downloads.append((file_id, authorized))
+        await self._notify()
+        await self.download_gate.wait()
+        if f is None:
+            return web.Response(status=404)
+        if not authorized:
+            # What Slack does too: no error status, a sign-in page instead of the file.
+            return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
+        return web.Response(body=f.data, content_type=f.mimetype)
+
+    async def _response(self, request: web.Request) -> web.Response:
+        self.responses.append({"rid": request.match_info["rid"], **await request.json()})
+        await self._notify()
+        return web.Response(text="ok")
+
+    # --- Socket Mode ------------------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json(
+            {"type": "hello", "num_connections": len(self._sockets), "connection_info": {"app_id": "A0001"}}
+        )
+        self._socket_ready.set()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    fut = self._acks.get(data.get("envelope_id", ""))
+                    if fut is not None and not fut.done():
+                        fut.set_result({**data, "acked_at": time.monotonic()})
+        finally:
+            self._sockets.remove(ws)
+            if not self._sockets:
+                self._socket_ready.clear()
+        return ws
+
+    async def send_envelope(
+        self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0, within: float = 30.0
+    ) -> dict[str, Any]:
+        """Send an envelope to the connected app; returns its acknowledgement (with `acked_at`)."""
+        async with asyncio.timeout(within):
+            await self._socket_ready.wait()
+        envelope_id = f"env-{next(self._ids)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = fut
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            envelope.update(retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else "")
+        await self._sockets[-1].send_json(envelope)
+        return await asyncio.wait_for(fut, within)
+
+    # --- payloads as Slack sends them ------------------------------------------------------------
+
+    def slash(self, text: str, user: str = "U_ALICE", channel: str = "C_GENERAL") -> dict[str, str]:
+        n = next(self._ids)
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/hidream",
+            "text": text,
+            "api_app_id": "A0001",
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}response/{n}",
+            "trigger_id": f"{n}.{n}.trigger{n}",
+        }
+
+    def mention(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Posts the user's message into the fake and returns the event_callback Slack would send."""
+        extra: dict[str, Any] = {"files": files} if files else {}
+        if thread_ts:
+            extra["thread_ts"] = thread_ts
+        msg = self.add_message(channel, user, f"<@{BOT_USER}> {text}", **extra)
+        event = {"type": "app_mention", "channel": channel, "event_ts": msg["ts"], "team": TEAM, **msg}
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0001",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    def button(
+        self, message: dict[str, Any], channel: str, action_id: str, user: str = "U_ALICE"
+    ) -> dict[str, Any]:
+        n = next(self._ids)
+        value = next(
+            e["value"]
+            for b in message.get("blocks", [])
+            for e in b.get("elements", [])
+            if e.get("action_id") == action_id
+        )
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "team_id": TEAM},
+            "team": {"id": TEAM},
+            "api_app_id": "A0001",
+            "trigger_id": f"{n}.{n}.trigger{n}",
+            "channel": {"id": channel},
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": channel,
+                "thread_ts": message.get("thread_ts"),
+            },
+            "message": message,
+            "response_url": f"{self.url}response/{n}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "hidream_buttons",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def shortcut(self, message: dict[str, Any], channel: str, user: str = "U_ALICE") -> dict[str, Any]:
+        n = next(self._ids)
+        return {
+            "type": "message_action",
+            "callback_id": "hidream_edit_message",
+            "trigger_id": f"{n}.{n}.t{n}",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "channel": {"id": channel},
+            "message_ts": message["ts"],
+            "message": message,
+            "response_url": f"{self.url}response/{n}",
+            "action_ts": f"{time.time():.6f}",
+        }
+
+    def submission(
+        self, view: dict[str, Any], values: dict[str, Any], user: str = "U_ALICE"
+    ) -> dict[str, Any]:
+        """The view_submission for a modal this fake opened, filled in with `values` (Slack's state shape)."""
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A0001",
+            "trigger_id": f"{next(self._ids)}.sub",
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+        }
+
+
+def _sniff(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's request signature: v0=HMAC-SHA256(secret, "v0:<timestamp>:<body>")."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class HttpSender:
+    """Slack's side of HTTP mode: signed POSTs to the bot's /slack/events."""
+
+    def __init__(self, fake: FakeSlack, events_url: str, http: httpx.AsyncClient) -> None:
+        self.fake, self.events_url, self.http = fake, events_url, http
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        retry_num: int | None = None,
+        timestamp: str | None = None,
+        secret: str | None = None,
+    ) -> httpx.Response:
+        ts = timestamp or str(int(time.time()))
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign(secret or self.fake.signing_secret, ts, body),
+        }
+        if retry_num is not None:
+            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+        return await self.http.post(self.events_url, content=body, headers=headers)
+
+    async def command(self, form: dict[str, str]) -> int:
+        resp = await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
+        return resp.status_code
+
+    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
+        resp = await self.post(json.dumps(body).encode(), "application/json", retry_num=retry_num)
+        return resp.status_code
+
+    async def interaction(self, payload: dict[str, Any]) -> int:
+        form = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        resp = await self.post(form, "application/x-www-form-urlencoded")
+        return resp.status_code
+
+
+class SocketSender:
+    """Slack's side of Socket Mode: envelopes over the websocket; 200 stands for an acknowledgement."""
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+
+    async def command(self, form: dict[str, str]) -> int:
+        await self.fake.send_envelope("slash_commands", dict(form))
+        return 200
+
+    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
+        await self.fake.send_envelope("events_api", body, retry_attempt=retry_num or 0)
+        return 200
+
+    async def interaction(self, payload: dict[str, Any]) -> int:
+        await self.fake.send_envelope("interactive", payload)
+        return 200
