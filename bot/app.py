@@ -47,9 +47,17 @@ def sandbox_state_dir(settings: Settings) -> Path:
 
 
 async def start_bot(
-    settings: Settings, stack: AsyncExitStack, surfaces: list[SurfaceFactory], **engine_options: Any
+    settings: Settings,
+    stack: AsyncExitStack,
+    surfaces: list[SurfaceFactory],
+    *,
+    loopback_public_url: bool = False,
+    **engine_options: Any,
 ) -> Bot:
-    """Start everything; `stack` closes it all in reverse order."""
+    """Start everything; `stack` closes it all in reverse order.
+
+    `loopback_public_url`: use the server's own loopback address as HIDREAM_PUBLIC_URL, so callbacks
+    work on one machine (tests, benchmarks)."""
     http = await stack.enter_async_context(
         httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0),
@@ -60,6 +68,8 @@ async def start_bot(
     store = await stack.enter_async_context(Store(settings.db_path, default_limit=settings.daily_image_quota))
     server = HttpServer(settings.http_host, settings.http_port)
     server.bind()
+    if loopback_public_url:
+        settings.public_url = server.url
     sandbox = None
     if settings.provider_name == "sandbox":
         from bot.hidream.sandbox import SandboxService

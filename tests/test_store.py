@@ -1,0 +1,135 @@
+"""The store: migrations from empty, the atomic reserve under concurrency, release and commit."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.errors import QuotaExceeded
+from bot.jobs import Job, JobState
+from bot.requests import ImageRequest
+from storage.sqlite import MIGRATIONS, Store
+
+NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 UTC
+
+
+def make_job(user: str = "u1", n: int = 1, job_id: str | None = None) -> Job:
+    return Job(
+        id=job_id or secrets.token_hex(16),
+        surface="test",
+        user_id=user,
+        workspace_id="w1",
+        origin={"channel": "c1"},
+        request=ImageRequest(prompt="a fox", n=n, seed=1),
+        tier="full",
+        provider="sandbox",
+        state=JobState.QUEUED,
+        callback_token=secrets.token_urlsafe(16),
+        created_at=NOW,
+        deadline=NOW + 900,
+        seed=1,
+    )
+
+
+async def test_migrations_from_empty_and_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with Store(path, default_limit=5, clock=lambda: NOW) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+    async with Store(path, default_limit=5, clock=lambda: NOW) as store:  # opening again changes nothing
+        assert await store.schema_version() == len(MIGRATIONS)
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"jobs", "ledger", "limits", "grants", "media", "posts", "meta"} <= tables
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_hundred_concurrent_requests_with_ten_left_admit_exactly_ten(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=10, clock=lambda: NOW) as store:
+
+        async def one() -> bool:
+            try:
+                await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+            except QuotaExceeded:
+                return False
+            return True
+
+        results = await asyncio.gather(*(one() for _ in range(100)))
+        assert sum(results) == 10
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.used, status.remaining) == (10, 0)
+        assert len(await store.unfinished_jobs()) == 10
+
+
+async def test_refusal_names_the_limit_and_the_reset(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=3, clock=lambda: NOW) as store:
+        await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
+        with pytest.raises(QuotaExceeded) as err:
+            await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
+        assert "you have 1 of 3 left today" in err.value.user_message
+        assert "resets at 00:00 UTC" in err.value.user_message
+        await store.admit(make_job(n=1), workspace_key="test:w1", dedup_key=None)
+        with pytest.raises(QuotaExceeded, match="used all 3 of your images for today"):
+            await store.admit(make_job(n=1), workspace_key="test:w1", dedup_key=None)
+
+
+async def test_failure_releases_and_delivery_commits(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=4, clock=lambda: NOW) as store:
+        a = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
+        b = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
+        assert (await store.quota("test:u1", "test:w1")).remaining == 0
+        assert await store.transition(a.id, (JobState.QUEUED,), JobState.FAILED, error="boom")
+        assert (await store.quota("test:u1", "test:w1")).remaining == 2
+        # A second failure of the same job changes nothing (guarded transition).
+        assert not await store.transition(a.id, (JobState.QUEUED,), JobState.FAILED)
+        for src, dst in [
+            (JobState.QUEUED, JobState.SUBMITTING),
+            (JobState.SUBMITTING, JobState.RUNNING),
+            (JobState.RUNNING, JobState.COMPLETED),
+            (JobState.COMPLETED, JobState.DELIVERING),
+            (JobState.DELIVERING, JobState.DELIVERED),
+        ]:
+            assert await store.transition(b.id, (src,), dst)
+        assert (await store.quota("test:u1", "test:w1")).used == 2
+        assert await store.spend("test:u1", scope="user") == (2, 0.0)
+        assert await store.unfinished_jobs() == []
+
+
+async def test_limits_grants_and_reset(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+        await store.set_limit("workspace", "test:w1", 5)
+        assert (await store.quota("test:u1", "test:w1")).limit == 5
+        await store.set_limit("user", "test:u1", 2)  # a user's own limit wins over the workspace's
+        assert (await store.quota("test:u1", "test:w1")).limit == 2
+        await store.grant("test:u1", 3)
+        assert (await store.quota("test:u1", "test:w1")).limit == 5
+        job = await store.admit(make_job(n=4), workspace_key="test:w1", dedup_key=None)
+        for src, dst in [(JobState.QUEUED, JobState.COMPLETED), (JobState.COMPLETED, JobState.DELIVERED)]:
+            assert await store.transition(job.id, (src,), dst)
+        assert (await store.quota("test:u1", "test:w1")).remaining == 1
+        await store.reset("test:u1")
+        assert (await store.quota("test:u1", "test:w1")).remaining == 5
+        await store.set_limit("user", "test:u1", None)
+        assert (await store.quota("test:u1", "test:w1")).limit == 5 + 3
+
+
+async def test_dedup_key_returns_the_first_job_and_reserves_nothing_more(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+        first = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key="ev1")
+        again = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key="ev1")
+        assert again.id == first.id
+        assert (await store.quota("test:u1", "test:w1")).used == 2
+
+
+async def test_posts_find_their_job_and_the_latest_in_a_thread(tmp_path: Path) -> None:
+    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+        jobs = [await store.admit(make_job(), workspace_key="test:w1", dedup_key=None) for _ in range(2)]
+        for i, job in enumerate(jobs):
+            await store.transition(job.id, (JobState.QUEUED,), JobState.DELIVERED)
+            await store.record_posts(job.id, "test", [(f"m{i}", "t1")])
+        assert (await store.job_for_post("test", "m0")).id == jobs[0].id  # type: ignore[union-attr]
+        assert (await store.latest_job_in_thread("test", "t1")).id == jobs[1].id  # type: ignore[union-attr]
+        assert await store.latest_job_in_thread("other", "t1") is None
