@@ -1,0 +1,144 @@
+"""The whole bot (store, server, engine, console chat) against the Pixazo and Atlas Cloud fakes.
+
+`/hidream` and `/edit` complete by callback, by polling when the callback never comes, and by plain
+polling; without a public URL an edit is refused with a message naming HIDREAM_PUBLIC_URL, because
+neither provider takes inline images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.console import ConsoleChat
+from bot.app import Bot
+from tests.fakes.atlascloud import AtlasCloudFake
+from tests.fakes.pixazo import PixazoFake
+from tests.fakes.queue_common import QueueFake, image_info
+from tests.harness import BotHarness
+
+KEYS = {"pixazo": "pixazo-e2e-key", "atlascloud": "atlas-e2e-key"}
+
+
+@asynccontextmanager
+async def provider_fake(name: str) -> AsyncIterator[QueueFake]:
+    fake: QueueFake = (
+        PixazoFake(api_key=KEYS[name]) if name == "pixazo" else AtlasCloudFake(api_key=KEYS[name])
+    )
+    async with fake.running():
+        yield fake
+
+
+def env_for(name: str, url: str) -> dict[str, Any]:
+    prefix = name.upper()
+    return {"HIDREAM_PROVIDER": name, f"{prefix}_API_KEY": KEYS[name], f"{prefix}_BASE_URL": url}
+
+
+class Console:
+    """A console chat whose output the test reads."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.output_dir = tmp_path / "out"
+        self.chat: ConsoleChat | None = None
+
+    def factory(self, bot: Bot) -> ConsoleChat:
+        self.chat = ConsoleChat(bot.engine, self.output_dir, out=self.out, err=self.err)
+        return self.chat
+
+    async def run(self, bot: Bot, line: str) -> list[Path]:
+        """Type one line, wait for every job to finish; the image files it wrote."""
+        assert self.chat is not None
+        before = len(self.out.getvalue().split())
+        await self.chat.handle(line)
+        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        return [Path(p) for p in self.out.getvalue().split()[before:]]
+
+
+def formats(paths: list[Path]) -> list[tuple[str, int, int]]:
+    return [image_info(p.read_bytes()) for p in paths]
+
+
+@pytest.mark.parametrize("name", ["pixazo", "atlascloud"])
+@pytest.mark.parametrize("delivery", ["callback", "callback-lost"])
+async def test_hidream_and_edit_with_public_url(tmp_path, name: str, delivery: str) -> None:
+    console = Console(tmp_path)
+    async with provider_fake(name) as fake:
+        if delivery == "callback-lost":
+            fake.callback_repeats = 0  # the bot must fall back to reading the status itself
+            grace = 0.05
+        else:
+            fake.callback_repeats = 2  # a duplicate: still delivered once
+            grace = 3600.0  # no polling before the callback: only the callback can finish the job in time
+        harness = BotHarness(
+            tmp_path, env_for(name, fake.url), [console.factory], callbacks=True, callback_grace=grace
+        )
+        async with harness as bot:
+            made = await console.run(bot, "/hidream a red fox in snow --n 2 --format jpeg --seed 5")
+            assert formats(made) == [("JPEG", 1024, 1024)] * 2, console.err.getvalue()
+            assert console.chat is not None and console.chat.last_job_id is not None
+            job = await bot.engine.job(console.chat.last_job_id)
+            assert job is not None and job.cost_usd == pytest.approx(0.088 if name == "atlascloud" else 0.02)
+            first_submit = fake.submits[0]
+            hook = first_submit.headers.get("X-Webhook-URL") or first_submit.json().get("webhook_url")
+            assert hook is not None and hook.startswith(f"{bot.server_url}/webhooks/")
+
+            # Both images of the last job are the references: personalization.
+            edited = await console.run(bot, "/edit last the same fox in autumn")
+            size = (1024, 768) if name == "atlascloud" else (1024, 1024)  # Atlas Cloud's default preset
+            assert formats(edited) == [("PNG", *size)], console.err.getvalue()
+            refs = fake.submits[-1].json()["reference_image_urls"]
+            assert len(refs) == 2 and all(r.startswith(f"{bot.server_url}/media/") for r in refs)
+
+            # One image edited, keeping its shape.
+            source = await console.run(bot, "/hidream a tall tower --ar 9:16")
+            edited = await console.run(bot, "/edit last at night --keep-aspect")
+            assert formats(edited) == [("PNG", *formats(source)[0][1:])], console.err.getvalue()
+            assert fake.submits[-1].json()["keep_original_aspect"] is True
+            if delivery == "callback":
+                assert {status for _, status in fake.callbacks_sent} == {200}
+            else:
+                assert fake.callbacks_sent == []
+                assert fake.status_calls
+
+
+@pytest.mark.parametrize("name", ["pixazo", "atlascloud"])
+async def test_hidream_by_polling_and_edit_needs_public_url(tmp_path, name: str) -> None:
+    console = Console(tmp_path)
+    async with (
+        provider_fake(name) as fake,
+        BotHarness(tmp_path, env_for(name, fake.url), [console.factory]) as bot,
+    ):
+        # The documented 3 to 5 s interval would make this test slow, not different.
+        bot.provider.poll_interval = 0.01
+        made = await console.run(bot, "/hidream a lighthouse --ar 16:9 --format webp")
+        assert formats(made) == [("WEBP", 1024, 576) if name == "atlascloud" else ("WEBP", 1360, 768)]
+        assert len(fake.status_calls) == 3  # queued, processing, completed
+        assert all("X-Webhook-URL" not in s.headers and b"webhook_url" not in s.body for s in fake.submits)
+
+        submits = len(fake.submits)
+        assert await console.run(bot, "/edit last make it night") == []
+        assert "HIDREAM_PUBLIC_URL" in console.err.getvalue()
+        assert len(fake.submits) == submits
+
+
+@pytest.mark.parametrize("name", ["pixazo", "atlascloud"])
+async def test_failed_generation_is_told_and_refunded(tmp_path, name: str) -> None:
+    console = Console(tmp_path)
+    async with (
+        provider_fake(name) as fake,
+        BotHarness(tmp_path, env_for(name, fake.url), [console.factory]) as bot,
+    ):
+        bot.provider.poll_interval = 0.01
+        fake.outcome = "FAILED" if name == "pixazo" else "failed"
+        assert await console.run(bot, "/hidream something forbidden") == []
+        assert "could not make the image" in console.err.getvalue()
+        quota = await bot.engine.quota("console", "local", "local")
+        assert (quota.used, quota.remaining) == (0, 25)
