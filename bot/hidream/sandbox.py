@@ -86,6 +86,11 @@ class SandboxService:
     def pending_callbacks(self) -> int:
         return len(self._tasks)
 
+    async def idle(self) -> None:
+        """Wait until every callback in flight was delivered or given up."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def register_routes(self, app: web.Application) -> None:
         app.router.add_post("/sandbox/v1/images", self._submit)
         app.router.add_get("/sandbox/v1/images/{id}", self._status)
