@@ -1,0 +1,224 @@
+"""Slash commands, the context menu, modals and buttons. Each acknowledges Discord first (defer or a
+modal), then does store, file or provider work. Refusals are ephemeral, in plain words."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from adapters.discord import translate
+from adapters.discord.views import instruction_modal, interaction_origin
+from bot.errors import BadInput, UserFacingError
+from bot.requests import ChatRequest, ImageRef
+
+if TYPE_CHECKING:
+    from adapters.discord.client import DiscordAdapter
+
+log = logging.getLogger(__name__)
+SORRY = "Something went wrong on my side; nothing was spent. Please try again."
+NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
+GONE = "I no longer have that image; run /hidream again."
+
+
+def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
+    """The parts of the interaction payload translate.py reads (discord.py keeps `data` raw)."""
+    return {
+        "data": dict(interaction.data or {}),
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "user": {"id": str(interaction.user.id)},
+        "channel_id": str(interaction.channel_id),
+    }
+
+
+class InteractionHandlers:
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+        self.engine = adapter.engine
+
+    async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
+        if interaction.response.is_done():
+            if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+                try:
+                    await interaction.delete_original_response()
+                except discord.NotFound:
+                    pass
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+    async def _defer(self, interaction: discord.Interaction) -> int | None:
+        answer = await interaction.response.defer(thinking=True)
+        return answer.message_id if answer is not None else None
+
+    async def _submit(
+        self, interaction: discord.Interaction, message_id: int | None, chat: ChatRequest
+    ) -> None:
+        origin = interaction_origin(interaction, message_id, self.adapter.clock())
+        chat = chat.model_copy(update={"origin": origin})
+        try:
+            await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
+        except UserFacingError as exc:
+            await self._refuse(interaction, exc.user_message)
+        except Exception:
+            log.exception("discord: submit failed")
+            await self._refuse(interaction, SORRY)
+
+    async def slash(self, interaction: discord.Interaction) -> None:
+        try:
+            # Pure checks of the options and attachment metadata: no I/O before the acknowledgement.
+            chat = translate.slash_request(
+                raw_payload(interaction), origin={}, max_bytes=self.adapter.settings.max_image_bytes
+            )
+        except BadInput as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        await self._submit(interaction, await self._defer(interaction), chat)
+
+    async def context_menu(self, interaction: discord.Interaction) -> None:
+        target = translate.context_target(raw_payload(interaction))
+        ours = str((target.get("author") or {}).get("id")) == self.adapter.bot_id
+        if not translate.image_attachments(target) and not ours:
+            await interaction.response.send_message(NO_IMAGE, ephemeral=True)
+            return
+        custom_id = translate.make_custom_id("ctx", str(target["channel_id"]), str(target["id"]))
+        await interaction.response.send_modal(instruction_modal(custom_id))
+
+    async def component(self, interaction: discord.Interaction) -> None:
+        parsed = translate.parse_custom_id(str(raw_payload(interaction)["data"].get("custom_id", "")))
+        if parsed is None:
+            return
+        action, args = parsed
+        try:
+            if action == "reroll":
+                await self._reroll(interaction, args[0])
+            elif action == "edit":
+                await interaction.response.send_modal(
+                    instruction_modal(translate.make_custom_id("editjob", args[0]))
+                )
+            elif action == "delete":
+                await self._delete(interaction, args[0])
+            elif action in ("ctx", "editjob"):
+                await self._edit_submitted(interaction, action, args)
+        except UserFacingError as exc:
+            await self._refuse(interaction, exc.user_message)
+        except Exception:
+            log.exception("discord: %s failed", action)
+            await self._refuse(interaction, SORRY)
+
+    async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+        message_id = await self._defer(interaction)
+        job = await self.engine.job(job_id)
+        if job is None:
+            await self._refuse(interaction, GONE)
+            return
+        origin = interaction_origin(interaction, message_id, self.adapter.clock())
+        try:
+            await self.engine.reroll(
+                job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
+            )
+        except UserFacingError as exc:
+            await self._refuse(interaction, exc.user_message)
+
+    async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
+        await interaction.response.defer()
+        job = await self.engine.job(job_id)
+        allowed = interaction.permissions.manage_messages or (
+            job is not None and job.user_id == str(interaction.user.id)
+        )
+        if not allowed:
+            text = (
+                "Only the person who asked for this image, or someone who can manage messages, can delete it."
+            )
+            await interaction.followup.send(text, ephemeral=True)
+            return
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.NotFound:
+                pass
+        if job is not None:
+            await self.engine.mark_deleted(job)
+
+    async def _edit_submitted(self, interaction: discord.Interaction, action: str, args: list[str]) -> None:
+        instruction = translate.modal_value(raw_payload(interaction))
+        message_id = await self._defer(interaction)
+        parent = None
+        if action == "editjob":
+            parent = await self.engine.job(args[0])
+            if parent is None or not parent.result_media:
+                await self._refuse(interaction, GONE)
+                return
+            refs = self.engine.references_of(parent, 0)
+        else:
+            refs, parent = await self._target_references(int(args[0]), int(args[1]))
+        try:
+            chat = translate.text_request(
+                instruction,
+                user_id=str(interaction.user.id),
+                workspace_id=str(interaction.guild_id or ""),
+                origin={},
+                references=refs,
+                parent_job_id=parent.id if parent else None,
+            )
+        except BadInput as exc:
+            await self._refuse(interaction, exc.user_message)
+            return
+        await self._submit(interaction, message_id, chat)
+
+    async def _target_references(self, channel_id: int, message_id: int) -> tuple[list[ImageRef], Any]:
+        """A result of ours: the image the bot holds. Anyone's message: its attachments, fetched fresh
+        (Discord's attachment links expire)."""
+        job = await self.engine.job_for_post(translate.SURFACE, str(message_id))
+        if job is not None and job.result_media:
+            return self.engine.references_of(job, 0), job
+        try:
+            raw = await self.adapter.client.http.get_message(channel_id, message_id)
+        except discord.NotFound:
+            raise BadInput("That message is gone; nothing to edit.") from None
+        images = translate.image_attachments(dict(raw))
+        if not images:
+            raise BadInput(NO_IMAGE)
+        refs = translate.image_refs(
+            images[: translate.MAX_REFERENCES], max_bytes=self.adapter.settings.max_image_bytes
+        )
+        return refs, None
+
+    async def usage(self, interaction: discord.Interaction, _: None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        status = await self.engine.quota(
+            translate.SURFACE, str(interaction.user.id), str(interaction.guild_id or "")
+        )
+        await interaction.followup.send(status.text(), ephemeral=True)
+
+    async def admin(
+        self, interaction: discord.Interaction, what: str, member: int | None, images: int | None
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.guild_id is None or not interaction.permissions.manage_guild:
+            await interaction.followup.send(
+                "This needs the Manage Server permission in a server.", ephemeral=True
+            )
+            return
+        guild, surface = str(interaction.guild_id), translate.SURFACE
+        text = await self._admin_action(what, surface, guild, str(member) if member else "", images)
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def _admin_action(
+        self, what: str, surface: str, guild: str, member: str, images: int | None
+    ) -> str:
+        if what == "user-limit":
+            await self.engine.set_limit("user", surface, member, images)
+            return f"<@{member}>'s daily limit is now {images}." if images is not None else "Limit cleared."
+        if what == "server-limit":
+            await self.engine.set_limit("workspace", surface, guild, images)
+            return f"This server's daily limit is now {images}." if images is not None else "Limit cleared."
+        if what == "grant":
+            await self.engine.grant(surface, member, images or 0)
+            return f"Gave <@{member}> {images} more image(s) for today."
+        if what == "reset":
+            await self.engine.reset(surface, member)
+            return f"<@{member}>'s usage for today is reset."
+        status = await self.engine.quota(surface, member, guild)
+        return f"<@{member}>: " + status.text().replace("You have", "has", 1)

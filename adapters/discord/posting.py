@@ -1,0 +1,196 @@
+"""Posting to Discord for the engine: progress lines, results and refusals, idempotent per job.
+
+A result replaces the job's progress message (the deferred interaction answer, or the bot's reply
+to a chat message): editing the same message again after a crash changes nothing. When there is no
+such message any more (the interaction token expired, the message was deleted) the result becomes
+an ordinary channel message whose nonce is derived from the job id, with `enforce_nonce`, so a
+second attempt returns the first message instead of posting twice.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import discord
+
+from adapters.discord.views import DEFAULT_UPLOAD_LIMIT, result_view, token_alive
+from bot.jobs import Job, OutputImage, Post, Progress
+from bot.media import fit_to_limit
+
+log = logging.getLogger(__name__)
+
+FILES_PER_MESSAGE = 10
+THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440
+ALREADY_HAS_THREAD = 160004
+PROMPT_SHOWN = 300
+
+
+@dataclass
+class Prepared:
+    files: list[discord.File]
+    notes: list[str]
+
+
+def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
+    """Shrink what is over the channel's upload limit; hide or hold back flagged images per policy."""
+    limit = int(job.origin.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
+    age_restricted = bool(job.origin.get("nsfw"))
+    files, notes = [], []
+    shrunk = withheld = spoilered = 0
+    for i, image in enumerate(images, start=1):
+        if image.nsfw and not age_restricted and policy == "block":
+            withheld += 1
+            continue
+        data, ctype, changed = image.data, image.content_type, False
+        if len(data) > limit:
+            data, ctype, changed = fit_to_limit(data, ctype, limit)
+        shrunk += changed
+        ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(ctype, image.extension)
+        spoiler = image.nsfw and not age_restricted and policy == "spoiler"
+        spoilered += spoiler
+        files.append(
+            discord.File(io.BytesIO(data), filename=f"hidream-{job.seed}-{i}.{ext}", spoiler=spoiler)
+        )
+    if shrunk:
+        notes.append(
+            f"{_count(shrunk)} re-encoded to fit this channel's {limit / 1_048_576:.0f} MB upload limit."
+        )
+    if spoilered:
+        notes.append(f"{_count(spoilered)} flagged as possibly sensitive, hidden behind a spoiler.")
+    if withheld:
+        notes.append(
+            f"{_count(withheld)} flagged as possibly sensitive and not posted outside age-restricted channels."
+        )
+    return Prepared(files, notes)
+
+
+def _count(n: int) -> str:
+    return "1 image" if n == 1 else f"{n} images"
+
+
+def summary(job: Job, notes: list[str]) -> str:
+    prompt = job.request.prompt
+    if len(prompt) > PROMPT_SHOWN:
+        prompt = prompt[: PROMPT_SHOWN - 1] + "…"
+    w, h = job.request.dimensions()
+    line = f"seed `{job.seed}` · model `{job.tier}` · size `{job.request.size_label()}` ({w}×{h}) · <@{job.user_id}>"
+    parts = [f"**{discord.utils.escape_markdown(prompt)}**", line, *(f"-# {n}" for n in notes)]
+    return "\n".join(parts)
+
+
+def nonce_for(job: Job, part: int | str) -> str:
+    # Discord nonces are at most 25 characters.
+    return f"{job.id[:22]}-{part}"[:25]
+
+
+class Poster:
+    def __init__(
+        self, client: discord.Client, *, nsfw_policy: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = client
+        self.nsfw_policy = nsfw_policy
+        self.clock = clock
+
+    def _webhook(self, origin: dict[str, Any]) -> discord.Webhook:
+        # An application-owned webhook: the interaction token, usable from any process while it lives.
+        data = {"id": int(origin["app_id"]), "type": 3, "token": origin["token"]}
+        return discord.Webhook.from_state(data=data, state=self.client._connection)  # type: ignore[arg-type]
+
+    def _channel(self, origin: dict[str, Any]) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(int(origin["channel_id"]))
+
+    async def progress(self, job: Job, progress: Progress) -> None:
+        text = f"⏳ {progress.text()}"
+        await self._edit_progress(job, content=text)
+
+    async def _edit_progress(self, job: Job, **fields: Any) -> discord.Message | None:
+        """Edit the job's own message (through the interaction while it lives); None if it is gone."""
+        origin = job.origin
+        mid = origin.get("message_id")
+        if not mid:
+            return None
+        try:
+            if origin.get("kind") == "interaction":
+                if not token_alive(origin, self.clock()):
+                    return None
+                return await self._webhook(origin).edit_message(int(mid), **fields)
+            return await self._channel(origin).get_partial_message(int(mid)).edit(**fields)
+        except (discord.NotFound, discord.Forbidden):
+            return None
+        except discord.HTTPException as exc:
+            if exc.status == 401:  # the interaction token expired early
+                return None
+            raise
+
+    async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
+        prepared = prepare_files(images, job, self.nsfw_policy)
+        content = summary(job, prepared.notes)
+        chunks = [
+            prepared.files[i : i + FILES_PER_MESSAGE]
+            for i in range(0, len(prepared.files), FILES_PER_MESSAGE)
+        ]
+        chunks = chunks or [[]]
+        messages = []
+        first = await self._edit_progress(job, content=content, attachments=chunks[0], view=result_view(job))
+        if first is None:
+            first = await self._post(job, content, chunks[0], nonce_for(job, 0))
+        messages.append(first)
+        for i, chunk in enumerate(chunks[1:], start=1):
+            messages.append(await self._post(job, f"({i + 1}/{len(chunks)})", chunk, nonce_for(job, i)))
+        thread_key = await self._thread_for(job, first)
+        return [Post(str(m.id), thread_key) for m in messages]
+
+    async def _post(self, job: Job, content: str, files: list[discord.File], nonce: str) -> discord.Message:
+        channel = self._channel(job.origin)
+        reply = job.origin.get("reply_to")
+        reference = (
+            discord.MessageReference(message_id=int(reply), channel_id=channel.id, fail_if_not_exists=False)
+            if reply
+            else None
+        )
+        return await channel.send(
+            content,
+            files=files,
+            view=result_view(job),
+            nonce=nonce,
+            reference=reference,  # type: ignore[arg-type]
+        )
+
+    async def _thread_for(self, job: Job, message: discord.Message) -> str | None:
+        origin = job.origin
+        if origin.get("in_thread"):
+            return str(origin["channel_id"])
+        if not origin.get("can_thread"):
+            return None
+        name = job.request.prompt[:90] or "HiDream"
+        try:
+            thread = await self.client.http.start_thread_with_message(
+                message.channel.id, message.id, name=name, auto_archive_duration=THREAD_ARCHIVE_MINUTES
+            )
+            return str(thread["id"])
+        except discord.HTTPException as exc:
+            if exc.code == ALREADY_HAS_THREAD:
+                # Delivered before a crash: a message's thread has the message's id.
+                return str(message.id)
+            log.warning("job %s: no thread for the result (%s)", job.id, exc.status)
+            return None
+
+    async def tell(self, job: Job, text: str) -> None:
+        origin = job.origin
+        if origin.get("kind") == "interaction" and token_alive(origin, self.clock()):
+            webhook = self._webhook(origin)
+            if origin.get("message_id"):
+                try:
+                    await webhook.delete_message(int(origin["message_id"]))
+                except discord.NotFound:
+                    pass
+            await webhook.send(text, ephemeral=True)
+            return
+        if await self._edit_progress(job, content=f"⚠️ {text}") is not None:
+            return
+        await self._channel(origin).send(f"<@{job.user_id}> {text}", nonce=nonce_for(job, "t"))
