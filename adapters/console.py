@@ -150,6 +150,9 @@ class ConsoleChat:
             return [ImageRef(url=to_data_uri(data, "application/octet-stream"), filename=path.name)], None
         job_id = self.last_job_id if target == "last" else target
         job = await self._find_job(job_id) if job_id else None
+        if job is not None and not job.result_media:
+            # A script may ask to edit a result that is still being made: wait for it, as a person would.
+            job = await self.engine.wait_job(job.id)
         if job is None or not job.result_media:
             raise UserFacingError(
                 f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."

@@ -93,6 +93,13 @@ class Engine:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
+    async def wait_job(self, job_id: str) -> Job | None:
+        """Wait until this process has finished running the job; return it as stored."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.wait([task])
+        return await self.store.job(job_id)
+
     @property
     def callbacks_enabled(self) -> bool:
         return bool(self.settings.public_url)

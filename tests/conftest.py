@@ -20,7 +20,9 @@ def _check_address(address: Any) -> None:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            raise RuntimeError(f"test tried to connect to a host name {host!r}: tests stay on loopback") from None
+            raise RuntimeError(
+                f"test tried to connect to a host name {host!r}: tests stay on loopback"
+            ) from None
         if not ip.is_loopback:
             raise RuntimeError(f"test tried to reach {host}: tests never leave the machine")
 

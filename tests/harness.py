@@ -54,7 +54,11 @@ class BotHarness:
         await self._stack.__aenter__()
         try:
             self.bot = await start_bot(
-                self.settings, self._stack, self.surfaces, loopback_public_url=self.callbacks, **self.engine_options
+                self.settings,
+                self._stack,
+                self.surfaces,
+                loopback_public_url=self.callbacks,
+                **self.engine_options,
             )
         except BaseException:
             await self._stack.aclose()

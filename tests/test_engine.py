@@ -23,8 +23,12 @@ from tests.harness import BotHarness
 
 def chat(text: str, refs: list[ImageRef] | None = None, user: str = "u1", **origin: Any) -> ChatRequest:
     return ChatRequest(
-        surface="test", user_id=user, workspace_id="w1", origin=origin or {"thread": "t1"},
-        request=parse_command(text).request, references=refs or [],
+        surface="test",
+        user_id=user,
+        workspace_id="w1",
+        origin=origin or {"thread": "t1"},
+        request=parse_command(text).request,
+        references=refs or [],
     )
 
 
@@ -83,11 +87,18 @@ async def test_duplicate_and_late_callbacks_deliver_once(tmp_path: Path) -> None
 
 async def test_forged_callback_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     surface = RecordingSurface()
-    async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600,
-                          env={"HIDREAM_SANDBOX_DELAY_SECONDS": 3600}) as bot:
+    async with BotHarness(
+        tmp_path,
+        surfaces=[surface.factory],
+        callbacks=True,
+        callback_grace=3600,
+        env={"HIDREAM_SANDBOX_DELAY_SECONDS": 3600},
+    ) as bot:
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
         async with httpx.AsyncClient() as client:
-            forged = await client.post(f"{bot.server_url}/webhooks/not-a-real-token", json={"status": "completed"})
+            forged = await client.post(
+                f"{bot.server_url}/webhooks/not-a-real-token", json={"status": "completed"}
+            )
             malformed = await client.post(f"{bot.server_url}/webhooks/", content=b"\x00garbage")
         assert forged.status_code == 404 and malformed.status_code in (404, 405)
         stored = await bot.engine.job(job.id)
@@ -109,7 +120,9 @@ class EarlyCallbackProvider(SandboxProvider):
         assert answer.status_code == 200
         return provider_job_id
 
-    async def parse_callback(self, provider_job_id: str | None, headers: Any, body: bytes) -> ProviderStatus | None:
+    async def parse_callback(
+        self, provider_job_id: str | None, headers: Any, body: bytes
+    ) -> ProviderStatus | None:
         import json
 
         return status_from_dict(json.loads(body))
@@ -118,7 +131,9 @@ class EarlyCallbackProvider(SandboxProvider):
 async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
-        bot.engine.provider = EarlyCallbackProvider(bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox")
+        bot.engine.provider = EarlyCallbackProvider(
+            bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox"
+        )
         job = await bot.engine.submit(chat("an early bird --seed 5"))
         await bot.engine.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
@@ -144,7 +159,9 @@ async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) 
 
 async def test_bad_reference_files_cost_nothing(tmp_path: Path) -> None:
     surface = RecordingSurface()
-    async with BotHarness(tmp_path, surfaces=[surface.factory], env={"HIDREAM_MAX_IMAGE_BYTES": 50_000}) as bot:
+    async with BotHarness(
+        tmp_path, surfaces=[surface.factory], env={"HIDREAM_MAX_IMAGE_BYTES": 50_000}
+    ) as bot:
         text = ImageRef(url=to_data_uri(b"just some notes\n", "text/plain"))
         with pytest.raises(MediaError, match="not an image"):
             await bot.engine.submit(chat("edit it", [text]))
@@ -194,7 +211,8 @@ async def test_dedup_key_never_starts_a_second_job(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         first, second = await asyncio.gather(
-            bot.engine.submit(chat("once"), dedup_key="event-1"), bot.engine.submit(chat("once"), dedup_key="event-1")
+            bot.engine.submit(chat("once"), dedup_key="event-1"),
+            bot.engine.submit(chat("once"), dedup_key="event-1"),
         )
         await bot.engine.wait_idle()
         assert first.id == second.id
@@ -234,7 +252,9 @@ async def test_job_past_its_deadline_fails_cleanly_and_is_refunded(tmp_path: Pat
         clock.now += 901
         bot.engine._waker(job.id).set()
         await bot.engine.wait_idle()
-        assert surface.told == [(job.id, "The image took longer than 15 minutes, so the bot gave up; your quota was given back.")]
+        assert surface.told == [
+            (job.id, "The image took longer than 15 minutes, so the bot gave up; your quota was given back.")
+        ]
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
 
 

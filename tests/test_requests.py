@@ -12,7 +12,15 @@ def test_plain_prompt_gets_defaults() -> None:
     parsed = parse_command("  a red fox in snow  ")
     r = parsed.request
     assert r.prompt == "a red fox in snow"
-    assert (r.n, r.format, r.seed, r.steps, r.guidance, r.model, r.keep_aspect) == (1, "png", None, None, None, None, False)
+    assert (r.n, r.format, r.seed, r.steps, r.guidance, r.model, r.keep_aspect) == (
+        1,
+        "png",
+        None,
+        None,
+        None,
+        None,
+        False,
+    )
     assert r.dimensions() == PRESETS["square_hd"]
     assert parsed.urls == []
 
@@ -41,7 +49,9 @@ def test_keep_aspect_and_em_dash_flags() -> None:
 
 
 def test_urls_become_references_and_leave_the_prompt() -> None:
-    parsed = parse_command("put this cat <https://example.com/cat.png|cat> on the moon https://example.org/a.jpg")
+    parsed = parse_command(
+        "put this cat <https://example.com/cat.png|cat> on the moon https://example.org/a.jpg"
+    )
     assert parsed.urls == ["https://example.com/cat.png", "https://example.org/a.jpg"]
     assert parsed.request.prompt == "put this cat on the moon"
 

@@ -59,6 +59,13 @@ class FakeDiscord(Payloads):
         self.originals: dict[str, str] = {}  # interaction token -> original response message id
         self.expired_tokens: set[str] = set()
         self.identified = asyncio.Event()
+        # Cleared by a test to hold every CDN download (a slow or stuck file host).
+        self.cdn_gate = asyncio.Event()
+        self.cdn_gate.set()
+        self.cdn_hits: list[str] = []
+        # False: IDENTIFY with the message-content intent is refused with 4014, as for an app without it.
+        self.allow_message_content = True
+        self._events: list[tuple[str, dict[str, Any]]] = []
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
@@ -129,6 +136,9 @@ class FakeDiscord(Payloads):
                         await ws.close(code=4004, message=b"Authentication failed.")
                         break
                     self.intents = int(data["d"]["intents"])
+                    if self.intents & (1 << 15) and not self.allow_message_content:
+                        await ws.close(code=4014, message=b"Disallowed intent(s).")
+                        break
                     await self._send(ws, "READY", self.ready_payload(self.gateway_url))
                     await self._send(ws, "GUILD_CREATE", self.guild_payload())
                     self.identified.set()
@@ -164,6 +174,9 @@ class FakeDiscord(Payloads):
                 "content_type": content_type}  # fmt: skip
 
     async def _cdn(self, request: web.Request) -> web.Response:
+        self.cdn_hits.append(request.match_info["path"])
+        await self._touch()
+        await self.cdn_gate.wait()
         hit = self.cdn.get(request.match_info["path"])
         if hit is None:
             return web.Response(status=404, text="Not Found")
@@ -175,6 +188,9 @@ class FakeDiscord(Payloads):
         parts = call.path.strip("/").split("/")
         try:
             result = await self._route(request, call, parts)
+            # Gateway events a REST call causes (THREAD_CREATE) reach the bot before the answer does.
+            while self._events:
+                await self.dispatch(*self._events.pop(0))
         finally:
             await self._touch()
         if result is None:
@@ -311,6 +327,7 @@ class FakeDiscord(Payloads):
             raise DiscordError(400, 160004, "A thread has already been created for this message")
         thread = self.thread_payload(message_id, channel_id, str(body.get("name", "thread")))
         self.threads[message_id] = thread
+        self._events.append(("THREAD_CREATE", {**thread, "newly_created": True}))
         return thread
 
     # ---- messages --------------------------------------------------------------------------
