@@ -135,9 +135,12 @@ async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path
     assert proc.stdin is not None
     proc.stdin.write(b"/hidream a phoenix --seed 9 --n 2\n")
     await proc.stdin.drain()
+    assert proc.stderr is not None
     async with asyncio.timeout(TIMEOUT):
-        while _job_states(db) != ["running"]:
-            await asyncio.sleep(0.05)
+        # The runner logs this line once the job is stored as running at the provider.
+        while b"submitted to sandbox as" not in await proc.stderr.readline():
+            pass
+    assert _job_states(db) == ["running"]
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     assert not (tmp_path / "out").exists()

@@ -247,7 +247,8 @@ async def test_job_past_its_deadline_fails_cleanly_and_is_refunded(tmp_path: Pat
     env = {"HIDREAM_SANDBOX_DELAY_SECONDS": 3600, "HIDREAM_JOB_TIMEOUT_SECONDS": 900}
     async with BotHarness(tmp_path, env=env, surfaces=[surface.factory], clock=clock) as bot:
         job = await bot.engine.submit(chat("never finishes"))
-        while (await bot.engine.job(job.id)).state is not JobState.RUNNING:  # type: ignore[union-attr]
+        # The state lives in SQLite: look until the job is with the provider (bounded by the test timeout).
+        while (await bot.engine.job(job.id)).state is not JobState.RUNNING:  # type: ignore[union-attr]  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         clock.now += 901
         bot.engine._waker(job.id).set()
