@@ -86,15 +86,19 @@ class DiscordAdapter:
         discord.http.Route.BASE = self.settings.discord_api_base_url.rstrip("/")
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.discord_gateway_url)
         try:
-            await self._start()
-        except discord.PrivilegedIntentsRequired:
-            log.warning(
-                "Discord refused the message-content intent: enable it in the Developer Portal (Bot page) "
-                "for thread follow-ups without a mention; continuing with mentions only."
-            )
-            await self.client.close()
-            self._build(message_content=False)
-            await self._start()
+            try:
+                await self._start()
+            except discord.PrivilegedIntentsRequired:
+                log.warning(
+                    "Discord refused the message-content intent: enable it in the Developer Portal (Bot page) "
+                    "for thread follow-ups without a mention; continuing with mentions only."
+                )
+                await self.client.close()
+                self._build(message_content=False)
+                await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def _start(self) -> None:

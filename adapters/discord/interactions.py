@@ -190,7 +190,7 @@ class InteractionHandlers:
         status = await self.engine.quota(
             translate.SURFACE, str(interaction.user.id), str(interaction.guild_id or "")
         )
-        await interaction.followup.send(status.text(), ephemeral=True)
+        await interaction.edit_original_response(content=status.text())
 
     async def admin(
         self, interaction: discord.Interaction, what: str, member: int | None, images: int | None

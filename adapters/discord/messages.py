@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from adapters.discord import translate
-from adapters.discord.views import THREAD_TYPES, message_origin
+from adapters.discord.views import message_origin
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ImageRef
@@ -78,10 +78,10 @@ class MessageHandler:
         self, message: discord.Message, ask: translate.MessageAsk
     ) -> tuple[list[ImageRef], Job | None] | None:
         """What the message edits; None when it asks nothing of the bot."""
-        in_thread = getattr(message.channel, "type", None) in THREAD_TYPES
         if ask.mentioned and ask.reply_to_id:
             return await self._replied_image(message, ask)
-        if in_thread and ask.text:
+        # Only threads that carry a delivered result answer this, whatever discord.py's cache knows.
+        if message.guild is not None and ask.text:
             latest = await self.engine.latest_job_in_thread(translate.SURFACE, ask.channel_id)
             if (
                 latest is not None
@@ -118,10 +118,15 @@ class MessageHandler:
         max_bytes = self.adapter.settings.max_image_bytes
         return translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=max_bytes), None
 
+    async def _is_result_thread(self, channel_id: str) -> bool:
+        return await self.engine.latest_job_in_thread(translate.SURFACE, channel_id) is not None
+
     async def _submit(self, message: discord.Message, chat: Any) -> None:
         # The bot's reply is the acknowledgement and becomes the progress line, then the result.
         progress = await message.reply("⏳ Queued…", mention_author=False)
         origin = message_origin(message, progress.id)
+        if chat.parent_job_id is not None and await self._is_result_thread(str(message.channel.id)):
+            origin["in_thread"] = True
         try:
             await self.engine.submit(
                 chat.model_copy(update={"origin": origin}), dedup_key=f"discord:m{message.id}"

@@ -238,7 +238,8 @@ class FakeDiscord(Payloads):
                     "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
         if p[0] == "applications" and p[-1] == "commands" and m == "PUT":
             scope = p[3] if len(p) == 5 else "global"
-            self.commands[scope] = [{**c, "id": self.snowflake(), "application_id": self.app_id, "version": "1"}
+            self.commands[scope] = [{"description": "", **c, "id": self.snowflake(), "application_id": self.app_id,
+                                     "version": "1", "default_member_permissions": c.get("default_member_permissions")}
                                     for c in call.body or []]  # fmt: skip
             return self.commands[scope]
         if p[0] == "channels":
@@ -392,5 +393,8 @@ class FakeDiscord(Payloads):
         ]  # fmt: skip
 
     def ephemeral_texts(self) -> list[str]:
-        texts = [str(m.get("content")) for m in self.messages.values() if int(m.get("flags", 0)) & EPHEMERAL]
-        return texts
+        """What people were told privately (a loading "thinking" answer says nothing yet)."""
+        return [
+            str(m.get("content")) for m in self.messages.values()
+            if int(m.get("flags", 0)) & EPHEMERAL and not int(m.get("flags", 0)) & LOADING and not m.get("deleted")
+        ]  # fmt: skip
