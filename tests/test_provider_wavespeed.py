@@ -155,9 +155,9 @@ async def test_each_endpoint_by_signed_callback(fake, receiver, client, tier, n_
     status = await provider.parse_callback(job_id, got.headers, got.body)
     assert status is not None and status.state == "completed"
     assert not fake.status_calls, "a signed callback of a one-image job needs no status read"
-    # No --format: the doc's default, jpeg.
-    assert fake.submits[-1].json()["output_format"] == "jpeg"
-    assert await fetch_image(client, status.images[0].url) == ("JPEG", 1456, 2560)
+    # No --format: the bot's default (png) is sent, not left to WaveSpeed's jpeg.
+    assert fake.submits[-1].json()["output_format"] == "png"
+    assert await fetch_image(client, status.images[0].url) == ("PNG", 1456, 2560)
 
 
 async def test_n_images_by_callback_gathers_all_predictions(fake, receiver, client) -> None:

@@ -44,8 +44,6 @@ RESULT_PATH = "/api/v3/predictions/{id}/result"
 PRICES: dict[Tier, float] = {"full": 0.04, "dev": 0.02}
 SIDE_MIN, SIDE_MAX = 256, 4096
 PIXELS_MIN, PIXELS_MAX = 2560 * 1440, 4096 * 4096
-# The doc's default; `--format` given by the user wins.
-DEFAULT_FORMAT = "jpeg"
 MAX_REFERENCE_BYTES = 50 * 1024 * 1024
 ASPECT_MIN, ASPECT_MAX = 0.25, 4.0
 CALLBACK_TOLERANCE_S = 300
@@ -150,7 +148,9 @@ class WaveSpeedProvider(HttpProvider):
         body: dict[str, Any] = {
             "prompt": request.prompt,
             "size": f"{width}*{height}",
-            "output_format": request.format if "format" in request.model_fields_set else DEFAULT_FORMAT,
+            # Always explicit: the bot's own default (png) holds for every provider, and a stored request
+            # no longer tells whether the user chose it, so WaveSpeed's jpeg default never applies.
+            "output_format": request.format,
             "enable_sync_mode": False,
             "enable_base64_output": False,
         }
