@@ -22,7 +22,9 @@ async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_pat
         await fake.wait_for(lambda: payload["id"] in fake.acks)
         assert fake.acks[payload["id"]][0] == 5  # deferred first
         original_id = fake.originals[payload["token"]]
-        result = await fake.wait_for(lambda: with_files(fake.messages[original_id]) and fake.messages[original_id])
+        result = await fake.wait_for(
+            lambda: with_files(fake.messages[original_id]) and fake.messages[original_id]
+        )
         await bot.engine.wait_idle()
 
         job = await bot.engine.job_for_post("discord", original_id)
@@ -89,12 +91,15 @@ async def test_text_file_as_image_is_refused_without_provider_call(tmp_path: Pat
 
 
 async def test_quota_exceeded_is_told_ephemerally_with_limit_and_reset(tmp_path: Path) -> None:
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, env={"HIDREAM_DAILY_IMAGE_QUOTA": 1}) as (bot, _):
+    async with (
+        FakeDiscord() as fake,
+        discord_bot(tmp_path, fake, env={"HIDREAM_DAILY_IMAGE_QUOTA": 1}) as (bot, _),
+    ):
         first = await fake.interact(fake.slash_payload({"prompt": "one fox"}))
         await fake.wait_for(lambda: with_files(fake.messages.get(fake.originals.get(first["token"], ""), {})))
         second = await fake.interact(fake.slash_payload({"prompt": "another fox"}))
         texts = await fake.wait_for(lambda: fake.ephemeral_texts())
-        assert "1" in texts[0] and "00:00 UTC" in texts[0]
+        assert "used all 1 of your images" in texts[0] and "resets at 00:00 UTC" in texts[0]
         assert fake.messages[fake.originals[second["token"]]].get("deleted")
         assert bot.sandbox.submits == 1
 

@@ -362,7 +362,9 @@ class FakeDiscord(Payloads):
         )
         msg["attachments"] = self._attachments(channel_id, body, files)
         if body.get("message_reference"):
-            msg["message_reference"] = body["message_reference"]
+            ref = body["message_reference"]
+            # Snowflakes go out as strings, whatever type the client sent.
+            msg["message_reference"] = {k: str(v) if k.endswith("_id") else v for k, v in ref.items()}
             msg["type"] = 19
         if body.get("nonce") is not None:
             msg["nonce"] = body["nonce"]
