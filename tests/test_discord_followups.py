@@ -51,7 +51,7 @@ async def test_context_menu_opens_a_modal_and_edits_that_image(tmp_path: Path) -
 
         before = set(fake.messages)
         submit = await fake.interact(fake.modal_payload(modal["custom_id"], "make the sky purple --seed 3"))
-        result, job = await new_result_in(fake, bot, before)
+        _, job = await new_result_in(fake, bot, before)
         assert fake.acks[submit["id"]][0] == 5
         assert job.mode == "edit" and job.seed == 3 and job.request.prompt == "make the sky purple"
         assert fake.find("GET", f"/channels/{fake.channel_id}/messages/{bob['id']}")  # fresh attachment links

@@ -36,11 +36,13 @@ class Call:
     at: float = field(default_factory=time.monotonic)
 
 
-class DiscordError(web.HTTPException):
+class DiscordError(Exception):
+    """An error answer in Discord's JSON shape: {"code": ..., "message": ...}."""
+
     def __init__(self, status: int, code: int, message: str) -> None:
-        self.status_code = status
-        body = json.dumps({"code": code, "message": message}).encode()
-        super().__init__(body=body, headers={"Content-Type": JSON})
+        super().__init__(message)
+        self.status = status
+        self.body = json.dumps({"code": code, "message": message}).encode()
 
 
 class FakeDiscord(Payloads):
@@ -191,6 +193,8 @@ class FakeDiscord(Payloads):
             # Gateway events a REST call causes (THREAD_CREATE) reach the bot before the answer does.
             while self._events:
                 await self.dispatch(*self._events.pop(0))
+        except DiscordError as err:
+            return web.Response(status=err.status, body=err.body, headers={"Content-Type": JSON})
         finally:
             await self._touch()
         if result is None:
