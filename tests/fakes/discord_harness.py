@@ -24,7 +24,10 @@ def png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 4
 
 @asynccontextmanager
 async def discord_bot(
-    tmp_path: Path, fake: FakeDiscord, env: dict[str, Any] | None = None, clock: Callable[[], float] | None = None
+    tmp_path: Path,
+    fake: FakeDiscord,
+    env: dict[str, Any] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> AsyncIterator[tuple[Bot, DiscordAdapter]]:
     settings_env = {
         "DISCORD_TOKEN": fake.token,
