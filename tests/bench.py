@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ class DiscardSurface:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run_mode(mode: str, jobs: int, size: str) -> dict[str, Any]:
