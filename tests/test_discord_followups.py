@@ -9,7 +9,7 @@ from typing import Any
 from bot.jobs import Job
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
-from tests.fakes.discord_payloads import MANAGE_MESSAGES, MEMBER_PERMS
+from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
 
 
 async def slash_result(fake: FakeDiscord, bot: Any, prompt: str) -> tuple[dict[str, Any], Job]:
@@ -170,3 +170,45 @@ async def test_delete_button_only_for_requester_or_message_managers(tmp_path: Pa
         await fake.wait_for(lambda: fake.messages[result["id"]].get("deleted"))
         assert await fake.wait_for(lambda: fake.find("DELETE", f"/messages/{result['id']}"))
         assert all(not int(m["flags"]) & EPHEMERAL for m in fake.visible())
+
+
+async def test_without_the_message_content_intent_mentions_still_work(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        fake.allow_message_content = False
+        async with discord_bot(tmp_path, fake) as (bot, adapter):
+            assert not adapter.message_content
+            assert not fake.intents & (1 << 15)
+            before = set(fake.messages)
+            ask = fake.user_message_payload(f"<@{fake.bot_id}> a paper boat --seed 4")
+            await fake.post_user_message(ask)
+            _, job = await new_result_in(fake, bot, before | {ask["id"]})
+            assert job.request.prompt == "a paper boat" and job.mode == "text-to-image"
+
+
+async def test_admin_commands_need_manage_server_and_change_limits(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        target = "1500000000000000002"
+
+        def admin(sub: str, options: list[dict[str, Any]], permissions: int) -> dict[str, Any]:
+            payload = fake.slash_payload({}, name="hidream-admin", permissions=permissions)
+            payload["data"]["options"] = [{"name": sub, "type": 1, "options": options}]
+            payload["data"]["resolved"] = {"users": {target: fake.user(target, "bob")}}
+            return payload
+
+        member = [{"name": "member", "type": 6, "value": target}]
+        await fake.interact(
+            admin("user-limit", [*member, {"name": "images", "type": 4, "value": 3}], MEMBER_PERMS)
+        )
+        refused = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "Manage Server" in t])
+        assert refused
+        assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 25
+
+        await fake.interact(
+            admin(
+                "user-limit",
+                [*member, {"name": "images", "type": 4, "value": 3}],
+                MEMBER_PERMS | MANAGE_GUILD,
+            )
+        )
+        await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "daily limit is now 3" in t])
+        assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 3
