@@ -20,7 +20,10 @@ PROVIDER_KEYS: dict[str, str] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Empty values (as in a copied .env.example) mean "not set".
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # Chat platforms
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")

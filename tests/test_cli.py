@@ -157,3 +157,17 @@ async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path
     assert third.returncode == 0 and third.stdout == ""
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT state, images FROM ledger").fetchall() == [("committed", 2)]
+
+
+def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    result = run_cli(tmp_path, "check")
+    assert result.returncode == 0, result.stderr
+    assert "provider:  sandbox" in result.stdout and "console (no chat credentials set)" in result.stdout
+    documented = {
+        line.split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line and line[0] != "#"
+    }
+    from tests.harness import SETTINGS_ENV
+
+    assert documented == set(SETTINGS_ENV)
