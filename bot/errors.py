@@ -1,21 +1,21 @@
 """One exception tree for the whole bot.
 
-    HidreamError
-    ├── UserFacingError            .user_message is safe to show to the person who asked
-    │   ├── BadInput               bad prompt, flag, file or URL: nothing spent, no provider call
-    │   ├── QuotaExceeded          names the limit and when it resets
-    │   ├── MediaError             a reference image that could not be fetched or is no image
-    │   └── ProviderError          the provider said no, or could not be reached
-    │       ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
-    │       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
-    │       ├── ProviderOutOfCredit    HTTP 402
-    │       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries
-    │       ├── ProviderUnreachable    transport error before the request was sent
-    │       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
-    │       ├── GenerationFailed       the provider reported FAILED / ERROR
-    │       └── JobTimedOut            the job ran past the configured limit
-    ├── CallbackRejected           a forged, stale or malformed callback: answered 4xx, nothing changes
-    └── ConfigError                a bad setting, named; raised at start-up only
+HidreamError
+├── UserFacingError            .user_message is safe to show to the person who asked
+│   ├── BadInput               bad prompt, flag, file or URL: nothing spent, no provider call
+│   ├── QuotaExceeded          names the limit and when it resets
+│   ├── MediaError             a reference image that could not be fetched or is no image
+│   └── ProviderError          the provider said no, or could not be reached
+│       ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
+│       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
+│       ├── ProviderOutOfCredit    HTTP 402
+│       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries
+│       ├── ProviderUnreachable    transport error before the request was sent
+│       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
+│       ├── GenerationFailed       the provider reported FAILED / ERROR
+│       └── JobTimedOut            the job ran past the configured limit
+├── CallbackRejected           a forged, stale or malformed callback: answered 4xx, nothing changes
+└── ConfigError                a bad setting, named; raised at start-up only
 """
 
 from __future__ import annotations

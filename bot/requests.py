@@ -174,7 +174,9 @@ def build_request(prompt: str, values: dict[str, str]) -> ImageRequest:
     """Validate flag values given as strings (from text or a platform's typed options)."""
     prompt = prompt.strip()
     if not prompt:
-        raise BadInput("The prompt is empty: say what the image should show, e.g. `/hidream a red fox in snow`.")
+        raise BadInput(
+            "The prompt is empty: say what the image should show, e.g. `/hidream a red fox in snow`."
+        )
     if len(prompt) > PROMPT_MAX:
         raise BadInput(f"The prompt is {len(prompt)} characters long; the most allowed is {PROMPT_MAX}.")
     fields: dict[str, Any] = {"prompt": prompt}
