@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from adapters.console import ConsoleChat
@@ -142,3 +143,25 @@ async def test_failed_generation_is_told_and_refunded(tmp_path, name: str) -> No
         assert "could not make the image" in console.err.getvalue()
         quota = await bot.engine.quota("console", "local", "local")
         assert (quota.used, quota.remaining) == (0, 25)
+
+
+@pytest.mark.parametrize("name", ["pixazo", "atlascloud"])
+async def test_forged_callbacks_change_nothing(tmp_path, name: str) -> None:
+    console = Console(tmp_path)
+    async with provider_fake(name) as fake:
+        harness = BotHarness(tmp_path, env_for(name, fake.url), [console.factory], callbacks=True)
+        async with harness as bot:
+            made = await console.run(bot, "/hidream a quiet harbour")
+            assert console.chat is not None and console.chat.last_job_id is not None
+            job = await bot.engine.job(console.chat.last_job_id)
+            assert job is not None and len(made) == 1
+            hook = f"{bot.server_url}/webhooks/{job.callback_token}"
+            foreign = b'{"request_id": "someone-else", "status": "COMPLETED", "data": {"id": "someone-else"}}'
+            async with httpx.AsyncClient() as client:
+                assert (await client.post(hook, content=b"not json")).status_code == 400
+                assert (await client.post(hook, content=foreign)).status_code == 400
+                wrong = f"{bot.server_url}/webhooks/not-a-token"
+                assert (await client.post(wrong, content=b"{}")).status_code == 404
+            after = await bot.engine.job(job.id)
+            assert after is not None and (after.state, after.result_media) == (job.state, job.result_media)
+            assert sorted(console.output_dir.iterdir()) == made
