@@ -5,7 +5,9 @@ the mode: `hidream-o1-1.5/text-to-image`, or `hidream-o1-1.5/edit` with `referen
 (one URL edits, two or more personalize). Jobs are read back at `GET /api/v1/model/prediction/{id}`.
 
 The documented parameters have no image count, so `--n 3` is three submits whose ids are joined
-with "," into one provider job id; the job is complete when all of them are.
+with "," into one provider job id; the job is complete when all of them are, and fails when one
+fails. Each submit follows the base resend policy (never resent when its outcome is unknown); when a
+later one fails, the error ends the job and the images already started are named in the log.
 
 The callback (`webhook_url` in the body) is treated as a hint: the bot has no Atlas Cloud signing
 secret, so it reads the prediction back from Atlas Cloud before believing anything.

@@ -6,6 +6,10 @@ Every job is read back from the one status endpoint `GET /v2/requests/status/{re
 
 Pixazo does not sign its callbacks (the `X-Webhook-URL` header only names where to post), so a
 callback is a hint: the engine reads the job's status from Pixazo before believing anything.
+
+Resending: a submit goes out again only on 429/5xx or when the connection could not be opened; when
+the answer to a sent submit is lost, the job is `SubmitOutcomeUnknown` and is never sent again
+(Pixazo bills per request). The status read is safe to repeat.
 """
 
 from __future__ import annotations
