@@ -1,33 +1,37 @@
-# Every target works on a fresh machine: it installs uv (if missing) and the locked dependencies first.
+# Every target works on a fresh machine: it installs uv when missing, then the locked dependencies (uv.lock).
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
-PY := $(UV) run --frozen
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+RUN := $(UV) run --frozen
 
-.PHONY: setup run check test lint bench fmt
+.PHONY: uv setup run check test lint bench fmt
 
-$(UV):
-	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 
-setup: $(UV)
+setup: uv
 	$(UV) sync --frozen
 
 run: setup
-	$(PY) hidream-bot run
+	$(RUN) hidream-bot run
 
 check: setup
-	$(PY) hidream-bot check
+	$(RUN) hidream-bot check
 
 lint: setup
-	$(PY) ruff check .
-	$(PY) ruff format --check .
-	$(PY) mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 test: lint
-	$(PY) pytest -q
+	$(RUN) pytest -q
 
 bench: setup
-	$(PY) python -m tests.bench
+	$(RUN) python -m tests.bench
 
 fmt: setup
-	$(PY) ruff format .
-	$(PY) ruff check --fix .
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
