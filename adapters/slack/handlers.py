@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 from adapters.slack import blocks
 from adapters.slack import translate as t
 from bot.errors import BadInput, UserFacingError
+from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, parse_command
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class Handlers:
             return
         parent = None
         if not refs and m.thread_ts:
-            job = await self.engine.latest_job_in_thread(t.SURFACE, t.message_key(m.channel, m.thread_ts))
+            job = await self._latest_in_thread(m.channel, m.thread_ts)
             if job is not None and job.result_media:
                 refs, parent = self.engine.references_of(job, len(job.result_media) - 1), job.id
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
@@ -181,6 +182,22 @@ class Handlers:
             submit=submit,
             reply_error=reply,
         )
+
+    async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
+        """The store knows a delivered job's thread once its delivery is recorded; a mention that
+        arrives just before that is answered from the thread itself (our summaries name their job)."""
+        job = await self.engine.latest_job_in_thread(t.SURFACE, t.message_key(channel, thread_ts))
+        if job is not None:
+            return job
+        try:
+            messages = await self.a.thread_messages(channel, thread_ts)
+        except SlackApiError:
+            return None
+        for msg in reversed(messages):
+            meta = msg.get("metadata") or {}
+            if meta.get("event_type") == t.RESULT_EVENT:
+                return await self.engine.job(str((meta.get("event_payload") or {}).get("job_id", "")))
+        return None
 
     # --- buttons --------------------------------------------------------------------------------
 

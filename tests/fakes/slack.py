@@ -115,7 +115,7 @@ class FakeSlack:
         n = next(self._ids)
         return f"{1700000000 + n}.{n:06d}"
 
-    def add_file(self, name: str, data: bytes, mimetype: str, user: str = "U_ALICE") -> dict[str, Any]:
+    def add_file(self, name: str, data: bytes, mimetype: str, user: str = "UALICE01") -> dict[str, Any]:
         f = FakeFile(id=f"F{next(self._ids):08d}", name=name, mimetype=mimetype, data=data, user=user)
         self.files[f.id] = f
         return f.as_object(self.url)
@@ -361,7 +361,7 @@ class FakeSlack:
 
     # --- payloads as Slack sends them ------------------------------------------------------------
 
-    def slash(self, text: str, user: str = "U_ALICE", channel: str = "C_GENERAL") -> dict[str, str]:
+    def slash(self, text: str, user: str = "UALICE01", channel: str = "C_GENERAL") -> dict[str, str]:
         n = next(self._ids)
         return {
             "token": "legacy",
@@ -393,7 +393,7 @@ class FakeSlack:
         if thread_ts:
             extra["thread_ts"] = thread_ts
         msg = self.add_message(channel, user, f"<@{BOT_USER}> {text}", **extra)
-        event = {"type": "app_mention", "channel": channel, "event_ts": msg["ts"], "team": TEAM, **msg}
+        event = {**msg, "type": "app_mention", "channel": channel, "event_ts": msg["ts"], "team": TEAM}
         return {
             "token": "legacy",
             "team_id": TEAM,
@@ -406,7 +406,7 @@ class FakeSlack:
         }
 
     def button(
-        self, message: dict[str, Any], channel: str, action_id: str, user: str = "U_ALICE"
+        self, message: dict[str, Any], channel: str, action_id: str, user: str = "UALICE01"
     ) -> dict[str, Any]:
         n = next(self._ids)
         value = next(
@@ -441,7 +441,7 @@ class FakeSlack:
             ],
         }
 
-    def shortcut(self, message: dict[str, Any], channel: str, user: str = "U_ALICE") -> dict[str, Any]:
+    def shortcut(self, message: dict[str, Any], channel: str, user: str = "UALICE01") -> dict[str, Any]:
         n = next(self._ids)
         return {
             "type": "message_action",
@@ -457,7 +457,7 @@ class FakeSlack:
         }
 
     def submission(
-        self, view: dict[str, Any], values: dict[str, Any], user: str = "U_ALICE"
+        self, view: dict[str, Any], values: dict[str, Any], user: str = "UALICE01"
     ) -> dict[str, Any]:
         """The view_submission for a modal this fake opened, filled in with `values` (Slack's state shape)."""
         return {
