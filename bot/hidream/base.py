@@ -161,7 +161,7 @@ class HttpProvider(Provider, ABC):
     ):
         self.client = client
         self.retry = retry or RetryPolicy()
-        self._sleep: Sleep = sleep or asyncio.sleep
+        self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
 
     async def call(
         self,
