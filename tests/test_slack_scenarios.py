@@ -239,3 +239,40 @@ async def test_delivery_is_idempotent_per_job(tmp_path: Path, fake: FakeSlack, m
         assert posts[0].message_key == f"{CHANNEL}:{summary['ts']}"
         assert len(summaries(fake)) == 1 and len(file_messages(fake, summary["thread_ts"])) == 1
     assert BOT_USER  # the fake's bot identity is what auth.test reported
+
+
+async def test_failed_generation_is_told_in_the_thread(tmp_path: Path, fake: FakeSlack, mode: str) -> None:
+    async with running(tmp_path, fake, mode, HIDREAM_DAILY_IMAGE_QUOTA=3) as run:
+        assert await run.send.command(fake.slash("a cat sandbox-fail")) == 200
+        [root] = await fake.wait_for(lambda: roots(fake))
+        told = await fake.wait_for(
+            lambda: [
+                m for m in fake.thread(CHANNEL, root["ts"]) if "sandbox-fail" in m["text"] and m is not root
+            ]
+        )
+        assert told[0]["text"].startswith("<@UALICE01>")
+        await fake.wait_for(lambda: "Not done" in root["blocks"][1]["elements"][0]["text"])
+        assert not summaries(fake)
+        # Its quota was given back.
+        status = await run.bot.engine.quota("slack", "UALICE01", "T0001")
+        assert status.remaining == 3
+
+
+async def test_typed_url_to_a_private_address_is_refused(tmp_path: Path, fake: FakeSlack, mode: str) -> None:
+    async with running(tmp_path, fake, mode) as run:
+        assert await run.send.command(fake.slash("a cat like http://127.0.0.1:9/cat.png")) == 200
+        reply = await fake.wait_for(lambda: fake.responses)
+        assert "127.0.0.1" in reply[0]["text"] or "address" in reply[0]["text"].lower()
+        await fake.wait_for(lambda: not roots(fake))
+        assert await run.job_count() == 0
+
+
+async def test_attached_file_that_is_no_image_is_refused_privately(
+    tmp_path: Path, fake: FakeSlack, mode: str
+) -> None:
+    notes = fake.add_file("notes.pdf", b"%PDF-1.4 not an image", "application/pdf")
+    async with running(tmp_path, fake, mode) as run:
+        await run.send.event(fake.mention(CHANNEL, "UALICE01", "make it pretty", files=[notes]))
+        [note] = await fake.wait_for(lambda: fake.ephemerals)
+        assert note["user"] == "UALICE01" and "notes.pdf" in note["text"] and "not an image" in note["text"]
+        assert not fake.downloads and await run.job_count() == 0
