@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import io
+import json
+import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from PIL import Image
 
 from adapters.slack import SlackAdapter
 from adapters.slack.translate import RESULT_EVENT
 from bot.app import Bot, start_bot
 from bot.config import Settings
-from tests.fakes.slack import FakeSlack, HttpSender, SocketSender
+from tests.fakes.slack import FakeSlack, sign
 
 CHANNEL = "C_GENERAL"
 
@@ -100,3 +104,61 @@ def file_messages(fake: FakeSlack, thread_ts: str, channel: str = CHANNEL) -> li
 
 def roots(fake: FakeSlack, channel: str = CHANNEL) -> list[dict[str, Any]]:
     return [m for m in fake.messages.get(channel, []) if m.get("bot_id") and not m.get("thread_ts")]
+
+
+class HttpSender:
+    """Slack's side of HTTP mode: signed POSTs to the bot's /slack/events."""
+
+    def __init__(self, fake: FakeSlack, events_url: str, http: httpx.AsyncClient) -> None:
+        self.fake, self.events_url, self.http = fake, events_url, http
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        retry_num: int | None = None,
+        timestamp: str | None = None,
+        secret: str | None = None,
+    ) -> httpx.Response:
+        ts = timestamp or str(int(time.time()))
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sign(secret or self.fake.signing_secret, ts, body),
+        }
+        if retry_num is not None:
+            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
+        return await self.http.post(self.events_url, content=body, headers=headers)
+
+    async def command(self, form: dict[str, str]) -> int:
+        resp = await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
+        return resp.status_code
+
+    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
+        resp = await self.post(json.dumps(body).encode(), "application/json", retry_num=retry_num)
+        return resp.status_code
+
+    async def interaction(self, payload: dict[str, Any]) -> int:
+        form = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+        resp = await self.post(form, "application/x-www-form-urlencoded")
+        return resp.status_code
+
+
+class SocketSender:
+    """Slack's side of Socket Mode: envelopes over the websocket; 200 stands for an acknowledgement."""
+
+    def __init__(self, fake: FakeSlack) -> None:
+        self.fake = fake
+
+    async def command(self, form: dict[str, str]) -> int:
+        await self.fake.send_envelope("slash_commands", dict(form))
+        return 200
+
+    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
+        await self.fake.send_envelope("events_api", body, retry_attempt=retry_num or 0)
+        return 200
+
+    async def interaction(self, payload: dict[str, Any]) -> int:
+        await self.fake.send_envelope("interactive", payload)
+        return 200

@@ -6,8 +6,8 @@ It serves, on 127.0.0.1 and an ephemeral port:
   /files-pri/<team>-<id>/...    private file downloads (bearer token required, as on Slack)
   /response/<id>                response_url targets of slash commands
   /socket                       the Socket Mode websocket apps.connections.open points to
-It also plays Slack's side towards the bot: signed HTTP requests (HTTP mode) and envelopes over the
-websocket (Socket Mode), see `HttpSender` and `SocketSender`.
+It also builds the payloads Slack sends and pushes envelopes over the websocket (Socket Mode);
+tests/slack_support.py sends them as signed HTTP requests (HTTP mode) or envelopes.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import hmac
 import itertools
 import json
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from aiohttp import WSMsgType, web
 
 TEAM = "T0001"
@@ -485,61 +483,3 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     """Slack's request signature: v0=HMAC-SHA256(secret, "v0:<timestamp>:<body>")."""
     base = b"v0:" + timestamp.encode() + b":" + body
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-class HttpSender:
-    """Slack's side of HTTP mode: signed POSTs to the bot's /slack/events."""
-
-    def __init__(self, fake: FakeSlack, events_url: str, http: httpx.AsyncClient) -> None:
-        self.fake, self.events_url, self.http = fake, events_url, http
-
-    async def post(
-        self,
-        body: bytes,
-        content_type: str,
-        *,
-        retry_num: int | None = None,
-        timestamp: str | None = None,
-        secret: str | None = None,
-    ) -> httpx.Response:
-        ts = timestamp or str(int(time.time()))
-        headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": sign(secret or self.fake.signing_secret, ts, body),
-        }
-        if retry_num is not None:
-            headers.update({"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"})
-        return await self.http.post(self.events_url, content=body, headers=headers)
-
-    async def command(self, form: dict[str, str]) -> int:
-        resp = await self.post(urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded")
-        return resp.status_code
-
-    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
-        resp = await self.post(json.dumps(body).encode(), "application/json", retry_num=retry_num)
-        return resp.status_code
-
-    async def interaction(self, payload: dict[str, Any]) -> int:
-        form = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-        resp = await self.post(form, "application/x-www-form-urlencoded")
-        return resp.status_code
-
-
-class SocketSender:
-    """Slack's side of Socket Mode: envelopes over the websocket; 200 stands for an acknowledgement."""
-
-    def __init__(self, fake: FakeSlack) -> None:
-        self.fake = fake
-
-    async def command(self, form: dict[str, str]) -> int:
-        await self.fake.send_envelope("slash_commands", dict(form))
-        return 200
-
-    async def event(self, body: dict[str, Any], retry_num: int | None = None) -> int:
-        await self.fake.send_envelope("events_api", body, retry_attempt=retry_num or 0)
-        return 200
-
-    async def interaction(self, payload: dict[str, Any]) -> int:
-        await self.fake.send_envelope("interactive", payload)
-        return 200
