@@ -55,7 +55,7 @@ async def test_context_menu_opens_a_modal_and_edits_that_image(tmp_path: Path) -
         assert fake.acks[submit["id"]][0] == 5
         assert job.mode == "edit" and job.seed == 3 and job.request.prompt == "make the sky purple"
         assert fake.find("GET", f"/channels/{fake.channel_id}/messages/{bob['id']}")  # fresh attachment links
-        (sandbox_job,) = [j for j in bot.sandbox._jobs.values() if j.prompt == "make the sky purple"]
+        (sandbox_job,) = [j for j in bot.sandbox.received() if j.prompt == "make the sky purple"]
         assert sandbox_job.references == [photo]
 
 
@@ -82,7 +82,7 @@ async def test_reply_with_mention_edits_the_replied_image(tmp_path: Path) -> Non
             result["message_reference"]["message_id"] == ask["id"]
         )  # the bot's reply, edited into the result
         assert job.mode == "edit" and job.seed == 11
-        (sandbox_job,) = [j for j in bot.sandbox._jobs.values() if j.prompt == "make it night time"]
+        (sandbox_job,) = [j for j in bot.sandbox.received() if j.prompt == "make it night time"]
         assert sandbox_job.references == [photo]
 
 

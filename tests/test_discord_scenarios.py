@@ -65,7 +65,7 @@ async def test_one_attachment_is_an_edit_and_two_are_personalization(tmp_path: P
         job2 = await bot.engine.job_for_post("discord", fake.originals[two["token"]])
         assert job1 is not None and job1.mode == "edit"
         assert job2 is not None and job2.mode == "personalization"
-        sandbox_jobs = {j.prompt: j for j in bot.sandbox._jobs.values()}
+        sandbox_jobs = {j.prompt: j for j in bot.sandbox.received()}
         assert sandbox_jobs["make it blue"].references == [cat]
         assert sandbox_jobs["tea party"].references == [cat, dog]
 

@@ -82,6 +82,10 @@ class SandboxService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    def received(self) -> list[SandboxJob]:
+        """The jobs this service was sent since it started (what a provider's dashboard would show)."""
+        return list(self._jobs.values())
+
     @property
     def pending_callbacks(self) -> int:
         return len(self._tasks)
