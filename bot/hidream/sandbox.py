@@ -83,7 +83,7 @@ class SandboxService:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def received(self) -> list[SandboxJob]:
-        """The jobs this service was sent since it started (what a provider's dashboard would show)."""
+        """The jobs this service holds: received since it started, or read back from its state dir."""
         return list(self._jobs.values())
 
     @property
