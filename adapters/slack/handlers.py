@@ -16,7 +16,7 @@ from adapters.slack import blocks
 from adapters.slack import translate as t
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
-from bot.requests import ChatRequest, ImageRef, ImageRequest, parse_command
+from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
 
 if TYPE_CHECKING:
     from adapters.slack.adapter import SlackAdapter
@@ -87,10 +87,10 @@ class Handlers:
         else:
             await self._generate(inv, action.parsed, respond)
 
-    async def _generate(self, inv: t.SlashInvocation, parsed: Any, respond: AsyncRespond) -> None:
+    async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand, respond: AsyncRespond) -> None:
         refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
 
-        async def submit(origin: dict[str, Any]) -> Any:
+        async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
             return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
 
@@ -169,7 +169,7 @@ class Handlers:
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
         verb = "asked to edit" if refs else "asked for"
 
-        async def submit(origin: dict[str, Any]) -> Any:
+        async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
 
@@ -209,7 +209,7 @@ class Handlers:
             await self.a.ephemeral(press.channel, press.user, "That result is no longer known to the bot.")
             return
 
-        async def submit(origin: dict[str, Any]) -> Any:
+        async def submit(origin: dict[str, Any]) -> Job:
             return await self.engine.reroll(
                 job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}"
             )
@@ -291,7 +291,7 @@ class Handlers:
         async def reply(text: str) -> None:
             await self.a.ephemeral(channel, user, text, thread_ts=thread_ts)
 
-        async def submit(origin: dict[str, Any]) -> Any:
+        async def submit(origin: dict[str, Any]) -> Job:
             refs, parent = await self._edit_references(ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
