@@ -36,11 +36,11 @@ def surface_factories(settings: Settings) -> list[SurfaceFactory]:
     """The chat surfaces whose credentials are set; none at all: the local console."""
     factories: list[SurfaceFactory] = []
     if settings.discord_enabled:
-        from adapters.discord import make_surface as discord_surface  # type: ignore[attr-defined,unused-ignore]
+        from adapters.discord import make_surface as discord_surface
 
         factories.append(discord_surface)
     if settings.slack_enabled:
-        from adapters.slack import make_surface as slack_surface  # type: ignore[attr-defined,unused-ignore]
+        from adapters.slack import make_surface as slack_surface
 
         factories.append(slack_surface)
     return factories
