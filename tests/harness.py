@@ -19,7 +19,7 @@ SETTINGS_ENV = (
 ).split()
 
 
-def test_settings(tmp_path: Path, **env: Any) -> Settings:
+def settings_for_test(tmp_path: Path, **env: Any) -> Settings:
     """Settings for a test: nothing from the developer's shell or .env, a private DB, an ephemeral port."""
     values: dict[str, Any] = {
         "HIDREAM_DB_PATH": str(tmp_path / "bot.db"),
@@ -43,7 +43,7 @@ class BotHarness:
         callbacks: bool = False,
         **engine_options: Any,
     ) -> None:
-        self.settings = test_settings(tmp_path, **(env or {}))
+        self.settings = settings_for_test(tmp_path, **(env or {}))
         self.surfaces = surfaces or []
         self.callbacks = callbacks
         self.engine_options = engine_options
