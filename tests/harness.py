@@ -28,7 +28,7 @@ def settings_for_test(tmp_path: Path, **env: Any) -> Settings:
         "HIDREAM_OUTPUT_DIR": str(tmp_path / "out"),
     }
     values.update(env)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 class BotHarness:

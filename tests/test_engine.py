@@ -75,7 +75,7 @@ async def test_duplicate_and_late_callbacks_deliver_once(tmp_path: Path) -> None
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
         await bot.engine.wait_idle()
         url = f"{bot.server_url}/webhooks/{job.callback_token}"
-        body = {"id": job.provider_job_id, "status": "completed", "images": []}
+        body: dict[str, object] = {"id": job.provider_job_id, "status": "completed", "images": []}
         async with httpx.AsyncClient() as client:
             answers = await asyncio.gather(*(client.post(url, json=body) for _ in range(5)))
         assert [a.status_code for a in answers] == [200] * 5

@@ -76,9 +76,12 @@ def test_public_addresses_are_public() -> None:
 )
 async def test_typed_urls_inside_the_network_are_refused_without_a_request(url: str) -> None:
     seen: list[httpx.Request] = []
-    async with httpx.AsyncClient(
-        transport=httpx.MockTransport(lambda r: seen.append(r) or httpx.Response(200))
-    ) as c:
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as c:
         with pytest.raises(MediaError, match="points inside a private network"):
             await fetch_image(c, url, typed=True, max_bytes=10**6)
     assert seen == []
