@@ -108,6 +108,14 @@ def check(settings: Settings) -> int:
     print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(provider.tiers())}")
     for line in provider.describe():
         print(f"           {line}")
+    if (
+        settings.provider_name == "wavespeed"
+        and settings.public_url
+        and settings.wavespeed_webhook_secret is None
+    ):
+        print(
+            "warning:   WAVESPEED_WEBHOOK_SECRET is empty: callbacks cannot be verified and only prompt a status read"
+        )
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
     return 0
 
