@@ -22,24 +22,12 @@ from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.hidream.sandbox import SandboxProvider, SandboxService
 from bot.hidream.sandbox_jobs import FAIL_MESSAGE
 from bot.requests import ImageRequest
+from tests.fakes.loopback import serve
 
 WAIT = 30.0  # generous: only reached when something is broken
 
 
 # --- loopback plumbing --------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

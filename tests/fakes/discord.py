@@ -14,12 +14,14 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from tests.fakes.discord_payloads import Payloads
+from tests.fakes.loopback import serve
 
 API = "/api/v10"
 LOADING, EPHEMERAL = 128, 64
@@ -72,7 +74,7 @@ class FakeDiscord(Payloads):
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
         self._nonces: dict[tuple[str, str], str] = {}
-        self._runner: web.AppRunner | None = None
+        self._stack = AsyncExitStack()
         self.base_url = ""
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -81,19 +83,13 @@ class FakeDiscord(Payloads):
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/cdn/{path:.*}", self._cdn)
         app.router.add_route("*", API + "/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = await self._stack.enter_async_context(serve(app))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stack.aclose()
 
     @property
     def api_url(self) -> str:

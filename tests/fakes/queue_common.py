@@ -24,6 +24,7 @@ from aiohttp import web
 from PIL import Image, ImageDraw
 
 from bot.hidream.base import Provider, ProviderStatus
+from tests.fakes.loopback import serve
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
@@ -45,20 +46,6 @@ def image_info(data: bytes) -> tuple[str, int, int]:
     """(format, width, height) of image bytes, e.g. ("PNG", 1024, 768)."""
     with Image.open(io.BytesIO(data)) as image:
         return str(image.format), image.width, image.height
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run an aiohttp app on an ephemeral loopback port; yield its base URL."""
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

@@ -19,10 +19,13 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.fakes.loopback import serve
 
 TEAM = "T0001"
 BOT_USER = "UBOT0001"
@@ -74,7 +77,7 @@ class FakeSlack:
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._socket_ready = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._stack = AsyncExitStack()
         # Tests may close this gate to hold private file downloads (e.g. to prove the ack came first).
         self.download_gate = asyncio.Event()
         self.download_gate.set()
@@ -89,19 +92,13 @@ class FakeSlack:
         app.router.add_get("/files-pri/{key}/{rest:.*}", self._download)
         app.router.add_post("/response/{rid}", self._response)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/"
+        self.url = await self._stack.enter_async_context(serve(app)) + "/"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stack.aclose()
 
     @property
     def api_url(self) -> str:
