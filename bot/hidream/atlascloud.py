@@ -22,11 +22,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -67,17 +64,9 @@ class AtlasCloudProvider(HttpProvider):
     # The doc names no interval; a few seconds keeps a one-image job responsive without hammering.
     poll_interval = 3.0
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.AsyncClient,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        super().__init__(client, retry=retry, sleep=sleep)
-        self.settings = settings
-        self.base_url = settings.atlascloud_base_url.rstrip("/")
+    @property
+    def base_url(self) -> str:
+        return self.settings.atlascloud_base_url.rstrip("/")
 
     def tiers(self) -> tuple[Tier, ...]:
         return ("full",)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import httpx
 
+from bot.config import Settings
 from bot.errors import (
     BadInput,
     ProviderBusy,
@@ -154,14 +156,25 @@ class RetryPolicy:
 
 
 class HttpProvider(Provider, ABC):
-    """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient."""
+    """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient.
+
+    `sleep` and `clock` are injected so tests make retries instant and check callback timestamps
+    without waiting."""
 
     def __init__(
-        self, client: httpx.AsyncClient, *, retry: RetryPolicy | None = None, sleep: Sleep | None = None
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        clock: Callable[[], float] = time.time,
     ):
+        self.settings = settings
         self.client = client
         self.retry = retry or RetryPolicy()
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
+        self._clock = clock
 
     async def call(
         self,

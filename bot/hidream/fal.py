@@ -72,10 +72,8 @@ class FalProvider(HttpProvider):
         sleep: Sleep | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(client, retry=retry, sleep=sleep)
-        self.settings = settings
+        super().__init__(settings, client, retry=retry, sleep=sleep, clock=clock)
         self.queue_url = settings.fal_queue_url.rstrip("/")
-        self._clock = clock
         self._keys = JwksCache(client, settings.fal_jwks_url, clock)
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:

@@ -19,11 +19,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -64,17 +61,9 @@ class PixazoProvider(HttpProvider):
     # The doc suggests polling every 5 to 10 seconds.
     poll_interval = 5.0
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.AsyncClient,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        super().__init__(client, retry=retry, sleep=sleep)
-        self.settings = settings
-        self.base_url = settings.pixazo_base_url.rstrip("/")
+    @property
+    def base_url(self) -> str:
+        return self.settings.pixazo_base_url.rstrip("/")
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         super().validate(request, tier, n_refs)

@@ -256,8 +256,7 @@ class SandboxProvider(HttpProvider):
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        super().__init__(client, retry=retry, sleep=sleep)
-        self.settings = settings
+        super().__init__(settings, client, retry=retry, sleep=sleep)
         self.base_url = base_url.rstrip("/")
 
     def tiers(self) -> tuple[Tier, ...]:

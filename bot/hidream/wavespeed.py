@@ -91,10 +91,8 @@ class WaveSpeedProvider(HttpProvider):
         sleep: Sleep | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(client, retry=retry, sleep=sleep)
-        self.settings = settings
+        super().__init__(settings, client, retry=retry, sleep=sleep, clock=clock)
         self.base_url = settings.wavespeed_base_url.rstrip("/")
-        self._clock = clock
         secret = settings.wavespeed_webhook_secret
         raw = secret.get_secret_value() if secret is not None else ""
         self._hmac_key = raw.removeprefix("whsec_").encode() if raw else None
