@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.errors import CallbackRejected
+from bot.errors import CallbackRejected, ConfigError
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -48,7 +48,14 @@ class HttpServer:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
+            try:
+                sock.bind((self.host, self.port))
+            except OSError as exc:
+                sock.close()
+                raise ConfigError(
+                    f"cannot listen on {self.host}:{self.port} ({exc.strerror}): set HIDREAM_HTTP_HOST / "
+                    "HIDREAM_HTTP_PORT to a free address (port 0 picks any free port)"
+                ) from None
             sock.listen(512)
             sock.setblocking(False)
             self.port = sock.getsockname()[1]

@@ -172,3 +172,16 @@ def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path) -
     from tests.harness import SETTINGS_ENV
 
     assert documented == set(SETTINGS_ENV) == {f.alias for f in Settings.model_fields.values()}
+
+
+def test_a_busy_port_is_named_not_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli(tmp_path, "run", stdin="", HIDREAM_HTTP_PORT=port)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "HIDREAM_HTTP_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
