@@ -10,6 +10,8 @@ import pytest
 
 from tests.harness import SETTINGS_ENV
 
+pytest_plugins = ["tests.fakes.provider_fixtures"]
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

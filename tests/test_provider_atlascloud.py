@@ -36,18 +36,6 @@ async def fake() -> AsyncIterator[AtlasCloudFake]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver().running() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-@pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
 

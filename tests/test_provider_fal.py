@@ -26,35 +26,13 @@ from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.hidream.fal import FalProvider
 from bot.requests import ImageRequest, parse_command
 from tests.fakes.fal import FAILURE_TEXT, FalFake
-from tests.fakes.queue_common import Receiver, image_info, make_image
+from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FalFake]:
     async with FalFake().started() as running:
         yield running
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver().running() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-class Sleeps:
-    """Records the backoff delays instead of waiting them out."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def make_provider(

@@ -34,18 +34,6 @@ async def fake() -> AsyncIterator[PixazoFake]:
         yield running
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver().running() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
 def settings_for(url: str, key: str = KEY, **extra: object) -> Settings:
     values: dict[str, Any] = {
         "HIDREAM_PROVIDER": "pixazo",

@@ -25,7 +25,7 @@ from bot.errors import (
 from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.hidream.wavespeed import WaveSpeedProvider, output_size
 from bot.requests import PRESETS, ImageRequest, parse_command
-from tests.fakes.queue_common import Receiver, image_info, make_image
+from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
 from tests.fakes.wavespeed import FAILURE_TEXT, PIXELS_MAX, PIXELS_MIN, WaveSpeedFake
 
 
@@ -33,28 +33,6 @@ from tests.fakes.wavespeed import FAILURE_TEXT, PIXELS_MAX, PIXELS_MIN, WaveSpee
 async def fake() -> AsyncIterator[WaveSpeedFake]:
     async with WaveSpeedFake().started() as running:
         yield running
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver().running() as running:
-        yield running
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
-        yield c
-
-
-class Sleeps:
-    """Records the backoff delays instead of waiting them out."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def make_provider(
