@@ -23,30 +23,14 @@ THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 def result_view(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(
-        discord.ui.Button(
-            label="Reroll",
-            emoji="🎲",
-            style=discord.ButtonStyle.primary,
-            custom_id=make_custom_id("reroll", job.id),
+    for action, label, emoji, style in (
+        ("reroll", "Reroll", "🎲", discord.ButtonStyle.primary),
+        ("edit", "Edit", "✏️", discord.ButtonStyle.secondary),
+        ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
+    ):
+        view.add_item(
+            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=make_custom_id(action, job.id))
         )
-    )
-    view.add_item(
-        discord.ui.Button(
-            label="Edit",
-            emoji="✏️",
-            style=discord.ButtonStyle.secondary,
-            custom_id=make_custom_id("edit", job.id),
-        )
-    )
-    view.add_item(
-        discord.ui.Button(
-            label="Delete",
-            emoji="🗑️",
-            style=discord.ButtonStyle.danger,
-            custom_id=make_custom_id("delete", job.id),
-        )
-    )
     # A stopped view is still rendered but not stored: presses are answered from the custom id.
     view.stop()
     return view
