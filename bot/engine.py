@@ -1,8 +1,5 @@
-"""A job's life: admit (validate, fetch references, reserve) -> submit -> wait (callback or poll)
--> fetch results -> deliver through the surface that asked -> settle.
-
-Every step starts from the state stored in SQLite, so a job picked up after a crash continues where
-it was: nothing in memory is needed to finish it.
+"""Admission and queries: validate a request, fetch its references, reserve quota and store the job,
+then hand it to the `JobRunner`, which runs it. The engine never runs a job itself.
 """
 
 from __future__ import annotations
@@ -13,27 +10,21 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import httpx
 
-from bot import runner
 from bot.config import Settings
-from bot.errors import BadInput, CallbackRejected, JobTimedOut
-from bot.hidream.base import Provider, Sleep, SubmitSpec, status_to_dict
-from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
-from bot.media import LinkSigner, Resolver, fetch_image, system_resolver, to_data_uri
-from bot.requests import SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
+from bot.errors import BadInput, CallbackRejected
+from bot.hidream.base import Provider, Sleep, status_to_dict
+from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
+from bot.media import LinkSigner, Resolver, fetch_image, system_resolver
+from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
+from bot.runner import CALLBACK_GRACE, JobRunner
 from storage.sqlite import QuotaStatus, Store
 
 log = logging.getLogger(__name__)
-
-MAX_REFERENCES = 4
-PROGRESS_EVERY = 2.0
-# While waiting for a callback, poll anyway after this long: callbacks can be lost.
-CALLBACK_GRACE = 30.0
-POLL_CAP = 15.0
 
 
 class Engine:
@@ -44,60 +35,55 @@ class Engine:
         provider: Provider,
         http: httpx.AsyncClient,
         *,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         resolver: Resolver = system_resolver,
         callback_grace: float = CALLBACK_GRACE,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.provider = provider
         self.http = http
         self.clock = clock
-        self._sleep = sleep
         self.resolver = resolver
-        self.callback_grace = callback_grace
-        self.surfaces: dict[str, Surface] = {}
-        self.signer: LinkSigner | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wakers: dict[str, asyncio.Event] = {}
-        self._last_progress: dict[str, float] = {}
+        # Every running provider by name: a job is worked by the provider it was admitted with.
+        self.providers: dict[str, Provider] = {provider.name: provider}
+        self._admitting = provider.name
+        self.runner = JobRunner(
+            settings, store, self.providers, http, clock=clock, sleep=sleep, callback_grace=callback_grace
+        )
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
-        secret = await self.store.secret("media-links")
-        self.signer = LinkSigner(secret, self.settings.public_url)
+        await self.runner.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runner.__aexit__(*exc)
+
+    @property
+    def provider(self) -> Provider:
+        """The provider new jobs are admitted to."""
+        return self.providers[self._admitting]
+
+    @property
+    def signer(self) -> LinkSigner | None:
+        return self.runner.signer
 
     def add_surface(self, surface: Surface) -> None:
-        self.surfaces[surface.name] = surface
+        self.runner.add_surface(surface)
 
     async def resume(self) -> int:
-        """Start a runner for every job that is not finished. Called once surfaces are registered."""
-        jobs = await self.store.unfinished_jobs()
-        for job in jobs:
-            self._start(job.id)
-        if jobs:
-            log.info("resumed %d unfinished job(s)", len(jobs))
-        return len(jobs)
+        """Start every job that is not finished. Called once surfaces are registered."""
+        return await self.runner.resume()
 
     async def wait_idle(self) -> None:
         """Wait until every job this process is running has finished (delivered, failed or parked)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self.runner.wait_idle()
 
     async def wait_job(self, job_id: str) -> Job | None:
         """Wait until this process has finished running the job; return it as stored."""
-        task = self._tasks.get(job_id)
-        if task is not None:
-            await asyncio.wait([task])
+        await self.runner.wait_job(job_id)
         return await self.store.job(job_id)
 
     @property
@@ -149,7 +135,7 @@ class Engine:
         stored = await self.store.admit(job, workspace_key=self._workspace_key(job), dedup_key=dedup_key)
         if stored.id == job.id:
             log.info("job %s admitted: %s, %d image(s), %s", job.id, job.mode, request.n, tier)
-            self._start(job.id)
+            self.runner.start(job.id)
         return stored
 
     def _tier_for(self, asked: Tier | None) -> Tier:
@@ -185,12 +171,7 @@ class Engine:
         return await self.store.latest_job_in_thread(surface, thread_key)
 
     async def result_images(self, job: Job) -> list[OutputImage]:
-        images = []
-        for media_id in job.result_media:
-            m = await self.store.media(media_id)
-            if m is not None:
-                images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
-        return images
+        return await self.runner.result_images(job)
 
     def references_of(self, job: Job, index: int | None = None) -> list[ImageRef]:
         chosen = job.result_media if index is None else job.result_media[index : index + 1]
@@ -240,106 +221,15 @@ class Engine:
         job = await self.store.job_by_token(token)
         if job is None:
             raise CallbackRejected("unknown callback token", status=404)
-        status = await self.provider.parse_callback(job.provider_job_id, headers, body)
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise CallbackRejected(f"provider {job.provider!r} is not running here", status=503)
+        status = await provider.parse_callback(job.provider_job_id, headers, body)
         if job.state in TERMINAL:
             return  # a repeat or a late one: accepted, changes nothing
         if status is not None:
             await self.store.record_callback(job.id, status_to_dict(status))
-        self._waker(job.id).set()
-
-    def _waker(self, job_id: str) -> asyncio.Event:
-        return self._wakers.setdefault(job_id, asyncio.Event())
-
-    # --- the runner -------------------------------------------------------------------------------
-
-    def _start(self, job_id: str) -> None:
-        if job_id in self._tasks:
-            return
-        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _t: self._forget(job_id))
-
-    def _forget(self, job_id: str) -> None:
-        self._tasks.pop(job_id, None)
-        self._wakers.pop(job_id, None)
-        self._last_progress.pop(job_id, None)
-
-    async def _run(self, job_id: str) -> None:
-        try:
-            await runner.run_job(self, job_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job %s: unexpected error", job_id)
-            job = await self.store.job(job_id)
-            if job is not None and job.state not in TERMINAL:
-                await self.fail(job, "Something went wrong inside the bot; your quota was given back.")
-
-    async def fail(self, job: Job, message: str) -> None:
-        """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
-        states = tuple(s for s in JobState if s not in TERMINAL)
-        if not await self.store.transition(job.id, states, JobState.FAILED, error=message):
-            return
-        log.info("job %s failed: %s", job.id, message)
-        surface = self.surfaces.get(job.surface)
-        if surface is not None:
-            try:
-                await surface.tell(job, message)
-            except Exception:
-                log.exception("job %s: could not tell the requester", job.id)
-
-    async def progress(
-        self, job: Job, stage: str, queue_position: int | None = None, *, force: bool = False
-    ) -> None:
-        now = self.clock()
-        last = self._last_progress.get(job.id)
-        if not force and last is not None and now - last < PROGRESS_EVERY:
-            return
-        surface = self.surfaces.get(job.surface)
-        if surface is None:
-            return
-        self._last_progress[job.id] = now
-        try:
-            await surface.progress(job, Progress(stage, now - job.created_at, queue_position))
-        except Exception:
-            log.warning("job %s: progress update failed", job.id, exc_info=True)
-
-    async def wait_for_wake(self, job_id: str, seconds: float) -> bool:
-        """Sleep until a callback wakes the job or `seconds` pass. True when woken."""
-        event = self._waker(job_id)
-        try:
-            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
-        except TimeoutError:
-            return False
-        event.clear()
-        return True
-
-    def submit_spec(self, job: Job, reference_urls: list[str]) -> SubmitSpec:
-        callback = (
-            f"{self.settings.public_url}/webhooks/{job.callback_token}" if self.callbacks_enabled else None
-        )
-        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback)
-
-    async def reference_urls(self, job: Job) -> list[str]:
-        urls = []
-        for media_id in job.reference_media:
-            if self.callbacks_enabled and self.signer is not None:
-                ttl = max(600.0, job.deadline - self.clock())
-                urls.append(self.signer.link(media_id, now=self.clock(), ttl=ttl))
-            else:
-                m = await self.store.media(media_id)
-                if m is None:
-                    raise BadInput("A reference image is no longer held by the bot; attach it again.")
-                urls.append(to_data_uri(m.data, m.content_type))
-        return urls
-
-    def timed_out(self, job: Job) -> JobTimedOut | None:
-        if self.clock() <= job.deadline:
-            return None
-        minutes = round(self.settings.job_timeout_seconds / 60)
-        return JobTimedOut(
-            f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
-        )
+        self.runner.wake(job.id)
 
 
 __all__ = ["Engine"]

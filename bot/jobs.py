@@ -10,10 +10,10 @@ from bot.requests import ImageRequest, Tier
 
 
 class JobState(StrEnum):
-    """A job's life. Every change is a guarded transition in the store (from one state to the next).
+    """A job's life. Every change is a guarded transition in the store, allowed by `TRANSITIONS`.
 
     queued -> submitting -> running -> completed -> delivering -> delivered
-       any of queued..completed -> failed
+       any state that is not terminal -> failed
     `submitting` is written before the provider is asked, so a crash mid-submit is known to be one.
     `delivering` is written before posting; a surface's `deliver` is idempotent per job id.
     """
@@ -28,6 +28,42 @@ class JobState(StrEnum):
 
 
 TERMINAL = frozenset({JobState.DELIVERED, JobState.FAILED})
+UNFINISHED = frozenset(JobState) - TERMINAL
+# Waiting for the provider to take the job: counted for a queue position.
+WAITING = frozenset({JobState.QUEUED, JobState.SUBMITTING})
+
+# For each state, the states a job may enter it from. The store derives every guard from this table.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset(),
+    JobState.SUBMITTING: frozenset({JobState.QUEUED}),
+    JobState.RUNNING: frozenset({JobState.SUBMITTING}),
+    # A result can arrive by callback while the submit's answer was lost (still `submitting`).
+    JobState.COMPLETED: frozenset({JobState.SUBMITTING, JobState.RUNNING}),
+    JobState.DELIVERING: frozenset({JobState.COMPLETED}),
+    JobState.DELIVERED: frozenset({JobState.DELIVERING}),
+    # Anything unfinished may fail, including a delivery that could not be posted.
+    JobState.FAILED: UNFINISHED,
+}
+
+
+class LedgerState(StrEnum):
+    """A job's row in the usage ledger: reserved at admission, then committed or released."""
+
+    RESERVED = "reserved"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    # An operator forgot the day's usage: still spent, no longer counted against today's limit.
+    RESET = "reset"
+
+
+# What entering a state does to the job's reserved ledger row, in the same transaction.
+LEDGER_EFFECT: dict[JobState, LedgerState] = {
+    JobState.DELIVERED: LedgerState.COMMITTED,
+    JobState.FAILED: LedgerState.RELEASED,
+}
+# Ledger rows that count against today's limit, and rows that count as money spent.
+COUNTED = (LedgerState.RESERVED, LedgerState.COMMITTED)
+SPENT = (LedgerState.COMMITTED, LedgerState.RESET)
 
 
 @dataclass

@@ -24,6 +24,8 @@ SEED_MAX = 2_147_483_647
 STEPS_MAX = 100
 DEV_STEPS_MAX = 28
 N_MAX = 4
+# Reference images one request may use (an edit takes one, personalization two to four).
+MAX_REFERENCES = 4
 SIDE_MIN, SIDE_MAX = 256, 2048
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
 # Aspect ratios are sized to about one megapixel, sides rounded to a multiple of 16.

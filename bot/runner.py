@@ -1,4 +1,7 @@
-"""The steps of one job, each starting from the state the store holds.
+"""`JobRunner` owns running jobs: one task per job, wake-ups, progress, deadlines and delivery.
+
+Each step starts from the state the store holds, so a job picked up after a crash continues where
+it was: nothing in memory is needed to finish it.
 
 queued      -> submit to the provider (state `submitting` is written first)
 submitting  -> the request may have been sent but its answer was lost: wait for a callback
@@ -9,172 +12,361 @@ delivering  -> deliver again (surfaces deliver idempotently per job id), then se
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable, Mapping
 
-from bot.errors import MediaError, ProviderBusy, ProviderError, ProviderUnreachable, SubmitOutcomeUnknown
-from bot.hidream.base import ProviderStatus, status_from_dict
-from bot.jobs import TERMINAL, Job, JobState
-from bot.media import fetch_image
+import httpx
 
-if TYPE_CHECKING:
-    from bot.engine import Engine
+from bot.config import Settings
+from bot.errors import (
+    BadInput,
+    MediaError,
+    ProviderBusy,
+    ProviderError,
+    ProviderUnreachable,
+    SubmitOutcomeUnknown,
+)
+from bot.hidream.base import Provider, ProviderStatus, Sleep, SubmitSpec, status_from_dict
+from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
+from bot.media import LinkSigner, fetch_image, to_data_uri
+from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY = 2.0
 PROGRESS_TICK = 5.0
+# While waiting for a callback, poll anyway after this long: callbacks can be lost.
+CALLBACK_GRACE = 30.0
+# Without callbacks, polling backs off (x1.5) up to this interval.
+POLL_CAP = 15.0
 RESULT_MAX_BYTES = 60 * 1024 * 1024
 DELIVERY_ATTEMPTS = 3
+SORRY = "Something went wrong inside the bot; your quota was given back."
+# The states in which a job's next step is the provider's, and its deadline applies.
+_AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
 
 
-async def run_job(engine: Engine, job_id: str) -> None:
-    while True:
-        job = await engine.store.job(job_id)
-        if job is None or job.state in TERMINAL:
+class JobRunner:
+    """Runs every unfinished job of this process to its end. Enter it to start; leaving cancels the
+    tasks (their jobs resume on the next start)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: Mapping[str, Provider],
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        callback_grace: float = CALLBACK_GRACE,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.http = http
+        self.clock = clock
+        self.sleep = sleep
+        self.callback_grace = callback_grace
+        self.surfaces: dict[str, Surface] = {}
+        self.signer: LinkSigner | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakers: dict[str, asyncio.Event] = {}
+        self._last_progress: dict[str, float] = {}
+
+    async def __aenter__(self) -> JobRunner:
+        secret = await self.store.secret("media-links")
+        self.signer = LinkSigner(secret, self.settings.public_url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.settings.public_url)
+
+    # --- what the engine calls -------------------------------------------------------------------
+
+    def add_surface(self, surface: Surface) -> None:
+        self.surfaces[surface.name] = surface
+
+    def start(self, job_id: str) -> None:
+        """Run the job in its own task, unless this process already runs it."""
+        if job_id in self._tasks:
             return
-        expired = engine.timed_out(job)
-        if expired is not None and job.state in (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING):
-            await engine.fail(job, expired.user_message)
-            continue
-        if job.state is JobState.QUEUED:
-            await _submit(engine, job)
-        elif job.state is JobState.SUBMITTING:
-            await _await_unknown(engine, job)
-        elif job.state is JobState.RUNNING:
-            await _await_result(engine, job)
-        elif not await _deliver(engine, job):
-            return  # parked: its surface is not running in this process
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._forget(job_id))
 
+    def wake(self, job_id: str) -> None:
+        """Something new is stored for the job (a callback): look at it now, not at the next poll."""
+        self._waker(job_id).set()
 
-async def _submit(engine: Engine, job: Job) -> None:
-    if not await engine.store.transition(job.id, (JobState.QUEUED,), JobState.SUBMITTING):
-        return
-    await engine.progress(job, "queued", await engine.store.queue_position(job), force=True)
-    try:
-        spec = engine.submit_spec(job, await engine.reference_urls(job))
-        provider_job_id = await engine.provider.submit(spec)
-    except SubmitOutcomeUnknown as exc:
-        log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
-        await engine.store.transition(
-            job.id, (JobState.SUBMITTING,), JobState.SUBMITTING, error=exc.user_message
-        )
-        return
-    except ProviderError as exc:
-        log.warning("job %s: provider refused: %s", job.id, exc)
-        await engine.fail(job, exc.user_message)
-        return
-    except MediaError as exc:
-        await engine.fail(job, exc.user_message)
-        return
-    await engine.store.transition(
-        job.id, (JobState.SUBMITTING,), JobState.RUNNING, provider_job_id=provider_job_id, error=None
-    )
-    log.info("job %s submitted to %s as %s", job.id, engine.provider.name, provider_job_id)
+    async def resume(self) -> int:
+        """Start every job that is not finished. Called once surfaces are registered."""
+        jobs = await self.store.unfinished_jobs()
+        for job in jobs:
+            self.start(job.id)
+        if jobs:
+            log.info("resumed %d unfinished job(s)", len(jobs))
+        return len(jobs)
 
+    async def wait_idle(self) -> None:
+        """Wait until every job this process is running has finished (delivered, failed or parked)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-async def _await_unknown(engine: Engine, job: Job) -> None:
-    """We cannot ask the provider about a request whose id we never read. Only a callback can save it."""
-    cached = await engine.store.callback_status(job.id)
-    if cached is not None:
-        await _settle_status(engine, job, status_from_dict(cached))
-        return
-    if not engine.callbacks_enabled:
-        await engine.fail(
-            job,
-            job.error
-            or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
-        )
-        return
-    await engine.progress(job, "running")
-    await engine.wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - engine.clock()))
+    async def wait_job(self, job_id: str) -> None:
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.wait([task])
 
+    # --- one job ---------------------------------------------------------------------------------
 
-async def _await_result(engine: Engine, job: Job) -> None:
-    assert job.provider_job_id is not None
-    interval = engine.provider.poll_interval
-    wait = engine.callback_grace if engine.callbacks_enabled else interval
-    next_poll = engine.clock() + wait
-    while True:
-        cached = await engine.store.callback_status(job.id)
-        status: ProviderStatus | None = status_from_dict(cached) if cached is not None else None
-        if status is None and engine.clock() >= next_poll:
-            status = await _poll(engine, job)
-            interval = min(interval * 1.5, engine.callback_grace if engine.callbacks_enabled else 15.0)
-            next_poll = engine.clock() + interval
-        if status is not None and status.state in ("completed", "failed"):
-            await _settle_status(engine, job, status)
-            return
-        if status is not None:
-            await engine.progress(
-                job, "queued" if status.state == "queued" else "running", status.queue_position
-            )
-        else:
-            await engine.progress(job, "running")
-        if engine.timed_out(job) is not None:
-            return  # the caller fails it
-        timeout = min(next_poll - engine.clock(), PROGRESS_TICK, job.deadline - engine.clock() + 0.01)
-        if await engine.wait_for_wake(job.id, timeout):
-            next_poll = engine.clock()  # a callback arrived: read it, or poll now if it was only a hint
+    def _waker(self, job_id: str) -> asyncio.Event:
+        return self._wakers.setdefault(job_id, asyncio.Event())
 
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._wakers.pop(job_id, None)
+        self._last_progress.pop(job_id, None)
 
-async def _poll(engine: Engine, job: Job) -> ProviderStatus | None:
-    assert job.provider_job_id is not None
-    try:
-        return await engine.provider.status(job.provider_job_id)
-    except (ProviderBusy, ProviderUnreachable) as exc:
-        log.warning("job %s: status check failed, will retry: %s", job.id, exc)
-        return None
-    except ProviderError as exc:
-        return ProviderStatus(state="failed", error=exc.user_message)
-
-
-async def _settle_status(engine: Engine, job: Job, status: ProviderStatus) -> None:
-    if status.state == "failed":
-        await engine.fail(job, status.error or f"{engine.provider.name} could not make the image.")
-        return
-    if not status.images:
-        await engine.fail(
-            job, f"{engine.provider.name} finished but sent no image; your quota was given back."
-        )
-        return
-    media_ids = []
-    for image in status.images:
+    async def _run(self, job_id: str) -> None:
         try:
-            fetched = await fetch_image(engine.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES)
-        except MediaError as exc:
-            log.warning("job %s: result could not be fetched: %s", job.id, exc)
-            await engine.fail(job, "The finished image could not be downloaded from the provider.")
-            return
-        media_ids.append(
-            await engine.store.put_media(
-                fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw
-            )
-        )
-    from_states = (JobState.SUBMITTING, JobState.RUNNING)
-    await engine.store.transition(job.id, from_states, JobState.COMPLETED, result_media=media_ids)
-
-
-async def _deliver(engine: Engine, job: Job) -> bool:
-    surface = engine.surfaces.get(job.surface)
-    if surface is None:
-        log.warning("job %s waits for surface %r, which is not running", job.id, job.surface)
-        return False
-    if job.state is JobState.COMPLETED:
-        if not await engine.store.transition(job.id, (JobState.COMPLETED,), JobState.DELIVERING):
-            return True
-    await engine.progress(job, "delivering", force=True)
-    images = await engine.result_images(job)
-    for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-        try:
-            posts = await surface.deliver(job, images)
-            break
+            await self._steps(job_id)
+        except asyncio.CancelledError:
+            raise
         except Exception:
-            log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
-            await engine._sleep(attempt * 2.0)
-    else:
-        await engine.fail(job, "The image was made but could not be posted here; your quota was given back.")
+            log.exception("job %s: unexpected error", job_id)
+            job = await self.store.job(job_id)
+            if job is not None and job.state not in TERMINAL:
+                await self.fail(job, SORRY)
+
+    async def _steps(self, job_id: str) -> None:
+        while True:
+            job = await self.store.job(job_id)
+            if job is None or job.state in TERMINAL:
+                return
+            if job.state in _AT_PROVIDER:
+                expired = self._timed_out(job)
+                if expired is not None:
+                    await self.fail(job, expired)
+                    continue
+                provider = self.providers.get(job.provider)
+                if provider is None:
+                    log.warning("job %s waits for provider %r, which is not running", job.id, job.provider)
+                    return  # parked until a process that runs its provider starts
+                await self._provider_step(provider, job)
+            elif not await self._deliver(job):
+                return  # parked: its surface is not running in this process
+
+    async def _provider_step(self, provider: Provider, job: Job) -> None:
+        if job.state is JobState.QUEUED:
+            await self._submit(provider, job)
+        elif job.state is JobState.SUBMITTING:
+            await self._await_unknown(provider, job)
+        else:
+            await self._await_result(provider, job)
+
+    async def fail(self, job: Job, message: str) -> None:
+        """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
+        if not await self.store.transition(job.id, JobState.FAILED, error=message):
+            return
+        log.info("job %s failed: %s", job.id, message)
+        surface = self.surfaces.get(job.surface)
+        if surface is not None:
+            try:
+                await surface.tell(job, message)
+            except Exception:
+                log.exception("job %s: could not tell the requester", job.id)
+
+    def _timed_out(self, job: Job) -> str | None:
+        if self.clock() <= job.deadline:
+            return None
+        minutes = round(self.settings.job_timeout_seconds / 60)
+        return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+
+    async def _progress(
+        self, job: Job, stage: str, queue_position: int | None = None, *, force: bool = False
+    ) -> None:
+        now = self.clock()
+        last = self._last_progress.get(job.id)
+        if not force and last is not None and now - last < PROGRESS_EVERY:
+            return
+        surface = self.surfaces.get(job.surface)
+        if surface is None:
+            return
+        self._last_progress[job.id] = now
+        try:
+            await surface.progress(job, Progress(stage, now - job.created_at, queue_position))
+        except Exception:
+            log.warning("job %s: progress update failed", job.id, exc_info=True)
+
+    async def _wait_for_wake(self, job_id: str, seconds: float) -> bool:
+        """Sleep until a callback wakes the job or `seconds` pass. True when woken."""
+        event = self._waker(job_id)
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        event.clear()
         return True
-    await engine.store.record_posts(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts])
-    if await engine.store.transition(job.id, (JobState.DELIVERING,), JobState.DELIVERED):
-        log.info("job %s delivered (%d image(s))", job.id, len(images))
-    return True
+
+    # --- submit ----------------------------------------------------------------------------------
+
+    async def _submit(self, provider: Provider, job: Job) -> None:
+        if not await self.store.transition(job.id, JobState.SUBMITTING):
+            return
+        await self._progress(job, "queued", await self.store.queue_position(job), force=True)
+        try:
+            spec = self._submit_spec(job, await self._reference_urls(job))
+            provider_job_id = await provider.submit(spec)
+        except SubmitOutcomeUnknown as exc:
+            log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
+            await self.store.annotate(job.id, JobState.SUBMITTING, error=exc.user_message)
+            return
+        except ProviderError as exc:
+            log.warning("job %s: provider refused: %s", job.id, exc)
+            await self.fail(job, exc.user_message)
+            return
+        except MediaError as exc:
+            await self.fail(job, exc.user_message)
+            return
+        await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
+        log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
+
+    def _submit_spec(self, job: Job, reference_urls: list[str]) -> SubmitSpec:
+        callback = (
+            f"{self.settings.public_url}/webhooks/{job.callback_token}" if self.callbacks_enabled else None
+        )
+        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback)
+
+    async def _reference_urls(self, job: Job) -> list[str]:
+        urls = []
+        for media_id in job.reference_media:
+            if self.callbacks_enabled and self.signer is not None:
+                ttl = max(600.0, job.deadline - self.clock())
+                urls.append(self.signer.link(media_id, now=self.clock(), ttl=ttl))
+            else:
+                m = await self.store.media(media_id)
+                if m is None:
+                    raise BadInput("A reference image is no longer held by the bot; attach it again.")
+                urls.append(to_data_uri(m.data, m.content_type))
+        return urls
+
+    # --- wait ------------------------------------------------------------------------------------
+
+    async def _await_unknown(self, provider: Provider, job: Job) -> None:
+        """We cannot ask the provider about a request whose id we never read. Only a callback can save it."""
+        cached = await self.store.callback_status(job.id)
+        if cached is not None:
+            await self._settle_status(provider, job, status_from_dict(cached))
+            return
+        if not self.callbacks_enabled:
+            await self.fail(
+                job,
+                job.error
+                or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
+            )
+            return
+        await self._progress(job, "running")
+        await self._wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - self.clock()))
+
+    async def _await_result(self, provider: Provider, job: Job) -> None:
+        interval = provider.poll_interval
+        cap = self.callback_grace if self.callbacks_enabled else POLL_CAP
+        next_poll = self.clock() + (self.callback_grace if self.callbacks_enabled else interval)
+        while True:
+            cached = await self.store.callback_status(job.id)
+            status: ProviderStatus | None = status_from_dict(cached) if cached is not None else None
+            if status is None and self.clock() >= next_poll:
+                status = await self._poll(provider, job)
+                interval = min(interval * 1.5, cap)
+                next_poll = self.clock() + interval
+            if status is not None and status.state in ("completed", "failed"):
+                await self._settle_status(provider, job, status)
+                return
+            if status is not None:
+                stage = "queued" if status.state == "queued" else "running"
+                await self._progress(job, stage, status.queue_position)
+            else:
+                await self._progress(job, "running")
+            if self._timed_out(job) is not None:
+                return  # the loop in _steps fails it
+            timeout = min(next_poll - self.clock(), PROGRESS_TICK, job.deadline - self.clock() + 0.01)
+            if await self._wait_for_wake(job.id, timeout):
+                next_poll = self.clock()  # a callback arrived: read it, or poll now if it was only a hint
+
+    async def _poll(self, provider: Provider, job: Job) -> ProviderStatus | None:
+        assert job.provider_job_id is not None
+        try:
+            return await provider.status(job.provider_job_id)
+        except (ProviderBusy, ProviderUnreachable) as exc:
+            log.warning("job %s: status check failed, will retry: %s", job.id, exc)
+            return None
+        except ProviderError as exc:
+            return ProviderStatus(state="failed", error=exc.user_message)
+
+    async def _settle_status(self, provider: Provider, job: Job, status: ProviderStatus) -> None:
+        if status.state == "failed":
+            await self.fail(job, status.error or f"{provider.name} could not make the image.")
+            return
+        if not status.images:
+            await self.fail(job, f"{provider.name} finished but sent no image; your quota was given back.")
+            return
+        media_ids = []
+        for image in status.images:
+            try:
+                fetched = await fetch_image(self.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES)
+            except MediaError as exc:
+                log.warning("job %s: result could not be fetched: %s", job.id, exc)
+                await self.fail(job, "The finished image could not be downloaded from the provider.")
+                return
+            media_ids.append(
+                await self.store.put_media(
+                    fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw
+                )
+            )
+        await self.store.transition(job.id, JobState.COMPLETED, result_media=media_ids)
+
+    # --- deliver ---------------------------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> bool:
+        surface = self.surfaces.get(job.surface)
+        if surface is None:
+            log.warning("job %s waits for surface %r, which is not running", job.id, job.surface)
+            return False
+        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
+            return True
+        await self._progress(job, "delivering", force=True)
+        images = await self.result_images(job)
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                posts = await surface.deliver(job, images)
+                break
+            except Exception:
+                log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
+                await self.sleep(attempt * 2.0)
+        else:
+            await self.fail(
+                job, "The image was made but could not be posted here; your quota was given back."
+            )
+            return True
+        await self.store.record_posts(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts])
+        if await self.store.transition(job.id, JobState.DELIVERED):
+            log.info("job %s delivered (%d image(s))", job.id, len(images))
+        return True
+
+    async def result_images(self, job: Job) -> list[OutputImage]:
+        images = []
+        for media_id in job.result_media:
+            m = await self.store.media(media_id)
+            if m is not None:
+                images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
+        return images

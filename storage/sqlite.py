@@ -11,7 +11,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +21,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from bot.errors import QuotaExceeded
-from bot.jobs import TERMINAL, Job, JobState
+from bot.jobs import COUNTED, LEDGER_EFFECT, SPENT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from bot.requests import ImageRequest
 
 MIGRATIONS: list[str] = [
@@ -58,9 +58,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX posts_job ON posts(job_id);
     """,
 ]
-
-# Ledger rows in these states count against today's limit.
-_COUNTED = ("reserved", "committed")
 
 
 def utc_day(ts: float) -> str:
@@ -180,8 +177,8 @@ class Store:
     ) -> QuotaStatus:
         limit = await self._limit_for(db, user_key, workspace_key)
         async with db.execute(
-            f"SELECT COALESCE(SUM(images), 0) FROM ledger WHERE user_key=? AND day=? AND state IN {_COUNTED}",
-            (user_key, day),
+            f"SELECT COALESCE(SUM(images), 0) FROM ledger WHERE user_key=? AND day=? AND state IN {_marks(COUNTED)}",
+            (user_key, day, *COUNTED),
         ) as cur:
             used = int((await cur.fetchone() or (0,))[0])
         async with db.execute(
@@ -218,8 +215,8 @@ class Store:
         """Forget today's finished usage (jobs still running keep their reservation)."""
         async with self.transaction() as db:
             await db.execute(
-                "UPDATE ledger SET state='reset' WHERE user_key=? AND day=? AND state='committed'",
-                (user_key, utc_day(self.clock())),
+                "UPDATE ledger SET state=? WHERE user_key=? AND day=? AND state=?",
+                (LedgerState.RESET, user_key, utc_day(self.clock()), LedgerState.COMMITTED),
             )
 
     async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
@@ -227,8 +224,8 @@ class Store:
         column = "user_key" if scope == "user" else "workspace_key"
         async with self.db.execute(
             f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
-            f"WHERE {column}=? AND state IN ('committed', 'reset')",
-            (key,),
+            f"WHERE {column}=? AND state IN {_marks(SPENT)}",
+            (key, *SPENT),
         ) as cur:
             row = await cur.fetchone() or (0, 0.0)
         return int(row[0]), float(row[1])
@@ -274,51 +271,64 @@ class Store:
             )
             await db.execute(
                 "INSERT INTO ledger (job_id, user_key, workspace_key, day, images, state, cost_usd, created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.user_key,
                     workspace_key,
                     utc_day(job.created_at),
                     images,
+                    LedgerState.RESERVED,
                     job.cost_usd,
                     job.created_at,
                 ),
             )
         return job
 
-    async def transition(
-        self, job_id: str, from_states: tuple[JobState, ...], to: JobState, **fields: Any
-    ) -> bool:
-        """Move a job from one of `from_states` to `to`, setting `fields`. False if it was not in them.
-        Reaching DELIVERED commits its ledger row; reaching FAILED releases it, in the same transaction."""
+    async def transition(self, job_id: str, to: JobState, **fields: Any) -> bool:
+        """Move a job to `to` from one of the states `TRANSITIONS` allows, setting `fields`. False (and
+        nothing changed) when the job is in no such state. The ledger effect of entering `to`
+        (`LEDGER_EFFECT`) happens in the same transaction."""
+        from_states = TRANSITIONS[to]
+        if not from_states:
+            return False
         sets = ["state=?", "updated_at=?"]
         values: list[Any] = [to.value, self.clock()]
         for name, value in fields.items():
             sets.append(f"{name}=?")
-            values.append(json.dumps(value) if name in ("result_media", "callback_status") else value)
-        marks = ",".join("?" * len(from_states))
+            values.append(json.dumps(value) if name in _JSON_FIELDS else value)
         async with self.transaction() as db:
             cur = await db.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN ({marks})",
-                (*values, job_id, *(s.value for s in from_states)),
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {_marks(from_states)}",
+                (*values, job_id, *from_states),
             )
             if cur.rowcount != 1:
                 return False
-            if to in (JobState.DELIVERED, JobState.FAILED):
-                ledger_state = "committed" if to is JobState.DELIVERED else "released"
+            effect = LEDGER_EFFECT.get(to)
+            if effect is not None:
                 await db.execute(
-                    "UPDATE ledger SET state=? WHERE job_id=? AND state='reserved'", (ledger_state, job_id)
+                    "UPDATE ledger SET state=? WHERE job_id=? AND state=?",
+                    (effect, job_id, LedgerState.RESERVED),
                 )
         return True
 
-    async def record_callback(self, job_id: str, status: dict[str, Any]) -> bool:
-        """Keep a verified callback's status for the job's runner (it may not be listening yet)."""
-        terminal = tuple(s.value for s in TERMINAL)
+    async def annotate(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        """Set `fields` on a job that is still in `state`, without changing its state."""
+        sets = ", ".join(f"{name}=?" for name in fields)
+        values = [json.dumps(v) if name in _JSON_FIELDS else v for name, v in fields.items()]
         async with self.transaction() as db:
             cur = await db.execute(
-                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN ({','.join('?' * len(terminal))})",
-                (json.dumps(status), job_id, *terminal),
+                f"UPDATE jobs SET {sets}, updated_at=? WHERE id=? AND state=?",
+                (*values, self.clock(), job_id, state),
+            )
+            return cur.rowcount == 1
+
+    async def record_callback(self, job_id: str, status: dict[str, Any]) -> bool:
+        """Keep a verified callback's status for the job's runner (it may not be listening yet)."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN {_marks(TERMINAL)}",
+                (json.dumps(status), job_id, *TERMINAL),
             )
             return cur.rowcount == 1
 
@@ -345,17 +355,15 @@ class Store:
         return json.loads(row[0]) if row and row[0] else None
 
     async def unfinished_jobs(self) -> list[Job]:
-        terminal = tuple(s.value for s in TERMINAL)
         async with self.db.execute(
-            f"SELECT * FROM jobs WHERE state NOT IN ({','.join('?' * len(terminal))}) ORDER BY created_at",
-            terminal,
+            f"SELECT * FROM jobs WHERE state NOT IN {_marks(TERMINAL)} ORDER BY created_at", tuple(TERMINAL)
         ) as cur:
             return [_row_to_job(r) for r in await cur.fetchall()]
 
     async def queue_position(self, job: Job) -> int:
         async with self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'submitting') AND created_at < ?",
-            (job.created_at,),
+            f"SELECT COUNT(*) FROM jobs WHERE state IN {_marks(WAITING)} AND created_at < ?",
+            (*WAITING, job.created_at),
         ) as cur:
             return int((await cur.fetchone() or (0,))[0]) + 1
 
@@ -405,13 +413,21 @@ class Store:
         return await self._job_where(
             self.db,
             "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=? AND p.thread_key=? "
-            "AND j.state='delivered' ORDER BY p.created_at DESC, p.rowid DESC LIMIT 1)",
-            (surface, thread_key),
+            "AND j.state=? ORDER BY p.created_at DESC, p.rowid DESC LIMIT 1)",
+            (surface, thread_key, JobState.DELIVERED),
         )
 
     async def forget_posts(self, job_id: str) -> None:
         async with self.transaction() as db:
             await db.execute("DELETE FROM posts WHERE job_id=?", (job_id,))
+
+
+_JSON_FIELDS = ("result_media", "callback_status")
+
+
+def _marks(values: Collection[object]) -> str:
+    """`(?, ?, ...)` for an IN clause over `values`."""
+    return "(" + ",".join("?" * len(values)) + ")"
 
 
 def _refusal(status: QuotaStatus, wanted: int) -> str:

@@ -131,7 +131,7 @@ class EarlyCallbackProvider(SandboxProvider):
 async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
-        bot.engine.provider = EarlyCallbackProvider(
+        bot.engine.providers["sandbox"] = EarlyCallbackProvider(
             bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox"
         )
         job = await bot.engine.submit(chat("an early bird --seed 5"))
@@ -251,7 +251,7 @@ async def test_job_past_its_deadline_fails_cleanly_and_is_refunded(tmp_path: Pat
         while (await bot.engine.job(job.id)).state is not JobState.RUNNING:  # type: ignore[union-attr]  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         clock.now += 901
-        bot.engine._waker(job.id).set()
+        bot.engine.runner.wake(job.id)
         await bot.engine.wait_idle()
         assert surface.told == [
             (job.id, "The image took longer than 15 minutes, so the bot gave up; your quota was given back.")
