@@ -17,10 +17,15 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from bot.config import PluginSettings
 from bot.engine import Engine
 from bot.errors import UserFacingError
 from bot.jobs import Job, OutputImage, Post, Progress
 from bot.media import to_data_uri
+from bot.plugins import Core, SurfacePlugin
 from bot.requests import ChatRequest, ImageRef, parse_command
 
 HELP = """Commands:
@@ -84,6 +89,16 @@ class ConsoleChat:
         self._say(f"[{job.id[:8]}] {progress.text()}")
 
     # --- reading commands -------------------------------------------------------------------------
+
+    async def run_until_done(self) -> int:
+        """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed."""
+        if self.stdin.isatty():
+            self._say(
+                f"hidream-bot console on the {self.engine.provider.name} provider. "
+                "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)"
+            )
+        await self.run()
+        return 1 if self.failures else 0
 
     async def run(self) -> None:
         """Read commands until standard input ends, then wait for the jobs to finish."""
@@ -174,3 +189,30 @@ class ConsoleChat:
 
     def _say(self, text: str) -> None:
         print(text, file=self.err, flush=True)
+
+
+class ConsoleSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="HIDREAM_")
+
+    # Where the console writes images.
+    output_dir: Path = Field(default=Path("./hidream-output"))
+
+
+class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
+    """The console starts when no chat platform is configured."""
+
+    name = "console"
+    settings_class = ConsoleSettings
+    fallback = True
+
+    def enabled(self, settings: ConsoleSettings) -> bool:
+        return True
+
+    def build(self, core: Core, settings: ConsoleSettings) -> ConsoleChat:
+        return ConsoleChat(core.engine, settings.output_dir)
+
+    def summary(self, settings: ConsoleSettings) -> str:
+        return "console (no chat credentials set)"
+
+
+plugin = ConsolePlugin()

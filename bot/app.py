@@ -1,4 +1,5 @@
-"""Wiring: every long-lived part entered in one AsyncExitStack, in the order they depend on each other."""
+"""Wiring: the plugins the environment enables, and every long-lived part entered in one
+AsyncExitStack, in the order they depend on each other."""
 
 from __future__ import annotations
 
@@ -6,58 +7,125 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.hidream import make_provider
+from bot.errors import ConfigError
 from bot.hidream.base import Provider
-from bot.jobs import Surface
+from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
 from bot.server import HttpServer
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
 
-# A surface factory gets the running bot and returns an adapter (an async context manager that is
-# also a Surface). It may add routes to bot.server.app: the server starts after every factory ran.
-SurfaceFactory = Callable[["Bot"], Any]
-
 
 @dataclass
 class Bot:
+    """The running core, as surface plugins see it."""
+
     settings: Settings
     http: httpx.AsyncClient
     store: Store
     server: HttpServer
     provider: Provider
     engine: Engine
-    sandbox: Any = None
-    surfaces: list[Any] = field(default_factory=list)
+    surfaces: list[SurfaceAdapter] = field(default_factory=list)
 
     @property
     def server_url(self) -> str:
         return self.server.url
 
 
-def sandbox_state_dir(settings: Settings) -> Path:
-    return settings.db_path.parent / (settings.db_path.name + ".sandbox")
+# Builds a surface from the running core (a plugin's build, or a test's own surface).
+SurfaceFactory = Callable[[Bot], SurfaceAdapter]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the settings ask to start: the surfaces and the provider, each with its own settings."""
+
+    surfaces: list[tuple[SurfacePlugin[Any], Any]]
+    provider: tuple[ProviderPlugin[Any], Any]
+    # What `check` warns about: from every surface plugin (enabled or not) and the chosen provider.
+    surface_warnings: list[str] = field(default_factory=list)
+    provider_warnings: list[str] = field(default_factory=list)
+
+    def surface_factories(self) -> list[SurfaceFactory]:
+        return [_factory(plugin, section) for plugin, section in self.surfaces]
+
+
+def _factory(plugin: SurfacePlugin[Any], section: Any) -> SurfaceFactory:
+    def build(bot: Bot) -> SurfaceAdapter:
+        surface = plugin.build(bot, section)
+        plugin.add_routes(bot.server.app, surface)
+        return surface
+
+    return build
+
+
+def select(settings: Settings, plugins: Plugins | None = None) -> Selection:
+    """The enabled surfaces (else the fallback ones, the console) and the chosen provider. Every
+    plugin's settings are read, so a bad value anywhere is a ConfigError naming its variable."""
+    plugins = plugins or discover()
+    surfaces = [(p, settings.section(p.settings_class)) for p in plugins.surfaces]
+    providers = [(p, settings.section(p.settings_class)) for p in plugins.providers]
+    enabled = [(p, s) for p, s in surfaces if not p.fallback and p.enabled(s)]
+    provider, provider_settings = _provider(settings, providers)
+    return Selection(
+        surfaces=enabled or [(p, s) for p, s in surfaces if p.fallback],
+        provider=(provider, provider_settings),
+        surface_warnings=[line for p, s in surfaces for line in p.warnings(s)],
+        provider_warnings=provider.warnings(provider_settings, settings),
+    )
+
+
+def _provider(
+    settings: Settings, providers: list[tuple[ProviderPlugin[Any], Any]]
+) -> tuple[ProviderPlugin[Any], Any]:
+    if settings.provider:
+        for plugin, section in providers:
+            if plugin.name == settings.provider:
+                missing = plugin.missing(section)
+                if missing:
+                    raise ConfigError(f"HIDREAM_PROVIDER={plugin.name} needs {missing} to be set")
+                return plugin, section
+        names = ", ".join(p.name for p, _ in providers)
+        raise ConfigError(f"invalid setting: HIDREAM_PROVIDER={settings.provider} is not one of {names}")
+    configured = sorted(
+        ((p, s) for p, s in providers if not p.fallback and p.configured(s)), key=lambda ps: ps[0].preference
+    )
+    fallback = [(p, s) for p, s in providers if p.fallback]
+    if not configured and not fallback:
+        raise ConfigError("no provider is configured: set HIDREAM_PROVIDER and its key")
+    return (configured or fallback)[0]
+
+
+def build_provider(
+    settings: Settings, selection: Selection, http: httpx.AsyncClient, server_url: str
+) -> Provider:
+    plugin, section = selection.provider
+    state_dir = settings.db_path.parent / f"{settings.db_path.name}.{plugin.name}"
+    return plugin.build(ProviderContext(settings, http, server_url, state_dir), section)
 
 
 async def start_bot(
     settings: Settings,
     stack: AsyncExitStack,
-    surfaces: list[SurfaceFactory],
+    surfaces: list[SurfaceFactory] | None = None,
     *,
+    selection: Selection | None = None,
     loopback_public_url: bool = False,
     **engine_options: Any,
 ) -> Bot:
-    """Start everything; `stack` closes it all in reverse order.
+    """Start everything; `stack` closes it all in reverse order. `surfaces`: the surfaces to start,
+    by default those the settings enable. `selection`: what `select` chose, if already known.
 
     `loopback_public_url`: use the server's own loopback address as HIDREAM_PUBLIC_URL, so callbacks
     work on one machine (tests, benchmarks)."""
+    selection = selection or select(settings)
     http = await stack.enter_async_context(
         httpx.AsyncClient(
             timeout=httpx.Timeout(30.0, connect=10.0),
@@ -70,24 +138,17 @@ async def start_bot(
     server.bind()
     if loopback_public_url:
         settings.public_url = server.url
-    sandbox = None
-    if settings.provider_name == "sandbox":
-        from bot.hidream.sandbox import SandboxService
-
-        sandbox = SandboxService(http, sandbox_state_dir(settings), delay=settings.sandbox_delay_seconds)
-        sandbox.register_routes(server.app)
-    provider = make_provider(settings, http, sandbox_url=f"{server.url}/sandbox")
-    await stack.enter_async_context(provider)
+    provider = build_provider(settings, selection, http, server.url)
+    selection.provider[0].add_routes(server.app, provider)
     engine = Engine(settings, store, provider, http, **engine_options)
-    bot = Bot(settings, http, store, server, provider, engine, sandbox)
-    adapters = [factory(bot) for factory in surfaces]
+    bot = Bot(settings, http, store, server, provider, engine)
+    factories = selection.surface_factories() if surfaces is None else surfaces
+    adapters = [factory(bot) for factory in factories]
     await stack.enter_async_context(server)
-    if sandbox is not None:
-        await stack.enter_async_context(sandbox)
+    await stack.enter_async_context(provider)
     await stack.enter_async_context(engine)
     for adapter in adapters:
-        surface: Surface = adapter
-        engine.add_surface(surface)
+        engine.add_surface(adapter)
         await stack.enter_async_context(adapter)
         bot.surfaces.append(adapter)
     server.ready(engine, {"provider": provider.name, "surfaces": [s.name for s in bot.surfaces]})

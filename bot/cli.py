@@ -8,14 +8,14 @@ import logging
 import signal
 import sys
 from contextlib import AsyncExitStack
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 
-from bot.app import SurfaceFactory, start_bot
+from bot.app import Selection, build_provider, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
-from bot.hidream import make_provider
+from bot.plugins import DrivingSurface
 from storage.sqlite import Store
 
 log = logging.getLogger("hidream-bot")
@@ -32,47 +32,16 @@ def _setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def surface_factories(settings: Settings) -> list[SurfaceFactory]:
-    """The chat surfaces whose credentials are set; none at all: the local console."""
-    factories: list[SurfaceFactory] = []
-    if settings.discord_enabled:
-        from adapters.discord import make_surface as discord_surface
-
-        factories.append(discord_surface)
-    if settings.slack_enabled:
-        from adapters.slack import make_surface as slack_surface
-
-        factories.append(slack_surface)
-    return factories
-
-
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, selection: Selection) -> int:
     async with AsyncExitStack() as stack:
-        factories = surface_factories(settings)
-        console = None
-        if settings.console_enabled:
-            from adapters.console import ConsoleChat
-
-            def console_factory(bot: Any) -> ConsoleChat:
-                nonlocal console
-                console = ConsoleChat(bot.engine, settings.output_dir)
-                return console
-
-            factories = [console_factory]
-        bot = await start_bot(settings, stack, factories)
+        bot = await start_bot(settings, stack, selection=selection)
         mode = f"callbacks at {settings.public_url}/webhooks/" if settings.public_url else "polling"
         log.info(
             "ready: provider %s (%s), surfaces %s", bot.provider.name, mode, [s.name for s in bot.surfaces]
         )
-        if console is not None:
-            if sys.stdin.isatty():
-                print(
-                    f"hidream-bot console on the {bot.provider.name} provider. "
-                    "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)",
-                    file=sys.stderr,
-                )
-            await console.run()
-            return 0
+        driving = [s for s in bot.surfaces if isinstance(s, DrivingSurface)]
+        if driving:
+            return await driving[0].run_until_done()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,40 +51,23 @@ async def run(settings: Settings) -> int:
     return 0
 
 
-def check(settings: Settings) -> int:
+def check(settings: Settings, selection: Selection) -> int:
     print(f"database:  {settings.db_path.resolve()}")
     print(f"http:      listening on {settings.http_host}:{settings.http_port}")
     if settings.public_url:
         print(f"callbacks: {settings.public_url}/webhooks/<per-job token> (providers call back)")
     else:
         print("callbacks: off (HIDREAM_PUBLIC_URL is empty): jobs are polled")
-    surfaces = []
-    if settings.discord_enabled:
-        surfaces.append(
-            f"discord (REST {settings.discord_api_base_url}, gateway {settings.discord_gateway_url})"
-        )
-    if settings.slack_enabled:
-        how = "Socket Mode" if settings.slack_mode == "socket" else "HTTP mode at POST /slack/events"
-        surfaces.append(f"slack ({how}, Web API {settings.slack_api_base_url})")
-    if settings.slack_bot_token is not None and not settings.slack_enabled:
-        print(
-            "warning:   SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
-        )
-    print("surfaces:  " + ("; ".join(surfaces) if surfaces else "console (no chat credentials set)"))
-    provider = make_provider(
-        settings, httpx.AsyncClient(), sandbox_url=f"http://{settings.http_host}:{settings.http_port}/sandbox"
-    )
+    for line in selection.surface_warnings:
+        print(f"warning:   {line}")
+    print("surfaces:  " + "; ".join(plugin.summary(section) for plugin, section in selection.surfaces))
+    server_url = f"http://{settings.http_host}:{settings.http_port}"
+    provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
     print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(provider.tiers())}")
     for line in provider.describe():
         print(f"           {line}")
-    if (
-        settings.provider_name == "wavespeed"
-        and settings.public_url
-        and settings.wavespeed_webhook_secret is None
-    ):
-        print(
-            "warning:   WAVESPEED_WEBHOOK_SECRET is empty: callbacks cannot be verified and only prompt a status read"
-        )
+    for line in selection.provider_warnings:
+        print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
     return 0
 
@@ -181,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
+        selection = select(settings)
     except ConfigError as exc:
         print(f"hidream-bot: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level)
     if args.command == "check":
-        return check(settings)
+        return check(settings, selection)
     if args.command == "quota":
         if args.action == "show" and not (args.user or args.workspace):
             print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
@@ -196,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return asyncio.run(quota(settings, args))
     try:
-        return asyncio.run(run(settings))
+        return asyncio.run(run(settings, selection))
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:

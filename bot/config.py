@@ -1,61 +1,43 @@
-"""One Settings object, read from the environment and `.env`, validated at start-up."""
+"""The core's settings, and the base of every plugin's settings; read from the environment and `.env`.
+
+Each plugin (a chat surface, a provider) owns a settings class with its own environment prefix;
+`Settings.section` reads one from the same sources as the core's, so a value given to `Settings`
+by its variable name (as tests do) reaches the plugin that owns it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 
-ProviderName = Literal["sandbox", "pixazo", "atlascloud", "fal", "wavespeed"]
-PROVIDER_KEYS: dict[str, str] = {
-    "pixazo": "PIXAZO_API_KEY",
-    "atlascloud": "ATLASCLOUD_API_KEY",
-    "fal": "FAL_KEY",
-    "wavespeed": "WAVESPEED_API_KEY",
-}
+_SOURCES = SettingsConfigDict(
+    env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+)
+
+
+class PluginSettings(BaseSettings):
+    """A plugin's own settings. Subclasses set their `env_prefix` in `model_config`."""
+
+    # Empty values (as in a copied .env.example) mean "not set".
+    model_config = _SOURCES
+
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
-    # Empty values (as in a copied .env.example) mean "not set".
-    model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
-    )
+    model_config = _SOURCES
 
-    # Chat platforms
-    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
-    discord_api_base_url: str = Field(default="https://discord.com/api/v10", alias="DISCORD_API_BASE_URL")
-    discord_gateway_url: str = Field(default="wss://gateway.discord.gg/", alias="DISCORD_GATEWAY_URL")
-    # Comma-separated guild ids to sync commands to (fast); empty: global sync.
-    discord_guild_ids: str = Field(default="", alias="DISCORD_GUILD_IDS")
-    # What to do with results the provider flagged NSFW outside age-restricted channels.
-    discord_nsfw_policy: Literal["spoiler", "block", "allow"] = Field(
-        default="spoiler", alias="DISCORD_NSFW_POLICY"
-    )
-    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
-    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
-    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
-    slack_api_base_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_BASE_URL")
-    # Comma-separated Slack user ids allowed to run admin commands besides workspace admins.
-    slack_admin_users: str = Field(default="", alias="SLACK_ADMIN_USERS")
-
-    # Provider
-    provider: ProviderName | None = Field(default=None, alias="HIDREAM_PROVIDER")
+    # Provider choice (each provider's own settings live with it)
+    provider: str | None = Field(default=None, alias="HIDREAM_PROVIDER")
     model: Literal["full", "dev"] = Field(default="full", alias="HIDREAM_MODEL")
     safety_checker: bool = Field(default=True, alias="HIDREAM_SAFETY_CHECKER")
-    pixazo_api_key: SecretStr | None = Field(default=None, alias="PIXAZO_API_KEY")
-    pixazo_base_url: str = Field(default="https://gateway.pixazo.ai", alias="PIXAZO_BASE_URL")
-    atlascloud_api_key: SecretStr | None = Field(default=None, alias="ATLASCLOUD_API_KEY")
-    atlascloud_base_url: str = Field(default="https://api.atlascloud.ai", alias="ATLASCLOUD_BASE_URL")
-    fal_key: SecretStr | None = Field(default=None, alias="FAL_KEY")
-    fal_queue_url: str = Field(default="https://queue.fal.run", alias="FAL_QUEUE_URL")
-    fal_jwks_url: str = Field(default="https://rest.alpha.fal.ai/.well-known/jwks.json", alias="FAL_JWKS_URL")
-    wavespeed_api_key: SecretStr | None = Field(default=None, alias="WAVESPEED_API_KEY")
-    wavespeed_base_url: str = Field(default="https://api.wavespeed.ai", alias="WAVESPEED_BASE_URL")
-    wavespeed_webhook_secret: SecretStr | None = Field(default=None, alias="WAVESPEED_WEBHOOK_SECRET")
 
     # The bot's own HTTP server and state
     http_host: str = Field(default="127.0.0.1", alias="HIDREAM_HTTP_HOST")
@@ -63,12 +45,9 @@ class Settings(BaseSettings):
     public_url: str = Field(default="", alias="HIDREAM_PUBLIC_URL")
     db_path: Path = Field(default=Path("./hidream-bot.db"), alias="HIDREAM_DB_PATH")
     daily_image_quota: int = Field(default=25, ge=0, alias="HIDREAM_DAILY_IMAGE_QUOTA")
-    output_dir: Path = Field(default=Path("./hidream-output"), alias="HIDREAM_OUTPUT_DIR")
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
-    # Seconds the sandbox provider waits before finishing a job (0: at once).
-    sandbox_delay_seconds: float = Field(default=0.5, ge=0, alias="HIDREAM_SANDBOX_DELAY_SECONDS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
 
     @field_validator("public_url")
@@ -79,71 +58,53 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return v
 
-    @field_validator(
-        "discord_api_base_url",
-        "slack_api_base_url",
-        "pixazo_base_url",
-        "atlascloud_base_url",
-        "fal_queue_url",
-        "wavespeed_base_url",
-        "fal_jwks_url",
-    )
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
+    # The values these settings were given by variable name, passed on to every plugin's section.
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _provider_key(self) -> Settings:
-        if self.provider is None:
-            chosen = next(
-                (name for name, key in PROVIDER_KEYS.items() if getattr(self, _field_for(key)) is not None),
-                "sandbox",
-            )
-            self.provider = cast(ProviderName, chosen)
-        if self.provider != "sandbox":
-            key = PROVIDER_KEYS[str(self.provider)]
-            if getattr(self, _field_for(key)) is None:
-                raise ValueError(f"HIDREAM_PROVIDER={self.provider} needs {key} to be set")
-        return self
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._given = values
 
-    @property
-    def provider_name(self) -> str:
-        return self.provider or "sandbox"
-
-    @property
-    def discord_enabled(self) -> bool:
-        return self.discord_token is not None
-
-    @property
-    def slack_enabled(self) -> bool:
-        return self.slack_bot_token is not None and (
-            self.slack_app_token is not None or self.slack_signing_secret is not None
-        )
-
-    @property
-    def slack_mode(self) -> Literal["socket", "http", "off"]:
-        if not self.slack_enabled:
-            return "off"
-        return "socket" if self.slack_app_token is not None else "http"
-
-    @property
-    def console_enabled(self) -> bool:
-        return not (self.discord_enabled or self.slack_enabled)
+    def section(self, settings_class: type[S]) -> S:
+        """A plugin's settings, from the environment, `.env` and the values these settings were given."""
+        return read_settings(settings_class, self._given)
 
 
-def _field_for(env_name: str) -> str:
-    return env_name.lower()
+def env_names(settings_class: type[BaseSettings]) -> dict[str, str]:
+    """Each field of a settings class and the environment variable that sets it."""
+    prefix = str(settings_class.model_config.get("env_prefix") or "")
+    names = {}
+    for field_name, info in settings_class.model_fields.items():
+        names[field_name] = info.alias or (prefix + field_name).upper()
+    return names
+
+
+def read_settings(settings_class: type[S], given: Mapping[str, Any] | None = None) -> S:
+    """Settings from the environment and `.env`; `given` values, by variable name, win. A bad value
+    becomes a ConfigError naming the variable."""
+    names = env_names(settings_class)
+    values = dict(given or {})
+    init: dict[str, Any] = {k: v for k, v in values.items() if k.startswith("_")}  # e.g. _env_file
+    for field_name, info in settings_class.model_fields.items():
+        if names[field_name] in values:
+            init[info.alias or field_name] = values[names[field_name]]
+    try:
+        return settings_class(**init)
+    except ValidationError as exc:
+        raise config_error(exc, names) from None
+
+
+def config_error(exc: ValidationError, names: Mapping[str, str]) -> ConfigError:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "settings"
+        problems.append(f"{names.get(loc, loc)}: {err['msg']}")
+    return ConfigError("invalid setting: " + "; ".join(problems))
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings; a bad one becomes a ConfigError naming the variable."""
+    """Read the core's settings; a bad one becomes a ConfigError naming the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{loc}: {err['msg']}")
-        raise ConfigError("invalid setting: " + "; ".join(problems)) from None
+        raise config_error(exc, env_names(Settings)) from None

@@ -1,0 +1,158 @@
+"""The two kinds of plugin, and where they are found.
+
+A chat surface (Discord, Slack, the console) and an image provider (Pixazo, fal, the sandbox...)
+are each one plugin: an object that names itself, owns a settings class with its own environment
+prefix, says whether the environment enables it, builds its part, adds its HTTP routes, and says
+what `hidream-bot check` prints about it. The core iterates the plugins and names none of them.
+
+Plugins are found through Python entry points (the groups below), so a new one is a package or
+module of its own plus one line in its distribution's metadata: no file of the core changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
+
+import httpx
+from aiohttp import web
+
+from bot.config import PluginSettings
+from bot.errors import ConfigError
+from bot.hidream.plugin import ProviderContext, ProviderPlugin
+from bot.jobs import Surface
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.engine import Engine
+    from bot.server import HttpServer
+
+__all__ = [
+    "Core",
+    "DrivingSurface",
+    "Plugins",
+    "ProviderContext",
+    "ProviderPlugin",
+    "Registry",
+    "SurfacePlugin",
+]
+
+SURFACE_GROUP = "hidream_bot.surfaces"
+PROVIDER_GROUP = "hidream_bot.providers"
+
+
+S = TypeVar("S", bound=PluginSettings)
+P = TypeVar("P")
+
+
+class SurfaceAdapter(Surface, Protocol):
+    """A running chat surface: the engine's `Surface`, entered and left with the bot."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+@runtime_checkable
+class DrivingSurface(Protocol):
+    """A surface that decides when the bot ends (the console: when standard input ends)."""
+
+    async def run_until_done(self) -> int:
+        """Serve until done; the process's exit status."""
+        ...
+
+
+class Core(Protocol):
+    """What a surface plugin is given to build its part: the running core."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    @property
+    def server(self) -> HttpServer: ...
+
+
+@runtime_checkable
+class SurfacePlugin(Protocol[S]):
+    name: str
+    settings_class: type[S]
+    # A fallback surface starts only when no other surface is enabled (the console).
+    fallback: bool
+
+    def enabled(self, settings: S) -> bool:
+        """Whether the environment asks for this surface (its credentials are set)."""
+        ...
+
+    def build(self, core: Core, settings: S) -> SurfaceAdapter:
+        """The surface, not yet entered: no I/O here."""
+        ...
+
+    def add_routes(self, app: web.Application, surface: SurfaceAdapter) -> None:
+        """Routes this surface serves on the bot's HTTP server (called before it starts)."""
+        return None
+
+    def summary(self, settings: S) -> str:
+        """One line for `hidream-bot check`: what would start."""
+        ...
+
+    def warnings(self, settings: S) -> list[str]:
+        """What `hidream-bot check` should warn the operator about."""
+        return []
+
+
+class Registry(Generic[P]):
+    """Plugins of one kind by name, in the order they were found."""
+
+    kind: ClassVar[str] = "plugin"
+
+    def __init__(self, plugins: list[P] | None = None) -> None:
+        self._plugins: dict[str, P] = {}
+        for plugin in plugins or []:
+            self.register(plugin)
+
+    def register(self, plugin: P) -> P:
+        name: str = getattr(plugin, "name")  # noqa: B009  (P is any plugin kind; both have a name)
+        if name in self._plugins and self._plugins[name] is not plugin:
+            raise ConfigError(f"two {self.kind}s are named {name!r}")
+        self._plugins[name] = plugin
+        return plugin
+
+    def get(self, name: str) -> P | None:
+        return self._plugins.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._plugins)
+
+    def __iter__(self) -> Any:
+        return iter(list(self._plugins.values()))
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+
+@dataclass
+class Plugins:
+    surfaces: Registry[SurfacePlugin[Any]]
+    providers: Registry[ProviderPlugin[Any]]
+
+
+def discover() -> Plugins:
+    """Every plugin installed: the entry points of both groups, each checked against its protocol."""
+    return Plugins(
+        surfaces=Registry([_load(ep, SurfacePlugin) for ep in entry_points(group=SURFACE_GROUP)]),
+        providers=Registry([_load(ep, ProviderPlugin) for ep in entry_points(group=PROVIDER_GROUP)]),
+    )
+
+
+def _load(entry: Any, kind: type[Any]) -> Any:
+    plugin = entry.load()
+    if not isinstance(plugin, kind):
+        raise ConfigError(f"plugin {entry.value!r} ({entry.group}) is not a {kind.__name__}")
+    return plugin
