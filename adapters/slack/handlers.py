@@ -1,11 +1,13 @@
 """bolt listeners. Each one acks first (within Slack's 3 seconds), then does the slow part:
-posting the status message, fetching files and admitting the job through the engine."""
+posting the status message, fetching files and admitting the job through the engine. Errors are
+answered by the boundary (boundary.py); each listener names where its private answer goes."""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -15,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack import blocks
 from adapters.slack import translate as t
+from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
@@ -22,7 +25,7 @@ from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, par
 
 log = logging.getLogger(__name__)
 SEEN_EVENTS = 2048
-ErrorReply = Callable[[str], Awaitable[None]]
+CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
@@ -37,6 +40,36 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.view(t.VIEW_EDIT)(h.on_edit_submit)
     # Plain channel messages are delivered too when the app listens to message events; ignore them.
     app.event("message")(h.ignore)
+
+
+# --- where each listener's private answer goes -------------------------------------------------
+
+
+def _to_command(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    respond: AsyncRespond = args["respond"]
+    return respond
+
+
+def _to_mentioner(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    m = t.mention_from_event(args["event"], str(args["body"].get("team_id", "")))
+    return partial(h.poster.ephemeral, m.channel, m.user, thread_ts=m.reply_thread)
+
+
+def _to_presser(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    press = t.button_press(args["body"])
+    return partial(h.poster.ephemeral, press.channel, press.user, thread_ts=press.thread_ts)
+
+
+def _to_shortcut_user(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    inv = t.shortcut_invocation(args["body"])
+    return partial(h.poster.ephemeral, inv.channel, inv.user)
+
+
+def _to_editor(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    context = t.edit_submission(args["view"]).context
+    user = str(args["body"]["user"]["id"])
+    channel, thread_ts = str(context.get("channel", "")), str(context.get("thread_ts", ""))
+    return partial(h.poster.ephemeral, channel, user, thread_ts=thread_ts)
 
 
 class Handlers:
@@ -79,36 +112,22 @@ class Handlers:
         return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
 
     async def _launch(
-        self,
-        *,
-        channel: str,
-        thread_ts: str | None,
-        user: str,
-        verb: str,
-        prompt: str,
-        submit: SubmitWith,
-        reply_error: ErrorReply,
-    ) -> Job | None:
+        self, *, channel: str, thread_ts: str | None, user: str, verb: str, prompt: str, submit: SubmitWith
+    ) -> Job:
         """Post the status message (a new thread root when `thread_ts` is None), then submit with an
         origin that points at it. A resent request gets the first one's job: its status is removed."""
         try:
             ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
         except SlackApiError as exc:
             log.warning("could not post in %s: %s", channel, exc.response.get("error"))
-            await reply_error("I cannot post in this channel. Invite me first: `/invite @HiDream`.")
-            return None
+            raise UserFacingError(CANNOT_POST) from exc
         origin = {"channel": channel, "thread_ts": thread_ts or ts, "status_ts": ts, "verb": verb}
         try:
             job = await submit(origin)
-        except UserFacingError as exc:
-            await self.poster.delete_quietly(channel, ts)
-            await reply_error(exc.user_message)
-            return None
         except Exception:
-            log.exception("submitting a Slack request failed")
+            # A request that was not admitted leaves no status behind; the boundary answers why.
             await self.poster.delete_quietly(channel, ts)
-            await reply_error("Something went wrong on my side; nothing was charged. Try again in a moment.")
-            return None
+            raise
         if job.origin.get("status_ts") != ts:
             await self.poster.delete_quietly(channel, ts)
         return job
@@ -118,14 +137,11 @@ class Handlers:
 
     # --- /hidream -----------------------------------------------------------------------------------
 
+    @guarded(_to_command)
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         inv = t.slash_invocation(body)
-        try:
-            action = t.parse_slash_text(inv.text)
-        except BadInput as exc:
-            await respond(exc.user_message)
-            return
+        action = t.parse_slash_text(inv.text)
         if isinstance(action, t.Help):
             await respond(t.HELP_TEXT)
         elif isinstance(action, t.Usage):
@@ -133,26 +149,18 @@ class Handlers:
         elif isinstance(action, t.AdminCommand):
             await self._admin(inv, action, respond)
         else:
-            await self._generate(inv, action.parsed, respond)
+            await self._generate(inv, action.parsed)
 
-    async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand, respond: AsyncRespond) -> None:
+    async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand) -> None:
         refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
             return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
 
-        async def reply(text: str) -> None:
-            await respond(text)
-
+        prompt = parsed.request.prompt
         await self._launch(
-            channel=inv.channel,
-            thread_ts=None,
-            user=inv.user,
-            verb="asked for",
-            prompt=parsed.request.prompt,
-            submit=submit,
-            reply_error=reply,
+            channel=inv.channel, thread_ts=None, user=inv.user, verb="asked for", prompt=prompt, submit=submit
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
@@ -192,6 +200,7 @@ class Handlers:
             self._seen.popitem(last=False)
         return True
 
+    @guarded(_to_mentioner)
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # bolt has already acked: event listeners are acknowledged before they run.
         event_id = str(body.get("event_id", ""))
@@ -199,16 +208,8 @@ class Handlers:
             log.info("Slack resent event %s; already handled", event_id)
             return
         m = t.mention_from_event(event, str(body.get("team_id", "")))
-
-        async def reply(text: str) -> None:
-            await self.poster.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
-
-        try:
-            parsed = parse_command(m.text)
-            refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
-        except BadInput as exc:
-            await reply(exc.user_message)
-            return
+        parsed = parse_command(m.text)
+        refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
         if not refs and m.thread_ts:
             job = await self._latest_in_thread(m.channel, m.thread_ts)
@@ -221,14 +222,9 @@ class Handlers:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
 
+        prompt = parsed.request.prompt
         await self._launch(
-            channel=m.channel,
-            thread_ts=m.reply_thread,
-            user=m.user,
-            verb=verb,
-            prompt=parsed.request.prompt,
-            submit=submit,
-            reply_error=reply,
+            channel=m.channel, thread_ts=m.reply_thread, user=m.user, verb=verb, prompt=prompt, submit=submit
         )
 
     async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
@@ -249,6 +245,7 @@ class Handlers:
 
     # --- buttons --------------------------------------------------------------------------------
 
+    @guarded(_to_presser)
     async def on_reroll(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
@@ -264,19 +261,17 @@ class Handlers:
                 job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}"
             )
 
-        async def reply(text: str) -> None:
-            await self.poster.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
-
+        prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
             channel=press.channel,
-            thread_ts=press.thread_ts,
+            thread_ts=thread_ts,
             user=press.user,
             verb="rerolled",
-            prompt=job.request.prompt,
+            prompt=prompt,
             submit=submit,
-            reply_error=reply,
         )
 
+    @guarded(_to_presser)
     async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
@@ -291,6 +286,7 @@ class Handlers:
             trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
         )
 
+    @guarded(_to_presser)
     async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
@@ -316,6 +312,7 @@ class Handlers:
 
     # --- the message shortcut and the edit modal ------------------------------------------------
 
+    @guarded(_to_shortcut_user)
     async def on_shortcut(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         inv = t.shortcut_invocation(body)
@@ -328,6 +325,7 @@ class Handlers:
             trigger_id=inv.trigger_id, view=blocks.edit_modal(context, len(inv.file_ids))
         )
 
+    @guarded(_to_editor)
     async def on_edit_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         try:
             sub = t.edit_submission(view)
@@ -338,10 +336,6 @@ class Handlers:
             return
         await ack()
         ctx, user, team = sub.context, str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
-        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
-
-        async def reply(text: str) -> None:
-            await self.poster.ephemeral(channel, user, text, thread_ts=thread_ts)
 
         async def submit(origin: dict[str, Any]) -> Job:
             refs, parent = await self._edit_references(ctx, sub.image_index)
@@ -349,14 +343,15 @@ class Handlers:
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
 
+        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
+        prompt = parsed.request.prompt
         await self._launch(
             channel=channel,
             thread_ts=thread_ts,
             user=user,
             verb="asked to edit",
-            prompt=parsed.request.prompt,
+            prompt=prompt,
             submit=submit,
-            reply_error=reply,
         )
 
     async def _edit_references(
