@@ -4,17 +4,15 @@ modal), then does store, file or provider work. Refusals are ephemeral, in plain
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord import translate
+from adapters.discord.context import HandlerContext
 from adapters.discord.views import instruction_modal, interaction_origin
 from bot.errors import BadInput, UserFacingError
 from bot.requests import ChatRequest, ImageRef
-
-if TYPE_CHECKING:
-    from adapters.discord.client import DiscordAdapter
 
 log = logging.getLogger(__name__)
 SORRY = "Something went wrong on my side; nothing was spent. Please try again."
@@ -33,9 +31,9 @@ def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
 
 
 class InteractionHandlers:
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        self.adapter = adapter
-        self.engine = adapter.engine
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
 
     async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
         if interaction.response.is_done():
@@ -55,7 +53,7 @@ class InteractionHandlers:
     async def _submit(
         self, interaction: discord.Interaction, message_id: int | None, chat: ChatRequest
     ) -> None:
-        origin = interaction_origin(interaction, message_id, self.adapter.clock())
+        origin = interaction_origin(interaction, message_id, self.ctx.clock())
         chat = chat.model_copy(update={"origin": origin})
         try:
             await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
@@ -69,7 +67,7 @@ class InteractionHandlers:
         try:
             # Pure checks of the options and attachment metadata: no I/O before the acknowledgement.
             chat = translate.slash_request(
-                raw_payload(interaction), origin={}, max_bytes=self.adapter.settings.max_image_bytes
+                raw_payload(interaction), origin={}, max_bytes=self.ctx.max_image_bytes
             )
         except BadInput as exc:
             await interaction.response.send_message(exc.user_message, ephemeral=True)
@@ -78,7 +76,7 @@ class InteractionHandlers:
 
     async def context_menu(self, interaction: discord.Interaction) -> None:
         target = translate.context_target(raw_payload(interaction))
-        ours = str((target.get("author") or {}).get("id")) == self.adapter.bot_id
+        ours = str((target.get("author") or {}).get("id")) == self.ctx.bot_id()
         if not translate.image_attachments(target) and not ours:
             await interaction.response.send_message(NO_IMAGE, ephemeral=True)
             return
@@ -113,7 +111,7 @@ class InteractionHandlers:
         if job is None:
             await self._refuse(interaction, GONE)
             return
-        origin = interaction_origin(interaction, message_id, self.adapter.clock())
+        origin = interaction_origin(interaction, message_id, self.ctx.clock())
         try:
             await self.engine.reroll(
                 job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
@@ -174,15 +172,13 @@ class InteractionHandlers:
         if job is not None and job.result_media:
             return self.engine.references_of(job, 0), job
         try:
-            raw = await self.adapter.client.http.get_message(channel_id, message_id)
+            raw = await self.ctx.fetch_message(channel_id, message_id)
         except discord.NotFound:
             raise BadInput("That message is gone; nothing to edit.") from None
-        images = translate.image_attachments(dict(raw))
+        images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)
-        refs = translate.image_refs(
-            images[: translate.MAX_REFERENCES], max_bytes=self.adapter.settings.max_image_bytes
-        )
+        refs = translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
         return refs, None
 
     async def usage(self, interaction: discord.Interaction, _: None) -> None:

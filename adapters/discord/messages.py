@@ -4,18 +4,16 @@ thread the bot opened for a result, the requester's messages edit the thread's l
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord import translate
+from adapters.discord.context import HandlerContext
 from adapters.discord.views import message_origin
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ImageRef
-
-if TYPE_CHECKING:
-    from adapters.discord.client import DiscordAdapter
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,14 @@ def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, An
 
 
 class MessageHandler:
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        self.adapter = adapter
-        self.engine = adapter.engine
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
 
     async def handle(self, message: discord.Message) -> None:
         if message.author.bot:
             return
-        ask = translate.read_message(message_payload(message), self.adapter.bot_id)
+        ask = translate.read_message(message_payload(message), self.ctx.bot_id())
         if ask is None:
             return
         try:
@@ -91,7 +89,7 @@ class MessageHandler:
                 return self.engine.references_of(latest, 0), latest
         if not ask.mentioned:
             return None
-        refs = translate.image_refs(ask.images, max_bytes=self.adapter.settings.max_image_bytes)
+        refs = translate.image_refs(ask.images, max_bytes=self.ctx.max_image_bytes)
         return refs, None
 
     async def _replied_image(
@@ -105,9 +103,7 @@ class MessageHandler:
         if replied is None or not replied.get("attachments"):
             # Discord leaves the embedded copy out sometimes; its attachment links may also be stale.
             try:
-                replied = dict(
-                    await self.adapter.client.http.get_message(message.channel.id, int(ask.reply_to_id))
-                )
+                replied = await self.ctx.fetch_message(message.channel.id, int(ask.reply_to_id))
             except discord.NotFound:
                 raise BadInput("The message you replied to is gone; nothing to edit.") from None
         images = translate.image_attachments(replied)
@@ -115,7 +111,7 @@ class MessageHandler:
             raise BadInput(
                 "The message you replied to has no image: reply to an image and say what to change."
             )
-        max_bytes = self.adapter.settings.max_image_bytes
+        max_bytes = self.ctx.max_image_bytes
         return translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=max_bytes), None
 
     async def _is_result_thread(self, channel_id: str) -> bool:
