@@ -13,6 +13,7 @@ import yarl
 from discord import app_commands
 
 from adapters.discord.commands import register_commands
+from adapters.discord.context import HandlerContext
 from adapters.discord.interactions import InteractionHandlers
 from adapters.discord.messages import MessageHandler
 from adapters.discord.posting import Poster
@@ -60,6 +61,8 @@ class DiscordAdapter:
         self.engine = engine
         self.settings = settings
         self.clock = clock
+        self._nsfw_policy = settings.discord_nsfw_policy
+        self._max_image_bytes = settings.max_image_bytes
         self._guild_ready_timeout = guild_ready_timeout
         self._task: asyncio.Task[None] | None = None
         self.message_content = True
@@ -72,14 +75,24 @@ class DiscordAdapter:
         self.message_content = message_content
         self.client = _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
         self.tree = app_commands.CommandTree(self.client)
-        self.poster = Poster(self.client, nsfw_policy=self.settings.discord_nsfw_policy, clock=self.clock)
-        self.handlers = InteractionHandlers(self)
-        self.messages = MessageHandler(self)
+        self.poster = Poster(self.client, nsfw_policy=self._nsfw_policy, clock=self.clock)
+        context = HandlerContext(
+            engine=self.engine,
+            clock=self.clock,
+            bot_id=lambda: self.bot_id,
+            fetch_message=self._fetch_message,
+            max_image_bytes=self._max_image_bytes,
+        )
+        self.handlers = InteractionHandlers(context)
+        self.messages = MessageHandler(context)
         register_commands(self.tree, self.handlers)
 
     @property
     def bot_id(self) -> str:
         return str(self.client.user.id) if self.client.user else ""
+
+    async def _fetch_message(self, channel_id: int, message_id: int) -> dict[str, Any]:
+        return dict(await self.client.http.get_message(channel_id, message_id))
 
     async def __aenter__(self) -> DiscordAdapter:
         # discord.py keeps both addresses on its classes; they are redirected for a proxy or a test server.

@@ -1,23 +1,20 @@
 """Slash commands, the context menu, modals and buttons. Each acknowledges Discord first (defer or a
-modal), then does store, file or provider work. Refusals are ephemeral, in plain words."""
+modal), then does store, file or provider work. Refusals are ephemeral, in plain words: a handler
+raises, and its boundary (boundary.py) answers."""
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord import translate
+from adapters.discord.boundary import guarded, refuse
+from adapters.discord.context import HandlerContext
 from adapters.discord.views import instruction_modal, interaction_origin
-from bot.errors import BadInput, UserFacingError
+from bot.errors import BadInput
 from bot.requests import ChatRequest, ImageRef
 
-if TYPE_CHECKING:
-    from adapters.discord.client import DiscordAdapter
-
-log = logging.getLogger(__name__)
-SORRY = "Something went wrong on my side; nothing was spent. Please try again."
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
 GONE = "I no longer have that image; run /hidream again."
 
@@ -33,20 +30,9 @@ def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
 
 
 class InteractionHandlers:
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        self.adapter = adapter
-        self.engine = adapter.engine
-
-    async def _refuse(self, interaction: discord.Interaction, text: str) -> None:
-        if interaction.response.is_done():
-            if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
-                try:
-                    await interaction.delete_original_response()
-                except discord.NotFound:
-                    pass
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         answer = await interaction.response.defer(thinking=True)
@@ -55,71 +41,57 @@ class InteractionHandlers:
     async def _submit(
         self, interaction: discord.Interaction, message_id: int | None, chat: ChatRequest
     ) -> None:
-        origin = interaction_origin(interaction, message_id, self.adapter.clock())
+        origin = interaction_origin(interaction, message_id, self.ctx.clock())
         chat = chat.model_copy(update={"origin": origin})
-        try:
-            await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
-        except UserFacingError as exc:
-            await self._refuse(interaction, exc.user_message)
-        except Exception:
-            log.exception("discord: submit failed")
-            await self._refuse(interaction, SORRY)
+        await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
 
+    @guarded(refuse)
     async def slash(self, interaction: discord.Interaction) -> None:
-        try:
-            # Pure checks of the options and attachment metadata: no I/O before the acknowledgement.
-            chat = translate.slash_request(
-                raw_payload(interaction), origin={}, max_bytes=self.adapter.settings.max_image_bytes
-            )
-        except BadInput as exc:
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
-            return
+        # Pure checks of the options and attachment metadata: no I/O before the acknowledgement. A
+        # refusal here is answered before anything is deferred.
+        chat = translate.slash_request(
+            raw_payload(interaction), origin={}, max_bytes=self.ctx.max_image_bytes
+        )
         await self._submit(interaction, await self._defer(interaction), chat)
 
+    @guarded(refuse)
     async def context_menu(self, interaction: discord.Interaction) -> None:
         target = translate.context_target(raw_payload(interaction))
-        ours = str((target.get("author") or {}).get("id")) == self.adapter.bot_id
+        ours = str((target.get("author") or {}).get("id")) == self.ctx.bot_id()
         if not translate.image_attachments(target) and not ours:
             await interaction.response.send_message(NO_IMAGE, ephemeral=True)
             return
         custom_id = translate.make_custom_id("ctx", str(target["channel_id"]), str(target["id"]))
         await interaction.response.send_modal(instruction_modal(custom_id))
 
+    @guarded(refuse)
     async def component(self, interaction: discord.Interaction) -> None:
+        """Buttons and modal submissions, answered from their custom id (so they outlive a restart)."""
         parsed = translate.parse_custom_id(str(raw_payload(interaction)["data"].get("custom_id", "")))
         if parsed is None:
             return
         action, args = parsed
-        try:
-            if action == "reroll":
-                await self._reroll(interaction, args[0])
-            elif action == "edit":
-                await interaction.response.send_modal(
-                    instruction_modal(translate.make_custom_id("editjob", args[0]))
-                )
-            elif action == "delete":
-                await self._delete(interaction, args[0])
-            elif action in ("ctx", "editjob"):
-                await self._edit_submitted(interaction, action, args)
-        except UserFacingError as exc:
-            await self._refuse(interaction, exc.user_message)
-        except Exception:
-            log.exception("discord: %s failed", action)
-            await self._refuse(interaction, SORRY)
+        if action == "reroll":
+            await self._reroll(interaction, args[0])
+        elif action == "edit":
+            await interaction.response.send_modal(
+                instruction_modal(translate.make_custom_id("editjob", args[0]))
+            )
+        elif action == "delete":
+            await self._delete(interaction, args[0])
+        elif action in ("ctx", "editjob"):
+            await self._edit_submitted(interaction, action, args)
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         message_id = await self._defer(interaction)
         job = await self.engine.job(job_id)
         if job is None:
-            await self._refuse(interaction, GONE)
+            await refuse(interaction, GONE)
             return
-        origin = interaction_origin(interaction, message_id, self.adapter.clock())
-        try:
-            await self.engine.reroll(
-                job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
-            )
-        except UserFacingError as exc:
-            await self._refuse(interaction, exc.user_message)
+        origin = interaction_origin(interaction, message_id, self.ctx.clock())
+        await self.engine.reroll(
+            job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
+        )
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         await interaction.response.defer()
@@ -148,23 +120,19 @@ class InteractionHandlers:
         if action == "editjob":
             parent = await self.engine.job(args[0])
             if parent is None or not parent.result_media:
-                await self._refuse(interaction, GONE)
+                await refuse(interaction, GONE)
                 return
             refs = self.engine.references_of(parent, 0)
         else:
             refs, parent = await self._target_references(int(args[0]), int(args[1]))
-        try:
-            chat = translate.text_request(
-                instruction,
-                user_id=str(interaction.user.id),
-                workspace_id=str(interaction.guild_id or ""),
-                origin={},
-                references=refs,
-                parent_job_id=parent.id if parent else None,
-            )
-        except BadInput as exc:
-            await self._refuse(interaction, exc.user_message)
-            return
+        chat = translate.text_request(
+            instruction,
+            user_id=str(interaction.user.id),
+            workspace_id=str(interaction.guild_id or ""),
+            origin={},
+            references=refs,
+            parent_job_id=parent.id if parent else None,
+        )
         await self._submit(interaction, message_id, chat)
 
     async def _target_references(self, channel_id: int, message_id: int) -> tuple[list[ImageRef], Any]:
@@ -174,17 +142,16 @@ class InteractionHandlers:
         if job is not None and job.result_media:
             return self.engine.references_of(job, 0), job
         try:
-            raw = await self.adapter.client.http.get_message(channel_id, message_id)
+            raw = await self.ctx.fetch_message(channel_id, message_id)
         except discord.NotFound:
             raise BadInput("That message is gone; nothing to edit.") from None
-        images = translate.image_attachments(dict(raw))
+        images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)
-        refs = translate.image_refs(
-            images[: translate.MAX_REFERENCES], max_bytes=self.adapter.settings.max_image_bytes
-        )
+        refs = translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
         return refs, None
 
+    @guarded(refuse)
     async def usage(self, interaction: discord.Interaction, _: None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         status = await self.engine.quota(
@@ -192,6 +159,7 @@ class InteractionHandlers:
         )
         await interaction.edit_original_response(content=status.text())
 
+    @guarded(refuse)
     async def admin(
         self, interaction: discord.Interaction, what: str, member: int | None, images: int | None
     ) -> None:

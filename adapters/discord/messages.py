@@ -3,21 +3,17 @@ thread the bot opened for a result, the requester's messages edit the thread's l
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
 from adapters.discord import translate
+from adapters.discord.boundary import guarded, reply_to, warn_in
+from adapters.discord.context import HandlerContext
 from adapters.discord.views import message_origin
-from bot.errors import BadInput, UserFacingError
+from bot.errors import BadInput
 from bot.jobs import Job
-from bot.requests import ImageRef
-
-if TYPE_CHECKING:
-    from adapters.discord.client import DiscordAdapter
-
-log = logging.getLogger(__name__)
+from bot.requests import ChatRequest, ImageRef
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:
@@ -42,57 +38,56 @@ def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, An
 
 
 class MessageHandler:
-    def __init__(self, adapter: DiscordAdapter) -> None:
-        self.adapter = adapter
-        self.engine = adapter.engine
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
 
     async def handle(self, message: discord.Message) -> None:
         if message.author.bot:
             return
-        ask = translate.read_message(message_payload(message), self.adapter.bot_id)
+        ask = translate.read_message(message_payload(message), self.ctx.bot_id())
         if ask is None:
             return
-        try:
-            found = await self._references(message, ask)
-        except UserFacingError as exc:
-            await message.reply(exc.user_message, mention_author=False)
+        # Whether the message asks anything of the bot is settled outside the boundary: a failure
+        # there must not answer a message that was never meant for the bot.
+        follow_up = None if ask.mentioned and ask.reply_to_id else await self._thread_result(message, ask)
+        if follow_up is None and not ask.mentioned:
             return
-        if found is None:
-            return
-        refs, parent = found
-        try:
-            chat = translate.text_request(
-                ask.text,
-                user_id=ask.user_id,
-                workspace_id=ask.guild_id or "",
-                origin={},
-                references=refs,
-                parent_job_id=parent.id if parent else None,
-            )
-        except BadInput as exc:
-            await message.reply(exc.user_message, mention_author=False)
-            return
-        await self._submit(message, chat)
+        await self._answer(message, ask, follow_up)
 
-    async def _references(
-        self, message: discord.Message, ask: translate.MessageAsk
-    ) -> tuple[list[ImageRef], Job | None] | None:
-        """What the message edits; None when it asks nothing of the bot."""
-        if ask.mentioned and ask.reply_to_id:
-            return await self._replied_image(message, ask)
+    async def _thread_result(self, message: discord.Message, ask: translate.MessageAsk) -> Job | None:
+        """The result a message in a result's thread edits: the thread's latest image."""
         # Only threads that carry a delivered result answer this, whatever discord.py's cache knows.
-        if message.guild is not None and ask.text:
-            latest = await self.engine.latest_job_in_thread(translate.SURFACE, ask.channel_id)
-            if (
-                latest is not None
-                and latest.result_media
-                and (ask.mentioned or latest.user_id == ask.user_id)
-            ):
-                return self.engine.references_of(latest, 0), latest
-        if not ask.mentioned:
+        if message.guild is None or not ask.text:
             return None
-        refs = translate.image_refs(ask.images, max_bytes=self.adapter.settings.max_image_bytes)
-        return refs, None
+        latest = await self.engine.latest_job_in_thread(translate.SURFACE, ask.channel_id)
+        if latest is not None and latest.result_media and (ask.mentioned or latest.user_id == ask.user_id):
+            return latest
+        return None
+
+    @guarded(reply_to)
+    async def _answer(
+        self, message: discord.Message, ask: translate.MessageAsk, follow_up: Job | None
+    ) -> None:
+        refs: list[ImageRef]
+        parent: Job | None
+        if follow_up is not None:
+            refs, parent = self.engine.references_of(follow_up, 0), follow_up
+        elif ask.reply_to_id:
+            refs, parent = await self._replied_image(message, ask)
+        else:
+            refs, parent = translate.image_refs(ask.images, max_bytes=self.ctx.max_image_bytes), None
+        chat = translate.text_request(
+            ask.text,
+            user_id=ask.user_id,
+            workspace_id=ask.guild_id or "",
+            origin={},
+            references=refs,
+            parent_job_id=parent.id if parent else None,
+        )
+        # The bot's reply is the acknowledgement and becomes the progress line, then the result.
+        progress = await message.reply("⏳ Queued…", mention_author=False)
+        await self._submit(progress, message, chat)
 
     async def _replied_image(
         self, message: discord.Message, ask: translate.MessageAsk
@@ -105,9 +100,7 @@ class MessageHandler:
         if replied is None or not replied.get("attachments"):
             # Discord leaves the embedded copy out sometimes; its attachment links may also be stale.
             try:
-                replied = dict(
-                    await self.adapter.client.http.get_message(message.channel.id, int(ask.reply_to_id))
-                )
+                replied = await self.ctx.fetch_message(message.channel.id, int(ask.reply_to_id))
             except discord.NotFound:
                 raise BadInput("The message you replied to is gone; nothing to edit.") from None
         images = translate.image_attachments(replied)
@@ -115,26 +108,17 @@ class MessageHandler:
             raise BadInput(
                 "The message you replied to has no image: reply to an image and say what to change."
             )
-        max_bytes = self.adapter.settings.max_image_bytes
+        max_bytes = self.ctx.max_image_bytes
         return translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=max_bytes), None
 
     async def _is_result_thread(self, channel_id: str) -> bool:
         return await self.engine.latest_job_in_thread(translate.SURFACE, channel_id) is not None
 
-    async def _submit(self, message: discord.Message, chat: Any) -> None:
-        # The bot's reply is the acknowledgement and becomes the progress line, then the result.
-        progress = await message.reply("⏳ Queued…", mention_author=False)
+    @guarded(warn_in)
+    async def _submit(self, progress: discord.Message, message: discord.Message, chat: ChatRequest) -> None:
         origin = message_origin(message, progress.id)
         if chat.parent_job_id is not None and await self._is_result_thread(str(message.channel.id)):
             origin["in_thread"] = True
-        try:
-            await self.engine.submit(
-                chat.model_copy(update={"origin": origin}), dedup_key=f"discord:m{message.id}"
-            )
-        except UserFacingError as exc:
-            await progress.edit(content=f"⚠️ {exc.user_message}")
-        except Exception:
-            log.exception("discord: submit from a message failed")
-            await progress.edit(
-                content="⚠️ Something went wrong on my side; nothing was spent. Please try again."
-            )
+        await self.engine.submit(
+            chat.model_copy(update={"origin": origin}), dedup_key=f"discord:m{message.id}"
+        )

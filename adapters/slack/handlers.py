@@ -1,11 +1,14 @@
 """bolt listeners. Each one acks first (within Slack's 3 seconds), then does the slow part:
-posting the status message, fetching files and admitting the job through the engine."""
+posting the status message, fetching files and admitting the job through the engine. Errors are
+answered by the boundary (boundary.py); each listener names where its private answer goes."""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -14,19 +17,20 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack import blocks
 from adapters.slack import translate as t
+from adapters.slack.boundary import Reply, guarded
+from adapters.slack.context import ListenerContext
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
 
-if TYPE_CHECKING:
-    from adapters.slack.adapter import SlackAdapter
-
 log = logging.getLogger(__name__)
 SEEN_EVENTS = 2048
+CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
+SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
-def register(app: AsyncApp, adapter: SlackAdapter) -> None:
-    h = Handlers(adapter)
+def register(app: AsyncApp, ctx: ListenerContext) -> None:
+    h = Handlers(ctx)
     app.command("/hidream")(h.on_command)
     app.event("app_mention")(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
@@ -38,10 +42,41 @@ def register(app: AsyncApp, adapter: SlackAdapter) -> None:
     app.event("message")(h.ignore)
 
 
+# --- where each listener's private answer goes -------------------------------------------------
+
+
+def _to_command(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    respond: AsyncRespond = args["respond"]
+    return respond
+
+
+def _to_mentioner(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    m = t.mention_from_event(args["event"], str(args["body"].get("team_id", "")))
+    return partial(h.poster.ephemeral, m.channel, m.user, thread_ts=m.reply_thread)
+
+
+def _to_presser(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    press = t.button_press(args["body"])
+    return partial(h.poster.ephemeral, press.channel, press.user, thread_ts=press.thread_ts)
+
+
+def _to_shortcut_user(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    inv = t.shortcut_invocation(args["body"])
+    return partial(h.poster.ephemeral, inv.channel, inv.user)
+
+
+def _to_editor(h: Handlers, args: Mapping[str, Any]) -> Reply:
+    context = t.edit_submission(args["view"]).context
+    user = str(args["body"]["user"]["id"])
+    channel, thread_ts = str(context.get("channel", "")), str(context.get("thread_ts", ""))
+    return partial(h.poster.ephemeral, channel, user, thread_ts=thread_ts)
+
+
 class Handlers:
-    def __init__(self, adapter: SlackAdapter) -> None:
-        self.a = adapter
-        self.engine = adapter.engine
+    def __init__(self, ctx: ListenerContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
+        self.poster = ctx.poster
         # Event ids this process has handled: a resend is dropped before it posts anything. Across
         # restarts the engine's dedup key does the same.
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -65,19 +100,48 @@ class Handlers:
             parent_job_id=parent,
         )
 
+    async def _is_admin(self, user: str) -> bool:
+        if user in self.ctx.admin_users:
+            return True
+        try:
+            info = await self.ctx.client.users_info(user=user)
+        except SlackApiError:
+            log.warning("users.info failed for an admin check", exc_info=True)
+            return False
+        u = info.get("user") or {}
+        return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
+
+    async def _launch(
+        self, *, channel: str, thread_ts: str | None, user: str, verb: str, prompt: str, submit: SubmitWith
+    ) -> Job:
+        """Post the status message (a new thread root when `thread_ts` is None), then submit with an
+        origin that points at it. A resent request gets the first one's job: its status is removed."""
+        try:
+            ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
+        except SlackApiError as exc:
+            log.warning("could not post in %s: %s", channel, exc.response.get("error"))
+            raise UserFacingError(CANNOT_POST) from exc
+        origin = {"channel": channel, "thread_ts": thread_ts or ts, "status_ts": ts, "verb": verb}
+        try:
+            job = await submit(origin)
+        except Exception:
+            # A request that was not admitted leaves no status behind; the boundary answers why.
+            await self.poster.delete_quietly(channel, ts)
+            raise
+        if job.origin.get("status_ts") != ts:
+            await self.poster.delete_quietly(channel, ts)
+        return job
+
     async def ignore(self) -> None:
         return None
 
     # --- /hidream -----------------------------------------------------------------------------------
 
+    @guarded(_to_command)
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         inv = t.slash_invocation(body)
-        try:
-            action = t.parse_slash_text(inv.text)
-        except BadInput as exc:
-            await respond(exc.user_message)
-            return
+        action = t.parse_slash_text(inv.text)
         if isinstance(action, t.Help):
             await respond(t.HELP_TEXT)
         elif isinstance(action, t.Usage):
@@ -85,31 +149,23 @@ class Handlers:
         elif isinstance(action, t.AdminCommand):
             await self._admin(inv, action, respond)
         else:
-            await self._generate(inv, action.parsed, respond)
+            await self._generate(inv, action.parsed)
 
-    async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand, respond: AsyncRespond) -> None:
+    async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand) -> None:
         refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
             return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
 
-        async def reply(text: str) -> None:
-            await respond(text)
-
-        await self.a.launch(
-            channel=inv.channel,
-            thread_ts=None,
-            user=inv.user,
-            verb="asked for",
-            prompt=parsed.request.prompt,
-            submit=submit,
-            reply_error=reply,
+        prompt = parsed.request.prompt
+        await self._launch(
+            channel=inv.channel, thread_ts=None, user=inv.user, verb="asked for", prompt=prompt, submit=submit
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
         subject = action.user_id or inv.user
-        if subject != inv.user and not await self.a.is_admin(inv.user):
+        if subject != inv.user and not await self._is_admin(inv.user):
             await respond("Only workspace admins can see someone else's usage.")
             return
         status = await self.engine.quota(t.SURFACE, subject, inv.team)
@@ -117,7 +173,7 @@ class Handlers:
         await respond(prefix + status.text())
 
     async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
-        if not await self.a.is_admin(inv.user):
+        if not await self._is_admin(inv.user):
             await respond("Only workspace admins (or users an operator listed) can change limits.")
             return
         who = f"<@{cmd.subject}>" if cmd.scope == "user" else "everyone in this workspace"
@@ -144,6 +200,7 @@ class Handlers:
             self._seen.popitem(last=False)
         return True
 
+    @guarded(_to_mentioner)
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # bolt has already acked: event listeners are acknowledged before they run.
         event_id = str(body.get("event_id", ""))
@@ -151,16 +208,8 @@ class Handlers:
             log.info("Slack resent event %s; already handled", event_id)
             return
         m = t.mention_from_event(event, str(body.get("team_id", "")))
-
-        async def reply(text: str) -> None:
-            await self.a.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
-
-        try:
-            parsed = parse_command(m.text)
-            refs = t.image_refs(m.files, self.a.bot_token, self.a.settings.max_image_bytes)
-        except BadInput as exc:
-            await reply(exc.user_message)
-            return
+        parsed = parse_command(m.text)
+        refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
         if not refs and m.thread_ts:
             job = await self._latest_in_thread(m.channel, m.thread_ts)
@@ -173,14 +222,9 @@ class Handlers:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
 
-        await self.a.launch(
-            channel=m.channel,
-            thread_ts=m.reply_thread,
-            user=m.user,
-            verb=verb,
-            prompt=parsed.request.prompt,
-            submit=submit,
-            reply_error=reply,
+        prompt = parsed.request.prompt
+        await self._launch(
+            channel=m.channel, thread_ts=m.reply_thread, user=m.user, verb=verb, prompt=prompt, submit=submit
         )
 
     async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
@@ -190,7 +234,7 @@ class Handlers:
         if job is not None:
             return job
         try:
-            messages = await self.a.thread_messages(channel, thread_ts)
+            messages = await self.poster.thread_messages(channel, thread_ts)
         except SlackApiError:
             return None
         for msg in reversed(messages):
@@ -201,12 +245,15 @@ class Handlers:
 
     # --- buttons --------------------------------------------------------------------------------
 
+    @guarded(_to_presser)
     async def on_reroll(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
         job = await self.engine.job(press.job_id)
         if job is None:
-            await self.a.ephemeral(press.channel, press.user, "That result is no longer known to the bot.")
+            await self.poster.ephemeral(
+                press.channel, press.user, "That result is no longer known to the bot."
+            )
             return
 
         async def submit(origin: dict[str, Any]) -> Job:
@@ -214,68 +261,71 @@ class Handlers:
                 job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}"
             )
 
-        async def reply(text: str) -> None:
-            await self.a.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
-
-        await self.a.launch(
+        prompt, thread_ts = job.request.prompt, press.thread_ts
+        await self._launch(
             channel=press.channel,
-            thread_ts=press.thread_ts,
+            thread_ts=thread_ts,
             user=press.user,
             verb="rerolled",
-            prompt=job.request.prompt,
+            prompt=prompt,
             submit=submit,
-            reply_error=reply,
         )
 
+    @guarded(_to_presser)
     async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
         job = await self.engine.job(press.job_id)
         if job is None:
-            await self.a.ephemeral(press.channel, press.user, "That result is no longer known to the bot.")
+            await self.poster.ephemeral(
+                press.channel, press.user, "That result is no longer known to the bot."
+            )
             return
         context = {"job_id": job.id, "channel": press.channel, "thread_ts": press.thread_ts}
-        await self.a.client.views_open(
+        await self.ctx.client.views_open(
             trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
         )
 
+    @guarded(_to_presser)
     async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
         job = await self.engine.job(press.job_id)
         if job is None:
             return
-        if press.user != job.user_id and not await self.a.is_admin(press.user):
+        if press.user != job.user_id and not await self._is_admin(press.user):
             text = "Only the person who asked for these images, or a workspace admin, can delete them."
-            await self.a.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
+            await self.poster.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
             return
         prefix = f"hidream-{job.id}-"
-        for m in await self.a.thread_messages(press.channel, press.thread_ts):
+        for m in await self.poster.thread_messages(press.channel, press.thread_ts):
             ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
             for f in ours:
                 try:
-                    await self.a.client.files_delete(file=f["id"])
+                    await self.ctx.client.files_delete(file=f["id"])
                 except SlackApiError:
                     log.warning("could not delete file %s", f.get("id"), exc_info=True)
             if ours and m.get("bot_id"):
-                await self.a.delete_quietly(press.channel, m["ts"])
-        await self.a.delete_quietly(press.channel, press.message_ts)
+                await self.poster.delete_quietly(press.channel, m["ts"])
+        await self.poster.delete_quietly(press.channel, press.message_ts)
         await self.engine.mark_deleted(job)
 
     # --- the message shortcut and the edit modal ------------------------------------------------
 
+    @guarded(_to_shortcut_user)
     async def on_shortcut(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         inv = t.shortcut_invocation(body)
         if not inv.file_ids:
             text = "That message has no image to edit. Use the shortcut on a message with an image."
-            await self.a.ephemeral(inv.channel, inv.user, text)
+            await self.poster.ephemeral(inv.channel, inv.user, text)
             return
         context = {"channel": inv.channel, "thread_ts": inv.thread_ts, "file_ids": inv.file_ids}
-        await self.a.client.views_open(
+        await self.ctx.client.views_open(
             trigger_id=inv.trigger_id, view=blocks.edit_modal(context, len(inv.file_ids))
         )
 
+    @guarded(_to_editor)
     async def on_edit_submit(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         try:
             sub = t.edit_submission(view)
@@ -286,10 +336,6 @@ class Handlers:
             return
         await ack()
         ctx, user, team = sub.context, str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
-        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
-
-        async def reply(text: str) -> None:
-            await self.a.ephemeral(channel, user, text, thread_ts=thread_ts)
 
         async def submit(origin: dict[str, Any]) -> Job:
             refs, parent = await self._edit_references(ctx, sub.image_index)
@@ -297,14 +343,15 @@ class Handlers:
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
 
-        await self.a.launch(
+        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
+        prompt = parsed.request.prompt
+        await self._launch(
             channel=channel,
             thread_ts=thread_ts,
             user=user,
             verb="asked to edit",
-            prompt=parsed.request.prompt,
+            prompt=prompt,
             submit=submit,
-            reply_error=reply,
         )
 
     async def _edit_references(
@@ -323,12 +370,12 @@ class Handlers:
         refs: list[ImageRef] = []
         parent = None
         for file_id in file_ids:
-            info = (await self.a.client.files_info(file=file_id))["file"]
+            info = (await self.ctx.client.files_info(file=file_id))["file"]
             own = t.parse_result_filename(str(info.get("name", "")))
             job = await self.engine.job(own[0]) if own else None
             if own and job is not None and own[1] < len(job.result_media):
                 refs += self.engine.references_of(job, own[1])
                 parent = job.id
             else:
-                refs += t.image_refs([info], self.a.bot_token, self.a.settings.max_image_bytes)
+                refs += t.image_refs([info], self.ctx.bot_token, self.ctx.max_image_bytes)
         return refs, parent
