@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         return read_settings(settings_class, self._given)
 
 
+def http_url(value: str) -> str:
+    """A validator for a setting that must be an http(s) URL."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 def env_names(settings_class: type[BaseSettings]) -> dict[str, str]:
     """Each field of a settings class and the environment variable that sets it."""
     prefix = str(settings_class.model_config.get("env_prefix") or "")

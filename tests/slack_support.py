@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
-from adapters.slack import SlackAdapter
+from adapters.slack import SlackAdapter, SlackSettings
 from adapters.slack.translate import RESULT_EVENT
 from bot.app import Bot, start_bot
 from bot.config import Settings
@@ -64,7 +64,7 @@ async def running(tmp_path: Path, fake: FakeSlack, mode: str, **env: Any) -> Asy
     made: list[SlackAdapter] = []
 
     def factory(bot: Bot) -> SlackAdapter:
-        adapter = SlackAdapter(bot.settings, bot.engine)
+        adapter = SlackAdapter(bot.settings.section(SlackSettings), bot.engine)
         adapter.register_routes(bot.server.app)
         made.append(adapter)
         return adapter

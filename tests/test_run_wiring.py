@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from bot.app import start_bot
-from bot.cli import surface_factories
+from bot.app import select
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.slack import FakeSlack
@@ -27,8 +27,10 @@ async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:
             SLACK_APP_TOKEN=slack.app_token,
             SLACK_API_BASE_URL=slack.api_url,
         )
-        assert not settings.console_enabled and settings.slack_mode == "socket"
-        bot = await start_bot(settings, stack, surface_factories(settings))
+        selection = select(settings)
+        assert [plugin.name for plugin, _ in selection.surfaces] == ["discord", "slack"]  # no console
+        assert selection.surfaces[1][1].mode == "socket"
+        bot = await start_bot(settings, stack, selection=selection)
         async with httpx.AsyncClient() as client:
             health = (await client.get(f"{bot.server_url}/healthz")).json()
         assert health["surfaces"] == ["discord", "slack"]

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from adapters.discord.client import DiscordAdapter
+from adapters.discord.settings import DiscordSettings
+from bot.plugins import Core, SurfacePlugin
 
-__all__ = ["DiscordAdapter", "make_surface"]
+__all__ = ["DiscordAdapter", "DiscordPlugin", "DiscordSettings", "plugin"]
 
 
-def make_surface(bot: Any) -> DiscordAdapter:
-    """The factory bot.cli uses: `bot` is the running core (bot.app.Bot)."""
-    return DiscordAdapter(bot.engine, bot.settings)
+class DiscordPlugin(SurfacePlugin[DiscordSettings]):
+    """Starts when DISCORD_TOKEN is set."""
+
+    name = "discord"
+    settings_class = DiscordSettings
+    fallback = False
+
+    def enabled(self, settings: DiscordSettings) -> bool:
+        return settings.token is not None
+
+    def build(self, core: Core, settings: DiscordSettings) -> DiscordAdapter:
+        return DiscordAdapter(core.engine, settings)
+
+    def summary(self, settings: DiscordSettings) -> str:
+        return f"discord (REST {settings.api_base_url}, gateway {settings.gateway_url})"
+
+
+plugin = DiscordPlugin()

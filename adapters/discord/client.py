@@ -17,12 +17,12 @@ from adapters.discord.context import HandlerContext
 from adapters.discord.interactions import InteractionHandlers
 from adapters.discord.messages import MessageHandler
 from adapters.discord.posting import Poster
+from adapters.discord.settings import DiscordSettings
 from adapters.discord.translate import SURFACE
 from bot.errors import ConfigError
 from bot.jobs import Job, OutputImage, Post, Progress
 
 if TYPE_CHECKING:
-    from bot.config import Settings
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -51,18 +51,18 @@ class DiscordAdapter:
     def __init__(
         self,
         engine: Engine,
-        settings: Settings,
+        settings: DiscordSettings,
         *,
         clock: Callable[[], float] = time.time,
         guild_ready_timeout: float = 2.0,
     ) -> None:
-        if settings.discord_token is None:
+        if settings.token is None:
             raise ConfigError("DISCORD_TOKEN is not set")
         self.engine = engine
         self.settings = settings
         self.clock = clock
-        self._nsfw_policy = settings.discord_nsfw_policy
-        self._max_image_bytes = settings.max_image_bytes
+        self._nsfw_policy = settings.nsfw_policy
+        self._max_image_bytes = engine.settings.max_image_bytes
         self._guild_ready_timeout = guild_ready_timeout
         self._task: asyncio.Task[None] | None = None
         self.message_content = True
@@ -96,8 +96,8 @@ class DiscordAdapter:
 
     async def __aenter__(self) -> DiscordAdapter:
         # discord.py keeps both addresses on its classes; they are redirected for a proxy or a test server.
-        discord.http.Route.BASE = self.settings.discord_api_base_url.rstrip("/")
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.discord_gateway_url)
+        discord.http.Route.BASE = self.settings.api_base_url.rstrip("/")
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.gateway_url)
         try:
             try:
                 await self._start()
@@ -115,8 +115,8 @@ class DiscordAdapter:
         return self
 
     async def _start(self) -> None:
-        assert self.settings.discord_token is not None
-        await self.client.login(self.settings.discord_token.get_secret_value())
+        assert self.settings.token is not None
+        await self.client.login(self.settings.token.get_secret_value())
         await self._sync_commands()
         self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
@@ -133,12 +133,12 @@ class DiscordAdapter:
         )
 
     async def _sync_commands(self) -> None:
-        guild_ids = [g.strip() for g in self.settings.discord_guild_ids.split(",") if g.strip()]
+        guild_ids = self.settings.guilds()
         if not guild_ids:
             await self.tree.sync()
             return
         for gid in guild_ids:
-            guild = discord.Object(id=int(gid))
+            guild = discord.Object(id=gid)
             self.tree.copy_global_to(guild=guild)
             await self.tree.sync(guild=guild)
 

@@ -15,11 +15,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.context import ListenerContext
 from adapters.slack.handlers import register
 from adapters.slack.posting import Poster
+from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
+from bot.errors import ConfigError
 from bot.jobs import Job, OutputImage, Post, Progress
 
 if TYPE_CHECKING:
-    from bot.config import Settings
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,15 @@ class SlackAdapter:
 
     name = SURFACE
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
-        if settings.slack_bot_token is None:
-            raise ValueError("SLACK_BOT_TOKEN is not set")
+    def __init__(self, settings: SlackSettings, engine: Engine) -> None:
+        if settings.bot_token is None:
+            raise ConfigError("SLACK_BOT_TOKEN is not set")
         self.settings = settings
         self.engine = engine
-        self.mode = settings.slack_mode
-        self.bot_token = settings.slack_bot_token.get_secret_value()
-        self.client = AsyncWebClient(token=self.bot_token, base_url=settings.slack_api_base_url)
-        secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        self.mode = settings.mode
+        self.bot_token = settings.bot_token.get_secret_value()
+        self.client = AsyncWebClient(token=self.bot_token, base_url=settings.api_base_url)
+        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self.app = AsyncApp(
             client=self.client,
             signing_secret=secret,
@@ -48,14 +49,13 @@ class SlackAdapter:
         )
         self.poster = Poster(self.client)
         self._socket: AsyncSocketModeHandler | None = None
-        admins = frozenset(u.strip() for u in settings.slack_admin_users.split(",") if u.strip())
         context = ListenerContext(
             engine=engine,
             client=self.client,
             poster=self.poster,
-            admin_users=admins,
+            admin_users=settings.admins(),
             bot_token=self.bot_token,
-            max_image_bytes=settings.max_image_bytes,
+            max_image_bytes=engine.settings.max_image_bytes,
         )
         register(self.app, context)
 
@@ -77,8 +77,8 @@ class SlackAdapter:
             "Slack (%s mode) connected as %s in team %s", self.mode, auth.get("user_id"), auth.get("team_id")
         )
         if self.mode == "socket":
-            assert self.settings.slack_app_token is not None
-            self._socket = AsyncSocketModeHandler(self.app, self.settings.slack_app_token.get_secret_value())
+            assert self.settings.app_token is not None
+            self._socket = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
         return self
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from adapters.discord import DiscordAdapter
+from adapters.discord import DiscordAdapter, DiscordSettings
 from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
 from tests.harness import BotHarness
@@ -39,7 +39,8 @@ async def discord_bot(
 
     def factory(bot: Bot) -> DiscordAdapter:
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        made.append(DiscordAdapter(bot.engine, bot.settings, guild_ready_timeout=0.05, **extra))
+        settings = bot.settings.section(DiscordSettings)
+        made.append(DiscordAdapter(bot.engine, settings, guild_ready_timeout=0.05, **extra))
         return made[0]
 
     async with BotHarness(tmp_path, env=settings_env, surfaces=[factory]) as bot:
