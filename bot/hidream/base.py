@@ -177,6 +177,13 @@ class HttpProvider(Provider, ABC):
         self.retry = retry or RetryPolicy()
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._clock = clock
+        self._configure()
+
+    def _configure(self) -> None:
+        """Hook: derive what this provider needs from `self.settings` (a base URL, a key) once.
+
+        Runs at the end of `__init__`, so subclasses keep the shared constructor signature that the
+        app and the tests call."""
 
     async def call(
         self,

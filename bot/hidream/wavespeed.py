@@ -23,16 +23,13 @@ import io
 import json
 import logging
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 
-from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -82,18 +79,9 @@ class WaveSpeedProvider(HttpProvider):
     # The doc names no interval; a result read is one cheap GET per image.
     poll_interval = 2.0
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.AsyncClient,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Sleep | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, client, retry=retry, sleep=sleep, clock=clock)
-        self.base_url = settings.wavespeed_base_url.rstrip("/")
-        secret = settings.wavespeed_webhook_secret
+    def _configure(self) -> None:
+        self.base_url = self.settings.wavespeed_base_url.rstrip("/")
+        secret = self.settings.wavespeed_webhook_secret
         raw = secret.get_secret_value() if secret is not None else ""
         self._hmac_key = raw.removeprefix("whsec_").encode() if raw else None
         self.signs_callbacks = self._hmac_key is not None
