@@ -15,6 +15,7 @@ engine keeps waiting for a callback until the job's deadline and then refunds.
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ import httpx
 from bot.config import Settings
 from bot.errors import (
     BadInput,
+    CallbackRejected,
     ProviderBusy,
     ProviderError,
     ProviderMisconfigured,
@@ -163,6 +165,9 @@ class HttpProvider(Provider, ABC):
     `sleep` and `clock` are injected so tests make retries instant and check callback timestamps
     without waiting."""
 
+    # The provider's name as people write it, for messages that quote it; `name` when unset.
+    display_name: str = ""
+
     def __init__(
         self,
         settings: Settings,
@@ -246,6 +251,44 @@ class HttpProvider(Provider, ABC):
                 "again (that could make and bill it twice).",
                 detail=type(exc).__name__,
             ) from exc
+
+    def require_job_id(self, found: object, answer: object, field: str) -> str:
+        """`found`, the job id read from a submit's `answer`, when it is one.
+
+        Otherwise the provider accepted something we cannot follow, and sending it again could bill
+        it twice, so the outcome is unknown. `field` names where the id should have been."""
+        if isinstance(found, str) and found:
+            return found
+        raise SubmitOutcomeUnknown(
+            f"{self.display_name or self.name} accepted the request but did not say which job it started.",
+            detail=f"answer without {field}: {str(answer)[:200]}",
+        )
+
+    def check_hint(
+        self,
+        provider_job_id: str | None,
+        body: bytes,
+        named_id: Callable[[dict[str, Any]], object],
+        *,
+        separator: str | None = None,
+    ) -> None:
+        """Refuse an unsigned callback that cannot be for this job; believe nothing else in it.
+
+        Such a callback is only a cue to read the status from the provider. `named_id` picks the id
+        the body names; `separator` splits a job id that joins several of the provider's ids."""
+        who = self.display_name or self.name
+        try:
+            payload = json_module.loads(body)
+        except ValueError:
+            raise CallbackRejected(f"{who} callback body is not JSON", status=400) from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected(f"{who} callback body is not a JSON object", status=400)
+        named = named_id(payload)
+        if not provider_job_id or not isinstance(named, str):
+            return
+        ours = provider_job_id.split(separator) if separator else [provider_job_id]
+        if named not in ours:
+            raise CallbackRejected(f"{who} callback names another job", status=400)
 
 
 # Nothing reached the provider, so a non-idempotent request is as safe to send again as any.

@@ -24,7 +24,7 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bot.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected, SubmitOutcomeUnknown
+from bot.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
@@ -138,13 +138,9 @@ class FalProvider(HttpProvider):
             params=params,
             key_name=KEY_NAME,
         )
-        request_id = answer.get("request_id") if isinstance(answer, dict) else None
-        if not isinstance(request_id, str) or not request_id:
-            # fal took the request but we cannot follow it; resending could bill it twice.
-            raise SubmitOutcomeUnknown(
-                "fal accepted the request but did not say which job it started.",
-                detail=f"answer without request_id: {str(answer)[:200]}",
-            )
+        request_id = self.require_job_id(
+            answer.get("request_id") if isinstance(answer, dict) else None, answer, "request_id"
+        )
         job = {
             "id": request_id,
             "status_url": self._own_url(answer.get("status_url"), request_id, "/status"),
