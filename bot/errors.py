@@ -3,16 +3,15 @@
 HidreamError
 ├── UserFacingError            .user_message is safe to show to the person who asked
 │   ├── BadInput               bad prompt, flag, file or URL: nothing spent, no provider call
+│   │   └── MediaError         a reference image that could not be fetched or is no image
 │   ├── QuotaExceeded          names the limit and when it resets
-│   ├── MediaError             a reference image that could not be fetched or is no image
 │   └── ProviderError          the provider said no, or could not be reached
 │       ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
 │       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
 │       ├── ProviderOutOfCredit    HTTP 402
-│       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries
-│       ├── ProviderUnreachable    transport error before the request was sent
+│       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries, or an unreadable answer
+│       ├── ProviderUnreachable    no connection, or a lost one on a request safe to repeat
 │       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
-│       ├── GenerationFailed       the provider reported FAILED / ERROR
 │       └── JobTimedOut            the job ran past the configured limit
 ├── CallbackRejected           a forged, stale or malformed callback: answered 4xx, nothing changes
 └── ConfigError                a bad setting, named; raised at start-up only
@@ -50,9 +49,6 @@ class MediaError(BadInput):
 class ProviderError(UserFacingError):
     """The provider refused or failed; quota is given back."""
 
-    # Whether the same submit may be sent again safely (the provider did not act on it).
-    retryable = False
-
 
 class ProviderRejected(ProviderError):
     """HTTP 400/422: the provider refused what we asked for."""
@@ -67,23 +63,15 @@ class ProviderOutOfCredit(ProviderError):
 
 
 class ProviderBusy(ProviderError):
-    """HTTP 429 or 5xx, still failing after bounded retries."""
-
-    retryable = True
+    """HTTP 429 or 5xx, still failing after bounded retries; or an answer that could not be read."""
 
 
 class ProviderUnreachable(ProviderError):
-    """Transport error before the request was sent (safe to retry)."""
-
-    retryable = True
+    """No connection could be opened, or one was lost on a request that is safe to repeat."""
 
 
 class SubmitOutcomeUnknown(ProviderError):
     """The request was sent but the answer was lost: never sent again blindly."""
-
-
-class GenerationFailed(ProviderError):
-    """The provider accepted the job and later reported failure."""
 
 
 class JobTimedOut(ProviderError):

@@ -1,4 +1,8 @@
-"""Contract tests: FalProvider against the loopback fal fake, over real httpx."""
+"""Contract tests: FalProvider against the loopback fal fake, over real httpx.
+
+Only what is this provider's own is here; what the HTTP base does for every provider (resends,
+Retry-After, status codes to errors, transport errors) is tested once in test_provider_base.py.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,7 @@ from bot.config import Settings
 from bot.errors import (
     BadInput,
     CallbackRejected,
-    ProviderBusy,
     ProviderMisconfigured,
-    ProviderOutOfCredit,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
@@ -307,26 +309,6 @@ async def test_signed_but_malformed_callback_is_refused(fake, client) -> None:
 
 # --- errors --------------------------------------------------------------------------------------
 
-ERRORS = [
-    (400, ProviderRejected, "fal refused the request: Bad request"),
-    (401, ProviderMisconfigured, "The bot is misconfigured"),
-    (402, ProviderOutOfCredit, "The fal account is out of credit."),
-    (403, ProviderMisconfigured, "The bot is misconfigured"),
-]
-
-
-@pytest.mark.parametrize(("code", "kind", "message"), ERRORS)
-async def test_submit_errors_become_their_messages(fake, client, caplog, code, kind, message) -> None:
-    fake.fail_next(code)
-    provider = make_provider(fake, client)
-    with caplog.at_level(logging.ERROR), pytest.raises(kind) as caught:
-        await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert caught.value.user_message.startswith(message)
-    assert len(fake.submits) == 1
-    if code in (401, 403):
-        assert "FAL_KEY" in caplog.text and fake.key not in caplog.text
-    assert fake.key not in caught.value.user_message and fake.key not in str(caught.value)
-
 
 async def test_wrong_key_is_misconfiguration_naming_the_setting(fake, client, caplog) -> None:
     provider = make_provider(fake, client, key="not-the-key")
@@ -343,25 +325,6 @@ async def test_validation_error_names_what_fal_refused(fake, client) -> None:
     assert caught.value.user_message == "fal refused the request: must be an integer from 1 to 28"
 
 
-async def test_429_then_success_is_retried_instantly(fake, client) -> None:
-    fake.fail_next(429, 429)
-    sleeps = Sleeps()
-    provider = make_provider(fake, client, sleeps=sleeps)
-    job_id = await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert json.loads(job_id)["id"] in fake.jobs
-    assert len(fake.submits) == 3 and sleeps.delays == [0, 0]
-
-
-@pytest.mark.parametrize("code", [429, 500])
-async def test_busy_for_good_gives_up_after_bounded_retries(fake, client, code) -> None:
-    fake.fail_next(*[code] * 10)
-    provider = make_provider(fake, client)
-    with pytest.raises(ProviderBusy, match=f"HTTP {code}"):
-        await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert len(fake.submits) == provider.retry.attempts == 4
-    assert not fake.jobs
-
-
 async def test_dropped_connection_after_sending_is_never_resent(fake, client) -> None:
     fake.fail_next("drop")
     provider = make_provider(fake, client)
@@ -369,14 +332,6 @@ async def test_dropped_connection_after_sending_is_never_resent(fake, client) ->
         await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
     assert len(fake.submits) == 1
     assert "not sent again" in caught.value.user_message
-
-
-async def test_status_read_retries_a_passing_500(fake, client) -> None:
-    provider = make_provider(fake, client)
-    job_id = await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    fake.status_script = [500]
-    assert (await provider.status(job_id)).state == "queued"
-    assert len(fake.status_calls) == 2
 
 
 # --- validation, price, description --------------------------------------------------------------

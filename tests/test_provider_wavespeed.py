@@ -1,4 +1,8 @@
-"""Contract tests: WaveSpeedProvider against the loopback WaveSpeed fake, over real httpx."""
+"""Contract tests: WaveSpeedProvider against the loopback WaveSpeed fake, over real httpx.
+
+Only what is this provider's own is here; what the HTTP base does for every provider (resends,
+Retry-After, status codes to errors, transport errors) is tested once in test_provider_base.py.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,7 @@ from bot.config import Settings
 from bot.errors import (
     BadInput,
     CallbackRejected,
-    ProviderBusy,
     ProviderMisconfigured,
-    ProviderOutOfCredit,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
@@ -333,26 +335,6 @@ async def test_without_a_secret_callbacks_are_only_hints(fake, receiver, client)
 
 # --- errors --------------------------------------------------------------------------------------
 
-ERRORS = [
-    (400, ProviderRejected, "wavespeed refused the request: Invalid request parameters"),
-    (401, ProviderMisconfigured, "The bot is misconfigured"),
-    (402, ProviderOutOfCredit, "The wavespeed account is out of credit."),
-    (403, ProviderMisconfigured, "The bot is misconfigured"),
-]
-
-
-@pytest.mark.parametrize(("code", "kind", "message"), ERRORS)
-async def test_submit_errors_become_their_messages(fake, client, caplog, code, kind, message) -> None:
-    fake.fail_next(code)
-    provider = make_provider(fake, client)
-    with caplog.at_level(logging.ERROR), pytest.raises(kind) as caught:
-        await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert caught.value.user_message.startswith(message)
-    assert len(fake.submits) == 1
-    if code in (401, 403):
-        assert "WAVESPEED_API_KEY" in caplog.text and fake.api_key not in caplog.text
-    assert fake.api_key not in str(caught.value)
-
 
 async def test_wrong_key_is_misconfiguration_naming_the_setting(fake, client, caplog) -> None:
     provider = make_provider(fake, client, key="not-the-key")
@@ -370,25 +352,6 @@ async def test_refusal_of_a_later_request_names_the_reason_and_logs_the_started_
         await provider.submit(SubmitSpec("job-9", ImageRequest(prompt="x", n=3), "full"))
     assert len(fake.submits) == 2 and len(fake.jobs) == 1
     assert next(iter(fake.jobs)) in caplog.text and "job-9" in caplog.text
-
-
-async def test_429_then_success_is_retried_instantly(fake, client) -> None:
-    fake.fail_next(429, 429)
-    sleeps = Sleeps()
-    provider = make_provider(fake, client, sleeps=sleeps)
-    job_id = await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert job_id in fake.jobs
-    assert len(fake.submits) == 3 and sleeps.delays == [0, 0]
-
-
-@pytest.mark.parametrize("code", [429, 500])
-async def test_busy_for_good_gives_up_after_bounded_retries(fake, client, code) -> None:
-    fake.fail_next(*[code] * 10)
-    provider = make_provider(fake, client)
-    with pytest.raises(ProviderBusy, match=f"HTTP {code}"):
-        await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full"))
-    assert len(fake.submits) == provider.retry.attempts == 4
-    assert not fake.jobs
 
 
 async def test_dropped_connection_after_sending_is_never_resent(fake, client) -> None:

@@ -16,13 +16,12 @@ secret, so it reads the prediction back from Atlas Cloud before believing anythi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
+from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 
@@ -58,6 +57,7 @@ _PRESET_BY_RATIO: dict[tuple[int, int], str] = {
 
 class AtlasCloudProvider(HttpProvider):
     name = "atlascloud"
+    display_name = "Atlas Cloud"
     signs_callbacks = False
     # The doc: reference_image_urls are publicly accessible image URLs.
     accepts_data_uris = False
@@ -148,13 +148,7 @@ class AtlasCloudProvider(HttpProvider):
         )
         data = _unwrap(answer)
         prediction_id = data.get("id") if data is not None else None
-        if not isinstance(prediction_id, str) or not prediction_id:
-            # Atlas Cloud accepted something we cannot track; sending it again could bill it twice.
-            raise SubmitOutcomeUnknown(
-                "Atlas Cloud accepted the request but did not say which job it started.",
-                detail=f"answer without data.id: {str(answer)[:200]}",
-            )
-        return prediction_id
+        return self.require_job_id(prediction_id, answer, "data.id")
 
     async def status(self, provider_job_id: str) -> ProviderStatus:
         ids = [part for part in provider_job_id.split(ID_SEPARATOR) if part]
@@ -175,16 +169,7 @@ class AtlasCloudProvider(HttpProvider):
         self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
     ) -> ProviderStatus | None:
         """Only a hint; refuse what cannot be an Atlas Cloud callback for this job."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise CallbackRejected("Atlas Cloud callback body is not JSON", status=400) from None
-        data = _unwrap(payload)
-        if data is None:
-            raise CallbackRejected("Atlas Cloud callback body is not a JSON object", status=400)
-        named = data.get("id")
-        if provider_job_id and isinstance(named, str) and named not in provider_job_id.split(ID_SEPARATOR):
-            raise CallbackRejected("Atlas Cloud callback names another job", status=400)
+        self.check_hint(provider_job_id, body, _named_id, separator=ID_SEPARATOR)
         return None
 
 
@@ -220,6 +205,11 @@ def _unwrap(answer: Any) -> dict[str, Any] | None:
         return None
     inner = answer.get("data")
     return inner if isinstance(inner, dict) else answer
+
+
+def _named_id(payload: dict[str, Any]) -> object:
+    data = _unwrap(payload)
+    return data.get("id") if data is not None else None
 
 
 def read_prediction(data: Mapping[str, Any]) -> ProviderStatus:

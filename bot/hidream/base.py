@@ -1,7 +1,9 @@
 """What every provider is, and the one HTTP seam they share.
 
 A provider module only builds its requests and parses its answers and callbacks. Status codes and
-transport errors become our own errors here, once, in `HttpProvider.call`.
+transport errors become our own errors here, once, in three layers: `HttpProvider.send` (one
+exchange: transport errors), `check_status` and `read_json` (an answer: status codes, its body) and
+`HttpProvider.call` (the retries: what is sent again, how often, after which delay).
 
 Resending policy (also in the README): a submit is sent again only when we know the provider did not
 act on it: the connection could not be opened (nothing was sent), or the provider answered 429 or
@@ -13,6 +15,7 @@ engine keeps waiting for a callback until the job's deadline and then refunds.
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 import logging
 import random
 import time
@@ -26,6 +29,7 @@ import httpx
 from bot.config import Settings
 from bot.errors import (
     BadInput,
+    CallbackRejected,
     ProviderBusy,
     ProviderError,
     ProviderMisconfigured,
@@ -161,6 +165,9 @@ class HttpProvider(Provider, ABC):
     `sleep` and `clock` are injected so tests make retries instant and check callback timestamps
     without waiting."""
 
+    # The provider's name as people write it, for messages that quote it; `name` when unset.
+    display_name: str = ""
+
     def __init__(
         self,
         settings: Settings,
@@ -175,6 +182,13 @@ class HttpProvider(Provider, ABC):
         self.retry = retry or RetryPolicy()
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
         self._clock = clock
+        self._configure()
+
+    def _configure(self) -> None:
+        """Hook: derive what this provider needs from `self.settings` (a base URL, a key) once.
+
+        Runs at the end of `__init__`, so subclasses keep the shared constructor signature that the
+        app and the tests call."""
 
     async def call(
         self,
@@ -194,49 +208,118 @@ class HttpProvider(Provider, ABC):
         """
         attempt = 0
         while True:
+            response: httpx.Response | None = None
             try:
-                response = await self.client.request(method, url, json=json, headers=headers, params=params)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                err: ProviderError = ProviderUnreachable(
-                    f"Could not reach {self.name}; please try again in a minute.", detail=type(exc).__name__
+                response = await self.send(
+                    method, url, idempotent=idempotent, json=json, headers=headers, params=params
                 )
+                check_status(self.name, response, key_name)
+            except RESENDABLE:
                 if attempt + 1 >= self.retry.attempts:
-                    raise err from exc
-                await self._sleep(self.retry.delay(attempt, None))
-                attempt += 1
-                continue
-            except httpx.TransportError as exc:
-                if not idempotent:
-                    raise SubmitOutcomeUnknown(
-                        f"The connection to {self.name} broke after the request was sent, so it was not sent "
-                        "again (that could make and bill it twice).",
-                        detail=type(exc).__name__,
-                    ) from exc
-                if attempt + 1 >= self.retry.attempts:
-                    raise ProviderUnreachable(
-                        f"Lost the connection to {self.name}.", detail=type(exc).__name__
-                    ) from exc
-                await self._sleep(self.retry.delay(attempt, None))
-                attempt += 1
-                continue
-            code = response.status_code
-            if code == 429 or code >= 500:
-                if attempt + 1 >= self.retry.attempts:
-                    raise ProviderBusy(
-                        f"{self.name} is busy or failing right now (HTTP {code}); please try again later.",
-                        detail=_snippet(response),
-                    )
-                await self._sleep(self.retry.delay(attempt, _retry_after(response)))
-                attempt += 1
-                continue
-            if code >= 400:
-                raise map_status(self.name, response, key_name)
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise ProviderBusy(
-                    f"{self.name} sent an answer that could not be read.", detail=_snippet(response)
+                    raise
+            else:
+                # Outside the retried part: an unreadable answer may mean the job was made.
+                return read_json(self.name, response)
+            await self._sleep(self.retry.delay(attempt, _retry_after(response)))
+            attempt += 1
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One HTTP exchange, whatever its status; a transport failure becomes one of our errors."""
+        try:
+            return await self.client.request(method, url, json=json, headers=headers, params=params)
+        except _NOTHING_SENT as exc:
+            raise ProviderUnreachable(
+                f"Could not reach {self.name}; please try again in a minute.", detail=type(exc).__name__
+            ) from exc
+        except httpx.TransportError as exc:
+            if idempotent:
+                raise ProviderUnreachable(
+                    f"Lost the connection to {self.name}.", detail=type(exc).__name__
                 ) from exc
+            # Sent, answer lost: the provider may have started (and billed) the job.
+            raise SubmitOutcomeUnknown(
+                f"The connection to {self.name} broke after the request was sent, so it was not sent "
+                "again (that could make and bill it twice).",
+                detail=type(exc).__name__,
+            ) from exc
+
+    def require_job_id(self, found: object, answer: object, field: str) -> str:
+        """`found`, the job id read from a submit's `answer`, when it is one.
+
+        Otherwise the provider accepted something we cannot follow, and sending it again could bill
+        it twice, so the outcome is unknown. `field` names where the id should have been."""
+        if isinstance(found, str) and found:
+            return found
+        raise SubmitOutcomeUnknown(
+            f"{self.display_name or self.name} accepted the request but did not say which job it started.",
+            detail=f"answer without {field}: {str(answer)[:200]}",
+        )
+
+    def check_hint(
+        self,
+        provider_job_id: str | None,
+        body: bytes,
+        named_id: Callable[[dict[str, Any]], object],
+        *,
+        separator: str | None = None,
+    ) -> None:
+        """Refuse an unsigned callback that cannot be for this job; believe nothing else in it.
+
+        Such a callback is only a cue to read the status from the provider. `named_id` picks the id
+        the body names; `separator` splits a job id that joins several of the provider's ids."""
+        who = self.display_name or self.name
+        try:
+            payload = json_module.loads(body)
+        except ValueError:
+            raise CallbackRejected(f"{who} callback body is not JSON", status=400) from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected(f"{who} callback body is not a JSON object", status=400)
+        named = named_id(payload)
+        if not provider_job_id or not isinstance(named, str):
+            return
+        ours = provider_job_id.split(separator) if separator else [provider_job_id]
+        if named not in ours:
+            raise CallbackRejected(f"{who} callback names another job", status=400)
+
+
+# Nothing reached the provider, so a non-idempotent request is as safe to send again as any.
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# What `call` sends again: ProviderUnreachable, which `send` raises only when the provider cannot have
+# acted on the request or acting twice does no harm (an idempotent call), and ProviderBusy from
+# `check_status` (429/5xx: the provider did not take the work). A lost answer to a non-idempotent
+# request is SubmitOutcomeUnknown instead, and is never resent.
+RESENDABLE = (ProviderUnreachable, ProviderBusy)
+
+
+def check_status(provider: str, response: httpx.Response, key_name: str) -> None:
+    """Raise our error for an HTTP error status: busy for 429/5xx, `map_status` for other 4xx."""
+    code = response.status_code
+    if code == 429 or code >= 500:
+        raise ProviderBusy(
+            f"{provider} is busy or failing right now (HTTP {code}); please try again later.",
+            detail=_snippet(response),
+        )
+    if code >= 400:
+        raise map_status(provider, response, key_name)
+
+
+def read_json(provider: str, response: httpx.Response) -> Any:
+    """A successful answer's JSON body."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderBusy(
+            f"{provider} sent an answer that could not be read.", detail=_snippet(response)
+        ) from exc
 
 
 def map_status(provider: str, response: httpx.Response, key_name: str) -> ProviderError:
@@ -279,8 +362,9 @@ def provider_reason(response: httpx.Response) -> str:
     return " ".join(text.split())[:300]
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
+def _retry_after(response: httpx.Response | None) -> float | None:
+    """Retry-After in seconds; its HTTP-date form (or no header) leaves the delay to the policy."""
+    raw = response.headers.get("retry-after") if response is not None else None
     try:
         return float(raw) if raw is not None else None
     except ValueError:

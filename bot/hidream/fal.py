@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,9 +24,8 @@ import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bot.config import Settings
-from bot.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected, SubmitOutcomeUnknown
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, SubmitSpec
+from bot.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -63,18 +61,9 @@ class FalProvider(HttpProvider):
     # The doc names no interval; queue status reads are cheap and jobs take seconds.
     poll_interval = 2.0
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.AsyncClient,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Sleep | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, client, retry=retry, sleep=sleep, clock=clock)
-        self.queue_url = settings.fal_queue_url.rstrip("/")
-        self._keys = JwksCache(client, settings.fal_jwks_url, clock)
+    def _configure(self) -> None:
+        self.queue_url = self.settings.fal_queue_url.rstrip("/")
+        self._keys = JwksCache(self.client, self.settings.fal_jwks_url, self._clock)
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         super().validate(request, tier, n_refs)
@@ -149,13 +138,9 @@ class FalProvider(HttpProvider):
             params=params,
             key_name=KEY_NAME,
         )
-        request_id = answer.get("request_id") if isinstance(answer, dict) else None
-        if not isinstance(request_id, str) or not request_id:
-            # fal took the request but we cannot follow it; resending could bill it twice.
-            raise SubmitOutcomeUnknown(
-                "fal accepted the request but did not say which job it started.",
-                detail=f"answer without request_id: {str(answer)[:200]}",
-            )
+        request_id = self.require_job_id(
+            answer.get("request_id") if isinstance(answer, dict) else None, answer, "request_id"
+        )
         job = {
             "id": request_id,
             "status_url": self._own_url(answer.get("status_url"), request_id, "/status"),

@@ -14,12 +14,11 @@ the answer to a sent submit is lost, the job is `SubmitOutcomeUnknown` and is ne
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
+from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
@@ -55,6 +54,7 @@ def endpoint_path(tier: Tier, edit: bool) -> str:
 
 class PixazoProvider(HttpProvider):
     name = "pixazo"
+    display_name = "Pixazo"
     signs_callbacks = False
     # Reference images must be URLs Pixazo can download (the dev-edit doc asks for public HTTPS).
     accepts_data_uris = False
@@ -141,13 +141,7 @@ class PixazoProvider(HttpProvider):
             key_name=KEY_NAME,
         )
         request_id = answer.get("request_id") if isinstance(answer, dict) else None
-        if not isinstance(request_id, str) or not request_id:
-            # Pixazo accepted something we cannot track; sending it again could bill it twice.
-            raise SubmitOutcomeUnknown(
-                "Pixazo accepted the request but did not say which job it started.",
-                detail=f"answer without request_id: {str(answer)[:200]}",
-            )
-        return request_id
+        return self.require_job_id(request_id, answer, "request_id")
 
     async def status(self, provider_job_id: str) -> ProviderStatus:
         url = self.base_url + STATUS_PATH.format(request_id=provider_job_id)
@@ -162,15 +156,7 @@ class PixazoProvider(HttpProvider):
         self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
     ) -> ProviderStatus | None:
         """Unsigned, so only a hint; refuse what cannot be a Pixazo callback for this job."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise CallbackRejected("Pixazo callback body is not JSON", status=400) from None
-        if not isinstance(payload, dict):
-            raise CallbackRejected("Pixazo callback body is not a JSON object", status=400)
-        named = payload.get("request_id")
-        if provider_job_id and isinstance(named, str) and named != provider_job_id:
-            raise CallbackRejected("Pixazo callback names another job", status=400)
+        self.check_hint(provider_job_id, body, lambda payload: payload.get("request_id"))
         return None
 
 

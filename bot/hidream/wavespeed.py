@@ -23,16 +23,13 @@ import io
 import json
 import logging
 import math
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from PIL import Image, UnidentifiedImageError
 
-from bot.config import Settings
-from bot.errors import BadInput, CallbackRejected, ProviderBusy, SubmitOutcomeUnknown
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, SubmitSpec
+from bot.errors import BadInput, CallbackRejected, ProviderBusy
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.requests import SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -76,24 +73,16 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
 
 class WaveSpeedProvider(HttpProvider):
     name = "wavespeed"
+    display_name = "WaveSpeed"
     signs_callbacks = True
     # The edit doc takes "public URL or base64 data URI" for each source image.
     accepts_data_uris = True
     # The doc names no interval; a result read is one cheap GET per image.
     poll_interval = 2.0
 
-    def __init__(
-        self,
-        settings: Settings,
-        client: httpx.AsyncClient,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Sleep | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(settings, client, retry=retry, sleep=sleep, clock=clock)
-        self.base_url = settings.wavespeed_base_url.rstrip("/")
-        secret = settings.wavespeed_webhook_secret
+    def _configure(self) -> None:
+        self.base_url = self.settings.wavespeed_base_url.rstrip("/")
+        secret = self.settings.wavespeed_webhook_secret
         raw = secret.get_secret_value() if secret is not None else ""
         self._hmac_key = raw.removeprefix("whsec_").encode() if raw else None
         self.signs_callbacks = self._hmac_key is not None
@@ -183,7 +172,7 @@ class WaveSpeedProvider(HttpProvider):
                         ",".join(ids),
                     )
                 raise
-            ids.append(_prediction_id(answer))
+            ids.append(self._prediction_id(answer))
         return ",".join(ids)
 
     async def status(self, provider_job_id: str) -> ProviderStatus:
@@ -225,6 +214,12 @@ class WaveSpeedProvider(HttpProvider):
             return None
         return status
 
+    def _prediction_id(self, answer: object) -> str:
+        data = answer.get("data") if isinstance(answer, dict) else None
+        pid = data.get("id") if isinstance(data, dict) else None
+        # The job's ids are joined with ",": one inside an id would read as two predictions.
+        return self.require_job_id(None if isinstance(pid, str) and "," in pid else pid, answer, "data.id")
+
     def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
         assert self._hmac_key is not None
         lower = {k.lower(): v for k, v in headers.items()}
@@ -246,18 +241,6 @@ class WaveSpeedProvider(HttpProvider):
             if version == "v3" and hmac.compare_digest(value.strip().lower(), expected):
                 return
         raise CallbackRejected("WaveSpeed callback signature does not match")
-
-
-def _prediction_id(answer: object) -> str:
-    data = answer.get("data") if isinstance(answer, dict) else None
-    pid = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(pid, str) or not pid or "," in pid:
-        # WaveSpeed took the request but we cannot follow it; resending could bill it twice.
-        raise SubmitOutcomeUnknown(
-            "WaveSpeed accepted the request but did not say which job it started.",
-            detail=f"answer without data.id: {str(answer)[:200]}",
-        )
-    return pid
 
 
 def read_prediction(data: Mapping[str, Any]) -> ProviderStatus:
