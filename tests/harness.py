@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.app import Bot, SurfaceFactory, start_bot
 from bot.config import Settings
+from bot.hidream.sandbox import SandboxProvider, SandboxService
 
 SETTINGS_ENV = (
     "DISCORD_TOKEN DISCORD_API_BASE_URL DISCORD_GATEWAY_URL DISCORD_GUILD_IDS DISCORD_NSFW_POLICY SLACK_BOT_TOKEN "
@@ -29,6 +30,13 @@ def settings_for_test(tmp_path: Path, **env: Any) -> Settings:
     }
     values.update(env)
     return Settings(_env_file=None, **values)
+
+
+def sandbox_of(bot: Bot) -> SandboxService:
+    """The sandbox provider's service in a running bot (its counters and the jobs it received)."""
+    provider = bot.provider
+    assert isinstance(provider, SandboxProvider) and provider.service is not None
+    return provider.service
 
 
 class BotHarness:

@@ -14,6 +14,7 @@ from adapters.discord.boundary import SORRY, guarded
 from bot.errors import BadInput
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
+from tests.harness import sandbox_of
 
 
 class Handlers:
@@ -109,4 +110,4 @@ async def test_a_failing_submit_from_a_message_says_so_in_the_progress_reply(
             ]
         )
         assert progress["content"] == f"⚠️ {SORRY}"
-        assert bot.sandbox.submits == 0
+        assert sandbox_of(bot).submits == 0

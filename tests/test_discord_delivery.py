@@ -14,6 +14,7 @@ from bot.jobs import Job, JobState, OutputImage
 from bot.requests import ImageRequest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
+from tests.harness import sandbox_of
 
 
 def noisy_png(side: int = 512) -> bytes:
@@ -119,7 +120,7 @@ async def test_acknowledged_within_3_seconds_while_files_and_provider_are_slow(t
         kind, acked_at = fake.acks[payload["id"]]
         assert kind == 5 and acked_at - sent < 3.0
         await fake.wait_for(lambda: fake.cdn_hits)
-        assert bot.sandbox.submits == 0  # acknowledged while the reference was still being fetched
+        assert sandbox_of(bot).submits == 0  # acknowledged while the reference was still being fetched
 
         fake.cdn_gate.set()
         original = fake.originals[payload["token"]]

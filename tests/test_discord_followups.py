@@ -10,6 +10,7 @@ from bot.jobs import Job
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
+from tests.harness import sandbox_of
 
 
 async def slash_result(fake: FakeDiscord, bot: Any, prompt: str) -> tuple[dict[str, Any], Job]:
@@ -55,7 +56,7 @@ async def test_context_menu_opens_a_modal_and_edits_that_image(tmp_path: Path) -
         assert fake.acks[submit["id"]][0] == 5
         assert job.mode == "edit" and job.seed == 3 and job.request.prompt == "make the sky purple"
         assert fake.find("GET", f"/channels/{fake.channel_id}/messages/{bob['id']}")  # fresh attachment links
-        (sandbox_job,) = [j for j in bot.sandbox.received() if j.prompt == "make the sky purple"]
+        (sandbox_job,) = [j for j in sandbox_of(bot).received() if j.prompt == "make the sky purple"]
         assert sandbox_job.references == [photo]
 
 
@@ -65,7 +66,7 @@ async def test_context_menu_on_a_message_without_image_is_refused(tmp_path: Path
         menu = await fake.interact(fake.context_menu_payload(plain))
         await fake.wait_for(lambda: menu["id"] in fake.acks)
         assert fake.acks[menu["id"]][0] == 4 and "no image" in fake.ephemeral_texts()[0]
-        assert bot.sandbox.submits == 0
+        assert sandbox_of(bot).submits == 0
 
 
 async def test_reply_with_mention_edits_the_replied_image(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ async def test_reply_with_mention_edits_the_replied_image(tmp_path: Path) -> Non
             result["message_reference"]["message_id"] == ask["id"]
         )  # the bot's reply, edited into the result
         assert job.mode == "edit" and job.seed == 11
-        (sandbox_job,) = [j for j in bot.sandbox.received() if j.prompt == "make it night time"]
+        (sandbox_job,) = [j for j in sandbox_of(bot).received() if j.prompt == "make it night time"]
         assert sandbox_job.references == [photo]
 
 
@@ -120,7 +121,7 @@ async def test_requester_follow_up_in_the_result_thread_edits_the_latest_image(t
         await fake.post_user_message(again)
         _, third = await new_result_in(fake, bot, before | {again["id"]})
         assert third.parent_job_id == second.id
-        assert bot.sandbox.submits == 3
+        assert sandbox_of(bot).submits == 3
 
 
 async def test_reroll_pressed_after_a_restart(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from bot.jobs import JobState
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
+from tests.harness import sandbox_of
 
 
 async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ async def test_bad_option_is_refused_ephemerally_before_any_deferral(tmp_path: P
         assert fake.acks[payload["id"]][0] == 4
         (text,) = fake.ephemeral_texts()
         assert "dev model" in text
-        assert bot.sandbox.submits == 0
+        assert sandbox_of(bot).submits == 0
 
 
 async def test_one_attachment_is_an_edit_and_two_are_personalization(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ async def test_one_attachment_is_an_edit_and_two_are_personalization(tmp_path: P
         job2 = await bot.engine.job_for_post("discord", fake.originals[two["token"]])
         assert job1 is not None and job1.mode == "edit"
         assert job2 is not None and job2.mode == "personalization"
-        sandbox_jobs = {j.prompt: j for j in bot.sandbox.received()}
+        sandbox_jobs = {j.prompt: j for j in sandbox_of(bot).received()}
         assert sandbox_jobs["make it blue"].references == [cat]
         assert sandbox_jobs["tea party"].references == [cat, dog]
 
@@ -85,7 +86,7 @@ async def test_text_file_as_image_is_refused_without_provider_call(tmp_path: Pat
         await fake.wait_for(lambda: len(fake.ephemeral_texts()) == 2)
         assert fake.acks[payload["id"]][0] == 5
         assert fake.messages[fake.originals[payload["token"]]].get("deleted")
-        assert bot.sandbox.submits == 0
+        assert sandbox_of(bot).submits == 0
         status = await bot.engine.quota("discord", payload["member"]["user"]["id"], fake.guild_id)
         assert status.used == 0
 
@@ -101,7 +102,7 @@ async def test_quota_exceeded_is_told_ephemerally_with_limit_and_reset(tmp_path:
         texts = await fake.wait_for(lambda: fake.ephemeral_texts())
         assert "used all 1 of your images" in texts[0] and "resets at 00:00 UTC" in texts[0]
         assert fake.messages[fake.originals[second["token"]]].get("deleted")
-        assert bot.sandbox.submits == 1
+        assert sandbox_of(bot).submits == 1
 
 
 async def test_usage_command_answers_ephemerally(tmp_path: Path) -> None:

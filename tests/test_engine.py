@@ -18,7 +18,7 @@ from bot.jobs import JobState
 from bot.media import to_data_uri
 from bot.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness
+from tests.harness import BotHarness, sandbox_of
 
 
 def chat(text: str, refs: list[ImageRef] | None = None, user: str = "u1", **origin: Any) -> ChatRequest:
@@ -50,7 +50,7 @@ async def test_polling_mode_delivers_real_images_and_commits_quota(tmp_path: Pat
         for image in images:
             with Image.open(io.BytesIO(image.data)) as img:
                 assert img.format == "WEBP" and img.size == job.request.dimensions()
-        assert bot.sandbox.polls >= 1
+        assert sandbox_of(bot).polls >= 1
         quota = await bot.engine.quota("test", "u1", "w1")
         assert (quota.used, quota.remaining) == (2, 23)
         assert (await bot.engine.job_for_post("test", f"msg-{job.id}")).id == job.id  # type: ignore[union-attr]
@@ -66,7 +66,7 @@ async def test_callback_mode_finishes_on_the_callback_without_a_safety_poll(tmp_
         await bot.engine.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
         # The sandbox's callback is a hint: exactly one status read follows it.
-        assert bot.sandbox.polls == 1
+        assert sandbox_of(bot).polls == 1
 
 
 async def test_duplicate_and_late_callbacks_deliver_once(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path
         job = await bot.engine.submit(chat("an early bird --seed 5"))
         await bot.engine.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
-        assert bot.sandbox.polls == 1  # only the provider's own read inside submit: the bot did not poll
+        assert sandbox_of(bot).polls == 1  # only the provider's own read inside submit: the bot did not poll
 
 
 async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) -> None:
@@ -145,12 +145,12 @@ async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) 
     async with BotHarness(tmp_path, surfaces=[surface.factory], env={"HIDREAM_DAILY_IMAGE_QUOTA": 3}) as bot:
         await bot.engine.submit(chat("one --n 3"))
         await bot.engine.wait_idle()
-        submits = bot.sandbox.submits
+        submits = sandbox_of(bot).submits
         with pytest.raises(QuotaExceeded) as err:
             await bot.engine.submit(chat("two"))
         assert "used all 3 of your images for today" in err.value.user_message
         assert "resets at 00:00 UTC" in err.value.user_message
-        assert bot.sandbox.submits == submits
+        assert sandbox_of(bot).submits == submits
         # Another user is not affected.
         await bot.engine.submit(chat("three", user="u2"))
         await bot.engine.wait_idle()
@@ -173,7 +173,7 @@ async def test_bad_reference_files_cost_nothing(tmp_path: Path) -> None:
             await bot.engine.submit(chat("edit it", [inside]))
         with pytest.raises(BadInput, match="at most 4"):
             await bot.engine.submit(chat("edit it", [ImageRef(url=to_data_uri(png(), "image/png"))] * 5))
-        assert bot.sandbox.submits == 0
+        assert sandbox_of(bot).submits == 0
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
 
 
@@ -216,7 +216,7 @@ async def test_dedup_key_never_starts_a_second_job(tmp_path: Path) -> None:
         )
         await bot.engine.wait_idle()
         assert first.id == second.id
-        assert len(surface.deliveries) == 1 and bot.sandbox.submits == 1
+        assert len(surface.deliveries) == 1 and sandbox_of(bot).submits == 1
 
 
 async def test_reroll_keeps_the_request_with_a_new_seed(tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ def test_check_shows_the_plugins_lines(
     assert "secret" not in out
 
 
-def test_a_bad_plugin_setting_is_named_by_its_variable(installed: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_plugin_setting_is_named_by_its_variable(
+    installed: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Strict(tiny_plugins.TinyGenSettings):
         steps: int = 1
 

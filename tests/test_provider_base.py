@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic_settings import SettingsConfigDict
 
-from bot.config import Settings
+from bot.config import PluginSettings, Settings
 from bot.errors import (
     CallbackRejected,
     ProviderBusy,
@@ -74,10 +75,17 @@ class Script:
         return cue(request)
 
 
-class EchoProvider(HttpProvider):
+class EchoSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="ECHO_")
+
+    region: str = "eu"
+
+
+class EchoProvider(HttpProvider[EchoSettings]):
     """The least a provider needs: a submit and a status read through `call`."""
 
     name = "echo"
+    settings_class = EchoSettings
     display_name = "Echo Cloud"
 
     def cost_usd(self, request: ImageRequest, tier: Tier) -> float:

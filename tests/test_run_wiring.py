@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.app import start_bot
-from bot.app import select
+from bot.app import select, start_bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.slack import FakeSlack
@@ -42,6 +41,9 @@ async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:
         assert len(uploaded) == 1
         posted = await discord.wait_for(lambda: [m for m in discord.messages.values() if with_files(m)])
         assert len(posted) == 1
+        # The Discord job may have been admitted after the first wait began: its upload is seen, now
+        # let it settle (delivering -> delivered) before reading the store.
+        await bot.engine.wait_idle()
         async with bot.store.transaction() as db:
             rows = await (await db.execute("SELECT surface, state FROM jobs ORDER BY surface")).fetchall()
         assert [tuple(r) for r in rows] == [("discord", "delivered"), ("slack", "delivered")]

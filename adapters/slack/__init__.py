@@ -34,7 +34,9 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
 
     def warnings(self, settings: SlackSettings) -> list[str]:
         if settings.bot_token is not None and not settings.enabled:
-            return ["SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"]
+            return [
+                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
+            ]
         return []
 
 

@@ -21,8 +21,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from bot.config import PluginSettings, http_url
 from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.plugin import KeyedPlugin
 from bot.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,17 @@ _PRESET_BY_RATIO: dict[tuple[int, int], str] = {
 }
 
 
-class AtlasCloudProvider(HttpProvider):
+class AtlasCloudSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="ATLASCLOUD_")
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.atlascloud.ai"
+
+    check_base_url = field_validator("base_url")(http_url)
+
+
+class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
+    settings_class = AtlasCloudSettings
     name = "atlascloud"
     display_name = "Atlas Cloud"
     signs_callbacks = False
@@ -66,7 +81,7 @@ class AtlasCloudProvider(HttpProvider):
 
     @property
     def base_url(self) -> str:
-        return self.settings.atlascloud_base_url.rstrip("/")
+        return self.options.base_url.rstrip("/")
 
     def tiers(self) -> tuple[Tier, ...]:
         return ("full",)
@@ -91,7 +106,7 @@ class AtlasCloudProvider(HttpProvider):
         ]
 
     def _headers(self) -> dict[str, str]:
-        key = self.settings.atlascloud_api_key
+        key = self.options.api_key
         return {"Authorization": f"Bearer {key.get_secret_value() if key is not None else ''}"}
 
     def build_body(self, spec: SubmitSpec, index: int = 0) -> dict[str, Any]:
@@ -244,3 +259,6 @@ def combine(parts: list[ProviderStatus]) -> ProviderStatus:
     if any(part.state in ("running", "completed") for part in parts):
         return ProviderStatus(state="running")
     return ProviderStatus(state="queued")
+
+
+plugin = KeyedPlugin(AtlasCloudProvider, key="api_key", preference=20)

@@ -22,11 +22,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 
-from bot.config import Settings
+from bot.config import PluginSettings, Settings
 from bot.errors import (
     BadInput,
     CallbackRejected,
@@ -43,6 +43,7 @@ from bot.requests import ImageRequest, Tier
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+OptionsT = TypeVar("OptionsT", bound=PluginSettings)
 State = Literal["queued", "running", "completed", "failed"]
 
 
@@ -159,12 +160,15 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
 
 
-class HttpProvider(Provider, ABC):
+class HttpProvider(Provider, ABC, Generic[OptionsT]):
     """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient.
 
-    `sleep` and `clock` are injected so tests make retries instant and check callback timestamps
-    without waiting."""
+    `settings` are the core's (public URL, safety checker); `options` the provider's own, of its
+    `settings_class`, read from the same sources when not given. `sleep` and `clock` are injected so
+    tests make retries instant and check callback timestamps without waiting."""
 
+    # The provider's own settings (its key, its base URL), with its own environment prefix.
+    settings_class: type[OptionsT]
     # The provider's name as people write it, for messages that quote it; `name` when unset.
     display_name: str = ""
 
@@ -173,11 +177,13 @@ class HttpProvider(Provider, ABC):
         settings: Settings,
         client: httpx.AsyncClient,
         *,
+        options: OptionsT | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.settings = settings
+        self.options: OptionsT = options if options is not None else settings.section(self.settings_class)
         self.client = client
         self.retry = retry or RetryPolicy()
         self._sleep: Sleep = sleep if sleep is not None else asyncio.sleep
@@ -185,7 +191,7 @@ class HttpProvider(Provider, ABC):
         self._configure()
 
     def _configure(self) -> None:
-        """Hook: derive what this provider needs from `self.settings` (a base URL, a key) once.
+        """Hook: derive what this provider needs from its settings (a base URL, a key) once.
 
         Runs at the end of `__init__`, so subclasses keep the shared constructor signature that the
         app and the tests call."""

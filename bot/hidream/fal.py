@@ -23,9 +23,13 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from bot.config import PluginSettings, http_url
 from bot.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.plugin import KeyedPlugin
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,19 @@ def endpoint_path(tier: Tier, edit: bool) -> str:
     return "/" + APP_ID + ("/dev" if tier == "dev" else "") + ("/edit" if edit else "")
 
 
-class FalProvider(HttpProvider):
+class FalSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="FAL_")
+
+    key: SecretStr | None = None
+    queue_url: str = "https://queue.fal.run"
+    # Where fal publishes the keys that sign its webhooks.
+    jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+
+    check_urls = field_validator("queue_url", "jwks_url")(http_url)
+
+
+class FalProvider(HttpProvider[FalSettings]):
+    settings_class = FalSettings
     name = "fal"
     signs_callbacks = True
     # fal's file inputs take base64 data URIs as well as URLs, so edits work without a public URL.
@@ -62,8 +78,8 @@ class FalProvider(HttpProvider):
     poll_interval = 2.0
 
     def _configure(self) -> None:
-        self.queue_url = self.settings.fal_queue_url.rstrip("/")
-        self._keys = JwksCache(self.client, self.settings.fal_jwks_url, self._clock)
+        self.queue_url = self.options.queue_url.rstrip("/")
+        self._keys = JwksCache(self.client, self.options.jwks_url, self._clock)
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         super().validate(request, tier, n_refs)
@@ -93,11 +109,11 @@ class FalProvider(HttpProvider):
                 lines.append(f"  POST {self.queue_url}{endpoint_path(tier, edit)}")
         lines.append(f"  GET  {self.queue_url}/{APP_ID}/requests/{{request_id}}/status (and /response)")
         if self.settings.public_url:
-            lines.append(f"  GET  {self.settings.fal_jwks_url} (callback signing keys)")
+            lines.append(f"  GET  {self.options.jwks_url} (callback signing keys)")
         return lines
 
     def _headers(self) -> dict[str, str]:
-        key = self.settings.fal_key
+        key = self.options.key
         return {"Authorization": "Key " + (key.get_secret_value() if key is not None else "")}
 
     def build_body(self, spec: SubmitSpec) -> dict[str, Any]:
@@ -363,3 +379,6 @@ def _read_job_id(provider_job_id: str) -> dict[str, str]:
 def _same_origin(url: str, base: str) -> bool:
     a, b = urlsplit(url), urlsplit(base)
     return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+plugin = KeyedPlugin(FalProvider, key="key", preference=30)

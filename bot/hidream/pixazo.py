@@ -18,8 +18,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from bot.config import PluginSettings, http_url
 from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.plugin import KeyedPlugin
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,17 @@ def endpoint_path(tier: Tier, edit: bool) -> str:
     return f"/{model}/v1/{model}-request"
 
 
-class PixazoProvider(HttpProvider):
+class PixazoSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXAZO_")
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://gateway.pixazo.ai"
+
+    check_base_url = field_validator("base_url")(http_url)
+
+
+class PixazoProvider(HttpProvider[PixazoSettings]):
+    settings_class = PixazoSettings
     name = "pixazo"
     display_name = "Pixazo"
     signs_callbacks = False
@@ -63,7 +78,7 @@ class PixazoProvider(HttpProvider):
 
     @property
     def base_url(self) -> str:
-        return self.settings.pixazo_base_url.rstrip("/")
+        return self.options.base_url.rstrip("/")
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         super().validate(request, tier, n_refs)
@@ -97,7 +112,7 @@ class PixazoProvider(HttpProvider):
         return lines
 
     def _headers(self, callback_url: str | None = None) -> dict[str, str]:
-        key = self.settings.pixazo_api_key
+        key = self.options.api_key
         headers = {
             "Cache-Control": "no-cache",
             "Ocp-Apim-Subscription-Key": key.get_secret_value() if key is not None else "",
@@ -198,3 +213,6 @@ def failure_message(raw_status: str, error: object) -> str:
     else:
         text = "Pixazo could not make the image"
     return f"{text}: {reason}" if reason else f"{text}."
+
+
+plugin = KeyedPlugin(PixazoProvider, key="api_key", preference=10)

@@ -11,8 +11,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 import httpx
 from aiohttp import web
 
-from bot.config import PluginSettings, Settings
-from bot.hidream.base import Provider
+from bot.config import PluginSettings, Settings, env_names
+from bot.hidream.base import HttpProvider, Provider
 
 S = TypeVar("S", bound=PluginSettings)
 
@@ -57,3 +57,25 @@ class ProviderPlugin(Protocol[S]):
     def warnings(self, settings: S, core: Settings) -> list[str]:
         """What `hidream-bot check` should warn the operator about."""
         return []
+
+
+class KeyedPlugin(ProviderPlugin[S]):
+    """The plugin of an HTTP provider that one key enables: its settings class is the provider's own."""
+
+    fallback = False
+
+    def __init__(self, provider_class: type[HttpProvider[S]], *, key: str, preference: int) -> None:
+        self.name = provider_class.name
+        self.settings_class = provider_class.settings_class
+        self.provider_class = provider_class
+        self.key = key
+        self.preference = preference
+
+    def configured(self, settings: S) -> bool:
+        return getattr(settings, self.key) is not None
+
+    def missing(self, settings: S) -> str | None:
+        return None if self.configured(settings) else env_names(self.settings_class)[self.key]
+
+    def build(self, context: ProviderContext, settings: S) -> HttpProvider[S]:
+        return self.provider_class(context.settings, context.http, options=settings)

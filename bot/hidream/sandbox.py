@@ -20,11 +20,23 @@ from urllib.parse import quote
 import httpx
 from aiohttp import web
 from PIL import Image
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from bot.config import Settings
+from bot.config import PluginSettings, Settings
 from bot.errors import ProviderBusy
 from bot.hidream import sandbox_art
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, RetryPolicy, Sleep, State, SubmitSpec
+from bot.hidream.base import (
+    HttpProvider,
+    Provider,
+    ProviderStatus,
+    ResultImage,
+    RetryPolicy,
+    Sleep,
+    State,
+    SubmitSpec,
+)
+from bot.hidream.plugin import ProviderContext, ProviderPlugin
 from bot.hidream.sandbox_jobs import (
     FAIL_MESSAGE,
     MAX_REFERENCE_BYTES,
@@ -239,10 +251,19 @@ _STATES: dict[str, State] = {
 }
 
 
-class SandboxProvider(HttpProvider):
-    """Talks to a SandboxService (normally the bot's own server) like to any real provider."""
+class SandboxSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="HIDREAM_SANDBOX_")
+
+    # Seconds the sandbox waits before finishing a job (0: at once).
+    delay_seconds: float = Field(default=0.5, ge=0)
+
+
+class SandboxProvider(HttpProvider[SandboxSettings]):
+    """Talks to a SandboxService (normally the bot's own server) like to any real provider. When it is
+    given the service, it starts and stops it with itself."""
 
     name = "sandbox"
+    settings_class = SandboxSettings
     signs_callbacks = False
     accepts_data_uris = True
     poll_interval = 0.25
@@ -253,11 +274,23 @@ class SandboxProvider(HttpProvider):
         client: httpx.AsyncClient,
         *,
         base_url: str,
+        options: SandboxSettings | None = None,
+        service: SandboxService | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
     ) -> None:
-        super().__init__(settings, client, retry=retry, sleep=sleep)
+        super().__init__(settings, client, options=options, retry=retry, sleep=sleep)
         self.base_url = base_url.rstrip("/")
+        self.service = service
+
+    async def __aenter__(self) -> SandboxProvider:
+        if self.service is not None:
+            await self.service.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.service is not None:
+            await self.service.__aexit__(*exc)
 
     def tiers(self) -> tuple[Tier, ...]:
         return ("full", "dev")
@@ -328,4 +361,36 @@ class SandboxProvider(HttpProvider):
         return {"Authorization": f"Bearer {TOKEN}"}
 
 
-__all__ = ["SandboxJob", "SandboxProvider", "SandboxService"]
+class SandboxPlugin(ProviderPlugin[SandboxSettings]):
+    """Needs no account: the provider when no other is configured. Its fake API lives on the bot's
+    own server under /sandbox/, its jobs in a folder beside the database."""
+
+    name = "sandbox"
+    settings_class = SandboxSettings
+    preference = 1000
+    fallback = True
+
+    def configured(self, settings: SandboxSettings) -> bool:
+        return True
+
+    def missing(self, settings: SandboxSettings) -> str | None:
+        return None
+
+    def build(self, context: ProviderContext, settings: SandboxSettings) -> SandboxProvider:
+        service = SandboxService(context.http, context.state_dir, delay=settings.delay_seconds)
+        return SandboxProvider(
+            context.settings,
+            context.http,
+            base_url=f"{context.server_url}/sandbox",
+            options=settings,
+            service=service,
+        )
+
+    def add_routes(self, app: web.Application, provider: Provider) -> None:
+        assert isinstance(provider, SandboxProvider) and provider.service is not None
+        provider.service.register_routes(app)
+
+
+plugin = SandboxPlugin()
+
+__all__ = ["SandboxJob", "SandboxPlugin", "SandboxProvider", "SandboxService", "SandboxSettings", "plugin"]

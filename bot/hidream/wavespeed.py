@@ -27,9 +27,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from bot.config import PluginSettings, Settings, http_url
 from bot.errors import BadInput, CallbackRejected, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.plugin import KeyedPlugin
 from bot.requests import SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -71,7 +75,19 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
     )
 
 
-class WaveSpeedProvider(HttpProvider):
+class WaveSpeedSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="WAVESPEED_")
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.wavespeed.ai"
+    # Signing secret of the account's webhooks (whsec_...).
+    webhook_secret: SecretStr | None = None
+
+    check_base_url = field_validator("base_url")(http_url)
+
+
+class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
+    settings_class = WaveSpeedSettings
     name = "wavespeed"
     display_name = "WaveSpeed"
     signs_callbacks = True
@@ -81,8 +97,8 @@ class WaveSpeedProvider(HttpProvider):
     poll_interval = 2.0
 
     def _configure(self) -> None:
-        self.base_url = self.settings.wavespeed_base_url.rstrip("/")
-        secret = self.settings.wavespeed_webhook_secret
+        self.base_url = self.options.base_url.rstrip("/")
+        secret = self.options.webhook_secret
         raw = secret.get_secret_value() if secret is not None else ""
         self._hmac_key = raw.removeprefix("whsec_").encode() if raw else None
         self.signs_callbacks = self._hmac_key is not None
@@ -125,7 +141,7 @@ class WaveSpeedProvider(HttpProvider):
         return lines
 
     def _headers(self) -> dict[str, str]:
-        key = self.settings.wavespeed_api_key
+        key = self.options.api_key
         return {"Authorization": "Bearer " + (key.get_secret_value() if key is not None else "")}
 
     def build_body(self, spec: SubmitSpec, index: int) -> dict[str, Any]:
@@ -304,3 +320,15 @@ def check_reference(ref: str) -> None:
             f"A reference image is {width}x{height}: WaveSpeed edits images with an aspect ratio "
             "between 1:4 and 4:1."
         )
+
+
+class WaveSpeedPlugin(KeyedPlugin[WaveSpeedSettings]):
+    def warnings(self, settings: WaveSpeedSettings, core: Settings) -> list[str]:
+        if core.public_url and settings.webhook_secret is None:
+            return [
+                "WAVESPEED_WEBHOOK_SECRET is empty: callbacks cannot be verified and only prompt a status read"
+            ]
+        return []
+
+
+plugin = WaveSpeedPlugin(WaveSpeedProvider, key="api_key", preference=40)

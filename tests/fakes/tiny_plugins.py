@@ -112,7 +112,9 @@ class TinyGen(Provider):
     async def status(self, provider_job_id: str) -> ProviderStatus:
         buf = io.BytesIO()
         Image.new("RGB", (40, 30), self.color).save(buf, "PNG")
-        return ProviderStatus(state="completed", images=[ResultImage(to_data_uri(buf.getvalue(), "image/png"))])
+        return ProviderStatus(
+            state="completed", images=[ResultImage(to_data_uri(buf.getvalue(), "image/png"))]
+        )
 
 
 class TinyGenPlugin(ProviderPlugin[TinyGenSettings]):
@@ -144,4 +146,3 @@ def entry_points_txt() -> str:
         "[hidream_bot.surfaces]\ntinychat = tests.fakes.tiny_plugins:surface\n\n"
         "[hidream_bot.providers]\ntinygen = tests.fakes.tiny_plugins:provider\n"
     )
-
