@@ -13,7 +13,7 @@ from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext
 from adapters.discord.views import instruction_modal, interaction_origin
 from bot.errors import BadInput
-from bot.requests import ChatRequest, ImageRef
+from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef
 
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
 GONE = "I no longer have that image; run /hidream again."
@@ -148,7 +148,7 @@ class InteractionHandlers:
         images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)
-        refs = translate.image_refs(images[: translate.MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
+        refs = translate.image_refs(images[: MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
         return refs, None
 
     @guarded(refuse)

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import BadInput
-from bot.requests import ChatRequest, ImageRef, build_request, parse_command
+from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef, build_request, parse_command
 
 SURFACE = "discord"
-MAX_REFERENCES = 4
 ATTACHMENT_OPTIONS = ("image", "image2", "image3", "image4")
 # Typed slash-command option -> the flag name the shared parser knows.
 OPTION_FLAGS = {

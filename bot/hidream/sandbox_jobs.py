@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from bot.hidream import sandbox_art
+from bot.requests import MAX_REFERENCES
 
 log = logging.getLogger(__name__)
 
 FAIL_MESSAGE = "The sandbox was asked to fail (the prompt says sandbox-fail)."
-MAX_REFERENCES = 4
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 PROMPT_MAX = 5000
 _FAIL_RE = re.compile(r"(?<![\w-])sandbox-fail(?![\w-])", re.IGNORECASE)
