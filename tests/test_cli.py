@@ -1,21 +1,47 @@
-"""`hidream-bot` as a user runs it: the console chat, check, quota, and a SIGKILL in the middle of a job."""
+"""`hidream-bot` as a user runs it: the console chat, check, quota, and a SIGKILL in the middle of a job.
+
+Most tests call `bot.cli.main([...])` in this process (the `cli` fixture): what it prints and logs is read
+back as the process's stdout and stderr, and its return value is the exit code. Two tests start real
+processes: the smoke test of the installed `hidream-bot` script, and the SIGKILL test, which must kill one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import pytest
 from PIL import Image
+
+from bot.cli import main
 
 TIMEOUT = 60
 
 
 def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The settings of a test run: a private database and output directory, any free port, no delay."""
+    return {
+        "HIDREAM_DB_PATH": str(tmp_path / "bot.db"),
+        "HIDREAM_HTTP_PORT": "0",
+        "HIDREAM_OUTPUT_DIR": str(tmp_path / "out"),
+        "HIDREAM_SANDBOX_DELAY_SECONDS": "0",
+        **extra,
+    }
+
+
+def process_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a child process: this one's, minus every setting, plus the test's settings."""
     keep = {
         k: v
         for k, v in os.environ.items()
@@ -23,87 +49,138 @@ def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             ("HIDREAM_", "DISCORD_", "SLACK_", "PIXAZO_", "ATLASCLOUD_", "FAL_", "WAVESPEED_")
         )
     }
-    keep.update(
-        HIDREAM_DB_PATH=str(tmp_path / "bot.db"),
-        HIDREAM_HTTP_PORT="0",
-        HIDREAM_OUTPUT_DIR=str(tmp_path / "out"),
-        HIDREAM_SANDBOX_DELAY_SECONDS="0",
-    )
-    keep.update(extra)
-    return keep
+    return keep | bot_env(tmp_path, **extra)
 
 
-def run_cli(tmp_path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        input=stdin,
+@dataclass(frozen=True)
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Cli(Protocol):
+    def __call__(self, *args: str, stdin: str = "", **env: str) -> Run: ...
+
+
+@contextmanager
+def logging_as_in_a_fresh_process() -> Iterator[None]:
+    """Let `main()`'s `logging.basicConfig` take effect, then put logging back as it was.
+
+    Under pytest the root logger already has pytest's capture handlers, so `basicConfig` would do nothing
+    and the log lines a user sees on stderr (at the level HIDREAM_LOG_LEVEL sets) would never be written.
+    Lifting those handlers off for the call makes `main()` log to `sys.stderr` (capsys's stream) just as
+    the real process does; afterwards the handler it added goes, and every logger's level is restored.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root.handlers.clear()
+    try:
+        yield
+    finally:
+        for added in root.handlers:
+            added.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, logger in logging.Logger.manager.loggerDict.items():
+            if isinstance(logger, logging.Logger):
+                logger.setLevel(levels.get(name, logging.NOTSET))
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """`cli("run", stdin=..., HIDREAM_X="...")`: `hidream-bot run` in this process; cwd is tmp_path."""
+
+    def run(*args: str, stdin: str = "", **env: str) -> Run:
+        capsys.readouterr()  # only this call's output
+        with monkeypatch.context() as patch, logging_as_in_a_fresh_process():
+            for name, value in bot_env(tmp_path, **env).items():
+                patch.setenv(name, value)
+            patch.setattr(sys, "stdin", io.StringIO(stdin))
+            code = main(list(args))
+        out, err = capsys.readouterr()
+        return Run(code, out, err)
+
+    return run
+
+
+def test_installed_script_makes_a_16_9_image_and_the_same_line_gives_the_same_bytes(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """The one smoke test of the installed entry point: a line piped into `hidream-bot run`, end to end."""
+    script = Path(sys.executable).with_name("hidream-bot")
+    assert script.is_file(), f"{script} is not installed: run `make setup`"
+    line = "/hidream a red fox in snow --ar 16:9 --seed 7\n"
+    first = subprocess.run(
+        [str(script), "run"],
+        input=line,
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=bot_env(tmp_path, **env),
+        env=process_env(tmp_path),
         timeout=TIMEOUT,
         check=False,
     )
-
-
-def test_console_makes_a_16_9_image_and_the_same_line_gives_the_same_bytes(tmp_path: Path) -> None:
-    line = "/hidream a red fox in snow --ar 16:9 --seed 7\n"
-    first = run_cli(tmp_path, "run", stdin=line)
     assert first.returncode == 0, first.stderr
     [path] = first.stdout.split()
     with Image.open(path) as img:
         assert img.format == "PNG"
         assert abs(img.width / img.height - 16 / 9) < 0.02
-    second = run_cli(tmp_path, "run", stdin=line)
+    second = cli("run", stdin=line)
     assert second.returncode == 0, second.stderr
     [path2] = second.stdout.split()
     assert path2 != path and Path(path2).read_bytes() == Path(path).read_bytes()
 
 
-def test_console_bad_flag_is_explained_and_writes_nothing(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "run", stdin="/hidream a red fox --n 9\n")
+def test_console_bad_flag_is_explained_and_writes_nothing(tmp_path: Path, cli: Cli) -> None:
+    result = cli("run", stdin="/hidream a red fox --n 9\n")
     assert result.returncode == 0
     assert "`--n 9` is out of range: use a whole number from 1 to 4." in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_console_edit_of_the_last_result_and_of_a_file(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "run", stdin="/hidream a castle --seed 1\n/edit last make it night\n/quota\n")
+def test_console_edit_of_the_last_result_and_of_a_file(cli: Cli) -> None:
+    result = cli("run", stdin="/hidream a castle --seed 1\n/edit last make it night\n/quota\n")
     assert result.returncode == 0, result.stderr
     paths = result.stdout.split()
     assert len(paths) == 2 and Path(paths[0]).read_bytes() != Path(paths[1]).read_bytes()
     assert "You have 23 of 25 images left today" in result.stderr
-    again = run_cli(tmp_path, "run", stdin=f"/edit {paths[1]} add a moon --keep-aspect\n")
+    again = cli("run", stdin=f"/edit {paths[1]} add a moon --keep-aspect\n")
     assert again.returncode == 0, again.stderr
     [edited] = again.stdout.split()
     with Image.open(edited) as img, Image.open(paths[1]) as src:
         assert abs(img.width / img.height - src.width / src.height) < 0.05
 
 
-def test_check_names_what_would_start_and_bad_settings(tmp_path: Path) -> None:
-    ok = run_cli(tmp_path, "check")
+def test_check_names_what_would_start_and_bad_settings(cli: Cli) -> None:
+    ok = cli("check")
     assert ok.returncode == 0, ok.stderr
     assert "provider:  sandbox" in ok.stdout and "jobs are polled" in ok.stdout and "console" in ok.stdout
-    bad = run_cli(tmp_path, "check", HIDREAM_HTTP_PORT="eighty")
+    bad = cli("check", HIDREAM_HTTP_PORT="eighty")
     assert bad.returncode == 2 and "HIDREAM_HTTP_PORT" in bad.stderr
-    missing = run_cli(tmp_path, "check", HIDREAM_PROVIDER="pixazo")
+    missing = cli("check", HIDREAM_PROVIDER="pixazo")
     assert missing.returncode == 2 and "PIXAZO_API_KEY" in missing.stderr
 
 
-def test_quota_operator_commands(tmp_path: Path) -> None:
-    run_cli(tmp_path, "run", stdin="/hidream a tree --n 2\n")
-    shown = run_cli(tmp_path, "quota", "show", "--user", "console:local")
+def test_quota_operator_commands(cli: Cli) -> None:
+    cli("run", stdin="/hidream a tree --n 2\n")
+    shown = cli("quota", "show", "--user", "console:local")
     assert "2 used of 25 today, 23 left" in shown.stdout, shown.stderr
-    assert run_cli(tmp_path, "quota", "set", "--user", "console:local", "--limit", "3").returncode == 0
-    assert "2 used of 3 today, 1 left" in run_cli(tmp_path, "quota", "show", "--user", "console:local").stdout
-    refused = run_cli(tmp_path, "run", stdin="/hidream a tree --n 2\n")
+    assert cli("quota", "set", "--user", "console:local", "--limit", "3").returncode == 0
+    assert "2 used of 3 today, 1 left" in cli("quota", "show", "--user", "console:local").stdout
+    refused = cli("run", stdin="/hidream a tree --n 2\n")
     assert "you have 1 of 3 left today" in refused.stderr and refused.stdout == ""
-    run_cli(tmp_path, "quota", "grant", "--user", "console:local", "--images", "4")
-    assert "2 used of 7 today, 5 left" in run_cli(tmp_path, "quota", "show", "--user", "console:local").stdout
-    run_cli(tmp_path, "quota", "reset", "--user", "console:local")
-    assert "0 used of 7 today" in run_cli(tmp_path, "quota", "show", "--user", "console:local").stdout
-    ws = run_cli(tmp_path, "quota", "set", "--workspace", "console:local", "--limit", "9")
+    cli("quota", "grant", "--user", "console:local", "--images", "4")
+    assert "2 used of 7 today, 5 left" in cli("quota", "show", "--user", "console:local").stdout
+    cli("quota", "reset", "--user", "console:local")
+    assert "0 used of 7 today" in cli("quota", "show", "--user", "console:local").stdout
+    ws = cli("quota", "set", "--workspace", "console:local", "--limit", "9")
     assert "workspace console:local: daily limit set to 9" in ws.stdout
 
 
@@ -117,10 +194,9 @@ def _job_states(db: Path) -> list[str]:
             return []
 
 
-async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path) -> None:
-    db = tmp_path / "bot.db"
+async def _start_a_job_then_sigkill(tmp_path: Path, db: Path) -> None:
     # The sandbox would take an hour: the job is surely in flight when the process dies.
-    env = bot_env(tmp_path, HIDREAM_SANDBOX_DELAY_SECONDS="3600")
+    env = process_env(tmp_path, HIDREAM_SANDBOX_DELAY_SECONDS="3600")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -143,26 +219,32 @@ async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path
     assert _job_states(db) == ["running"]
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
+
+
+def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path, cli: Cli) -> None:
+    db = tmp_path / "bot.db"
+    # A real process, killed for real: nothing of it may run on (no finally, no atexit, no flush).
+    asyncio.run(_start_a_job_then_sigkill(tmp_path, db))
     assert not (tmp_path / "out").exists()
 
     # Same database, and now the sandbox finishes at once: the restarted bot polls and delivers.
-    restarted = await asyncio.to_thread(run_cli, tmp_path, "run", HIDREAM_SANDBOX_DELAY_SECONDS="0")
+    restarted = cli("run", HIDREAM_SANDBOX_DELAY_SECONDS="0")
     assert restarted.returncode == 0, restarted.stderr
     assert "resumed 1 unfinished job" in restarted.stderr
     files = sorted((tmp_path / "out").iterdir())
     assert len(files) == 2 and restarted.stdout.split() == [str(f) for f in files]
     assert _job_states(db) == ["delivered"]
     # A third start has nothing left to do and posts nothing again.
-    third = await asyncio.to_thread(run_cli, tmp_path, "run")
+    third = cli("run")
     assert third.returncode == 0 and third.stdout == ""
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT state, images FROM ledger").fetchall() == [("committed", 2)]
 
 
-def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path) -> None:
+def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path, cli: Cli) -> None:
     example = Path(__file__).resolve().parent.parent / ".env.example"
     (tmp_path / ".env").write_text(example.read_text())
-    result = run_cli(tmp_path, "check")
+    result = cli("check")
     assert result.returncode == 0, result.stderr
     assert "provider:  sandbox" in result.stdout and "console (no chat credentials set)" in result.stdout
     documented = {
@@ -174,14 +256,14 @@ def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path) -
     assert documented == set(SETTINGS_ENV) == {f.alias for f in Settings.model_fields.values()}
 
 
-def test_a_busy_port_is_named_not_a_traceback(tmp_path: Path) -> None:
+def test_a_busy_port_is_named_not_a_traceback(cli: Cli) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        result = run_cli(tmp_path, "run", stdin="", HIDREAM_HTTP_PORT=port)
+        result = cli("run", stdin="", HIDREAM_HTTP_PORT=port)
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "HIDREAM_HTTP_PORT" in result.stderr
     assert "Traceback" not in result.stderr
