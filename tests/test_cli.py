@@ -139,7 +139,7 @@ def test_installed_script_makes_a_16_9_image_and_the_same_line_gives_the_same_by
 
 def test_console_bad_flag_is_explained_and_writes_nothing(tmp_path: Path, cli: Cli) -> None:
     result = cli("run", stdin="/hidream a red fox --n 9\n")
-    assert result.returncode == 0
+    assert result.returncode == 1  # INTERFACE.md: 1 when any command was refused or failed
     assert "`--n 9` is out of range: use a whole number from 1 to 4." in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -175,7 +175,7 @@ def test_quota_operator_commands(cli: Cli) -> None:
     assert cli("quota", "set", "--user", "console:local", "--limit", "3").returncode == 0
     assert "2 used of 3 today, 1 left" in cli("quota", "show", "--user", "console:local").stdout
     refused = cli("run", stdin="/hidream a tree --n 2\n")
-    assert "you have 1 of 3 left today" in refused.stderr and refused.stdout == ""
+    assert "you have 1 of 3 left today" in refused.stderr and refused.stdout == "" and refused.returncode == 1
     cli("quota", "grant", "--user", "console:local", "--images", "4")
     assert "2 used of 7 today, 5 left" in cli("quota", "show", "--user", "console:local").stdout
     cli("quota", "reset", "--user", "console:local")
@@ -250,10 +250,14 @@ def test_a_copied_env_example_is_a_valid_sandbox_configuration(tmp_path: Path, c
     documented = {
         line.split("=", 1)[0] for line in example.read_text().splitlines() if "=" in line and line[0] != "#"
     }
-    from bot.config import Settings
+    from bot.config import Settings, env_names
+    from bot.plugins import discover
     from tests.harness import SETTINGS_ENV
 
-    assert documented == set(SETTINGS_ENV) == {f.alias for f in Settings.model_fields.values()}
+    plugins = discover()
+    classes = [Settings] + [p.settings_class for p in [*plugins.surfaces, *plugins.providers]]
+    read = {name for cls in classes for name in env_names(cls).values()}
+    assert documented == set(SETTINGS_ENV) == read
 
 
 def test_a_busy_port_is_named_not_a_traceback(cli: Cli) -> None:
