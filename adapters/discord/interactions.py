@@ -148,7 +148,7 @@ class InteractionHandlers:
         images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)
-        refs = translate.image_refs(images[: MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
+        refs = translate.image_refs(images[:MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
         return refs, None
 
     @guarded(refuse)

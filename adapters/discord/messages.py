@@ -109,7 +109,7 @@ class MessageHandler:
                 "The message you replied to has no image: reply to an image and say what to change."
             )
         max_bytes = self.ctx.max_image_bytes
-        return translate.image_refs(images[: MAX_REFERENCES], max_bytes=max_bytes), None
+        return translate.image_refs(images[:MAX_REFERENCES], max_bytes=max_bytes), None
 
     async def _is_result_thread(self, channel_id: str) -> bool:
         return await self.engine.latest_job_in_thread(translate.SURFACE, channel_id) is not None
