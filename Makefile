@@ -28,7 +28,7 @@ lint: setup
 	$(RUN) lint-imports
 
 test: lint
-	$(RUN) pytest -q
+	$(RUN) pytest -q -n auto
 
 bench: setup
 	$(RUN) python -m tests.bench
