@@ -11,9 +11,10 @@ module of its own plus one line in its distribution's metadata: no file of the c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import httpx
 from aiohttp import web
@@ -35,6 +36,7 @@ __all__ = [
     "ProviderContext",
     "ProviderPlugin",
     "Registry",
+    "SurfaceAdapter",
     "SurfacePlugin",
 ]
 
@@ -43,7 +45,6 @@ PROVIDER_GROUP = "hidream_bot.providers"
 
 
 S = TypeVar("S", bound=PluginSettings)
-P = TypeVar("P")
 
 
 class SurfaceAdapter(Surface, Protocol):
@@ -107,22 +108,22 @@ class SurfacePlugin(Protocol[S]):
         return []
 
 
+class Named(Protocol):
+    name: str
+
+
+P = TypeVar("P", bound=Named)
+
+
 class Registry(Generic[P]):
     """Plugins of one kind by name, in the order they were found."""
 
-    kind: ClassVar[str] = "plugin"
-
-    def __init__(self, plugins: list[P] | None = None) -> None:
+    def __init__(self, plugins: list[P]) -> None:
         self._plugins: dict[str, P] = {}
-        for plugin in plugins or []:
-            self.register(plugin)
-
-    def register(self, plugin: P) -> P:
-        name: str = getattr(plugin, "name")  # noqa: B009  (P is any plugin kind; both have a name)
-        if name in self._plugins and self._plugins[name] is not plugin:
-            raise ConfigError(f"two {self.kind}s are named {name!r}")
-        self._plugins[name] = plugin
-        return plugin
+        for plugin in plugins:
+            if self._plugins.get(plugin.name, plugin) is not plugin:
+                raise ConfigError(f"two plugins are named {plugin.name!r}")
+            self._plugins[plugin.name] = plugin
 
     def get(self, name: str) -> P | None:
         return self._plugins.get(name)
@@ -130,11 +131,8 @@ class Registry(Generic[P]):
     def names(self) -> list[str]:
         return list(self._plugins)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[P]:
         return iter(list(self._plugins.values()))
-
-    def __len__(self) -> int:
-        return len(self._plugins)
 
 
 @dataclass

@@ -84,3 +84,13 @@ def test_run_starts_the_plugins_and_a_job_goes_through_them(
     assert main(["run"]) == 0
     out = capsys.readouterr().out
     assert "tinychat got 1 image(s) of job " in out and "from tinygen: 40x30" in out
+
+
+def test_with_several_keys_set_the_documented_order_picks_the_provider() -> None:
+    def chosen(**env: str) -> str:
+        return select(load_settings(**env)).provider[0].name
+
+    assert chosen() == "sandbox"
+    assert chosen(FAL_KEY="f", WAVESPEED_API_KEY="w") == "fal"
+    assert chosen(FAL_KEY="f", PIXAZO_API_KEY="p", ATLASCLOUD_API_KEY="a") == "pixazo"
+    assert chosen(FAL_KEY="f", HIDREAM_PROVIDER="sandbox") == "sandbox"
