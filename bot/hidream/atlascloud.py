@@ -21,13 +21,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, http_url
 from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
-from bot.hidream.plugin import KeyedPlugin
+from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -60,13 +58,10 @@ _PRESET_BY_RATIO: dict[tuple[int, int], str] = {
 }
 
 
-class AtlasCloudSettings(PluginSettings):
+class AtlasCloudSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="ATLASCLOUD_")
 
-    api_key: SecretStr | None = None
     base_url: str = "https://api.atlascloud.ai"
-
-    check_base_url = field_validator("base_url")(http_url)
 
 
 class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):

@@ -18,13 +18,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, http_url
 from bot.errors import BadInput, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
-from bot.hidream.plugin import KeyedPlugin
+from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -57,13 +55,10 @@ def endpoint_path(tier: Tier, edit: bool) -> str:
     return f"/{model}/v1/{model}-request"
 
 
-class PixazoSettings(PluginSettings):
+class PixazoSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="PIXAZO_")
 
-    api_key: SecretStr | None = None
     base_url: str = "https://gateway.pixazo.ai"
-
-    check_base_url = field_validator("base_url")(http_url)
 
 
 class PixazoProvider(HttpProvider[PixazoSettings]):

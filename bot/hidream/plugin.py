@@ -10,8 +10,9 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import httpx
 from aiohttp import web
+from pydantic import SecretStr, field_validator
 
-from bot.config import PluginSettings, Settings, env_names
+from bot.config import PluginSettings, Settings, env_names, http_url
 from bot.hidream.base import HttpProvider, Provider
 
 S = TypeVar("S", bound=PluginSettings)
@@ -57,6 +58,16 @@ class ProviderPlugin(Protocol[S]):
     def warnings(self, settings: S, core: Settings) -> list[str]:
         """What `hidream-bot check` should warn the operator about."""
         return []
+
+
+class ApiKeySettings(PluginSettings):
+    """The settings of a provider reached at a base URL with an API key. Subclasses set their
+    `env_prefix` and the provider's default `base_url`."""
+
+    api_key: SecretStr | None = None
+    base_url: str
+
+    check_base_url = field_validator("base_url")(http_url)
 
 
 class KeyedPlugin(ProviderPlugin[S]):

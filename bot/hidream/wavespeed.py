@@ -27,13 +27,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, Settings, http_url
+from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected, ProviderBusy
 from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
-from bot.hidream.plugin import KeyedPlugin
+from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import SEED_MAX, ImageRequest, Tier
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,12 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
     )
 
 
-class WaveSpeedSettings(PluginSettings):
+class WaveSpeedSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="WAVESPEED_")
 
-    api_key: SecretStr | None = None
     base_url: str = "https://api.wavespeed.ai"
     # Signing secret of the account's webhooks (whsec_...).
     webhook_secret: SecretStr | None = None
-
-    check_base_url = field_validator("base_url")(http_url)
 
 
 class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
