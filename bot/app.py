@@ -133,7 +133,13 @@ async def start_bot(
             headers={"User-Agent": "hidream-bot/0.1"},
         )
     )
-    store = await stack.enter_async_context(Store(settings.db_path, default_limit=settings.daily_image_quota))
+    store = await stack.enter_async_context(
+        Store(
+            settings.db_path,
+            default_limit=settings.daily_image_quota,
+            default_ceiling=settings.daily_workspace_quota,
+        )
+    )
     server = HttpServer(settings.http_host, settings.http_port)
     server.bind()
     if loopback_public_url:

@@ -8,15 +8,14 @@ import logging
 import signal
 import sys
 from contextlib import AsyncExitStack
-from typing import Literal
 
 import httpx
 
+from bot import operator
 from bot.app import Selection, build_provider, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.plugins import DrivingSurface
-from storage.sqlite import Store
 
 log = logging.getLogger("hidream-bot")
 
@@ -72,34 +71,6 @@ def check(settings: Settings, selection: Selection) -> int:
     return 0
 
 
-async def quota(settings: Settings, args: argparse.Namespace) -> int:
-    async with Store(settings.db_path, default_limit=settings.daily_image_quota) as store:
-        if args.action == "show":
-            if args.user:
-                status = await store.quota(args.user, args.workspace or "")
-                images, cost = await store.spend(args.user, scope="user")
-                print(
-                    f"{args.user}: {status.used} used of {status.limit} today, {status.remaining} left; "
-                    f"resets {status.resets_at:%Y-%m-%d %H:%M} UTC"
-                )
-                print(f"all-time: {images} image(s), ${cost:.4f}")
-            if args.workspace:
-                images, cost = await store.spend(args.workspace, scope="workspace")
-                print(f"{args.workspace} (workspace) all-time: {images} image(s), ${cost:.4f}")
-        elif args.action == "set":
-            scope: Literal["user", "workspace"] = "user" if args.user else "workspace"
-            key = args.user or args.workspace
-            await store.set_limit(scope, key, None if args.clear else args.limit)
-            print(f"{scope} {key}: daily limit " + ("cleared" if args.clear else f"set to {args.limit}"))
-        elif args.action == "grant":
-            await store.grant(args.user, args.images)
-            print(f"{args.user}: {args.images} extra image(s) for today")
-        elif args.action == "reset":
-            await store.reset(args.user)
-            print(f"{args.user}: today's usage reset")
-    return 0
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="hidream-bot", description="HiDream-O1 images in Slack, Discord and a console"
@@ -107,25 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the bot")
     sub.add_parser("check", help="validate the configuration and print what would start")
-    q = sub.add_parser("quota", help="operator commands on per-user limits")
-    qs = q.add_subparsers(dest="action", required=True)
-    who = "a user as SURFACE:ID, e.g. discord:80351110224678912, slack:U2CERLKJA, console:local"
-    ws = "a workspace as SURFACE:ID, e.g. discord:<guild id>, slack:<team id>"
-    show = qs.add_parser("show", help="usage today and spend")
-    show.add_argument("--user", help=who)
-    show.add_argument("--workspace", help=ws)
-    st = qs.add_parser("set", help="set a user's or a workspace's daily limit")
-    target = st.add_mutually_exclusive_group(required=True)
-    target.add_argument("--user", help=who)
-    target.add_argument("--workspace", help=ws)
-    amount = st.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--limit", type=int, help="images per UTC day")
-    amount.add_argument("--clear", action="store_true", help="back to the default")
-    gr = qs.add_parser("grant", help="extra images for today")
-    gr.add_argument("--user", required=True, help=who)
-    gr.add_argument("--images", type=int, required=True)
-    rs = qs.add_parser("reset", help="forget today's usage")
-    rs.add_argument("--user", required=True, help=who)
+    operator.add_parser(sub)
     return p
 
 
@@ -141,13 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return check(settings, selection)
     if args.command == "quota":
-        if args.action == "show" and not (args.user or args.workspace):
-            print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
+        wrong = operator.problem(args)
+        if wrong is not None:
+            print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
             return 2
-        if (getattr(args, "limit", None) is not None and args.limit < 0) or getattr(args, "images", 1) < 1:
-            print("hidream-bot quota: the number must be positive", file=sys.stderr)
-            return 2
-        return asyncio.run(quota(settings, args))
+        return asyncio.run(operator.run(settings, args))
     try:
         return asyncio.run(run(settings, selection))
     except KeyboardInterrupt:

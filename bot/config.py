@@ -44,7 +44,14 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, alias="HIDREAM_HTTP_PORT")
     public_url: str = Field(default="", alias="HIDREAM_PUBLIC_URL")
     db_path: Path = Field(default=Path("./hidream-bot.db"), alias="HIDREAM_DB_PATH")
-    daily_image_quota: int = Field(default=25, ge=0, alias="HIDREAM_DAILY_IMAGE_QUOTA")
+    daily_image_quota: int = Field(default=25, ge=0, le=1_000_000, alias="HIDREAM_DAILY_IMAGE_QUOTA")
+    # Images a whole Discord server or Slack workspace may make per UTC day, unless an operator set
+    # another ceiling for it; its admins cannot raise it. Empty: no ceiling.
+    daily_workspace_quota: int | None = Field(
+        default=None, ge=0, le=1_000_000, alias="HIDREAM_DAILY_WORKSPACE_QUOTA"
+    )
+    # Whether people see dollars (their tenant's monthly spend and budget) in usage answers.
+    show_spend: bool = Field(default=False, alias="HIDREAM_SHOW_SPEND")
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")

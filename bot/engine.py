@@ -11,7 +11,8 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,8 @@ from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
 from bot.media import LinkSigner, Resolver, fetch_image, system_resolver
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.runner import CALLBACK_GRACE, JobRunner
-from storage.sqlite import QuotaStatus, Store
+from storage.quota import Charge, QuotaStatus
+from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,10 @@ class Engine:
                 f"Editing images with the {self.provider.name} provider needs the bot to be reachable from the "
                 "internet: an operator must set HIDREAM_PUBLIC_URL."
             )
+        tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
+        cost = self.provider.cost_usd(request, tier)
+        # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
+        await self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
         media_ids = [await self._ingest(ref) for ref in chat.references]
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
@@ -130,9 +136,9 @@ class Engine:
             parent_job_id=chat.parent_job_id,
             reference_media=media_ids,
             seed=seed,
-            cost_usd=self.provider.cost_usd(request, tier),
+            cost_usd=cost,
         )
-        stored = await self.store.admit(job, workspace_key=self._workspace_key(job), dedup_key=dedup_key)
+        stored = await self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key)
         if stored.id == job.id:
             log.info("job %s admitted: %s, %d image(s), %s", job.id, job.mode, request.n, tier)
             self.runner.start(job.id)
@@ -194,25 +200,42 @@ class Engine:
     async def mark_deleted(self, job: Job) -> None:
         await self.store.forget_posts(job.id)
 
-    # --- quota ------------------------------------------------------------------------------------
+    # --- quota: every count, limit and grant belongs to a tenant (storage/quota.py) ---------------
 
     @staticmethod
-    def _workspace_key(job: Job) -> str:
-        return f"{job.surface}:{job.workspace_id}"
+    def tenant(surface: str, workspace_id: str, user_id: str) -> str:
+        """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
+        return f"{surface}:{workspace_id}" if workspace_id else f"{surface}:dm:{user_id}"
+
+    def _workspace_key(self, job: Job) -> str:
+        return self.tenant(job.surface, job.workspace_id, job.user_id)
 
     async def quota(self, surface: str, user_id: str, workspace_id: str) -> QuotaStatus:
-        return await self.store.quota(f"{surface}:{user_id}", f"{surface}:{workspace_id}")
+        status = await self.store.quota(f"{surface}:{user_id}", self.tenant(surface, workspace_id, user_id))
+        return replace(status, show_spend=self.settings.show_spend)
 
-    async def set_limit(
-        self, scope: Literal["user", "workspace"], surface: str, subject_id: str, limit: int | None
+    async def admin_set_limit(
+        self, surface: str, workspace_id: str, user_id: str | None, limit: int | None
     ) -> None:
-        await self.store.set_limit(scope, f"{surface}:{subject_id}", limit)
+        """A tenant admin's limit for one member (`user_id`) or for every member (None), in their
+        own tenant only. An operator's ceiling for the tenant still holds."""
+        tenant = self._admin_tenant(surface, workspace_id)
+        if user_id is None:
+            await self.store.set_limit(tenant, "members", "", limit, by="admin")
+        else:
+            await self.store.set_limit(tenant, "user", f"{surface}:{user_id}", limit, by="admin")
 
-    async def grant(self, surface: str, user_id: str, images: int) -> None:
-        await self.store.grant(f"{surface}:{user_id}", images)
+    async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
+        await self.store.grant(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}", images)
 
-    async def reset(self, surface: str, user_id: str) -> None:
-        await self.store.reset(f"{surface}:{user_id}")
+    async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
+        await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
+
+    @staticmethod
+    def _admin_tenant(surface: str, workspace_id: str) -> str:
+        if not workspace_id:
+            raise BadInput("Limits are managed inside a server or workspace, not in a direct message.")
+        return f"{surface}:{workspace_id}"
 
     # --- callbacks --------------------------------------------------------------------------------
 

@@ -14,15 +14,15 @@ import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
 
-from bot.errors import QuotaExceeded
-from bot.jobs import COUNTED, LEDGER_EFFECT, SPENT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
+from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from bot.requests import ImageRequest
+from storage import quota
+from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -57,32 +57,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX posts_thread ON posts(surface, thread_key, created_at);
     CREATE INDEX posts_job ON posts(job_id);
     """,
+    # 2: limits, grants and counts belong to tenants (storage/quota.py). Old per-user limits and grants
+    # named no tenant (and could have been set by any server's admin): they are not carried over.
+    quota.MIGRATION,
 ]
-
-
-def utc_day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
-def next_reset(ts: float) -> datetime:
-    day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day + timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class QuotaStatus:
-    used: int
-    limit: int
-    remaining: int
-    resets_at: datetime
-    now: float
-
-    def text(self) -> str:
-        left = max(0, int(self.resets_at.timestamp() - self.now))
-        return (
-            f"You have {self.remaining} of {self.limit} images left today "
-            f"(used {self.used}); the count resets at 00:00 UTC, in {left // 3600}h {left % 3600 // 60}m."
-        )
 
 
 @dataclass(frozen=True)
@@ -96,9 +74,17 @@ class StoredMedia:
 
 
 class Store:
-    def __init__(self, path: Path | str, *, default_limit: int, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        default_limit: int,
+        default_ceiling: int | None = None,
+        clock: Any = time.time,
+    ) -> None:
         self.path = str(path)
         self.default_limit = default_limit
+        self.default_ceiling = default_ceiling
         self.clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -162,73 +148,62 @@ class Store:
             await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, value.hex()))
             return value
 
-    # --- quota ---------------------------------------------------------------------------------
+    # --- quota (storage/quota.py: tenants, ceilings, budgets) ------------------------------------
 
-    async def _limit_for(self, db: aiosqlite.Connection, user_key: str, workspace_key: str) -> int:
-        async with db.execute(
-            "SELECT scope, daily_limit FROM limits WHERE (scope='user' AND key=?) OR (scope='workspace' AND key=?)",
-            (user_key, workspace_key),
-        ) as cur:
-            found = {row[0]: int(row[1]) for row in await cur.fetchall()}
-        return found.get("user", found.get("workspace", self.default_limit))
+    async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
+        return await self._status(self.db, user_key, tenant)
 
-    async def _usage(
-        self, db: aiosqlite.Connection, user_key: str, workspace_key: str, day: str
-    ) -> QuotaStatus:
-        limit = await self._limit_for(db, user_key, workspace_key)
-        async with db.execute(
-            f"SELECT COALESCE(SUM(images), 0) FROM ledger WHERE user_key=? AND day=? AND state IN {_marks(COUNTED)}",
-            (user_key, day, *COUNTED),
-        ) as cur:
-            used = int((await cur.fetchone() or (0,))[0])
-        async with db.execute(
-            "SELECT COALESCE(SUM(images), 0) FROM grants WHERE user_key=? AND day=?", (user_key, day)
-        ) as cur:
-            granted = int((await cur.fetchone() or (0,))[0])
-        now = self.clock()
-        total = limit + granted
-        return QuotaStatus(used, total, max(0, total - used), next_reset(now), now)
+    async def _status(self, db: aiosqlite.Connection, user_key: str, tenant: str) -> QuotaStatus:
+        return await quota.status(
+            db,
+            user_key,
+            tenant,
+            self.clock(),
+            default=self.default_limit,
+            default_ceiling=self.default_ceiling,
+        )
 
-    async def quota(self, user_key: str, workspace_key: str) -> QuotaStatus:
-        return await self._usage(self.db, user_key, workspace_key, utc_day(self.clock()))
+    async def check(self, charge: Charge) -> None:
+        """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
+        are fetched. `admit` checks again, atomically."""
+        refused = quota.refusal(await self._status(self.db, charge.user_key, charge.tenant), charge)
+        if refused is not None:
+            raise refused
 
-    async def set_limit(self, scope: Literal["user", "workspace"], key: str, limit: int | None) -> None:
+    async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
+        """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
+        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
+        if scope == "ceiling" and by != "operator":
+            raise PermissionError("only operators set a tenant's ceiling")
         async with self.transaction() as db:
-            if limit is None:
-                await db.execute("DELETE FROM limits WHERE scope=? AND key=?", (scope, key))
-            else:
-                await db.execute(
-                    "INSERT INTO limits (scope, key, daily_limit) VALUES (?, ?, ?) "
-                    "ON CONFLICT(scope, key) DO UPDATE SET daily_limit=excluded.daily_limit",
-                    (scope, key, limit),
-                )
+            await quota.set_limit(db, tenant, scope, subject, limit, by)
 
-    async def grant(self, user_key: str, images: int) -> None:
-        now = self.clock()
+    async def grant(self, tenant: str, user_key: str, images: int) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO grants (user_key, day, images, created_at) VALUES (?, ?, ?, ?)",
-                (user_key, utc_day(now), images, now),
-            )
+            await quota.grant(db, tenant, user_key, images, self.clock())
 
-    async def reset(self, user_key: str) -> None:
-        """Forget today's finished usage (jobs still running keep their reservation)."""
+    async def reset(self, tenant: str, user_key: str) -> None:
         async with self.transaction() as db:
-            await db.execute(
-                "UPDATE ledger SET state=? WHERE user_key=? AND day=? AND state=?",
-                (LedgerState.RESET, user_key, utc_day(self.clock()), LedgerState.COMMITTED),
-            )
+            await quota.reset(db, tenant, user_key, self.clock())
+
+    async def set_budget(self, tenant: str, monthly_usd: float | None) -> None:
+        async with self.transaction() as db:
+            await quota.set_budget(db, tenant, monthly_usd)
+
+    async def tenants_of(self, user_key: str) -> list[str]:
+        """The tenants a user has made images in, the most recent first."""
+        async with self.db.execute(
+            "SELECT workspace_key FROM ledger WHERE user_key=? GROUP BY workspace_key ORDER BY MAX(created_at) DESC",
+            (user_key,),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    async def limits(self, tenant: str) -> list[tuple[str, str, int, str]]:
+        return await quota.limits_of(self.db, tenant)
 
     async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
-        """All-time images and dollars committed for a user or a workspace."""
-        column = "user_key" if scope == "user" else "workspace_key"
-        async with self.db.execute(
-            f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
-            f"WHERE {column}=? AND state IN {_marks(SPENT)}",
-            (key, *SPENT),
-        ) as cur:
-            row = await cur.fetchone() or (0, 0.0)
-        return int(row[0]), float(row[1])
+        """All-time images and dollars committed for a user (in every tenant) or a tenant."""
+        return await quota.spend(self.db, key, "user_key" if scope == "user" else "workspace_key")
 
     # --- jobs ----------------------------------------------------------------------------------
 
@@ -241,9 +216,10 @@ class Store:
                 existing = await self._job_where(db, "dedup_key=?", (dedup_key,))
                 if existing is not None:
                     return existing
-            status = await self._usage(db, job.user_key, workspace_key, utc_day(job.created_at))
-            if status.remaining < images:
-                raise QuotaExceeded(_refusal(status, images))
+            charge = Charge(job.user_key, workspace_key, images, job.cost_usd)
+            refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
+            if refused is not None:
+                raise refused
             await db.execute(
                 "INSERT INTO jobs (id, surface, user_id, workspace_id, origin, request, tier, provider, state, "
                 "callback_token, parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, "
@@ -428,17 +404,6 @@ _JSON_FIELDS = ("result_media", "callback_status")
 def _marks(values: Collection[object]) -> str:
     """`(?, ?, ...)` for an IN clause over `values`."""
     return "(" + ",".join("?" * len(values)) + ")"
-
-
-def _refusal(status: QuotaStatus, wanted: int) -> str:
-    left = max(0, int(status.resets_at.timestamp() - status.now))
-    when = f"00:00 UTC (in {left // 3600}h {left % 3600 // 60}m)"
-    if status.remaining == 0:
-        return f"You have used all {status.limit} of your images for today. The limit resets at {when}."
-    return (
-        f"That asks for {wanted} images but you have {status.remaining} of {status.limit} left today. "
-        f"Ask for fewer with `--n`, or wait until the limit resets at {when}."
-    )
 
 
 def _row_to_job(row: aiosqlite.Row) -> Job:

@@ -176,9 +176,9 @@ def test_quota_operator_commands(cli: Cli) -> None:
     assert "2 used of 3 today, 1 left" in cli("quota", "show", "--user", "console:local").stdout
     refused = cli("run", stdin="/hidream a tree --n 2\n")
     assert "you have 1 of 3 left today" in refused.stderr and refused.stdout == "" and refused.returncode == 1
-    cli("quota", "grant", "--user", "console:local", "--images", "4")
+    cli("quota", "grant", "--user", "console:local", "--tenant", "console:local", "--images", "4")
     assert "2 used of 7 today, 5 left" in cli("quota", "show", "--user", "console:local").stdout
-    cli("quota", "reset", "--user", "console:local")
+    cli("quota", "reset", "--user", "console:local", "--tenant", "console:local")
     assert "0 used of 7 today" in cli("quota", "show", "--user", "console:local").stdout
     ws = cli("quota", "set", "--workspace", "console:local", "--limit", "9")
     assert "workspace console:local: daily limit set to 9" in ws.stdout

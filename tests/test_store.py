@@ -109,18 +109,18 @@ async def test_failure_releases_and_delivery_commits(tmp_path: Path) -> None:
 
 async def test_limits_grants_and_reset(tmp_path: Path) -> None:
     async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
-        await store.set_limit("workspace", "test:w1", 5)
+        await store.set_limit("test:w1", "members", "", 5, by="admin")
         assert (await store.quota("test:u1", "test:w1")).limit == 5
-        await store.set_limit("user", "test:u1", 2)  # a user's own limit wins over the workspace's
+        await store.set_limit("test:w1", "user", "test:u1", 2, by="admin")  # a user's own limit wins
         assert (await store.quota("test:u1", "test:w1")).limit == 2
-        await store.grant("test:u1", 3)
+        await store.grant("test:w1", "test:u1", 3)
         assert (await store.quota("test:u1", "test:w1")).limit == 5
         job = await store.admit(make_job(n=4), workspace_key="test:w1", dedup_key=None)
         await walk(store, job.id, JobState.DELIVERED)
         assert (await store.quota("test:u1", "test:w1")).remaining == 1
-        await store.reset("test:u1")
+        await store.reset("test:w1", "test:u1")
         assert (await store.quota("test:u1", "test:w1")).remaining == 5
-        await store.set_limit("user", "test:u1", None)
+        await store.set_limit("test:w1", "user", "test:u1", None, by="admin")
         assert (await store.quota("test:u1", "test:w1")).limit == 5 + 3
 
 

@@ -176,17 +176,18 @@ class InteractionHandlers:
     async def _admin_action(
         self, what: str, surface: str, guild: str, member: str, images: int | None
     ) -> str:
+        # Everything an admin does is kept under this server: it reaches no other one.
         if what == "user-limit":
-            await self.engine.set_limit("user", surface, member, images)
+            await self.engine.admin_set_limit(surface, guild, member, images)
             return f"<@{member}>'s daily limit is now {images}." if images is not None else "Limit cleared."
         if what == "server-limit":
-            await self.engine.set_limit("workspace", surface, guild, images)
+            await self.engine.admin_set_limit(surface, guild, None, images)
             return f"This server's daily limit is now {images}." if images is not None else "Limit cleared."
         if what == "grant":
-            await self.engine.grant(surface, member, images or 0)
+            await self.engine.admin_grant(surface, guild, member, images or 0)
             return f"Gave <@{member}> {images} more image(s) for today."
         if what == "reset":
-            await self.engine.reset(surface, member)
+            await self.engine.admin_reset(surface, guild, member)
             return f"<@{member}>'s usage for today is reset."
         status = await self.engine.quota(surface, member, guild)
         return f"<@{member}>: " + status.text().replace("You have", "has", 1)

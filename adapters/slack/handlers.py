@@ -177,17 +177,18 @@ class Handlers:
             await respond("Only workspace admins (or users an operator listed) can change limits.")
             return
         who = f"<@{cmd.subject}>" if cmd.scope == "user" else "everyone in this workspace"
+        # Everything an admin does is kept under this workspace: it reaches no other one.
         if cmd.action == "limit":
-            subject = cmd.subject if cmd.scope == "user" else inv.team
-            await self.engine.set_limit(cmd.scope, t.SURFACE, subject, cmd.amount)
+            member = cmd.subject if cmd.scope == "user" else None
+            await self.engine.admin_set_limit(t.SURFACE, inv.team, member, cmd.amount)
             limit = "the default limit" if cmd.amount is None else f"{cmd.amount} images a day"
             await respond(f"Done: {who} now has {limit}.")
         elif cmd.action == "grant":
             assert cmd.amount is not None
-            await self.engine.grant(t.SURFACE, cmd.subject, cmd.amount)
+            await self.engine.admin_grant(t.SURFACE, inv.team, cmd.subject, cmd.amount)
             await respond(f"Done: {who} got {cmd.amount} extra images for today.")
         else:
-            await self.engine.reset(t.SURFACE, cmd.subject)
+            await self.engine.admin_reset(t.SURFACE, inv.team, cmd.subject)
             await respond(f"Done: {who} starts today's count from zero.")
 
     # --- mentions -------------------------------------------------------------------------------
