@@ -271,3 +271,34 @@ def test_a_busy_port_is_named_not_a_traceback(cli: Cli) -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "HIDREAM_HTTP_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_operator_quota_commands_work_per_tenant_and_name_the_source(cli: Cli) -> None:
+    cli("run", stdin="/hidream a tree --n 2\n")
+    wrong = cli("quota", "show", "--user", "local")
+    assert wrong.returncode == 2 and "is not SURFACE:ID" in wrong.stderr
+    assert (
+        cli("quota", "set", "--user", "console:local", "--tenant", "console:local", "--limit", "4").returncode
+        == 0
+    )
+    shown = cli("quota", "show", "--user", "console:local").stdout
+    assert "console:local in console:local: 2 used of 4 today, 2 left" in shown
+    assert "limit 4 from your own limit, set by an operator" in shown
+    assert cli("quota", "ceiling", "--tenant", "console:local", "--limit", "3").returncode == 0
+    assert cli("quota", "budget", "--tenant", "console:local", "--usd", "12.5").returncode == 0
+    tenant = cli("quota", "show", "--tenant", "console:local").stdout
+    assert "ceiling 2 of 3 made today" in tenant and "monthly budget $0.0000 of $12.50" in tenant
+    assert "user console:local: 4 a day, set by an operator" in tenant
+    refused = cli("run", stdin="/hidream two more --n 2\n")
+    assert refused.returncode == 1 and "has made 2 of the 3 images it may make today" in refused.stderr
+    huge = cli(
+        "quota",
+        "grant",
+        "--user",
+        "console:local",
+        "--tenant",
+        "console:local",
+        "--images",
+        "99999999999999999999",
+    )
+    assert huge.returncode == 2 and "out of range" in huge.stderr
