@@ -113,7 +113,11 @@ async def test_an_admins_huge_number_is_answered_plainly(tmp_path: Path) -> None
         ):
             before = len(fake.responses)
             await run.send.command(fake.slash(text, user="UADMIN001"))
-            await fake.wait_for(lambda b=before: any("out of range" in r["text"] for r in fake.responses[b:]))
+
+            def answered(since: int = before) -> bool:
+                return any("out of range" in r["text"] for r in fake.responses[since:])
+
+            await fake.wait_for(answered)
         status = await run.bot.engine.quota("slack", "UBOB0001", fake.slash("x")["team_id"])
         assert (status.limit, status.granted) == (25, 0)
 
@@ -181,7 +185,7 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
             rows = await (
                 await db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM media")
             ).fetchone()
-        assert tuple(rows) == (0, 0)
+        assert rows is not None and tuple(rows) == (0, 0)
         assert sandbox_of(bot).submits == 0
 
 
