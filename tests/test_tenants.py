@@ -147,7 +147,7 @@ async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(t
 
 
 async def test_a_monthly_budget_refuses_before_any_provider_call(tmp_path: Path) -> None:
-    async with BotHarness(tmp_path) as bot:
+    async with BotHarness(tmp_path, env={"HIDREAM_SHOW_SPEND": "true"}) as bot:
         # The sandbox is free: give its jobs a price, as a paid provider's would have.
         provider = bot.engine.provider
         provider.cost_usd = lambda request, tier: 0.04 * request.n  # type: ignore[method-assign]
@@ -161,6 +161,8 @@ async def test_a_monthly_budget_refuses_before_any_provider_call(tmp_path: Path)
         assert "$0.08 of its $0.12 monthly budget" in message and "would cost $0.08" in message
         assert "The budget resets on " in message and "-01 00:00 UTC" in message
         assert sandbox_of(bot).submits == submits
+        usage = (await bot.engine.quota("test", "u1", "w1")).text()
+        assert "Spend this month: $0.08 of $0.12." in usage
         await bot.engine.submit(chat("a third fits --n 1"))
         await bot.engine.wait_idle()
         assert sandbox_of(bot).submits == submits + 1
