@@ -16,6 +16,7 @@ from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.hidream.base import Provider
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
+from bot.retention import Retention
 from bot.server import HttpServer
 from storage.sqlite import Store
 
@@ -32,6 +33,7 @@ class Bot:
     server: HttpServer
     provider: Provider
     engine: Engine
+    retention: Retention
     surfaces: list[SurfaceAdapter] = field(default_factory=list)
 
     @property
@@ -140,6 +142,8 @@ async def start_bot(
             default_ceiling=settings.daily_workspace_quota,
         )
     )
+    # Before anything else uses the store: entering may convert the file once (a VACUUM).
+    retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
     server = HttpServer(settings.http_host, settings.http_port)
     server.bind()
     if loopback_public_url:
@@ -147,7 +151,7 @@ async def start_bot(
     provider = build_provider(settings, selection, http, server.url)
     selection.provider[0].add_routes(server.app, provider)
     engine = Engine(settings, store, provider, http, **engine_options)
-    bot = Bot(settings, http, store, server, provider, engine)
+    bot = Bot(settings, http, store, server, provider, engine, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces
     adapters = [factory(bot) for factory in factories]
     await stack.enter_async_context(server)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
+    # Images not used for this many days, and finished jobs' bulky data, are deleted; 0 keeps all.
+    media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
 
     @field_validator("public_url")

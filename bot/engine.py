@@ -22,8 +22,10 @@ from bot.hidream.base import Provider, Sleep, status_to_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
 from bot.media import LinkSigner, Resolver, fetch_image, system_resolver
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
+from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
 from storage.quota import Charge, QuotaStatus
+from storage.retention import touch_media
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,8 @@ class Engine:
 
     async def _ingest(self, ref: ImageRef) -> str:
         if ref.media_id is not None:
-            if await self.store.media(ref.media_id) is None:
-                raise BadInput("That image is no longer held by the bot; attach it again.")
+            if not await touch_media(self.store, ref.media_id):
+                raise BadInput(too_old(self.settings.media_retention_days))
             return ref.media_id
         image = await fetch_image(
             self.http,
@@ -177,7 +179,11 @@ class Engine:
         return await self.store.latest_job_in_thread(surface, thread_key)
 
     async def result_images(self, job: Job) -> list[OutputImage]:
-        return await self.runner.result_images(job)
+        """The job's images as held. Raises BadInput when retention has deleted any of them."""
+        images = await self.runner.result_images(job)
+        if len(images) < len(job.result_media):
+            raise BadInput(too_old(self.settings.media_retention_days))
+        return images
 
     def references_of(self, job: Job, index: int | None = None) -> list[ImageRef]:
         chosen = job.result_media if index is None else job.result_media[index : index + 1]

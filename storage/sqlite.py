@@ -60,6 +60,15 @@ MIGRATIONS: list[str] = [
     # 2: limits, grants and counts belong to tenants (storage/quota.py). Old per-user limits and grants
     # named no tenant (and could have been set by any server's admin): they are not carried over.
     quota.MIGRATION,
+    # 3: retention: a media row's age counts from its last use (stored, or given to a new job), so an
+    # image a new job still uses is not deleted under it; finished jobs whose bulky columns are not
+    # yet cleared are found by their own index (storage/retention.py).
+    """
+    ALTER TABLE media ADD COLUMN used_at REAL;
+    UPDATE media SET used_at = created_at;
+    CREATE INDEX media_used ON media(used_at);
+    CREATE INDEX jobs_bulky ON jobs(updated_at) WHERE origin != '{}' OR callback_status IS NOT NULL;
+    """,
 ]
 
 
@@ -92,6 +101,9 @@ class Store:
     async def __aenter__(self) -> Store:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
+        # Freed pages can be given back (storage/retention.py). Takes effect on a new file only; an
+        # existing one is converted once by `use_incremental_vacuum`.
+        await self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
@@ -119,6 +131,13 @@ class Store:
                 await self.db.execute("ROLLBACK")
                 raise
             await self.db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection with no other store call running and no transaction open: for what cannot
+        run inside one (VACUUM, a script of pragmas)."""
+        async with self._lock:
+            yield self.db
 
     async def _migrate(self) -> None:
         await self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
@@ -354,10 +373,12 @@ class Store:
         self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
     ) -> str:
         media_id = secrets.token_urlsafe(16)
+        now = self.clock()
         async with self.transaction() as db:
             await db.execute(
-                "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at) VALUES (?,?,?,?,?,?,?)",
-                (media_id, data, content_type, width, height, int(nsfw), self.clock()),
+                "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at, used_at) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (media_id, data, content_type, width, height, int(nsfw), now, now),
             )
         return media_id
 

@@ -1,0 +1,131 @@
+"""`Retention`: the long-lived part that keeps the database from growing without bound.
+
+With `HIDREAM_MEDIA_RETENTION_DAYS` > 0 it sweeps when entered and then every `every` seconds:
+reference and result images not used for that many days are deleted (never those an unfinished job
+names), finished jobs older than that lose their bulky columns, and the freed pages are given back
+to the file system. With 0 it does nothing: everything is kept forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from storage import retention as sql
+from storage.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+SWEEP_EVERY = 3600.0
+# Rows per transaction: images can be tens of MB each, job rows are small.
+MEDIA_BATCH = 20
+JOB_BATCH = 500
+# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
+VACUUM_STEP = 4096
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep did."""
+
+    media: int
+    jobs: int
+    pages_freed: int
+
+
+def too_old(days: int) -> str:
+    """What a person is told when a button or an edit needs an image retention deleted."""
+    if days <= 0:
+        return "That image is no longer held by the bot; attach it again."
+    span = "1 day" if days == 1 else f"{days} days"
+    return f"That image is older than {span} and was deleted; run /hidream again."
+
+
+class Retention:
+    """Enter to convert the database to incremental vacuum (once) and start sweeping; leave to stop."""
+
+    def __init__(
+        self,
+        store: Store,
+        days: int,
+        *,
+        every: float = SWEEP_EVERY,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.days = days
+        self.every = every
+        self.clock = clock
+        self.sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.days > 0
+
+    async def __aenter__(self) -> Retention:
+        if self.enabled:
+            if await sql.use_incremental_vacuum(self.store):
+                log.info("the database now gives freed space back after each retention sweep")
+            self._task = asyncio.create_task(self._run(), name="retention")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                # A failed sweep (a busy or full disk) is retried at the next one.
+                log.exception("retention sweep failed")
+            await self.sleep(self.every)
+
+    async def sweep(self, now: float | None = None) -> Swept:
+        """One full sweep, in bounded batches; `now` defaults to the clock."""
+        if not self.enabled:
+            return Swept(0, 0, 0)
+        cutoff = (self.clock() if now is None else now) - self.days * DAY
+        media = await _in_batches(lambda n: sql.delete_old_media(self.store, cutoff, n), MEDIA_BATCH)
+        jobs = await _in_batches(lambda n: sql.clear_finished_jobs(self.store, cutoff, n), JOB_BATCH)
+        freed = await self._give_back() if media or jobs else 0
+        if media or jobs:
+            log.info(
+                "retention: deleted %d image(s), cleared %d finished job(s), gave back %d page(s)",
+                media,
+                jobs,
+                freed,
+            )
+        return Swept(media, jobs, freed)
+
+    async def _give_back(self) -> int:
+        _, free = await sql.free_pages(self.store)
+        left = free
+        while left:
+            now_left = await sql.give_back(self.store, VACUUM_STEP)
+            if now_left >= left:
+                break  # nothing more can be freed (another writer keeps pages in use)
+            left = now_left
+        await sql.checkpoint(self.store)
+        return free - left
+
+
+async def _in_batches(step: Callable[[int], Awaitable[int]], size: int) -> int:
+    """Run `step` (one transaction of at most `size` rows) until a batch comes back short."""
+    total = 0
+    while True:
+        done = await step(size)
+        total += done
+        if done < size:
+            return total

@@ -1,0 +1,111 @@
+"""Retention in the store: delete old images, clear the bulky columns of old finished jobs, and give
+the freed pages back to the file system.
+
+Each call does one bounded batch in its own transaction, so a sweep never holds the store for long:
+other store calls run between batches. What quotas, spend and the buttons under old posts need stays:
+ledger rows, grants, limits, posts, and each job's id, state, user, surface, request and cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import aiosqlite
+
+from bot.jobs import TERMINAL, UNFINISHED
+from storage.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+# SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
+INCREMENTAL = 2
+
+
+async def use_incremental_vacuum(store: Store) -> bool:
+    """Switch an existing database to `auto_vacuum=INCREMENTAL`, which needs one full VACUUM (it
+    rewrites the file: a large database takes a while, once). A file made by this version is already
+    incremental. True when the database was converted now."""
+    async with store.exclusive() as db:
+        async with db.execute("PRAGMA auto_vacuum") as cur:
+            row = await cur.fetchone()
+        if row is not None and int(row[0]) == INCREMENTAL:
+            return False
+        log.info("switching the database to incremental vacuum (a one-time VACUUM)")
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await db.execute("VACUUM")
+        return True
+
+
+async def touch_media(store: Store, media_id: str) -> bool:
+    """Mark a held image as used now (a new job takes it), so a sweep does not delete it before
+    that job is stored. False when it is no longer held."""
+    async with store.transaction() as db:
+        cur = await db.execute("UPDATE media SET used_at=? WHERE id=?", (store.clock(), media_id))
+        return cur.rowcount == 1
+
+
+async def delete_old_media(store: Store, used_before: float, limit: int) -> int:
+    """Delete up to `limit` images last used before `used_before`, except those an unfinished job
+    still names (its references, or results not yet delivered). Returns how many were deleted."""
+    unfinished = tuple(UNFINISHED)
+    marks = _marks(unfinished)
+    async with store.transaction() as db:
+        cur = await db.execute(
+            "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE used_at < ? AND id NOT IN ("
+            f"SELECT r.value FROM jobs j, json_each(j.reference_media) r WHERE j.state IN {marks} "
+            f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {marks}"
+            ") LIMIT ?)",
+            (used_before, *unfinished, *unfinished, limit),
+        )
+        return cur.rowcount
+
+
+async def clear_finished_jobs(store: Store, finished_before: float, limit: int) -> int:
+    """Clear the bulky columns (where to answer on the platform, the provider's last status) of up
+    to `limit` jobs that were delivered or failed before `finished_before`. Returns how many."""
+    terminal = tuple(TERMINAL)
+    # The condition repeats the partial index `jobs_bulky` word for word, and `+state` keeps SQLite
+    # from preferring `jobs_state` (which would walk every finished job in each batch).
+    async with store.transaction() as db:
+        cur = await db.execute(
+            "UPDATE jobs SET origin='{}', callback_status=NULL WHERE id IN (SELECT id FROM jobs "
+            "WHERE (origin != '{}' OR callback_status IS NOT NULL) AND updated_at < ? "
+            f"AND +state IN {_marks(terminal)} LIMIT ?)",
+            (finished_before, *terminal, limit),
+        )
+        return cur.rowcount
+
+
+async def free_pages(store: Store) -> tuple[int, int]:
+    """The file's size in pages, and how many of them are free."""
+    async with store.exclusive() as db:
+        return await _pages(db)
+
+
+async def give_back(store: Store, pages: int) -> int:
+    """Return up to `pages` free pages to the file system. Returns how many free pages remain."""
+    async with store.exclusive() as db:
+        # A script steps the pragma to its end; a plain execute frees one page only.
+        await db.executescript(f"PRAGMA incremental_vacuum({max(1, int(pages))})")
+        return (await _pages(db))[1]
+
+
+async def checkpoint(store: Store) -> None:
+    """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
+    the log does not keep the deleted images' pages."""
+    async with store.exclusive() as db:
+        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def _pages(db: aiosqlite.Connection) -> tuple[int, int]:
+    async with db.execute("PRAGMA page_count") as cur:
+        total = await cur.fetchone()
+    async with db.execute("PRAGMA freelist_count") as cur:
+        free = await cur.fetchone()
+    return int(total[0]) if total else 0, int(free[0]) if free else 0
+
+
+def _marks(values: Collection[object]) -> str:
+    """`(?, ?, ...)` for an IN clause over `values`."""
+    return "(" + ",".join("?" * len(values)) + ")"
