@@ -1,4 +1,8 @@
-"""Images in and out: safe fetch, type sniffing, fitting to a platform's limits, signed links."""
+"""Images in and out: safe fetch, decoding checks, fitting to a platform's limits, signed links.
+
+Pillow's work (decoding, re-encoding, resizing) is CPU-bound and can take seconds on a large image:
+the async entry points here (`check_image`, `fit_to_limit`) run it in a worker thread, so the event
+loop keeps answering while it runs."""
 
 from __future__ import annotations
 
@@ -23,8 +27,10 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 ACCEPTED_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 MAX_REDIRECTS = 3
-# Pillow refuses to open images above this many pixels (decompression bombs).
-MAX_PIXELS = 8192 * 8192
+# The most pixels an image may claim (40 megapixels, e.g. 8000x5000). Checked from the header before
+# any decoding, so a small file that claims to be huge (a decompression bomb) is refused cheaply.
+# Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) stays on as a second line.
+MAX_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -36,23 +42,43 @@ class SniffedImage:
 
 
 def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
-    """Check that `data` is a PNG, JPEG, WebP or GIF image within `max_bytes`, by its content."""
+    """Check that `data` is a whole PNG, JPEG, WebP or GIF image of at most `max_bytes` and MAX_PIXELS,
+    by decoding it. Blocking CPU work: from async code, await `check_image` instead."""
     if len(data) > max_bytes:
         raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise MediaError(f"{name} is {width}x{height} pixels, more than the bot accepts.")
-            img.verify()
-    except MediaError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise MediaError(f"{name} claims far more pixels than the bot accepts ({_megapixels()}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise MediaError(f"{name} is not an image the bot can read (PNG, JPEG, WebP or GIF).") from None
-    if fmt not in ACCEPTED_TYPES:
-        raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+    with img:
+        fmt = img.format or ""
+        if fmt not in ACCEPTED_TYPES:
+            raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise MediaError(
+                f"{name} is {width}x{height} pixels; the largest image accepted is {_megapixels()}."
+            )
+        try:
+            img.load()  # the whole image, not only its header: a cut-off or damaged file fails here
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            raise MediaError(
+                f"{name} is damaged or cut short: the bot could not read the whole image."
+            ) from None
     return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
+
+
+async def check_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
+    """`sniff_image` in a worker thread. The size is checked before the thread is even started."""
+    if len(data) > max_bytes:
+        raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
+    return await asyncio.to_thread(sniff_image, data, max_bytes=max_bytes, name=name)
+
+
+def _megapixels() -> str:
+    return f"{MAX_PIXELS / 1_000_000:g} megapixels"
 
 
 def to_data_uri(data: bytes, content_type: str) -> str:
@@ -93,7 +119,7 @@ async def fetch_image(
     """Fetch an image. `typed=True` (a URL a person wrote): public addresses only, checked at every hop
     and connected to by the checked address, so a name that re-resolves inside the network gets nowhere."""
     if url.startswith("data:"):
-        return sniff_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+        return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
     for _ in range(MAX_REDIRECTS + 1):
         request = await _build_request(client, url, typed=typed, headers=headers, resolver=resolver)
         try:
@@ -118,7 +144,7 @@ async def fetch_image(
             data = await _read_capped(response, max_bytes, url)
         finally:
             await response.aclose()
-        return sniff_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
+        return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
     raise MediaError(f"The image at {_show(url)} redirects too many times.")
 
 
@@ -178,10 +204,15 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def fit_to_limit(data: bytes, content_type: str, max_bytes: int) -> tuple[bytes, str, bool]:
-    """Make an image fit under `max_bytes`: re-encode as JPEG, then shrink. Returns (data, type, changed)."""
+async def fit_to_limit(data: bytes, content_type: str, max_bytes: int) -> tuple[bytes, str, bool]:
+    """Make an image fit under `max_bytes`: re-encode as JPEG, then shrink. Returns (data, type, changed).
+    Shrinking a 4096x4096 image takes about a second of CPU: it runs in a worker thread."""
     if len(data) <= max_bytes:
         return data, content_type, False
+    return await asyncio.to_thread(_shrink, data, max_bytes)
+
+
+def _shrink(data: bytes, max_bytes: int) -> tuple[bytes, str, bool]:
     with Image.open(io.BytesIO(data)) as src:
         img = src.convert("RGB")
     for _ in range(12):

@@ -36,7 +36,7 @@ class Prepared:
     notes: list[str]
 
 
-def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
+async def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
     """Shrink what is over the channel's upload limit; hide or hold back flagged images per policy."""
     limit = int(job.origin.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
     age_restricted = bool(job.origin.get("nsfw"))
@@ -48,7 +48,7 @@ def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
             continue
         data, ctype, changed = image.data, image.content_type, False
         if len(data) > limit:
-            data, ctype, changed = fit_to_limit(data, ctype, limit)
+            data, ctype, changed = await fit_to_limit(data, ctype, limit)
         shrunk += changed
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(ctype, image.extension)
         spoiler = image.nsfw and not age_restricted and policy == "spoiler"
@@ -128,7 +128,7 @@ class Poster:
             raise
 
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
-        prepared = prepare_files(images, job, self.nsfw_policy)
+        prepared = await prepare_files(images, job, self.nsfw_policy)
         content = summary(job, prepared.notes)
         chunks = [
             prepared.files[i : i + FILES_PER_MESSAGE]
