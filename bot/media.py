@@ -31,6 +31,11 @@ MAX_REDIRECTS = 3
 # any decoding, so a small file that claims to be huge (a decompression bomb) is refused cheaply.
 # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) stays on as a second line.
 MAX_PIXELS = 40_000_000
+# A URL a person typed is fetched by its own client (see `typed_client`) and must finish downloading,
+# redirects included, within this many seconds.
+TYPED_FETCH_SECONDS = 30.0
+# The typed-URL client's own pool: slow links wait for each other, never for provider traffic.
+TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,43 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# IPv6 ranges whose last 32 bits are an IPv4 address that a translator or the host itself will reach:
+# NAT64's well-known prefix (RFC 6052), IPv4-compatible (RFC 4291, deprecated), IPv4-translated (RFC 2765).
+# IPv4-mapped (::ffff:0:0/96) and 6to4 (2002::/16) are read by the ipaddress module itself.
+_TAIL_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+# Refused whatever they carry: local-use NAT64 (RFC 8215), where the network's operator decides where
+# the IPv4 address sits, and Teredo (RFC 4380), whose client is reached only through a relay.
+_REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("2001::/32"))
+
+
 def is_public_address(address: str) -> bool:
+    """True for an address on the public internet. An IPv6 address that carries an IPv4 one inside it
+    (mapped, 6to4, NAT64, IPv4-compatible) is judged by the IPv4 address: that is where it leads."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _REFUSED_V6):
+            return False
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return _is_public(inner)
+    return _is_public(ip)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _TAIL_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return None
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
@@ -115,37 +153,74 @@ async def fetch_image(
     max_bytes: int,
     headers: Mapping[str, str] | None = None,
     resolver: Resolver = system_resolver,
+    total_seconds: float | None = None,
 ) -> SniffedImage:
-    """Fetch an image. `typed=True` (a URL a person wrote): public addresses only, checked at every hop
-    and connected to by the checked address, so a name that re-resolves inside the network gets nowhere."""
+    """Fetch an image and check that it decodes. `typed=True` (a URL a person wrote): public addresses
+    only, checked at every hop and connected to by the checked address, so a name that re-resolves
+    inside the network gets nowhere. `total_seconds`: the most the whole download may take, redirects
+    and a body that trickles in included (httpx's timeouts apply to each read, not to the sum)."""
     if url.startswith("data:"):
         return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+    try:
+        async with asyncio.timeout(total_seconds):
+            data, url = await _download(
+                client, url, typed=typed, max_bytes=max_bytes, headers=headers, resolver=resolver
+            )
+    except TimeoutError:
+        raise MediaError(
+            f"The image at {_show(url)} took longer than {total_seconds:g} seconds to download; "
+            "use a faster host, or attach the image instead."
+        ) from None
+    return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
+
+
+async def _download(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    typed: bool,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    resolver: Resolver,
+) -> tuple[bytes, str]:
+    """The body at `url` (after redirects, each rechecked when typed) and the URL it came from."""
     for _ in range(MAX_REDIRECTS + 1):
         request = await _build_request(client, url, typed=typed, headers=headers, resolver=resolver)
         try:
             response = await client.send(request, stream=True, follow_redirects=not typed)
+            try:
+                if typed and response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                return await _read_body(response, max_bytes, url), url
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise MediaError(
                 f"Could not download the image at {_show(url)}.", detail=type(exc).__name__
             ) from exc
-        try:
-            if typed and response.is_redirect and "location" in response.headers:
-                url = urljoin(url, response.headers["location"])
-                continue
-            if response.status_code != 200:
-                raise MediaError(
-                    f"Could not download the image at {_show(url)} (HTTP {response.status_code})."
-                )
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise MediaError(
-                    f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
-                )
-            data = await _read_capped(response, max_bytes, url)
-        finally:
-            await response.aclose()
-        return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
     raise MediaError(f"The image at {_show(url)} redirects too many times.")
+
+
+async def _read_body(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+    if response.status_code != 200:
+        raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status_code}).")
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise MediaError(
+            f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
+        )
+    return await _read_capped(response, max_bytes, url)
+
+
+def typed_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The client for URLs people type, apart from the one providers and platforms use: its own small
+    pool, so a hundred slow links wait for each other and never hold up a provider's status call."""
+    return httpx.AsyncClient(
+        transport=transport or httpx.AsyncHTTPTransport(limits=TYPED_LIMITS),
+        timeout=httpx.Timeout(15.0, connect=5.0, pool=TYPED_FETCH_SECONDS),
+        headers={"User-Agent": "hidream-bot/0.1"},
+    )
 
 
 async def _build_request(
