@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.hidream.base import Provider
+from bot.media import typed_client
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
 from bot.retention import Retention
 from bot.server import HttpServer
@@ -135,6 +136,7 @@ async def start_bot(
             headers={"User-Agent": "hidream-bot/0.1"},
         )
     )
+    typed_http = await stack.enter_async_context(typed_client())
     store = await stack.enter_async_context(
         Store(
             settings.db_path,
@@ -150,6 +152,7 @@ async def start_bot(
         settings.public_url = server.url
     provider = build_provider(settings, selection, http, server.url)
     selection.provider[0].add_routes(server.app, provider)
+    engine_options.setdefault("typed_http", typed_http)
     engine = Engine(settings, store, provider, http, **engine_options)
     bot = Bot(settings, http, store, server, provider, engine, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces

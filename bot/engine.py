@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected
 from bot.hidream.base import Provider, Sleep, status_to_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
-from bot.media import LinkSigner, Resolver, fetch_image, system_resolver
+from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
@@ -43,10 +43,16 @@ class Engine:
         sleep: Sleep = asyncio.sleep,
         resolver: Resolver = system_resolver,
         callback_grace: float = CALLBACK_GRACE,
+        typed_http: httpx.AsyncClient | None = None,
+        typed_fetch_seconds: float = TYPED_FETCH_SECONDS,
     ) -> None:
         self.settings = settings
         self.store = store
         self.http = http
+        # URLs people typed are fetched apart from provider and platform traffic (bot.app gives this
+        # engine a client of their own), and each must arrive within `typed_fetch_seconds`.
+        self.typed_http = typed_http or http
+        self.typed_fetch_seconds = typed_fetch_seconds
         self.clock = clock
         self.resolver = resolver
         # Every running provider by name: a job is worked by the provider it was admitted with.
@@ -158,12 +164,13 @@ class Engine:
                 raise BadInput(too_old(self.settings.media_retention_days))
             return ref.media_id
         image = await fetch_image(
-            self.http,
+            self.typed_http if ref.typed else self.http,
             ref.url,
             typed=ref.typed,
             max_bytes=self.settings.max_image_bytes,
             headers=ref.headers,
             resolver=self.resolver,
+            total_seconds=self.typed_fetch_seconds if ref.typed else None,
         )
         return await self.store.put_media(image.data, image.content_type, image.width, image.height)
 

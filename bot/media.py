@@ -1,4 +1,8 @@
-"""Images in and out: safe fetch, type sniffing, fitting to a platform's limits, signed links."""
+"""Images in and out: safe fetch, decoding checks, fitting to a platform's limits, signed links.
+
+Pillow's work (decoding, re-encoding, resizing) is CPU-bound and can take seconds on a large image:
+the async entry points here (`check_image`, `fit_to_limit`) run it in a worker thread, so the event
+loop keeps answering while it runs."""
 
 from __future__ import annotations
 
@@ -23,8 +27,15 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 ACCEPTED_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 MAX_REDIRECTS = 3
-# Pillow refuses to open images above this many pixels (decompression bombs).
-MAX_PIXELS = 8192 * 8192
+# The most pixels an image may claim (40 megapixels, e.g. 8000x5000). Checked from the header before
+# any decoding, so a small file that claims to be huge (a decompression bomb) is refused cheaply.
+# Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) stays on as a second line.
+MAX_PIXELS = 40_000_000
+# A URL a person typed is fetched by its own client (see `typed_client`) and must finish downloading,
+# redirects included, within this many seconds.
+TYPED_FETCH_SECONDS = 30.0
+# The typed-URL client's own pool: slow links wait for each other, never for provider traffic.
+TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 
 
 @dataclass(frozen=True)
@@ -36,23 +47,43 @@ class SniffedImage:
 
 
 def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
-    """Check that `data` is a PNG, JPEG, WebP or GIF image within `max_bytes`, by its content."""
+    """Check that `data` is a whole PNG, JPEG, WebP or GIF image of at most `max_bytes` and MAX_PIXELS,
+    by decoding it. Blocking CPU work: from async code, await `check_image` instead."""
     if len(data) > max_bytes:
         raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or ""
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise MediaError(f"{name} is {width}x{height} pixels, more than the bot accepts.")
-            img.verify()
-    except MediaError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise MediaError(f"{name} claims far more pixels than the bot accepts ({_megapixels()}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise MediaError(f"{name} is not an image the bot can read (PNG, JPEG, WebP or GIF).") from None
-    if fmt not in ACCEPTED_TYPES:
-        raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+    with img:
+        fmt = img.format or ""
+        if fmt not in ACCEPTED_TYPES:
+            raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise MediaError(
+                f"{name} is {width}x{height} pixels; the largest image accepted is {_megapixels()}."
+            )
+        try:
+            img.load()  # the whole image, not only its header: a cut-off or damaged file fails here
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            raise MediaError(
+                f"{name} is damaged or cut short: the bot could not read the whole image."
+            ) from None
     return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
+
+
+async def check_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
+    """`sniff_image` in a worker thread. The size is checked before the thread is even started."""
+    if len(data) > max_bytes:
+        raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
+    return await asyncio.to_thread(sniff_image, data, max_bytes=max_bytes, name=name)
+
+
+def _megapixels() -> str:
+    return f"{MAX_PIXELS / 1_000_000:g} megapixels"
 
 
 def to_data_uri(data: bytes, content_type: str) -> str:
@@ -74,10 +105,43 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+# IPv6 ranges whose last 32 bits are an IPv4 address that a translator or the host itself will reach:
+# NAT64's well-known prefix (RFC 6052), IPv4-compatible (RFC 4291, deprecated), IPv4-translated (RFC 2765).
+# IPv4-mapped (::ffff:0:0/96) and 6to4 (2002::/16) are read by the ipaddress module itself.
+_TAIL_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
+# Refused whatever they carry: local-use NAT64 (RFC 8215), where the network's operator decides where
+# the IPv4 address sits, and Teredo (RFC 4380), whose client is reached only through a relay.
+_REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("2001::/32"))
+
+
 def is_public_address(address: str) -> bool:
+    """True for an address on the public internet. An IPv6 address that carries an IPv4 one inside it
+    (mapped, 6to4, NAT64, IPv4-compatible) is judged by the IPv4 address: that is where it leads."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _REFUSED_V6):
+            return False
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            return _is_public(inner)
+    return _is_public(ip)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in _TAIL_IPV4):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    return None
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
@@ -89,37 +153,74 @@ async def fetch_image(
     max_bytes: int,
     headers: Mapping[str, str] | None = None,
     resolver: Resolver = system_resolver,
+    total_seconds: float | None = None,
 ) -> SniffedImage:
-    """Fetch an image. `typed=True` (a URL a person wrote): public addresses only, checked at every hop
-    and connected to by the checked address, so a name that re-resolves inside the network gets nowhere."""
+    """Fetch an image and check that it decodes. `typed=True` (a URL a person wrote): public addresses
+    only, checked at every hop and connected to by the checked address, so a name that re-resolves
+    inside the network gets nowhere. `total_seconds`: the most the whole download may take, redirects
+    and a body that trickles in included (httpx's timeouts apply to each read, not to the sum)."""
     if url.startswith("data:"):
-        return sniff_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+        return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+    try:
+        async with asyncio.timeout(total_seconds):
+            data, url = await _download(
+                client, url, typed=typed, max_bytes=max_bytes, headers=headers, resolver=resolver
+            )
+    except TimeoutError:
+        raise MediaError(
+            f"The image at {_show(url)} took longer than {total_seconds:g} seconds to download; "
+            "use a faster host, or attach the image instead."
+        ) from None
+    return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
+
+
+async def _download(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    typed: bool,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    resolver: Resolver,
+) -> tuple[bytes, str]:
+    """The body at `url` (after redirects, each rechecked when typed) and the URL it came from."""
     for _ in range(MAX_REDIRECTS + 1):
         request = await _build_request(client, url, typed=typed, headers=headers, resolver=resolver)
         try:
             response = await client.send(request, stream=True, follow_redirects=not typed)
+            try:
+                if typed and response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                return await _read_body(response, max_bytes, url), url
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise MediaError(
                 f"Could not download the image at {_show(url)}.", detail=type(exc).__name__
             ) from exc
-        try:
-            if typed and response.is_redirect and "location" in response.headers:
-                url = urljoin(url, response.headers["location"])
-                continue
-            if response.status_code != 200:
-                raise MediaError(
-                    f"Could not download the image at {_show(url)} (HTTP {response.status_code})."
-                )
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise MediaError(
-                    f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
-                )
-            data = await _read_capped(response, max_bytes, url)
-        finally:
-            await response.aclose()
-        return sniff_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
     raise MediaError(f"The image at {_show(url)} redirects too many times.")
+
+
+async def _read_body(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+    if response.status_code != 200:
+        raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status_code}).")
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise MediaError(
+            f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
+        )
+    return await _read_capped(response, max_bytes, url)
+
+
+def typed_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The client for URLs people type, apart from the one providers and platforms use: its own small
+    pool, so a hundred slow links wait for each other and never hold up a provider's status call."""
+    return httpx.AsyncClient(
+        transport=transport or httpx.AsyncHTTPTransport(limits=TYPED_LIMITS),
+        timeout=httpx.Timeout(15.0, connect=5.0, pool=TYPED_FETCH_SECONDS),
+        headers={"User-Agent": "hidream-bot/0.1"},
+    )
 
 
 async def _build_request(
@@ -178,10 +279,15 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB"
 
 
-def fit_to_limit(data: bytes, content_type: str, max_bytes: int) -> tuple[bytes, str, bool]:
-    """Make an image fit under `max_bytes`: re-encode as JPEG, then shrink. Returns (data, type, changed)."""
+async def fit_to_limit(data: bytes, content_type: str, max_bytes: int) -> tuple[bytes, str, bool]:
+    """Make an image fit under `max_bytes`: re-encode as JPEG, then shrink. Returns (data, type, changed).
+    Shrinking a 4096x4096 image takes about a second of CPU: it runs in a worker thread."""
     if len(data) <= max_bytes:
         return data, content_type, False
+    return await asyncio.to_thread(_shrink, data, max_bytes)
+
+
+def _shrink(data: bytes, max_bytes: int) -> tuple[bytes, str, bool]:
     with Image.open(io.BytesIO(data)) as src:
         img = src.convert("RGB")
     for _ in range(12):

@@ -401,6 +401,24 @@ class Store:
                     (surface, message_key, job_id, thread_key, now),
                 )
 
+    async def remember_post(
+        self, job_id: str, surface: str, message_key: str, thread_key: str | None
+    ) -> None:
+        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (surface, message_key) DO UPDATE SET thread_key=COALESCE(excluded.thread_key, thread_key)",
+                (surface, message_key, job_id, thread_key, self.clock()),
+            )
+
+    async def posts_of(self, job_id: str, surface: str) -> list[str]:
+        """The message keys of a job's posts, in the order they were recorded."""
+        async with self.db.execute(
+            "SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY rowid", (job_id, surface)
+        ) as cur:
+            return [str(row[0]) async for row in cur]
+
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self._job_where(
             self.db, "id=(SELECT job_id FROM posts WHERE surface=? AND message_key=?)", (surface, message_key)

@@ -34,24 +34,24 @@ def job_with(origin: dict[str, object]) -> Job:
     )  # fmt: skip
 
 
-def test_oversized_image_is_reencoded_under_the_channel_limit_and_said_so() -> None:
+async def test_oversized_image_is_reencoded_under_the_channel_limit_and_said_so() -> None:
     data = noisy_png()
     limit = len(data) // 3
     image = OutputImage("m1", data, "image/png", 512, 512)
-    prepared = prepare_files([image], job_with({"upload_limit": limit}), "spoiler")
+    prepared = await prepare_files([image], job_with({"upload_limit": limit}), "spoiler")
     (file,) = prepared.files
     assert len(file.fp.read()) <= limit
     assert any("re-encoded" in note and "upload limit" in note for note in prepared.notes)
 
 
-def test_sensitive_images_follow_the_policy_outside_age_restricted_channels() -> None:
+async def test_sensitive_images_follow_the_policy_outside_age_restricted_channels() -> None:
     flagged = OutputImage("m1", png(), "image/png", 64, 48, nsfw=True)
     clean = OutputImage("m2", png(), "image/png", 64, 48)
-    spoiler = prepare_files([flagged, clean], job_with({"nsfw": False}), "spoiler")
+    spoiler = await prepare_files([flagged, clean], job_with({"nsfw": False}), "spoiler")
     assert [f.spoiler for f in spoiler.files] == [True, False]
-    blocked = prepare_files([flagged, clean], job_with({"nsfw": False}), "block")
+    blocked = await prepare_files([flagged, clean], job_with({"nsfw": False}), "block")
     assert len(blocked.files) == 1 and "not posted" in blocked.notes[0]
-    adult = prepare_files([flagged], job_with({"nsfw": True}), "block")
+    adult = await prepare_files([flagged], job_with({"nsfw": True}), "block")
     assert [f.spoiler for f in adult.files] == [False] and adult.notes == []
 
 

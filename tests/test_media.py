@@ -156,15 +156,15 @@ async def test_platform_urls_are_fetched_as_given_with_their_headers_and_capped(
             await fetch_image(c, f"{base}/big", typed=False, max_bytes=100_000, headers=headers)
 
 
-def test_fit_to_limit_shrinks_only_what_is_too_big(tmp_path: Path) -> None:
+async def test_fit_to_limit_shrinks_only_what_is_too_big(tmp_path: Path) -> None:
     noisy = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
     out = io.BytesIO()
     noisy.save(out, format="PNG")
     data = out.getvalue()
     assert len(data) > 3_000_000
-    same, mime, changed = fit_to_limit(data, "image/png", len(data))
+    same, mime, changed = await fit_to_limit(data, "image/png", len(data))
     assert (same, mime, changed) == (data, "image/png", False)
-    fitted, mime, changed = fit_to_limit(data, "image/png", 400_000)
+    fitted, mime, changed = await fit_to_limit(data, "image/png", 400_000)
     assert changed and mime == "image/jpeg" and len(fitted) <= 400_000
     with Image.open(io.BytesIO(fitted)) as img:
         assert img.format == "JPEG" and img.width == img.height

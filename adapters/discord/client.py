@@ -75,7 +75,9 @@ class DiscordAdapter:
         self.message_content = message_content
         self.client = _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
         self.tree = app_commands.CommandTree(self.client)
-        self.poster = Poster(self.client, nsfw_policy=self._nsfw_policy, clock=self.clock)
+        self.poster = Poster(
+            self.client, nsfw_policy=self._nsfw_policy, memory=self.engine.store, clock=self.clock
+        )
         context = HandlerContext(
             engine=self.engine,
             clock=self.clock,

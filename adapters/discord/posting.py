@@ -3,8 +3,9 @@
 A result replaces the job's progress message (the deferred interaction answer, or the bot's reply
 to a chat message): editing the same message again after a crash changes nothing. When there is no
 such message any more (the interaction token expired, the message was deleted) the result becomes
-an ordinary channel message whose nonce is derived from the job id, with `enforce_nonce`, so a
-second attempt returns the first message instead of posting twice.
+an ordinary channel message. Every message is remembered in the store as soon as Discord has it, so
+a delivery resumed after a crash, however much later, finds it and does not post again; the nonce
+(derived from the job id, with `enforce_nonce`) only covers the few minutes Discord keeps it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import discord
 
@@ -36,7 +37,17 @@ class Prepared:
     notes: list[str]
 
 
-def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
+class PostMemory(Protocol):
+    """Where the poster writes down what it posted (the store)."""
+
+    async def remember_post(
+        self, job_id: str, surface: str, message_key: str, thread_key: str | None
+    ) -> None: ...
+
+    async def posts_of(self, job_id: str, surface: str) -> list[str]: ...
+
+
+async def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
     """Shrink what is over the channel's upload limit; hide or hold back flagged images per policy."""
     limit = int(job.origin.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
     age_restricted = bool(job.origin.get("nsfw"))
@@ -48,7 +59,7 @@ def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Prepared:
             continue
         data, ctype, changed = image.data, image.content_type, False
         if len(data) > limit:
-            data, ctype, changed = fit_to_limit(data, ctype, limit)
+            data, ctype, changed = await fit_to_limit(data, ctype, limit)
         shrunk += changed
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(ctype, image.extension)
         spoiler = image.nsfw and not age_restricted and policy == "spoiler"
@@ -90,10 +101,16 @@ def nonce_for(job: Job, part: int | str) -> str:
 
 class Poster:
     def __init__(
-        self, client: discord.Client, *, nsfw_policy: str, clock: Callable[[], float] = time.time
+        self,
+        client: discord.Client,
+        *,
+        nsfw_policy: str,
+        memory: PostMemory,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.nsfw_policy = nsfw_policy
+        self.memory = memory
         self.clock = clock
 
     def _webhook(self, origin: dict[str, Any]) -> discord.Webhook:
@@ -128,22 +145,38 @@ class Poster:
             raise
 
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
-        prepared = prepare_files(images, job, self.nsfw_policy)
+        prepared = await prepare_files(images, job, self.nsfw_policy)
         content = summary(job, prepared.notes)
         chunks = [
             prepared.files[i : i + FILES_PER_MESSAGE]
             for i in range(0, len(prepared.files), FILES_PER_MESSAGE)
         ]
         chunks = chunks or [[]]
-        messages = []
-        first = await self._edit_progress(job, content=content, attachments=chunks[0], view=result_view(job))
-        if first is None:
-            first = await self._post(job, content, chunks[0], nonce_for(job, 0))
-        messages.append(first)
-        for i, chunk in enumerate(chunks[1:], start=1):
-            messages.append(await self._post(job, f"({i + 1}/{len(chunks)})", chunk, nonce_for(job, i)))
-        thread_key = await self._thread_for(job, first)
+        # What an earlier attempt posted (a crash before the engine recorded it): kept, not posted again.
+        posted = await self.memory.posts_of(job.id, job.surface)
+        messages: list[discord.Message | discord.PartialMessage] = []
+        for i, chunk in enumerate(chunks):
+            if i < len(posted):
+                messages.append(self._channel(job.origin).get_partial_message(int(posted[i])))
+                continue
+            message = await self._send_part(job, i, len(chunks), content, chunk)
+            await self.memory.remember_post(job.id, job.surface, str(message.id), None)
+            messages.append(message)
+        thread_key = await self._thread_for(job, messages[0])
+        if thread_key is not None:
+            for m in messages:
+                await self.memory.remember_post(job.id, job.surface, str(m.id), thread_key)
         return [Post(str(m.id), thread_key) for m in messages]
+
+    async def _send_part(
+        self, job: Job, index: int, count: int, content: str, files: list[discord.File]
+    ) -> discord.Message:
+        if index == 0:
+            edited = await self._edit_progress(job, content=content, attachments=files, view=result_view(job))
+            if edited is not None:
+                return edited
+            return await self._post(job, content, files, nonce_for(job, 0))
+        return await self._post(job, f"({index + 1}/{count})", files, nonce_for(job, index))
 
     async def _post(self, job: Job, content: str, files: list[discord.File], nonce: str) -> discord.Message:
         channel = self._channel(job.origin)
@@ -161,7 +194,7 @@ class Poster:
             reference=reference,  # type: ignore[arg-type]
         )
 
-    async def _thread_for(self, job: Job, message: discord.Message) -> str | None:
+    async def _thread_for(self, job: Job, message: discord.Message | discord.PartialMessage) -> str | None:
         origin = job.origin
         if origin.get("in_thread"):
             return str(origin["channel_id"])

@@ -3,7 +3,8 @@
 It follows the documented payloads closely enough for discord.py to parse them: HELLO / IDENTIFY /
 READY / GUILD_CREATE on the gateway; REST answers with exactly `application/json`; interaction
 callbacks honour `with_response`; followups honour `wait`; channel messages honour
-`enforce_nonce`. Every REST call is recorded, and tests wait on conditions over the record.
+`enforce_nonce` for NONCE_WINDOW seconds of `clock`, as Discord keeps a nonce for a few minutes.
+Every REST call is recorded, and tests wait on conditions over the record.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from tests.fakes.loopback import serve
 
 API = "/api/v10"
 LOADING, EPHEMERAL = 128, 64
+# How long `enforce_nonce` finds an earlier message with the same nonce ("a few minutes", per Discord).
+NONCE_WINDOW = 5 * 60.0
 JSON = "application/json"
 
 
@@ -73,7 +76,9 @@ class FakeDiscord(Payloads):
         self._changed = asyncio.Condition()
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(1)
-        self._nonces: dict[tuple[str, str], str] = {}
+        # channel and nonce -> (message id, when): Discord keeps nonces for a few minutes only.
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}
+        self.clock: Callable[[], float] = time.monotonic
         self._stack = AsyncExitStack()
         self.base_url = ""
 
@@ -301,11 +306,12 @@ class FakeDiscord(Payloads):
         if rest == ["messages"] and method == "POST":
             body = call.body or {}
             nonce_key = (channel_id, str(body.get("nonce")))
-            if body.get("enforce_nonce") and nonce_key in self._nonces:
-                return self.messages[self._nonces[nonce_key]]
+            seen = self._nonces.get(nonce_key)
+            if body.get("enforce_nonce") and seen and self.clock() - seen[1] < NONCE_WINDOW:
+                return self.messages[seen[0]]
             msg = self.store_message(channel_id, body, call.files)
             if body.get("nonce") is not None:
-                self._nonces[nonce_key] = msg["id"]
+                self._nonces[nonce_key] = (msg["id"], self.clock())
             return msg
         if len(rest) == 3 and rest[2] == "threads" and method == "POST":
             return self._start_thread(channel_id, rest[1], call.body or {})
