@@ -8,6 +8,7 @@ process, so what it buffers shows in this process's peak memory.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import io
 import json
@@ -25,12 +26,13 @@ from PIL import Image
 
 from adapters.slack.adapter import SLACK_MAX_BODY
 from bot.app import Bot
+from bot.hidream.sandbox_service import submit_body_limit
 from bot.jobs import Job, JobState
 from bot.requests import ChatRequest, parse_command
-from bot.server import CALLBACK_MAX_BODY
+from bot.server import CALLBACK_MAX_BODY, DEFAULT_MAX_BODY
 from tests.fakes.slack import FakeSlack, sign
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness
+from tests.harness import BotHarness, sandbox_of
 from tests.slack_support import running
 
 MB = 1024 * 1024
@@ -148,7 +150,7 @@ def status_of(head: bytes) -> int:
 
 def noise_png(seed: int, side: int = 160) -> bytes:
     rng = random.Random(seed)
-    img = Image.frombytes("RGB", (side, side), bytes(rng.randrange(256) for _ in range(side * side * 3)))
+    img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
@@ -335,6 +337,55 @@ async def test_an_oversized_signed_slack_request_is_413_and_bolt_never_sees_it(
             },
         )
         assert ok.status_code == 200 and len(dispatched) == 1
+
+
+# --- the sandbox's submit route -------------------------------------------------------------------
+
+
+async def test_the_sandbox_takes_four_references_of_the_largest_size_and_refuses_more(tmp_path: Path) -> None:
+    pictures = [noise_png(seed, side=400) for seed in range(4)]
+    largest = max(len(p) for p in pictures)
+    assert 4 * largest > DEFAULT_MAX_BODY, "more than any route without a cap of its own takes"
+    # Every picture made exactly as large as allowed (PNG readers ignore what follows the end chunk).
+    pictures = [p + b"\x00" * (largest - len(p)) for p in pictures]
+    async with BotHarness(tmp_path, env={"HIDREAM_MAX_IMAGE_BYTES": largest}) as bot:
+        service = sandbox_of(bot)
+        limit = submit_body_limit(largest)
+
+        body = json.dumps(
+            {
+                "prompt": "\u2603" * 5000,
+                "width": 512,
+                "height": 512,
+                "seed": 1,
+                "num_images": 4,
+                "output_format": "png",
+                "model": "full",
+                "keep_original_aspect": False,
+                "reference_image_urls": [
+                    "data:image/png;base64," + base64.b64encode(p).decode() for p in pictures
+                ],
+                "webhook_url": f"{bot.server_url}/webhooks/{'t' * 43}",
+            }
+        ).encode()
+        assert limit - 70 * 1024 < len(body) <= limit
+        url = f"{bot.server_url}/sandbox/v1/images"
+        auth = {"Authorization": f"Bearer {service.token}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(timeout=WAIT) as client:
+            accepted = await client.post(url, content=body, headers=auth)
+            assert accepted.status_code == 202, accepted.text
+            over = body[:-1] + b" " * (limit - len(body) + 1) + b"}"
+            assert len(over) == limit + 1
+            refused = await client.post(url, content=over, headers=auth)
+            assert refused.status_code == 413
+        # The cap is checked before the token: a stranger's big body is not read either.
+        head = await raw_headers_only(bot.server_url, "/sandbox/v1/images", limit + 1)
+        assert status_of(head) == 413
+        status, sent, _ = await raw_post(
+            bot.server_url, "/sandbox/v1/images", size=limit + BIG, chunked=True, headers=auth
+        )
+        assert status == 413 and sent < limit + BIG
+        assert service.submits == 2
 
 
 # --- /media/ links ----------------------------------------------------------------------------------
