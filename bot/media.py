@@ -306,6 +306,9 @@ def _shrink(data: bytes, max_bytes: int) -> tuple[bytes, str, bool]:
 class LinkSigner:
     """Short-lived signed links for GET /media/<id>?exp=<unix>&sig=<hmac>."""
 
+    # Unix times in seconds have 10 digits until the year 2286; a longer `exp` is no link the bot made.
+    EXP_DIGITS = 12
+
     def __init__(self, secret: bytes, base_url: str) -> None:
         self._secret = secret
         self.base_url = base_url.rstrip("/")
@@ -318,6 +321,11 @@ class LinkSigner:
         return f"{self.base_url}/media/{media_id}?exp={exp}&sig={self._sig(media_id, exp)}"
 
     def verify(self, media_id: str, exp: str, sig: str, *, now: float) -> bool:
-        if not exp.isdigit() or int(exp) < now:
+        """Whether the link is one this signer made and has not expired. Anything malformed is simply
+        not valid: `exp` must be plain ASCII digits of a sane length (str.isdigit also accepts "²",
+        which int() refuses), and compare_digest refuses non-ASCII strings, so `sig` is checked too."""
+        if not (exp.isascii() and exp.isdigit() and len(exp) <= self.EXP_DIGITS) or int(exp) < now:
+            return False
+        if not sig.isascii():
             return False
         return hmac.compare_digest(self._sig(media_id, int(exp)), sig)

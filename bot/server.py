@@ -2,6 +2,11 @@
 
 Surfaces that need a route (Slack's /slack/events) and the sandbox provider add theirs to `app`
 before the server starts.
+
+Every route has a cap on its request body, applied before the handler sees the request: a declared
+Content-Length over the cap is answered 413 at once, and a body of unknown length (chunked) is read only
+up to the cap. A route's cap is the `max_body` attribute of its handler (see `limit_body`), else
+DEFAULT_MAX_BODY.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -20,8 +26,56 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Reference images travel as data URIs to the sandbox; the largest is bounded by HIDREAM_MAX_IMAGE_BYTES.
-MAX_BODY = 128 * 1024 * 1024
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MIB = 1024 * 1024
+# A route that names no cap of its own (health, media links, and any route a plugin adds without one).
+DEFAULT_MAX_BODY = 1 * MIB
+# Provider callbacks carry a status, result image URLs and a little metadata: a few KB. The bot never
+# asks a provider for inline results (fal's `sync_mode`, WaveSpeed's `enable_base64_output` stay off),
+# and no provider's documented callback echoes the request's reference images, so no genuine callback
+# comes near this.
+CALLBACK_MAX_BODY = 1 * MIB
+# The name of the handler attribute that holds its route's cap (bytes).
+MAX_BODY_ATTR = "max_body"
+
+
+def limit_body(handler: Handler, max_bytes: int) -> Handler:
+    """`handler`, marked so that the server refuses a request body over `max_bytes` before calling it."""
+
+    async def limited(request: web.Request) -> web.StreamResponse:
+        return await handler(request)
+
+    setattr(limited, MAX_BODY_ATTR, max_bytes)
+    return limited
+
+
+def route_body_limit(request: web.Request) -> int:
+    limit = getattr(request.match_info.handler, MAX_BODY_ATTR, None)
+    return limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_BODY
+
+
+def body_too_large(limit: int) -> web.Response:
+    response = web.json_response(
+        {"error": f"request body too large: this route accepts at most {limit} bytes"}, status=413
+    )
+    # The rest of the body is not wanted: the connection is not reused for another request.
+    response.force_close()
+    return response
+
+
+@web.middleware
+async def cap_request_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a body over the route's cap before the handler runs (declared length), or as soon as the
+    handler's read passes it (chunked): aiohttp's own read stops at the request's client_max_size."""
+    limit = route_body_limit(request)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return body_too_large(limit)
+    try:
+        return await handler(request.clone(client_max_size=limit))
+    except web.HTTPRequestEntityTooLarge:
+        return body_too_large(limit)
 
 
 class HttpServer:
@@ -29,18 +83,19 @@ class HttpServer:
         self.host = host
         self.port = port
         self.clock = clock
-        self.app = web.Application(client_max_size=MAX_BODY)
+        self.app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[cap_request_bodies])
         self.engine: Engine | None = None
         self.info: dict[str, Any] = {}
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_post("/webhooks/{token}", self._webhook)
+        self.app.router.add_post("/webhooks/{token}", limit_body(self._webhook, CALLBACK_MAX_BODY))
         self.app.router.add_get("/media/{media_id}", self._media)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def bind(self) -> int:
         """Take the port now (port 0: an ephemeral one), so its URL is known before routes are added."""
@@ -89,12 +144,17 @@ class HttpServer:
         return web.json_response({"status": "ok", **self.info})
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        if self.engine is None:
+        engine = self.engine
+        if engine is None:
             # Providers retry on 5xx; the job is resumed once the bot is ready.
             return web.json_response({"error": "starting"}, status=503)
+        token = request.match_info["token"]
+        # A body for no job is never read (the cap on its size was checked before this handler).
+        if await engine.store.job_by_token(token) is None:
+            return web.json_response({"error": "unknown callback token"}, status=404)
         body = await request.read()
         try:
-            await self.engine.handle_callback(request.match_info["token"], request.headers, body)
+            await engine.handle_callback(token, request.headers, body)
         except CallbackRejected as exc:
             log.warning("callback refused (%s): %s", exc.status, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)

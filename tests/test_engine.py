@@ -132,7 +132,7 @@ async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
         bot.engine.providers["sandbox"] = EarlyCallbackProvider(
-            bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox"
+            bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox", token=sandbox_of(bot).token
         )
         job = await bot.engine.submit(chat("an early bird --seed 5"))
         await bot.engine.wait_idle()

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import io
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,8 @@ from bot.config import Settings
 from bot.errors import ProviderRejected
 from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.hidream.sandbox import SandboxProvider, SandboxService
-from bot.hidream.sandbox_jobs import FAIL_MESSAGE
+from bot.hidream.sandbox_jobs import FAIL_MESSAGE, OwnServer
 from bot.requests import ImageRequest
-from tests.fakes.loopback import serve
 
 WAIT = 30.0  # generous: only reached when something is broken
 
@@ -32,18 +32,45 @@ WAIT = 30.0  # generous: only reached when something is broken
 
 @contextlib.asynccontextmanager
 async def sandbox(
-    state_dir: Path, client: httpx.AsyncClient, **kwargs: Any
+    state_dir: Path,
+    client: httpx.AsyncClient,
+    *,
+    routes: Callable[[web.Application], None] | None = None,
+    port: int = 0,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[SandboxService, str]]:
-    service = SandboxService(client, state_dir, **kwargs)
+    """A service on a loopback server of its own, which stands for the bot's server: the one it may
+    send requests to. `routes` adds the bot's other routes (/media/, /webhooks/) beside it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    service = SandboxService(client, state_dir, own=OwnServer(url), **kwargs)
     app = web.Application()
     service.register_routes(app)
-    async with service, serve(app) as url:
-        yield service, url
+    if routes is not None:
+        routes(app)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        async with service:
+            yield service, url
+    finally:
+        await runner.cleanup()
+        sock.close()
 
 
-def provider_for(client: httpx.AsyncClient, url: str) -> SandboxProvider:
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def provider_for(client: httpx.AsyncClient, url: str, service: SandboxService) -> SandboxProvider:
     settings = Settings(_env_file=None, HIDREAM_PROVIDER="sandbox")
-    return SandboxProvider(settings, client, base_url=f"{url}/sandbox", retry=RetryPolicy(base_delay=0))
+    return SandboxProvider(
+        settings, client, base_url=f"{url}/sandbox", token=service.token, retry=RetryPolicy(base_delay=0)
+    )
 
 
 class Receiver:
@@ -56,8 +83,9 @@ class Receiver:
         self.headers: list[dict[str, str]] = []
         self.raw: list[bytes] = []
         self.arrived = asyncio.Event()
-        self.app = web.Application()
-        self.app.router.add_post("/webhooks/{token}", self._handle)
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post("/webhooks/{token}", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.calls += 1
@@ -169,7 +197,7 @@ Submit = Callable[..., Awaitable[list[tuple[bytes, Image.Image, str]]]]
 
 @pytest.fixture
 def make(running: tuple[SandboxService, str], http: httpx.AsyncClient) -> Submit:
-    provider = provider_for(http, running[1])
+    provider = provider_for(http, running[1], running[0])
 
     async def run(**fields: Any) -> list[tuple[bytes, Image.Image, str]]:
         return await generate(provider, http, **fields)
@@ -185,7 +213,7 @@ async def test_submit_and_poll_gives_images_of_exact_size_format_and_count(
     running: tuple[SandboxService, str], http: httpx.AsyncClient, fmt: str, pil_name: str
 ) -> None:
     service, url = running
-    provider = provider_for(http, url)
+    provider = provider_for(http, url, service)
     images = await generate(
         provider, http, prompt="a red fox in snow", width=640, height=384, n=3, format=fmt
     )
@@ -220,8 +248,8 @@ async def test_status_follows_the_clock_from_queued_to_completed(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     now = [1000.0]
-    async with sandbox(tmp_path, http, delay=10, clock=lambda: now[0]) as (_, url):
-        provider = provider_for(http, url)
+    async with sandbox(tmp_path, http, delay=10, clock=lambda: now[0]) as (service, url):
+        provider = provider_for(http, url, service)
         request = ImageRequest(prompt="a slow one", seed=1, width=256, height=256)
         job_id = await provider.submit(SubmitSpec(job_id="j", request=request, tier="full"))
         assert (await provider.status(job_id)).state == "queued"
@@ -251,20 +279,30 @@ async def test_edit_transforms_the_reference_visibly_but_recognisably(make: Subm
     assert has_mark(edited) and not has_mark(reference)
 
 
-async def test_edit_from_an_http_reference_equals_the_same_picture_inline(
-    make: Submit, http: httpx.AsyncClient
+async def test_edit_from_a_media_link_of_its_server_equals_the_same_picture_inline(
+    tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     reference = stripes((400, 400), vertical=True)
-    served = web.Application()
+    asked: list[str] = []
 
-    async def picture(_: web.Request) -> web.Response:
+    async def picture(request: web.Request) -> web.Response:
+        asked.append(request.path_qs)
         return web.Response(body=png_bytes(reference), content_type="image/png")
 
-    served.router.add_get("/ref.png", picture)
-    async with serve(served) as ref_url:
-        [(by_url, _, _)] = await make(prompt="ink wash", width=384, height=384, refs=[f"{ref_url}/ref.png"])
-    [(inline, _, _)] = await make(prompt="ink wash", width=384, height=384, refs=[data_uri(reference)])
+    def media(app: web.Application) -> None:
+        app.router.add_get("/media/{media_id}", picture)
+
+    async with sandbox(tmp_path, http, routes=media, delay=0) as (service, url):
+        provider = provider_for(http, url, service)
+        link = f"{url}/media/ref-1?exp=99&sig=ab"
+        [(by_url, _, _)] = await generate(
+            provider, http, prompt="ink wash", width=384, height=384, refs=[link]
+        )
+        [(inline, _, _)] = await generate(
+            provider, http, prompt="ink wash", width=384, height=384, refs=[data_uri(reference)]
+        )
     assert by_url == inline
+    assert asked == ["/media/ref-1?exp=99&sig=ab"]
 
 
 async def test_personalization_composes_both_references(make: Submit) -> None:
@@ -297,25 +335,22 @@ async def test_keep_original_aspect_keeps_the_reference_ratio_at_about_the_reque
 
 
 async def test_callback_mode_posts_the_result_and_is_never_polled(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient
+    tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
-    service, url = running
-    provider = provider_for(http, url)
     receiver = Receiver()
-    async with serve(receiver.app) as hook_url:
+    async with sandbox(tmp_path, http, routes=receiver.mount, delay=0) as (service, url):
+        provider = provider_for(http, url, service)
         request = ImageRequest(prompt="a kite over dunes", seed=3, width=384, height=256, n=2, format="webp")
-        spec = SubmitSpec(
-            job_id="j", request=request, tier="full", callback_url=f"{hook_url}/webhooks/tok123"
-        )
+        spec = SubmitSpec(job_id="j", request=request, tier="full", callback_url=f"{url}/webhooks/tok123")
         job_id = await provider.submit(spec)
         await asyncio.wait_for(receiver.arrived.wait(), WAIT)
-    [body] = receiver.bodies
-    assert body["id"] == job_id and body["status"] == "completed" and len(body["images"]) == 2
-    assert await provider.parse_callback(job_id, receiver.headers[0], receiver.raw[0]) is None
-    for image_url in body["images"]:
-        img = Image.open(io.BytesIO((await http.get(image_url)).content))
-        assert (img.format, img.size) == ("WEBP", (384, 256))
-    assert service.polls == 0
+        [body] = receiver.bodies
+        assert body["id"] == job_id and body["status"] == "completed" and len(body["images"]) == 2
+        assert await provider.parse_callback(job_id, receiver.headers[0], receiver.raw[0]) is None
+        for image_url in body["images"]:
+            img = Image.open(io.BytesIO((await http.get(image_url)).content))
+            assert (img.format, img.size) == ("WEBP", (384, 256))
+        assert service.polls == 0
 
 
 async def test_callback_is_retried_after_server_errors(tmp_path: Path, http: httpx.AsyncClient) -> None:
@@ -325,13 +360,10 @@ async def test_callback_is_retried_after_server_errors(tmp_path: Path, http: htt
         waits.append(seconds)
 
     receiver = Receiver(fail_first=2)
-    async with (
-        serve(receiver.app) as hook_url,
-        sandbox(tmp_path, http, delay=0, sleep=instant) as (service, url),
-    ):
+    async with sandbox(tmp_path, http, routes=receiver.mount, delay=0, sleep=instant) as (service, url):
         request = ImageRequest(prompt="try again", seed=1, width=256, height=256)
-        spec = SubmitSpec(job_id="j", request=request, tier="full", callback_url=f"{hook_url}/webhooks/t")
-        await provider_for(http, url).submit(spec)
+        spec = SubmitSpec(job_id="j", request=request, tier="full", callback_url=f"{url}/webhooks/t")
+        await provider_for(http, url, service).submit(spec)
         await asyncio.wait_for(receiver.arrived.wait(), WAIT)
         await asyncio.wait_for(service.idle(), WAIT)
         assert service.pending_callbacks == 0
@@ -346,12 +378,12 @@ async def test_restarted_service_answers_for_the_first_ones_job(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     request = ImageRequest(prompt="survives a restart", seed=11, width=320, height=320, n=2)
-    async with sandbox(tmp_path, http, delay=0) as (_, url):
-        first = provider_for(http, url)
+    async with sandbox(tmp_path, http, delay=0) as (service, url):
+        first = provider_for(http, url, service)
         job_id = await first.submit(SubmitSpec(job_id="j", request=request, tier="full"))
         before = [data for data, _, _ in await download(http, await first.status(job_id))]
-    async with sandbox(tmp_path, http, delay=0) as (_, url):
-        status = await provider_for(http, url).status(job_id)
+    async with sandbox(tmp_path, http, delay=0) as (service, url):
+        status = await provider_for(http, url, service).status(job_id)
         assert status.state == "completed"
         assert all(image.url.startswith(url) for image in status.images)
         after = [data for data, _, _ in await download(http, status)]
@@ -366,17 +398,19 @@ async def test_unsent_callback_is_sent_by_the_next_service(tmp_path: Path, http:
         await never.wait()
 
     receiver = Receiver()
-    async with serve(receiver.app) as hook_url:
-        async with sandbox(tmp_path, http, delay=5, clock=lambda: now[0], sleep=stuck) as (service, url):
-            request = ImageRequest(prompt="sandbox-fail on purpose", seed=2, width=256, height=256)
-            spec = SubmitSpec(job_id="j", request=request, tier="dev", callback_url=f"{hook_url}/webhooks/t")
-            job_id = await provider_for(http, url).submit(spec)
-            assert service.pending_callbacks == 1
-        assert receiver.bodies == [], "the first service stopped before the job was due"
-        now[0] = 600.0
-        async with sandbox(tmp_path, http, delay=5, clock=lambda: now[0]) as (again, _):
-            assert again.pending_callbacks == 1
-            await asyncio.wait_for(receiver.arrived.wait(), WAIT)
+    first = sandbox(tmp_path, http, routes=receiver.mount, delay=5, clock=lambda: now[0], sleep=stuck)
+    async with first as (service, url):
+        request = ImageRequest(prompt="sandbox-fail on purpose", seed=2, width=256, height=256)
+        spec = SubmitSpec(job_id="j", request=request, tier="dev", callback_url=f"{url}/webhooks/t")
+        job_id = await provider_for(http, url, service).submit(spec)
+        assert service.pending_callbacks == 1
+    assert receiver.bodies == [], "the first service stopped before the job was due"
+    now[0] = 600.0
+    # The bot's server comes back at the same address, as it does when restarted with the same settings.
+    again = sandbox(tmp_path, http, routes=receiver.mount, port=port_of(url), delay=5, clock=lambda: now[0])
+    async with again as (service, _):
+        assert service.pending_callbacks == 1
+        await asyncio.wait_for(receiver.arrived.wait(), WAIT)
     assert receiver.bodies == [{"id": job_id, "status": "failed", "images": []}]
 
 
@@ -392,7 +426,8 @@ def valid_body(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-AUTH = {"Authorization": "Bearer sandbox"}
+def auth(service: SandboxService) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service.token}"}
 
 
 @pytest.mark.parametrize(
@@ -418,7 +453,7 @@ async def test_invalid_submit_is_refused_naming_the_field_and_stores_nothing(
     running: tuple[SandboxService, str], http: httpx.AsyncClient, changes: dict[str, Any], field: str
 ) -> None:
     service, url = running
-    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(**changes), headers=AUTH)
+    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(**changes), headers=auth(service))
     assert response.status_code == 400
     assert response.json()["error"].startswith(f"{field}: ")
     assert list(service.files.dir.glob("*.json")) == []
@@ -428,7 +463,7 @@ async def test_valid_submit_is_stored_before_it_is_answered(
     running: tuple[SandboxService, str], http: httpx.AsyncClient
 ) -> None:
     service, url = running
-    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(), headers=AUTH)
+    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(), headers=auth(service))
     assert response.status_code == 202
     answer = response.json()
     assert answer["status"] == "queued"
@@ -439,7 +474,7 @@ async def test_valid_submit_is_stored_before_it_is_answered(
 async def test_provider_surfaces_a_refusal_as_provider_rejected(
     running: tuple[SandboxService, str], http: httpx.AsyncClient
 ) -> None:
-    provider = provider_for(http, running[1])
+    provider = provider_for(http, running[1], running[0])
     picture = data_uri(stripes((300, 300), vertical=True))
     request = ImageRequest(prompt="two at once", seed=1, keep_aspect=True)
     with pytest.raises(ProviderRejected) as caught:
@@ -460,13 +495,18 @@ async def test_provider_surfaces_a_refusal_as_provider_rejected(
         await provider.status("0" * 32)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer sandbox"}]
+)
 async def test_submit_without_the_sandbox_token_is_401(
     running: tuple[SandboxService, str], http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    response = await http.post(f"{running[1]}/sandbox/v1/images", json=valid_body(), headers=headers)
+    service, url = running
+    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(), headers=headers)
     assert response.status_code == 401
     assert "Authorization" in response.json()["error"]
+    assert service.token not in response.text, "the answer never gives the token away"
+    assert service.submits == 1 and list(service.files.dir.glob("*.json")) == []
 
 
 async def test_unknown_job_and_file_are_404(
@@ -491,7 +531,7 @@ async def test_sandbox_fail_cue_finishes_failed_with_its_message(
     running: tuple[SandboxService, str], http: httpx.AsyncClient, prompt: str, fails: bool
 ) -> None:
     url = running[1]
-    provider = provider_for(http, url)
+    provider = provider_for(http, url, running[0])
     job_id = await provider.submit(
         SubmitSpec(job_id="j", request=ImageRequest(prompt=prompt, seed=1), tier="full")
     )

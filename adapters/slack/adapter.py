@@ -19,11 +19,16 @@ from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot.errors import ConfigError
 from bot.jobs import Job, OutputImage, Post, Progress
+from bot.server import limit_body
 
 if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
+
+# Slack's requests (slash commands, events, interactivity and shortcut payloads) are a few KB; this
+# leaves ample room. A larger body gets 413 from the server before bolt sees the request.
+SLACK_MAX_BODY = 1024 * 1024
 
 
 class SlackAdapter:
@@ -63,11 +68,12 @@ class SlackAdapter:
 
     def register_routes(self, app: web.Application) -> None:
         if self.mode == "http":
-            app.router.add_post("/slack/events", self._http_events)
+            app.router.add_post("/slack/events", limit_body(self._http_events, SLACK_MAX_BODY))
 
     async def _http_events(self, request: web.Request) -> web.Response:
         # bolt checks the signature and the timestamp first (401 and nothing runs when wrong) and
-        # answers as soon as a listener acks, while the listener goes on in the background.
+        # answers as soon as a listener acks, while the listener goes on in the background. The body it
+        # reads is capped at SLACK_MAX_BODY by the server (limit_body), before the signature check.
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 

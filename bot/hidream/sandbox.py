@@ -1,31 +1,31 @@
 """The sandbox: a local stand-in for a HiDream provider, and the client the bot uses to talk to it.
 
-`SandboxService` is the "remote" side, mounted on the bot's own HTTP server under /sandbox/, so a job
-takes the same path as with a real provider: submit over HTTP, then a callback or polling, then image
-downloads. Its pictures are Pillow placeholders with a SANDBOX mark (sandbox_art.py); its jobs are
-files in `state_dir` (sandbox_jobs.py), written before the submit is answered, so a bot killed at any
-moment can still poll them, and their callbacks are sent once it is back.
+`SandboxService` (sandbox_service.py) is the "remote" side, mounted on the bot's own HTTP server under
+/sandbox/, so a job takes the same path as with a real provider: submit over HTTP, then a callback or
+polling, then image downloads. Its pictures are Pillow placeholders with a SANDBOX mark
+(sandbox_art.py); its jobs are files in `state_dir` (sandbox_jobs.py), written before the submit is
+answered, so a bot killed at any moment can still poll them, and their callbacks are sent once it is
+back.
+
+It is meant for one machine: it refuses to start behind a non-loopback HIDREAM_HTTP_HOST unless
+HIDREAM_SANDBOX_ALLOW_REMOTE is set, its bearer token is made anew by each process, and it sends
+requests only to the bot's own server. Old jobs are swept from memory and disk.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+import ipaddress
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from aiohttp import web
-from PIL import Image
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings, Settings
-from bot.errors import ProviderBusy
-from bot.hidream import sandbox_art
+from bot.errors import ConfigError, ProviderBusy
 from bot.hidream.base import (
     HttpProvider,
     Provider,
@@ -37,209 +37,9 @@ from bot.hidream.base import (
     SubmitSpec,
 )
 from bot.hidream.plugin import ProviderContext, ProviderPlugin
-from bot.hidream.sandbox_jobs import (
-    FAIL_MESSAGE,
-    MAX_REFERENCE_BYTES,
-    Invalid,
-    JobFiles,
-    SandboxJob,
-    decode_data_uri,
-    parse_body,
-)
+from bot.hidream.sandbox_jobs import OwnServer, SandboxJob
+from bot.hidream.sandbox_service import DAY, SandboxService
 from bot.requests import ImageRequest, Tier
-
-log = logging.getLogger(__name__)
-
-TOKEN = "sandbox"
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-
-
-class SandboxService:
-    """The fake provider's HTTP routes and its callback sender. Enter it to resume unsent callbacks."""
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        state_dir: Path,
-        *,
-        delay: float = 0.5,
-        clock: Callable[[], float] = time.time,
-        sleep: Sleep | None = None,
-        callback_attempts: int = 5,
-        callback_backoff: float = 0.25,
-    ) -> None:
-        self.client = client
-        self.files = JobFiles(Path(state_dir))
-        self.delay = delay
-        self.clock = clock
-        self._sleep: Sleep = sleep or asyncio.sleep
-        self._callback_attempts = callback_attempts
-        self._callback_backoff = callback_backoff
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._jobs: dict[str, SandboxJob] = {}
-        # Counters for tests: a callback-mode job should never have been polled.
-        self.submits = 0
-        self.polls = 0
-
-    async def __aenter__(self) -> SandboxService:
-        for job_id in self.files.ids():
-            job = self._job(job_id)
-            if job is not None and job.webhook_url and not job.callback_done:
-                self._spawn(job)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def received(self) -> list[SandboxJob]:
-        """The jobs this service holds: received since it started, or read back from its state dir."""
-        return list(self._jobs.values())
-
-    @property
-    def pending_callbacks(self) -> int:
-        return len(self._tasks)
-
-    async def idle(self) -> None:
-        """Wait until every callback in flight was delivered or given up."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def register_routes(self, app: web.Application) -> None:
-        app.router.add_post("/sandbox/v1/images", self._submit)
-        app.router.add_get("/sandbox/v1/images/{id}", self._status)
-        app.router.add_get("/sandbox/v1/files/{id}/{index}.{ext}", self._file)
-
-    async def _submit(self, request: web.Request) -> web.Response:
-        self.submits += 1
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return _error(401, f"missing or wrong Authorization header: send `Bearer {TOKEN}`")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "body: must be JSON")
-        try:
-            job, urls = parse_body(body, now=self.clock(), base_url=str(request.url.origin()))
-            job.references = [await self._reference(i, url) for i, url in enumerate(urls)]
-        except Invalid as exc:
-            return _error(400, str(exc))
-        job.n_refs = len(job.references)
-        await asyncio.to_thread(self.files.save, job)
-        self._jobs[job.id] = job
-        if job.webhook_url:
-            self._spawn(job)
-        return web.json_response({"id": job.id, "status": "queued"}, status=202)
-
-    async def _status(self, request: web.Request) -> web.Response:
-        self.polls += 1
-        job = self._job(request.match_info["id"])
-        if job is None:
-            return _error(404, "no such job")
-        return web.json_response(self._view(job, str(request.url.origin())))
-
-    async def _file(self, request: web.Request) -> web.StreamResponse:
-        job = self._job(request.match_info["id"])
-        index = request.match_info["index"]
-        if (
-            job is None
-            or self._phase(job) != "completed"
-            or request.match_info["ext"] != job.output_format
-            or not (index.isdigit() and int(index) < job.num_images)
-        ):
-            return _error(404, "no such file")
-        data = await asyncio.to_thread(self.files.image, job, int(index))
-        return web.Response(body=data, content_type=_MIME[job.output_format])
-
-    async def _reference(self, index: int, url: str) -> bytes:
-        name = f"reference_image_urls[{index}]"
-        if url.startswith("data:"):
-            data = decode_data_uri(name, url)
-        elif url.startswith(("http://", "https://")):
-            data = await self._fetch(name, url)
-        else:
-            raise Invalid(f"{name}: must be a data: URI or an http(s) URL")
-        try:
-            await asyncio.to_thread(sandbox_art.decode_image, data)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise Invalid(f"{name}: is not an image Pillow can read") from exc
-        return data
-
-    async def _fetch(self, name: str, url: str) -> bytes:
-        try:
-            async with self.client.stream("GET", url) as response:
-                if response.status_code != 200:
-                    raise Invalid(f"{name}: fetching it answered HTTP {response.status_code}")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > MAX_REFERENCE_BYTES:
-                        raise Invalid(f"{name}: larger than {MAX_REFERENCE_BYTES} bytes")
-                return bytes(data)
-        except httpx.HTTPError as exc:
-            raise Invalid(f"{name}: could not be fetched ({type(exc).__name__})") from exc
-
-    def _job(self, job_id: str) -> SandboxJob | None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            job = self.files.load(job_id)
-            if job is not None:
-                self._jobs[job_id] = job
-        return job
-
-    def _phase(self, job: SandboxJob) -> str:
-        """Where a job is, from its submit time alone: no timers, and it survives a restart."""
-        elapsed = self.clock() - job.submitted_at
-        if elapsed >= self.delay:
-            return "failed" if job.fails else "completed"
-        return "queued" if elapsed < self.delay / 2 else "processing"
-
-    def _view(self, job: SandboxJob, base_url: str, phase: str | None = None) -> dict[str, Any]:
-        phase = phase or self._phase(job)
-        return {
-            "id": job.id,
-            "status": phase,
-            "images": job.image_urls(base_url) if phase == "completed" else [],
-            "seed": job.seed,
-            "error": FAIL_MESSAGE if phase == "failed" else None,
-        }
-
-    def _spawn(self, job: SandboxJob) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(job), name=f"sandbox-callback-{job.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, job: SandboxJob) -> None:
-        url = job.webhook_url
-        if url is None:
-            return
-        wait = job.submitted_at + self.delay - self.clock()
-        if wait > 0:
-            await self._sleep(wait)
-        # Finished by now whatever the injected clock says, so the outcome is stated directly.
-        view = self._view(job, job.base_url, "failed" if job.fails else "completed")
-        body = {key: view[key] for key in ("id", "status", "images")}
-        for attempt in range(self._callback_attempts):
-            try:
-                response = await self.client.post(url, json=body)
-            except httpx.TransportError as exc:
-                log.info("sandbox: callback for %s failed (%s)", job.id, type(exc).__name__)
-            else:
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        log.warning("sandbox: callback for %s answered HTTP %s", job.id, response.status_code)
-                    break
-            if attempt + 1 < self._callback_attempts:
-                await self._sleep(self._callback_backoff * 2**attempt)
-        # Sent or given up: either way not again after a restart (the bot polls what it missed).
-        job.callback_done = True
-        await asyncio.to_thread(self.files.save_record, job)
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
 
 # --- the client -------------------------------------------------------------------------------------
 
@@ -256,11 +56,13 @@ class SandboxSettings(PluginSettings):
 
     # Seconds the sandbox waits before finishing a job (0: at once).
     delay_seconds: float = Field(default=0.5, ge=0)
+    # Let the sandbox run on a server that listens beyond loopback (HIDREAM_HTTP_HOST).
+    allow_remote: bool = False
 
 
 class SandboxProvider(HttpProvider[SandboxSettings]):
     """Talks to a SandboxService (normally the bot's own server) like to any real provider. When it is
-    given the service, it starts and stops it with itself."""
+    given the service, it starts and stops it with itself and uses its token; else `token`."""
 
     name = "sandbox"
     settings_class = SandboxSettings
@@ -276,12 +78,14 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
         base_url: str,
         options: SandboxSettings | None = None,
         service: SandboxService | None = None,
+        token: str | None = None,
         retry: RetryPolicy | None = None,
         sleep: Sleep | None = None,
     ) -> None:
         super().__init__(settings, client, options=options, retry=retry, sleep=sleep)
         self.base_url = base_url.rstrip("/")
         self.service = service
+        self.token = service.token if service is not None else token
 
     async def __aenter__(self) -> SandboxProvider:
         if self.service is not None:
@@ -356,9 +160,8 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
         # Sandbox callbacks are unsigned: only a hint to read the status.
         return None
 
-    @staticmethod
-    def _auth() -> dict[str, str]:
-        return {"Authorization": f"Bearer {TOKEN}"}
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 class SandboxPlugin(ProviderPlugin[SandboxSettings]):
@@ -377,7 +180,18 @@ class SandboxPlugin(ProviderPlugin[SandboxSettings]):
         return None
 
     def build(self, context: ProviderContext, settings: SandboxSettings) -> SandboxProvider:
-        service = SandboxService(context.http, context.state_dir, delay=settings.delay_seconds)
+        refuse_remote(settings, context.settings)
+        core = context.settings
+        # The sandbox's jobs live as long as the bot's own images (0 keeps them forever).
+        days = core.media_retention_days
+        service = SandboxService(
+            context.http,
+            context.state_dir,
+            own=OwnServer(context.server_url, (core.public_url,) if core.public_url else ()),
+            delay=settings.delay_seconds,
+            max_image_bytes=core.max_image_bytes,
+            max_age=days * DAY if days else None,
+        )
         return SandboxProvider(
             context.settings,
             context.http,
@@ -386,9 +200,34 @@ class SandboxPlugin(ProviderPlugin[SandboxSettings]):
             service=service,
         )
 
+    def warnings(self, settings: SandboxSettings, core: Settings) -> list[str]:
+        # Not a warning but a refusal: `check` and `run` both stop here, naming the setting.
+        refuse_remote(settings, core)
+        return []
+
     def add_routes(self, app: web.Application, provider: Provider) -> None:
         assert isinstance(provider, SandboxProvider) and provider.service is not None
         provider.service.register_routes(app)
+
+
+def refuse_remote(settings: SandboxSettings, core: Settings) -> None:
+    """The sandbox's routes are for this machine: a server listening beyond loopback needs consent."""
+    if settings.allow_remote or is_loopback(core.http_host):
+        return
+    raise ConfigError(
+        f"HIDREAM_HTTP_HOST={core.http_host} is not a loopback address, and the sandbox provider would "
+        "serve its API there: use 127.0.0.1, configure a real provider, or set "
+        "HIDREAM_SANDBOX_ALLOW_REMOTE=true"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 plugin = SandboxPlugin()

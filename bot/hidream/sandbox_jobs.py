@@ -1,8 +1,9 @@
-"""The sandbox service's jobs: the submit body's rules, and the files a job lives in.
+"""The sandbox service's jobs: the submit body's rules, where it may send requests, and the files a
+job lives in.
 
 A job is state_dir/<id>.json plus its reference images as <id>.ref<k>, written before the submit is
 answered (references first, so a job file always has them beside it). Rendered images are cached as
-<id>.<index>.<format>.
+<id>.<index>.<format>. All of a job's files go when it is older than the service's retention.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 PROMPT_MAX = 5000
 _FAIL_RE = re.compile(r"(?<![\w-])sandbox-fail(?![\w-])", re.IGNORECASE)
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# A media id or a callback token of the bot's (secrets.token_urlsafe), and a signed link's query.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_QUERY_RE = re.compile(r"[A-Za-z0-9_.~%&=+-]{0,1000}")
 _FIELDS = {
     "prompt", "width", "height", "seed", "num_images", "output_format", "model",
     "reference_image_urls", "keep_original_aspect", "webhook_url",
@@ -40,9 +44,33 @@ class Invalid(Exception):
     """A submit body the sandbox refuses; the message starts with the field's name."""
 
 
+@dataclass(frozen=True)
+class OwnServer:
+    """The bot's own server: the one place the sandbox sends requests to (reference images from its
+    /media/ links, callbacks to its /webhooks/), so a submit cannot point it anywhere else in the
+    operator's network. `aliases` are other base URLs of the same server (HIDREAM_PUBLIC_URL); a link
+    under one of them is sent straight to `url`."""
+
+    url: str
+    aliases: tuple[str, ...] = ()
+
+    def local(self, link: str, route: str) -> str | None:
+        """`link` as a URL on `url` when it is `<a base of ours>/<route>/<id>[?query]`, else None."""
+        for base in (self.url, *self.aliases):
+            head = f"{base.rstrip('/')}/{route}/"
+            if not base or not link.startswith(head):
+                continue
+            token, sep, query = link[len(head) :].partition("?")
+            if _TOKEN_RE.fullmatch(token) and _QUERY_RE.fullmatch(query):
+                return f"{self.url.rstrip('/')}/{route}/{token}{sep}{query}"
+        return None
+
+
 @dataclass
 class SandboxJob:
-    """One sandbox job as stored (the references are kept in their own files)."""
+    """One sandbox job as stored. Its reference images live in their own files: `references` is
+    filled only when they are read back (JobFiles.load(..., references=True)); the jobs a service
+    keeps in memory hold none."""
 
     id: str
     prompt: str
@@ -158,8 +186,8 @@ class JobFiles:
             if _ID_RE.match(path.stem):
                 yield path.stem
 
-    def save(self, job: SandboxJob) -> None:
-        for i, data in enumerate(job.references):
+    def save(self, job: SandboxJob, references: Sequence[bytes]) -> None:
+        for i, data in enumerate(references):
             write_atomic(self.dir / f"{job.id}.ref{i}", data)
         self.save_record(job)
 
@@ -168,14 +196,15 @@ class JobFiles:
         del record["references"]
         write_atomic(self.dir / f"{job.id}.json", json.dumps(record).encode())
 
-    def load(self, job_id: str) -> SandboxJob | None:
+    def load(self, job_id: str, *, references: bool = False) -> SandboxJob | None:
         """The stored job, or None for an unknown (or malformed) id."""
         if not _ID_RE.match(job_id):
             return None
         path = self.dir / f"{job_id}.json"
         try:
             job = SandboxJob(**json.loads(path.read_text(encoding="utf-8")))
-            job.references = [(self.dir / f"{job_id}.ref{i}").read_bytes() for i in range(job.n_refs)]
+            if references:
+                job.references = self.references(job)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
@@ -183,14 +212,51 @@ class JobFiles:
             return None
         return job
 
+    def references(self, job: SandboxJob) -> list[bytes]:
+        return [(self.dir / f"{job.id}.ref{i}").read_bytes() for i in range(job.n_refs)]
+
     def image(self, job: SandboxJob, index: int) -> bytes:
         """Rendered once, then read back (rendering is deterministic, so two racing renders agree)."""
         path = self.dir / f"{job.id}.{index}.{job.output_format}"
         if path.exists():
             return path.read_bytes()
-        data = sandbox_art.render(job.art(), job.references, index)
+        data = sandbox_art.render(job.art(), self.references(job), index)
         write_atomic(path, data)
         return data
+
+    def sweep(self, cutoff: float) -> list[str]:
+        """Delete the jobs submitted before `cutoff` (record, references, rendered images), except one
+        whose callback is still to be sent, and files of no job last changed before it (a write cut
+        short). Returns the ids of the jobs deleted."""
+        groups: dict[str, list[Path]] = {}
+        for path in self.dir.iterdir():
+            job_id = path.name.partition(".")[0]
+            if _ID_RE.match(job_id):
+                groups.setdefault(job_id, []).append(path)
+            elif path.name.endswith(".tmp") and _mtime(path) < cutoff:
+                path.unlink(missing_ok=True)
+        removed = []
+        for job_id, paths in groups.items():
+            record = self.dir / f"{job_id}.json"
+            job = self.load(job_id) if record in paths else None
+            if job is not None and job.webhook_url and not job.callback_done:
+                continue
+            when = job.submitted_at if job is not None else max(_mtime(p) for p in paths)
+            if when >= cutoff:
+                continue
+            # The record first: from then on the job is unknown, whatever else a crash leaves behind.
+            record.unlink(missing_ok=True)
+            for path in paths:
+                path.unlink(missing_ok=True)
+            removed.append(job_id)
+        return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
