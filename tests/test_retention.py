@@ -12,7 +12,8 @@ from pathlib import Path
 from bot.jobs import JobState
 from bot.retention import DAY, Retention, Swept
 from storage import retention as sql
-from storage.sqlite import MIGRATIONS, Store
+from storage.schema import MIGRATIONS
+from storage.sqlite import Store
 from tests.test_store import NOW, make_job
 
 

@@ -12,7 +12,8 @@ import pytest
 from bot.errors import QuotaExceeded
 from bot.jobs import Job, JobState
 from bot.requests import ImageRequest
-from storage.sqlite import MIGRATIONS, Store
+from storage.schema import MIGRATIONS
+from storage.sqlite import Store
 
 NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 UTC
 

@@ -197,7 +197,8 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
 def test_migration_moves_workspace_limits_and_drops_untenanted_ones(tmp_path: Path) -> None:
     import asyncio
 
-    from storage.sqlite import MIGRATIONS, Store
+    from storage.schema import MIGRATIONS
+    from storage.sqlite import Store
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
