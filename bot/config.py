@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
+    # The most jobs this process works on at once; the rest wait in the queue, told their position.
+    max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
 
     @field_validator("public_url")

@@ -8,6 +8,11 @@ submitting  -> the request may have been sent but its answer was lost: wait for 
 running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
+
+At most `HIDREAM_MAX_ACTIVE_JOBS` jobs are worked at once (resumed ones too): the others wait for a
+slot, still `queued` in the store, and their requesters are told their place in the line. Progress
+edits follow the policy of `bot.pacing`: one job's at most every 2 s, fewer the more jobs there are,
+and never more than a fixed number a second in all.
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ from bot.errors import (
 from bot.hidream.base import Provider, ProviderStatus, Sleep, SubmitSpec, status_from_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
+from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 2.0
+__all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
+
 PROGRESS_TICK = 5.0
 # While waiting for a callback, poll anyway after this long: callbacks can be lost.
 CALLBACK_GRACE = 30.0
@@ -74,7 +81,8 @@ class JobRunner:
         self.signer: LinkSigner | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
-        self._last_progress: dict[str, float] = {}
+        self._slots = Slots(settings.max_active_jobs)
+        self._gate = ProgressGate(clock)
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
@@ -97,7 +105,8 @@ class JobRunner:
         self.surfaces[surface.name] = surface
 
     def start(self, job_id: str) -> None:
-        """Run the job in its own task, unless this process already runs it."""
+        """Run the job in its own task, unless this process already runs it. The task waits for a
+        slot first when `HIDREAM_MAX_ACTIVE_JOBS` jobs are being worked."""
         if job_id in self._tasks:
             return
         task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
@@ -135,11 +144,12 @@ class JobRunner:
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
         self._wakers.pop(job_id, None)
-        self._last_progress.pop(job_id, None)
+        self._gate.forget(job_id)
 
     async def _run(self, job_id: str) -> None:
         try:
-            await self._steps(job_id)
+            if await self._take_slot(job_id):
+                await self._steps(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -147,6 +157,37 @@ class JobRunner:
             job = await self.store.job(job_id)
             if job is not None and job.state not in TERMINAL:
                 await self.fail(job, SORRY)
+        finally:
+            self._slots.leave(job_id)
+
+    async def _take_slot(self, job_id: str) -> bool:
+        """Wait in line for a slot, telling the requester their place; False when the job is over
+        (or its deadline passed while it waited: then it is failed here)."""
+        if self._slots.take(job_id):
+            return True
+        job = await self.store.job(job_id)
+        if job is None or job.state in TERMINAL:
+            return False
+        turn = self._slots.join(job_id)
+        told: int | None = None
+        woken = False
+        while not turn.done():
+            expired = self._timed_out(job) if job.state in _AT_PROVIDER else None
+            if expired is not None:
+                self._slots.leave(job_id)
+                await self.fail(job, expired)
+                return False
+            position = self._slots.position(job_id)
+            if position != told and await self._progress(job, "queued", position):
+                told = position
+            # Look again when this job may next be shown its place, or at its deadline.
+            wait = max(self._gate.next_try(job_id, len(self._tasks)) - self.clock(), PROGRESS_EVERY)
+            if job.state in _AT_PROVIDER:
+                wait = min(wait, job.deadline - self.clock())
+            woken = await wait_for_turn(turn, self._waker(job_id), wait) or woken
+        if woken:
+            self.wake(job_id)  # a callback came while the job waited: its next step looks at once
+        return True
 
     async def _steps(self, job_id: str) -> None:
         while True:
@@ -193,20 +234,17 @@ class JobRunner:
         return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
 
     async def _progress(
-        self, job: Job, stage: str, queue_position: int | None = None, *, force: bool = False
-    ) -> None:
-        now = self.clock()
-        last = self._last_progress.get(job.id)
-        if not force and last is not None and now - last < PROGRESS_EVERY:
-            return
+        self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
+    ) -> bool:
+        """Show the job's progress if the policy of `bot.pacing` allows it now; True when shown."""
         surface = self.surfaces.get(job.surface)
-        if surface is None:
-            return
-        self._last_progress[job.id] = now
+        if surface is None or not self._gate.allow(job.id, len(self._tasks), milestone=milestone):
+            return False
         try:
-            await surface.progress(job, Progress(stage, now - job.created_at, queue_position))
+            await surface.progress(job, Progress(stage, self.clock() - job.created_at, queue_position))
         except Exception:
             log.warning("job %s: progress update failed", job.id, exc_info=True)
+        return True
 
     async def _wait_for_wake(self, job_id: str, seconds: float) -> bool:
         """Sleep until a callback wakes the job or `seconds` pass. True when woken."""
@@ -223,7 +261,7 @@ class JobRunner:
     async def _submit(self, provider: Provider, job: Job) -> None:
         if not await self.store.transition(job.id, JobState.SUBMITTING):
             return
-        await self._progress(job, "queued", await self.store.queue_position(job), force=True)
+        await self._progress(job, "queued", await self.store.queue_position(job), milestone=True)
         try:
             spec = self._submit_spec(job, await self._reference_urls(job))
             provider_job_id = await provider.submit(spec)
@@ -344,7 +382,7 @@ class JobRunner:
             return False
         if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
             return True
-        await self._progress(job, "delivering", force=True)
+        await self._progress(job, "delivering", milestone=True)
         images = await self.result_images(job)
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
