@@ -4,7 +4,9 @@ Each step starts from the state the store holds, so a job picked up after a cras
 it was: nothing in memory is needed to finish it.
 
 queued      -> submit to the provider (state `submitting` is written first)
-submitting  -> the request may have been sent but its answer was lost: wait for a callback
+submitting  -> the request may have been sent but its answer was lost: wait for the provider's
+               callback; the id it names is bound to the job once a status read confirms it
+               (`bot.recovery`), then the job goes on as `running`
 running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
@@ -33,10 +35,11 @@ from bot.errors import (
     ProviderUnreachable,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import Provider, ProviderStatus, Sleep, SubmitSpec, status_from_dict
+from bot.hidream.base import LostAnswer, Provider, ProviderStatus, Sleep, SubmitSpec
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
+from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class JobRunner:
         self._wakers: dict[str, asyncio.Event] = {}
         self._slots = Slots(settings.max_active_jobs)
         self._gate = ProgressGate(clock)
+        self._records = SubmitRecords(store)
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
@@ -117,6 +121,11 @@ class JobRunner:
         """Something new is stored for the job (a callback): look at it now, not at the next poll."""
         self._waker(job_id).set()
 
+    async def note_candidate(self, job_id: str, named: str) -> None:
+        """A callback on the job's own URL named `named` while the job does not know its provider
+        id (a lost submit answer, or one not read yet): keep it to be confirmed by the job's task."""
+        await self._records.note(job_id, named)
+
     async def resume(self) -> int:
         """Start every job that is not finished. Called once surfaces are registered."""
         jobs = await self.store.unfinished_jobs()
@@ -145,6 +154,7 @@ class JobRunner:
         self._tasks.pop(job_id, None)
         self._wakers.pop(job_id, None)
         self._gate.forget(job_id)
+        self._records.forget(job_id)
 
     async def _run(self, job_id: str) -> None:
         try:
@@ -262,12 +272,17 @@ class JobRunner:
         if not await self.store.transition(job.id, JobState.SUBMITTING):
             return
         await self._progress(job, "queued", await self.store.queue_position(job), milestone=True)
+        await self._send(provider, job, [])
+
+    async def _send(self, provider: Provider, job: Job, started: list[str]) -> None:
+        """Ask the provider for the job's requests after those `started`; then the job is running."""
         try:
-            spec = self._submit_spec(job, await self._reference_urls(job))
+            spec = self._submit_spec(job, await self._reference_urls(job), started)
             provider_job_id = await provider.submit(spec)
         except SubmitOutcomeUnknown as exc:
+            known = exc.started if isinstance(exc, LostAnswer) else started
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
-            await self.store.annotate(job.id, JobState.SUBMITTING, error=exc.user_message)
+            await self._records.lost(job.id, known, exc.user_message)
             return
         except ProviderError as exc:
             log.warning("job %s: provider refused: %s", job.id, exc)
@@ -279,11 +294,11 @@ class JobRunner:
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
 
-    def _submit_spec(self, job: Job, reference_urls: list[str]) -> SubmitSpec:
+    def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (
             f"{self.settings.public_url}/webhooks/{job.callback_token}" if self.callbacks_enabled else None
         )
-        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback)
+        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback, tuple(started))
 
     async def _reference_urls(self, job: Job) -> list[str]:
         urls = []
@@ -301,10 +316,12 @@ class JobRunner:
     # --- wait ------------------------------------------------------------------------------------
 
     async def _await_unknown(self, provider: Provider, job: Job) -> None:
-        """We cannot ask the provider about a request whose id we never read. Only a callback can save it."""
+        """We cannot ask the provider about a request whose id we never read. Only a callback can
+        save it: one that carries the result, or one that names the id (then confirmed and bound)."""
         cached = await self.store.callback_status(job.id)
-        if cached is not None:
-            await self._settle_status(provider, job, status_from_dict(cached))
+        final = final_status(cached)
+        if final is not None:
+            await self._settle_status(provider, job, final)
             return
         if not self.callbacks_enabled:
             await self.fail(
@@ -313,16 +330,36 @@ class JobRunner:
                 or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
             )
             return
+        ids = await self._records.recover(provider, job, SubmitRecord.read(cached))
+        if ids is not None:
+            await self._bind(provider, job, ids)
+            return
         await self._progress(job, "running")
         await self._wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - self.clock()))
+
+    async def _bind(self, provider: Provider, job: Job, ids: list[str]) -> None:
+        """The job's requests so far are `ids`: send the rest, or go on as `running` with them."""
+        if len(ids) < provider.requests_for(job.request):
+            log.info(
+                "job %s: %s confirmed %s; sending the job's remaining requests",
+                job.id,
+                provider.name,
+                ids[-1],
+            )
+            await self._records.sending(job.id, ids)
+            await self._send(provider, job, ids)
+            return
+        provider_job_id = provider.join_ids(ids)
+        if await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None):
+            log.info("job %s: recovered from its callback as %s", job.id, provider_job_id)
+            self.wake(job.id)  # read its status now: the callback that named it has come already
 
     async def _await_result(self, provider: Provider, job: Job) -> None:
         interval = provider.poll_interval
         cap = self.callback_grace if self.callbacks_enabled else POLL_CAP
         next_poll = self.clock() + (self.callback_grace if self.callbacks_enabled else interval)
         while True:
-            cached = await self.store.callback_status(job.id)
-            status: ProviderStatus | None = status_from_dict(cached) if cached is not None else None
+            status = recorded_status(await self.store.callback_status(job.id))
             if status is None and self.clock() >= next_poll:
                 status = await self._poll(provider, job)
                 interval = min(interval * 1.5, cap)
