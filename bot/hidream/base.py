@@ -62,8 +62,7 @@ class SubmitSpec:
     reference_urls: list[str] = field(default_factory=list)
     # Where to call back, or None to be polled.
     callback_url: str | None = None
-    # Requests of this job already made, by their ids (a job that needs several, sent after a lost
-    # answer was recovered): only the rest are sent.
+    # Ids of this job's requests already made (after a lost answer was recovered): send only the rest.
     started: tuple[str, ...] = ()
 
 
@@ -140,16 +139,12 @@ class Provider(ABC):
         return None
 
     def callback_job_id(self, body: bytes) -> str | None:
-        """The provider's id of the job (or of one request of it) that a callback's body names.
-
-        Read only when the answer to a submit was lost, so the job does not know its id: the runner
-        binds the id after a status read with it confirms the job. None: the body names no usable id
-        (and the job can then be saved only by a callback that carries its result)."""
+        """The provider's id of the job (or of one request of it) that a callback's body names, read
+        when the job does not know its id (a lost submit answer); None when it names no usable id."""
         return None
 
     def requests_for(self, request: ImageRequest) -> int:
-        """How many requests `submit` makes for this request (several when the API makes one image
-        a request)."""
+        """How many requests `submit` makes for this request (APIs that make one image a request)."""
         return 1
 
     def join_ids(self, ids: Sequence[str]) -> str:
