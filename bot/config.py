@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
     # Images not used for this many days, and finished jobs' bulky data, are deleted; 0 keeps all.
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
+    # The most jobs this process works on at once; the rest wait in the queue, told their position.
+    max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
 
     @field_validator("public_url")

@@ -263,6 +263,15 @@ class Engine:
         status = await provider.parse_callback(job.provider_job_id, headers, body)
         if job.state in TERMINAL:
             return  # a repeat or a late one: accepted, changes nothing
+        if job.state is JobState.SUBMITTING and (
+            status is None or status.state not in ("completed", "failed")
+        ):
+            # The job does not know its provider id (the submit's answer is lost, or not read yet):
+            # the id this callback names is kept for the runner to confirm with the provider.
+            named = provider.callback_job_id(body)
+            if named is not None:
+                await self.runner.note_candidate(job.id, named)
+            status = None
         if status is not None:
             await self.store.record_callback(job.id, status_to_dict(status))
         self.runner.wake(job.id)

@@ -4,10 +4,17 @@ Each step starts from the state the store holds, so a job picked up after a cras
 it was: nothing in memory is needed to finish it.
 
 queued      -> submit to the provider (state `submitting` is written first)
-submitting  -> the request may have been sent but its answer was lost: wait for a callback
+submitting  -> the request may have been sent but its answer was lost: wait for the provider's
+               callback; the id it names is bound to the job once a status read confirms it
+               (`bot.recovery`), then the job goes on as `running`
 running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
+
+At most `HIDREAM_MAX_ACTIVE_JOBS` jobs are worked at once (resumed ones too): the others wait for a
+slot, still `queued` in the store, and their requesters are told their place in the line. Progress
+edits follow the policy of `bot.pacing`: one job's at most every 2 s, fewer the more jobs there are,
+and never more than a fixed number a second in all.
 """
 
 from __future__ import annotations
@@ -28,14 +35,17 @@ from bot.errors import (
     ProviderUnreachable,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import Provider, ProviderStatus, Sleep, SubmitSpec, status_from_dict
+from bot.hidream.base import LostAnswer, Provider, ProviderStatus, Sleep, SubmitSpec
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
+from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
+from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 2.0
+__all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
+
 PROGRESS_TICK = 5.0
 # While waiting for a callback, poll anyway after this long: callbacks can be lost.
 CALLBACK_GRACE = 30.0
@@ -74,7 +84,9 @@ class JobRunner:
         self.signer: LinkSigner | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
-        self._last_progress: dict[str, float] = {}
+        self._slots = Slots(settings.max_active_jobs)
+        self._gate = ProgressGate(clock)
+        self._records = SubmitRecords(store)
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
@@ -97,7 +109,8 @@ class JobRunner:
         self.surfaces[surface.name] = surface
 
     def start(self, job_id: str) -> None:
-        """Run the job in its own task, unless this process already runs it."""
+        """Run the job in its own task, unless this process already runs it. The task waits for a
+        slot first when `HIDREAM_MAX_ACTIVE_JOBS` jobs are being worked."""
         if job_id in self._tasks:
             return
         task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
@@ -107,6 +120,11 @@ class JobRunner:
     def wake(self, job_id: str) -> None:
         """Something new is stored for the job (a callback): look at it now, not at the next poll."""
         self._waker(job_id).set()
+
+    async def note_candidate(self, job_id: str, named: str) -> None:
+        """A callback on the job's own URL named `named` while the job does not know its provider
+        id (a lost submit answer, or one not read yet): keep it to be confirmed by the job's task."""
+        await self._records.note(job_id, named)
 
     async def resume(self) -> int:
         """Start every job that is not finished. Called once surfaces are registered."""
@@ -135,11 +153,13 @@ class JobRunner:
     def _forget(self, job_id: str) -> None:
         self._tasks.pop(job_id, None)
         self._wakers.pop(job_id, None)
-        self._last_progress.pop(job_id, None)
+        self._gate.forget(job_id)
+        self._records.forget(job_id)
 
     async def _run(self, job_id: str) -> None:
         try:
-            await self._steps(job_id)
+            if await self._take_slot(job_id):
+                await self._steps(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -147,6 +167,37 @@ class JobRunner:
             job = await self.store.job(job_id)
             if job is not None and job.state not in TERMINAL:
                 await self.fail(job, SORRY)
+        finally:
+            self._slots.leave(job_id)
+
+    async def _take_slot(self, job_id: str) -> bool:
+        """Wait in line for a slot, telling the requester their place; False when the job is over
+        (or its deadline passed while it waited: then it is failed here)."""
+        if self._slots.take(job_id):
+            return True
+        job = await self.store.job(job_id)
+        if job is None or job.state in TERMINAL:
+            return False
+        turn = self._slots.join(job_id)
+        told: int | None = None
+        woken = False
+        while not turn.done():
+            expired = self._timed_out(job) if job.state in _AT_PROVIDER else None
+            if expired is not None:
+                self._slots.leave(job_id)
+                await self.fail(job, expired)
+                return False
+            position = self._slots.position(job_id)
+            if position != told and await self._progress(job, "queued", position):
+                told = position
+            # Look again when this job may next be shown its place, or at its deadline.
+            wait = max(self._gate.next_try(job_id, len(self._tasks)) - self.clock(), PROGRESS_EVERY)
+            if job.state in _AT_PROVIDER:
+                wait = min(wait, job.deadline - self.clock())
+            woken = await wait_for_turn(turn, self._waker(job_id), wait) or woken
+        if woken:
+            self.wake(job_id)  # a callback came while the job waited: its next step looks at once
+        return True
 
     async def _steps(self, job_id: str) -> None:
         while True:
@@ -193,20 +244,17 @@ class JobRunner:
         return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
 
     async def _progress(
-        self, job: Job, stage: str, queue_position: int | None = None, *, force: bool = False
-    ) -> None:
-        now = self.clock()
-        last = self._last_progress.get(job.id)
-        if not force and last is not None and now - last < PROGRESS_EVERY:
-            return
+        self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
+    ) -> bool:
+        """Show the job's progress if the policy of `bot.pacing` allows it now; True when shown."""
         surface = self.surfaces.get(job.surface)
-        if surface is None:
-            return
-        self._last_progress[job.id] = now
+        if surface is None or not self._gate.allow(job.id, len(self._tasks), milestone=milestone):
+            return False
         try:
-            await surface.progress(job, Progress(stage, now - job.created_at, queue_position))
+            await surface.progress(job, Progress(stage, self.clock() - job.created_at, queue_position))
         except Exception:
             log.warning("job %s: progress update failed", job.id, exc_info=True)
+        return True
 
     async def _wait_for_wake(self, job_id: str, seconds: float) -> bool:
         """Sleep until a callback wakes the job or `seconds` pass. True when woken."""
@@ -223,13 +271,18 @@ class JobRunner:
     async def _submit(self, provider: Provider, job: Job) -> None:
         if not await self.store.transition(job.id, JobState.SUBMITTING):
             return
-        await self._progress(job, "queued", await self.store.queue_position(job), force=True)
+        await self._progress(job, "queued", await self.store.queue_position(job), milestone=True)
+        await self._send(provider, job, [])
+
+    async def _send(self, provider: Provider, job: Job, started: list[str]) -> None:
+        """Ask the provider for the job's requests after those `started`; then the job is running."""
         try:
-            spec = self._submit_spec(job, await self._reference_urls(job))
+            spec = self._submit_spec(job, await self._reference_urls(job), started)
             provider_job_id = await provider.submit(spec)
         except SubmitOutcomeUnknown as exc:
+            known = exc.started if isinstance(exc, LostAnswer) else started
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
-            await self.store.annotate(job.id, JobState.SUBMITTING, error=exc.user_message)
+            await self._records.lost(job.id, known, exc.user_message)
             return
         except ProviderError as exc:
             log.warning("job %s: provider refused: %s", job.id, exc)
@@ -241,11 +294,11 @@ class JobRunner:
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
 
-    def _submit_spec(self, job: Job, reference_urls: list[str]) -> SubmitSpec:
+    def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (
             f"{self.settings.public_url}/webhooks/{job.callback_token}" if self.callbacks_enabled else None
         )
-        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback)
+        return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback, tuple(started))
 
     async def _reference_urls(self, job: Job) -> list[str]:
         urls = []
@@ -263,10 +316,12 @@ class JobRunner:
     # --- wait ------------------------------------------------------------------------------------
 
     async def _await_unknown(self, provider: Provider, job: Job) -> None:
-        """We cannot ask the provider about a request whose id we never read. Only a callback can save it."""
+        """We cannot ask the provider about a request whose id we never read. Only a callback can
+        save it: one that carries the result, or one that names the id (then confirmed and bound)."""
         cached = await self.store.callback_status(job.id)
-        if cached is not None:
-            await self._settle_status(provider, job, status_from_dict(cached))
+        final = final_status(cached)
+        if final is not None:
+            await self._settle_status(provider, job, final)
             return
         if not self.callbacks_enabled:
             await self.fail(
@@ -275,16 +330,36 @@ class JobRunner:
                 or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
             )
             return
+        ids = await self._records.recover(provider, job, SubmitRecord.read(cached))
+        if ids is not None:
+            await self._bind(provider, job, ids)
+            return
         await self._progress(job, "running")
         await self._wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - self.clock()))
+
+    async def _bind(self, provider: Provider, job: Job, ids: list[str]) -> None:
+        """The job's requests so far are `ids`: send the rest, or go on as `running` with them."""
+        if len(ids) < provider.requests_for(job.request):
+            log.info(
+                "job %s: %s confirmed %s; sending the job's remaining requests",
+                job.id,
+                provider.name,
+                ids[-1],
+            )
+            await self._records.sending(job.id, ids)
+            await self._send(provider, job, ids)
+            return
+        provider_job_id = provider.join_ids(ids)
+        if await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None):
+            log.info("job %s: recovered from its callback as %s", job.id, provider_job_id)
+            self.wake(job.id)  # read its status now: the callback that named it has come already
 
     async def _await_result(self, provider: Provider, job: Job) -> None:
         interval = provider.poll_interval
         cap = self.callback_grace if self.callbacks_enabled else POLL_CAP
         next_poll = self.clock() + (self.callback_grace if self.callbacks_enabled else interval)
         while True:
-            cached = await self.store.callback_status(job.id)
-            status: ProviderStatus | None = status_from_dict(cached) if cached is not None else None
+            status = recorded_status(await self.store.callback_status(job.id))
             if status is None and self.clock() >= next_poll:
                 status = await self._poll(provider, job)
                 interval = min(interval * 1.5, cap)
@@ -344,7 +419,7 @@ class JobRunner:
             return False
         if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
             return True
-        await self._progress(job, "delivering", force=True)
+        await self._progress(job, "delivering", milestone=True)
         images = await self.result_images(job)
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:

@@ -6,8 +6,9 @@ the mode: `hidream-o1-1.5/text-to-image`, or `hidream-o1-1.5/edit` with `referen
 
 The documented parameters have no image count, so `--n 3` is three submits whose ids are joined
 with "," into one provider job id; the job is complete when all of them are, and fails when one
-fails. Each submit follows the base resend policy (never resent when its outcome is unknown); when a
-later one fails, the error ends the job and the images already started are named in the log.
+fails. Each submit follows the base resend policy (never resent when its outcome is unknown; the
+runner recovers a lost answer from its callback and then sends the rest); when a later one fails,
+the error ends the job and the images already started are named in the log.
 
 The callback (`webhook_url` in the body) is treated as a hint: the bot has no Atlas Cloud signing
 secret, so it reads the prediction back from Atlas Cloud before believing anything.
@@ -24,7 +25,7 @@ from typing import Any
 from pydantic_settings import SettingsConfigDict
 
 from bot.errors import BadInput, ProviderBusy
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
 from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 
@@ -129,23 +130,11 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
             body["webhook_url"] = spec.callback_url
         return body
 
+    def requests_for(self, request: ImageRequest) -> int:
+        return request.n
+
     async def submit(self, spec: SubmitSpec) -> str:
-        ids: list[str] = []
-        for index in range(spec.request.n):
-            try:
-                ids.append(await self._submit_one(spec, index))
-            except Exception:
-                if ids:
-                    # Already started (and billed); nobody will collect them, so the operator should know.
-                    log.warning(
-                        "Atlas Cloud job %s: submit %d of %d failed; orphaned %s",
-                        spec.job_id,
-                        index + 1,
-                        spec.request.n,
-                        ids,
-                    )
-                raise
-        return ID_SEPARATOR.join(ids)
+        return await self.submit_each(spec, lambda index: self._submit_one(spec, index))
 
     async def _submit_one(self, spec: SubmitSpec, index: int) -> str:
         answer = await self.call(
@@ -181,6 +170,10 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
         """Only a hint; refuse what cannot be an Atlas Cloud callback for this job."""
         self.check_hint(provider_job_id, body, _named_id, separator=ID_SEPARATOR)
         return None
+
+    def callback_job_id(self, body: bytes) -> str | None:
+        """The prediction's id: one request of the job, which may need several."""
+        return named_job_id(body, _named_id)
 
 
 def preset_for(request: ImageRequest) -> str | None:

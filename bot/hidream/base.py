@@ -9,7 +9,10 @@ Resending policy (also in the README): a submit is sent again only when we know 
 act on it: the connection could not be opened (nothing was sent), or the provider answered 429 or
 5xx. When the request was sent and the answer was lost (read timeout, connection reset after
 sending), the outcome is unknown: we raise `SubmitOutcomeUnknown` and never send it again; the
-engine keeps waiting for a callback until the job's deadline and then refunds.
+runner waits for the provider's callback, which names the job's id (`callback_job_id`), and until the
+job's deadline, then refunds. A job made of several requests (`requests_for`) is sent one request at
+a time; a lost answer among them is `LostAnswer`, which names the requests made before it, so that
+exactly one request is in doubt and the rest can be sent once it is known (`SubmitSpec.started`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import asyncio
 import json as json_module
 import logging
 import random
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -58,6 +62,8 @@ class SubmitSpec:
     reference_urls: list[str] = field(default_factory=list)
     # Where to call back, or None to be polled.
     callback_url: str | None = None
+    # Ids of this job's requests already made (after a lost answer was recovered): send only the rest.
+    started: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,43 @@ class Provider(ABC):
         hint (unsigned providers): the engine then reads the status from the provider itself.
         """
         return None
+
+    def callback_job_id(self, body: bytes) -> str | None:
+        """The provider's id of the job (or of one request of it) that a callback's body names, read
+        when the job does not know its id (a lost submit answer); None when it names no usable id."""
+        return None
+
+    def requests_for(self, request: ImageRequest) -> int:
+        """How many requests `submit` makes for this request (APIs that make one image a request)."""
+        return 1
+
+    def join_ids(self, ids: Sequence[str]) -> str:
+        """The one provider job id of a job made of these requests, as `submit` returns it."""
+        return ",".join(ids)
+
+
+class LostAnswer(SubmitOutcomeUnknown):
+    """The answer to one of a job's several requests was lost; `started` were made (and answered)
+    before it, and the ones after it were never sent."""
+
+    def __init__(self, lost: SubmitOutcomeUnknown, started: Sequence[str]) -> None:
+        super().__init__(lost.user_message, detail=lost.detail)
+        self.started = list(started)
+
+
+# What a provider's job id looks like: it goes into URL paths, so nothing that could leave them.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+
+
+def named_job_id(body: bytes, pick: Callable[[dict[str, Any]], object]) -> str | None:
+    """The job id a callback's JSON body names (`pick` finds it), if it is one; never one that
+    joins several ids or could step out of a status URL's path."""
+    try:
+        payload = json_module.loads(body)
+    except ValueError:
+        return None
+    named = pick(payload) if isinstance(payload, dict) else None
+    return named if isinstance(named, str) and _JOB_ID.fullmatch(named) else None
 
 
 def status_to_dict(status: ProviderStatus) -> dict[str, Any]:
@@ -257,6 +300,30 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
                 "again (that could make and bill it twice).",
                 detail=type(exc).__name__,
             ) from exc
+
+    async def submit_each(self, spec: SubmitSpec, one: Callable[[int], Awaitable[str]]) -> str:
+        """Make the job's requests in order (`one(index)` makes one and returns its id), skipping
+        those already `started`; their ids joined. A lost answer becomes `LostAnswer`; another
+        failure after some were made names them in the log, since they are made and billed."""
+        ids = list(spec.started)
+        total = self.requests_for(spec.request)
+        for index in range(len(ids), total):
+            try:
+                ids.append(await one(index))
+            except SubmitOutcomeUnknown as exc:
+                raise LostAnswer(exc, ids) from exc
+            except Exception:
+                if ids:
+                    log.warning(
+                        "%s job %s: request %d of %d failed after %s were started",
+                        self.display_name or self.name,
+                        spec.job_id,
+                        index + 1,
+                        total,
+                        self.join_ids(ids),
+                    )
+                raise
+        return self.join_ids(ids)
 
     def require_job_id(self, found: object, answer: object, field: str) -> str:
         """`found`, the job id read from a submit's `answer`, when it is one.

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic_settings import SettingsConfigDict
 
 from bot.errors import BadInput, ProviderBusy
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
 from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 
@@ -166,8 +166,16 @@ class PixazoProvider(HttpProvider[PixazoSettings]):
         self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
     ) -> ProviderStatus | None:
         """Unsigned, so only a hint; refuse what cannot be a Pixazo callback for this job."""
-        self.check_hint(provider_job_id, body, lambda payload: payload.get("request_id"))
+        self.check_hint(provider_job_id, body, _named_id)
         return None
+
+    def callback_job_id(self, body: bytes) -> str | None:
+        return named_job_id(body, _named_id)
+
+
+def _named_id(payload: dict[str, Any]) -> object:
+    """The status document names its job as `request_id` (the submit's answer names it the same)."""
+    return payload.get("request_id")
 
 
 def image_size(request: ImageRequest, edit: bool) -> str | dict[str, int] | None:

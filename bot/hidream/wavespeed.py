@@ -32,7 +32,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected, ProviderBusy
-from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.hidream.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
 from bot.hidream.plugin import ApiKeySettings, KeyedPlugin
 from bot.requests import SEED_MAX, ImageRequest, Tier
 
@@ -165,28 +165,23 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
             check_reference(ref)
         url = self.base_url + endpoint_path(spec.tier, bool(spec.reference_urls))
         params = {"webhook": spec.callback_url} if spec.callback_url else None
-        ids: list[str] = []
-        for index in range(spec.request.n):
-            try:
-                answer = await self.call(
-                    "POST",
-                    url,
-                    idempotent=False,
-                    json=self.build_body(spec, index),
-                    headers=self._headers(),
-                    params=params,
-                    key_name=KEY_NAME,
-                )
-            except Exception:
-                if ids:
-                    log.warning(
-                        "job %s: WaveSpeed predictions %s were started before a later one failed",
-                        spec.job_id,
-                        ",".join(ids),
-                    )
-                raise
-            ids.append(self._prediction_id(answer))
-        return ",".join(ids)
+
+        async def one(index: int) -> str:
+            answer = await self.call(
+                "POST",
+                url,
+                idempotent=False,
+                json=self.build_body(spec, index),
+                headers=self._headers(),
+                params=params,
+                key_name=KEY_NAME,
+            )
+            return self._prediction_id(answer)
+
+        return await self.submit_each(spec, one)
+
+    def requests_for(self, request: ImageRequest) -> int:
+        return request.n
 
     async def status(self, provider_job_id: str) -> ProviderStatus:
         ids = [part for part in provider_job_id.split(",") if part]
@@ -227,6 +222,10 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
             return None
         return status
 
+    def callback_job_id(self, body: bytes) -> str | None:
+        """The prediction's id: one request of the job, which may need several."""
+        return named_job_id(body, _named_id)
+
     def _prediction_id(self, answer: object) -> str:
         data = answer.get("data") if isinstance(answer, dict) else None
         pid = data.get("id") if isinstance(data, dict) else None
@@ -254,6 +253,11 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
             if version == "v3" and hmac.compare_digest(value.strip().lower(), expected):
                 return
         raise CallbackRejected("WaveSpeed callback signature does not match")
+
+
+def _named_id(payload: dict[str, Any]) -> object:
+    data = payload.get("data") if "data" in payload else payload
+    return data.get("id") if isinstance(data, dict) else None
 
 
 def read_prediction(data: Mapping[str, Any]) -> ProviderStatus:

@@ -72,6 +72,8 @@ class AtlasCloudFake(QueueFake):
                 self.envelope(job),
                 headers={"X-AtlasCloud-Webhook-Event": "image.task.terminal"},
             )
+        if cue == "lost":
+            return drop_connection(request)  # the job is made (and called back); its answer is lost
         return json_response(self.envelope(job, initial=True))
 
     async def _accept(self, body: Any) -> FakeJob:

@@ -70,6 +70,8 @@ class PixazoFake(QueueFake):
             return json_response({"error": "Bad Request", "message": str(exc)}, 400)
         if job.callback_url:
             self.post_callback(job.callback_url, self.document(job))
+        if cue == "lost":
+            return drop_connection(request)  # the job is made (and called back); its answer is lost
         return json_response(
             {
                 "request_id": job.id,

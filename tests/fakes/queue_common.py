@@ -1,8 +1,10 @@
 """Pieces shared by the loopback fakes of queue-style providers (Pixazo, Atlas Cloud).
 
 A fake is an aiohttp app on 127.0.0.1, port 0. It records every request it was sent, can be told to
-fail the next submits ("script": an HTTP status, or "drop" to close the connection after reading the
-request), serves real images made with Pillow, and posts callbacks to the URL a job was given.
+fail the next submits ("script": an HTTP status, "drop" to close the connection after reading the
+request, or "lost" to make the job, post its callback, and then close the connection unanswered),
+serves real images made with Pillow, and posts callbacks to the URL a job was given (or holds them
+until the test releases them).
 Also here: `Receiver`, the stand-in for the bot's own server in contract tests (records callbacks,
 serves reference images like the bot's `/media/` links).
 """
@@ -102,7 +104,8 @@ class QueueFake:
         self.status_calls: list[Received] = []
         self.callbacks_sent: list[tuple[str, int]] = []
         self.jobs: dict[str, FakeJob] = {}
-        # Cues for the next submits, consumed in order: an HTTP status, "drop", or None (answer normally).
+        # Cues for the next submits, consumed in order: an HTTP status, "drop", "lost" (the job is made and
+        # called back, the answer never sent), or None (answer normally).
         self.script: list[int | str | None] = []
         # Cues for the next status reads.
         self.status_script: list[int] = []
@@ -113,6 +116,9 @@ class QueueFake:
         self.polls_before_done = 2
         # How many times each callback is posted (2: a duplicate).
         self.callback_repeats = 1
+        # True: callbacks wait in `held` until `release_callbacks()`.
+        self.hold_callbacks = False
+        self.held: list[tuple[str, bytes, dict[str, str]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -162,19 +168,32 @@ class QueueFake:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    def post_callback(self, url: str, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        """Post the callback in the background, `callback_repeats` times, as the provider would."""
-        body = json.dumps(payload).encode()
+    def post_callback(
+        self, url: str, payload: Any, headers: Mapping[str, str] | None = None, *, body: bytes | None = None
+    ) -> None:
+        """Post the callback in the background, `callback_repeats` times, as the provider would.
+        `body`: the exact bytes (when `headers` sign them)."""
+        raw = json.dumps(payload).encode() if body is None else body
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if self.hold_callbacks:
+            self.held.append((url, raw, hdrs))
+            return
 
         async def deliver() -> None:
             for _ in range(self.callback_repeats):
-                hdrs = {"Content-Type": "application/json", **(headers or {})}
-                async with self.session.post(url, data=body, headers=hdrs) as response:
+                async with self.session.post(url, data=raw, headers=hdrs) as response:
                     self.callbacks_sent.append((url, response.status))
 
         task = asyncio.get_running_loop().create_task(deliver())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def release_callbacks(self) -> None:
+        """Post the callbacks held so far (see `hold_callbacks`)."""
+        self.hold_callbacks = False
+        held, self.held = self.held, []
+        for url, raw, headers in held:
+            self.post_callback(url, None, headers, body=raw)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

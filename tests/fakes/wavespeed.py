@@ -104,6 +104,8 @@ class WaveSpeedFake(QueueFake):
         if job.callback_url:
             payload = self.prediction(job, final=True)
             self.post_callback(job.callback_url, payload, headers=self.sign(json.dumps(payload).encode()))
+        if cue == "lost":
+            return drop_connection(request)  # the job is made (and called back); its answer is lost
         return json_response({"code": 200, "message": "success", "data": self.prediction(job, initial=True)})
 
     async def _accept(self, body: Any, model: str, *, edit: bool, hook: str | None) -> FakeJob:
