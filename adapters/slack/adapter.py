@@ -38,6 +38,7 @@ class SlackAdapter:
         self.engine = engine
         self.mode = settings.mode
         self.bot_token = settings.bot_token.get_secret_value()
+        self._bolt_log = logging.getLogger("slack_bolt.hidream")
         self.client = AsyncWebClient(token=self.bot_token, base_url=settings.api_base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self.app = AsyncApp(
@@ -45,7 +46,9 @@ class SlackAdapter:
             signing_secret=secret,
             # Socket Mode has no signatures; HTTP mode checks every request.
             request_verification_enabled=self.mode == "http",
-            logger=logging.getLogger("adapters.slack.bolt"),
+            # Under slack_bolt, so that the level the CLI holds bolt's loggers at applies: bolt prints
+            # whole envelopes at DEBUG (the verification token, response URLs).
+            logger=self._bolt_log,
         )
         self.poster = Poster(self.client)
         self._socket: AsyncSocketModeHandler | None = None
