@@ -227,26 +227,33 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         selection = select(settings)
     except ConfigError as exc:
-        print(f"hidream-bot: {exc}", file=sys.stderr)
-        return 2
-    _setup_logging(settings.log_level)
-    if args.command == "check":
-        return check(settings, selection)
-    if args.command == "quota":
-        if args.action == "show" and not (args.user or args.workspace):
-            print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
-            return 2
-        if (getattr(args, "limit", None) is not None and args.limit < 0) or getattr(args, "images", 1) < 1:
-            print("hidream-bot quota: the number must be positive", file=sys.stderr)
-            return 2
-        return asyncio.run(quota(settings, args))
+        return _refuse(exc)
+    redactor = _setup_logging(settings.log_level, secret_values(settings))
     try:
-        return asyncio.run(run(settings, selection))
+        if args.command == "check":
+            return check(settings, selection)
+        if args.command == "quota":
+            if args.action == "show" and not (args.user or args.workspace):
+                print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
+                return 2
+            if (getattr(args, "limit", None) is not None and args.limit < 0) or getattr(
+                args, "images", 1
+            ) < 1:
+                print("hidream-bot quota: the number must be positive", file=sys.stderr)
+                return 2
+            return asyncio.run(quota(settings, args))
+        return asyncio.run(run(settings, selection, redactor))
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
-        print(f"hidream-bot: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(exc)
+
+
+def _refuse(exc: ConfigError) -> int:
+    """One line naming the setting and the cause; the whole chain only at DEBUG."""
+    log.debug("the setting's error in full", exc_info=exc)
+    print("hidream-bot: " + " ".join(str(exc).split()), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
