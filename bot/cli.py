@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -144,7 +146,11 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
 
 
 def check(settings: Settings, selection: Selection) -> int:
+    errors: list[str] = []
     print(f"database:  {settings.db_path.resolve()}")
+    db_problem = _db_path_problem(settings.db_path)
+    if db_problem:
+        errors.append(f"HIDREAM_DB_PATH: {db_problem}")
     print(f"http:      listening on {settings.http_host}:{settings.http_port}")
     if settings.public_url:
         print(f"callbacks: {settings.public_url}/webhooks/<per-job token> (providers call back)")
@@ -153,15 +159,40 @@ def check(settings: Settings, selection: Selection) -> int:
     for line in selection.surface_warnings:
         print(f"warning:   {line}")
     print("surfaces:  " + "; ".join(plugin.summary(section) for plugin, section in selection.surfaces))
-    server_url = f"http://{settings.http_host}:{settings.http_port}"
-    provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
-    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(provider.tiers())}")
-    for line in provider.describe():
-        print(f"           {line}")
+    if db_problem:
+        # A provider may make its folder beside the database when built: not while that is wrong.
+        print(f"provider:  {selection.provider[0].name}")
+    else:
+        server_url = f"http://{settings.http_host}:{settings.http_port}"
+        provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
+        tiers = provider.tiers()
+        print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
+        for line in provider.describe():
+            print(f"           {line}")
+        if settings.model not in tiers:
+            errors.append(
+                f"HIDREAM_MODEL={settings.model}: {provider.name} does not offer it (only {', '.join(tiers)})"
+            )
     for line in selection.provider_warnings:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
-    return 0
+    for error in errors:
+        print(f"hidream-bot: {error}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _db_path_problem(path: Path) -> str | None:
+    """Why SQLite could not keep its database at `path`: it writes the file and, beside it, -wal and -shm."""
+    folder = path.resolve().parent
+    if path.is_dir():
+        return f"{path} is a folder: give the path of a database file"
+    if not folder.exists():
+        return f"the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+        return f"the bot may not write in {folder}"
+    return None
 
 
 async def quota(settings: Settings, args: argparse.Namespace) -> int:
@@ -236,9 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "show" and not (args.user or args.workspace):
                 print("hidream-bot quota show: give --user or --workspace", file=sys.stderr)
                 return 2
-            if (getattr(args, "limit", None) is not None and args.limit < 0) or getattr(
-                args, "images", 1
-            ) < 1:
+            negative = getattr(args, "limit", None) is not None and args.limit < 0
+            if negative or getattr(args, "images", 1) < 1:
                 print("hidream-bot quota: the number must be positive", file=sys.stderr)
                 return 2
             return asyncio.run(quota(settings, args))

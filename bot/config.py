@@ -30,6 +30,8 @@ class PluginSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     model_config = _SOURCES
@@ -49,6 +51,14 @@ class Settings(BaseSettings):
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{v!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("public_url")
     @classmethod
