@@ -49,8 +49,8 @@ MEDIA_LINK_SECRET = "media-links"
 REDACTED = "<redacted>"
 _UNSAFE = [
     # The bot's callback URLs (/webhooks/<token>) and Discord's interaction webhooks (/webhooks/<app>/<token>).
-    (re.compile(r"(/webhooks/(?:\d+/)?)[^\s/?#'\"]+"), rf"\1{REDACTED}"),
-    (re.compile(r"(/interactions/\d+/)[^\s/?#'\"]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(/webhooks/(?:\d+/)?)[\w.~%-]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(/interactions/\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
     # Slack's tokens, response URLs and Socket Mode tickets.
     (re.compile(r"\b(?:xox[a-z]|xapp|xoxe\.xox[a-z])-[\w-]+"), REDACTED),
     (re.compile(r"(hooks\.slack\.com/)[^\s'\"]+"), rf"\1{REDACTED}"),
@@ -164,7 +164,8 @@ def check(settings: Settings, selection: Selection) -> int:
         print(f"provider:  {selection.provider[0].name}")
     else:
         server_url = f"http://{settings.http_host}:{settings.http_port}"
-        provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
+        with owner_only():  # as in run: a folder it makes beside the database is the owner's only
+            provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
         tiers = provider.tiers()
         print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
         for line in provider.describe():

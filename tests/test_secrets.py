@@ -202,6 +202,11 @@ def test_the_sandbox_state_folder_is_private(tmp_path: Path, monkeypatch, capsys
     """The console on the sandbox, as `printf ... | hidream-bot run` runs it: what it leaves beside the
     database is the owner's only, while the images it writes for the user stay as they were."""
 
+    with umask(0o022), monkeypatch.context() as patch, logging_as_in_a_fresh_process():
+        # `check` first, as an operator would: it builds the provider too.
+        for name, value in bot_env(tmp_path).items():
+            patch.setenv(name, value)
+        assert main(["check"]) == 0
     with umask(0o022):
         code, stderr, _ = run_bot(
             tmp_path, None, {}, None, monkeypatch, capsys, stdin="/hidream a fox --seed 1\n"
@@ -224,6 +229,7 @@ def test_the_log_handler_masks_what_would_still_reach_it(capsys: pytest.CaptureF
         redactor.add("9f8e7d6c5b4a39281706f5e4d3c2b1a0")
         leaky = logging.getLogger("tests.leaky")
         leaky.info("using key %s", "fal-key-0123456789")
+        leaky.info("ready: provider fal (callbacks at http://bot.example/webhooks/), surfaces []")
         leaky.info("POST http://127.0.0.1:8080/webhooks/Zr4-cb_token?x=1 answered 200")
         leaky.info("PATCH https://discord.com/api/v10/webhooks/1200/aW50ZXJhY3Rpb24.tok/messages/@original")
         leaky.info("POST https://discord.com/api/v10/interactions/1800/aW50ZXJhY3Rpb24.tok/callback")
@@ -251,3 +257,4 @@ def test_the_log_handler_masks_what_would_still_reach_it(capsys: pytest.CaptureF
         assert secret not in err, secret
     assert "/webhooks/<redacted>?x=1" in err and "/webhooks/1200/<redacted>/messages/@original" in err
     assert "/interactions/1800/<redacted>/callback" in err and "Traceback" in err
+    assert "(callbacks at http://bot.example/webhooks/), surfaces []" in err  # no token, nothing masked
