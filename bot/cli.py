@@ -61,9 +61,9 @@ _UNSAFE = [
 
 
 class Redactor(logging.Filter):
-    """On the root logger's handlers: masks, in each record's message and traceback, the values of the
-    secret settings, the media-link secret and the tokens in callback and interaction URLs. A second
-    line of defence behind QUIET_LOGGERS."""
+    """On the log handler the CLI installs: masks, in each record's message and traceback, the values of
+    the secret settings, the media-link secret and the tokens in callback, interaction and Slack URLs.
+    A second line of defence behind QUIET_LOGGERS."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -163,23 +163,29 @@ def check(settings: Settings, selection: Selection) -> int:
         # A provider may make its folder beside the database when built: not while that is wrong.
         print(f"provider:  {selection.provider[0].name}")
     else:
-        server_url = f"http://{settings.http_host}:{settings.http_port}"
-        with owner_only():  # as in run: a folder it makes beside the database is the owner's only
-            provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
-        tiers = provider.tiers()
-        print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
-        for line in provider.describe():
-            print(f"           {line}")
-        if settings.model not in tiers:
-            errors.append(
-                f"HIDREAM_MODEL={settings.model}: {provider.name} does not offer it (only {', '.join(tiers)})"
-            )
+        errors += _check_provider(settings, selection)
     for line in selection.provider_warnings:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
     for error in errors:
         print(f"hidream-bot: {error}", file=sys.stderr)
     return 2 if errors else 0
+
+
+def _check_provider(settings: Settings, selection: Selection) -> list[str]:
+    """Print the provider that would run; the errors in its settings."""
+    server_url = f"http://{settings.http_host}:{settings.http_port}"
+    with owner_only():  # as in run: a folder it makes beside the database is the owner's only
+        provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
+    tiers = provider.tiers()
+    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
+    for line in provider.describe():
+        print(f"           {line}")
+    if settings.model not in tiers:
+        return [
+            f"HIDREAM_MODEL={settings.model}: {provider.name} does not offer it (only {', '.join(tiers)})"
+        ]
+    return []
 
 
 def _db_path_problem(path: Path) -> str | None:
