@@ -11,11 +11,15 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import discord
 import pytest
 
+import adapters.discord.client
+import adapters.slack.adapter
 from bot.cli import main
 from tests.background import background
 from tests.fakes.discord import FakeDiscord
@@ -41,6 +45,15 @@ def level(request: pytest.FixtureRequest) -> str:
 
 
 INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO [\w.-]+: ")
+
+
+@contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port that takes connections (the kernel's backlog) and never answers: a hung server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
 
 
 def run_fails(
@@ -175,3 +188,26 @@ def test_a_database_path_that_cannot_be_opened(monkeypatch, capsys, tmp_path, le
     path = tmp_path / "a-file" / "bot.db" if where == "under a file" else tmp_path / "a-folder"
     line = run_fails(monkeypatch, capsys, tmp_path, level, HIDREAM_DB_PATH=str(path))
     assert line.startswith("hidream-bot: HIDREAM_DB_PATH: ") and str(path) in line
+
+
+def test_a_platform_that_never_answers(monkeypatch, capsys, tmp_path, level) -> None:
+    """A hung server ends the start at its limit (25 s; 1 s here), naming the address."""
+    monkeypatch.setattr(adapters.discord.client, "START_TIMEOUT", 1.0)
+    monkeypatch.setattr(adapters.slack.adapter, "START_TIMEOUT", 1.0)
+    with silent_port() as port:
+        url = f"http://127.0.0.1:{port}/api/v10"
+        line = run_fails(
+            monkeypatch, capsys, tmp_path, level, DISCORD_TOKEN="MTE4.some.token", DISCORD_API_BASE_URL=url
+        )
+        assert line == f"hidream-bot: DISCORD_API_BASE_URL: no answer from {url} within 1 s"
+        slack = f"http://127.0.0.1:{port}/api/"
+        line = run_fails(
+            monkeypatch,
+            capsys,
+            tmp_path,
+            level,
+            SLACK_BOT_TOKEN="xoxb-some-token",
+            SLACK_APP_TOKEN="xapp-some-token",
+            SLACK_API_BASE_URL=slack,
+        )
+        assert line == f"hidream-bot: SLACK_API_BASE_URL: Slack did not answer at {slack} within 1 s"
