@@ -66,14 +66,18 @@ def modes(db: Path) -> dict[str, int]:
 
 
 async def two_jobs(
-    discord: FakeDiscord, slack: FakeSlack, ready: threading.Event, db: Path, seen: dict[str, int]
+    discord: FakeDiscord, slack: FakeSlack, ready: threading.Event, db: Path, seen: dict[str, Any]
 ) -> None:
     """A /hidream on Discord and one on Slack, each until its image is posted; then the bot is stopped.
-    `seen`: the database files' modes while the bot runs (SQLite deletes -wal and -shm on a clean close)."""
+    `seen`: the interaction's token (a credential for 15 minutes), and the database files' modes while
+    the bot runs (SQLite deletes -wal and -shm on a clean close)."""
     try:
         async with asyncio.timeout(TIMEOUT):
             assert await asyncio.to_thread(ready.wait, TIMEOUT)
-            await discord.interact(discord.slash_payload({"prompt": "a fox in snow", "seed": 7}))
+            interaction = await discord.interact(
+                discord.slash_payload({"prompt": "a fox in snow", "seed": 7})
+            )
+            seen["interaction token"] = interaction["token"]
             await discord.wait_for(lambda: [m for m in discord.messages.values() if with_files(m)], TIMEOUT)
             await slack.send_envelope("slash_commands", slack.slash("a slack fox --seed 2"))
             await slack.wait_for(lambda: slack.called("files.completeUploadExternal"), TIMEOUT)
@@ -151,7 +155,7 @@ def test_debug_logs_of_full_jobs_carry_no_secret(
             "HIDREAM_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "HIDREAM_LOG_LEVEL": "DEBUG",
         }
-        seen: dict[str, int] = {}
+        seen: dict[str, Any] = {}
         with umask(0o022):  # the usual default: what the store does about it is what is tested
             code, stderr, capture = run_bot(
                 tmp_path,
@@ -174,7 +178,7 @@ def test_debug_logs_of_full_jobs_carry_no_secret(
     for name, value in {**secrets, "media-link secret": media_secret}.items():
         assert value not in logged, f"{name} appears in the log records"
         assert value not in stderr, f"{name} appears on stderr"
-    for token in tokens:
+    for token in [*tokens, seen.pop("interaction token")]:
         assert token not in logged and token not in stderr
     assert seen == {"bot.db": 0o600, "bot.db-wal": 0o600, "bot.db-shm": 0o600}
 
