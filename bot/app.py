@@ -81,8 +81,35 @@ def select(settings: Settings, plugins: Plugins | None = None) -> Selection:
         surfaces=enabled or [(p, s) for p, s in surfaces if p.fallback],
         provider=(provider, provider_settings),
         surface_warnings=[line for p, s in surfaces for line in p.warnings(s)],
-        provider_warnings=provider.warnings(provider_settings, settings),
+        provider_warnings=provider.warnings(provider_settings, settings)
+        + _choice_warnings(settings, providers, provider, [p for p, _ in enabled]),
     )
+
+
+def _choice_warnings(
+    settings: Settings,
+    providers: list[tuple[ProviderPlugin[Any], Any]],
+    chosen: ProviderPlugin[Any],
+    surfaces: list[SurfacePlugin[Any]],
+) -> list[str]:
+    """What `check` says about the provider chosen: one of several keys set, or placeholders for real chats."""
+    lines = []
+    keyed = [
+        p for p, s in sorted(providers, key=lambda ps: ps[0].preference) if not p.fallback and p.configured(s)
+    ]
+    if not settings.provider and len(keyed) > 1:
+        names = ", ".join(p.name for p in keyed)
+        lines.append(
+            f"keys for several providers are set ({names}): {chosen.name} is used; "
+            "set HIDREAM_PROVIDER to choose"
+        )
+    if chosen.fallback and surfaces:
+        names = " and ".join(p.name for p in surfaces)
+        lines.append(
+            f"{names} will get images from the {chosen.name} provider, which makes placeholders: "
+            "set HIDREAM_PROVIDER and its key for real images"
+        )
+    return lines
 
 
 def _provider(

@@ -5,35 +5,130 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
 import sys
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from bot import operator
 from bot.app import Selection, build_provider, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
-from bot.plugins import DrivingSurface
+from bot.plugins import DrivingSurface, discover
+from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")
 
+# Loggers that print secrets below these levels, held there whatever HIDREAM_LOG_LEVEL says: aiosqlite
+# logs every statement with its parameters (the media-link secret, callback tokens); httpx and httpcore
+# log URLs (per-job callback tokens); discord.py's HTTP and webhook loggers log URLs that carry
+# interaction tokens, its gateway logger whole events; slack_sdk logs request and response bodies
+# (Socket Mode URLs, upload URLs) and slack_bolt whole envelopes (verification token, response_url).
+QUIET_LOGGERS = {
+    "aiosqlite": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "aiohttp.access": logging.WARNING,
+    "discord.http": logging.INFO,
+    "discord.webhook": logging.INFO,
+    "discord.gateway": logging.WARNING,
+    "discord.client": logging.WARNING,
+    "slack_sdk": logging.INFO,
+    "slack_bolt": logging.INFO,
+}
+# The name under which the runner keeps the key that signs /media/ links (Store.secret).
+MEDIA_LINK_SECRET = "media-links"
 
-def _setup_logging(level: str) -> None:
+REDACTED = "<redacted>"
+_UNSAFE = [
+    # The bot's callback URLs (/webhooks/<token>) and Discord's interaction webhooks (/webhooks/<app>/<token>).
+    (re.compile(r"(/webhooks/(?:\d+/)?)[\w.~%-]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(/interactions/\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
+    # Slack's tokens, response URLs and Socket Mode tickets.
+    (re.compile(r"\b(?:xox[a-z]|xapp|xoxe\.xox[a-z])-[\w-]+"), REDACTED),
+    (re.compile(r"(hooks\.slack\.com/)[^\s'\"]+"), rf"\1{REDACTED}"),
+    (re.compile(r"([?&]ticket=)[^&\s'\"]+"), rf"\1{REDACTED}"),
+    # Credentials in an Authorization header.
+    (re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?\w+ )[^\s'\"]+", re.IGNORECASE), rf"\1{REDACTED}"),
+]
+
+
+class Redactor(logging.Filter):
+    """On the log handler the CLI installs: masks, in each record's message and traceback, the values of
+    the secret settings, the media-link secret and the tokens in callback, interaction and Slack URLs.
+    A second line of defence behind QUIET_LOGGERS."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self.add(*secrets)
+
+    def add(self, *values: str) -> None:
+        # A very short value would mask ordinary words; real tokens and keys are long.
+        self._secrets.update(v for v in values if len(v) >= 8)
+
+    def redact(self, text: str) -> str:
+        for value in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        for pattern, replacement in _UNSAFE:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self.redact(record.getMessage()), None
+        if record.exc_info:
+            # Formatted here, so that no handler formats the original again.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The values of every secret setting (tokens, keys, signing secrets) of the core and each plugin."""
+    plugins = discover()
+    sections: list[BaseSettings] = [settings]
+    sections += [settings.section(p.settings_class) for p in [*plugins.surfaces, *plugins.providers]]
+    values = (getattr(s, name) for s in sections for name in type(s).model_fields)
+    return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+
+def _setup_logging(level: str, secrets: Iterable[str] = ()) -> Redactor:
+    root = logging.getLogger()
+    before = list(root.handlers)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # httpx logs every URL at INFO; callback URLs carry per-job tokens.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.gateway", "discord.client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))
+    redactor = Redactor(secrets)
+    # Only on the handler made here: it rewrites records, which a host's own handlers (when the
+    # bot runs embedded, and logging was set up already) may want as they are.
+    for handler in root.handlers:
+        if handler not in before:
+            handler.addFilter(redactor)
+    return redactor
 
 
-async def run(settings: Settings, selection: Selection) -> int:
+async def run(settings: Settings, selection: Selection, redactor: Redactor | None = None) -> int:
     async with AsyncExitStack() as stack:
-        bot = await start_bot(settings, stack, selection=selection)
+        # What start-up creates beside the database (a provider's state folder) is the owner's only.
+        with owner_only():
+            bot = await start_bot(settings, stack, selection=selection)
+        if redactor is not None:
+            redactor.add((await bot.store.secret(MEDIA_LINK_SECRET)).hex())
         mode = f"callbacks at {settings.public_url}/webhooks/" if settings.public_url else "polling"
         log.info(
             "ready: provider %s (%s), surfaces %s", bot.provider.name, mode, [s.name for s in bot.surfaces]
@@ -51,7 +146,11 @@ async def run(settings: Settings, selection: Selection) -> int:
 
 
 def check(settings: Settings, selection: Selection) -> int:
+    errors: list[str] = []
     print(f"database:  {settings.db_path.resolve()}")
+    db_problem = _db_path_problem(settings.db_path)
+    if db_problem:
+        errors.append(f"HIDREAM_DB_PATH: {db_problem}")
     print(f"http:      listening on {settings.http_host}:{settings.http_port}")
     if settings.public_url:
         print(f"callbacks: {settings.public_url}/webhooks/<per-job token> (providers call back)")
@@ -60,15 +159,47 @@ def check(settings: Settings, selection: Selection) -> int:
     for line in selection.surface_warnings:
         print(f"warning:   {line}")
     print("surfaces:  " + "; ".join(plugin.summary(section) for plugin, section in selection.surfaces))
-    server_url = f"http://{settings.http_host}:{settings.http_port}"
-    provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
-    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(provider.tiers())}")
-    for line in provider.describe():
-        print(f"           {line}")
+    if db_problem:
+        # A provider may make its folder beside the database when built: not while that is wrong.
+        print(f"provider:  {selection.provider[0].name}")
+    else:
+        errors += _check_provider(settings, selection)
     for line in selection.provider_warnings:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
-    return 0
+    for error in errors:
+        print(f"hidream-bot: {error}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def _check_provider(settings: Settings, selection: Selection) -> list[str]:
+    """Print the provider that would run; the errors in its settings."""
+    server_url = f"http://{settings.http_host}:{settings.http_port}"
+    with owner_only():  # as in run: a folder it makes beside the database is the owner's only
+        provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
+    tiers = provider.tiers()
+    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
+    for line in provider.describe():
+        print(f"           {line}")
+    if settings.model not in tiers:
+        return [
+            f"HIDREAM_MODEL={settings.model}: {provider.name} does not offer it (only {', '.join(tiers)})"
+        ]
+    return []
+
+
+def _db_path_problem(path: Path) -> str | None:
+    """Why SQLite could not keep its database at `path`: it writes the file and, beside it, -wal and -shm."""
+    folder = path.resolve().parent
+    if path.is_dir():
+        return f"{path} is a folder: give the path of a database file"
+    if not folder.exists():
+        return f"the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+        return f"the bot may not write in {folder}"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,24 +219,29 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         selection = select(settings)
     except ConfigError as exc:
-        print(f"hidream-bot: {exc}", file=sys.stderr)
-        return 2
-    _setup_logging(settings.log_level)
-    if args.command == "check":
-        return check(settings, selection)
-    if args.command == "quota":
-        wrong = operator.problem(args)
-        if wrong is not None:
-            print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
-            return 2
-        return asyncio.run(operator.run(settings, args))
+        return _refuse(exc)
+    redactor = _setup_logging(settings.log_level, secret_values(settings))
     try:
-        return asyncio.run(run(settings, selection))
+        if args.command == "check":
+            return check(settings, selection)
+        if args.command == "quota":
+            wrong = operator.problem(args)
+            if wrong is not None:
+                print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
+                return 2
+            return asyncio.run(operator.run(settings, args))
+        return asyncio.run(run(settings, selection, redactor))
     except KeyboardInterrupt:
         return 130
     except ConfigError as exc:
-        print(f"hidream-bot: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(exc)
+
+
+def _refuse(exc: ConfigError) -> int:
+    """One line naming the setting and the cause; the whole chain only at DEBUG."""
+    log.debug("the setting's error in full", exc_info=exc)
+    print("hidream-bot: " + " ".join(str(exc).split()), file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ class PluginSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class Settings(BaseSettings):
     model_config = _SOURCES
@@ -60,6 +62,14 @@ class Settings(BaseSettings):
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{v!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("public_url")
     @classmethod

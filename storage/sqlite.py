@@ -9,21 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
 
+from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from bot.requests import ImageRequest
 from storage import quota
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS
+
+
+@contextmanager
+def owner_only() -> Iterator[None]:
+    """Files and folders created meanwhile, by any thread, are readable by their owner only."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @dataclass(frozen=True)
@@ -53,15 +66,32 @@ class Store:
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Store:
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        # Freed pages can be given back (storage/retention.py). Takes effect on a new file only; an
-        # existing one is converted once by `use_incremental_vacuum`.
-        await self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._migrate()
+        try:
+            # The file and its -wal and -shm (SQLite gives those the file's mode) hold secrets: owner only.
+            with owner_only():
+                # Opened once without aiosqlite, whose worker thread would outlive a failed connect
+                # and complain once the event loop is gone.
+                await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
+                self._db = await aiosqlite.connect(self.path, isolation_level=None)
+                self._db.row_factory = aiosqlite.Row
+                # Freed pages can be given back (storage/retention.py). Takes effect on a new file only;
+                # an existing one is converted once by `use_incremental_vacuum`.
+                await self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                await self._db.execute("PRAGMA journal_mode=WAL")
+            for suffix in ("", "-wal", "-shm"):  # also a database made before this rule
+                with suppress(FileNotFoundError, PermissionError):
+                    os.chmod(self.path + suffix, 0o600)
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            await self.__aexit__()
+            hint = (
+                " (does its folder exist, and may the bot write there?)"
+                if "unable to open" in str(exc)
+                else ""
+            )
+            raise ConfigError(f"HIDREAM_DB_PATH: cannot open the database {self.path}: {exc}{hint}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -26,7 +27,47 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
-START_TIMEOUT = 60.0
+# Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s.
+START_TIMEOUT = 25.0
+_CLIENT_LOG = logging.getLogger("discord.client")
+# Gateway close codes that mean a setting is wrong (Discord's documented codes).
+_CLOSE_CODES = {
+    4004: ("DISCORD_TOKEN", "the gateway refused the token (close code 4004): it is wrong or was reset"),
+    4010: ("DISCORD_GATEWAY_URL", "the gateway refused the shard (close code 4010)"),
+    4011: (
+        "DISCORD_GATEWAY_URL",
+        "the gateway asks for sharding (close code 4011): the bot is in too many servers",
+    ),
+    4012: ("DISCORD_GATEWAY_URL", "the gateway does not speak this API version (close code 4012)"),
+    4013: ("DISCORD_TOKEN", "the gateway refused the requested intents (close code 4013)"),
+}
+
+
+def _no_voice_warnings(record: logging.LogRecord) -> bool:
+    # discord.py warns on start that voice needs PyNaCl and davey; this bot has no voice.
+    return "voice will NOT be supported" not in record.getMessage()
+
+
+class _StartWatch(logging.Filter):
+    """While the adapter starts, discord.py's retries of a gateway it cannot reach stay out of the log
+    (the start succeeds, or ends with one line naming DISCORD_GATEWAY_URL); the last error is kept as
+    the cause, and logged in full at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Attempting a reconnect"):
+            return True
+        if record.exc_info:
+            self.last_error = record.exc_info[1]
+        log.debug("discord gateway at start: %s", record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+def _cause(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class _Client(discord.Client):
@@ -65,6 +106,7 @@ class DiscordAdapter:
         self._max_image_bytes = engine.settings.max_image_bytes
         self._guild_ready_timeout = guild_ready_timeout
         self._task: asyncio.Task[None] | None = None
+        self._phase = "api"  # then "gateway": which address a failed start names
         self.message_content = True
         self._build(message_content=True)
 
@@ -73,6 +115,7 @@ class DiscordAdapter:
         # Privileged: without it the bot reads only messages that mention it, which still works.
         intents.message_content = message_content
         self.message_content = message_content
+        _CLIENT_LOG.addFilter(_no_voice_warnings)
         self.client = _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
         self.tree = app_commands.CommandTree(self.client)
         self.poster = Poster(
@@ -100,39 +143,94 @@ class DiscordAdapter:
         # discord.py keeps both addresses on its classes; they are redirected for a proxy or a test server.
         discord.http.Route.BASE = self.settings.api_base_url.rstrip("/")
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.gateway_url)
+        watch = _StartWatch()
+        _CLIENT_LOG.addFilter(watch)
         try:
-            try:
-                await self._start()
-            except discord.PrivilegedIntentsRequired:
-                log.warning(
-                    "Discord refused the message-content intent: enable it in the Developer Portal (Bot page) "
-                    "for thread follow-ups without a mention; continuing with mentions only."
-                )
-                await self.client.close()
-                self._build(message_content=False)
-                await self._start()
-        except BaseException:
+            async with asyncio.timeout(START_TIMEOUT):
+                await self._start_with_fallback()
+        except BaseException as exc:
             await self.__aexit__(None, None, None)
-            raise
+            error = self._start_error(exc, watch.last_error) if isinstance(exc, Exception) else None
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            _CLIENT_LOG.removeFilter(watch)
         return self
+
+    async def _start_with_fallback(self) -> None:
+        try:
+            await self._start()
+        except discord.PrivilegedIntentsRequired:
+            log.warning(
+                "Discord refused the message-content intent: enable it in the Developer Portal (Bot page) "
+                "for thread follow-ups without a mention; continuing with mentions only."
+            )
+            await self.client.close()
+            self._build(message_content=False)
+            await self._start()
 
     async def _start(self) -> None:
         assert self.settings.token is not None
+        self._phase = "api"
         await self.client.login(self.settings.token.get_secret_value())
         await self._sync_commands()
+        self._phase = "gateway"
         self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord-gateway")
         ready = asyncio.create_task(self.client.wait_until_ready())
-        done, _ = await asyncio.wait(
-            {self._task, ready}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
+        try:
+            await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             ready.cancel()
-            if self._task in done:
-                self._task.result()  # raises why the gateway closed
-            raise ConfigError("Discord: the gateway did not become ready within 60 seconds")
+        if not self.client.is_ready():
+            self._task.result()  # raises why the gateway closed
+            raise ConfigError(
+                "DISCORD_GATEWAY_URL: the gateway closed the connection before the bot was ready"
+            )
         log.info(
             "discord: connected as %s (message content intent: %s)", self.client.user, self.message_content
         )
+
+    def _start_error(self, exc: Exception, gateway_error: BaseException | None) -> ConfigError | None:
+        """The one line a failed start ends with, naming the setting; None for what is not a setting's
+        fault (a bug keeps its traceback)."""
+        if isinstance(exc, ConfigError):
+            return exc
+        api, gateway = self.settings.api_base_url, self.settings.gateway_url
+        if isinstance(exc, discord.LoginFailure) or (
+            isinstance(exc, discord.HTTPException) and exc.status == 401
+        ):
+            return ConfigError(
+                "DISCORD_TOKEN: Discord refused the token (401 Unauthorized): it is wrong or was reset"
+            )
+        if isinstance(exc, discord.ConnectionClosed):
+            variable, cause = _CLOSE_CODES.get(
+                exc.code, ("DISCORD_GATEWAY_URL", f"the gateway closed the connection (code {exc.code})")
+            )
+            return ConfigError(f"{variable}: {cause}")
+        if isinstance(exc, discord.Forbidden) and self.settings.guilds():
+            return ConfigError(
+                f"DISCORD_GUILD_IDS: Discord refused to register the commands there ({exc.status}: {_cause(exc)}); "
+                "is the bot in those servers, invited with the applications.commands scope?"
+            )
+        if isinstance(exc, discord.HTTPException):
+            return ConfigError(
+                f"DISCORD_API_BASE_URL: {api} answered {exc.status} at start-up: {_cause(exc)}"
+            )
+        if isinstance(exc, TimeoutError):
+            if self._phase == "api":
+                return ConfigError(f"DISCORD_API_BASE_URL: no answer from {api} within {START_TIMEOUT:.0f} s")
+            why = f": {_cause(gateway_error)}" if gateway_error else ""
+            return ConfigError(
+                f"DISCORD_GATEWAY_URL: the gateway at {gateway} was not ready within {START_TIMEOUT:.0f} s{why}"
+            )
+        if self._phase == "gateway":
+            return ConfigError(
+                f"DISCORD_GATEWAY_URL: cannot connect to the gateway at {gateway}: {_cause(gateway_error or exc)}"
+            )
+        if isinstance(exc, (OSError, aiohttp.ClientError)):
+            return ConfigError(f"DISCORD_API_BASE_URL: cannot reach {api}: {_cause(exc)}")
+        return None
 
     async def _sync_commands(self) -> None:
         guild_ids = self.settings.guilds()

@@ -37,6 +37,12 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
             return [
                 "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
             ]
+        if settings.mode == "http" and not settings.public_url:
+            return [
+                "Slack is in HTTP mode but HIDREAM_PUBLIC_URL is empty: Slack cannot reach the bot unless a "
+                "proxy forwards https://<public host>/slack/events to it; set HIDREAM_PUBLIC_URL to that "
+                "address, or use Socket Mode (SLACK_APP_TOKEN)"
+            ]
         return []
 
 

@@ -3,13 +3,16 @@ Settings are read here only; the listeners get a ListenerContext, the engine's c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.context import ListenerContext
@@ -25,6 +28,55 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
+# auth.test, apps.connections.open and the websocket together; a start that hangs ends well within 30 s.
+START_TIMEOUT = 25.0
+# What Slack's documented token errors mean, for the one line a failed start ends with.
+_TOKEN_ERRORS = {
+    "invalid_auth": "the token is not valid",
+    "not_authed": "no token was sent",
+    "account_inactive": "the token belongs to a deactivated user or a deleted workspace",
+    "token_revoked": "the token was revoked",
+    "token_expired": "the token has expired",
+    "not_allowed_token_type": "it is the wrong kind of token",
+    "missing_scope": "the token lacks a scope it needs (connections:write for SLACK_APP_TOKEN)",
+}
+
+
+def _no_unused_token_notice(record: logging.LogRecord) -> bool:
+    # bolt reads SLACK_BOT_TOKEN from the environment by itself, then warns that the client we give it
+    # wins over that token: which is how it is meant to be.
+    return "`token` will be unused" not in record.getMessage()
+
+
+class _StartWatch(logging.Filter):
+    """While Socket Mode connects, the client's own retries stay out of the log (the start succeeds, or
+    ends with one line naming the setting); the last error is kept as the cause, and logged at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(("Failed to connect", "Failed to retrieve WSS URL")):
+            return True
+        if record.exc_info:
+            self.last_error = record.exc_info[1]
+        log.debug("Slack Socket Mode at start: %s", record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+def _start_error(variable: str, exc: Exception, api_base_url: str) -> ConfigError | None:
+    """The one line a failed start ends with; None for what is not a setting's fault."""
+    if isinstance(exc, SlackApiError):
+        code = str(exc.response.get("error", "unknown"))
+        return ConfigError(
+            f"{variable}: Slack refused it ({code}: {_TOKEN_ERRORS.get(code, 'see Slack API docs')})"
+        )
+    if isinstance(exc, (OSError, aiohttp.ClientError)):
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        return ConfigError(f"SLACK_API_BASE_URL: cannot reach Slack at {api_base_url}: {cause}")
+    return None
+
 
 # Slack's requests (slash commands, events, interactivity and shortcut payloads) are a few KB; this
 # leaves ample room. A larger body gets 413 from the server before bolt sees the request.
@@ -43,6 +95,8 @@ class SlackAdapter:
         self.engine = engine
         self.mode = settings.mode
         self.bot_token = settings.bot_token.get_secret_value()
+        self._bolt_log = logging.getLogger("slack_bolt.hidream")
+        self._bolt_log.addFilter(_no_unused_token_notice)
         self.client = AsyncWebClient(token=self.bot_token, base_url=settings.api_base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self.app = AsyncApp(
@@ -50,7 +104,9 @@ class SlackAdapter:
             signing_secret=secret,
             # Socket Mode has no signatures; HTTP mode checks every request.
             request_verification_enabled=self.mode == "http",
-            logger=logging.getLogger("adapters.slack.bolt"),
+            # Under slack_bolt, so that the level the CLI holds bolt's loggers at applies: bolt prints
+            # whole envelopes at DEBUG (the verification token, response URLs).
+            logger=self._bolt_log,
         )
         self.poster = Poster(self.client)
         self._socket: AsyncSocketModeHandler | None = None
@@ -78,15 +134,53 @@ class SlackAdapter:
         return await to_aiohttp_response(response)
 
     async def __aenter__(self) -> SlackAdapter:
-        auth = await self.client.auth_test()
-        log.info(
-            "Slack (%s mode) connected as %s in team %s", self.mode, auth.get("user_id"), auth.get("team_id")
-        )
-        if self.mode == "socket":
-            assert self.settings.app_token is not None
-            self._socket = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
-            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        watch = _StartWatch()
+        self._bolt_log.addFilter(watch)
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                await self._connect()
+        except BaseException as exc:
+            await self.__aexit__(None, None, None)
+            if isinstance(exc, TimeoutError):
+                raise self._timeout_error(watch.last_error) from exc
+            raise
+        finally:
+            self._bolt_log.removeFilter(watch)
         return self
+
+    def _timeout_error(self, socket_error: BaseException | None) -> ConfigError:
+        limit = f"{START_TIMEOUT:.0f} s"
+        if socket_error is not None:
+            cause = " ".join(str(socket_error).split()) or type(socket_error).__name__
+            return ConfigError(f"SLACK_APP_TOKEN: Socket Mode could not connect within {limit}: {cause}")
+        return ConfigError(
+            f"SLACK_API_BASE_URL: Slack did not answer at {self.settings.api_base_url} within {limit}"
+        )
+
+    async def _connect(self) -> None:
+        variable = "SLACK_BOT_TOKEN"
+        try:
+            auth = await self.client.auth_test()
+            log.info(
+                "Slack (%s mode) connected as %s in team %s",
+                self.mode,
+                auth.get("user_id"),
+                auth.get("team_id"),
+            )
+            if self.mode != "socket":
+                return
+            assert self.settings.app_token is not None
+            variable, app_token = "SLACK_APP_TOKEN", self.settings.app_token.get_secret_value()
+            # Asked here, not by the Socket Mode client, which would retry a refused token forever.
+            opened = await self.client.apps_connections_open(app_token=app_token)
+            self._socket = AsyncSocketModeHandler(self.app, app_token)
+            self._socket.client.wss_uri = opened["url"]
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            error = _start_error(variable, exc, self.settings.api_base_url)
+            if error is None:
+                raise
+            raise error from exc
 
     async def __aexit__(self, *exc: object) -> None:
         if self._socket is not None:

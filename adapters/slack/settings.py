@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings, http_url
@@ -23,7 +23,30 @@ class SlackSettings(PluginSettings):
     # Comma-separated Slack user ids allowed to run admin commands besides workspace admins.
     admin_users: str = ""
 
+    # The core's HIDREAM_PUBLIC_URL, read here too: in HTTP mode Slack must reach the bot from outside.
+    public_url: str = Field(default="", alias="HIDREAM_PUBLIC_URL")
+
     check_api_base_url = field_validator("api_base_url")(http_url)
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr | None) -> SecretStr | None:
+        # With token rotation on, Slack's bot tokens start with xoxe.xoxb-.
+        if v is not None and not v.get_secret_value().startswith(("xoxb-", "xoxe.xoxb-")):
+            raise ValueError(
+                "must be the app's Bot User OAuth Token, which starts with xoxb- (OAuth & Permissions page)"
+            )
+        return v
+
+    @field_validator("app_token")
+    @classmethod
+    def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "must be an App-Level Token, which starts with xapp- (Basic Information page, "
+                "with the connections:write scope)"
+            )
+        return v
 
     @property
     def enabled(self) -> bool:

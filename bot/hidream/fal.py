@@ -48,6 +48,8 @@ CALLBACK_TOLERANCE_S = 300
 # but no more often than this so forged callbacks cannot make us hammer the JWKS endpoint.
 JWKS_MAX_AGE_S = 24 * 3600
 JWKS_REFETCH_MIN_S = 30
+# After a failed fetch the next waits 30 s, then 60, 120... at most this long.
+JWKS_BACKOFF_MAX_S = 15 * 60
 _JOB_KEYS = ("id", "status_url", "response_url")
 _HEADERS = ("request-id", "user-id", "timestamp", "signature")
 _STATES: dict[str, str] = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
@@ -244,41 +246,58 @@ class FalProvider(HttpProvider[FalSettings]):
 
 
 class JwksCache:
-    """fal's ED25519 public keys, fetched once, refreshed daily and when a signer is unknown."""
+    """fal's ED25519 public keys, fetched once, refreshed daily and when a signer is unknown.
+
+    Fetches are spaced: at least JWKS_REFETCH_MIN_S after a success, and after failures a backoff
+    that doubles each time (up to JWKS_BACKOFF_MAX_S), so a failing endpoint is not asked again on
+    every callback. Meanwhile the keys already held keep verifying."""
 
     def __init__(self, client: httpx.AsyncClient, url: str, clock: Callable[[], float]) -> None:
         self._client = client
         self._url = url
         self._clock = clock
         self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # the last successful fetch
+        self._next_fetch_at = float("-inf")
+        self._failures = 0  # fetches failed in a row
         self._lock = asyncio.Lock()
 
     async def verify(self, signature: bytes, message: bytes) -> bool:
         if self._fetched_at is None or self._clock() - self._fetched_at > JWKS_MAX_AGE_S:
-            await self._refresh(since=self._fetched_at)
+            await self._refresh()
         if _any_verifies(self._keys, signature, message):
             return True
         # fal may have rotated its key since we last looked; ask again, within bounds.
-        assert self._fetched_at is not None
-        if self._clock() - self._fetched_at < JWKS_REFETCH_MIN_S:
-            return False
-        await self._refresh(since=self._fetched_at)
-        return _any_verifies(self._keys, signature, message)
+        await self._refresh()
+        if _any_verifies(self._keys, signature, message):
+            return True
+        if self._failures:
+            # 503: fal retries the callback later, when the keys may be reachable again.
+            raise CallbackRejected("fal's signing keys could not be fetched", status=503)
+        return False
 
-    async def _refresh(self, since: float | None) -> None:
+    async def _refresh(self) -> None:
         async with self._lock:
-            if self._fetched_at != since:
-                return  # another callback refreshed while we waited
+            now = self._clock()
+            if now < self._next_fetch_at:
+                return  # fetched (or failed) too recently; another callback may have just done it
             try:
                 response = await self._client.get(self._url)
                 response.raise_for_status()
-                self._keys = parse_jwks(response.json())
+                keys = parse_jwks(response.json())
             except (httpx.HTTPError, ValueError) as exc:
-                log.warning("could not fetch fal's JWKS from %s: %s", self._url, type(exc).__name__)
-                # 503: fal retries the callback later, when the keys may be reachable again.
-                raise CallbackRejected("fal's signing keys could not be fetched", status=503) from exc
-            self._fetched_at = self._clock()
+                self._failures += 1
+                backoff = min(JWKS_BACKOFF_MAX_S, JWKS_REFETCH_MIN_S * 2 ** (self._failures - 1))
+                self._next_fetch_at = now + backoff
+                log.warning(
+                    "could not fetch fal's JWKS from %s: %s; next try in %d s",
+                    self._url,
+                    type(exc).__name__,
+                    backoff,
+                )
+                return
+            self._keys, self._fetched_at, self._failures = keys, now, 0
+            self._next_fetch_at = now + JWKS_REFETCH_MIN_S
 
 
 def parse_jwks(document: object) -> list[Ed25519PublicKey]:

@@ -158,6 +158,8 @@ class FakeSlack:
         params.pop("token", None)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
         expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
         if not hmac.compare_digest(token, expected):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         self.calls.append((method, params))

@@ -1,0 +1,157 @@
+"""`hidream-bot check` catches what would make the bot fail or misbehave, and names the setting."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.test_cli import bot_env, logging_as_in_a_fresh_process
+
+
+@dataclass(frozen=True)
+class Checked:
+    code: int
+    out: str
+    err: str
+
+    def warnings(self) -> list[str]:
+        return [line for line in self.out.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture
+def check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    def run(**env: str) -> Checked:
+        capsys.readouterr()
+        with monkeypatch.context() as patch, logging_as_in_a_fresh_process():
+            for name, value in bot_env(tmp_path, **env).items():
+                patch.setenv(name, value)
+            code = main(["check"])
+        out, err = capsys.readouterr()
+        return Checked(code, out, err)
+
+    return run
+
+
+def test_a_database_folder_that_does_not_exist(check, tmp_path: Path) -> None:
+    folder = tmp_path / "no-such-folder"
+    result = check(HIDREAM_DB_PATH=str(folder / "bot.db"))
+    assert result.code == 2
+    assert f"HIDREAM_DB_PATH: the folder {folder} does not exist" in result.err
+    assert not folder.exists()  # check made nothing on its way
+
+
+def test_a_database_path_under_a_file_or_that_is_a_folder(check, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    under_a_file = check(HIDREAM_DB_PATH=str(tmp_path / "a-file" / "bot.db"))
+    assert (
+        under_a_file.code == 2
+        and "HIDREAM_DB_PATH" in under_a_file.err
+        and "not a folder" in under_a_file.err
+    )
+    a_folder = check(HIDREAM_DB_PATH=str(tmp_path))
+    assert a_folder.code == 2 and "HIDREAM_DB_PATH" in a_folder.err and "is a folder" in a_folder.err
+
+
+def _unwritable_folder(tmp_path: Path) -> Path | None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    # Root writes anywhere a mode allows nothing; a read-only file system still stops it.
+    return next(
+        (Path(p) for p in ("/proc/sys", "/sys") if Path(p).is_dir() and not os.access(p, os.W_OK)), None
+    )
+
+
+def test_a_database_folder_the_bot_may_not_write_in(check, tmp_path: Path) -> None:
+    folder = _unwritable_folder(tmp_path)
+    if folder is None:
+        pytest.skip("no folder here is unwritable for this user")
+    result = check(HIDREAM_DB_PATH=str(folder / "bot.db"))
+    assert result.code == 2 and f"HIDREAM_DB_PATH: the bot may not write in {folder}" in result.err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "prefix"),
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-1-a-user-token", "xoxb-"),
+        ("SLACK_BOT_TOKEN", "xapp-1-an-app-token", "xoxb-"),
+        ("SLACK_APP_TOKEN", "xoxb-1-a-bot-token", "xapp-"),
+    ],
+)
+def test_a_slack_token_of_the_wrong_kind(check, variable: str, value: str, prefix: str) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-bot", "SLACK_APP_TOKEN": "xapp-1-app", variable: value}
+    result = check(**env)
+    assert result.code == 2
+    assert f"{variable}: " in result.err and prefix in result.err
+    assert value not in result.err + result.out
+
+
+def test_rotating_slack_bot_tokens_are_bot_tokens(check) -> None:
+    result = check(SLACK_BOT_TOKEN="xoxe.xoxb-1-rotating", SLACK_APP_TOKEN="xapp-1-app")
+    assert result.code == 0, result.err
+
+
+def test_slack_in_http_mode_without_a_public_url(check) -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-bot", "SLACK_SIGNING_SECRET": "signing-secret"}
+    bare = check(**env)
+    assert bare.code == 0, bare.err
+    [warning] = [w for w in bare.warnings() if "Slack" in w]
+    assert "HIDREAM_PUBLIC_URL is empty" in warning and "Socket Mode" in warning
+    public = check(**env, HIDREAM_PUBLIC_URL="https://bot.example.com")
+    assert not [w for w in public.warnings() if "HIDREAM_PUBLIC_URL" in w]
+    socket_mode = check(SLACK_BOT_TOKEN="xoxb-1-bot", SLACK_APP_TOKEN="xapp-1-app")
+    assert not [w for w in socket_mode.warnings() if "HIDREAM_PUBLIC_URL" in w]
+
+
+def test_a_model_tier_the_provider_does_not_offer(check) -> None:
+    env = {"HIDREAM_PROVIDER": "atlascloud", "ATLASCLOUD_API_KEY": "atlas-key"}
+    result = check(**env, HIDREAM_MODEL="dev")
+    assert result.code == 2
+    assert "HIDREAM_MODEL=dev: atlascloud does not offer it (only full)" in result.err
+    assert check(**env, HIDREAM_MODEL="full").code == 0
+
+
+def test_several_provider_keys_and_no_choice(check) -> None:
+    keys = {"FAL_KEY": "fal-key", "WAVESPEED_API_KEY": "wavespeed-key"}
+    result = check(**keys)
+    assert result.code == 0, result.err
+    provider = next(line for line in result.out.splitlines() if line.startswith("provider:"))
+    used = provider.split()[1].rstrip(",")
+    [warning] = [w for w in result.warnings() if "several providers" in w]
+    assert "fal" in warning and "wavespeed" in warning
+    assert f"{used} is used" in warning and "HIDREAM_PROVIDER" in warning
+    chosen = check(**keys, HIDREAM_PROVIDER="wavespeed")
+    assert chosen.code == 0 and not [w for w in chosen.warnings() if "several providers" in w]
+    one = check(FAL_KEY="fal-key")
+    assert not [w for w in one.warnings() if "several providers" in w]
+
+
+def test_an_unknown_log_level(check) -> None:
+    result = check(HIDREAM_LOG_LEVEL="verbose")
+    assert result.code == 2 and "HIDREAM_LOG_LEVEL" in result.err and "'verbose'" in result.err
+    assert check(HIDREAM_LOG_LEVEL="debug").code == 0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DISCORD_TOKEN": "MTE4.discord.token"},
+        {"SLACK_BOT_TOKEN": "xoxb-1-bot", "SLACK_APP_TOKEN": "xapp-1-app"},
+    ],
+    ids=["discord", "slack"],
+)
+def test_a_chat_platform_on_the_sandbox(check, env: dict[str, str]) -> None:
+    result = check(**env)
+    assert result.code == 0, result.err
+    [warning] = [w for w in result.warnings() if "sandbox" in w]
+    assert "placeholders" in warning and "HIDREAM_PROVIDER" in warning
+    paid = check(**env, FAL_KEY="fal-key")
+    assert not [w for w in paid.warnings() if "sandbox" in w]
+    console = check()
+    assert not [w for w in console.warnings() if "sandbox" in w]
