@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 from bot.app import Bot, SurfaceFactory, start_bot
 from bot.config import Settings
@@ -32,6 +35,13 @@ def settings_for_test(tmp_path: Path, **env: Any) -> Settings:
     }
     values.update(env)
     return Settings(_env_file=None, **values)
+
+
+def skip_unless_ci(reason: str) -> NoReturn:
+    """Skip a test this machine cannot run; under CI (CI=true) that is a failure, never a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}: under CI a test may not skip")
+    pytest.skip(reason)
 
 
 def sandbox_of(bot: Bot) -> SandboxService:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from tests.harness import skip_unless_ci
 from tests.test_cli import bot_env, logging_as_in_a_fresh_process
 
 
@@ -71,7 +72,7 @@ def _unwritable_folder(tmp_path: Path) -> Path | None:
 def test_a_database_folder_the_bot_may_not_write_in(check, tmp_path: Path) -> None:
     folder = _unwritable_folder(tmp_path)
     if folder is None:
-        pytest.skip("no folder here is unwritable for this user")
+        skip_unless_ci("no folder here is unwritable for this user")
     result = check(HIDREAM_DB_PATH=str(folder / "bot.db"))
     assert result.code == 2 and f"HIDREAM_DB_PATH: the bot may not write in {folder}" in result.err
 
