@@ -14,7 +14,6 @@ Operators act through the CLI on any tenant; admins only through their platform,
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -23,6 +22,7 @@ import aiosqlite
 
 from bot.errors import BadInput, QuotaExceeded
 from bot.jobs import COUNTED, SPENT, LedgerState
+from storage.schema import marks
 
 Scope = Literal["user", "members", "ceiling"]
 By = Literal["operator", "admin"]
@@ -110,10 +110,6 @@ async def _one(db: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> 
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
-def _marks(values: Collection[object]) -> str:
-    return "(" + ",".join("?" * len(values)) + ")"
-
-
 async def user_limit(db: aiosqlite.Connection, user_key: str, tenant: str, default: int) -> LimitSource:
     async with db.execute(
         "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
@@ -162,7 +158,7 @@ async def status(
     used = int(
         await _one(
             db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND user_key=? AND day=? AND state IN {_marks(COUNTED)}",
+            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND user_key=? AND day=? AND state IN {marks(COUNTED)}",
             (tenant, user_key, day, *COUNTED),
         )
     )
@@ -177,14 +173,14 @@ async def status(
     tenant_used = int(
         await _one(
             db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND day=? AND state IN {_marks(_MADE)}",
+            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND day=? AND state IN {marks(_MADE)}",
             (tenant, day, *_MADE),
         )
     )
     money = await budget(db, tenant)
     spent = await _one(
         db,
-        f"SELECT SUM(cost_usd) FROM ledger WHERE workspace_key=? AND substr(day, 1, 7)=? AND state IN {_marks(_MADE)}",
+        f"SELECT SUM(cost_usd) FROM ledger WHERE workspace_key=? AND substr(day, 1, 7)=? AND state IN {marks(_MADE)}",
         (tenant, day[:7], *_MADE),
     )
     total = base.limit + granted
@@ -280,7 +276,7 @@ async def set_budget(db: aiosqlite.Connection, tenant: str, monthly_usd: float |
 async def spend(db: aiosqlite.Connection, key: str, column: str) -> tuple[int, float]:
     async with db.execute(
         f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
-        f"WHERE {column}=? AND state IN {_marks(SPENT)}",
+        f"WHERE {column}=? AND state IN {marks(SPENT)}",
         (key, *SPENT),
     ) as cur:
         row = await cur.fetchone() or (0, 0.0)
@@ -294,24 +290,3 @@ async def limits_of(db: aiosqlite.Connection, tenant: str) -> list[tuple[str, st
         (tenant,),
     ) as cur:
         return [(r[0], r[1], int(r[2]), r[3]) for r in await cur.fetchall()]
-
-
-MIGRATION = """
-CREATE TABLE limits_by_tenant (
-    tenant TEXT NOT NULL, scope TEXT NOT NULL, subject TEXT NOT NULL DEFAULT '',
-    daily_limit INTEGER NOT NULL, set_by TEXT NOT NULL, PRIMARY KEY (tenant, scope, subject, set_by)
-);
-INSERT INTO limits_by_tenant (tenant, scope, subject, daily_limit, set_by)
-    SELECT key, 'members', '', daily_limit, 'admin' FROM limits WHERE scope='workspace';
-DROP TABLE limits;
-ALTER TABLE limits_by_tenant RENAME TO limits;
-DROP TABLE grants;
-CREATE TABLE grants (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, user_key TEXT NOT NULL,
-                     day TEXT NOT NULL, images INTEGER NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX grants_tenant_user_day ON grants(tenant, user_key, day);
-UPDATE ledger SET workspace_key = workspace_key || 'dm:' || substr(user_key, length(workspace_key) + 1)
-    WHERE substr(workspace_key, -1) = ':';
-CREATE INDEX ledger_tenant_day ON ledger(workspace_key, day);
-CREATE INDEX ledger_tenant_user_day ON ledger(workspace_key, user_key, day);
-CREATE TABLE budgets (tenant TEXT PRIMARY KEY, monthly_usd REAL NOT NULL)
-"""

@@ -9,11 +9,11 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 
 import aiosqlite
 
 from bot.jobs import TERMINAL, UNFINISHED
+from storage.schema import marks
 from storage.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,12 @@ async def delete_old_media(store: Store, used_before: float, limit: int) -> int:
     """Delete up to `limit` images last used before `used_before`, except those an unfinished job
     still names (its references, or results not yet delivered). Returns how many were deleted."""
     unfinished = tuple(UNFINISHED)
-    marks = _marks(unfinished)
+    states = marks(unfinished)
     async with store.transaction() as db:
         cur = await db.execute(
             "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE used_at < ? AND id NOT IN ("
-            f"SELECT r.value FROM jobs j, json_each(j.reference_media) r WHERE j.state IN {marks} "
-            f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {marks}"
+            f"SELECT r.value FROM jobs j, json_each(j.reference_media) r WHERE j.state IN {states} "
+            f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {states}"
             ") LIMIT ?)",
             (used_before, *unfinished, *unfinished, limit),
         )
@@ -71,7 +71,7 @@ async def clear_finished_jobs(store: Store, finished_before: float, limit: int) 
         cur = await db.execute(
             "UPDATE jobs SET origin='{}', callback_status=NULL WHERE id IN (SELECT id FROM jobs "
             "WHERE (origin != '{}' OR callback_status IS NOT NULL) AND updated_at < ? "
-            f"AND +state IN {_marks(terminal)} LIMIT ?)",
+            f"AND +state IN {marks(terminal)} LIMIT ?)",
             (finished_before, *terminal, limit),
         )
         return cur.rowcount
@@ -104,8 +104,3 @@ async def _pages(db: aiosqlite.Connection) -> tuple[int, int]:
     async with db.execute("PRAGMA freelist_count") as cur:
         free = await cur.fetchone()
     return int(total[0]) if total else 0, int(free[0]) if free else 0
-
-
-def _marks(values: Collection[object]) -> str:
-    """`(?, ?, ...)` for an IN clause over `values`."""
-    return "(" + ",".join("?" * len(values)) + ")"

@@ -3,7 +3,35 @@ applied yet, each in its own transaction, and records the version reached."""
 
 from __future__ import annotations
 
-from storage import quota
+import json
+from collections.abc import Collection
+
+import aiosqlite
+
+from bot.jobs import Job, JobState
+from bot.requests import ImageRequest
+
+# Limits, grants and counts by tenant (storage/quota.py).
+TENANTS = """
+CREATE TABLE limits_by_tenant (
+    tenant TEXT NOT NULL, scope TEXT NOT NULL, subject TEXT NOT NULL DEFAULT '',
+    daily_limit INTEGER NOT NULL, set_by TEXT NOT NULL, PRIMARY KEY (tenant, scope, subject, set_by)
+);
+INSERT INTO limits_by_tenant (tenant, scope, subject, daily_limit, set_by)
+    SELECT key, 'members', '', daily_limit, 'admin' FROM limits WHERE scope='workspace';
+DROP TABLE limits;
+ALTER TABLE limits_by_tenant RENAME TO limits;
+DROP TABLE grants;
+CREATE TABLE grants (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, user_key TEXT NOT NULL,
+                     day TEXT NOT NULL, images INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX grants_tenant_user_day ON grants(tenant, user_key, day);
+UPDATE ledger SET workspace_key = workspace_key || 'dm:' || substr(user_key, length(workspace_key) + 1)
+    WHERE substr(workspace_key, -1) = ':';
+CREATE INDEX ledger_tenant_day ON ledger(workspace_key, day);
+CREATE INDEX ledger_tenant_user_day ON ledger(workspace_key, user_key, day);
+CREATE TABLE budgets (tenant TEXT PRIMARY KEY, monthly_usd REAL NOT NULL)
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -40,7 +68,7 @@ MIGRATIONS: list[str] = [
     """,
     # 2: limits, grants and counts belong to tenants (storage/quota.py). Old per-user limits and grants
     # named no tenant (and could have been set by any server's admin): they are not carried over.
-    quota.MIGRATION,
+    TENANTS,
     # 3: retention: a media row's age counts from its last use (stored, or given to a new job), so an
     # image a new job still uses is not deleted under it; finished jobs whose bulky columns are not
     # yet cleared are found by their own index (storage/retention.py).
@@ -51,3 +79,32 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_bulky ON jobs(updated_at) WHERE origin != '{}' OR callback_status IS NOT NULL;
     """,
 ]
+
+
+def marks(values: Collection[object]) -> str:
+    """`(?, ?, ...)` for an IN clause over `values`."""
+    return "(" + ",".join("?" * len(values)) + ")"
+
+
+def row_to_job(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        surface=row["surface"],
+        user_id=row["user_id"],
+        workspace_id=row["workspace_id"],
+        origin=json.loads(row["origin"]),
+        request=ImageRequest.model_validate_json(row["request"]),
+        tier=row["tier"],
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        callback_token=row["callback_token"],
+        created_at=row["created_at"],
+        deadline=row["deadline"],
+        provider_job_id=row["provider_job_id"],
+        parent_job_id=row["parent_job_id"],
+        reference_media=json.loads(row["reference_media"]),
+        result_media=json.loads(row["result_media"]),
+        error=row["error"],
+        seed=row["seed"],
+        cost_usd=row["cost_usd"],
+    )

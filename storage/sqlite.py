@@ -13,7 +13,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +23,9 @@ import aiosqlite
 
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
-from bot.requests import ImageRequest
 from storage import quota
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
-from storage.schema import MIGRATIONS
+from storage.schema import MIGRATIONS, marks, row_to_job
 
 
 @contextmanager
@@ -278,7 +277,7 @@ class Store:
             values.append(json.dumps(value) if name in _JSON_FIELDS else value)
         async with self.transaction() as db:
             cur = await db.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {_marks(from_states)}",
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {marks(from_states)}",
                 (*values, job_id, *from_states),
             )
             if cur.rowcount != 1:
@@ -306,7 +305,7 @@ class Store:
         """Keep a verified callback's status for the job's runner (it may not be listening yet)."""
         async with self.transaction() as db:
             cur = await db.execute(
-                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN {_marks(TERMINAL)}",
+                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN {marks(TERMINAL)}",
                 (json.dumps(status), job_id, *TERMINAL),
             )
             return cur.rowcount == 1
@@ -335,13 +334,13 @@ class Store:
 
     async def unfinished_jobs(self) -> list[Job]:
         async with self.db.execute(
-            f"SELECT * FROM jobs WHERE state NOT IN {_marks(TERMINAL)} ORDER BY created_at", tuple(TERMINAL)
+            f"SELECT * FROM jobs WHERE state NOT IN {marks(TERMINAL)} ORDER BY created_at", tuple(TERMINAL)
         ) as cur:
-            return [_row_to_job(r) for r in await cur.fetchall()]
+            return [row_to_job(r) for r in await cur.fetchall()]
 
     async def queue_position(self, job: Job) -> int:
         async with self.db.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE state IN {_marks(WAITING)} AND created_at < ?",
+            f"SELECT COUNT(*) FROM jobs WHERE state IN {marks(WAITING)} AND created_at < ?",
             (*WAITING, job.created_at),
         ) as cur:
             return int((await cur.fetchone() or (0,))[0]) + 1
@@ -349,7 +348,7 @@ class Store:
     async def _job_where(self, db: aiosqlite.Connection, where: str, args: tuple[Any, ...]) -> Job | None:
         async with db.execute(f"SELECT * FROM jobs WHERE {where}", args) as cur:
             row = await cur.fetchone()
-        return _row_to_job(row) if row else None
+        return row_to_job(row) if row else None
 
     # --- media and posts -------------------------------------------------------------------------
 
@@ -422,32 +421,3 @@ class Store:
 
 
 _JSON_FIELDS = ("result_media", "callback_status")
-
-
-def _marks(values: Collection[object]) -> str:
-    """`(?, ?, ...)` for an IN clause over `values`."""
-    return "(" + ",".join("?" * len(values)) + ")"
-
-
-def _row_to_job(row: aiosqlite.Row) -> Job:
-    return Job(
-        id=row["id"],
-        surface=row["surface"],
-        user_id=row["user_id"],
-        workspace_id=row["workspace_id"],
-        origin=json.loads(row["origin"]),
-        request=ImageRequest.model_validate_json(row["request"]),
-        tier=row["tier"],
-        provider=row["provider"],
-        state=JobState(row["state"]),
-        callback_token=row["callback_token"],
-        created_at=row["created_at"],
-        deadline=row["deadline"],
-        provider_job_id=row["provider_job_id"],
-        parent_job_id=row["parent_job_id"],
-        reference_media=json.loads(row["reference_media"]),
-        result_media=json.loads(row["result_media"]),
-        error=row["error"],
-        seed=row["seed"],
-        cost_usd=row["cost_usd"],
-    )
