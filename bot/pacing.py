@@ -64,6 +64,9 @@ class Slots:
         found = self._line.get(key)
         if found is None:
             found = self._line[key] = asyncio.get_running_loop().create_future()
+        # A slot may have come free since `take` refused (its holder left while the caller awaited):
+        # nobody else would hand it over.
+        self._hand_over()
         return found
 
     def position(self, key: str) -> int | None:
@@ -79,6 +82,10 @@ class Slots:
         waiting = self._line.pop(key, None)
         if waiting is not None and not waiting.done():
             waiting.cancel()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free slots go to the first in line."""
         while len(self._holders) < self.limit and self._line:
             nxt, turn = self._line.popitem(last=False)
             if turn.done():  # its waiter was cancelled: nobody to hand the slot to

@@ -280,6 +280,17 @@ async def test_slots_hand_over_in_order_and_skip_who_left() -> None:
         Slots(0)
 
 
+async def test_a_slot_freed_between_a_refused_take_and_the_join_is_handed_over() -> None:
+    # The runner awaits the store between `take` and `join`; the last holder may leave meanwhile.
+    slots = Slots(1)
+    assert slots.take("a") and not slots.take("b")
+    slots.leave("a")
+    turn = slots.join("b")
+    assert turn.done() and (slots.active, slots.waiting) == (1, 0)
+    slots.leave("b")
+    assert slots.take("c")
+
+
 def test_gate_spaces_one_job_and_bounds_all() -> None:
     clock = Clock()
     gate = ProgressGate(clock, every=2.0, rate=5.0, burst=5.0, spread=lambda interval: interval / 2)
