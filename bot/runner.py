@@ -288,7 +288,7 @@ class JobRunner:
             log.warning("job %s: provider refused: %s", job.id, exc)
             await self.fail(job, exc.user_message)
             return
-        except MediaError as exc:
+        except BadInput as exc:  # a reference that could not be read or is no longer held
             await self.fail(job, exc.user_message)
             return
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)

@@ -288,3 +288,21 @@ async def test_healthz_and_media_links(tmp_path: Path) -> None:
         assert health.status_code == 200 and health.json()["provider"] == "sandbox"
         assert good.status_code == 200 and good.content == png()
         assert tampered.status_code == 403 and expired.status_code == 403
+
+
+async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(tmp_path: Path) -> None:
+    from storage.sqlite import Store
+    from tests.test_store import make_job
+
+    async with Store(tmp_path / "bot.db", default_limit=25) as store:
+        job = make_job()
+        job.reference_media = ["no-longer-held"]
+        job.created_at, job.deadline = job.created_at + 10**9, job.deadline + 10**9  # far from its deadline
+        await store.admit(job, workspace_key="test:w1", dedup_key=None)
+    surface = RecordingSurface()
+    async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:  # resumes the stored job
+        await bot.engine.wait_idle()
+        assert surface.told == [(job.id, "A reference image is no longer held by the bot; attach it again.")]
+        assert sandbox_of(bot).submits == 0
+        stored = await bot.engine.job(job.id)
+        assert stored is not None and stored.state is JobState.FAILED
