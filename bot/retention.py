@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,8 +72,16 @@ class Retention:
 
     async def __aenter__(self) -> Retention:
         if self.enabled:
-            if await sql.use_incremental_vacuum(self.store):
-                log.info("the database now gives freed space back after each retention sweep")
+            try:
+                if await sql.use_incremental_vacuum(self.store):
+                    log.info("the database now gives freed space back after each retention sweep")
+            except sqlite3.Error as exc:
+                # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses
+                # the freed pages; only the file does not shrink. The bot starts all the same.
+                log.warning(
+                    "could not switch the database to incremental vacuum (%s); will try on the next start",
+                    exc,
+                )
             self._task = asyncio.create_task(self._run(), name="retention")
         return self
 

@@ -231,3 +231,14 @@ async def test_sweeps_run_at_start_and_then_every_interval(tmp_path: Path) -> No
         # Leaving stopped the task: nothing sleeps or sweeps any more.
         await put(store)
         assert sleeps.asked.empty()
+
+
+async def test_a_vacuum_that_cannot_run_does_not_stop_the_bot(tmp_path: Path, monkeypatch, caplog) -> None:
+    async def full(store: Store) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sql, "use_incremental_vacuum", full)
+    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+        async with Retention(store, 30, clock=lambda: NOW) as retention:
+            assert retention.enabled
+        assert "could not switch the database to incremental vacuum (database or disk is full)" in caplog.text
