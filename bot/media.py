@@ -14,6 +14,7 @@ import hmac
 import io
 import ipaddress
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -36,6 +37,10 @@ MAX_PIXELS = 40_000_000
 TYPED_FETCH_SECONDS = 30.0
 # The typed-URL client's own pool: slow links wait for each other, never for provider traffic.
 TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+
+
+# How many images are decoded at once, across the bot's threads (bounds the memory decoding takes).
+DECODES = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> Sniff
                 f"{name} is {width}x{height} pixels; the largest image accepted is {_megapixels()}."
             )
         try:
-            img.load()  # the whole image, not only its header: a cut-off or damaged file fails here
+            with DECODES:  # a decoded 40 MP image is ~160 MB: a burst must not decode them all at once
+                img.load()  # the whole image, not only its header: a cut-off or damaged file fails here
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
             raise MediaError(
                 f"{name} is damaged or cut short: the bot could not read the whole image."

@@ -206,3 +206,33 @@ async def test_a_discord_edit_with_a_result_over_the_upload_limit_keeps_pillow_o
     names = {name for name, _ in pillow_threads}
     assert {"load", "save", "resize"} <= names, pillow_threads
     assert [entry for entry in pillow_threads if entry[1]] == []
+
+
+async def test_no_more_than_two_images_are_decoded_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    real_load = ImageFile.ImageFile.load
+    lock, inside, most, calls = threading.Lock(), [0], [0], [0]
+    release = threading.Event()
+
+    def counting_load(self: Any) -> Any:
+        with lock:
+            inside[0] += 1
+            calls[0] += 1
+            most[0] = max(most[0], inside[0])
+            if inside[0] >= 3:
+                release.set()
+        # Hold every decode until a third is inside at once: unbounded, that happens at once; bounded
+        # to two, it never does, and the wait ends after its (generous) time-out instead.
+        release.wait(timeout=2)
+        try:
+            return real_load(self)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(buf, "PNG")
+    await asyncio.gather(*(check_image(buf.getvalue(), max_bytes=10**6) for _ in range(6)))
+    assert calls[0] == 6 and most[0] == 2
