@@ -11,7 +11,9 @@ import aiosqlite
 from bot.jobs import Job, JobState
 from bot.requests import ImageRequest
 
-# Limits, grants and counts by tenant (storage/quota.py).
+# Limits, grants and counts by tenant (storage/quota.py). Old per-user limits named no tenant and may
+# have been set by any server's admin: a block (0) is kept, as an operator's in every tenant, so an
+# upgrade never lets a blocked user back in; raises and grants are not carried over.
 TENANTS = """
 CREATE TABLE limits_by_tenant (
     tenant TEXT NOT NULL, scope TEXT NOT NULL, subject TEXT NOT NULL DEFAULT '',
@@ -19,6 +21,8 @@ CREATE TABLE limits_by_tenant (
 );
 INSERT INTO limits_by_tenant (tenant, scope, subject, daily_limit, set_by)
     SELECT key, 'members', '', daily_limit, 'admin' FROM limits WHERE scope='workspace';
+INSERT INTO limits_by_tenant (tenant, scope, subject, daily_limit, set_by)
+    SELECT '*', 'user', key, 0, 'operator' FROM limits WHERE scope='user' AND daily_limit=0;
 DROP TABLE limits;
 ALTER TABLE limits_by_tenant RENAME TO limits;
 DROP TABLE grants;
@@ -66,8 +70,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX posts_thread ON posts(surface, thread_key, created_at);
     CREATE INDEX posts_job ON posts(job_id);
     """,
-    # 2: limits, grants and counts belong to tenants (storage/quota.py). Old per-user limits and grants
-    # named no tenant (and could have been set by any server's admin): they are not carried over.
+    # 2: limits, grants and counts belong to tenants (see TENANTS above).
     TENANTS,
     # 3: retention: a media row's age counts from its last use (stored, or given to a new job), so an
     # image a new job still uses is not deleted under it; finished jobs whose bulky columns are not

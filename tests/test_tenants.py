@@ -194,7 +194,7 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
 # --- the database from before tenants ------------------------------------------------------------------
 
 
-def test_migration_moves_workspace_limits_and_drops_untenanted_ones(tmp_path: Path) -> None:
+def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_raises(tmp_path: Path) -> None:
     import asyncio
 
     from storage.schema import MIGRATIONS
@@ -205,7 +205,8 @@ def test_migration_moves_workspace_limits_and_drops_untenanted_ones(tmp_path: Pa
         db.executescript(MIGRATIONS[0])
         db.executescript(
             "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);"
-            "INSERT INTO limits VALUES ('workspace', 'discord:G1', 7), ('user', 'discord:U1', 100000);"
+            "INSERT INTO limits VALUES ('workspace', 'discord:G1', 7), ('user', 'discord:U1', 100000),"
+            " ('user', 'discord:U2', 0);"
             "INSERT INTO grants (user_key, day, images, created_at) VALUES ('discord:U1', '2026-11-29', 500, 0);"
             "INSERT INTO ledger VALUES ('j1', 'discord:U1', 'discord:', '2026-11-29', 2, 'committed', 0, 0),"
             " ('j2', 'discord:U1', 'discord:G1', '2026-11-29', 1, 'committed', 0, 0);"
@@ -221,5 +222,10 @@ def test_migration_moves_workspace_limits_and_drops_untenanted_ones(tmp_path: Pa
             )
             status = await store.quota("discord:U1", "discord:G1")
             assert (status.limit, status.granted) == (7, 0)
+            blocked = await store.quota("discord:U2", "discord:G1")
+            assert (blocked.limit, blocked.source) == (
+                0,
+                "your own limit, set by an operator for every server",
+            )
 
     asyncio.run(check())
