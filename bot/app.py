@@ -141,6 +141,15 @@ def build_provider(
     return plugin.build(ProviderContext(settings, http, server_url, state_dir), section)
 
 
+def open_store(settings: Settings) -> Store:
+    """The store the settings name, with the quota defaults they set (enter it to open it)."""
+    return Store(
+        settings.db_path,
+        default_limit=settings.daily_image_quota,
+        default_ceiling=settings.daily_workspace_quota,
+    )
+
+
 async def start_bot(
     settings: Settings,
     stack: AsyncExitStack,
@@ -164,13 +173,7 @@ async def start_bot(
         )
     )
     typed_http = await stack.enter_async_context(typed_client())
-    store = await stack.enter_async_context(
-        Store(
-            settings.db_path,
-            default_limit=settings.daily_image_quota,
-            default_ceiling=settings.daily_workspace_quota,
-        )
-    )
+    store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).
     retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
     server = HttpServer(settings.http_host, settings.http_port)

@@ -98,7 +98,7 @@ class Engine:
 
     @property
     def callbacks_enabled(self) -> bool:
-        return bool(self.settings.public_url)
+        return self.runner.callbacks_enabled
 
     # --- admission --------------------------------------------------------------------------------
 
@@ -220,9 +220,6 @@ class Engine:
         """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
         return f"{surface}:{workspace_id}" if workspace_id else f"{surface}:dm:{user_id}"
 
-    def _workspace_key(self, job: Job) -> str:
-        return self.tenant(job.surface, job.workspace_id, job.user_id)
-
     async def quota(self, surface: str, user_id: str, workspace_id: str) -> QuotaStatus:
         status = await self.store.quota(f"{surface}:{user_id}", self.tenant(surface, workspace_id, user_id))
         return replace(status, show_spend=self.settings.show_spend)
@@ -244,11 +241,11 @@ class Engine:
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
 
-    @staticmethod
-    def _admin_tenant(surface: str, workspace_id: str) -> str:
+    @classmethod
+    def _admin_tenant(cls, surface: str, workspace_id: str) -> str:
         if not workspace_id:
             raise BadInput("Limits are managed inside a server or workspace, not in a direct message.")
-        return f"{surface}:{workspace_id}"
+        return cls.tenant(surface, workspace_id, "")
 
     # --- callbacks --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import argparse
 import re
 import sys
 
+from bot.app import open_store
 from bot.config import Settings
 from bot.errors import BadInput
 from storage.quota import EVERY_TENANT, QuotaStatus
@@ -73,11 +74,7 @@ def problem(args: argparse.Namespace) -> str | None:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
-    async with Store(
-        settings.db_path,
-        default_limit=settings.daily_image_quota,
-        default_ceiling=settings.daily_workspace_quota,
-    ) as store:
+    async with open_store(settings) as store:
         try:
             await _act(store, args)
         except BadInput as exc:
