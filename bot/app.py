@@ -109,6 +109,13 @@ def _choice_warnings(
             f"{names} will get images from the {chosen.name} provider, which makes placeholders: "
             "set HIDREAM_PROVIDER and its key for real images"
         )
+    if not chosen.fallback and surfaces and settings.daily_workspace_quota is None:
+        # Anyone may make a server and add the bot: its admins then set their own members' limits.
+        lines.append(
+            "HIDREAM_DAILY_WORKSPACE_QUOTA is empty: a server's or workspace's admins may raise their "
+            f"members' limits without a ceiling, billed to the {chosen.name} account; set it (or per "
+            "server with `hidream-bot quota ceiling`)"
+        )
     return lines
 
 

@@ -156,3 +156,13 @@ def test_a_chat_platform_on_the_sandbox(check, env: dict[str, str]) -> None:
     assert not [w for w in paid.warnings() if "sandbox" in w]
     console = check()
     assert not [w for w in console.warnings() if "sandbox" in w]
+
+
+def test_a_paid_provider_for_chats_without_a_workspace_ceiling(check) -> None:
+    chats = {"DISCORD_TOKEN": "MTE4.discord.token", "FAL_KEY": "fal-key"}
+    [warning] = [w for w in check(**chats).warnings() if "HIDREAM_DAILY_WORKSPACE_QUOTA" in w]
+    assert "without a ceiling" in warning and "fal account" in warning
+    assert not [
+        w for w in check(**chats, HIDREAM_DAILY_WORKSPACE_QUOTA="500").warnings() if "CEILING" in w.upper()
+    ]
+    assert not [w for w in check(FAL_KEY="fal-key").warnings() if "WORKSPACE_QUOTA" in w]  # the console alone
