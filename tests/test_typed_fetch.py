@@ -210,7 +210,10 @@ async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still
     assert pool == 10
     async with (
         serve(slow.app) as base,
-        BotHarness(tmp_path, resolver=public, typed_http=typed_client(route)) as bot,
+        # No cap that a slow machine could reach: what is shown here is the pools, not the cap.
+        BotHarness(
+            tmp_path, resolver=public, typed_http=typed_client(route), typed_fetch_seconds=3600
+        ) as bot,
     ):
         port = httpx.URL(base).port
         # One more than the typed pool holds: the last one waits for a connection of that pool.
