@@ -114,8 +114,9 @@ def _setup_logging(level: str, secrets: Iterable[str] = ()) -> Redactor:
     for name, floor in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, root.level))
     redactor = Redactor(secrets)
-    # Only on the handler made here: it rewrites records, which a host's own handlers (when the
-    # bot runs embedded, and logging was set up already) may want as they are.
+    # Only on the handler made here, i.e. when the bot set logging up itself. The filter rewrites each
+    # record in place, so a host that set logging up already (the bot embedded, or under pytest) keeps
+    # its records as they are, and its handlers are left alone.
     for handler in root.handlers:
         if handler not in before:
             handler.addFilter(redactor)
