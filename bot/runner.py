@@ -335,17 +335,16 @@ class JobRunner:
             await self._bind(provider, job, ids)
             return
         await self._progress(job, "running")
+        # Waiting for a callback needs nothing of the provider: the slot goes to a job that does,
+        # and this one takes its turn again once it has something to do (or to look at again).
+        self._slots.leave(job.id)
         await self._wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - self.clock()))
+        await self._take_slot(job.id)
 
     async def _bind(self, provider: Provider, job: Job, ids: list[str]) -> None:
         """The job's requests so far are `ids`: send the rest, or go on as `running` with them."""
         if len(ids) < provider.requests_for(job.request):
-            log.info(
-                "job %s: %s confirmed %s; sending the job's remaining requests",
-                job.id,
-                provider.name,
-                ids[-1],
-            )
+            log.info("job %s: %s confirmed %s; sending the rest", job.id, provider.name, ids[-1])
             await self._records.sending(job.id, ids)
             await self._send(provider, job, ids)
             return

@@ -266,3 +266,26 @@ async def test_a_several_request_submit_names_what_it_made_and_goes_on_from_ther
         joined = await provider.submit(replace(spec, started=(first, second)))
         assert joined == provider.join_ids([first, second, *list(fake.jobs)[2:]]) == ",".join(fake.jobs)
         assert [s.json()["seed"] for s in fake.submits] == [10, 11, 12]
+
+
+async def test_a_job_waiting_for_its_lost_answers_callback_holds_no_slot(tmp_path: Path) -> None:
+    """With one slot, a job whose submit answer was lost waits for the provider's callback without
+    keeping the slot: a later job goes through meanwhile, and the first is still saved after."""
+    surface = RecordingSurface()
+    async with provider_fake("pixazo") as fake:
+        fake.fail_next("lost")
+        fake.hold_callbacks = True
+        env = {**env_for("pixazo", fake), "HIDREAM_MAX_ACTIVE_JOBS": 1}
+        async with BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600) as bot:
+            lost = await bot.engine.submit(chat("a lighthouse --seed 2"))
+            await job_when(bot, lost.id, lambda j, record: record.settled)
+            later = await bot.engine.submit(chat("a harbour --seed 3"))
+            async with asyncio.timeout(30):  # the later job reaches the provider while the first waits
+                while len(fake.submits) < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            stored = await bot.engine.job(lost.id)
+            assert stored is not None and stored.state is JobState.SUBMITTING
+            fake.release_callbacks()  # the later job's callback, and the lost one's, go out now
+            await asyncio.wait_for(bot.engine.wait_idle(), 60)
+            assert sorted(job_id for job_id, _ in surface.deliveries) == sorted([lost.id, later.id])
+            assert len(fake.submits) == 2
