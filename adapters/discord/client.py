@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s.
 START_TIMEOUT = 25.0
+# Discord lets a bot (max_concurrency 1) identify one shard every 5 s; a replica's start allows for it.
+IDENTIFY_INTERVAL = 5.0
 _CLIENT_LOG = logging.getLogger("discord.client")
 # Gateway close codes that mean a setting is wrong (Discord's documented codes).
 _CLOSE_CODES = {
@@ -70,10 +72,10 @@ def _cause(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-class _Client(discord.Client):
-    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
-        self.adapter = adapter
+class _Events:
+    """What the bot listens to on the gateway, sharded or not."""
+
+    adapter: DiscordAdapter
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter.messages.handle(message)
@@ -82,6 +84,29 @@ class _Client(discord.Client):
         # Application commands go through the command tree; buttons and modals come here.
         if interaction.type in (discord.InteractionType.component, discord.InteractionType.modal_submit):
             await self.adapter.handlers.component(interaction)
+
+
+class _Client(_Events, discord.Client):
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+
+
+class _ShardedClient(_Events, discord.AutoShardedClient):
+    """The shards this replica runs (DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT), each its own gateway
+    connection; Discord sends a server's events to shard (guild_id >> 22) % shard_count only."""
+
+    def __init__(
+        self, adapter: DiscordAdapter, pause: Callable[[float], Awaitable[None]], **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+        self._pause = pause
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # As discord.py does, with the wait injectable: the first shard at once, the next ones spaced.
+        if not initial:
+            await self._pause(IDENTIFY_INTERVAL)
 
 
 class DiscordAdapter:
@@ -96,6 +121,7 @@ class DiscordAdapter:
         *,
         clock: Callable[[], float] = time.time,
         guild_ready_timeout: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if settings.token is None:
             raise ConfigError("DISCORD_TOKEN is not set")
@@ -105,6 +131,8 @@ class DiscordAdapter:
         self._nsfw_policy = settings.nsfw_policy
         self._max_image_bytes = engine.settings.max_image_bytes
         self._guild_ready_timeout = guild_ready_timeout
+        self._sleep = sleep
+        self.shard_ids = settings.shards()
         self._task: asyncio.Task[None] | None = None
         self._phase = "api"  # then "gateway": which address a failed start names
         self.message_content = True
@@ -116,7 +144,7 @@ class DiscordAdapter:
         intents.message_content = message_content
         self.message_content = message_content
         _CLIENT_LOG.addFilter(_no_voice_warnings)
-        self.client = _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
+        self.client = self._make_client(intents)
         self.tree = app_commands.CommandTree(self.client)
         self.poster = Poster(
             self.client, nsfw_policy=self._nsfw_policy, memory=self.engine.store, clock=self.clock
@@ -132,6 +160,22 @@ class DiscordAdapter:
         self.messages = MessageHandler(context)
         register_commands(self.tree, self.handlers)
 
+    def _make_client(self, intents: discord.Intents) -> discord.Client:
+        if self.shard_ids is None:
+            return _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
+        return _ShardedClient(
+            self,
+            self._sleep,
+            intents=intents,
+            guild_ready_timeout=self._guild_ready_timeout,
+            shard_count=self.settings.shard_count,
+            shard_ids=self.shard_ids,
+        )
+
+    def _start_timeout(self) -> float:
+        # Every shard after the first waits its turn to identify.
+        return START_TIMEOUT + IDENTIFY_INTERVAL * max(0, len(self.shard_ids or [0]) - 1)
+
     @property
     def bot_id(self) -> str:
         return str(self.client.user.id) if self.client.user else ""
@@ -146,7 +190,7 @@ class DiscordAdapter:
         watch = _StartWatch()
         _CLIENT_LOG.addFilter(watch)
         try:
-            async with asyncio.timeout(START_TIMEOUT):
+            async with asyncio.timeout(self._start_timeout()):
                 await self._start_with_fallback()
         except BaseException as exc:
             await self.__aexit__(None, None, None)
@@ -188,7 +232,10 @@ class DiscordAdapter:
                 "DISCORD_GATEWAY_URL: the gateway closed the connection before the bot was ready"
             )
         log.info(
-            "discord: connected as %s (message content intent: %s)", self.client.user, self.message_content
+            "discord: connected as %s (%s; message content intent: %s)",
+            self.client.user,
+            self.settings.describe_shards(),
+            self.message_content,
         )
 
     def _start_error(self, exc: Exception, gateway_error: BaseException | None) -> ConfigError | None:
@@ -219,10 +266,12 @@ class DiscordAdapter:
             )
         if isinstance(exc, TimeoutError):
             if self._phase == "api":
-                return ConfigError(f"DISCORD_API_BASE_URL: no answer from {api} within {START_TIMEOUT:.0f} s")
+                return ConfigError(
+                    f"DISCORD_API_BASE_URL: no answer from {api} within {self._start_timeout():.0f} s"
+                )
             why = f": {_cause(gateway_error)}" if gateway_error else ""
             return ConfigError(
-                f"DISCORD_GATEWAY_URL: the gateway at {gateway} was not ready within {START_TIMEOUT:.0f} s{why}"
+                f"DISCORD_GATEWAY_URL: the gateway at {gateway} was not ready within {self._start_timeout():.0f} s{why}"
             )
         if self._phase == "gateway":
             return ConfigError(
