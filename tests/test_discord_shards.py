@@ -11,14 +11,18 @@ import aiohttp
 import discord
 import pytest
 
+import adapters.discord.client
 from adapters.discord import DiscordAdapter
 from bot.app import Bot
 from bot.cli import main
 from bot.jobs import Job, JobState, OutputImage
+from tests.background import background
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.harness import sandbox_of
 from tests.test_cli import bot_env, logging_as_in_a_fresh_process
+from tests.test_startup import closed_port, discord_env, run_fails
+from tests.test_startup import level as level  # a fixture: the log levels a failed start is checked at
 
 # Two servers on different shards of 2: (guild_id >> 22) % 2 is 0 for the fake's own, 1 for this one.
 GUILD_B, CHANNEL_B = "1300000000004194306", "1300000000004194316"
@@ -221,3 +225,28 @@ def test_check_refuses_bad_shard_settings(
     code, _, err = run_check(tmp_path, monkeypatch, capsys, **env)
     [line] = [line for line in err.splitlines() if variable in line]
     assert code == 2 and why in line
+
+
+# --- a sharded start that fails ends with one line naming the setting ------------------------------
+
+
+def test_a_token_the_gateway_refuses_on_a_sharded_start(monkeypatch, capsys, tmp_path, level) -> None:
+    with background() as bg:
+        fake = bg.enter(FakeDiscord())
+        # REST lets this token in; the shard's IDENTIFY is refused (close code 4004).
+        monkeypatch.setattr(fake, "_check_auth", lambda request: None)
+        env = discord_env(fake, DISCORD_TOKEN="MTE4.reset.token", DISCORD_SHARD_COUNT="2")
+        line = run_fails(monkeypatch, capsys, tmp_path, level, **env)
+    assert line.startswith("hidream-bot: DISCORD_TOKEN: ") and "4004" in line
+
+
+def test_an_unreachable_gateway_on_a_sharded_start(monkeypatch, capsys, tmp_path, level) -> None:
+    # discord.py retries a shard it cannot connect every 5 s, logging a traceback each time: the start
+    # keeps that out of the log and ends at its deadline (shortened here) with the cause.
+    monkeypatch.setattr(adapters.discord.client, "START_TIMEOUT", 2.0)
+    gateway = f"ws://127.0.0.1:{closed_port()}/gateway"
+    with background() as bg:
+        fake = bg.enter(FakeDiscord())
+        env = discord_env(fake, DISCORD_GATEWAY_URL=gateway, DISCORD_SHARD_COUNT="1")
+        line = run_fails(monkeypatch, capsys, tmp_path, level, **env)
+    assert line.startswith("hidream-bot: DISCORD_GATEWAY_URL: ") and gateway in line

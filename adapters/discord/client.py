@@ -32,6 +32,9 @@ START_TIMEOUT = 25.0
 # Discord lets a bot (max_concurrency 1) identify one shard every 5 s; a replica's start allows for it.
 IDENTIFY_INTERVAL = 5.0
 _CLIENT_LOG = logging.getLogger("discord.client")
+_SHARD_LOG = logging.getLogger("discord.shard")
+# How discord.py logs a gateway it cannot reach: unsharded, then per shard.
+_RETRIES = ("Attempting a reconnect", "Failed to connect for shard_id")
 # Gateway close codes that mean a setting is wrong (Discord's documented codes).
 _CLOSE_CODES = {
     4004: ("DISCORD_TOKEN", "the gateway refused the token (close code 4004): it is wrong or was reset"),
@@ -60,7 +63,7 @@ class _StartWatch(logging.Filter):
         self.last_error: BaseException | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith("Attempting a reconnect"):
+        if not record.getMessage().startswith(_RETRIES):
             return True
         if record.exc_info:
             self.last_error = record.exc_info[1]
@@ -189,6 +192,7 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.gateway_url)
         watch = _StartWatch()
         _CLIENT_LOG.addFilter(watch)
+        _SHARD_LOG.addFilter(watch)
         try:
             async with asyncio.timeout(self._start_timeout()):
                 await self._start_with_fallback()
@@ -200,6 +204,7 @@ class DiscordAdapter:
             raise error from exc
         finally:
             _CLIENT_LOG.removeFilter(watch)
+            _SHARD_LOG.removeFilter(watch)
         return self
 
     async def _start_with_fallback(self) -> None:
@@ -293,11 +298,15 @@ class DiscordAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
-        if self._task is not None:
-            try:
-                await self._task
-            except Exception:
-                log.debug("discord gateway task ended with an error on shutdown", exc_info=True)
+        task = self._task
+        if task is None:
+            return
+        if self.shard_ids is not None and not task.done():
+            # A shard that is still connecting retries for ever: discord.py does not stop it on close.
+            task.cancel()
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("discord gateway task ended with an error on shutdown", exc_info=task.exception())
 
     # --- bot.jobs.Surface ----------------------------------------------------------------------
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
