@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
-# Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s.
+# Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s
+# (unsharded, or one shard; each further shard adds its IDENTIFY_INTERVAL).
 START_TIMEOUT = 25.0
 # Discord lets a bot (max_concurrency 1) identify one shard every 5 s; a replica's start allows for it.
 IDENTIFY_INTERVAL = 5.0
