@@ -23,7 +23,10 @@ class DiscordPlugin(SurfacePlugin[DiscordSettings]):
         return DiscordAdapter(core.engine, settings)
 
     def summary(self, settings: DiscordSettings) -> str:
-        return f"discord (REST {settings.api_base_url}, gateway {settings.gateway_url})"
+        return (
+            f"discord (REST {settings.api_base_url}, gateway {settings.gateway_url}, "
+            f"{settings.describe_shards()})"
+        )
 
 
 plugin = DiscordPlugin()

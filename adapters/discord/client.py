@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -27,9 +27,15 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 log = logging.getLogger(__name__)
-# Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s.
+# Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s
+# (unsharded, or one shard; each further shard adds its IDENTIFY_INTERVAL).
 START_TIMEOUT = 25.0
+# Discord lets a bot (max_concurrency 1) identify one shard every 5 s; a replica's start allows for it.
+IDENTIFY_INTERVAL = 5.0
 _CLIENT_LOG = logging.getLogger("discord.client")
+_SHARD_LOG = logging.getLogger("discord.shard")
+# How discord.py logs a gateway it cannot reach: unsharded, then per shard.
+_RETRIES = ("Attempting a reconnect", "Failed to connect for shard_id")
 # Gateway close codes that mean a setting is wrong (Discord's documented codes).
 _CLOSE_CODES = {
     4004: ("DISCORD_TOKEN", "the gateway refused the token (close code 4004): it is wrong or was reset"),
@@ -58,7 +64,7 @@ class _StartWatch(logging.Filter):
         self.last_error: BaseException | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith("Attempting a reconnect"):
+        if not record.getMessage().startswith(_RETRIES):
             return True
         if record.exc_info:
             self.last_error = record.exc_info[1]
@@ -70,10 +76,10 @@ def _cause(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-class _Client(discord.Client):
-    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
-        self.adapter = adapter
+class _Events:
+    """What the bot listens to on the gateway, sharded or not."""
+
+    adapter: DiscordAdapter
 
     async def on_message(self, message: discord.Message) -> None:
         await self.adapter.messages.handle(message)
@@ -82,6 +88,29 @@ class _Client(discord.Client):
         # Application commands go through the command tree; buttons and modals come here.
         if interaction.type in (discord.InteractionType.component, discord.InteractionType.modal_submit):
             await self.adapter.handlers.component(interaction)
+
+
+class _Client(_Events, discord.Client):
+    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+
+
+class _ShardedClient(_Events, discord.AutoShardedClient):
+    """The shards this replica runs (DISCORD_SHARD_IDS of DISCORD_SHARD_COUNT), each its own gateway
+    connection; Discord sends a server's events to shard (guild_id >> 22) % shard_count only."""
+
+    def __init__(
+        self, adapter: DiscordAdapter, pause: Callable[[float], Awaitable[None]], **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+        self._pause = pause
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # As discord.py does, with the wait injectable: the first shard at once, the next ones spaced.
+        if not initial:
+            await self._pause(IDENTIFY_INTERVAL)
 
 
 class DiscordAdapter:
@@ -96,6 +125,7 @@ class DiscordAdapter:
         *,
         clock: Callable[[], float] = time.time,
         guild_ready_timeout: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if settings.token is None:
             raise ConfigError("DISCORD_TOKEN is not set")
@@ -105,6 +135,8 @@ class DiscordAdapter:
         self._nsfw_policy = settings.nsfw_policy
         self._max_image_bytes = engine.settings.max_image_bytes
         self._guild_ready_timeout = guild_ready_timeout
+        self._sleep = sleep
+        self.shard_ids = settings.shards()
         self._task: asyncio.Task[None] | None = None
         self._phase = "api"  # then "gateway": which address a failed start names
         self.message_content = True
@@ -116,7 +148,7 @@ class DiscordAdapter:
         intents.message_content = message_content
         self.message_content = message_content
         _CLIENT_LOG.addFilter(_no_voice_warnings)
-        self.client = _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
+        self.client = self._make_client(intents)
         self.tree = app_commands.CommandTree(self.client)
         self.poster = Poster(
             self.client, nsfw_policy=self._nsfw_policy, memory=self.engine.store, clock=self.clock
@@ -132,6 +164,22 @@ class DiscordAdapter:
         self.messages = MessageHandler(context)
         register_commands(self.tree, self.handlers)
 
+    def _make_client(self, intents: discord.Intents) -> discord.Client:
+        if self.shard_ids is None:
+            return _Client(self, intents=intents, guild_ready_timeout=self._guild_ready_timeout)
+        return _ShardedClient(
+            self,
+            self._sleep,
+            intents=intents,
+            guild_ready_timeout=self._guild_ready_timeout,
+            shard_count=self.settings.shard_count,
+            shard_ids=self.shard_ids,
+        )
+
+    def _start_timeout(self) -> float:
+        # Every shard after the first waits its turn to identify.
+        return START_TIMEOUT + IDENTIFY_INTERVAL * max(0, len(self.shard_ids or [0]) - 1)
+
     @property
     def bot_id(self) -> str:
         return str(self.client.user.id) if self.client.user else ""
@@ -145,8 +193,9 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.settings.gateway_url)
         watch = _StartWatch()
         _CLIENT_LOG.addFilter(watch)
+        _SHARD_LOG.addFilter(watch)
         try:
-            async with asyncio.timeout(START_TIMEOUT):
+            async with asyncio.timeout(self._start_timeout()):
                 await self._start_with_fallback()
         except BaseException as exc:
             await self.__aexit__(None, None, None)
@@ -156,6 +205,7 @@ class DiscordAdapter:
             raise error from exc
         finally:
             _CLIENT_LOG.removeFilter(watch)
+            _SHARD_LOG.removeFilter(watch)
         return self
 
     async def _start_with_fallback(self) -> None:
@@ -188,7 +238,10 @@ class DiscordAdapter:
                 "DISCORD_GATEWAY_URL: the gateway closed the connection before the bot was ready"
             )
         log.info(
-            "discord: connected as %s (message content intent: %s)", self.client.user, self.message_content
+            "discord: connected as %s (%s; message content intent: %s)",
+            self.client.user,
+            self.settings.describe_shards(),
+            self.message_content,
         )
 
     def _start_error(self, exc: Exception, gateway_error: BaseException | None) -> ConfigError | None:
@@ -219,10 +272,12 @@ class DiscordAdapter:
             )
         if isinstance(exc, TimeoutError):
             if self._phase == "api":
-                return ConfigError(f"DISCORD_API_BASE_URL: no answer from {api} within {START_TIMEOUT:.0f} s")
+                return ConfigError(
+                    f"DISCORD_API_BASE_URL: no answer from {api} within {self._start_timeout():.0f} s"
+                )
             why = f": {_cause(gateway_error)}" if gateway_error else ""
             return ConfigError(
-                f"DISCORD_GATEWAY_URL: the gateway at {gateway} was not ready within {START_TIMEOUT:.0f} s{why}"
+                f"DISCORD_GATEWAY_URL: the gateway at {gateway} was not ready within {self._start_timeout():.0f} s{why}"
             )
         if self._phase == "gateway":
             return ConfigError(
@@ -244,11 +299,15 @@ class DiscordAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
-        if self._task is not None:
-            try:
-                await self._task
-            except Exception:
-                log.debug("discord gateway task ended with an error on shutdown", exc_info=True)
+        task = self._task
+        if task is None:
+            return
+        if self.shard_ids is not None and not task.done():
+            # A shard that is still connecting retries for ever: discord.py does not stop it on close.
+            task.cancel()
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("discord gateway task ended with an error on shutdown", exc_info=task.exception())
 
     # --- bot.jobs.Surface ----------------------------------------------------------------------
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings, http_url
@@ -22,7 +22,51 @@ class DiscordSettings(PluginSettings):
     # What to do with results the provider flagged NSFW outside age-restricted channels.
     nsfw_policy: Literal["spoiler", "block", "allow"] = "spoiler"
 
+    # Sharding: the total number of gateway shards across all replicas (empty: one connection, unsharded),
+    # and the comma-separated shard ids this replica runs (empty: all of 0..count-1).
+    shard_count: int | None = Field(default=None, ge=1, le=100_000)
+    shard_ids: str = ""
+
     check_api_base_url = field_validator("api_base_url")(http_url)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _check_shard_ids(cls, value: str, info: ValidationInfo) -> str:
+        ids = _parse_ids(value)
+        if not ids:
+            return value
+        if "shard_count" not in info.data:
+            return value  # DISCORD_SHARD_COUNT itself is wrong, and said so
+        count = info.data["shard_count"]
+        if count is None:
+            raise ValueError("shard ids need DISCORD_SHARD_COUNT (the total number of shards)")
+        if wrong := [i for i in ids if i >= count]:
+            raise ValueError(
+                f"shard {wrong[0]} does not exist with DISCORD_SHARD_COUNT={count} (ids are 0 to {count - 1})"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("a shard id is listed twice")
+        return value
 
     def guilds(self) -> list[int]:
         return [int(g.strip()) for g in self.guild_ids.split(",") if g.strip()]
+
+    def shards(self) -> list[int] | None:
+        """The shard ids this replica runs; None when the bot is not sharded."""
+        if self.shard_count is None:
+            return None
+        return _parse_ids(self.shard_ids) or list(range(self.shard_count))
+
+    def describe_shards(self) -> str:
+        ids = self.shards()
+        if ids is None:
+            return "one gateway connection, unsharded"
+        return f"gateway shards {','.join(map(str, ids))} of {self.shard_count}"
+
+
+def _parse_ids(value: str) -> list[int]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    bad = [p for p in parts if not p.isdigit()]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a shard id (comma-separated whole numbers, e.g. 0,1)")
+    return [int(p) for p in parts]

@@ -1,7 +1,9 @@
 """A loopback Discord: gateway websocket, REST and CDN on 127.0.0.1 (port 0), for the real discord.py.
 
 It follows the documented payloads closely enough for discord.py to parse them: HELLO / IDENTIFY /
-READY / GUILD_CREATE on the gateway; REST answers with exactly `application/json`; interaction
+READY / GUILD_CREATE on the gateway, sharded as Discord shards (IDENTIFY's `shard: [id, count]`; a
+guild's events go to the connection of shard (guild_id >> 22) % count only, direct messages to
+shard 0; each connection's READY lists its own guilds); REST answers with exactly `application/json`; interaction
 callbacks honour `with_response`; followups honour `wait`; channel messages honour
 `enforce_nonce` for NONCE_WINDOW seconds of `clock`, as Discord keeps a nonce for a few minutes.
 Every REST call is recorded, and tests wait on conditions over the record.
@@ -66,6 +68,8 @@ class FakeDiscord(Payloads):
         self.originals: dict[str, str] = {}  # interaction token -> original response message id
         self.expired_tokens: set[str] = set()
         self.identified = asyncio.Event()
+        self.identifies: list[tuple[int, int]] = []  # each IDENTIFY's shard [id, count]
+        self.routed: list[tuple[str, str, int]] = []  # each event sent: (event, guild id, shard id)
         # Cleared by a test to hold every CDN download (a slow or stuck file host).
         self.cdn_gate = asyncio.Event()
         self.cdn_gate.set()
@@ -74,7 +78,11 @@ class FakeDiscord(Payloads):
         self.allow_message_content = True
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._changed = asyncio.Condition()
-        self._sockets: list[web.WebSocketResponse] = []
+        # Each open gateway connection and its shard [id, count] ([0, 1] when it did not ask for one).
+        self._sockets: dict[web.WebSocketResponse, tuple[int, int]] = {}
+        self._open: list[web.WebSocketResponse] = []
+        # What GET /gateway/bot recommends; None: one shard per 1,000 guilds, as Discord roughly does.
+        self.recommended_shards: int | None = None
         self._seq = itertools.count(1)
         # channel and nonce -> (message id, when): Discord keeps nonces for a few minutes only.
         self._nonces: dict[tuple[str, str], tuple[str, float]] = {}
@@ -92,7 +100,7 @@ class FakeDiscord(Payloads):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for ws in list(self._sockets):
+        for ws in list(self._open):
             await ws.close()
         await self._stack.aclose()
 
@@ -127,35 +135,61 @@ class FakeDiscord(Payloads):
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._sockets.append(ws)
+        self._open.append(ws)
         await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
         try:
             async for msg in ws:
                 data = json.loads(msg.data)
                 if data["op"] == 1:
                     await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
-                elif data["op"] == 2:
-                    if data["d"]["token"] != self.token:
-                        await ws.close(code=4004, message=b"Authentication failed.")
-                        break
-                    self.intents = int(data["d"]["intents"])
-                    if self.intents & (1 << 15) and not self.allow_message_content:
-                        await ws.close(code=4014, message=b"Disallowed intent(s).")
-                        break
-                    await self._send(ws, "READY", self.ready_payload(self.gateway_url))
-                    await self._send(ws, "GUILD_CREATE", self.guild_payload())
-                    self.identified.set()
+                elif data["op"] == 2 and not await self._identify(ws, data["d"]):
+                    break
         finally:
-            self._sockets.remove(ws)
+            self._open.remove(ws)
+            self._sockets.pop(ws, None)
         return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, identify: dict[str, Any]) -> bool:
+        """Answer an IDENTIFY: READY and a GUILD_CREATE per guild of its shard; False if refused."""
+        if identify["token"] != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return False
+        self.intents = int(identify["intents"])
+        if self.intents & (1 << 15) and not self.allow_message_content:
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
+            return False
+        shard = identify.get("shard")
+        shard_id, count = (int(shard[0]), int(shard[1])) if shard else (0, 1)
+        if not 0 <= shard_id < count:
+            await ws.close(code=4010, message=b"Invalid shard.")
+            return False
+        self._sockets[ws] = (shard_id, count)
+        self.identifies.append((shard_id, count))
+        guilds = [g for g in self.all_guilds() if self.shard_of(g, count) == shard_id]
+        await self._send(
+            ws, "READY", self.ready_payload(self.gateway_url, guilds, [shard_id, count] if shard else None)
+        )
+        for guild_id in guilds:
+            await self._send(ws, "GUILD_CREATE", self.guild_payload(guild_id))
+        self.identified.set()
+        return True
+
+    @staticmethod
+    def shard_of(guild_id: str | None, count: int) -> int:
+        """The shard Discord sends a guild's events to (direct messages: shard 0)."""
+        return (int(guild_id) >> 22) % count if guild_id else 0
 
     async def _send(self, ws: web.WebSocketResponse, event: str, data: dict[str, Any]) -> None:
         await ws.send_json({"op": 0, "t": event, "s": next(self._seq), "d": data})
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to the connection of the shard that owns its guild."""
         await asyncio.wait_for(self.identified.wait(), 30)
-        for ws in list(self._sockets):
-            await self._send(ws, event, data)
+        guild_id = data.get("guild_id")
+        for ws, (shard_id, count) in list(self._sockets.items()):
+            if self.shard_of(guild_id, count) == shard_id:
+                self.routed.append((event, str(guild_id), shard_id))
+                await self._send(ws, event, data)
 
     async def interact(self, payload: dict[str, Any]) -> dict[str, Any]:
         await self.dispatch("INTERACTION_CREATE", payload)
@@ -239,7 +273,8 @@ class FakeDiscord(Payloads):
         if p == ["oauth2", "applications", "@me"]:
             return self.application()
         if p[0] == "gateway":
-            return {"url": self.gateway_url, "shards": 1,
+            shards = self.recommended_shards or max(1, -(-len(self.all_guilds()) // 1000))
+            return {"url": self.gateway_url, "shards": shards,
                     "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}  # fmt: skip
         if p[0] == "applications" and p[-1] == "commands" and m == "PUT":
             scope = p[3] if len(p) == 5 else "global"

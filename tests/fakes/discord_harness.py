@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ async def discord_bot(
     fake: FakeDiscord,
     env: dict[str, Any] | None = None,
     clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[Bot, DiscordAdapter]]:
     settings_env = {
         "DISCORD_TOKEN": fake.token,
@@ -39,6 +40,8 @@ async def discord_bot(
 
     def factory(bot: Bot) -> DiscordAdapter:
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        if sleep is not None:
+            extra["sleep"] = sleep
         settings = bot.settings.section(DiscordSettings)
         made.append(DiscordAdapter(bot.engine, settings, guild_ready_timeout=0.05, **extra))
         return made[0]

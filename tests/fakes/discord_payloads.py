@@ -25,7 +25,8 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 class Payloads:
-    """One guild with a text channel and an age-restricted channel, a bot, and people in it."""
+    """One guild with a text channel and an age-restricted channel, a bot, and people in it; more
+    guilds (one channel each) with `add_guild`."""
 
     def __init__(self) -> None:
         self._ids = itertools.count(1_800_000_000_000_000_000)
@@ -37,6 +38,21 @@ class Payloads:
         self.interactions: dict[str, dict[str, Any]] = {}
         self.base_url = ""
         self.intents = 0
+        self.other_guilds: dict[str, str] = {}  # guild id -> its one channel
+
+    def add_guild(self, guild_id: str, channel_id: str) -> None:
+        """Another server the bot is in, with one text channel."""
+        self.other_guilds[guild_id] = channel_id
+
+    def all_guilds(self) -> list[str]:
+        return [self.guild_id, *self.other_guilds]
+
+    def guild_of(self, channel_id: str) -> str:
+        """The server a channel (or thread) belongs to."""
+        threads: dict[str, dict[str, Any]] = getattr(self, "threads", {})
+        if channel_id in threads:
+            return str(threads[channel_id]["guild_id"])
+        return next((g for g, c in self.other_guilds.items() if c == channel_id), self.guild_id)
 
     def snowflake(self) -> str:
         return str(next(self._ids))
@@ -55,25 +71,35 @@ class Payloads:
                 "owner": self.user("1500000000000000099", "owner"), "team": None, "summary": "",
                 "bot": self.bot_user(), "rpc_origins": []}  # fmt: skip
 
-    def ready_payload(self, gateway_url: str) -> dict[str, Any]:
-        return {"v": 10, "user": self.bot_user(), "guilds": [{"id": self.guild_id, "unavailable": True}],
-                "session_id": secrets.token_hex(16), "resume_gateway_url": gateway_url,
-                "application": {"id": self.app_id, "flags": 1 << 19}, "private_channels": []}  # fmt: skip
+    def ready_payload(
+        self, gateway_url: str, guilds: list[str], shard: list[int] | None = None
+    ) -> dict[str, Any]:
+        ready = {"v": 10, "user": self.bot_user(), "guilds": [{"id": g, "unavailable": True} for g in guilds],
+                 "session_id": secrets.token_hex(16), "resume_gateway_url": gateway_url,
+                 "application": {"id": self.app_id, "flags": 1 << 19}, "private_channels": []}  # fmt: skip
+        if shard is not None:
+            ready["shard"] = shard
+        return ready
 
     def channel_payload(self, channel_id: str, name: str, *, nsfw: bool = False) -> dict[str, Any]:
-        return {"id": channel_id, "type": 0, "guild_id": self.guild_id, "name": name, "position": 0,
+        return {"id": channel_id, "type": 0, "guild_id": self.guild_of(channel_id), "name": name, "position": 0,
                 "permission_overwrites": [], "nsfw": nsfw, "parent_id": None, "topic": None,
                 "rate_limit_per_user": 0, "last_message_id": None, "flags": 0}  # fmt: skip
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: str | None = None) -> dict[str, Any]:
+        guild_id = guild_id or self.guild_id
+        if guild_id in self.other_guilds:
+            channels = [self.channel_payload(self.other_guilds[guild_id], "art")]
+        else:
+            channels = [self.channel_payload(self.channel_id, "art"),
+                        self.channel_payload(self.nsfw_channel_id, "after-dark", nsfw=True)]  # fmt: skip
         bot_member = {"user": self.bot_user(), "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False,
                       "flags": 0}  # fmt: skip
         return {
-            "id": self.guild_id, "name": "Test Guild", "icon": None, "owner_id": "1500000000000000099",
-            "roles": [{"id": self.guild_id, "name": "@everyone", "permissions": str(BOT_PERMS), "position": 0,
+            "id": guild_id, "name": "Test Guild", "icon": None, "owner_id": "1500000000000000099",
+            "roles": [{"id": guild_id, "name": "@everyone", "permissions": str(BOT_PERMS), "position": 0,
                        "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
-            "channels": [self.channel_payload(self.channel_id, "art"),
-                         self.channel_payload(self.nsfw_channel_id, "after-dark", nsfw=True)],
+            "channels": channels,
             "threads": [], "members": [bot_member], "member_count": 3, "unavailable": False, "large": False,
             "features": [], "emojis": [], "stickers": [], "premium_tier": 0, "verification_level": 0,
             "explicit_content_filter": 0, "default_message_notifications": 0, "mfa_level": 0, "nsfw_level": 0,
@@ -83,14 +109,14 @@ class Payloads:
         }  # fmt: skip
 
     def thread_payload(self, thread_id: str, parent_id: str, name: str) -> dict[str, Any]:
-        return {"id": thread_id, "type": 11, "guild_id": self.guild_id, "parent_id": parent_id, "name": name,
+        return {"id": thread_id, "type": 11, "guild_id": self.guild_of(parent_id), "parent_id": parent_id, "name": name,
                 "owner_id": self.bot_id, "message_count": 0, "member_count": 1, "rate_limit_per_user": 0,
                 "flags": 0, "last_message_id": None,
                 "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False,
                                     "archive_timestamp": TIMESTAMP}}  # fmt: skip
 
     def message_payload(self, channel_id: str, *, author: dict[str, Any], content: str) -> dict[str, Any]:
-        return {"id": self.snowflake(), "channel_id": channel_id, "guild_id": self.guild_id, "author": author,
+        return {"id": self.snowflake(), "channel_id": channel_id, "guild_id": self.guild_of(channel_id), "author": author,
                 "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
                 "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [], "embeds": [],
                 "pinned": False, "type": 0, "flags": 0, "components": []}  # fmt: skip
@@ -105,6 +131,9 @@ class Payloads:
                        channel_id=channel_id, app_permissions=str(BOT_PERMS),
                        attachment_size_limit=getattr(self, "upload_limit", 10 * 1024 * 1024))  # fmt: skip
         payload["channel"] = self._channel_of(channel_id)
+        guild_id = self.guild_of(channel_id)
+        payload.update(guild_id=guild_id, guild={**payload["guild"], "id": guild_id},
+                       authorizing_integration_owners={"0": guild_id})  # fmt: skip
         payload["member"]["user"] = self.user(user_id, f"user{user_id[-2:]}")
         payload["member"]["permissions"] = str(permissions)
         self.interactions[iid] = payload
@@ -168,7 +197,7 @@ class Payloads:
         if reply_to is not None:
             msg.update(type=19, referenced_message=copy.deepcopy(reply_to),
                        message_reference={"message_id": reply_to["id"], "channel_id": reply_to["channel_id"],
-                                          "guild_id": self.guild_id, "type": 0})  # fmt: skip
+                                          "guild_id": self.guild_of(reply_to["channel_id"]), "type": 0})  # fmt: skip
         msg["attachments"] = list(attachments)
         if not self.intents & (1 << 15) and not msg["mentions"]:
             msg["content"] = ""
