@@ -129,6 +129,8 @@ def oauth_settings(settings: SlackSettings, installs: Installations) -> AsyncOAu
         user_scopes=[],
         redirect_uri=f"{public}/slack/oauth_redirect" if public else None,
         authorization_url=f"{site}/oauth/v2/authorize",
+        # /slack/install sends the installer straight on to Slack's page (no page of our own between).
+        install_page_rendering_enabled=False,
         installation_store=StoreInstallationStore(installs),
         installation_store_bot_only=True,
         state_store=StoreStateStore(installs),
