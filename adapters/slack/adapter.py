@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.context import ListenerContext
 from adapters.slack.handlers import register
 from adapters.slack.oauth import StoreInstallationStore, TeamClients, oauth_settings, register_removals
-from adapters.slack.posting import Poster, bind_request_client
+from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot.errors import ConfigError
@@ -160,7 +160,8 @@ class SlackAdapter:
         # bolt checks the signature and the timestamp first (401 and nothing runs when wrong) and
         # answers as soon as a listener acks, while the listener goes on in the background. The body it
         # reads is capped at SLACK_MAX_BODY by the server (limit_body), before the signature check.
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        with request_scope():
+            response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
     async def __aenter__(self) -> SlackAdapter:

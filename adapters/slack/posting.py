@@ -14,7 +14,8 @@ failures) use the token of the job's workspace, looked up by team id when instal
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 # in its own task, so the value never reaches another request.
 _request_client: ContextVar[AsyncWebClient | None] = ContextVar("slack_request_client", default=None)
 TeamLookup = Callable[[str], Awaitable[AsyncWebClient | None]]
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Around one request: it starts with no client bound and leaves none behind (aiohttp may serve
+    the requests of one keep-alive connection in one task). Listener tasks keep the copy they took."""
+    token = _request_client.set(None)
+    try:
+        yield
+    finally:
+        _request_client.reset(token)
 
 
 async def bind_request_client(context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
