@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ async def test_two_workspaces_are_installed_and_each_is_answered_with_its_own_to
 
         for team, channel in ((TEAM_A, CHANNEL_A), (TEAM_B, CHANNEL_B)):
             assert await run.send.command(fake.slash(f"a cat in {team}", channel=channel, team=team)) == 200
-            [summary] = await fake.wait_for(lambda c=channel: summaries(fake, c))
+            [summary] = await fake.wait_for(partial(summaries, fake, channel))
             job = await run.bot.engine.job(job_id_of(summary))
             assert job is not None and job.workspace_id == team
 
@@ -166,7 +167,7 @@ async def test_a_rotating_token_is_refreshed_before_use(tmp_path: Path, fake: Fa
 
 def test_oauth_settings_mean_http_mode_without_a_bot_token() -> None:
     def slack(**env: str) -> SlackSettings:
-        return Settings(_env_file=None, **env).section(SlackSettings)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **env).section(SlackSettings)
 
     s = slack(
         SLACK_CLIENT_ID="1.2", SLACK_CLIENT_SECRET="x", SLACK_SIGNING_SECRET="y", SLACK_APP_TOKEN="xapp-1"
