@@ -174,7 +174,9 @@ def test_oauth_settings_mean_http_mode_without_a_bot_token() -> None:
     )
     assert s.oauth and s.enabled and s.mode == "http" and plugin.enabled(s)
     assert "GET /slack/install" in plugin.summary(s)
-    assert any("SLACK_APP_TOKEN is not used" in w for w in plugin.warnings(s))
+    warned = plugin.warnings(s)
+    assert any("SLACK_APP_TOKEN is not used" in w for w in warned)
+    assert any("/slack/oauth_redirect" in w and "Socket Mode" not in w for w in warned)
     half = slack(SLACK_CLIENT_ID="1.2", SLACK_SIGNING_SECRET="y")
     assert not half.enabled and any("go together" in w for w in plugin.warnings(half))
 

@@ -53,16 +53,17 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
             return [
                 "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
             ]
+        if settings.mode == "http" and not settings.public_url and settings.oauth:
+            return [
+                "Slack OAuth mode but HIDREAM_PUBLIC_URL is empty: Slack cannot reach the bot unless a proxy "
+                "forwards https://<public host>/slack/events and /slack/oauth_redirect to it, and installs "
+                "return to the app's own Redirect URL; set HIDREAM_PUBLIC_URL to that address"
+            ]
         if settings.mode == "http" and not settings.public_url:
             return [
                 "Slack is in HTTP mode but HIDREAM_PUBLIC_URL is empty: Slack cannot reach the bot unless a "
                 "proxy forwards https://<public host>/slack/events to it; set HIDREAM_PUBLIC_URL to that "
                 "address, or use Socket Mode (SLACK_APP_TOKEN)"
-                + (
-                    " (OAuth installs also need it for the redirect URL /slack/oauth_redirect)"
-                    if settings.oauth
-                    else ""
-                )
             ]
         return []
 
