@@ -213,6 +213,18 @@ class Engine:
     async def mark_deleted(self, job: Job) -> None:
         await self.store.forget_posts(job.id)
 
+    async def fail_workspace(self, surface: str, workspace_id: str, message: str) -> int:
+        """Fail every unfinished job of a workspace that removed the bot (its quota given back, as any
+        failure's); how many. A job still running sees its failed state at its next step and stops."""
+        jobs = [
+            j
+            for j in await self.store.unfinished_jobs()
+            if j.surface == surface and j.workspace_id == workspace_id
+        ]
+        for job in jobs:
+            await self.runner.fail(job, message)
+        return len(jobs)
+
     # --- quota: every count, limit and grant belongs to a tenant (storage/quota.py) ---------------
 
     @staticmethod

@@ -36,6 +36,18 @@ CREATE INDEX ledger_tenant_user_day ON ledger(workspace_key, user_key, day);
 CREATE TABLE budgets (tenant TEXT PRIMARY KEY, monthly_usd REAL NOT NULL)
 """
 
+INSTALLATIONS = """
+CREATE TABLE slack_installations (
+    enterprise_id TEXT NOT NULL DEFAULT '', team_id TEXT NOT NULL DEFAULT '',
+    app_id TEXT NOT NULL DEFAULT '', bot_id TEXT NOT NULL DEFAULT '', bot_user_id TEXT NOT NULL DEFAULT '',
+    bot_token TEXT NOT NULL, bot_scopes TEXT NOT NULL DEFAULT '', bot_refresh_token TEXT,
+    bot_token_expires_at INTEGER, is_enterprise_install INTEGER NOT NULL DEFAULT 0, installed_at REAL NOT NULL,
+    PRIMARY KEY (enterprise_id, team_id)
+);
+CREATE INDEX slack_installations_team ON slack_installations(team_id);
+CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -81,6 +93,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX media_used ON media(used_at);
     CREATE INDEX jobs_bulky ON jobs(updated_at) WHERE origin != '{}' OR callback_status IS NOT NULL;
     """,
+    # 4: Slack installs by OAuth: one bot token per workspace (or Enterprise Grid org), and the
+    # one-use `state` values of installs under way (storage/installations.py).
+    INSTALLATIONS,
 ]
 
 

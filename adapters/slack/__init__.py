@@ -12,7 +12,9 @@ __all__ = ["SlackAdapter", "SlackPlugin", "SlackSettings", "plugin"]
 
 
 class SlackPlugin(SurfacePlugin[SlackSettings]):
-    """Starts when SLACK_BOT_TOKEN is set with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)."""
+    """Starts when SLACK_BOT_TOKEN is set with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP),
+    or, installed into many workspaces by OAuth, with SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and
+    SLACK_SIGNING_SECRET (HTTP)."""
 
     name = "slack"
     settings_class = SlackSettings
@@ -30,12 +32,32 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
 
     def summary(self, settings: SlackSettings) -> str:
         how = "Socket Mode" if settings.mode == "socket" else "HTTP mode at POST /slack/events"
+        if settings.oauth:
+            how += ", OAuth installs at GET /slack/install, a bot token per workspace"
         return f"slack ({how}, Web API {settings.api_base_url})"
 
     def warnings(self, settings: SlackSettings) -> list[str]:
+        notes = []
+        if settings.oauth and settings.bot_token is not None:
+            notes.append(
+                "SLACK_BOT_TOKEN is not used in OAuth mode: each workspace's token comes from its install"
+            )
+        if settings.oauth and settings.app_token is not None:
+            notes.append("SLACK_APP_TOKEN is not used in OAuth mode, which runs in HTTP mode only")
+        if bool(settings.client_id) != (settings.client_secret is not None):
+            notes.append("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together: OAuth mode stays off")
+        return notes + self._mode_warnings(settings)
+
+    def _mode_warnings(self, settings: SlackSettings) -> list[str]:
         if settings.bot_token is not None and not settings.enabled:
             return [
                 "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
+            ]
+        if settings.mode == "http" and not settings.public_url and settings.oauth:
+            return [
+                "Slack OAuth mode but HIDREAM_PUBLIC_URL is empty: Slack cannot reach the bot unless a proxy "
+                "forwards https://<public host>/slack/events and /slack/oauth_redirect to it, and installs "
+                "return to the app's own Redirect URL; set HIDREAM_PUBLIC_URL to that address"
             ]
         if settings.mode == "http" and not settings.public_url:
             return [

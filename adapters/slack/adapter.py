@@ -17,12 +17,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.context import ListenerContext
 from adapters.slack.handlers import register
-from adapters.slack.posting import Poster
+from adapters.slack.oauth import StoreInstallationStore, TeamClients, oauth_settings, register_removals
+from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot.errors import ConfigError
 from bot.jobs import Job, OutputImage, Post, Progress
 from bot.server import limit_body
+from storage.installations import Installations
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -84,21 +86,25 @@ SLACK_MAX_BODY = 1024 * 1024
 
 
 class SlackAdapter:
-    """One Slack workspace, one bot token. Enter it to connect (Socket Mode) or to serve (HTTP)."""
+    """One Slack workspace with one bot token, or (OAuth mode) every workspace that installed the app,
+    each with its own. Enter it to connect (Socket Mode) or to serve (HTTP)."""
 
     name = SURFACE
 
     def __init__(self, settings: SlackSettings, engine: Engine) -> None:
-        if settings.bot_token is None:
+        if settings.bot_token is None and not settings.oauth:
             raise ConfigError("SLACK_BOT_TOKEN is not set")
         self.settings = settings
         self.engine = engine
         self.mode = settings.mode
-        self.bot_token = settings.bot_token.get_secret_value()
+        self.oauth = settings.oauth
         self._bolt_log = logging.getLogger("slack_bolt.hidream")
         self._bolt_log.addFilter(_no_unused_token_notice)
-        self.client = AsyncWebClient(token=self.bot_token, base_url=settings.api_base_url)
+        # In OAuth mode this client has no token: bolt gives each request one with its workspace's.
+        token = None if self.oauth or settings.bot_token is None else settings.bot_token.get_secret_value()
+        self.client = AsyncWebClient(token=token, base_url=settings.api_base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        installs = StoreInstallationStore(Installations(engine.store)) if self.oauth else None
         self.app = AsyncApp(
             client=self.client,
             signing_secret=secret,
@@ -107,17 +113,21 @@ class SlackAdapter:
             # Under slack_bolt, so that the level the CLI holds bolt's loggers at applies: bolt prints
             # whole envelopes at DEBUG (the verification token, response URLs).
             logger=self._bolt_log,
+            oauth_settings=oauth_settings(settings, installs.installs) if installs else None,
+            installation_store_bot_only=True if installs else None,
         )
-        self.poster = Poster(self.client)
+        team_clients = TeamClients(installs, settings, self.client) if installs else None
+        self.poster = Poster(self.client, engine.store, team_clients)
         self._socket: AsyncSocketModeHandler | None = None
         context = ListenerContext(
             engine=engine,
-            client=self.client,
             poster=self.poster,
             admin_users=settings.admins(),
-            bot_token=self.bot_token,
             max_image_bytes=engine.settings.max_image_bytes,
         )
+        if installs is not None:
+            self.app.use(bind_request_client)
+            register_removals(self.app, installs, engine)
         register(self.app, context)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -125,12 +135,33 @@ class SlackAdapter:
     def register_routes(self, app: web.Application) -> None:
         if self.mode == "http":
             app.router.add_post("/slack/events", limit_body(self._http_events, SLACK_MAX_BODY))
+        if self.oauth:
+            # A browser's GETs: no body is expected, so none is accepted.
+            app.router.add_get("/slack/install", limit_body(self._install, 0))
+            app.router.add_get("/slack/oauth_redirect", limit_body(self._oauth_redirect, 0))
+
+    async def _install(self, request: web.Request) -> web.Response:
+        # bolt issues a one-use state (kept in the store, and in a cookie of the installer's browser)
+        # and sends the installer to Slack's authorize page.
+        flow = self.app.oauth_flow
+        assert flow is not None
+        response = await flow.handle_installation(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        # bolt checks the state against the cookie and the store, exchanges the code with
+        # oauth.v2.access and saves the workspace's bot token in the store.
+        flow = self.app.oauth_flow
+        assert flow is not None
+        response = await flow.handle_callback(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
 
     async def _http_events(self, request: web.Request) -> web.Response:
         # bolt checks the signature and the timestamp first (401 and nothing runs when wrong) and
         # answers as soon as a listener acks, while the listener goes on in the background. The body it
         # reads is capped at SLACK_MAX_BODY by the server (limit_body), before the signature check.
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        with request_scope():
+            response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
     async def __aenter__(self) -> SlackAdapter:
@@ -159,6 +190,10 @@ class SlackAdapter:
 
     async def _connect(self) -> None:
         variable = "SLACK_BOT_TOKEN"
+        if self.oauth:
+            # No token of its own: each workspace's is checked by bolt as its requests come in.
+            log.info("Slack (OAuth, HTTP mode) serving installs at /slack/install")
+            return
         try:
             auth = await self.client.auth_test()
             log.info(

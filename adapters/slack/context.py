@@ -17,11 +17,18 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ListenerContext:
     engine: Engine
-    # views.open, files.info, files.delete and users.info; posting goes through the poster.
-    client: AsyncWebClient
     poster: Poster
     # Users an operator listed as admins; Slack's own workspace admins are asked from users.info.
     admin_users: frozenset[str]
-    # Files people share are private: the engine downloads them with the bot token.
-    bot_token: str
     max_image_bytes: int
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """For views.open, files.info, files.delete and users.info (posting goes through the poster):
+        the client of the request being answered, with its workspace's token."""
+        return self.poster.client
+
+    @property
+    def bot_token(self) -> str:
+        """Files people share are private: the engine downloads them with the workspace's bot token."""
+        return str(self.client.token or "")

@@ -1,14 +1,23 @@
 """Posting to Slack: the request's status message, progress, delivery into its thread, failures,
 and the small writes the listeners share (ephemerals, quiet deletions, thread reads).
 
-Delivery is idempotent per job: what the thread already holds for a job (its files by name, its
-summary by metadata) is not posted again when the engine retries after a crash.
+Delivery is idempotent per job on what the bot recorded itself (the store's posts): the uploads
+and the summary an earlier attempt made are not made again when the engine retries after a crash.
+The thread is not read back for that: conversations.replies is limited to one call a minute for
+apps distributed outside the Slack Marketplace.
+
+Which token a call uses: a listener's calls use the client bolt authorized for that request (its
+workspace's token, bound by `bind_request_client`); the engine's calls (progress, delivery,
+failures) use the token of the job's workspace, looked up by team id when installed by OAuth.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,10 +28,76 @@ from bot.jobs import Job, OutputImage, Post, Progress
 
 log = logging.getLogger(__name__)
 
+# The client of the request a listener is answering (bolt's context.client). Each HTTP request runs
+# in its own task, so the value never reaches another request.
+_request_client: ContextVar[AsyncWebClient | None] = ContextVar("slack_request_client", default=None)
+TeamLookup = Callable[[str], Awaitable[AsyncWebClient | None]]
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Around one request: it starts with no client bound and leaves none behind (aiohttp may serve
+    the requests of one keep-alive connection in one task). Listener tasks keep the copy they took."""
+    token = _request_client.set(None)
+    try:
+        yield
+    finally:
+        _request_client.reset(token)
+
+
+async def bind_request_client(context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
+    """bolt middleware: the listeners' calls go out with the token bolt authorized for the request."""
+    _request_client.set(context.client)
+    return await next()
+
+
+class PostMemory(Protocol):
+    """Where the poster writes down what it posted (the store)."""
+
+    async def remember_post(
+        self, job_id: str, surface: str, message_key: str, thread_key: str | None
+    ) -> None: ...
+
+    async def posts_of(self, job_id: str, surface: str) -> list[str]: ...
+
+
+class NotInstalled(Exception):
+    """The job's workspace has no token: it removed the app."""
+
+
+class _Marks:
+    """Marks a delivery writes in the posts table beside the summary's key (no message ts names an
+    upload): that an attempt started, and that the job's files are in its thread."""
+
+    def __init__(self, channel: str, job_id: str) -> None:
+        self.started = message_key(channel, f"delivering-{job_id}")
+        self.uploaded = message_key(channel, f"files-{job_id}")
+
+    def __contains__(self, key: str) -> bool:
+        return key in (self.started, self.uploaded)
+
 
 class Poster:
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
+    def __init__(
+        self, client: AsyncWebClient, memory: PostMemory, team_client: TeamLookup | None = None
+    ) -> None:
+        self._client = client
+        self.memory = memory
+        # None: one workspace, one token (SLACK_BOT_TOKEN): `client` is every call's.
+        self._team_client = team_client
+
+    @property
+    def client(self) -> AsyncWebClient:
+        """The client of the request being answered; outside a request, the bot's own."""
+        return _request_client.get() or self._client
+
+    async def _for(self, job: Job) -> AsyncWebClient:
+        if self._team_client is None:
+            return self._client
+        client = await self._team_client(job.workspace_id)
+        if client is None:
+            raise NotInstalled(f"Slack workspace {job.workspace_id} has no installation")
+        return client
 
     # --- what the listeners share ---------------------------------------------------------------
 
@@ -38,11 +113,15 @@ class Poster:
         except SlackApiError:
             log.warning("could not delete message %s in %s", ts, channel, exc_info=True)
 
-    async def thread_messages(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+    async def thread_messages(
+        self, channel: str, thread_ts: str, client: AsyncWebClient | None = None
+    ) -> list[dict[str, Any]]:
+        """The thread's messages. conversations.replies is rate-limited hard (1/min for apps outside
+        the Marketplace): only for what a person asked for, or to recover a cut-off delivery."""
         messages: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            page = await self.client.conversations_replies(
+            page = await (client or self.client).conversations_replies(
                 channel=channel, ts=thread_ts, include_all_metadata=True, limit=200, cursor=cursor
             )
             messages.extend(page.get("messages") or [])
@@ -68,58 +147,89 @@ class Poster:
     # --- the engine's Surface -------------------------------------------------------------------
 
     async def progress(self, job: Job, progress: Progress) -> None:
-        await self._set_status(job, progress.text())
+        await self._set_status(await self._for(job), job, progress.text())
 
-    async def _set_status(self, job: Job, line: str) -> None:
+    async def _set_status(self, client: AsyncWebClient, job: Job, line: str) -> None:
         origin = job.origin
         verb = str(origin.get("verb", "asked for"))
-        await self.client.chat_update(
+        await client.chat_update(
             channel=origin["channel"],
             ts=origin["status_ts"],
             text=blocks.status_text(job.user_id, verb, job.request.prompt, line),
             blocks=blocks.status_blocks(job.user_id, verb, job.request.prompt, line),
         )
 
-    async def _set_status_quietly(self, job: Job, line: str) -> None:
+    async def _set_status_quietly(self, client: AsyncWebClient, job: Job, line: str) -> None:
         # The status line is a courtesy: the result or the failure is already in the thread.
         try:
-            await self._set_status(job, line)
+            await self._set_status(client, job, line)
         except SlackApiError:
             log.warning("job %s: could not update its status message", job.id, exc_info=True)
 
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
         """Upload into the request's thread, then the summary with buttons. Safe to call again."""
+        client = await self._for(job)
         channel, thread_ts = job.origin["channel"], job.origin["thread_ts"]
         thread = message_key(channel, thread_ts)
-        existing = await self.thread_messages(channel, thread_ts)
-        summary_ts = _summary_of(job, existing)
-        if summary_ts is not None:
-            return [Post(message_key(channel, summary_ts), thread)]
-        shared = {f.get("name") for m in existing for f in m.get("files") or []}
-        uploads = [
-            {"content": img.data, "filename": name, "title": name, "alt_txt": job.request.prompt[:1000]}
-            for i, img in enumerate(images)
-            if (name := result_filename(job.id, i, img.extension)) not in shared
-        ]
-        if uploads:
-            # files.getUploadURLExternal, the upload, then files.completeUploadExternal into the thread.
-            await self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=uploads)
-        summary = await self.client.chat_postMessage(
+        marks = _Marks(channel, job.id)
+        recorded = await self.memory.posts_of(job.id, job.surface)
+        summary_key = next((k for k in recorded if k not in marks), None)
+        if summary_key is not None:
+            return [Post(summary_key, thread)]
+        shared: set[str] = set()
+        if marks.started in recorded:
+            # An earlier attempt was cut off between a write to Slack and its record: only then is the
+            # thread read back, to learn what that attempt left there.
+            existing = await self.thread_messages(channel, thread_ts, client)
+            found = _summary_of(job, existing)
+            if found is not None:
+                summary_key = message_key(channel, found)
+                await self.memory.remember_post(job.id, job.surface, summary_key, thread)
+                return [Post(summary_key, thread)]
+            shared = {str(f.get("name")) for m in existing for f in m.get("files") or []}
+        else:
+            await self.memory.remember_post(job.id, job.surface, marks.started, None)
+        if marks.uploaded not in recorded:
+            await self._upload(client, job, images, shared)
+            await self.memory.remember_post(job.id, job.surface, marks.uploaded, None)
+        summary = await client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
             text=f"<@{job.user_id}>: {blocks.result_summary(job)}",
             blocks=blocks.result_blocks(job),
             metadata=blocks.result_metadata(job),
         )
+        summary_key = message_key(channel, str(summary["ts"]))
+        await self.memory.remember_post(job.id, job.surface, summary_key, thread)
         await self._set_status_quietly(
-            job, f"Done: {len(images)} image{'s' if len(images) != 1 else ''} in the thread."
+            client, job, f"Done: {len(images)} image{'s' if len(images) != 1 else ''} in the thread."
         )
-        return [Post(message_key(channel, str(summary["ts"])), thread)]
+        return [Post(summary_key, thread)]
+
+    async def _upload(
+        self, client: AsyncWebClient, job: Job, images: list[OutputImage], shared: set[str]
+    ) -> None:
+        names = [result_filename(job.id, i, img.extension) for i, img in enumerate(images)]
+        uploads = [
+            {"content": img.data, "filename": name, "title": name, "alt_txt": job.request.prompt[:1000]}
+            for img, name in zip(images, names, strict=True)
+            if name not in shared
+        ]
+        if uploads:
+            # files.getUploadURLExternal, the upload, then files.completeUploadExternal into the thread.
+            await client.files_upload_v2(
+                channel=job.origin["channel"], thread_ts=job.origin["thread_ts"], file_uploads=uploads
+            )
 
     async def tell(self, job: Job, text: str) -> None:
+        try:
+            client = await self._for(job)
+        except NotInstalled:
+            log.info("job %s: not told (its Slack workspace removed the app)", job.id)
+            return
         origin = job.origin
-        await self._set_status_quietly(job, f"Not done: {text}")
-        await self.client.chat_postMessage(
+        await self._set_status_quietly(client, job, f"Not done: {text}")
+        await client.chat_postMessage(
             channel=origin["channel"], thread_ts=origin["thread_ts"], text=f"<@{job.user_id}> {text}"
         )
 

@@ -9,6 +9,12 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings, http_url
 
+# The bot scopes of slack-app-manifest.yml: what an OAuth install asks each workspace for.
+DEFAULT_SCOPES = (
+    "commands,app_mentions:read,chat:write,chat:write.public,files:read,files:write,"
+    "channels:history,groups:history,im:history,mpim:history,users:read"
+)
+
 
 class SlackSettings(PluginSettings):
     model_config = SettingsConfigDict(env_prefix="SLACK_")
@@ -20,6 +26,12 @@ class SlackSettings(PluginSettings):
     # xapp- token: Socket Mode; wins over HTTP mode when both are set.
     app_token: SecretStr | None = None
     api_base_url: str = "https://slack.com/api/"
+    # OAuth distribution (HTTP mode): with both set and SLACK_SIGNING_SECRET, the bot serves
+    # GET /slack/install and keeps each workspace's bot token; SLACK_BOT_TOKEN is then not used.
+    client_id: str = ""
+    client_secret: SecretStr | None = None
+    # Comma-separated bot scopes an install asks for.
+    scopes: str = DEFAULT_SCOPES
     # Comma-separated Slack user ids allowed to run admin commands besides workspace admins.
     admin_users: str = ""
 
@@ -49,14 +61,25 @@ class SlackSettings(PluginSettings):
         return v
 
     @property
+    def oauth(self) -> bool:
+        """Installed into many workspaces by OAuth, each with its own token (HTTP mode only)."""
+        return bool(self.client_id) and self.client_secret is not None and self.signing_secret is not None
+
+    @property
     def enabled(self) -> bool:
-        return self.bot_token is not None and (self.app_token is not None or self.signing_secret is not None)
+        single = self.bot_token is not None and (
+            self.app_token is not None or self.signing_secret is not None
+        )
+        return self.oauth or single
 
     @property
     def mode(self) -> Literal["socket", "http", "off"]:
         if not self.enabled:
             return "off"
-        return "socket" if self.app_token is not None else "http"
+        return "socket" if self.app_token is not None and not self.oauth else "http"
+
+    def scope_list(self) -> list[str]:
+        return [s.strip() for s in self.scopes.split(",") if s.strip()]
 
     def admins(self) -> frozenset[str]:
         return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())

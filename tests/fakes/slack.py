@@ -6,6 +6,9 @@ It serves, on 127.0.0.1 and an ephemeral port:
   /files-pri/<team>-<id>/...    private file downloads (bearer token required, as on Slack)
   /response/<id>                response_url targets of slash commands
   /socket                       the Socket Mode websocket apps.connections.open points to
+  /oauth/v2/authorize           Slack's authorize page, for installs by OAuth (tests/fakes/slack_oauth.py)
+Besides the one bot token it starts with (team T0001), each team installed by OAuth has its own;
+every call records the team whose token it used (`team_calls`).
 It also builds the payloads Slack sends and pushes envelopes over the websocket (Socket Mode);
 tests/slack_support.py sends them as signed HTTP requests (HTTP mode) or envelopes.
 """
@@ -26,10 +29,11 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes.loopback import serve
+from tests.fakes.slack_oauth import OAuthFake, bot_user_of
+from tests.fakes.slack_payloads import BOT_USER, TEAM, SlackPayloads
 
-TEAM = "T0001"
-BOT_USER = "UBOT0001"
 BOT_ID = "B0001"
+__all__ = ["BOT_ID", "BOT_USER", "TEAM", "FakeFile", "FakeSlack", "sign"]
 
 
 @dataclass
@@ -58,7 +62,7 @@ class FakeFile:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(OAuthFake, SlackPayloads):
     bot_token: str = "xoxb-fake-bot-token"
     app_token: str = "xapp-fake-app-token"
     signing_secret: str = "fake-signing-secret"
@@ -73,6 +77,11 @@ class FakeSlack:
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
+        self._oauth_init()
+        self.tokens = {self.bot_token: TEAM}
+        # (method, team of the token it used, params) for every bot-token call.
+        self.team_calls: list[tuple[str, str, dict[str, Any]]] = []
+        self._caller = TEAM
         self._changed = asyncio.Condition()
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._sockets: list[web.WebSocketResponse] = []
@@ -92,6 +101,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{key}/{rest:.*}", self._download)
         app.router.add_post("/response/{rid}", self._response)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/oauth/v2/authorize", self._authorize)
         self.url = await self._stack.enter_async_context(serve(app)) + "/"
         return self
 
@@ -156,13 +166,24 @@ class FakeSlack:
             else:
                 params.update(dict(await request.post()))
         params.pop("token", None)
+        if method == "oauth.v2.access":  # the app's credentials, not a token
+            self.calls.append((method, params))
+            granted = self.oauth_v2_access(params, request.headers)
+            await self._notify()
+            return web.json_response({"ok": "error" not in granted, **granted})
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        expected = self.app_token if method == "apps.connections.open" else self.bot_token
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
-        if not hmac.compare_digest(token, expected):
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if method == "apps.connections.open":
+            if not hmac.compare_digest(token, self.app_token):
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+        elif token not in self.tokens:
+            return web.json_response(
+                {"ok": False, "error": "token_revoked" if token in self.revoked else "invalid_auth"}
+            )
+        self._caller = self.tokens.get(token, TEAM)
         self.calls.append((method, params))
+        self.team_calls.append((method, self._caller, params))
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
@@ -171,13 +192,14 @@ class FakeSlack:
         return web.json_response({"ok": "error" not in result, **result})
 
     def m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        team = self._caller
         return {
             "url": "https://fake.slack.com/",
             "team": "Fake",
             "user": "hidream",
-            "team_id": TEAM,
-            "user_id": BOT_USER,
-            "bot_id": BOT_ID,
+            "team_id": team,
+            "user_id": BOT_USER if team == TEAM else bot_user_of(team),
+            "bot_id": BOT_ID if team == TEAM else f"B{team}",
         }
 
     def m_apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -295,9 +317,11 @@ class FakeSlack:
         return web.Response(text=f"OK - {len(f.data)}")
 
     async def _download(self, request: web.Request) -> web.Response:
-        file_id = request.match_info["key"].split("-", 1)[-1]
+        team, file_id = request.match_info["key"].split("-", 1)
         f = self.files.get(file_id)
-        authorized = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        # A file is private to its workspace: only that workspace's bot token fetches it.
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        authorized = bool(token) and self.tokens.get(token) == team
         self.downloads.append((file_id, authorized))
         await self._notify()
         await self.download_gate.wait()
@@ -355,117 +379,6 @@ class FakeSlack:
             envelope.update(retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else "")
         await self._sockets[-1].send_json(envelope)
         return await asyncio.wait_for(fut, within)
-
-    # --- payloads as Slack sends them ------------------------------------------------------------
-
-    def slash(self, text: str, user: str = "UALICE01", channel: str = "C_GENERAL") -> dict[str, str]:
-        n = next(self._ids)
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "team_domain": "fake",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": "/hidream",
-            "text": text,
-            "api_app_id": "A0001",
-            "is_enterprise_install": "false",
-            "response_url": f"{self.url}response/{n}",
-            "trigger_id": f"{n}.{n}.trigger{n}",
-        }
-
-    def mention(
-        self,
-        channel: str,
-        user: str,
-        text: str,
-        *,
-        thread_ts: str | None = None,
-        files: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """Posts the user's message into the fake and returns the event_callback Slack would send."""
-        extra: dict[str, Any] = {"files": files} if files else {}
-        if thread_ts:
-            extra["thread_ts"] = thread_ts
-        msg = self.add_message(channel, user, f"<@{BOT_USER}> {text}", **extra)
-        event = {**msg, "type": "app_mention", "channel": channel, "event_ts": msg["ts"], "team": TEAM}
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "A0001",
-            "event": event,
-            "type": "event_callback",
-            "event_id": f"Ev{next(self._ids):08d}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-        }
-
-    def button(
-        self, message: dict[str, Any], channel: str, action_id: str, user: str = "UALICE01"
-    ) -> dict[str, Any]:
-        n = next(self._ids)
-        value = next(
-            e["value"]
-            for b in message.get("blocks", [])
-            for e in b.get("elements", [])
-            if e.get("action_id") == action_id
-        )
-        return {
-            "type": "block_actions",
-            "user": {"id": user, "team_id": TEAM},
-            "team": {"id": TEAM},
-            "api_app_id": "A0001",
-            "trigger_id": f"{n}.{n}.trigger{n}",
-            "channel": {"id": channel},
-            "container": {
-                "type": "message",
-                "message_ts": message["ts"],
-                "channel_id": channel,
-                "thread_ts": message.get("thread_ts"),
-            },
-            "message": message,
-            "response_url": f"{self.url}response/{n}",
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "hidream_buttons",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-        }
-
-    def shortcut(self, message: dict[str, Any], channel: str, user: str = "UALICE01") -> dict[str, Any]:
-        n = next(self._ids)
-        return {
-            "type": "message_action",
-            "callback_id": "hidream_edit_message",
-            "trigger_id": f"{n}.{n}.t{n}",
-            "team": {"id": TEAM},
-            "user": {"id": user, "team_id": TEAM},
-            "channel": {"id": channel},
-            "message_ts": message["ts"],
-            "message": message,
-            "response_url": f"{self.url}response/{n}",
-            "action_ts": f"{time.time():.6f}",
-        }
-
-    def submission(
-        self, view: dict[str, Any], values: dict[str, Any], user: str = "UALICE01"
-    ) -> dict[str, Any]:
-        """The view_submission for a modal this fake opened, filled in with `values` (Slack's state shape)."""
-        return {
-            "type": "view_submission",
-            "team": {"id": TEAM},
-            "user": {"id": user, "team_id": TEAM},
-            "api_app_id": "A0001",
-            "trigger_id": f"{next(self._ids)}.sub",
-            "view": {**view, "state": {"values": values}},
-            "response_urls": [],
-        }
 
 
 def _sniff(data: bytes) -> str:

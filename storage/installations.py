@@ -1,0 +1,114 @@
+"""Slack installations (a bot token per workspace, kept when the app is installed by OAuth) and the
+one-use `state` values of installs under way. Plain rows: the Slack adapter turns them into
+slack_sdk's objects, so this module knows nothing of Slack's SDK and can move onto any backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage.sqlite import Store
+
+_COLUMNS = (
+    "enterprise_id, team_id, app_id, bot_id, bot_user_id, bot_token, bot_scopes, bot_refresh_token, "
+    "bot_token_expires_at, is_enterprise_install, installed_at"
+)
+
+
+@dataclass(frozen=True)
+class BotInstall:
+    """One workspace's bot (or one org's, for an Enterprise Grid org-wide install: team_id is '')."""
+
+    enterprise_id: str
+    team_id: str
+    bot_token: str
+    app_id: str = ""
+    bot_id: str = ""
+    bot_user_id: str = ""
+    bot_scopes: str = ""
+    # With token rotation on, the bot token expires; the refresh token gets the next one.
+    bot_refresh_token: str | None = None
+    bot_token_expires_at: int | None = None
+    is_enterprise_install: bool = False
+    installed_at: float = 0.0
+
+
+class Installations:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def save(self, bot: BotInstall) -> None:
+        """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""
+        async with self.store.transaction() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO slack_installations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    bot.enterprise_id,
+                    bot.team_id,
+                    bot.app_id,
+                    bot.bot_id,
+                    bot.bot_user_id,
+                    bot.bot_token,
+                    bot.bot_scopes,
+                    bot.bot_refresh_token,
+                    bot.bot_token_expires_at,
+                    int(bot.is_enterprise_install),
+                    bot.installed_at or self.store.clock(),
+                ),
+            )
+
+    async def find(self, enterprise_id: str, team_id: str) -> BotInstall | None:
+        """The workspace's install; an org-wide one when `team_id` is ''. Team ids are unique across
+        Slack, so a workspace is found by its id alone (events of a Grid workspace name both)."""
+        if team_id:
+            where, args = "team_id=?", (team_id,)
+        else:
+            where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
+        async with self.store.db.execute(
+            f"SELECT {_COLUMNS} FROM slack_installations WHERE {where} ORDER BY installed_at DESC LIMIT 1",
+            args,
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return BotInstall(
+            enterprise_id=row[0],
+            team_id=row[1],
+            app_id=row[2],
+            bot_id=row[3],
+            bot_user_id=row[4],
+            bot_token=row[5],
+            bot_scopes=row[6],
+            bot_refresh_token=row[7],
+            bot_token_expires_at=row[8],
+            is_enterprise_install=bool(row[9]),
+            installed_at=row[10],
+        )
+
+    async def delete(self, enterprise_id: str, team_id: str) -> int:
+        """Forget the workspace's (or org's) tokens; how many installs were removed."""
+        if team_id:
+            where, args = "team_id=?", (team_id,)
+        else:
+            where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
+        async with self.store.transaction() as db:
+            cur = await db.execute(f"DELETE FROM slack_installations WHERE {where}", args)
+            return cur.rowcount
+
+    async def issue_state(self, state: str, expires_at: float) -> None:
+        async with self.store.transaction() as db:
+            # Expired states are swept as new ones are issued, so the table stays small.
+            await db.execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", (self.store.clock(),))
+            await db.execute(
+                "INSERT INTO slack_oauth_states (state, expires_at) VALUES (?, ?)", (state, expires_at)
+            )
+
+    async def consume_state(self, state: str) -> bool:
+        """True once for a state issued here and not expired: it is deleted as it is used."""
+        async with self.store.transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?",
+                (state, self.store.clock()),
+            )
+            return cur.rowcount == 1

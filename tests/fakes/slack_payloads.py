@@ -1,0 +1,130 @@
+"""The payloads Slack sends (slash commands, mentions, button presses, shortcuts, view submissions),
+as the Slack fake builds them: mixed into FakeSlack, which provides `_ids`, `url` and `add_message`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+TEAM = "T0001"
+BOT_USER = "UBOT0001"
+
+
+class SlackPayloads:
+    _ids: itertools.count[int]
+    url: str
+
+    def add_message(self, channel: str, user: str, text: str, **extra: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def slash(
+        self, text: str, user: str = "UALICE01", channel: str = "C_GENERAL", team: str = TEAM
+    ) -> dict[str, str]:
+        n = next(self._ids)
+        return {
+            "token": "legacy",
+            "team_id": team,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": "general",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/hidream",
+            "text": text,
+            "api_app_id": "A0001",
+            "is_enterprise_install": "false",
+            "response_url": f"{self.url}response/{n}",
+            "trigger_id": f"{n}.{n}.trigger{n}",
+        }
+
+    def mention(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Posts the user's message into the fake and returns the event_callback Slack would send."""
+        extra: dict[str, Any] = {"files": files} if files else {}
+        if thread_ts:
+            extra["thread_ts"] = thread_ts
+        msg = self.add_message(channel, user, f"<@{BOT_USER}> {text}", **extra)
+        event = {**msg, "type": "app_mention", "channel": channel, "event_ts": msg["ts"], "team": TEAM}
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "A0001",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        }
+
+    def button(
+        self, message: dict[str, Any], channel: str, action_id: str, user: str = "UALICE01"
+    ) -> dict[str, Any]:
+        n = next(self._ids)
+        value = next(
+            e["value"]
+            for b in message.get("blocks", [])
+            for e in b.get("elements", [])
+            if e.get("action_id") == action_id
+        )
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "team_id": TEAM},
+            "team": {"id": TEAM},
+            "api_app_id": "A0001",
+            "trigger_id": f"{n}.{n}.trigger{n}",
+            "channel": {"id": channel},
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": channel,
+                "thread_ts": message.get("thread_ts"),
+            },
+            "message": message,
+            "response_url": f"{self.url}response/{n}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "hidream_buttons",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    def shortcut(self, message: dict[str, Any], channel: str, user: str = "UALICE01") -> dict[str, Any]:
+        n = next(self._ids)
+        return {
+            "type": "message_action",
+            "callback_id": "hidream_edit_message",
+            "trigger_id": f"{n}.{n}.t{n}",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "channel": {"id": channel},
+            "message_ts": message["ts"],
+            "message": message,
+            "response_url": f"{self.url}response/{n}",
+            "action_ts": f"{time.time():.6f}",
+        }
+
+    def submission(
+        self, view: dict[str, Any], values: dict[str, Any], user: str = "UALICE01"
+    ) -> dict[str, Any]:
+        """The view_submission for a modal this fake opened, filled in with `values` (Slack's state shape)."""
+        return {
+            "type": "view_submission",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "api_app_id": "A0001",
+            "trigger_id": f"{next(self._ids)}.sub",
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+        }
