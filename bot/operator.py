@@ -15,8 +15,8 @@ import sys
 from bot.app import open_store
 from bot.config import Settings
 from bot.errors import BadInput
+from storage.base import Store
 from storage.quota import EVERY_TENANT, QuotaStatus
-from storage.sqlite import Store
 
 _ID = re.compile(r"[a-z][a-z0-9_-]*:\S+")
 WHO = "a user as SURFACE:ID, e.g. discord:80351110224678912, slack:U2CERLKJA, console:local"

@@ -28,7 +28,7 @@ from typing import Any
 from bot.errors import ProviderBusy, ProviderError, ProviderUnreachable
 from bot.hidream.base import Provider, ProviderStatus, status_from_dict
 from bot.jobs import Job, JobState
-from storage.sqlite import Store
+from storage.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
-from storage.sqlite import Store
+from storage.base import Store
 
 log = logging.getLogger(__name__)
 

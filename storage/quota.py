@@ -117,6 +117,11 @@ async def user_limit(db: aiosqlite.Connection, user_key: str, tenant: str, defau
         (user_key, tenant, EVERY_TENANT, tenant),
     ) as cur:
         rows = {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
+    return pick_limit(rows, tenant, default)
+
+
+def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
+    """The first limit that applies, from rows keyed (tenant, scope, set_by): shared by both stores."""
     order = [
         ((tenant, "user", "operator"), "your own limit, set by an operator"),
         ((EVERY_TENANT, "user", "operator"), "your own limit, set by an operator for every server"),

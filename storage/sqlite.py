@@ -15,7 +15,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ import aiosqlite
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota
+from storage.base import StoredMedia
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
 
@@ -38,17 +38,7 @@ def owner_only() -> Iterator[None]:
         os.umask(previous)
 
 
-@dataclass(frozen=True)
-class StoredMedia:
-    id: str
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-    nsfw: bool
-
-
-class Store:
+class SqliteStore:
     def __init__(
         self,
         path: Path | str,
@@ -64,7 +54,7 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> SqliteStore:
         try:
             # The file and its -wal and -shm (SQLite gives those the file's mode) hold secrets: owner only.
             with owner_only():
@@ -421,3 +411,7 @@ class Store:
 
 
 _JSON_FIELDS = ("result_media", "callback_status")
+
+# The name the core imported before storage/base.py's protocol took it; kept so those imports work.
+Store = SqliteStore
+__all__ = ["SqliteStore", "Store", "StoredMedia", "owner_only"]

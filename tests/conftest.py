@@ -10,7 +10,7 @@ import pytest
 
 from tests.harness import SETTINGS_ENV
 
-pytest_plugins = ["tests.fakes.provider_fixtures"]
+pytest_plugins = ["tests.fakes.provider_fixtures", "tests.store_backends"]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

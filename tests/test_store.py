@@ -1,4 +1,4 @@
-"""The store: migrations from empty, the atomic reserve under concurrency, release and commit."""
+"""The store contract, on both backends (tests/store_backends.py): migrations from empty, the atomic reserve under concurrency, release and commit."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 from bot.errors import QuotaExceeded
 from bot.jobs import Job, JobState
 from bot.requests import ImageRequest
+from storage.base import Store
 from storage.schema import MIGRATIONS
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore
+from tests.store_backends import OpenStore
 
 NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 UTC
 
@@ -53,9 +55,11 @@ async def walk(store: Store, job_id: str, to: JobState) -> None:
 
 async def test_migrations_from_empty_and_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with Store(path, default_limit=5, clock=lambda: NOW) as store:
+    async with SqliteStore(path, default_limit=5, clock=lambda: NOW) as store:
         assert await store.schema_version() == len(MIGRATIONS)
-    async with Store(path, default_limit=5, clock=lambda: NOW) as store:  # opening again changes nothing
+    async with SqliteStore(
+        path, default_limit=5, clock=lambda: NOW
+    ) as store:  # opening again changes nothing
         assert await store.schema_version() == len(MIGRATIONS)
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -63,8 +67,8 @@ async def test_migrations_from_empty_and_idempotent(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_hundred_concurrent_requests_with_ten_left_admit_exactly_ten(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=10, clock=lambda: NOW) as store:
+async def test_hundred_concurrent_requests_with_ten_left_admit_exactly_ten(open_store: OpenStore) -> None:
+    async with open_store(default_limit=10, clock=lambda: NOW) as store:
 
         async def one() -> bool:
             try:
@@ -80,8 +84,8 @@ async def test_hundred_concurrent_requests_with_ten_left_admit_exactly_ten(tmp_p
         assert len(await store.unfinished_jobs()) == 10
 
 
-async def test_refusal_names_the_limit_and_the_reset(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=3, clock=lambda: NOW) as store:
+async def test_refusal_names_the_limit_and_the_reset(open_store: OpenStore) -> None:
+    async with open_store(default_limit=3, clock=lambda: NOW) as store:
         await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
         with pytest.raises(QuotaExceeded) as err:
             await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
@@ -92,8 +96,8 @@ async def test_refusal_names_the_limit_and_the_reset(tmp_path: Path) -> None:
             await store.admit(make_job(n=1), workspace_key="test:w1", dedup_key=None)
 
 
-async def test_failure_releases_and_delivery_commits(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=4, clock=lambda: NOW) as store:
+async def test_failure_releases_and_delivery_commits(open_store: OpenStore) -> None:
+    async with open_store(default_limit=4, clock=lambda: NOW) as store:
         a = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
         b = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key=None)
         assert (await store.quota("test:u1", "test:w1")).remaining == 0
@@ -108,8 +112,8 @@ async def test_failure_releases_and_delivery_commits(tmp_path: Path) -> None:
         assert await store.unfinished_jobs() == []
 
 
-async def test_limits_grants_and_reset(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+async def test_limits_grants_and_reset(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
         await store.set_limit("test:w1", "members", "", 5, by="admin")
         assert (await store.quota("test:u1", "test:w1")).limit == 5
         await store.set_limit("test:w1", "user", "test:u1", 2, by="admin")  # a user's own limit wins
@@ -125,16 +129,16 @@ async def test_limits_grants_and_reset(tmp_path: Path) -> None:
         assert (await store.quota("test:u1", "test:w1")).limit == 5 + 3
 
 
-async def test_dedup_key_returns_the_first_job_and_reserves_nothing_more(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+async def test_dedup_key_returns_the_first_job_and_reserves_nothing_more(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
         first = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key="ev1")
         again = await store.admit(make_job(n=2), workspace_key="test:w1", dedup_key="ev1")
         assert again.id == first.id
         assert (await store.quota("test:u1", "test:w1")).used == 2
 
 
-async def test_posts_find_their_job_and_the_latest_in_a_thread(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+async def test_posts_find_their_job_and_the_latest_in_a_thread(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
         jobs = [await store.admit(make_job(), workspace_key="test:w1", dedup_key=None) for _ in range(2)]
         for i, job in enumerate(jobs):
             await walk(store, job.id, JobState.DELIVERED)

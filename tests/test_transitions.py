@@ -1,16 +1,16 @@
 """The one table of job state changes, walked against the store: every allowed change works and has
-its ledger effect; every other one is refused and changes nothing."""
+its ledger effect; every other one is refused and changes nothing. On both backends."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, JobState, LedgerState
-from storage.sqlite import Store
+from storage.base import Store
+from tests.store_backends import OpenStore, raw_job
 from tests.test_store import NOW, make_job, walk
 
 
@@ -25,11 +25,7 @@ async def put_in(store: Store, state: JobState) -> str:
 
 
 async def snapshot(store: Store, job_id: str) -> tuple[dict[str, Any], str]:
-    async with store.transaction() as db:
-        job = await (await db.execute("SELECT * FROM jobs WHERE id=?", (job_id,))).fetchone()
-        ledger = await (await db.execute("SELECT state FROM ledger WHERE job_id=?", (job_id,))).fetchone()
-    assert job is not None and ledger is not None
-    return dict(job), ledger[0]
+    return await raw_job(store, job_id)
 
 
 def test_the_table_keeps_finished_jobs_finished() -> None:
@@ -43,10 +39,10 @@ def test_the_table_keeps_finished_jobs_finished() -> None:
 
 @pytest.mark.parametrize(("src", "dst"), list(itertools.product(JobState, JobState)))
 async def test_every_change_is_allowed_by_the_table_or_refused(
-    tmp_path: Path, src: JobState, dst: JobState
+    open_store: OpenStore, src: JobState, dst: JobState
 ) -> None:
     clock = [NOW]
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: clock[0]) as store:
+    async with open_store(default_limit=25, clock=lambda: clock[0]) as store:
         job_id = await put_in(store, src)
         before, ledger_before = await snapshot(store, job_id)
         assert before["state"] == src
@@ -62,8 +58,8 @@ async def test_every_change_is_allowed_by_the_table_or_refused(
             assert (after, ledger_after) == (before, ledger_before)
 
 
-async def test_annotate_changes_fields_only_in_the_named_state(tmp_path: Path) -> None:
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+async def test_annotate_changes_fields_only_in_the_named_state(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
         job_id = await put_in(store, JobState.SUBMITTING)
         assert not await store.annotate(job_id, JobState.RUNNING, error="not here")
         assert (await snapshot(store, job_id))[0]["error"] is None

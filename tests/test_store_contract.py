@@ -1,0 +1,130 @@
+"""The rest of the store contract, on both backends: tenants' limits, ceilings and budgets through the
+store's own methods, secrets, media, posts, callbacks and the job look-ups the core makes."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import BadInput, QuotaExceeded
+from bot.jobs import JobState
+from storage.quota import Charge
+from tests.store_backends import OpenStore
+from tests.test_store import NOW, make_job, walk
+
+
+async def test_operator_limits_win_and_the_ceiling_holds_against_admins(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, default_ceiling=None, clock=lambda: NOW) as store:
+        await store.set_limit("test:w1", "members", "", 10, by="admin")
+        await store.set_limit("test:w1", "members", "", 8, by="operator")
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.limit, status.source) == (8, "this server's or workspace's limit, set by an operator")
+        await store.set_limit("*", "user", "test:u1", 0, by="operator")
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.limit, status.source) == (0, "your own limit, set by an operator for every server")
+        await store.set_limit("test:w1", "user", "test:u1", 6, by="operator")
+        assert (await store.quota("test:u1", "test:w1")).limit == 6
+        with pytest.raises(PermissionError):
+            await store.set_limit("test:w1", "ceiling", "", 100, by="admin")
+        await store.set_limit("test:w1", "ceiling", "", 3, by="operator")
+        job = await store.admit(make_job(n=3), workspace_key="test:w1", dedup_key=None)
+        await walk(store, job.id, JobState.DELIVERED)
+        await store.grant("test:w1", "test:u2", 50)
+        await store.reset("test:w1", "test:u1")
+        with pytest.raises(QuotaExceeded, match="has made 3 of the 3 images it may make today"):
+            await store.check(Charge("test:u2", "test:w1", 1, 0.0))
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.used, status.ceiling, status.tenant_used, status.remaining) == (0, 3, 3, 0)
+        assert sorted(await store.limits("test:w1")) == [
+            ("ceiling", "", 3, "operator"),
+            ("members", "", 8, "operator"),
+            ("members", "", 10, "admin"),
+            ("user", "test:u1", 6, "operator"),
+        ]
+        with pytest.raises(BadInput, match="out of range"):
+            await store.grant("test:w1", "test:u1", 10_000_000)
+
+
+async def test_the_default_ceiling_and_a_monthly_budget(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, default_ceiling=4, clock=lambda: NOW) as store:
+        await store.set_budget("test:w1", 0.12)
+        first = make_job(n=2)
+        first.cost_usd = 0.08
+        await store.admit(first, workspace_key="test:w1", dedup_key=None)
+        second = make_job(n=1, user="u2")
+        second.cost_usd = 0.08
+        with pytest.raises(QuotaExceeded, match=r"\$0.08 of its \$0.12 monthly budget"):
+            await store.admit(second, workspace_key="test:w1", dedup_key=None)
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.budget_usd, status.month_spent_usd, status.ceiling) == (0.12, 0.08, 4)
+        await store.set_budget("test:w1", None)
+        with pytest.raises(QuotaExceeded, match="has made 2 of the 4"):
+            await store.admit(make_job(n=3, user="u2"), workspace_key="test:w1", dedup_key=None)
+        await store.admit(make_job(n=2, user="u2"), workspace_key="test:w1", dedup_key=None)
+        with pytest.raises(BadInput, match="out of range"):
+            await store.set_budget("test:w1", -1.0)
+        assert await store.spend("test:w1", scope="workspace") == (0, 0.0)  # nothing delivered yet
+        await store.admit(make_job(n=1), workspace_key="test:w2", dedup_key=None)
+        assert set(await store.tenants_of("test:u1")) == {"test:w1", "test:w2"}
+
+
+async def test_secrets_media_and_posts(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
+        key = await store.secret("media-links")
+        assert len(key) == 32 and await store.secret("media-links") == key
+        assert await store.secret("other") != key
+        media_id = await store.put_media(b"\x00\x01png", "image/png", 64, 32, nsfw=True)
+        stored = await store.media(media_id)
+        assert stored is not None
+        assert (stored.data, stored.content_type, stored.width, stored.height, stored.nsfw) == (
+            b"\x00\x01png",
+            "image/png",
+            64,
+            32,
+            True,
+        )
+        assert await store.media("missing") is None
+        job = await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        await store.remember_post(job.id, "test", "m2", None)
+        await store.remember_post(job.id, "test", "m1", "t9")
+        await store.remember_post(job.id, "test", "m2", "t9")  # a later call adds the thread
+        await store.remember_post(job.id, "test", "m2", None)  # and a thread once known stays
+        await store.record_posts(job.id, "test", [("m1", None), ("m3", "t9")])
+        assert await store.posts_of(job.id, "test") == ["m2", "m1", "m3"]
+        await walk(store, job.id, JobState.DELIVERED)
+        assert (await store.latest_job_in_thread("test", "t9")).id == job.id  # type: ignore[union-attr]
+        await store.forget_posts(job.id)
+        assert await store.posts_of(job.id, "test") == []
+        assert await store.job_for_post("test", "m1") is None
+
+
+async def test_job_lookups_callbacks_and_queue(open_store: OpenStore) -> None:
+    clock = [NOW]
+    async with open_store(default_limit=25, clock=lambda: clock[0]) as store:
+        a = await store.admit(make_job(job_id="ab" + "0" * 30), workspace_key="test:w1", dedup_key="d1")
+        later = make_job(job_id="ab" + "1" * 30)
+        later.created_at = NOW + 5
+        b = await store.admit(later, workspace_key="test:w1", dedup_key=None)
+        assert (await store.job_by_prefix("ab", surface="test")).id == b.id  # type: ignore[union-attr]
+        assert await store.job_by_prefix("ab%", surface="test") is None
+        assert await store.job_by_prefix("ab", surface="other") is None
+        assert (await store.job_by_token(a.callback_token)).id == a.id  # type: ignore[union-attr]
+        assert (await store.job_by_dedup("d1")).id == a.id  # type: ignore[union-attr]
+        assert await store.job("nope") is None
+        assert [await store.queue_position(a), await store.queue_position(b)] == [1, 2]
+        assert await store.callback_status(a.id) is None
+        assert await store.record_callback(a.id, {"status": "ok", "n": [1, 2]})
+        assert await store.callback_status(a.id) == {"status": "ok", "n": [1, 2]}
+        clock[0] += 1
+        assert await store.transition(a.id, JobState.SUBMITTING, provider_job_id="p1")
+        assert await store.annotate(a.id, JobState.SUBMITTING, result_media=["x", "y"])
+        stored = await store.job(a.id)
+        assert stored is not None
+        assert (stored.state, stored.provider_job_id, stored.result_media) == (
+            JobState.SUBMITTING,
+            "p1",
+            ["x", "y"],
+        )
+        assert stored.request == a.request and stored.origin == a.origin and stored.created_at == NOW
+        assert await store.transition(a.id, JobState.FAILED, error="gone")
+        assert not await store.record_callback(a.id, {"status": "late"})
+        assert [j.id for j in await store.unfinished_jobs()] == [b.id]
