@@ -148,8 +148,8 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
 
 def check(settings: Settings, selection: Selection) -> int:
     errors: list[str] = []
-    print(f"database:  {settings.db_path.resolve()}")
-    db_problem = _db_path_problem(settings.db_path)
+    print(f"database:  {settings.database_label()}")
+    db_problem = None if settings.postgres_url else _db_path_problem(settings.db_path)
     if db_problem:
         errors.append(f"HIDREAM_DB_PATH: {db_problem}")
     print(f"http:      listening on {settings.http_host}:{settings.http_port}")

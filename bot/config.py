@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, alias="HIDREAM_HTTP_PORT")
     public_url: str = Field(default="", alias="HIDREAM_PUBLIC_URL")
     db_path: Path = Field(default=Path("./hidream-bot.db"), alias="HIDREAM_DB_PATH")
+    # Empty: SQLite at db_path. A postgresql:// URL: that PostgreSQL database (it may hold a password,
+    # hence a secret: never logged or printed whole; `database_label` names it without one).
+    database_url: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_DATABASE_URL")
     daily_image_quota: int = Field(default=25, ge=0, le=1_000_000, alias="HIDREAM_DAILY_IMAGE_QUOTA")
     # Images a whole Discord server or Slack workspace may make per UTC day, unless an operator set
     # another ceiling for it; its admins cannot raise it. Empty: no ceiling.
@@ -78,6 +82,32 @@ class Settings(BaseSettings):
         if v and not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: SecretStr) -> SecretStr:
+        url = v.get_secret_value().strip()
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            # The value may hold a password: the message says what is wanted, never what was given.
+            raise ValueError("must be empty (SQLite) or a postgresql:// URL")
+        return SecretStr(url)
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL URL, or None for SQLite."""
+        return self.database_url.get_secret_value() or None
+
+    def database_label(self) -> str:
+        """Where the store lives, fit to print: the PostgreSQL host, port and database, no password."""
+        url = self.postgres_url
+        if url is None:
+            return str(self.db_path.resolve())
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            port = 5432
+        return f"postgresql://{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/')}"
 
     # The values these settings were given by variable name, passed on to every plugin's section.
     _given: dict[str, Any] = PrivateAttr(default_factory=dict)

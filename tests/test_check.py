@@ -166,3 +166,17 @@ def test_a_paid_provider_for_chats_without_a_workspace_ceiling(check) -> None:
         w for w in check(**chats, HIDREAM_DAILY_WORKSPACE_QUOTA="500").warnings() if "CEILING" in w.upper()
     ]
     assert not [w for w in check(FAL_KEY="fal-key").warnings() if "WORKSPACE_QUOTA" in w]  # the console alone
+
+
+def test_a_postgresql_database_is_named_without_its_password(check) -> None:
+    result = check(HIDREAM_DATABASE_URL="postgresql://bot:s3cret-pw@db.internal:6543/hidream")
+    assert result.code == 0, result.err
+    assert "database:  postgresql://db.internal:6543/hidream" in result.out
+    assert "s3cret-pw" not in result.out + result.err
+
+
+def test_a_database_url_that_is_not_postgresql(check) -> None:
+    result = check(HIDREAM_DATABASE_URL="mysql://bot:s3cret-pw@db/hidream")
+    assert result.code == 2
+    assert "HIDREAM_DATABASE_URL: " in result.err and "postgresql://" in result.err
+    assert "s3cret-pw" not in result.out + result.err
