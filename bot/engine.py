@@ -24,9 +24,9 @@ from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, sy
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
+from storage.base import Store
 from storage.quota import Charge, QuotaStatus
-from storage.retention import touch_media
-from storage.sqlite import Store
+from storage.retention import sweeps_for
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Engine:
 
     async def _ingest(self, ref: ImageRef) -> str:
         if ref.media_id is not None:
-            if not await touch_media(self.store, ref.media_id):
+            if not await sweeps_for(self.store).touch_media(ref.media_id):
                 raise BadInput(too_old(self.settings.media_retention_days))
             return ref.media_id
         image = await fetch_image(

@@ -2,8 +2,9 @@
 
 With `HIDREAM_MEDIA_RETENTION_DAYS` > 0 it sweeps when entered and then every `every` seconds:
 reference and result images not used for that many days are deleted (never those an unfinished job
-names), finished jobs older than that lose their bulky columns, and the freed pages are given back
-to the file system. With 0 it does nothing: everything is kept forever.
+names), finished jobs older than that lose their bulky columns, and the freed space is given back
+(SQLite: pages to the file system; PostgreSQL: autovacuum makes it reusable). With 0 it does
+nothing: everything is kept forever. The SQL is the store's backend's (storage/retention.py).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from storage import retention as sql
-from storage.sqlite import Store
+from storage.base import Store
+from storage.retention import sweeps_for
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,6 @@ SWEEP_EVERY = 3600.0
 # Rows per transaction: images can be tens of MB each, job rows are small.
 MEDIA_BATCH = 20
 JOB_BATCH = 500
-# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
-VACUUM_STEP = 4096
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ def too_old(days: int) -> str:
 
 
 class Retention:
-    """Enter to convert the database to incremental vacuum (once) and start sweeping; leave to stop."""
+    """Enter to prepare the database (SQLite: incremental vacuum, once) and start sweeping; leave to stop."""
 
     def __init__(
         self,
@@ -60,6 +58,7 @@ class Retention:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
+        self.sweeps = sweeps_for(store)
         self.days = days
         self.every = every
         self.clock = clock
@@ -72,16 +71,8 @@ class Retention:
 
     async def __aenter__(self) -> Retention:
         if self.enabled:
-            try:
-                if await sql.use_incremental_vacuum(self.store):
-                    log.info("the database now gives freed space back after each retention sweep")
-            except sqlite3.Error as exc:
-                # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses
-                # the freed pages; only the file does not shrink. The bot starts all the same.
-                log.warning(
-                    "could not switch the database to incremental vacuum (%s); will try on the next start",
-                    exc,
-                )
+            if await self.sweeps.prepare():
+                log.info("the database now gives freed space back after each retention sweep")
             self._task = asyncio.create_task(self._run(), name="retention")
         return self
 
@@ -106,9 +97,9 @@ class Retention:
         if not self.enabled:
             return Swept(0, 0, 0)
         cutoff = (self.clock() if now is None else now) - self.days * DAY
-        media = await _in_batches(lambda n: sql.delete_old_media(self.store, cutoff, n), MEDIA_BATCH)
-        jobs = await _in_batches(lambda n: sql.clear_finished_jobs(self.store, cutoff, n), JOB_BATCH)
-        freed = await self._give_back() if media or jobs else 0
+        media = await _in_batches(lambda n: self.sweeps.delete_old_media(cutoff, n), MEDIA_BATCH)
+        jobs = await _in_batches(lambda n: self.sweeps.clear_finished_jobs(cutoff, n), JOB_BATCH)
+        freed = await self.sweeps.give_back() if media or jobs else 0
         if media or jobs:
             log.info(
                 "retention: deleted %d image(s), cleared %d finished job(s), gave back %d page(s)",
@@ -117,17 +108,6 @@ class Retention:
                 freed,
             )
         return Swept(media, jobs, freed)
-
-    async def _give_back(self) -> int:
-        _, free = await sql.free_pages(self.store)
-        left = free
-        while left:
-            now_left = await sql.give_back(self.store, VACUUM_STEP)
-            if now_left >= left:
-                break  # nothing more can be freed (another writer keeps pages in use)
-            left = now_left
-        await sql.checkpoint(self.store)
-        return free - left
 
 
 async def _in_batches(step: Callable[[int], Awaitable[int]], size: int) -> int:

@@ -99,3 +99,29 @@ class Store(Protocol):
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None: ...
 
     async def forget_posts(self, job_id: str) -> None: ...
+
+
+class Sweeps(Protocol):
+    """Retention's work in a store (storage/retention.py picks the backend's): each batch call is one
+    bounded transaction; what quotas, spend and the buttons under old posts need stays."""
+
+    async def prepare(self) -> bool:
+        """Once at start: make the database able to give space back. True when it changed it now."""
+        ...
+
+    async def touch_media(self, media_id: str) -> bool:
+        """Mark a held image as used now (a new job takes it); False when it is no longer held."""
+        ...
+
+    async def delete_old_media(self, used_before: float, limit: int) -> int:
+        """Delete up to `limit` images last used before `used_before`, except those an unfinished
+        job still names. Returns how many."""
+        ...
+
+    async def clear_finished_jobs(self, finished_before: float, limit: int) -> int:
+        """Clear the bulky columns of up to `limit` jobs finished before `finished_before`."""
+        ...
+
+    async def give_back(self) -> int:
+        """Give freed space back after a sweep; how many pages were given back."""
+        ...

@@ -1,5 +1,6 @@
 """Retention in the store: delete old images, clear the bulky columns of old finished jobs, and give
-the freed pages back to the file system.
+the freed pages back to the file system. These functions are SQLite's; `sweeps_for` gives the core
+the sweeps of whichever backend a store is (PostgreSQL's are in storage/postgres_retention.py).
 
 Each call does one bounded batch in its own transaction, so a sweep never holds the store for long:
 other store calls run between batches. What quotas, spend and the buttons under old posts need stays:
@@ -9,17 +10,69 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import aiosqlite
 
 from bot.jobs import TERMINAL, UNFINISHED
+from storage import base
+from storage.postgres import PostgresStore
+from storage.postgres_retention import PostgresSweeps
 from storage.schema import marks
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore as Store
 
 log = logging.getLogger(__name__)
 
 # SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
 INCREMENTAL = 2
+# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
+VACUUM_STEP = 4096
+
+
+def sweeps_for(store: base.Store) -> base.Sweeps:
+    """Retention's sweeps in `store`'s own backend."""
+    if isinstance(store, PostgresStore):
+        return PostgresSweeps(store)
+    if isinstance(store, Store):
+        return SqliteSweeps(store)
+    raise TypeError(f"no retention for a {type(store).__name__}")
+
+
+class SqliteSweeps:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def prepare(self) -> bool:
+        try:
+            return await use_incremental_vacuum(self.store)
+        except sqlite3.Error as exc:
+            # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses the
+            # freed pages; only the file does not shrink. The bot starts all the same.
+            log.warning(
+                "could not switch the database to incremental vacuum (%s); will try on the next start", exc
+            )
+            return False
+
+    async def touch_media(self, media_id: str) -> bool:
+        return await touch_media(self.store, media_id)
+
+    async def delete_old_media(self, used_before: float, limit: int) -> int:
+        return await delete_old_media(self.store, used_before, limit)
+
+    async def clear_finished_jobs(self, finished_before: float, limit: int) -> int:
+        return await clear_finished_jobs(self.store, finished_before, limit)
+
+    async def give_back(self) -> int:
+        """Return the free pages to the file system in steps, then empty the write-ahead log."""
+        _, free = await free_pages(self.store)
+        left = free
+        while left:
+            now_left = await give_back(self.store, VACUUM_STEP)
+            if now_left >= left:
+                break  # nothing more can be freed (another writer keeps pages in use)
+            left = now_left
+        await checkpoint(self.store)
+        return free - left
 
 
 async def use_incremental_vacuum(store: Store) -> bool:

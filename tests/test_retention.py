@@ -1,6 +1,7 @@
 """Retention (HIDREAM_MEDIA_RETENTION_DAYS): old images and finished jobs' bulky columns are deleted
-in bounded batches, never what an unfinished job needs; the file gives the space back; the sweep
-runs at start and then periodically on an injected clock and sleep; 0 keeps everything."""
+in bounded batches, never what an unfinished job needs (on both store backends); the SQLite file
+gives the space back; the sweep runs at start and then periodically on an injected clock and sleep;
+0 keeps everything."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 from bot.jobs import JobState
 from bot.retention import DAY, Retention, Swept
 from storage import retention as sql
+from storage.base import Store as AnyStore
+from storage.postgres import PostgresStore
+from storage.retention import sweeps_for
 from storage.schema import MIGRATIONS
 from storage.sqlite import Store
+from tests.store_backends import OpenStore
 from tests.test_store import NOW, make_job
 
 
@@ -40,15 +45,15 @@ class Sleeps:
         return await asyncio.wait_for(self.asked.get(), timeout=20)
 
 
-async def put(store: Store, size: int = 64) -> str:
+async def put(store: AnyStore, size: int = 64) -> str:
     return await store.put_media(os.urandom(size), "image/png", 8, 8)
 
 
-async def held(store: Store, *media_ids: str) -> list[bool]:
+async def held(store: AnyStore, *media_ids: str) -> list[bool]:
     return [await store.media(m) is not None for m in media_ids]
 
 
-async def finish(store: Store, job_id: str, results: list[str], to: JobState = JobState.DELIVERED) -> None:
+async def finish(store: AnyStore, job_id: str, results: list[str], to: JobState = JobState.DELIVERED) -> None:
     """Walk an admitted job to `to`, with a provider status kept on the way (a bulky column)."""
     assert await store.transition(job_id, JobState.SUBMITTING)
     assert await store.transition(job_id, JobState.RUNNING, provider_job_id="p1")
@@ -60,9 +65,11 @@ async def finish(store: Store, job_id: str, results: list[str], to: JobState = J
     assert await store.transition(job_id, to)
 
 
-async def test_old_media_and_old_finished_jobs_go_what_is_recent_or_in_flight_stays(tmp_path: Path) -> None:
+async def test_old_media_and_old_finished_jobs_go_what_is_recent_or_in_flight_stays(
+    open_store: OpenStore,
+) -> None:
     clock = Clock()
-    async with Store(tmp_path / "r.db", default_limit=10, clock=clock) as store:
+    async with open_store(default_limit=10, clock=clock) as store:
         # 31 days ago: a delivered edit with two results, a failed job, an upload nobody kept (a
         # refused request), and a job still waiting to be delivered (the bot was down) that edits
         # the delivered job's first result.
@@ -122,26 +129,26 @@ async def test_old_media_and_old_finished_jobs_go_what_is_recent_or_in_flight_st
         assert await Retention(store, 30, clock=clock).sweep() == Swept(0, 0, 0)
 
 
-async def test_an_image_a_new_job_uses_counts_its_age_from_that_use(tmp_path: Path) -> None:
+async def test_an_image_a_new_job_uses_counts_its_age_from_that_use(open_store: OpenStore) -> None:
     clock = Clock()
-    async with Store(tmp_path / "r.db", default_limit=10, clock=clock) as store:
+    async with open_store(default_limit=10, clock=clock) as store:
         image = await put(store)
         clock.now = NOW + 20 * DAY
-        assert await sql.touch_media(store, image)  # a reroll took it 20 days later
+        assert await sweeps_for(store).touch_media(image)  # a reroll took it 20 days later
         retention = Retention(store, 30, clock=clock)
         await retention.sweep(now=NOW + 31 * DAY)
         assert await held(store, image) == [True]
         await retention.sweep(now=NOW + 51 * DAY)
         assert await held(store, image) == [False]
-        assert not await sql.touch_media(store, image)
+        assert not await sweeps_for(store).touch_media(image)
 
 
-async def test_each_batch_is_bounded(tmp_path: Path) -> None:
+async def test_each_batch_is_bounded(open_store: OpenStore) -> None:
     clock = Clock()
-    async with Store(tmp_path / "r.db", default_limit=10, clock=clock) as store:
+    async with open_store(default_limit=10, clock=clock) as store:
         images = [await put(store) for _ in range(45)]
         cutoff = NOW + 1
-        assert await sql.delete_old_media(store, cutoff, 20) == 20
+        assert await sweeps_for(store).delete_old_media(cutoff, 20) == 20
         assert sum(await held(store, *images)) == 25
         assert (await Retention(store, 30, clock=clock).sweep(now=NOW + 31 * DAY)).media == 25
         assert sum(await held(store, *images)) == 0
@@ -242,3 +249,16 @@ async def test_a_vacuum_that_cannot_run_does_not_stop_the_bot(tmp_path: Path, mo
         async with Retention(store, 30, clock=lambda: NOW) as retention:
             assert retention.enabled
         assert "could not switch the database to incremental vacuum (database or disk is full)" in caplog.text
+
+
+async def test_postgresql_needs_no_conversion_and_gives_no_pages_back(pg_url: str) -> None:
+    """Autovacuum makes a sweep's freed space reusable: entering converts nothing, a sweep that
+    deleted images reports no pages, and the images are gone."""
+    clock = Clock()
+    async with PostgresStore(pg_url, default_limit=10, clock=clock) as store:
+        image = await put(store, 4096)
+        clock.now = NOW + 31 * DAY
+        retention = Retention(store, 30, clock=clock, sleep=Sleeps())
+        assert not await retention.sweeps.prepare()
+        assert await retention.sweep() == Swept(1, 0, 0)
+        assert await held(store, image) == [False]
