@@ -1,14 +1,18 @@
 """Slack installations (a bot token per workspace, kept when the app is installed by OAuth) and the
 one-use `state` values of installs under way. Plain rows: the Slack adapter turns them into
-slack_sdk's objects, so this module knows nothing of Slack's SDK and can move onto any backend."""
+slack_sdk's objects, so this module knows nothing of Slack's SDK. The same SQL runs on both store
+backends: it is written with `?` placeholders and numbered for PostgreSQL; the upsert is
+`ON CONFLICT ... DO UPDATE`, which both databases speak."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from storage.sqlite import Store
+from storage.base import Store
+from storage.postgres import PostgresStore
+from storage.sqlite import SqliteStore
 
 _COLUMNS = (
     "enterprise_id, team_id, app_id, bot_id, bot_user_id, bot_token, bot_scopes, bot_refresh_token, "
@@ -34,29 +38,59 @@ class BotInstall:
     installed_at: float = 0.0
 
 
+_KEY = ("enterprise_id", "team_id")
+_UPSERT = (
+    f"INSERT INTO slack_installations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (enterprise_id, team_id) DO UPDATE SET "
+    + ", ".join(f"{c}=excluded.{c}" for c in (c.strip() for c in _COLUMNS.split(",")) if c not in _KEY)
+)
+
+
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's $1, $2, ... (the SQL here has no `?` inside a literal)."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
 class Installations:
     def __init__(self, store: Store) -> None:
-        self.store = store
+        if not isinstance(store, (SqliteStore, PostgresStore)):
+            raise TypeError(f"no Slack installations in a {type(store).__name__}")
+        self.store: SqliteStore | PostgresStore = store
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        """Run one write in its own transaction; how many rows it changed."""
+        if isinstance(self.store, PostgresStore):
+            status = await self.store.pool.execute(_numbered(sql), *args)
+            return int(str(status).rsplit(" ", 1)[-1])
+        async with self.store.transaction() as db:
+            cur = await db.execute(sql, args)
+            return cur.rowcount
+
+    async def _fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        if isinstance(self.store, PostgresStore):
+            row = await self.store.pool.fetchrow(_numbered(sql), *args)
+            return None if row is None else tuple(row)
+        async with self.store.db.execute(sql, args) as cur:
+            found = await cur.fetchone()
+        return None if found is None else tuple(found)
 
     async def save(self, bot: BotInstall) -> None:
         """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""
-        async with self.store.transaction() as db:
-            await db.execute(
-                f"INSERT OR REPLACE INTO slack_installations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    bot.enterprise_id,
-                    bot.team_id,
-                    bot.app_id,
-                    bot.bot_id,
-                    bot.bot_user_id,
-                    bot.bot_token,
-                    bot.bot_scopes,
-                    bot.bot_refresh_token,
-                    bot.bot_token_expires_at,
-                    int(bot.is_enterprise_install),
-                    bot.installed_at or self.store.clock(),
-                ),
-            )
+        await self._execute(
+            _UPSERT,
+            bot.enterprise_id,
+            bot.team_id,
+            bot.app_id,
+            bot.bot_id,
+            bot.bot_user_id,
+            bot.bot_token,
+            bot.bot_scopes,
+            bot.bot_refresh_token,
+            bot.bot_token_expires_at,
+            int(bot.is_enterprise_install),
+            bot.installed_at or self.store.clock(),
+        )
 
     async def find(self, enterprise_id: str, team_id: str) -> BotInstall | None:
         """The workspace's install; an org-wide one when `team_id` is ''. Team ids are unique across
@@ -65,11 +99,10 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        async with self.store.db.execute(
+        row = await self._fetchrow(
             f"SELECT {_COLUMNS} FROM slack_installations WHERE {where} ORDER BY installed_at DESC LIMIT 1",
-            args,
-        ) as cur:
-            row = await cur.fetchone()
+            *args,
+        )
         if row is None:
             return None
         return BotInstall(
@@ -92,23 +125,18 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        async with self.store.transaction() as db:
-            cur = await db.execute(f"DELETE FROM slack_installations WHERE {where}", args)
-            return cur.rowcount
+        return await self._execute(f"DELETE FROM slack_installations WHERE {where}", *args)
 
     async def issue_state(self, state: str, expires_at: float) -> None:
-        async with self.store.transaction() as db:
-            # Expired states are swept as new ones are issued, so the table stays small.
-            await db.execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", (self.store.clock(),))
-            await db.execute(
-                "INSERT INTO slack_oauth_states (state, expires_at) VALUES (?, ?)", (state, expires_at)
-            )
+        # Expired states are swept as new ones are issued, so the table stays small.
+        await self._execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", self.store.clock())
+        await self._execute(
+            "INSERT INTO slack_oauth_states (state, expires_at) VALUES (?, ?)", state, expires_at
+        )
 
     async def consume_state(self, state: str) -> bool:
         """True once for a state issued here and not expired: it is deleted as it is used."""
-        async with self.store.transaction() as db:
-            cur = await db.execute(
-                "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?",
-                (state, self.store.clock()),
-            )
-            return cur.rowcount == 1
+        used = await self._execute(
+            "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?", state, self.store.clock()
+        )
+        return used == 1

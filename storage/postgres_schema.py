@@ -62,6 +62,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX posts_thread ON posts(surface, thread_key, created_at);
     CREATE INDEX posts_job ON posts(job_id);
     """,
+    # 2: Slack installations and OAuth states (storage/installations.py), as SQLite's migration 4.
+    """
+    CREATE TABLE slack_installations (
+        enterprise_id TEXT NOT NULL DEFAULT '', team_id TEXT NOT NULL DEFAULT '',
+        app_id TEXT NOT NULL DEFAULT '', bot_id TEXT NOT NULL DEFAULT '', bot_user_id TEXT NOT NULL DEFAULT '',
+        bot_token TEXT NOT NULL, bot_scopes TEXT NOT NULL DEFAULT '', bot_refresh_token TEXT,
+        bot_token_expires_at BIGINT, is_enterprise_install INTEGER NOT NULL DEFAULT 0,
+        installed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (enterprise_id, team_id)
+    );
+    CREATE INDEX slack_installations_team ON slack_installations(team_id);
+    CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")
