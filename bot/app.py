@@ -19,7 +19,9 @@ from bot.media import typed_client
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
 from bot.retention import Retention
 from bot.server import HttpServer
-from storage.sqlite import Store
+from storage.base import Store
+from storage.postgres import PostgresStore
+from storage.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,17 @@ def build_provider(
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name, with the quota defaults they set (enter it to open it)."""
-    return Store(
+    """The store the settings name (HIDREAM_DATABASE_URL: PostgreSQL; empty: SQLite at
+    HIDREAM_DB_PATH), with the quota defaults they set (enter it to open it)."""
+    url = settings.postgres_url
+    if url is not None:
+        log.info("store: PostgreSQL at %s", settings.database_label())
+        return PostgresStore(
+            url,
+            default_limit=settings.daily_image_quota,
+            default_ceiling=settings.daily_workspace_quota,
+        )
+    return SqliteStore(
         settings.db_path,
         default_limit=settings.daily_image_quota,
         default_ceiling=settings.daily_workspace_quota,

@@ -12,6 +12,8 @@ import pytest
 from bot.app import Bot, SurfaceFactory, start_bot
 from bot.config import Settings
 from bot.hidream.sandbox import SandboxProvider, SandboxService
+from storage.base import Store
+from storage.sqlite import SqliteStore
 
 SETTINGS_ENV = (
     "DISCORD_TOKEN DISCORD_API_BASE_URL DISCORD_GATEWAY_URL DISCORD_GUILD_IDS DISCORD_NSFW_POLICY DISCORD_SHARD_COUNT "
@@ -88,3 +90,9 @@ class BotHarness:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._stack.__aexit__(*exc)
+
+
+def sqlite_of(store: Store) -> SqliteStore:
+    """A bot's store as SQLite, for the tests that read its rows with SQL (their bots run on SQLite)."""
+    assert isinstance(store, SqliteStore), type(store)
+    return store

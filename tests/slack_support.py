@@ -20,6 +20,7 @@ from adapters.slack.translate import RESULT_EVENT
 from bot.app import Bot, start_bot
 from bot.config import Settings
 from tests.fakes.slack import FakeSlack, sign
+from tests.harness import sqlite_of
 
 CHANNEL = "C_GENERAL"
 
@@ -32,7 +33,7 @@ class Running:
     fake: FakeSlack
 
     async def job_count(self) -> int:
-        async with self.bot.store.transaction() as db:
+        async with sqlite_of(self.bot.store).transaction() as db:
             cur = await db.execute("SELECT COUNT(*) FROM jobs")
             row = await cur.fetchone()
         assert row is not None

@@ -23,7 +23,7 @@ from bot.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.loopback import serve
-from tests.harness import BotHarness, sandbox_of
+from tests.harness import BotHarness, sandbox_of, sqlite_of
 
 
 def chat(text: str, refs: list[ImageRef]) -> ChatRequest:
@@ -127,7 +127,7 @@ async def test_the_engine_refuses_them_before_any_provider_call_or_storage(
             await bot.engine.submit(chat("make it blue", [data_ref]))
         assert "pixels" in refused.value.user_message or "cut short" in refused.value.user_message
         assert sandbox_of(bot).submits == 0
-        async with bot.store.db.execute("SELECT COUNT(*) FROM media") as cur:
+        async with sqlite_of(bot.store).db.execute("SELECT COUNT(*) FROM media") as cur:
             row = await cur.fetchone()
         assert row is not None and tuple(row) == (0,)
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0

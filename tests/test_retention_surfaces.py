@@ -20,7 +20,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.slack import FakeSlack
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of
+from tests.harness import BotHarness, sandbox_of, sqlite_of
 from tests.slack_support import CHANNEL, running, summaries
 from tests.test_discord_followups import new_result_in, slash_result
 from tests.test_engine import chat
@@ -54,7 +54,7 @@ async def test_engine_refuses_an_edit_of_a_deleted_result_and_spends_nothing(tmp
 
         assert counts(await bot.engine.quota("test", "u1", "w1")) == quota
         assert sandbox_of(bot).submits == submits
-        async with bot.store.transaction() as db:
+        async with sqlite_of(bot.store).transaction() as db:
             cur = await db.execute("SELECT COUNT(*) FROM jobs")
             assert tuple(await cur.fetchone() or ()) == (1,)
 

@@ -12,7 +12,7 @@ from bot.app import select, start_bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.slack import FakeSlack
-from tests.harness import settings_for_test
+from tests.harness import settings_for_test, sqlite_of
 
 
 async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:
@@ -44,6 +44,6 @@ async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:
         # The Discord job may have been admitted after the first wait began: its upload is seen, now
         # let it settle (delivering -> delivered) before reading the store.
         await bot.engine.wait_idle()
-        async with bot.store.transaction() as db:
+        async with sqlite_of(bot.store).transaction() as db:
             rows = await (await db.execute("SELECT surface, state FROM jobs ORDER BY surface")).fetchall()
         assert [tuple(r) for r in rows] == [("discord", "delivered"), ("slack", "delivered")]

@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.jobs import JobState
 from storage.installations import Installations
 from tests.fakes.slack import FakeSlack
+from tests.harness import sqlite_of
 from tests.slack_support import CHANNEL, Running, job_id_of, running, summaries
 
 TEAM_A, TEAM_B = "TAAAA", "TBBBB"
@@ -193,7 +194,7 @@ async def test_delivery_reads_the_thread_only_to_recover_an_attempt_cut_off(
         assert job is not None and job.state is JobState.DELIVERED
         # As if the process died after Slack took the summary but before it was recorded: only the
         # marks that an attempt started and its files are up remain.
-        async with run.bot.store.transaction() as db:
+        async with sqlite_of(run.bot.store).transaction() as db:
             await db.execute(
                 "DELETE FROM posts WHERE job_id=? AND message_key NOT LIKE '%-' || job_id", (job.id,)
             )

@@ -18,7 +18,7 @@ from tests.fakes.discord_harness import discord_bot
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.loopback import serve
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotHarness, sandbox_of
+from tests.harness import BotHarness, sandbox_of, sqlite_of
 from tests.slack_support import running
 
 GUILD_B = "1300000000000000777"
@@ -183,7 +183,7 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
             with pytest.raises(QuotaExceeded, match="used all 0 of your images"):
                 await bot.engine.submit(chat("an edit", refs=refs))
         assert hits == []
-        async with bot.store.transaction() as db:
+        async with sqlite_of(bot.store).transaction() as db:
             rows = await (
                 await db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM media")
             ).fetchone()
