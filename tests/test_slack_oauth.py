@@ -1,6 +1,7 @@
 """Slack OAuth distribution: installs into several workspaces through /slack/install and
 /slack/oauth_redirect (real bolt, httpx, the Slack fake's oauth.v2.access), each workspace answered
-with its own token; uninstalls and revoked tokens; bad and replayed states; token rotation."""
+with its own token; uninstalls and revoked tokens; bad and replayed states; token rotation. Each
+runs with its installations in SQLite and in PostgreSQL (`db_env`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from storage.installations import Installations
 from tests.fakes.slack import FakeSlack
 from tests.harness import sqlite_of
 from tests.slack_support import CHANNEL, Running, job_id_of, running, summaries
+from tests.store_backends import postgres_url
 
 TEAM_A, TEAM_B = "TAAAA", "TBBBB"
 CHANNEL_A, CHANNEL_B = "C_AAAA", "C_BBBB"
@@ -30,6 +32,14 @@ CHANNEL_A, CHANNEL_B = "C_AAAA", "C_BBBB"
 async def fake() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as f:
         yield f
+
+
+@pytest.fixture
+def db_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The bot's database: SQLite (nothing to set), or a fresh PostgreSQL schema by HIDREAM_DATABASE_URL."""
+    if backend == "sqlite":
+        return {}
+    return {"HIDREAM_DATABASE_URL": postgres_url(request.getfixturevalue("postgres_database"))}
 
 
 @asynccontextmanager
@@ -69,9 +79,9 @@ async def stored(run: Running, team: str) -> str | None:
 
 
 async def test_two_workspaces_are_installed_and_each_is_answered_with_its_own_token(
-    tmp_path: Path, fake: FakeSlack
+    tmp_path: Path, fake: FakeSlack, db_env: dict[str, str]
 ) -> None:
-    async with oauth_bot(tmp_path, fake) as run:
+    async with oauth_bot(tmp_path, fake, **db_env) as run:
         for team in (TEAM_A, TEAM_B):
             done = await install(run, team)
             assert done.status_code == 200
@@ -100,11 +110,11 @@ async def test_two_workspaces_are_installed_and_each_is_answered_with_its_own_to
 
 @pytest.mark.parametrize("removal", ["uninstall", "revoke_bot_token"])
 async def test_a_removed_workspace_loses_its_token_and_its_unfinished_job_is_refunded(
-    tmp_path: Path, fake: FakeSlack, removal: str
+    tmp_path: Path, fake: FakeSlack, removal: str, db_env: dict[str, str]
 ) -> None:
     # The sandbox takes an hour: the job is still at the provider when the workspace leaves.
     async with oauth_bot(
-        tmp_path, fake, HIDREAM_SANDBOX_DELAY_SECONDS=3600, HIDREAM_DAILY_IMAGE_QUOTA=5
+        tmp_path, fake, HIDREAM_SANDBOX_DELAY_SECONDS=3600, HIDREAM_DAILY_IMAGE_QUOTA=5, **db_env
     ) as run:
         for team in (TEAM_A, TEAM_B):
             assert (await install(run, team)).status_code == 200
@@ -129,8 +139,10 @@ async def test_a_removed_workspace_loses_its_token_and_its_unfinished_job_is_ref
         await fake.wait_for(lambda: fake.responses)
 
 
-async def test_a_bad_or_replayed_state_is_refused(tmp_path: Path, fake: FakeSlack) -> None:
-    async with oauth_bot(tmp_path, fake) as run, httpx.AsyncClient() as browser:
+async def test_a_bad_or_replayed_state_is_refused(
+    tmp_path: Path, fake: FakeSlack, db_env: dict[str, str]
+) -> None:
+    async with oauth_bot(tmp_path, fake, **db_env) as run, httpx.AsyncClient() as browser:
         fake.installing_team = TEAM_A
         authorize_url, cookie = await start_install(run, browser)
         back = (await browser.get(authorize_url)).headers["location"]
@@ -152,9 +164,11 @@ async def test_a_bad_or_replayed_state_is_refused(tmp_path: Path, fake: FakeSlac
         assert await stored(run, TEAM_B) is None
 
 
-async def test_a_rotating_token_is_refreshed_before_use(tmp_path: Path, fake: FakeSlack) -> None:
+async def test_a_rotating_token_is_refreshed_before_use(
+    tmp_path: Path, fake: FakeSlack, db_env: dict[str, str]
+) -> None:
     fake.rotation, fake.rotation_seconds = True, 600  # expires within bolt's two-hour margin
-    async with oauth_bot(tmp_path, fake) as run:
+    async with oauth_bot(tmp_path, fake, **db_env) as run:
         assert (await install(run, TEAM_A)).status_code == 200
         first = await stored(run, TEAM_A)
         assert first is not None and first.startswith("xoxe.xoxb-")
