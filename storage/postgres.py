@@ -28,6 +28,7 @@ from storage import postgres_schema as schema
 from storage import quota
 from storage.base import StoredMedia
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
+from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, job_values, ledger_values
 
 _TERMINAL = [state.value for state in TERMINAL]
 
@@ -227,40 +228,11 @@ class PostgresStore:
             refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
             if refused is not None:
                 raise refused
+            values = job_values(job, dedup_key)
+            await db.execute(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_dollars(len(values))})", *values)
+            reserve = ledger_values(job, workspace_key, utc_day(job.created_at))
             await db.execute(
-                "INSERT INTO jobs (id, surface, user_id, workspace_id, origin, request, tier, provider, state, "
-                "callback_token, parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, "
-                "updated_at, deadline) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)",
-                job.id,
-                job.surface,
-                job.user_id,
-                job.workspace_id,
-                json.dumps(job.origin),
-                job.request.model_dump_json(),
-                job.tier,
-                job.provider,
-                job.state.value,
-                job.callback_token,
-                job.parent_job_id,
-                json.dumps(job.reference_media),
-                job.seed,
-                float(job.cost_usd),
-                dedup_key,
-                float(job.created_at),
-                float(job.created_at),
-                float(job.deadline),
-            )
-            await db.execute(
-                "INSERT INTO ledger (job_id, user_key, workspace_key, day, images, state, cost_usd, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                job.id,
-                job.user_key,
-                workspace_key,
-                utc_day(job.created_at),
-                job.request.n,
-                LedgerState.RESERVED.value,
-                float(job.cost_usd),
-                float(job.created_at),
+                f"INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ({_dollars(len(reserve))})", *reserve
             )
         return job
 
@@ -435,3 +407,8 @@ class PostgresStore:
 
     async def forget_posts(self, job_id: str) -> None:
         await self.pool.execute("DELETE FROM posts WHERE job_id=$1", job_id)
+
+
+def _dollars(count: int) -> str:
+    """`$1,$2,...` placeholders for `count` values."""
+    return ",".join(f"${i}" for i in range(1, count + 1))

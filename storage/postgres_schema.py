@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.jobs import COUNTED, SPENT, Job, JobState, LedgerState
-from bot.requests import ImageRequest
+from bot.jobs import COUNTED, SPENT, LedgerState
 from storage import quota
 from storage.quota import QuotaStatus, next_reset, utc_day
+from storage.schema import row_to_job
 
 # The key of the advisory lock held while migrating (any fixed number no other lock here uses).
 MIGRATION_LOCK = 0x68494472_65616D01
@@ -142,25 +142,4 @@ def assignments(fields: dict[str, Any], *, first: int) -> tuple[str, list[Any]]:
     return sets, values
 
 
-def row_to_job(row: Any) -> Job:
-    return Job(
-        id=row["id"],
-        surface=row["surface"],
-        user_id=row["user_id"],
-        workspace_id=row["workspace_id"],
-        origin=json.loads(row["origin"]),
-        request=ImageRequest.model_validate_json(row["request"]),
-        tier=row["tier"],
-        provider=row["provider"],
-        state=JobState(row["state"]),
-        callback_token=row["callback_token"],
-        created_at=row["created_at"],
-        deadline=row["deadline"],
-        provider_job_id=row["provider_job_id"],
-        parent_job_id=row["parent_job_id"],
-        reference_media=json.loads(row["reference_media"]),
-        result_media=json.loads(row["result_media"]),
-        error=row["error"],
-        seed=row["seed"],
-        cost_usd=row["cost_usd"],
-    )
+__all__ = ["row_to_job"]

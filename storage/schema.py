@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from typing import Any, Protocol
 
-import aiosqlite
-
-from bot.jobs import Job, JobState
+from bot.jobs import Job, JobState, LedgerState
 from bot.requests import ImageRequest
 
 # Limits, grants and counts by tenant (storage/quota.py). Old per-user limits named no tenant and may
@@ -99,12 +98,19 @@ MIGRATIONS: list[str] = [
 ]
 
 
+class Columns(Protocol):
+    """A row read by column name: sqlite3.Row and asyncpg.Record both are."""
+
+    def __getitem__(self, name: str) -> Any: ...
+
+
 def marks(values: Collection[object]) -> str:
     """`(?, ?, ...)` for an IN clause over `values`."""
     return "(" + ",".join("?" * len(values)) + ")"
 
 
-def row_to_job(row: aiosqlite.Row) -> Job:
+def row_to_job(row: Columns) -> Job:
+    """A stored job row (SQLite's or PostgreSQL's: both are read by column name) as a Job."""
     return Job(
         id=row["id"],
         surface=row["surface"],
@@ -125,4 +131,50 @@ def row_to_job(row: aiosqlite.Row) -> Job:
         error=row["error"],
         seed=row["seed"],
         cost_usd=row["cost_usd"],
+    )
+
+
+# The columns a new job is stored with, and the ledger row that reserves its images.
+JOB_COLUMNS = (
+    "id, surface, user_id, workspace_id, origin, request, tier, provider, state, callback_token, "
+    "parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, updated_at, deadline"
+)
+LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at"
+
+
+def job_values(job: Job, dedup_key: str | None) -> tuple[Any, ...]:
+    """The values of JOB_COLUMNS for a new job (times and money as floats: PostgreSQL's columns are)."""
+    return (
+        job.id,
+        job.surface,
+        job.user_id,
+        job.workspace_id,
+        json.dumps(job.origin),
+        job.request.model_dump_json(),
+        job.tier,
+        job.provider,
+        job.state.value,
+        job.callback_token,
+        job.parent_job_id,
+        json.dumps(job.reference_media),
+        job.seed,
+        float(job.cost_usd),
+        dedup_key,
+        float(job.created_at),
+        float(job.created_at),
+        float(job.deadline),
+    )
+
+
+def ledger_values(job: Job, tenant: str, day: str) -> tuple[Any, ...]:
+    """The values of LEDGER_COLUMNS for the job's reservation."""
+    return (
+        job.id,
+        job.user_key,
+        tenant,
+        day,
+        job.request.n,
+        LedgerState.RESERVED.value,
+        float(job.cost_usd),
+        float(job.created_at),
     )

@@ -22,7 +22,7 @@ import aiosqlite
 
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
-from storage import quota
+from storage import quota, schema
 from storage.base import StoredMedia
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
@@ -212,45 +212,10 @@ class SqliteStore:
             refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
             if refused is not None:
                 raise refused
-            await db.execute(
-                "INSERT INTO jobs (id, surface, user_id, workspace_id, origin, request, tier, provider, state, "
-                "callback_token, parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, "
-                "updated_at, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.surface,
-                    job.user_id,
-                    job.workspace_id,
-                    json.dumps(job.origin),
-                    job.request.model_dump_json(),
-                    job.tier,
-                    job.provider,
-                    job.state.value,
-                    job.callback_token,
-                    job.parent_job_id,
-                    json.dumps(job.reference_media),
-                    job.seed,
-                    job.cost_usd,
-                    dedup_key,
-                    job.created_at,
-                    job.created_at,
-                    job.deadline,
-                ),
-            )
-            await db.execute(
-                "INSERT INTO ledger (job_id, user_key, workspace_key, day, images, state, cost_usd, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.user_key,
-                    workspace_key,
-                    utc_day(job.created_at),
-                    images,
-                    LedgerState.RESERVED,
-                    job.cost_usd,
-                    job.created_at,
-                ),
-            )
+            values = schema.job_values(job, dedup_key)
+            await db.execute(f"INSERT INTO jobs ({schema.JOB_COLUMNS}) VALUES {marks(values)}", values)
+            reserve = schema.ledger_values(job, workspace_key, utc_day(job.created_at))
+            await db.execute(f"INSERT INTO ledger ({schema.LEDGER_COLUMNS}) VALUES {marks(reserve)}", reserve)
         return job
 
     async def transition(self, job_id: str, to: JobState, **fields: Any) -> bool:
