@@ -47,6 +47,14 @@ CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
 
+# The same in PostgreSQL's types is storage/postgres_schema.py's migration 3.
+LEASES = """
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until REAL;
+CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at REAL NOT NULL);
+CREATE INDEX seen_events_at ON seen_events(seen_at)
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -95,6 +103,9 @@ MIGRATIONS: list[str] = [
     # 4: Slack installs by OAuth: one bot token per workspace (or Enterprise Grid org), and the
     # one-use `state` values of installs under way (storage/installations.py).
     INSTALLATIONS,
+    # 5: several replicas (storage/replicas.py): the replica working a job and until when its lease
+    # holds; platform events already handled, so a resend reaching any replica is dropped.
+    LEASES,
 ]
 
 
