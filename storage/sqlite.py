@@ -25,7 +25,7 @@ from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
 from storage.base import StoredMedia
-from storage.media import MediaFiles, valid_id
+from storage.media import MediaFiles, move_out_of_rows, valid_id
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
 
@@ -89,7 +89,7 @@ class SqliteStore:
             raise ConfigError(f"HIDREAM_DB_PATH: cannot open the database {self.path}: {exc}{hint}") from exc
         try:
             await self.files.open()
-            await self._move_media_out()
+            await move_out_of_rows(self)
         except OSError as exc:
             await self.__aexit__()
             raise ConfigError(
@@ -137,32 +137,6 @@ class SqliteStore:
                     await db.execute(statement)
                 await db.execute("DELETE FROM schema_version")
                 await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
-
-    async def _move_media_out(self) -> None:
-        """Write the images an upgrade set aside (schema.MEDIA_TO_FILES) to their files, one per
-        transaction, deleting each from the database once its file is on disk; then drop the table."""
-        async with self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (schema.MEDIA_MOVING,)
-        ) as cur:
-            if await cur.fetchone() is None:
-                return
-        moved = 0
-        while True:
-            async with self.transaction() as db:
-                async with db.execute(f"SELECT id, data FROM {schema.MEDIA_MOVING} LIMIT 1") as cur:
-                    row = await cur.fetchone()
-                if row is None:
-                    await db.execute(f"DROP TABLE {schema.MEDIA_MOVING}")
-                    break
-                if valid_id(row[0]):
-                    await self.files.write(row[0], bytes(row[1]))
-                await db.execute(f"DELETE FROM {schema.MEDIA_MOVING} WHERE id=?", (row[0],))
-                moved += 1
-        if moved:
-            log.info("moved %d image(s) out of the database into %s", moved, self.files.folder)
-        async with self.exclusive() as db:
-            # The images' pages are free now: give them back (a no-op until the file is incremental).
-            await db.executescript("PRAGMA incremental_vacuum")
 
     async def schema_version(self) -> int:
         async with self.db.execute("SELECT version FROM schema_version") as cur:
