@@ -1,5 +1,6 @@
-"""Retention in the store: delete old images, clear the bulky columns of old finished jobs, and give
-the freed pages back to the file system. These functions are SQLite's; `sweeps_for` gives the core
+"""Retention in the store: delete old images (their rows, then their files: storage/media.py), clear
+the bulky columns of old finished jobs, and give the freed pages back to the file system. At start,
+image files that a crash left without a row are removed. These functions are SQLite's; `sweeps_for` gives the core
 the sweeps of whichever backend a store is (PostgreSQL's are in storage/postgres_retention.py).
 
 Each call does one bounded batch in its own transaction, so a sweep never holds the store for long:
@@ -44,6 +45,7 @@ class SqliteSweeps:
         self.store = store
 
     async def prepare(self) -> bool:
+        # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
         try:
             await self.store.files.remove_orphans(self.store.held_media)
         except OSError as exc:
