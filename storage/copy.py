@@ -69,6 +69,14 @@ class Copied:
 
 
 @dataclass(frozen=True)
+class _Source:
+    """A SQLite table: its columns, in their order, and whether it has a rowid (the order of writing)."""
+
+    columns: list[str]
+    has_rowid: bool
+
+
+@dataclass(frozen=True)
 class _Target:
     """A target table: its columns' types, its primary key, and the columns PostgreSQL numbers itself."""
 
@@ -104,18 +112,16 @@ def _in_order(tables: Iterable[str]) -> list[str]:
     return [t for t in _ORDER if t in wanted] + sorted(wanted - set(_ORDER))
 
 
-async def _sqlite_tables(store: SqliteStore) -> dict[str, list[str]]:
-    """Each table's columns, in their order; tables made without a rowid are left out (none is)."""
+async def _sqlite_tables(store: SqliteStore) -> dict[str, _Source]:
     async with store.db.execute(
         "SELECT name, sql FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
     ) as cur:
         tables = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
-    found: dict[str, list[str]] = {}
+    found: dict[str, _Source] = {}
     for name, sql in tables:
-        if "WITHOUT ROWID" in sql.upper():
-            continue
         async with store.db.execute(f'PRAGMA table_info("{name}")') as cur:
-            found[name] = [str(r[1]) for r in await cur.fetchall()]
+            columns = [str(r[1]) for r in await cur.fetchall()]
+        found[name] = _Source(columns, "WITHOUT ROWID" not in sql.upper())
     return found
 
 
@@ -150,8 +156,9 @@ async def _postgres_tables(db: Any) -> dict[str, _Target]:
 
 
 async def _copy_table(
-    source: SqliteStore, db: Any, table: str, columns: list[str], target: _Target, copied: Copied
+    source: SqliteStore, db: Any, table: str, read: _Source, target: _Target, copied: Copied
 ) -> int:
+    columns = read.columns
     # Serial ids (grants.id) are PostgreSQL's to number: rows go in in the source's order, so they
     # number the same way, and the sequence stays ahead of them.
     shared = [c for c in columns if c in target.types and c not in target.generated]
@@ -160,10 +167,15 @@ async def _copy_table(
         # The bytes come from the store's media(), wherever the store now keeps them.
         shared = [c for c in shared if c != "data"]
     names = [*shared, "data"] if images and "data" in target.types else shared
+    if not shared:
+        return 0  # no column in common: nothing to say about these rows
     insert = _insert_sql(table, names, target)
     convert = [_converter(target.types[c]) for c in names]
     count = 0
-    select = f'SELECT {", ".join(_quoted(c) for c in shared)} FROM "{table}" ORDER BY rowid'
+    # In the order they were written (posts_of lists a job's posts so); a table without a rowid is
+    # read in its key's order.
+    order = " ORDER BY rowid" if read.has_rowid else ""
+    select = f'SELECT {", ".join(_quoted(c) for c in shared)} FROM "{table}"{order}'
     async with source.db.execute(select) as cur:
         while rows := await cur.fetchmany(IMAGES_PER_BATCH if images else ROWS_PER_BATCH):
             values = [list(row) for row in rows]
