@@ -22,6 +22,16 @@ _SOURCES = SettingsConfigDict(
 )
 
 
+def postgres_label(url: str) -> str:
+    """A PostgreSQL URL fit to print: its host, port and database, never its user or password."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"postgresql://{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/')}"
+
+
 class PluginSettings(BaseSettings):
     """A plugin's own settings. Subclasses set their `env_prefix` in `model_config`."""
 
@@ -103,14 +113,7 @@ class Settings(BaseSettings):
     def database_label(self) -> str:
         """Where the store lives, fit to print: the PostgreSQL host, port and database, no password."""
         url = self.postgres_url
-        if url is None:
-            return str(self.db_path.resolve())
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 5432
-        except ValueError:
-            port = 5432
-        return f"postgresql://{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/')}"
+        return str(self.db_path.resolve()) if url is None else postgres_label(url)
 
     # The values these settings were given by variable name, passed on to every plugin's section.
     _given: dict[str, Any] = PrivateAttr(default_factory=dict)
