@@ -85,6 +85,11 @@ class _Target:
     generated: frozenset[str]
 
 
+# Which process held a job is the old machine's business: a copied job is nobody's, so the first
+# replica that looks for free jobs takes it up at once.
+NOT_CARRIED = {"jobs": ("owner", "lease_until")}
+
+
 async def copy_sqlite_to_postgres(source: SqliteStore, target: PostgresStore) -> Copied:
     """Copy every table both stores have. Raises TargetNotEmpty when the target holds any job, and
     CopyFailed (the target unchanged) when a table cannot be written."""
@@ -161,7 +166,11 @@ async def _copy_table(
     columns = read.columns
     # Serial ids (grants.id) are PostgreSQL's to number: rows go in in the source's order, so they
     # number the same way, and the sequence stays ahead of them.
-    shared = [c for c in columns if c in target.types and c not in target.generated]
+    shared = [
+        c
+        for c in columns
+        if c in target.types and c not in target.generated and c not in NOT_CARRIED.get(table, ())
+    ]
     images = table == "media" and "id" in columns
     if images:
         # The bytes come from the store's media(), wherever the store now keeps them.

@@ -16,6 +16,7 @@ from bot.jobs import Job, JobState, LedgerState
 from storage.base import Store
 from storage.installations import BotInstall, Installations
 from storage.postgres import PostgresStore
+from storage.replicas import replicas_for
 from storage.sqlite import SqliteStore
 from tests.store_backends import postgres_url, raw_job
 from tests.test_cli import Cli, cli  # noqa: F401 (cli: the in-process fixture these tests use)
@@ -67,6 +68,7 @@ async def _fill(path: Path) -> dict[str, Any]:
         assert await store.transition(running.id, JobState.SUBMITTING)
         assert await store.transition(running.id, JobState.RUNNING, provider_job_id="p-3")
         assert await store.record_callback(running.id, {"state": "running", "progress": 0.5})
+        assert await replicas_for(store).claim(running.id, 3600)  # this machine was working it
         queued = make_job(user="u4")
         await store.admit(queued, workspace_key="test:w2", dedup_key=None)
         await store.set_limit(TENANT, "members", "", 10, by="admin")
@@ -176,8 +178,9 @@ async def _resume(url: str, ids: dict[str, Any]) -> tuple[list[str], int, int]:
     """Finish the copied running job and start the queued one on PostgreSQL, as a replica would."""
     _, _, running, queued = ids["jobs"]
     async with PostgresStore(url, default_limit=25, clock=lambda: NOW) as store:
-        _, ledger = await raw_job(store, running)
+        row, ledger = await raw_job(store, running)
         assert ledger == LedgerState.RESERVED
+        assert row["owner"] is None and row["lease_until"] is None  # nobody's: any replica takes it up
         assert await store.transition(running, JobState.COMPLETED, result_media=["r"])
         assert await store.transition(running, JobState.DELIVERING)
         assert await store.transition(running, JobState.DELIVERED)
