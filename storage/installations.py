@@ -1,18 +1,15 @@
 """Slack installations (a bot token per workspace, kept when the app is installed by OAuth) and the
 one-use `state` values of installs under way. Plain rows: the Slack adapter turns them into
 slack_sdk's objects, so this module knows nothing of Slack's SDK. The same SQL runs on both store
-backends: it is written with `?` placeholders and numbered for PostgreSQL; the upsert is
-`ON CONFLICT ... DO UPDATE`, which both databases speak."""
+backends (storage/sql.py)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from storage.base import Store
-from storage.postgres import PostgresStore
-from storage.sqlite import SqliteStore
+from storage.sql import Sql
 
 _COLUMNS = (
     "enterprise_id, team_id, app_id, bot_id, bot_user_id, bot_token, bot_scopes, bot_refresh_token, "
@@ -46,34 +43,16 @@ _UPSERT = (
 )
 
 
-def _numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's $1, $2, ... (the SQL here has no `?` inside a literal)."""
-    count = iter(range(1, sql.count("?") + 1))
-    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
-
-
 class Installations:
     def __init__(self, store: Store) -> None:
-        if not isinstance(store, (SqliteStore, PostgresStore)):
-            raise TypeError(f"no Slack installations in a {type(store).__name__}")
-        self.store: SqliteStore | PostgresStore = store
+        self.sql = Sql(store)
+        self.store = self.sql.store
 
     async def _execute(self, sql: str, *args: Any) -> int:
-        """Run one write in its own transaction; how many rows it changed."""
-        if isinstance(self.store, PostgresStore):
-            status = await self.store.pool.execute(_numbered(sql), *args)
-            return int(str(status).rsplit(" ", 1)[-1])
-        async with self.store.transaction() as db:
-            cur = await db.execute(sql, args)
-            return cur.rowcount
+        return await self.sql.execute(sql, *args)
 
     async def _fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
-        if isinstance(self.store, PostgresStore):
-            row = await self.store.pool.fetchrow(_numbered(sql), *args)
-            return None if row is None else tuple(row)
-        async with self.store.db.execute(sql, args) as cur:
-            found = await cur.fetchone()
-        return None if found is None else tuple(found)
+        return await self.sql.fetchrow(sql, *args)
 
     async def save(self, bot: BotInstall) -> None:
         """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""

@@ -1,0 +1,53 @@
+"""One SQL text for both store backends, for the small tables that need no backend's own dialect
+(Slack installations, subjects, settings, ...): written with `?` placeholders (SQLite's), numbered
+for PostgreSQL as $1, $2, ...; upserts as `ON CONFLICT ... DO UPDATE`, which both databases speak."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from storage.base import Store
+from storage.postgres import PostgresStore
+from storage.sqlite import SqliteStore
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's $1, $2, ... (the SQL given here has no `?` inside a literal)."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+class Sql:
+    """Runs the same SQL on whichever backend `store` is."""
+
+    def __init__(self, store: Store) -> None:
+        if not isinstance(store, (SqliteStore, PostgresStore)):
+            raise TypeError(f"no SQL for a {type(store).__name__}")
+        self.store: SqliteStore | PostgresStore = store
+
+    def now(self) -> float:
+        return float(self.store.clock())
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one write in its own transaction; how many rows it changed."""
+        if isinstance(self.store, PostgresStore):
+            status = await self.store.pool.execute(numbered(sql), *args)
+            return int(str(status).rsplit(" ", 1)[-1])
+        async with self.store.transaction() as db:
+            cur = await db.execute(sql, args)
+            return cur.rowcount
+
+    async def fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        if isinstance(self.store, PostgresStore):
+            row = await self.store.pool.fetchrow(numbered(sql), *args)
+            return None if row is None else tuple(row)
+        async with self.store.db.execute(sql, args) as cur:
+            found = await cur.fetchone()
+        return None if found is None else tuple(found)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        if isinstance(self.store, PostgresStore):
+            return [tuple(row) for row in await self.store.pool.fetch(numbered(sql), *args)]
+        async with self.store.db.execute(sql, args) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
