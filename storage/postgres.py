@@ -33,6 +33,10 @@ from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, job_values, ledger_value
 _TERMINAL = [state.value for state in TERMINAL]
 
 
+class _Repeated(Exception):
+    """A job with the same dedup key was stored by another transaction first."""
+
+
 class PostgresStore:
     def __init__(
         self,
@@ -215,7 +219,17 @@ class PostgresStore:
     # --- jobs ----------------------------------------------------------------------------------
 
     async def admit(self, job: Job, *, workspace_key: str, dedup_key: str | None) -> Job:
-        """Reserve the job's images and insert it, atomically across every process on the database."""
+        """Reserve the job's images and insert it, atomically across every process on the database.
+        Returns the stored job: for a repeated dedup_key, the first one (nothing new is reserved)."""
+        try:
+            return await self._admit(job, workspace_key, dedup_key)
+        except _Repeated:
+            # The same key admitted meanwhile under another tenant's lock: this transaction is undone.
+            existing = await self.job_by_dedup(str(dedup_key))
+            assert existing is not None
+            return existing
+
+    async def _admit(self, job: Job, workspace_key: str, dedup_key: str | None) -> Job:
         async with self.transaction() as db:
             await db.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", schema.TENANT_LOCK, workspace_key
@@ -229,7 +243,13 @@ class PostgresStore:
             if refused is not None:
                 raise refused
             values = job_values(job, dedup_key)
-            await db.execute(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_dollars(len(values))})", *values)
+            inserted = await db.fetchval(
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_dollars(len(values))}) "
+                "ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+                *values,
+            )
+            if inserted is None:
+                raise _Repeated
             reserve = ledger_values(job, workspace_key, utc_day(job.created_at))
             await db.execute(
                 f"INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ({_dollars(len(reserve))})", *reserve

@@ -137,6 +137,23 @@ async def test_dedup_key_returns_the_first_job_and_reserves_nothing_more(open_st
         assert (await store.quota("test:u1", "test:w1")).used == 2
 
 
+async def test_one_dedup_key_admitted_at_once_in_two_tenants_stores_one_job(open_store: OpenStore) -> None:
+    # Two stores, as two replicas: the tenants' locks do not serialise them, the key's uniqueness does.
+    async with (
+        open_store(default_limit=25, clock=lambda: NOW) as a,
+        open_store(default_limit=25, clock=lambda: NOW) as b,
+    ):
+        admitted = await asyncio.gather(
+            *(
+                store.admit(make_job(n=1), workspace_key=f"test:w{i}", dedup_key="ev-shared")
+                for i, store in enumerate([a, b] * 5)
+            )
+        )
+        assert len({job.id for job in admitted}) == 1
+        spent = [(await a.quota("test:u1", f"test:w{i}")).used for i in range(10)]
+        assert sum(spent) == 1
+
+
 async def test_posts_find_their_job_and_the_latest_in_a_thread(open_store: OpenStore) -> None:
     async with open_store(default_limit=25, clock=lambda: NOW) as store:
         jobs = [await store.admit(make_job(), workspace_key="test:w1", dedup_key=None) for _ in range(2)]
