@@ -110,11 +110,11 @@ class JobRunner:
         if self._leases is not None:
             self._leases.cancel()
             await asyncio.gather(self._leases, return_exceptions=True)
+        held = sorted(self._held)  # before the tasks end: each lets go of its own as it ends
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        held, self._held = sorted(self._held), set()
         try:
             # A clean stop lets go of its jobs: another replica, or this one restarted, goes on at once.
             await self.replicas.release(held)
@@ -247,11 +247,11 @@ class JobRunner:
                 await self.fail(job, SORRY)
         finally:
             self._slots.leave(job_id)
+            self._held.discard(job_id)
 
     async def _let_go(self, job_id: str) -> None:
         """The job's task ends: finished, or parked for a replica that runs its surface or provider,
         which may claim it at once."""
-        self._held.discard(job_id)
         job = await self.store.job(job_id)
         if job is not None and job.state not in TERMINAL:
             await self.replicas.release([job_id])

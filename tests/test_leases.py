@@ -192,3 +192,19 @@ async def test_a_dead_replicas_job_is_taken_over_and_delivered_once(tmp_path: Pa
         assert first.submits[job.id] == 1
         status = await survivor.engine.quota("test", job.user_id, job.workspace_id)
         assert status.used == 1
+
+
+async def test_a_clean_stop_lets_go_of_its_jobs_for_the_next_replica(tmp_path: Path, pg_url: str) -> None:
+    first_surface, next_surface = RecordingSurface(), RecordingSurface()
+    async with replica(tmp_path, "first", pg_url, first_surface) as first:
+        held = HoldingProvider()
+        first.engine.providers["sandbox"] = held
+        job = await first.engine.submit(chat(3))
+        await until(lambda: len(held.held) == 1)
+        row = await first.store.pool.fetchrow("SELECT owner, lease_until FROM jobs WHERE id=$1", job.id)  # type: ignore[attr-defined]
+        assert row["owner"] == first.engine.runner.replicas.owner and row["lease_until"] is not None
+    async with replica(tmp_path, "next", pg_url, next_surface) as following:
+        row = await following.store.pool.fetchrow("SELECT owner FROM jobs WHERE id=$1", job.id)  # type: ignore[attr-defined]
+        # Released at the stop, so the next replica took it up as it started, not a lease later.
+        assert row["owner"] == following.engine.runner.replicas.owner
+        assert job.id in following.engine.runner._tasks
