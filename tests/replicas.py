@@ -151,9 +151,14 @@ class Replicas:
     started: list[Replica] = field(default_factory=list)
 
     async def __aenter__(self) -> Replicas:
+        made = await asyncio.gather(
+            *(self._start(index, env) for index, env in enumerate(self.envs)), return_exceptions=True
+        )
+        self.started = [r for r in made if isinstance(r, Replica)]
         try:
-            for index, env in enumerate(self.envs):
-                self.started.append(await self._start(index, env))
+            for failed in made:
+                if isinstance(failed, BaseException):
+                    raise failed
             async with aiohttp.ClientSession() as http:
                 await asyncio.gather(*(self._wait_ready(http, r) for r in self.started))
         except BaseException:
