@@ -19,6 +19,7 @@ from tests.replicas import JobRows, Proxy, Row
 from tests.test_cli import process_env
 
 log = logging.getLogger("tests.replicas")
+log.setLevel(logging.INFO)  # the figures reach pytest's log capture whatever the root logger's level
 
 FINISHED = ("delivered", "failed")
 # Jobs are taken over once their owner's lease lapses: short here, so the proof is quick.
