@@ -1,4 +1,4 @@
-"""`hidream-bot run | check | quota ...`: the only place that exits the process."""
+"""`hidream-bot run | check | quota ... | db copy`: the only place that exits the process."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from bot import operator
+from bot import migrate_db, operator
 from bot.app import Selection, build_provider, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
@@ -211,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="start the bot")
     sub.add_parser("check", help="validate the configuration and print what would start")
     operator.add_parser(sub)
+    migrate_db.add_parser(sub)
     return p
 
 
@@ -231,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
                 return 2
             return asyncio.run(operator.run(settings, args))
+        if args.command == "db":
+            redactor.add(*migrate_db.secrets_in(args))
+            return asyncio.run(migrate_db.run(settings, args))
         return asyncio.run(run(settings, selection, redactor))
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,16 @@ _SOURCES = SettingsConfigDict(
 )
 
 
+def postgres_label(url: str) -> str:
+    """A PostgreSQL URL fit to print: its host, port and database, never its user or password."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"postgresql://{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/')}"
+
+
 class PluginSettings(BaseSettings):
     """A plugin's own settings. Subclasses set their `env_prefix` in `model_config`."""
 
@@ -65,6 +75,9 @@ class Settings(BaseSettings):
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
+    # How long a replica's hold on a job lasts unless renewed (every third of it): a replica that
+    # dies has its jobs taken over by another within about 4/3 of this.
+    lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="HIDREAM_LEASE_SECONDS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
 
     @field_validator("log_level")
@@ -100,14 +113,7 @@ class Settings(BaseSettings):
     def database_label(self) -> str:
         """Where the store lives, fit to print: the PostgreSQL host, port and database, no password."""
         url = self.postgres_url
-        if url is None:
-            return str(self.db_path.resolve())
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 5432
-        except ValueError:
-            port = 5432
-        return f"postgresql://{parts.hostname or 'localhost'}:{port}/{parts.path.lstrip('/')}"
+        return str(self.db_path.resolve()) if url is None else postgres_label(url)
 
     # The values these settings were given by variable name, passed on to every plugin's section.
     _given: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -210,6 +210,10 @@ class Engine:
         )
         return await self.submit(chat, dedup_key=dedup_key)
 
+    async def first_time(self, key: str) -> bool:
+        """True the first time any replica is handed the platform event `key`; False for a resend."""
+        return await self.runner.replicas.first_sight(key)
+
     async def mark_deleted(self, job: Job) -> None:
         await self.store.forget_posts(job.id)
 
@@ -283,7 +287,7 @@ class Engine:
             status = None
         if status is not None:
             await self.store.record_callback(job.id, status_to_dict(status))
-        self.runner.wake(job.id)
+        await self.runner.news(job.id)
 
 
 __all__ = ["Engine"]

@@ -11,6 +11,11 @@ running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
 
+A replica works only the jobs it holds a lease on (`storage.replicas`): it claims a job before its
+first step, renews its leases while it works, and looks every third of a lease for jobs nobody holds
+(new, released at a clean stop, or lapsed because their replica died). News of a job that reaches
+another replica (a provider's callback) is sent to its owner through the store.
+
 At most `HIDREAM_MAX_ACTIVE_JOBS` jobs are worked at once (resumed ones too): the others wait for a
 slot, still `queued` in the store, and their requesters are told their place in the line. Progress
 edits follow the policy of `bot.pacing`: one job's at most every 2 s, fewer the more jobs there are,
@@ -20,6 +25,7 @@ and never more than a fixed number a second in all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +47,7 @@ from bot.media import LinkSigner, fetch_image, to_data_uri
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from storage.base import Store
+from storage.replicas import Replicas, replicas_for
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,12 @@ class JobRunner:
         self._slots = Slots(settings.max_active_jobs)
         self._gate = ProgressGate(clock)
         self._records = SubmitRecords(store)
+        self.replicas: Replicas = replicas_for(store)
+        self.lease_seconds = settings.lease_seconds
+        self._held: set[str] = set()  # jobs whose lease this replica holds
+        self._leases: asyncio.Task[None] | None = None
+        self._look = asyncio.Event()  # look for free jobs now, not at the next round
+        self._more = False  # the last look found as many free jobs as it could take
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
@@ -94,10 +107,20 @@ class JobRunner:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._leases is not None:
+            self._leases.cancel()
+            await asyncio.gather(self._leases, return_exceptions=True)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        held, self._held = sorted(self._held), set()
+        try:
+            # A clean stop lets go of its jobs: another replica, or this one restarted, goes on at once.
+            await self.replicas.release(held)
+        except Exception:
+            log.warning("could not release %d lease(s); they lapse on their own", len(held), exc_info=True)
+        await self.replicas.close()
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -119,7 +142,15 @@ class JobRunner:
 
     def wake(self, job_id: str) -> None:
         """Something new is stored for the job (a callback): look at it now, not at the next poll."""
-        self._waker(job_id).set()
+        if job_id in self._tasks:
+            self._waker(job_id).set()
+
+    async def news(self, job_id: str) -> None:
+        """Something new is stored for the job: wake it here, or wherever a replica works it."""
+        if job_id in self._tasks:
+            self.wake(job_id)
+        else:
+            await self.replicas.notify(job_id)
 
     async def note_candidate(self, job_id: str, named: str) -> None:
         """A callback on the job's own URL named `named` while the job does not know its provider
@@ -127,13 +158,54 @@ class JobRunner:
         await self._records.note(job_id, named)
 
     async def resume(self) -> int:
-        """Start every job that is not finished. Called once surfaces are registered."""
-        jobs = await self.store.unfinished_jobs()
-        for job in jobs:
-            self.start(job.id)
-        if jobs:
-            log.info("resumed %d unfinished job(s)", len(jobs))
-        return len(jobs)
+        """Take up the unfinished jobs nobody works, and keep doing so (and renewing this replica's
+        leases) until stopped. Called once surfaces are registered; how many were taken up now."""
+        await self.replicas.listen(self.wake)
+        taken = await self._take_free(ours=True)
+        if taken:
+            log.info("resumed %d unfinished job(s)", taken)
+        self._leases = asyncio.create_task(self._keep_leases(), name="leases")
+        return taken
+
+    async def _take_free(self, *, ours: bool = False) -> int:
+        """Claim jobs nobody holds and start them: alone on the database, all of them; beside other
+        replicas, no more than this one can hold in line, so that the others get their share."""
+        room = 2 * self.settings.max_active_jobs - len(self._tasks) if self.replicas.shared else 1_000_000
+        if room <= 0:
+            return 0
+        claimed = await self.replicas.claim_free(
+            self.lease_seconds, room, surfaces=list(self.surfaces), providers=list(self.providers), ours=ours
+        )
+        for job_id in claimed:
+            self._held.add(job_id)
+            self.start(job_id)
+        self._more = len(claimed) == room
+        return len(claimed)
+
+    async def _keep_leases(self) -> None:
+        """Every third of a lease: renew what is held, stop what another replica took, take up free jobs."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look.wait(), timeout=self.lease_seconds / 3)
+            self._look.clear()
+            try:
+                held = sorted(self._held)
+                kept = await self.replicas.renew(held, self.lease_seconds)
+                for job_id in set(held) - kept:
+                    self._lost(job_id)
+                await self._take_free()
+            except Exception:
+                # A store that is down for a moment: the next round tries again; leases lapse meanwhile.
+                log.warning("could not renew leases or look for free jobs", exc_info=True)
+
+    def _lost(self, job_id: str) -> None:
+        self._held.discard(job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            log.warning(
+                "job %s: another replica took it over (this one's lease lapsed); stopping here", job_id
+            )
+            task.cancel()
 
     async def wait_idle(self) -> None:
         """Wait until every job this process is running has finished (delivered, failed or parked)."""
@@ -155,11 +227,17 @@ class JobRunner:
         self._wakers.pop(job_id, None)
         self._gate.forget(job_id)
         self._records.forget(job_id)
+        if self._more:
+            self._look.set()  # there may be free jobs this one's place can take
 
     async def _run(self, job_id: str) -> None:
         try:
+            if not await self.replicas.claim(job_id, self.lease_seconds):
+                return  # another replica works it
+            self._held.add(job_id)
             if await self._take_slot(job_id):
                 await self._steps(job_id)
+            await self._let_go(job_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -169,6 +247,14 @@ class JobRunner:
                 await self.fail(job, SORRY)
         finally:
             self._slots.leave(job_id)
+
+    async def _let_go(self, job_id: str) -> None:
+        """The job's task ends: finished, or parked for a replica that runs its surface or provider,
+        which may claim it at once."""
+        self._held.discard(job_id)
+        job = await self.store.job(job_id)
+        if job is not None and job.state not in TERMINAL:
+            await self.replicas.release([job_id])
 
     async def _take_slot(self, job_id: str) -> bool:
         """Wait in line for a slot, telling the requester their place; False when the job is over

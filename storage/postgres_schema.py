@@ -74,6 +74,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX slack_installations_team ON slack_installations(team_id);
     CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL);
     """,
+    # 3: leases and handled platform events (storage/replicas.py), as SQLite's migration 5.
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION;
+    CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX seen_events_at ON seen_events(seen_at);
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

@@ -1,5 +1,6 @@
-"""Retention in the store: delete old images, clear the bulky columns of old finished jobs, and give
-the freed pages back to the file system. These functions are SQLite's; `sweeps_for` gives the core
+"""Retention in the store: delete old images (their rows, then their files: storage/media.py), clear
+the bulky columns of old finished jobs, and give the freed pages back to the file system. At start,
+image files that a crash left without a row are removed. These functions are SQLite's; `sweeps_for` gives the core
 the sweeps of whichever backend a store is (PostgreSQL's are in storage/postgres_retention.py).
 
 Each call does one bounded batch in its own transaction, so a sweep never holds the store for long:
@@ -16,6 +17,7 @@ import aiosqlite
 
 from bot.jobs import TERMINAL, UNFINISHED
 from storage import base
+from storage.media import valid_id
 from storage.postgres import PostgresStore
 from storage.postgres_retention import PostgresSweeps
 from storage.schema import marks
@@ -43,6 +45,11 @@ class SqliteSweeps:
         self.store = store
 
     async def prepare(self) -> bool:
+        # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
+        try:
+            await self.store.files.remove_orphans(self.store.held_media)
+        except OSError as exc:
+            log.warning("could not look for image files a crash left behind (%s)", exc)
         try:
             return await use_incremental_vacuum(self.store)
         except sqlite3.Error as exc:
@@ -100,18 +107,23 @@ async def touch_media(store: Store, media_id: str) -> bool:
 
 async def delete_old_media(store: Store, used_before: float, limit: int) -> int:
     """Delete up to `limit` images last used before `used_before`, except those an unfinished job
-    still names (its references, or results not yet delivered). Returns how many were deleted."""
+    still names (its references, or results not yet delivered). Returns how many were deleted.
+
+    The rows go first, in their transaction, then their files: a crash in between leaves files
+    without rows (removed at the next start, see storage/media.py), never a row without its file."""
     unfinished = tuple(UNFINISHED)
     states = marks(unfinished)
     async with store.transaction() as db:
-        cur = await db.execute(
+        async with db.execute(
             "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE used_at < ? AND id NOT IN ("
             f"SELECT r.value FROM jobs j, json_each(j.reference_media) r WHERE j.state IN {states} "
             f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {states}"
-            ") LIMIT ?)",
+            ") LIMIT ?) RETURNING id",
             (used_before, *unfinished, *unfinished, limit),
-        )
-        return cur.rowcount
+        ) as cur:
+            gone = [str(row[0]) for row in await cur.fetchall()]
+    await store.files.delete(media_id for media_id in gone if valid_id(media_id))
+    return len(gone)
 
 
 async def clear_finished_jobs(store: Store, finished_before: float, limit: int) -> int:

@@ -47,6 +47,33 @@ CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
 
+# The same in PostgreSQL's types is storage/postgres_schema.py's migration 3.
+LEASES = """
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until REAL;
+CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at REAL NOT NULL);
+CREATE INDEX seen_events_at ON seen_events(seen_at)
+"""
+
+# Image bytes move out of the rows into files (storage/media.py). A migration is SQL only, and files
+# cannot be written from SQL, so this one sets the bytes aside: the old table, bytes and all, becomes
+# MEDIA_MOVING, and a new `media` table takes every row's description. The store then writes each
+# set-aside image to its file and deletes it from MEDIA_MOVING, one per transaction, before it
+# answers any call (`SqliteStore._move_media_out`); a crash in between resumes at the next open, and
+# rewriting a file that was already written is harmless. Nothing is copied but the small columns,
+# so the upgrade never needs room for a second copy of the images inside the database.
+MEDIA_MOVING = "media_moving"
+MEDIA_TO_FILES = f"""
+ALTER TABLE media RENAME TO {MEDIA_MOVING};
+DROP INDEX media_used;
+CREATE TABLE media (id TEXT PRIMARY KEY, content_type TEXT NOT NULL, width INTEGER NOT NULL,
+                    height INTEGER NOT NULL, nsfw INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+                    used_at REAL);
+INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at)
+    SELECT id, content_type, width, height, nsfw, created_at, used_at FROM {MEDIA_MOVING};
+CREATE INDEX media_used ON media(used_at)
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -95,6 +122,11 @@ MIGRATIONS: list[str] = [
     # 4: Slack installs by OAuth: one bot token per workspace (or Enterprise Grid org), and the
     # one-use `state` values of installs under way (storage/installations.py).
     INSTALLATIONS,
+    # 5: several replicas (storage/replicas.py): the replica working a job and until when its lease
+    # holds; platform events already handled, so a resend reaching any replica is dropped.
+    LEASES,
+    # 6: image bytes leave the database for files (storage/media.py); see MEDIA_TO_FILES above.
+    MEDIA_TO_FILES,
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -24,8 +25,11 @@ from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
 from storage.base import StoredMedia
+from storage.media import MediaFiles, move_out_of_rows, valid_id
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -53,6 +57,8 @@ class SqliteStore:
         self.clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        # Image bytes: files beside the database (storage/media.py), the rows keep the rest.
+        self.files = MediaFiles(Path(self.path + ".media"))
 
     async def __aenter__(self) -> SqliteStore:
         try:
@@ -81,6 +87,14 @@ class SqliteStore:
                 else ""
             )
             raise ConfigError(f"HIDREAM_DB_PATH: cannot open the database {self.path}: {exc}{hint}") from exc
+        try:
+            await self.files.open()
+            await move_out_of_rows(self)
+        except OSError as exc:
+            await self.__aexit__()
+            raise ConfigError(
+                f"HIDREAM_DB_PATH: cannot keep images in {self.files.folder}: {exc.strerror or exc}"
+            ) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -310,24 +324,46 @@ class SqliteStore:
     async def put_media(
         self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
     ) -> str:
+        """Keep an image: its file first, then its row, so no row ever names a file not yet written."""
         media_id = secrets.token_urlsafe(16)
+        await self.files.write(media_id, data)
         now = self.clock()
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at, used_at) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (media_id, data, content_type, width, height, int(nsfw), now, now),
-            )
+        try:
+            async with self.transaction() as db:
+                await db.execute(
+                    "INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (media_id, content_type, width, height, int(nsfw), now, now),
+                )
+        except BaseException:
+            await asyncio.shield(self.files.delete([media_id]))
+            raise
         return media_id
 
     async def media(self, media_id: str) -> StoredMedia | None:
+        """A held image, or None when it is not (never was, deleted by retention, or its file is gone)."""
+        if not valid_id(media_id):
+            return None
         async with self.db.execute(
-            "SELECT id, data, content_type, width, height, nsfw FROM media WHERE id=?", (media_id,)
+            "SELECT id, content_type, width, height, nsfw FROM media WHERE id=?", (media_id,)
         ) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
-        return StoredMedia(row[0], bytes(row[1]), row[2], int(row[3]), int(row[4]), bool(row[5]))
+        data = await self.files.read(media_id)
+        if data is None:
+            log.warning(
+                "media %s has a row but no file in %s: answered as no longer held",
+                media_id,
+                self.files.folder,
+            )
+            return None
+        return StoredMedia(row[0], data, row[1], int(row[2]), int(row[3]), bool(row[4]))
+
+    async def held_media(self, media_ids: list[str]) -> set[str]:
+        """Which of `media_ids` have a row (storage/media.py asks, to find files a crash left)."""
+        async with self.db.execute(f"SELECT id FROM media WHERE id IN {marks(media_ids)}", media_ids) as cur:
+            return {str(row[0]) for row in await cur.fetchall()}
 
     async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
         now = self.clock()

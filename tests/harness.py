@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,7 +25,7 @@ SETTINGS_ENV = (
     "HIDREAM_SAFETY_CHECKER PIXAZO_API_KEY PIXAZO_BASE_URL ATLASCLOUD_API_KEY ATLASCLOUD_BASE_URL FAL_KEY "
     "FAL_QUEUE_URL FAL_JWKS_URL WAVESPEED_API_KEY WAVESPEED_BASE_URL WAVESPEED_WEBHOOK_SECRET HIDREAM_HTTP_HOST "
     "HIDREAM_HTTP_PORT HIDREAM_PUBLIC_URL HIDREAM_DB_PATH HIDREAM_DATABASE_URL HIDREAM_DAILY_IMAGE_QUOTA HIDREAM_DAILY_WORKSPACE_QUOTA "
-    "HIDREAM_SHOW_SPEND HIDREAM_OUTPUT_DIR HIDREAM_MEDIA_RETENTION_DAYS HIDREAM_MAX_ACTIVE_JOBS "
+    "HIDREAM_SHOW_SPEND HIDREAM_OUTPUT_DIR HIDREAM_MEDIA_RETENTION_DAYS HIDREAM_MAX_ACTIVE_JOBS HIDREAM_LEASE_SECONDS "
     "HIDREAM_JOB_TIMEOUT_SECONDS HIDREAM_MAX_IMAGE_BYTES HIDREAM_SANDBOX_DELAY_SECONDS HIDREAM_SANDBOX_ALLOW_REMOTE "
     "HIDREAM_LOG_LEVEL"
 ).split()
@@ -96,3 +99,37 @@ def sqlite_of(store: Store) -> SqliteStore:
     """A bot's store as SQLite, for the tests that read its rows with SQL (their bots run on SQLite)."""
     assert isinstance(store, SqliteStore), type(store)
     return store
+
+
+class RecordedLines(logging.Handler):
+    """Within `with`, the log lines of `logger` that contain `needle`: something a test can wait for
+    when the only sign that the bot handled an input is that it said so."""
+
+    def __init__(self, logger: str, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.logger = logging.getLogger(logger)
+        self.needle = needle
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if self.needle in line:
+            self.lines.append(line)
+
+    def __enter__(self) -> RecordedLines:
+        self.logger.addHandler(self)
+        self._level = self.logger.level
+        if not self.logger.isEnabledFor(logging.INFO):
+            self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self._level)
+
+
+async def until(check: Callable[[], object], within: float = 60.0) -> None:
+    """Wait for a condition the bot's tasks bring about (bounded; never a fixed sleep)."""
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 (the bot's own tasks change what is checked)
+            await asyncio.sleep(0.005)

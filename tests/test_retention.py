@@ -155,14 +155,21 @@ async def test_each_batch_is_bounded(open_store: OpenStore) -> None:
 
 
 async def test_the_file_gives_the_space_back(tmp_path: Path) -> None:
+    """Images are files (storage/media.py), so the database's bulk is finished jobs' provider
+    statuses: clearing them gives pages back, and deleting images gives their files' space back."""
     clock = Clock()
     path = tmp_path / "r.db"
     async with Store(path, default_limit=10, clock=clock) as store:
         keep = await put(store, 4096)
         big = [await put(store, 1024 * 1024) for _ in range(8)]
+        for _ in range(8):
+            job = make_job("alice")
+            await store.admit(job, workspace_key="test:w1", dedup_key=None)
+            assert await store.record_callback(job.id, {"log": os.urandom(512 * 1024).hex()})
+            assert await store.transition(job.id, JobState.FAILED, error="the provider said no")
         await sql.checkpoint(store)
         pages_before, _ = await sql.free_pages(store)
-        assert size(path) > 8 * 1024 * 1024
+        assert size(path) > 8 * 1024 * 1024 and folder_size(store.files.folder) > 8 * 1024 * 1024
         clock.now = NOW + 31 * DAY
         await sql.touch_media(store, keep)
 
@@ -172,10 +179,15 @@ async def test_the_file_gives_the_space_back(tmp_path: Path) -> None:
         pages_after, free_after = await sql.free_pages(store)
         assert free_after == 0 and swept.pages_freed > 2000 and pages_before - pages_after > 2000
         assert size(path) < 1024 * 1024 and size(Path(f"{path}-wal")) == 0
+        assert folder_size(store.files.folder) < 1024 * 1024
 
 
 def size(path: Path) -> int:
     return path.stat().st_size
+
+
+def folder_size(folder: Path) -> int:
+    return sum(size(item) for item in folder.iterdir())
 
 
 def old_version_database(path: Path) -> None:

@@ -25,7 +25,7 @@ from bot.media import to_data_uri
 from bot.pacing import PROGRESS_BURST, PROGRESS_EVERY, PROGRESS_RATE, ProgressGate, Slots
 from bot.requests import ChatRequest, ImageRequest, Tier, parse_command
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness
+from tests.harness import BotHarness, until
 
 
 def png() -> str:
@@ -98,13 +98,6 @@ def chat(i: int) -> ChatRequest:
         origin={"thread": f"t{i}"},
         request=parse_command(f"a fox number {i}").request,
     )
-
-
-async def until(check: Callable[[], bool], within: float = 60.0) -> None:
-    """Wait for a condition the bot's tasks bring about (bounded; never a fixed sleep)."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110 (the bot's own tasks change what is checked)
-            await asyncio.sleep(0.005)
 
 
 def start(tmp_path: Path, limit: int, surface: RecordingSurface, **options: Any) -> BotHarness:

@@ -11,6 +11,7 @@ import pytest
 
 from adapters.slack.translate import ACTION_DELETE, ACTION_EDIT, ACTION_REROLL, BLOCK_IMAGE, BLOCK_INSTRUCTION
 from tests.fakes.slack import BOT_USER, FakeSlack
+from tests.harness import RecordedLines, until
 from tests.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
 
 pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])
@@ -63,14 +64,20 @@ async def test_retried_event_makes_no_second_job(tmp_path: Path, fake: FakeSlack
         await fake.wait_for(lambda: summaries(fake))
         await run.bot.engine.wait_idle()
         assert await run.job_count() == 1
-    # After a restart the in-memory memory of events is gone: the engine's dedup key still holds.
+    # After a restart (or on another replica) the database still knows the event: the resend is
+    # dropped before anything is posted.
+    posted = len(fake.called("chat.postMessage"))
+    dropped = RecordedLines("adapters.slack.handlers", "already handled")
     async with running(tmp_path, fake, mode) as run:
-        assert await run.send.event(event, retry_num=2) == 200
-        await fake.wait_for(lambda: len(fake.called("chat.delete")) >= 1)
+        with dropped:
+            assert await run.send.event(event, retry_num=2) == 200
+            await until(lambda: dropped.lines)
         await run.bot.engine.wait_idle()
         assert await run.job_count() == 1
+    assert len(fake.called("chat.postMessage")) == posted
+    assert not fake.called("chat.delete")
     assert len(summaries(fake)) == 1
-    # Exactly one status message stayed in the thread: the resend's was removed.
+    # Exactly one status message is in the thread.
     statuses = [
         m for m in fake.thread(CHANNEL, event["event"]["ts"]) if m.get("bot_id") and not m.get("files")
     ]

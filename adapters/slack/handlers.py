@@ -5,7 +5,6 @@ answered by the boundary (boundary.py); each listener names where its private an
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -24,7 +23,6 @@ from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
 
 log = logging.getLogger(__name__)
-SEEN_EVENTS = 2048
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
@@ -77,9 +75,6 @@ class Handlers:
         self.ctx = ctx
         self.engine = ctx.engine
         self.poster = ctx.poster
-        # Event ids this process has handled: a resend is dropped before it posts anything. Across
-        # restarts the engine's dedup key does the same.
-        self._seen: OrderedDict[str, None] = OrderedDict()
 
     def _chat(
         self,
@@ -193,19 +188,16 @@ class Handlers:
 
     # --- mentions -------------------------------------------------------------------------------
 
-    def _first_time(self, event_id: str) -> bool:
-        if not event_id or event_id in self._seen:
-            return not event_id
-        self._seen[event_id] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+    async def _first_time(self, event_id: str) -> bool:
+        """Whether no replica has handled the event yet: a resend is dropped before it posts anything,
+        whichever replica it reaches (the record is in the database)."""
+        return not event_id or await self.engine.first_time(f"slack:event:{event_id}")
 
     @guarded(_to_mentioner)
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # bolt has already acked: event listeners are acknowledged before they run.
         event_id = str(body.get("event_id", ""))
-        if not self._first_time(event_id):
+        if not await self._first_time(event_id):
             log.info("Slack resent event %s; already handled", event_id)
             return
         m = t.mention_from_event(event, str(body.get("team_id", "")))

@@ -1,0 +1,214 @@
+"""Image bytes as files, for the SQLite store: one file per media id in a folder beside the database
+(`<db path>.media/`, readable by the bot's user only). The `media` table keeps what describes an
+image (type, size, age); this folder keeps its bytes, so the database stays small and an image is
+never read into memory just to answer a query about it.
+
+Every file operation runs in a thread, so the event loop never waits on the disk. A file is written
+whole or not at all (a temporary file, synced, then renamed over its name), so a crash never leaves
+half an image under a media id.
+
+Order of writes, so a row never names a file that is missing: the file is written before its row is
+inserted, and its row is deleted before the file. A crash in between leaves a file without a row,
+which `remove_orphans` deletes once it is older than an hour (younger ones may be a `put_media`
+whose row is being inserted right now, by this process or another that opened the same database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
+
+from storage.schema import MEDIA_MOVING
+
+log = logging.getLogger(__name__)
+
+# Media ids are `secrets.token_urlsafe(16)` (22 characters); databases of older versions and tests
+# hold shorter ones. Anything else is refused before a path is made of it.
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# What a temporary file's name starts with: a dot, which no file name made from an id has.
+_TEMP = ".tmp-"
+# A file without a row is left alone this long (seconds): it may be a write whose row is on its way.
+ORPHAN_AGE = 3600.0
+# Ids asked about at once (SQLite's limit of parameters per statement is far above it).
+_BATCH = 500
+
+
+def valid_id(media_id: str) -> bool:
+    """Whether `media_id` has the shape of a media id (and so can name a file in the folder)."""
+    return _ID.fullmatch(media_id) is not None
+
+
+def _name(media_id: str) -> str:
+    # Hex of the id: ids differ in case, and a case-insensitive file system (macOS) must not merge two.
+    return media_id.encode("ascii").hex()
+
+
+def _id_of(name: str) -> str | None:
+    """The media id a file name stands for, or None for a name no id makes."""
+    try:
+        media_id = bytes.fromhex(name).decode("ascii")
+    except ValueError:
+        return None
+    return media_id if valid_id(media_id) and _name(media_id) == name else None
+
+
+class MediaFiles:
+    """The folder of image files. Ids of the wrong shape are never turned into paths: reads answer
+    None, writes and deletes refuse (ValueError)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path_of(self, media_id: str) -> Path | None:
+        """Where the bytes of `media_id` live (the file may be missing), or None for an id of the
+        wrong shape. For streaming readers (open it in a thread)."""
+        return self.folder / _name(media_id) if valid_id(media_id) else None
+
+    def _path(self, media_id: str) -> Path:
+        path = self.path_of(media_id)
+        if path is None:
+            raise ValueError("not a media id")
+        return path
+
+    async def open(self) -> None:
+        """Make the folder (owner only), or make an existing one owner only."""
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.folder, 0o700)
+
+    async def write(self, media_id: str, data: bytes) -> None:
+        """Keep `data` as the bytes of `media_id`, whole, synced to disk (replacing any earlier file)."""
+        await asyncio.to_thread(self._write, self._path(media_id), data)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        # mkstemp makes the file 0600 whatever the umask.
+        fd, temp = tempfile.mkstemp(prefix=_TEMP, dir=self.folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        self._sync_folder()
+
+    def _sync_folder(self) -> None:
+        """Make the rename durable before the row that names the file is committed."""
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def read(self, media_id: str) -> bytes | None:
+        """The bytes of `media_id`, or None when there is no such file or the id has the wrong shape."""
+        path = self.path_of(media_id)
+        if path is None:
+            return None
+        return await asyncio.to_thread(_read, path)
+
+    async def delete(self, media_ids: Iterable[str]) -> None:
+        """Delete the files of `media_ids` (those already gone are fine)."""
+        paths = [self._path(media_id) for media_id in media_ids]
+        if paths:
+            await asyncio.to_thread(_unlink_all, paths)
+
+    async def remove_orphans(
+        self, held: Callable[[list[str]], Awaitable[set[str]]], *, now: float | None = None
+    ) -> int:
+        """Delete the files older than ORPHAN_AGE whose id `held` does not answer as held (a crash
+        left them: see the module's note), and old temporary files. Returns how many."""
+        cutoff = (time.time() if now is None else now) - ORPHAN_AGE
+        old = await asyncio.to_thread(self._old_files, cutoff)
+        temps = [path for path in old if path.name.startswith(_TEMP)]
+        by_id = {media_id: path for path in old if (media_id := _id_of(path.name)) is not None}
+        ids = list(by_id)
+        orphans = temps
+        for start in range(0, len(ids), _BATCH):
+            batch = ids[start : start + _BATCH]
+            kept = await held(batch)
+            orphans += [by_id[media_id] for media_id in batch if media_id not in kept]
+        await asyncio.to_thread(_unlink_all, orphans)
+        if orphans:
+            log.info("media: deleted %d file(s) a crash left without a database row", len(orphans))
+        return len(orphans)
+
+    def _old_files(self, cutoff: float) -> list[Path]:
+        old = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        old.append(Path(entry.path))
+        return old
+
+
+class _Store(Protocol):
+    """What `move_out_of_rows` needs of the SQLite store."""
+
+    files: MediaFiles
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
+
+async def move_out_of_rows(store: _Store) -> int:
+    """Write the images an upgrade set aside (storage/schema.py, MEDIA_TO_FILES) to their files, one
+    per transaction, each deleted from the database once its file is on disk; then drop their table.
+    Returns how many were moved (0 on every open after the one that finished)."""
+    async with store.exclusive() as db:
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (MEDIA_MOVING,)
+        ) as cur:
+            if await cur.fetchone() is None:
+                return 0
+    moved = 0
+    while True:
+        async with store.transaction() as db:
+            async with db.execute(f"SELECT id, data FROM {MEDIA_MOVING} LIMIT 1") as cur:
+                row = await cur.fetchone()
+            if row is None:
+                await db.execute(f"DROP TABLE {MEDIA_MOVING}")
+                break
+            # An id of another shape (no version of the bot made one) cannot name a file: its
+            # row stays, answered as no longer held.
+            if valid_id(row[0]):
+                await store.files.write(row[0], bytes(row[1]))
+            await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
+            moved += 1
+    async with store.exclusive() as db:
+        # The images' pages are free now: give them back (a no-op until the file is incremental,
+        # which retention's first start makes it).
+        await db.executescript("PRAGMA incremental_vacuum")
+    if moved:
+        log.info("moved %d image(s) out of the database into %s", moved, store.files.folder)
+    return moved
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _unlink_all(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
