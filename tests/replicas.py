@@ -46,6 +46,7 @@ class Routed:
     path: str
     body: bytes
     status: int
+    at: float = field(default_factory=time.monotonic)
 
     def form(self) -> dict[str, str]:
         """The request's form fields (a Slack slash command), or nothing."""
@@ -88,9 +89,11 @@ class Proxy:
         assert self._session is not None
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        for _ in range(len(self.backends)):
-            replica = self._next % len(self.backends)
-            self._next += 1
+        # Each request tries every replica once, from its own turn on: concurrent requests move the
+        # turn, so a shared counter could bring one request back to the same dead replica.
+        start, self._next = self._next, self._next + 1
+        for offset in range(len(self.backends)):
+            replica = (start + offset) % len(self.backends)
             try:
                 async with self._session.request(
                     request.method,
@@ -275,6 +278,11 @@ class JobRows:
             await asyncio.sleep(0.2)
         states = sorted(str(r["state"]) for r in rows)
         raise AssertionError(f"not {what} within {within:.0f} s; job states: {states}")
+
+
+def owned_by(rows: list[Row], replica: Replica) -> set[str]:
+    """The jobs whose lease `replica` holds: its owner name is `<host>-<pid>-<random>`."""
+    return {r["id"] for r in rows if str(r.get("owner") or "").split("-")[-2:-1] == [str(replica.proc.pid)]}
 
 
 def prompt_of(row: Row) -> str:

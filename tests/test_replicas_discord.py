@@ -17,7 +17,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, with_files
 from tests.fakes.wavespeed import WaveSpeedFake
 from tests.replica_checks import SETTLE_WITHIN, Figures, quota_show, settle, submits_per_job, wavespeed_env
-from tests.replicas import JobRows, Proxy, Replicas, all_in, prompt_of
+from tests.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
 from tests.test_discord_shards import CHANNEL_B, GUILD_B, two_guilds
 
 PER_GUILD = 8
@@ -64,8 +64,9 @@ async def test_two_shards_on_two_replicas_the_survivor_posts_the_dead_ones_jobs_
             # Each server's interactions reached its own shard's replica only.
             routed = collections.Counter((g, s) for e, g, s in fake.routed if e == "INTERACTION_CREATE")
             assert routed == {(fake.guild_id, 0): PER_GUILD, (GUILD_B, 1): PER_GUILD}
-            victims = {r["id"] for r in before if r["workspace_id"] == fake.guild_id}
-            assert len(victims) == PER_GUILD
+            # Shard 0's replica holds the leases of server A's jobs (it took them in), and of no others.
+            victims = owned_by(before, replicas[0])
+            assert victims == {r["id"] for r in before if r["workspace_id"] == fake.guild_id}
 
             killed_at = await replicas.kill(0)
             provider.release_callbacks()
@@ -83,6 +84,7 @@ async def test_two_shards_on_two_replicas_the_survivor_posts_the_dead_ones_jobs_
             for payload in sent:
                 [reply] = [m for m in fake.messages.values() if m["id"] == fake.originals[payload["token"]]]
                 assert with_files(reply) and reply["channel_id"] == payload["channel_id"]
+            assert [status for _, status in provider.callbacks_sent] == [200] * (2 * PER_GUILD)
             assert submits_per_job(provider) == collections.Counter({r["callback_token"]: 1 for r in rows})
 
             # Server B's shard lives on: a Reroll there is answered and makes one more image.
