@@ -58,6 +58,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -65,7 +66,7 @@ class Received:
 
 async def record(request: web.Request) -> Received:
     body = await request.read()
-    return Received(request.method, request.path, dict(request.headers), body)
+    return Received(request.method, request.path, dict(request.headers), body, request.query_string)
 
 
 def drop_connection(request: web.Request) -> web.Response:
@@ -119,6 +120,8 @@ class QueueFake:
         # True: callbacks wait in `held` until `release_callbacks()`.
         self.hold_callbacks = False
         self.held: list[tuple[str, bytes, dict[str, str]]] = []
+        # True (see `hold()`): every job is still at work, whatever is asked, until `release_callbacks()`.
+        self.holding = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -135,6 +138,8 @@ class QueueFake:
 
     def progress(self, job: FakeJob) -> str:
         """'queued', 'running' or the job's outcome; a job with a callback is done at once."""
+        if self.holding:
+            return "running"
         if job.callback_url is not None or job.polls > self.polls_before_done:
             return job.outcome
         return "queued" if job.polls <= 1 and self.polls_before_done >= 1 else "running"
@@ -188,9 +193,14 @@ class QueueFake:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def hold(self) -> None:
+        """Keep every job at work: no callback goes out and status reads say running, until
+        `release_callbacks()`; so a test knows its jobs are in flight for as long as it needs."""
+        self.holding = self.hold_callbacks = True
+
     def release_callbacks(self) -> None:
-        """Post the callbacks held so far (see `hold_callbacks`)."""
-        self.hold_callbacks = False
+        """Post the callbacks held so far (see `hold_callbacks`); held jobs finish (see `hold()`)."""
+        self.hold_callbacks = self.holding = False
         held, self.held = self.held, []
         for url, raw, headers in held:
             self.post_callback(url, None, headers, body=raw)
