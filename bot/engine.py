@@ -146,7 +146,9 @@ class Engine:
             seed=seed,
             cost_usd=cost,
         )
-        stored = await self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key)
+        stored = await self.store.admit(
+            job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job()
+        )
         if stored.id == job.id:
             log.info("job %s admitted: %s, %d image(s), %s", job.id, job.mode, request.n, tier)
             self.runner.start(job.id)

@@ -48,6 +48,7 @@ from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
+from storage.schema import Lease
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,10 @@ class JobRunner:
         """Something new is stored for the job (a callback): look at it now, not at the next poll."""
         if job_id in self._tasks:
             self._waker(job_id).set()
+
+    def lease_for_new_job(self) -> Lease:
+        """A job admitted here is this replica's from its first row."""
+        return Lease(self.replicas.owner, self.lease_seconds)
 
     async def news(self, job_id: str) -> None:
         """Something new is stored for the job: wake it here, or wherever a replica works it."""

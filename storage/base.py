@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol, Self
 
 from bot.jobs import Job, JobState
 from storage.quota import By, Charge, QuotaStatus, Scope
+from storage.schema import Lease
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ class Store(Protocol):
     async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]: ...
 
     # --- jobs ---
-    async def admit(self, job: Job, *, workspace_key: str, dedup_key: str | None) -> Job: ...
+    async def admit(
+        self, job: Job, *, workspace_key: str, dedup_key: str | None, lease: Lease | None = None
+    ) -> Job: ...
 
     async def transition(self, job_id: str, to: JobState, **fields: Any) -> bool: ...
 

@@ -28,7 +28,7 @@ from storage import postgres_schema as schema
 from storage import quota
 from storage.base import StoredMedia
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
-from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, job_values, ledger_values
+from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values
 
 _TERMINAL = [state.value for state in TERMINAL]
 
@@ -218,18 +218,20 @@ class PostgresStore:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    async def admit(self, job: Job, *, workspace_key: str, dedup_key: str | None) -> Job:
+    async def admit(
+        self, job: Job, *, workspace_key: str, dedup_key: str | None, lease: Lease | None = None
+    ) -> Job:
         """Reserve the job's images and insert it, atomically across every process on the database.
         Returns the stored job: for a repeated dedup_key, the first one (nothing new is reserved)."""
         try:
-            return await self._admit(job, workspace_key, dedup_key)
+            return await self._admit(job, workspace_key, dedup_key, lease)
         except _Repeated:
             # The same key admitted meanwhile under another tenant's lock: this transaction is undone.
             existing = await self.job_by_dedup(str(dedup_key))
             assert existing is not None
             return existing
 
-    async def _admit(self, job: Job, workspace_key: str, dedup_key: str | None) -> Job:
+    async def _admit(self, job: Job, workspace_key: str, dedup_key: str | None, lease: Lease | None) -> Job:
         async with self.transaction() as db:
             await db.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", schema.TENANT_LOCK, workspace_key
@@ -242,7 +244,7 @@ class PostgresStore:
             refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
             if refused is not None:
                 raise refused
-            values = job_values(job, dedup_key)
+            values = job_values(job, dedup_key, lease, float(self.clock()))
             inserted = await db.fetchval(
                 f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_dollars(len(values))}) "
                 "ON CONFLICT (dedup_key) DO NOTHING RETURNING id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.jobs import Job, JobState, LedgerState
@@ -166,16 +167,27 @@ def row_to_job(row: Columns) -> Job:
     )
 
 
+@dataclass(frozen=True)
+class Lease:
+    """The replica that admits a job holds it from the start, so no other replica's look for free
+    jobs takes it before its first step."""
+
+    owner: str
+    seconds: float
+
+
 # The columns a new job is stored with, and the ledger row that reserves its images.
 JOB_COLUMNS = (
     "id, surface, user_id, workspace_id, origin, request, tier, provider, state, callback_token, "
-    "parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, updated_at, deadline"
+    "parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, updated_at, deadline, "
+    "owner, lease_until"
 )
 LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at"
 
 
-def job_values(job: Job, dedup_key: str | None) -> tuple[Any, ...]:
-    """The values of JOB_COLUMNS for a new job (times and money as floats: PostgreSQL's columns are)."""
+def job_values(job: Job, dedup_key: str | None, lease: Lease | None, now: float) -> tuple[Any, ...]:
+    """The values of JOB_COLUMNS for a new job (times and money as floats: PostgreSQL's columns are),
+    held from the start by the replica `lease` names, if any."""
     return (
         job.id,
         job.surface,
@@ -195,6 +207,8 @@ def job_values(job: Job, dedup_key: str | None) -> tuple[Any, ...]:
         float(job.created_at),
         float(job.created_at),
         float(job.deadline),
+        lease.owner if lease is not None else None,
+        now + lease.seconds if lease is not None else None,
     )
 
 

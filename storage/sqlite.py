@@ -213,7 +213,9 @@ class SqliteStore:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    async def admit(self, job: Job, *, workspace_key: str, dedup_key: str | None) -> Job:
+    async def admit(
+        self, job: Job, *, workspace_key: str, dedup_key: str | None, lease: schema.Lease | None = None
+    ) -> Job:
         """Reserve the job's images and insert it, atomically. Returns the stored job: for a repeated
         dedup_key, the first one (nothing new is reserved)."""
         images = job.request.n
@@ -226,7 +228,7 @@ class SqliteStore:
             refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
             if refused is not None:
                 raise refused
-            values = schema.job_values(job, dedup_key)
+            values = schema.job_values(job, dedup_key, lease, self.clock())
             await db.execute(f"INSERT INTO jobs ({schema.JOB_COLUMNS}) VALUES {marks(values)}", values)
             reserve = schema.ledger_values(job, workspace_key, utc_day(job.created_at))
             await db.execute(f"INSERT INTO ledger ({schema.LEDGER_COLUMNS}) VALUES {marks(reserve)}", reserve)

@@ -14,6 +14,7 @@ import httpx
 
 from bot.jobs import JobState
 from storage.replicas import SEEN_FOR, replicas_for
+from storage.schema import Lease
 from tests.fakes.surface import RecordingSurface
 from tests.harness import BotHarness, until
 from tests.store_backends import OpenStore
@@ -53,6 +54,23 @@ async def test_a_live_lease_is_kept_and_a_lapsed_one_is_taken_over(open_store: O
         assert await first.renew([job.id], 30) == set()  # it learns it lost the job
         assert not await first.claim(job.id, 30)
         assert await second.renew([job.id], 30) == {job.id}
+
+
+async def test_a_job_is_its_admitting_replicas_from_its_first_row(open_store: OpenStore) -> None:
+    clock = Clock()
+    async with (
+        open_store(default_limit=100, clock=clock) as a,
+        open_store(default_limit=100, clock=clock) as b,
+    ):
+        job = await a.admit(make_job(), workspace_key="test:w1", dedup_key=None, lease=Lease("first", 30))
+        second = replicas_for(b, "second")
+        # Before the admitting replica's task has taken its first step, no other replica takes it.
+        assert await second.claim_free(30, 10, surfaces=["test"], providers=["sandbox"]) == []
+        assert not await second.claim(job.id, 30)
+        clock.now += 29
+        assert await second.claim_free(30, 10, surfaces=["test"], providers=["sandbox"]) == []
+        clock.now += 2  # the admitting replica never renewed it: it died before the first step
+        assert await second.claim_free(30, 10, surfaces=["test"], providers=["sandbox"]) == [job.id]
 
 
 async def test_released_jobs_are_free_at_once_and_finished_ones_are_never_claimed(
