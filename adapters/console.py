@@ -182,7 +182,7 @@ class ConsoleChat:
         return self.engine.references_of(job), job.id
 
     async def _subject(self, words: list[str]) -> None:
-        action, name = (words + ["", ""])[:2]
+        action, name = [*words, "", ""][:2]
         book, tenant = self.engine.subjects, self.engine.tenant(self.name, "local", self.user_id)
         if action == "list":
             subjects = await book.all(tenant)
@@ -193,7 +193,9 @@ class ConsoleChat:
             for target in words[2:]:
                 refs += (await self._edit_target(target))[0]
             subject = await book.save(tenant, f"{self.name}:{self.user_id}", name, refs)
-            self._say(f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: @{subject.name}")
+            self._say(
+                f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: @{subject.name}"
+            )
         elif action == "show" and name:
             subject = await book.get(tenant, name)
             self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,9 @@ async def test_console_saves_a_subject_and_uses_it_by_flag_and_by_name(tmp_path:
         assert await last_job_mode(bot, console) == "edit"
 
         await console.run(bot, "/subject list")
-        assert "mascot: 2 image(s)" in console.err.getvalue() and "tower: 1 image(s)" in console.err.getvalue()
+        assert (
+            "mascot: 2 image(s)" in console.err.getvalue() and "tower: 1 image(s)" in console.err.getvalue()
+        )
         shown = await console.run(bot, "/subject show mascot")
         assert [p.read_bytes() for p in shown] == [fox, owl]
 

@@ -8,7 +8,8 @@ from bot.retention import DAY, Retention
 from storage import postgres_schema, schema
 from storage.subjects import Subject, Subjects
 from tests.store_backends import OpenStore
-from tests.test_retention import NOW, Clock, held, put
+from tests.test_retention import Clock, held, put
+from tests.test_store import NOW
 
 
 def test_the_subjects_migration_is_appended_on_both_backends() -> None:
@@ -24,7 +25,11 @@ async def test_names_are_unique_per_tenant_ignoring_case(open_store: OpenStore) 
         assert not await table.add(Subject("discord:A", "mascot", "discord:u2", [b]))
         assert await table.add(Subject("discord:B", "mascot", "discord:u3", [b]))
         found = await table.find("discord:A", "MASCOT")
-        assert found is not None and (found.name, found.creator, found.media) == ("Mascot", "discord:u1", [a, b])
+        assert found is not None and (found.name, found.creator, found.media) == (
+            "Mascot",
+            "discord:u1",
+            [a, b],
+        )
         assert [s.tenant for s in await table.all("discord:B")] == ["discord:B"]
         assert await table.find("discord:C", "mascot") is None
         assert await table.delete("discord:A", "mascot")
