@@ -2,6 +2,7 @@
 
     /hidream <prompt> [flags]          make images
     /edit <file|job-id|last> <text>    edit an image (the console's way to reply to one)
+    /subject save|list|show|delete     saved subjects (images kept under a name)
     /quota                             how many images are left today
     /help
 
@@ -31,7 +32,11 @@ from bot.requests import ChatRequest, ImageRef, parse_command
 HELP = """Commands:
   /hidream <prompt> [--ar W:H | --size WxH|preset] [--seed N] [--steps N] [--cfg X] [--n 1-4]
            [--format png|jpeg|webp] [--model full|dev] [--keep-aspect]
+           [--subject <name>]... (or write @name in the prompt: a saved subject's images as references)
   /edit <image file | job id | last> <what to change> [flags]
+  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
+  /subject list | /subject show <name> | /subject delete <name>
+           e.g. /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot
   /quota
   /help"""
 
@@ -126,6 +131,8 @@ class ConsoleChat:
                 await self._generate(rest)
             elif command == "/edit":
                 await self._edit(rest)
+            elif command == "/subject":
+                await self._subject(rest.split())
             elif command == "/quota":
                 status = await self.engine.quota(self.name, self.user_id, "local")
                 self._say(status.text())
@@ -173,6 +180,37 @@ class ConsoleChat:
                 f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
             )
         return self.engine.references_of(job), job.id
+
+    async def _subject(self, words: list[str]) -> None:
+        action, name = [*words, "", ""][:2]
+        book, tenant = self.engine.subjects, self.engine.tenant(self.name, "local", self.user_id)
+        if action == "list":
+            subjects = await book.all(tenant)
+            lines = [f"  {s.name}: {len(s.media)} image(s)" for s in subjects]
+            self._say("\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved yet.")
+        elif action == "save" and name:
+            refs: list[ImageRef] = []
+            for target in words[2:]:
+                refs += (await self._edit_target(target))[0]
+            subject = await book.save(tenant, f"{self.name}:{self.user_id}", name, refs)
+            self._say(
+                f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: @{subject.name}"
+            )
+        elif action == "show" and name:
+            subject = await book.get(tenant, name)
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for index, image in enumerate(await book.images(subject), start=1):
+                path = self.output_dir / f"subject-{subject.name}-{index}.{image.extension}"
+                await asyncio.to_thread(path.write_bytes, image.data)
+                print(str(path), file=self.out, flush=True)
+        elif action == "delete" and name:
+            subject = await book.delete(tenant, name, f"{self.name}:{self.user_id}", admin=False)
+            self._say(f"Deleted subject `{subject.name}`.")
+        else:
+            raise UserFacingError(
+                "Usage: /subject save <name> <image files | job id | last>..., /subject list, "
+                "/subject show <name>, /subject delete <name>"
+            )
 
     async def _find_job(self, key: str) -> Job | None:
         if len(key) == 32:

@@ -24,6 +24,7 @@ from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, sy
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
+from bot.subjects import SubjectBook
 from storage.base import Store
 from storage.quota import Charge, QuotaStatus
 from storage.retention import sweeps_for
@@ -61,6 +62,7 @@ class Engine:
         self.runner = JobRunner(
             settings, store, self.providers, http, clock=clock, sleep=sleep, callback_grace=callback_grace
         )
+        self.subjects = SubjectBook(store, self._ingest)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -109,6 +111,8 @@ class Engine:
             existing = await self.store.job_by_dedup(dedup_key)
             if existing is not None:
                 return existing
+        tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
+        chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
         tier = self._tier_for(request.model)
         check_tier_limits(request, tier)
@@ -120,7 +124,6 @@ class Engine:
                 f"Editing images with the {self.provider.name} provider needs the bot to be reachable from the "
                 "internet: an operator must set HIDREAM_PUBLIC_URL."
             )
-        tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
         cost = self.provider.cost_usd(request, tier)
         # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
         await self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
@@ -209,6 +212,7 @@ class Engine:
             request=job.request.with_changes(seed=None),
             references=[ImageRef(url="", media_id=m) for m in job.reference_media],
             parent_job_id=job.id,
+            resolve_subjects=False,
         )
         return await self.submit(chat, dedup_key=dedup_key)
 

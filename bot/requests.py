@@ -28,6 +28,9 @@ N_MAX = 4
 MAX_REFERENCES = 4
 SIDE_MIN, SIDE_MAX = 256, 2048
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
+# A saved subject's name (bot/subjects.py): written after `--subject` or as `@name` in a prompt.
+SUBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+SUBJECT_NAME_RULE = "1 to 32 letters, digits, `-` or `_`"
 # Aspect ratios are sized to about one megapixel, sides rounded to a multiple of 16.
 AR_TARGET_PIXELS = 1024 * 1024
 
@@ -59,6 +62,8 @@ class ImageRequest(BaseModel):
     format: OutputFormat = "png"
     model: Tier | None = None
     keep_aspect: bool = False
+    # Saved subjects named by `--subject`: the engine turns them into reference images at admission.
+    subjects: tuple[str, ...] = ()
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -116,6 +121,9 @@ class ChatRequest(BaseModel):
     request: ImageRequest
     references: list[ImageRef] = Field(default_factory=list)
     parent_job_id: str | None = None
+    # False when the references are already final (a reroll of a stored job): `@name` in its prompt
+    # was resolved when the job was first admitted.
+    resolve_subjects: bool = True
 
 
 @dataclass
@@ -126,7 +134,9 @@ class ParsedCommand:
 
 _FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model")
 _BOOL_FLAGS = ("keep-aspect",)
-KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS
+# Flags that may be given more than once, each time with a value.
+_REPEATED_FLAGS = ("subject",)
+KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS + _REPEATED_FLAGS
 _FLAG_ALIASES = {"aspect": "ar", "guidance": "cfg", "num": "n", "keep_aspect": "keep-aspect"}
 # Phones and Macs turn "--" into an em or en dash; people mean the flag.
 _FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)$")
@@ -143,6 +153,7 @@ def parse_command(text: str) -> ParsedCommand:
     words: list[str] = []
     urls: list[str] = []
     values: dict[str, str] = {}
+    subjects: list[str] = []
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -152,6 +163,12 @@ def parse_command(text: str) -> ParsedCommand:
             name = _FLAG_ALIASES.get(name, name)
             if name not in KNOWN_FLAGS:
                 raise BadInput(_unknown_flag_message(name))
+            if name in _REPEATED_FLAGS:
+                if i + 1 >= len(tokens) or _FLAG_RE.match(tokens[i + 1]):
+                    raise BadInput(f"`--{name}` needs a value: {_flag_help(name)}.")
+                subjects.append(tokens[i + 1])
+                i += 2
+                continue
             if name in values:
                 raise BadInput(f"`--{name}` is given twice; give it once.")
             if name in _BOOL_FLAGS:
@@ -169,10 +186,17 @@ def parse_command(text: str) -> ParsedCommand:
         else:
             words.append(tok)
         i += 1
-    return ParsedCommand(request=build_request(" ".join(words), values), urls=urls)
+    return ParsedCommand(request=build_request(" ".join(words), values, subjects), urls=urls)
 
 
-def build_request(prompt: str, values: dict[str, str]) -> ImageRequest:
+def check_subject_name(name: str) -> str:
+    if not SUBJECT_NAME_RE.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise BadInput(f"`{shown}` is not a subject name: use {SUBJECT_NAME_RULE}, e.g. `mascot`.")
+    return name
+
+
+def build_request(prompt: str, values: dict[str, str], subjects: list[str] | None = None) -> ImageRequest:
     """Validate flag values given as strings (from text or a platform's typed options)."""
     prompt = prompt.strip()
     if not prompt:
@@ -182,6 +206,15 @@ def build_request(prompt: str, values: dict[str, str]) -> ImageRequest:
     if len(prompt) > PROMPT_MAX:
         raise BadInput(f"The prompt is {len(prompt)} characters long; the most allowed is {PROMPT_MAX}.")
     fields: dict[str, Any] = {"prompt": prompt}
+    if subjects:
+        names = [check_subject_name(name) for name in subjects]
+        if len({n.lower() for n in names}) < len(names):
+            raise BadInput("A subject is named twice; give each `--subject` once.")
+        if len(names) > MAX_REFERENCES:
+            raise BadInput(
+                f"{len(names)} subjects are named; a request can use at most {MAX_REFERENCES} images."
+            )
+        fields["subjects"] = tuple(names)
     if "ar" in values and "size" in values:
         raise BadInput("Give either `--ar` or `--size`, not both.")
     if "ar" in values:
@@ -232,6 +265,7 @@ def _flag_help(name: str) -> str:
         "n": f"a whole number from 1 to {N_MAX}",
         "format": "png, jpeg or webp",
         "model": "full or dev",
+        "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
     }[name]
 
 

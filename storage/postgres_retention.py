@@ -29,12 +29,15 @@ class PostgresSweeps:
         return bool(done == "UPDATE 1")
 
     async def delete_old_media(self, used_before: float, limit: int) -> int:
-        # The media columns of jobs are JSON arrays kept as TEXT: expanded as JSON, never matched by LIKE.
+        # The media columns of jobs and subjects are JSON arrays kept as TEXT: expanded as JSON, never
+        # matched by LIKE. A saved subject's images stay as long as the subject does.
         done = await self.store.pool.execute(
             "DELETE FROM media WHERE id IN (SELECT m.id FROM media m WHERE m.used_at < $1 AND NOT EXISTS ("
             "SELECT 1 FROM jobs j WHERE j.state = ANY($2::text[]) AND m.id IN ("
             "SELECT json_array_elements_text(j.reference_media::json) "
             "UNION ALL SELECT json_array_elements_text(j.result_media::json))) "
+            "AND NOT EXISTS (SELECT 1 FROM subjects s WHERE m.id IN ("
+            "SELECT json_array_elements_text(s.media::json))) "
             "ORDER BY m.used_at LIMIT $3)",
             used_before,
             _UNFINISHED,

@@ -13,7 +13,7 @@ from typing import Any
 from bot.jobs import COUNTED, SPENT, LedgerState
 from storage import quota
 from storage.quota import QuotaStatus, next_reset, utc_day
-from storage.schema import row_to_job
+from storage.schema import SUBJECTS, row_to_job
 
 # The key of the advisory lock held while migrating (any fixed number no other lock here uses).
 MIGRATION_LOCK = 0x68494472_65616D01
@@ -81,6 +81,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
     CREATE INDEX seen_events_at ON seen_events(seen_at);
     """,
+    # 4: saved subjects (storage/subjects.py), as SQLite's migration 7.
+    SUBJECTS,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

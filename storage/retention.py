@@ -107,7 +107,8 @@ async def touch_media(store: Store, media_id: str) -> bool:
 
 async def delete_old_media(store: Store, used_before: float, limit: int) -> int:
     """Delete up to `limit` images last used before `used_before`, except those an unfinished job
-    still names (its references, or results not yet delivered). Returns how many were deleted.
+    still names (its references, or results not yet delivered) and those a saved subject names.
+    Returns how many were deleted.
 
     The rows go first, in their transaction, then their files: a crash in between leaves files
     without rows (removed at the next start, see storage/media.py), never a row without its file."""
@@ -117,7 +118,8 @@ async def delete_old_media(store: Store, used_before: float, limit: int) -> int:
         async with db.execute(
             "DELETE FROM media WHERE id IN (SELECT id FROM media WHERE used_at < ? AND id NOT IN ("
             f"SELECT r.value FROM jobs j, json_each(j.reference_media) r WHERE j.state IN {states} "
-            f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {states}"
+            f"UNION SELECT r.value FROM jobs j, json_each(j.result_media) r WHERE j.state IN {states} "
+            "UNION SELECT r.value FROM subjects s, json_each(s.media) r"
             ") LIMIT ?) RETURNING id",
             (used_before, *unfinished, *unfinished, limit),
         ) as cur:

@@ -48,6 +48,14 @@ CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
 
+# Saved subjects (storage/subjects.py); the same SQL is PostgreSQL's. `media` is a JSON array of media ids.
+SUBJECTS = """
+CREATE TABLE subjects (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, name_key TEXT NOT NULL, creator TEXT NOT NULL,
+    media TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant, name_key)
+)
+"""
+
 # The same in PostgreSQL's types is storage/postgres_schema.py's migration 3.
 LEASES = """
 ALTER TABLE jobs ADD COLUMN owner TEXT;
@@ -128,6 +136,8 @@ MIGRATIONS: list[str] = [
     LEASES,
     # 6: image bytes leave the database for files (storage/media.py); see MEDIA_TO_FILES above.
     MEDIA_TO_FILES,
+    # 7: saved subjects (storage/subjects.py): a tenant's named images, which retention spares.
+    SUBJECTS,
 ]
 
 

@@ -35,6 +35,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         guidance="How closely to follow the prompt",
         count="How many images",
         keep_aspect="Keep the edited image's aspect ratio",
+        subject="Saved subjects to use as references, comma-separated (or write @name in the prompt)",
     )
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],
@@ -58,6 +59,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         guidance: Range[float, 0.0, GUIDANCE_MAX] | None = None,
         count: Range[int, 1, N_MAX] | None = None,
         keep_aspect: bool | None = None,
+        subject: Range[str, 1, 200] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 
@@ -103,3 +105,37 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         await handlers.admin(interaction, "reset", member.id, None)
 
     tree.add_command(admin)
+    tree.add_command(subject_commands(handlers))
+
+
+def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
+    group = app_commands.Group(
+        name="hidream-subject",
+        description="Saved subjects: 1-4 images kept under a name; use them with @name in a prompt",
+    )
+
+    @group.command(name="save", description="Save 1-4 attached images under a name")
+    @app_commands.describe(name="Letters, digits, - or _ (at most 32)", image="An image of the subject")
+    async def save(
+        interaction: discord.Interaction,
+        name: Range[str, 1, 32],
+        image: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+    ) -> None:
+        await handlers.subjects.command(interaction, "save", name)
+
+    @group.command(name="list", description="The subjects saved here")
+    async def listing(interaction: discord.Interaction) -> None:
+        await handlers.subjects.command(interaction, "list", "")
+
+    @group.command(name="show", description="Post a subject's images")
+    async def show(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
+        await handlers.subjects.command(interaction, "show", name)
+
+    @group.command(name="delete", description="Delete a subject (its creator or a server manager)")
+    async def delete(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
+        await handlers.subjects.command(interaction, "delete", name)
+
+    return group

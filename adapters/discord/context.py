@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import discord
+
 if TYPE_CHECKING:
     from bot.engine import Engine
 
@@ -21,3 +23,13 @@ class HandlerContext:
     # A channel message as Discord's API returns it, with fresh attachment links.
     fetch_message: Callable[[int, int], Awaitable[dict[str, Any]]]
     max_image_bytes: int
+
+
+def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
+    """The parts of the interaction payload translate.py reads (discord.py keeps `data` raw)."""
+    return {
+        "data": dict(interaction.data or {}),
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "user": {"id": str(interaction.user.id)},
+        "channel_id": str(interaction.channel_id),
+    }

@@ -10,7 +10,8 @@ import discord
 
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
-from adapters.discord.context import HandlerContext
+from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
 from bot.errors import BadInput
 from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef
@@ -19,20 +20,11 @@ NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG
 GONE = "I no longer have that image; run /hidream again."
 
 
-def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
-    """The parts of the interaction payload translate.py reads (discord.py keeps `data` raw)."""
-    return {
-        "data": dict(interaction.data or {}),
-        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
-        "user": {"id": str(interaction.user.id)},
-        "channel_id": str(interaction.channel_id),
-    }
-
-
 class InteractionHandlers:
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
         self.engine = ctx.engine
+        self.subjects = SubjectCommands(ctx)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         answer = await interaction.response.defer(thinking=True)
@@ -81,6 +73,10 @@ class InteractionHandlers:
             await self._delete(interaction, args[0])
         elif action in ("ctx", "editjob"):
             await self._edit_submitted(interaction, action, args)
+        elif action == "subject":
+            await self.subjects.ask_name(interaction, args[0])
+        elif action == "subjectname":
+            await self.subjects.save_result(interaction, args[0])
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         message_id = await self._defer(interaction)

@@ -121,7 +121,8 @@ def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes:
         if option in opts and opts[option] is not None:
             raw = opts[option]
             values[flag] = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
-    request = build_request(str(opts.get("prompt") or ""), values)
+    subjects = str(opts.get("subject") or "").replace(",", " ").split()
+    request = build_request(str(opts.get("prompt") or ""), values, subjects)
     resolved = ((payload.get("data") or {}).get("resolved") or {}).get("attachments") or {}
     chosen = [str(opts[name]) for name in ATTACHMENT_OPTIONS if name in opts]
     attachments = [resolved[key] for key in chosen if key in resolved]

@@ -27,6 +27,7 @@ def result_view(job: Job) -> discord.ui.View:
         ("reroll", "Reroll", "🎲", discord.ButtonStyle.primary),
         ("edit", "Edit", "✏️", discord.ButtonStyle.secondary),
         ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
+        ("subject", "Save as subject", "📌", discord.ButtonStyle.secondary),
     ):
         view.add_item(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=make_custom_id(action, job.id))

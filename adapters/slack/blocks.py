@@ -9,6 +9,7 @@ from adapters.slack.translate import (
     ACTION_DELETE,
     ACTION_EDIT,
     ACTION_REROLL,
+    ACTION_SUBJECT,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
     RESULT_EVENT,
@@ -73,6 +74,7 @@ def result_blocks(job: Job) -> list[Block]:
                 _button("Reroll", ACTION_REROLL, job.id),
                 _button("Edit", ACTION_EDIT, job.id),
                 {**_button("Delete", ACTION_DELETE, job.id), "style": "danger", "confirm": delete_confirm},
+                _button("Save as subject", ACTION_SUBJECT, job.id),
             ],
         },
     ]

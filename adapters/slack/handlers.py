@@ -18,6 +18,7 @@ from adapters.slack import blocks
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
+from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
@@ -36,6 +37,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.action(t.ACTION_DELETE)(h.on_delete)
     app.shortcut(t.SHORTCUT_EDIT)(h.on_shortcut)
     app.view(t.VIEW_EDIT)(h.on_edit_submit)
+    app.action(ACTION_SUBJECT)(h.subjects.on_button)
+    app.view(VIEW_SUBJECT)(h.subjects.on_submit)
     # Plain channel messages are delivered too when the app listens to message events; ignore them.
     app.event("message")(h.ignore)
 
@@ -75,6 +78,7 @@ class Handlers:
         self.ctx = ctx
         self.engine = ctx.engine
         self.poster = ctx.poster
+        self.subjects = SlackSubjects(ctx, self._latest_in_thread, self._is_admin)
 
     def _chat(
         self,
@@ -136,6 +140,9 @@ class Handlers:
     async def on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         inv = t.slash_invocation(body)
+        if ask := parse_subject_text(inv.text):
+            await self.subjects.run(ask, inv.team, inv.user, inv.channel, None, respond)
+            return
         action = t.parse_slash_text(inv.text)
         if isinstance(action, t.Help):
             await respond(t.HELP_TEXT)
@@ -201,6 +208,9 @@ class Handlers:
             log.info("Slack resent event %s; already handled", event_id)
             return
         m = t.mention_from_event(event, str(body.get("team_id", "")))
+        if ask := parse_subject_text(m.text):
+            await self.subjects.mention(m, ask)
+            return
         parsed = parse_command(m.text)
         refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
