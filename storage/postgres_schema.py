@@ -81,6 +81,19 @@ MIGRATIONS: list[str] = [
     CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
     CREATE INDEX seen_events_at ON seen_events(seen_at);
     """,
+    # 4: versions of a result thread and their heads (storage/versions.py), as SQLite's VERSIONS.
+    """
+    CREATE TABLE versions (
+        surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL, job_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (surface, thread_key, version)
+    );
+    CREATE UNIQUE INDEX versions_job ON versions(surface, thread_key, job_id);
+    CREATE INDEX versions_job_id ON versions(job_id);
+    CREATE TABLE version_heads (
+        surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (surface, thread_key)
+    );
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

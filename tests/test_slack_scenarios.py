@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.translate import ACTION_DELETE, ACTION_EDIT, ACTION_REROLL, BLOCK_IMAGE, BLOCK_INSTRUCTION
+from adapters.slack.translate import (
+    ACTION_DELETE,
+    ACTION_EDIT,
+    ACTION_REROLL,
+    ACTION_VARY,
+    BLOCK_IMAGE,
+    BLOCK_INSTRUCTION,
+)
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.harness import RecordedLines, until
 from tests.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
@@ -50,7 +57,7 @@ async def test_command_to_image_in_the_thread(tmp_path: Path, fake: FakeSlack, m
         upload = fake.called("files.completeUploadExternal")[-1]
         assert upload["channel_id"] == CHANNEL and upload["thread_ts"] == root["ts"]
         buttons = summary["blocks"][-1]["elements"]
-        assert [b["action_id"] for b in buttons] == [ACTION_REROLL, ACTION_EDIT, ACTION_DELETE]
+        assert [b["action_id"] for b in buttons] == [ACTION_REROLL, ACTION_VARY, ACTION_EDIT, ACTION_DELETE]
         assert {b["value"] for b in buttons} == {job.id}
         if mode == "socket":
             assert fake.called("apps.connections.open")
