@@ -155,6 +155,8 @@ async def test_a_callback_reaching_another_replica_wakes_the_owner(tmp_path: Pat
         await until(lambda: owner_surface.deliveries)
         assert [job_id for job_id, _ in owner_surface.deliveries] == [job.id]
         assert other_surface.deliveries == []
+        # The surface has the images before the owner records the delivery: wait for it to finish.
+        await owner.engine.wait_idle()
         stored = await other.store.job(job.id)
         assert stored is not None and stored.state is JobState.DELIVERED
 
