@@ -3,6 +3,9 @@
     /hidream <prompt> [flags]          make images
     /edit <file|job-id|last> <text>    edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
+    /vary <job-id|last>                a variation of a result (same prompt, new seed)
+    /undo [job-id|last]                the version before becomes the one `last` edits
+    /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
     /help
 
@@ -28,6 +31,7 @@ from bot.jobs import Job, OutputImage, Post, Progress
 from bot.media import to_data_uri
 from bot.plugins import Core, SurfacePlugin
 from bot.requests import ChatRequest, ImageRef, parse_command
+from storage.versions import Version
 
 HELP = """Commands:
   /hidream <prompt> [--ar W:H | --size WxH|preset] [--seed N] [--steps N] [--cfg X] [--n 1-4]
@@ -37,6 +41,9 @@ HELP = """Commands:
   /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
   /subject list | /subject show <name> | /subject delete <name>
            e.g. /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot
+  /vary <job id | last>          a variation: the image as reference, same prompt, new seed
+  /undo [job id | last]          go back one version: the next `/edit last` edits the one before
+  /history [job id | last]       list the versions of that chain (v1, v2, ...) with their prompts
   /quota
   /help"""
 
@@ -84,7 +91,8 @@ class ConsoleChat:
             f"[{job.id[:8]}] done: {len(images)} image(s), seed {job.seed}, {job.tier} model, "
             f"{job.request.size_label()}. Edit with: /edit {job.id[:8]} <what to change>"
         )
-        return [Post(message_key=job.id)]
+        # The console has no threads: a chain of edits is one, named by its first job.
+        return [Post(message_key=job.id, thread_key=await self.engine.versions.thread_for(job))]
 
     async def tell(self, job: Job, text: str) -> None:
         self.failures += 1
@@ -133,6 +141,10 @@ class ConsoleChat:
                 await self._edit(rest)
             elif command == "/subject":
                 await self._subject(rest.split())
+            elif command == "/vary":
+                await self._vary(rest)
+            elif command in ("/undo", "/history"):
+                await self._thread_command(command[1:], rest.strip() or "last")
             elif command == "/quota":
                 status = await self.engine.quota(self.name, self.user_id, "local")
                 self._say(status.text())
@@ -170,6 +182,12 @@ class ConsoleChat:
         if await asyncio.to_thread(path.is_file):
             data = await asyncio.to_thread(path.read_bytes)
             return [ImageRef(url=to_data_uri(data, "application/octet-stream"), filename=path.name)], None
+        job = await self._result(target)
+        return self.engine.references_of(job), job.id
+
+    async def _result(self, target: str) -> Job:
+        """The finished job `target` names; `last`: the current version of the last job's chain
+        (after /undo, the version before)."""
         job_id = self.last_job_id if target == "last" else target
         job = await self._find_job(job_id) if job_id else None
         if job is not None and not job.result_media:
@@ -179,7 +197,36 @@ class ConsoleChat:
             raise UserFacingError(
                 f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
             )
-        return self.engine.references_of(job), job.id
+        thread = await self.engine.versions.thread_of(self.name, job.id)
+        if target == "last" and thread is not None:
+            job = await self.engine.versions.current(self.name, thread) or job
+        return job
+
+    async def _vary(self, text: str) -> None:
+        target = text.strip()
+        if not target:
+            self._say("Usage: /vary <job id | last>")
+            return
+        job = await self._result(target)
+        made = await self.engine.vary(job, user_id=self.user_id, origin={})
+        self.last_job_id = made.id
+        self._say(f"[{made.id[:8]}] accepted: a variation of {job.id[:8]}, seed {made.seed}")
+
+    async def _thread_command(self, command: str, target: str) -> None:
+        job = await self._result(target)
+        thread = await self.engine.versions.thread_of(self.name, job.id)
+        if thread is None:
+            raise UserFacingError(f"{job.id[:8]} is not a version of any chain yet.")
+        files = await asyncio.to_thread(lambda: sorted(self.output_dir.glob("*")))
+
+        def link(v: Version) -> str:
+            return " ".join(str(f) for f in files if f.name.startswith(f"{v.job.id}-")) or v.job.id[:8]
+
+        if command == "history":
+            self._say((await self.engine.versions.history(self.name, thread)).text(link))
+            return
+        undone = await self.engine.versions.undo(self.name, thread, self.user_id)
+        self._say(undone.text(link))
 
     async def _subject(self, words: list[str]) -> None:
         action, name = [*words, "", ""][:2]

@@ -25,6 +25,7 @@ from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, 
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
 from bot.subjects import SubjectBook
+from bot.versions import Versions
 from storage.base import Store
 from storage.quota import Charge, QuotaStatus
 from storage.retention import sweeps_for
@@ -187,8 +188,15 @@ class Engine:
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
 
+    @property
+    def versions(self) -> Versions:
+        return self.runner.versions
+
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
-        return await self.store.latest_job_in_thread(surface, thread_key)
+        """The job the thread's next instruction edits: its current version (`undo` moves it back),
+        else, in a thread numbered before versions were kept, its newest delivered job."""
+        current = await self.versions.current(surface, thread_key)
+        return current or await self.store.latest_job_in_thread(surface, thread_key)
 
     async def result_images(self, job: Job) -> list[OutputImage]:
         """The job's images as held. Raises BadInput when retention has deleted any of them."""
@@ -212,6 +220,26 @@ class Engine:
             request=job.request.with_changes(seed=None),
             references=[ImageRef(url="", media_id=m) for m in job.reference_media],
             parent_job_id=job.id,
+            resolve_subjects=False,
+        )
+        return await self.submit(chat, dedup_key=dedup_key)
+
+    async def vary(
+        self, job: Job, *, user_id: str, origin: dict[str, Any], dedup_key: str | None = None
+    ) -> Job:
+        """A variation of the job's (first) image: an edit with that image as its reference, the
+        same prompt and flags, and a new seed; a new job like any other (it costs its quota)."""
+        if not job.result_media:
+            raise BadInput(too_old(self.settings.media_retention_days))
+        chat = ChatRequest(
+            surface=job.surface,
+            user_id=user_id,
+            workspace_id=job.workspace_id,
+            origin=origin,
+            request=job.request.with_changes(seed=None),
+            references=self.references_of(job, 0),
+            parent_job_id=job.id,
+            # The prompt's @names were resolved when the job was made: its image already holds them.
             resolve_subjects=False,
         )
         return await self.submit(chat, dedup_key=dedup_key)

@@ -46,6 +46,7 @@ from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
+from bot.versions import Versions
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease
@@ -83,6 +84,7 @@ class JobRunner:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.versions = Versions(store)
         self.providers = providers
         self.http = http
         self.clock = clock
@@ -524,6 +526,8 @@ class JobRunner:
             )
             return True
         await self.store.record_posts(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts])
+        # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
+        await self.versions.record(job, posts)
         if await self.store.transition(job.id, JobState.DELIVERED):
             log.info("job %s delivered (%d image(s))", job.id, len(images))
         return True

@@ -83,6 +83,19 @@ MIGRATIONS: list[str] = [
     """,
     # 4: saved subjects (storage/subjects.py), as SQLite's migration 7.
     SUBJECTS,
+    # 5: versions of a result thread and their heads (storage/versions.py), as SQLite's VERSIONS.
+    """
+    CREATE TABLE versions (
+        surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL, job_id TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (surface, thread_key, version)
+    );
+    CREATE UNIQUE INDEX versions_job ON versions(surface, thread_key, job_id);
+    CREATE INDEX versions_job_id ON versions(job_id);
+    CREATE TABLE version_heads (
+        surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (surface, thread_key)
+    );
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

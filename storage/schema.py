@@ -83,6 +83,21 @@ INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at)
 CREATE INDEX media_used ON media(used_at)
 """
 
+# Versions of a result thread (storage/versions.py): each delivered job in a thread gets the next
+# number there; a thread's head is the version its next instruction edits (`undo` moves it back).
+VERSIONS = """
+CREATE TABLE versions (
+    surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL, job_id TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (surface, thread_key, version)
+);
+CREATE UNIQUE INDEX versions_job ON versions(surface, thread_key, job_id);
+CREATE INDEX versions_job_id ON versions(job_id);
+CREATE TABLE version_heads (
+    surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (surface, thread_key)
+)
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -138,6 +153,8 @@ MIGRATIONS: list[str] = [
     MEDIA_TO_FILES,
     # 7: saved subjects (storage/subjects.py): a tenant's named images, which retention spares.
     SUBJECTS,
+    # 8: versions of a result thread and each thread's current one; see VERSIONS above.
+    VERSIONS,
 ]
 
 

@@ -33,7 +33,7 @@ async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_pat
         assert "a red fox in snow" in result["content"] and "seed `7`" in result["content"]
         assert f"<@{payload['member']['user']['id']}>" in result["content"]
         assert custom_ids(result) == [
-            f"hidream:{a}:{job.id}" for a in ("reroll", "edit", "delete", "subject")
+            f"hidream:{a}:{job.id}" for a in ("reroll", "vary", "edit", "delete", "subject")
         ]
         path = result["attachments"][0]["url"].split("/cdn/")[1].split("?")[0]
         assert fake.cdn[path][0].startswith(b"\x89PNG")

@@ -14,6 +14,7 @@ from adapters.slack.translate import (
     ACTION_EDIT,
     ACTION_REROLL,
     ACTION_SUBJECT,
+    ACTION_VARY,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
 )
@@ -59,6 +60,7 @@ async def test_command_to_image_in_the_thread(tmp_path: Path, fake: FakeSlack, m
         buttons = summary["blocks"][-1]["elements"]
         assert [b["action_id"] for b in buttons] == [
             ACTION_REROLL,
+            ACTION_VARY,
             ACTION_EDIT,
             ACTION_DELETE,
             ACTION_SUBJECT,

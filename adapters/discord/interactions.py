@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord import translate
+from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, raw_payload
 from adapters.discord.subjects import SubjectCommands
@@ -63,8 +63,10 @@ class InteractionHandlers:
         if parsed is None:
             return
         action, args = parsed
-        if action == "reroll":
-            await self._reroll(interaction, args[0])
+        if action in ("reroll", "vary"):
+            await self._reroll(interaction, args[0], vary=action == "vary")
+        elif action == "undo":
+            await self._undo(interaction, args[0])
         elif action == "edit":
             await interaction.response.send_modal(
                 instruction_modal(translate.make_custom_id("editjob", args[0]))
@@ -78,16 +80,32 @@ class InteractionHandlers:
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
 
-    async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def _reroll(self, interaction: discord.Interaction, job_id: str, *, vary: bool = False) -> None:
         message_id = await self._defer(interaction)
         job = await self.engine.job(job_id)
         if job is None:
             await refuse(interaction, GONE)
             return
         origin = interaction_origin(interaction, message_id, self.ctx.clock())
-        await self.engine.reroll(
+        again = self.engine.vary if vary else self.engine.reroll
+        await again(
             job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
         )
+
+    async def _undo(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Undo button: the version before this one becomes the one the thread's next
+        instruction edits; said in the thread, where it changes what everyone's next edit starts from."""
+        await interaction.response.defer()
+        text = await versions.thread_command_text(
+            self.engine,
+            "undo",
+            thread_key=await versions.thread_of_job(self.engine, job_id),
+            user_id=str(interaction.user.id),
+            guild_id=str(interaction.guild_id or ""),
+            admin=interaction.permissions.manage_messages,
+            from_job=job_id,
+        )
+        await interaction.followup.send(text)
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         await interaction.response.defer()

@@ -7,13 +7,14 @@ from typing import Any
 
 import discord
 
-from adapters.discord import translate
+from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, reply_to, warn_in
 from adapters.discord.context import HandlerContext
 from adapters.discord.views import message_origin
 from bot.errors import BadInput
 from bot.jobs import Job
 from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.versions import ThreadCommand, thread_command
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:
@@ -48,12 +49,42 @@ class MessageHandler:
         ask = translate.read_message(message_payload(message), self.ctx.bot_id())
         if ask is None:
             return
+        command = thread_command(ask.text) if message.guild and not ask.reply_to_id else None
+        if command is not None and await self._thread_command(message, ask, command):
+            return
         # Whether the message asks anything of the bot is settled outside the boundary: a failure
         # there must not answer a message that was never meant for the bot.
         follow_up = None if ask.mentioned and ask.reply_to_id else await self._thread_result(message, ask)
         if follow_up is None and not ask.mentioned:
             return
         await self._answer(message, ask, follow_up)
+
+    async def _thread_command(
+        self, message: discord.Message, ask: translate.MessageAsk, command: ThreadCommand
+    ) -> bool:
+        """`undo` or `history` in a result thread: from its requesters without a mention (as their
+        edits are), from anyone with one. False when the message is no such command here."""
+        requesters = await self.engine.versions.requesters(translate.SURFACE, ask.channel_id)
+        if not requesters:
+            return False
+        if not ask.mentioned and ask.user_id not in requesters:
+            return False
+        await self._answer_command(message, ask, command)
+        return True
+
+    @guarded(reply_to)
+    async def _answer_command(
+        self, message: discord.Message, ask: translate.MessageAsk, command: ThreadCommand
+    ) -> None:
+        text = await versions.thread_command_text(
+            self.engine,
+            command,
+            thread_key=ask.channel_id,
+            user_id=ask.user_id,
+            guild_id=ask.guild_id or "",
+            admin=versions.may_manage(message.author, message.channel),
+        )
+        await message.reply(text, mention_author=False)
 
     async def _thread_result(self, message: discord.Message, ask: translate.MessageAsk) -> Job | None:
         """The result a message in a result's thread edits: the thread's latest image."""

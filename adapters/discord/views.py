@@ -23,12 +23,17 @@ THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 def result_view(job: Job) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for action, label, emoji, style in (
+    buttons = [
         ("reroll", "Reroll", "🎲", discord.ButtonStyle.primary),
+        ("vary", "Vary", "🔀", discord.ButtonStyle.primary),
         ("edit", "Edit", "✏️", discord.ButtonStyle.secondary),
         ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
         ("subject", "Save as subject", "📌", discord.ButtonStyle.secondary),
-    ):
+    ]
+    if job.parent_job_id:
+        # Made from another image: there is a version to go back to.
+        buttons.insert(3, ("undo", "Undo", "↩️", discord.ButtonStyle.secondary))
+    for action, label, emoji, style in buttons:
         view.add_item(
             discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=make_custom_id(action, job.id))
         )

@@ -10,6 +10,7 @@ from adapters.slack.translate import (
     ACTION_EDIT,
     ACTION_REROLL,
     ACTION_SUBJECT,
+    ACTION_VARY,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
     RESULT_EVENT,
@@ -72,6 +73,7 @@ def result_blocks(job: Job) -> list[Block]:
             "block_id": "hidream_buttons",
             "elements": [
                 _button("Reroll", ACTION_REROLL, job.id),
+                _button("Vary", ACTION_VARY, job.id),
                 _button("Edit", ACTION_EDIT, job.id),
                 {**_button("Delete", ACTION_DELETE, job.id), "style": "danger", "confirm": delete_confirm},
                 _button("Save as subject", ACTION_SUBJECT, job.id),

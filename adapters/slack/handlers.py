@@ -22,6 +22,7 @@ from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects,
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
+from bot.versions import ThreadCommand, thread_command
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
@@ -33,6 +34,7 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.command("/hidream")(h.on_command)
     app.event("app_mention")(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
+    app.action(t.ACTION_VARY)(h.on_reroll)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
     app.action(t.ACTION_DELETE)(h.on_delete)
     app.shortcut(t.SHORTCUT_EDIT)(h.on_shortcut)
@@ -211,6 +213,10 @@ class Handlers:
         if ask := parse_subject_text(m.text):
             await self.subjects.mention(m, ask)
             return
+        command = thread_command(m.text) if m.thread_ts and not m.files else None
+        if command is not None and m.thread_ts is not None:
+            await self._thread_command(m, m.thread_ts, command)
+            return
         parsed = parse_command(m.text)
         refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
@@ -229,6 +235,19 @@ class Handlers:
         await self._launch(
             channel=m.channel, thread_ts=m.reply_thread, user=m.user, verb=verb, prompt=prompt, submit=submit
         )
+
+    async def _thread_command(self, m: t.Mention, thread_ts: str, command: ThreadCommand) -> None:
+        """`undo` or `history` mentioned in a result's thread, answered there for everyone (undo
+        changes what the thread's next edit starts from); a refusal goes to the mentioner alone."""
+        thread = t.message_key(m.channel, thread_ts)
+        if command == "history":
+            text = (await self.engine.versions.history(t.SURFACE, thread)).text(t.version_link)
+        else:
+            requesters = await self.engine.versions.requesters(t.SURFACE, thread)
+            admin = m.user not in requesters and await self._is_admin(m.user)
+            undone = await self.engine.versions.undo(t.SURFACE, thread, m.user, admin=admin)
+            text = undone.text(t.version_link)
+        await self.ctx.client.chat_postMessage(channel=m.channel, thread_ts=thread_ts, text=text)
 
     async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
         """The store knows a delivered job's thread once its delivery is recorded; a mention that
@@ -258,18 +277,19 @@ class Handlers:
                 press.channel, press.user, "That result is no longer known to the bot."
             )
             return
+        # Reroll and Vary share this listener: Vary edits the result itself, Reroll asks again.
+        vary = press.action == t.ACTION_VARY
+        again = self.engine.vary if vary else self.engine.reroll
 
         async def submit(origin: dict[str, Any]) -> Job:
-            return await self.engine.reroll(
-                job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}"
-            )
+            return await again(job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}")
 
         prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
             channel=press.channel,
             thread_ts=thread_ts,
             user=press.user,
-            verb="rerolled",
+            verb="asked for a variation of" if vary else "rerolled",
             prompt=prompt,
             submit=submit,
         )

@@ -15,12 +15,14 @@ from typing import Any, Literal
 
 from bot.errors import BadInput, MediaError
 from bot.requests import ImageRef, ParsedCommand, parse_command
+from storage.versions import Version
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.
 RESULT_EVENT = "hidream_result"
 # Action ids of the result buttons; their value is the job id, so they survive a restart.
 ACTION_REROLL = "hidream_reroll"
+ACTION_VARY = "hidream_vary"
 ACTION_EDIT = "hidream_edit"
 ACTION_DELETE = "hidream_delete"
 ACTION_SUBJECT = "hidream_subject"
@@ -37,6 +39,15 @@ _RESULT_NAME_RE = re.compile(r"^hidream-([A-Za-z0-9_-]+)-(\d+)\.[a-z]+$")
 
 def message_key(channel: str, ts: str) -> str:
     return f"{channel}:{ts}"
+
+
+def version_link(version: Version) -> str:
+    """A link to a version's summary message in its thread (Slack's archive links open the
+    message in the workspace of whoever follows them)."""
+    channel, ts = split_key(version.post)
+    _, thread_ts = split_key(version.thread_key)
+    url = f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}?thread_ts={thread_ts}&cid={channel}"
+    return f"<{url}|v{version.number}>"
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -96,6 +107,9 @@ HELP_TEXT = (
     "result's thread to save its latest image), then use `@mascot` in a prompt or `--subject mascot`: "
     "`/hidream @mascot surfing a wave`. `/hidream subject list`, `/hidream subject show mascot`, "
     "`/hidream subject delete mascot`.\n"
+    "Versions: every result in a thread is a version (v1, v2, ...). In the thread, mention the bot with "
+    "`undo` to go back one (your next mention edits it) or `history` to list them; *Vary* under a "
+    "result makes a variation of it (same prompt, new seed).\n"
     "`/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
     "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
     "`/hidream usage @user`."

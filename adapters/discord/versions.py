@@ -1,0 +1,62 @@
+"""Versions in a Discord result thread: `undo` and `history` typed there, and the Undo button. The
+rules (who may undo, what undo goes back to) are the core's (bot/versions.py); this names where a
+version is on Discord: a link to its message."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+
+from adapters.discord.translate import SURFACE
+from bot.errors import BadInput
+from bot.versions import ThreadCommand
+from storage.versions import Version
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+NOT_A_VERSION = "That image is not a version of a thread I know of, so there is nothing to undo."
+
+
+def jump_link(version: Version, guild_id: str) -> str:
+    """A link to the version's message. A thread's first result sits in the channel the thread was
+    opened from (its origin's channel); later ones sit in the thread itself."""
+    channel = str(version.job.origin.get("channel_id") or version.thread_key)
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel}/{version.post}"
+
+
+def may_manage(member: object, channel: object) -> bool:
+    """Whether a message's author may manage messages in its channel (moderators may undo too)."""
+    permissions_for = getattr(channel, "permissions_for", None)
+    if not isinstance(member, discord.Member) or permissions_for is None:
+        return False
+    return bool(permissions_for(member).manage_messages)
+
+
+async def thread_command_text(
+    engine: Engine,
+    command: ThreadCommand,
+    *,
+    thread_key: str,
+    user_id: str,
+    guild_id: str,
+    admin: bool,
+    from_job: str | None = None,
+) -> str:
+    """The answer to `undo` or `history` in a thread. Raises BadInput (nothing changed) to refuse."""
+
+    def link(v: Version) -> str:
+        return jump_link(v, guild_id)
+
+    if command == "history":
+        return (await engine.versions.history(SURFACE, thread_key)).text(link)
+    undone = await engine.versions.undo(SURFACE, thread_key, user_id, admin=admin, from_job=from_job)
+    return undone.text(link)
+
+
+async def thread_of_job(engine: Engine, job_id: str) -> str:
+    thread = await engine.versions.thread_of(SURFACE, job_id)
+    if thread is None:
+        raise BadInput(NOT_A_VERSION)
+    return thread
