@@ -52,7 +52,7 @@ async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path
         v2_message, second = await in_thread(fake, bot, thread_id, "now add a small owl")
         assert second.parent_job_id == first.id
         assert custom_ids(v2_message) == [
-            f"hidream:{a}:{second.id}" for a in ("reroll", "vary", "edit", "undo", "delete")
+            f"hidream:{a}:{second.id}" for a in ("reroll", "vary", "edit", "undo", "delete", "subject")
         ]
         await fake.post_user_message(fake.user_message_payload("history", channel_id=thread_id))
         history = await bot_says(fake, thread_id, "Versions in this thread")
