@@ -191,6 +191,10 @@ async def test_a_dead_replicas_job_is_taken_over_and_delivered_once(tmp_path: Pa
         dead.engine.providers["sandbox"] = first
         job = await dead.engine.submit(chat(2))
         await until(lambda: len(first.held) == 1)
+        # `held` is set inside the submit, before the move to `running` is stored: wait for the row.
+        async with asyncio.timeout(60):
+            while (stored := await dead.store.job(job.id)) is None or stored.state is not JobState.RUNNING:
+                await asyncio.sleep(0.01)
 
         # It dies: its tasks stop, and it neither releases nor renews its lease.
         async def no_release(job_ids: Any) -> None:
