@@ -81,6 +81,13 @@ MIGRATIONS: list[str] = [
     CREATE TABLE seen_events (key TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL);
     CREATE INDEX seen_events_at ON seen_events(seen_at);
     """,
+    # 4: personal defaults and tenant policy (storage/preferences.py), as SQLite's migration 7.
+    """
+    CREATE TABLE user_defaults (tenant TEXT NOT NULL, user_key TEXT NOT NULL, flags TEXT NOT NULL,
+                                updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant, user_key));
+    CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
+                                tier TEXT, provider TEXT, updated_at DOUBLE PRECISION NOT NULL);
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

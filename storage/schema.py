@@ -127,6 +127,13 @@ MIGRATIONS: list[str] = [
     LEASES,
     # 6: image bytes leave the database for files (storage/media.py); see MEDIA_TO_FILES above.
     MEDIA_TO_FILES,
+    # 7: personal defaults per (tenant, user) and each tenant's policy (storage/preferences.py).
+    """
+    CREATE TABLE user_defaults (tenant TEXT NOT NULL, user_key TEXT NOT NULL, flags TEXT NOT NULL,
+                                updated_at REAL NOT NULL, PRIMARY KEY (tenant, user_key));
+    CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
+                                tier TEXT, provider TEXT, updated_at REAL NOT NULL);
+    """,
 ]
 
 
