@@ -20,8 +20,8 @@ from bot.config import Settings
 from bot.errors import BadInput, CallbackRejected
 from bot.hidream.base import Provider, Sleep, status_to_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
-from bot.preferences import Preferences, parse_policy
 from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.preferences import Preferences, parse_policy
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
