@@ -18,12 +18,14 @@ from adapters.slack import blocks
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
+from adapters.slack.preferences import preference_answer
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
+PRIVATE_NOTICE = "You chose private results: I am making this in our direct messages, where it will arrive."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
@@ -107,10 +109,22 @@ class Handlers:
         return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
 
     async def _launch(
-        self, *, channel: str, thread_ts: str | None, user: str, verb: str, prompt: str, submit: SubmitWith
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        user: str,
+        verb: str,
+        prompt: str,
+        submit: SubmitWith,
+        team: str = "",
     ) -> Job:
         """Post the status message (a new thread root when `thread_ts` is None), then submit with an
-        origin that points at it. A resent request gets the first one's job: its status is removed."""
+        origin that points at it. A resent request gets the first one's job: its status is removed.
+        A person who chose private results gets it all in a direct message, and a private notice here."""
+        asked_in = channel
+        if await self.engine.private_results(t.SURFACE, team, user):
+            channel, thread_ts = await self.poster.direct_channel(user), None
         try:
             ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
         except SlackApiError as exc:
@@ -125,6 +139,8 @@ class Handlers:
             raise
         if job.origin.get("status_ts") != ts:
             await self.poster.delete_quietly(channel, ts)
+        elif channel != asked_in:
+            await self.poster.ephemeral(asked_in, user, PRIVATE_NOTICE)
         return job
 
     async def ignore(self) -> None:
@@ -143,6 +159,8 @@ class Handlers:
             await self._usage(inv, action, respond)
         elif isinstance(action, t.AdminCommand):
             await self._admin(inv, action, respond)
+        elif isinstance(action, t.Preference):
+            await respond(await preference_answer(self.engine, inv, action, self._is_admin))
         else:
             await self._generate(inv, action.parsed)
 
@@ -155,7 +173,13 @@ class Handlers:
 
         prompt = parsed.request.prompt
         await self._launch(
-            channel=inv.channel, thread_ts=None, user=inv.user, verb="asked for", prompt=prompt, submit=submit
+            channel=inv.channel,
+            thread_ts=None,
+            user=inv.user,
+            verb="asked for",
+            prompt=prompt,
+            submit=submit,
+            team=inv.team,
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
@@ -217,7 +241,13 @@ class Handlers:
 
         prompt = parsed.request.prompt
         await self._launch(
-            channel=m.channel, thread_ts=m.reply_thread, user=m.user, verb=verb, prompt=prompt, submit=submit
+            channel=m.channel,
+            thread_ts=m.reply_thread,
+            user=m.user,
+            verb=verb,
+            prompt=prompt,
+            submit=submit,
+            team=m.team,
         )
 
     async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
@@ -262,6 +292,7 @@ class Handlers:
             verb="rerolled",
             prompt=prompt,
             submit=submit,
+            team=job.workspace_id,
         )
 
     @guarded(_to_presser)
@@ -345,6 +376,7 @@ class Handlers:
             verb="asked to edit",
             prompt=prompt,
             submit=submit,
+            team=team,
         )
 
     async def _edit_references(
