@@ -196,7 +196,7 @@ def _changed(
     value = (cmd.value or "").strip()
     low = value.lower()
     if cmd.action == "reset":
-        return TenantPolicy(), "This server's policy is back to the operator's defaults."
+        return TenantPolicy(), "The policy here is back to the operator's defaults."
     if cmd.action == "ban":
         phrase = _phrase(value)
         if len(policy.banned) >= PHRASES_MAX and phrase not in policy.banned:
