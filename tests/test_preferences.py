@@ -44,7 +44,7 @@ def test_migrations_are_appended_on_both_backends() -> None:
 
 
 def test_the_parser_tells_typed_flags_from_the_rest() -> None:
-    assert parse_command("a fox --ar 16:9 --n 2").request.explicit == {"ar", "n"}
+    assert parse_command("a fox --ar 16:9 --n 2").request.explicit == frozenset({"ar", "n"})
     assert parse_command("a fox").request.explicit == frozenset()
 
 
