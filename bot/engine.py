@@ -277,6 +277,10 @@ class Engine:
         tenant = self.tenant(surface, workspace_id, user_id)
         return await self.preferences.settings(tenant, f"{surface}:{user_id}", text)
 
+    async def screen_prompt(self, surface: str, workspace_id: str, user_id: str, prompt: str) -> None:
+        """For a surface that shows the prompt before admission: refuse a blocked one first."""
+        await self.preferences.screen(self.tenant(surface, workspace_id, user_id), prompt)
+
     async def private_results(self, surface: str, workspace_id: str, user_id: str) -> bool:
         tenant = self.tenant(surface, workspace_id, user_id)
         return await self.preferences.private(tenant, f"{surface}:{user_id}")

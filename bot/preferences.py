@@ -118,9 +118,7 @@ class Preferences:
     async def apply(self, chat: ChatRequest, tenant: str, tiers: tuple[str, ...]) -> ChatRequest:
         """Refuse a blocked prompt; fill what the person did not type from their defaults, then from
         the tenant's tier. Runs before any quota is looked at or any provider is asked."""
-        policy = await self.rows.policy(tenant)
-        if contains_blocked(chat.request.prompt, policy.banned):
-            raise BadInput(BLOCKED)
+        policy = await self.screen(tenant, chat.request.prompt)
         request = chat.request
         if request.explicit is None:
             return chat
@@ -131,6 +129,13 @@ class Preferences:
             changes["model"] = policy.tier
         changes["explicit"] = None
         return chat.model_copy(update={"request": request.with_changes(**changes)})
+
+    async def screen(self, tenant: str, prompt: str) -> TenantPolicy:
+        """Raise BadInput when the prompt holds a phrase the tenant blocked; else its policy."""
+        policy = await self.rows.policy(tenant)
+        if contains_blocked(prompt, policy.banned):
+            raise BadInput(BLOCKED)
+        return policy
 
     async def private(self, tenant: str, user_key: str) -> bool:
         return (await self.rows.defaults(tenant, user_key)).get("private") == "on"

@@ -200,6 +200,9 @@ async def test_slack_policy_admins_only_own_workspace_and_blocked_prompts_spend_
         after = await engine.quota("slack", "UBOB0001", fake.slash("x")["team_id"])
         assert (after.used, after.remaining) == (before.used, before.remaining)
         assert sandbox_of(run.bot).submits == 0 and not summaries(fake)
+        # The prompt was never shown in the channel, not even in a status message removed later.
+        posted = [p for name, p in fake.calls if name == "chat.postMessage"]
+        assert not [p for p in posted if "red fox" in str(p.get("text", "")).lower()]
         # Another workspace is not bound by this one's list.
         await run.send.command(dict(fake.slash("a red fox in snow", user="UBOB0001"), team_id="T_OTHER"))
         await fake.wait_for(lambda: summaries(fake))

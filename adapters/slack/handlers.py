@@ -122,6 +122,8 @@ class Handlers:
         """Post the status message (a new thread root when `thread_ts` is None), then submit with an
         origin that points at it. A resent request gets the first one's job: its status is removed.
         A person who chose private results gets it all in a direct message, and a private notice here."""
+        # The status message shows the prompt: a blocked one is refused before it is posted.
+        await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
         asked_in = channel
         if await self.engine.private_results(t.SURFACE, team, user):
             channel, thread_ts = await self.poster.direct_channel(user), None
