@@ -7,7 +7,11 @@
     /undo [job-id|last]                the version before becomes the one `last` edits
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
+    /policy [ban <phrase> | ...]       the console's policy (the console's user is its operator)
     /help
+
+Personal defaults come from HIDREAM_CONSOLE_DEFAULTS (e.g. "--ar 16:9 --n 2"), stored for the
+console's user at start, so the engine applies them as it does every surface's.
 
 Images are written under the output directory and each path is printed on standard output;
 progress and messages go to standard error, so the output can be piped.
@@ -21,15 +25,16 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings
 from bot.engine import Engine
-from bot.errors import UserFacingError
+from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job, OutputImage, Post, Progress
 from bot.media import to_data_uri
 from bot.plugins import Core, SurfacePlugin
+from bot.preferences import parse_settings
 from bot.requests import ChatRequest, ImageRef, parse_command
 from storage.versions import Version
 
@@ -45,7 +50,10 @@ HELP = """Commands:
   /undo [job id | last]          go back one version: the next `/edit last` edits the one before
   /history [job id | last]       list the versions of that chain (v1, v2, ...) with their prompts
   /quota
-  /help"""
+  /policy | /policy ban <phrase> | unban <phrase> | tier full|dev|default | provider <name>|default | reset
+  /help
+Defaults for every /hidream: HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp"
+(flags you type win)."""
 
 
 class ConsoleChat:
@@ -60,6 +68,7 @@ class ConsoleChat:
         out: TextIO | None = None,
         err: TextIO | None = None,
         user_id: str = "local",
+        defaults: str = "",
     ) -> None:
         self.engine = engine
         self.output_dir = output_dir
@@ -67,10 +76,13 @@ class ConsoleChat:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.user_id = user_id
+        self.defaults = defaults
         self.last_job_id: str | None = None
         self.failures = 0
 
     async def __aenter__(self) -> ConsoleChat:
+        # The settings are the console's defaults: kept (or cleared) where the engine reads everyone's.
+        await self.engine.user_settings(self.name, "local", self.user_id, self.defaults or "reset")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -148,6 +160,8 @@ class ConsoleChat:
             elif command == "/quota":
                 status = await self.engine.quota(self.name, self.user_id, "local")
                 self._say(status.text())
+            elif command == "/policy":
+                self._say(await self.engine.admin_policy(self.name, "local", rest))
             elif command == "/help":
                 self._say(HELP)
             else:
@@ -281,6 +295,17 @@ class ConsoleSettings(PluginSettings):
 
     # Where the console writes images.
     output_dir: Path = Field(default=Path("./hidream-output"))
+    # The console user's defaults for every /hidream, written as flags (bot/preferences.py).
+    console_defaults: str = ""
+
+    @field_validator("console_defaults")
+    @classmethod
+    def _valid_defaults(cls, value: str) -> str:
+        try:
+            parse_settings(value)
+        except BadInput as exc:
+            raise ValueError(exc.user_message) from None
+        return value
 
 
 class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
@@ -294,7 +319,7 @@ class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
         return True
 
     def build(self, core: Core, settings: ConsoleSettings) -> ConsoleChat:
-        return ConsoleChat(core.engine, settings.output_dir)
+        return ConsoleChat(core.engine, settings.output_dir, defaults=settings.console_defaults)
 
     def summary(self, settings: ConsoleSettings) -> str:
         return "console (no chat credentials set)"

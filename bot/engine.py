@@ -21,6 +21,7 @@ from bot.errors import BadInput, CallbackRejected
 from bot.hidream.base import Provider, Sleep, status_to_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
 from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.preferences import Preferences, parse_policy
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
@@ -60,6 +61,7 @@ class Engine:
         # Every running provider by name: a job is worked by the provider it was admitted with.
         self.providers: dict[str, Provider] = {provider.name: provider}
         self._admitting = provider.name
+        self.preferences = Preferences(store)
         self.runner = JobRunner(
             settings, store, self.providers, http, clock=clock, sleep=sleep, callback_grace=callback_grace
         )
@@ -113,6 +115,8 @@ class Engine:
             if existing is not None:
                 return existing
         tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
+        # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
+        chat = await self.preferences.apply(chat, tenant, self.provider.tiers())
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
         tier = self._tier_for(request.model)
@@ -291,10 +295,42 @@ class Engine:
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
 
+    async def admin_policy(self, surface: str, workspace_id: str, text: str) -> str:
+        """A tenant admin's `policy ...` (blocked phrases, NSFW handling, tier, provider), in their
+        own tenant only; the answer to show them privately."""
+        tenant = self._admin_tenant(surface, workspace_id)
+        return await self.preferences.admin(tenant, parse_policy(text), list(self.providers))
+
+    async def preferred_provider(self, surface: str, workspace_id: str, user_id: str) -> str | None:
+        """The provider the request's tenant prefers among those running here, if it chose one."""
+        chosen = await self.preferences.preferred_provider(self.tenant(surface, workspace_id, user_id))
+        return chosen if chosen in self.providers else None
+
+    async def user_settings(self, surface: str, workspace_id: str, user_id: str, text: str) -> str:
+        """A person's `settings ...` in the tenant they typed it in."""
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.settings(tenant, f"{surface}:{user_id}", text)
+
+    async def screen_prompt(self, surface: str, workspace_id: str, user_id: str, prompt: str) -> None:
+        """For a surface that shows the prompt before admission: refuse a blocked one first."""
+        await self.preferences.screen(self.tenant(surface, workspace_id, user_id), prompt)
+
+    async def private_results(self, surface: str, workspace_id: str, user_id: str) -> bool:
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.private(tenant, f"{surface}:{user_id}")
+
+    async def nsfw_policy(self, surface: str, workspace_id: str) -> str | None:
+        """The tenant admins' NSFW choice; None: the operator's default holds."""
+        if not workspace_id:
+            return None
+        return (await self.preferences.policy(self.tenant(surface, workspace_id, ""))).nsfw
+
     @classmethod
     def _admin_tenant(cls, surface: str, workspace_id: str) -> str:
         if not workspace_id:
-            raise BadInput("Limits are managed inside a server or workspace, not in a direct message.")
+            raise BadInput(
+                "Limits and policy are managed inside a server or workspace, not in a direct message."
+            )
         return cls.tenant(surface, workspace_id, "")
 
     # --- callbacks --------------------------------------------------------------------------------

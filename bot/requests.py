@@ -64,6 +64,9 @@ class ImageRequest(BaseModel):
     keep_aspect: bool = False
     # Saved subjects named by `--subject`: the engine turns them into reference images at admission.
     subjects: tuple[str, ...] = ()
+    # The flags the person gave (from the parser): fields not named here may take their personal
+    # defaults (bot/preferences.py). None: nothing left to fill in (defaults applied, or a reroll).
+    explicit: frozenset[str] | None = None
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -242,6 +245,7 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["model"] = tier
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
+    fields["explicit"] = frozenset(values)
     request = ImageRequest(**fields)
     check_tier_limits(request, request.model)
     return request

@@ -96,6 +96,13 @@ MIGRATIONS: list[str] = [
         updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (surface, thread_key)
     );
     """,
+    # 6: personal defaults and tenant policy (storage/preferences.py), as SQLite's migration 9.
+    """
+    CREATE TABLE user_defaults (tenant TEXT NOT NULL, user_key TEXT NOT NULL, flags TEXT NOT NULL,
+                                updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (tenant, user_key));
+    CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
+                                tier TEXT, provider TEXT, updated_at DOUBLE PRECISION NOT NULL);
+    """,
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

@@ -155,6 +155,13 @@ MIGRATIONS: list[str] = [
     SUBJECTS,
     # 8: versions of a result thread and each thread's current one; see VERSIONS above.
     VERSIONS,
+    # 9: personal defaults per (tenant, user) and each tenant's policy (storage/preferences.py).
+    """
+    CREATE TABLE user_defaults (tenant TEXT NOT NULL, user_key TEXT NOT NULL, flags TEXT NOT NULL,
+                                updated_at REAL NOT NULL, PRIMARY KEY (tenant, user_key));
+    CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
+                                tier TEXT, provider TEXT, updated_at REAL NOT NULL);
+    """,
 ]
 
 

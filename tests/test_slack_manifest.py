@@ -36,6 +36,7 @@ def test_scopes_cover_the_web_api_methods_the_adapter_calls() -> None:
         "channels:history",
         "groups:history",
         "im:history",
+        "im:write",
         "mpim:history",
         "users:read",
     }

@@ -43,6 +43,12 @@ def test_slash_command_form_becomes_a_generation_with_its_flags_and_reference_ur
         ("reset <@U123ABC|bob>", t.AdminCommand("reset", "user", "U123ABC")),
         ("help", t.Help()),
         ("", t.Help()),
+        ("settings", t.Preference("settings", "")),
+        ("settings reset", t.Preference("settings", "reset")),
+        ("settings --ar 16:9 --private on", t.Preference("settings", "--ar 16:9 --private on")),
+        ("policy", t.Preference("policy", "")),
+        ("policy ban red fox", t.Preference("policy", "ban red fox")),
+        ("policy reset", t.Preference("policy", "reset")),
     ],
 )
 def test_sub_commands_are_recognised(text: str, expected: t.SlashAction) -> None:
@@ -54,6 +60,8 @@ def test_a_prompt_that_starts_like_a_sub_command_is_still_a_prompt() -> None:
     assert isinstance(action, t.Generate)
     assert action.parsed.request.prompt == "usage of color in a limit study"
     assert action.parsed.request.n == 2
+    for prompt in ("settings of a castle", "policy makers at a table"):
+        assert isinstance(t.parse_slash_text(prompt), t.Generate)
 
 
 def test_bad_flag_in_slash_text_is_bad_input_naming_the_flag() -> None:

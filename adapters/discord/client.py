@@ -151,7 +151,11 @@ class DiscordAdapter:
         self.client = self._make_client(intents)
         self.tree = app_commands.CommandTree(self.client)
         self.poster = Poster(
-            self.client, nsfw_policy=self._nsfw_policy, memory=self.engine.store, clock=self.clock
+            self.client,
+            nsfw_policy=self._nsfw_policy,
+            memory=self.engine.store,
+            clock=self.clock,
+            tenant_nsfw=lambda job: self.engine.nsfw_policy(job.surface, job.workspace_id),
         )
         context = HandlerContext(
             engine=self.engine,

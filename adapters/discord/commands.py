@@ -106,6 +106,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
 
     tree.add_command(admin)
     tree.add_command(subject_commands(handlers))
+    register_preference_commands(tree, handlers)
 
 
 def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
@@ -139,3 +140,51 @@ def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
         await handlers.subjects.command(interaction, "delete", name)
 
     return group
+
+
+def register_preference_commands(
+    tree: app_commands.CommandTree[discord.Client], handlers: InteractionHandlers
+) -> None:
+    @tree.command(name="hidream-settings", description="Your defaults in this server; no options shows them")
+    @app_commands.describe(
+        aspect="Default aspect ratio",
+        size="Default preset size",
+        model="Default model: full (best) or dev (faster)",
+        format="Default file format",
+        count="Default number of images",
+        private="Results only you can see",
+        reset="Clear all your defaults here",
+    )
+    @app_commands.choices(
+        aspect=[Choice(name=a, value=a) for a in ASPECTS],
+        size=[Choice(name=f"{p} ({w}x{h})", value=p) for p, (w, h) in PRESETS.items()],
+        model=[Choice(name="full", value="full"), Choice(name="dev", value="dev")],
+        format=[Choice(name=f, value=f) for f in ("png", "jpeg", "webp")],
+    )
+    async def settings(
+        interaction: discord.Interaction,
+        aspect: str | None = None,
+        size: str | None = None,
+        model: str | None = None,
+        format: str | None = None,
+        count: Range[int, 1, N_MAX] | None = None,
+        private: bool | None = None,
+        reset: bool | None = None,
+    ) -> None:
+        options = {"aspect": aspect, "size": size, "model": model, "format": format, "count": count}
+        await handlers.settings(interaction, {**options, "private": private, "reset": reset})
+
+    @tree.command(name="hidream-policy", description="This server's image policy (needs Manage Server)")
+    @app_commands.describe(
+        action="show, ban/unban a phrase, NSFW handling, default tier or provider, reset",
+        value="The phrase, or spoiler|block|allow|default, full|dev|default, a provider name",
+    )
+    @app_commands.choices(
+        action=[
+            Choice(name=a, value=a) for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "reset")
+        ]
+    )
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def policy(interaction: discord.Interaction, action: str, value: str | None = None) -> None:
+        await handlers.policy(interaction, action, value)

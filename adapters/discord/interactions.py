@@ -11,6 +11,7 @@ import discord
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
 from bot.errors import BadInput
@@ -20,21 +21,24 @@ NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG
 GONE = "I no longer have that image; run /hidream again."
 
 
-class InteractionHandlers:
+class InteractionHandlers(PreferenceCommands):
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
-        answer = await interaction.response.defer(thinking=True)
+        # Whether the answer is ephemeral is fixed by the defer: the person's "private results" default
+        # is read first (one small indexed row; ephemeral when the read is slow, never public by mistake).
+        private = await private_results(self.engine, interaction)
+        answer = await interaction.response.defer(thinking=True, ephemeral=private)
         return answer.message_id if answer is not None else None
 
     async def _submit(
         self, interaction: discord.Interaction, message_id: int | None, chat: ChatRequest
     ) -> None:
         origin = interaction_origin(interaction, message_id, self.ctx.clock())
-        chat = chat.model_copy(update={"origin": origin})
+        chat = chat.model_copy(update={"origin": mark_private(interaction, origin)})
         await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
 
     @guarded(refuse)
@@ -86,7 +90,7 @@ class InteractionHandlers:
         if job is None:
             await refuse(interaction, GONE)
             return
-        origin = interaction_origin(interaction, message_id, self.ctx.clock())
+        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
         again = self.engine.vary if vary else self.engine.reroll
         await again(
             job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -107,9 +107,12 @@ class Poster:
         nsfw_policy: str,
         memory: PostMemory,
         clock: Callable[[], float] = time.time,
+        tenant_nsfw: Callable[[Job], Awaitable[str | None]] | None = None,
     ) -> None:
         self.client = client
         self.nsfw_policy = nsfw_policy
+        # The server admins' choice (bot/preferences.py), which overrides the operator's.
+        self.tenant_nsfw = tenant_nsfw
         self.memory = memory
         self.clock = clock
 
@@ -145,7 +148,7 @@ class Poster:
             raise
 
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
-        prepared = await prepare_files(images, job, self.nsfw_policy)
+        prepared = await prepare_files(images, job, await self._nsfw_for(job))
         content = summary(job, prepared.notes)
         chunks = [
             prepared.files[i : i + FILES_PER_MESSAGE]
@@ -168,6 +171,14 @@ class Poster:
                 await self.memory.remember_post(job.id, job.surface, str(m.id), thread_key)
         return [Post(str(m.id), thread_key) for m in messages]
 
+    async def _nsfw_for(self, job: Job) -> str:
+        chosen = await self.tenant_nsfw(job) if self.tenant_nsfw is not None else None
+        if chosen is None:
+            return self.nsfw_policy
+        # Discord allows sensitive images only in age-restricted channels (where nothing is hidden
+        # anyway): a server's "allow" means a spoiler everywhere else.
+        return "spoiler" if chosen == "allow" else chosen
+
     async def _send_part(
         self, job: Job, index: int, count: int, content: str, files: list[discord.File]
     ) -> discord.Message:
@@ -179,6 +190,8 @@ class Poster:
         return await self._post(job, f"({index + 1}/{count})", files, nonce_for(job, index))
 
     async def _post(self, job: Job, content: str, files: list[discord.File], nonce: str) -> discord.Message:
+        if job.origin.get("private"):
+            return await self._post_privately(job, content, files)
         channel = self._channel(job.origin)
         reply = job.origin.get("reply_to")
         reference = (
@@ -193,6 +206,17 @@ class Poster:
             nonce=nonce,
             reference=reference,  # type: ignore[arg-type]
         )
+
+    async def _post_privately(self, job: Job, content: str, files: list[discord.File]) -> discord.Message:
+        """A private result is never posted in the channel: ephemerally while the interaction
+        lives, else in a direct message to its requester."""
+        if token_alive(job.origin, self.clock()):
+            message = await self._webhook(job.origin).send(
+                content, files=files, ephemeral=True, wait=True, view=result_view(job)
+            )
+            return message
+        dm = await self.client.create_dm(discord.Object(int(job.user_id)))
+        return await dm.send(content, files=files, view=result_view(job))
 
     async def _thread_for(self, job: Job, message: discord.Message | discord.PartialMessage) -> str | None:
         origin = job.origin

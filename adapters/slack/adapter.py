@@ -117,7 +117,12 @@ class SlackAdapter:
             installation_store_bot_only=True if installs else None,
         )
         team_clients = TeamClients(installs, settings, self.client) if installs else None
-        self.poster = Poster(self.client, engine.store, team_clients)
+        self.poster = Poster(
+            self.client,
+            engine.store,
+            team_clients,
+            tenant_nsfw=lambda job: engine.nsfw_policy(job.surface, job.workspace_id),
+        )
         self._socket: AsyncSocketModeHandler | None = None
         context = ListenerContext(
             engine=engine,

@@ -19,6 +19,7 @@ from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
+from adapters.slack.preferences import preference_answer
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
@@ -26,6 +27,7 @@ from bot.versions import ThreadCommand, thread_command
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
+PRIVATE_NOTICE = "You chose private results: I am making this in our direct messages, where it will arrive."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
@@ -113,10 +115,24 @@ class Handlers:
         return bool(u.get("is_admin") or u.get("is_owner") or u.get("is_primary_owner"))
 
     async def _launch(
-        self, *, channel: str, thread_ts: str | None, user: str, verb: str, prompt: str, submit: SubmitWith
+        self,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        user: str,
+        verb: str,
+        prompt: str,
+        submit: SubmitWith,
+        team: str = "",
     ) -> Job:
         """Post the status message (a new thread root when `thread_ts` is None), then submit with an
-        origin that points at it. A resent request gets the first one's job: its status is removed."""
+        origin that points at it. A resent request gets the first one's job: its status is removed.
+        A person who chose private results gets it all in a direct message, and a private notice here."""
+        # The status message shows the prompt: a blocked one is refused before it is posted.
+        await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
+        asked_in = channel
+        if await self.engine.private_results(t.SURFACE, team, user):
+            channel, thread_ts = await self.poster.direct_channel(user), None
         try:
             ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
         except SlackApiError as exc:
@@ -131,6 +147,8 @@ class Handlers:
             raise
         if job.origin.get("status_ts") != ts:
             await self.poster.delete_quietly(channel, ts)
+        elif channel != asked_in:
+            await self.poster.ephemeral(asked_in, user, PRIVATE_NOTICE)
         return job
 
     async def ignore(self) -> None:
@@ -152,6 +170,8 @@ class Handlers:
             await self._usage(inv, action, respond)
         elif isinstance(action, t.AdminCommand):
             await self._admin(inv, action, respond)
+        elif isinstance(action, t.Preference):
+            await respond(await preference_answer(self.engine, inv, action, self._is_admin))
         else:
             await self._generate(inv, action.parsed)
 
@@ -164,7 +184,13 @@ class Handlers:
 
         prompt = parsed.request.prompt
         await self._launch(
-            channel=inv.channel, thread_ts=None, user=inv.user, verb="asked for", prompt=prompt, submit=submit
+            channel=inv.channel,
+            thread_ts=None,
+            user=inv.user,
+            verb="asked for",
+            prompt=prompt,
+            submit=submit,
+            team=inv.team,
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
@@ -233,7 +259,13 @@ class Handlers:
 
         prompt = parsed.request.prompt
         await self._launch(
-            channel=m.channel, thread_ts=m.reply_thread, user=m.user, verb=verb, prompt=prompt, submit=submit
+            channel=m.channel,
+            thread_ts=m.reply_thread,
+            user=m.user,
+            verb=verb,
+            prompt=prompt,
+            submit=submit,
+            team=m.team,
         )
 
     async def _thread_command(self, m: t.Mention, thread_ts: str, command: ThreadCommand) -> None:
@@ -292,6 +324,7 @@ class Handlers:
             verb="asked for a variation of" if vary else "rerolled",
             prompt=prompt,
             submit=submit,
+            team=job.workspace_id,
         )
 
     @guarded(_to_presser)
@@ -375,6 +408,7 @@ class Handlers:
             verb="asked to edit",
             prompt=prompt,
             submit=submit,
+            team=team,
         )
 
     async def _edit_references(

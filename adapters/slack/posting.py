@@ -79,10 +79,17 @@ class _Marks:
 
 class Poster:
     def __init__(
-        self, client: AsyncWebClient, memory: PostMemory, team_client: TeamLookup | None = None
+        self,
+        client: AsyncWebClient,
+        memory: PostMemory,
+        team_client: TeamLookup | None = None,
+        tenant_nsfw: Callable[[Job], Awaitable[str | None]] | None = None,
     ) -> None:
         self._client = client
         self.memory = memory
+        # The workspace admins' NSFW choice (bot/preferences.py); Slack has no spoiler, so only
+        # "block" changes anything: flagged images are held back.
+        self.tenant_nsfw = tenant_nsfw
         # None: one workspace, one token (SLACK_BOT_TOKEN): `client` is every call's.
         self._team_client = team_client
 
@@ -106,6 +113,11 @@ class Poster:
             await self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
         except SlackApiError:
             log.warning("could not send an ephemeral message in %s", channel, exc_info=True)
+
+    async def direct_channel(self, user: str) -> str:
+        """The bot's direct-message channel with `user` (for private results)."""
+        opened = await self.client.conversations_open(users=user)
+        return str(opened["channel"]["id"])
 
     async def delete_quietly(self, channel: str, ts: str) -> None:
         try:
@@ -169,6 +181,9 @@ class Poster:
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
         """Upload into the request's thread, then the summary with buttons. Safe to call again."""
         client = await self._for(job)
+        shown = await self._screened(job, images)
+        held = len(images) - len(shown)
+        images = shown
         channel, thread_ts = job.origin["channel"], job.origin["thread_ts"]
         thread = message_key(channel, thread_ts)
         marks = _Marks(channel, job.id)
@@ -201,10 +216,16 @@ class Poster:
         )
         summary_key = message_key(channel, str(summary["ts"]))
         await self.memory.remember_post(job.id, job.surface, summary_key, thread)
-        await self._set_status_quietly(
-            client, job, f"Done: {len(images)} image{'s' if len(images) != 1 else ''} in the thread."
-        )
+        line = f"Done: {len(images)} image{'s' if len(images) != 1 else ''} in the thread."
+        if held:
+            line += f" {held} flagged as possibly sensitive and held back (this workspace's policy)."
+        await self._set_status_quietly(client, job, line)
         return [Post(summary_key, thread)]
+
+    async def _screened(self, job: Job, images: list[OutputImage]) -> list[OutputImage]:
+        if self.tenant_nsfw is None or await self.tenant_nsfw(job) != "block":
+            return images
+        return [image for image in images if not image.nsfw]
 
     async def _upload(
         self, client: AsyncWebClient, job: Job, images: list[OutputImage], shared: set[str]

@@ -94,7 +94,15 @@ class Help:
     pass
 
 
-SlashAction = Generate | Usage | AdminCommand | Help
+@dataclass(frozen=True)
+class Preference:
+    """`/hidream settings ...` (anyone, their own defaults) or `/hidream policy ...` (admins)."""
+
+    kind: Literal["settings", "policy"]
+    text: str
+
+
+SlashAction = Generate | Usage | AdminCommand | Help | Preference
 
 HELP_TEXT = (
     "*/hidream <prompt> [flags]* makes an image; results land in a thread under your request.\n"
@@ -112,7 +120,13 @@ HELP_TEXT = (
     "result makes a variation of it (same prompt, new seed).\n"
     "`/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
     "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
-    "`/hidream usage @user`."
+    "`/hidream usage @user`.\n"
+    "Your defaults here: `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
+    "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
+    "them, `/hidream settings reset` clears them.\n"
+    "Admins' policy: `/hidream policy ban <phrase>` / `unban <phrase>`, "
+    "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
+    "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it."
 )
 
 
@@ -122,6 +136,10 @@ def parse_slash_text(text: str) -> SlashAction:
     t = " ".join(text.split())
     if t.lower() in ("help", ""):
         return Help()
+    if m := re.fullmatch(r"settings(?:\s+(reset|[-\u2014\u2013].*))?", t, re.IGNORECASE):
+        return Preference("settings", m.group(1) or "")
+    if m := re.fullmatch(r"policy(?:\s+((?:ban|unban|nsfw|tier|provider)\s+.+|reset))?", t, re.IGNORECASE):
+        return Preference("policy", m.group(1) or "")
     if m := re.fullmatch(rf"usage(?:\s+{_USER_ARG})?", t, re.IGNORECASE):
         return Usage(m.group(1))
     if m := re.fullmatch(rf"limit\s+(?:{_USER_ARG}|(workspace|team))\s+(\d+|off|none|default)", t, re.I):

@@ -262,6 +262,15 @@ class FakeSlack(OAuthFake, SlackPayloads):
         self.views.append(view)
         return {"view": view}
 
+    def m_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        # The bot's direct message with one person: a channel id of its own, made on first use.
+        users = str(p.get("users", ""))
+        if not users or "," in users:
+            return {"error": "invalid_arguments"}
+        channel = f"D{users}"
+        self.messages.setdefault(channel, [])
+        return {"channel": {"id": channel}}
+
     def m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         admin = p["user"] in self.admins
         return {"user": {"id": p["user"], "team_id": TEAM, "is_admin": admin, "is_owner": False}}
