@@ -30,7 +30,8 @@ from bot.requests import ChatRequest, ImageRef, parse_command
 
 HELP = """Commands:
   /hidream <prompt> [--ar W:H | --size WxH|preset] [--seed N] [--steps N] [--cfg X] [--n 1-4]
-           [--format png|jpeg|webp] [--model full|dev] [--keep-aspect]
+           [--format png|jpeg|webp] [--model full|dev] [--keep-aspect] [--provider NAME]
+  --provider NAME  one of the configured providers, e.g. `/hidream a red fox --provider fal`
   /edit <image file | job id | last> <what to change> [flags]
   /quota
   /help"""
@@ -76,7 +77,7 @@ class ConsoleChat:
             tmp.replace(path)
             print(str(path), file=self.out, flush=True)
         self._say(
-            f"[{job.id[:8]}] done: {len(images)} image(s), seed {job.seed}, {job.tier} model, "
+            f"[{job.id[:8]}] done: {len(images)} image(s) by {job.provider}, seed {job.seed}, {job.tier} model, "
             f"{job.request.size_label()}. Edit with: /edit {job.id[:8]} <what to change>"
         )
         return [Post(message_key=job.id)]

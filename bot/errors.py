@@ -49,6 +49,10 @@ class MediaError(BadInput):
 class ProviderError(UserFacingError):
     """The provider refused or failed; quota is given back."""
 
+    # The ids of the job's requests that the provider had already made when this one failed: a job
+    # with any is not moved to another provider (those are made and billed).
+    requests_made: tuple[str, ...] = ()
+
 
 class ProviderRejected(ProviderError):
     """HTTP 400/422: the provider refused what we asked for."""

@@ -59,6 +59,8 @@ class ImageRequest(BaseModel):
     format: OutputFormat = "png"
     model: Tier | None = None
     keep_aspect: bool = False
+    # A provider asked for by name (`--provider`): checked against the configured ones at admission.
+    provider: str | None = Field(default=None, max_length=40)
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -124,7 +126,7 @@ class ParsedCommand:
     urls: list[str] = field(default_factory=list)
 
 
-_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model")
+_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider")
 _BOOL_FLAGS = ("keep-aspect",)
 KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS
 _FLAG_ALIASES = {"aspect": "ar", "guidance": "cfg", "num": "n", "keep_aspect": "keep-aspect"}
@@ -207,6 +209,8 @@ def build_request(prompt: str, values: dict[str, str]) -> ImageRequest:
         if tier not in ("full", "dev"):
             raise BadInput(f"`--model {values['model']}` is not allowed: use full or dev.")
         fields["model"] = tier
+    if "provider" in values:
+        fields["provider"] = _parse_provider(values["provider"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
     request = ImageRequest(**fields)
@@ -232,6 +236,7 @@ def _flag_help(name: str) -> str:
         "n": f"a whole number from 1 to {N_MAX}",
         "format": "png, jpeg or webp",
         "model": "full or dev",
+        "provider": "the name of a provider this bot is configured with, e.g. fal",
     }[name]
 
 
@@ -260,6 +265,13 @@ def _parse_float(name: str, raw: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi or value != value:
         raise BadInput(f"`--{name} {raw}` is out of range: use {_flag_help(name)}.")
     return value
+
+
+def _parse_provider(raw: str) -> str:
+    name = raw.strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise BadInput(f"`--provider {raw[:40]}` is not a provider name: use {_flag_help('provider')}.")
+    return name
 
 
 def _parse_aspect(raw: str) -> tuple[int, int]:

@@ -35,6 +35,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         guidance="How closely to follow the prompt",
         count="How many images",
         keep_aspect="Keep the edited image's aspect ratio",
+        provider="A provider this bot is configured with, by name (e.g. fal); default: the first that can",
     )
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],
@@ -58,6 +59,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         guidance: Range[float, 0.0, GUIDANCE_MAX] | None = None,
         count: Range[int, 1, N_MAX] | None = None,
         keep_aspect: bool | None = None,
+        provider: Range[str, 1, 40] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 

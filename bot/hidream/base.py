@@ -312,8 +312,10 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
                 ids.append(await one(index))
             except SubmitOutcomeUnknown as exc:
                 raise LostAnswer(exc, ids) from exc
-            except Exception:
+            except Exception as exc:
                 if ids:
+                    if isinstance(exc, ProviderError):
+                        exc.requests_made = tuple(ids)
                     log.warning(
                         "%s job %s: request %d of %d failed after %s were started",
                         self.display_name or self.name,
