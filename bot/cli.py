@@ -132,7 +132,10 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
             redactor.add((await bot.store.secret(MEDIA_LINK_SECRET)).hex())
         mode = f"callbacks at {settings.public_url}/webhooks/" if settings.public_url else "polling"
         log.info(
-            "ready: provider %s (%s), surfaces %s", bot.provider.name, mode, [s.name for s in bot.surfaces]
+            "ready: provider %s (%s), surfaces %s",
+            ",".join(bot.engine.providers),
+            mode,
+            [s.name for s in bot.surfaces],
         )
         driving = [s for s in bot.surfaces if isinstance(s, DrivingSurface)]
         if driving:
