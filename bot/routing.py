@@ -27,13 +27,15 @@ from bot.errors import (
     ProviderOutOfCredit,
     ProviderUnreachable,
     SubmitOutcomeUnknown,
+    UnreadableAnswer,
 )
 from bot.hidream.base import Provider
 from bot.jobs import Job
 from bot.requests import ImageRequest, Tier, check_tier_limits
 
 # Refusals after which the provider did not take the work and another may: out of credit (402),
-# rate limited or failing (429/5xx after the provider's own retries), unreachable.
+# rate limited or failing (429/5xx after the provider's own retries), unreachable. Not a success whose
+# body could not be read (UnreadableAnswer, a ProviderBusy): that work may have been taken.
 PASSABLE = (ProviderOutOfCredit, ProviderBusy, ProviderUnreachable)
 FAILURES_TO_OPEN = 3
 COOL_DOWN_SECONDS = 60.0
@@ -188,8 +190,8 @@ class Router:
     def takes_over(self, job: Job, exc: ProviderError, started: Sequence[str]) -> Provider | None:
         """The provider that takes `job` over after its provider refused the submit with `exc`;
         None when the job stays where it is (and fails)."""
-        if isinstance(exc, SubmitOutcomeUnknown) or not isinstance(exc, PASSABLE):
-            return None
+        if isinstance(exc, SubmitOutcomeUnknown | UnreadableAnswer) or not isinstance(exc, PASSABLE):
+            return None  # the provider may have taken the work: never sent to a second one
         if started or exc.requests_made or job.request.provider or job.provider not in self.order:
             return None
         for name in self.order[self.order.index(job.provider) + 1 :]:

@@ -18,6 +18,7 @@ from bot.errors import (
     ProviderRejected,
     ProviderUnreachable,
     SubmitOutcomeUnknown,
+    UnreadableAnswer,
 )
 from bot.hidream.atlascloud import AtlasCloudProvider
 from bot.hidream.base import Provider
@@ -182,6 +183,7 @@ def test_what_is_never_moved() -> None:
     job = job_at("pixazo", ask("a fox"))
     for refusal in (
         SubmitOutcomeUnknown("lost"),
+        UnreadableAnswer("a 200 with a body that is no JSON"),
         ProviderRejected("bad prompt"),
         ProviderMisconfigured("bad key"),
     ):

@@ -41,6 +41,7 @@ from bot.errors import (
     ProviderRejected,
     ProviderUnreachable,
     SubmitOutcomeUnknown,
+    UnreadableAnswer,
 )
 from bot.requests import ImageRequest, Tier
 
@@ -392,7 +393,7 @@ def read_json(provider: str, response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderBusy(
+        raise UnreadableAnswer(
             f"{provider} sent an answer that could not be read.", detail=_snippet(response)
         ) from exc
 
