@@ -3,7 +3,8 @@
 Each step starts from the state the store holds, so a job picked up after a crash continues where
 it was: nothing in memory is needed to finish it.
 
-queued      -> submit to the provider (state `submitting` is written first)
+queued      -> submit to the provider (state `submitting` is written first); a refusal that took
+               nothing (402, 429/5xx, unreachable) moves the job to the next provider (`bot.routing`)
 submitting  -> the request may have been sent but its answer was lost: wait for the provider's
                callback; the id it names is bound to the job once a status read confirms it
                (`bot.recovery`), then the job goes on as `running`
