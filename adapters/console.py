@@ -40,8 +40,9 @@ from storage.versions import Version
 
 HELP = """Commands:
   /hidream <prompt> [--ar W:H | --size WxH|preset] [--seed N] [--steps N] [--cfg X] [--n 1-4]
-           [--format png|jpeg|webp] [--model full|dev] [--keep-aspect]
+           [--format png|jpeg|webp] [--model full|dev] [--keep-aspect] [--provider NAME]
            [--subject <name>]... (or write @name in the prompt: a saved subject's images as references)
+  --provider NAME  one of the configured providers, e.g. `/hidream a red fox --provider fal`
   /edit <image file | job id | last> <what to change> [flags]
   /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
   /subject list | /subject show <name> | /subject delete <name>
@@ -100,7 +101,7 @@ class ConsoleChat:
             tmp.replace(path)
             print(str(path), file=self.out, flush=True)
         self._say(
-            f"[{job.id[:8]}] done: {len(images)} image(s), seed {job.seed}, {job.tier} model, "
+            f"[{job.id[:8]}] done: {len(images)} image(s) by {job.provider}, seed {job.seed}, {job.tier} model, "
             f"{job.request.size_label()}. Edit with: /edit {job.id[:8]} <what to change>"
         )
         # The console has no threads: a chain of edits is one, named by its first job.

@@ -53,10 +53,17 @@ class Selection:
     """What the settings ask to start: the surfaces and the provider, each with its own settings."""
 
     surfaces: list[tuple[SurfacePlugin[Any], Any]]
+    # The provider new requests prefer (the first of `providers`).
     provider: tuple[ProviderPlugin[Any], Any]
     # What `check` warns about: from every surface plugin (enabled or not) and the chosen provider.
     surface_warnings: list[str] = field(default_factory=list)
     provider_warnings: list[str] = field(default_factory=list)
+    # Every provider to run, in order of preference (HIDREAM_PROVIDERS); else just `provider`.
+    providers: list[tuple[ProviderPlugin[Any], Any]] = field(default_factory=list)
+
+    @property
+    def ordered(self) -> list[tuple[ProviderPlugin[Any], Any]]:
+        return self.providers or [self.provider]
 
     def surface_factories(self) -> list[SurfaceFactory]:
         return [_factory(plugin, section) for plugin, section in self.surfaces]
@@ -78,14 +85,34 @@ def select(settings: Settings, plugins: Plugins | None = None) -> Selection:
     surfaces = [(p, settings.section(p.settings_class)) for p in plugins.surfaces]
     providers = [(p, settings.section(p.settings_class)) for p in plugins.providers]
     enabled = [(p, s) for p, s in surfaces if not p.fallback and p.enabled(s)]
-    provider, provider_settings = _provider(settings, providers)
+    chosen = _several(settings, providers) if settings.provider_order else [_provider(settings, providers)]
+    provider = chosen[0][0]
     return Selection(
         surfaces=enabled or [(p, s) for p, s in surfaces if p.fallback],
-        provider=(provider, provider_settings),
+        provider=chosen[0],
         surface_warnings=[line for p, s in surfaces for line in p.warnings(s)],
-        provider_warnings=provider.warnings(provider_settings, settings)
+        provider_warnings=[line for p, s in chosen for line in p.warnings(s, settings)]
         + _choice_warnings(settings, providers, provider, [p for p, _ in enabled]),
+        providers=chosen,
     )
+
+
+def _several(
+    settings: Settings, providers: list[tuple[ProviderPlugin[Any], Any]]
+) -> list[tuple[ProviderPlugin[Any], Any]]:
+    """HIDREAM_PROVIDERS: each a known provider whose settings are complete, in the order given."""
+    known = {p.name: (p, s) for p, s in providers}
+    chosen = []
+    for name in settings.provider_order:
+        if name not in known:
+            names = ", ".join(known)
+            raise ConfigError(f"invalid setting: HIDREAM_PROVIDERS names {name}, which is not one of {names}")
+        plugin, section = known[name]
+        missing = plugin.missing(section)
+        if missing:
+            raise ConfigError(f"HIDREAM_PROVIDERS names {name}, which needs {missing} to be set")
+        chosen.append((plugin, section))
+    return chosen
 
 
 def _choice_warnings(
@@ -99,11 +126,11 @@ def _choice_warnings(
     keyed = [
         p for p, s in sorted(providers, key=lambda ps: ps[0].preference) if not p.fallback and p.configured(s)
     ]
-    if not settings.provider and len(keyed) > 1:
+    if not settings.provider and not settings.provider_order and len(keyed) > 1:
         names = ", ".join(p.name for p in keyed)
         lines.append(
             f"keys for several providers are set ({names}): {chosen.name} is used; "
-            "set HIDREAM_PROVIDER to choose"
+            "set HIDREAM_PROVIDER to choose, or HIDREAM_PROVIDERS to use several with failover"
         )
     if chosen.fallback and surfaces:
         names = " and ".join(p.name for p in surfaces)
@@ -145,9 +172,18 @@ def _provider(
 def build_provider(
     settings: Settings, selection: Selection, http: httpx.AsyncClient, server_url: str
 ) -> Provider:
-    plugin, section = selection.provider
-    state_dir = settings.db_path.parent / f"{settings.db_path.name}.{plugin.name}"
-    return plugin.build(ProviderContext(settings, http, server_url, state_dir), section)
+    return build_providers(settings, selection, http, server_url)[0]
+
+
+def build_providers(
+    settings: Settings, selection: Selection, http: httpx.AsyncClient, server_url: str
+) -> list[Provider]:
+    """Every selected provider, in order of preference, not yet entered."""
+    built = []
+    for plugin, section in selection.ordered:
+        state_dir = settings.db_path.parent / f"{settings.db_path.name}.{plugin.name}"
+        built.append(plugin.build(ProviderContext(settings, http, server_url, state_dir), section))
+    return built
 
 
 def open_store(settings: Settings) -> Store:
@@ -198,20 +234,30 @@ async def start_bot(
     server.bind()
     if loopback_public_url:
         settings.public_url = server.url
-    provider = build_provider(settings, selection, http, server.url)
-    selection.provider[0].add_routes(server.app, provider)
+    providers = build_providers(settings, selection, http, server.url)
+    for (plugin, _), built in zip(selection.ordered, providers, strict=True):
+        plugin.add_routes(server.app, built)
+    provider = providers[0]
     engine_options.setdefault("typed_http", typed_http)
-    engine = Engine(settings, store, provider, http, **engine_options)
+    engine = Engine(settings, store, providers, http, **engine_options)
     bot = Bot(settings, http, store, server, provider, engine, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces
     adapters = [factory(bot) for factory in factories]
     await stack.enter_async_context(server)
-    await stack.enter_async_context(provider)
+    for built in providers:
+        await stack.enter_async_context(built)
     await stack.enter_async_context(engine)
     for adapter in adapters:
         engine.add_surface(adapter)
         await stack.enter_async_context(adapter)
         bot.surfaces.append(adapter)
-    server.ready(engine, {"provider": provider.name, "surfaces": [s.name for s in bot.surfaces]})
+    server.ready(
+        engine,
+        {
+            "provider": provider.name,
+            "providers": list(engine.providers),
+            "surfaces": [s.name for s in bot.surfaces],
+        },
+    )
     await engine.resume()
     return bot

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from bot import migrate_db, operator
-from bot.app import Selection, build_provider, select, start_bot
+from bot.app import Selection, build_providers, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.plugins import DrivingSurface, discover
@@ -132,7 +132,10 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
             redactor.add((await bot.store.secret(MEDIA_LINK_SECRET)).hex())
         mode = f"callbacks at {settings.public_url}/webhooks/" if settings.public_url else "polling"
         log.info(
-            "ready: provider %s (%s), surfaces %s", bot.provider.name, mode, [s.name for s in bot.surfaces]
+            "ready: provider %s (%s), surfaces %s",
+            ",".join(bot.engine.providers),
+            mode,
+            [s.name for s in bot.surfaces],
         )
         driving = [s for s in bot.surfaces if isinstance(s, DrivingSurface)]
         if driving:
@@ -162,7 +165,7 @@ def check(settings: Settings, selection: Selection) -> int:
     print("surfaces:  " + "; ".join(plugin.summary(section) for plugin, section in selection.surfaces))
     if db_problem:
         # A provider may make its folder beside the database when built: not while that is wrong.
-        print(f"provider:  {selection.provider[0].name}")
+        print(f"provider:  {', '.join(plugin.name for plugin, _ in selection.ordered)}")
     else:
         errors += _check_provider(settings, selection)
     for line in selection.provider_warnings:
@@ -174,19 +177,30 @@ def check(settings: Settings, selection: Selection) -> int:
 
 
 def _check_provider(settings: Settings, selection: Selection) -> list[str]:
-    """Print the provider that would run; the errors in its settings."""
+    """Print the providers that would run, in order of preference; the errors in their settings."""
     server_url = f"http://{settings.http_host}:{settings.http_port}"
     with owner_only():  # as in run: a folder it makes beside the database is the owner's only
-        provider = build_provider(settings, selection, httpx.AsyncClient(), server_url)
-    tiers = provider.tiers()
-    print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
-    for line in provider.describe():
-        print(f"           {line}")
-    if settings.model not in tiers:
-        return [
+        providers = build_providers(settings, selection, httpx.AsyncClient(), server_url)
+    if len(providers) > 1:
+        print(
+            f"providers: {', '.join(p.name for p in providers)} (in this order; the next takes over on failure)"
+        )
+    errors = []
+    for rank, provider in enumerate(providers):
+        tiers = provider.tiers()
+        print(f"provider:  {provider.name}, default model {settings.model}, tiers {', '.join(tiers)}")
+        for line in provider.describe():
+            print(f"           {line}")
+        if settings.model in tiers:
+            continue
+        problem = (
             f"HIDREAM_MODEL={settings.model}: {provider.name} does not offer it (only {', '.join(tiers)})"
-        ]
-    return []
+        )
+        if rank == 0:
+            errors.append(problem)
+        else:  # requests that default to it go to a provider that offers it
+            print(f"warning:   {problem}")
+    return errors
 
 
 def _db_path_problem(path: Path) -> str | None:

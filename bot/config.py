@@ -49,6 +49,8 @@ class Settings(BaseSettings):
 
     # Provider choice (each provider's own settings live with it)
     provider: str | None = Field(default=None, alias="HIDREAM_PROVIDER")
+    # Several providers in order of preference (comma-separated); wins over HIDREAM_PROVIDER.
+    providers: str = Field(default="", alias="HIDREAM_PROVIDERS")
     model: Literal["full", "dev"] = Field(default="full", alias="HIDREAM_MODEL")
     safety_checker: bool = Field(default=True, alias="HIDREAM_SAFETY_CHECKER")
 
@@ -87,6 +89,24 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"{v!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("providers")
+    @classmethod
+    def _providers(cls, v: str) -> str:
+        names = [name.strip().lower() for name in v.split(",")]
+        if names == [""]:
+            return ""
+        if "" in names:
+            raise ValueError("a comma-separated list of provider names, e.g. fal,wavespeed (one is empty)")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} is named more than once")
+        return ",".join(names)
+
+    @property
+    def provider_order(self) -> list[str]:
+        """HIDREAM_PROVIDERS as a list; empty when unset."""
+        return self.providers.split(",") if self.providers else []
 
     @field_validator("public_url")
     @classmethod

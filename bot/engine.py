@@ -10,7 +10,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +22,9 @@ from bot.hidream.base import Provider, Sleep, status_to_dict
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
 from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
 from bot.preferences import Preferences, parse_policy
-from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
+from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.retention import too_old
+from bot.routing import BreakerState, CircuitBreaker, Router
 from bot.runner import CALLBACK_GRACE, JobRunner
 from bot.subjects import SubjectBook
 from bot.versions import Versions
@@ -39,7 +40,7 @@ class Engine:
         self,
         settings: Settings,
         store: Store,
-        provider: Provider,
+        provider: Provider | Sequence[Provider],
         http: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.time,
@@ -48,6 +49,7 @@ class Engine:
         callback_grace: float = CALLBACK_GRACE,
         typed_http: httpx.AsyncClient | None = None,
         typed_fetch_seconds: float = TYPED_FETCH_SECONDS,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -58,12 +60,23 @@ class Engine:
         self.typed_fetch_seconds = typed_fetch_seconds
         self.clock = clock
         self.resolver = resolver
-        # Every running provider by name: a job is worked by the provider it was admitted with.
-        self.providers: dict[str, Provider] = {provider.name: provider}
-        self._admitting = provider.name
+        # Every running provider by name, in order of preference: a job is worked by the provider it
+        # was admitted with (or that took it over when that one refused it).
+        ordered = [provider] if isinstance(provider, Provider) else list(provider)
+        self.providers: dict[str, Provider] = {p.name: p for p in ordered}
+        self.router = Router(
+            self.providers, list(self.providers), settings.model, lambda: not self.callbacks_enabled, breaker
+        )
         self.preferences = Preferences(store)
         self.runner = JobRunner(
-            settings, store, self.providers, http, clock=clock, sleep=sleep, callback_grace=callback_grace
+            settings,
+            store,
+            self.providers,
+            http,
+            clock=clock,
+            sleep=sleep,
+            callback_grace=callback_grace,
+            router=self.router,
         )
         self.subjects = SubjectBook(store, self._ingest)
 
@@ -78,8 +91,12 @@ class Engine:
 
     @property
     def provider(self) -> Provider:
-        """The provider new jobs are admitted to."""
-        return self.providers[self._admitting]
+        """The provider new jobs prefer (the first of HIDREAM_PROVIDERS)."""
+        return self.providers[self.router.order[0]]
+
+    def provider_health(self) -> dict[str, BreakerState]:
+        """Each configured provider's circuit breaker, in order of preference (for metrics and operators)."""
+        return self.router.states()
 
     @property
     def signer(self) -> LinkSigner | None:
@@ -119,17 +136,11 @@ class Engine:
         chat = await self.preferences.apply(chat, tenant, self.provider.tiers())
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
-        tier = self._tier_for(request.model)
-        check_tier_limits(request, tier)
         if len(chat.references) > MAX_REFERENCES:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
-        self.provider.validate(request, tier, len(chat.references))
-        if chat.references and not self.callbacks_enabled and not self.provider.accepts_data_uris:
-            raise BadInput(
-                f"Editing images with the {self.provider.name} provider needs the bot to be reachable from the "
-                "internet: an operator must set HIDREAM_PUBLIC_URL."
-            )
-        cost = self.provider.cost_usd(request, tier)
+        preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
+        provider, tier = self.router.choose(request, len(chat.references), preferred)
+        cost = provider.cost_usd(request, tier)
         # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
         await self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
         media_ids = [await self._ingest(ref) for ref in chat.references]
@@ -144,7 +155,7 @@ class Engine:
             origin=chat.origin,
             request=request,
             tier=tier,
-            provider=self.provider.name,
+            provider=provider.name,
             state=JobState.QUEUED,
             callback_token=secrets.token_urlsafe(32),
             created_at=now,
@@ -158,15 +169,16 @@ class Engine:
             job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job()
         )
         if stored.id == job.id:
-            log.info("job %s admitted: %s, %d image(s), %s", job.id, job.mode, request.n, tier)
+            log.info(
+                "job %s admitted: %s, %d image(s), %s, to %s",
+                job.id,
+                job.mode,
+                request.n,
+                tier,
+                provider.name,
+            )
             self.runner.start(job.id)
         return stored
-
-    def _tier_for(self, asked: Tier | None) -> Tier:
-        offered = self.provider.tiers()
-        if asked is not None:
-            return asked  # validated against the provider's tiers with a clear message
-        return self.settings.model if self.settings.model in offered else offered[0]
 
     async def _ingest(self, ref: ImageRef) -> str:
         if ref.media_id is not None:

@@ -10,6 +10,7 @@ HidreamError
 │       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
 │       ├── ProviderOutOfCredit    HTTP 402
 │       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries, or an unreadable answer
+│       │   └── UnreadableAnswer       a success whose body could not be read: the work may be taken
 │       ├── ProviderUnreachable    no connection, or a lost one on a request safe to repeat
 │       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
 │       └── JobTimedOut            the job ran past the configured limit
@@ -49,6 +50,10 @@ class MediaError(BadInput):
 class ProviderError(UserFacingError):
     """The provider refused or failed; quota is given back."""
 
+    # The ids of the job's requests that the provider had already made when this one failed: a job
+    # with any is not moved to another provider (those are made and billed).
+    requests_made: tuple[str, ...] = ()
+
 
 class ProviderRejected(ProviderError):
     """HTTP 400/422: the provider refused what we asked for."""
@@ -64,6 +69,11 @@ class ProviderOutOfCredit(ProviderError):
 
 class ProviderBusy(ProviderError):
     """HTTP 429 or 5xx, still failing after bounded retries; or an answer that could not be read."""
+
+
+class UnreadableAnswer(ProviderBusy):
+    """A success (2xx) whose body could not be read: the provider may have taken, and billed, the work,
+    so it is never handed to another provider."""
 
 
 class ProviderUnreachable(ProviderError):

@@ -67,6 +67,8 @@ class ImageRequest(BaseModel):
     # The flags the person gave (from the parser): fields not named here may take their personal
     # defaults (bot/preferences.py). None: nothing left to fill in (defaults applied, or a reroll).
     explicit: frozenset[str] | None = None
+    # A provider asked for by name (`--provider`): checked against the configured ones at admission.
+    provider: str | None = Field(default=None, max_length=40)
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -135,7 +137,7 @@ class ParsedCommand:
     urls: list[str] = field(default_factory=list)
 
 
-_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model")
+_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider")
 _BOOL_FLAGS = ("keep-aspect",)
 # Flags that may be given more than once, each time with a value.
 _REPEATED_FLAGS = ("subject",)
@@ -243,6 +245,8 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         if tier not in ("full", "dev"):
             raise BadInput(f"`--model {values['model']}` is not allowed: use full or dev.")
         fields["model"] = tier
+    if "provider" in values:
+        fields["provider"] = _parse_provider(values["provider"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
     fields["explicit"] = frozenset(values)
@@ -270,6 +274,7 @@ def _flag_help(name: str) -> str:
         "format": "png, jpeg or webp",
         "model": "full or dev",
         "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
+        "provider": "the name of a provider this bot is configured with, e.g. fal",
     }[name]
 
 
@@ -298,6 +303,13 @@ def _parse_float(name: str, raw: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi or value != value:
         raise BadInput(f"`--{name} {raw}` is out of range: use {_flag_help(name)}.")
     return value
+
+
+def _parse_provider(raw: str) -> str:
+    name = raw.strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+        raise BadInput(f"`--provider {raw[:40]}` is not a provider name: use {_flag_help('provider')}.")
+    return name
 
 
 def _parse_aspect(raw: str) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 Each step starts from the state the store holds, so a job picked up after a crash continues where
 it was: nothing in memory is needed to finish it.
 
-queued      -> submit to the provider (state `submitting` is written first)
+queued      -> submit to the provider (state `submitting` is written first); a refusal that took
+               nothing (402, 429/5xx, unreachable) moves the job to the next provider (`bot.routing`)
 submitting  -> the request may have been sent but its answer was lost: wait for the provider's
                callback; the id it names is bound to the job once a status read confirms it
                (`bot.recovery`), then the job goes on as `running`
@@ -46,8 +47,10 @@ from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
 from bot.media import LinkSigner, fetch_image, to_data_uri
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
+from bot.routing import Router
 from bot.versions import Versions
 from storage.base import Store
+from storage.failover import move_job
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease
 
@@ -81,6 +84,7 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         callback_grace: float = CALLBACK_GRACE,
+        router: Router | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,6 +94,10 @@ class JobRunner:
         self.clock = clock
         self.sleep = sleep
         self.callback_grace = callback_grace
+        # Which provider takes a job over when its own refuses the submit; the breakers' counts.
+        self.router = router or Router(
+            providers, list(providers), settings.model, lambda: not self.callbacks_enabled
+        )
         self.surfaces: dict[str, Surface] = {}
         self.signer: LinkSigner | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -379,13 +387,36 @@ class JobRunner:
             return
         except ProviderError as exc:
             log.warning("job %s: provider refused: %s", job.id, exc)
-            await self.fail(job, exc.user_message)
+            self.router.record(provider.name, exc)
+            if not await self._fail_over(provider, job, exc, started):
+                await self.fail(job, exc.user_message)
             return
         except BadInput as exc:  # a reference that could not be read or is no longer held
             await self.fail(job, exc.user_message)
             return
+        self.router.record(provider.name, None)
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
+
+    async def _fail_over(self, provider: Provider, job: Job, exc: ProviderError, started: list[str]) -> bool:
+        """Hand the job to the next provider that can serve it, when `exc` says nothing was taken;
+        True when another provider was asked (whatever it answered)."""
+        other = self.router.takes_over(job, exc, started)
+        if other is None:
+            return False
+        cost = other.cost_usd(job.request, job.tier)
+        if not await move_job(
+            self.store, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
+        ):
+            return False
+        log.info(
+            "job %s: %s refused it (%s); %s takes it over", job.id, provider.name, exc.detail, other.name
+        )
+        moved = await self.store.job(job.id)
+        if moved is None:
+            return False
+        await self._send(other, moved, [])
+        return True
 
     def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (

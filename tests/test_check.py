@@ -180,3 +180,37 @@ def test_a_database_url_that_is_not_postgresql(check) -> None:
     assert result.code == 2
     assert "HIDREAM_DATABASE_URL: " in result.err and "postgresql://" in result.err
     assert "s3cret-pw" not in result.out + result.err
+
+
+def test_several_providers_are_listed_in_order(check) -> None:
+    keys = {"FAL_KEY": "fal-key", "WAVESPEED_API_KEY": "wavespeed-key", "PIXAZO_API_KEY": "pixazo-key"}
+    result = check(**keys, HIDREAM_PROVIDERS="wavespeed, fal", HIDREAM_PROVIDER="pixazo")
+    assert result.code == 0, result.err
+    assert "providers: wavespeed, fal (in this order" in result.out
+    listed = [line.split()[1].rstrip(",") for line in result.out.splitlines() if line.startswith("provider:")]
+    assert listed == ["wavespeed", "fal"]  # HIDREAM_PROVIDERS wins over HIDREAM_PROVIDER
+    assert not [w for w in result.warnings() if "several providers" in w]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("fal,replicate", "HIDREAM_PROVIDERS names replicate, which is not one of"),
+        ("fal,pixazo", "HIDREAM_PROVIDERS names pixazo, which needs PIXAZO_API_KEY to be set"),
+        ("fal,,wavespeed", "HIDREAM_PROVIDERS: "),
+        ("fal,wavespeed,fal", "fal is named more than once"),
+    ],
+)
+def test_a_bad_providers_list_is_named(check, value: str, message: str) -> None:
+    result = check(FAL_KEY="fal-key", WAVESPEED_API_KEY="wavespeed-key", HIDREAM_PROVIDERS=value)
+    assert result.code == 2
+    assert message in result.err
+
+
+def test_a_model_tier_only_a_later_provider_lacks_is_a_warning(check) -> None:
+    keys = {"PIXAZO_API_KEY": "pixazo-key", "ATLASCLOUD_API_KEY": "atlas-key", "HIDREAM_MODEL": "dev"}
+    result = check(**keys, HIDREAM_PROVIDERS="pixazo,atlascloud")
+    assert result.code == 0, result.err
+    assert [w for w in result.warnings() if "HIDREAM_MODEL=dev: atlascloud does not offer it" in w]
+    first = check(**keys, HIDREAM_PROVIDERS="atlascloud,pixazo")
+    assert first.code == 2 and "HIDREAM_MODEL=dev: atlascloud does not offer it" in first.err

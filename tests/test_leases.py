@@ -193,7 +193,7 @@ async def test_a_dead_replicas_job_is_taken_over_and_delivered_once(tmp_path: Pa
         await until(lambda: len(first.held) == 1)
         # `held` is set inside the submit, before the move to `running` is stored: wait for the row.
         async with asyncio.timeout(60):
-            while (stored := await dead.store.job(job.id)) is None or stored.state is not JobState.RUNNING:
+            while (stored := await dead.store.job(job.id)) is None or stored.state is not JobState.RUNNING:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
         # It dies: its tasks stop, and it neither releases nor renews its lease.

@@ -36,6 +36,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         count="How many images",
         keep_aspect="Keep the edited image's aspect ratio",
         subject="Saved subjects to use as references, comma-separated (or write @name in the prompt)",
+        provider="A provider this bot is configured with, by name (e.g. fal); default: the first that can",
     )
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],
@@ -60,6 +61,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         count: Range[int, 1, N_MAX] | None = None,
         keep_aspect: bool | None = None,
         subject: Range[str, 1, 200] | None = None,
+        provider: Range[str, 1, 40] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 

@@ -89,7 +89,10 @@ def summary(job: Job, notes: list[str]) -> str:
     if len(prompt) > PROMPT_SHOWN:
         prompt = prompt[: PROMPT_SHOWN - 1] + "…"
     w, h = job.request.dimensions()
-    line = f"seed `{job.seed}` · model `{job.tier}` · size `{job.request.size_label()}` ({w}×{h}) · <@{job.user_id}>"
+    line = (
+        f"seed `{job.seed}` · model `{job.tier}` · size `{job.request.size_label()}` ({w}×{h}) · "
+        f"by `{job.provider}` · <@{job.user_id}>"
+    )
     parts = [f"**{discord.utils.escape_markdown(prompt)}**", line, *(f"-# {n}" for n in notes)]
     return "\n".join(parts)
 

@@ -26,6 +26,7 @@ OPTION_FLAGS = {
     "format": "format",
     "model": "model",
     "keep_aspect": "keep-aspect",
+    "provider": "provider",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"

@@ -18,8 +18,8 @@ from adapters.slack import blocks
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
-from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
 from adapters.slack.preferences import preference_answer
+from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job
 from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command

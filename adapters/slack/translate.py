@@ -107,7 +107,8 @@ SlashAction = Generate | Usage | AdminCommand | Help | Preference
 HELP_TEXT = (
     "*/hidream <prompt> [flags]* makes an image; results land in a thread under your request.\n"
     "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
-    "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+    "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`, `--provider NAME` (one of those the bot "
+    "is configured with, e.g. `/hidream a red fox --provider fal`). A link to an image in the prompt "
     "is used as a reference.\n"
     "Edit: in a result's thread, mention the bot with what to change, or attach images to a mention; "
     "or use the message shortcut *Edit with HiDream*.\n"

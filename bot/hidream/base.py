@@ -41,6 +41,7 @@ from bot.errors import (
     ProviderRejected,
     ProviderUnreachable,
     SubmitOutcomeUnknown,
+    UnreadableAnswer,
 )
 from bot.requests import ImageRequest, Tier
 
@@ -312,8 +313,10 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
                 ids.append(await one(index))
             except SubmitOutcomeUnknown as exc:
                 raise LostAnswer(exc, ids) from exc
-            except Exception:
+            except Exception as exc:
                 if ids:
+                    if isinstance(exc, ProviderError):
+                        exc.requests_made = tuple(ids)
                     log.warning(
                         "%s job %s: request %d of %d failed after %s were started",
                         self.display_name or self.name,
@@ -390,7 +393,7 @@ def read_json(provider: str, response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise ProviderBusy(
+        raise UnreadableAnswer(
             f"{provider} sent an answer that could not be read.", detail=_snippet(response)
         ) from exc
 

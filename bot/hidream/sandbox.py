@@ -25,7 +25,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bot.config import PluginSettings, Settings
-from bot.errors import ConfigError, ProviderBusy
+from bot.errors import ConfigError, ProviderBusy, UnreadableAnswer
 from bot.hidream.base import (
     HttpProvider,
     Provider,
@@ -132,7 +132,7 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
         )  # fmt: skip
         job_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(job_id, str) or not job_id:
-            raise ProviderBusy(
+            raise UnreadableAnswer(
                 "The sandbox sent an answer that could not be read.", detail="no id in submit answer"
             )
         return job_id
