@@ -10,17 +10,19 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from bot.config import Settings
-from bot.errors import BadInput, CallbackRejected
+from bot.errors import BadInput, CallbackRejected, QuotaExceeded
 from bot.hidream.base import Provider, Sleep, status_to_dict
-from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
+from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface, tenant_of
+from bot.logs import job_fields
 from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.metrics import Metrics
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, Tier, check_tier_limits
 from bot.retention import too_old
 from bot.runner import CALLBACK_GRACE, JobRunner
@@ -29,6 +31,8 @@ from storage.quota import Charge, QuotaStatus
 from storage.retention import sweeps_for
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Engine:
@@ -58,8 +62,16 @@ class Engine:
         # Every running provider by name: a job is worked by the provider it was admitted with.
         self.providers: dict[str, Provider] = {provider.name: provider}
         self._admitting = provider.name
+        self.metrics = Metrics(store)
         self.runner = JobRunner(
-            settings, store, self.providers, http, clock=clock, sleep=sleep, callback_grace=callback_grace
+            settings,
+            store,
+            self.providers,
+            http,
+            clock=clock,
+            sleep=sleep,
+            callback_grace=callback_grace,
+            metrics=self.metrics,
         )
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -123,7 +135,9 @@ class Engine:
         tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
         cost = self.provider.cost_usd(request, tier)
         # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
-        await self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+        await self._counted(
+            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+        )
         media_ids = [await self._ingest(ref) for ref in chat.references]
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
@@ -146,11 +160,26 @@ class Engine:
             seed=seed,
             cost_usd=cost,
         )
-        stored = await self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key)
+        stored = await self._counted(self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key))
         if stored.id == job.id:
-            log.info("job %s admitted: %s, %d image(s), %s", job.id, job.mode, request.n, tier)
+            log.info(
+                "job %s admitted: %s, %d image(s), %s",
+                job.id,
+                job.mode,
+                request.n,
+                tier,
+                extra=job_fields(job),
+            )
             self.runner.start(job.id)
         return stored
+
+    async def _counted(self, step: Awaitable[T]) -> T:
+        """`step`, its quota or budget refusal counted for /metrics."""
+        try:
+            return await step
+        except QuotaExceeded as exc:
+            self.metrics.refused(exc)
+            raise
 
     def _tier_for(self, asked: Tier | None) -> Tier:
         offered = self.provider.tiers()
@@ -234,7 +263,7 @@ class Engine:
     @staticmethod
     def tenant(surface: str, workspace_id: str, user_id: str) -> str:
         """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
-        return f"{surface}:{workspace_id}" if workspace_id else f"{surface}:dm:{user_id}"
+        return tenant_of(surface, workspace_id, user_id)
 
     async def quota(self, surface: str, user_id: str, workspace_id: str) -> QuotaStatus:
         status = await self.store.quota(f"{surface}:{user_id}", self.tenant(surface, workspace_id, user_id))
