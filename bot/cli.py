@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from bot import migrate_db, operator
+from bot import logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
@@ -103,23 +103,21 @@ def secret_values(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
 
 
-def _setup_logging(level: str, secrets: Iterable[str] = ()) -> Redactor:
+def _setup_logging(level: str, secrets: Iterable[str] = (), log_format: str = "text") -> Redactor:
     root = logging.getLogger()
     before = list(root.handlers)
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr)
     for name, floor in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(max(floor, root.level))
     redactor = Redactor(secrets)
     # Only on the handler made here, i.e. when the bot set logging up itself. The filter rewrites each
     # record in place, so a host that set logging up already (the bot embedded, or under pytest) keeps
     # its records as they are, and its handlers are left alone.
+    # The filter runs before the formatter, so JSON lines are made of what it has masked already.
     for handler in root.handlers:
         if handler not in before:
             handler.addFilter(redactor)
+            handler.setFormatter(logs.formatter(log_format))
     return redactor
 
 
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = select(settings)
     except ConfigError as exc:
         return _refuse(exc)
-    redactor = _setup_logging(settings.log_level, secret_values(settings))
+    redactor = _setup_logging(settings.log_level, secret_values(settings), settings.log_format)
     try:
         if args.command == "check":
             return check(settings, selection)

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # dies has its jobs taken over by another within about 4/3 of this.
     lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="HIDREAM_LEASE_SECONDS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
+    # `json`: one JSON object per log line (with the job's id, tenant, provider and state), for log
+    # collectors; `text`: lines for people.
+    log_format: Literal["text", "json"] = Field(default="text", alias="HIDREAM_LOG_FORMAT")
+    # Set: the operators' token, which /metrics asks for as a bearer token (and the operators' page).
+    admin_token: SecretStr | None = Field(default=None, alias="HIDREAM_ADMIN_TOKEN")
 
     @field_validator("log_level")
     @classmethod
@@ -107,6 +112,11 @@ class Settings(BaseSettings):
     def provider_order(self) -> list[str]:
         """HIDREAM_PROVIDERS as a list; empty when unset."""
         return self.providers.split(",") if self.providers else []
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("public_url")
     @classmethod

@@ -10,17 +10,19 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from bot.config import Settings
-from bot.errors import BadInput, CallbackRejected
+from bot.errors import BadInput, CallbackRejected, QuotaExceeded
 from bot.hidream.base import Provider, Sleep, status_to_dict
-from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface
+from bot.jobs import TERMINAL, Job, JobState, OutputImage, Surface, tenant_of
+from bot.logs import job_fields
 from bot.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.metrics import Metrics
 from bot.preferences import Preferences, parse_policy
 from bot.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.retention import too_old
@@ -33,6 +35,8 @@ from storage.quota import Charge, QuotaStatus
 from storage.retention import sweeps_for
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Engine:
@@ -68,6 +72,7 @@ class Engine:
             self.providers, list(self.providers), settings.model, lambda: not self.callbacks_enabled, breaker
         )
         self.preferences = Preferences(store)
+        self.metrics = Metrics(store)
         self.runner = JobRunner(
             settings,
             store,
@@ -77,6 +82,7 @@ class Engine:
             sleep=sleep,
             callback_grace=callback_grace,
             router=self.router,
+            metrics=self.metrics,
         )
         self.subjects = SubjectBook(store, self._ingest)
 
@@ -142,7 +148,9 @@ class Engine:
         provider, tier = self.router.choose(request, len(chat.references), preferred)
         cost = provider.cost_usd(request, tier)
         # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
-        await self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+        await self._counted(
+            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+        )
         media_ids = [await self._ingest(ref) for ref in chat.references]
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
@@ -165,8 +173,8 @@ class Engine:
             seed=seed,
             cost_usd=cost,
         )
-        stored = await self.store.admit(
-            job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job()
+        stored = await self._counted(
+            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job())
         )
         if stored.id == job.id:
             log.info(
@@ -176,9 +184,18 @@ class Engine:
                 request.n,
                 tier,
                 provider.name,
+                extra=job_fields(job),
             )
             self.runner.start(job.id)
         return stored
+
+    async def _counted(self, step: Awaitable[T]) -> T:
+        """`step`, its quota or budget refusal counted for /metrics."""
+        try:
+            return await step
+        except QuotaExceeded as exc:
+            self.metrics.refused(exc)
+            raise
 
     async def _ingest(self, ref: ImageRef) -> str:
         if ref.media_id is not None:
@@ -284,7 +301,7 @@ class Engine:
     @staticmethod
     def tenant(surface: str, workspace_id: str, user_id: str) -> str:
         """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
-        return f"{surface}:{workspace_id}" if workspace_id else f"{surface}:dm:{user_id}"
+        return tenant_of(surface, workspace_id, user_id)
 
     async def quota(self, surface: str, user_id: str, workspace_id: str) -> QuotaStatus:
         status = await self.store.quota(f"{surface}:{user_id}", self.tenant(surface, workspace_id, user_id))

@@ -40,7 +40,12 @@ class BadInput(UserFacingError):
 
 
 class QuotaExceeded(UserFacingError):
-    """The requester has no images left for today."""
+    """The requester has no images left for today, or their tenant reached its ceiling or budget."""
+
+    def __init__(self, user_message: str, *, limit: str = "user", detail: str | None = None) -> None:
+        super().__init__(user_message, detail=detail)
+        # Which limit refused: "user" (daily quota), "tenant" (daily ceiling) or "budget" (monthly dollars).
+        self.limit = limit
 
 
 class MediaError(BadInput):

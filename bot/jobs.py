@@ -66,6 +66,11 @@ COUNTED = (LedgerState.RESERVED, LedgerState.COMMITTED)
 SPENT = (LedgerState.COMMITTED, LedgerState.RESET)
 
 
+def tenant_of(surface: str, workspace_id: str, user_id: str) -> str:
+    """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
+    return f"{surface}:{workspace_id}" if workspace_id else f"{surface}:dm:{user_id}"
+
+
 @dataclass
 class Job:
     id: str
@@ -91,6 +96,10 @@ class Job:
     @property
     def user_key(self) -> str:
         return f"{self.surface}:{self.user_id}"
+
+    @property
+    def tenant(self) -> str:
+        return tenant_of(self.surface, self.workspace_id, self.user_id)
 
     @property
     def mode(self) -> str:

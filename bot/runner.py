@@ -44,7 +44,9 @@ from bot.errors import (
 )
 from bot.hidream.base import LostAnswer, Provider, ProviderStatus, Sleep, SubmitSpec
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
+from bot.logs import bind_job, job_fields
 from bot.media import LinkSigner, fetch_image, to_data_uri
+from bot.metrics import Metrics
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.routing import Router
@@ -85,6 +87,7 @@ class JobRunner:
         sleep: Sleep = asyncio.sleep,
         callback_grace: float = CALLBACK_GRACE,
         router: Router | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -103,6 +106,8 @@ class JobRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._slots = Slots(settings.max_active_jobs)
+        self.metrics = metrics or Metrics(store)
+        self.metrics.watch(lambda: self._slots.active)
         self._gate = ProgressGate(clock)
         self._records = SubmitRecords(store)
         self.replicas: Replicas = replicas_for(store)
@@ -279,6 +284,7 @@ class JobRunner:
         job = await self.store.job(job_id)
         if job is None or job.state in TERMINAL:
             return False
+        bind_job(job)
         turn = self._slots.join(job_id)
         told: int | None = None
         woken = False
@@ -305,6 +311,7 @@ class JobRunner:
             job = await self.store.job(job_id)
             if job is None or job.state in TERMINAL:
                 return
+            bind_job(job)  # this task's log lines name the job, as it is at this step
             if job.state in _AT_PROVIDER:
                 expired = self._timed_out(job)
                 if expired is not None:
@@ -330,7 +337,8 @@ class JobRunner:
         """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
         if not await self.store.transition(job.id, JobState.FAILED, error=message):
             return
-        log.info("job %s failed: %s", job.id, message)
+        self.metrics.finished(job, JobState.FAILED, self.clock())
+        log.info("job %s failed: %s", job.id, message, extra=job_fields(job, state=JobState.FAILED))
         surface = self.surfaces.get(job.surface)
         if surface is not None:
             try:
@@ -382,10 +390,12 @@ class JobRunner:
             provider_job_id = await provider.submit(spec)
         except SubmitOutcomeUnknown as exc:
             known = exc.started if isinstance(exc, LostAnswer) else started
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
             await self._records.lost(job.id, known, exc.user_message)
             return
         except ProviderError as exc:
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: provider refused: %s", job.id, exc)
             self.router.record(provider.name, exc)
             if not await self._fail_over(provider, job, exc, started):
@@ -396,7 +406,11 @@ class JobRunner:
             return
         self.router.record(provider.name, None)
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
-        log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
+        log.info(
+            "job %s submitted to %s as %s",
+            *(job.id, provider.name, provider_job_id),
+            extra=job_fields(job, state=JobState.RUNNING),
+        )
 
     async def _fail_over(self, provider: Provider, job: Job, exc: ProviderError, started: list[str]) -> bool:
         """Hand the job to the next provider that can serve it, when `exc` says nothing was taken;
@@ -506,13 +520,16 @@ class JobRunner:
         try:
             return await provider.status(job.provider_job_id)
         except (ProviderBusy, ProviderUnreachable) as exc:
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: status check failed, will retry: %s", job.id, exc)
             return None
         except ProviderError as exc:
+            self.metrics.provider_error(provider.name, exc)
             return ProviderStatus(state="failed", error=exc.user_message)
 
     async def _settle_status(self, provider: Provider, job: Job, status: ProviderStatus) -> None:
         if status.state == "failed":
+            self.metrics.provider_error(provider.name, "GenerationFailed")
             await self.fail(job, status.error or f"{provider.name} could not make the image.")
             return
         if not status.images:
@@ -560,7 +577,12 @@ class JobRunner:
         # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
         await self.versions.record(job, posts)
         if await self.store.transition(job.id, JobState.DELIVERED):
-            log.info("job %s delivered (%d image(s))", job.id, len(images))
+            self.metrics.finished(job, JobState.DELIVERED, self.clock())
+            log.info(
+                "job %s delivered (%d image(s))",
+                *(job.id, len(images)),
+                extra=job_fields(job, state=JobState.DELIVERED),
+            )
         return True
 
     async def result_images(self, job: Job) -> list[OutputImage]:

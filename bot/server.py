@@ -11,6 +11,7 @@ DEFAULT_MAX_BODY.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import socket
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.errors import CallbackRejected, ConfigError
+from bot.metrics import CONTENT_TYPE as METRICS_TYPE
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -91,6 +93,7 @@ class HttpServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_post("/webhooks/{token}", limit_body(self._webhook, CALLBACK_MAX_BODY))
         self.app.router.add_get("/media/{media_id}", self._media)
+        self.app.router.add_get("/metrics", self._metrics)
 
     @property
     def url(self) -> str:
@@ -151,14 +154,34 @@ class HttpServer:
         token = request.match_info["token"]
         # A body for no job is never read (the cap on its size was checked before this handler).
         if await engine.store.job_by_token(token) is None:
+            engine.metrics.callback(404)
             return web.json_response({"error": "unknown callback token"}, status=404)
         body = await request.read()
         try:
             await engine.handle_callback(token, request.headers, body)
         except CallbackRejected as exc:
+            engine.metrics.callback(exc.status)
             log.warning("callback refused (%s): %s", exc.status, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)
+        engine.metrics.callback(200)
         return web.json_response({"ok": True})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus' scrape. With HIDREAM_ADMIN_TOKEN set it asks for that token as a bearer token:
+        the figures (spend, volume, failures) are the operator's business, and this server may face
+        the internet for callbacks. Without it, it is open, like any exporter on an internal port."""
+        engine = self.engine
+        if engine is None:
+            return web.json_response({"error": "starting"}, status=503)
+        token = engine.settings.admin_token
+        secret = token.get_secret_value() if token is not None else ""
+        if secret and not bearer_matches(request, secret):
+            return web.json_response(
+                {"error": "send the operators' token: Authorization: Bearer <HIDREAM_ADMIN_TOKEN>"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        return web.Response(body=await engine.metrics.render(), headers={"Content-Type": METRICS_TYPE})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         engine = self.engine
@@ -175,3 +198,9 @@ class HttpServer:
         return web.Response(
             body=media.data, content_type=media.content_type, headers={"Cache-Control": "private"}
         )
+
+
+def bearer_matches(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time: how long a wrong guess takes says nothing about the token.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())

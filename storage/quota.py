@@ -204,12 +204,14 @@ def refusal(status: QuotaStatus, charge: Charge) -> QuotaExceeded | None:
         month = _when(next_month(status.now), status.now, fmt="%Y-%m-%d 00:00 UTC")
         return QuotaExceeded(
             f"This server or workspace has used ${status.month_spent_usd:.2f} of its ${status.budget_usd:.2f} "
-            f"monthly budget, and this request would cost ${charge.cost_usd:.2f}. The budget resets on {month}."
+            f"monthly budget, and this request would cost ${charge.cost_usd:.2f}. The budget resets on {month}.",
+            limit="budget",
         )
     if status.ceiling is not None and status.tenant_used + charge.images > status.ceiling:
         return QuotaExceeded(
             f"This server or workspace has made {status.tenant_used} of the {status.ceiling} images it may make "
-            f"today. The limit resets at {when}."
+            f"today. The limit resets at {when}.",
+            limit="tenant",
         )
     if status.limit - status.used >= charge.images:
         return None

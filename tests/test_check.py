@@ -139,6 +139,12 @@ def test_an_unknown_log_level(check) -> None:
     assert check(HIDREAM_LOG_LEVEL="debug").code == 0
 
 
+def test_an_unknown_log_format(check) -> None:
+    result = check(HIDREAM_LOG_FORMAT="xml")
+    assert result.code == 2 and "HIDREAM_LOG_FORMAT" in result.err and "'text' or 'json'" in result.err
+    assert check(HIDREAM_LOG_FORMAT="JSON").code == 0
+
+
 @pytest.mark.parametrize(
     "env",
     [

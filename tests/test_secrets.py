@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -117,8 +119,9 @@ def run_bot(
     return code, capsys.readouterr().err, capture
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_debug_logs_of_full_jobs_carry_no_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], log_format: str
 ) -> None:
     with background() as bg:
         discord = bg.enter(FakeDiscord(token="MTE4.discord-token-never-logged.x9Zq"))
@@ -154,6 +157,7 @@ def test_debug_logs_of_full_jobs_carry_no_secret(
             "HIDREAM_HTTP_PORT": str(port),
             "HIDREAM_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "HIDREAM_LOG_LEVEL": "DEBUG",
+            "HIDREAM_LOG_FORMAT": log_format,
         }
         seen: dict[str, Any] = {}
         with umask(0o022):  # the usual default: what the store does about it is what is tested
@@ -180,7 +184,26 @@ def test_debug_logs_of_full_jobs_carry_no_secret(
         assert value not in stderr, f"{name} appears on stderr"
     for token in [*tokens, seen.pop("interaction token")]:
         assert token not in logged and token not in stderr
+    if log_format == "json":
+        job_lines = json_lines(stderr, tokens=len(tokens))
+        assert {line["provider"] for line in job_lines} == {"fal"}
+        assert {line["tenant"].split(":")[0] for line in job_lines} == {"discord", "slack"}
     assert seen == {"bot.db": 0o600, "bot.db-wal": 0o600, "bot.db-shm": 0o600}
+
+
+def json_lines(stderr: str, *, tokens: int) -> list[dict[str, Any]]:
+    """Every line on stderr is one JSON object with the time, level, logger and message; a line the
+    runner writes about a job (`job <id> ...`) names that job, its tenant, provider and state. The
+    lines about jobs, for `tokens` jobs."""
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    about = [line for line in lines if re.match(r"job [0-9a-f]{32}\b", line["message"])]
+    assert len({line["job_id"] for line in about}) == tokens
+    for line in about:
+        assert line["message"].split()[1] == line["job_id"]
+        assert line["tenant"] and line["provider"] and line["state"]
+    assert {"delivered", "running"} <= {line["state"] for line in about}
+    return about
 
 
 @contextmanager
@@ -223,13 +246,16 @@ def test_the_sandbox_state_folder_is_private(tmp_path: Path, monkeypatch, capsys
     assert stat.S_IMODE(image.stat().st_mode) == 0o644
 
 
-def test_the_log_handler_masks_what_would_still_reach_it(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_log_handler_masks_what_would_still_reach_it(
+    capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
     """The second line of defence: whatever a logger lets through, the handler masks known secret values
     (given at set-up, or later, as the media-link secret is) and the tokens in callback, interaction and
     Slack URLs, in messages and in tracebacks alike."""
     capsys.readouterr()
     with logging_as_in_a_fresh_process():
-        redactor = bot.cli._setup_logging("DEBUG", ["fal-key-0123456789"])
+        redactor = bot.cli._setup_logging("DEBUG", ["fal-key-0123456789"], log_format)
         redactor.add("9f8e7d6c5b4a39281706f5e4d3c2b1a0")
         leaky = logging.getLogger("tests.leaky")
         leaky.info("using key %s", "fal-key-0123456789")
@@ -262,3 +288,6 @@ def test_the_log_handler_masks_what_would_still_reach_it(capsys: pytest.CaptureF
     assert "/webhooks/<redacted>?x=1" in err and "/webhooks/1200/<redacted>/messages/@original" in err
     assert "/interactions/1800/<redacted>/callback" in err and "Traceback" in err
     assert "(callbacks at http://bot.example/webhooks/), surfaces []" in err  # no token, nothing masked
+    if log_format == "json":
+        lines = [json.loads(line) for line in err.splitlines()]
+        assert len(lines) == 8 and lines[-1]["exception"].startswith("Traceback")
