@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from bot.admin import add_admin_routes
 from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError
@@ -200,6 +201,7 @@ async def start_bot(
         settings.public_url = server.url
     provider = build_provider(settings, selection, http, server.url)
     selection.provider[0].add_routes(server.app, provider)
+    add_admin_routes(server, settings)
     engine_options.setdefault("typed_http", typed_http)
     engine = Engine(settings, store, provider, http, **engine_options)
     bot = Bot(settings, http, store, server, provider, engine, retention)

@@ -41,6 +41,8 @@ class PluginSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+ADMIN_TOKEN_MIN = 16
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -79,6 +81,17 @@ class Settings(BaseSettings):
     # dies has its jobs taken over by another within about 4/3 of this.
     lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="HIDREAM_LEASE_SECONDS")
     log_level: str = Field(default="INFO", alias="HIDREAM_LOG_LEVEL")
+    # Set: the operators' page at /admin, opened with this token (a secret: never logged or shown).
+    admin_token: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_ADMIN_TOKEN")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, v: SecretStr) -> SecretStr:
+        token = v.get_secret_value().strip()
+        if token and len(token) < ADMIN_TOKEN_MIN:
+            # Anyone who reaches the server may try tokens: a short one is guessed. Never echo it.
+            raise ValueError(f"must be at least {ADMIN_TOKEN_MIN} characters (e.g. `openssl rand -hex 24`)")
+        return SecretStr(token)
 
     @field_validator("log_level")
     @classmethod
