@@ -8,6 +8,7 @@ value from the store passes through `esc`). SVG scales with its viewBox, so the 
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -29,7 +30,8 @@ h1 { font-size: 1.3rem; margin: 0; } h2 { font-size: 1.05rem; margin: 18px 0 6px
 table { border-collapse: collapse; width: 100%; font-size: 0.85rem; }
 th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid #8883; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.text { max-width: 320px; overflow-wrap: anywhere; }
+td.text { min-width: 8em; max-width: 320px; overflow-wrap: anywhere; }
+td.when { white-space: nowrap; }
 svg { width: 100%; height: auto; max-height: 320px; }
 svg text { font-size: 11px; fill: currentColor; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 0.85rem; margin: 4px 0; }
@@ -59,7 +61,7 @@ def chart(daily: dict[str, Any], measure: str, chart_id: str, label: str) -> str
     """A stacked bar chart of `measure` ("images" or "usd") per day and provider, as inline SVG."""
     days, colour = daily["days"], colours(daily["providers"])
     totals = [sum(p[measure] for p in d["providers"].values()) for d in days]
-    top = max(totals) or 1
+    top = nice_top(max(totals), whole=measure == "images")
     plot_w, plot_h = CHART_W - PAD_L - 6, CHART_H - PAD_B - PAD_T
     step = plot_w / len(days)
     parts = [
@@ -81,8 +83,28 @@ def chart(daily: dict[str, Any], measure: str, chart_id: str, label: str) -> str
             parts.append(
                 f'<text x="{x:.1f}" y="{CHART_H - 8}" text-anchor="middle">{esc(day["day"][5:])}</text>'
             )
+    if not any(totals):
+        parts.append(
+            f'<text x="{PAD_L + plot_w / 2:.1f}" y="{PAD_T + plot_h / 2:.1f}" text-anchor="middle" '
+            'class="empty">nothing in these days</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def nice_top(largest: float, *, whole: bool) -> float:
+    """The top of the scale: at least `largest`, so that its four steps are round (whole numbers of
+    images; multiples of a cent or more for dollars)."""
+    if largest <= 0:
+        return 4.0 if whole else 1.0
+    step = largest / 4
+    if whole:
+        return float(math.ceil(step) * 4)
+    magnitude = 10 ** math.floor(math.log10(step))
+    for factor in (1, 2, 2.5, 5, 10):
+        if step <= factor * magnitude:
+            return factor * magnitude * 4
+    return largest
 
 
 def _bar(
@@ -194,7 +216,7 @@ def _sections(report: dict[str, Any]) -> str:
             "failures",
             ["cause", "#jobs", "last"],
             [
-                [("text", f["cause"]), ("num", f["jobs"]), ("", when(f["last_at"]))]
+                [("text", f["cause"]), ("num", f["jobs"]), ("when", when(f["last_at"]))]
                 for f in report["failures"]
             ],
             "no failures",
@@ -221,7 +243,7 @@ def _sections(report: dict[str, Any]) -> str:
 def _jobs(report: dict[str, Any]) -> list[list[tuple[str, object]]]:
     return [
         [
-            ("", when(j["created_at"])),
+            ("when", when(j["created_at"])),
             (f"state-{j['state']}", j["state"]),
             ("", j["provider"]),
             ("num", f"{j['seconds']:.1f}"),
