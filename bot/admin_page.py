@@ -100,7 +100,7 @@ def nice_top(largest: float, *, whole: bool) -> float:
     step = largest / 4
     if whole:
         return float(math.ceil(step) * 4)
-    magnitude = 10 ** math.floor(math.log10(step))
+    magnitude = 10.0 ** math.floor(math.log10(step))
     for factor in (1, 2, 2.5, 5, 10):
         if step <= factor * magnitude:
             return factor * magnitude * 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.cli import secret_values
+from bot.config import load_settings
 from bot.errors import ConfigError
+from bot.jobs import JobState
 from storage.quota import utc_day
-from tests.admin_support import TOKEN, fill
+from tests.admin_support import TOKEN, fill, job, stored
 from tests.harness import BotHarness, settings_for_test
 from tests.store_backends import postgres_url
 
@@ -58,11 +62,11 @@ async def test_without_a_token_nothing_of_it_is_served(tmp_path: Path) -> None:
 
 def test_a_short_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
-        from bot.config import load_settings
-
         load_settings(_env_file=None, HIDREAM_ADMIN_TOKEN="short-secret")
     assert "HIDREAM_ADMIN_TOKEN" in str(refused.value) and "short-secret" not in str(refused.value)
     assert settings_for_test(tmp_path).admin_token.get_secret_value() == ""
+    # A secret setting: the log handler masks it wherever it would appear.
+    assert TOKEN in secret_values(settings_for_test(tmp_path, HIDREAM_ADMIN_TOKEN=TOKEN))
 
 
 async def test_no_credentials_or_a_wrong_bearer_are_refused(tmp_path: Path) -> None:
@@ -206,3 +210,31 @@ async def test_sign_in_failures_are_limited_and_its_body_is_capped(tmp_path: Pat
         )
         # Tools with the token are not locked out by someone guessing at the form.
         assert (await http.get("/admin/api/queue", headers=BEARER)).status_code == 200
+
+
+def bars(page: str, chart_id: str) -> list[tuple[str, str, str]]:
+    svg = page[page.index(f'<svg id="{chart_id}"') :]
+    svg = svg[: svg.index("</svg>")]
+    return re.findall(r'data-day="([^"]+)" data-provider="([^"]+)" data-value="([^"]+)"', svg)
+
+
+async def test_the_charts_stack_each_day_by_provider(tmp_path: Path) -> None:
+    async with admin_bot(tmp_path) as bot, client(bot.server_url) as http:
+        await fill(bot.store)
+        await stored(
+            bot.store, job("u9", "w1", "wavespeed", n=2, cost=0.04), "paper:w1", to=JobState.DELIVERED
+        )
+        page = (await http.get("/admin", headers=BEARER)).text
+    today, two_ago = utc_day(time.time()), utc_day(time.time() - 2 * 86400)
+    assert bars(page, "images-chart") == [
+        (two_ago, "wavespeed", "1"),
+        (today, "fal", "3"),
+        (today, "wavespeed", "2"),
+    ]
+    assert bars(page, "spend-chart") == [
+        (two_ago, "wavespeed", "0.03"),
+        (today, "fal", "0.15"),
+        (today, "wavespeed", "0.04"),
+    ]
+    assert f'data-day="{today}">5</text>' in page
+    assert "fal: 3 images, $0.15" in page and "wavespeed: 3 images, $0.07" in page
