@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from bot.admin import add_admin_routes
 from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError
@@ -238,6 +239,7 @@ async def start_bot(
     for (plugin, _), built in zip(selection.ordered, providers, strict=True):
         plugin.add_routes(server.app, built)
     provider = providers[0]
+    add_admin_routes(server, settings)
     engine_options.setdefault("typed_http", typed_http)
     engine = Engine(settings, store, providers, http, **engine_options)
     bot = Bot(settings, http, store, server, provider, engine, retention)

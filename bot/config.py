@@ -41,6 +41,8 @@ class PluginSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+ADMIN_TOKEN_MIN = 16
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -84,8 +86,17 @@ class Settings(BaseSettings):
     # `json`: one JSON object per log line (with the job's id, tenant, provider and state), for log
     # collectors; `text`: lines for people.
     log_format: Literal["text", "json"] = Field(default="text", alias="HIDREAM_LOG_FORMAT")
-    # Set: the operators' token, which /metrics asks for as a bearer token (and the operators' page).
-    admin_token: SecretStr | None = Field(default=None, alias="HIDREAM_ADMIN_TOKEN")
+    # Set: the operators' page at /admin, opened with this token (a secret: never logged or shown).
+    admin_token: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_ADMIN_TOKEN")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token(cls, v: SecretStr) -> SecretStr:
+        token = v.get_secret_value().strip()
+        if token and len(token) < ADMIN_TOKEN_MIN:
+            # Anyone who reaches the server may try tokens: a short one is guessed. Never echo it.
+            raise ValueError(f"must be at least {ADMIN_TOKEN_MIN} characters (e.g. `openssl rand -hex 24`)")
+        return SecretStr(token)
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,209 @@
+"""What the operators' page shows, read from the store with one SQL text for both backends (storage/sql.py):
+images and spend per day and provider, top tenants and users, recent jobs, failures by cause, the
+queue, and each tenant's limits and budget. Every function returns plain JSON-ready values, so the
+page and the `/admin/api/...` endpoints serve the same figures.
+
+Admin sessions that were ended (logout) are kept here too, so a replayed cookie is refused on any replica.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.jobs import SPENT, UNFINISHED, JobState, LedgerState
+from storage.base import Store
+from storage.quota import utc_day
+from storage.replicas import SEEN_FOR
+from storage.schema import marks
+from storage.sql import Sql
+
+DAY = 86400.0
+# A month's spend counts what a budget counts (storage/quota.py): reserved, made, or reset.
+_MONTH = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
+# How long an admin session lasts. Ended sessions are remembered in `seen_events`, which keeps a key for
+# SEEN_FOR: a session must expire before its logout is forgotten.
+SESSION_SECONDS = 12 * 3600
+assert SESSION_SECONDS < SEEN_FOR
+_ENDED = "admin-session-ended:"
+
+
+def last_days(now: float, days: int) -> list[str]:
+    """The UTC days from `days - 1` days ago to today, oldest first."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    return [(today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+
+
+async def daily(store: Store, days: int = 30) -> dict[str, Any]:
+    """Images delivered and dollars spent per UTC day and provider, for the last `days` days."""
+    sql = Sql(store)
+    span = last_days(sql.now(), days)
+    rows = await sql.fetch(
+        "SELECT l.day, j.provider, SUM(l.images), SUM(l.cost_usd) FROM ledger l JOIN jobs j ON j.id = l.job_id "
+        f"WHERE l.day >= ? AND l.state IN {marks(SPENT)} GROUP BY l.day, j.provider",
+        span[0],
+        *SPENT,
+    )
+    providers = sorted({str(r[1]) for r in rows})
+    by_day: dict[str, dict[str, dict[str, Any]]] = {day: {} for day in span}
+    for day, provider, images, cost in rows:
+        if day in by_day:
+            by_day[day][str(provider)] = {"images": int(images), "usd": round(float(cost), 4)}
+    return {
+        "days": [{"day": day, "providers": by_day[day]} for day in span],
+        "providers": providers,
+        "totals": {
+            p: {
+                "images": sum(d[p]["images"] for d in by_day.values() if p in d),
+                "usd": round(sum(d[p]["usd"] for d in by_day.values() if p in d), 4),
+            }
+            for p in providers
+        },
+    }
+
+
+async def top(store: Store, days: int = 30, limit: int = 10) -> dict[str, Any]:
+    """The tenants and the users (in their tenant) that spent most in the last `days` days."""
+    sql = Sql(store)
+    since = last_days(sql.now(), days)[0]
+    where = f"FROM ledger WHERE day >= ? AND state IN {marks(SPENT)}"
+    tenants = await sql.fetch(
+        f"SELECT workspace_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
+        "GROUP BY workspace_key ORDER BY 3 DESC, 2 DESC, 1 LIMIT ?",
+        since,
+        *SPENT,
+        limit,
+    )
+    users = await sql.fetch(
+        f"SELECT workspace_key, user_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
+        "GROUP BY workspace_key, user_key ORDER BY 4 DESC, 3 DESC, 2 LIMIT ?",
+        since,
+        *SPENT,
+        limit,
+    )
+    return {
+        "tenants": [
+            {"tenant": t, "images": int(i), "usd": round(float(c), 4), "jobs": int(n)}
+            for t, i, c, n in tenants
+        ],
+        "users": [
+            {"tenant": t, "user": u, "images": int(i), "usd": round(float(c), 4), "jobs": int(n)}
+            for t, u, i, c, n in users
+        ],
+    }
+
+
+def _prompt(request: str) -> str:
+    try:
+        return str(json.loads(request).get("prompt", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest jobs: state, provider, how long they took (or have taken so far), and their error."""
+    sql = Sql(store)
+    now = sql.now()
+    rows = await sql.fetch(
+        "SELECT id, surface, workspace_id, user_id, provider, state, request, error, created_at, updated_at "
+        "FROM jobs ORDER BY created_at DESC, id LIMIT ?",
+        limit,
+    )
+    jobs = []
+    for job_id, surface, workspace, user, provider, state, request, error, created, updated in rows:
+        finished = JobState(state) not in UNFINISHED
+        jobs.append(
+            {
+                "id": job_id,
+                "surface": surface,
+                "workspace": workspace,
+                "user": user,
+                "provider": provider,
+                "state": state,
+                "prompt": _prompt(request),
+                "error": error,
+                "created_at": float(created),
+                "seconds": round(float((updated if finished else now) - created), 3),
+            }
+        )
+    return jobs
+
+
+async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[str, Any]]:
+    """Failed jobs of the last `days` days grouped by their error, the most frequent first."""
+    sql = Sql(store)
+    rows = await sql.fetch(
+        "SELECT COALESCE(error, ''), COUNT(*), MAX(updated_at) FROM jobs WHERE state = ? AND updated_at >= ? "
+        "GROUP BY COALESCE(error, '') ORDER BY 2 DESC, 3 DESC LIMIT ?",
+        JobState.FAILED.value,
+        sql.now() - days * DAY,
+        limit,
+    )
+    return [{"cause": e or "(no message)", "jobs": int(n), "last_at": float(at)} for e, n, at in rows]
+
+
+async def queue(store: Store) -> dict[str, Any]:
+    """Unfinished jobs across every replica: waiting to be sent to a provider, and being worked."""
+    sql = Sql(store)
+    states = sorted(s.value for s in UNFINISHED)
+    rows = await sql.fetch(
+        f"SELECT state, COUNT(*) FROM jobs WHERE state IN {marks(states)} GROUP BY state", *states
+    )
+    counts = {s: 0 for s in states} | {str(s): int(n) for s, n in rows}
+    waiting = counts[JobState.QUEUED.value]
+    return {"queued": waiting, "active": sum(counts.values()) - waiting, "by_state": counts}
+
+
+async def tenants(store: Store, *, default_limit: int, default_ceiling: int | None) -> dict[str, Any]:
+    """Every tenant with a limit, a budget, or usage this month: its limits, budget and spend."""
+    sql = Sql(store)
+    now = sql.now()
+    month, today = utc_day(now)[:7], utc_day(now)
+    limits = await sql.fetch(
+        "SELECT tenant, scope, subject, daily_limit, set_by FROM limits ORDER BY tenant, scope, subject, set_by"
+    )
+    budgets = dict(await sql.fetch("SELECT tenant, monthly_usd FROM budgets"))
+    usage = await sql.fetch(
+        "SELECT workspace_key, SUM(cost_usd), SUM(CASE WHEN day = ? THEN images ELSE 0 END) FROM ledger "
+        f"WHERE substr(day, 1, 7) = ? AND state IN {marks(_MONTH)} GROUP BY workspace_key",
+        today,
+        month,
+        *_MONTH,
+    )
+    spent = {str(t): (float(c), int(i)) for t, c, i in usage}
+    names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))
+    return {
+        "default_user_limit": default_limit,
+        "default_ceiling": default_ceiling,
+        "tenants": [
+            {
+                "tenant": name,
+                "limits": [
+                    {"scope": s, "subject": subj, "daily_limit": int(n), "set_by": by}
+                    for t, s, subj, n, by in limits
+                    if t == name
+                ],
+                "budget_usd": None if budgets.get(name) is None else float(budgets[name]),
+                "month_usd": round(spent.get(name, (0.0, 0))[0], 4),
+                "today_images": spent.get(name, (0.0, 0))[1],
+            }
+            for name in names
+        ],
+    }
+
+
+async def end_session(store: Store, session_id: str) -> None:
+    """Remember that an admin session was ended, until after it would have expired anyway."""
+    sql = Sql(store)
+    await sql.execute(
+        "INSERT INTO seen_events (key, seen_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        _ENDED + session_id,
+        sql.now(),
+    )
+
+
+async def session_ended(store: Store, session_id: str) -> bool:
+    return (
+        await Sql(store).fetchrow("SELECT 1 FROM seen_events WHERE key = ?", _ENDED + session_id) is not None
+    )
