@@ -111,13 +111,33 @@ class SqliteStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._settle("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                if self.db.in_transaction:  # cancelled once the BEGIN had run
+                    await self._settle("ROLLBACK")
+                raise
             try:
                 yield self.db
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                await self._settle("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
+            await self._settle("COMMIT")
+
+    async def _settle(self, statement: str) -> None:
+        """Run a BEGIN, COMMIT or ROLLBACK to its end even when the caller is cancelled meanwhile (a job
+        task stopped by a shutdown or a lost lease), then pass the cancellation on: left half-done, the
+        store's one connection would stay inside a transaction and refuse every later BEGIN."""
+        step = asyncio.ensure_future(self.db.execute(statement))
+        cancelled = False
+        while not step.done():
+            try:
+                await asyncio.shield(step)
+            except asyncio.CancelledError:
+                cancelled = True
+        step.result()
+        if cancelled:
+            raise asyncio.CancelledError
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
