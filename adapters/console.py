@@ -38,23 +38,22 @@ from bot.preferences import parse_settings
 from bot.requests import ChatRequest, ImageRef, parse_command
 from storage.versions import Version
 
-HELP = """Commands:
-  /hidream <prompt> [--ar W:H | --size WxH|preset] [--seed N] [--steps N] [--cfg X] [--n 1-4]
-           [--format png|jpeg|webp] [--model full|dev] [--keep-aspect] [--provider NAME]
-           [--subject <name>]... (or write @name in the prompt: a saved subject's images as references)
-  --provider NAME  one of the configured providers, e.g. `/hidream a red fox --provider fal`
-  /edit <image file | job id | last> <what to change> [flags]
-  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
-  /subject list | /subject show <name> | /subject delete <name>
-           e.g. /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot
-  /vary <job id | last>          a variation: the image as reference, same prompt, new seed
-  /undo [job id | last]          go back one version: the next `/edit last` edits the one before
-  /history [job id | last]       list the versions of that chain (v1, v2, ...) with their prompts
-  /quota
-  /policy | /policy ban <phrase> | unban <phrase> | tier full|dev|default | provider <name>|default | reset
-  /help
-Defaults for every /hidream: HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp"
-(flags you type win)."""
+HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
+  flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
+           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
+Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
+Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
+           then /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot (repeatable)
+           /subject list | /subject show <name> | /subject delete <name>
+Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
+           /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
+           /vary <job id | last>      a variation: the image as reference, same prompt, new seed
+Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
+Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider fal
+Limits:    /quota   how many images are left today
+Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
+           | provider <name>|default | reset   (the console's user is its operator)
+/help      this text (Ctrl-D quits)"""
 
 
 class ConsoleChat:

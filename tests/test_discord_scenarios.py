@@ -14,7 +14,7 @@ from tests.harness import sandbox_of
 async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_path: Path) -> None:
     async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
         names = {c["name"] for c in fake.commands["global"]}
-        assert {"hidream", "hidream-usage", "hidream-admin", "Edit with HiDream"} <= names
+        assert {"hidream", "hidream-usage", "hidream-help", "hidream-admin", "Edit with HiDream"} <= names
         hidream = next(c for c in fake.commands["global"] if c["name"] == "hidream")
         option_names = [o["name"] for o in hidream["options"]]
         assert option_names[0] == "prompt" and {"image", "image2", "image3", "image4"} <= set(option_names)

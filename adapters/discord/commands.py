@@ -19,22 +19,25 @@ EDIT_MENU = "Edit with HiDream"
 
 
 def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: InteractionHandlers) -> None:
-    @tree.command(name="hidream", description="Make an image with HiDream-O1; attach images to edit them")
+    @tree.command(
+        name="hidream",
+        description="Make an image with HiDream-O1, or attach images to edit them (prompt:help for help)",
+    )
     @app_commands.describe(
-        prompt="What the image should show (or, with an image attached, what to change)",
-        image="An image to edit",
+        prompt="What the image should show, or what to change in the attached image; help shows the help",
+        image="An image to edit (add image2-image4 to combine several)",
         image2="A second image: two or more are combined (personalization)",
-        image3="A third image",
-        image4="A fourth image",
-        aspect="Aspect ratio, about one megapixel",
-        size="A preset size",
-        model="full (best) or dev (faster)",
+        image3="A third image to combine",
+        image4="A fourth image to combine",
+        aspect="Aspect ratio (width:height), sized to about one megapixel; or use size",
+        size="A preset size (width x height), instead of an aspect ratio",
+        model="Model tier: full (best quality) or dev (faster)",
         format="File format of the result",
-        seed="Same seed and prompt give the same image",
-        steps="Denoising steps (dev: at most 28)",
-        guidance="How closely to follow the prompt",
-        count="How many images",
-        keep_aspect="Keep the edited image's aspect ratio",
+        seed="Same seed and prompt give the same image; empty: a random seed",
+        steps="Denoising steps: more is slower and finer (dev: at most 28)",
+        guidance="How closely to follow the prompt (higher: more literal)",
+        count=f"How many images (1-{N_MAX})",
+        keep_aspect="When editing one image, keep its aspect ratio",
         subject="Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         provider="A provider this bot is configured with, by name (e.g. fal); default: the first that can",
     )
@@ -69,40 +72,53 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
     async def usage(interaction: discord.Interaction) -> None:
         await handlers.usage(interaction, None)
 
+    @tree.command(
+        name="hidream-help", description="How to make, edit and vary images, save subjects, set defaults"
+    )
+    async def help_command(interaction: discord.Interaction) -> None:
+        await handlers.help(interaction)
+
     @tree.context_menu(name=EDIT_MENU)
     async def edit_menu(interaction: discord.Interaction, message: discord.Message) -> None:
         await handlers.context_menu(interaction)
 
     admin = app_commands.Group(
         name="hidream-admin",
-        description="Image limits for this server (needs Manage Server)",
+        description="Daily image limits and grants for this server's members (needs Manage Server)",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
     )
 
     @admin.command(name="usage", description="Show a member's usage today")
+    @app_commands.describe(member="Whose usage to show")
     async def admin_usage(interaction: discord.Interaction, member: discord.User) -> None:
         await handlers.admin(interaction, "usage", member.id, None)
 
     @admin.command(name="user-limit", description="Set a member's daily limit (leave images empty to clear)")
+    @app_commands.describe(
+        member="Whose limit to set", images="Images per UTC day; empty: back to the default"
+    )
     async def user_limit(
         interaction: discord.Interaction, member: discord.User, images: Range[int, 0, 100_000] | None = None
     ) -> None:
         await handlers.admin(interaction, "user-limit", member.id, images)
 
     @admin.command(name="server-limit", description="Set this server's daily limit (empty clears it)")
+    @app_commands.describe(images="Images per UTC day for the whole server; empty: no server limit")
     async def server_limit(
         interaction: discord.Interaction, images: Range[int, 0, 1_000_000] | None = None
     ) -> None:
         await handlers.admin(interaction, "server-limit", None, images)
 
     @admin.command(name="grant", description="Give a member extra images for today")
+    @app_commands.describe(member="Who gets the extra images", images="How many more, for today only")
     async def grant(
         interaction: discord.Interaction, member: discord.User, images: Range[int, 1, 100_000]
     ) -> None:
         await handlers.admin(interaction, "grant", member.id, images)
 
     @admin.command(name="reset", description="Reset a member's usage for today")
+    @app_commands.describe(member="Whose usage today goes back to zero")
     async def reset(interaction: discord.Interaction, member: discord.User) -> None:
         await handlers.admin(interaction, "reset", member.id, None)
 
@@ -114,11 +130,17 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
 def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
     group = app_commands.Group(
         name="hidream-subject",
-        description="Saved subjects: 1-4 images kept under a name; use them with @name in a prompt",
+        description="Saved subjects: 1-4 images under a name; use with @name in a /hidream prompt",
     )
 
     @group.command(name="save", description="Save 1-4 attached images under a name")
-    @app_commands.describe(name="Letters, digits, - or _ (at most 32)", image="An image of the subject")
+    @app_commands.describe(
+        name="Letters, digits, - or _ (at most 32), e.g. mascot; then write @mascot in a prompt",
+        image="An image of the subject",
+        image2="Another image of it (optional)",
+        image3="Another image of it (optional)",
+        image4="Another image of it (optional)",
+    )
     async def save(
         interaction: discord.Interaction,
         name: Range[str, 1, 32],
@@ -134,10 +156,12 @@ def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
         await handlers.subjects.command(interaction, "list", "")
 
     @group.command(name="show", description="Post a subject's images")
+    @app_commands.describe(name="The subject's name, as in /hidream-subject list")
     async def show(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
         await handlers.subjects.command(interaction, "show", name)
 
     @group.command(name="delete", description="Delete a subject (its creator or a server manager)")
+    @app_commands.describe(name="The subject's name, as in /hidream-subject list")
     async def delete(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
         await handlers.subjects.command(interaction, "delete", name)
 
@@ -147,15 +171,18 @@ def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
 def register_preference_commands(
     tree: app_commands.CommandTree[discord.Client], handlers: InteractionHandlers
 ) -> None:
-    @tree.command(name="hidream-settings", description="Your defaults in this server; no options shows them")
+    @tree.command(
+        name="hidream-settings",
+        description="Your defaults in this server (options you type still win); no options shows them",
+    )
     @app_commands.describe(
         aspect="Default aspect ratio",
         size="Default preset size",
         model="Default model: full (best) or dev (faster)",
         format="Default file format",
         count="Default number of images",
-        private="Results only you can see",
-        reset="Clear all your defaults here",
+        private="True: results only you can see (ephemeral, no thread)",
+        reset="True: clear all your defaults here",
     )
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],

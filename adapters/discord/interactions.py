@@ -11,6 +11,7 @@ import discord
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
@@ -45,9 +46,11 @@ class InteractionHandlers(PreferenceCommands):
     async def slash(self, interaction: discord.Interaction) -> None:
         # Pure checks of the options and attachment metadata: no I/O before the acknowledgement. A
         # refusal here is answered before anything is deferred.
-        chat = translate.slash_request(
-            raw_payload(interaction), origin={}, max_bytes=self.ctx.max_image_bytes
-        )
+        payload = raw_payload(interaction)
+        if asks_for_help(payload):
+            await self.help(interaction)
+            return
+        chat = translate.slash_request(payload, origin={}, max_bytes=self.ctx.max_image_bytes)
         await self._submit(interaction, await self._defer(interaction), chat)
 
     @guarded(refuse)
@@ -168,6 +171,11 @@ class InteractionHandlers(PreferenceCommands):
             raise BadInput(NO_IMAGE)
         refs = translate.image_refs(images[:MAX_REFERENCES], max_bytes=self.ctx.max_image_bytes)
         return refs, None
+
+    @guarded(refuse)
+    async def help(self, interaction: discord.Interaction) -> None:
+        # Answered at once, privately: no defer, nothing stored, nothing counted.
+        await interaction.response.send_message(HELP_TEXT, ephemeral=True)
 
     @guarded(refuse)
     async def usage(self, interaction: discord.Interaction, _: None) -> None:
