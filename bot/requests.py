@@ -152,8 +152,26 @@ def _allowed_presets() -> str:
     return ", ".join(PRESETS)
 
 
+@dataclass
+class CommandParts:
+    """A command's text taken apart, before any value is checked."""
+
+    words: list[str]
+    values: dict[str, str]
+    subjects: list[str]
+    urls: list[str]
+
+
 def parse_command(text: str) -> ParsedCommand:
     """Parse `prompt [--flag value ...]`; flags may appear anywhere. URLs become references."""
+    parts = split_command(text)
+    return ParsedCommand(
+        request=build_request(" ".join(parts.words), parts.values, parts.subjects), urls=parts.urls
+    )
+
+
+def split_command(text: str) -> CommandParts:
+    """The prompt's words, its flags' raw values, its `--subject` names and its URLs."""
     tokens = text.split()
     words: list[str] = []
     urls: list[str] = []
@@ -191,7 +209,7 @@ def parse_command(text: str) -> ParsedCommand:
         else:
             words.append(tok)
         i += 1
-    return ParsedCommand(request=build_request(" ".join(words), values, subjects), urls=urls)
+    return CommandParts(words, values, subjects, urls)
 
 
 def check_subject_name(name: str) -> str:

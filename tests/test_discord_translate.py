@@ -34,6 +34,21 @@ def test_slash_options_become_the_same_request_as_typed_flags() -> None:
     assert chat.request == typed.request
 
 
+def test_flags_and_urls_in_the_prompt_count_and_typed_options_win() -> None:
+    payload = load("slash_hidream.json")
+    for option in payload["data"]["options"]:
+        if option["name"] == "prompt":
+            option["value"] = "a red fox https://example.com/fox.png --steps 20 --seed 3 --size square"
+    chat = translate.slash_request(payload, origin={}, max_bytes=MAX)
+    # The recording's typed options (aspect 16:9, seed 7, ...) win over --size and --seed in the text.
+    typed = parse_command("a red fox in snow --ar 16:9 --seed 7 --n 2 --model dev --cfg 4.5 --steps 20")
+    assert chat.request.prompt == "a red fox"
+    assert chat.request.model_dump(exclude={"prompt", "explicit"}) == typed.request.model_dump(
+        exclude={"prompt", "explicit"}
+    )
+    assert [(r.url, r.typed) for r in chat.references] == [("https://example.com/fox.png", True)]
+
+
 def test_two_attachments_become_references_in_option_order() -> None:
     chat = translate.slash_request(load("slash_two_images.json"), origin={}, max_bytes=MAX)
     assert [r.filename for r in chat.references] == ["cat.png", "dog.jpg"]

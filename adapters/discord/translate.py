@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import BadInput
-from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef, build_request, parse_command
+from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef, build_request, parse_command, split_command
 
 SURFACE = "discord"
 ATTACHMENT_OPTIONS = ("image", "image2", "image3", "image4")
@@ -117,13 +117,18 @@ def image_refs(attachments: list[dict[str, Any]], *, max_bytes: int) -> list[Ima
 def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes: int) -> ChatRequest:
     """/hidream with its typed options and up to four attachments."""
     opts = options_of(payload)
-    values: dict[str, str] = {}
+    # Flags and URLs typed into the prompt count as everywhere else; a typed option wins over the
+    # same flag written in the prompt.
+    typed = split_command(str(opts.get("prompt") or ""))
+    values = dict(typed.values)
     for option, flag in OPTION_FLAGS.items():
         if option in opts and opts[option] is not None:
             raw = opts[option]
             values[flag] = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
-    subjects = str(opts.get("subject") or "").replace(",", " ").split()
-    request = build_request(str(opts.get("prompt") or ""), values, subjects)
+    if "ar" in values and "size" in values and ("ar" in typed.values) != ("size" in typed.values):
+        values.pop("ar" if "ar" in typed.values else "size")  # the option chose the other one
+    subjects = typed.subjects + str(opts.get("subject") or "").replace(",", " ").split()
+    request = build_request(" ".join(typed.words), values, subjects)
     resolved = ((payload.get("data") or {}).get("resolved") or {}).get("attachments") or {}
     chosen = [str(opts[name]) for name in ATTACHMENT_OPTIONS if name in opts]
     attachments = [resolved[key] for key in chosen if key in resolved]
@@ -133,7 +138,8 @@ def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes:
         workspace_id=workspace_of(payload),
         origin=origin,
         request=request,
-        references=image_refs(attachments, max_bytes=max_bytes),
+        references=image_refs(attachments, max_bytes=max_bytes)
+        + [ImageRef(url=u, typed=True) for u in typed.urls],
     )
 
 
