@@ -31,6 +31,7 @@ from bot.runner import CALLBACK_GRACE, JobRunner
 from bot.subjects import SubjectBook
 from bot.versions import Versions
 from storage.base import Store
+from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.retention import sweeps_for
 
@@ -279,6 +280,10 @@ class Engine:
         )
         return await self.submit(chat, dedup_key=dedup_key)
 
+    async def recent_jobs(self, surface: str, workspace_id: str, user_id: str, limit: int) -> list[Recent]:
+        """A person's newest jobs in one server or workspace, each with where its result stands."""
+        return await History(self.store).recent(surface, workspace_id, user_id, limit)
+
     async def first_time(self, key: str) -> bool:
         """True the first time any replica is handed the platform event `key`; False for a resend."""
         return await self.runner.replicas.first_sight(key)
@@ -341,6 +346,11 @@ class Engine:
         """A person's `settings ...` in the tenant they typed it in."""
         tenant = self.tenant(surface, workspace_id, user_id)
         return await self.preferences.settings(tenant, f"{surface}:{user_id}", text)
+
+    async def user_defaults(self, surface: str, workspace_id: str, user_id: str) -> dict[str, str]:
+        """A person's defaults in the tenant of `workspace_id` (flag name -> value as typed)."""
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.defaults(tenant, f"{surface}:{user_id}")
 
     async def screen_prompt(self, surface: str, workspace_id: str, user_id: str, prompt: str) -> None:
         """For a surface that shows the prompt before admission: refuse a blocked one first."""

@@ -137,6 +137,9 @@ class Preferences:
             raise BadInput(BLOCKED)
         return policy
 
+    async def defaults(self, tenant: str, user_key: str) -> dict[str, str]:
+        return await self.rows.defaults(tenant, user_key)
+
     async def private(self, tenant: str, user_key: str) -> bool:
         return (await self.rows.defaults(tenant, user_key)).get("private") == "on"
 

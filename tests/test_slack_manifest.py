@@ -26,6 +26,20 @@ def test_command_shortcut_and_event_match_the_adapter() -> None:
     assert values("should_escape") == ["true"]  # admin commands read <@U...> ids
 
 
+def bot_events() -> list[str]:
+    block = MANIFEST.split("bot_events:", 1)[1].split("interactivity:", 1)[0]
+    return re.findall(r"^\s*-\s*(\w+)\s*$", block, re.M)
+
+
+def test_home_tab_is_enabled_and_refreshed_when_opened() -> None:
+    features = MANIFEST.split("\nfeatures:\n", 1)[1].split("\noauth_config:", 1)[0]
+    app_home = features.split("\n  app_home:\n", 1)[1].split("\n  slash_commands:", 1)[0]
+    assert re.search(r"^    home_tab_enabled: true$", app_home, re.M)
+    # Private results arrive in the bot's direct messages: the Messages tab stays.
+    assert re.search(r"^    messages_tab_enabled: true$", app_home, re.M)
+    assert bot_events() == ["app_mention", "app_home_opened"]
+
+
 def test_scopes_cover_the_web_api_methods_the_adapter_calls() -> None:
     needed = {
         "commands",

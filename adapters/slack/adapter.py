@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.context import ListenerContext
 from adapters.slack.handlers import register
+from adapters.slack.home import register_home
 from adapters.slack.oauth import StoreInstallationStore, TeamClients, oauth_settings, register_removals
 from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
@@ -134,6 +135,7 @@ class SlackAdapter:
             self.app.use(bind_request_client)
             register_removals(self.app, installs, engine)
         register(self.app, context)
+        register_home(self.app, context)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -23,11 +23,11 @@ Block = dict[str, Any]
 _TEXT_MAX = 2900
 
 
-def _clip(text: str, limit: int = _TEXT_MAX) -> str:
+def clip(text: str, limit: int = _TEXT_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Slack's three control characters, so a prompt cannot ping @channel or forge a link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -37,14 +37,14 @@ def status_blocks(user: str, verb: str, prompt: str, line: str) -> list[Block]:
     return [
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(f"<@{user}> {verb}: {_escape(prompt)}")},
+            "text": {"type": "mrkdwn", "text": clip(f"<@{user}> {verb}: {escape(prompt)}")},
         },
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(line, 300)}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(line, 300)}]},
     ]
 
 
 def status_text(user: str, verb: str, prompt: str, line: str) -> str:
-    return _clip(f"<@{user}> {verb}: {_escape(prompt)} ({line})")
+    return clip(f"<@{user}> {verb}: {escape(prompt)} ({line})")
 
 
 def result_summary(job: Job) -> str:
@@ -65,7 +65,7 @@ def result_blocks(job: Job) -> list[Block]:
     return [
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": _clip(f"<@{job.user_id}>: {_escape(job.request.prompt)}")},
+            "text": {"type": "mrkdwn", "text": clip(f"<@{job.user_id}>: {escape(job.request.prompt)}")},
         },
         {"type": "context", "elements": [{"type": "mrkdwn", "text": result_summary(job)}]},
         {

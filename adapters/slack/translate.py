@@ -41,13 +41,20 @@ def message_key(channel: str, ts: str) -> str:
     return f"{channel}:{ts}"
 
 
+def permalink(channel: str, ts: str, thread_ts: str | None = None) -> str:
+    """A link to one message, a reply in a thread when `thread_ts` is another message's (Slack's
+    archive links open the message in the workspace of whoever follows them)."""
+    url = f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    if thread_ts and thread_ts != ts:
+        url += f"?thread_ts={thread_ts}&cid={channel}"
+    return url
+
+
 def version_link(version: Version) -> str:
-    """A link to a version's summary message in its thread (Slack's archive links open the
-    message in the workspace of whoever follows them)."""
+    """A link to a version's summary message in its thread."""
     channel, ts = split_key(version.post)
     _, thread_ts = split_key(version.thread_key)
-    url = f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}?thread_ts={thread_ts}&cid={channel}"
-    return f"<{url}|v{version.number}>"
+    return f"<{permalink(channel, ts, thread_ts)}|v{version.number}>"
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -74,6 +74,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
     responses: list[dict[str, Any]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     downloads: list[tuple[str, bool]] = field(default_factory=list)
+    # The Home tab each user was last shown (views.publish), by user id.
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -262,6 +264,19 @@ class FakeSlack(OAuthFake, SlackPayloads):
         self.views.append(view)
         return {"view": view}
 
+    def m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+        # Slack's documented arguments: `user_id` and a `view` of type home (JSON text or an object);
+        # a view over Slack's limits is refused as Slack refuses it.
+        raw = p.get("view")
+        view = json.loads(raw) if isinstance(raw, str) else raw
+        if not p.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+            return {"error": "invalid_arguments"}
+        if not _within_limits(view.get("blocks") or []):
+            return {"error": "invalid_blocks"}
+        published = {**view, "id": f"V{next(self._ids):06d}", "team_id": self._caller}
+        self.homes[str(p["user_id"])] = published
+        return {"view": published}
+
     def m_conversations_open(self, p: dict[str, Any]) -> dict[str, Any]:
         # The bot's direct message with one person: a channel id of its own, made on first use.
         users = str(p.get("users", ""))
@@ -388,6 +403,17 @@ class FakeSlack(OAuthFake, SlackPayloads):
             envelope.update(retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else "")
         await self._sockets[-1].send_json(envelope)
         return await asyncio.wait_for(fut, within)
+
+
+def _within_limits(blocks: list[dict[str, Any]]) -> bool:
+    """Slack's limits on a view: 100 blocks; a section's text 3000 characters, a header's 150."""
+    if len(blocks) > 100:
+        return False
+    for block in blocks:
+        text = str((block.get("text") or {}).get("text", ""))
+        if len(text) > {"header": 150, "section": 3000}.get(str(block.get("type")), 3000):
+            return False
+    return True
 
 
 def _sniff(data: bytes) -> str:

@@ -64,6 +64,26 @@ class SlackPayloads:
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }
 
+    def home_opened(self, user: str, tab: str = "home", team: str = TEAM) -> dict[str, Any]:
+        """The event_callback Slack sends when `user` opens the app's Home (or Messages) tab."""
+        event = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": f"D{user}",
+            "tab": tab,
+            "event_ts": f"{int(time.time())}.{next(self._ids):06d}",
+        }
+        return {
+            "token": "legacy",
+            "team_id": team,
+            "api_app_id": "A0001",
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team, "user_id": BOT_USER, "is_bot": True}],
+        }
+
     def button(
         self, message: dict[str, Any], channel: str, action_id: str, user: str = "UALICE01"
     ) -> dict[str, Any]:

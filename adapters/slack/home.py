@@ -1,0 +1,149 @@
+"""The App Home tab: a person's images left today, their recent results (with links), their saved
+subjects and their defaults in this workspace. Built afresh and published with `views.publish` each
+time they open the tab (`app_home_opened`), with the token of the workspace the event came from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt.app.async_app import AsyncApp
+
+from adapters.slack import translate as t
+from adapters.slack.blocks import Block, clip, escape
+from adapters.slack.context import ListenerContext
+from bot.jobs import JobState
+from bot.subjects import creator_key
+from storage.history import Recent
+from storage.quota import QuotaStatus
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+RECENT_SHOWN = 10
+# Slack's limits: 100 blocks in a view, 3000 characters in a section's text, 150 in a header's.
+MAX_BLOCKS = 100
+_PROMPT_SHOWN = 200
+_STATE_WORDS = {
+    JobState.DELIVERED: "done",
+    JobState.FAILED: "failed",
+    JobState.COMPLETED: "delivering",
+    JobState.DELIVERING: "delivering",
+}
+
+
+@dataclass(frozen=True)
+class HomeState:
+    status: QuotaStatus
+    recent: list[Recent]
+    subjects: list[str]  # the names this person saved here
+    others_subjects: int  # how many more are saved here by others
+    defaults: dict[str, str]
+
+
+async def gather(engine: Engine, team: str, user: str) -> HomeState:
+    status = await engine.quota(t.SURFACE, user, team)
+    recent = await engine.recent_jobs(t.SURFACE, team, user, RECENT_SHOWN)
+    saved = await engine.subjects.all(engine.tenant(t.SURFACE, team, user))
+    mine = [s.name for s in saved if s.creator == creator_key(t.SURFACE, user)]
+    defaults = await engine.user_defaults(t.SURFACE, team, user)
+    return HomeState(status, recent, mine, len(saved) - len(mine), defaults)
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
+
+
+def _header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, 150)}}
+
+
+def _date(epoch: float, fallback: str) -> str:
+    # Slack shows it in the reader's own time zone.
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def result_link(item: Recent) -> str | None:
+    """Where the result stands in Slack: its summary in its thread; while it is not delivered (or when
+    it failed), the request's status message, as long as its origin is still held."""
+    if item.post is not None and item.thread is not None:
+        channel, ts = t.split_key(item.post)
+        return t.permalink(channel, ts, t.split_key(item.thread)[1])
+    origin = item.job.origin
+    if item.job.state is JobState.DELIVERED or not origin.get("channel") or not origin.get("status_ts"):
+        return None
+    thread_ts = str(origin.get("thread_ts") or "")
+    return t.permalink(str(origin["channel"]), str(origin["status_ts"]), thread_ts)
+
+
+def _result_line(item: Recent) -> str:
+    job = item.job
+    state = _STATE_WORDS.get(job.state, "in progress")
+    link = result_link(item)
+    if link is None and job.state is JobState.DELIVERED:
+        state = "deleted"
+    count = f"{job.request.n} images" if job.request.n > 1 else "1 image"
+    when = _date(job.created_at, "recently")
+    shown = f"<{link}|Open>" if link else "no link"
+    return f"*{escape(clip(job.request.prompt, _PROMPT_SHOWN))}*\n{state} · {count} · {when} · {shown}"
+
+
+def _quota_text(status: QuotaStatus) -> str:
+    text = (
+        f"*{status.remaining}* of {status.limit} images left today (used {status.used}); "
+        f"the count starts again {_date(status.resets_at.timestamp(), 'at 00:00 UTC')}."
+    )
+    if status.ceiling is not None:
+        text += f"\nThis workspace has made {status.tenant_used} of its {status.ceiling} today."
+    return text
+
+
+def _subjects_text(state: HomeState) -> str:
+    if not state.subjects:
+        text = "You have saved no subjects here. Save a result with its *Save as subject* button."
+    else:
+        text = "Yours: " + ", ".join(f"`{escape(name)}`" for name in state.subjects)
+        text += "\nUse one in a prompt as `@name` or `--subject name`."
+    if state.others_subjects:
+        text += f"\n{state.others_subjects} more saved here by others: `/hidream subjects` lists them."
+    return text
+
+
+def _defaults_text(defaults: dict[str, str]) -> str:
+    if not defaults:
+        return "None. Set some with `/hidream settings --ar 16:9 --n 2` (`--private on` sends results to you alone)."
+    shown = " ".join(f"--{escape(k)} {escape(v)}" for k, v in sorted(defaults.items()))
+    return f"`{shown}`\nFlags you type win; `/hidream settings reset` clears them."
+
+
+def home_view(state: HomeState) -> dict[str, Any]:
+    """The Home tab's view: within Slack's limits whatever the person's prompts and names hold."""
+    blocks: list[Block] = [_header("Your HiDream"), _section(_quota_text(state.status))]
+    blocks += [{"type": "divider"}, _header("Recent results")]
+    if state.recent:
+        blocks += [_section(_result_line(item)) for item in state.recent]
+    else:
+        blocks.append(_section("Nothing yet. Type `/hidream a red fox in snow` in any channel."))
+    blocks += [{"type": "divider"}, _header("Saved subjects"), _section(_subjects_text(state))]
+    blocks += [_header("Your defaults"), _section(_defaults_text(state.defaults))]
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
+
+
+def register_home(app: AsyncApp, ctx: ListenerContext) -> None:
+    async def on_home_opened(body: dict[str, Any], event: dict[str, Any]) -> None:
+        # The Messages tab opens the bot's DM: nothing to publish there.
+        if event.get("tab") != "home":
+            return
+        user, team = str(event.get("user", "")), str(body.get("team_id", ""))
+        try:
+            view = home_view(await gather(ctx.engine, team, user))
+            # ctx.client: the token bolt authorized for this event (its workspace's, under OAuth).
+            await ctx.client.views_publish(user_id=user, view=view)
+        except Exception:
+            # A Home tab left as it was is no reason to fail the event (Slack would resend it).
+            log.warning("could not publish the Home tab of %s in %s", user, team, exc_info=True)
+
+    app.event("app_home_opened")(on_home_opened)
