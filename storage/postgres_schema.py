@@ -103,6 +103,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
                                 tier TEXT, provider TEXT, updated_at DOUBLE PRECISION NOT NULL);
     """,
+    # 7: a person's recent jobs in a workspace by index, as SQLite's migration 10.
+    "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
 ]
 
 _JSON_FIELDS = ("result_media", "callback_status")

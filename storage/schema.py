@@ -162,6 +162,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
                                 tier TEXT, provider TEXT, updated_at REAL NOT NULL);
     """,
+    # 10: a person's recent jobs in a workspace (the Slack Home tab, storage/history.py) by index.
+    "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
 ]
 
 
