@@ -89,6 +89,7 @@ class ConsoleChat:
         err: TextIO | None = None,
         user_id: str = "local",
         defaults: str = "",
+        server_url: str = "",
     ) -> None:
         self.engine = engine
         self.output_dir = output_dir
@@ -97,6 +98,7 @@ class ConsoleChat:
         self.err = err or sys.stderr
         self.user_id = user_id
         self.defaults = defaults
+        self.server_url = server_url
         self.last_job_id: str | None = None
         self.failures = 0
 
@@ -139,8 +141,9 @@ class ConsoleChat:
     async def run_until_done(self) -> int:
         """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed."""
         if self.stdin.isatty():
+            server = f", its HTTP server at {self.server_url}" if self.server_url else ""
             self._say(
-                f"hidream-bot console on the {self.engine.provider.name} provider. "
+                f"hidream-bot console on the {self.engine.provider.name} provider{server}. "
                 "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)"
             )
         await self.run()
@@ -381,7 +384,9 @@ class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
         return True
 
     def build(self, core: Core, settings: ConsoleSettings) -> ConsoleChat:
-        return ConsoleChat(core.engine, settings.output_dir, defaults=settings.console_defaults)
+        return ConsoleChat(
+            core.engine, settings.output_dir, defaults=settings.console_defaults, server_url=core.server.url
+        )
 
     def summary(self, settings: ConsoleSettings) -> str:
         return "console (no chat credentials set)"

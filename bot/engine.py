@@ -174,7 +174,9 @@ class Engine:
             cost_usd=cost,
         )
         stored = await self._counted(
-            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job())
+            self.store.admit(
+                job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job()
+            )
         )
         if stored.id == job.id:
             log.info(
