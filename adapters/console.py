@@ -1,7 +1,7 @@
 """The local console chat: one line of standard input is one message.
 
     /hidream <prompt> [flags]          make images
-    /edit <file|job-id|last> <text>    edit an image (the console's way to reply to one)
+    /edit <file|job-id[#N]|last> <text>  edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
     /vary <job-id|last>                a variation of a result (same prompt, new seed)
     /undo [job-id|last]                the version before becomes the one `last` edits
@@ -46,6 +46,7 @@ HELP = """Commands:
            [--subject <name>]... (or write @name in the prompt: a saved subject's images as references)
   --provider NAME  one of the configured providers, e.g. `/hidream a red fox --provider fal`
   /edit <image file | job id | last> <what to change> [flags]
+           a job's second image: /edit <job id>#2 ...   (a job of several images: its first by default)
   /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
   /subject list | /subject show <name> | /subject delete <name>
            e.g. /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot
