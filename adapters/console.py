@@ -46,7 +46,8 @@ HELP = """Commands:
            [--subject <name>]... (or write @name in the prompt: a saved subject's images as references)
   --provider NAME  one of the configured providers, e.g. `/hidream a red fox --provider fal`
   /edit <image file | job id | last> <what to change> [flags]
-           a job's second image: /edit <job id>#2 ...   (a job of several images: its first by default)
+           a job's second image: /edit <job id>#2 ...   (a job of several images: its first by default;
+           #all combines them all: /edit last#all the same fox in autumn)
   /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
   /subject list | /subject show <name> | /subject delete <name>
            e.g. /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot
@@ -63,8 +64,9 @@ PROMPT = "hidream> "
 EDIT_EXAMPLE = (
     "Say what to change, e.g. `/edit last make it night` (or `/edit <job id>#2 ...` for its second image)."
 )
-# A job id prefix with an image number: `3f2a9c1e#2` is the second image of that job.
-_NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+)$")
+# A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
+# `3f2a9c1e#all` all of them.
+_NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+|all)$")
 
 
 def plain(text: str) -> str:
@@ -231,8 +233,9 @@ class ConsoleChat:
         )
 
     async def _edit_target(self, target: str, *, one: bool = False) -> tuple[list[ImageRef], str | None]:
-        """The images `target` names: a file, a job's images, or (`job#2`) one of them. `one`: an edit,
-        which takes one image of a job (its first unless numbered), and says which when it had several."""
+        """The images `target` names: a file, a job's images, one of them (`job#2`) or all (`job#all`).
+        `one`: an edit, which takes one image of a job of several (its first unless numbered) and says
+        which: editing one of several is what a person means; `#all` combines them (personalization)."""
         path = Path(target).expanduser()  # noqa: ASYNC240 (no I/O: only joins the home directory)
         if await asyncio.to_thread(path.is_file):
             data = await asyncio.to_thread(path.read_bytes)
@@ -241,14 +244,17 @@ class ConsoleChat:
         numbered = _NUMBERED.match(target)
         job = await self._result(numbered["job"] if numbered else target)
         count = len(job.result_media)
-        if numbered is None:
-            if not one or count == 1:
-                return self.engine.references_of(job), job.id
-            self._say(f"[{job.id[:8]}] editing image 1 of {count}; another one: /edit {job.id[:8]}#2 ...")
-            return self.engine.references_of(job, 0), job.id
-        index = int(numbered["index"])
+        chosen = numbered["index"] if numbered else ("1" if one else "all")
+        if chosen == "all" or (count == 1 and numbered is None):
+            return self.engine.references_of(job), job.id
+        index = int(chosen)
         if not 1 <= index <= count:
-            raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}.")
+            raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}, or #all.")
+        if numbered is None:
+            self._say(
+                f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
+                f"all {count} combined: /edit {job.id[:8]}#all ..."
+            )
         return self.engine.references_of(job, index - 1), job.id
 
     async def _result(self, target: str) -> Job:

@@ -124,7 +124,7 @@ async def test_edit_takes_one_image_of_a_multi_image_job_and_says_which(tmp_path
         assert parent is not None and len(parent.result_media) == 2
         await say(chat, "/edit last make it night")
         assert (
-            f"[{parent.id[:8]}] editing image 1 of 2; another one: /edit {parent.id[:8]}#2 ..."
+            f"[{parent.id[:8]}] editing image 1 of 2; another: /edit {parent.id[:8]}#2 ..., all 2 combined"
             in err.getvalue()
         )
         first = await bot.engine.job(chat.last_job_id or "")
@@ -135,5 +135,9 @@ async def test_edit_takes_one_image_of_a_multi_image_job_and_says_which(tmp_path
         assert second is not None and second.mode == "edit"
         assert second.reference_media == parent.result_media[1:]
         await say(chat, f"/edit {parent.id[:8]}#3 add snow")
-        assert f"{parent.id[:8]} has 2 image(s): choose #1 to #2." in err.getvalue()
+        assert f"{parent.id[:8]} has 2 image(s): choose #1 to #2, or #all." in err.getvalue()
         assert chat.failures == 1
+        await say(chat, f"/edit {parent.id[:8]}#all the two foxes at night")
+        both = await bot.engine.job(chat.last_job_id or "")
+        assert both is not None and both.mode == "personalization"
+        assert both.reference_media == parent.result_media
