@@ -1,4 +1,6 @@
 # Every target works on a fresh machine: it installs uv when missing, then the locked dependencies (uv.lock).
+# `run` and `check` install only what the bot needs (no test tools) and print nothing of their own on
+# standard output: a script that pipes `make run` reads only the image paths the console prints.
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null)
@@ -7,19 +9,24 @@ UV := $(PYTHON) -m uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup run check test lint bench fmt
+.PHONY: uv setup setup-run run check test lint bench fmt
 
 uv:
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv >&2
 
 setup: uv
 	$(UV) sync --frozen
 
-run: setup
-	$(RUN) hidream-bot run
+# The bot's own dependencies only. --inexact: test tools already installed (by `make test`) stay, so
+# `make run` never takes them from a developer's environment. Anything uv says goes to standard error.
+setup-run: uv
+	@$(UV) sync --frozen --no-dev --inexact --quiet >&2
 
-check: setup
-	$(RUN) hidream-bot check
+run: setup-run
+	@$(RUN) --no-dev --quiet hidream-bot run
+
+check: setup-run
+	@$(RUN) --no-dev --quiet hidream-bot check
 
 lint: setup
 	$(RUN) ruff check .

@@ -1,7 +1,7 @@
 """The local console chat: one line of standard input is one message.
 
     /hidream <prompt> [flags]          make images
-    /edit <file|job-id|last> <text>    edit an image (the console's way to reply to one)
+    /edit <file|job-id[#N]|last> <text>  edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
     /vary <job-id|last>                a variation of a result (same prompt, new seed)
     /undo [job-id|last]                the version before becomes the one `last` edits
@@ -14,12 +14,14 @@ Personal defaults come from HIDREAM_CONSOLE_DEFAULTS (e.g. "--ar 16:9 --n 2"), s
 console's user at start, so the engine applies them as it does every surface's.
 
 Images are written under the output directory and each path is printed on standard output;
-progress and messages go to standard error, so the output can be piped.
+progress and messages go to standard error, so the output can be piped. Messages are plain text: the
+Markdown backticks the shared messages carry for Slack and Discord are taken out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import threading
 from pathlib import Path
@@ -32,7 +34,7 @@ from bot.config import PluginSettings
 from bot.engine import Engine
 from bot.errors import BadInput, UserFacingError
 from bot.jobs import Job, OutputImage, Post, Progress
-from bot.media import to_data_uri
+from bot.media import check_image, to_data_uri
 from bot.plugins import Core, SurfacePlugin
 from bot.preferences import parse_settings
 from bot.requests import ChatRequest, ImageRef, parse_command
@@ -42,6 +44,8 @@ HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
            --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
+           a job's second image: /edit <job id>#2 ...  (of several images the first by default;
+           #all combines them: /edit last#all the same fox in autumn)
 Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
            then /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot (repeatable)
            /subject list | /subject show <name> | /subject delete <name>
@@ -54,6 +58,24 @@ Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
            | provider <name>|default | reset   (the console's user is its operator)
 /help      this text (Ctrl-D quits)"""
+
+PROMPT = "hidream> "
+EDIT_EXAMPLE = (
+    "Say what to change, e.g. `/edit last make it night` (or `/edit <job id>#2 ...` for its second image)."
+)
+# A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
+# `3f2a9c1e#all` all of them.
+_NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+|all)$")
+
+
+def plain(text: str) -> str:
+    """A shared message as the console shows it: Markdown's inline code marks (for Slack and Discord) removed."""
+    return text.replace("`", "")
+
+
+def pixel_sizes(images: list[OutputImage]) -> str:
+    """The delivered sizes, e.g. `1344x768` (each distinct one once, in order)."""
+    return ", ".join(dict.fromkeys(f"{i.width}x{i.height}" for i in images))
 
 
 class ConsoleChat:
@@ -69,6 +91,7 @@ class ConsoleChat:
         err: TextIO | None = None,
         user_id: str = "local",
         defaults: str = "",
+        server_url: str = "",
     ) -> None:
         self.engine = engine
         self.output_dir = output_dir
@@ -77,6 +100,7 @@ class ConsoleChat:
         self.err = err or sys.stderr
         self.user_id = user_id
         self.defaults = defaults
+        self.server_url = server_url
         self.last_job_id: str | None = None
         self.failures = 0
 
@@ -101,7 +125,7 @@ class ConsoleChat:
             print(str(path), file=self.out, flush=True)
         self._say(
             f"[{job.id[:8]}] done: {len(images)} image(s) by {job.provider}, seed {job.seed}, {job.tier} model, "
-            f"{job.request.size_label()}. Edit with: /edit {job.id[:8]} <what to change>"
+            f"{pixel_sizes(images)}. Edit with: /edit {job.id[:8]} <what to change>"
         )
         # The console has no threads: a chain of edits is one, named by its first job.
         return [Post(message_key=job.id, thread_key=await self.engine.versions.thread_for(job))]
@@ -111,19 +135,26 @@ class ConsoleChat:
         self._say(f"[{job.id[:8]}] {text}")
 
     async def progress(self, job: Job, progress: Progress) -> None:
-        self._say(f"[{job.id[:8]}] {progress.text()}")
+        # The console writes files: nothing is uploaded.
+        self._say(f"[{job.id[:8]}] {progress.text(delivering='Saving')}")
 
     # --- reading commands -------------------------------------------------------------------------
 
     async def run_until_done(self) -> int:
         """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed."""
         if self.stdin.isatty():
+            server = f", its HTTP server at {self.server_url}" if self.server_url else ""
             self._say(
-                f"hidream-bot console on the {self.engine.provider.name} provider. "
+                f"hidream-bot console on the {self.engine.provider.name} provider{server}. "
                 "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)"
             )
         await self.run()
         return 1 if self.failures else 0
+
+    def _prompt(self) -> None:
+        """Ask for the next line, only when a person types them: a script's stderr stays as it was."""
+        if self.stdin.isatty():
+            print(PROMPT, end="", file=self.err, flush=True)
 
     async def run(self) -> None:
         """Read commands until standard input ends, then wait for the jobs to finish."""
@@ -137,8 +168,12 @@ class ConsoleChat:
 
         # A daemon thread: a blocked read never keeps the process alive at exit.
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
+        self._prompt()
         while (line := await lines.get()) is not None:
             await self.handle(line)
+            self._prompt()
+        if self.stdin.isatty():
+            print(file=self.err, flush=True)  # Ctrl-D leaves the cursor after the prompt
         await self.engine.wait_idle()
 
     async def handle(self, line: str) -> None:
@@ -180,8 +215,13 @@ class ConsoleChat:
         if not target:
             self._say("Usage: /edit <image file | job id | last> <what to change>")
             return
-        parsed = parse_command(instruction)
-        refs, parent = await self._edit_target(target)
+        try:
+            parsed = parse_command(instruction)
+        except BadInput:
+            if _has_prompt(instruction):
+                raise
+            raise BadInput(EDIT_EXAMPLE) from None
+        refs, parent = await self._edit_target(target, one=True)
         await self._submit(
             ChatRequest(
                 **self._who(),
@@ -191,13 +231,30 @@ class ConsoleChat:
             )
         )
 
-    async def _edit_target(self, target: str) -> tuple[list[ImageRef], str | None]:
+    async def _edit_target(self, target: str, *, one: bool = False) -> tuple[list[ImageRef], str | None]:
+        """The images `target` names: a file, a job's images, one of them (`job#2`) or all (`job#all`).
+        `one`: an edit, which takes one image of a job of several (its first unless numbered) and says
+        which: editing one of several is what a person means; `#all` combines them (personalization)."""
         path = Path(target).expanduser()  # noqa: ASYNC240 (no I/O: only joins the home directory)
         if await asyncio.to_thread(path.is_file):
             data = await asyncio.to_thread(path.read_bytes)
+            await check_image(data, max_bytes=self.engine.settings.max_image_bytes, name=str(path))
             return [ImageRef(url=to_data_uri(data, "application/octet-stream"), filename=path.name)], None
-        job = await self._result(target)
-        return self.engine.references_of(job), job.id
+        numbered = _NUMBERED.match(target)
+        job = await self._result(numbered["job"] if numbered else target)
+        count = len(job.result_media)
+        chosen = numbered["index"] if numbered else ("1" if one else "all")
+        if chosen == "all" or (count == 1 and numbered is None):
+            return self.engine.references_of(job), job.id
+        index = int(chosen)
+        if not 1 <= index <= count:
+            raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}, or #all.")
+        if numbered is None:
+            self._say(
+                f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
+                f"all {count} combined: /edit {job.id[:8]}#all ..."
+            )
+        return self.engine.references_of(job, index - 1), job.id
 
     async def _result(self, target: str) -> Job:
         """The finished job `target` names; `last`: the current version of the last job's chain
@@ -207,6 +264,10 @@ class ConsoleChat:
         if job is not None and not job.result_media:
             # A script may ask to edit a result that is still being made: wait for it, as a person would.
             job = await self.engine.wait_job(job.id)
+        if target == "last" and (job is None or not job.result_media):
+            raise UserFacingError(
+                "There is no finished image yet: make one first, e.g. /hidream a red fox in snow"
+            )
         if job is None or not job.result_media:
             raise UserFacingError(
                 f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
@@ -287,7 +348,17 @@ class ConsoleChat:
         return {"surface": self.name, "user_id": self.user_id, "workspace_id": "local"}
 
     def _say(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+        print(plain(text), file=self.err, flush=True)
+
+
+def _has_prompt(instruction: str) -> bool:
+    """Whether an instruction that did not parse had words to say what to change (else its error is
+    that it said nothing, which `/edit`'s own example explains better)."""
+    try:
+        parse_command(instruction + " x")
+    except BadInput:
+        return True
+    return False
 
 
 class ConsoleSettings(PluginSettings):
@@ -319,7 +390,9 @@ class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
         return True
 
     def build(self, core: Core, settings: ConsoleSettings) -> ConsoleChat:
-        return ConsoleChat(core.engine, settings.output_dir, defaults=settings.console_defaults)
+        return ConsoleChat(
+            core.engine, settings.output_dir, defaults=settings.console_defaults, server_url=core.server.url
+        )
 
     def summary(self, settings: ConsoleSettings) -> str:
         return "console (no chat credentials set)"

@@ -205,6 +205,26 @@ def open_store(settings: Settings) -> Store:
     )
 
 
+def bind_server(settings: Settings, *, may_move: bool) -> HttpServer:
+    """The server, bound to its port. `may_move`: when the port is taken, take a free one and say so
+    (a console run on its default port: a second console, or anything else on 8080, must not stop it).
+    A port the operator chose is never moved: a taken one stops the bot with a line naming the setting."""
+    server = HttpServer(settings.http_host, settings.http_port)
+    try:
+        server.bind()
+    except ConfigError:
+        if not may_move:
+            raise
+        server = HttpServer(settings.http_host, 0)
+        server.bind()
+        log.warning(
+            "port %s is taken: the bot's HTTP server listens on %s instead (HIDREAM_HTTP_PORT chooses one)",
+            settings.http_port,
+            server.url,
+        )
+    return server
+
+
 async def start_bot(
     settings: Settings,
     stack: AsyncExitStack,
@@ -231,8 +251,8 @@ async def start_bot(
     store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).
     retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
-    server = HttpServer(settings.http_host, settings.http_port)
-    server.bind()
+    console_only = surfaces is None and all(plugin.fallback for plugin, _ in selection.surfaces)
+    server = bind_server(settings, may_move=console_only and not settings.chosen("http_port"))
     if loopback_public_url:
         settings.public_url = server.url
     providers = build_providers(settings, selection, http, server.url)

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = select(settings)
     except ConfigError as exc:
         return _refuse(exc)
-    redactor = _setup_logging(settings.log_level, secret_values(settings), settings.log_format)
+    redactor = _setup_logging(_log_level(settings, selection), secret_values(settings), settings.log_format)
     try:
         if args.command == "check":
             return check(settings, selection)
@@ -252,6 +252,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ConfigError as exc:
         return _refuse(exc)
+
+
+def _log_level(settings: Settings, selection: Selection) -> str:
+    """HIDREAM_LOG_LEVEL when given; else INFO, except in a console-only run: there the log shares the
+    terminal with the chat, so only warnings (a moved port, a provider's trouble) are shown."""
+    console_only = all(plugin.fallback for plugin, _ in selection.surfaces)
+    if console_only and not settings.chosen("log_level"):
+        return "WARNING"
+    return settings.log_level
 
 
 def _refuse(exc: ConfigError) -> int:

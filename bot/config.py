@@ -45,6 +45,14 @@ ADMIN_TOKEN_MIN = 16
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# Where the bot's server listens unless HIDREAM_HTTP_PORT says otherwise. Read when settings are made
+# (not when the class is), so that a test can stand in a port it holds for the default.
+DEFAULT_HTTP_PORT = 8080
+
+
+def _default_http_port() -> int:
+    return DEFAULT_HTTP_PORT
+
 
 class Settings(BaseSettings):
     model_config = _SOURCES
@@ -58,7 +66,7 @@ class Settings(BaseSettings):
 
     # The bot's own HTTP server and state
     http_host: str = Field(default="127.0.0.1", alias="HIDREAM_HTTP_HOST")
-    http_port: int = Field(default=8080, ge=0, le=65535, alias="HIDREAM_HTTP_PORT")
+    http_port: int = Field(default_factory=_default_http_port, ge=0, le=65535, alias="HIDREAM_HTTP_PORT")
     public_url: str = Field(default="", alias="HIDREAM_PUBLIC_URL")
     db_path: Path = Field(default=Path("./hidream-bot.db"), alias="HIDREAM_DB_PATH")
     # Empty: SQLite at db_path. A postgresql:// URL: that PostgreSQL database (it may hold a password,
@@ -118,6 +126,10 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"{', '.join(twice)} is named more than once")
         return ",".join(names)
+
+    def chosen(self, name: str) -> bool:
+        """Whether the setting `name` (a field) was given (environment, `.env` or an argument), not defaulted."""
+        return name in self.model_fields_set
 
     @property
     def provider_order(self) -> list[str]:

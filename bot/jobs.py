@@ -129,14 +129,15 @@ class Progress:
     elapsed: float
     queue_position: int | None = None
 
-    def text(self) -> str:
+    def text(self, *, delivering: str = "Uploading") -> str:
+        """`delivering`: the word for the last step where it is not an upload (the console saves files)."""
         secs = int(self.elapsed)
         if self.stage == "queued":
             pos = f", position {self.queue_position} in the queue" if self.queue_position is not None else ""
             return f"Queued{pos} ({secs}s)"
         if self.stage == "running":
             return f"Generating… ({secs}s)"
-        return f"Uploading… ({secs}s)"
+        return f"{delivering}… ({secs}s)"
 
 
 @dataclass(frozen=True)

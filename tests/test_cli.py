@@ -140,7 +140,9 @@ def test_installed_script_makes_a_16_9_image_and_the_same_line_gives_the_same_by
 def test_console_bad_flag_is_explained_and_writes_nothing(tmp_path: Path, cli: Cli) -> None:
     result = cli("run", stdin="/hidream a red fox --n 9\n")
     assert result.returncode == 1  # INTERFACE.md: 1 when any command was refused or failed
-    assert "`--n 9` is out of range: use a whole number from 1 to 4." in result.stderr
+    # Plain text on the console: the shared message's Markdown backticks are taken out.
+    assert "--n 9 is out of range: use a whole number from 1 to 4." in result.stderr
+    assert "`" not in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -196,7 +198,8 @@ def _job_states(db: Path) -> list[str]:
 
 async def _start_a_job_then_sigkill(tmp_path: Path, db: Path) -> None:
     # The sandbox would take an hour: the job is surely in flight when the process dies.
-    env = process_env(tmp_path, HIDREAM_SANDBOX_DELAY_SECONDS="3600")
+    # INFO: a console-only run shows only warnings unless asked, and the test waits for an INFO line.
+    env = process_env(tmp_path, HIDREAM_SANDBOX_DELAY_SECONDS="3600", HIDREAM_LOG_LEVEL="INFO")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -228,7 +231,7 @@ def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path, cli:
     assert not (tmp_path / "out").exists()
 
     # Same database, and now the sandbox finishes at once: the restarted bot polls and delivers.
-    restarted = cli("run", HIDREAM_SANDBOX_DELAY_SECONDS="0")
+    restarted = cli("run", HIDREAM_SANDBOX_DELAY_SECONDS="0", HIDREAM_LOG_LEVEL="INFO")
     assert restarted.returncode == 0, restarted.stderr
     assert "resumed 1 unfinished job" in restarted.stderr
     files = sorted((tmp_path / "out").iterdir())

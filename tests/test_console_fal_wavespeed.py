@@ -73,8 +73,8 @@ async def test_hidream_and_edit_by_signed_callback(tmp_path, name: str) -> None:
             hooks = {j.callback_url for j in fake.jobs.values()}
             assert len(hooks) == 1 and hooks.pop().startswith(f"{bot.server_url}/webhooks/")  # type: ignore[union-attr]
 
-            # Both images of the last job are the references: personalization.
-            edited = await console.run(bot, "/edit last the same fox in autumn")
+            # Both images of the last job (`last#all`; `last` alone edits its first) are the references: personalization.
+            edited = await console.run(bot, "/edit last#all the same fox in autumn")
             assert len(edited) == 1, console.err.getvalue()
             refs = references(fake)
             assert len(refs) == 2 and all(r.startswith(f"{bot.server_url}/media/") for r in refs)

@@ -91,8 +91,8 @@ async def test_hidream_and_edit_with_public_url(tmp_path, name: str, delivery: s
             hook = first_submit.headers.get("X-Webhook-URL") or first_submit.json().get("webhook_url")
             assert hook is not None and hook.startswith(f"{bot.server_url}/webhooks/")
 
-            # Both images of the last job are the references: personalization.
-            edited = await console.run(bot, "/edit last the same fox in autumn")
+            # Both images of the last job (`last#all`; `last` alone edits its first) are the references: personalization.
+            edited = await console.run(bot, "/edit last#all the same fox in autumn")
             size = (1024, 768) if name == "atlascloud" else (1024, 1024)  # Atlas Cloud's default preset
             assert formats(edited) == [("PNG", *size)], console.err.getvalue()
             refs = fake.submits[-1].json()["reference_image_urls"]

@@ -36,7 +36,7 @@ async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path
     async with BotHarness(tmp_path, surfaces=[factory]) as bot:
         chat = made[0]
         await say(chat, "/undo")
-        assert "neither an image file nor a finished job" in err.getvalue()
+        assert "There is no finished image yet" in err.getvalue()
         await say(chat, "/hidream a castle --seed 1")
         first = await bot.engine.job(chat.last_job_id or "")
         assert first is not None

@@ -35,7 +35,8 @@ async def test_console_saves_a_subject_and_uses_it_by_flag_and_by_name(tmp_path:
     a, b = files(tmp_path, fox, owl)
     async with BotHarness(tmp_path, surfaces=[console.factory]) as bot:
         assert await console.run(bot, f"/subject save mascot {a} {b}") == []
-        assert "Saved subject `mascot` (2 image(s))" in console.err.getvalue()
+        # The console shows the shared messages as plain text (no Markdown backticks).
+        assert "Saved subject mascot (2 image(s))" in console.err.getvalue()
         assert sandbox_of(bot).submits == 0  # saving calls no provider
         status = await bot.engine.quota("console", "local", "local")
         assert status.used == 0  # and spends no quota
@@ -69,19 +70,19 @@ async def test_console_refuses_bad_names_duplicates_unknown_and_too_many(tmp_pat
     async with BotHarness(tmp_path, surfaces=[console.factory]) as bot:
         await console.run(bot, f"/subject save team {paths[0]} {paths[1]} {paths[2]}")
         await console.run(bot, f"/subject save bad/name {paths[0]}")
-        assert "`bad/name` is not a subject name" in console.err.getvalue()
+        assert "bad/name is not a subject name" in console.err.getvalue()
         await console.run(bot, f"/subject save {'x' * 33} {paths[0]}")
         assert "is not a subject name: use 1 to 32 letters" in console.err.getvalue()
         await console.run(bot, f"/subject save TEAM {paths[3]}")
-        assert "A subject named `team` already exists here" in console.err.getvalue()
+        assert "A subject named team already exists here" in console.err.getvalue()
 
         await console.run(bot, "/hidream a party --subject nobody")
-        assert "There is no subject named `nobody` here. Saved here: team." in console.err.getvalue()
+        assert "There is no subject named nobody here. Saved here: team." in console.err.getvalue()
         # Three subject images and two typed references: five in all, refused before any fetch.
         await console.run(bot, f"/edit {paths[3]} @team dancing --subject team")
         assert "That is 4 images in all" not in console.err.getvalue()
         await console.run(bot, "/hidream @team and https://example.com/a.png https://example.com/b.png")
-        assert "That is 5 images in all: subjects `team` (3) and 2 attached" in console.err.getvalue()
+        assert "That is 5 images in all: subjects team (3) and 2 attached" in console.err.getvalue()
         # A request naming no saved subject keeps its `@` text as written.
         await console.run(bot, "/hidream a sign that says @home")
         received = {j.prompt: j for j in sandbox_of(bot).received()}
@@ -92,6 +93,6 @@ async def test_console_refuses_bad_names_duplicates_unknown_and_too_many(tmp_pat
         assert status.used == 2
 
         await console.run(bot, "/subject delete team")
-        assert "Deleted subject `team`." in console.err.getvalue()
+        assert "Deleted subject team." in console.err.getvalue()
         await console.run(bot, "/hidream again --subject team")
-        assert "There is no subject named `team` here. None are saved here yet." in console.err.getvalue()
+        assert "There is no subject named team here. None are saved here yet." in console.err.getvalue()
