@@ -140,7 +140,8 @@ class Engine:
                 return existing
         tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
         # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
-        chat = await self.preferences.apply(chat, tenant, self.provider.tiers())
+        offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
+        chat = await self.preferences.apply(chat, tenant, offered)
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
         if len(chat.references) > MAX_REFERENCES:

@@ -123,7 +123,9 @@ class Preferences:
         if request.explicit is None:
             return chat
         mine = await self.rows.defaults(tenant, f"{chat.surface}:{chat.user_id}")
-        changes = _filled(request, {k: v for k, v in mine.items() if k != "private"})
+        # An edit keeps its image's shape: a default aspect or size is for new images only.
+        skipped = {"private", "ar", "size"} if chat.references else {"private"}
+        changes = _filled(request, {k: v for k, v in mine.items() if k not in skipped})
         tier = changes.get("model", request.model)
         if tier is None and policy.tier in tiers:
             changes["model"] = policy.tier

@@ -16,7 +16,7 @@ The circuit breaker is in-process: each replica keeps its own view of each provi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -193,14 +193,20 @@ class Router:
                 "internet: an operator must set HIDREAM_PUBLIC_URL."
             )
 
-    def takes_over(self, job: Job, exc: ProviderError, started: Sequence[str]) -> Provider | None:
-        """The provider that takes `job` over after its provider refused the submit with `exc`;
-        None when the job stays where it is (and fails)."""
+    def takes_over(
+        self, job: Job, exc: ProviderError, started: Sequence[str], tried: Collection[str] = ()
+    ) -> Provider | None:
+        """The provider that takes `job` over after its provider refused the submit with `exc`: the
+        first other one, in order, that can serve it and was not `tried` for it already (the job may
+        have started at any of them: a tenant's preferred one, or past an open breaker); None when
+        the job stays where it is (and fails)."""
         if isinstance(exc, SubmitOutcomeUnknown | UnreadableAnswer) or not isinstance(exc, PASSABLE):
             return None  # the provider may have taken the work: never sent to a second one
         if started or exc.requests_made or job.request.provider or job.provider not in self.order:
             return None
-        for name in self.order[self.order.index(job.provider) + 1 :]:
+        for name in self.order:
+            if name == job.provider or name in tried:
+                continue
             provider = self.providers[name]
             try:
                 self.check(provider, job.request, job.tier, len(job.reference_media))

@@ -219,6 +219,8 @@ class JobRunner:
                 log.warning("could not renew leases or look for free jobs", exc_info=True)
 
     def _lost(self, job_id: str) -> None:
+        if job_id not in self._held:
+            return  # let go of here meanwhile, not taken
         self._held.discard(job_id)
         task = self._tasks.get(job_id)
         if task is not None:
@@ -272,6 +274,7 @@ class JobRunner:
     async def _let_go(self, job_id: str) -> None:
         """The job's task ends: finished, or parked for a replica that runs its surface or provider,
         which may claim it at once."""
+        self._held.discard(job_id)  # first: the next renewal must not take its absence for a takeover
         job = await self.store.job(job_id)
         if job is not None and job.state not in TERMINAL:
             await self.replicas.release([job_id])
@@ -383,8 +386,11 @@ class JobRunner:
         await self._progress(job, "queued", await self.store.queue_position(job), milestone=True)
         await self._send(provider, job, [])
 
-    async def _send(self, provider: Provider, job: Job, started: list[str]) -> None:
-        """Ask the provider for the job's requests after those `started`; then the job is running."""
+    async def _send(
+        self, provider: Provider, job: Job, started: list[str], tried: frozenset[str] = frozenset()
+    ) -> None:
+        """Ask the provider for the job's requests after those `started`; then the job is running.
+        `tried`: the providers that refused this job already (it never goes back to one)."""
         try:
             spec = self._submit_spec(job, await self._reference_urls(job), started)
             provider_job_id = await provider.submit(spec)
@@ -398,7 +404,7 @@ class JobRunner:
             self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: provider refused: %s", job.id, exc)
             self.router.record(provider.name, exc)
-            if not await self._fail_over(provider, job, exc, started):
+            if not await self._fail_over(provider, job, exc, started, tried | {provider.name}):
                 await self.fail(job, exc.user_message)
             return
         except BadInput as exc:  # a reference that could not be read or is no longer held
@@ -412,13 +418,22 @@ class JobRunner:
             extra=job_fields(job, state=JobState.RUNNING),
         )
 
-    async def _fail_over(self, provider: Provider, job: Job, exc: ProviderError, started: list[str]) -> bool:
+    async def _fail_over(
+        self, provider: Provider, job: Job, exc: ProviderError, started: list[str], tried: frozenset[str]
+    ) -> bool:
         """Hand the job to the next provider that can serve it, when `exc` says nothing was taken;
         True when another provider was asked (whatever it answered)."""
-        other = self.router.takes_over(job, exc, started)
+        other = self.router.takes_over(job, exc, started, tried)
         if other is None:
             return False
         cost = other.cost_usd(job.request, job.tier)
+        if cost > job.cost_usd and not await self._budget_allows(job, cost - job.cost_usd):
+            log.info(
+                "job %s: %s would take it over, but it costs more than the budget has left",
+                job.id,
+                other.name,
+            )
+            return False
         if not await move_job(
             self.store, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
         ):
@@ -429,8 +444,14 @@ class JobRunner:
         moved = await self.store.job(job.id)
         if moved is None:
             return False
-        await self._send(other, moved, [])
+        await self._send(other, moved, [], tried)
         return True
+
+    async def _budget_allows(self, job: Job, more_usd: float) -> bool:
+        """Whether the tenant's monthly budget (if any) still holds `more_usd` on top of what is spent
+        and reserved (this job's own reservation included)."""
+        status = await self.store.quota(job.user_key, job.tenant)
+        return status.budget_usd is None or status.month_spent_usd + more_usd <= status.budget_usd + 1e-9
 
     def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (
@@ -575,7 +596,11 @@ class JobRunner:
             return True
         await self.store.record_posts(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts])
         # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
-        await self.versions.record(job, posts)
+        try:
+            await self.versions.record(job, posts)
+        except Exception:
+            # The images are posted: a thread's numbering that failed must not turn them into a refund.
+            log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
         if await self.store.transition(job.id, JobState.DELIVERED):
             self.metrics.finished(job, JobState.DELIVERED, self.clock())
             log.info(

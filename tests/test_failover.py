@@ -256,3 +256,46 @@ async def test_routing_skips_a_provider_that_cannot_serve_the_request(tmp_path: 
             assert (await last_job(bot, console)).provider == "sandbox"
             assert len(pixazo.submits) == 1
             assert "done: 1 image(s) by sandbox" in console.err.getvalue()
+
+
+async def test_a_failover_that_would_pass_the_budget_is_not_made(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    async with two_fakes() as (pixazo, atlas):
+        pixazo.fail_next(402)
+        async with BotHarness(
+            tmp_path, env("pixazo,atlascloud", pixazo.url, atlas.url), [console.factory]
+        ) as bot:
+            quick(bot)
+            # $0.02 a month: Pixazo's $0.01 fits, Atlas Cloud's $0.044 does not.
+            await bot.store.set_budget("console:local", 0.02)
+            await console.run(bot, "/hidream a red fox in snow --seed 3")
+            job = await last_job(bot, console)
+            assert len(pixazo.submits) == 1 and len(atlas.submits) == 0
+            assert job.state is JobState.FAILED and job.provider == "pixazo"
+            assert await ledger(bot, job.id) == (PRICE["pixazo"], "released")
+            status = await bot.engine.quota("console", "local", "local")
+            assert status.month_spent_usd == 0
+
+
+async def test_a_job_sent_to_a_later_provider_fails_over_to_an_earlier_one_once(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    async with two_fakes() as (pixazo, atlas):
+        # The person names nothing; the tenant prefers Pixazo, listed second. Both refuse the first time.
+        pixazo.fail_next(402)
+        atlas.fail_next(402)
+        async with BotHarness(
+            tmp_path, env("atlascloud,pixazo", pixazo.url, atlas.url), [console.factory]
+        ) as bot:
+            quick(bot)
+            await bot.engine.admin_policy("console", "local", "provider pixazo")
+            await console.run(bot, "/hidream a red fox in snow --seed 3")
+            job = await last_job(bot, console)
+            # Pixazo refused, Atlas Cloud (earlier in the list) was tried, refused too, and the job
+            # was not sent back to Pixazo: one submit each, then a plain failure.
+            assert (len(pixazo.submits), len(atlas.submits)) == (1, 1)
+            assert job.state is JobState.FAILED
+            pixazo_second = len(pixazo.submits)
+            await console.run(bot, "/hidream a red fox in snow --seed 4")
+            made = await last_job(bot, console)
+            assert made.state is JobState.DELIVERED and made.provider == "pixazo"
+            assert len(pixazo.submits) == pixazo_second + 1

@@ -38,9 +38,12 @@ async def test_defaults_and_policy_rows_on_both_backends(open_store: OpenStore) 
         assert await rows.policy("slack:T1") == TenantPolicy()
 
 
-def test_migrations_are_appended_on_both_backends() -> None:
-    assert "user_defaults" in MIGRATIONS[-1] and "tenant_policy" in MIGRATIONS[-1]
-    assert "user_defaults" in PG_MIGRATIONS[-1] and "tenant_policy" in PG_MIGRATIONS[-1]
+def test_the_preferences_migration_is_on_both_backends_after_the_leases() -> None:
+    # Appended after what existed when preferences came, so a database of that time migrates to it.
+    (mine,) = [i for i, m in enumerate(MIGRATIONS) if "user_defaults" in m and "tenant_policy" in m]
+    (theirs,) = [i for i, m in enumerate(PG_MIGRATIONS) if "user_defaults" in m and "tenant_policy" in m]
+    assert mine > next(i for i, m in enumerate(MIGRATIONS) if "lease_until" in m)
+    assert theirs > next(i for i, m in enumerate(PG_MIGRATIONS) if "lease_until" in m)
 
 
 def test_the_parser_tells_typed_flags_from_the_rest() -> None:
@@ -101,6 +104,22 @@ async def test_defaults_apply_flags_win_and_tenant_tier_fills_in(tmp_path: Path)
         again = await engine.reroll(plain, user_id="u1", origin={})
         await engine.wait_idle()
         assert again.request.n == 2 and again.request.format == "webp"
+
+
+async def test_an_edit_keeps_its_images_shape_whatever_the_default_aspect(tmp_path: Path) -> None:
+    async with BotHarness(tmp_path) as bot:
+        engine = bot.engine
+        await engine.user_settings("test", "w1", "u1", "--ar 16:9 --format webp")
+        first = await engine.submit(chat("a square lighthouse --size square"))
+        await engine.wait_idle()
+        made = await engine.job(first.id)
+        assert made is not None and made.result_media
+        edit = chat("make it night").model_copy(update={"references": engine.references_of(made)})
+        edited = await engine.submit(edit)
+        await engine.wait_idle()
+        # The default format still applies; the default aspect does not reshape the edited image.
+        assert edited.request.aspect is None and edited.request.width is None
+        assert edited.request.format == "webp"
 
 
 async def test_a_blocked_phrase_is_refused_before_any_spend(tmp_path: Path) -> None:
