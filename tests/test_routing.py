@@ -185,7 +185,11 @@ def test_refusals_that_took_no_work_move_the_job_to_the_next_that_can_serve_it(r
     # A size Atlas Cloud does not offer: the sandbox is next.
     taker = r.takes_over(job_at("pixazo", ask("a fox --size 800x600")), refusal, [])
     assert taker is not None and taker.name == "sandbox"
-    assert r.takes_over(job_at("sandbox", ask("a fox")), refusal, []) is None  # the last one
+    # A job that started at the last one (a tenant's choice, or past open breakers) goes to the first
+    # that was not tried; once every other one refused it too, it stays and fails.
+    taker = r.takes_over(job_at("sandbox", ask("a fox")), refusal, [])
+    assert taker is not None and taker.name == "pixazo"
+    assert r.takes_over(job_at("sandbox", ask("a fox")), refusal, [], {"pixazo", "atlascloud"}) is None
 
 
 def test_what_is_never_moved() -> None:
