@@ -172,7 +172,18 @@ class AdminSite:
             "failures": await reports.failures(store),
             "queue": await reports.queue(store),
             "tenants": await self.tenants(),
+            "providers": self.providers(),
         }
+
+    def providers(self) -> list[dict[str, Any]]:
+        """Each configured provider's circuit breaker on this replica, in order of preference."""
+        engine = self.server.engine
+        if engine is None:
+            return []
+        return [
+            {"provider": name, "state": b.state, "failures": b.consecutive_failures, "retry_at": b.retry_at}
+            for name, b in engine.provider_health().items()
+        ]
 
     async def tenants(self) -> dict[str, Any]:
         return await reports.tenants(

@@ -221,6 +221,21 @@ def _sections(report: dict[str, Any]) -> str:
             ],
             "no failures",
         )
+        + "<h2>Providers (this replica's circuit breakers)</h2>"
+        + table(
+            "providers",
+            ["provider", "state", "#failures in a row", "next try"],
+            [
+                [
+                    ("text", p["provider"]),
+                    ("text", p["state"]),
+                    ("num", p["failures"]),
+                    ("when", when(p["retry_at"]) if p["retry_at"] is not None else ""),
+                ]
+                for p in report.get("providers", [])
+            ],
+            "no provider",
+        )
         + "<h2>Recent jobs</h2>"
         + table(
             "jobs",

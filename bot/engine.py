@@ -74,6 +74,9 @@ class Engine:
         )
         self.preferences = Preferences(store)
         self.metrics = Metrics(store)
+        self.metrics.watch_providers(
+            lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
+        )
         self.runner = JobRunner(
             settings,
             store,

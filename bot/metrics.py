@@ -36,6 +36,9 @@ DELIVER_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900)
 CALLBACK_REASONS = {400: "malformed", 401: "signature", 403: "signature", 404: "unknown_token"}
 
 
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
 @dataclass
 class Figures:
     """The database's global figures at one scrape."""
@@ -87,6 +90,32 @@ class StoreFigures(Collector):
             dollars.add_metric([provider, period], usd)
         yield images
         yield dollars
+
+
+class Breakers(Collector):
+    def __init__(self, health: Callable[[], dict[str, tuple[str, int]]]) -> None:
+        self.health = health
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "hidream_provider_breaker",
+            "Each provider's circuit breaker on this replica: 1 for its current state",
+            labels=["provider", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "hidream_provider_failures_in_a_row",
+            "Submits refused in a row by each provider (out of credit, rate-limited, failing, unreachable)",
+            labels=["provider"],
+        )
+        for name, (mode, count) in self.health().items():
+            for each in BREAKER_STATES:
+                state.add_metric([name, each], 1.0 if mode == each else 0.0)
+            failures.add_metric([name], float(count))
+        yield state
+        yield failures
 
 
 async def read_figures(sql: Sql) -> Figures:
@@ -151,6 +180,11 @@ class Metrics:
         )
         self.store_figures = StoreFigures(store)
         r.register(self.store_figures)
+
+    def watch_providers(self, health: Callable[[], dict[str, tuple[str, int]]]) -> None:
+        """Where each provider's circuit breaker is read at each scrape: name -> (state, failures in a
+        row), state `closed`, `open` or `half-open` (this replica's: each keeps its own breakers)."""
+        self.registry.register(Breakers(health))
 
     def watch(self, active_jobs: Callable[[], int]) -> None:
         """Where the active-jobs gauge reads its value (the runner's slots), at each scrape."""

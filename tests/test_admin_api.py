@@ -103,6 +103,10 @@ async def test_the_json_has_the_figures_of_the_stored_jobs(tmp_path: Path, db_en
     assert [u["user"] for u in got["top"]["users"]] == ["paper:u1", "paper:u3", "paper:u2"]
     assert [(f["cause"], f["jobs"]) for f in got["failures"]] == [("fal is out of credit", 1)]
     assert got["queue"]["queued"] == 1 and got["queue"]["active"] == 0
+    # This replica's provider (the sandbox here) and its circuit breaker.
+    assert [(p["provider"], p["state"], p["failures"]) for p in got["providers"]] == [
+        ("sandbox", "closed", 0)
+    ]
     states = sorted(j["state"] for j in got["jobs"])
     assert states == ["delivered", "delivered", "delivered", "failed", "queued"]
     assert any(j["prompt"] == "<script>alert(1)</script>" for j in got["jobs"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Bot
 from bot.hidream.base import HttpProvider, RetryPolicy
@@ -126,6 +127,17 @@ async def test_a_failure_burst_opens_the_breaker_and_it_half_opens_after_the_coo
                 assert (await last_job(bot, console)).provider == "atlascloud"
             assert bot.engine.provider_health()["pixazo"].state == "open"
             assert bot.engine.provider_health()["atlascloud"].state == "closed"
+            # Operators see it: /metrics and the operators' page's figures.
+            scraped = {
+                (m.name, tuple(sorted(m.labels.items()))): m.value
+                for family in text_string_to_metric_families((await bot.engine.metrics.render()).decode())
+                for m in family.samples
+            }
+            assert scraped[("hidream_provider_breaker", (("provider", "pixazo"), ("state", "open")))] == 1
+            assert (
+                scraped[("hidream_provider_breaker", (("provider", "atlascloud"), ("state", "closed")))] == 1
+            )
+            assert scraped[("hidream_provider_failures_in_a_row", (("provider", "pixazo"),))] == 3
 
             # Open: straight to Atlas Cloud, Pixazo not touched.
             assert len(await console.run(bot, "/hidream fox number 4")) == 1
