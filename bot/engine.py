@@ -193,7 +193,8 @@ class Engine:
                 provider.name,
                 extra=job_fields(job),
             )
-            self.runner.start(job.id)
+            # Admitted with this replica's lease: its task needs no claim of its own.
+            self.runner.start(job.id, held=True)
         return stored
 
     async def _counted(self, step: Awaitable[T]) -> T:

@@ -17,6 +17,11 @@ platform, and platforms limit those (Discord per bot and per message, Slack per 
 
 A milestone (the job reached the provider, the job is being posted) skips the per-job interval but
 still needs a token, so the global rate holds even then. Every decision reads the injected clock.
+
+An edit must say something new: its stage or its place in the queue differs from what the job
+shows. Elapsed seconds alone are not news, except as a heartbeat once `HEARTBEAT` seconds passed
+since the job's line was last edited, so a long job still shows it is alive (at a fifth of the
+per-job rate, and never faster than that rate). An edit that says nothing new takes no token.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 PROGRESS_EVERY = 2.0
 PROGRESS_RATE = 5.0
 PROGRESS_BURST = 5.0
+HEARTBEAT = 10.0
 
 
 class Slots:
@@ -119,6 +125,7 @@ class ProgressGate:
         rate: float = PROGRESS_RATE,
         burst: float = PROGRESS_BURST,
         spread: Callable[[float], float] | None = None,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self.clock = clock
         self.every = every
@@ -127,6 +134,8 @@ class ProgressGate:
         self._tokens = burst
         self._filled_at: float | None = None
         self._tried: dict[str, float] = {}
+        self.heartbeat = heartbeat
+        self._shown: dict[str, tuple[object, float]] = {}  # what each job's line says, and since when
         # How far into its interval a job turned away for want of a token tries again.
         self._spread = spread or (lambda interval: random.uniform(0.0, interval))
 
@@ -139,9 +148,14 @@ class ProgressGate:
         tried = self._tried.get(key)
         return self.clock() if tried is None else tried + self.interval(jobs)
 
-    def allow(self, key: str, jobs: int, *, milestone: bool = False) -> bool:
-        """True when this edit may be made now, and then counts it."""
+    def allow(self, key: str, jobs: int, *, milestone: bool = False, says: object = None) -> bool:
+        """True when this edit may be made now, and then counts it. `says`: what the edit shows
+        besides the elapsed time (stage and queue position); the same as shown before is no news.
+        None: not told, so always news."""
         now = self.clock()
+        shown = self._shown.get(key)
+        if says is not None and shown is not None and shown[0] == says and now - shown[1] < self.heartbeat:
+            return False
         self._refill(now)
         interval = self.interval(jobs)
         tried = self._tried.get(key)
@@ -153,10 +167,12 @@ class ProgressGate:
             return False
         self._tokens -= 1
         self._tried[key] = now
+        self._shown[key] = (says, now)
         return True
 
     def forget(self, key: str) -> None:
         self._tried.pop(key, None)
+        self._shown.pop(key, None)
 
     def _refill(self, now: float) -> None:
         if self._filled_at is not None and now > self._filled_at:

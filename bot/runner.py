@@ -51,7 +51,7 @@ from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.routing import Router
 from bot.versions import Versions
-from storage.base import Store
+from storage.base import NewMedia, Store
 from storage.failover import move_job
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease
@@ -147,12 +147,16 @@ class JobRunner:
     def add_surface(self, surface: Surface) -> None:
         self.surfaces[surface.name] = surface
 
-    def start(self, job_id: str) -> None:
+    def start(self, job_id: str, *, held: bool = False) -> None:
         """Run the job in its own task, unless this process already runs it. The task waits for a
-        slot first when `HIDREAM_MAX_ACTIVE_JOBS` jobs are being worked."""
+        slot first when `HIDREAM_MAX_ACTIVE_JOBS` jobs are being worked. `held`: this replica holds
+        the job's lease already (it admitted the job with `lease_for_new_job`, or just claimed it),
+        so the task needs no claim of its own; any other job is claimed first."""
         if job_id in self._tasks:
             return
-        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        if held:
+            self._held.add(job_id)  # renewed from now on, like any claimed job
+        task = asyncio.create_task(self._run(job_id, claimed=held), name=f"job-{job_id}")
         self._tasks[job_id] = task
         task.add_done_callback(lambda _t: self._forget(job_id))
 
@@ -197,8 +201,7 @@ class JobRunner:
             self.lease_seconds, room, surfaces=list(self.surfaces), providers=list(self.providers), ours=ours
         )
         for job_id in claimed:
-            self._held.add(job_id)
-            self.start(job_id)
+            self.start(job_id, held=True)
         self._more = len(claimed) == room
         return len(claimed)
 
@@ -252,9 +255,9 @@ class JobRunner:
         if self._more:
             self._look.set()  # there may be free jobs this one's place can take
 
-    async def _run(self, job_id: str) -> None:
+    async def _run(self, job_id: str, *, claimed: bool = False) -> None:
         try:
-            if not await self.replicas.claim(job_id, self.lease_seconds):
+            if not claimed and not await self.replicas.claim(job_id, self.lease_seconds):
                 return  # another replica works it
             self._held.add(job_id)
             if await self._take_slot(job_id):
@@ -360,7 +363,8 @@ class JobRunner:
     ) -> bool:
         """Show the job's progress if the policy of `bot.pacing` allows it now; True when shown."""
         surface = self.surfaces.get(job.surface)
-        if surface is None or not self._gate.allow(job.id, len(self._tasks), milestone=milestone):
+        says = (stage, queue_position)  # the elapsed time alone is no news (`bot.pacing`)
+        if surface is None or not self._gate.allow(job.id, len(self._tasks), milestone=milestone, says=says):
             return False
         try:
             await surface.progress(job, Progress(stage, self.clock() - job.created_at, queue_position))
@@ -556,7 +560,7 @@ class JobRunner:
         if not status.images:
             await self.fail(job, f"{provider.name} finished but sent no image; your quota was given back.")
             return
-        media_ids = []
+        results = []
         for image in status.images:
             try:
                 fetched = await fetch_image(self.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES)
@@ -564,12 +568,12 @@ class JobRunner:
                 log.warning("job %s: result could not be fetched: %s", job.id, exc)
                 await self.fail(job, "The finished image could not be downloaded from the provider.")
                 return
-            media_ids.append(
-                await self.store.put_media(
-                    fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw
-                )
+            results.append(
+                NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
             )
-        await self.store.transition(job.id, JobState.COMPLETED, result_media=media_ids)
+        # The images and the move to `completed` in one transaction: none is kept for a job that
+        # was failed meanwhile, and the job never names an image not kept.
+        await self.store.complete(job.id, results)
 
     # --- deliver ---------------------------------------------------------------------------------
 
@@ -594,14 +598,14 @@ class JobRunner:
                 job, "The image was made but could not be posted here; your quota was given back."
             )
             return True
-        await self.store.record_posts(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts])
         # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
         try:
             await self.versions.record(job, posts)
         except Exception:
             # The images are posted: a thread's numbering that failed must not turn them into a refund.
             log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
-        if await self.store.transition(job.id, JobState.DELIVERED):
+        # The posts and the move to `delivered` in one transaction (the posts kept either way).
+        if await self.store.delivered(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts]):
             self.metrics.finished(job, JobState.DELIVERED, self.clock())
             log.info(
                 "job %s delivered (%d image(s))",

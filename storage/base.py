@@ -25,6 +25,17 @@ class StoredMedia:
     nsfw: bool
 
 
+@dataclass(frozen=True)
+class NewMedia:
+    """An image to keep (a job's result), before it has an id."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool = False
+
+
 class Store(Protocol):
     clock: Any
 
@@ -90,6 +101,16 @@ class Store(Protocol):
     async def media(self, media_id: str) -> StoredMedia | None: ...
 
     async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None: ...
+
+    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
+        """Keep a job's result images and move it to `completed` naming them, in one transaction;
+        their ids, or None (nothing kept) when the job may not complete from its state."""
+        ...
+
+    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
+        """Record the posts that carry a job and move it to `delivered`, in one transaction. The posts
+        are kept even when the move is refused (they are on the platform); True when it moved."""
+        ...
 
     async def remember_post(
         self, job_id: str, surface: str, message_key: str, thread_key: str | None

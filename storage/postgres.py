@@ -26,7 +26,7 @@ from bot.errors import BadInput, ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import postgres_schema as schema
 from storage import quota
-from storage.base import StoredMedia
+from storage.base import NewMedia, StoredMedia
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values
 
@@ -261,30 +261,36 @@ class PostgresStore:
     async def transition(self, job_id: str, to: JobState, **fields: Any) -> bool:
         """Move a job to `to` from a state `TRANSITIONS` allows, with `LEDGER_EFFECT` in the same
         transaction. False (nothing changed) when the job is in no such state."""
+        if not TRANSITIONS[to]:
+            return False
+        async with self.transaction() as db:
+            return await self._move(db, job_id, to, fields)
+
+    async def _move(self, db: Any, job_id: str, to: JobState, fields: dict[str, Any]) -> bool:
+        """`transition`'s work inside the caller's transaction."""
         from_states = [state.value for state in TRANSITIONS[to]]
         if not from_states:
             return False
         sets, values = schema.assignments(fields, first=5)
-        async with self.transaction() as db:
-            changed = await db.fetchval(
-                f"UPDATE jobs SET state=$1, updated_at=$2{sets} WHERE id=$3 AND state = ANY($4::text[]) "
-                "RETURNING id",
-                to.value,
-                float(self.clock()),
+        changed = await db.fetchval(
+            f"UPDATE jobs SET state=$1, updated_at=$2{sets} WHERE id=$3 AND state = ANY($4::text[]) "
+            "RETURNING id",
+            to.value,
+            float(self.clock()),
+            job_id,
+            from_states,
+            *values,
+        )
+        if changed is None:
+            return False
+        effect = LEDGER_EFFECT.get(to)
+        if effect is not None:
+            await db.execute(
+                "UPDATE ledger SET state=$1 WHERE job_id=$2 AND state=$3",
+                effect.value,
                 job_id,
-                from_states,
-                *values,
+                LedgerState.RESERVED.value,
             )
-            if changed is None:
-                return False
-            effect = LEDGER_EFFECT.get(to)
-            if effect is not None:
-                await db.execute(
-                    "UPDATE ledger SET state=$1 WHERE job_id=$2 AND state=$3",
-                    effect.value,
-                    job_id,
-                    LedgerState.RESERVED.value,
-                )
         return True
 
     async def annotate(self, job_id: str, state: JobState, **fields: Any) -> bool:
@@ -377,18 +383,43 @@ class PostgresStore:
         return StoredMedia(row[0], bytes(row[1]), row[2], int(row[3]), int(row[4]), bool(row[5]))
 
     async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
+        async with self.transaction() as db:
+            await self._add_posts(db, job_id, surface, posts)
+
+    async def _add_posts(
+        self, db: Any, job_id: str, surface: str, posts: list[tuple[str, str | None]]
+    ) -> None:
+        now = float(self.clock())
+        for message_key, thread_key in posts:
+            await db.execute(
+                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                surface,
+                message_key,
+                job_id,
+                thread_key,
+                now,
+            )
+
+    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
+        async with self.transaction() as db:
+            await self._add_posts(db, job_id, surface, posts)
+            return await self._move(db, job_id, JobState.DELIVERED, {})
+
+    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
+        ids = [secrets.token_urlsafe(16) for _ in images]
         now = float(self.clock())
         async with self.transaction() as db:
-            for message_key, thread_key in posts:
+            if not await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids}):
+                return None
+            for media_id, image in zip(ids, images, strict=True):
                 await db.execute(
-                    "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) "
-                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    surface,
-                    message_key,
-                    job_id,
-                    thread_key,
-                    now,
+                    "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at, used_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    *(media_id, image.data, image.content_type, image.width, image.height),
+                    *(image.nsfw, now, now),
                 )
+        return ids
 
     async def remember_post(
         self, job_id: str, surface: str, message_key: str, thread_key: str | None

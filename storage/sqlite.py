@@ -24,7 +24,7 @@ import aiosqlite
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
-from storage.base import StoredMedia
+from storage.base import NewMedia, StoredMedia
 from storage.media import MediaFiles, move_out_of_rows, valid_id
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
@@ -258,6 +258,15 @@ class SqliteStore:
         """Move a job to `to` from one of the states `TRANSITIONS` allows, setting `fields`. False (and
         nothing changed) when the job is in no such state. The ledger effect of entering `to`
         (`LEDGER_EFFECT`) happens in the same transaction."""
+        if not TRANSITIONS[to]:
+            return False
+        async with self.transaction() as db:
+            return await self._move(db, job_id, to, fields)
+
+    async def _move(
+        self, db: aiosqlite.Connection, job_id: str, to: JobState, fields: dict[str, Any]
+    ) -> bool:
+        """`transition`'s work inside the caller's transaction."""
         from_states = TRANSITIONS[to]
         if not from_states:
             return False
@@ -266,19 +275,17 @@ class SqliteStore:
         for name, value in fields.items():
             sets.append(f"{name}=?")
             values.append(json.dumps(value) if name in _JSON_FIELDS else value)
-        async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {marks(from_states)}",
-                (*values, job_id, *from_states),
+        cur = await db.execute(
+            f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {marks(from_states)}",
+            (*values, job_id, *from_states),
+        )
+        if cur.rowcount != 1:
+            return False
+        effect = LEDGER_EFFECT.get(to)
+        if effect is not None:
+            await db.execute(
+                "UPDATE ledger SET state=? WHERE job_id=? AND state=?", (effect, job_id, LedgerState.RESERVED)
             )
-            if cur.rowcount != 1:
-                return False
-            effect = LEDGER_EFFECT.get(to)
-            if effect is not None:
-                await db.execute(
-                    "UPDATE ledger SET state=? WHERE job_id=? AND state=?",
-                    (effect, job_id, LedgerState.RESERVED),
-                )
         return True
 
     async def annotate(self, job_id: str, state: JobState, **fields: Any) -> bool:
@@ -388,14 +395,45 @@ class SqliteStore:
             return {str(row[0]) for row in await cur.fetchall()}
 
     async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
-        now = self.clock()
         async with self.transaction() as db:
-            for message_key, thread_key in posts:
-                await db.execute(
-                    "INSERT OR IGNORE INTO posts (surface, message_key, job_id, thread_key, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (surface, message_key, job_id, thread_key, now),
-                )
+            await self._add_posts(db, job_id, surface, posts)
+
+    async def _add_posts(
+        self, db: aiosqlite.Connection, job_id: str, surface: str, posts: list[tuple[str, str | None]]
+    ) -> None:
+        now = self.clock()
+        for message_key, thread_key in posts:
+            await db.execute(
+                "INSERT OR IGNORE INTO posts (surface, message_key, job_id, thread_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (surface, message_key, job_id, thread_key, now),
+            )
+
+    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
+        async with self.transaction() as db:
+            await self._add_posts(db, job_id, surface, posts)
+            return await self._move(db, job_id, JobState.DELIVERED, {})
+
+    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
+        """The files first, then the rows and the move: no row ever names a file not yet written."""
+        ids = [secrets.token_urlsafe(16) for _ in images]
+        moved = False
+        try:
+            for media_id, image in zip(ids, images, strict=True):
+                await self.files.write(media_id, image.data)
+            now = self.clock()
+            async with self.transaction() as db:
+                moved = await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids})
+                for media_id, image in zip(ids, images, strict=True) if moved else ():
+                    await db.execute(
+                        "INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at) "
+                        "VALUES (?,?,?,?,?,?,?)",
+                        (media_id, image.content_type, image.width, image.height, int(image.nsfw), now, now),
+                    )
+        finally:
+            if not moved:
+                await asyncio.shield(self.files.delete(ids))
+        return ids if moved else None
 
     async def remember_post(
         self, job_id: str, surface: str, message_key: str, thread_key: str | None

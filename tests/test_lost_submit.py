@@ -214,7 +214,7 @@ async def test_a_bot_that_died_while_sending_binds_only_when_one_request_can_be_
         async with BotHarness(tmp_path, env, [surface.factory], **options) as bot:
             runner = bot.engine.runner
             real_start = runner.start
-            runner.start = lambda job_id: None  # type: ignore[method-assign]
+            runner.start = lambda job_id, held=False: None  # type: ignore[method-assign, misc]
             job = await bot.engine.submit(chat(f"two towers --n {images} --seed 9"))
             # What the bot did before it stopped: `submitting` stored, the request(s) sent.
             assert await bot.store.transition(job.id, JobState.SUBMITTING)

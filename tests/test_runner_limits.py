@@ -150,7 +150,7 @@ async def test_resumed_jobs_obey_the_same_bound(tmp_path: Path) -> None:
         runner = bot.engine.runner
         # Admitted while the runner was not running them: as after a restart.
         real_start = runner.start
-        runner.start = lambda job_id: None  # type: ignore[method-assign]
+        runner.start = lambda job_id, held=False: None  # type: ignore[method-assign, misc]
         jobs = [await bot.engine.submit(chat(i)) for i in range(12)]
         runner.start = real_start  # type: ignore[method-assign]
         assert await runner.resume() == 12

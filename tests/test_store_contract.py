@@ -7,6 +7,7 @@ import pytest
 
 from bot.errors import BadInput, QuotaExceeded
 from bot.jobs import JobState
+from storage.base import NewMedia
 from storage.quota import Charge
 from tests.store_backends import OpenStore
 from tests.test_store import NOW, make_job, walk
@@ -128,3 +129,47 @@ async def test_job_lookups_callbacks_and_queue(open_store: OpenStore) -> None:
         assert await store.transition(a.id, JobState.FAILED, error="gone")
         assert not await store.record_callback(a.id, {"status": "late"})
         assert [j.id for j in await store.unfinished_jobs()] == [b.id]
+
+
+async def test_complete_keeps_the_results_and_moves_the_job_in_one_step(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
+        job = await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        images = [
+            NewMedia(b"\x89PNG one", "image/png", 64, 32),
+            NewMedia(b"jpeg two", "image/jpeg", 8, 8, True),
+        ]
+        # Not yet running: the move is refused, and nothing is kept.
+        assert await store.complete(job.id, images) is None
+        assert (await store.job(job.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+        await walk(store, job.id, JobState.RUNNING)
+        ids = await store.complete(job.id, images)
+        assert ids is not None and len(set(ids)) == 2
+        done = await store.job(job.id)
+        assert done is not None and (done.state, done.result_media) == (JobState.COMPLETED, ids)
+        kept = [await store.media(media_id) for media_id in ids]
+        assert [(m.data, m.content_type, m.width, m.height, m.nsfw) for m in kept if m is not None] == [
+            (b"\x89PNG one", "image/png", 64, 32, False),
+            (b"jpeg two", "image/jpeg", 8, 8, True),
+        ]
+        # A second completion (a repeat) is refused and names nothing new.
+        assert await store.complete(job.id, images[:1]) is None
+        assert (await store.job(job.id)).result_media == ids  # type: ignore[union-attr]
+
+
+async def test_delivered_records_the_posts_and_moves_the_job_in_one_step(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, clock=lambda: NOW) as store:
+        job = await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        await walk(store, job.id, JobState.DELIVERING)
+        assert await store.delivered(job.id, "test", [("m1", None), ("m2", "t9")])
+        assert (await store.job(job.id)).state is JobState.DELIVERED  # type: ignore[union-attr]
+        assert await store.posts_of(job.id, "test") == ["m1", "m2"]
+        assert (await store.latest_job_in_thread("test", "t9")).id == job.id  # type: ignore[union-attr]
+        assert await store.spend("test:u1", scope="user") == (1, job.cost_usd)  # the ledger settled
+        # Once delivered, a repeat moves nothing but still keeps a post the platform holds.
+        assert not await store.delivered(job.id, "test", [("m3", "t9")])
+        assert await store.posts_of(job.id, "test") == ["m1", "m2", "m3"]
+        # A job failed meanwhile is not delivered, yet its posts are found (their buttons work).
+        other = await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        assert await store.transition(other.id, JobState.FAILED, error="gone")
+        assert not await store.delivered(other.id, "test", [("m4", None)])
+        assert (await store.job_for_post("test", "m4")).state is JobState.FAILED  # type: ignore[union-attr]
