@@ -178,10 +178,9 @@ class Engine:
             seed=seed,
             cost_usd=cost,
         )
+        lease = self.runner.lease_for_new_job()
         stored = await self._counted(
-            self.store.admit(
-                job, workspace_key=tenant, dedup_key=dedup_key, lease=self.runner.lease_for_new_job()
-            )
+            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=lease)
         )
         if stored.id == job.id:
             log.info(
@@ -193,8 +192,9 @@ class Engine:
                 provider.name,
                 extra=job_fields(job),
             )
-            # Admitted with this replica's lease: its task needs no claim of its own.
-            self.runner.start(job.id, held=True)
+            if lease is not None:
+                # Admitted with this replica's lease: its task needs no claim of its own.
+                self.runner.start(job.id, held=True)
         return stored
 
     async def _counted(self, step: Awaitable[T]) -> T:

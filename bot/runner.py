@@ -165,8 +165,13 @@ class JobRunner:
         if job_id in self._tasks:
             self._waker(job_id).set()
 
-    def lease_for_new_job(self) -> Lease:
-        """A job admitted here is this replica's from its first row."""
+    def lease_for_new_job(self) -> Lease | None:
+        """A job admitted here is this replica's from its first row, unless this replica's line is
+        full while others share the database: then it is stored for any of them to take up (this
+        one too, once it has room), rather than wait here while another replica idles."""
+        if self.replicas.shared and len(self._tasks) >= 2 * self.settings.max_active_jobs:
+            self._more = True  # look for free jobs again as soon as one of this replica's ends
+            return None
         return Lease(self.replicas.owner, self.lease_seconds)
 
     async def news(self, job_id: str) -> None:

@@ -232,3 +232,26 @@ async def test_a_clean_stop_lets_go_of_its_jobs_for_the_next_replica(tmp_path: P
         # Released at the stop, so the next replica took it up as it started, not a lease later.
         assert row["owner"] == following.engine.runner.replicas.owner
         assert job.id in following.engine.runner._tasks
+
+
+async def test_a_replica_whose_line_is_full_leaves_new_jobs_to_the_others(
+    tmp_path: Path, pg_url: str
+) -> None:
+    busy_surface, idle_surface = RecordingSurface(), RecordingSurface()
+    one = {"HIDREAM_MAX_ACTIVE_JOBS": 1, "HIDREAM_LEASE_SECONDS": 1}
+    async with replica(tmp_path, "busy", pg_url, busy_surface, **one) as busy:
+        held = HoldingProvider()
+        busy.engine.providers["sandbox"] = held
+        # One job worked and one waiting fill its line (twice HIDREAM_MAX_ACTIVE_JOBS).
+        kept = [await busy.engine.submit(chat(10)), await busy.engine.submit(chat(11))]
+        await until(lambda: len(held.held) == 1 and len(busy.engine.runner._tasks) == 2)
+        extra = await busy.engine.submit(chat(12))
+        row = await busy.store.pool.fetchrow("SELECT owner FROM jobs WHERE id=$1", extra.id)  # type: ignore[attr-defined]
+        assert row["owner"] is None and extra.id not in busy.engine.runner._tasks
+        async with replica(tmp_path, "idle", pg_url, idle_surface, **one) as idle:
+            taker = HoldingProvider()
+            idle.engine.providers["sandbox"] = taker
+            # The idle replica takes it up (as it starts, or at its next look) and works it.
+            await until(lambda: len(taker.held) == 1)
+            assert list(taker.held.values()) == [extra.id]
+            assert all(job.id in busy.engine.runner._tasks for job in kept)
