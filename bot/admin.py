@@ -100,6 +100,16 @@ class AdminSite:
 
         async def guard(request: web.Request) -> web.StreamResponse:
             bearer = self.bearer_ok(request)
+            if bearer is False:
+                # A wrong bearer token counts as a wrong sign-in: guessing costs the same either way
+                # (the right token is never turned away).
+                address = request.remote or "?"
+                if self._too_many(address):
+                    limited = web.json_response({"error": "too many wrong tokens from here"}, status=429)
+                    limited.headers["Retry-After"] = str(int(FAILURE_WINDOW))
+                    return with_headers(limited)
+                self._failures.setdefault(address, deque()).append(self.clock())
+                log.warning("admin: a request with a wrong bearer token from %s", address)
             if bearer is True or (bearer is None and await self.session(request) is not None):
                 return with_headers(await handler(request))
             if api or bearer is False:

@@ -214,6 +214,19 @@ async def test_sign_in_failures_are_limited_and_its_body_is_capped(tmp_path: Pat
         )
         # Tools with the token are not locked out by someone guessing at the form.
         assert (await http.get("/admin/api/queue", headers=BEARER)).status_code == 200
+        # Guessing with bearer tokens is limited the same way.
+        wrong = {"Authorization": "Bearer wrong-token-guess-0000"}
+        assert (await http.get("/admin/api/queue", headers=wrong)).status_code == 429
+        assert (await http.get("/admin/api/queue", headers=BEARER)).status_code == 200
+
+
+async def test_wrong_bearer_tokens_are_limited_too(tmp_path: Path) -> None:
+    async with admin_bot(tmp_path) as bot, client(bot.server_url) as http:
+        wrong = {"Authorization": "Bearer wrong-token-guess-0000"}
+        for _ in range(10):
+            assert (await http.get("/admin/api/daily", headers=wrong)).status_code == 401
+        assert (await http.get("/admin/api/daily", headers=wrong)).status_code == 429
+        assert (await http.get("/admin/api/daily", headers=BEARER)).status_code == 200
 
 
 def bars(page: str, chart_id: str) -> list[tuple[str, str, str]]:
