@@ -8,7 +8,7 @@ the tenant before it reads the counts: every count a reserve checks (the user's 
 the tenant's ceiling and month) is within one tenant, so serialising reserves per tenant is exactly
 enough, across connections and processes, and it needs no row to exist beforehand (a `SELECT ... FOR
 UPDATE` would need a lock row per tenant made first). Reserves in different tenants never wait on
-each other.
+each other. Media and posts are storage/postgres_media.py's (a mixin of `PostgresStore`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bot.errors import BadInput, ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import postgres_schema as schema
 from storage import quota
-from storage.base import NewMedia, StoredMedia
+from storage.postgres_media import PostgresMediaPosts
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values
 
@@ -37,7 +37,7 @@ class _Repeated(Exception):
     """A job with the same dedup key was stored by another transaction first."""
 
 
-class PostgresStore:
+class PostgresStore(PostgresMediaPosts):
     def __init__(
         self,
         url: str,
@@ -352,114 +352,6 @@ class PostgresStore:
     async def _job_where(self, db: Any, where: str, *args: Any) -> Job | None:
         row = await db.fetchrow(f"SELECT * FROM jobs WHERE {where}", *args)
         return schema.row_to_job(row) if row is not None else None
-
-    # --- media and posts -------------------------------------------------------------------------
-
-    async def put_media(
-        self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
-    ) -> str:
-        media_id = secrets.token_urlsafe(16)
-        now = float(self.clock())
-        await self.pool.execute(
-            "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at, used_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            media_id,
-            data,
-            content_type,
-            width,
-            height,
-            nsfw,
-            now,
-            now,
-        )
-        return media_id
-
-    async def media(self, media_id: str) -> StoredMedia | None:
-        row = await self.pool.fetchrow(
-            "SELECT id, data, content_type, width, height, nsfw FROM media WHERE id=$1", media_id
-        )
-        if row is None:
-            return None
-        return StoredMedia(row[0], bytes(row[1]), row[2], int(row[3]), int(row[4]), bool(row[5]))
-
-    async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
-        async with self.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-
-    async def _add_posts(
-        self, db: Any, job_id: str, surface: str, posts: list[tuple[str, str | None]]
-    ) -> None:
-        now = float(self.clock())
-        for message_key, thread_key in posts:
-            await db.execute(
-                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                surface,
-                message_key,
-                job_id,
-                thread_key,
-                now,
-            )
-
-    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
-        async with self.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-            return await self._move(db, job_id, JobState.DELIVERED, {})
-
-    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
-        ids = [secrets.token_urlsafe(16) for _ in images]
-        now = float(self.clock())
-        async with self.transaction() as db:
-            if not await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids}):
-                return None
-            for media_id, image in zip(ids, images, strict=True):
-                await db.execute(
-                    "INSERT INTO media (id, data, content_type, width, height, nsfw, created_at, used_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    *(media_id, image.data, image.content_type, image.width, image.height),
-                    *(image.nsfw, now, now),
-                )
-        return ids
-
-    async def remember_post(
-        self, job_id: str, surface: str, message_key: str, thread_key: str | None
-    ) -> None:
-        await self.pool.execute(
-            "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES ($1, $2, $3, $4, $5) "
-            "ON CONFLICT (surface, message_key) DO UPDATE SET thread_key=COALESCE(excluded.thread_key, posts.thread_key)",
-            surface,
-            message_key,
-            job_id,
-            thread_key,
-            float(self.clock()),
-        )
-
-    async def posts_of(self, job_id: str, surface: str) -> list[str]:
-        rows = await self.pool.fetch(
-            "SELECT message_key FROM posts WHERE job_id=$1 AND surface=$2 ORDER BY seq", job_id, surface
-        )
-        return [str(row[0]) for row in rows]
-
-    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
-        return await self._job_where(
-            self.pool,
-            "id=(SELECT job_id FROM posts WHERE surface=$1 AND message_key=$2)",
-            surface,
-            message_key,
-        )
-
-    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
-        return await self._job_where(
-            self.pool,
-            "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=$1 AND p.thread_key=$2 "
-            "AND j.state=$3 ORDER BY p.created_at DESC, p.seq DESC LIMIT 1)",
-            surface,
-            thread_key,
-            JobState.DELIVERED.value,
-        )
-
-    async def forget_posts(self, job_id: str) -> None:
-        await self.pool.execute("DELETE FROM posts WHERE job_id=$1", job_id)
 
 
 def _dollars(count: int) -> str:

@@ -2,7 +2,8 @@
 
 One connection in WAL mode. Writes that must be atomic (admit = reserve + insert; finish = state
 change + ledger settle) run under one lock inside BEGIN IMMEDIATE, so concurrent coroutines never
-interleave a transaction and concurrent requests can never overspend.
+interleave a transaction and concurrent requests can never overspend. Media and posts are
+storage/sqlite_media.py's (a mixin of `SqliteStore`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import aiosqlite
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
-from storage.base import NewMedia, StoredMedia
-from storage.media import MediaFiles, move_out_of_rows, valid_id
+from storage.base import StoredMedia
+from storage.media import MediaFiles, move_out_of_rows
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
+from storage.sqlite_media import SqliteMediaPosts
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def owner_only() -> Iterator[None]:
         os.umask(previous)
 
 
-class SqliteStore:
+class SqliteStore(SqliteMediaPosts):
     def __init__(
         self,
         path: Path | str,
@@ -347,128 +349,6 @@ class SqliteStore:
         async with db.execute(f"SELECT * FROM jobs WHERE {where}", args) as cur:
             row = await cur.fetchone()
         return row_to_job(row) if row else None
-
-    # --- media and posts -------------------------------------------------------------------------
-
-    async def put_media(
-        self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
-    ) -> str:
-        """Keep an image: its file first, then its row, so no row ever names a file not yet written."""
-        media_id = secrets.token_urlsafe(16)
-        await self.files.write(media_id, data)
-        now = self.clock()
-        try:
-            async with self.transaction() as db:
-                await db.execute(
-                    "INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (media_id, content_type, width, height, int(nsfw), now, now),
-                )
-        except BaseException:
-            await asyncio.shield(self.files.delete([media_id]))
-            raise
-        return media_id
-
-    async def media(self, media_id: str) -> StoredMedia | None:
-        """A held image, or None when it is not (never was, deleted by retention, or its file is gone)."""
-        if not valid_id(media_id):
-            return None
-        async with self.db.execute(
-            "SELECT id, content_type, width, height, nsfw FROM media WHERE id=?", (media_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        data = await self.files.read(media_id)
-        if data is None:
-            log.warning(
-                "media %s has a row but no file in %s: answered as no longer held",
-                media_id,
-                self.files.folder,
-            )
-            return None
-        return StoredMedia(row[0], data, row[1], int(row[2]), int(row[3]), bool(row[4]))
-
-    async def held_media(self, media_ids: list[str]) -> set[str]:
-        """Which of `media_ids` have a row (storage/media.py asks, to find files a crash left)."""
-        async with self.db.execute(f"SELECT id FROM media WHERE id IN {marks(media_ids)}", media_ids) as cur:
-            return {str(row[0]) for row in await cur.fetchall()}
-
-    async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
-        async with self.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-
-    async def _add_posts(
-        self, db: aiosqlite.Connection, job_id: str, surface: str, posts: list[tuple[str, str | None]]
-    ) -> None:
-        now = self.clock()
-        for message_key, thread_key in posts:
-            await db.execute(
-                "INSERT OR IGNORE INTO posts (surface, message_key, job_id, thread_key, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (surface, message_key, job_id, thread_key, now),
-            )
-
-    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
-        async with self.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-            return await self._move(db, job_id, JobState.DELIVERED, {})
-
-    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
-        """The files first, then the rows and the move: no row ever names a file not yet written."""
-        ids = [secrets.token_urlsafe(16) for _ in images]
-        moved = False
-        try:
-            for media_id, image in zip(ids, images, strict=True):
-                await self.files.write(media_id, image.data)
-            now = self.clock()
-            async with self.transaction() as db:
-                moved = await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids})
-                for media_id, image in zip(ids, images, strict=True) if moved else ():
-                    await db.execute(
-                        "INSERT INTO media (id, content_type, width, height, nsfw, created_at, used_at) "
-                        "VALUES (?,?,?,?,?,?,?)",
-                        (media_id, image.content_type, image.width, image.height, int(image.nsfw), now, now),
-                    )
-        finally:
-            if not moved:
-                await asyncio.shield(self.files.delete(ids))
-        return ids if moved else None
-
-    async def remember_post(
-        self, job_id: str, surface: str, message_key: str, thread_key: str | None
-    ) -> None:
-        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
-        async with self.transaction() as db:
-            await db.execute(
-                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (surface, message_key) DO UPDATE SET thread_key=COALESCE(excluded.thread_key, thread_key)",
-                (surface, message_key, job_id, thread_key, self.clock()),
-            )
-
-    async def posts_of(self, job_id: str, surface: str) -> list[str]:
-        """The message keys of a job's posts, in the order they were recorded."""
-        async with self.db.execute(
-            "SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY rowid", (job_id, surface)
-        ) as cur:
-            return [str(row[0]) async for row in cur]
-
-    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
-        return await self._job_where(
-            self.db, "id=(SELECT job_id FROM posts WHERE surface=? AND message_key=?)", (surface, message_key)
-        )
-
-    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
-        return await self._job_where(
-            self.db,
-            "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=? AND p.thread_key=? "
-            "AND j.state=? ORDER BY p.created_at DESC, p.rowid DESC LIMIT 1)",
-            (surface, thread_key, JobState.DELIVERED),
-        )
-
-    async def forget_posts(self, job_id: str) -> None:
-        async with self.transaction() as db:
-            await db.execute("DELETE FROM posts WHERE job_id=?", (job_id,))
 
 
 _JSON_FIELDS = ("result_media", "callback_status")
