@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -133,3 +134,16 @@ async def until(check: Callable[[], object], within: float = 60.0) -> None:
     async with asyncio.timeout(within):
         while not check():  # noqa: ASYNC110 (the bot's own tasks change what is checked)
             await asyncio.sleep(0.005)
+
+
+# Sockets that keep `closed_port`'s ports taken for the rest of the test run.
+_CLOSED: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on, so connecting is refused at once; kept bound (never
+    listening) for the rest of the run, so no server of a test (port 0) can be given it meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _CLOSED.append(sock)
+    return int(sock.getsockname()[1])

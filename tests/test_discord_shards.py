@@ -19,9 +19,9 @@ from bot.jobs import Job, JobState, OutputImage
 from tests.background import background
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
-from tests.harness import sandbox_of
+from tests.harness import closed_port, sandbox_of
 from tests.test_cli import bot_env, logging_as_in_a_fresh_process
-from tests.test_startup import closed_port, discord_env, run_fails
+from tests.test_startup import discord_env, run_fails
 from tests.test_startup import level as level  # a fixture: the log levels a failed start is checked at
 
 # Two servers on different shards of 2: (guild_id >> 22) % 2 is 0 for the fake's own, 1 for this one.

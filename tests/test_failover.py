@@ -6,7 +6,6 @@ names the provider that made it."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from bot.jobs import JobState
 from bot.routing import CircuitBreaker
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
-from tests.harness import BotHarness, sqlite_of
+from tests.harness import BotHarness, closed_port, sqlite_of
 from tests.test_console_pixazo_atlas import KEYS, Console
 from tests.test_routing import Clock
 
@@ -67,13 +66,6 @@ async def last_job(bot: Bot, console: Console) -> Any:
     job = await bot.engine.job(console.chat.last_job_id)
     assert job is not None
     return job
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("refusal", [402, 429, 500, "unreachable"])

@@ -24,17 +24,11 @@ from bot.cli import main
 from tests.background import background
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
+from tests.harness import closed_port
 from tests.test_cli import bot_env, logging_as_in_a_fresh_process
 
 # INTERFACE.md: a wrong token ends the bot within 30 seconds.
 LIMIT = 30.0
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["INFO", "WARNING"])
