@@ -38,7 +38,7 @@ test: lint
 	$(RUN) pytest -q -n auto
 
 bench: setup
-	$(RUN) python -m tests.bench
+	$(RUN) python -m tests.bench_outside
 
 fmt: setup
 	$(RUN) ruff format .
