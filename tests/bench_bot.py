@@ -58,7 +58,13 @@ def bot_command() -> list[str]:
 
 
 async def start_bot(
-    tmp: Path, *, provider_url: str, fake: FakeDiscord, webhook: bool, database_url: str, extra: dict[str, str]
+    tmp: Path,
+    *,
+    provider_url: str,
+    fake: FakeDiscord,
+    webhook: bool,
+    database_url: str,
+    extra: dict[str, str],
 ) -> subprocess.Popen[bytes]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
@@ -78,9 +84,7 @@ async def start_bot(
         HIDREAM_DAILY_IMAGE_QUOTA="1000000",
         **extra,
     )
-    log = (tmp / "bot.log").open("ab")
-    command = extra.get("BENCH_WRAP", "").split() + bot_command()
-    proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=log)
+    proc = spawn(bot_command(), env, tmp)
     try:
         await fake.wait_for(lambda: fake.commands.get("global") or proc.poll() is not None, within=60)
     except TimeoutError:
@@ -106,6 +110,11 @@ async def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise RuntimeError("the bot never became ready")
+
+
+def spawn(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    with (cwd / "bot.log").open("ab") as log:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=log)
 
 
 def python_pid(proc: subprocess.Popen[bytes]) -> int:

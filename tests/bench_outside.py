@@ -167,7 +167,8 @@ async def with_bot(
 ) -> Any:
     await provider.call("POST", "reset")
     provider.sessions += 1
-    async with SinkDiscord(provider.sessions) as fake:
+    fake = SinkDiscord(provider.sessions)
+    async with fake:
         proc = await start_bot(
             tmp, provider_url=provider.url, fake=fake, webhook=webhook, database_url=database_url, extra=extra
         )
@@ -177,7 +178,9 @@ async def with_bot(
             await stop_bot(proc)
 
 
-async def one_config(provider: Provider, args: argparse.Namespace, backend: str, mode: str) -> list[dict[str, Any]]:
+async def one_config(
+    provider: Provider, args: argparse.Namespace, backend: str, mode: str
+) -> list[dict[str, Any]]:
     name = f"hidream_bench_{os.getpid()}_{mode}"
     database_url = await make_database(name) if backend == "postgres" else ""
     webhook = mode == "webhook"
@@ -222,7 +225,9 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--light", type=int, default=20, help="light-load jobs, one every 0.5 s")
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--in-flight", type=int, default=1000, help="0 to skip")
