@@ -9,7 +9,7 @@ UV := $(PYTHON) -m uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup setup-run run check test lint bench fmt
+.PHONY: uv setup setup-run run check test lint bench bench-profile fmt
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv >&2
@@ -38,7 +38,11 @@ test: lint
 	$(RUN) pytest -q -n auto
 
 bench: setup
-	$(RUN) python -m tests.bench
+	$(RUN) python -m tests.bench_outside
+
+# A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
+bench-profile: setup
+	$(RUN) python -m tests.bench_profile
 
 fmt: setup
 	$(RUN) ruff format .
