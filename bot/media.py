@@ -51,9 +51,10 @@ class SniffedImage:
     height: int
 
 
-def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
+def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file", decode: bool = True) -> SniffedImage:
     """Check that `data` is a whole PNG, JPEG, WebP or GIF image of at most `max_bytes` and MAX_PIXELS,
-    by decoding it. Blocking CPU work: from async code, await `check_image` instead."""
+    by decoding it (`decode=False`: its type and size from its header only). Blocking CPU work: from
+    async code, await `check_image` instead."""
     if len(data) > max_bytes:
         raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
     try:
@@ -71,6 +72,8 @@ def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> Sniff
             raise MediaError(
                 f"{name} is {width}x{height} pixels; the largest image accepted is {_megapixels()}."
             )
+        if not decode:
+            return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
         try:
             with DECODES:  # a decoded 40 MP image is ~160 MB: a burst must not decode them all at once
                 img.load()  # the whole image, not only its header: a cut-off or damaged file fails here
@@ -81,10 +84,15 @@ def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file") -> Sniff
     return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
 
 
-async def check_image(data: bytes, *, max_bytes: int, name: str = "The file") -> SniffedImage:
-    """`sniff_image` in a worker thread. The size is checked before the thread is even started."""
+async def check_image(
+    data: bytes, *, max_bytes: int, name: str = "The file", decode: bool = True
+) -> SniffedImage:
+    """`sniff_image` in a worker thread (a header alone is read at once). The size is checked before
+    the thread is even started."""
     if len(data) > max_bytes:
         raise MediaError(f"{name} is {_mb(len(data))}; the largest image accepted is {_mb(max_bytes)}.")
+    if not decode:
+        return sniff_image(data, max_bytes=max_bytes, name=name, decode=False)
     return await asyncio.to_thread(sniff_image, data, max_bytes=max_bytes, name=name)
 
 
@@ -160,13 +168,16 @@ async def fetch_image(
     headers: Mapping[str, str] | None = None,
     resolver: Resolver = system_resolver,
     total_seconds: float | None = None,
+    decode: bool = True,
 ) -> SniffedImage:
     """Fetch an image and check that it decodes. `typed=True` (a URL a person wrote): public addresses
     only, checked at every hop and connected to by the checked address, so a name that re-resolves
     inside the network gets nowhere. `total_seconds`: the most the whole download may take, redirects
-    and a body that trickles in included (httpx's timeouts apply to each read, not to the sum)."""
+    and a body that trickles in included (httpx's timeouts apply to each read, not to the sum).
+    `decode=False`: type and size from the header, for the provider's results (a full decode of each
+    2 MB result was the largest cost of a burst); what people send is always decoded whole."""
     if url.startswith("data:"):
-        return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image")
+        return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image", decode=decode)
     try:
         async with asyncio.timeout(total_seconds):
             data, url = await _download(
@@ -177,7 +188,7 @@ async def fetch_image(
             f"The image at {_show(url)} took longer than {total_seconds:g} seconds to download; "
             "use a faster host, or attach the image instead."
         ) from None
-    return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}")
+    return await check_image(data, max_bytes=max_bytes, name=f"The file at {_show(url)}", decode=decode)
 
 
 async def _download(

@@ -292,8 +292,9 @@ class ProviderSteps:
         results = []
         for image in status.images:
             try:
+                # The provider's own result: its type and size from its header, not a full decode.
                 fetched = await fetch_image(
-                    self.host.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES
+                    self.host.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
                 )
             except MediaError as exc:
                 log.warning("job %s: result could not be fetched: %s", job.id, exc)

@@ -236,3 +236,49 @@ async def test_no_more_than_two_images_are_decoded_at_once(monkeypatch: pytest.M
     Image.new("RGB", (32, 32), (9, 9, 9)).save(buf, "PNG")
     await asyncio.gather(*(check_image(buf.getvalue(), max_bytes=10**6) for _ in range(6)))
     assert calls[0] == 6 and most[0] == 2
+
+
+async def test_a_providers_result_is_read_from_its_header_and_what_people_send_is_decoded(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.media import to_data_uri
+    from bot.requests import ChatRequest, ImageRef, parse_command
+    from tests.harness import BotHarness
+
+    real_load = ImageFile.ImageFile.load
+    loads: list[tuple[int, int]] = []
+
+    def counting_load(self: Any) -> Any:
+        loads.append(self.size)
+        return real_load(self)
+
+    async with BotHarness(tmp_path) as bot:
+        monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+        made = await bot.engine.submit(
+            ChatRequest(
+                surface="test",
+                user_id="u",
+                workspace_id="w",
+                request=parse_command("a fox --size 640x448").request,
+            )
+        )
+        await bot.engine.wait_idle()
+        done = await bot.engine.job(made.id)
+        assert done is not None and done.result_media
+        stored = await bot.store.media(done.result_media[0])
+        assert stored is not None and (stored.width, stored.height) == (640, 448)  # from the header
+        assert (640, 448) not in loads  # the 2 MB-class result was never decoded whole
+        buf = io.BytesIO()
+        Image.new("RGB", (48, 32), (9, 9, 9)).save(buf, "PNG")
+        sent = ImageRef(url=to_data_uri(buf.getvalue(), "image/png"))
+        await bot.engine.submit(
+            ChatRequest(
+                surface="test",
+                user_id="u",
+                workspace_id="w",
+                request=parse_command("make it blue").request,
+                references=[sent],
+            )
+        )
+        assert (48, 32) in loads  # what a person sends is decoded whole before it is stored
+        await bot.engine.wait_idle()
