@@ -174,6 +174,15 @@ def test_a_paid_provider_for_chats_without_a_workspace_ceiling(check) -> None:
     assert not [w for w in check(FAL_KEY="fal-key").warnings() if "WORKSPACE_QUOTA" in w]  # the console alone
 
 
+def test_public_metrics_without_a_token_are_warned_about(check) -> None:
+    public = {"HIDREAM_PUBLIC_URL": "https://bot.example.com"}
+    [warning] = [w for w in check(**public).warnings() if "/metrics" in w]
+    assert "HIDREAM_ADMIN_TOKEN is empty" in warning
+    token = {"HIDREAM_ADMIN_TOKEN": "an-admin-token-0123456789"}
+    assert not [w for w in check(**public, **token).warnings() if "/metrics" in w]
+    assert not [w for w in check().warnings() if "/metrics" in w]  # nothing reaches it from outside
+
+
 def test_a_postgresql_database_is_named_without_its_password(check) -> None:
     result = check(HIDREAM_DATABASE_URL="postgresql://bot:s3cret-pw@db.internal:6543/hidream")
     assert result.code == 0, result.err
