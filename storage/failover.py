@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from bot.jobs import JobState, LedgerState
 from storage.base import Store
-from storage.postgres import PostgresStore
-from storage.sql import numbered
-from storage.sqlite import SqliteStore
+from storage.sql import Sql
 
 _JOB = (
     "UPDATE jobs SET provider=?, cost_usd=?, updated_at=? "
@@ -31,18 +29,8 @@ async def move_job(
         JobState.SUBMITTING.value,
     )
     ledger_args = (float(cost_usd), job_id, LedgerState.RESERVED.value)
-    if isinstance(store, PostgresStore):
-        async with store.transaction() as db:
-            status = await db.execute(numbered(_JOB), *job_args)
-            if str(status).rsplit(" ", 1)[-1] != "1":
-                return False
-            await db.execute(numbered(_LEDGER), *ledger_args)
-        return True
-    if not isinstance(store, SqliteStore):
-        raise TypeError(f"no failover for a {type(store).__name__}")
-    async with store.transaction() as sqlite:
-        cur = await sqlite.execute(_JOB, job_args)
-        if cur.rowcount != 1:
+    async with Sql(store).transaction() as writes:
+        if await writes.execute(_JOB, *job_args) != 1:
             return False
-        await sqlite.execute(_LEDGER, ledger_args)
+        await writes.execute(_LEDGER, *ledger_args)
     return True

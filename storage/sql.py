@@ -5,6 +5,8 @@ for PostgreSQL as $1, $2, ...; upserts as `ON CONFLICT ... DO UPDATE`, which bot
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from storage.base import Store
@@ -31,12 +33,14 @@ class Sql:
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one write in its own transaction; how many rows it changed."""
-        if isinstance(self.store, PostgresStore):
-            status = await self.store.pool.execute(numbered(sql), *args)
-            return int(str(status).rsplit(" ", 1)[-1])
+        async with self.transaction() as writes:
+            return await writes.execute(sql, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Writes]:
+        """Several writes in one transaction, on either backend."""
         async with self.store.transaction() as db:
-            cur = await db.execute(sql, args)
-            return cur.rowcount
+            yield Writes(db, postgres=isinstance(self.store, PostgresStore))
 
     async def fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
         if isinstance(self.store, PostgresStore):
@@ -51,3 +55,19 @@ class Sql:
             return [tuple(row) for row in await self.store.pool.fetch(numbered(sql), *args)]
         async with self.store.db.execute(sql, args) as cur:
             return [tuple(row) for row in await cur.fetchall()]
+
+
+class Writes:
+    """The writes of one open transaction (`Sql.transaction`)."""
+
+    def __init__(self, db: Any, *, postgres: bool) -> None:
+        self.db = db
+        self.postgres = postgres
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one write; how many rows it changed."""
+        if self.postgres:
+            status = await self.db.execute(numbered(sql), *args)
+            return int(str(status).rsplit(" ", 1)[-1])
+        cur = await self.db.execute(sql, args)
+        return int(cur.rowcount)
