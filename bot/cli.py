@@ -26,13 +26,11 @@ from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")
 
-# Loggers that print secrets below these levels, held there whatever HIDREAM_LOG_LEVEL says: aiosqlite
-# logs every statement with its parameters (the media-link secret, callback tokens); httpx and httpcore
-# log URLs (per-job callback tokens); discord.py's HTTP and webhook loggers log URLs that carry
+# Loggers that print secrets below these levels, held there whatever HIDREAM_LOG_LEVEL says: httpx and
+# httpcore log URLs (per-job callback tokens); discord.py's HTTP and webhook loggers log URLs that carry
 # interaction tokens, its gateway logger whole events; slack_sdk logs request and response bodies
 # (Socket Mode URLs, upload URLs) and slack_bolt whole envelopes (verification token, response_url).
 QUIET_LOGGERS = {
-    "aiosqlite": logging.WARNING,
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
     "aiohttp.access": logging.WARNING,

@@ -27,9 +27,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
-import aiosqlite
-
 from storage.schema import MEDIA_MOVING
+from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +163,9 @@ class _Store(Protocol):
 
     files: MediaFiles
 
-    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
 
-    def exclusive(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+    def exclusive(self) -> AbstractAsyncContextManager[Connection]: ...
 
 
 async def move_out_of_rows(store: _Store) -> int:

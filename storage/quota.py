@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import aiosqlite
-
 from bot.errors import BadInput, QuotaExceeded
 from bot.jobs import COUNTED, SPENT, LedgerState
 from storage.schema import marks
+from storage.sqlite_conn import Connection
 
 Scope = Literal["user", "members", "ceiling"]
 By = Literal["operator", "admin"]
@@ -104,13 +103,13 @@ class Charge:
     cost_usd: float
 
 
-async def _one(db: aiosqlite.Connection, sql: str, args: tuple[object, ...]) -> float:
+async def _one(db: Connection, sql: str, args: tuple[object, ...]) -> float:
     async with db.execute(sql, args) as cur:
         row = await cur.fetchone()
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
-async def user_limit(db: aiosqlite.Connection, user_key: str, tenant: str, default: int) -> LimitSource:
+async def user_limit(db: Connection, user_key: str, tenant: str, default: int) -> LimitSource:
     async with db.execute(
         "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
         "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope='members' AND tenant=?)",
@@ -135,7 +134,7 @@ def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int)
     return LimitSource(default, "the bot's default")
 
 
-async def ceiling(db: aiosqlite.Connection, tenant: str, default: int | None) -> int | None:
+async def ceiling(db: Connection, tenant: str, default: int | None) -> int | None:
     async with db.execute(
         "SELECT daily_limit FROM limits WHERE tenant=? AND scope='ceiling' AND set_by='operator'", (tenant,)
     ) as cur:
@@ -143,14 +142,14 @@ async def ceiling(db: aiosqlite.Connection, tenant: str, default: int | None) ->
     return int(row[0]) if row else default
 
 
-async def budget(db: aiosqlite.Connection, tenant: str) -> float | None:
+async def budget(db: Connection, tenant: str) -> float | None:
     async with db.execute("SELECT monthly_usd FROM budgets WHERE tenant=?", (tenant,)) as cur:
         row = await cur.fetchone()
     return float(row[0]) if row else None
 
 
 async def status(
-    db: aiosqlite.Connection,
+    db: Connection,
     user_key: str,
     tenant: str,
     now: float,
@@ -234,7 +233,7 @@ def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
 
 
 async def set_limit(
-    db: aiosqlite.Connection, tenant: str, scope: Scope, subject: str, limit: int | None, by: By
+    db: Connection, tenant: str, scope: Scope, subject: str, limit: int | None, by: By
 ) -> None:
     check_images(limit)
     if limit is None:
@@ -250,7 +249,7 @@ async def set_limit(
     )
 
 
-async def grant(db: aiosqlite.Connection, tenant: str, user_key: str, images: int, now: float) -> None:
+async def grant(db: Connection, tenant: str, user_key: str, images: int, now: float) -> None:
     check_images(images)
     await db.execute(
         "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -258,7 +257,7 @@ async def grant(db: aiosqlite.Connection, tenant: str, user_key: str, images: in
     )
 
 
-async def reset(db: aiosqlite.Connection, tenant: str, user_key: str, now: float) -> None:
+async def reset(db: Connection, tenant: str, user_key: str, now: float) -> None:
     """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the
     tenant's ceiling still counts what was made)."""
     await db.execute(
@@ -267,7 +266,7 @@ async def reset(db: aiosqlite.Connection, tenant: str, user_key: str, now: float
     )
 
 
-async def set_budget(db: aiosqlite.Connection, tenant: str, monthly_usd: float | None) -> None:
+async def set_budget(db: Connection, tenant: str, monthly_usd: float | None) -> None:
     if monthly_usd is None:
         await db.execute("DELETE FROM budgets WHERE tenant=?", (tenant,))
         return
@@ -280,7 +279,7 @@ async def set_budget(db: aiosqlite.Connection, tenant: str, monthly_usd: float |
     )
 
 
-async def spend(db: aiosqlite.Connection, key: str, column: str) -> tuple[int, float]:
+async def spend(db: Connection, key: str, column: str) -> tuple[int, float]:
     async with db.execute(
         f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
         f"WHERE {column}=? AND state IN {marks(SPENT)}",
@@ -290,7 +289,7 @@ async def spend(db: aiosqlite.Connection, key: str, column: str) -> tuple[int, f
     return int(row[0]), float(row[1])
 
 
-async def limits_of(db: aiosqlite.Connection, tenant: str) -> list[tuple[str, str, int, str]]:
+async def limits_of(db: Connection, tenant: str) -> list[tuple[str, str, int, str]]:
     """Every limit set in a tenant: (scope, subject, daily limit, set by)."""
     async with db.execute(
         "SELECT scope, subject, daily_limit, set_by FROM limits WHERE tenant=? ORDER BY scope, subject",

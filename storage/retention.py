@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-import aiosqlite
-
 from bot.jobs import TERMINAL, UNFINISHED
 from storage import base
 from storage.media import valid_id
@@ -22,6 +20,7 @@ from storage.postgres import PostgresStore
 from storage.postgres_retention import PostgresSweeps
 from storage.schema import marks
 from storage.sqlite import SqliteStore as Store
+from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +164,7 @@ async def checkpoint(store: Store) -> None:
         await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-async def _pages(db: aiosqlite.Connection) -> tuple[int, int]:
+async def _pages(db: Connection) -> tuple[int, int]:
     async with db.execute("PRAGMA page_count") as cur:
         total = await cur.fetchone()
     async with db.execute("PRAGMA freelist_count") as cur:

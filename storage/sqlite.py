@@ -1,4 +1,4 @@
-"""The aiosqlite store: jobs, the usage ledger, limits, media and the posts that carry each job.
+"""The SQLite store: jobs, the usage ledger, limits, media and the posts that carry each job.
 
 One connection in WAL mode. Writes that must be atomic (admit = reserve + insert; finish = state
 change + ledger settle) run under one lock inside BEGIN IMMEDIATE, so concurrent coroutines never
@@ -20,8 +20,6 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
-import aiosqlite
-
 from bot.errors import ConfigError
 from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
@@ -29,6 +27,7 @@ from storage.base import StoredMedia
 from storage.media import MediaFiles, move_out_of_rows
 from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
 from storage.schema import MIGRATIONS, marks, row_to_job
+from storage.sqlite_conn import Checkpoints, Connection, connect
 from storage.sqlite_media import SqliteMediaPosts
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,8 @@ class SqliteStore(SqliteMediaPosts):
         self.default_limit = default_limit
         self.default_ceiling = default_ceiling
         self.clock = clock
-        self._db: aiosqlite.Connection | None = None
+        self._db: Connection | None = None
+        self._checkpoints: Checkpoints | None = None
         self._lock = asyncio.Lock()
         # Image bytes: files beside the database (storage/media.py), the rows keep the rest.
         self.files = MediaFiles(Path(self.path + ".media"))
@@ -66,11 +66,10 @@ class SqliteStore(SqliteMediaPosts):
         try:
             # The file and its -wal and -shm (SQLite gives those the file's mode) hold secrets: owner only.
             with owner_only():
-                # Opened once without aiosqlite, whose worker thread would outlive a failed connect
-                # and complain once the event loop is gone.
+                # Opened once in a thread first: making the file, or finding a stale lock, may wait.
                 await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
-                self._db = await aiosqlite.connect(self.path, isolation_level=None)
-                self._db.row_factory = aiosqlite.Row
+                self._db = connect(self.path)
+                self._db.row_factory = sqlite3.Row
                 # Freed pages can be given back (storage/retention.py). Takes effect on a new file only;
                 # an existing one is converted once by `use_incremental_vacuum`.
                 await self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -79,7 +78,6 @@ class SqliteStore(SqliteMediaPosts):
                 with suppress(FileNotFoundError, PermissionError):
                     os.chmod(self.path + suffix, 0o600)
             await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA busy_timeout=5000")
             await self._migrate()
         except sqlite3.Error as exc:
             await self.__aexit__()
@@ -97,21 +95,26 @@ class SqliteStore(SqliteMediaPosts):
             raise ConfigError(
                 f"HIDREAM_DB_PATH: cannot keep images in {self.files.folder}: {exc.strerror or exc}"
             ) from exc
+        self._checkpoints = Checkpoints(self.path, self.db)
+        self._checkpoints.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._checkpoints is not None:
+            await self._checkpoints.stop()
+            self._checkpoints = None
         if self._db is not None:
             await self._db.close()
             self._db = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> Connection:
         if self._db is None:
             raise RuntimeError("store is not open")
         return self._db
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
             try:
                 await self._settle("BEGIN IMMEDIATE")
@@ -142,7 +145,7 @@ class SqliteStore(SqliteMediaPosts):
             raise asyncio.CancelledError
 
     @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def exclusive(self) -> AsyncIterator[Connection]:
         """The connection with no other store call running and no transaction open: for what cannot
         run inside one (VACUUM, a script of pragmas)."""
         async with self._lock:
@@ -181,7 +184,7 @@ class SqliteStore(SqliteMediaPosts):
     async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
         return await self._status(self.db, user_key, tenant)
 
-    async def _status(self, db: aiosqlite.Connection, user_key: str, tenant: str) -> QuotaStatus:
+    async def _status(self, db: Connection, user_key: str, tenant: str) -> QuotaStatus:
         return await quota.status(
             db,
             user_key,
@@ -265,9 +268,7 @@ class SqliteStore(SqliteMediaPosts):
         async with self.transaction() as db:
             return await self._move(db, job_id, to, fields)
 
-    async def _move(
-        self, db: aiosqlite.Connection, job_id: str, to: JobState, fields: dict[str, Any]
-    ) -> bool:
+    async def _move(self, db: Connection, job_id: str, to: JobState, fields: dict[str, Any]) -> bool:
         """`transition`'s work inside the caller's transaction."""
         from_states = TRANSITIONS[to]
         if not from_states:
@@ -345,7 +346,7 @@ class SqliteStore(SqliteMediaPosts):
         ) as cur:
             return int((await cur.fetchone() or (0,))[0]) + 1
 
-    async def _job_where(self, db: aiosqlite.Connection, where: str, args: tuple[Any, ...]) -> Job | None:
+    async def _job_where(self, db: Connection, where: str, args: tuple[Any, ...]) -> Job | None:
         async with db.execute(f"SELECT * FROM jobs WHERE {where}", args) as cur:
             row = await cur.fetchone()
         return row_to_job(row) if row else None

@@ -13,12 +13,11 @@ import secrets
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from bot.jobs import Job, JobState
 from storage.base import NewMedia, StoredMedia
 from storage.media import MediaFiles, valid_id
 from storage.schema import marks
+from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +31,13 @@ class SqliteMediaPosts:
         files: MediaFiles
 
         @property
-        def db(self) -> aiosqlite.Connection: ...
+        def db(self) -> Connection: ...
 
-        def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+        def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
 
-        async def _move(
-            self, db: aiosqlite.Connection, job_id: str, to: JobState, fields: dict[str, Any]
-        ) -> bool: ...
+        async def _move(self, db: Connection, job_id: str, to: JobState, fields: dict[str, Any]) -> bool: ...
 
-        async def _job_where(
-            self, db: aiosqlite.Connection, where: str, args: tuple[Any, ...]
-        ) -> Job | None: ...
+        async def _job_where(self, db: Connection, where: str, args: tuple[Any, ...]) -> Job | None: ...
 
     async def put_media(
         self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
@@ -93,7 +88,7 @@ class SqliteMediaPosts:
             await self._add_posts(db, job_id, surface, posts)
 
     async def _add_posts(
-        self, db: aiosqlite.Connection, job_id: str, surface: str, posts: list[tuple[str, str | None]]
+        self, db: Connection, job_id: str, surface: str, posts: list[tuple[str, str | None]]
     ) -> None:
         now = self.clock()
         for message_key, thread_key in posts:

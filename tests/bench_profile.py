@@ -22,8 +22,8 @@ from tests.bench_outside import Provider, Session, with_bot
 
 # Walking from the innermost frame out, the first path fragment that matches names the area.
 AREAS = (
-    ("aiosqlite", "SQLite (aiosqlite, sqlite3)"),
-    ("sqlite3", "SQLite (aiosqlite, sqlite3)"),
+    ("sqlite3", "SQLite (sqlite3)"),
+    ("storage/sqlite_conn.py", "SQLite (sqlite3)"),
     ("asyncpg", "PostgreSQL (asyncpg)"),
     ("httpx", "httpx / httpcore (provider, downloads)"),
     ("httpcore", "httpx / httpcore (provider, downloads)"),
@@ -41,8 +41,8 @@ AREAS = (
 )
 OTHER = "event loop and other stdlib (asyncio, ssl, socket, threads)"
 # Innermost frames where a thread only waits (py-spy, not pausing the bot, counts some of them busy):
-# the event loop in epoll, the thread pool's and aiosqlite's workers on their empty queues.
-WAITS = ("selectors.py:468", "concurrent/futures/thread.py:81", "aiosqlite/core.py:59", "threading.py")
+# the event loop in epoll, the thread pool's workers on their empty queues.
+WAITS = ("selectors.py:468", "concurrent/futures/thread.py:81", "threading.py")
 
 
 def area_of(frames: list[str]) -> str:

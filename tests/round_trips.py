@@ -109,7 +109,7 @@ def count_store(store: SqliteStore, trips: Trips) -> None:
             trips.statements += trips.on
         return execute(sql, *args)
 
-    db.execute = counted_execute  # type: ignore[method-assign]
+    db.execute = counted_execute  # type: ignore[method-assign,assignment]
 
 
 def _counted(method: Callable[..., Awaitable[Any]], name: str, trips: Trips) -> Callable[..., Any]:

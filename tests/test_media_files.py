@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
 from bot.errors import ConfigError
@@ -23,6 +22,7 @@ from storage.media import ORPHAN_AGE
 from storage.retention import sweeps_for
 from storage.schema import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.sqlite import Store
+from storage.sqlite_conn import Connection
 from tests.test_store import NOW, make_job
 
 
@@ -259,7 +259,7 @@ async def test_a_failed_insert_leaves_no_file(tmp_path: Path, monkeypatch: pytes
     async with Store(tmp_path / "m.db", default_limit=10, clock=Clock()) as store:
 
         @asynccontextmanager
-        async def broken() -> AsyncIterator[aiosqlite.Connection]:
+        async def broken() -> AsyncIterator[Connection]:
             raise sqlite3.OperationalError("database or disk is full")
             yield store.db  # pragma: no cover
 

@@ -1,0 +1,194 @@
+"""SQLite on the event loop's own thread, with the small async interface the store is written to.
+
+Why not aiosqlite: it runs each statement on a worker thread and hands the answer back to the loop,
+two thread switches a statement. Measured on this project's machine (docs/benchmarks.md), a
+transaction of four small statements cost 620 µs of CPU through aiosqlite and 18 µs called directly;
+a job runs about 50 statements, so the hops alone were several milliseconds of every job. A statement
+on this store's small rows takes microseconds (image bytes live in files: storage/media.py), so the
+loop runs it itself.
+
+What could make the loop wait is handled here:
+- another process holding the write lock (`hidream-bot quota …` while the bot runs): the connection
+  never waits inside SQLite (busy_timeout 0); a statement refused as busy outside a transaction is
+  tried again after an `asyncio.sleep`, for up to BUSY_SECONDS, as SQLite's own busy_timeout would;
+- moving the write-ahead log into the database file (a checkpoint, which syncs to disk): automatic
+  checkpoints are off on this connection and `Checkpoints` runs them from a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any
+
+# As long as SQLite's busy_timeout was (5000 ms) before statements ran on the loop.
+BUSY_SECONDS = 5.0
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+# A checkpoint once this many seconds passed with commits since the last one.
+CHECKPOINT_SECONDS = 1.0
+Params = Sequence[Any] | dict[str, Any]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in _BUSY
+
+
+class Cursor:
+    """The rows of one statement, already run."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def fetchmany(self, size: int) -> list[Any]:
+        return self._cursor.fetchmany(size)
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for row in self._cursor:
+            yield row
+
+
+class _Running:
+    """What `Connection.execute` returns: awaited, the cursor; or `async with` it, closed after."""
+
+    def __init__(self, run: Awaitable[Cursor]) -> None:
+        self._run = run
+        self._cursor: Cursor | None = None
+
+    def __await__(self) -> Generator[Any, None, Cursor]:
+        return self._run.__await__()
+
+    async def __aenter__(self) -> Cursor:
+        self._cursor = await self._run
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._cursor is not None:
+            await self._cursor.close()
+
+
+class Connection:
+    """One sqlite3 connection in autocommit mode (the store writes BEGIN and COMMIT itself)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def total_changes(self) -> int:
+        """Rows changed since the connection opened: what `Checkpoints` watches."""
+        return self._conn.total_changes
+
+    @property
+    def row_factory(self) -> Any:
+        return self._conn.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self._conn.row_factory = factory
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def execute(self, sql: str, parameters: Params = ()) -> _Running:
+        return _Running(self._run(lambda: self._conn.execute(sql, parameters)))
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
+        listed = list(rows)
+        return await self._run(lambda: self._conn.executemany(sql, listed))
+
+    async def executescript(self, script: str) -> Cursor:
+        return await self._run(lambda: self._conn.executescript(script))
+
+    async def _run(self, statement: Callable[[], sqlite3.Cursor]) -> Cursor:
+        outside = not self._conn.in_transaction
+        deadline: float | None = None
+        pause = 0.001
+        while True:
+            try:
+                cursor = statement()
+            except sqlite3.OperationalError as exc:
+                # Inside a transaction the store already holds the write lock (BEGIN IMMEDIATE); a
+                # busy there is not a wait that ends, so it is the caller's, as before.
+                if not (outside and _is_busy(exc)):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + BUSY_SECONDS
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+                continue
+            return Cursor(cursor)
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+def connect(path: str) -> Connection:
+    """Open `path` for the loop's thread: no waiting on locks inside SQLite, no checkpoint at commit."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    conn.execute("PRAGMA busy_timeout=0")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    return Connection(conn)
+
+
+class Checkpoints:
+    """Moves the write-ahead log into the database file from a thread, with a connection of its own,
+    never blocking the loop or a writer (PASSIVE). Closing runs one last one."""
+
+    def __init__(self, path: str, conn: Connection, *, every: float = CHECKPOINT_SECONDS) -> None:
+        self.path = path
+        self.conn = conn
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+        self._seen = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="sqlite-checkpoints")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self.run()
+
+    async def run(self) -> None:
+        """One checkpoint, if anything was written since the last."""
+        changes = self.conn.total_changes
+        if changes == self._seen:
+            return
+        self._seen = changes
+        await asyncio.to_thread(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError:
+            pass  # busy: the next one will do it
+        finally:
+            conn.close()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
