@@ -56,7 +56,7 @@ class StoreFigures(Collector):
         self.figures = Figures()
 
     async def refresh(self) -> None:
-        self.figures = await read_figures(Sql(self.store))
+        self.figures = await read_figures(Sql(self.store, apart=True))
 
     def describe(self) -> list[Metric]:
         return []  # the families are only known once read; nothing to check for clashes at registration

@@ -37,7 +37,7 @@ def last_days(now: float, days: int) -> list[str]:
 
 async def daily(store: Store, days: int = 30) -> dict[str, Any]:
     """Images delivered and dollars spent per UTC day and provider, for the last `days` days."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     span = last_days(sql.now(), days)
     rows = await sql.fetch(
         "SELECT l.day, j.provider, SUM(l.images), SUM(l.cost_usd) FROM ledger l JOIN jobs j ON j.id = l.job_id "
@@ -65,7 +65,7 @@ async def daily(store: Store, days: int = 30) -> dict[str, Any]:
 
 async def top(store: Store, days: int = 30, limit: int = 10) -> dict[str, Any]:
     """The tenants and the users (in their tenant) that spent most in the last `days` days."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     since = last_days(sql.now(), days)[0]
     where = f"FROM ledger WHERE day >= ? AND state IN {marks(SPENT)}"
     tenants = await sql.fetch(
@@ -103,7 +103,7 @@ def _prompt(request: str) -> str:
 
 async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """The newest jobs: state, provider, how long they took (or have taken so far), and their error."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     now = sql.now()
     rows = await sql.fetch(
         "SELECT id, surface, workspace_id, user_id, provider, state, request, error, created_at, updated_at "
@@ -132,7 +132,7 @@ async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[str, Any]]:
     """Failed jobs of the last `days` days grouped by their error, the most frequent first."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     rows = await sql.fetch(
         "SELECT COALESCE(error, ''), COUNT(*), MAX(updated_at) FROM jobs WHERE state = ? AND updated_at >= ? "
         "GROUP BY COALESCE(error, '') ORDER BY 2 DESC, 3 DESC LIMIT ?",
@@ -145,7 +145,7 @@ async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[s
 
 async def queue(store: Store) -> dict[str, Any]:
     """Unfinished jobs across every replica: waiting to be sent to a provider, and being worked."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     states = sorted(s.value for s in UNFINISHED)
     rows = await sql.fetch(
         f"SELECT state, COUNT(*) FROM jobs WHERE state IN {marks(states)} GROUP BY state", *states
@@ -157,7 +157,7 @@ async def queue(store: Store) -> dict[str, Any]:
 
 async def tenants(store: Store, *, default_limit: int, default_ceiling: int | None) -> dict[str, Any]:
     """Every tenant with a limit, a budget, or usage this month: its limits, budget and spend."""
-    sql = Sql(store)
+    sql = Sql(store, apart=True)
     now = sql.now()
     month, today = utc_day(now)[:7], utc_day(now)
     limits = await sql.fetch(

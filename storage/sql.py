@@ -21,12 +21,16 @@ def numbered(sql: str) -> str:
 
 
 class Sql:
-    """Runs the same SQL on whichever backend `store` is."""
+    """Runs the same SQL on whichever backend `store` is.
 
-    def __init__(self, store: Store) -> None:
+    `apart`: for queries that may read many rows (the operators' page, /metrics): on SQLite, `fetch`
+    runs them in a thread on a connection of their own, so the event loop never waits for them."""
+
+    def __init__(self, store: Store, *, apart: bool = False) -> None:
         if not isinstance(store, (SqliteStore, PostgresStore)):
             raise TypeError(f"no SQL for a {type(store).__name__}")
         self.store: SqliteStore | PostgresStore = store
+        self.apart = apart
 
     def now(self) -> float:
         return float(self.store.clock())
@@ -53,6 +57,8 @@ class Sql:
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         if isinstance(self.store, PostgresStore):
             return [tuple(row) for row in await self.store.pool.fetch(numbered(sql), *args)]
+        if self.apart:
+            return await self.store.db.read_apart(sql, args)
         async with self.store.db.execute(sql, args) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 

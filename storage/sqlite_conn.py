@@ -12,7 +12,9 @@ What could make the loop wait is handled here:
   never waits inside SQLite (busy_timeout 0); a statement refused as busy outside a transaction is
   tried again after an `asyncio.sleep`, for up to BUSY_SECONDS, as SQLite's own busy_timeout would;
 - moving the write-ahead log into the database file (a checkpoint, which syncs to disk): automatic
-  checkpoints are off on this connection and `Checkpoints` runs them from a thread of its own.
+  checkpoints are off on this connection and `Checkpoints` runs them from a thread of its own;
+- queries that read much (the operators' page, /metrics): `read_apart` runs them in a thread on a
+  read-only connection of their own, beside the loop's (WAL lets readers and the writer work at once).
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ class _Running:
 class Connection:
     """One sqlite3 connection in autocommit mode (the store writes BEGIN and COMMIT itself)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self._conn = conn
+        self.path = path
 
     @property
     def total_changes(self) -> int:
@@ -139,8 +142,22 @@ class Connection:
                 continue
             return Cursor(cursor)
 
+    async def read_apart(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
+        """The rows of a query that may read much, from a thread on a read-only connection of its own:
+        the loop and the store's other calls go on meanwhile. It sees what was committed when it
+        starts."""
+        return await asyncio.to_thread(_read, self.path, sql, parameters)
+
     async def close(self) -> None:
         self._conn.close()
+
+
+def _read(path: str, sql: str, parameters: Params) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+    try:
+        return [tuple(row) for row in conn.execute(sql, parameters)]
+    finally:
+        conn.close()
 
 
 def connect(path: str) -> Connection:
@@ -148,7 +165,7 @@ def connect(path: str) -> Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     conn.execute("PRAGMA busy_timeout=0")
     conn.execute("PRAGMA wal_autocheckpoint=0")
-    return Connection(conn)
+    return Connection(conn, path)
 
 
 class Checkpoints:

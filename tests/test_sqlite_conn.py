@@ -89,3 +89,20 @@ async def test_checkpoints_move_the_log_into_the_file_from_another_thread(tmp_pa
         # Nothing written since: no checkpoint at all.
         await checkpoints.run()
         assert len(threads) == 1
+
+
+async def test_reads_apart_run_on_a_connection_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+        await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        count = "SELECT COUNT(*) FROM jobs"
+        async with store.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET error='mid-transaction'"
+            )  # not yet committed: the loop's connection sees it, a connection apart does not
+            async with db.execute("SELECT COUNT(*) FROM jobs WHERE error IS NOT NULL") as cur:
+                assert (await cur.fetchone())[0] == 1
+            apart = await store.db.read_apart("SELECT COUNT(*) FROM jobs WHERE error IS NOT NULL")
+            assert apart == [(0,)]
+        assert await store.db.read_apart(count) == [(1,)]
+        assert await store.db.read_apart("SELECT COUNT(*) FROM jobs WHERE error IS NOT NULL") == [(1,)]
