@@ -97,9 +97,8 @@ async def test_reads_apart_run_on_a_connection_of_their_own(tmp_path: Path) -> N
         await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
         count = "SELECT COUNT(*) FROM jobs"
         async with store.transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET error='mid-transaction'"
-            )  # not yet committed: the loop's connection sees it, a connection apart does not
+            # Not yet committed: the loop's connection sees it, a connection apart does not.
+            await db.execute("UPDATE jobs SET error='mid-transaction'")
             async with db.execute("SELECT COUNT(*) FROM jobs WHERE error IS NOT NULL") as cur:
                 assert (await cur.fetchone())[0] == 1
             apart = await store.db.read_apart("SELECT COUNT(*) FROM jobs WHERE error IS NOT NULL")
