@@ -28,11 +28,13 @@ USER_AGENT = "hidream-bot/0.1"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 # Pieces a response body is handed on in: few and large, since each one costs httpx a pass through its
-# decoders (measured: iter_chunked(256 KiB) vs iter_any() in docs/benchmarks.md).
+# decoders. iter_any() measured no cheaper (tests/bench_http.py); a bounded piece also bounds how far
+# bot.media.fetch_image reads past its size cap.
 CHUNK = 256 * 1024
 # aiohttp's read buffer (its default is 64 KiB): a larger one means fewer pauses of the socket while
 # a 2 MB result streams in.
 READ_BUFSIZE = 256 * 1024
+MAX_HEADER_BYTES = 16 * 1024
 # httpx writes these itself; aiohttp must not add its own beside them (or add a Content-Type httpx did
 # not ask for).
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -44,7 +46,7 @@ def provider_client(
     limits: httpx.Limits = LIMITS,
     user_agent: str = USER_AGENT,
 ) -> httpx.AsyncClient:
-    """The pooled client providers, their results and the platforms' webhooks are reached with.
+    """The pooled client providers (their API, their results, the sandbox's callbacks) are reached with.
 
     Not the client for URLs people type (bot.media.typed_client): that one pins the checked address."""
     return httpx.AsyncClient(
@@ -62,7 +64,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     body. Timeouts come from each request (`extensions["timeout"]`): connect -> aiohttp's connect,
     read -> sock_read (each read of headers or body), pool -> the wait for one of `max_connections`
     (our own semaphore: aiohttp cannot tell that wait from connecting). aiohttp has no write
-    timeout; a stalled upload ends with the read timeout of the answer it waits for."""
+    timeout; a stalled upload ends with the read timeout of the answer it waits for. Idle
+    connections close after `keepalive_expiry`; aiohttp has no cap on how many stay idle
+    (`max_keepalive_connections`), only on all of them (`max_connections`). Proxies from the
+    environment (HTTPS_PROXY), which httpx's own transport honoured, are not used."""
 
     def __init__(self, *, limits: httpx.Limits = LIMITS, verify: bool = True) -> None:
         self._limit = limits.max_connections or 0
@@ -85,6 +90,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             auto_decompress=False,  # httpx decodes Content-Encoding
             read_bufsize=READ_BUFSIZE,
+            # httpx (h11) takes a header block of up to 16 KiB; aiohttp's default is 8 KiB a line.
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
             trust_env=False,  # no netrc, no proxy lookup per request
         )
         # aiohttp resends an idempotent-method request once when the connection breaks; httpx never
@@ -110,12 +118,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._release()
             raise
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            stream=_Body(response, self._release, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
-        )
+        body = _Body(response, self._release, request)
+        try:
+            return httpx.Response(
+                response.status,
+                headers=response.raw_headers,
+                stream=body,
+                extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
+            )
+        except BaseException:
+            await body.aclose()
+            raise
 
     async def _acquire(self, request: httpx.Request) -> None:
         slots = self._slots

@@ -339,6 +339,17 @@ async def test_aiohttp_adds_no_header_httpx_did_not_set() -> None:
     assert b"content-type" not in [key.lower() for key, _ in headers]
 
 
+async def test_a_long_header_is_read_as_httpx_read_it() -> None:
+    link = "https://cdn.example/result.png?sig=" + "a" * 12_000  # signed URLs run long
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": link})
+
+    async with serving(lambda app: app.router.add_get("/r", redirect)) as base, provider_client() as client:
+        response = await client.get(f"{base}/r")
+    assert response.status_code == 302 and response.headers["location"] == link
+
+
 async def test_a_non_http_url_is_refused_before_anything_is_sent() -> None:
     async with provider_client() as client:
         with pytest.raises(httpx.UnsupportedProtocol):
