@@ -27,12 +27,11 @@ from yarl import URL
 USER_AGENT = "hidream-bot/0.1"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-# Pieces a response body is handed on in: few and large, since each one costs httpx a pass through its
-# decoders. iter_any() measured no cheaper (tests/bench_http.py); a bounded piece also bounds how far
-# bot.media.fetch_image reads past its size cap.
-CHUNK = 256 * 1024
 # aiohttp's read buffer (its default is 64 KiB): a larger one means fewer pauses of the socket while
-# a 2 MB result streams in.
+# a 2 MB result streams in. A body is handed on in what has arrived (iter_any: all that is buffered,
+# up to about three times this: aiohttp stops reading past twice it): few, large pieces, since each
+# costs httpx a pass through its decoders. It measured cheaper than iter_chunked(256 KiB)
+# (tests/bench_http.py).
 READ_BUFSIZE = 256 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 # httpx writes these itself; aiohttp must not add its own beside them (or add a Content-Type httpx did
@@ -191,7 +190,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_chunked(CHUNK):
+            async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, self._request) from exc

@@ -27,6 +27,7 @@ from bot import http_transport
 from bot.http_transport import TIMEOUT, provider_client
 
 IMAGE_BYTES = 2_260_000
+CHUNK = 256 * 1024  # the alternative to iter_any() measured
 PAYLOAD = {"prompt": "a red fox in snow, golden hour, 35 mm", "seed": 7, "num_images": 1, "format": "png"}
 Work = Callable[[], Awaitable[None]]
 
@@ -65,8 +66,8 @@ def httpx_default() -> httpx.AsyncClient:
     )
 
 
-async def _iter_any(self: http_transport._Body) -> AsyncIterator[bytes]:
-    async for chunk in self._response.content.iter_any():
+async def _iter_chunked(self: http_transport._Body) -> AsyncIterator[bytes]:
+    async for chunk in self._response.content.iter_chunked(CHUNK):
         yield chunk
 
 
@@ -131,13 +132,13 @@ async def run(base: str, counts: tuple[int, int], rounds: int) -> None:
     async with httpx_default() as client:
         show("httpx, its own transport (before)", await with_httpx(base, client, counts, rounds))
     async with provider_client() as client:
-        name = f"AiohttpTransport, iter_chunked({http_transport.CHUNK // 1024} KiB) (after)"
-        show(name, await with_httpx(base, client, counts, rounds))
+        show("AiohttpTransport, iter_any() (after)", await with_httpx(base, client, counts, rounds))
     original = http_transport._Body.__aiter__
-    http_transport._Body.__aiter__ = _iter_any  # type: ignore[method-assign]
+    http_transport._Body.__aiter__ = _iter_chunked  # type: ignore[method-assign]
     try:
         async with provider_client() as client:
-            show("AiohttpTransport, iter_any()", await with_httpx(base, client, counts, rounds))
+            name = f"AiohttpTransport, iter_chunked({CHUNK // 1024} KiB)"
+            show(name, await with_httpx(base, client, counts, rounds))
     finally:
         http_transport._Body.__aiter__ = original  # type: ignore[method-assign]
     async with aiohttp.ClientSession() as session:
