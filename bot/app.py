@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.hidream.base import Provider
+from bot.http_transport import provider_client
 from bot.media import typed_client
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
 from bot.retention import Retention
@@ -246,13 +247,7 @@ async def start_bot(
     `loopback_public_url`: use the server's own loopback address as HIDREAM_PUBLIC_URL, so callbacks
     work on one machine (tests, benchmarks)."""
     selection = selection or select(settings)
-    http = await stack.enter_async_context(
-        httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            headers={"User-Agent": "hidream-bot/0.1"},
-        )
-    )
+    http = await stack.enter_async_context(provider_client())
     typed_http = await stack.enter_async_context(typed_client())
     store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).

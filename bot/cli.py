@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import httpx
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -21,6 +20,7 @@ from bot import logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.http_transport import provider_client
 from bot.plugins import DrivingSurface, discover
 from storage.sqlite import owner_only
 
@@ -176,7 +176,7 @@ def _check_provider(settings: Settings, selection: Selection) -> list[str]:
     """Print the providers that would run, in order of preference; the errors in their settings."""
     server_url = f"http://{settings.http_host}:{settings.http_port}"
     with owner_only():  # as in run: a folder it makes beside the database is the owner's only
-        providers = build_providers(settings, selection, httpx.AsyncClient(), server_url)
+        providers = build_providers(settings, selection, provider_client(), server_url)
     if len(providers) > 1:
         print(
             f"providers: {', '.join(p.name for p in providers)} (in this order; the next takes over on failure)"

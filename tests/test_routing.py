@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-import httpx
 import pytest
 
 from bot.config import Settings
@@ -24,6 +23,7 @@ from bot.hidream.atlascloud import AtlasCloudProvider
 from bot.hidream.base import Provider
 from bot.hidream.pixazo import PixazoProvider
 from bot.hidream.sandbox import SandboxProvider
+from bot.http_transport import provider_client
 from bot.jobs import Job, JobState
 from bot.requests import ImageRequest, parse_command
 from bot.routing import CircuitBreaker, Router
@@ -88,7 +88,7 @@ def test_a_trial_that_never_reports_back_frees_the_way_after_another_cool_down()
 
 def providers(public_url: str = "") -> dict[str, Provider]:
     settings = Settings(_env_file=None, HIDREAM_PUBLIC_URL=public_url)
-    client = httpx.AsyncClient()
+    client = provider_client()
     made: list[Provider] = [
         PixazoProvider(settings, client),
         AtlasCloudProvider(settings, client),

@@ -22,6 +22,7 @@ from bot.errors import ProviderRejected
 from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.hidream.sandbox import SandboxProvider, SandboxService
 from bot.hidream.sandbox_jobs import FAIL_MESSAGE, OwnServer
+from bot.http_transport import provider_client
 from bot.requests import ImageRequest
 
 WAIT = 30.0  # generous: only reached when something is broken
@@ -101,7 +102,7 @@ class Receiver:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with provider_client(timeout=30) as client:
         yield client
 
 

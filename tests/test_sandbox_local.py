@@ -23,6 +23,7 @@ from bot.hidream.base import SubmitSpec
 from bot.hidream.plugin import ProviderContext
 from bot.hidream.sandbox import SandboxProvider, SandboxSettings, plugin
 from bot.hidream.sandbox_service import DAY, SandboxService
+from bot.http_transport import provider_client
 from bot.media import to_data_uri
 from bot.requests import ChatRequest, ImageRef, ImageRequest, parse_command
 from tests.fakes.loopback import serve
@@ -51,7 +52,7 @@ def test_a_non_loopback_host_stops_the_sandbox_naming_the_setting(tmp_path: Path
     assert "\n" not in message
     assert f"HIDREAM_HTTP_HOST={host}" in message and "HIDREAM_SANDBOX_ALLOW_REMOTE=true" in message
     # Building it directly refuses too.
-    context = ProviderContext(settings, httpx.AsyncClient(), "http://127.0.0.1:1", tmp_path / "state")
+    context = ProviderContext(settings, provider_client(), "http://127.0.0.1:1", tmp_path / "state")
     with pytest.raises(ConfigError):
         plugin.build(context, SandboxSettings(_env_file=None))
 
@@ -243,7 +244,7 @@ T0 = 1_700_000_000.0
 async def test_old_jobs_leave_memory_and_disk_on_the_periodic_sweep(tmp_path: Path) -> None:
     now = [T0]
     ticks = Ticks()
-    http = httpx.AsyncClient(timeout=WAIT)
+    http = provider_client(timeout=WAIT)
     options: dict[str, Any] = {
         "delay": 0,
         "clock": lambda: now[0],
@@ -286,7 +287,7 @@ async def test_a_restarted_service_sweeps_at_once_and_keeps_what_is_recent_or_un
         await never.wait()
 
     receiver = Receiver()
-    http = httpx.AsyncClient(timeout=WAIT)
+    http = provider_client(timeout=WAIT)
     async with http:
         first = sandbox(tmp_path, http, routes=receiver.mount, delay=0, clock=lambda: now[0], sleep=stuck)
         async with first as (service, url):
@@ -312,7 +313,7 @@ async def test_a_restarted_service_sweeps_at_once_and_keeps_what_is_recent_or_un
 
 async def test_with_no_retention_nothing_is_swept(tmp_path: Path) -> None:
     now = [T0]
-    http = httpx.AsyncClient(timeout=WAIT)
+    http = provider_client(timeout=WAIT)
     async with http, sandbox(tmp_path, http, delay=0, clock=lambda: now[0], max_age=None) as (service, url):
         job_id = await submit(provider_for(http, url, service), "kept forever")
         now[0] = T0 + 3650 * DAY
@@ -321,7 +322,7 @@ async def test_with_no_retention_nothing_is_swept(tmp_path: Path) -> None:
 
 
 async def test_memory_holds_only_the_most_recent_jobs_and_reads_the_rest_back(tmp_path: Path) -> None:
-    http = httpx.AsyncClient(timeout=WAIT)
+    http = provider_client(timeout=WAIT)
     async with http, sandbox(tmp_path, http, delay=0, max_jobs=3) as (service, url):
         provider = provider_for(http, url, service)
         ids = [await submit(provider, f"job {i}") for i in range(6)]
@@ -338,7 +339,7 @@ def test_the_plugin_sizes_the_service_from_the_core_settings(tmp_path: Path) -> 
     settings: Settings = settings_for_test(
         tmp_path, HIDREAM_MAX_IMAGE_BYTES=123_456, HIDREAM_PUBLIC_URL="https://bot.example.com"
     )
-    context = ProviderContext(settings, httpx.AsyncClient(), "http://127.0.0.1:5", tmp_path / "state")
+    context = ProviderContext(settings, provider_client(), "http://127.0.0.1:5", tmp_path / "state")
     provider = plugin.build(context, SandboxSettings(_env_file=None))
     assert isinstance(provider, SandboxProvider) and provider.service is not None
     service = provider.service

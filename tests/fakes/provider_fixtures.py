@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from bot.http_transport import provider_client
 from tests.fakes.queue_common import Receiver
 
 
@@ -18,5 +19,5 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
+    async with provider_client(timeout=30) as c:
         yield c
