@@ -27,6 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
 
+from storage.durable import write_synced
 from storage.schema import MEDIA_MOVING
 from storage.sqlite_conn import Connection
 
@@ -96,10 +97,10 @@ class MediaFiles:
         # mkstemp makes the file 0600 whatever the umask.
         fd, temp = tempfile.mkstemp(prefix=_TEMP, dir=self.folder)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                write_synced(fd, self.folder, data)  # storage/durable.py: O_DIRECT where it can
+            finally:
+                os.close(fd)
             os.replace(temp, path)
         except BaseException:
             with contextlib.suppress(OSError):
