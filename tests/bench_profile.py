@@ -1,6 +1,7 @@
 """`make bench-profile` (issue 13): where the bot's time goes in the burst, sampled by py-spy from outside.
 
-The same three processes as `make bench` (tests/bench_outside.py), SQLite and webhook mode by default:
+The same three processes as `make bench` (tests/bench_outside.py), SQLite and webhook mode by default
+(`--backend postgres`, `--mode polling`):
 after a warm-up, `py-spy record --pid` samples the bot (100 Hz, without pausing it) for exactly the
 burst, and the raw stacks are summarised: each busy sample goes to the first area found walking from
 the innermost frame outwards (a library, or the bot's own code), and the innermost functions are
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from tests.bench_bot import drop_database, make_database
 from tests.bench_outside import Provider, Session, with_bot
 
 # Walking from the innermost frame out, the first path fragment that matches names the area.
@@ -25,6 +28,7 @@ AREAS = (
     ("sqlite3", "SQLite (sqlite3)"),
     ("storage/sqlite_conn.py", "SQLite (sqlite3)"),
     ("asyncpg", "PostgreSQL (asyncpg)"),
+    ("storage/postgres", "PostgreSQL (asyncpg)"),
     ("httpx", "httpx / httpcore (provider, downloads)"),
     ("httpcore", "httpx / httpcore (provider, downloads)"),
     ("h11", "httpx / httpcore (provider, downloads)"),
@@ -98,11 +102,15 @@ async def profile(args: argparse.Namespace) -> None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
 
+    name = f"hidream_profile_{os.getpid()}"
+    database_url = await make_database(name) if args.backend == "postgres" else ""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            await with_bot(provider, Path(tmp), "", args.mode == "webhook", {}, burst)
+            await with_bot(provider, Path(tmp), database_url, args.mode == "webhook", {}, burst)
     finally:
         await provider.close()
+        if database_url:
+            await drop_database(name)
     print(summarise(raw))
 
 
@@ -112,6 +120,7 @@ def main() -> None:
     )
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--mode", choices=["webhook", "polling"], default="webhook")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument(
         "--out", default="bench-results/burst.pyspy.txt", help="py-spy's raw (collapsed) stacks"
     )

@@ -4,6 +4,7 @@ whole blocks where the filesystem takes it and through the page cache where it d
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -72,13 +73,13 @@ def test_a_filesystem_that_refuses_o_direct_gets_the_cache_and_is_not_asked_agai
     real_write = os.write
 
     def refusing(fd: int, data: memoryview | bytes) -> int:
-        flags = durable.fcntl.fcntl(fd, durable.fcntl.F_GETFL)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         writes.append(len(data))
         if flags & durable._DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)
 
-    monkeypatch.setattr(durable.os, "write", refusing)
+    monkeypatch.setattr(os, "write", refusing)
     monkeypatch.setattr(durable, "_refused", set())
     data = os.urandom(3 * durable.CHUNK + 5)
     assert _write(tmp_path, "a", data).read_bytes() == data
@@ -96,7 +97,7 @@ def test_another_error_is_the_callers_and_the_media_store_keeps_no_half_file(
 
     files = MediaFiles(tmp_path / "media")
     files._open()
-    monkeypatch.setattr(durable.os, "write", full)
+    monkeypatch.setattr(os, "write", full)
     with pytest.raises(OSError, match="No space"):
         files._write(files._path("m" * 32), os.urandom(2_000_000))
     assert list(files.folder.iterdir()) == []
