@@ -39,6 +39,7 @@ test: lint
 
 bench: setup
 	$(RUN) python -m tests.bench_outside
+	$(RUN) python -m tests.bench_floor
 
 # A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
 bench-profile: setup
