@@ -127,3 +127,18 @@ async def test_acknowledged_within_3_seconds_while_files_and_provider_are_slow(t
         # The progress line appears once the file arrived and the job was admitted; the provider takes its time.
         await fake.wait_for(lambda: fake.messages[original]["content"].startswith("⏳"))
         assert not with_files(fake.messages[original])
+
+
+async def test_the_result_replaces_the_progress_line_with_no_uploading_edit_before_it(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        payload = await fake.interact(fake.slash_payload({"prompt": "a lighthouse"}))
+        await fake.wait_for(
+            lambda: with_files(fake.messages.get(fake.originals.get(payload["token"], ""), {}))
+        )
+        await bot.engine.wait_idle()
+        original = fake.originals[payload["token"]]
+        edits = [c for c in fake.calls if c.method == "PATCH" and c.path.endswith(f"/messages/{original}")]
+        shown = [str((c.body or {}).get("content", "")) for c in edits]
+        assert shown[0].startswith("⏳")  # the progress line came first
+        assert not any("Uploading" in text for text in shown), shown
+        assert edits[-1].files and not any(c.files for c in edits[:-1])  # the image, in the last edit only

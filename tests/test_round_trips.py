@@ -40,8 +40,9 @@ async def test_polling_reads_status_until_done_and_merges_the_same_steps(
         assert (trips.store_calls["complete"], trips.store_calls["delivered"]) == (1, 1)
         # Admission, submitting, running, completed+results, delivering, posts+delivered: no claim.
         assert trips.transactions == 10
-        # Queued, uploading, the result: each edit said something new.
-        assert trips.discord and sum(trips.discord.values()) == 5
+        # The acknowledgement, "Queued", the result in the same message (no "Uploading…" edit before it:
+        # the result replaces the line in the next request), the thread.
+        assert trips.discord and sum(trips.discord.values()) == 4
 
 
 def test_progress_that_says_nothing_new_is_not_sent_until_the_heartbeat() -> None:

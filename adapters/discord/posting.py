@@ -128,6 +128,10 @@ class Poster:
         return self.client.get_partial_messageable(int(origin["channel_id"]))
 
     async def progress(self, job: Job, progress: Progress) -> None:
+        if progress.stage == "delivering":
+            # The result replaces this very message in the next request: an "Uploading…" edit first
+            # would only hold the image back by one more call to Discord.
+            return
         text = f"⏳ {progress.text()}"
         await self._edit_progress(job, content=text)
 
