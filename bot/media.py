@@ -48,23 +48,30 @@ class ResultGate:
     """At most `slots` job results held whole in memory at once, across the bot: a result is
     downloaded and kept, and later read back and posted, each under one of these slots, so a burst of
     results waits here in turn instead of filling memory (each 2 MB result was held several times at
-    once by every job being worked). `held` and `most_held` are there to be read (tests, metrics)."""
+    once by every job being worked). `held`, `most_held` and `waiting` (for a slot) are there to be
+    read (tests, metrics)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self.held = 0
         self.most_held = 0
+        self.waiting = 0
         self._free = asyncio.Semaphore(slots)
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
-        async with self._free:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        try:
             self.held += 1
             self.most_held = max(self.most_held, self.held)
-            try:
-                yield
-            finally:
-                self.held -= 1
+            yield
+        finally:
+            self.held -= 1
+            self._free.release()
 
 
 @dataclass(frozen=True)
