@@ -130,7 +130,7 @@ def test_setting_default_and_bounds() -> None:
     from bot.config import load_settings
     from bot.errors import ConfigError
 
-    assert load_settings().max_results_in_memory == 4
+    assert load_settings().max_results_in_memory == 2
     assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="8").max_results_in_memory == 8
     with pytest.raises(ConfigError, match="HIDREAM_MAX_RESULTS_IN_MEMORY"):
         load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="0")
