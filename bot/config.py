@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
+    # The most job results held whole in memory at once (each is downloaded, kept and posted in
+    # turn); the other jobs' steps go on meanwhile. Bounds the memory a burst of results takes.
+    max_results_in_memory: int = Field(default=2, ge=1, alias="HIDREAM_MAX_RESULTS_IN_MEMORY")
     # How long a replica's hold on a job lasts unless renewed (every third of it): a replica that
     # dies has its jobs taken over by another within about 4/3 of this.
     lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="HIDREAM_LEASE_SECONDS")

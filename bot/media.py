@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import io
 import ipaddress
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -41,6 +42,36 @@ TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 
 # How many images are decoded at once, across the bot's threads (bounds the memory decoding takes).
 DECODES = threading.BoundedSemaphore(2)
+
+
+class ResultGate:
+    """At most `slots` job results held whole in memory at once, across the bot: a result is
+    downloaded and kept, and later read back and posted, each under one of these slots, so a burst of
+    results waits here in turn instead of filling memory (each 2 MB result was held several times at
+    once by every job being worked). `held`, `most_held` and `waiting` (for a slot) are there to be
+    read (tests, metrics)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.held = 0
+        self.most_held = 0
+        self.waiting = 0
+        self._free = asyncio.Semaphore(slots)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+            yield
+        finally:
+            self.held -= 1
+            self._free.release()
 
 
 @dataclass(frozen=True)

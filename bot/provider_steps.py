@@ -30,7 +30,7 @@ from bot.errors import (
 from bot.hidream.base import LostAnswer, Provider, ProviderStatus, SubmitSpec
 from bot.jobs import Job, JobState
 from bot.logs import job_fields
-from bot.media import LinkSigner, fetch_image, to_data_uri
+from bot.media import LinkSigner, ResultGate, fetch_image, to_data_uri
 from bot.metrics import Metrics
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.routing import Router
@@ -68,6 +68,8 @@ class StepHost(Protocol):
     def callback_grace(self) -> float: ...
     @property
     def signer(self) -> LinkSigner | None: ...
+    @property
+    def results(self) -> ResultGate: ...
     @property
     def callbacks_enabled(self) -> bool: ...
 
@@ -289,20 +291,29 @@ class ProviderSteps:
                 job, f"{provider.name} finished but sent no image; your quota was given back."
             )
             return
-        results = []
-        for image in status.images:
-            try:
-                # The provider's own result: its type and size from its header, not a full decode.
-                fetched = await fetch_image(
-                    self.host.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
+        # The results are in memory from their download until they are kept: one of the bot's few
+        # slots for that (`ResultGate`), so a burst of results does not fill memory.
+        async with self.host.results.hold():
+            results = []
+            for image in status.images:
+                try:
+                    # The provider's own result: its type and size from its header, not a full decode.
+                    fetched = await fetch_image(
+                        self.host.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
+                    )
+                except MediaError as exc:
+                    log.warning("job %s: result could not be fetched: %s", job.id, exc)
+                    failed = True
+                    break
+                results.append(
+                    NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
                 )
-            except MediaError as exc:
-                log.warning("job %s: result could not be fetched: %s", job.id, exc)
-                await self.host.fail(job, "The finished image could not be downloaded from the provider.")
-                return
-            results.append(
-                NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
-            )
-        # The images and the move to `completed` in one transaction: none is kept for a job that
-        # was failed meanwhile, and the job never names an image not kept.
-        await self.host.store.complete(job.id, results)
+                del fetched
+            else:
+                failed = False
+                # The images and the move to `completed` in one transaction: none is kept for a job
+                # that was failed meanwhile, and the job never names an image not kept.
+                await self.host.store.complete(job.id, results)
+            del results
+        if failed:
+            await self.host.fail(job, "The finished image could not be downloaded from the provider.")

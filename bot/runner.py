@@ -36,10 +36,10 @@ import httpx
 
 from bot.config import Settings
 from bot.hidream.base import Provider, Sleep
-from bot.jobs import TERMINAL, Job, JobState, OutputImage, Progress, Surface
+from bot.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
 from bot.leases import Leases
 from bot.logs import bind_job, job_fields
-from bot.media import LinkSigner
+from bot.media import LinkSigner, ResultGate
 from bot.metrics import Metrics
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.provider_steps import CALLBACK_GRACE, ProviderSteps
@@ -96,6 +96,8 @@ class JobRunner:
         self.metrics = metrics or Metrics(store)
         self.metrics.watch(lambda: self._slots.active)
         self._gate = ProgressGate(clock)
+        # The results held whole in memory at once (downloaded and kept; read back and posted).
+        self.results = ResultGate(settings.max_results_in_memory)
         self._at_provider = ProviderSteps(self, store)
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds
@@ -331,15 +333,19 @@ class JobRunner:
         if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
             return True
         await self.progress(job, "delivering", milestone=True)
-        images = await self.result_images(job)
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-            try:
-                posts = await surface.deliver(job, images)
-                break
-            except Exception:
-                log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
-                await self.sleep(attempt * 2.0)
-        else:
+        async with self.results.hold():  # the images are in memory from here to the post's end
+            images = await self.result_images(job)
+            count = len(images)
+            posts: list[Post] | None = None
+            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+                try:
+                    posts = await surface.deliver(job, images)
+                    break
+                except Exception:
+                    log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
+                    await self.sleep(attempt * 2.0)
+            del images  # nothing of them is held once the slot is given back
+        if posts is None:
             await self.fail(
                 job, "The image was made but could not be posted here; your quota was given back."
             )
@@ -355,7 +361,7 @@ class JobRunner:
             self.metrics.finished(job, JobState.DELIVERED, self.clock())
             log.info(
                 "job %s delivered (%d image(s))",
-                *(job.id, len(images)),
+                *(job.id, count),
                 extra=job_fields(job, state=JobState.DELIVERED),
             )
         return True

@@ -11,6 +11,7 @@ import discord
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.posting import release
 from bot.subjects import creator_key
 
 NAME_FIELD = translate.INSTRUCTION_FIELD
@@ -65,7 +66,12 @@ class SubjectCommands:
                 discord.File(io.BytesIO(image.data), filename=f"{subject.name}-{i}.{image.extension}")
                 for i, image in enumerate(await book.images(subject), start=1)
             ]
-            await interaction.edit_original_response(content=f"Subject `{subject.name}`", attachments=files)
+            try:
+                await interaction.edit_original_response(
+                    content=f"Subject `{subject.name}`", attachments=files
+                )
+            finally:
+                release(files)  # their buffers now, not at the next full garbage collection
             return
         elif action == "delete":
             admin = interaction.guild_id is not None and interaction.permissions.manage_guild

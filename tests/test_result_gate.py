@@ -1,0 +1,160 @@
+"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.media.ResultGate`):
+while that many are being kept or posted, the other finished jobs wait for a slot, and every job is
+still delivered once. The Discord poster frees each upload's buffer as soon as it is posted.
+
+Counted with gates the test opens (a store that holds `complete`, a surface that holds `deliver`),
+never with timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import weakref
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+
+from adapters.discord.posting import release
+from bot.jobs import Job, OutputImage, Post
+from bot.media import ResultGate, decode_data_uri
+from storage.base import NewMedia
+from tests.fakes.surface import RecordingSurface
+from tests.harness import BotHarness, until
+from tests.test_runner_limits import chat, holding, release_all
+
+JOBS = 12
+SLOTS = 3
+
+
+class HeldSurface(RecordingSurface):
+    """Posts nothing until `open` is set; counts the posts under way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.posting = 0
+        self.most_posting = 0
+
+    async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
+        self.posting += 1
+        self.most_posting = max(self.most_posting, self.posting)
+        try:
+            await self.open.wait()
+            return await super().deliver(job, images)
+        finally:
+            self.posting -= 1
+
+
+def start(tmp_path: Path, surface: RecordingSurface) -> BotHarness:
+    env = {
+        "HIDREAM_MAX_ACTIVE_JOBS": JOBS,
+        "HIDREAM_MAX_RESULTS_IN_MEMORY": SLOTS,
+        "HIDREAM_DAILY_IMAGE_QUOTA": 1000,
+    }
+    return BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600)
+
+
+async def test_results_being_posted_are_bounded_and_the_rest_wait(tmp_path: Path) -> None:
+    surface = HeldSurface()
+    async with start(tmp_path, surface) as bot:
+        provider = holding(bot)
+        gate = bot.engine.runner.results
+        assert gate.slots == SLOTS
+        jobs = [await bot.engine.submit(chat(i)) for i in range(JOBS)]
+        await until(lambda: len(provider.held) == JOBS)
+        await release_all(bot, provider)
+        # Every finished job has reached the gate: SLOTS of them post, the others wait for a slot.
+        await until(lambda: surface.posting == SLOTS and gate.waiting == JOBS - SLOTS)
+        assert gate.held == SLOTS
+        surface.open.set()
+        await until(lambda: len(surface.deliveries) == JOBS)
+        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        assert surface.most_posting == SLOTS and gate.most_held == SLOTS
+        assert gate.held == 0 and gate.waiting == 0
+        assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
+        assert await bot.store.unfinished_jobs() == []
+
+
+async def test_results_being_kept_are_bounded_and_the_rest_wait(tmp_path: Path) -> None:
+    surface = RecordingSurface()
+    async with start(tmp_path, surface) as bot:
+        provider = holding(bot)
+        gate = bot.engine.runner.results
+        store = bot.store
+        real_complete = store.complete
+        open_store = asyncio.Event()
+        keeping = most_keeping = 0
+
+        async def held_complete(job_id: str, images: list[NewMedia]) -> list[str] | None:
+            nonlocal keeping, most_keeping
+            keeping += 1
+            most_keeping = max(most_keeping, keeping)
+            try:
+                await open_store.wait()
+                return await real_complete(job_id, images)
+            finally:
+                keeping -= 1
+
+        store.complete = held_complete  # type: ignore[method-assign]
+        jobs = [await bot.engine.submit(chat(i)) for i in range(JOBS)]
+        await until(lambda: len(provider.held) == JOBS)
+        await release_all(bot, provider)
+        await until(lambda: keeping == SLOTS and gate.waiting == JOBS - SLOTS)
+        assert gate.held == SLOTS
+        open_store.set()
+        await until(lambda: len(surface.deliveries) == JOBS)
+        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        assert most_keeping == SLOTS and gate.most_held == SLOTS
+        assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
+        # What was kept is what was posted, byte for byte.
+        for _job_id, images in surface.deliveries:
+            assert [image.data for image in images] == [decode_data_uri(provider.image)]
+
+
+async def test_a_slot_is_given_back_when_its_holder_fails() -> None:
+    gate = ResultGate(1)
+    with pytest.raises(RuntimeError):
+        async with gate.hold():
+            assert gate.held == 1
+            raise RuntimeError("the download failed")
+    assert gate.held == 0 and gate.waiting == 0
+    async with gate.hold():  # the slot is free again
+        assert gate.held == 1
+
+
+def test_setting_default_and_bounds() -> None:
+    from bot.config import load_settings
+    from bot.errors import ConfigError
+
+    assert load_settings().max_results_in_memory == 2
+    assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="8").max_results_in_memory == 8
+    with pytest.raises(ConfigError, match="HIDREAM_MAX_RESULTS_IN_MEMORY"):
+        load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="0")
+
+
+def test_a_posted_files_buffer_is_freed_without_the_garbage_collector() -> None:
+    """discord.File patches its buffer's `close` with the buffer's own method: a reference cycle.
+    Without `release`, the buffer (and its bytes) would live until the cyclic collector ran."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        kept: list[Any] = []
+        for released in (False, True):
+            buffer = io.BytesIO(b"\x89PNG" + bytes(1024))
+            alive = weakref.ref(buffer)
+            file = discord.File(buffer, filename="a.png")
+            file.close()  # as discord.py does once a request is sent
+            if released:
+                release([file])
+                assert buffer.closed
+            del file, buffer
+            kept.append(alive() is not None)
+        assert kept == [True, False]  # the cycle is real, and `release` breaks it
+    finally:
+        if enabled:
+            gc.enable()
+        gc.collect()
