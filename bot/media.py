@@ -46,10 +46,11 @@ DECODES = threading.BoundedSemaphore(2)
 
 class ResultGate:
     """At most `slots` job results held whole in memory at once, across the bot: a result is
-    downloaded and kept, and later read back and posted, each under one of these slots, so a burst of
-    results waits here in turn instead of filling memory (each 2 MB result was held several times at
-    once by every job being worked). `held`, `most_held` and `waiting` (for a slot) are there to be
-    read (tests, metrics)."""
+    downloaded, kept and posted under one of these slots (the runner's `hand_over` carries the slot
+    from the keeping to the post; a delivery resumed later reads the images back under a slot of its
+    own), so a burst of results waits here in turn instead of filling memory (each 2 MB result was
+    held several times at once by every job being worked). `held`, `most_held` and `waiting` (for a
+    slot) are there to be read (tests, metrics)."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
@@ -60,18 +61,39 @@ class ResultGate:
 
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
+        slot = await self.take()
+        try:
+            yield
+        finally:
+            slot.release()
+
+    async def take(self) -> ResultSlot:
+        """A slot to hold across steps (a result kept and then posted without reading it back); give
+        it back with `release`, which may be called again harmlessly."""
         self.waiting += 1
         try:
             await self._free.acquire()
         finally:
             self.waiting -= 1
-        try:
-            self.held += 1
-            self.most_held = max(self.most_held, self.held)
-            yield
-        finally:
-            self.held -= 1
-            self._free.release()
+        self.held += 1
+        self.most_held = max(self.most_held, self.held)
+        return ResultSlot(self)
+
+    def _give_back(self) -> None:
+        self.held -= 1
+        self._free.release()
+
+
+class ResultSlot:
+    """One slot of a `ResultGate`, held until `release`."""
+
+    def __init__(self, gate: ResultGate) -> None:
+        self._gate: ResultGate | None = gate
+
+    def release(self) -> None:
+        if self._gate is not None:
+            self._gate._give_back()
+            self._gate = None
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from bot.errors import (
     SubmitOutcomeUnknown,
 )
 from bot.hidream.base import LostAnswer, Provider, ProviderStatus, SubmitSpec
-from bot.jobs import Job, JobState
+from bot.jobs import Job, JobState, OutputImage
 from bot.logs import job_fields
-from bot.media import LinkSigner, ResultGate, fetch_image, to_data_uri
+from bot.media import LinkSigner, ResultGate, ResultSlot, fetch_image, to_data_uri
 from bot.metrics import Metrics
 from bot.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.routing import Router
@@ -74,6 +74,8 @@ class StepHost(Protocol):
     def callbacks_enabled(self) -> bool: ...
 
     def wake(self, job_id: str) -> None: ...
+
+    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None: ...
     async def fail(self, job: Job, message: str) -> None: ...
     async def progress(
         self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
@@ -291,9 +293,12 @@ class ProviderSteps:
                 job, f"{provider.name} finished but sent no image; your quota was given back."
             )
             return
-        # The results are in memory from their download until they are kept: one of the bot's few
-        # slots for that (`ResultGate`), so a burst of results does not fill memory.
-        async with self.host.results.hold():
+        # The results are in memory from their download until they are posted, under one of the bot's
+        # few slots for that (`ResultGate`), so a burst of results does not fill memory. The slot and
+        # the images go to the delivery that follows (`hand_over`), which posts them as they are
+        # instead of reading them back from the store.
+        slot: ResultSlot | None = await self.host.results.take()
+        try:
             results = []
             for image in status.images:
                 try:
@@ -303,17 +308,24 @@ class ProviderSteps:
                     )
                 except MediaError as exc:
                     log.warning("job %s: result could not be fetched: %s", job.id, exc)
-                    failed = True
                     break
                 results.append(
                     NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
                 )
                 del fetched
             else:
-                failed = False
                 # The images and the move to `completed` in one transaction: none is kept for a job
                 # that was failed meanwhile, and the job never names an image not kept.
-                await self.host.store.complete(job.id, results)
-            del results
-        if failed:
-            await self.host.fail(job, "The finished image could not be downloaded from the provider.")
+                ids = await self.host.store.complete(job.id, results)
+                if ids is not None and slot is not None:
+                    kept = [
+                        OutputImage(i, r.data, r.content_type, r.width, r.height, r.nsfw)
+                        for i, r in zip(ids, results, strict=True)
+                    ]
+                    self.host.hand_over(job.id, slot, kept)
+                    slot = None
+                return
+        finally:
+            if slot is not None:
+                slot.release()
+        await self.host.fail(job, "The finished image could not be downloaded from the provider.")

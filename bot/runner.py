@@ -39,7 +39,7 @@ from bot.hidream.base import Provider, Sleep
 from bot.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
 from bot.leases import Leases
 from bot.logs import bind_job, job_fields
-from bot.media import LinkSigner, ResultGate
+from bot.media import LinkSigner, ResultGate, ResultSlot
 from bot.metrics import Metrics
 from bot.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.provider_steps import CALLBACK_GRACE, ProviderSteps
@@ -98,6 +98,8 @@ class JobRunner:
         self._gate = ProgressGate(clock)
         # The results held whole in memory at once (downloaded and kept; read back and posted).
         self.results = ResultGate(settings.max_results_in_memory)
+        # A job's results just kept, still in memory under their slot, for its delivery next.
+        self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
         self._at_provider = ProviderSteps(self, store)
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds
@@ -226,6 +228,9 @@ class JobRunner:
         finally:
             self._slots.leave(job_id)
             self.leases.held.discard(job_id)
+            fresh = self._fresh.pop(job_id, None)
+            if fresh is not None:  # kept but not posted by this task (stopped, or the job moved on)
+                fresh[0].release()
 
     async def take_slot(self, job_id: str) -> bool:
         """Wait in line for a slot, telling the requester their place; False when the job is over
@@ -333,8 +338,19 @@ class JobRunner:
         if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
             return True
         await self.progress(job, "delivering", milestone=True)
-        async with self.results.hold():  # the images are in memory from here to the post's end
-            images = await self.result_images(job)
+        # The images are in memory from here to the post's end, under a slot: the one they were kept
+        # under when this task has just made them, else a new one, and they are read back.
+        fresh = self._fresh.pop(job.id, None)
+        images: list[OutputImage] | None = None
+        if fresh is not None and [image.media_id for image in fresh[1]] == job.result_media:
+            slot, images = fresh
+        else:
+            if fresh is not None:
+                fresh[0].release()
+            slot = await self.results.take()
+        try:
+            if images is None:
+                images = await self.result_images(job)
             count = len(images)
             posts: list[Post] | None = None
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
@@ -345,6 +361,8 @@ class JobRunner:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)
             del images  # nothing of them is held once the slot is given back
+        finally:
+            slot.release()
         if posts is None:
             await self.fail(
                 job, "The image was made but could not be posted here; your quota was given back."
@@ -365,6 +383,14 @@ class JobRunner:
                 extra=job_fields(job, state=JobState.DELIVERED),
             )
         return True
+
+    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None:
+        """The results `job_id` just kept, still in memory under `slot`: its delivery posts them as
+        they are (no read back from the store) and gives the slot back."""
+        earlier = self._fresh.pop(job_id, None)
+        if earlier is not None:
+            earlier[0].release()
+        self._fresh[job_id] = (slot, images)
 
     async def result_images(self, job: Job) -> list[OutputImage]:
         images = []

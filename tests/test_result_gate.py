@@ -158,3 +158,46 @@ def test_a_posted_files_buffer_is_freed_without_the_garbage_collector() -> None:
         if enabled:
             gc.enable()
         gc.collect()
+
+
+async def test_a_result_just_kept_is_posted_from_memory_and_a_resumed_delivery_reads_it_back(
+    tmp_path: Path,
+) -> None:
+    surface = RecordingSurface()
+    async with start(tmp_path, surface) as bot:
+        reads: list[str] = []
+        read = bot.store.media
+
+        async def counted(media_id: str) -> Any:
+            reads.append(media_id)
+            return await read(media_id)
+
+        bot.store.media = counted  # type: ignore[method-assign]
+        job = await bot.engine.submit(chat(0))
+        await until(lambda: len(surface.deliveries) == 1)
+        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        ((job_id, images),) = surface.deliveries
+        assert job_id == job.id and reads == []  # posted as downloaded: no read back from the store
+        kept = await read(images[0].media_id)
+        assert kept is not None and kept.data == images[0].data  # and what was posted is what was kept
+        gate = bot.engine.runner.results
+        assert gate.held == 0 and gate.most_held == 1
+        # A delivery that did not follow its download in the same task reads the images back.
+        done = await bot.store.job(job.id)
+        assert done is not None
+        again = await bot.engine.runner.result_images(done)
+        assert [i.data for i in again] == [i.data for i in images] and reads == [images[0].media_id]
+
+
+async def test_a_slot_given_back_twice_frees_one_place_only() -> None:
+    gate = ResultGate(1)
+    slot = await gate.take()
+    slot.release()
+    slot.release()
+    assert gate.held == 0
+    first = await gate.take()
+    second = asyncio.create_task(gate.take())
+    await until(lambda: gate.waiting == 1)  # the second release above did not leave a spare place
+    first.release()
+    (await second).release()
+    assert gate.held == 0 and gate.waiting == 0
