@@ -23,6 +23,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 # As long as SQLite's busy_timeout was (5000 ms) before statements ran on the loop.
@@ -153,7 +154,8 @@ class Connection:
 
 
 def _read(path: str, sql: str, parameters: Params) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+    # A URI, so the connection can be read-only; `as_uri` escapes what a path may hold (?, #, %).
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)
     try:
         return [tuple(row) for row in conn.execute(sql, parameters)]
     finally:

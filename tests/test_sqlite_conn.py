@@ -92,7 +92,9 @@ async def test_checkpoints_move_the_log_into_the_file_from_another_thread(tmp_pa
 
 
 async def test_reads_apart_run_on_a_connection_of_their_own(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
+    folder = tmp_path / "odd ?#% name"  # what a URI would misread unless escaped
+    folder.mkdir()
+    path = folder / "s.db"
     async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
         await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
         count = "SELECT COUNT(*) FROM jobs"
