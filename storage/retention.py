@@ -160,8 +160,8 @@ async def give_back(store: Store, pages: int) -> int:
 async def checkpoint(store: Store) -> None:
     """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
     the log does not keep the deleted images' pages."""
-    async with store.exclusive() as db:
-        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    async with store.exclusive() as db:  # from a thread: it syncs the file to disk
+        await db.checkpoint_apart("TRUNCATE")
 
 
 async def _pages(db: Connection) -> tuple[int, int]:

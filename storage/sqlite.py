@@ -127,7 +127,12 @@ class SqliteStore(SqliteMediaPosts):
             except BaseException:
                 await self._settle("ROLLBACK")
                 raise
-            await self._settle("COMMIT")
+            try:
+                await self._settle("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # a COMMIT that failed (disk full, I/O) leaves it open
+                    await self._settle("ROLLBACK")
+                raise
 
     async def _settle(self, statement: str) -> None:
         """Run a BEGIN, COMMIT or ROLLBACK to its end even when the caller is cancelled meanwhile (a job

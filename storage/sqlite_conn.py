@@ -12,7 +12,9 @@ What could make the loop wait is handled here:
   never waits inside SQLite (busy_timeout 0); a statement refused as busy outside a transaction is
   tried again after an `asyncio.sleep`, for up to BUSY_SECONDS, as SQLite's own busy_timeout would;
 - moving the write-ahead log into the database file (a checkpoint, which syncs to disk): automatic
-  checkpoints are off on this connection and `Checkpoints` runs them from a thread of its own;
+  checkpoints are off on this connection; `Checkpoints` runs them from a thread on a connection of
+  its own, and so does `checkpoint_apart` (retention's), and the log is cut back to
+  JOURNAL_SIZE_LIMIT once it has been copied;
 - queries that read much (the operators' page, /metrics): `read_apart` runs them in a thread on a
   read-only connection of their own, beside the loop's (WAL lets readers and the writer work at once).
 """
@@ -20,22 +22,32 @@ What could make the loop wait is handled here:
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 # As long as SQLite's busy_timeout was (5000 ms) before statements ran on the loop.
 BUSY_SECONDS = 5.0
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-# A checkpoint once this many seconds passed with commits since the last one.
+# A checkpoint once this many seconds passed with writes since the last complete one.
 CHECKPOINT_SECONDS = 1.0
+# A log this long (frames of a page) that a passive checkpoint could not copy whole is copied with
+# RESTART, which waits a moment for the writer, so a steady stream of commits cannot grow it forever.
+LARGE_LOG_FRAMES = 10_000
+# What the log's file is cut back to once it has been copied.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 Params = Sequence[Any] | dict[str, Any]
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) in _BUSY
+    # The primary code: SQLITE_BUSY_SNAPSHOT, SQLITE_BUSY_RECOVERY and the like are busy too.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY
 
 
 class Cursor:
@@ -149,17 +161,44 @@ class Connection:
         starts."""
         return await asyncio.to_thread(_read, self.path, sql, parameters)
 
+    async def checkpoint_apart(self, mode: str) -> tuple[int, int, int] | None:
+        """A checkpoint (`PASSIVE`, `RESTART` or `TRUNCATE`) from a thread on a connection of its own:
+        (busy, frames in the log, frames copied), or None when it could not run (logged)."""
+        return await asyncio.to_thread(_checkpoint, self.path, mode)
+
     async def close(self) -> None:
         self._conn.close()
 
 
+def _uri(path: str, mode: str) -> str:
+    """`path` as a file URI (`as_uri` escapes what a path may hold: ?, #, %) opened as `mode` (ro, rw:
+    never created)."""
+    return f"{Path(path).resolve().as_uri()}?mode={mode}"
+
+
 def _read(path: str, sql: str, parameters: Params) -> list[tuple[Any, ...]]:
-    # A URI, so the connection can be read-only; `as_uri` escapes what a path may hold (?, #, %).
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+    conn = sqlite3.connect(_uri(path, "ro"), uri=True, timeout=BUSY_SECONDS)
     try:
         return [tuple(row) for row in conn.execute(sql, parameters)]
     finally:
         conn.close()
+
+
+def _checkpoint(path: str, mode: str) -> tuple[int, int, int] | None:
+    if mode not in ("PASSIVE", "RESTART", "TRUNCATE"):
+        raise ValueError(mode)
+    try:
+        # RESTART and TRUNCATE wait (briefly) for the loop's writer; the loop's statements meanwhile
+        # find the database busy and wait with asyncio.
+        conn = sqlite3.connect(_uri(path, "rw"), uri=True, isolation_level=None, timeout=0.5)
+        try:
+            row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning("SQLite checkpoint (%s) of %s failed: %s", mode, path, exc)
+        return None
+    return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
 
 def connect(path: str) -> Connection:
@@ -167,12 +206,15 @@ def connect(path: str) -> Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     conn.execute("PRAGMA busy_timeout=0")
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     return Connection(conn, path)
 
 
 class Checkpoints:
     """Moves the write-ahead log into the database file from a thread, with a connection of its own,
-    never blocking the loop or a writer (PASSIVE). Closing runs one last one."""
+    never blocking the loop (PASSIVE; RESTART when the log grew large). A checkpoint that could not
+    copy the whole log is tried again at the next tick; one that failed is logged, and the next tick
+    tries again. The last one is SQLite's own, when the store's connection closes."""
 
     def __init__(self, path: str, conn: Connection, *, every: float = CHECKPOINT_SECONDS) -> None:
         self.path = path
@@ -187,24 +229,21 @@ class Checkpoints:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.every)
-            await self.run()
+            try:
+                await self.run()
+            except Exception:  # never the end of checkpoints: the log would only grow
+                log.warning("SQLite checkpoint failed", exc_info=True)
 
     async def run(self) -> None:
-        """One checkpoint, if anything was written since the last."""
+        """One checkpoint, if anything was written since the last complete one."""
         changes = self.conn.total_changes
         if changes == self._seen:
             return
-        self._seen = changes
-        await asyncio.to_thread(self._checkpoint)
-
-    def _checkpoint(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.OperationalError:
-            pass  # busy: the next one will do it
-        finally:
-            conn.close()
+        done = await self.conn.checkpoint_apart("PASSIVE")
+        if done is not None and done[1] >= LARGE_LOG_FRAMES and done[2] < done[1]:
+            done = await self.conn.checkpoint_apart("RESTART")
+        if done is not None and done[0] == 0 and done[1] == done[2]:
+            self._seen = changes
 
     async def stop(self) -> None:
         if self._task is not None:

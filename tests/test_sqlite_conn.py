@@ -12,6 +12,7 @@ import pytest
 
 from storage import sqlite_conn
 from storage.sqlite import SqliteStore
+from tests.harness import until
 from tests.test_store import NOW, make_job
 
 
@@ -65,7 +66,9 @@ async def test_a_lock_held_past_the_limit_is_an_error_and_nothing_is_written(
         assert await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
 
 
-async def test_checkpoints_move_the_log_into_the_file_from_another_thread(tmp_path: Path) -> None:
+async def test_checkpoints_move_the_log_into_the_file_from_another_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "s.db"
     async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
         checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=3600)
@@ -76,19 +79,67 @@ async def test_checkpoints_move_the_log_into_the_file_from_another_thread(tmp_pa
         # No automatic checkpoint at commit: the rows are only in the log so far.
         assert _rows_in_main_file(path) == before
         threads: list[int] = []
-        real = checkpoints._checkpoint
+        real = sqlite_conn._checkpoint
 
-        def recorded() -> None:
+        def recorded(db: str, mode: str) -> tuple[int, int, int] | None:
             threads.append(threading.get_ident())
-            real()
+            return real(db, mode)
 
-        checkpoints._checkpoint = recorded  # type: ignore[method-assign]
+        monkeypatch.setattr(sqlite_conn, "_checkpoint", recorded)
         await checkpoints.run()
         assert _rows_in_main_file(path) == before + 3
         assert threads and threads[0] != threading.get_ident()
         # Nothing written since: no checkpoint at all.
         await checkpoints.run()
         assert len(threads) == 1
+
+
+async def test_a_failed_checkpoint_is_logged_and_the_next_tick_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+        checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=0.001)
+        await checkpoints.run()  # what the migrations wrote
+        before = _rows_in_main_file(path)
+        await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        real = sqlite_conn._checkpoint
+        calls: list[str] = []
+
+        def failing_once(db: str, mode: str) -> tuple[int, int, int] | None:
+            calls.append(mode)
+            if len(calls) == 1:
+                raise OSError("too many open files")
+            return real(db, mode)
+
+        monkeypatch.setattr(sqlite_conn, "_checkpoint", failing_once)
+        checkpoints.start()
+        try:
+            await until(lambda: _rows_in_main_file(path) > before)
+        finally:
+            await checkpoints.stop()
+        assert len(calls) >= 2 and "SQLite checkpoint failed" in caplog.text
+
+
+async def test_a_log_a_passive_checkpoint_cannot_copy_whole_gets_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+        checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=3600)
+        await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        real = sqlite_conn._checkpoint
+        modes: list[str] = []
+
+        def behind(db: str, mode: str) -> tuple[int, int, int] | None:
+            modes.append(mode)
+            if mode == "PASSIVE":  # as when commits kept landing while it copied
+                return (0, sqlite_conn.LARGE_LOG_FRAMES + 1, 10)
+            return real(db, mode)
+
+        monkeypatch.setattr(sqlite_conn, "_checkpoint", behind)
+        await checkpoints.run()
+        assert modes == ["PASSIVE", "RESTART"]
 
 
 async def test_reads_apart_run_on_a_connection_of_their_own(tmp_path: Path) -> None:
