@@ -325,6 +325,7 @@ class ProviderSteps:
                     self.host.hand_over(job.id, slot, kept)
                     slot = None
                 return
+            results.clear()  # what was fetched before the failure is not held past the slot
         finally:
             if slot is not None:
                 slot.release()

@@ -360,7 +360,7 @@ class JobRunner:
                 except Exception:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)
-            del images  # nothing of them is held once the slot is given back
+            del images, fresh  # nothing of them is held once the slot is given back
         finally:
             slot.release()
         if posts is None:
