@@ -14,7 +14,8 @@ from bot.jobs import Job, JobState, OutputImage
 from bot.requests import ImageRequest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
-from tests.harness import sandbox_of
+from tests.harness import sandbox_of, until
+from tests.test_runner_limits import holding, release_all
 
 
 def noisy_png(side: int = 512) -> bytes:
@@ -142,3 +143,22 @@ async def test_the_result_replaces_the_progress_line_with_no_uploading_edit_befo
         assert shown[0].startswith("⏳")  # the progress line came first
         assert not any("Uploading" in text for text in shown), shown
         assert edits[-1].files and not any(c.files for c in edits[:-1])  # the image, in the last edit only
+
+
+async def test_a_result_whose_progress_line_is_gone_is_posted_whole_in_the_channel(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        provider = holding(bot)
+        payload = await fake.interact(fake.slash_payload({"prompt": "a lighthouse"}))
+        await until(lambda: len(provider.held) == 1)
+        original = fake.originals[payload["token"]]
+        await fake.wait_for(lambda: str(fake.messages[original].get("content", "")).startswith("⏳"))
+        del fake.messages[original]  # someone deleted the progress line: editing it fails (404)
+        await release_all(bot, provider)
+        await bot.engine.wait_idle()
+        (message,) = [m for m in fake.visible() if with_files(m)]
+        job = await bot.engine.job_for_post("discord", message["id"])
+        assert job is not None
+        (image,) = await bot.engine.result_images(job)
+        posted = [c for c in fake.calls if c.method == "POST" and c.path.endswith("/messages") and c.files]
+        # The failed edit read the file to its end: the post in the channel sends it again, whole.
+        assert [f[1] for c in posted for f in c.files] == [image.data]

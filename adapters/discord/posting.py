@@ -211,6 +211,8 @@ class Poster:
             edited = await self._edit_progress(job, content=content, attachments=files, view=result_view(job))
             if edited is not None:
                 return edited
+            for file in files:  # a failed edit may have read them to their end
+                file.reset()
             return await self._post(job, content, files, nonce_for(job, 0))
         return await self._post(job, f"({index + 1}/{count})", files, nonce_for(job, index))
 
