@@ -96,7 +96,7 @@ class JobRunner:
         self.metrics = metrics or Metrics(store)
         self.metrics.watch(lambda: self._slots.active)
         self._gate = ProgressGate(clock)
-        # The results held whole in memory at once (downloaded and kept; read back and posted).
+        # The results held whole in memory at once (from their download to the end of their post).
         self.results = ResultGate(settings.max_results_in_memory)
         # A job's results just kept, still in memory under their slot, for its delivery next.
         self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
