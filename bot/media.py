@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import io
 import ipaddress
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -59,17 +58,9 @@ class ResultGate:
         self.waiting = 0
         self._free = asyncio.Semaphore(slots)
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        slot = await self.take()
-        try:
-            yield
-        finally:
-            slot.release()
-
     async def take(self) -> ResultSlot:
-        """A slot to hold across steps (a result kept and then posted without reading it back); give
-        it back with `release`, which may be called again harmlessly."""
+        """A slot, held across steps (a result kept and then posted without reading it back); give it
+        back with `release`, which may be called again harmlessly."""
         self.waiting += 1
         try:
             await self._free.acquire()

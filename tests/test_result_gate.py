@@ -23,7 +23,7 @@ from bot.jobs import Job, OutputImage, Post
 from bot.media import ResultGate, decode_data_uri
 from storage.base import NewMedia
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, until
+from tests.harness import BotHarness, closed_port, until
 from tests.test_runner_limits import chat, holding, release_all
 
 JOBS = 12
@@ -115,15 +115,27 @@ async def test_results_being_kept_are_bounded_and_the_rest_wait(tmp_path: Path) 
             assert [image.data for image in images] == [decode_data_uri(provider.image)]
 
 
-async def test_a_slot_is_given_back_when_its_holder_fails() -> None:
-    gate = ResultGate(1)
-    with pytest.raises(RuntimeError):
-        async with gate.hold():
-            assert gate.held == 1
-            raise RuntimeError("the download failed")
-    assert gate.held == 0 and gate.waiting == 0
-    async with gate.hold():  # the slot is free again
-        assert gate.held == 1
+async def test_a_slot_is_given_back_when_its_result_cannot_be_downloaded(tmp_path: Path) -> None:
+    surface = RecordingSurface()
+    env = {"HIDREAM_MAX_RESULTS_IN_MEMORY": 1, "HIDREAM_DAILY_IMAGE_QUOTA": 1000}
+    async with BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600) as bot:
+        provider = holding(bot)
+        gate = bot.engine.runner.results
+        good = provider.image
+        provider.image = f"http://127.0.0.1:{closed_port()}/result.png"  # the download is refused
+        failed = await bot.engine.submit(chat(0))
+        await until(lambda: len(provider.held) == 1)
+        await release_all(bot, provider)
+        await until(lambda: any(job_id == failed.id for job_id, _ in surface.told))
+        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        assert gate.held == 0 and gate.waiting == 0
+        # The one slot is free again: the next job is kept and posted.
+        provider.image = good
+        job = await bot.engine.submit(chat(1))
+        await until(lambda: len(provider.held) == 1)
+        await release_all(bot, provider)
+        await until(lambda: len(surface.deliveries) == 1)
+        assert surface.deliveries[0][0] == job.id and gate.held == 0
 
 
 def test_setting_default_and_bounds() -> None:
