@@ -38,12 +38,12 @@ test: lint
 	$(RUN) pytest -q -n auto
 
 bench: setup
-	$(RUN) python -m tests.bench_outside
-	$(RUN) python -m tests.bench_floor
+	$(RUN) python -m bench.outside
+	$(RUN) python -m bench.floor
 
 # A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
 bench-profile: setup
-	$(RUN) python -m tests.bench_profile
+	$(RUN) python -m bench.profile
 
 fmt: setup
 	$(RUN) ruff format .

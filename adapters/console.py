@@ -30,14 +30,14 @@ from typing import TextIO
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings
-from bot.engine import Engine
-from bot.errors import BadInput, UserFacingError
-from bot.jobs import Job, OutputImage, Post, Progress
-from bot.media import check_image, to_data_uri
+from bot.jobs.engine import Engine
+from bot.jobs.media import check_image, to_data_uri
+from bot.model.config import PluginSettings
+from bot.model.errors import BadInput, UserFacingError
+from bot.model.jobs import Job, OutputImage, Post, Progress
+from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
-from bot.preferences import parse_settings
-from bot.requests import ChatRequest, ImageRef, parse_command
+from bot.usecases.preferences import parse_settings
 from storage.versions import Version
 
 HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
@@ -366,7 +366,7 @@ class ConsoleSettings(PluginSettings):
 
     # Where the console writes images.
     output_dir: Path = Field(default=Path("./hidream-output"))
-    # The console user's defaults for every /hidream, written as flags (bot/preferences.py).
+    # The console user's defaults for every /hidream, written as flags (bot/usecases/preferences.py).
     console_defaults: str = ""
 
     @field_validator("console_defaults")

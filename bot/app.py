@@ -11,16 +11,16 @@ from typing import Any
 
 import httpx
 
-from bot.admin import add_admin_routes
-from bot.config import Settings
-from bot.engine import Engine
-from bot.errors import ConfigError
-from bot.hidream.base import Provider
-from bot.http_transport import provider_client
-from bot.media import typed_client
+from bot.jobs.engine import Engine
+from bot.jobs.media import typed_client
+from bot.jobs.retention import Retention
+from bot.model.config import Settings
+from bot.model.errors import ConfigError
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
-from bot.retention import Retention
-from bot.server import HttpServer
+from bot.providers.base import Provider
+from bot.providers.transport import provider_client
+from bot.web.admin import add_admin_routes
+from bot.web.server import HttpServer
 from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore

@@ -18,10 +18,10 @@ from pydantic_settings import BaseSettings
 
 from bot import logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
-from bot.config import Settings, load_settings
-from bot.errors import ConfigError
-from bot.http_transport import provider_client
+from bot.model.config import Settings, load_settings
+from bot.model.errors import ConfigError
 from bot.plugins import DrivingSurface, discover
+from bot.providers.transport import provider_client
 from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")

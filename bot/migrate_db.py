@@ -13,8 +13,8 @@ import sys
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
-from bot.config import Settings, postgres_label
-from bot.errors import ConfigError
+from bot.model.config import Settings, postgres_label
+from bot.model.errors import ConfigError
 from storage.copy import Copied, CopyFailed, TargetNotEmpty, copy_sqlite_to_postgres
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore

@@ -13,8 +13,8 @@ import re
 import sys
 
 from bot.app import open_store
-from bot.config import Settings
-from bot.errors import BadInput
+from bot.model.config import Settings
+from bot.model.errors import BadInput
 from storage.base import Store
 from storage.quota import EVERY_TENANT, QuotaStatus
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime
 import httpx
 from aiohttp import web
 
-from bot.config import PluginSettings
-from bot.errors import ConfigError
-from bot.hidream.plugin import ProviderContext, ProviderPlugin
-from bot.jobs import Surface
+from bot.model.config import PluginSettings
+from bot.model.errors import ConfigError
+from bot.model.jobs import Surface
+from bot.providers.plugin import ProviderContext, ProviderPlugin
 
 if TYPE_CHECKING:
-    from bot.config import Settings
-    from bot.engine import Engine
-    from bot.server import HttpServer
+    from bot.jobs.engine import Engine
+    from bot.model.config import Settings
+    from bot.web.server import HttpServer
 
 __all__ = [
     "Core",

@@ -2,7 +2,7 @@
 the usage ledger and its limits, media, the posts that carry each job, and kept secrets.
 
 Two backends keep this contract: storage/sqlite.py (the embedded default) and storage/postgres.py.
-One test suite (tests/store_backends.py) runs against both.
+One test suite (tests/support/store_backends.py) runs against both.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self
 
-from bot.jobs import Job, JobState
+from bot.model.jobs import Job, JobState
 from storage.quota import By, Charge, QuotaStatus, Scope
 from storage.schema import Lease
 

@@ -4,7 +4,7 @@ makes the image. On both backends."""
 
 from __future__ import annotations
 
-from bot.jobs import JobState, LedgerState
+from bot.model.jobs import JobState, LedgerState
 from storage.base import Store
 from storage.sql import Sql
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.jobs import Job
+from bot.model.jobs import Job
 from storage.base import Store
 from storage.sql import Sql
 

@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import asyncpg
 
-from bot.errors import BadInput, ConfigError
-from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
+from bot.model.errors import BadInput, ConfigError
+from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import postgres_schema as schema
 from storage import quota
 from storage.postgres_media import PostgresMediaPosts

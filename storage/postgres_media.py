@@ -11,7 +11,7 @@ import secrets
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from bot.jobs import Job, JobState
+from bot.model.jobs import Job, JobState
 from storage.base import NewMedia, StoredMedia
 
 

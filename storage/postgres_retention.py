@@ -8,7 +8,7 @@ table lock the bot never takes) would do.
 
 from __future__ import annotations
 
-from bot.jobs import TERMINAL, UNFINISHED
+from bot.model.jobs import TERMINAL, UNFINISHED
 from storage.postgres import PostgresStore
 
 _UNFINISHED = sorted(state.value for state in UNFINISHED)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.jobs import COUNTED, SPENT, LedgerState
+from bot.model.jobs import COUNTED, SPENT, LedgerState
 from storage import quota
 from storage.quota import QuotaStatus, next_reset, utc_day
 from storage.schema import SUBJECTS, row_to_job

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from bot.errors import BadInput, QuotaExceeded
-from bot.jobs import COUNTED, SPENT, LedgerState
+from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.jobs import COUNTED, SPENT, LedgerState
 from storage.schema import marks
 from storage.sqlite_conn import Connection
 

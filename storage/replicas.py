@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from bot.jobs import TERMINAL, UNFINISHED, JobState
+from bot.model.jobs import TERMINAL, UNFINISHED, JobState
 from storage import base
 from storage.postgres import PostgresStore
 from storage.schema import marks

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.jobs import SPENT, UNFINISHED, JobState, LedgerState
+from bot.model.jobs import SPENT, UNFINISHED, JobState, LedgerState
 from storage.base import Store
 from storage.quota import utc_day
 from storage.replicas import SEEN_FOR

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from bot.jobs import TERMINAL, UNFINISHED
+from bot.model.jobs import TERMINAL, UNFINISHED
 from storage import base
 from storage.media import valid_id
 from storage.postgres import PostgresStore

@@ -8,8 +8,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.jobs import Job, JobState, LedgerState
-from bot.requests import ImageRequest
+from bot.model.jobs import Job, JobState, LedgerState
+from bot.model.requests import ImageRequest
 
 # Limits, grants and counts by tenant (storage/quota.py). Old per-user limits named no tenant and may
 # have been set by any server's admin: a block (0) is kept, as an operator's in every tenant, so an

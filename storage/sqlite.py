@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.errors import ConfigError
-from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
+from bot.model.errors import ConfigError
+from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage import quota, schema
 from storage.base import StoredMedia
 from storage.media import MediaFiles, move_out_of_rows

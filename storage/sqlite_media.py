@@ -13,7 +13,7 @@ import secrets
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from bot.jobs import Job, JobState
+from bot.model.jobs import Job, JobState
 from storage.base import NewMedia, StoredMedia
 from storage.media import MediaFiles, valid_id
 from storage.schema import marks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.jobs import Job, JobState
+from bot.model.jobs import Job, JobState
 from storage.base import Store
 from storage.sql import Sql
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness import SETTINGS_ENV
+from tests.support.harness import SETTINGS_ENV
+from tests.support.processes import cli  # noqa: F401 (the in-process `hidream-bot` fixture, for every test module)
 
-pytest_plugins = ["tests.fakes.provider_fixtures", "tests.store_backends"]
+pytest_plugins = ["tests.fakes.provider_fixtures", "tests.support.store_backends"]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -13,13 +13,13 @@ import httpx
 import pytest
 
 from bot.cli import secret_values
-from bot.config import load_settings
-from bot.errors import ConfigError
-from bot.jobs import JobState
+from bot.model.config import load_settings
+from bot.model.errors import ConfigError
+from bot.model.jobs import JobState
 from storage.quota import utc_day
-from tests.admin_support import TOKEN, fill, job, stored
-from tests.harness import BotHarness, settings_for_test
-from tests.store_backends import postgres_url
+from tests.support.admin_support import TOKEN, fill, job, stored
+from tests.support.harness import BotHarness, settings_for_test
+from tests.support.store_backends import postgres_url
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 PATHS = ["/admin", "/admin/login", "/admin/api/overview", "/admin/api/daily", "/admin/api/jobs", "/admin/x"]

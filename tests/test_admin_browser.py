@@ -19,13 +19,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.jobs import TERMINAL, JobState
-from bot.requests import ChatRequest, parse_command
+from bot.model.jobs import TERMINAL, JobState
+from bot.model.requests import ChatRequest, parse_command
 from storage.quota import utc_day
-from tests.admin_support import TOKEN
-from tests.cdp import CHROMIUM, Browser
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, skip_unless_ci, until
+from tests.support.admin_support import TOKEN
+from tests.support.cdp import CHROMIUM, Browser
+from tests.support.harness import BotHarness, skip_unless_ci, until
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.harness import skip_unless_ci
-from tests.test_cli import bot_env, logging_as_in_a_fresh_process
+from tests.support.harness import skip_unless_ci
+from tests.support.processes import bot_env, logging_as_in_a_fresh_process
 
 
 @dataclass(frozen=True)

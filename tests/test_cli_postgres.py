@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 from PIL import Image
 
-from tests.store_backends import postgres_url
-from tests.test_cli import Cli, cli  # noqa: F401 (cli: the in-process fixture this test uses)
+from tests.support.processes import Cli
+from tests.support.store_backends import postgres_url
 
 
 async def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
@@ -23,7 +23,7 @@ async def _rows(url: str, sql: str) -> list[tuple[object, ...]]:
 
 def test_a_console_job_on_postgresql(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811 (the fixture imported above)
+    cli: Cli,
     postgres_database: str | BaseException,
 ) -> None:
     url = postgres_url(postgres_database)

@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import QueueFake
 from tests.fakes.wavespeed import WaveSpeedFake
-from tests.harness import BotHarness
+from tests.support.harness import BotHarness
 from tests.test_console_pixazo_atlas import Console, formats
 
 

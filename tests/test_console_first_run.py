@@ -13,13 +13,13 @@ from PIL import Image
 
 from adapters.console import PROMPT, ConsoleChat
 from bot.app import Bot
-from tests.harness import BotHarness
-from tests.test_cli import Cli, cli  # noqa: F401 (cli: the in-process fixture; F811 below)
+from tests.support.harness import BotHarness
+from tests.support.processes import Cli
 from tests.test_console_versions import console_in, say
 
 
 def test_the_scripted_console_exits_0_when_all_succeeded_and_1_on_a_refusal_or_a_failure(
-    cli: Cli,  # noqa: F811
+    cli: Cli,
 ) -> None:
     ok = cli("run", stdin="/hidream a fox --seed 1\n/edit last make it night\n/quota\n")
     assert ok.returncode == 0, ok.stderr
@@ -60,7 +60,7 @@ async def test_a_person_at_a_terminal_gets_a_prompt_on_stderr(tmp_path: Path) ->
     assert await asyncio.to_thread(Path(path).is_file)
 
 
-def test_a_script_gets_no_prompt_and_plain_text(cli: Cli) -> None:  # noqa: F811
+def test_a_script_gets_no_prompt_and_plain_text(cli: Cli) -> None:
     result = cli("run", stdin="/help\n/hidream a fox\n")
     assert result.returncode == 0, result.stderr
     assert "hidream>" not in result.stderr
@@ -71,7 +71,7 @@ def test_a_script_gets_no_prompt_and_plain_text(cli: Cli) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("size", ["--ar 16:9", "--size landscape_16_9"])
-def test_the_result_line_gives_the_delivered_pixel_size(size: str, cli: Cli) -> None:  # noqa: F811
+def test_the_result_line_gives_the_delivered_pixel_size(size: str, cli: Cli) -> None:
     result = cli("run", stdin=f"/hidream a fox {size}\n")
     assert result.returncode == 0, result.stderr
     [path] = result.stdout.split()
@@ -82,7 +82,7 @@ def test_the_result_line_gives_the_delivered_pixel_size(size: str, cli: Cli) -> 
     assert "16:9" not in done and "landscape" not in done
 
 
-def test_edit_messages_fit_edit(tmp_path: Path, cli: Cli) -> None:  # noqa: F811
+def test_edit_messages_fit_edit(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "notes.txt").write_text("not a picture")
     result = cli(
         "run",
@@ -101,7 +101,7 @@ def test_edit_messages_fit_edit(tmp_path: Path, cli: Cli) -> None:  # noqa: F811
 
 def test_edit_expands_the_home_directory(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = cli("run", stdin="/hidream a fox\n")

@@ -22,7 +22,7 @@ from bot.app import Bot
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import QueueFake, image_info
-from tests.harness import BotHarness
+from tests.support.harness import BotHarness
 
 KEYS = {"pixazo": "pixazo-e2e-key", "atlascloud": "atlas-e2e-key"}
 

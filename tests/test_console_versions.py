@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters.console import ConsoleChat
 from bot.app import Bot
-from tests.harness import BotHarness, sandbox_of
+from tests.support.harness import BotHarness, sandbox_of
 
 
 def console_in(tmp_path: Path) -> tuple[list[ConsoleChat], io.StringIO, Callable[[Bot], ConsoleChat]]:

@@ -12,15 +12,15 @@ from typing import Any
 
 import asyncpg
 
-from bot.jobs import Job, JobState, LedgerState
+from bot.model.jobs import Job, JobState, LedgerState
 from storage.base import Store
 from storage.installations import BotInstall, Installations
 from storage.postgres import PostgresStore
 from storage.replicas import replicas_for
 from storage.sqlite import SqliteStore
-from tests.store_backends import postgres_url, raw_job
-from tests.test_cli import Cli, cli  # noqa: F401 (cli: the in-process fixture these tests use)
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
+from tests.support.processes import Cli
+from tests.support.store_backends import postgres_url, raw_job
 
 TENANT = "test:w1"
 USERS = ("test:u1", "test:u2", "test:u3", "test:u4")
@@ -143,7 +143,7 @@ async def _trial_start(url: str) -> bytes:
 
 def test_a_copy_answers_every_question_as_sqlite_did(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811 (the fixture imported above)
+    cli: Cli,
     postgres_database: str | BaseException,
 ) -> None:
     url = postgres_url(postgres_database)
@@ -197,7 +197,7 @@ async def _resume(url: str, ids: dict[str, Any]) -> tuple[list[str], int, int]:
 
 def test_a_copied_unfinished_job_resumes_and_a_second_copy_is_refused(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811
+    cli: Cli,
     postgres_database: str | BaseException,
 ) -> None:
     url = postgres_url(postgres_database)
@@ -219,7 +219,7 @@ def test_a_copied_unfinished_job_resumes_and_a_second_copy_is_refused(
 
 def test_bad_targets_are_refused_without_their_password(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811
+    cli: Cli,
     postgres_database: str | BaseException,
 ) -> None:
     asyncio.run(_fill(tmp_path / "bot.db"))
@@ -246,7 +246,7 @@ def test_bad_targets_are_refused_without_their_password(
 
 def test_a_failure_half_way_leaves_the_target_unchanged(
     tmp_path: Path,
-    cli: Cli,  # noqa: F811
+    cli: Cli,
     postgres_database: str | BaseException,
 ) -> None:
     url = postgres_url(postgres_database)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from adapters.discord.boundary import SORRY, guarded
-from bot.errors import BadInput
+from bot.model.errors import BadInput
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
-from tests.harness import sandbox_of
+from tests.support.harness import sandbox_of
 
 
 class Handlers:

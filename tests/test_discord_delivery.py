@@ -10,12 +10,12 @@ from pathlib import Path
 from PIL import Image
 
 from adapters.discord.posting import prepare_files
-from bot.jobs import Job, JobState, OutputImage
-from bot.requests import ImageRequest
+from bot.model.jobs import Job, JobState, OutputImage
+from bot.model.requests import ImageRequest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
-from tests.harness import sandbox_of, until
-from tests.test_runner_limits import holding, release_all
+from tests.support.harness import sandbox_of, until
+from tests.support.holding import holding, release_all
 
 
 def noisy_png(side: int = 512) -> bytes:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import Bot
-from bot.hidream.sandbox import SandboxProvider
-from bot.jobs import JobState
+from bot.model.jobs import JobState
+from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.pixazo import PixazoFake

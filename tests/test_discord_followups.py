@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.jobs import Job
+from bot.model.jobs import Job
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
-from tests.harness import sandbox_of
+from tests.support.harness import sandbox_of
 
 
 async def slash_result(fake: FakeDiscord, bot: Any, prompt: str) -> tuple[dict[str, Any], Job]:

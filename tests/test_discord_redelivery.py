@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs import Job, JobState, OutputImage, Post
+from bot.model.jobs import Job, JobState, OutputImage, Post
 from storage.sqlite import Store
 from tests.fakes.discord import NONCE_WINDOW, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
-from tests.test_store import make_job
+from tests.support.jobs import make_job
 
 
 async def test_a_delivery_resumed_16_minutes_after_a_crash_posts_the_result_once(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.jobs import JobState
+from bot.model.jobs import JobState
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
-from tests.harness import sandbox_of
+from tests.support.harness import sandbox_of
 
 
 async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_path: Path) -> None:

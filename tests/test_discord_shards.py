@@ -15,14 +15,14 @@ import adapters.discord.client
 from adapters.discord import DiscordAdapter
 from bot.app import Bot
 from bot.cli import main
-from bot.jobs import Job, JobState, OutputImage
-from tests.background import background
+from bot.model.jobs import Job, JobState, OutputImage
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
-from tests.harness import closed_port, sandbox_of
-from tests.test_cli import bot_env, logging_as_in_a_fresh_process
-from tests.test_startup import discord_env, run_fails
-from tests.test_startup import level as level  # a fixture: the log levels a failed start is checked at
+from tests.support.background import background
+from tests.support.harness import closed_port, sandbox_of
+from tests.support.processes import bot_env, logging_as_in_a_fresh_process
+from tests.support.startup import discord_env, run_fails
+from tests.support.startup import level as level  # a fixture: the log levels a failed start is checked at
 
 # Two servers on different shards of 2: (guild_id >> 22) % 2 is 0 for the fake's own, 1 for this one.
 GUILD_B, CHANNEL_B = "1300000000004194306", "1300000000004194316"

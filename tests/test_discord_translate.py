@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from adapters.discord import translate
-from bot.errors import BadInput
-from bot.requests import parse_command
+from bot.model.errors import BadInput
+from bot.model.requests import parse_command
 
 DATA = Path(__file__).parent / "data" / "discord"
 BOT_ID = "1200000000000000001"

@@ -11,14 +11,14 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.errors import BadInput, MediaError, QuotaExceeded
-from bot.hidream.base import ProviderStatus, SubmitSpec, status_from_dict
-from bot.hidream.sandbox import SandboxProvider
-from bot.jobs import JobState
-from bot.media import to_data_uri
-from bot.requests import ChatRequest, ImageRef, parse_command
+from bot.jobs.media import to_data_uri
+from bot.model.errors import BadInput, MediaError, QuotaExceeded
+from bot.model.jobs import JobState
+from bot.model.requests import ChatRequest, ImageRef, parse_command
+from bot.providers.base import ProviderStatus, SubmitSpec, status_from_dict
+from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of
+from tests.support.harness import BotHarness, sandbox_of
 
 
 def chat(text: str, refs: list[ImageRef] | None = None, user: str = "u1", **origin: Any) -> ChatRequest:
@@ -292,7 +292,7 @@ async def test_healthz_and_media_links(tmp_path: Path) -> None:
 
 async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(tmp_path: Path) -> None:
     from storage.sqlite import Store
-    from tests.test_store import make_job
+    from tests.support.jobs import make_job
 
     async with Store(tmp_path / "bot.db", default_limit=25) as store:
         job = make_job()

@@ -15,12 +15,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Bot
-from bot.hidream.base import HttpProvider, RetryPolicy
-from bot.jobs import JobState
-from bot.routing import CircuitBreaker
+from bot.jobs.routing import CircuitBreaker
+from bot.model.jobs import JobState
+from bot.providers.base import HttpProvider, RetryPolicy
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
-from tests.harness import BotHarness, closed_port, sqlite_of
+from tests.support.harness import BotHarness, closed_port, sqlite_of
 from tests.test_console_pixazo_atlas import KEYS, Console
 from tests.test_routing import Clock
 

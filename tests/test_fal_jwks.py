@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.errors import CallbackRejected
-from bot.hidream.fal import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S, FalProvider
+from bot.model.errors import CallbackRejected
+from bot.providers.fal import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S, FalProvider
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver
-from tests.test_provider_fal import genuine_callback, make_provider
+from tests.support.fal import genuine_callback, make_provider
 
 
 @pytest.fixture

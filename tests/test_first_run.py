@@ -24,11 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-import bot.config
+import bot.model.config
 from bot.app import select, start_bot
 from bot.cli import _log_level
-from bot.config import Settings
-from tests.test_cli import Cli, cli, process_env  # noqa: F401 (cli: the in-process fixture; F811 below)
+from bot.model.config import Settings
+from tests.support.processes import Cli, process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
@@ -121,11 +121,11 @@ def held_default_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port: int = taken.getsockname()[1]
-        monkeypatch.setattr(bot.config, "DEFAULT_HTTP_PORT", port)
+        monkeypatch.setattr(bot.model.config, "DEFAULT_HTTP_PORT", port)
         yield port
 
 
-def test_a_console_run_moves_off_a_taken_default_port_and_says_so(held_default_port: int, cli: Cli) -> None:  # noqa: F811
+def test_a_console_run_moves_off_a_taken_default_port_and_says_so(held_default_port: int, cli: Cli) -> None:
     # Empty is "not set" (as in a copied .env.example): the default port, taken.
     result = cli("run", stdin="/hidream a fox\n", HIDREAM_HTTP_PORT="")
     assert result.returncode == 0, result.stderr
@@ -149,14 +149,14 @@ async def test_the_moved_server_answers_on_its_new_port(held_default_port: int, 
         assert health.status_code == 200 and health.json()["surfaces"] == ["console"]
 
 
-def test_a_port_that_was_set_is_never_moved(held_default_port: int, cli: Cli) -> None:  # noqa: F811
+def test_a_port_that_was_set_is_never_moved(held_default_port: int, cli: Cli) -> None:
     result = cli("run", stdin="/hidream a fox\n", HIDREAM_HTTP_PORT=str(held_default_port))
     assert result.returncode == 2 and result.stdout == ""
     [line] = result.stderr.splitlines()
     assert f"cannot listen on 127.0.0.1:{held_default_port}" in line and "HIDREAM_HTTP_PORT" in line
 
 
-def test_a_chat_platform_run_never_moves_off_its_port(held_default_port: int, cli: Cli) -> None:  # noqa: F811
+def test_a_chat_platform_run_never_moves_off_its_port(held_default_port: int, cli: Cli) -> None:
     # Slack (HTTP mode) posts to this port: moving would lose its requests. It stops before connecting.
     result = cli(
         "run",
@@ -169,7 +169,7 @@ def test_a_chat_platform_run_never_moves_off_its_port(held_default_port: int, cl
     assert "Traceback" not in result.stderr
 
 
-def test_a_console_run_logs_only_warnings_unless_asked(cli: Cli) -> None:  # noqa: F811
+def test_a_console_run_logs_only_warnings_unless_asked(cli: Cli) -> None:
     quiet = cli("run", stdin="/hidream a fox\n")
     assert quiet.returncode == 0, quiet.stderr
     assert " INFO " not in quiet.stderr and "done: 1 image(s)" in quiet.stderr
@@ -189,7 +189,7 @@ def test_a_chat_platform_run_keeps_info_by_default(tmp_path: Path, monkeypatch: 
     assert _log_level(slack, select(slack)) == "INFO"
 
 
-def test_gitignore_covers_everything_a_run_leaves(tmp_path: Path, cli: Cli) -> None:  # noqa: F811
+def test_gitignore_covers_everything_a_run_leaves(tmp_path: Path, cli: Cli) -> None:
     shutil.copy(ROOT / ".gitignore", tmp_path / ".gitignore")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     # The defaults (empty is "not set"): the database and the images land in the working directory.

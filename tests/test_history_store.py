@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.jobs import Job, JobState
+from bot.model.jobs import Job, JobState
 from storage.base import Store
 from storage.history import History
-from tests.store_backends import OpenStore
-from tests.test_store import NOW, make_job, walk
+from tests.support.jobs import NOW, make_job, walk
+from tests.support.store_backends import OpenStore
 
 
 async def made(store: Store, at: float, *, user: str = "u1", workspace: str = "w1") -> Job:

@@ -1,4 +1,4 @@
-"""The providers' client (bot.http_transport) against real loopback servers.
+"""The providers' client (bot.providers.transport) against real loopback servers.
 
 What matters most: a request that may have reached the provider never comes back as one of the
 errors `HttpProvider.send` treats as "nothing sent" (those are sent again, and a submit sent again
@@ -27,12 +27,12 @@ from aiohttp.client_reqrep import ConnectionKey
 from PIL import Image
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, Settings
-from bot.errors import ProviderUnreachable, SubmitOutcomeUnknown
-from bot.hidream.base import _NOTHING_SENT, HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
-from bot.http_transport import USER_AGENT, _mapped, provider_client
-from bot.media import fetch_image
-from bot.requests import ImageRequest, Tier
+from bot.jobs.media import fetch_image
+from bot.model.config import PluginSettings, Settings
+from bot.model.errors import ProviderUnreachable, SubmitOutcomeUnknown
+from bot.model.requests import ImageRequest, Tier
+from bot.providers.base import _NOTHING_SENT, HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
+from bot.providers.transport import USER_AGENT, _mapped, provider_client
 
 # --- a provider with nothing of its own, and servers to talk to ------------------------------------
 
@@ -231,7 +231,7 @@ async def test_a_large_chunked_body_streams_whole() -> None:
 
 
 async def test_a_provider_result_downloads_through_fetch_image() -> None:
-    """The path each result takes (bot.media.fetch_image, typed=False) over this client."""
+    """The path each result takes (bot.jobs.media.fetch_image, typed=False) over this client."""
     noise = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
     buffer = io.BytesIO()
     noise.save(buffer, "PNG", compress_level=0)

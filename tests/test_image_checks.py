@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageFile
 
-from bot.errors import MediaError
-from bot.media import MAX_PIXELS, check_image, fetch_image, fit_to_limit, sniff_image, to_data_uri
-from bot.requests import ChatRequest, ImageRef, parse_command
+from bot.jobs.media import MAX_PIXELS, check_image, fetch_image, fit_to_limit, sniff_image, to_data_uri
+from bot.model.errors import MediaError
+from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.loopback import serve
-from tests.harness import BotHarness, sandbox_of, sqlite_of
+from tests.support.harness import BotHarness, sandbox_of, sqlite_of
 
 
 def chat(text: str, refs: list[ImageRef]) -> ChatRequest:
@@ -241,9 +241,9 @@ async def test_no_more_than_two_images_are_decoded_at_once(monkeypatch: pytest.M
 async def test_a_providers_result_is_read_from_its_header_and_what_people_send_is_decoded(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.media import to_data_uri
-    from bot.requests import ChatRequest, ImageRef, parse_command
-    from tests.harness import BotHarness
+    from bot.jobs.media import to_data_uri
+    from bot.model.requests import ChatRequest, ImageRef, parse_command
+    from tests.support.harness import BotHarness
 
     real_load = ImageFile.ImageFile.load
     loads: list[tuple[int, int]] = []

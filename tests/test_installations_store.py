@@ -5,8 +5,8 @@ found by enterprise, removal, and one-use OAuth states that expire."""
 from __future__ import annotations
 
 from storage.installations import BotInstall, Installations
-from tests.store_backends import OpenStore
-from tests.test_store import NOW
+from tests.support.jobs import NOW
+from tests.support.store_backends import OpenStore
 
 
 class Clock:

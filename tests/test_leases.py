@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 
-from bot.jobs import JobState
+from bot.model.jobs import JobState
 from storage.replicas import SEEN_FOR, replicas_for
 from storage.schema import Lease
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, until
-from tests.store_backends import OpenStore
-from tests.test_runner_limits import HoldingProvider, chat
-from tests.test_store import NOW, make_job
+from tests.support.harness import BotHarness, until
+from tests.support.holding import HoldingProvider, chat
+from tests.support.jobs import NOW, make_job
+from tests.support.store_backends import OpenStore
 
 
 class Clock:

@@ -9,9 +9,9 @@ import json
 import logging
 from typing import Any
 
-from bot.jobs import JobState
 from bot.logs import JsonFormatter, bind_job, job_fields
-from tests.test_store import make_job
+from bot.model.jobs import JobState
+from tests.support.jobs import make_job
 
 
 def lines_of(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -22,19 +22,19 @@ import httpx
 import pytest
 
 from bot.app import Bot
-from bot.config import Settings
-from bot.hidream.atlascloud import AtlasCloudProvider
-from bot.hidream.base import LostAnswer, SubmitSpec, named_job_id
-from bot.hidream.wavespeed import WaveSpeedProvider
-from bot.jobs import Job, JobState
-from bot.recovery import SubmitRecord
-from bot.requests import ChatRequest, ImageRequest, parse_command
+from bot.jobs.recovery import SubmitRecord
+from bot.model.config import Settings
+from bot.model.jobs import Job, JobState
+from bot.model.requests import ChatRequest, ImageRequest, parse_command
+from bot.providers.atlascloud import AtlasCloudProvider
+from bot.providers.base import LostAnswer, SubmitSpec, named_job_id
+from bot.providers.wavespeed import WaveSpeedProvider
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import QueueFake
 from tests.fakes.surface import RecordingSurface
 from tests.fakes.wavespeed import WaveSpeedFake
-from tests.harness import BotHarness
+from tests.support.harness import BotHarness
 
 PROVIDERS = ["pixazo", "atlascloud", "wavespeed"]
 

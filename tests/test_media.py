@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from bot.errors import MediaError
-from bot.media import fetch_image, fit_to_limit, is_public_address, sniff_image
+from bot.jobs.media import fetch_image, fit_to_limit, is_public_address, sniff_image
+from bot.model.errors import MediaError
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48)) -> bytes:

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
-from bot.retention import DAY, Retention
+from bot.jobs.retention import DAY, Retention
+from bot.model.errors import ConfigError
 from storage import media as media_module
 from storage.media import ORPHAN_AGE
 from storage.retention import sweeps_for
 from storage.schema import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.sqlite import Store
 from storage.sqlite_conn import Connection
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
 
 
 class Clock:

@@ -11,15 +11,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Bot
-from bot.errors import QuotaExceeded
-from bot.hidream.sandbox import SandboxProvider
-from bot.requests import ImageRequest, Tier
+from bot.model.errors import QuotaExceeded
+from bot.model.requests import ImageRequest, Tier
+from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of, until
+from tests.support.harness import BotHarness, sandbox_of, until
+from tests.support.holding import HoldingProvider, release_all
+from tests.support.holding import chat as numbered_chat
 from tests.test_engine import chat
 from tests.test_leases import replica
-from tests.test_runner_limits import HoldingProvider, release_all
-from tests.test_runner_limits import chat as numbered_chat
 
 COST = 0.04
 

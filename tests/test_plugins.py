@@ -10,8 +10,8 @@ import pytest
 
 from bot.app import select
 from bot.cli import main
-from bot.config import load_settings
-from bot.errors import ConfigError
+from bot.model.config import load_settings
+from bot.model.errors import ConfigError
 from bot.plugins import discover
 from tests.fakes import tiny_plugins
 

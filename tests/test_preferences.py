@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import BadInput
-from bot.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
-from bot.requests import ChatRequest, parse_command
+from bot.model.errors import BadInput
+from bot.model.requests import ChatRequest, parse_command
+from bot.usecases.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
 from storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
 from storage.preferences import Preferences, TenantPolicy
 from storage.schema import MIGRATIONS
-from tests.harness import BotHarness, sandbox_of
-from tests.store_backends import OpenStore
-from tests.test_store import NOW
+from tests.support.harness import BotHarness, sandbox_of
+from tests.support.jobs import NOW
+from tests.support.store_backends import OpenStore
 
 
 async def test_defaults_and_policy_rows_on_both_backends(open_store: OpenStore) -> None:

@@ -11,14 +11,14 @@ from typing import Any, cast
 from adapters.console import ConsoleChat
 from adapters.discord.posting import Poster as DiscordPoster
 from adapters.slack.posting import Poster as SlackPoster
-from bot.jobs import Job, OutputImage
-from bot.preferences import BLOCKED
+from bot.model.jobs import Job, OutputImage
+from bot.usecases.preferences import BLOCKED
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotHarness, sandbox_of
-from tests.slack_support import CHANNEL, job_id_of, running, summaries
+from tests.support.harness import BotHarness, sandbox_of
+from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
 from tests.test_discord_delivery import job_with
 
 GUILD_B = "1300000000000000777"

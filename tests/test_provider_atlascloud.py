@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.config import Settings
-from bot.errors import (
+from bot.model.config import Settings
+from bot.model.errors import (
     BadInput,
     CallbackRejected,
     ProviderMisconfigured,
@@ -22,9 +22,9 @@ from bot.errors import (
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.atlascloud import AtlasCloudProvider
-from bot.hidream.base import RetryPolicy, SubmitSpec
-from bot.requests import ImageRequest, parse_command
+from bot.model.requests import ImageRequest, parse_command
+from bot.providers.atlascloud import AtlasCloudProvider
+from bot.providers.base import RetryPolicy, SubmitSpec
 from tests.fakes.atlascloud import MODEL_EDIT, MODEL_T2I, AtlasCloudFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, Settings
-from bot.errors import (
+from bot.model.config import PluginSettings, Settings
+from bot.model.errors import (
     CallbackRejected,
     ProviderBusy,
     ProviderMisconfigured,
@@ -26,8 +26,8 @@ from bot.errors import (
     ProviderUnreachable,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
-from bot.requests import ImageRequest, Tier
+from bot.model.requests import ImageRequest, Tier
+from bot.providers.base import HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
 from tests.fakes.queue_common import Sleeps
 
 KEY = "echo-secret-0451"

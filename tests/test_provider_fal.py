@@ -10,55 +10,32 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bot.config import Settings
-from bot.errors import (
+from bot.model.config import Settings
+from bot.model.errors import (
     BadInput,
     CallbackRejected,
     ProviderMisconfigured,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
-from bot.hidream.fal import FalProvider
-from bot.requests import ImageRequest, parse_command
+from bot.model.requests import ImageRequest, parse_command
+from bot.providers.base import ProviderStatus, SubmitSpec
+from bot.providers.fal import FalProvider
 from tests.fakes.fal import FAILURE_TEXT, FalFake
-from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
+from tests.fakes.queue_common import Receiver, image_info, make_image
+from tests.support.fal import genuine_callback, make_provider
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FalFake]:
     async with FalFake().started() as running:
         yield running
-
-
-def make_provider(
-    fake: FalFake,
-    client: httpx.AsyncClient,
-    *,
-    key: str | None = None,
-    clock: Callable[[], float] = time.time,
-    sleeps: Sleeps | None = None,
-) -> FalProvider:
-    settings = Settings(
-        _env_file=None,
-        HIDREAM_PROVIDER="fal",
-        FAL_KEY=key or fake.key,
-        FAL_QUEUE_URL=fake.url,
-        FAL_JWKS_URL=fake.jwks_url,
-    )
-    return FalProvider(
-        settings,
-        client,
-        retry=RetryPolicy(base_delay=0, max_delay=0),
-        sleep=sleeps if sleeps is not None else Sleeps(),
-        clock=clock,
-    )
 
 
 def refs_for(receiver: Receiver, count: int) -> list[str]:
@@ -184,14 +161,6 @@ async def test_failed_generation_by_callback_is_told_plainly(fake, receiver, cli
 
 
 # --- callback signatures -------------------------------------------------------------------------
-
-
-async def genuine_callback(
-    fake: FalFake, receiver: Receiver, provider: FalProvider
-) -> tuple[str, dict[str, str], bytes]:
-    job_id = await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full", [], receiver.hook_url()))
-    got = (await receiver.wait_for(len(receiver.received) + 1))[-1]
-    return job_id, got.headers, got.body
 
 
 async def test_callback_before_the_submit_answer_is_still_verified_and_read(fake, receiver, client) -> None:

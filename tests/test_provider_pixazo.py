@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.config import Settings
-from bot.errors import (
+from bot.model.config import Settings
+from bot.model.errors import (
     BadInput,
     CallbackRejected,
     ProviderMisconfigured,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import RetryPolicy, SubmitSpec
-from bot.hidream.pixazo import PixazoProvider
-from bot.requests import ImageRequest, Tier, parse_command
+from bot.model.requests import ImageRequest, Tier, parse_command
+from bot.providers.base import RetryPolicy, SubmitSpec
+from bot.providers.pixazo import PixazoProvider
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 

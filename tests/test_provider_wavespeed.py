@@ -16,17 +16,17 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.config import Settings
-from bot.errors import (
+from bot.model.config import Settings
+from bot.model.errors import (
     BadInput,
     CallbackRejected,
     ProviderMisconfigured,
     ProviderRejected,
     SubmitOutcomeUnknown,
 )
-from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
-from bot.hidream.wavespeed import WaveSpeedProvider, output_size
-from bot.requests import PRESETS, ImageRequest, parse_command
+from bot.model.requests import PRESETS, ImageRequest, parse_command
+from bot.providers.base import ProviderStatus, RetryPolicy, SubmitSpec
+from bot.providers.wavespeed import WaveSpeedProvider, output_size
 from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
 from tests.fakes.wavespeed import FAILURE_TEXT, PIXELS_MAX, PIXELS_MIN, WaveSpeedFake
 

@@ -16,8 +16,15 @@ import pytest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, with_files
 from tests.fakes.wavespeed import WaveSpeedFake
-from tests.replica_checks import SETTLE_WITHIN, Figures, quota_show, settle, submits_per_job, wavespeed_env
-from tests.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
+from tests.support.replica_checks import (
+    SETTLE_WITHIN,
+    Figures,
+    quota_show,
+    settle,
+    submits_per_job,
+    wavespeed_env,
+)
+from tests.support.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
 from tests.test_discord_shards import CHANNEL_B, GUILD_B, two_guilds
 
 PER_GUILD = 8

@@ -18,9 +18,16 @@ import pytest
 
 from tests.fakes.slack import FakeSlack
 from tests.fakes.wavespeed import WaveSpeedFake
-from tests.replica_checks import SETTLE_WITHIN, Figures, quota_show, settle, submits_per_job, wavespeed_env
-from tests.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
-from tests.slack_support import HttpSender, file_messages, job_id_of, summaries
+from tests.support.replica_checks import (
+    SETTLE_WITHIN,
+    Figures,
+    quota_show,
+    settle,
+    submits_per_job,
+    wavespeed_env,
+)
+from tests.support.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
+from tests.support.slack_support import HttpSender, file_messages, job_id_of, summaries
 
 BURST = 30
 QUOTA = 40

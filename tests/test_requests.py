@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import BadInput
-from bot.requests import PRESETS, build_request, check_tier_limits, parse_command, size_for_aspect
+from bot.model.errors import BadInput
+from bot.model.requests import PRESETS, build_request, check_tier_limits, parse_command, size_for_aspect
 
 
 def test_plain_prompt_gets_defaults() -> None:

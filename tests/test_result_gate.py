@@ -1,4 +1,4 @@
-"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.media.ResultGate`):
+"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.jobs.media.ResultGate`):
 while that many are being kept or posted, the other finished jobs wait for a slot, and every job is
 still delivered once. The Discord poster frees each upload's buffer as soon as it is posted.
 
@@ -19,12 +19,12 @@ import discord
 import pytest
 
 from adapters.discord.posting import release
-from bot.jobs import Job, OutputImage, Post
-from bot.media import ResultGate, decode_data_uri
+from bot.jobs.media import ResultGate, decode_data_uri
+from bot.model.jobs import Job, OutputImage, Post
 from storage.base import NewMedia
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, closed_port, until
-from tests.test_runner_limits import chat, holding, release_all
+from tests.support.harness import BotHarness, closed_port, until
+from tests.support.holding import chat, holding, release_all
 
 JOBS = 12
 SLOTS = 3
@@ -139,8 +139,8 @@ async def test_a_slot_is_given_back_when_its_result_cannot_be_downloaded(tmp_pat
 
 
 def test_setting_default_and_bounds() -> None:
-    from bot.config import load_settings
-    from bot.errors import ConfigError
+    from bot.model.config import load_settings
+    from bot.model.errors import ConfigError
 
     assert load_settings().max_results_in_memory == 2
     assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="8").max_results_in_memory == 8

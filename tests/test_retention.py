@@ -10,16 +10,16 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bot.jobs import JobState
-from bot.retention import DAY, Retention, Swept
+from bot.jobs.retention import DAY, Retention, Swept
+from bot.model.jobs import JobState
 from storage import retention as sql
 from storage.base import Store as AnyStore
 from storage.postgres import PostgresStore
 from storage.retention import sweeps_for
 from storage.schema import MIGRATIONS
 from storage.sqlite import Store
-from tests.store_backends import OpenStore
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
+from tests.support.store_backends import OpenStore
 
 
 class Clock:

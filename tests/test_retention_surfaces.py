@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from adapters.slack.translate import ACTION_EDIT, ACTION_REROLL, BLOCK_INSTRUCTION
-from bot.errors import BadInput
-from bot.jobs import JobState
-from bot.retention import DAY, Swept
+from bot.jobs.retention import DAY, Swept
+from bot.model.errors import BadInput
+from bot.model.jobs import JobState
 from storage.quota import QuotaStatus
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.slack import FakeSlack
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of, sqlite_of
-from tests.slack_support import CHANNEL, running, summaries
+from tests.support.harness import BotHarness, sandbox_of, sqlite_of
+from tests.support.slack_support import CHANNEL, running, summaries
 from tests.test_discord_followups import new_result_in, slash_result
 from tests.test_engine import chat
 from tests.test_slack_scenarios import command_to_result

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.pacing import ProgressGate
-from tests.round_trips import counted_bot, one_job
-from tests.test_runner_limits import Clock
+from bot.jobs.pacing import ProgressGate
+from tests.support.holding import Clock
+from tests.support.round_trips import counted_bot, one_job
 
 
 @pytest.mark.parametrize("provider", ["fal", "wavespeed"])

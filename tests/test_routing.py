@@ -1,4 +1,4 @@
-"""bot/routing.py on its own: the circuit breaker with an injected clock, the router's choice among
+"""bot/jobs/routing.py on its own: the circuit breaker with an injected clock, the router's choice among
 providers, and storage/failover.py moving a job's provider and cost on both backends."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import secrets
 
 import pytest
 
-from bot.config import Settings
-from bot.errors import (
+from bot.jobs.routing import CircuitBreaker, Router
+from bot.model.config import Settings
+from bot.model.errors import (
     BadInput,
     ProviderBusy,
     ProviderMisconfigured,
@@ -19,18 +20,17 @@ from bot.errors import (
     SubmitOutcomeUnknown,
     UnreadableAnswer,
 )
-from bot.hidream.atlascloud import AtlasCloudProvider
-from bot.hidream.base import Provider
-from bot.hidream.pixazo import PixazoProvider
-from bot.hidream.sandbox import SandboxProvider
-from bot.http_transport import provider_client
-from bot.jobs import Job, JobState
-from bot.requests import ImageRequest, parse_command
-from bot.routing import CircuitBreaker, Router
+from bot.model.jobs import Job, JobState
+from bot.model.requests import ImageRequest, parse_command
+from bot.providers.atlascloud import AtlasCloudProvider
+from bot.providers.base import Provider
+from bot.providers.pixazo import PixazoProvider
+from bot.providers.sandbox.provider import SandboxProvider
+from bot.providers.transport import provider_client
 from storage.base import Store
 from storage.failover import move_job
-from tests.store_backends import OpenStore, raw_job
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
+from tests.support.store_backends import OpenStore, raw_job
 
 
 class Clock:

@@ -12,7 +12,7 @@ from bot.app import select, start_bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.slack import FakeSlack
-from tests.harness import settings_for_test, sqlite_of
+from tests.support.harness import settings_for_test, sqlite_of
 
 
 async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """At most HIDREAM_MAX_ACTIVE_JOBS jobs are worked at once; the others wait, told their place; and
-progress edits keep to the documented rate (`bot.pacing`), counted on the injected clock.
+progress edits keep to the documented rate (`bot.jobs.pacing`), counted on the injected clock.
 
 The provider here holds every job until the test releases it, and counts how many it holds.
 """
@@ -7,74 +7,20 @@ The provider here holds every job until the test releases it, and counts how man
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from bot.app import Bot
-from bot.hidream.base import Provider, ProviderStatus, ResultImage, SubmitSpec
-from bot.jobs import Job, JobState, Progress
-from bot.media import to_data_uri
-from bot.pacing import PROGRESS_BURST, PROGRESS_EVERY, PROGRESS_RATE, ProgressGate, Slots
-from bot.requests import ChatRequest, ImageRequest, Tier, parse_command
+from bot.jobs.pacing import PROGRESS_BURST, PROGRESS_EVERY, PROGRESS_RATE, ProgressGate, Slots
+from bot.model.jobs import Job, JobState, Progress
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, until
-
-
-def png() -> str:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 120, 200)).save(out, format="PNG")
-    return to_data_uri(out.getvalue(), "image/png")
-
-
-class HoldingProvider(Provider):
-    """Stands in for the sandbox: a job stays running until `release`d."""
-
-    name = "sandbox"
-    poll_interval = 3600.0
-
-    def __init__(self) -> None:
-        self.held: dict[str, str] = {}  # provider id -> job id, submitted and not yet reported done
-        self.most_held = 0
-        self.submits: Counter[str] = Counter()
-        self.status_reads = 0
-        self.released: set[str] = set()
-        self.image = png()
-
-    def cost_usd(self, request: ImageRequest, tier: Tier) -> float:
-        return 0.0
-
-    def describe(self) -> list[str]:
-        return ["a provider that holds its jobs"]
-
-    async def submit(self, spec: SubmitSpec) -> str:
-        self.submits[spec.job_id] += 1
-        provider_id = f"held-{spec.job_id}"
-        self.held[provider_id] = spec.job_id
-        self.most_held = max(self.most_held, len(self.held))
-        return provider_id
-
-    async def status(self, provider_job_id: str) -> ProviderStatus:
-        self.status_reads += 1
-        if provider_job_id in self.released:
-            self.held.pop(provider_job_id, None)
-            return ProviderStatus(state="completed", images=[ResultImage(self.image)])
-        return ProviderStatus(state="running")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.harness import BotHarness, until
+from tests.support.holding import Clock, chat, holding, release_all
 
 
 class TimedSurface(RecordingSurface):
@@ -90,32 +36,10 @@ class TimedSurface(RecordingSurface):
         await super().progress(job, progress)
 
 
-def chat(i: int) -> ChatRequest:
-    return ChatRequest(
-        surface="test",
-        user_id=f"u{i % 7}",
-        workspace_id="w1",
-        origin={"thread": f"t{i}"},
-        request=parse_command(f"a fox number {i}").request,
-    )
-
-
 def start(tmp_path: Path, limit: int, surface: RecordingSurface, **options: Any) -> BotHarness:
     env = {"HIDREAM_MAX_ACTIVE_JOBS": limit, "HIDREAM_DAILY_IMAGE_QUOTA": 1000}
     # Callbacks on, with an hour's grace: a held job is looked at only when the test wakes it.
     return BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600, **options)
-
-
-def holding(bot: Bot) -> HoldingProvider:
-    provider = HoldingProvider()
-    bot.engine.providers["sandbox"] = provider
-    return provider
-
-
-async def release_all(bot: Bot, provider: HoldingProvider) -> None:
-    for provider_id, job_id in list(provider.held.items()):
-        provider.released.add(provider_id)
-        bot.engine.runner.wake(job_id)
 
 
 async def states(bot: Bot) -> Counter[JobState]:
@@ -223,7 +147,7 @@ async def test_a_job_waiting_for_a_slot_still_fails_at_its_deadline(tmp_path: Pa
 
 async def test_progress_edits_keep_to_the_documented_rate_under_load(tmp_path: Path) -> None:
     """60 jobs at the provider, each woken every half second (of the bot's clock) for 30 s: every
-    one wants to show progress each time, but the edits keep to the policy of `bot.pacing`."""
+    one wants to show progress each time, but the edits keep to the policy of `bot.jobs.pacing`."""
     clock = Clock()
     surface = TimedSurface(clock)
     jobs_count, steps, step = 60, 60, 0.5
@@ -304,8 +228,8 @@ def test_gate_spaces_one_job_and_bounds_all() -> None:
 
 
 def test_the_setting_is_read_and_checked() -> None:
-    from bot.config import load_settings
-    from bot.errors import ConfigError
+    from bot.model.config import load_settings
+    from bot.model.errors import ConfigError
 
     assert load_settings(HIDREAM_MAX_ACTIVE_JOBS="8").max_active_jobs == 8
     assert load_settings().max_active_jobs == 64

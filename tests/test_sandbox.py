@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageDraw, ImageOps
 
-from bot.config import Settings
-from bot.errors import ProviderRejected
-from bot.hidream.base import ProviderStatus, RetryPolicy, SubmitSpec
-from bot.hidream.sandbox import SandboxProvider, SandboxService
-from bot.hidream.sandbox_jobs import FAIL_MESSAGE, OwnServer
-from bot.http_transport import provider_client
-from bot.requests import ImageRequest
+from bot.model.config import Settings
+from bot.model.errors import ProviderRejected
+from bot.model.requests import ImageRequest
+from bot.providers.base import ProviderStatus, RetryPolicy, SubmitSpec
+from bot.providers.sandbox.jobs import FAIL_MESSAGE, OwnServer
+from bot.providers.sandbox.provider import SandboxProvider, SandboxService
+from bot.providers.transport import provider_client
 
 WAIT = 30.0  # generous: only reached when something is broken
 

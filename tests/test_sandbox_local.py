@@ -17,18 +17,18 @@ from PIL import Image
 
 from bot.app import select
 from bot.cli import main
-from bot.config import Settings
-from bot.errors import ConfigError, ProviderRejected
-from bot.hidream.base import SubmitSpec
-from bot.hidream.plugin import ProviderContext
-from bot.hidream.sandbox import SandboxProvider, SandboxSettings, plugin
-from bot.hidream.sandbox_service import DAY, SandboxService
-from bot.http_transport import provider_client
-from bot.media import to_data_uri
-from bot.requests import ChatRequest, ImageRef, ImageRequest, parse_command
+from bot.jobs.media import to_data_uri
+from bot.model.config import Settings
+from bot.model.errors import ConfigError, ProviderRejected
+from bot.model.requests import ChatRequest, ImageRef, ImageRequest, parse_command
+from bot.providers.base import SubmitSpec
+from bot.providers.plugin import ProviderContext
+from bot.providers.sandbox.provider import SandboxProvider, SandboxSettings, plugin
+from bot.providers.sandbox.service import DAY, SandboxService
+from bot.providers.transport import provider_client
 from tests.fakes.loopback import serve
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of, settings_for_test
+from tests.support.harness import BotHarness, sandbox_of, settings_for_test
 from tests.test_sandbox import Receiver, auth, data_uri, provider_for, sandbox, stripes, valid_body
 
 WAIT = 30.0  # generous: only reached when something is broken

@@ -29,12 +29,12 @@ import pytest
 import bot.cli
 from bot.cli import main
 from storage.sqlite import Store
-from tests.background import Background, background, stop_the_running_bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.fal import FalFake
 from tests.fakes.slack import FakeSlack
-from tests.test_cli import bot_env, logging_as_in_a_fresh_process
+from tests.support.background import Background, background, stop_the_running_bot
+from tests.support.processes import bot_env, logging_as_in_a_fresh_process
 
 TIMEOUT = 60
 

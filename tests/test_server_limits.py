@@ -26,14 +26,14 @@ from PIL import Image
 
 from adapters.slack.adapter import SLACK_MAX_BODY
 from bot.app import Bot
-from bot.hidream.sandbox_service import submit_body_limit
-from bot.jobs import Job, JobState
-from bot.requests import ChatRequest, parse_command
-from bot.server import CALLBACK_MAX_BODY, DEFAULT_MAX_BODY
+from bot.model.jobs import Job, JobState
+from bot.model.requests import ChatRequest, parse_command
+from bot.providers.sandbox.service import submit_body_limit
+from bot.web.server import CALLBACK_MAX_BODY, DEFAULT_MAX_BODY
 from tests.fakes.slack import FakeSlack, sign
 from tests.fakes.surface import RecordingSurface
-from tests.harness import BotHarness, sandbox_of, skip_unless_ci
-from tests.slack_support import running
+from tests.support.harness import BotHarness, sandbox_of, skip_unless_ci
+from tests.support.slack_support import running
 
 MB = 1024 * 1024
 BIG = 48 * MB

@@ -13,9 +13,9 @@ from slack_bolt.util.utils import get_arg_names_of_callable
 
 from adapters.slack.boundary import APOLOGY, Reply, guarded
 from adapters.slack.translate import ACTION_REROLL
-from bot.errors import QuotaExceeded
+from bot.model.errors import QuotaExceeded
 from tests.fakes.slack import FakeSlack
-from tests.slack_support import CHANNEL, roots, running, summaries
+from tests.support.slack_support import CHANNEL, roots, running, summaries
 
 
 class Listeners:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.hidream.sandbox import SandboxProvider
-from bot.jobs import JobState
+from bot.model.jobs import JobState
+from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.slack import FakeSlack
-from tests.slack_support import job_id_of, running, summaries
+from tests.support.slack_support import job_id_of, running, summaries
 
 KEY = "pixazo-slack-key"
 

@@ -18,15 +18,15 @@ import pytest
 
 from adapters.slack.home import MAX_BLOCKS, RECENT_SHOWN, HomeState, home_view
 from adapters.slack.translate import permalink
-from bot.jobs import JobState
-from bot.requests import ImageRequest
+from bot.model.jobs import JobState
+from bot.model.requests import ImageRequest
 from storage.history import Recent
 from storage.quota import QuotaStatus
 from tests.fakes.slack import FakeSlack
-from tests.slack_support import CHANNEL, running, summaries
+from tests.support.jobs import make_job
+from tests.support.slack_support import CHANNEL, running, summaries
 from tests.test_slack_oauth import CHANNEL_A, TEAM_A, TEAM_B, install, oauth_bot
 from tests.test_slack_scenarios import command_to_result
-from tests.test_store import make_job
 
 ALICE, BOB = "UALICE01", "UBOB0001"
 

@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from adapters.slack import SlackSettings, plugin
-from bot.config import Settings
-from bot.jobs import JobState
+from bot.model.config import Settings
+from bot.model.jobs import JobState
 from storage.installations import Installations
 from tests.fakes.slack import FakeSlack
-from tests.harness import sqlite_of
-from tests.slack_support import CHANNEL, Running, job_id_of, running, summaries
-from tests.store_backends import postgres_url
+from tests.support.harness import sqlite_of
+from tests.support.slack_support import CHANNEL, Running, job_id_of, running, summaries
+from tests.support.store_backends import postgres_url
 
 TEAM_A, TEAM_B = "TAAAA", "TBBBB"
 CHANNEL_A, CHANNEL_B = "C_AAAA", "C_BBBB"

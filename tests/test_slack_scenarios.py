@@ -19,8 +19,8 @@ from adapters.slack.translate import (
     BLOCK_INSTRUCTION,
 )
 from tests.fakes.slack import BOT_USER, FakeSlack
-from tests.harness import RecordedLines, until
-from tests.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
+from tests.support.harness import RecordedLines, until
+from tests.support.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
 
 pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])
 

@@ -11,7 +11,7 @@ import pytest
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from tests.fakes.slack import FakeSlack, sign
-from tests.slack_support import HttpSender, roots, running, summaries
+from tests.support.slack_support import HttpSender, roots, running, summaries
 
 # Slack's own published example (api.slack.com, "Verifying requests from Slack").
 EXAMPLE_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

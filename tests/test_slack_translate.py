@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.slack import translate as t
-from bot.errors import BadInput, MediaError
+from bot.model.errors import BadInput, MediaError
 
 DATA = Path(__file__).parent / "data" / "slack"
 

@@ -11,10 +11,10 @@ import pytest
 
 from adapters.slack.translate import ACTION_VARY
 from bot.app import Bot
-from bot.jobs import Job
+from bot.model.jobs import Job
 from tests.fakes.slack import FakeSlack
-from tests.harness import sandbox_of
-from tests.slack_support import CHANNEL, job_id_of, running, summaries
+from tests.support.harness import sandbox_of
+from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
 from tests.test_slack_scenarios import command_to_result
 
 pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])

@@ -12,8 +12,8 @@ import pytest
 
 from storage import sqlite_conn
 from storage.sqlite import SqliteStore
-from tests.harness import until
-from tests.test_store import NOW, make_job
+from tests.support.harness import until
+from tests.support.jobs import NOW, make_job
 
 
 def _rows_in_main_file(path: Path) -> int:

@@ -6,39 +6,20 @@ served from a thread of their own; each fake answers a wrong token the way its p
 
 from __future__ import annotations
 
-import io
-import re
 import socket
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import discord
 import pytest
 
 import adapters.discord.client
 import adapters.slack.adapter
-from bot.cli import main
-from tests.background import background
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.slack import FakeSlack
-from tests.harness import closed_port
-from tests.test_cli import bot_env, logging_as_in_a_fresh_process
-
-# INTERFACE.md: a wrong token ends the bot within 30 seconds.
-LIMIT = 30.0
-
-
-@pytest.fixture(params=["INFO", "WARNING"])
-def level(request: pytest.FixtureRequest) -> str:
-    """HIDREAM_LOG_LEVEL: the default, where the start's progress lines come before the failure, and
-    WARNING, where the failure's line is all there is."""
-    return str(request.param)
-
-
-INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO [\w.-]+: ")
+from tests.support.background import background
+from tests.support.harness import closed_port
+from tests.support.startup import discord_env, run_fails
+from tests.support.startup import level as level
 
 
 @contextmanager
@@ -48,46 +29,6 @@ def silent_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen(8)
         yield int(s.getsockname()[1])
-
-
-def run_fails(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    level: str,
-    **env: str,
-) -> str:
-    """`hidream-bot run` with these settings must fail fast, with no traceback and one line of its own."""
-    capsys.readouterr()
-    # discord.py warns about voice once per process: make this run the first, so the warning would show.
-    monkeypatch.setattr(discord.VoiceClient, "warn_nacl", True)
-    monkeypatch.setattr(discord.VoiceClient, "warn_dave", True)
-    with monkeypatch.context() as patch, logging_as_in_a_fresh_process():
-        for name, value in bot_env(tmp_path, HIDREAM_LOG_LEVEL=level, **env).items():
-            patch.setenv(name, value)
-        patch.setattr(sys, "stdin", io.StringIO(""))
-        started = time.monotonic()
-        code = main(["run"])
-        took = time.monotonic() - started
-    out, err = capsys.readouterr()
-    assert code != 0 and took < LIMIT, (code, took, err)
-    assert "Traceback" not in err and out == "", err
-    lines = [line for line in err.splitlines() if line.strip()]
-    # Besides one-line INFO records of the start (at INFO), exactly one line: the failure.
-    failure = [line for line in lines if not INFO_RECORD.match(line)]
-    assert len(failure) == 1 and failure[0].startswith("hidream-bot: "), err
-    if level == "WARNING":
-        assert lines == failure
-    return failure[0]
-
-
-def discord_env(fake: FakeDiscord, **extra: str) -> dict[str, str]:
-    return {
-        "DISCORD_TOKEN": fake.token,
-        "DISCORD_API_BASE_URL": fake.api_url,
-        "DISCORD_GATEWAY_URL": fake.gateway_url,
-        **extra,
-    }
 
 
 def slack_env(fake: FakeSlack, **extra: str) -> dict[str, str]:

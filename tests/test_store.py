@@ -1,56 +1,19 @@
-"""The store contract, on both backends (tests/store_backends.py): migrations from empty, the atomic reserve under concurrency, release and commit."""
+"""The store contract, on both backends (tests/support/store_backends.py): migrations from empty, the atomic reserve under concurrency, release and commit."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from bot.errors import QuotaExceeded
-from bot.jobs import Job, JobState
-from bot.requests import ImageRequest
-from storage.base import Store
+from bot.model.errors import QuotaExceeded
+from bot.model.jobs import JobState
 from storage.schema import MIGRATIONS
 from storage.sqlite import SqliteStore
-from tests.store_backends import OpenStore
-
-NOW = 1_790_000_000.0  # a fixed clock: 2026-09-21 UTC
-
-
-def make_job(user: str = "u1", n: int = 1, job_id: str | None = None) -> Job:
-    return Job(
-        id=job_id or secrets.token_hex(16),
-        surface="test",
-        user_id=user,
-        workspace_id="w1",
-        origin={"channel": "c1"},
-        request=ImageRequest(prompt="a fox", n=n, seed=1),
-        tier="full",
-        provider="sandbox",
-        state=JobState.QUEUED,
-        callback_token=secrets.token_urlsafe(16),
-        created_at=NOW,
-        deadline=NOW + 900,
-        seed=1,
-    )
-
-
-HAPPY_PATH = (
-    JobState.SUBMITTING,
-    JobState.RUNNING,
-    JobState.COMPLETED,
-    JobState.DELIVERING,
-    JobState.DELIVERED,
-)
-
-
-async def walk(store: Store, job_id: str, to: JobState) -> None:
-    """Move a queued job along the happy path until it is in `to`."""
-    for state in HAPPY_PATH[: HAPPY_PATH.index(to) + 1]:
-        assert await store.transition(job_id, state)
+from tests.support.jobs import HAPPY_PATH, NOW, make_job, walk
+from tests.support.store_backends import OpenStore
 
 
 async def test_migrations_from_empty_and_idempotent(tmp_path: Path) -> None:

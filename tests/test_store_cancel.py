@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.jobs import JobState
+from bot.model.jobs import JobState
 from storage.sqlite import SqliteStore
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
 
 
 async def test_cancelling_store_calls_at_every_point_leaves_the_store_usable(tmp_path: Path) -> None:

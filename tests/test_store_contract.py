@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import BadInput, QuotaExceeded
-from bot.jobs import JobState
+from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.jobs import JobState
 from storage.base import NewMedia
 from storage.quota import Charge
-from tests.store_backends import OpenStore
-from tests.test_store import NOW, make_job, walk
+from tests.support.jobs import NOW, make_job, walk
+from tests.support.store_backends import OpenStore
 
 
 async def test_operator_limits_win_and_the_ceiling_holds_against_admins(open_store: OpenStore) -> None:

@@ -8,10 +8,10 @@ import socket
 
 import pytest
 
-from bot.errors import ConfigError, QuotaExceeded
+from bot.model.errors import ConfigError, QuotaExceeded
 from storage.postgres import PostgresStore
 from storage.postgres_schema import MIGRATIONS
-from tests.test_store import NOW, make_job
+from tests.support.jobs import NOW, make_job
 
 
 async def test_migrations_from_empty_and_idempotent(pg_url: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bot.app import Bot
 from tests.fakes.discord_harness import png
-from tests.harness import BotHarness, sandbox_of
+from tests.support.harness import BotHarness, sandbox_of
 from tests.test_console_pixazo_atlas import Console
 
 

@@ -13,7 +13,7 @@ from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
-from tests.harness import sandbox_of
+from tests.support.harness import sandbox_of
 
 GUILD_B, CHANNEL_B = "1300000000000000201", "1300000000000000210"
 ADA, BOB = "1500000000000000001", "1500000000000000002"

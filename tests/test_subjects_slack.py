@@ -16,8 +16,8 @@ import pytest
 from adapters.slack.subjects import BLOCK_NAME
 from adapters.slack.translate import ACTION_SUBJECT, VIEW_SUBJECT
 from tests.fakes.slack import FakeSlack
-from tests.harness import sandbox_of
-from tests.slack_support import CHANNEL, job_id_of, png, running, summaries
+from tests.support.harness import sandbox_of
+from tests.support.slack_support import CHANNEL, job_id_of, png, running, summaries
 
 TEAM_B = "T_OTHER01"
 

@@ -4,12 +4,12 @@ them once it is gone and they are old."""
 
 from __future__ import annotations
 
-from bot.retention import DAY, Retention
+from bot.jobs.retention import DAY, Retention
 from storage import postgres_schema, schema
 from storage.subjects import Subject, Subjects
-from tests.store_backends import OpenStore
+from tests.support.jobs import NOW
+from tests.support.store_backends import OpenStore
 from tests.test_retention import Clock, held, put
-from tests.test_store import NOW
 
 
 def test_the_subjects_migration_comes_after_the_media_files_on_both_backends() -> None:

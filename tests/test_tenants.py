@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.errors import BadInput, QuotaExceeded
-from bot.requests import ChatRequest, ImageRef, parse_command
+from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.loopback import serve
 from tests.fakes.slack import FakeSlack
-from tests.harness import BotHarness, sandbox_of, sqlite_of
-from tests.slack_support import running
+from tests.support.harness import BotHarness, sandbox_of, sqlite_of
+from tests.support.slack_support import running
 
 GUILD_B = "1300000000000000777"
 TARGET = "1500000000000000002"

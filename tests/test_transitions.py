@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from bot.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, JobState, LedgerState
+from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, JobState, LedgerState
 from storage.base import Store
-from tests.store_backends import OpenStore, raw_job
-from tests.test_store import NOW, make_job, walk
+from tests.support.jobs import NOW, make_job, walk
+from tests.support.store_backends import OpenStore, raw_job
 
 
 async def put_in(store: Store, state: JobState) -> str:

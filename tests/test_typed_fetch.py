@@ -13,12 +13,12 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bot.errors import MediaError
-from bot.jobs import JobState
-from bot.media import TYPED_LIMITS, fetch_image, is_public_address, typed_client
-from bot.requests import ChatRequest, ImageRef, parse_command
+from bot.jobs.media import TYPED_LIMITS, fetch_image, is_public_address, typed_client
+from bot.model.errors import MediaError
+from bot.model.jobs import JobState
+from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.loopback import serve
-from tests.harness import BotHarness, sandbox_of
+from tests.support.harness import BotHarness, sandbox_of
 
 PRETEND_PUBLIC = "93.184.216.34"
 

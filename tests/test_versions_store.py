@@ -1,4 +1,4 @@
-"""Versions of a result thread (storage/versions.py, bot/versions.py) on both store backends: each
+"""Versions of a result thread (storage/versions.py, bot/usecases/versions.py) on both store backends: each
 delivered job is numbered once in its thread, the head follows new results and moves back on undo
 (to the parent, else the version before), deleted versions drop out, and refusals change nothing."""
 
@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from bot.errors import BadInput
-from bot.jobs import Job, JobState, Post
-from bot.versions import Versions, thread_command
+from bot.model.errors import BadInput
+from bot.model.jobs import Job, JobState, Post
+from bot.usecases.versions import Versions, thread_command
 from storage.base import Store
-from tests.store_backends import OpenStore
-from tests.test_store import NOW, make_job, walk
+from tests.support.jobs import NOW, make_job, walk
+from tests.support.store_backends import OpenStore
 
 
 async def delivered(

@@ -18,7 +18,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import discord
 
-from bot.errors import UserFacingError
+from bot.model.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from adapters.discord.messages import MessageHandler
 from adapters.discord.posting import Poster
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.translate import SURFACE
-from bot.errors import ConfigError
-from bot.jobs import Job, OutputImage, Post, Progress
+from bot.model.errors import ConfigError
+from bot.model.jobs import Job, OutputImage, Post, Progress
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 log = logging.getLogger(__name__)
 # Login, command sync and the gateway's READY together; a start that hangs ends well within 30 s
@@ -114,7 +114,7 @@ class _ShardedClient(_Events, discord.AutoShardedClient):
 
 
 class DiscordAdapter:
-    """Implements bot.jobs.Surface for Discord. `async with adapter:` connects and syncs commands."""
+    """Implements bot.model.jobs.Surface for Discord. `async with adapter:` connects and syncs commands."""
 
     name = SURFACE
 
@@ -313,7 +313,7 @@ class DiscordAdapter:
         if not task.cancelled() and task.exception() is not None:
             log.debug("discord gateway task ended with an error on shutdown", exc_info=task.exception())
 
-    # --- bot.jobs.Surface ----------------------------------------------------------------------
+    # --- bot.model.jobs.Surface ----------------------------------------------------------------------
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
         return await self.poster.deliver(job, images)
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
-from bot.requests import GUIDANCE_MAX, N_MAX, PRESETS, SEED_MAX, STEPS_MAX
+from bot.model.requests import GUIDANCE_MAX, N_MAX, PRESETS, SEED_MAX, STEPS_MAX
 
 if TYPE_CHECKING:
     from adapters.discord.interactions import InteractionHandlers

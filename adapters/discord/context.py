@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 
 @dataclass(frozen=True)

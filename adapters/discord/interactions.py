@@ -15,8 +15,8 @@ from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
-from bot.errors import BadInput
-from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.model.errors import BadInput
+from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
 GONE = "I no longer have that image; run /hidream again."

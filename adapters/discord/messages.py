@@ -11,10 +11,10 @@ from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, reply_to, warn_in
 from adapters.discord.context import HandlerContext
 from adapters.discord.views import message_origin
-from bot.errors import BadInput
-from bot.jobs import Job
-from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef
-from bot.versions import ThreadCommand, thread_command
+from bot.model.errors import BadInput
+from bot.model.jobs import Job
+from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases.versions import ThreadCommand, thread_command
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:

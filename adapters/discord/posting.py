@@ -20,8 +20,8 @@ from typing import Any, Literal, Protocol
 import discord
 
 from adapters.discord.views import DEFAULT_UPLOAD_LIMIT, result_view, token_alive
-from bot.jobs import Job, OutputImage, Post, Progress
-from bot.media import fit_to_limit
+from bot.jobs.media import fit_to_limit
+from bot.model.jobs import Job, OutputImage, Post, Progress
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Poster:
     ) -> None:
         self.client = client
         self.nsfw_policy = nsfw_policy
-        # The server admins' choice (bot/preferences.py), which overrides the operator's.
+        # The server admins' choice (bot/usecases/preferences.py), which overrides the operator's.
         self.tenant_nsfw = tenant_nsfw
         self.memory = memory
         self.clock = clock

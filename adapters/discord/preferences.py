@@ -14,7 +14,7 @@ from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, http_url
+from bot.model.config import PluginSettings, http_url
 
 
 class DiscordSettings(PluginSettings):

@@ -12,7 +12,7 @@ from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, raw_payload
 from adapters.discord.posting import release
-from bot.subjects import creator_key
+from bot.usecases.subjects import creator_key
 
 NAME_FIELD = translate.INSTRUCTION_FIELD
 

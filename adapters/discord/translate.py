@@ -10,8 +10,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.errors import BadInput
-from bot.requests import MAX_REFERENCES, ChatRequest, ImageRef, build_request, parse_command, split_command
+from bot.model.errors import BadInput
+from bot.model.requests import (
+    MAX_REFERENCES,
+    ChatRequest,
+    ImageRef,
+    build_request,
+    parse_command,
+    split_command,
+)
 
 SURFACE = "discord"
 ATTACHMENT_OPTIONS = ("image", "image2", "image3", "image4")

@@ -1,5 +1,5 @@
 """Versions in a Discord result thread: `undo` and `history` typed there, and the Undo button. The
-rules (who may undo, what undo goes back to) are the core's (bot/versions.py); this names where a
+rules (who may undo, what undo goes back to) are the core's (bot/usecases/versions.py); this names where a
 version is on Discord: a link to its message."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import discord
 
 from adapters.discord.translate import SURFACE
-from bot.errors import BadInput
-from bot.versions import ThreadCommand
+from bot.model.errors import BadInput
+from bot.usecases.versions import ThreadCommand
 from storage.versions import Version
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 NOT_A_VERSION = "That image is not a version of a thread I know of, so there is nothing to undo."
 

@@ -12,7 +12,7 @@ from typing import Any
 import discord
 
 from adapters.discord.translate import INSTRUCTION_FIELD, make_custom_id
-from bot.jobs import Job
+from bot.model.jobs import Job
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Interaction tokens live 15 minutes; leave a margin for the request in flight.

@@ -22,13 +22,13 @@ from adapters.slack.oauth import StoreInstallationStore, TeamClients, oauth_sett
 from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
-from bot.errors import ConfigError
-from bot.jobs import Job, OutputImage, Post, Progress
-from bot.server import limit_body
+from bot.model.errors import ConfigError
+from bot.model.jobs import Job, OutputImage, Post, Progress
+from bot.web.server import limit_body
 from storage.installations import Installations
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 log = logging.getLogger(__name__)
 # auth.test, apps.connections.open and the websocket together; a start that hangs ends well within 30 s.

@@ -16,7 +16,7 @@ from adapters.slack.translate import (
     RESULT_EVENT,
     VIEW_EDIT,
 )
-from bot.jobs import Job
+from bot.model.jobs import Job
 
 Block = dict[str, Any]
 # Slack refuses section text over 3000 characters; prompts may be up to 5000.

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from bot.errors import UserFacingError
+from bot.model.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 

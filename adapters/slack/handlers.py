@@ -20,10 +20,10 @@ from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
-from bot.errors import BadInput, UserFacingError
-from bot.jobs import Job
-from bot.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
-from bot.versions import ThreadCommand, thread_command
+from bot.model.errors import BadInput, UserFacingError
+from bot.model.jobs import Job
+from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
+from bot.usecases.versions import ThreadCommand, thread_command
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."

@@ -13,13 +13,13 @@ from slack_bolt.app.async_app import AsyncApp
 from adapters.slack import translate as t
 from adapters.slack.blocks import Block, clip, escape
 from adapters.slack.context import ListenerContext
-from bot.jobs import JobState
-from bot.subjects import creator_key
+from bot.model.jobs import JobState
+from bot.usecases.subjects import creator_key
 from storage.history import Recent
 from storage.quota import QuotaStatus
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from adapters.slack.translate import SURFACE
 from storage.installations import BotInstall, Installations
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 log = logging.getLogger(__name__)
 STATE_SECONDS = 600

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import blocks
 from adapters.slack.translate import RESULT_EVENT, message_key, result_filename
-from bot.jobs import Job, OutputImage, Post, Progress
+from bot.model.jobs import Job, OutputImage, Post, Progress
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Poster:
     ) -> None:
         self._client = client
         self.memory = memory
-        # The workspace admins' NSFW choice (bot/preferences.py); Slack has no spoiler, so only
+        # The workspace admins' NSFW choice (bot/usecases/preferences.py); Slack has no spoiler, so only
         # "block" changes anything: flagged images are held back.
         self.tenant_nsfw = tenant_nsfw
         # None: one workspace, one token (SLACK_BOT_TOKEN): `client` is every call's.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from adapters.slack import translate as t
 
 if TYPE_CHECKING:
-    from bot.engine import Engine
+    from bot.jobs.engine import Engine
 
 NOT_ADMIN = "Only workspace admins (or users an operator listed) can see or change this workspace's policy."
 NO_SPOILERS = "Slack has no spoilers: use `/hidream policy nsfw block`, `allow` or `default`."

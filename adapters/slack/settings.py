@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, http_url
+from bot.model.config import PluginSettings, http_url
 
 # The bot scopes of slack-app-manifest.yml: what an OAuth install asks each workspace for.
 DEFAULT_SCOPES = (

@@ -19,10 +19,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
-from bot.errors import BadInput, UserFacingError
-from bot.jobs import Job
-from bot.requests import check_subject_name
-from bot.subjects import creator_key
+from bot.model.errors import BadInput, UserFacingError
+from bot.model.jobs import Job
+from bot.model.requests import check_subject_name
+from bot.usecases.subjects import creator_key
 
 ACTION_SUBJECT, VIEW_SUBJECT = t.ACTION_SUBJECT, t.VIEW_SUBJECT
 BLOCK_NAME = "subject_name"

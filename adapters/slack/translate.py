@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot.errors import BadInput, MediaError
-from bot.requests import ImageRef, ParsedCommand, parse_command
+from bot.model.errors import BadInput, MediaError
+from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from storage.versions import Version
 
 SURFACE = "slack"

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.requests import PRESETS
+from bot.model.requests import PRESETS
 from tests.fakes.queue_common import CONTENT_TYPES, FakeJob, QueueFake, drop_connection, json_response, record
 
 MODEL_T2I = "hidream-o1-1.5/text-to-image"

@@ -13,7 +13,7 @@ from PIL import Image
 from adapters.discord import DiscordAdapter, DiscordSettings
 from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
-from tests.harness import BotHarness
+from tests.support.harness import BotHarness
 
 
 def png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (200, 40, 40)) -> bytes:

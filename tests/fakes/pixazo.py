@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.requests import PRESETS
+from bot.model.requests import PRESETS
 from tests.fakes.queue_common import CONTENT_TYPES, FakeJob, QueueFake, drop_connection, json_response, record
 
 MODELS = ("hidream-o1-image", "hidream-o1-image-edit", "hidream-o1-image-dev", "hidream-o1-image-dev-edit")

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.http_transport import provider_client
+from bot.providers.transport import provider_client
 from tests.fakes.queue_common import Receiver
 
 

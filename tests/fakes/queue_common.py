@@ -25,7 +25,7 @@ import httpx
 from aiohttp import web
 from PIL import Image, ImageDraw
 
-from bot.hidream.base import Provider, ProviderStatus
+from bot.providers.base import Provider, ProviderStatus
 from tests.fakes.loopback import serve
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

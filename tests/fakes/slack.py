@@ -10,7 +10,7 @@ It serves, on 127.0.0.1 and an ephemeral port:
 Besides the one bot token it starts with (team T0001), each team installed by OAuth has its own;
 every call records the team whose token it used (`team_calls`).
 It also builds the payloads Slack sends and pushes envelopes over the websocket (Socket Mode);
-tests/slack_support.py sends them as signed HTTP requests (HTTP mode) or envelopes.
+tests/support/slack_support.py sends them as signed HTTP requests (HTTP mode) or envelopes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.jobs import Job, OutputImage, Post, Progress
+from bot.model.jobs import Job, OutputImage, Post, Progress
 
 
 class RecordingSurface:

@@ -9,14 +9,14 @@ from PIL import Image
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from bot.config import PluginSettings, Settings
-from bot.engine import Engine
-from bot.hidream.base import Provider, ProviderStatus, ResultImage, SubmitSpec
-from bot.hidream.plugin import ProviderContext, ProviderPlugin
-from bot.jobs import Job, OutputImage, Post, Progress
-from bot.media import to_data_uri
+from bot.jobs.engine import Engine
+from bot.jobs.media import to_data_uri
+from bot.model.config import PluginSettings, Settings
+from bot.model.jobs import Job, OutputImage, Post, Progress
+from bot.model.requests import ChatRequest, ImageRequest, Tier, parse_command
 from bot.plugins import Core, SurfacePlugin
-from bot.requests import ChatRequest, ImageRequest, Tier, parse_command
+from bot.providers.base import Provider, ProviderStatus, ResultImage, SubmitSpec
+from bot.providers.plugin import ProviderContext, ProviderPlugin
 
 
 class TinyChatSettings(PluginSettings):

@@ -1,2 +1,0 @@
-"""The providers: one module each, each exporting a `plugin` (see `bot.hidream.plugin`) that
-`bot.plugins` finds through its entry point. The seam they share is `bot.hidream.base`."""

@@ -1,0 +1,409 @@
+"""Admission and queries: validate a request, fetch its references, reserve quota and store the job,
+then hand it to the `JobRunner`, which runs it. The engine never runs a job itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+
+from bot.jobs.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.jobs.metrics import Metrics
+from bot.jobs.retention import too_old
+from bot.jobs.routing import BreakerState, CircuitBreaker, Router
+from bot.jobs.runner import CALLBACK_GRACE, JobRunner
+from bot.logs import job_fields
+from bot.model.config import Settings
+from bot.model.errors import BadInput, CallbackRejected, QuotaExceeded
+from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Surface, tenant_of
+from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
+from bot.providers.base import Provider, Sleep, status_to_dict
+from bot.usecases.preferences import Preferences, parse_policy
+from bot.usecases.subjects import SubjectBook
+from bot.usecases.versions import Versions
+from storage.base import Store
+from storage.history import History, Recent
+from storage.quota import Charge, QuotaStatus
+from storage.retention import sweeps_for
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        provider: Provider | Sequence[Provider],
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        resolver: Resolver = system_resolver,
+        callback_grace: float = CALLBACK_GRACE,
+        typed_http: httpx.AsyncClient | None = None,
+        typed_fetch_seconds: float = TYPED_FETCH_SECONDS,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        # URLs people typed are fetched apart from provider and platform traffic (bot.app gives this
+        # engine a client of their own), and each must arrive within `typed_fetch_seconds`.
+        self.typed_http = typed_http or http
+        self.typed_fetch_seconds = typed_fetch_seconds
+        self.clock = clock
+        self.resolver = resolver
+        # Every running provider by name, in order of preference: a job is worked by the provider it
+        # was admitted with (or that took it over when that one refused it).
+        ordered = [provider] if isinstance(provider, Provider) else list(provider)
+        self.providers: dict[str, Provider] = {p.name: p for p in ordered}
+        self.router = Router(
+            self.providers, list(self.providers), settings.model, lambda: not self.callbacks_enabled, breaker
+        )
+        self.preferences = Preferences(store)
+        self.metrics = Metrics(store)
+        self.metrics.watch_providers(
+            lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
+        )
+        self.runner = JobRunner(
+            settings,
+            store,
+            self.providers,
+            http,
+            clock=clock,
+            sleep=sleep,
+            callback_grace=callback_grace,
+            router=self.router,
+            metrics=self.metrics,
+        )
+        self.subjects = SubjectBook(store, self._ingest)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.runner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.__aexit__(*exc)
+
+    @property
+    def provider(self) -> Provider:
+        """The provider new jobs prefer (the first of HIDREAM_PROVIDERS)."""
+        return self.providers[self.router.order[0]]
+
+    def provider_health(self) -> dict[str, BreakerState]:
+        """Each configured provider's circuit breaker, in order of preference (for metrics and operators)."""
+        return self.router.states()
+
+    @property
+    def signer(self) -> LinkSigner | None:
+        return self.runner.signer
+
+    def add_surface(self, surface: Surface) -> None:
+        self.runner.add_surface(surface)
+
+    async def resume(self) -> int:
+        """Start every job that is not finished. Called once surfaces are registered."""
+        return await self.runner.resume()
+
+    async def wait_idle(self) -> None:
+        """Wait until every job this process is running has finished (delivered, failed or parked)."""
+        await self.runner.wait_idle()
+
+    async def wait_job(self, job_id: str) -> Job | None:
+        """Wait until this process has finished running the job; return it as stored."""
+        await self.runner.wait_job(job_id)
+        return await self.store.job(job_id)
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return self.runner.callbacks_enabled
+
+    # --- admission --------------------------------------------------------------------------------
+
+    async def submit(self, chat: ChatRequest, *, dedup_key: str | None = None) -> Job:
+        """Admit a request: validate, fetch references, reserve quota and store the job; then run it.
+        Raises UserFacingError (nothing spent) when the request cannot be admitted."""
+        if dedup_key is not None:
+            existing = await self.store.job_by_dedup(dedup_key)
+            if existing is not None:
+                return existing
+        tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
+        # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
+        offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
+        chat = await self.preferences.apply(chat, tenant, offered)
+        chat = await self.subjects.resolve(chat, tenant)
+        request = chat.request
+        if len(chat.references) > MAX_REFERENCES:
+            raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
+        preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
+        provider, tier = self.router.choose(request, len(chat.references), preferred)
+        cost = provider.cost_usd(request, tier)
+        # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
+        await self._counted(
+            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+        )
+        media_ids = [await self._ingest(ref) for ref in chat.references]
+        seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
+        request = request.with_changes(seed=seed, model=tier)
+        now = self.clock()
+        job = Job(
+            id=uuid.uuid4().hex,
+            surface=chat.surface,
+            user_id=chat.user_id,
+            workspace_id=chat.workspace_id,
+            origin=chat.origin,
+            request=request,
+            tier=tier,
+            provider=provider.name,
+            state=JobState.QUEUED,
+            callback_token=secrets.token_urlsafe(32),
+            created_at=now,
+            deadline=now + self.settings.job_timeout_seconds,
+            parent_job_id=chat.parent_job_id,
+            reference_media=media_ids,
+            seed=seed,
+            cost_usd=cost,
+        )
+        lease = self.runner.lease_for_new_job()
+        stored = await self._counted(
+            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=lease)
+        )
+        if stored.id == job.id:
+            log.info(
+                "job %s admitted: %s, %d image(s), %s, to %s",
+                job.id,
+                job.mode,
+                request.n,
+                tier,
+                provider.name,
+                extra=job_fields(job),
+            )
+            if lease is not None:
+                # Admitted with this replica's lease: its task needs no claim of its own.
+                self.runner.start(job.id, held=True)
+        return stored
+
+    async def _counted(self, step: Awaitable[T]) -> T:
+        """`step`, its quota or budget refusal counted for /metrics."""
+        try:
+            return await step
+        except QuotaExceeded as exc:
+            self.metrics.refused(exc)
+            raise
+
+    async def _ingest(self, ref: ImageRef) -> str:
+        if ref.media_id is not None:
+            if not await sweeps_for(self.store).touch_media(ref.media_id):
+                raise BadInput(too_old(self.settings.media_retention_days))
+            return ref.media_id
+        image = await fetch_image(
+            self.typed_http if ref.typed else self.http,
+            ref.url,
+            typed=ref.typed,
+            max_bytes=self.settings.max_image_bytes,
+            headers=ref.headers,
+            resolver=self.resolver,
+            total_seconds=self.typed_fetch_seconds if ref.typed else None,
+        )
+        return await self.store.put_media(image.data, image.content_type, image.width, image.height)
+
+    # --- queries for surfaces -----------------------------------------------------------------------
+
+    async def job(self, job_id: str) -> Job | None:
+        return await self.store.job(job_id)
+
+    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
+        return await self.store.job_for_post(surface, message_key)
+
+    @property
+    def versions(self) -> Versions:
+        return self.runner.versions
+
+    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
+        """The job the thread's next instruction edits: its current version (`undo` moves it back),
+        else, in a thread numbered before versions were kept, its newest delivered job."""
+        current = await self.versions.current(surface, thread_key)
+        return current or await self.store.latest_job_in_thread(surface, thread_key)
+
+    async def result_images(self, job: Job) -> list[OutputImage]:
+        """The job's images as held. Raises BadInput when retention has deleted any of them."""
+        images = await self.runner.result_images(job)
+        if len(images) < len(job.result_media):
+            raise BadInput(too_old(self.settings.media_retention_days))
+        return images
+
+    def references_of(self, job: Job, index: int | None = None) -> list[ImageRef]:
+        chosen = job.result_media if index is None else job.result_media[index : index + 1]
+        return [ImageRef(url="", media_id=m) for m in chosen]
+
+    async def reroll(
+        self, job: Job, *, user_id: str, origin: dict[str, Any], dedup_key: str | None = None
+    ) -> Job:
+        chat = ChatRequest(
+            surface=job.surface,
+            user_id=user_id,
+            workspace_id=job.workspace_id,
+            origin=origin,
+            request=job.request.with_changes(seed=None),
+            references=[ImageRef(url="", media_id=m) for m in job.reference_media],
+            parent_job_id=job.id,
+            resolve_subjects=False,
+        )
+        return await self.submit(chat, dedup_key=dedup_key)
+
+    async def vary(
+        self, job: Job, *, user_id: str, origin: dict[str, Any], dedup_key: str | None = None
+    ) -> Job:
+        """A variation of the job's (first) image: an edit with that image as its reference, the
+        same prompt and flags, and a new seed; a new job like any other (it costs its quota)."""
+        if not job.result_media:
+            raise BadInput(too_old(self.settings.media_retention_days))
+        chat = ChatRequest(
+            surface=job.surface,
+            user_id=user_id,
+            workspace_id=job.workspace_id,
+            origin=origin,
+            request=job.request.with_changes(seed=None),
+            references=self.references_of(job, 0),
+            parent_job_id=job.id,
+            # The prompt's @names were resolved when the job was made: its image already holds them.
+            resolve_subjects=False,
+        )
+        return await self.submit(chat, dedup_key=dedup_key)
+
+    async def recent_jobs(self, surface: str, workspace_id: str, user_id: str, limit: int) -> list[Recent]:
+        """A person's newest jobs in one server or workspace, each with where its result stands."""
+        return await History(self.store).recent(surface, workspace_id, user_id, limit)
+
+    async def first_time(self, key: str) -> bool:
+        """True the first time any replica is handed the platform event `key`; False for a resend."""
+        return await self.runner.replicas.first_sight(key)
+
+    async def mark_deleted(self, job: Job) -> None:
+        await self.store.forget_posts(job.id)
+
+    async def fail_workspace(self, surface: str, workspace_id: str, message: str) -> int:
+        """Fail every unfinished job of a workspace that removed the bot (its quota given back, as any
+        failure's); how many. A job still running sees its failed state at its next step and stops."""
+        jobs = [
+            j
+            for j in await self.store.unfinished_jobs()
+            if j.surface == surface and j.workspace_id == workspace_id
+        ]
+        for job in jobs:
+            await self.runner.fail(job, message)
+        return len(jobs)
+
+    # --- quota: every count, limit and grant belongs to a tenant (storage/quota.py) ---------------
+
+    @staticmethod
+    def tenant(surface: str, workspace_id: str, user_id: str) -> str:
+        """The tenant a request counts in: its server or workspace; a DM or the console: its user."""
+        return tenant_of(surface, workspace_id, user_id)
+
+    async def quota(self, surface: str, user_id: str, workspace_id: str) -> QuotaStatus:
+        status = await self.store.quota(f"{surface}:{user_id}", self.tenant(surface, workspace_id, user_id))
+        return replace(status, show_spend=self.settings.show_spend)
+
+    async def admin_set_limit(
+        self, surface: str, workspace_id: str, user_id: str | None, limit: int | None
+    ) -> None:
+        """A tenant admin's limit for one member (`user_id`) or for every member (None), in their
+        own tenant only. An operator's ceiling for the tenant still holds."""
+        tenant = self._admin_tenant(surface, workspace_id)
+        if user_id is None:
+            await self.store.set_limit(tenant, "members", "", limit, by="admin")
+        else:
+            await self.store.set_limit(tenant, "user", f"{surface}:{user_id}", limit, by="admin")
+
+    async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
+        await self.store.grant(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}", images)
+
+    async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
+        await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
+
+    async def admin_policy(self, surface: str, workspace_id: str, text: str) -> str:
+        """A tenant admin's `policy ...` (blocked phrases, NSFW handling, tier, provider), in their
+        own tenant only; the answer to show them privately."""
+        tenant = self._admin_tenant(surface, workspace_id)
+        return await self.preferences.admin(tenant, parse_policy(text), list(self.providers))
+
+    async def preferred_provider(self, surface: str, workspace_id: str, user_id: str) -> str | None:
+        """The provider the request's tenant prefers among those running here, if it chose one."""
+        chosen = await self.preferences.preferred_provider(self.tenant(surface, workspace_id, user_id))
+        return chosen if chosen in self.providers else None
+
+    async def user_settings(self, surface: str, workspace_id: str, user_id: str, text: str) -> str:
+        """A person's `settings ...` in the tenant they typed it in."""
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.settings(tenant, f"{surface}:{user_id}", text)
+
+    async def user_defaults(self, surface: str, workspace_id: str, user_id: str) -> dict[str, str]:
+        """A person's defaults in the tenant of `workspace_id` (flag name -> value as typed)."""
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.defaults(tenant, f"{surface}:{user_id}")
+
+    async def screen_prompt(self, surface: str, workspace_id: str, user_id: str, prompt: str) -> None:
+        """For a surface that shows the prompt before admission: refuse a blocked one first."""
+        await self.preferences.screen(self.tenant(surface, workspace_id, user_id), prompt)
+
+    async def private_results(self, surface: str, workspace_id: str, user_id: str) -> bool:
+        tenant = self.tenant(surface, workspace_id, user_id)
+        return await self.preferences.private(tenant, f"{surface}:{user_id}")
+
+    async def nsfw_policy(self, surface: str, workspace_id: str) -> str | None:
+        """The tenant admins' NSFW choice; None: the operator's default holds."""
+        if not workspace_id:
+            return None
+        return (await self.preferences.policy(self.tenant(surface, workspace_id, ""))).nsfw
+
+    @classmethod
+    def _admin_tenant(cls, surface: str, workspace_id: str) -> str:
+        if not workspace_id:
+            raise BadInput(
+                "Limits and policy are managed inside a server or workspace, not in a direct message."
+            )
+        return cls.tenant(surface, workspace_id, "")
+
+    # --- callbacks --------------------------------------------------------------------------------
+
+    async def handle_callback(self, token: str, headers: Mapping[str, str], body: bytes) -> None:
+        """A provider's callback for the job that owns `token`. Raises CallbackRejected (-> 4xx)."""
+        job = await self.store.job_by_token(token)
+        if job is None:
+            raise CallbackRejected("unknown callback token", status=404)
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise CallbackRejected(f"provider {job.provider!r} is not running here", status=503)
+        status = await provider.parse_callback(job.provider_job_id, headers, body)
+        if job.state in TERMINAL:
+            return  # a repeat or a late one: accepted, changes nothing
+        if job.state is JobState.SUBMITTING and (
+            status is None or status.state not in ("completed", "failed")
+        ):
+            # The job does not know its provider id (the submit's answer is lost, or not read yet):
+            # the id this callback names is kept for the runner to confirm with the provider.
+            named = provider.callback_job_id(body)
+            if named is not None:
+                await self.runner.note_candidate(job.id, named)
+            status = None
+        if status is not None:
+            await self.store.record_callback(job.id, status_to_dict(status))
+        await self.runner.news(job.id)
+
+
+__all__ = ["Engine"]

@@ -1,0 +1,401 @@
+"""`JobRunner` owns running jobs: one task per job, wake-ups, progress, deadlines and delivery.
+
+Each step starts from the state the store holds, so a job picked up after a crash continues where
+it was: nothing in memory is needed to finish it.
+
+queued      -> submit to the provider (state `submitting` is written first); a refusal that took
+               nothing (402, 429/5xx, unreachable) moves the job to the next provider (`bot.jobs.routing`)
+submitting  -> the request may have been sent but its answer was lost: wait for the provider's
+               callback; the id it names is bound to the job once a status read confirms it
+               (`bot.jobs.recovery`), then the job goes on as `running`
+running     -> wait for the callback, or poll with backoff; fetch the results
+completed   -> deliver through the surface that asked
+delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
+
+The steps at the provider (the first three) are in `bot.jobs.steps`; delivery is the runner's own.
+
+A replica works only the jobs it holds a lease on (`storage.replicas`; `bot.jobs.leases` keeps them): it
+claims a job before its first step, renews its leases while it works, and looks every third of a
+lease for jobs nobody holds (new, released at a clean stop, or lapsed because their replica died). News of a job that reaches
+another replica (a provider's callback) is sent to its owner through the store.
+
+At most `HIDREAM_MAX_ACTIVE_JOBS` jobs are worked at once (resumed ones too): the others wait for a
+slot, still `queued` in the store, and their requesters are told their place in the line. Progress
+edits follow the policy of `bot.jobs.pacing`: one job's at most every 2 s, fewer the more jobs there are,
+and never more than a fixed number a second in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from bot.jobs.leases import Leases
+from bot.jobs.media import LinkSigner, ResultGate, ResultSlot
+from bot.jobs.metrics import Metrics
+from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
+from bot.jobs.routing import Router
+from bot.jobs.steps import CALLBACK_GRACE, ProviderSteps
+from bot.logs import bind_job, job_fields
+from bot.model.config import Settings
+from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
+from bot.providers.base import Provider, Sleep
+from bot.usecases.versions import Versions
+from storage.base import Store
+from storage.replicas import Replicas, replicas_for
+from storage.schema import Lease
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
+
+DELIVERY_ATTEMPTS = 3
+SORRY = "Something went wrong inside the bot; your quota was given back."
+# The states in which a job's next step is the provider's, and its deadline applies.
+_AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
+
+
+class JobRunner:
+    """Runs every unfinished job of this process to its end. Enter it to start; leaving cancels the
+    tasks (their jobs resume on the next start)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        providers: Mapping[str, Provider],
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Sleep = asyncio.sleep,
+        callback_grace: float = CALLBACK_GRACE,
+        router: Router | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.versions = Versions(store)
+        self.providers = providers
+        self.http = http
+        self.clock = clock
+        self.sleep = sleep
+        self.callback_grace = callback_grace
+        # Which provider takes a job over when its own refuses the submit; the breakers' counts.
+        self.router = router or Router(
+            providers, list(providers), settings.model, lambda: not self.callbacks_enabled
+        )
+        self.surfaces: dict[str, Surface] = {}
+        self.signer: LinkSigner | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakers: dict[str, asyncio.Event] = {}
+        self._slots = Slots(settings.max_active_jobs)
+        self.metrics = metrics or Metrics(store)
+        self.metrics.watch(lambda: self._slots.active)
+        self._gate = ProgressGate(clock)
+        # The results held whole in memory at once (from their download to the end of their post).
+        self.results = ResultGate(settings.max_results_in_memory)
+        # A job's results just kept, still in memory under their slot, for its delivery next.
+        self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
+        self._at_provider = ProviderSteps(self, store)
+        self.replicas: Replicas = replicas_for(store)
+        self.lease_seconds = settings.lease_seconds
+        self.leases = Leases(
+            self,
+            store,
+            self.replicas,
+            lease_seconds=self.lease_seconds,
+            max_active_jobs=settings.max_active_jobs,
+            serves=lambda: (self.surfaces, self.providers),
+        )
+
+    async def __aenter__(self) -> JobRunner:
+        secret = await self.store.secret("media-links")
+        self.signer = LinkSigner(secret, self.settings.public_url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        held = await self.leases.stop()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.leases.close(held)
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.settings.public_url)
+
+    # --- what the engine calls -------------------------------------------------------------------
+
+    def add_surface(self, surface: Surface) -> None:
+        self.surfaces[surface.name] = surface
+
+    def start(self, job_id: str, *, held: bool = False) -> None:
+        """Run the job in its own task, unless this process already runs it. The task waits for a
+        slot first when `HIDREAM_MAX_ACTIVE_JOBS` jobs are being worked. `held`: this replica holds
+        the job's lease already (it admitted the job with `lease_for_new_job`, or just claimed it),
+        so the task needs no claim of its own; any other job is claimed first."""
+        if job_id in self._tasks:
+            return
+        if held:
+            self.leases.held.add(job_id)  # renewed from now on, like any claimed job
+        task = asyncio.create_task(self._run(job_id, claimed=held), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._forget(job_id))
+
+    def wake(self, job_id: str) -> None:
+        """Something new is stored for the job (a callback): look at it now, not at the next poll."""
+        if job_id in self._tasks:
+            self._waker(job_id).set()
+
+    def lease_for_new_job(self) -> Lease | None:
+        """The lease a job admitted here is stored with (`Leases.for_new_job`)."""
+        return self.leases.for_new_job()
+
+    async def news(self, job_id: str) -> None:
+        """Something new is stored for the job: wake it here, or wherever a replica works it."""
+        if job_id in self._tasks:
+            self.wake(job_id)
+        else:
+            await self.replicas.notify(job_id)
+
+    async def note_candidate(self, job_id: str, named: str) -> None:
+        """A callback on the job's own URL named `named` while the job does not know its provider
+        id (a lost submit answer, or one not read yet): keep it to be confirmed by the job's task."""
+        await self._at_provider.records.note(job_id, named)
+
+    async def resume(self) -> int:
+        """Take up the unfinished jobs nobody works, and keep doing so (and renewing this replica's
+        leases) until stopped. Called once surfaces are registered; how many were taken up now."""
+        taken = await self.leases.resume()
+        if taken:
+            log.info("resumed %d unfinished job(s)", taken)
+        return taken
+
+    def working(self) -> int:
+        """How many jobs have a task here (working, or waiting for a slot)."""
+        return len(self._tasks)
+
+    def stop_job(self, job_id: str) -> bool:
+        """Cancel the job's task here (another replica took the job over); False when it has none."""
+        task = self._tasks.get(job_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    async def wait_idle(self) -> None:
+        """Wait until every job this process is running has finished (delivered, failed or parked)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def wait_job(self, job_id: str) -> None:
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.wait([task])
+
+    # --- one job ---------------------------------------------------------------------------------
+
+    def _waker(self, job_id: str) -> asyncio.Event:
+        return self._wakers.setdefault(job_id, asyncio.Event())
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._wakers.pop(job_id, None)
+        self._gate.forget(job_id)
+        self._at_provider.records.forget(job_id)
+        self.leases.job_ended()
+
+    async def _run(self, job_id: str, *, claimed: bool = False) -> None:
+        try:
+            if not claimed and not await self.leases.claim(job_id):
+                return  # another replica works it
+            self.leases.held.add(job_id)
+            if await self.take_slot(job_id):
+                await self._steps(job_id)
+            await self.leases.let_go(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: unexpected error", job_id)
+            job = await self.store.job(job_id)
+            if job is not None and job.state not in TERMINAL:
+                await self.fail(job, SORRY)
+        finally:
+            self._slots.leave(job_id)
+            self.leases.held.discard(job_id)
+            fresh = self._fresh.pop(job_id, None)
+            if fresh is not None:  # kept but not posted by this task (stopped, or the job moved on)
+                fresh[0].release()
+
+    async def take_slot(self, job_id: str) -> bool:
+        """Wait in line for a slot, telling the requester their place; False when the job is over
+        (or its deadline passed while it waited: then it is failed here)."""
+        if self._slots.take(job_id):
+            return True
+        job = await self.store.job(job_id)
+        if job is None or job.state in TERMINAL:
+            return False
+        bind_job(job)
+        turn = self._slots.join(job_id)
+        told: int | None = None
+        woken = False
+        while not turn.done():
+            expired = self.timed_out(job) if job.state in _AT_PROVIDER else None
+            if expired is not None:
+                self._slots.leave(job_id)
+                await self.fail(job, expired)
+                return False
+            position = self._slots.position(job_id)
+            if position != told and await self.progress(job, "queued", position):
+                told = position
+            # Look again when this job may next be shown its place, or at its deadline.
+            wait = max(self._gate.next_try(job_id, len(self._tasks)) - self.clock(), PROGRESS_EVERY)
+            if job.state in _AT_PROVIDER:
+                wait = min(wait, job.deadline - self.clock())
+            woken = await wait_for_turn(turn, self._waker(job_id), wait) or woken
+        if woken:
+            self.wake(job_id)  # a callback came while the job waited: its next step looks at once
+        return True
+
+    def leave_slot(self, job_id: str) -> None:
+        """Give the job's slot to the next in line while it waits on nothing of its provider's."""
+        self._slots.leave(job_id)
+
+    async def _steps(self, job_id: str) -> None:
+        while True:
+            job = await self.store.job(job_id)
+            if job is None or job.state in TERMINAL:
+                return
+            bind_job(job)  # this task's log lines name the job, as it is at this step
+            if job.state in _AT_PROVIDER:
+                expired = self.timed_out(job)
+                if expired is not None:
+                    await self.fail(job, expired)
+                    continue
+                provider = self.providers.get(job.provider)
+                if provider is None:
+                    log.warning("job %s waits for provider %r, which is not running", job.id, job.provider)
+                    return  # parked until a process that runs its provider starts
+                await self._at_provider.step(provider, job)
+            elif not await self._deliver(job):
+                return  # parked: its surface is not running in this process
+
+    async def fail(self, job: Job, message: str) -> None:
+        """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
+        if not await self.store.transition(job.id, JobState.FAILED, error=message):
+            return
+        self.metrics.finished(job, JobState.FAILED, self.clock())
+        log.info("job %s failed: %s", job.id, message, extra=job_fields(job, state=JobState.FAILED))
+        surface = self.surfaces.get(job.surface)
+        if surface is not None:
+            try:
+                await surface.tell(job, message)
+            except Exception:
+                log.exception("job %s: could not tell the requester", job.id)
+
+    def timed_out(self, job: Job) -> str | None:
+        if self.clock() <= job.deadline:
+            return None
+        minutes = round(self.settings.job_timeout_seconds / 60)
+        return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+
+    async def progress(
+        self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
+    ) -> bool:
+        """Show the job's progress if the policy of `bot.jobs.pacing` allows it now; True when shown."""
+        surface = self.surfaces.get(job.surface)
+        says = (stage, queue_position)  # the elapsed time alone is no news (`bot.jobs.pacing`)
+        if surface is None or not self._gate.allow(job.id, len(self._tasks), milestone=milestone, says=says):
+            return False
+        try:
+            await surface.progress(job, Progress(stage, self.clock() - job.created_at, queue_position))
+        except Exception:
+            log.warning("job %s: progress update failed", job.id, exc_info=True)
+        return True
+
+    async def wait_for_wake(self, job_id: str, seconds: float) -> bool:
+        """Sleep until a callback wakes the job or `seconds` pass. True when woken."""
+        event = self._waker(job_id)
+        try:
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        event.clear()
+        return True
+
+    # --- deliver ---------------------------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> bool:
+        surface = self.surfaces.get(job.surface)
+        if surface is None:
+            log.warning("job %s waits for surface %r, which is not running", job.id, job.surface)
+            return False
+        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
+            return True
+        await self.progress(job, "delivering", milestone=True)
+        # The images are in memory from here to the post's end, under a slot: the one they were kept
+        # under when this task has just made them, else a new one, and they are read back.
+        fresh = self._fresh.pop(job.id, None)
+        images: list[OutputImage] | None = None
+        if fresh is not None and [image.media_id for image in fresh[1]] == job.result_media:
+            slot, images = fresh
+        else:
+            if fresh is not None:
+                fresh[0].release()
+            slot = await self.results.take()
+        try:
+            if images is None:
+                images = await self.result_images(job)
+            count = len(images)
+            posts: list[Post] | None = None
+            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+                try:
+                    posts = await surface.deliver(job, images)
+                    break
+                except Exception:
+                    log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
+                    await self.sleep(attempt * 2.0)
+            del images, fresh  # nothing of them is held once the slot is given back
+        finally:
+            slot.release()
+        if posts is None:
+            await self.fail(
+                job, "The image was made but could not be posted here; your quota was given back."
+            )
+            return True
+        # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
+        try:
+            await self.versions.record(job, posts)
+        except Exception:
+            # The images are posted: a thread's numbering that failed must not turn them into a refund.
+            log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
+        # The posts and the move to `delivered` in one transaction (the posts kept either way).
+        if await self.store.delivered(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts]):
+            self.metrics.finished(job, JobState.DELIVERED, self.clock())
+            log.info(
+                "job %s delivered (%d image(s))",
+                *(job.id, count),
+                extra=job_fields(job, state=JobState.DELIVERED),
+            )
+        return True
+
+    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None:
+        """The results `job_id` just kept, still in memory under `slot`: its delivery posts them as
+        they are (no read back from the store) and gives the slot back."""
+        earlier = self._fresh.pop(job_id, None)
+        if earlier is not None:
+            earlier[0].release()
+        self._fresh[job_id] = (slot, images)
+
+    async def result_images(self, job: Job) -> list[OutputImage]:
+        images = []
+        for media_id in job.result_media:
+            m = await self.store.media(media_id)
+            if m is not None:
+                images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
+        return images

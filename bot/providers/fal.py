@@ -1,0 +1,403 @@
+"""fal's queue API for HiDream-O1 (docs: provider-docs/fal-hidream-o1-dev-edit.md and fal's queue docs).
+
+Four endpoints under `{FAL_QUEUE_URL}/fal-ai/hidream-o1-image`: the root (full text-to-image), `/edit`,
+`/dev` and `/dev/edit`. A submit answers with `request_id`, `status_url` and `response_url`; we keep all
+three in the opaque job id so polling reads exactly the URLs fal handed back.
+
+Callbacks (`?fal_webhook=`) are signed: ED25519 over `request_id\\nuser_id\\ntimestamp\\nsha256(body)`,
+with keys from fal's JWKS. They are verified on the raw bytes before anything in them is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from bot.model.config import PluginSettings, http_url
+from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
+from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
+from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.providers.plugin import KeyedPlugin
+
+log = logging.getLogger(__name__)
+
+KEY_NAME = "FAL_KEY"
+APP_ID = "fal-ai/hidream-o1-image"
+# fal bills per megapixel of output; like fal's own examples we count 1024x1024 as one megapixel.
+PRICE_PER_MEGAPIXEL = 0.005
+PIXELS_PER_MEGAPIXEL = 1024 * 1024
+MAX_SIDE = 2048
+DEV_DEFAULT_STEPS = DEV_STEPS_MAX
+DEV_DEFAULT_GUIDANCE = 0.0
+# A callback whose timestamp is further than this from our clock may be a replay.
+CALLBACK_TOLERANCE_S = 300
+# fal rotates keys rarely; a day-old copy is refreshed, and an unknown signer triggers a refetch,
+# but no more often than this so forged callbacks cannot make us hammer the JWKS endpoint.
+JWKS_MAX_AGE_S = 24 * 3600
+JWKS_REFETCH_MIN_S = 30
+# After a failed fetch the next waits 30 s, then 60, 120... at most this long.
+JWKS_BACKOFF_MAX_S = 15 * 60
+_JOB_KEYS = ("id", "status_url", "response_url")
+_HEADERS = ("request-id", "user-id", "timestamp", "signature")
+_STATES: dict[str, str] = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
+
+
+def endpoint_path(tier: Tier, edit: bool) -> str:
+    return "/" + APP_ID + ("/dev" if tier == "dev" else "") + ("/edit" if edit else "")
+
+
+class FalSettings(PluginSettings):
+    model_config = SettingsConfigDict(env_prefix="FAL_")
+
+    key: SecretStr | None = None
+    queue_url: str = "https://queue.fal.run"
+    # Where fal publishes the keys that sign its webhooks.
+    jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+
+    check_urls = field_validator("queue_url", "jwks_url")(http_url)
+
+
+class FalProvider(HttpProvider[FalSettings]):
+    settings_class = FalSettings
+    name = "fal"
+    signs_callbacks = True
+    # fal's file inputs take base64 data URIs as well as URLs, so edits work without a public URL.
+    accepts_data_uris = True
+    # The doc names no interval; queue status reads are cheap and jobs take seconds.
+    poll_interval = 2.0
+
+    def _configure(self) -> None:
+        self.queue_url = self.options.queue_url.rstrip("/")
+        self._keys = JwksCache(self.client, self.options.jwks_url, self._clock)
+
+    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
+        super().validate(request, tier, n_refs)
+        if tier == "dev" and request.steps is not None and request.steps > DEV_STEPS_MAX:
+            raise BadInput(
+                f"`--steps {request.steps}` is too many for fal's dev model: use 1 to {DEV_STEPS_MAX}, "
+                "or `--model full`."
+            )
+        width, height = request.dimensions()
+        if width > MAX_SIDE or height > MAX_SIDE:
+            raise BadInput(
+                f"`--size {width}x{height}` is too large for fal: each side may be at most {MAX_SIDE}."
+            )
+
+    def cost_usd(self, request: ImageRequest, tier: Tier) -> float:
+        width, height = request.dimensions()
+        return PRICE_PER_MEGAPIXEL * width * height / PIXELS_PER_MEGAPIXEL * request.n
+
+    def describe(self) -> list[str]:
+        if self.settings.public_url:
+            mode = "callbacks (fal_webhook query parameter, ED25519-signed, keys from FAL_JWKS_URL)"
+        else:
+            mode = f"polling the status_url of each job every {self.poll_interval:g} s"
+        lines = [f"provider: fal queue at {self.queue_url}, {mode}"]
+        for tier in ("full", "dev"):
+            for edit in (False, True):
+                lines.append(f"  POST {self.queue_url}{endpoint_path(tier, edit)}")
+        lines.append(f"  GET  {self.queue_url}/{APP_ID}/requests/{{request_id}}/status (and /response)")
+        if self.settings.public_url:
+            lines.append(f"  GET  {self.options.jwks_url} (callback signing keys)")
+        return lines
+
+    def _headers(self) -> dict[str, str]:
+        key = self.options.key
+        return {"Authorization": "Key " + (key.get_secret_value() if key is not None else "")}
+
+    def build_body(self, spec: SubmitSpec) -> dict[str, Any]:
+        """The documented input: the doc's dev defaults spelled out, fal's own defaults left to fal."""
+        request, tier = spec.request, spec.tier
+        body: dict[str, Any] = {
+            "prompt": request.prompt,
+            "image_size": image_size(request),
+            "num_images": request.n,
+            "output_format": request.format,
+            "enable_safety_checker": self.settings.safety_checker,
+        }
+        steps, guidance = request.steps, request.guidance
+        if tier == "dev":
+            steps = DEV_DEFAULT_STEPS if steps is None else steps
+            guidance = DEV_DEFAULT_GUIDANCE if guidance is None else guidance
+        if steps is not None:
+            body["num_inference_steps"] = steps
+        if guidance is not None:
+            body["guidance_scale"] = guidance
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if spec.reference_urls:
+            body["reference_image_urls"] = list(spec.reference_urls)
+            if request.keep_aspect and len(spec.reference_urls) == 1:
+                body["keep_original_aspect"] = True
+        return body
+
+    async def submit(self, spec: SubmitSpec) -> str:
+        url = self.queue_url + endpoint_path(spec.tier, bool(spec.reference_urls))
+        params = {"fal_webhook": spec.callback_url} if spec.callback_url else None
+        answer = await self.call(
+            "POST",
+            url,
+            idempotent=False,
+            json=self.build_body(spec),
+            headers=self._headers(),
+            params=params,
+            key_name=KEY_NAME,
+        )
+        request_id = self.require_job_id(
+            answer.get("request_id") if isinstance(answer, dict) else None, answer, "request_id"
+        )
+        job = {
+            "id": request_id,
+            "status_url": self._own_url(answer.get("status_url"), request_id, "/status"),
+            "response_url": self._own_url(answer.get("response_url"), request_id, ""),
+        }
+        return json.dumps(job, separators=(",", ":"))
+
+    def _own_url(self, given: object, request_id: str, suffix: str) -> str:
+        """fal's URL for this job, but only on the configured queue host: our key goes with it."""
+        if isinstance(given, str) and _same_origin(given, self.queue_url):
+            return given
+        return f"{self.queue_url}/{APP_ID}/requests/{request_id}{suffix}"
+
+    async def status(self, provider_job_id: str) -> ProviderStatus:
+        job = _read_job_id(provider_job_id)
+        answer = await self.call(
+            "GET", job["status_url"], idempotent=True, headers=self._headers(), key_name=KEY_NAME
+        )
+        if not isinstance(answer, dict):
+            raise ProviderBusy("fal sent a status answer that could not be read.", detail=repr(answer)[:200])
+        raw = str(answer.get("status") or "").upper()
+        state = _STATES.get(raw)
+        if state is None:
+            log.warning("fal reported an unknown status %r; still waiting", raw[:40])
+            return ProviderStatus(state="running")
+        if state == "queued":
+            position = answer.get("queue_position")
+            return ProviderStatus(
+                state="queued", queue_position=position if isinstance(position, int) else None
+            )
+        if state == "running":
+            return ProviderStatus(state="running")
+        if answer.get("error"):
+            return ProviderStatus(state="failed", error=failure_message(answer.get("error"), None))
+        return await self._result(job["response_url"])
+
+    async def _result(self, response_url: str) -> ProviderStatus:
+        try:
+            output = await self.call(
+                "GET", response_url, idempotent=True, headers=self._headers(), key_name=KEY_NAME
+            )
+        except ProviderRejected as exc:
+            # A finished request whose result is a 4xx is a generation that failed, not a bad submit.
+            reason = exc.user_message.partition(": ")[2]
+            return ProviderStatus(state="failed", error=failure_message(reason, None))
+        if not isinstance(output, dict):
+            raise ProviderBusy("fal sent a result that could not be read.", detail=repr(output)[:200])
+        return read_output(output)
+
+    async def parse_callback(
+        self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
+    ) -> ProviderStatus | None:
+        signed = await self._verify(headers, body)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise CallbackRejected("fal callback body is not JSON", status=400) from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected("fal callback body is not a JSON object", status=400)
+        named = {payload.get("request_id"), payload.get("gateway_request_id")}
+        if signed not in named:
+            raise CallbackRejected("fal callback body names another request than its signature", status=400)
+        if provider_job_id is not None and _read_job_id(provider_job_id)["id"] not in named:
+            raise CallbackRejected("fal callback is for another job", status=400)
+        return read_callback(payload)
+
+    async def _verify(self, headers: Mapping[str, str], body: bytes) -> str:
+        """Check the signature on the raw body; return the signed request id."""
+        lower = {k.lower(): v for k, v in headers.items()}
+        values = [lower.get(f"x-fal-webhook-{name}", "").strip() for name in _HEADERS]
+        if not all(values):
+            raise CallbackRejected("fal callback without its signature headers")
+        request_id, user_id, timestamp, signature_hex = values
+        try:
+            sent_at = int(timestamp)
+            signature = bytes.fromhex(signature_hex)
+        except ValueError:
+            raise CallbackRejected("fal callback with an unreadable timestamp or signature") from None
+        if abs(self._clock() - sent_at) > CALLBACK_TOLERANCE_S:
+            raise CallbackRejected("fal callback timestamp is more than 300 s off (stale or replayed)")
+        message = "\n".join((request_id, user_id, timestamp, hashlib.sha256(body).hexdigest())).encode()
+        if not await self._keys.verify(signature, message):
+            raise CallbackRejected("fal callback signature does not match any of fal's keys")
+        return request_id
+
+
+class JwksCache:
+    """fal's ED25519 public keys, fetched once, refreshed daily and when a signer is unknown.
+
+    Fetches are spaced: at least JWKS_REFETCH_MIN_S after a success, and after failures a backoff
+    that doubles each time (up to JWKS_BACKOFF_MAX_S), so a failing endpoint is not asked again on
+    every callback. Meanwhile the keys already held keep verifying."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, clock: Callable[[], float]) -> None:
+        self._client = client
+        self._url = url
+        self._clock = clock
+        self._keys: list[Ed25519PublicKey] = []
+        self._fetched_at: float | None = None  # the last successful fetch
+        self._next_fetch_at = float("-inf")
+        self._failures = 0  # fetches failed in a row
+        self._lock = asyncio.Lock()
+
+    async def verify(self, signature: bytes, message: bytes) -> bool:
+        if self._fetched_at is None or self._clock() - self._fetched_at > JWKS_MAX_AGE_S:
+            await self._refresh()
+        if _any_verifies(self._keys, signature, message):
+            return True
+        # fal may have rotated its key since we last looked; ask again, within bounds.
+        await self._refresh()
+        if _any_verifies(self._keys, signature, message):
+            return True
+        if self._failures:
+            # 503: fal retries the callback later, when the keys may be reachable again.
+            raise CallbackRejected("fal's signing keys could not be fetched", status=503)
+        return False
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            now = self._clock()
+            if now < self._next_fetch_at:
+                return  # fetched (or failed) too recently; another callback may have just done it
+            try:
+                response = await self._client.get(self._url)
+                response.raise_for_status()
+                keys = parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                self._failures += 1
+                backoff = min(JWKS_BACKOFF_MAX_S, JWKS_REFETCH_MIN_S * 2 ** (self._failures - 1))
+                self._next_fetch_at = now + backoff
+                log.warning(
+                    "could not fetch fal's JWKS from %s: %s; next try in %d s",
+                    self._url,
+                    type(exc).__name__,
+                    backoff,
+                )
+                return
+            self._keys, self._fetched_at, self._failures = keys, now, 0
+            self._next_fetch_at = now + JWKS_REFETCH_MIN_S
+
+
+def parse_jwks(document: object) -> list[Ed25519PublicKey]:
+    """The Ed25519 keys of a JWKS document (RFC 8037 OKP keys); other keys are skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document")
+    keys: list[Ed25519PublicKey] = []
+    for jwk in document["keys"]:
+        if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        x = jwk.get("x")
+        if not isinstance(x, str):
+            continue
+        try:
+            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+        except (ValueError, binascii.Error):
+            log.warning("skipping an unreadable key in fal's JWKS")
+    return keys
+
+
+def _any_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
+    for key in keys:
+        try:
+            key.verify(signature, message)
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+def image_size(request: ImageRequest) -> str | dict[str, int]:
+    """A preset by name, else exact pixels. Always sent: fal's own default would be 2048x2048."""
+    if request.preset is not None:
+        return request.preset
+    if request.width is not None or request.aspect is not None:
+        width, height = request.dimensions()
+        return {"width": width, "height": height}
+    return DEFAULT_PRESET
+
+
+def read_output(output: Mapping[str, Any]) -> ProviderStatus:
+    """The model's output (from response_url or a callback's payload) as a finished status."""
+    images = output.get("images")
+    if not isinstance(images, list) or not images:
+        return ProviderStatus(state="failed", error="fal finished the job but returned no image.")
+    flags = output.get("has_nsfw_concepts")
+    flags = flags if isinstance(flags, list) else []
+    result: list[ResultImage] = []
+    for i, image in enumerate(images):
+        url = image.get("url") if isinstance(image, dict) else None
+        if isinstance(url, str) and url:
+            result.append(ResultImage(url=url, nsfw=bool(flags[i]) if i < len(flags) else False))
+    if not result:
+        return ProviderStatus(state="failed", error="fal finished the job but returned no image.")
+    seed = output.get("seed")
+    return ProviderStatus(state="completed", images=result, seed=seed if isinstance(seed, int) else None)
+
+
+def read_callback(payload: Mapping[str, Any]) -> ProviderStatus | None:
+    status = str(payload.get("status") or "").upper()
+    body = payload.get("payload")
+    if status == "OK":
+        if isinstance(body, dict):
+            return read_output(body)
+        # fal could not attach the output (`payload_error`): read it from the queue instead.
+        return None
+    if status == "ERROR":
+        return ProviderStatus(state="failed", error=failure_message(payload.get("error"), body))
+    raise CallbackRejected(f"fal callback with an unknown status {status[:20]!r}", status=400)
+
+
+def failure_message(error: object, payload: object) -> str:
+    """Plain words for a failed fal job, with fal's own reason where it gave a readable one."""
+    reason = ""
+    if isinstance(payload, dict):
+        detail = payload.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            reason = str(detail[0].get("msg") or "")
+        elif isinstance(detail, str):
+            reason = detail
+    if not reason and isinstance(error, str):
+        reason = error
+    reason = " ".join(reason.split())[:300]
+    return "fal could not make the image" + (f": {reason}" if reason else ".")
+
+
+def _read_job_id(provider_job_id: str) -> dict[str, str]:
+    try:
+        job = json.loads(provider_job_id)
+    except ValueError:
+        job = None
+    if not isinstance(job, dict) or not all(isinstance(job.get(k), str) for k in _JOB_KEYS):
+        raise ValueError(f"not a fal job id: {provider_job_id[:80]!r}")
+    return {k: str(v) for k, v in job.items()}
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+plugin = KeyedPlugin(FalProvider, key="key", preference=30)

@@ -1,0 +1,250 @@
+"""The operators' page at /admin and its JSON under /admin/api/, when HIDREAM_ADMIN_TOKEN is set (else
+none of it is routed: every /admin path is a 404).
+
+Who may see it: a tool that sends `Authorization: Bearer <token>`, or a browser signed in through the
+login form. Signing in sets a session cookie that is not the token: `<id>.<expiry>.<HMAC>`, signed with
+a key derived from the store's kept secret and the token, so every replica accepts it, and changing the
+token ends every session. Signing out remembers the session id in the store (storage/reports.py), so a
+copied cookie stops working too. Tokens are compared in constant time; failed sign-ins from one
+address are limited per replica (FAILURES_ALLOWED per FAILURE_WINDOW seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bot.model.config import Settings
+from bot.web.admin_page import login_page, page
+from bot.web.server import HttpServer, limit_body
+from storage import reports
+from storage.base import Store
+
+log = logging.getLogger(__name__)
+
+COOKIE = "hidream_admin"
+# A sign-in form holds one token: a few hundred bytes are plenty.
+LOGIN_MAX_BODY = 4096
+FAILURES_ALLOWED = 10
+FAILURE_WINDOW = 300.0
+SECURITY_HEADERS = {
+    # The page has no script and loads nothing: forbid all of it, so nothing injected could run.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminSite:
+    def __init__(
+        self, settings: Settings, server: HttpServer, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.token = settings.admin_token.get_secret_value().encode()
+        self.secure = settings.public_url.startswith("https://")
+        self.settings = settings
+        self.server = server
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def store(self) -> Store:
+        if self.server.engine is None:
+            raise web.HTTPServiceUnavailable(text="starting")
+        return self.server.engine.store
+
+    # --- who is asking ---------------------------------------------------------------------------
+
+    async def _key(self) -> bytes:
+        return hmac.new(await self.store().secret("admin-session"), self.token, hashlib.sha256).digest()
+
+    async def new_session(self) -> str:
+        session_id = secrets.token_urlsafe(18)
+        expires = int(self.clock()) + reports.SESSION_SECONDS
+        body = f"{session_id}.{expires}"
+        return f"{body}.{hmac.new(await self._key(), body.encode(), hashlib.sha256).hexdigest()}"
+
+    async def session(self, request: web.Request) -> str | None:
+        """The id of the request's valid session, if it has one."""
+        cookie = request.cookies.get(COOKIE, "")
+        session_id, _, rest = cookie.partition(".")
+        expires, _, signature = rest.partition(".")
+        if not (session_id and expires.isdigit() and signature):
+            return None
+        wanted = hmac.new(await self._key(), f"{session_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(wanted, signature) or int(expires) <= self.clock():
+            return None
+        if await reports.session_ended(self.store(), session_id):
+            return None
+        return session_id
+
+    def bearer_ok(self, request: web.Request) -> bool | None:
+        """True or False when the request names a bearer token; None when it names none."""
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return hmac.compare_digest(given.strip().encode(), self.token)
+
+    def guarded(self, handler: Handler, *, api: bool) -> Handler:
+        """`handler`, served only to a bearer of the token or a signed-in browser."""
+
+        async def guard(request: web.Request) -> web.StreamResponse:
+            bearer = self.bearer_ok(request)
+            if bearer is False:
+                # A wrong bearer token counts as a wrong sign-in: guessing costs the same either way
+                # (the right token is never turned away).
+                address = request.remote or "?"
+                if self._too_many(address):
+                    limited = web.json_response({"error": "too many wrong tokens from here"}, status=429)
+                    limited.headers["Retry-After"] = str(int(FAILURE_WINDOW))
+                    return with_headers(limited)
+                self._failures.setdefault(address, deque()).append(self.clock())
+                log.warning("admin: a request with a wrong bearer token from %s", address)
+            if bearer is True or (bearer is None and await self.session(request) is not None):
+                return with_headers(await handler(request))
+            if api or bearer is False:
+                refused = web.json_response(
+                    {"error": "sign in or send Authorization: Bearer <token>"}, status=401
+                )
+                refused.headers["WWW-Authenticate"] = 'Bearer realm="hidream-bot admin"'
+                return with_headers(refused)
+            return with_headers(see_other("/admin/login"))
+
+        return guard
+
+    # --- signing in and out ----------------------------------------------------------------------
+
+    def _too_many(self, address: str) -> bool:
+        now = self.clock()
+        recent = self._failures.setdefault(address, deque())
+        while recent and recent[0] < now - FAILURE_WINDOW:
+            recent.popleft()
+        return len(recent) >= FAILURES_ALLOWED
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        return with_headers(web.Response(text=login_page(), content_type="text/html"))
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        address = request.remote or "?"
+        if self._too_many(address):
+            page_ = login_page("Too many wrong tokens from here: wait a few minutes and try again.")
+            response = web.Response(text=page_, content_type="text/html", status=429)
+            response.headers["Retry-After"] = str(int(FAILURE_WINDOW))
+            return with_headers(response)
+        form = await request.post()
+        given = str(form.get("token", "")).strip().encode()
+        if not hmac.compare_digest(given, self.token):
+            self._failures[address].append(self.clock())
+            log.warning("admin: a sign-in with a wrong token from %s", address)
+            page_ = login_page("That is not the admin token.")
+            return with_headers(web.Response(text=page_, content_type="text/html", status=401))
+        self._failures.pop(address, None)
+        response = see_other("/admin")
+        response.set_cookie(
+            COOKIE,
+            await self.new_session(),
+            max_age=reports.SESSION_SECONDS,
+            path="/admin",
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure,
+        )
+        return with_headers(response)
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        session_id = await self.session(request)
+        if session_id is not None:
+            await reports.end_session(self.store(), session_id)
+        response = see_other("/admin/login")
+        response.del_cookie(COOKIE, path="/admin")
+        return with_headers(response)
+
+    # --- what it shows ---------------------------------------------------------------------------
+
+    async def overview(self) -> dict[str, Any]:
+        """Every figure of the page, as the API endpoints serve them one by one."""
+        store = self.store()
+        return {
+            "now": float(store.clock()),
+            "daily": await reports.daily(store),
+            "top": await reports.top(store),
+            "jobs": await reports.recent_jobs(store),
+            "failures": await reports.failures(store),
+            "queue": await reports.queue(store),
+            "tenants": await self.tenants(),
+            "providers": self.providers(),
+        }
+
+    def providers(self) -> list[dict[str, Any]]:
+        """Each configured provider's circuit breaker on this replica, in order of preference."""
+        engine = self.server.engine
+        if engine is None:
+            return []
+        return [
+            {"provider": name, "state": b.state, "failures": b.consecutive_failures, "retry_at": b.retry_at}
+            for name, b in engine.provider_health().items()
+        ]
+
+    async def tenants(self) -> dict[str, Any]:
+        return await reports.tenants(
+            self.store(),
+            default_limit=self.settings.daily_image_quota,
+            default_ceiling=self.settings.daily_workspace_quota,
+        )
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=page(await self.overview()), content_type="text/html")
+
+    def api(self, read: Callable[[Store], Awaitable[Any]]) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.json_response(await read(self.store()))
+
+        return handler
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": "no such page"}, status=404)
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def with_headers(response: web.StreamResponse) -> web.StreamResponse:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None:
+    """Route the operators' page when HIDREAM_ADMIN_TOKEN is set; otherwise route nothing."""
+    if not settings.admin_token.get_secret_value():
+        return None
+    site = AdminSite(settings, server, clock=server.clock)
+    router = server.app.router
+    router.add_get("/admin/login", site.login_form)
+    router.add_post("/admin/login", limit_body(site.login, LOGIN_MAX_BODY))
+    router.add_post("/admin/logout", limit_body(site.guarded(site.logout, api=False), LOGIN_MAX_BODY))
+    router.add_get("/admin", site.guarded(site.page, api=False))
+    apis: dict[str, Callable[[Store], Awaitable[Any]]] = {
+        "overview": lambda _store: site.overview(),
+        "daily": reports.daily,
+        "top": reports.top,
+        "jobs": reports.recent_jobs,
+        "failures": reports.failures,
+        "queue": reports.queue,
+        "tenants": lambda _store: site.tenants(),
+    }
+    for name, read in apis.items():
+        router.add_get(f"/admin/api/{name}", site.guarded(site.api(read), api=True))
+    # Anything else under /admin: refused without credentials, like the rest; not found with them.
+    router.add_route("*", "/admin/{tail:.*}", site.guarded(site.not_found, api=True))
+    return site

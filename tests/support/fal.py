@@ -1,0 +1,47 @@
+"""Shared by several test modules (moved from tests/test_provider_fal.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from bot.model.config import Settings
+from bot.model.requests import ImageRequest
+from bot.providers.base import RetryPolicy, SubmitSpec
+from bot.providers.fal import FalProvider
+from tests.fakes.fal import FalFake
+from tests.fakes.queue_common import Receiver, Sleeps
+
+
+def make_provider(
+    fake: FalFake,
+    client: httpx.AsyncClient,
+    *,
+    key: str | None = None,
+    clock: Callable[[], float] = time.time,
+    sleeps: Sleeps | None = None,
+) -> FalProvider:
+    settings = Settings(
+        _env_file=None,
+        HIDREAM_PROVIDER="fal",
+        FAL_KEY=key or fake.key,
+        FAL_QUEUE_URL=fake.url,
+        FAL_JWKS_URL=fake.jwks_url,
+    )
+    return FalProvider(
+        settings,
+        client,
+        retry=RetryPolicy(base_delay=0, max_delay=0),
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        clock=clock,
+    )
+
+
+async def genuine_callback(
+    fake: FalFake, receiver: Receiver, provider: FalProvider
+) -> tuple[str, dict[str, str], bytes]:
+    job_id = await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full", [], receiver.hook_url()))
+    got = (await receiver.wait_for(len(receiver.received) + 1))[-1]
+    return job_id, got.headers, got.body
