@@ -12,7 +12,11 @@ running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
 
-The steps at the provider (the first three) are in `bot.jobs.steps`; delivery is the runner's own.
+The steps at the provider (the first three) are in `bot.jobs.steps`, each given the job's own
+`JobContext` (`_context`), not the runner; delivery is the runner's own.
+
+The runner is the one worker: the server hands it providers' callbacks (`handle_callback`), the
+leases wake it, and admission (`bot.jobs.engine`) only stores a job and calls `start`.
 
 A replica works only the jobs it holds a lease on (`storage.replicas`; `bot.jobs.leases` keeps them): it
 claims a job before its first step, renews its leases while it works, and looks every third of a
@@ -31,6 +35,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import httpx
 
@@ -39,9 +44,10 @@ from bot.jobs.media import LinkSigner, ResultGate, ResultSlot
 from bot.jobs.metrics import Metrics
 from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.jobs.routing import Router
-from bot.jobs.steps import CALLBACK_GRACE, ProviderSteps
+from bot.jobs.steps import CALLBACK_GRACE, JobContext, ProviderSteps, kept_results, overdue
 from bot.logs import bind_job, job_fields
 from bot.model.config import Settings
+from bot.model.errors import CallbackRejected
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
 from bot.providers.base import Provider, Sleep
 from bot.usecases.versions import Versions
@@ -95,26 +101,41 @@ class JobRunner:
         self._slots = Slots(settings.max_active_jobs)
         self.metrics = metrics or Metrics(store)
         self.metrics.watch(lambda: self._slots.active)
+        self.metrics.watch_providers(
+            lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
+        )
         self._gate = ProgressGate(clock)
         # The results held whole in memory at once (from their download to the end of their post).
         self.results = ResultGate(settings.max_results_in_memory)
         # A job's results just kept, still in memory under their slot, for its delivery next.
         self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
-        self._at_provider = ProviderSteps(self, store)
+        self._at_provider = ProviderSteps(
+            settings,
+            store,
+            http,
+            router=self.router,
+            metrics=self.metrics,
+            results=self.results,
+            clock=clock,
+            callback_grace=callback_grace,
+        )
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds
         self.leases = Leases(
-            self,
             store,
             self.replicas,
             lease_seconds=self.lease_seconds,
             max_active_jobs=settings.max_active_jobs,
             serves=lambda: (self.surfaces, self.providers),
+            start=lambda job_id: self.start(job_id, held=True),
+            working=self.working,
+            stop=self.stop_job,
+            wake=self.wake,
         )
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
-        self.signer = LinkSigner(secret, self.settings.public_url)
+        self.signer = self._at_provider.signer = LinkSigner(secret, self.settings.public_url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -129,7 +150,7 @@ class JobRunner:
     def callbacks_enabled(self) -> bool:
         return bool(self.settings.public_url)
 
-    # --- what the engine calls -------------------------------------------------------------------
+    # --- what admission, the server and the leases call -------------------------------------------
 
     def add_surface(self, surface: Surface) -> None:
         self.surfaces[surface.name] = surface
@@ -163,10 +184,17 @@ class JobRunner:
         else:
             await self.replicas.notify(job_id)
 
-    async def note_candidate(self, job_id: str, named: str) -> None:
-        """A callback on the job's own URL named `named` while the job does not know its provider
-        id (a lost submit answer, or one not read yet): keep it to be confirmed by the job's task."""
-        await self._at_provider.records.note(job_id, named)
+    async def handle_callback(self, token: str, headers: Mapping[str, str], body: bytes) -> None:
+        """A provider's callback for the job that owns `token`: stored, then the job's task is woken
+        here or wherever a replica works it. Raises CallbackRejected (-> 4xx)."""
+        job = await self.store.job_by_token(token)
+        if job is None:
+            raise CallbackRejected("unknown callback token", status=404)
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise CallbackRejected(f"provider {job.provider!r} is not running here", status=503)
+        if await self._at_provider.callback(provider, job, headers, body):
+            await self.news(job.id)
 
     async def resume(self) -> int:
         """Take up the unfinished jobs nobody works, and keep doing so (and renewing this replica's
@@ -193,10 +221,12 @@ class JobRunner:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-    async def wait_job(self, job_id: str) -> None:
+    async def wait_job(self, job_id: str) -> Job | None:
+        """Wait until this process has finished running the job; the job as stored then."""
         task = self._tasks.get(job_id)
         if task is not None:
             await asyncio.wait([task])
+        return await self.store.job(job_id)
 
     # --- one job ---------------------------------------------------------------------------------
 
@@ -245,7 +275,7 @@ class JobRunner:
         told: int | None = None
         woken = False
         while not turn.done():
-            expired = self.timed_out(job) if job.state in _AT_PROVIDER else None
+            expired = self._overdue(job) if job.state in _AT_PROVIDER else None
             if expired is not None:
                 self._slots.leave(job_id)
                 await self.fail(job, expired)
@@ -273,7 +303,7 @@ class JobRunner:
                 return
             bind_job(job)  # this task's log lines name the job, as it is at this step
             if job.state in _AT_PROVIDER:
-                expired = self.timed_out(job)
+                expired = self._overdue(job)
                 if expired is not None:
                     await self.fail(job, expired)
                     continue
@@ -281,9 +311,20 @@ class JobRunner:
                 if provider is None:
                     log.warning("job %s waits for provider %r, which is not running", job.id, job.provider)
                     return  # parked until a process that runs its provider starts
-                await self._at_provider.step(provider, job)
+                await self._at_provider.step(provider, job, self._context(job_id))
             elif not await self._deliver(job):
                 return  # parked: its surface is not running in this process
+
+    def _context(self, job_id: str) -> JobContext:
+        return JobContext(
+            fail=self.fail,
+            progress=self.progress,
+            wait_for_wake=partial(self.wait_for_wake, job_id),
+            wake=partial(self.wake, job_id),
+            take_slot=partial(self.take_slot, job_id),
+            leave_slot=partial(self.leave_slot, job_id),
+            hand_over=partial(self.hand_over, job_id),
+        )
 
     async def fail(self, job: Job, message: str) -> None:
         """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
@@ -298,11 +339,8 @@ class JobRunner:
             except Exception:
                 log.exception("job %s: could not tell the requester", job.id)
 
-    def timed_out(self, job: Job) -> str | None:
-        if self.clock() <= job.deadline:
-            return None
-        minutes = round(self.settings.job_timeout_seconds / 60)
-        return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+    def _overdue(self, job: Job) -> str | None:
+        return overdue(job, self.clock(), self.settings.job_timeout_seconds)
 
     async def progress(
         self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
@@ -350,7 +388,7 @@ class JobRunner:
             slot = await self.results.take()
         try:
             if images is None:
-                images = await self.result_images(job)
+                images = await kept_results(self.store, job)
             count = len(images)
             posts: list[Post] | None = None
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
@@ -391,11 +429,3 @@ class JobRunner:
         if earlier is not None:
             earlier[0].release()
         self._fresh[job_id] = (slot, images)
-
-    async def result_images(self, job: Job) -> list[OutputImage]:
-        images = []
-        for media_id in job.result_media:
-            m = await self.store.media(media_id)
-            if m is not None:
-                images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
-        return images
