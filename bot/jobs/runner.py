@@ -13,7 +13,7 @@ completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
 
 The steps at the provider (the first three) are in `bot.jobs.steps`, each given the job's own
-`JobContext` (`_context`), not the runner; delivery is the runner's own.
+`JobContext` (`_context`), not the runner; the post (the last two) is in `bot.jobs.delivery`.
 
 The runner is the one worker: the server hands it providers' callbacks (`handle_callback`), the
 leases wake it, and admission (`bot.jobs.engine`) only stores a job and calls `start`.
@@ -39,18 +39,18 @@ from functools import partial
 
 import httpx
 
+from bot.jobs.delivery import Delivery
 from bot.jobs.leases import Leases
-from bot.jobs.media import LinkSigner, ResultGate, ResultSlot
+from bot.jobs.media import LinkSigner, ResultGate
 from bot.jobs.metrics import Metrics
 from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.jobs.routing import Router
-from bot.jobs.steps import CALLBACK_GRACE, JobContext, ProviderSteps, kept_results, overdue
+from bot.jobs.steps import CALLBACK_GRACE, JobContext, ProviderSteps, overdue
 from bot.logs import bind_job, job_fields
 from bot.model.config import Settings
 from bot.model.errors import CallbackRejected
-from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
+from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
-from bot.usecases.versions import Versions
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease
@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
 
-DELIVERY_ATTEMPTS = 3
 SORRY = "Something went wrong inside the bot; your quota was given back."
 # The states in which a job's next step is the provider's, and its deadline applies.
 _AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
@@ -84,7 +83,6 @@ class JobRunner:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.versions = Versions(store)
         self.providers = providers
         self.http = http
         self.clock = clock
@@ -107,8 +105,15 @@ class JobRunner:
         self._gate = ProgressGate(clock)
         # The results held whole in memory at once (from their download to the end of their post).
         self.results = ResultGate(settings.max_results_in_memory)
-        # A job's results just kept, still in memory under their slot, for its delivery next.
-        self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
+        self._delivery = Delivery(
+            store,
+            self.results,
+            self.metrics,
+            clock=clock,
+            sleep=sleep,
+            fail=self.fail,
+            progress=self.progress,
+        )
         self._at_provider = ProviderSteps(
             settings,
             store,
@@ -258,9 +263,7 @@ class JobRunner:
         finally:
             self._slots.leave(job_id)
             self.leases.held.discard(job_id)
-            fresh = self._fresh.pop(job_id, None)
-            if fresh is not None:  # kept but not posted by this task (stopped, or the job moved on)
-                fresh[0].release()
+            self._delivery.drop(job_id)  # kept but not posted by this task (stopped, or moved on)
 
     async def take_slot(self, job_id: str) -> bool:
         """Wait in line for a slot, telling the requester their place; False when the job is over
@@ -323,7 +326,7 @@ class JobRunner:
             wake=partial(self.wake, job_id),
             take_slot=partial(self.take_slot, job_id),
             leave_slot=partial(self.leave_slot, job_id),
-            hand_over=partial(self.hand_over, job_id),
+            hand_over=partial(self._delivery.hand_over, job_id),
         )
 
     async def fail(self, job: Job, message: str) -> None:
@@ -369,63 +372,10 @@ class JobRunner:
     # --- deliver ---------------------------------------------------------------------------------
 
     async def _deliver(self, job: Job) -> bool:
+        """Post the job's images; False when it is parked (its surface is not running here)."""
         surface = self.surfaces.get(job.surface)
         if surface is None:
             log.warning("job %s waits for surface %r, which is not running", job.id, job.surface)
             return False
-        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
-            return True
-        await self.progress(job, "delivering", milestone=True)
-        # The images are in memory from here to the post's end, under a slot: the one they were kept
-        # under when this task has just made them, else a new one, and they are read back.
-        fresh = self._fresh.pop(job.id, None)
-        images: list[OutputImage] | None = None
-        if fresh is not None and [image.media_id for image in fresh[1]] == job.result_media:
-            slot, images = fresh
-        else:
-            if fresh is not None:
-                fresh[0].release()
-            slot = await self.results.take()
-        try:
-            if images is None:
-                images = await kept_results(self.store, job)
-            count = len(images)
-            posts: list[Post] | None = None
-            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-                try:
-                    posts = await surface.deliver(job, images)
-                    break
-                except Exception:
-                    log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
-                    await self.sleep(attempt * 2.0)
-            del images, fresh  # nothing of them is held once the slot is given back
-        finally:
-            slot.release()
-        if posts is None:
-            await self.fail(
-                job, "The image was made but could not be posted here; your quota was given back."
-            )
-            return True
-        # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
-        try:
-            await self.versions.record(job, posts)
-        except Exception:
-            # The images are posted: a thread's numbering that failed must not turn them into a refund.
-            log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
-        # The posts and the move to `delivered` in one transaction (the posts kept either way).
-        if await self.store.delivered(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts]):
-            self.metrics.finished(job, JobState.DELIVERED, self.clock())
-            log.info(
-                "job %s delivered (%d image(s))",
-                *(job.id, count),
-                extra=job_fields(job, state=JobState.DELIVERED),
-            )
+        await self._delivery.post(job, surface)
         return True
-
-    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None:
-        """The results `job_id` just kept, still in memory under `slot`: its delivery posts them as
-        they are (no read back from the store) and gives the slot back."""
-        earlier = self._fresh.pop(job_id, None)
-        if earlier is not None:
-            earlier[0].release()
-        self._fresh[job_id] = (slot, images)
