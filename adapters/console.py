@@ -32,6 +32,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.jobs.engine import Engine
 from bot.jobs.media import check_image, to_data_uri
+from bot.jobs.runner import JobRunner
 from bot.model.config import PluginSettings
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
@@ -86,6 +87,7 @@ class ConsoleChat:
         engine: Engine,
         output_dir: Path,
         *,
+        runner: JobRunner,
         stdin: TextIO | None = None,
         out: TextIO | None = None,
         err: TextIO | None = None,
@@ -94,6 +96,7 @@ class ConsoleChat:
         server_url: str = "",
     ) -> None:
         self.engine = engine
+        self.runner = runner  # the worker, to wait on the jobs this console started
         self.output_dir = output_dir
         self.stdin = stdin or sys.stdin
         self.out = out or sys.stdout
@@ -174,7 +177,7 @@ class ConsoleChat:
             self._prompt()
         if self.stdin.isatty():
             print(file=self.err, flush=True)  # Ctrl-D leaves the cursor after the prompt
-        await self.engine.wait_idle()
+        await self.runner.wait_idle()
 
     async def handle(self, line: str) -> None:
         line = line.strip()
@@ -263,7 +266,7 @@ class ConsoleChat:
         job = await self._find_job(job_id) if job_id else None
         if job is not None and not job.result_media:
             # A script may ask to edit a result that is still being made: wait for it, as a person would.
-            job = await self.engine.wait_job(job.id)
+            job = await self.runner.wait_job(job.id)
         if target == "last" and (job is None or not job.result_media):
             raise UserFacingError(
                 "There is no finished image yet: make one first, e.g. /hidream a red fox in snow"
@@ -391,7 +394,11 @@ class ConsolePlugin(SurfacePlugin[ConsoleSettings]):
 
     def build(self, core: Core, settings: ConsoleSettings) -> ConsoleChat:
         return ConsoleChat(
-            core.engine, settings.output_dir, defaults=settings.console_defaults, server_url=core.server.url
+            core.engine,
+            settings.output_dir,
+            runner=core.runner,
+            defaults=settings.console_defaults,
+            server_url=core.server.url,
         )
 
     def summary(self, settings: ConsoleSettings) -> str:

@@ -58,9 +58,9 @@ async def run_mode(mode: str, jobs: int, size: str) -> dict[str, Any]:
         async with BotHarness(
             Path(tmp), env=env, surfaces=[lambda bot: surface], callbacks=mode == "callback"
         ) as bot:
-            engine = bot.engine
+            engine, runner = bot.engine, bot.runner
             callback_at: dict[str, float] = {}
-            original = engine.handle_callback
+            original = runner.handle_callback
 
             async def timed_callback(token: str, headers: Any, body: bytes) -> None:
                 now = time.perf_counter()
@@ -69,7 +69,7 @@ async def run_mode(mode: str, jobs: int, size: str) -> dict[str, Any]:
                     callback_at.setdefault(job.id, now)
                 await original(token, headers, body)
 
-            engine.handle_callback = timed_callback  # type: ignore[method-assign]
+            runner.handle_callback = timed_callback  # type: ignore[method-assign]
             request = parse_command(f"benchmark fox --size {size} --seed 1").request
             start = time.perf_counter()
             admitted: dict[str, float] = {}
@@ -81,7 +81,7 @@ async def run_mode(mode: str, jobs: int, size: str) -> dict[str, Any]:
                 admitted[job.id] = t0
 
             await asyncio.gather(*(one(i) for i in range(jobs)))
-            await engine.wait_idle()
+            await runner.wait_idle()
             elapsed = time.perf_counter() - start
     done = surface.delivered_at
     if len(done) != jobs:

@@ -3,7 +3,9 @@ AsyncExitStack, in the order they depend on each other."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -13,11 +15,14 @@ import httpx
 
 from bot.jobs.engine import Engine
 from bot.jobs.media import typed_client
+from bot.jobs.metrics import Metrics
 from bot.jobs.retention import Retention
+from bot.jobs.routing import CircuitBreaker, Router
+from bot.jobs.runner import CALLBACK_GRACE, JobRunner
 from bot.model.config import Settings
 from bot.model.errors import ConfigError
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
-from bot.providers.base import Provider
+from bot.providers.base import Provider, Sleep
 from bot.providers.transport import provider_client
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
@@ -30,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Bot:
-    """The running core, as surface plugins see it."""
+    """The running core, as surface plugins see it: admission and queries (`engine`), and the one
+    worker that runs every job (`runner`)."""
 
     settings: Settings
     http: httpx.AsyncClient
@@ -38,6 +44,7 @@ class Bot:
     server: HttpServer
     provider: Provider
     engine: Engine
+    runner: JobRunner
     retention: Retention
     surfaces: list[SurfaceAdapter] = field(default_factory=list)
 
@@ -212,6 +219,49 @@ def open_store(settings: Settings) -> Store:
     )
 
 
+def build_core(
+    settings: Settings,
+    store: Store,
+    providers: list[Provider],
+    http: httpx.AsyncClient,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Sleep = asyncio.sleep,
+    callback_grace: float = CALLBACK_GRACE,
+    breaker: CircuitBreaker | None = None,
+    **admission: Any,
+) -> tuple[JobRunner, Engine]:
+    """The worker and admission, not yet entered. They share the providers' router (one set of
+    circuit breakers) and the counters of /metrics; admission hands new jobs to the worker.
+    `admission`: the engine's own options (resolver, typed_http, typed_fetch_seconds)."""
+    by_name = {p.name: p for p in providers}
+    router = Router(by_name, list(by_name), settings.model, lambda: not settings.public_url, breaker)
+    metrics = Metrics(store)
+    runner = JobRunner(
+        settings,
+        store,
+        by_name,
+        http,
+        clock=clock,
+        sleep=sleep,
+        callback_grace=callback_grace,
+        router=router,
+        metrics=metrics,
+    )
+    engine = Engine(
+        settings,
+        store,
+        by_name,
+        http,
+        router=router,
+        worker=runner,
+        metrics=metrics,
+        clock=clock,
+        **admission,
+    )
+    return runner, engine
+
+
 def bind_server(settings: Settings, *, may_move: bool) -> HttpServer:
     """The server, bound to its port. `may_move`: when the port is taken, take a free one and say so
     (a console run on its default port: a second console, or anything else on 8080, must not stop it).
@@ -239,10 +289,11 @@ async def start_bot(
     *,
     selection: Selection | None = None,
     loopback_public_url: bool = False,
-    **engine_options: Any,
+    **core_options: Any,
 ) -> Bot:
     """Start everything; `stack` closes it all in reverse order. `surfaces`: the surfaces to start,
     by default those the settings enable. `selection`: what `select` chose, if already known.
+    `core_options`: `build_core`'s (clocks, retries, the typed-URL client) for tests and benchmarks.
 
     `loopback_public_url`: use the server's own loopback address as HIDREAM_PUBLIC_URL, so callbacks
     work on one machine (tests, benchmarks)."""
@@ -261,26 +312,24 @@ async def start_bot(
         plugin.add_routes(server.app, built)
     provider = providers[0]
     add_admin_routes(server, settings)
-    engine_options.setdefault("typed_http", typed_http)
-    engine = Engine(settings, store, providers, http, **engine_options)
-    bot = Bot(settings, http, store, server, provider, engine, retention)
+    core_options.setdefault("typed_http", typed_http)
+    runner, engine = build_core(settings, store, providers, http, **core_options)
+    bot = Bot(settings, http, store, server, provider, engine, runner, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces
     adapters = [factory(bot) for factory in factories]
     await stack.enter_async_context(server)
     for built in providers:
         await stack.enter_async_context(built)
-    await stack.enter_async_context(engine)
+    await stack.enter_async_context(runner)
     for adapter in adapters:
-        engine.add_surface(adapter)
+        runner.add_surface(adapter)
         await stack.enter_async_context(adapter)
         bot.surfaces.append(adapter)
-    server.ready(
-        engine,
-        {
-            "provider": provider.name,
-            "providers": list(engine.providers),
-            "surfaces": [s.name for s in bot.surfaces],
-        },
-    )
-    await engine.resume()
+    info = {
+        "provider": provider.name,
+        "providers": list(engine.providers),
+        "surfaces": [s.name for s in bot.surfaces],
+    }
+    server.ready(runner, info, engine=engine)
+    await runner.resume()
     return bot

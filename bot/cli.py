@@ -9,7 +9,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -26,20 +26,13 @@ from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")
 
-# Loggers that print secrets below these levels, held there whatever HIDREAM_LOG_LEVEL says: httpx and
-# httpcore log URLs (per-job callback tokens); discord.py's HTTP and webhook loggers log URLs that carry
-# interaction tokens, its gateway logger whole events; slack_sdk logs request and response bodies
-# (Socket Mode URLs, upload URLs) and slack_bolt whole envelopes (verification token, response_url).
+# The core's loggers that print secrets below these levels, held there whatever HIDREAM_LOG_LEVEL says:
+# httpx and httpcore log URLs (per-job callback tokens). Each surface plugin names its own libraries'
+# (`SurfacePlugin.loggers`), held the same way.
 QUIET_LOGGERS = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
     "aiohttp.access": logging.WARNING,
-    "discord.http": logging.INFO,
-    "discord.webhook": logging.INFO,
-    "discord.gateway": logging.WARNING,
-    "discord.client": logging.WARNING,
-    "slack_sdk": logging.INFO,
-    "slack_bolt": logging.INFO,
 }
 # The name under which the runner keeps the key that signs /media/ links (Store.secret).
 MEDIA_LINK_SECRET = "media-links"
@@ -61,7 +54,7 @@ _UNSAFE = [
 class Redactor(logging.Filter):
     """On the log handler the CLI installs: masks, in each record's message and traceback, the values of
     the secret settings, the media-link secret and the tokens in callback, interaction and Slack URLs.
-    A second line of defence behind QUIET_LOGGERS."""
+    A second line of defence behind the quiet loggers."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -101,11 +94,26 @@ def secret_values(settings: Settings) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
 
 
-def _setup_logging(level: str, secrets: Iterable[str] = (), log_format: str = "text") -> Redactor:
+def quiet_loggers() -> dict[str, int]:
+    """The core's quiet loggers and every installed surface plugin's (the stricter floor where two
+    name the same logger)."""
+    floors = dict(QUIET_LOGGERS)
+    for plugin in discover().surfaces:
+        for name, floor in plugin.loggers.items():
+            floors[name] = max(floor, floors.get(name, logging.NOTSET))
+    return floors
+
+
+def _setup_logging(
+    level: str,
+    secrets: Iterable[str] = (),
+    log_format: str = "text",
+    quiet: Mapping[str, int] | None = None,
+) -> Redactor:
     root = logging.getLogger()
     before = list(root.handlers)
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr)
-    for name, floor in QUIET_LOGGERS.items():
+    for name, floor in (quiet_loggers() if quiet is None else quiet).items():
         logging.getLogger(name).setLevel(max(floor, root.level))
     redactor = Redactor(secrets)
     # Only on the handler made here, i.e. when the bot set logging up itself. The filter rewrites each

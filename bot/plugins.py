@@ -11,9 +11,10 @@ module of its own plus one line in its distribution's metadata: no file of the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
 import httpx
@@ -26,6 +27,7 @@ from bot.providers.plugin import ProviderContext, ProviderPlugin
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
+    from bot.jobs.runner import JobRunner
     from bot.model.config import Settings
     from bot.web.server import HttpServer
 
@@ -74,6 +76,11 @@ class Core(Protocol):
     def engine(self) -> Engine: ...
 
     @property
+    def runner(self) -> JobRunner:
+        """The one worker: for a surface that waits on jobs it started (the console)."""
+        ...
+
+    @property
     def http(self) -> httpx.AsyncClient: ...
 
     @property
@@ -86,6 +93,9 @@ class SurfacePlugin(Protocol[S]):
     settings_class: type[S]
     # A fallback surface starts only when no other surface is enabled (the console).
     fallback: bool
+    # The loggers of this surface's libraries, each with the lowest level it may log at whatever
+    # HIDREAM_LOG_LEVEL says: those below it print secrets or what unauthenticated senders wrote.
+    loggers: Mapping[str, int] = MappingProxyType({})
 
     def enabled(self, settings: S) -> bool:
         """Whether the environment asks for this surface (its credentials are set)."""

@@ -45,7 +45,13 @@ async def test_a_person_at_a_terminal_gets_a_prompt_on_stderr(tmp_path: Path) ->
     def factory(bot: Bot) -> ConsoleChat:
         stdin = Terminal("/hidream a fox\n/quota\n")
         return ConsoleChat(
-            bot.engine, tmp_path / "out", stdin=stdin, out=out, err=err, server_url=bot.server_url
+            bot.engine,
+            tmp_path / "out",
+            runner=bot.runner,
+            stdin=stdin,
+            out=out,
+            err=err,
+            server_url=bot.server_url,
         )
 
     async with BotHarness(tmp_path, surfaces=[factory]) as bot:

@@ -51,7 +51,7 @@ class Console:
         self.chat: ConsoleChat | None = None
 
     def factory(self, bot: Bot) -> ConsoleChat:
-        self.chat = ConsoleChat(bot.engine, self.output_dir, out=self.out, err=self.err)
+        self.chat = ConsoleChat(bot.engine, self.output_dir, runner=bot.runner, out=self.out, err=self.err)
         return self.chat
 
     async def run(self, bot: Bot, line: str) -> list[Path]:
@@ -59,7 +59,7 @@ class Console:
         assert self.chat is not None
         before = len(self.out.getvalue().split())
         await self.chat.handle(line)
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
         return [Path(p) for p in self.out.getvalue().split()[before:]]
 
 

@@ -19,7 +19,7 @@ def console_in(tmp_path: Path) -> tuple[list[ConsoleChat], io.StringIO, Callable
     err = io.StringIO()
 
     def factory(bot: Bot) -> ConsoleChat:
-        made.append(ConsoleChat(bot.engine, tmp_path / "out", out=io.StringIO(), err=err))
+        made.append(ConsoleChat(bot.engine, tmp_path / "out", runner=bot.runner, out=io.StringIO(), err=err))
         return made[0]
 
     return made, err, factory
@@ -28,7 +28,7 @@ def console_in(tmp_path: Path) -> tuple[list[ConsoleChat], io.StringIO, Callable
 async def say(chat: ConsoleChat, *lines: str) -> None:
     for line in lines:
         await chat.handle(line)
-        await chat.engine.wait_idle()
+        await chat.runner.wait_idle()
 
 
 async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ async def test_a_failing_button_answers_privately_and_removes_its_thinking_messa
         result = await fake.wait_for(
             lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""))) and with_files(m) and m
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
         monkeypatch.setattr(bot.engine, "reroll", broken)

@@ -64,7 +64,7 @@ async def test_result_over_the_upload_limit_is_shrunk_end_to_end(tmp_path: Path)
         result = await fake.wait_for(
             lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""))) and with_files(m) and m
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
         (original,) = await bot.engine.result_images(job)
@@ -83,7 +83,7 @@ async def test_expired_interaction_token_posts_an_ordinary_message_once(tmp_path
         posted = await fake.wait_for(
             lambda: [m for m in fake.visible(fake.channel_id) if with_files(m) and custom_ids(m)]
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert posted[0]["nonce"] and len(posted[0]["nonce"]) <= 25
         job = await bot.engine.job_for_post("discord", posted[0]["id"])
         assert job is not None and job.state == JobState.DELIVERED
@@ -100,7 +100,7 @@ async def test_redelivery_through_a_live_token_edits_the_same_message(tmp_path: 
         await fake.wait_for(
             lambda: with_files(fake.messages.get(fake.originals.get(payload["token"], ""), {}))
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         job = await bot.engine.job_for_post("discord", fake.originals[payload["token"]])
         assert job is not None
         posts = await adapter.deliver(job, await bot.engine.result_images(job))
@@ -136,7 +136,7 @@ async def test_the_result_replaces_the_progress_line_with_no_uploading_edit_befo
         await fake.wait_for(
             lambda: with_files(fake.messages.get(fake.originals.get(payload["token"], ""), {}))
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         original = fake.originals[payload["token"]]
         edits = [c for c in fake.calls if c.method == "PATCH" and c.path.endswith(f"/messages/{original}")]
         shown = [str((c.body or {}).get("content", "")) for c in edits]
@@ -154,7 +154,7 @@ async def test_a_result_whose_progress_line_is_gone_is_posted_whole_in_the_chann
         await fake.wait_for(lambda: str(fake.messages[original].get("content", "")).startswith("⏳"))
         del fake.messages[original]  # someone deleted the progress line: editing it fails (404)
         await release_all(bot, provider)
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         (message,) = [m for m in fake.visible() if with_files(m)]
         job = await bot.engine.job_for_post("discord", message["id"])
         assert job is not None

@@ -31,7 +31,7 @@ async def test_an_out_of_credit_provider_hands_the_job_on_and_the_result_names_w
             result = await fake.wait_for(
                 lambda: with_files(fake.messages.get(original_id, {})) and fake.messages[original_id]
             )
-            await bot.engine.wait_idle()
+            await bot.runner.wait_idle()
             job = await bot.engine.job_for_post("discord", original_id)
             assert job is not None and (job.state, job.provider) == (JobState.DELIVERED, "sandbox")
             assert "by `sandbox`" in result["content"] and "seed `7`" in result["content"]
@@ -42,7 +42,7 @@ async def test_an_out_of_credit_provider_hands_the_job_on_and_the_result_names_w
             payload = await fake.interact(fake.slash_payload({"prompt": "a blue fox", "provider": "sandbox"}))
             original_id = await fake.wait_for(lambda: fake.originals.get(payload["token"]))
             await fake.wait_for(lambda: with_files(fake.messages.get(original_id, {})))
-            await bot.engine.wait_idle()
+            await bot.runner.wait_idle()
             job = await bot.engine.job_for_post("discord", original_id)
             assert job is not None and job.provider == "sandbox"
             assert (len(pixazo.submits), sandbox_of_engine(bot)) == (1, 2)

@@ -18,7 +18,7 @@ async def slash_result(fake: FakeDiscord, bot: Any, prompt: str) -> tuple[dict[s
     result = await fake.wait_for(
         lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""))) and with_files(m) and m
     )
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     job = await bot.engine.job_for_post("discord", result["id"])
     assert job is not None
     return result, job
@@ -31,7 +31,7 @@ async def new_result_in(fake: FakeDiscord, bot: Any, before: set[str]) -> tuple[
             (m for m in fake.visible() if m["id"] not in before and with_files(m) and custom_ids(m)), None
         )
     )
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     job = await bot.engine.job_for_post("discord", result["id"])
     assert job is not None
     return result, job

@@ -52,7 +52,7 @@ async def test_a_delivery_resumed_16_minutes_after_a_crash_posts_the_result_once
         now[0] += 16 * 60
         assert 16 * 60 > NONCE_WINDOW
         async with discord_bot(tmp_path, fake, clock=clock) as (bot, _):
-            await bot.engine.wait_idle()  # the job resumed at start has finished
+            await bot.runner.wait_idle()  # the job resumed at start has finished
             stored = await bot.engine.job(job.id)
             assert stored is not None and stored.state is JobState.DELIVERED
             assert [m["id"] for m in fake.visible(fake.channel_id) if with_files(m)] == [first[0]["id"]]

@@ -26,7 +26,7 @@ async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_pat
         result = await fake.wait_for(
             lambda: with_files(fake.messages[original_id]) and fake.messages[original_id]
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
 
         job = await bot.engine.job_for_post("discord", original_id)
         assert job is not None and job.state == JobState.DELIVERED
@@ -62,7 +62,7 @@ async def test_one_attachment_is_an_edit_and_two_are_personalization(tmp_path: P
         await fake.wait_for(lambda: with_files(fake.messages.get(fake.originals.get(one["token"], ""), {})))
         two = await fake.interact(fake.slash_payload({"prompt": "tea party"}, attachments=[att1, att2]))
         await fake.wait_for(lambda: with_files(fake.messages.get(fake.originals.get(two["token"], ""), {})))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
 
         job1 = await bot.engine.job_for_post("discord", fake.originals[one["token"]])
         job2 = await bot.engine.job_for_post("discord", fake.originals[two["token"]])

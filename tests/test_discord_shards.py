@@ -51,7 +51,7 @@ async def result_of(fake: FakeDiscord, payload: dict[str, Any]) -> dict[str, Any
 
 
 async def delivered(bot: Bot, message: dict[str, Any]) -> Job:
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     job = await bot.engine.job_for_post("discord", message["id"])
     assert job is not None and job.state == JobState.DELIVERED
     return job

@@ -42,7 +42,7 @@ async def test_polling_mode_delivers_real_images_and_commits_quota(tmp_path: Pat
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         job = await bot.engine.submit(chat("a red fox in snow --ar 16:9 --seed 7 --n 2 --format webp"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         stored = await bot.engine.job(job.id)
         assert stored is not None and stored.state is JobState.DELIVERED
         [(job_id, images)] = surface.deliveries
@@ -63,7 +63,7 @@ async def test_callback_mode_finishes_on_the_callback_without_a_safety_poll(tmp_
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
         assert bot.settings.public_url == bot.server_url
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
         # The sandbox's callback is a hint: exactly one status read follows it.
         assert sandbox_of(bot).polls == 1
@@ -73,13 +73,13 @@ async def test_duplicate_and_late_callbacks_deliver_once(tmp_path: Path) -> None
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         url = f"{bot.server_url}/webhooks/{job.callback_token}"
         body: dict[str, object] = {"id": job.provider_job_id, "status": "completed", "images": []}
         async with httpx.AsyncClient() as client:
             answers = await asyncio.gather(*(client.post(url, json=body) for _ in range(5)))
         assert [a.status_code for a in answers] == [200] * 5
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert len(surface.deliveries) == 1
         assert (await bot.engine.job(job.id)).state is JobState.DELIVERED  # type: ignore[union-attr]
         assert (await bot.engine.quota("test", "u1", "w1")).used == 1
@@ -135,7 +135,7 @@ async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path
             bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox", token=sandbox_of(bot).token
         )
         job = await bot.engine.submit(chat("an early bird --seed 5"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
         assert sandbox_of(bot).polls == 1  # only the provider's own read inside submit: the bot did not poll
 
@@ -144,7 +144,7 @@ async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) 
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], env={"HIDREAM_DAILY_IMAGE_QUOTA": 3}) as bot:
         await bot.engine.submit(chat("one --n 3"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         submits = sandbox_of(bot).submits
         with pytest.raises(QuotaExceeded) as err:
             await bot.engine.submit(chat("two"))
@@ -153,7 +153,7 @@ async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) 
         assert sandbox_of(bot).submits == submits
         # Another user is not affected.
         await bot.engine.submit(chat("three", user="u2"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert len(surface.deliveries) == 2
 
 
@@ -184,7 +184,7 @@ async def test_edit_and_personalization_reach_the_provider_as_references(tmp_pat
         blue = ImageRef(url=to_data_uri(png(color=(20, 20, 220)), "image/png"))
         edit = await bot.engine.submit(chat("make it night --seed 1", [red]))
         duo = await bot.engine.submit(chat("the two together --seed 1", [red, blue]))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert (edit.mode, duo.mode) == ("edit", "personalization")
         delivered = {job_id: images for job_id, images in surface.deliveries}
         assert delivered[edit.id][0].data != delivered[duo.id][0].data
@@ -192,7 +192,7 @@ async def test_edit_and_personalization_reach_the_provider_as_references(tmp_pat
         done = await bot.engine.job(edit.id)
         assert done is not None
         again = await bot.engine.submit(chat("add stars --seed 1", bot.engine.references_of(done)))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert again.reference_media == done.result_media
         assert again.id in {job_id for job_id, _ in surface.deliveries}
 
@@ -201,7 +201,7 @@ async def test_provider_failure_is_told_and_refunded(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         job = await bot.engine.submit(chat("sandbox-fail please --n 2"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert surface.told == [(job.id, "The sandbox was asked to fail (the prompt says sandbox-fail).")]
         assert surface.deliveries == []
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
@@ -214,7 +214,7 @@ async def test_dedup_key_never_starts_a_second_job(tmp_path: Path) -> None:
             bot.engine.submit(chat("once"), dedup_key="event-1"),
             bot.engine.submit(chat("once"), dedup_key="event-1"),
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert first.id == second.id
         assert len(surface.deliveries) == 1 and sandbox_of(bot).submits == 1
 
@@ -223,9 +223,9 @@ async def test_reroll_keeps_the_request_with_a_new_seed(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         job = await bot.engine.submit(chat("a fox --seed 11 --ar 3:2"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         again = await bot.engine.reroll(job, user_id="u2", origin={"thread": "t9"})
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert again.request.prompt == job.request.prompt and again.request.aspect == (3, 2)
         assert again.seed != job.seed and again.user_id == "u2" and again.parent_job_id == job.id
         assert len(surface.deliveries) == 2
@@ -251,8 +251,8 @@ async def test_job_past_its_deadline_fails_cleanly_and_is_refunded(tmp_path: Pat
         while (await bot.engine.job(job.id)).state is not JobState.RUNNING:  # type: ignore[union-attr]  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         clock.now += 901
-        bot.engine.runner.wake(job.id)
-        await bot.engine.wait_idle()
+        bot.runner.wake(job.id)
+        await bot.runner.wait_idle()
         assert surface.told == [
             (job.id, "The image took longer than 15 minutes, so the bot gave up; your quota was given back.")
         ]
@@ -269,7 +269,7 @@ async def test_a_failing_platform_is_retried_then_delivered(tmp_path: Path) -> N
 
     async with BotHarness(tmp_path, surfaces=[surface.factory], sleep=instant) as bot:
         job = await bot.engine.submit(chat("persistent"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
         assert len(sleeps) == 2
 
@@ -278,13 +278,13 @@ async def test_healthz_and_media_links(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True) as bot:
         media_id = await bot.store.put_media(png(), "image/png", 320, 240)
-        assert bot.engine.signer is not None
-        link = bot.engine.signer.link(media_id, now=bot.engine.clock(), ttl=60)
+        assert bot.runner.signer is not None
+        link = bot.runner.signer.link(media_id, now=bot.engine.clock(), ttl=60)
         async with httpx.AsyncClient() as client:
             health = await client.get(f"{bot.server_url}/healthz")
             good = await client.get(link)
             tampered = await client.get(link.replace("sig=", "sig=0"))
-            expired = await client.get(bot.engine.signer.link(media_id, now=bot.engine.clock() - 120, ttl=60))
+            expired = await client.get(bot.runner.signer.link(media_id, now=bot.engine.clock() - 120, ttl=60))
         assert health.status_code == 200 and health.json()["provider"] == "sandbox"
         assert good.status_code == 200 and good.content == png()
         assert tampered.status_code == 403 and expired.status_code == 403
@@ -301,7 +301,7 @@ async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(t
         await store.admit(job, workspace_key="test:w1", dedup_key=None)
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:  # resumes the stored job
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert surface.told == [(job.id, "A reference image is no longer held by the bot; attach it again.")]
         assert sandbox_of(bot).submits == 0
         stored = await bot.engine.job(job.id)

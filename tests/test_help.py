@@ -106,7 +106,7 @@ async def test_discord_prompt_help_answers_the_help_and_makes_no_job(tmp_path: P
         texts = await fake.wait_for(lambda: fake.ephemeral_texts())
         assert fake.acks[payload["id"]][0] == 4
         assert missing(texts[0], DISCORD_FEATURES) == []
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert sandbox_of(bot).submits == 0 and await job_count(bot) == 0
         status = await bot.engine.quota("discord", payload["member"]["user"]["id"], fake.guild_id)
         assert status.used == 0

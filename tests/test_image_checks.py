@@ -201,7 +201,7 @@ async def test_a_discord_edit_with_a_result_over_the_upload_limit_keeps_pillow_o
         result = await fake.wait_for(
             lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""))) and with_files(m) and m
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert "re-encoded to fit this channel's" in result["content"]
     names = {name for name, _ in pillow_threads}
     assert {"load", "save", "resize"} <= names, pillow_threads
@@ -262,7 +262,7 @@ async def test_a_providers_result_is_read_from_its_header_and_what_people_send_i
                 request=parse_command("a fox --size 640x448").request,
             )
         )
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         done = await bot.engine.job(made.id)
         assert done is not None and done.result_media
         stored = await bot.store.media(done.result_media[0])
@@ -281,4 +281,4 @@ async def test_a_providers_result_is_read_from_its_header_and_what_people_send_i
             )
         )
         assert (48, 32) in loads  # what a person sends is decoded whole before it is stored
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()

@@ -174,7 +174,7 @@ async def test_a_callback_reaching_another_replica_wakes_the_owner(tmp_path: Pat
         assert [job_id for job_id, _ in owner_surface.deliveries] == [job.id]
         assert other_surface.deliveries == []
         # The surface has the images before the runner records the delivery: let its task end first.
-        await owner.engine.wait_idle()
+        await owner.runner.wait_idle()
         stored = await other.store.job(job.id)
         assert stored is not None and stored.state is JobState.DELIVERED
 
@@ -200,16 +200,16 @@ async def test_a_dead_replicas_job_is_taken_over_and_delivered_once(tmp_path: Pa
         async def no_release(job_ids: Any) -> None:
             return None
 
-        dead.engine.runner.replicas.release = no_release  # type: ignore[method-assign]
+        dead.runner.replicas.release = no_release  # type: ignore[method-assign]
         await dying.__aexit__(None, None, None)
         stored = await survivor.store.job(job.id)
         assert stored is not None and stored.state is JobState.RUNNING
 
         # The survivor claims it once the lease lapsed and carries on from the stored state: the
         # provider id it reads is the dead replica's, never a second submit.
-        await until(lambda: job.id in survivor.engine.runner._tasks)
+        await until(lambda: job.id in survivor.runner._tasks)
         taken_over.released.add(f"held-{job.id}")
-        survivor.engine.runner.wake(job.id)
+        survivor.runner.wake(job.id)
         await until(lambda: survivor_surface.deliveries)
         assert [job_id for job_id, _ in survivor_surface.deliveries] == [job.id]
         assert dead_surface.deliveries == [] and sum(taken_over.submits.values()) == 0
@@ -226,12 +226,12 @@ async def test_a_clean_stop_lets_go_of_its_jobs_for_the_next_replica(tmp_path: P
         job = await first.engine.submit(chat(3))
         await until(lambda: len(held.held) == 1)
         row = await first.store.pool.fetchrow("SELECT owner, lease_until FROM jobs WHERE id=$1", job.id)  # type: ignore[attr-defined]
-        assert row["owner"] == first.engine.runner.replicas.owner and row["lease_until"] is not None
+        assert row["owner"] == first.runner.replicas.owner and row["lease_until"] is not None
     async with replica(tmp_path, "next", pg_url, next_surface) as following:
         row = await following.store.pool.fetchrow("SELECT owner FROM jobs WHERE id=$1", job.id)  # type: ignore[attr-defined]
         # Released at the stop, so the next replica took it up as it started, not a lease later.
-        assert row["owner"] == following.engine.runner.replicas.owner
-        assert job.id in following.engine.runner._tasks
+        assert row["owner"] == following.runner.replicas.owner
+        assert job.id in following.runner._tasks
 
 
 async def test_a_replica_whose_line_is_full_leaves_new_jobs_to_the_others(
@@ -244,14 +244,14 @@ async def test_a_replica_whose_line_is_full_leaves_new_jobs_to_the_others(
         busy.engine.providers["sandbox"] = held
         # One job worked and one waiting fill its line (twice HIDREAM_MAX_ACTIVE_JOBS).
         kept = [await busy.engine.submit(chat(10)), await busy.engine.submit(chat(11))]
-        await until(lambda: len(held.held) == 1 and len(busy.engine.runner._tasks) == 2)
+        await until(lambda: len(held.held) == 1 and len(busy.runner._tasks) == 2)
         extra = await busy.engine.submit(chat(12))
         row = await busy.store.pool.fetchrow("SELECT owner FROM jobs WHERE id=$1", extra.id)  # type: ignore[attr-defined]
-        assert row["owner"] is None and extra.id not in busy.engine.runner._tasks
+        assert row["owner"] is None and extra.id not in busy.runner._tasks
         async with replica(tmp_path, "idle", pg_url, idle_surface, **one) as idle:
             taker = HoldingProvider()
             idle.engine.providers["sandbox"] = taker
             # The idle replica takes it up (as it starts, or at its next look) and works it.
             await until(lambda: len(taker.held) == 1)
             assert list(taker.held.values()) == [extra.id]
-            assert all(job.id in busy.engine.runner._tasks for job in kept)
+            assert all(job.id in busy.runner._tasks for job in kept)

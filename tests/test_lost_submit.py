@@ -104,7 +104,7 @@ async def test_lost_answer_is_delivered_once_from_the_callback(tmp_path: Path, n
         fake.callback_repeats = 2  # the provider repeats its callback: still one delivery
         async with harness(tmp_path, name, fake, surface, signed=signed) as bot:
             job = await bot.engine.submit(chat("a red fox in snow --seed 5"))
-            await asyncio.wait_for(bot.engine.wait_idle(), 60)
+            await asyncio.wait_for(bot.runner.wait_idle(), 60)
 
             (made,) = fake.jobs
             assert len(fake.submits) == 1
@@ -121,7 +121,7 @@ async def test_lost_answer_is_delivered_once_from_the_callback(tmp_path: Path, n
             async with httpx.AsyncClient() as client:
                 again = await client.post(url, content=body, headers=headers)
             assert again.status_code == 200
-            await bot.engine.wait_idle()
+            await bot.runner.wait_idle()
             assert len(surface.deliveries) == 1 and len(fake.submits) == 1
 
 
@@ -134,7 +134,7 @@ async def test_lost_answer_in_the_middle_of_a_several_request_job(tmp_path: Path
         fake.fail_next(None, "lost")
         async with harness(tmp_path, name, fake, surface) as bot:
             job = await bot.engine.submit(chat("three foxes --n 3 --seed 40"))
-            await asyncio.wait_for(bot.engine.wait_idle(), 60)
+            await asyncio.wait_for(bot.runner.wait_idle(), 60)
 
             assert len(fake.submits) == len(fake.jobs) == 3
             assert [s.json()["seed"] for s in fake.submits] == [40, 41, 42]  # each request made once
@@ -173,7 +173,7 @@ async def test_forged_callback_changes_nothing_and_the_genuine_one_still_saves_t
             assert [forged_id in call.path for call in fake.status_calls] == [True]
 
             fake.release_callbacks()
-            await asyncio.wait_for(bot.engine.wait_idle(), 60)
+            await asyncio.wait_for(bot.runner.wait_idle(), 60)
             assert [job_id for job_id, _ in surface.deliveries] == [job.id]
             done = await bot.engine.job(job.id)
             assert done is not None and done.state is JobState.DELIVERED
@@ -212,7 +212,7 @@ async def test_a_bot_that_died_while_sending_binds_only_when_one_request_can_be_
         env = env_for("atlascloud", fake)
         options: dict[str, Any] = {"callbacks": True, "callback_grace": 3600, "clock": clock}
         async with BotHarness(tmp_path, env, [surface.factory], **options) as bot:
-            runner = bot.engine.runner
+            runner = bot.runner
             real_start = runner.start
             runner.start = lambda job_id, held=False: None  # type: ignore[method-assign, misc]
             job = await bot.engine.submit(chat(f"two towers --n {images} --seed 9"))
@@ -225,7 +225,7 @@ async def test_a_bot_that_died_while_sending_binds_only_when_one_request_can_be_
             runner.start = real_start  # type: ignore[method-assign]
             runner.start(job.id)  # as `resume` does after a restart
             if images == 1:
-                await asyncio.wait_for(bot.engine.wait_idle(), 60)
+                await asyncio.wait_for(bot.runner.wait_idle(), 60)
                 done = await bot.engine.job(job.id)
                 assert done is not None and done.state is JobState.DELIVERED
                 assert done.provider_job_id == next(iter(fake.jobs))
@@ -237,7 +237,7 @@ async def test_a_bot_that_died_while_sending_binds_only_when_one_request_can_be_
                 assert fake.status_calls == []  # neither id was even read: neither could be bound
                 clock.now = job.deadline + 1
                 runner.wake(job.id)
-                await asyncio.wait_for(bot.engine.wait_idle(), 60)
+                await asyncio.wait_for(bot.runner.wait_idle(), 60)
                 failed = await bot.engine.job(job.id)
                 assert failed is not None and failed.state is JobState.FAILED
                 assert failed.provider_job_id is None and surface.deliveries == []
@@ -286,6 +286,6 @@ async def test_a_job_waiting_for_its_lost_answers_callback_holds_no_slot(tmp_pat
             stored = await bot.engine.job(lost.id)
             assert stored is not None and stored.state is JobState.SUBMITTING
             fake.release_callbacks()  # the later job's callback, and the lost one's, go out now
-            await asyncio.wait_for(bot.engine.wait_idle(), 60)
+            await asyncio.wait_for(bot.runner.wait_idle(), 60)
             assert sorted(job_id for job_id, _ in surface.deliveries) == sorted([lost.id, later.id])
             assert len(fake.submits) == 2

@@ -69,9 +69,9 @@ async def test_counters_move_with_jobs_refusals_and_callbacks(tmp_path: Path) ->
         assert before.value("hidream_jobs_total", state="delivered") == 0
         await bot.store.set_budget("test:w1", 2.5 * COST)
         failed = await bot.engine.submit(chat("sandbox-fail please"))
-        await bot.engine.wait_idle()  # failed, its reservation given back before the others reserve
+        await bot.runner.wait_idle()  # failed, its reservation given back before the others reserve
         delivered = [await bot.engine.submit(chat(f"a fox {i} --seed {i}")) for i in range(2)]
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         with pytest.raises(QuotaExceeded):  # 2 images spent of a budget of 2.5: a third is too many
             await bot.engine.submit(chat("one more"))
         with pytest.raises(QuotaExceeded):  # another tenant, no budget: 4 images of a daily 3
@@ -155,7 +155,7 @@ async def test_two_replicas_report_the_databases_figures_alike(tmp_path: Path, p
             await until(lambda: len(held.held) == 1 or len(surface.deliveries) == 3)
             await release_all(a, held)
             await until(lambda: not held.held or len(surface.deliveries) == 3)
-        await a.engine.wait_idle()
+        await a.runner.wait_idle()
         assert sorted(j for j, _ in surface.deliveries) == sorted(j.id for j in jobs)
         first, second = await scrape(a), await scrape(b)
         for seen in (first, second):

@@ -88,7 +88,7 @@ async def test_defaults_apply_flags_win_and_tenant_tier_fills_in(tmp_path: Path)
         plain = await engine.submit(chat("a lighthouse"))
         typed = await engine.submit(chat("a lighthouse at noon --n 1 --size square --model full"))
         elsewhere = await engine.submit(chat("a lighthouse at dusk", workspace="w2"))
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
         made = {j.prompt: j for j in sandbox_of(bot).received()}
         first = made["a lighthouse"]
         assert (first.num_images, first.output_format, first.model) == (2, "webp", "dev")
@@ -102,7 +102,7 @@ async def test_defaults_apply_flags_win_and_tenant_tier_fills_in(tmp_path: Path)
         # A reroll keeps the request as it was made, whatever the defaults are now.
         await engine.user_settings("test", "w1", "u1", "reset")
         again = await engine.reroll(plain, user_id="u1", origin={})
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
         assert again.request.n == 2 and again.request.format == "webp"
 
 
@@ -111,12 +111,12 @@ async def test_an_edit_keeps_its_images_shape_whatever_the_default_aspect(tmp_pa
         engine = bot.engine
         await engine.user_settings("test", "w1", "u1", "--ar 16:9 --format webp")
         first = await engine.submit(chat("a square lighthouse --size square"))
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
         made = await engine.job(first.id)
         assert made is not None and made.result_media
         edit = chat("make it night").model_copy(update={"references": engine.references_of(made)})
         edited = await engine.submit(edit)
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
         # The default format still applies; the default aspect does not reshape the edited image.
         assert edited.request.aspect is None and edited.request.width is None
         assert edited.request.format == "webp"
@@ -136,7 +136,7 @@ async def test_a_blocked_phrase_is_refused_before_any_spend(tmp_path: Path) -> N
         # Another workspace's policy is its own; whole words only.
         await engine.submit(chat("a red fox in snow", workspace="w2"))
         await engine.submit(chat("a redfox plush toy"))
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
         assert sandbox_of(bot).submits == 2
 
 

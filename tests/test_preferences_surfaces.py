@@ -60,7 +60,7 @@ async def test_discord_defaults_apply_flags_win_and_private_results_are_ephemera
         payload = await fake.interact(fake.slash_payload({"prompt": "a red fox in snow"}))
         original = await fake.wait_for(lambda: fake.originals.get(payload["token"]))
         result = await fake.wait_for(lambda: with_files(fake.messages[original]) and fake.messages[original])
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         # Private: the deferred answer and so the result are ephemeral; no thread, nothing public.
         assert fake.acks[payload["id"]][0] == 5 and int(result["flags"]) & EPHEMERAL
         assert len(result["attachments"]) == 2 and original not in fake.threads
@@ -71,7 +71,7 @@ async def test_discord_defaults_apply_flags_win_and_private_results_are_ephemera
         )
         typed_id = await fake.wait_for(lambda: fake.originals.get(typed["token"]))
         await fake.wait_for(lambda: with_files(fake.messages[typed_id]))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         made = {j.prompt: j for j in sandbox_of(bot).received()}
         fox, owl = made["a red fox in snow"], made["an owl at night"]
         assert (fox.num_images, fox.output_format) == (2, "webp")
@@ -110,7 +110,7 @@ async def test_discord_policy_is_admins_only_per_server_and_blocks_before_any_sp
         other["guild_id"] = GUILD_B
         await fake.interact(other)
         await fake.wait_for(lambda: sandbox_of(bot).submits == 1)
-        await engine.wait_idle()
+        await bot.runner.wait_idle()
 
         shown = await answered(fake, policy_payload(fake, {"action": "show"}, admin=True), "Policy here")
         assert "“red fox”" in shown
@@ -158,7 +158,7 @@ async def test_slack_defaults_flags_and_private_results_in_a_dm(tmp_path: Path) 
         await run.send.command(fake.slash("a lighthouse at dusk"))
         dm = "DUALICE01"
         found = await fake.wait_for(lambda: summaries(fake, dm))
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         job = await run.bot.engine.job(job_id_of(found[0]))
         assert job is not None and job.origin["channel"] == dm
         assert not summaries(fake, CHANNEL) and not fake.messages.get(CHANNEL)
@@ -171,7 +171,7 @@ async def test_slack_defaults_flags_and_private_results_in_a_dm(tmp_path: Path) 
         await fake.wait_for(lambda: [r for r in fake.responses if "--private off" in r["text"]])
         await run.send.command(fake.slash("a lighthouse at noon --n 1 --model full --ar 1:1"))
         await fake.wait_for(lambda: summaries(fake, CHANNEL))
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         made = {j.prompt: j for j in sandbox_of(run.bot).received()}
         dusk, noon = made["a lighthouse at dusk"], made["a lighthouse at noon"]
         assert (dusk.num_images, dusk.model) == (2, "dev") and abs(dusk.width / dusk.height - 16 / 9) < 0.02
@@ -206,7 +206,7 @@ async def test_slack_policy_admins_only_own_workspace_and_blocked_prompts_spend_
         # Another workspace is not bound by this one's list.
         await run.send.command(dict(fake.slash("a red fox in snow", user="UBOB0001"), team_id="T_OTHER"))
         await fake.wait_for(lambda: summaries(fake))
-        await engine.wait_idle()
+        await run.bot.runner.wait_idle()
         assert sandbox_of(run.bot).submits == 1
 
 
@@ -218,7 +218,9 @@ async def test_console_defaults_from_settings_flags_win_and_policy(tmp_path: Pat
     out = io.StringIO()
 
     def console(bot: Any) -> ConsoleChat:
-        return ConsoleChat(bot.engine, tmp_path / "out", out=out, err=err, defaults="--ar 16:9 --n 2")
+        return ConsoleChat(
+            bot.engine, tmp_path / "out", runner=bot.runner, out=out, err=err, defaults="--ar 16:9 --n 2"
+        )
 
     async with BotHarness(tmp_path, surfaces=[console]) as bot:
         chat = next(s for s in bot.surfaces if isinstance(s, ConsoleChat))
@@ -226,7 +228,7 @@ async def test_console_defaults_from_settings_flags_win_and_policy(tmp_path: Pat
         await chat.handle("/hidream a castle at night --n 1 --size square")
         await chat.handle("/policy ban castle at dawn")
         await chat.handle("/hidream a castle at dawn")
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         made = {j.prompt: j for j in sandbox_of(bot).received()}
         hill, night = made["a castle on a hill"], made["a castle at night"]
         assert hill.num_images == 2 and abs(hill.width / hill.height - 16 / 9) < 0.02

@@ -62,7 +62,7 @@ async def test_results_being_posted_are_bounded_and_the_rest_wait(tmp_path: Path
     surface = HeldSurface()
     async with start(tmp_path, surface) as bot:
         provider = holding(bot)
-        gate = bot.engine.runner.results
+        gate = bot.runner.results
         assert gate.slots == SLOTS
         jobs = [await bot.engine.submit(chat(i)) for i in range(JOBS)]
         await until(lambda: len(provider.held) == JOBS)
@@ -72,7 +72,7 @@ async def test_results_being_posted_are_bounded_and_the_rest_wait(tmp_path: Path
         assert gate.held == SLOTS
         surface.open.set()
         await until(lambda: len(surface.deliveries) == JOBS)
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
         assert surface.most_posting == SLOTS and gate.most_held == SLOTS
         assert gate.held == 0 and gate.waiting == 0
         assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
@@ -83,7 +83,7 @@ async def test_results_being_kept_are_bounded_and_the_rest_wait(tmp_path: Path) 
     surface = RecordingSurface()
     async with start(tmp_path, surface) as bot:
         provider = holding(bot)
-        gate = bot.engine.runner.results
+        gate = bot.runner.results
         store = bot.store
         real_complete = store.complete
         open_store = asyncio.Event()
@@ -107,7 +107,7 @@ async def test_results_being_kept_are_bounded_and_the_rest_wait(tmp_path: Path) 
         assert gate.held == SLOTS
         open_store.set()
         await until(lambda: len(surface.deliveries) == JOBS)
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
         assert most_keeping == SLOTS and gate.most_held == SLOTS
         assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
         # What was kept is what was posted, byte for byte.
@@ -120,14 +120,14 @@ async def test_a_slot_is_given_back_when_its_result_cannot_be_downloaded(tmp_pat
     env = {"HIDREAM_MAX_RESULTS_IN_MEMORY": 1, "HIDREAM_DAILY_IMAGE_QUOTA": 1000}
     async with BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600) as bot:
         provider = holding(bot)
-        gate = bot.engine.runner.results
+        gate = bot.runner.results
         good = provider.image
         provider.image = f"http://127.0.0.1:{closed_port()}/result.png"  # the download is refused
         failed = await bot.engine.submit(chat(0))
         await until(lambda: len(provider.held) == 1)
         await release_all(bot, provider)
         await until(lambda: any(job_id == failed.id for job_id, _ in surface.told))
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
         assert gate.held == 0 and gate.waiting == 0
         # The one slot is free again: the next job is kept and posted.
         provider.image = good
@@ -187,17 +187,17 @@ async def test_a_result_just_kept_is_posted_from_memory_and_a_resumed_delivery_r
         bot.store.media = counted  # type: ignore[method-assign]
         job = await bot.engine.submit(chat(0))
         await until(lambda: len(surface.deliveries) == 1)
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
         ((job_id, images),) = surface.deliveries
         assert job_id == job.id and reads == []  # posted as downloaded: no read back from the store
         kept = await read(images[0].media_id)
         assert kept is not None and kept.data == images[0].data  # and what was posted is what was kept
-        gate = bot.engine.runner.results
+        gate = bot.runner.results
         assert gate.held == 0 and gate.most_held == 1
         # A delivery that did not follow its download in the same task reads the images back.
         done = await bot.store.job(job.id)
         assert done is not None
-        again = await bot.engine.runner.result_images(done)
+        again = await bot.engine.result_images(done)
         assert [i.data for i in again] == [i.data for i in images] and reads == [images[0].media_id]
 
 

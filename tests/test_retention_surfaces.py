@@ -40,7 +40,7 @@ async def test_engine_refuses_an_edit_of_a_deleted_result_and_spends_nothing(tmp
     env = {"HIDREAM_MEDIA_RETENTION_DAYS": 7}
     async with BotHarness(tmp_path, env=env, surfaces=[surface.factory]) as bot:
         first = await bot.engine.submit(chat("a fox in snow"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         done = await bot.engine.job(first.id)
         assert done is not None and done.state is JobState.DELIVERED
         assert (await bot.retention.sweep(now=time.time() + 8 * DAY)).media == 1
@@ -65,12 +65,12 @@ async def test_zero_keeps_every_image_forever(tmp_path: Path) -> None:
         tmp_path, env={"HIDREAM_MEDIA_RETENTION_DAYS": 0}, surfaces=[surface.factory]
     ) as bot:
         first = await bot.engine.submit(chat("a fox in snow"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert await bot.retention.sweep(now=time.time() + 10_000 * DAY) == Swept(0, 0, 0)
         done = await bot.engine.job(first.id)
         assert done is not None and len(await bot.engine.result_images(done)) == 1
         edit = await bot.engine.submit(chat("make it blue", refs=bot.engine.references_of(done)))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert (await bot.engine.job(edit.id)).state is JobState.DELIVERED  # type: ignore[union-attr]
 
 
@@ -108,7 +108,7 @@ async def test_discord_reroll_edit_and_reply_on_a_deleted_image_say_it_is_too_ol
         again = fake.user_message_payload(f"<@{fake.bot_id}> add snow", reply_to=result)
         await fake.post_user_message(again)
         await fake.wait_for(lambda: too_old_texts([str(m.get("content") or "") for m in fake.visible()]))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
 
         assert sandbox_of(bot).submits == submits
         assert counts(await bot.engine.quota("discord", user, fake.guild_id)) == quota
@@ -140,7 +140,7 @@ async def test_slack_reroll_edit_and_mention_on_a_deleted_image_say_it_is_too_ol
         thread_ts = first["thread_ts"]
         await run.send.event(fake.mention(CHANNEL, "UALICE01", "make it night", thread_ts=thread_ts))
         second = (await fake.wait_for(lambda: summaries(fake)[1:]))[0]
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         assert (await run.bot.retention.sweep(now=time.time() + LATER)).media == 2
         quota = counts(await run.bot.engine.quota("slack", "UALICE01", "T0001"))
         submits = sandbox_of(run.bot).submits
@@ -156,7 +156,7 @@ async def test_slack_reroll_edit_and_mention_on_a_deleted_image_say_it_is_too_ol
         await fake.wait_for(lambda: len(slack_notes(fake)) == 2)
         await run.send.event(fake.mention(CHANNEL, "UALICE01", "add snow", thread_ts=thread_ts))
         await fake.wait_for(lambda: len(slack_notes(fake)) == 3)
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
 
         assert {e["user"] for e in fake.ephemerals} == {"UALICE01"}
         assert sandbox_of(run.bot).submits == submits and await run.job_count() == jobs

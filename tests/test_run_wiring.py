@@ -36,14 +36,14 @@ async def test_discord_and_slack_run_side_by_side(tmp_path: Path) -> None:
 
         await slack.send_envelope("slash_commands", slack.slash("a slack fox --seed 1"))
         await discord.interact(discord.slash_payload({"prompt": "a discord fox", "seed": 2}))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         uploaded = await slack.wait_for(lambda: slack.called("files.completeUploadExternal"))
         assert len(uploaded) == 1
         posted = await discord.wait_for(lambda: [m for m in discord.messages.values() if with_files(m)])
         assert len(posted) == 1
         # The Discord job may have been admitted after the first wait began: its upload is seen, now
         # let it settle (delivering -> delivered) before reading the store.
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         async with sqlite_of(bot.store).transaction() as db:
             rows = await (await db.execute("SELECT surface, state FROM jobs ORDER BY surface")).fetchall()
         assert [tuple(r) for r in rows] == [("discord", "delivered"), ("slack", "delivered")]

@@ -59,7 +59,7 @@ async def test_200_jobs_with_8_slots_never_hold_more_than_8_and_deliver_each_onc
             await release_all(bot, provider)
             target = len(provider.released)
             await until(lambda target=target: len(surface.deliveries) == target)  # type: ignore[misc]
-        await asyncio.wait_for(bot.engine.wait_idle(), 60)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
 
         assert provider.most_held == 8
         assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
@@ -71,7 +71,7 @@ async def test_resumed_jobs_obey_the_same_bound(tmp_path: Path) -> None:
     surface = RecordingSurface()
     async with start(tmp_path, 3, surface) as bot:
         provider = holding(bot)
-        runner = bot.engine.runner
+        runner = bot.runner
         # Admitted while the runner was not running them: as after a restart.
         real_start = runner.start
         runner.start = lambda job_id, held=False: None  # type: ignore[method-assign, misc]
@@ -111,11 +111,11 @@ async def test_queued_jobs_are_told_their_place_as_the_line_moves(tmp_path: Path
         # their interval has passed.
         first = next(iter(provider.held))
         provider.released.add(first)
-        bot.engine.runner.wake(provider.held[first])
+        bot.runner.wake(provider.held[first])
         await until(lambda: len(surface.deliveries) == 1 and len(provider.held) == 2)
         clock.now += PROGRESS_EVERY + 1
         for job_id in waiting[1:]:
-            bot.engine.runner.wake(job_id)
+            bot.runner.wake(job_id)
         await until(lambda: len(places()[waiting[2]]) == 2)
         await until(lambda: len(places()[waiting[1]]) == 2)
         assert places()[waiting[1]] == [2, 1] and places()[waiting[2]] == [3, 2]
@@ -134,8 +134,8 @@ async def test_a_job_waiting_for_a_slot_still_fails_at_its_deadline(tmp_path: Pa
         await until(lambda: len(provider.held) == 1 and any(e[1] == waiting.id for e in surface.edits))
         clock.now = waiting.deadline + 1
         assert clock.now < worked.deadline
-        bot.engine.runner.wake(waiting.id)
-        await asyncio.wait_for(bot.engine.wait_job(waiting.id), 30)
+        bot.runner.wake(waiting.id)
+        await asyncio.wait_for(bot.runner.wait_job(waiting.id), 30)
 
         stored = await bot.engine.job(waiting.id)
         assert stored is not None and stored.state is JobState.FAILED
@@ -160,7 +160,7 @@ async def test_progress_edits_keep_to_the_documented_rate_under_load(tmp_path: P
             clock.now += step
             reads = provider.status_reads
             for job in jobs:
-                bot.engine.runner.wake(job.id)
+                bot.runner.wake(job.id)
             # Each woken job reads its status, then shows progress if the gate lets it.
             await until(lambda reads=reads: provider.status_reads >= reads + jobs_count)  # type: ignore[misc]
         span = clock.now - began

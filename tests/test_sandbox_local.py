@@ -192,7 +192,7 @@ async def test_an_edit_reaches_the_sandbox_through_the_bots_own_media_link(tmp_p
             references=[ImageRef(url=to_data_uri(picture, "image/png"))],
         )
         job = await bot.engine.submit(chat)
-        await asyncio.wait_for(bot.engine.wait_idle(), WAIT)
+        await asyncio.wait_for(bot.runner.wait_idle(), WAIT)
         assert [d[0] for d in surface.deliveries] == [job.id]
         [received] = sandbox_of(bot).received()
         assert received.references == [picture]

@@ -395,8 +395,8 @@ async def test_malformed_media_links_are_403_never_500(tmp_path: Path) -> None:
     async with BotHarness(tmp_path, callbacks=True) as bot:
         picture = noise_png(7, 32)
         media_id = await bot.store.put_media(picture, "image/png", 32, 32)
-        assert bot.engine.signer is not None
-        link = bot.engine.signer.link(media_id, now=time.time(), ttl=600)
+        assert bot.runner.signer is not None
+        link = bot.runner.signer.link(media_id, now=time.time(), ttl=600)
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(link).query))
         exp, sig = query["exp"], query["sig"]
         base = f"{bot.server_url}/media/{media_id}"

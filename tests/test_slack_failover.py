@@ -25,7 +25,7 @@ async def test_a_refused_submit_is_made_elsewhere_and_the_result_names_the_maker
             pixazo.fail_next(402)
             assert await run.send.command(fake.slash("a red fox in snow --seed 7")) == 200
             [summary] = await fake.wait_for(lambda: summaries(fake))
-            await run.bot.engine.wait_idle()
+            await run.bot.runner.wait_idle()
             job = await run.bot.engine.job(job_id_of(summary))
             assert job is not None and (job.state, job.provider) == (JobState.DELIVERED, "sandbox")
             context = next(b for b in summary["blocks"] if b["type"] == "context")
@@ -36,6 +36,6 @@ async def test_a_refused_submit_is_made_elsewhere_and_the_result_names_the_maker
             await fake.wait_for(lambda: [r for r in fake.responses if "--provider fal" in r["text"]])
             [refusal] = [r for r in fake.responses if "--provider fal" in r["text"]]
             assert "is not configured here: use pixazo or sandbox" in refusal["text"]
-            await run.bot.engine.wait_idle()
+            await run.bot.runner.wait_idle()
             assert len(summaries(fake)) == 1
             assert (len(pixazo.submits), sandbox.service.submits) == (1, 1)

@@ -62,7 +62,7 @@ async def test_opening_home_shows_quota_results_subjects_and_defaults(
         await fake.wait_for(lambda: [e for e in fake.ephemerals if "Saved subject `owlet`" in e["text"]])
         await run.send.command(fake.slash("settings --ar 16:9 --format webp", user=ALICE))
         await fake.wait_for(lambda: [r for r in fake.responses if "Your defaults here" in r["text"]])
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
 
         assert await run.send.event(fake.home_opened(ALICE)) == 200
         view = await home_of(fake, ALICE)
@@ -81,7 +81,7 @@ async def test_opening_home_shows_quota_results_subjects_and_defaults(
 
         # Opened again after another result, it is built afresh.
         await command_to_result(run, "a green frog", user=ALICE)
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         await run.send.event(fake.home_opened(ALICE))
         again = view_text(await home_of(fake, ALICE, 2))
         assert "*2* of 5 images left today" in again
@@ -109,7 +109,7 @@ async def test_each_workspace_publishes_with_its_own_token_and_shows_its_own_res
         # The same person in two workspaces (an Enterprise Grid user id is one across them).
         await run.send.command(fake.slash("a cat in A", user=ALICE, channel=CHANNEL_A, team=TEAM_A))
         await fake.wait_for(partial(summaries, fake, CHANNEL_A))
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         await run.send.event(fake.home_opened(ALICE, team=TEAM_B))
         in_b = await home_of(fake, ALICE)
         assert in_b["team_id"] == TEAM_B and "a cat in A" not in view_text(in_b)

@@ -204,7 +204,7 @@ async def test_delivery_reads_the_thread_only_to_recover_an_attempt_cut_off(
         assert await run.send.command(fake.slash("a red fox")) == 200
         [summary] = await fake.wait_for(lambda: summaries(fake))
         assert not fake.called("conversations.replies")
-        job = await run.bot.engine.wait_job(job_id_of(summary))
+        job = await run.bot.runner.wait_job(job_id_of(summary))
         assert job is not None and job.state is JobState.DELIVERED
         # As if the process died after Slack took the summary but before it was recorded: only the
         # marks that an attempt started and its files are up remain.

@@ -76,7 +76,7 @@ async def test_retried_event_makes_no_second_job(tmp_path: Path, fake: FakeSlack
         assert await run.send.event(event) == 200
         assert await run.send.event(event, retry_num=1) == 200
         await fake.wait_for(lambda: summaries(fake))
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         assert await run.job_count() == 1
     # After a restart (or on another replica) the database still knows the event: the resend is
     # dropped before anything is posted.
@@ -86,7 +86,7 @@ async def test_retried_event_makes_no_second_job(tmp_path: Path, fake: FakeSlack
         with dropped:
             assert await run.send.event(event, retry_num=2) == 200
             await until(lambda: dropped.lines)
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         assert await run.job_count() == 1
     assert len(fake.called("chat.postMessage")) == posted
     assert not fake.called("chat.delete")
@@ -221,7 +221,7 @@ async def test_quota_exceeded_is_told_with_its_limit(tmp_path: Path, fake: FakeS
         assert await run.send.command(fake.slash("second")) == 200
         reply = await fake.wait_for(lambda: [r for r in fake.responses if "limit" in r["text"].lower()])
         assert "1" in reply[0]["text"] and "reset" in reply[0]["text"].lower()
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         # The refused request left nothing in the channel and spent nothing.
         assert len(roots(fake)) == 1 and await run.job_count() == 1
 

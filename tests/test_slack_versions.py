@@ -45,7 +45,7 @@ async def told(fake: FakeSlack, user: str, needle: str) -> dict[str, Any]:
 
 async def result_of(run: Any, fake: FakeSlack, index: int) -> Job:
     summary = (await fake.wait_for(lambda: summaries(fake)[index:]))[0]
-    await run.bot.engine.wait_idle()
+    await run.bot.runner.wait_idle()
     job: Job | None = await run.bot.engine.job(job_id_of(summary))
     assert job is not None
     return job

@@ -48,7 +48,7 @@ async def result_of(fake: FakeDiscord, bot: Bot, payload: dict[str, Any]) -> dic
     message = await fake.wait_for(
         lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""), {})) and with_files(m) and m
     )
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     return dict(message)
 
 

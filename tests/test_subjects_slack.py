@@ -143,5 +143,5 @@ async def test_slack_subject_from_a_thread_the_button_show_and_refusals(
         await said(fake, fake.ephemerals, "Deleted subject `tower`.")
         await run.send.command(fake.slash("subject delete pair"))
         await said(fake, fake.responses, "Deleted subject `pair`.")
-        await run.bot.engine.wait_idle()
+        await run.bot.runner.wait_idle()
         assert sandbox_of(run.bot).submits == submits

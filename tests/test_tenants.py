@@ -63,7 +63,7 @@ async def test_a_discord_admin_of_one_server_changes_nothing_in_another(tmp_path
         # The target made 2 images in server A.
         await fake.interact(fake.slash_payload({"prompt": "a fox", "count": 2}, user_id=TARGET))
         await fake.wait_for(lambda: [m for m in fake.messages.values() if m.get("attachments")])
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
 
         async def in_a() -> tuple[int, int]:
             status = await bot.engine.quota("discord", TARGET, guild_a)
@@ -129,7 +129,7 @@ async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(t
     env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3}
     async with BotHarness(tmp_path, env=env) as bot:
         await bot.engine.submit(chat("one --n 3"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         await bot.engine.admin_grant("test", "w1", "u1", 100)
         await bot.engine.admin_set_limit("test", "w1", None, 1000)
         await bot.engine.admin_reset("test", "w1", "u1")
@@ -140,7 +140,7 @@ async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(t
         assert sandbox_of(bot).submits == submits
         # Another workspace has its own ceiling.
         await bot.engine.submit(chat("elsewhere", workspace="w2"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert sandbox_of(bot).submits == submits + 1
         with pytest.raises(BadInput, match="not in a direct message"):
             await bot.engine.admin_grant("test", "", "u1", 5)
@@ -153,7 +153,7 @@ async def test_a_monthly_budget_refuses_before_any_provider_call(tmp_path: Path)
         provider.cost_usd = lambda request, tier: 0.04 * request.n  # type: ignore[method-assign]
         await bot.store.set_budget("test:w1", 0.12)
         await bot.engine.submit(chat("first --n 2"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         submits = sandbox_of(bot).submits
         with pytest.raises(QuotaExceeded) as refused:
             await bot.engine.submit(chat("second --n 2"))
@@ -164,7 +164,7 @@ async def test_a_monthly_budget_refuses_before_any_provider_call(tmp_path: Path)
         usage = (await bot.engine.quota("test", "u1", "w1")).text()
         assert "Spend this month: $0.08 of $0.12." in usage
         await bot.engine.submit(chat("a third fits --n 1"))
-        await bot.engine.wait_idle()
+        await bot.runner.wait_idle()
         assert sandbox_of(bot).submits == submits + 1
 
 

@@ -226,7 +226,7 @@ async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still
         await slow.wait_until(lambda: slow.open >= pool)
         # The provider's traffic (submit, status polls, the result) goes on the main client meanwhile.
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
-        done = await bot.engine.wait_job(job.id)
+        done = await bot.runner.wait_job(job.id)
         assert done is not None and done.state is JobState.COMPLETED  # parked for delivery: no surface here
         assert sandbox_of(bot).submits == 1 and sandbox_of(bot).polls >= 1
         assert (slow.open, slow.cut) == (pool, 0)  # every slow link is still held open
@@ -247,7 +247,7 @@ async def test_a_trickling_typed_link_is_cut_at_the_cap_while_a_provider_job_com
         # Both at once: whether the cap falls before or after the lighthouse is done does not matter.
         link = asyncio.create_task(bot.engine.submit(chat(f"like {url}", user="u2")))
         job = await bot.engine.submit(chat("a lighthouse --seed 3"))
-        done = await bot.engine.wait_job(job.id)
+        done = await bot.runner.wait_job(job.id)
         assert done is not None and done.state is JobState.COMPLETED
         with pytest.raises(MediaError) as cut:
             await link

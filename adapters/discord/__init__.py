@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from types import MappingProxyType
+
 from adapters.discord.client import DiscordAdapter
 from adapters.discord.settings import DiscordSettings
 from bot.plugins import Core, SurfacePlugin
@@ -15,6 +18,16 @@ class DiscordPlugin(SurfacePlugin[DiscordSettings]):
     name = "discord"
     settings_class = DiscordSettings
     fallback = False
+    # discord.py's HTTP and webhook loggers log URLs that carry interaction tokens at DEBUG; its
+    # gateway and client loggers log whole events at INFO and DEBUG.
+    loggers = MappingProxyType(
+        {
+            "discord.http": logging.INFO,
+            "discord.webhook": logging.INFO,
+            "discord.gateway": logging.WARNING,
+            "discord.client": logging.WARNING,
+        }
+    )
 
     def enabled(self, settings: DiscordSettings) -> bool:
         return settings.token is not None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from types import MappingProxyType
+
 from aiohttp import web
 
 from adapters.slack.adapter import SlackAdapter
@@ -19,6 +22,12 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
     name = "slack"
     settings_class = SlackSettings
     fallback = False
+    # slack_sdk logs request and response bodies at DEBUG (Socket Mode URLs, upload URLs). bolt logs
+    # whole envelopes at DEBUG (the verification token, response URLs) and, at INFO, the body of every
+    # request whose signature is wrong or missing: anyone could fill the disk with it or write lines of
+    # their own into the log. Only this parent's level holds: bolt's middleware loggers take their
+    # own level from the app's logger when the app is built, after the CLI set levels.
+    loggers = MappingProxyType({"slack_sdk": logging.INFO, "slack_bolt": logging.WARNING})
 
     def enabled(self, settings: SlackSettings) -> bool:
         return settings.enabled

@@ -1,43 +1,53 @@
 """Admission and queries: validate a request, fetch its references, reserve quota and store the job,
-then hand it to the `JobRunner`, which runs it. The engine never runs a job itself.
+then hand it to the worker (`bot.jobs.runner.JobRunner`), which runs it. The engine never runs a job
+itself, never builds or enters the worker, and knows of it only `Worker`: the two calls of a hand-over.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from bot.jobs.media import TYPED_FETCH_SECONDS, LinkSigner, Resolver, fetch_image, system_resolver
+from bot.jobs.media import TYPED_FETCH_SECONDS, Resolver, fetch_image, system_resolver
 from bot.jobs.metrics import Metrics
 from bot.jobs.retention import too_old
-from bot.jobs.routing import BreakerState, CircuitBreaker, Router
-from bot.jobs.runner import CALLBACK_GRACE, JobRunner
+from bot.jobs.routing import BreakerState, Router
+from bot.jobs.steps import kept_results
 from bot.logs import job_fields
 from bot.model.config import Settings
-from bot.model.errors import BadInput, CallbackRejected, QuotaExceeded
-from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Surface, tenant_of
+from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.jobs import Job, JobState, OutputImage, tenant_of
 from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
-from bot.providers.base import Provider, Sleep, status_to_dict
+from bot.providers.base import Provider
 from bot.usecases.preferences import Preferences, parse_policy
 from bot.usecases.subjects import SubjectBook
 from bot.usecases.versions import Versions
 from storage.base import Store
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
+from storage.replicas import replicas_for
 from storage.retention import sweeps_for
+from storage.schema import Lease
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Worker(Protocol):
+    """What admission needs of the worker: the lease a new job is stored with (None: any replica may
+    take it up), and the start of a job stored with that lease."""
+
+    def lease_for_new_job(self) -> Lease | None: ...
+    def start(self, job_id: str, *, held: bool = False) -> None: ...
 
 
 class Engine:
@@ -45,16 +55,16 @@ class Engine:
         self,
         settings: Settings,
         store: Store,
-        provider: Provider | Sequence[Provider],
+        providers: dict[str, Provider],
         http: httpx.AsyncClient,
         *,
+        router: Router,
+        worker: Worker,
+        metrics: Metrics,
         clock: Callable[[], float] = time.time,
-        sleep: Sleep = asyncio.sleep,
         resolver: Resolver = system_resolver,
-        callback_grace: float = CALLBACK_GRACE,
         typed_http: httpx.AsyncClient | None = None,
         typed_fetch_seconds: float = TYPED_FETCH_SECONDS,
-        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -66,38 +76,16 @@ class Engine:
         self.clock = clock
         self.resolver = resolver
         # Every running provider by name, in order of preference: a job is worked by the provider it
-        # was admitted with (or that took it over when that one refused it).
-        ordered = [provider] if isinstance(provider, Provider) else list(provider)
-        self.providers: dict[str, Provider] = {p.name: p for p in ordered}
-        self.router = Router(
-            self.providers, list(self.providers), settings.model, lambda: not self.callbacks_enabled, breaker
-        )
+        # was admitted with (or that took it over when that one refused it). The mapping, the router
+        # and its breakers are the worker's too: a provider it found failing is not chosen here.
+        self.providers = providers
+        self.router = router
+        self.worker = worker
         self.preferences = Preferences(store)
-        self.metrics = Metrics(store)
-        self.metrics.watch_providers(
-            lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
-        )
-        self.runner = JobRunner(
-            settings,
-            store,
-            self.providers,
-            http,
-            clock=clock,
-            sleep=sleep,
-            callback_grace=callback_grace,
-            router=self.router,
-            metrics=self.metrics,
-        )
+        self.metrics = metrics
+        self.versions = Versions(store)
+        self._seen = replicas_for(store)  # platform events already handed to a replica
         self.subjects = SubjectBook(store, self._ingest)
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Engine:
-        await self.runner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.__aexit__(*exc)
 
     @property
     def provider(self) -> Provider:
@@ -107,30 +95,6 @@ class Engine:
     def provider_health(self) -> dict[str, BreakerState]:
         """Each configured provider's circuit breaker, in order of preference (for metrics and operators)."""
         return self.router.states()
-
-    @property
-    def signer(self) -> LinkSigner | None:
-        return self.runner.signer
-
-    def add_surface(self, surface: Surface) -> None:
-        self.runner.add_surface(surface)
-
-    async def resume(self) -> int:
-        """Start every job that is not finished. Called once surfaces are registered."""
-        return await self.runner.resume()
-
-    async def wait_idle(self) -> None:
-        """Wait until every job this process is running has finished (delivered, failed or parked)."""
-        await self.runner.wait_idle()
-
-    async def wait_job(self, job_id: str) -> Job | None:
-        """Wait until this process has finished running the job; return it as stored."""
-        await self.runner.wait_job(job_id)
-        return await self.store.job(job_id)
-
-    @property
-    def callbacks_enabled(self) -> bool:
-        return self.runner.callbacks_enabled
 
     # --- admission --------------------------------------------------------------------------------
 
@@ -178,7 +142,7 @@ class Engine:
             seed=seed,
             cost_usd=cost,
         )
-        lease = self.runner.lease_for_new_job()
+        lease = self.worker.lease_for_new_job()
         stored = await self._counted(
             self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=lease)
         )
@@ -194,7 +158,7 @@ class Engine:
             )
             if lease is not None:
                 # Admitted with this replica's lease: its task needs no claim of its own.
-                self.runner.start(job.id, held=True)
+                self.worker.start(job.id, held=True)
         return stored
 
     async def _counted(self, step: Awaitable[T]) -> T:
@@ -229,10 +193,6 @@ class Engine:
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
 
-    @property
-    def versions(self) -> Versions:
-        return self.runner.versions
-
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
         """The job the thread's next instruction edits: its current version (`undo` moves it back),
         else, in a thread numbered before versions were kept, its newest delivered job."""
@@ -241,7 +201,7 @@ class Engine:
 
     async def result_images(self, job: Job) -> list[OutputImage]:
         """The job's images as held. Raises BadInput when retention has deleted any of them."""
-        images = await self.runner.result_images(job)
+        images = await kept_results(self.store, job)
         if len(images) < len(job.result_media):
             raise BadInput(too_old(self.settings.media_retention_days))
         return images
@@ -291,22 +251,25 @@ class Engine:
 
     async def first_time(self, key: str) -> bool:
         """True the first time any replica is handed the platform event `key`; False for a resend."""
-        return await self.runner.replicas.first_sight(key)
+        return await self._seen.first_sight(key)
 
     async def mark_deleted(self, job: Job) -> None:
         await self.store.forget_posts(job.id)
 
     async def fail_workspace(self, surface: str, workspace_id: str, message: str) -> int:
-        """Fail every unfinished job of a workspace that removed the bot (its quota given back, as any
-        failure's); how many. A job still running sees its failed state at its next step and stops."""
-        jobs = [
-            j
-            for j in await self.store.unfinished_jobs()
-            if j.surface == surface and j.workspace_id == workspace_id
-        ]
-        for job in jobs:
-            await self.runner.fail(job, message)
-        return len(jobs)
+        """Withdraw every unfinished job of a workspace that removed the bot: each failed in the store
+        (its quota given back, as any failure's), as a client of a queue aborts a job; how many. The
+        worker sees the failed state at the job's next step and stops it. Nobody is told: the
+        workspace removed the bot, so there is nowhere left to say it."""
+        failed = 0
+        for job in await self.store.unfinished_jobs():
+            if job.surface != surface or job.workspace_id != workspace_id:
+                continue
+            if await self.store.transition(job.id, JobState.FAILED, error=message):
+                failed += 1
+                self.metrics.finished(job, JobState.FAILED, self.clock())
+                log.info("job %s failed: %s", job.id, message, extra=job_fields(job, state=JobState.FAILED))
+        return failed
 
     # --- quota: every count, limit and grant belongs to a tenant (storage/quota.py) ---------------
 
@@ -379,31 +342,5 @@ class Engine:
             )
         return cls.tenant(surface, workspace_id, "")
 
-    # --- callbacks --------------------------------------------------------------------------------
 
-    async def handle_callback(self, token: str, headers: Mapping[str, str], body: bytes) -> None:
-        """A provider's callback for the job that owns `token`. Raises CallbackRejected (-> 4xx)."""
-        job = await self.store.job_by_token(token)
-        if job is None:
-            raise CallbackRejected("unknown callback token", status=404)
-        provider = self.providers.get(job.provider)
-        if provider is None:
-            raise CallbackRejected(f"provider {job.provider!r} is not running here", status=503)
-        status = await provider.parse_callback(job.provider_job_id, headers, body)
-        if job.state in TERMINAL:
-            return  # a repeat or a late one: accepted, changes nothing
-        if job.state is JobState.SUBMITTING and (
-            status is None or status.state not in ("completed", "failed")
-        ):
-            # The job does not know its provider id (the submit's answer is lost, or not read yet):
-            # the id this callback names is kept for the runner to confirm with the provider.
-            named = provider.callback_job_id(body)
-            if named is not None:
-                await self.runner.note_candidate(job.id, named)
-            status = None
-        if status is not None:
-            await self.store.record_callback(job.id, status_to_dict(status))
-        await self.runner.news(job.id)
-
-
-__all__ = ["Engine"]
+__all__ = ["Engine", "Worker"]

@@ -1,4 +1,5 @@
-"""`Leases`: the jobs this replica holds a lease on (`storage.replicas`), for the `JobRunner` that owns it.
+"""`Leases`: the jobs this replica holds a lease on (`storage.replicas`), for the `JobRunner` that owns it,
+which gives it four of its own calls (start a held job, how many it works, stop one, wake one), not itself.
 
 A job is claimed before its first step (or held from its first row, when this replica admitted it),
 renewed every third of a lease while its task works it, and let go of when the task ends. A lease that
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection
-from typing import Protocol
 
 from bot.model.jobs import TERMINAL
 from storage.base import Store
@@ -23,30 +23,27 @@ from storage.schema import Lease
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Leases", "Worker"]
-
-
-class Worker(Protocol):
-    """What the leases need of the runner that owns them."""
-
-    def start(self, job_id: str, *, held: bool = False) -> None: ...
-    def working(self) -> int: ...
-    def stop_job(self, job_id: str) -> bool: ...
-    def wake(self, job_id: str) -> None: ...
+__all__ = ["Leases"]
 
 
 class Leases:
     def __init__(
         self,
-        worker: Worker,
         store: Store,
         replicas: Replicas,
         *,
         lease_seconds: float,
         max_active_jobs: int,
         serves: Callable[[], tuple[Collection[str], Collection[str]]],
+        start: Callable[[str], None],
+        working: Callable[[], int],
+        stop: Callable[[str], bool],
+        wake: Callable[[str], None],
     ) -> None:
-        self.worker = worker
+        self._start = start  # run a job whose lease is held here
+        self._working = working  # how many jobs have a task here
+        self._stop = stop  # stop a job's task here; False when it has none
+        self._wake = wake  # a job has news: look at it now
         self.store = store
         self.replicas = replicas
         self.lease_seconds = lease_seconds
@@ -62,7 +59,7 @@ class Leases:
         """A job admitted here is this replica's from its first row, unless this replica's line is
         full while others share the database: then it is stored for any of them to take up (this
         one too, once it has room), rather than wait here while another replica idles."""
-        if self.replicas.shared and self.worker.working() >= self.line:
+        if self.replicas.shared and self._working() >= self.line:
             self._more = True  # look for free jobs again as soon as one of this replica's ends
             return None
         return Lease(self.replicas.owner, self.lease_seconds)
@@ -73,7 +70,7 @@ class Leases:
     async def resume(self) -> int:
         """Take up the unfinished jobs nobody works, and keep doing so (and renewing the leases held)
         until stopped; how many were taken up now."""
-        await self.replicas.listen(self.worker.wake)
+        await self.replicas.listen(self._wake)
         taken = await self._take_free(ours=True)
         self._keeping = asyncio.create_task(self._keep(), name="leases")
         return taken
@@ -107,7 +104,7 @@ class Leases:
 
     async def _take_free(self, *, ours: bool = False) -> int:
         """Claim jobs nobody holds and start them, as many as this replica has room for."""
-        room = self.line - self.worker.working() if self.replicas.shared else 1_000_000
+        room = self.line - self._working() if self.replicas.shared else 1_000_000
         if room <= 0:
             return 0
         surfaces, providers = self.serves()
@@ -115,7 +112,7 @@ class Leases:
             self.lease_seconds, room, surfaces=list(surfaces), providers=list(providers), ours=ours
         )
         for job_id in claimed:
-            self.worker.start(job_id, held=True)
+            self._start(job_id)
         self._more = len(claimed) == room
         return len(claimed)
 
@@ -139,7 +136,7 @@ class Leases:
         if job_id not in self.held:
             return  # let go of here meanwhile, not taken
         self.held.discard(job_id)
-        if self.worker.stop_job(job_id):
+        if self._stop(job_id):
             log.warning(
                 "job %s: another replica took it over (this one's lease lapsed); stopping here", job_id
             )

@@ -12,7 +12,11 @@ running     -> wait for the callback, or poll with backoff; fetch the results
 completed   -> deliver through the surface that asked
 delivering  -> deliver again (surfaces deliver idempotently per job id), then settle
 
-The steps at the provider (the first three) are in `bot.jobs.steps`; delivery is the runner's own.
+The steps at the provider (the first three) are in `bot.jobs.steps`, each given the job's own
+`JobContext` (`_context`), not the runner; the post (the last two) is in `bot.jobs.delivery`.
+
+The runner is the one worker: the server hands it providers' callbacks (`handle_callback`), the
+leases wake it, and admission (`bot.jobs.engine`) only stores a job and calls `start`.
 
 A replica works only the jobs it holds a lease on (`storage.replicas`; `bot.jobs.leases` keeps them): it
 claims a job before its first step, renews its leases while it works, and looks every third of a
@@ -31,20 +35,22 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import httpx
 
+from bot.jobs.delivery import Delivery
 from bot.jobs.leases import Leases
-from bot.jobs.media import LinkSigner, ResultGate, ResultSlot
+from bot.jobs.media import LinkSigner, ResultGate
 from bot.jobs.metrics import Metrics
 from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.jobs.routing import Router
-from bot.jobs.steps import CALLBACK_GRACE, ProviderSteps
+from bot.jobs.steps import CALLBACK_GRACE, JobContext, ProviderSteps, overdue
 from bot.logs import bind_job, job_fields
 from bot.model.config import Settings
-from bot.model.jobs import TERMINAL, Job, JobState, OutputImage, Post, Progress, Surface
+from bot.model.errors import CallbackRejected
+from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
-from bot.usecases.versions import Versions
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease
@@ -53,7 +59,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
 
-DELIVERY_ATTEMPTS = 3
 SORRY = "Something went wrong inside the bot; your quota was given back."
 # The states in which a job's next step is the provider's, and its deadline applies.
 _AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
@@ -78,7 +83,6 @@ class JobRunner:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.versions = Versions(store)
         self.providers = providers
         self.http = http
         self.clock = clock
@@ -95,26 +99,48 @@ class JobRunner:
         self._slots = Slots(settings.max_active_jobs)
         self.metrics = metrics or Metrics(store)
         self.metrics.watch(lambda: self._slots.active)
+        self.metrics.watch_providers(
+            lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
+        )
         self._gate = ProgressGate(clock)
         # The results held whole in memory at once (from their download to the end of their post).
         self.results = ResultGate(settings.max_results_in_memory)
-        # A job's results just kept, still in memory under their slot, for its delivery next.
-        self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
-        self._at_provider = ProviderSteps(self, store)
+        self._delivery = Delivery(
+            store,
+            self.results,
+            self.metrics,
+            clock=clock,
+            sleep=sleep,
+            fail=self.fail,
+            progress=self.progress,
+        )
+        self._at_provider = ProviderSteps(
+            settings,
+            store,
+            http,
+            router=self.router,
+            metrics=self.metrics,
+            results=self.results,
+            clock=clock,
+            callback_grace=callback_grace,
+        )
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds
         self.leases = Leases(
-            self,
             store,
             self.replicas,
             lease_seconds=self.lease_seconds,
             max_active_jobs=settings.max_active_jobs,
             serves=lambda: (self.surfaces, self.providers),
+            start=lambda job_id: self.start(job_id, held=True),
+            working=self.working,
+            stop=self.stop_job,
+            wake=self.wake,
         )
 
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
-        self.signer = LinkSigner(secret, self.settings.public_url)
+        self.signer = self._at_provider.signer = LinkSigner(secret, self.settings.public_url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -129,7 +155,7 @@ class JobRunner:
     def callbacks_enabled(self) -> bool:
         return bool(self.settings.public_url)
 
-    # --- what the engine calls -------------------------------------------------------------------
+    # --- what admission, the server and the leases call -------------------------------------------
 
     def add_surface(self, surface: Surface) -> None:
         self.surfaces[surface.name] = surface
@@ -163,10 +189,17 @@ class JobRunner:
         else:
             await self.replicas.notify(job_id)
 
-    async def note_candidate(self, job_id: str, named: str) -> None:
-        """A callback on the job's own URL named `named` while the job does not know its provider
-        id (a lost submit answer, or one not read yet): keep it to be confirmed by the job's task."""
-        await self._at_provider.records.note(job_id, named)
+    async def handle_callback(self, token: str, headers: Mapping[str, str], body: bytes) -> None:
+        """A provider's callback for the job that owns `token`: stored, then the job's task is woken
+        here or wherever a replica works it. Raises CallbackRejected (-> 4xx)."""
+        job = await self.store.job_by_token(token)
+        if job is None:
+            raise CallbackRejected("unknown callback token", status=404)
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise CallbackRejected(f"provider {job.provider!r} is not running here", status=503)
+        if await self._at_provider.callback(provider, job, headers, body):
+            await self.news(job.id)
 
     async def resume(self) -> int:
         """Take up the unfinished jobs nobody works, and keep doing so (and renewing this replica's
@@ -193,10 +226,12 @@ class JobRunner:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
-    async def wait_job(self, job_id: str) -> None:
+    async def wait_job(self, job_id: str) -> Job | None:
+        """Wait until this process has finished running the job; the job as stored then."""
         task = self._tasks.get(job_id)
         if task is not None:
             await asyncio.wait([task])
+        return await self.store.job(job_id)
 
     # --- one job ---------------------------------------------------------------------------------
 
@@ -228,9 +263,7 @@ class JobRunner:
         finally:
             self._slots.leave(job_id)
             self.leases.held.discard(job_id)
-            fresh = self._fresh.pop(job_id, None)
-            if fresh is not None:  # kept but not posted by this task (stopped, or the job moved on)
-                fresh[0].release()
+            self._delivery.drop(job_id)  # kept but not posted by this task (stopped, or moved on)
 
     async def take_slot(self, job_id: str) -> bool:
         """Wait in line for a slot, telling the requester their place; False when the job is over
@@ -245,7 +278,7 @@ class JobRunner:
         told: int | None = None
         woken = False
         while not turn.done():
-            expired = self.timed_out(job) if job.state in _AT_PROVIDER else None
+            expired = self._overdue(job) if job.state in _AT_PROVIDER else None
             if expired is not None:
                 self._slots.leave(job_id)
                 await self.fail(job, expired)
@@ -273,7 +306,7 @@ class JobRunner:
                 return
             bind_job(job)  # this task's log lines name the job, as it is at this step
             if job.state in _AT_PROVIDER:
-                expired = self.timed_out(job)
+                expired = self._overdue(job)
                 if expired is not None:
                     await self.fail(job, expired)
                     continue
@@ -281,9 +314,20 @@ class JobRunner:
                 if provider is None:
                     log.warning("job %s waits for provider %r, which is not running", job.id, job.provider)
                     return  # parked until a process that runs its provider starts
-                await self._at_provider.step(provider, job)
+                await self._at_provider.step(provider, job, self._context(job_id))
             elif not await self._deliver(job):
                 return  # parked: its surface is not running in this process
+
+    def _context(self, job_id: str) -> JobContext:
+        return JobContext(
+            fail=self.fail,
+            progress=self.progress,
+            wait_for_wake=partial(self.wait_for_wake, job_id),
+            wake=partial(self.wake, job_id),
+            take_slot=partial(self.take_slot, job_id),
+            leave_slot=partial(self.leave_slot, job_id),
+            hand_over=partial(self._delivery.hand_over, job_id),
+        )
 
     async def fail(self, job: Job, message: str) -> None:
         """Mark the job failed (its reservation released in the same transaction) and tell the requester."""
@@ -298,11 +342,8 @@ class JobRunner:
             except Exception:
                 log.exception("job %s: could not tell the requester", job.id)
 
-    def timed_out(self, job: Job) -> str | None:
-        if self.clock() <= job.deadline:
-            return None
-        minutes = round(self.settings.job_timeout_seconds / 60)
-        return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+    def _overdue(self, job: Job) -> str | None:
+        return overdue(job, self.clock(), self.settings.job_timeout_seconds)
 
     async def progress(
         self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
@@ -331,71 +372,10 @@ class JobRunner:
     # --- deliver ---------------------------------------------------------------------------------
 
     async def _deliver(self, job: Job) -> bool:
+        """Post the job's images; False when it is parked (its surface is not running here)."""
         surface = self.surfaces.get(job.surface)
         if surface is None:
             log.warning("job %s waits for surface %r, which is not running", job.id, job.surface)
             return False
-        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
-            return True
-        await self.progress(job, "delivering", milestone=True)
-        # The images are in memory from here to the post's end, under a slot: the one they were kept
-        # under when this task has just made them, else a new one, and they are read back.
-        fresh = self._fresh.pop(job.id, None)
-        images: list[OutputImage] | None = None
-        if fresh is not None and [image.media_id for image in fresh[1]] == job.result_media:
-            slot, images = fresh
-        else:
-            if fresh is not None:
-                fresh[0].release()
-            slot = await self.results.take()
-        try:
-            if images is None:
-                images = await self.result_images(job)
-            count = len(images)
-            posts: list[Post] | None = None
-            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-                try:
-                    posts = await surface.deliver(job, images)
-                    break
-                except Exception:
-                    log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
-                    await self.sleep(attempt * 2.0)
-            del images, fresh  # nothing of them is held once the slot is given back
-        finally:
-            slot.release()
-        if posts is None:
-            await self.fail(
-                job, "The image was made but could not be posted here; your quota was given back."
-            )
-            return True
-        # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
-        try:
-            await self.versions.record(job, posts)
-        except Exception:
-            # The images are posted: a thread's numbering that failed must not turn them into a refund.
-            log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
-        # The posts and the move to `delivered` in one transaction (the posts kept either way).
-        if await self.store.delivered(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts]):
-            self.metrics.finished(job, JobState.DELIVERED, self.clock())
-            log.info(
-                "job %s delivered (%d image(s))",
-                *(job.id, count),
-                extra=job_fields(job, state=JobState.DELIVERED),
-            )
+        await self._delivery.post(job, surface)
         return True
-
-    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None:
-        """The results `job_id` just kept, still in memory under `slot`: its delivery posts them as
-        they are (no read back from the store) and gives the slot back."""
-        earlier = self._fresh.pop(job_id, None)
-        if earlier is not None:
-            earlier[0].release()
-        self._fresh[job_id] = (slot, images)
-
-    async def result_images(self, job: Job) -> list[OutputImage]:
-        images = []
-        for media_id in job.result_media:
-            m = await self.store.media(media_id)
-            if m is not None:
-                images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
-        return images

@@ -6,14 +6,16 @@ submitting  -> the answer was lost: wait for a callback that carries the result,
                request's id (confirmed and bound by `bot.jobs.recovery`)
 running     -> wait for the callback, or poll with backoff; fetch the results and complete the job
 
-The runner keeps what is shared by every step of a job (its slot, its wake-ups, its progress and its
-deadline); these steps reach them through `StepHost`.
+The runner keeps what is shared by every step of a job (its slot, its wake-ups, its progress, its
+failure and its delivery); each step reaches them through the job's own `JobContext`, and nothing else
+of the runner. A provider's callback comes here too (`ProviderSteps.callback`), by way of the runner.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
@@ -32,14 +34,14 @@ from bot.model.errors import (
     ProviderUnreachable,
     SubmitOutcomeUnknown,
 )
-from bot.model.jobs import Job, JobState, OutputImage
-from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec
+from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
+from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
 from storage.base import NewMedia, Store
 from storage.failover import move_job
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALLBACK_GRACE", "ProviderSteps", "StepHost"]
+__all__ = ["CALLBACK_GRACE", "JobContext", "ProviderSteps", "kept_results", "overdue"]
 
 PROGRESS_TICK = 5.0
 # While waiting for a callback, poll anyway after this long: callbacks can be lost.
@@ -49,69 +51,118 @@ POLL_CAP = 15.0
 RESULT_MAX_BYTES = 60 * 1024 * 1024
 
 
-class StepHost(Protocol):
-    """What the steps need of the runner that runs them."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def router(self) -> Router: ...
-    @property
-    def http(self) -> httpx.AsyncClient: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
-    @property
-    def callback_grace(self) -> float: ...
-    @property
-    def signer(self) -> LinkSigner | None: ...
-    @property
-    def results(self) -> ResultGate: ...
-    @property
-    def callbacks_enabled(self) -> bool: ...
-
-    def wake(self, job_id: str) -> None: ...
-
-    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None: ...
-
-    async def fail(self, job: Job, message: str) -> None: ...
-    async def progress(
+class Shows(Protocol):
+    async def __call__(
         self, job: Job, stage: str, queue_position: int | None = None, *, milestone: bool = False
     ) -> bool: ...
-    async def wait_for_wake(self, job_id: str, seconds: float) -> bool: ...
-    async def take_slot(self, job_id: str) -> bool: ...
-    def leave_slot(self, job_id: str) -> None: ...
-    def timed_out(self, job: Job) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job's steps need of the worker that runs them, bound to that one job (its slot, its
+    wake-ups, its hand-over to delivery). The job as the step read it is passed where its fields
+    matter (whose surface, since when)."""
+
+    fail: Callable[[Job, str], Awaitable[None]]
+    progress: Shows  # True when shown (the pacing policy allows it now)
+    wait_for_wake: Callable[[float], Awaitable[bool]]  # True when a callback woke the job
+    wake: Callable[[], None]
+    take_slot: Callable[[], Awaitable[bool]]  # False when the job ended while it waited
+    leave_slot: Callable[[], None]
+    hand_over: Callable[[ResultSlot, list[OutputImage]], None]
+
+
+def overdue(job: Job, now: float, timeout_seconds: float) -> str | None:
+    """What the requester is told when the job's deadline has passed; None while it has not."""
+    if now <= job.deadline:
+        return None
+    minutes = round(timeout_seconds / 60)
+    return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+
+
+async def kept_results(store: Store, job: Job) -> list[OutputImage]:
+    """The job's result images as the store holds them (fewer once retention deleted some)."""
+    images = []
+    for media_id in job.result_media:
+        m = await store.media(media_id)
+        if m is not None:
+            images.append(OutputImage(m.id, m.data, m.content_type, m.width, m.height, m.nsfw))
+    return images
 
 
 class ProviderSteps:
-    """One step of a job at its provider; `records` keeps what is known of submits whose answer was lost."""
+    """One step of a job at its provider; `records` keeps what is known of submits whose answer was
+    lost. `signer` is set once the worker has read its key (before any job runs)."""
 
-    def __init__(self, host: StepHost, store: Store) -> None:
-        self.host = host
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        http: httpx.AsyncClient,
+        *,
+        router: Router,
+        metrics: Metrics,
+        results: ResultGate,
+        clock: Callable[[], float],
+        callback_grace: float,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.router = router
+        self.metrics = metrics
+        self.results = results
+        self.clock = clock
+        self.callback_grace = callback_grace
+        self.signer: LinkSigner | None = None
         self.records = SubmitRecords(store)
 
-    async def step(self, provider: Provider, job: Job) -> None:
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.settings.public_url)
+
+    async def step(self, provider: Provider, job: Job, ctx: JobContext) -> None:
         if job.state is JobState.QUEUED:
-            await self._submit(provider, job)
+            await self._submit(provider, job, ctx)
         elif job.state is JobState.SUBMITTING:
-            await self._await_unknown(provider, job)
+            await self._await_unknown(provider, job, ctx)
         else:
-            await self._await_result(provider, job)
+            await self._await_result(provider, job, ctx)
+
+    async def callback(self, provider: Provider, job: Job, headers: Mapping[str, str], body: bytes) -> bool:
+        """A provider's callback for `job`, checked (raises CallbackRejected) and stored for the job's
+        task; False when it changes nothing (a repeat or a late one, accepted all the same)."""
+        status = await provider.parse_callback(job.provider_job_id, headers, body)
+        if job.state in TERMINAL:
+            return False
+        if job.state is JobState.SUBMITTING and (
+            status is None or status.state not in ("completed", "failed")
+        ):
+            # The job does not know its provider id (the submit's answer is lost, or not read yet):
+            # the id this callback names is kept for the job's task to confirm with the provider.
+            named = provider.callback_job_id(body)
+            if named is not None:
+                await self.records.note(job.id, named)
+            status = None
+        if status is not None:
+            await self.store.record_callback(job.id, status_to_dict(status))
+        return True
 
     # --- submit ----------------------------------------------------------------------------------
 
-    async def _submit(self, provider: Provider, job: Job) -> None:
-        if not await self.host.store.transition(job.id, JobState.SUBMITTING):
+    async def _submit(self, provider: Provider, job: Job, ctx: JobContext) -> None:
+        if not await self.store.transition(job.id, JobState.SUBMITTING):
             return
-        await self.host.progress(job, "queued", await self.host.store.queue_position(job), milestone=True)
-        await self._send(provider, job, [])
+        await ctx.progress(job, "queued", await self.store.queue_position(job), milestone=True)
+        await self._send(provider, job, ctx, [])
 
     async def _send(
-        self, provider: Provider, job: Job, started: list[str], tried: frozenset[str] = frozenset()
+        self,
+        provider: Provider,
+        job: Job,
+        ctx: JobContext,
+        started: list[str],
+        tried: frozenset[str] = frozenset(),
     ) -> None:
         """Ask the provider for the job's requests after those `started`; then the job is running.
         `tried`: the providers that refused this job already (it never goes back to one)."""
@@ -120,24 +171,22 @@ class ProviderSteps:
             provider_job_id = await provider.submit(spec)
         except SubmitOutcomeUnknown as exc:
             known = exc.started if isinstance(exc, LostAnswer) else started
-            self.host.metrics.provider_error(provider.name, exc)
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
             await self.records.lost(job.id, known, exc.user_message)
             return
         except ProviderError as exc:
-            self.host.metrics.provider_error(provider.name, exc)
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: provider refused: %s", job.id, exc)
-            self.host.router.record(provider.name, exc)
-            if not await self._fail_over(provider, job, exc, started, tried | {provider.name}):
-                await self.host.fail(job, exc.user_message)
+            self.router.record(provider.name, exc)
+            if not await self._fail_over(provider, job, ctx, exc, started, tried | {provider.name}):
+                await ctx.fail(job, exc.user_message)
             return
         except BadInput as exc:  # a reference that could not be read or is no longer held
-            await self.host.fail(job, exc.user_message)
+            await ctx.fail(job, exc.user_message)
             return
-        self.host.router.record(provider.name, None)
-        await self.host.store.transition(
-            job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None
-        )
+        self.router.record(provider.name, None)
+        await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
         log.info(
             "job %s submitted to %s as %s",
             *(job.id, provider.name, provider_job_id),
@@ -145,11 +194,17 @@ class ProviderSteps:
         )
 
     async def _fail_over(
-        self, provider: Provider, job: Job, exc: ProviderError, started: list[str], tried: frozenset[str]
+        self,
+        provider: Provider,
+        job: Job,
+        ctx: JobContext,
+        exc: ProviderError,
+        started: list[str],
+        tried: frozenset[str],
     ) -> bool:
         """Hand the job to the next provider that can serve it, when `exc` says nothing was taken;
         True when another provider was asked (whatever it answered)."""
-        other = self.host.router.takes_over(job, exc, started, tried)
+        other = self.router.takes_over(job, exc, started, tried)
         if other is None:
             return False
         cost = other.cost_usd(job.request, job.tier)
@@ -161,40 +216,38 @@ class ProviderSteps:
             )
             return False
         if not await move_job(
-            self.host.store, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
+            self.store, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
         ):
             return False
         log.info(
             "job %s: %s refused it (%s); %s takes it over", job.id, provider.name, exc.detail, other.name
         )
-        moved = await self.host.store.job(job.id)
+        moved = await self.store.job(job.id)
         if moved is None:
             return False
-        await self._send(other, moved, [], tried)
+        await self._send(other, moved, ctx, [], tried)
         return True
 
     async def _budget_allows(self, job: Job, more_usd: float) -> bool:
         """Whether the tenant's monthly budget (if any) still holds `more_usd` on top of what is spent
         and reserved (this job's own reservation included)."""
-        status = await self.host.store.quota(job.user_key, job.tenant)
+        status = await self.store.quota(job.user_key, job.tenant)
         return status.budget_usd is None or status.month_spent_usd + more_usd <= status.budget_usd + 1e-9
 
     def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (
-            f"{self.host.settings.public_url}/webhooks/{job.callback_token}"
-            if self.host.callbacks_enabled
-            else None
+            f"{self.settings.public_url}/webhooks/{job.callback_token}" if self.callbacks_enabled else None
         )
         return SubmitSpec(job.id, job.request, job.tier, reference_urls, callback, tuple(started))
 
     async def _reference_urls(self, job: Job) -> list[str]:
         urls = []
         for media_id in job.reference_media:
-            if self.host.callbacks_enabled and self.host.signer is not None:
-                ttl = max(600.0, job.deadline - self.host.clock())
-                urls.append(self.host.signer.link(media_id, now=self.host.clock(), ttl=ttl))
+            if self.callbacks_enabled and self.signer is not None:
+                ttl = max(600.0, job.deadline - self.clock())
+                urls.append(self.signer.link(media_id, now=self.clock(), ttl=ttl))
             else:
-                m = await self.host.store.media(media_id)
+                m = await self.store.media(media_id)
                 if m is None:
                     raise BadInput("A reference image is no longer held by the bot; attach it again.")
                 urls.append(to_data_uri(m.data, m.content_type))
@@ -202,16 +255,16 @@ class ProviderSteps:
 
     # --- wait ------------------------------------------------------------------------------------
 
-    async def _await_unknown(self, provider: Provider, job: Job) -> None:
+    async def _await_unknown(self, provider: Provider, job: Job, ctx: JobContext) -> None:
         """We cannot ask the provider about a request whose id we never read. Only a callback can
         save it: one that carries the result, or one that names the id (then confirmed and bound)."""
-        cached = await self.host.store.callback_status(job.id)
+        cached = await self.store.callback_status(job.id)
         final = final_status(cached)
         if final is not None:
-            await self._settle_status(provider, job, final)
+            await self._settle_status(provider, job, ctx, final)
             return
-        if not self.host.callbacks_enabled:
-            await self.host.fail(
+        if not self.callbacks_enabled:
+            await ctx.fail(
                 job,
                 job.error
                 or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
@@ -219,93 +272,85 @@ class ProviderSteps:
             return
         ids = await self.records.recover(provider, job, SubmitRecord.read(cached))
         if ids is not None:
-            await self._bind(provider, job, ids)
+            await self._bind(provider, job, ctx, ids)
             return
-        await self.host.progress(job, "running")
+        await ctx.progress(job, "running")
         # Waiting for a callback needs nothing of the provider: the slot goes to a job that does,
         # and this one takes its turn again once it has something to do (or to look at again).
-        self.host.leave_slot(job.id)
-        await self.host.wait_for_wake(job.id, min(PROGRESS_TICK, job.deadline - self.host.clock()))
-        await self.host.take_slot(job.id)
+        ctx.leave_slot()
+        await ctx.wait_for_wake(min(PROGRESS_TICK, job.deadline - self.clock()))
+        await ctx.take_slot()
 
-    async def _bind(self, provider: Provider, job: Job, ids: list[str]) -> None:
+    async def _bind(self, provider: Provider, job: Job, ctx: JobContext, ids: list[str]) -> None:
         """The job's requests so far are `ids`: send the rest, or go on as `running` with them."""
         if len(ids) < provider.requests_for(job.request):
             log.info("job %s: %s confirmed %s; sending the rest", job.id, provider.name, ids[-1])
             await self.records.sending(job.id, ids)
-            await self._send(provider, job, ids)
+            await self._send(provider, job, ctx, ids)
             return
         provider_job_id = provider.join_ids(ids)
-        if await self.host.store.transition(
-            job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None
-        ):
+        if await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None):
             log.info("job %s: recovered from its callback as %s", job.id, provider_job_id)
-            self.host.wake(job.id)  # read its status now: the callback that named it has come already
+            ctx.wake()  # read its status now: the callback that named it has come already
 
-    async def _await_result(self, provider: Provider, job: Job) -> None:
+    async def _await_result(self, provider: Provider, job: Job, ctx: JobContext) -> None:
         interval = provider.poll_interval
-        cap = self.host.callback_grace if self.host.callbacks_enabled else POLL_CAP
-        next_poll = self.host.clock() + (
-            self.host.callback_grace if self.host.callbacks_enabled else interval
-        )
+        cap = self.callback_grace if self.callbacks_enabled else POLL_CAP
+        next_poll = self.clock() + (self.callback_grace if self.callbacks_enabled else interval)
         while True:
-            status = recorded_status(await self.host.store.callback_status(job.id))
-            if status is None and self.host.clock() >= next_poll:
+            status = recorded_status(await self.store.callback_status(job.id))
+            if status is None and self.clock() >= next_poll:
                 status = await self._poll(provider, job)
                 interval = min(interval * 1.5, cap)
-                next_poll = self.host.clock() + interval
+                next_poll = self.clock() + interval
             if status is not None and status.state in ("completed", "failed"):
-                await self._settle_status(provider, job, status)
+                await self._settle_status(provider, job, ctx, status)
                 return
             if status is not None:
                 stage = "queued" if status.state == "queued" else "running"
-                await self.host.progress(job, stage, status.queue_position)
+                await ctx.progress(job, stage, status.queue_position)
             else:
-                await self.host.progress(job, "running")
-            if self.host.timed_out(job) is not None:
+                await ctx.progress(job, "running")
+            if overdue(job, self.clock(), self.settings.job_timeout_seconds) is not None:
                 return  # the loop in _steps fails it
-            timeout = min(
-                next_poll - self.host.clock(), PROGRESS_TICK, job.deadline - self.host.clock() + 0.01
-            )
-            if await self.host.wait_for_wake(job.id, timeout):
-                next_poll = (
-                    self.host.clock()
-                )  # a callback arrived: read it, or poll now if it was only a hint
+            timeout = min(next_poll - self.clock(), PROGRESS_TICK, job.deadline - self.clock() + 0.01)
+            if await ctx.wait_for_wake(timeout):
+                next_poll = self.clock()  # a callback arrived: read it, or poll now if it was only a hint
 
     async def _poll(self, provider: Provider, job: Job) -> ProviderStatus | None:
         assert job.provider_job_id is not None
         try:
             return await provider.status(job.provider_job_id)
         except (ProviderBusy, ProviderUnreachable) as exc:
-            self.host.metrics.provider_error(provider.name, exc)
+            self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: status check failed, will retry: %s", job.id, exc)
             return None
         except ProviderError as exc:
-            self.host.metrics.provider_error(provider.name, exc)
+            self.metrics.provider_error(provider.name, exc)
             return ProviderStatus(state="failed", error=exc.user_message)
 
-    async def _settle_status(self, provider: Provider, job: Job, status: ProviderStatus) -> None:
+    async def _settle_status(
+        self, provider: Provider, job: Job, ctx: JobContext, status: ProviderStatus
+    ) -> None:
         if status.state == "failed":
-            self.host.metrics.provider_error(provider.name, "GenerationFailed")
-            await self.host.fail(job, status.error or f"{provider.name} could not make the image.")
+            self.metrics.provider_error(provider.name, "GenerationFailed")
+            await ctx.fail(job, status.error or f"{provider.name} could not make the image.")
             return
         if not status.images:
-            await self.host.fail(
-                job, f"{provider.name} finished but sent no image; your quota was given back."
-            )
+            await ctx.fail(job, f"{provider.name} finished but sent no image; your quota was given back.")
             return
         # The results are in memory from their download until they are posted, under one of the bot's
         # few slots for that (`ResultGate`), so a burst of results does not fill memory. The slot and
         # the images go to the delivery that follows (`hand_over`), which posts them as they are
         # instead of reading them back from the store.
-        slot: ResultSlot | None = await self.host.results.take()
+        slot: ResultSlot | None = await self.results.take()
         try:
             results = []
             for image in status.images:
                 try:
                     # The provider's own result: its type and size from its header, not a full decode.
                     fetched = await fetch_image(
-                        self.host.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
+                        self.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
                     )
                 except MediaError as exc:
                     log.warning("job %s: result could not be fetched: %s", job.id, exc)
@@ -317,17 +362,17 @@ class ProviderSteps:
             else:
                 # The images and the move to `completed` in one transaction: none is kept for a job
                 # that was failed meanwhile, and the job never names an image not kept.
-                ids = await self.host.store.complete(job.id, results)
+                ids = await self.store.complete(job.id, results)
                 if ids is not None and slot is not None:
                     kept = [
                         OutputImage(i, r.data, r.content_type, r.width, r.height, r.nsfw)
                         for i, r in zip(ids, results, strict=True)
                     ]
-                    self.host.hand_over(job.id, slot, kept)
+                    ctx.hand_over(slot, kept)
                     slot = None
                 return
             results.clear()  # what was fetched before the failure is not held past the slot
         finally:
             if slot is not None:
                 slot.release()
-        await self.host.fail(job, "The finished image could not be downloaded from the provider.")
+        await ctx.fail(job, "The finished image could not be downloaded from the provider.")

@@ -1,4 +1,7 @@
-"""The bot's own aiohttp server: /healthz, provider callbacks, signed media links.
+"""The bot's own aiohttp server: /healthz, provider callbacks, signed media links, /metrics.
+
+Callbacks go to the worker (`bot.jobs.runner.JobRunner`) directly, as do media links and /metrics;
+admission (`bot.jobs.engine.Engine`) is kept here only for the operators' pages that query it.
 
 Surfaces that need a route (Slack's /slack/events) and the sandbox provider add theirs to `app`
 before the server starts.
@@ -25,6 +28,7 @@ from bot.model.errors import CallbackRejected, ConfigError
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
+    from bot.jobs.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class HttpServer:
         self.port = port
         self.clock = clock
         self.app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[cap_request_bodies])
+        self.runner: JobRunner | None = None
         self.engine: Engine | None = None
         self.info: dict[str, Any] = {}
         self._runner: web.AppRunner | None = None
@@ -137,43 +142,46 @@ class HttpServer:
             self._sock.close()
             self._sock = None
 
-    def ready(self, engine: Engine, info: dict[str, Any]) -> None:
+    def ready(self, runner: JobRunner, info: dict[str, Any], *, engine: Engine | None = None) -> None:
+        """Serve: callbacks, media links and /metrics through `runner`; the operators' page's queries
+        through `engine`."""
+        self.runner = runner
         self.engine = engine
         self.info = info
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        if self.engine is None:
+        if self.runner is None:
             return web.json_response({"status": "starting"}, status=503)
         return web.json_response({"status": "ok", **self.info})
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        engine = self.engine
-        if engine is None:
+        runner = self.runner
+        if runner is None:
             # Providers retry on 5xx; the job is resumed once the bot is ready.
             return web.json_response({"error": "starting"}, status=503)
         token = request.match_info["token"]
         # A body for no job is never read (the cap on its size was checked before this handler).
-        if await engine.store.job_by_token(token) is None:
-            engine.metrics.callback(404)
+        if await runner.store.job_by_token(token) is None:
+            runner.metrics.callback(404)
             return web.json_response({"error": "unknown callback token"}, status=404)
         body = await request.read()
         try:
-            await engine.handle_callback(token, request.headers, body)
+            await runner.handle_callback(token, request.headers, body)
         except CallbackRejected as exc:
-            engine.metrics.callback(exc.status)
+            runner.metrics.callback(exc.status)
             log.warning("callback refused (%s): %s", exc.status, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)
-        engine.metrics.callback(200)
+        runner.metrics.callback(200)
         return web.json_response({"ok": True})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         """Prometheus' scrape. With HIDREAM_ADMIN_TOKEN set it asks for that token as a bearer token:
         the figures (spend, volume, failures) are the operator's business, and this server may face
         the internet for callbacks. Without it, it is open, like any exporter on an internal port."""
-        engine = self.engine
-        if engine is None:
+        runner = self.runner
+        if runner is None:
             return web.json_response({"error": "starting"}, status=503)
-        token = engine.settings.admin_token
+        token = runner.settings.admin_token
         secret = token.get_secret_value() if token is not None else ""
         if secret and not bearer_matches(request, secret):
             return web.json_response(
@@ -181,18 +189,18 @@ class HttpServer:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-        return web.Response(body=await engine.metrics.render(), headers={"Content-Type": METRICS_TYPE})
+        return web.Response(body=await runner.metrics.render(), headers={"Content-Type": METRICS_TYPE})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
-        engine = self.engine
-        if engine is None or engine.signer is None:
+        runner = self.runner
+        if runner is None or runner.signer is None:
             return web.json_response({"error": "starting"}, status=503)
         media_id = request.match_info["media_id"]
         exp = request.query.get("exp", "")
         sig = request.query.get("sig", "")
-        if not engine.signer.verify(media_id, exp, sig, now=self.clock()):
+        if not runner.signer.verify(media_id, exp, sig, now=self.clock()):
             return web.json_response({"error": "link expired or invalid"}, status=403)
-        media = await engine.store.media(media_id)
+        media = await runner.store.media(media_id)
         if media is None:
             return web.json_response({"error": "not found"}, status=404)
         return web.Response(

@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.jobs.engine import Engine
 from bot.jobs.media import to_data_uri
+from bot.jobs.runner import JobRunner
 from bot.model.config import PluginSettings, Settings
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRequest, Tier, parse_command
@@ -31,8 +32,9 @@ class TinyChat:
 
     name = "tinychat"
 
-    def __init__(self, engine: Engine, prompt: str) -> None:
+    def __init__(self, engine: Engine, runner: JobRunner, prompt: str) -> None:
         self.engine = engine
+        self.runner = runner
         self.prompt = prompt
         self.entered = False
 
@@ -59,7 +61,7 @@ class TinyChat:
         parsed = parse_command(self.prompt)
         chat = ChatRequest(surface=self.name, user_id="t1", workspace_id="tw", request=parsed.request)
         job = await self.engine.submit(chat)
-        done = await self.engine.wait_job(job.id)
+        done = await self.runner.wait_job(job.id)
         return 0 if done is not None and done.state == "delivered" else 1
 
 
@@ -72,7 +74,7 @@ class TinyChatPlugin(SurfacePlugin[TinyChatSettings]):
         return settings.token is not None
 
     def build(self, core: Core, settings: TinyChatSettings) -> TinyChat:
-        return TinyChat(core.engine, settings.prompt)
+        return TinyChat(core.engine, core.runner, settings.prompt)
 
     def summary(self, settings: TinyChatSettings) -> str:
         return "tinychat (a test surface)"

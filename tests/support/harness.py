@@ -1,4 +1,5 @@
-"""A whole bot in the test's event loop: store, HTTP server on an ephemeral loopback port, provider, engine."""
+"""A whole bot in the test's event loop: store, HTTP server on an ephemeral loopback port, provider,
+admission (`bot.engine`) and the one worker (`bot.runner`)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def sandbox_of(bot: Bot) -> SandboxService:
 
 
 class BotHarness:
-    """`async with BotHarness(tmp_path, env={...}) as bot:` — a running bot; `bot.engine`, `bot.server_url`."""
+    """`async with BotHarness(tmp_path, env={...}) as bot:` — a running bot; `bot.engine` (admission and
+    queries), `bot.runner` (the worker: wait_idle, wait_job, wake), `bot.server_url`. `core_options`:
+    `bot.app.build_core`'s (clock, sleep, callback_grace, breaker, resolver, typed_http...)."""
 
     def __init__(
         self,
@@ -68,12 +71,12 @@ class BotHarness:
         surfaces: list[SurfaceFactory] | None = None,
         *,
         callbacks: bool = False,
-        **engine_options: Any,
+        **core_options: Any,
     ) -> None:
         self.settings = settings_for_test(tmp_path, **(env or {}))
         self.surfaces = surfaces or []
         self.callbacks = callbacks
-        self.engine_options = engine_options
+        self.core_options = core_options
         self._stack = AsyncExitStack()
         self.bot: Bot | None = None
 
@@ -85,7 +88,7 @@ class BotHarness:
                 self._stack,
                 self.surfaces,
                 loopback_public_url=self.callbacks,
-                **self.engine_options,
+                **self.core_options,
             )
         except BaseException:
             await self._stack.aclose()

@@ -82,4 +82,4 @@ def holding(bot: Bot) -> HoldingProvider:
 async def release_all(bot: Bot, provider: HoldingProvider) -> None:
     for provider_id, job_id in list(provider.held.items()):
         provider.released.add(provider_id)
-        bot.engine.runner.wake(job_id)
+        bot.runner.wake(job_id)

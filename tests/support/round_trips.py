@@ -164,7 +164,7 @@ async def counted_bot(
 
 async def one_job(bot: Bot, discord: FakeDiscord, trips: Trips) -> str:
     """Run one `/hidream` from the Discord slash command to its posted image; the job's id."""
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     trips.clear()
     # Discord counted from here: the calls before were the bot's startup.
     start = len(discord.calls)
@@ -174,7 +174,7 @@ async def one_job(bot: Bot, discord: FakeDiscord, trips: Trips) -> str:
             (m := discord.messages.get(discord.originals.get(payload["token"], ""))) and with_files(m) and m
         )
     )
-    await bot.engine.wait_idle()
+    await bot.runner.wait_idle()
     for call in discord.calls[start:]:
         trips.discord[f"{call.method} {_discord_kind(call.path)}"] += 1
     trips.on = False  # what the test asks from here is not the job's

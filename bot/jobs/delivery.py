@@ -1,0 +1,117 @@
+"""A finished job's images posted through the surface that asked, for `JobRunner` (bot/jobs/runner.py):
+
+completed   -> delivering is written first, then the post
+delivering  -> post again (surfaces post idempotently per job id), then settle: the posts and the move
+               to `delivered` in one transaction
+
+The images are in memory from their download to the post's end under one of the `ResultGate`'s few
+slots: those the job's own task has just kept are handed over (`hand_over`) and posted as they are;
+otherwise they are read back from the store under a new slot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.jobs.media import ResultGate, ResultSlot
+from bot.jobs.metrics import Metrics
+from bot.jobs.steps import Shows, kept_results
+from bot.logs import job_fields
+from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
+from bot.providers.base import Sleep
+from bot.usecases.versions import Versions
+from storage.base import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DELIVERY_ATTEMPTS", "Delivery"]
+
+DELIVERY_ATTEMPTS = 3
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        results: ResultGate,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float],
+        sleep: Sleep,
+        fail: Callable[[Job, str], Awaitable[None]],
+        progress: Shows,
+    ) -> None:
+        self.store = store
+        self.results = results
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+        self.fail = fail  # the worker's: the job failed, its requester told
+        self.progress = progress
+        self.versions = Versions(store)
+        # A job's results just kept, still in memory under their slot, for its delivery next.
+        self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
+
+    def hand_over(self, job_id: str, slot: ResultSlot, images: list[OutputImage]) -> None:
+        """The results `job_id` just kept, still in memory under `slot`: its delivery posts them as
+        they are (no read back from the store) and gives the slot back."""
+        self.drop(job_id)
+        self._fresh[job_id] = (slot, images)
+
+    def drop(self, job_id: str) -> None:
+        """Give back the slot of results kept but not posted (the task stopped, or the job moved on)."""
+        fresh = self._fresh.pop(job_id, None)
+        if fresh is not None:
+            fresh[0].release()
+
+    async def post(self, job: Job, surface: Surface) -> None:
+        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
+            return
+        await self.progress(job, "delivering", milestone=True)
+        posts, count = await self._post_images(job, surface)
+        if posts is None:
+            await self.fail(
+                job, "The image was made but could not be posted here; your quota was given back."
+            )
+            return
+        # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
+        try:
+            await self.versions.record(job, posts)
+        except Exception:
+            # The images are posted: a thread's numbering that failed must not turn them into a refund.
+            log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
+        # The posts and the move to `delivered` in one transaction (the posts kept either way).
+        if await self.store.delivered(job.id, job.surface, [(p.message_key, p.thread_key) for p in posts]):
+            self.metrics.finished(job, JobState.DELIVERED, self.clock())
+            log.info(
+                "job %s delivered (%d image(s))",
+                *(job.id, count),
+                extra=job_fields(job, state=JobState.DELIVERED),
+            )
+
+    async def _post_images(self, job: Job, surface: Surface) -> tuple[list[Post] | None, int]:
+        """The surface's posts (None when every attempt failed) and how many images they carried."""
+        # The slot the images were kept under when this task has just made them, else a new one.
+        fresh = self._fresh.pop(job.id, None)
+        images: list[OutputImage] | None = None
+        if fresh is not None and [image.media_id for image in fresh[1]] == job.result_media:
+            slot, images = fresh
+        else:
+            if fresh is not None:
+                fresh[0].release()
+            slot = await self.results.take()
+        try:
+            if images is None:
+                images = await kept_results(self.store, job)
+            count = len(images)
+            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+                try:
+                    return await surface.deliver(job, images), count
+                except Exception:
+                    log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
+                    await self.sleep(attempt * 2.0)
+            return None, count
+        finally:
+            del images, fresh  # nothing of them is held once the slot is given back
+            slot.release()
