@@ -11,13 +11,15 @@ httpx's own transport), `aiohttp-transport` (over the AiohttpTransport the bot h
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+# Run as a script (bench/compare.py does), so the checkout it sits in comes first, before the installed
+# one; and not this folder, whose http.py would stand for the standard library's http.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-# Run as a script (bench/compare.py does): the checkout it sits in comes first, before the installed one.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from collections.abc import Callable  # noqa: E402
+
+import httpx  # noqa: E402
 
 
 def _httpx_transport() -> None:
