@@ -195,6 +195,8 @@ async def _sent_once(
     break goes past that resend to `_send`, which maps the original."""
     try:
         return await handler(request)
+    except aiohttp.ClientConnectorError:  # a ClientOSError too, but never resent: nothing was sent
+        raise
     except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
         raise _Broken(exc) from exc
 
