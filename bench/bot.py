@@ -65,6 +65,7 @@ async def start_bot(
     webhook: bool,
     database_url: str,
     extra: dict[str, str],
+    command: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
@@ -84,7 +85,7 @@ async def start_bot(
         HIDREAM_DAILY_IMAGE_QUOTA="1000000",
         **extra,
     )
-    proc = spawn(bot_command(), env, tmp)
+    proc = spawn(command or bot_command(), env, tmp)
     try:
         await fake.wait_for(lambda: fake.commands.get("global") or proc.poll() is not None, within=60)
     except TimeoutError:

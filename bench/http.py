@@ -1,34 +1,46 @@
-"""The providers' HTTP client alone: CPU per request, httpx's own transport against bot.providers.transport.
+"""The providers' HTTP client alone: CPU per request for each candidate transport, interleaved.
 
     python -m bench.http [--json N] [--downloads N] [--rounds R]
 
 A loopback aiohttp server runs in its own process (so its CPU is not the client's) and answers a
 small JSON POST (what a provider's submit or status read is) and a 2.26 MB GET (a result image, read
-in pieces as bot.jobs.media.fetch_image does). This process sends them one after another with each client
-and reads its own CPU time (user + system) around them. Each figure is the best of R rounds (the
-least disturbed by whatever else runs on the machine). Nothing here is an assertion.
+in pieces and capped, as bot.jobs.media.fetch_image does). This process sends them one after another
+with each candidate and reads its own CPU time (user + system) around them. The candidates take turns
+within each round (A B C, then B C A, ...), so a neighbour's load on the shared machine falls on all of
+them alike; each figure is the median of R rounds, with the lowest and highest beside it.
+
+The candidates (issue 18, item 6):
+- `aiohttp-under-httpx`: httpx's client over bot.providers.transport.AiohttpTransport (the bot before);
+- `httpx`: httpx's client over its own transport (httpcore), as `provider_client` builds it now;
+- `do_request`: one small transport method of our own over aiohttp (`DoRequest` here, the shape of
+  python-telegram-bot's BaseRequest.do_request), which every provider and fetch_image would call.
+Nothing here is an assertion.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
 from aiohttp import web
 
-from bot.providers import transport as http_transport
-from bot.providers.transport import TIMEOUT, provider_client
-
 IMAGE_BYTES = 2_260_000
-CHUNK = 256 * 1024  # the alternative to iter_any() measured
+MAX_BYTES = 20 * 1024 * 1024
 PAYLOAD = {"prompt": "a red fox in snow, golden hour, 35 mm", "seed": 7, "num_images": 1, "format": "png"}
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+HEADERS = {"User-Agent": "hidream-bot/0.1"}
 Work = Callable[[], Awaitable[None]]
 
 
@@ -57,99 +69,151 @@ def serve() -> None:
     asyncio.run(main())
 
 
-def httpx_default() -> httpx.AsyncClient:
-    """The provider client as bot/app.py built it before bot.providers.transport."""
+# --- the candidates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytearray  # as the httpx downloads here keep theirs: no copy at the end
+
+
+class DoRequest:
+    """The seam of our own, as a prototype: one method, whole answers, the body capped as it arrives.
+
+    What the bot would need beside it (error mapping once in a base class, redirects for fetch_image,
+    timeouts per call) is left out; so this is the least such a seam could cost."""
+
+    def __init__(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100),
+            headers=HEADERS,
+            read_bufsize=256 * 1024,
+            timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=30),
+        )
+
+    async def do_request(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, max_bytes: int
+    ) -> Answer:
+        async with self.session.request(method, url, headers=headers, data=body) as response:
+            got = bytearray()
+            async for chunk in response.content.iter_any():
+                got += chunk
+                if len(got) > max_bytes:
+                    raise ValueError("too large")
+            return Answer(response.status, response.headers, got)
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+def httpx_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        timeout=TIMEOUT,
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        headers={"User-Agent": "hidream-bot/0.1"},
+        transport=transport or httpx.AsyncHTTPTransport(limits=LIMITS), timeout=TIMEOUT, headers=HEADERS
     )
 
 
-async def _iter_chunked(self: http_transport._Body) -> AsyncIterator[bytes]:
-    async for chunk in self._response.content.iter_chunked(CHUNK):
-        yield chunk
-
-
-async def best(work: Work, count: int, rounds: int) -> float:
-    """Client CPU seconds per call, best of `rounds`."""
-    for _ in range(max(count // 10, 5)):  # warm: connections open, code paths hot
-        await work()
-    figures = []
-    for _ in range(rounds):
-        start = time.process_time()
-        for _ in range(count):
-            await work()
-        figures.append((time.process_time() - start) / count)
-    return min(figures)
-
-
-async def with_httpx(
-    base: str, client: httpx.AsyncClient, counts: tuple[int, int], rounds: int
-) -> tuple[float, float]:
+def httpx_work(base: str, client: httpx.AsyncClient) -> tuple[Work, Work]:
     async def post() -> None:
         response = await client.post(f"{base}/submit", json=PAYLOAD, headers={"Authorization": "Key k"})
         assert response.json()["status"] == "QUEUED"
 
-    async def download() -> None:  # as bot.jobs.media.fetch_image reads a provider's result
+    async def download() -> None:  # as bot.jobs.media._download reads a provider's result
         response = await client.send(client.build_request("GET", f"{base}/result.png"), stream=True)
         try:
             buf = bytearray()
             async for chunk in response.aiter_bytes():
                 buf.extend(chunk)
+                if len(buf) > MAX_BYTES:
+                    raise ValueError("too large")
         finally:
             await response.aclose()
         assert len(buf) == IMAGE_BYTES
 
-    return await best(post, counts[0], rounds), await best(download, counts[1], rounds)
+    return post, download
 
 
-async def with_aiohttp(
-    base: str, session: aiohttp.ClientSession, counts: tuple[int, int], rounds: int
-) -> tuple[float, float]:
-    """The same requests with aiohttp's own API: the floor for any client built on it."""
-
+def seam_work(base: str, seam: DoRequest) -> tuple[Work, Work]:
     async def post() -> None:
-        async with session.post(f"{base}/submit", json=PAYLOAD, headers={"Authorization": "Key k"}) as r:
-            assert (await r.json())["status"] == "QUEUED"
+        body = json.dumps(PAYLOAD).encode()
+        headers = {"Authorization": "Key k", "Content-Type": "application/json"}
+        answer = await seam.do_request(
+            "POST", f"{base}/submit", headers=headers, body=body, max_bytes=MAX_BYTES
+        )
+        assert json.loads(answer.body)["status"] == "QUEUED"
 
     async def download() -> None:
-        async with session.get(f"{base}/result.png") as r:
-            buf = bytearray()
-            async for chunk in r.content.iter_chunked(1 << 20):
-                buf.extend(chunk)
-        assert len(buf) == IMAGE_BYTES
+        answer = await seam.do_request(
+            "GET", f"{base}/result.png", headers={}, body=None, max_bytes=MAX_BYTES
+        )
+        assert answer.status == 200 and len(answer.body) == IMAGE_BYTES
 
-    return await best(post, counts[0], rounds), await best(download, counts[1], rounds)
-
-
-def show(name: str, figures: tuple[float, float]) -> None:
-    print(f"{name:<52} {figures[0] * 1e6:>17.0f} {figures[1] * 1e3:>19.2f}", flush=True)
+    return post, download
 
 
-async def run(base: str, counts: tuple[int, int], rounds: int) -> None:
-    print(f"{'client':<52} {'JSON POST µs CPU':>17} {'2.26 MB GET ms CPU':>19}")
-    async with httpx_default() as client:
-        show("httpx, its own transport (before)", await with_httpx(base, client, counts, rounds))
-    async with provider_client() as client:
-        show("AiohttpTransport, iter_any() (after)", await with_httpx(base, client, counts, rounds))
-    original = http_transport._Body.__aiter__
-    http_transport._Body.__aiter__ = _iter_chunked  # type: ignore[method-assign]
+# --- the run -------------------------------------------------------------------------------------
+
+
+async def per_call(work: Work, count: int) -> float:
+    """Client CPU seconds per call over `count` calls."""
+    start = time.process_time()
+    for _ in range(count):
+        await work()
+    return (time.process_time() - start) / count
+
+
+async def run(base: str, counts: tuple[int, int], rounds: int) -> dict[str, dict[str, list[float]]]:
+    from bot.providers import transport
+
+    aiohttp_transport: Any = getattr(transport, "AiohttpTransport", None)
+    clients: dict[str, Any] = {"httpx": httpx_client(None), "do_request": DoRequest()}
+    if aiohttp_transport is not None:  # the bot before issue 18
+        clients["aiohttp-under-httpx"] = httpx_client(aiohttp_transport(limits=LIMITS))
+    works = {
+        name: seam_work(base, c) if isinstance(c, DoRequest) else httpx_work(base, c)
+        for name, c in clients.items()
+    }
+    figures: dict[str, dict[str, list[float]]] = {name: {"json": [], "download": []} for name in works}
     try:
-        async with provider_client() as client:
-            name = f"AiohttpTransport, iter_chunked({CHUNK // 1024} KiB)"
-            show(name, await with_httpx(base, client, counts, rounds))
+        for post, download in works.values():  # warm: connections open, code paths hot
+            for _ in range(50):
+                await post()
+            for _ in range(10):
+                await download()
+        names = list(works)
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                post, download = works[name]
+                figures[name]["json"].append(await per_call(post, counts[0]))
+                figures[name]["download"].append(await per_call(download, counts[1]))
+            print(f"# round {r + 1} of {rounds}: {' '.join(order)}", file=sys.stderr, flush=True)
     finally:
-        http_transport._Body.__aiter__ = original  # type: ignore[method-assign]
-    async with aiohttp.ClientSession() as session:
-        show("aiohttp alone (for scale)", await with_aiohttp(base, session, counts, rounds))
+        for c in clients.values():
+            await c.aclose()
+    return figures
+
+
+def spread(values: list[float], scale: float, digits: int) -> str:
+    return (
+        f"{statistics.median(values) * scale:.{digits}f} "
+        f"({min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f})"
+    )
+
+
+def show(figures: dict[str, dict[str, list[float]]], rounds: int) -> None:
+    print(f"\nmedian (lowest-highest) of {rounds} interleaved rounds, client CPU per call\n")
+    print("| candidate | JSON POST, µs | 2.26 MB GET, ms |\n|---|---|---|")
+    for name, f in figures.items():
+        print(f"| {name} | {spread(f['json'], 1e6, 0)} | {spread(f['download'], 1e3, 2)} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--json", type=int, default=2000, help="JSON POSTs per round")
-    parser.add_argument("--downloads", type=int, default=200, help="2.26 MB downloads per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=int, default=500, help="JSON POSTs per candidate and round")
+    parser.add_argument("--downloads", type=int, default=50, help="2.26 MB downloads per candidate and round")
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -161,7 +225,7 @@ def main() -> None:
     try:
         assert server.stdout is not None
         base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
-        asyncio.run(run(base, (args.json, args.downloads), args.rounds))
+        show(asyncio.run(run(base, (args.json, args.downloads), args.rounds)), args.rounds)
     finally:
         server.terminate()
         server.wait()

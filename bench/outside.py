@@ -164,13 +164,20 @@ async def with_bot(
     webhook: bool,
     extra: dict[str, str],
     work: Callable[[Session], Any],
+    command: list[str] | None = None,
 ) -> Any:
     await provider.call("POST", "reset")
     provider.sessions += 1
     fake = SinkDiscord(provider.sessions)
     async with fake:
         proc = await start_bot(
-            tmp, provider_url=provider.url, fake=fake, webhook=webhook, database_url=database_url, extra=extra
+            tmp,
+            provider_url=provider.url,
+            fake=fake,
+            webhook=webhook,
+            database_url=database_url,
+            extra=extra,
+            command=command,
         )
         try:
             return await work(Session(provider, fake, python_pid(proc)))

@@ -1,10 +1,10 @@
 """Writing an image file whole and synced, for as little CPU as the kernel allows.
 
 A result is written once and read seldom (an edit, a lost post), so it has no business in the page
-cache. Measured on this project's machine (docs/benchmarks.md), writing 2.26 MB through the page cache
-and syncing it cost 4.5-6 ms of the bot's CPU (nearly all kernel time spent on the cache's pages);
-the same bytes written with O_DIRECT straight from an aligned buffer, then synced, cost 0.4-0.9 ms.
-Reading such a file back later costs about 1.5 ms, from the disk.
+cache: writing it through the cache and syncing it costs the bot's CPU several times what writing it
+with O_DIRECT from an aligned buffer does (nearly all of it kernel time spent on the cache's pages),
+and on the burst it shows (see docs/benchmarks.md, "Issue 18: hand-written infrastructure, measured
+again"). Reading such a file back later comes from the disk: a seldom read can afford that.
 
 So the whole 4 KiB blocks of a large file are written with O_DIRECT, a MiB at a time through one
 page-aligned buffer per thread, and the tail (under 4 KiB) through the cache; then the file is synced.

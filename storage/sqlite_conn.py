@@ -1,9 +1,9 @@
 """SQLite on the event loop's own thread, with the small async interface the store is written to.
 
 Why not aiosqlite: it runs each statement on a worker thread and hands the answer back to the loop,
-two thread switches a statement. Measured on this project's machine (docs/benchmarks.md), a
-transaction of four small statements cost 620 µs of CPU through aiosqlite and 18 µs called directly;
-a job runs about 50 statements, so the hops alone were several milliseconds of every job. A statement
+two thread switches a statement, which cost far more CPU than the statements themselves (see
+docs/benchmarks.md, "What changed", item 1); a job runs about 50 statements, so the hops alone were
+several milliseconds of every job. A statement
 on this store's small rows takes microseconds (image bytes live in files: storage/media.py), so the
 loop runs it itself.
 

@@ -1,10 +1,10 @@
 """The providers' HTTP client: httpx's API over an aiohttp connection pool.
 
-httpx's own transport (httpcore over anyio) was the larger part of the bot's CPU per job: a small
-JSON request cost ~700 µs of CPU over loopback, a 2 MB result 6-8 ms to stream (bench/http.py
-measures it). `AiohttpTransport` keeps httpx's client on top (its API, redirects, Content-Encoding
-decoding, the request building every provider does) and hands each exchange to one aiohttp session,
-whose C parser and larger reads cost about half.
+httpx's own transport (httpcore over anyio) was the larger part of the bot's CPU per job;
+`AiohttpTransport` keeps httpx's client on top (its API, redirects, Content-Encoding decoding, the
+request building every provider does) and hands each exchange to one aiohttp session, whose C parser
+and larger reads cost much less (see docs/benchmarks.md, "Issue 18: hand-written infrastructure,
+measured again", for the figures and for why this stays until the seam of our own replaces it).
 
 Why not the `httpx-aiohttp` package: it maps every `aiohttp.ClientConnectionError` to
 `httpx.ConnectTimeout`, and that class includes `ServerDisconnectedError` raised after the request
@@ -17,7 +17,7 @@ one of those three; everything later is a read, write or protocol error (`_mappe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -30,8 +30,7 @@ LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 # aiohttp's read buffer (its default is 64 KiB): a larger one means fewer pauses of the socket while
 # a 2 MB result streams in. A body is handed on in what has arrived (iter_any: all that is buffered,
 # up to about three times this: aiohttp stops reading past twice it): few, large pieces, since each
-# costs httpx a pass through its decoders. It measured cheaper than iter_chunked(256 KiB)
-# (bench/http.py).
+# costs httpx a pass through its decoders (docs/benchmarks.md, "What changed", item 2).
 READ_BUFSIZE = 256 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 # httpx writes these itself; aiohttp must not add its own beside them (or add a Content-Type httpx did
@@ -93,11 +92,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             max_line_size=MAX_HEADER_BYTES,
             max_field_size=MAX_HEADER_BYTES,
             trust_env=False,  # no netrc, no proxy lookup per request
+            middlewares=(_sent_once,),
         )
-        # aiohttp resends an idempotent-method request once when the connection breaks; httpx never
-        # does, and then a connect error on the second try would hide that the first was sent.
-        # (aiohttp's own test client turns it off the same way.)
-        session._retry_connection = False
         self._session = session
         return session
 
@@ -170,6 +166,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(request),
                 server_hostname=sni.decode("ascii") if isinstance(sni, bytes) else sni,
             )
+        except _Broken as exc:
+            raise _mapped(exc.broken, request) from exc.broken
         except (aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, request) from exc
 
@@ -177,6 +175,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+class _Broken(aiohttp.ClientError):
+    """A connection that broke during an exchange, carried past aiohttp's own resend."""
+
+    def __init__(self, broken: aiohttp.ClientOSError | aiohttp.ServerDisconnectedError) -> None:
+        super().__init__(str(broken))
+        self.broken = broken
+
+
+async def _sent_once(
+    request: aiohttp.ClientRequest,
+    handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+) -> aiohttp.ClientResponse:
+    """aiohttp sends an idempotent-method request again when a kept-alive connection breaks under it
+    (on ClientOSError or ServerDisconnectedError from this handler); httpx never does, and a connect
+    error on the second try would then hide that the first was sent. Raised as another error, the
+    break goes past that resend to `_send`, which maps the original."""
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:  # a ClientOSError too, but never resent: nothing was sent
+        raise
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        raise _Broken(exc) from exc
 
 
 class _Body(httpx.AsyncByteStream):
