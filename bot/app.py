@@ -155,7 +155,7 @@ def _choice_warnings(
             "server with `hidream-bot quota ceiling`)"
         )
     if settings.public_url and not settings.admin_token.get_secret_value():
-        # The server that providers and Slack reach from outside also answers /metrics.
+        # The server that providers and chat platforms reach from outside also answers /metrics.
         lines.append(
             "HIDREAM_ADMIN_TOKEN is empty while the server has a public URL: GET /metrics (volume and "
             "spend) is open to whoever reaches it; set the token, or keep /metrics off the public proxy"

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings
 
 from bot import logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
+from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
 from bot.model.errors import ConfigError
 from bot.plugins import DrivingSurface, discover
@@ -37,28 +38,27 @@ QUIET_LOGGERS = {
 # The name under which the runner keeps the key that signs /media/ links (Store.secret).
 MEDIA_LINK_SECRET = "media-links"
 
-REDACTED = "<redacted>"
-_UNSAFE = [
-    # The bot's callback URLs (/webhooks/<token>) and Discord's interaction webhooks (/webhooks/<app>/<token>).
-    (re.compile(r"(/webhooks/(?:\d+/)?)[\w.~%-]+"), rf"\1{REDACTED}"),
-    (re.compile(r"(/interactions/\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
-    # Slack's tokens, response URLs and Socket Mode tickets.
-    (re.compile(r"\b(?:xox[a-z]|xapp|xoxe\.xox[a-z])-[\w-]+"), REDACTED),
-    (re.compile(r"(hooks\.slack\.com/)[^\s'\"]+"), rf"\1{REDACTED}"),
-    (re.compile(r"([?&]ticket=)[^&\s'\"]+"), rf"\1{REDACTED}"),
-    # Credentials in an Authorization header.
+# Secrets inside text that the core itself writes: the bot's own callback URLs (/webhooks/<token>) and
+# credentials in an Authorization header. Each surface plugin names the patterns of its own platform's
+# tokens and URLs (`SurfacePlugin.redactions`), applied before these.
+_UNSAFE: list[tuple[re.Pattern[str], str]] = [
+    # (a numbered segment is an id of a platform's, whose own pattern masks the token after it)
+    (re.compile(r"(/webhooks/)(?!\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
     (re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?\w+ )[^\s'\"]+", re.IGNORECASE), rf"\1{REDACTED}"),
 ]
 
 
 class Redactor(logging.Filter):
     """On the log handler the CLI installs: masks, in each record's message and traceback, the values of
-    the secret settings, the media-link secret and the tokens in callback, interaction and Slack URLs.
-    A second line of defence behind the quiet loggers."""
+    the secret settings, the media-link secret, the tokens in callback URLs and whatever the surfaces'
+    patterns match. A second line of defence behind the quiet loggers."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self, secrets: Iterable[str] = (), patterns: Iterable[tuple[re.Pattern[str], str]] = ()
+    ) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._patterns = [*patterns, *_UNSAFE]
         self.add(*secrets)
 
     def add(self, *values: str) -> None:
@@ -68,7 +68,7 @@ class Redactor(logging.Filter):
     def redact(self, text: str) -> str:
         for value in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(value, REDACTED)
-        for pattern, replacement in _UNSAFE:
+        for pattern, replacement in self._patterns:
             text = pattern.sub(replacement, text)
         return text
 
@@ -115,7 +115,7 @@ def _setup_logging(
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr)
     for name, floor in (quiet_loggers() if quiet is None else quiet).items():
         logging.getLogger(name).setLevel(max(floor, root.level))
-    redactor = Redactor(secrets)
+    redactor = Redactor(secrets, [pattern for plugin in discover().surfaces for pattern in plugin.redactions])
     # Only on the handler made here, i.e. when the bot set logging up itself. The filter rewrites each
     # record in place, so a host that set logging up already (the bot embedded, or under pytest) keeps
     # its records as they are, and its handlers are left alone.
@@ -223,7 +223,7 @@ def _db_path_problem(path: Path) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="hidream-bot", description="HiDream-O1 images in Slack, Discord and a console"
+        prog="hidream-bot", description="HiDream-O1 images in team chat and a local console"
     )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the bot")

@@ -17,6 +17,9 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+# What a masked secret reads as in a log line.
+REDACTED = "<redacted>"
+
 JOB_FIELDS = ("job_id", "tenant", "provider", "state")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -1,8 +1,8 @@
 """`hidream-bot quota ...`: what an operator (whoever runs the bot and pays for it) sets, anywhere.
 
-A user is `SURFACE:ID` (discord:80351110224678912, slack:U2CERLKJA, console:local); a tenant is a
-server or workspace `SURFACE:ID` (discord:<guild id>, slack:<team id>, console:local), or a user's
-direct messages `SURFACE:dm:ID`. Tenant admins manage their own members on their platform; an
+A user is `SURFACE:ID` (the surface's name and the platform's id of the person, e.g. console:local); a
+tenant is a server or workspace `SURFACE:ID` (the surface's name and the platform's id of the server or
+workspace), or a user's direct messages `SURFACE:dm:ID`. Tenant admins manage their own members on their platform; an
 operator's limits win over theirs, and only an operator sets a tenant's ceiling and budget.
 """
 
@@ -19,8 +19,10 @@ from storage.base import Store
 from storage.quota import EVERY_TENANT, QuotaStatus
 
 _ID = re.compile(r"[a-z][a-z0-9_-]*:\S+")
-WHO = "a user as SURFACE:ID, e.g. discord:80351110224678912, slack:U2CERLKJA, console:local"
-WHERE = "a server or workspace as SURFACE:ID, e.g. discord:<guild id>, slack:<team id>, console:local"
+WHO = "a user as SURFACE:ID: the surface's name and the platform's user id, e.g. console:local"
+WHERE = (
+    "a server or workspace as SURFACE:ID: the surface's name and the platform's id for it, e.g. console:local"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +67,7 @@ def problem(args: argparse.Namespace) -> str | None:
     for name in ("user", "tenant"):
         value = getattr(args, name, None)
         if value is not None and not _ID.fullmatch(value):
-            return f"--{name} {value!r} is not SURFACE:ID (e.g. discord:80351110224678912)"
+            return f"--{name} {value!r} is not SURFACE:ID (e.g. console:local)"
     if args.action == "show" and not (args.user or args.tenant):
         return "give --user or --tenant"
     if args.action == "set" and not (args.user or args.tenant):

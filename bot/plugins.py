@@ -1,6 +1,6 @@
 """The two kinds of plugin, and where they are found.
 
-A chat surface (Discord, Slack, the console) and an image provider (Pixazo, fal, the sandbox...)
+A chat surface (each chat platform, the console) and an image provider (each provider, the sandbox)
 are each one plugin: an object that names itself, owns a settings class with its own environment
 prefix, says whether the environment enables it, builds its part, adds its HTTP routes, and says
 what `hidream-bot check` prints about it. The core iterates the plugins and names none of them.
@@ -11,7 +11,8 @@ module of its own plus one line in its distribution's metadata: no file of the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -96,6 +97,9 @@ class SurfacePlugin(Protocol[S]):
     # The loggers of this surface's libraries, each with the lowest level it may log at whatever
     # HIDREAM_LOG_LEVEL says: those below it print secrets or what unauthenticated senders wrote.
     loggers: Mapping[str, int] = MappingProxyType({})
+    # Patterns of the secrets this platform's tokens and URLs carry, each with what replaces a match;
+    # the CLI's log filter masks them in every line, whichever library wrote it.
+    redactions: Sequence[tuple[re.Pattern[str], str]] = ()
 
     def enabled(self, settings: S) -> bool:
         """Whether the environment asks for this surface (its credentials are set)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from types import MappingProxyType
 
 from adapters.discord.client import DiscordAdapter
 from adapters.discord.settings import DiscordSettings
+from bot.logs import REDACTED
 from bot.plugins import Core, SurfacePlugin
 
 __all__ = ["DiscordAdapter", "DiscordPlugin", "DiscordSettings", "plugin"]
@@ -27,6 +29,13 @@ class DiscordPlugin(SurfacePlugin[DiscordSettings]):
             "discord.gateway": logging.WARNING,
             "discord.client": logging.WARNING,
         }
+    )
+
+    # Interaction webhooks (/webhooks/<application id>/<token>, /interactions/<id>/<token>) carry the
+    # token that answers a person.
+    redactions = (
+        (re.compile(r"(/webhooks/\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
+        (re.compile(r"(/interactions/\d+/)[\w.~%-]+"), rf"\1{REDACTED}"),
     )
 
     def enabled(self, settings: DiscordSettings) -> bool:

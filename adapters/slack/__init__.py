@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from types import MappingProxyType
 
 from aiohttp import web
 
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.settings import SlackSettings
+from bot.logs import REDACTED
 from bot.plugins import Core, SurfaceAdapter, SurfacePlugin
 
 __all__ = ["SlackAdapter", "SlackPlugin", "SlackSettings", "plugin"]
@@ -28,6 +30,13 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
     # their own into the log. Only this parent's level holds: bolt's middleware loggers take their
     # own level from the app's logger when the app is built, after the CLI set levels.
     loggers = MappingProxyType({"slack_sdk": logging.INFO, "slack_bolt": logging.WARNING})
+
+    # Tokens, response URLs and Socket Mode tickets.
+    redactions = (
+        (re.compile(r"\b(?:xox[a-z]|xapp|xoxe\.xox[a-z])-[\w-]+"), REDACTED),
+        (re.compile(r"(hooks\.slack\.com/)[^\s'\"]+"), rf"\1{REDACTED}"),
+        (re.compile(r"([?&]ticket=)[^&\s'\"]+"), rf"\1{REDACTED}"),
+    )
 
     def enabled(self, settings: SlackSettings) -> bool:
         return settings.enabled

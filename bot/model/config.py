@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # hence a secret: never logged or printed whole; `database_label` names it without one).
     database_url: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_DATABASE_URL")
     daily_image_quota: int = Field(default=25, ge=0, le=1_000_000, alias="HIDREAM_DAILY_IMAGE_QUOTA")
-    # Images a whole Discord server or Slack workspace may make per UTC day, unless an operator set
+    # Images a whole server or workspace (a tenant) may make per UTC day, unless an operator set
     # another ceiling for it; its admins cannot raise it. Empty: no ceiling.
     daily_workspace_quota: int | None = Field(
         default=None, ge=0, le=1_000_000, alias="HIDREAM_DAILY_WORKSPACE_QUOTA"
@@ -124,7 +124,9 @@ class Settings(BaseSettings):
         if names == [""]:
             return ""
         if "" in names:
-            raise ValueError("a comma-separated list of provider names, e.g. fal,wavespeed (one is empty)")
+            raise ValueError(
+                "a comma-separated list of provider names, in order of preference (one is empty)"
+            )
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             raise ValueError(f"{', '.join(twice)} is named more than once")

@@ -292,7 +292,7 @@ def _flag_help(name: str) -> str:
         "format": "png, jpeg or webp",
         "model": "full or dev",
         "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
-        "provider": "the name of a provider this bot is configured with, e.g. fal",
+        "provider": "the name of a provider this bot is configured with (`hidream-bot providers` lists them)",
     }[name]
 
 

@@ -3,7 +3,7 @@
 Callbacks go to the worker (`bot.jobs.runner.JobRunner`) directly, as do media links and /metrics;
 admission (`bot.jobs.engine.Engine`) is kept here only for the operators' pages that query it.
 
-Surfaces that need a route (Slack's /slack/events) and the sandbox provider add theirs to `app`
+Surfaces that need a route (a platform's events endpoint) and the sandbox provider add theirs to `app`
 before the server starts.
 
 Every route has a cap on its request body, applied before the handler sees the request: a declared
@@ -38,7 +38,7 @@ MIB = 1024 * 1024
 # A route that names no cap of its own (health, media links, and any route a plugin adds without one).
 DEFAULT_MAX_BODY = 1 * MIB
 # Provider callbacks carry a status, result image URLs and a little metadata: a few KB. The bot never
-# asks a provider for inline results (fal's `sync_mode`, WaveSpeed's `enable_base64_output` stay off),
+# asks a provider for inline results (each provider's inline-result option stays off),
 # and no provider's documented callback echoes the request's reference images, so no genuine callback
 # comes near this.
 CALLBACK_MAX_BODY = 1 * MIB
