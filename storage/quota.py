@@ -20,8 +20,7 @@ from typing import Literal
 
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import COUNTED, SPENT, LedgerState
-from storage.schema import marks
-from storage.sqlite_conn import Connection
+from storage.connections import Queries
 
 Scope = Literal["user", "members", "ceiling"]
 By = Literal["operator", "admin"]
@@ -103,20 +102,60 @@ class Charge:
     cost_usd: float
 
 
-async def _one(db: Connection, sql: str, args: tuple[object, ...]) -> float:
-    async with db.execute(sql, args) as cur:
-        row = await cur.fetchone()
-    return float(row[0]) if row and row[0] is not None else 0.0
+_STATUS = """
+SELECT
+  (SELECT COALESCE(SUM(images), 0) FROM ledger
+     WHERE workspace_key=? AND user_key=? AND day=? AND {counted}) AS used,
+  (SELECT COALESCE(SUM(images), 0) FROM grants WHERE tenant=? AND user_key=? AND day=?) AS granted,
+  (SELECT daily_limit FROM limits WHERE tenant=? AND scope='ceiling' AND set_by='operator') AS ceiling,
+  (SELECT COALESCE(SUM(images), 0) FROM ledger WHERE workspace_key=? AND day=? AND {made}) AS tenant_used,
+  (SELECT monthly_usd FROM budgets WHERE tenant=?) AS budget,
+  (SELECT COALESCE(SUM(cost_usd), 0) FROM ledger
+     WHERE workspace_key=? AND substr(day, 1, 7)=? AND {made}) AS spent
+"""
 
 
-async def user_limit(db: Connection, user_key: str, tenant: str, default: int) -> LimitSource:
-    async with db.execute(
+async def status(
+    db: Queries, user_key: str, tenant: str, now: float, *, default: int, default_ceiling: int | None
+) -> QuotaStatus:
+    """What a user may still make in a tenant, read in one round trip besides the limits."""
+    day = utc_day(now)
+    rows = await db.fetch(
         "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
         "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope='members' AND tenant=?)",
-        (user_key, tenant, EVERY_TENANT, tenant),
-    ) as cur:
-        rows = {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
-    return pick_limit(rows, tenant, default)
+        user_key,
+        tenant,
+        EVERY_TENANT,
+        tenant,
+    )
+    base = pick_limit({(r[0], r[1], r[2]): int(r[3]) for r in rows}, tenant, default)
+    counted, counted_args = db.dialect.among("state", COUNTED)
+    made, made_args = db.dialect.among("state", _MADE)
+    row = await db.fetchrow(
+        _STATUS.format(counted=counted, made=made),
+        *(tenant, user_key, day, *counted_args, tenant, user_key, day, tenant),
+        *(tenant, day, *made_args, tenant, tenant, day[:7], *made_args),
+    )
+    used, granted, tenant_used = int(row[0]), int(row[1]), int(row[3])
+    top = int(row[2]) if row[2] is not None else default_ceiling
+    money = float(row[4]) if row[4] is not None else None
+    total = base.limit + granted
+    remaining = max(0, total - used)
+    if top is not None:
+        remaining = min(remaining, max(0, top - tenant_used))
+    return QuotaStatus(
+        used,
+        total,
+        remaining,
+        next_reset(now),
+        now,
+        base.source,
+        granted,
+        top,
+        tenant_used,
+        money,
+        float(row[5]),
+    )
 
 
 def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
@@ -132,68 +171,6 @@ def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int)
         if key in rows:
             return LimitSource(rows[key], source)
     return LimitSource(default, "the bot's default")
-
-
-async def ceiling(db: Connection, tenant: str, default: int | None) -> int | None:
-    async with db.execute(
-        "SELECT daily_limit FROM limits WHERE tenant=? AND scope='ceiling' AND set_by='operator'", (tenant,)
-    ) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else default
-
-
-async def budget(db: Connection, tenant: str) -> float | None:
-    async with db.execute("SELECT monthly_usd FROM budgets WHERE tenant=?", (tenant,)) as cur:
-        row = await cur.fetchone()
-    return float(row[0]) if row else None
-
-
-async def status(
-    db: Connection,
-    user_key: str,
-    tenant: str,
-    now: float,
-    *,
-    default: int,
-    default_ceiling: int | None,
-) -> QuotaStatus:
-    day = utc_day(now)
-    base = await user_limit(db, user_key, tenant, default)
-    used = int(
-        await _one(
-            db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND user_key=? AND day=? AND state IN {marks(COUNTED)}",
-            (tenant, user_key, day, *COUNTED),
-        )
-    )
-    granted = int(
-        await _one(
-            db,
-            "SELECT SUM(images) FROM grants WHERE tenant=? AND user_key=? AND day=?",
-            (tenant, user_key, day),
-        )
-    )
-    top = await ceiling(db, tenant, default_ceiling)
-    tenant_used = int(
-        await _one(
-            db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND day=? AND state IN {marks(_MADE)}",
-            (tenant, day, *_MADE),
-        )
-    )
-    money = await budget(db, tenant)
-    spent = await _one(
-        db,
-        f"SELECT SUM(cost_usd) FROM ledger WHERE workspace_key=? AND substr(day, 1, 7)=? AND state IN {marks(_MADE)}",
-        (tenant, day[:7], *_MADE),
-    )
-    total = base.limit + granted
-    remaining = max(0, total - used)
-    if top is not None:
-        remaining = min(remaining, max(0, top - tenant_used))
-    return QuotaStatus(
-        used, total, remaining, next_reset(now), now, base.source, granted, top, tenant_used, money, spent
-    )
 
 
 def refusal(status: QuotaStatus, charge: Charge) -> QuotaExceeded | None:
@@ -232,67 +209,68 @@ def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
     return f"{label} (in {left // 3600}h {left % 3600 // 60}m)"
 
 
-async def set_limit(
-    db: Connection, tenant: str, scope: Scope, subject: str, limit: int | None, by: By
-) -> None:
+async def set_limit(db: Queries, tenant: str, scope: Scope, subject: str, limit: int | None, by: By) -> None:
     check_images(limit)
     if limit is None:
         await db.execute(
             "DELETE FROM limits WHERE tenant=? AND scope=? AND subject=? AND set_by=?",
-            (tenant, scope, subject, by),
+            tenant,
+            scope,
+            subject,
+            by,
         )
         return
     await db.execute(
         "INSERT INTO limits (tenant, scope, subject, daily_limit, set_by) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
-        (tenant, scope, subject, limit, by),
+        "ON CONFLICT (tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
+        *(tenant, scope, subject, limit, by),
     )
 
 
-async def grant(db: Connection, tenant: str, user_key: str, images: int, now: float) -> None:
+async def grant(db: Queries, tenant: str, user_key: str, images: int, now: float) -> None:
     check_images(images)
     await db.execute(
         "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
-        (tenant, user_key, utc_day(now), images, now),
+        *(tenant, user_key, utc_day(now), images, float(now)),
     )
 
 
-async def reset(db: Connection, tenant: str, user_key: str, now: float) -> None:
+async def reset(db: Queries, tenant: str, user_key: str, now: float) -> None:
     """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the
     tenant's ceiling still counts what was made)."""
     await db.execute(
         "UPDATE ledger SET state=? WHERE workspace_key=? AND user_key=? AND day=? AND state=?",
-        (LedgerState.RESET, tenant, user_key, utc_day(now), LedgerState.COMMITTED),
+        *(LedgerState.RESET.value, tenant, user_key, utc_day(now), LedgerState.COMMITTED.value),
     )
 
 
-async def set_budget(db: Connection, tenant: str, monthly_usd: float | None) -> None:
+async def set_budget(db: Queries, tenant: str, monthly_usd: float | None) -> None:
     if monthly_usd is None:
-        await db.execute("DELETE FROM budgets WHERE tenant=?", (tenant,))
+        await db.execute("DELETE FROM budgets WHERE tenant=?", tenant)
         return
     if not 0 <= monthly_usd <= MAX_BUDGET_USD:
         raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
     await db.execute(
         "INSERT INTO budgets (tenant, monthly_usd) VALUES (?, ?) "
-        "ON CONFLICT(tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
-        (tenant, monthly_usd),
+        "ON CONFLICT (tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
+        *(tenant, float(monthly_usd)),
     )
 
 
-async def spend(db: Connection, key: str, column: str) -> tuple[int, float]:
-    async with db.execute(
-        f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
-        f"WHERE {column}=? AND state IN {marks(SPENT)}",
-        (key, *SPENT),
-    ) as cur:
-        row = await cur.fetchone() or (0, 0.0)
+async def spend(db: Queries, key: str, column: str) -> tuple[int, float]:
+    spent, args = db.dialect.among("state", SPENT)
+    row = await db.fetchrow(
+        f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger WHERE {column}=? AND {spent}",
+        key,
+        *args,
+    )
     return int(row[0]), float(row[1])
 
 
-async def limits_of(db: Connection, tenant: str) -> list[tuple[str, str, int, str]]:
+async def limits_of(db: Queries, tenant: str) -> list[tuple[str, str, int, str]]:
     """Every limit set in a tenant: (scope, subject, daily limit, set by)."""
-    async with db.execute(
+    rows = await db.fetch(
         "SELECT scope, subject, daily_limit, set_by FROM limits WHERE tenant=? ORDER BY scope, subject",
-        (tenant,),
-    ) as cur:
-        return [(r[0], r[1], int(r[2]), r[3]) for r in await cur.fetchall()]
+        tenant,
+    )
+    return [(r[0], r[1], int(r[2]), r[3]) for r in rows]

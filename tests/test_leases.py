@@ -14,7 +14,7 @@ import httpx
 
 from bot.model.jobs import JobState
 from storage.replicas import SEEN_FOR, replicas_for
-from storage.schema import Lease
+from storage.rows import Lease
 from tests.fakes.surface import RecordingSurface
 from tests.support.harness import BotHarness, until
 from tests.support.holding import HoldingProvider, chat

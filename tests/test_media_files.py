@@ -19,8 +19,8 @@ from bot.jobs.retention import DAY, Retention
 from bot.model.errors import ConfigError
 from storage import media as media_module
 from storage.media import ORPHAN_AGE
+from storage.migrations import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.retention import sweeps_for
-from storage.schema import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.sqlite import Store
 from storage.sqlite_conn import Connection
 from tests.support.jobs import NOW, make_job
@@ -263,7 +263,7 @@ async def test_a_failed_insert_leaves_no_file(tmp_path: Path, monkeypatch: pytes
             raise sqlite3.OperationalError("database or disk is full")
             yield store.db  # pragma: no cover
 
-        monkeypatch.setattr(store, "transaction", broken)
+        monkeypatch.setattr(store.database, "transaction", broken)
         with pytest.raises(sqlite3.OperationalError, match="disk is full"):
             await store.put_media(b"bytes", "image/png", 1, 1)
         assert list(store.files.folder.iterdir()) == []

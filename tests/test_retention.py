@@ -14,9 +14,9 @@ from bot.jobs.retention import DAY, Retention, Swept
 from bot.model.jobs import JobState
 from storage import retention as sql
 from storage.base import Store as AnyStore
+from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
 from storage.retention import sweeps_for
-from storage.schema import MIGRATIONS
 from storage.sqlite import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore
@@ -171,7 +171,7 @@ async def test_the_file_gives_the_space_back(tmp_path: Path) -> None:
         pages_before, _ = await sql.free_pages(store)
         assert size(path) > 8 * 1024 * 1024 and folder_size(store.files.folder) > 8 * 1024 * 1024
         clock.now = NOW + 31 * DAY
-        await sql.touch_media(store, keep)
+        await sweeps_for(store).touch_media(keep)
 
         swept = await Retention(store, 30, clock=clock).sweep()
 

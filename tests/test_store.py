@@ -10,7 +10,7 @@ import pytest
 
 from bot.model.errors import QuotaExceeded
 from bot.model.jobs import JobState
-from storage.schema import MIGRATIONS
+from storage.migrations import MIGRATIONS
 from storage.sqlite import SqliteStore
 from tests.support.jobs import HAPPY_PATH, NOW, make_job, walk
 from tests.support.store_backends import OpenStore

@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from bot.model.errors import ConfigError, QuotaExceeded
+from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
-from storage.postgres_schema import MIGRATIONS
 from tests.support.jobs import NOW, make_job
 
 

@@ -197,7 +197,7 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
 def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_raises(tmp_path: Path) -> None:
     import asyncio
 
-    from storage.schema import MIGRATIONS
+    from storage.migrations import MIGRATIONS
     from storage.sqlite import Store
 
     path = tmp_path / "old.db"

@@ -47,7 +47,7 @@ from bot.providers.base import Provider, Sleep
 from bot.usecases.versions import Versions
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
-from storage.schema import Lease
+from storage.rows import Lease
 
 log = logging.getLogger(__name__)
 
