@@ -13,6 +13,7 @@ import httpx
 
 from bot.jobs.engine import Engine
 from bot.jobs.media import typed_client
+from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import Retention
 from bot.model.config import Settings
 from bot.model.errors import ConfigError
@@ -204,11 +205,13 @@ def open_store(settings: Settings) -> Store:
             url,
             default_limit=settings.daily_image_quota,
             default_ceiling=settings.daily_workspace_quota,
+            policy=POLICY,
         )
     return SqliteStore(
         settings.db_path,
         default_limit=settings.daily_image_quota,
         default_ceiling=settings.daily_workspace_quota,
+        policy=POLICY,
     )
 
 

@@ -5,7 +5,7 @@ suite (tests/support/store_backends.py) runs against both."""
 
 from __future__ import annotations
 
-from storage.store import NewMedia, StoredMedia
+from storage.posts import NewMedia, StoredMedia
 from storage.store import SqlStore as Store
 
 __all__ = ["NewMedia", "Store", "StoredMedia"]

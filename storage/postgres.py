@@ -19,6 +19,7 @@ from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
 from storage.image_bytes import RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
+from storage.quota import QuotaRules
 from storage.retention import NoSpaceToGive
 from storage.store import SqlStore
 from storage.wakeups import PostgresWakeups, Wakeups
@@ -33,8 +34,11 @@ class PostgresStore(SqlStore):
         default_ceiling: int | None = None,
         clock: Any = time.time,
         pool_size: int = 10,
+        policy: QuotaRules | None = None,
     ) -> None:
-        super().__init__(default_limit=default_limit, default_ceiling=default_ceiling, clock=clock)
+        super().__init__(
+            default_limit=default_limit, default_ceiling=default_ceiling, clock=clock, policy=policy
+        )
         self.url = url
         self.pool_size = pool_size
         self._pool: Any = None

@@ -1,6 +1,6 @@
 """Retention in the store: delete old images (their rows, then their bytes: storage/image_bytes.py),
 clear the bulky columns of old finished jobs, and give the freed space back. The sweeps are written
-once; giving space back is the database's own (`SqliteSpace`; PostgreSQL's autovacuum marks the
+once; giving space back is the database's own (storage/sqlite.py's `SqliteSpace`; PostgreSQL's autovacuum marks the
 deleted rows' space for reuse on its own, and only a `VACUUM FULL`, a table lock the bot never
 takes, would shrink its files: `NoSpaceToGive`).
 
@@ -11,22 +11,8 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-from contextlib import AbstractAsyncContextManager
-from typing import Protocol
-
 from bot.model.jobs import TERMINAL, UNFINISHED
 from storage.base import Store
-from storage.media import MediaFiles
-from storage.sqlite_conn import Connection
-
-log = logging.getLogger(__name__)
-
-# SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
-INCREMENTAL = 2
-# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
-VACUUM_STEP = 4096
 
 
 def sweeps_for(store: Store) -> Sweeps:
@@ -97,90 +83,3 @@ class NoSpaceToGive:
 
     async def give_back(self) -> int:
         return 0
-
-
-class _Sqlite(Protocol):
-    """What giving space back needs of the SQLite store."""
-
-    files: MediaFiles
-
-    def exclusive(self) -> AbstractAsyncContextManager[Connection]: ...
-
-    async def held_media(self, media_ids: list[str]) -> set[str]: ...
-
-
-class SqliteSpace:
-    def __init__(self, store: _Sqlite) -> None:
-        self.store = store
-
-    async def prepare(self) -> bool:
-        # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
-        try:
-            await self.store.files.remove_orphans(self.store.held_media)
-        except OSError as exc:
-            log.warning("could not look for image files a crash left behind (%s)", exc)
-        try:
-            return await use_incremental_vacuum(self.store)
-        except sqlite3.Error as exc:
-            # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses the
-            # freed pages; only the file does not shrink. The bot starts all the same.
-            log.warning(
-                "could not switch the database to incremental vacuum (%s); will try on the next start", exc
-            )
-            return False
-
-    async def give_back(self) -> int:
-        """Return the free pages to the file system in steps, then empty the write-ahead log."""
-        _, free = await free_pages(self.store)
-        left = free
-        while left:
-            now_left = await give_back(self.store, VACUUM_STEP)
-            if now_left >= left:
-                break  # nothing more can be freed (another writer keeps pages in use)
-            left = now_left
-        await checkpoint(self.store)
-        return free - left
-
-
-async def use_incremental_vacuum(store: _Sqlite) -> bool:
-    """Switch an existing database to `auto_vacuum=INCREMENTAL`, which needs one full VACUUM (it
-    rewrites the file: a large database takes a while, once). A file made by this version is already
-    incremental. True when the database was converted now."""
-    async with store.exclusive() as db:
-        async with db.execute("PRAGMA auto_vacuum") as cur:
-            row = await cur.fetchone()
-        if row is not None and int(row[0]) == INCREMENTAL:
-            return False
-        log.info("switching the database to incremental vacuum (a one-time VACUUM)")
-        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        await db.execute("VACUUM")
-        return True
-
-
-async def free_pages(store: _Sqlite) -> tuple[int, int]:
-    """The file's size in pages, and how many of them are free."""
-    async with store.exclusive() as db:
-        return await _pages(db)
-
-
-async def give_back(store: _Sqlite, pages: int) -> int:
-    """Return up to `pages` free pages to the file system. Returns how many free pages remain."""
-    async with store.exclusive() as db:
-        # A script steps the pragma to its end; a plain execute frees one page only.
-        await db.executescript(f"PRAGMA incremental_vacuum({max(1, int(pages))})")
-        return (await _pages(db))[1]
-
-
-async def checkpoint(store: _Sqlite) -> None:
-    """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
-    the log does not keep the deleted images' pages."""
-    async with store.exclusive() as db:  # from a thread: it syncs the file to disk
-        await db.checkpoint_apart("TRUNCATE")
-
-
-async def _pages(db: Connection) -> tuple[int, int]:
-    async with db.execute("PRAGMA page_count") as cur:
-        total = await cur.fetchone()
-    async with db.execute("PRAGMA freelist_count") as cur:
-        free = await cur.fetchone()
-    return int(total[0]) if total else 0, int(free[0]) if free else 0

@@ -5,6 +5,7 @@ design), and freed pages given back by incremental vacuum."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -18,10 +19,13 @@ from storage.connections import SqliteDatabase
 from storage.image_bytes import FileBytes
 from storage.media import MediaFiles, move_out_of_rows
 from storage.migrations import migrate
-from storage.retention import SqliteSpace
+from storage.posts import StoredMedia
+from storage.quota import QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
-from storage.store import SqlStore, StoredMedia
+from storage.store import SqlStore
 from storage.wakeups import LocalWakeups, Wakeups
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -42,8 +46,11 @@ class SqliteStore(SqlStore):
         default_limit: int,
         default_ceiling: int | None = None,
         clock: Any = time.time,
+        policy: QuotaRules | None = None,
     ) -> None:
-        super().__init__(default_limit=default_limit, default_ceiling=default_ceiling, clock=clock)
+        super().__init__(
+            default_limit=default_limit, default_ceiling=default_ceiling, clock=clock, policy=policy
+        )
         self.path = str(path)
         self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None
@@ -126,6 +133,89 @@ class SqliteStore(SqlStore):
     def replica_name(self) -> str:
         # Always the same name, so a restarted bot takes its jobs back at once.
         return "local"
+
+
+# SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
+INCREMENTAL = 2
+# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
+VACUUM_STEP = 4096
+
+
+class SqliteSpace:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def prepare(self) -> bool:
+        # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
+        try:
+            await self.store.files.remove_orphans(self.store.held_media)
+        except OSError as exc:
+            log.warning("could not look for image files a crash left behind (%s)", exc)
+        try:
+            return await use_incremental_vacuum(self.store)
+        except sqlite3.Error as exc:
+            # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses the
+            # freed pages; only the file does not shrink. The bot starts all the same.
+            log.warning(
+                "could not switch the database to incremental vacuum (%s); will try on the next start", exc
+            )
+            return False
+
+    async def give_back(self) -> int:
+        """Return the free pages to the file system in steps, then empty the write-ahead log."""
+        _, free = await free_pages(self.store)
+        left = free
+        while left:
+            now_left = await give_back(self.store, VACUUM_STEP)
+            if now_left >= left:
+                break  # nothing more can be freed (another writer keeps pages in use)
+            left = now_left
+        await checkpoint(self.store)
+        return free - left
+
+
+async def use_incremental_vacuum(store: SqliteStore) -> bool:
+    """Switch an existing database to `auto_vacuum=INCREMENTAL`, which needs one full VACUUM (it
+    rewrites the file: a large database takes a while, once). A file made by this version is already
+    incremental. True when the database was converted now."""
+    async with store.exclusive() as db:
+        async with db.execute("PRAGMA auto_vacuum") as cur:
+            row = await cur.fetchone()
+        if row is not None and int(row[0]) == INCREMENTAL:
+            return False
+        log.info("switching the database to incremental vacuum (a one-time VACUUM)")
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await db.execute("VACUUM")
+        return True
+
+
+async def free_pages(store: SqliteStore) -> tuple[int, int]:
+    """The file's size in pages, and how many of them are free."""
+    async with store.exclusive() as db:
+        return await _pages(db)
+
+
+async def give_back(store: SqliteStore, pages: int) -> int:
+    """Return up to `pages` free pages to the file system. Returns how many free pages remain."""
+    async with store.exclusive() as db:
+        # A script steps the pragma to its end; a plain execute frees one page only.
+        await db.executescript(f"PRAGMA incremental_vacuum({max(1, int(pages))})")
+        return (await _pages(db))[1]
+
+
+async def checkpoint(store: SqliteStore) -> None:
+    """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
+    the log does not keep the deleted images' pages."""
+    async with store.exclusive() as db:  # from a thread: it syncs the file to disk
+        await db.checkpoint_apart("TRUNCATE")
+
+
+async def _pages(db: Connection) -> tuple[int, int]:
+    async with db.execute("PRAGMA page_count") as cur:
+        total = await cur.fetchone()
+    async with db.execute("PRAGMA freelist_count") as cur:
+        free = await cur.fetchone()
+    return int(total[0]) if total else 0, int(free[0]) if free else 0
 
 
 # The name the core imported before storage/base.py's protocol took it; kept so those imports work.

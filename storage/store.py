@@ -16,10 +16,8 @@ gives the store: where image bytes live (storage/image_bytes.py), how replicas w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
@@ -27,35 +25,12 @@ from storage import quota
 from storage.connections import Database, Queries, fetchval
 from storage.dialects import TENANT_LOCK
 from storage.image_bytes import ImageBytes
-from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
+from storage.posts import MediaAndPosts
+from storage.quota import By, Charge, QuotaRules, QuotaStatus, Scope, utc_day
 from storage.rows import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
 from storage.wakeups import Wakeups
 
 _JSON_FIELDS = ("result_media", "callback_status")
-
-
-@dataclass(frozen=True)
-class StoredMedia:
-    id: str
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-    nsfw: bool
-
-
-@dataclass(frozen=True)
-class NewMedia:
-    """An image to keep (a job's result), before it has an id."""
-
-    data: bytes
-    content_type: str
-    width: int
-    height: int
-    nsfw: bool = False
-
-
-_MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
 
 
 class Space(Protocol):
@@ -70,7 +45,7 @@ class Space(Protocol):
         ...
 
 
-class SqlStore:
+class SqlStore(MediaAndPosts):
     """The store's queries; a backend (storage/sqlite.py, storage/postgres.py) opens its database and
     gives it its strategies."""
 
@@ -78,10 +53,20 @@ class SqlStore:
     media_bytes: ImageBytes
     space: Space
 
-    def __init__(self, *, default_limit: int, default_ceiling: int | None, clock: Any) -> None:
+    def __init__(
+        self, *, default_limit: int, default_ceiling: int | None, clock: Any, policy: QuotaRules | None
+    ) -> None:
         self.default_limit = default_limit
         self.default_ceiling = default_ceiling
         self.clock = clock
+        self._policy = policy
+
+    @property
+    def policy(self) -> QuotaRules:
+        """The core's quota policy (bot/jobs/quota_policy.py), which this store applies when it charges."""
+        if self._policy is None:
+            raise RuntimeError("this store was made without a quota policy")
+        return self._policy
 
     def now(self) -> float:
         return float(self.clock())
@@ -119,14 +104,20 @@ class SqlStore:
         return await self._status(self.database, user_key, tenant)
 
     async def _status(self, db: Queries, user_key: str, tenant: str) -> QuotaStatus:
-        return await quota.status(
-            db, user_key, tenant, self.now(), default=self.default_limit, default_ceiling=self.default_ceiling
+        facts = await quota.facts(
+            db,
+            user_key,
+            tenant,
+            self.now(),
+            default_limit=self.default_limit,
+            default_ceiling=self.default_ceiling,
         )
+        return self.policy.status(user_key, tenant, facts)
 
     async def check(self, charge: Charge) -> None:
         """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
         are fetched. `admit` checks again, atomically."""
-        refused = quota.refusal(await self.quota(charge.user_key, charge.tenant), charge)
+        refused = self.policy.refusal(await self.quota(charge.user_key, charge.tenant), charge)
         if refused is not None:
             raise refused
 
@@ -183,7 +174,7 @@ class SqlStore:
                 if existing is not None:
                     return existing
             charge = Charge(job.user_key, workspace_key, job.request.n, job.cost_usd)
-            refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
+            refused = self.policy.refusal(await self._status(db, job.user_key, workspace_key), charge)
             if refused is not None:
                 raise refused
             values = job_values(job, dedup_key, lease, self.now())
@@ -228,7 +219,7 @@ class SqlStore:
                 return False
             status = await self._status(db, user_key, tenant)
             more = float(cost_usd) - float(held)
-            if status.budget_usd is not None and status.month_spent_usd + more > status.budget_usd + 1e-9:
+            if self.policy.over_budget(status, more):
                 return False
             moved = await db.execute(
                 "UPDATE jobs SET provider=?, cost_usd=?, updated_at=? "
@@ -333,136 +324,6 @@ class SqlStore:
     async def _job_where(self, db: Queries, where: str, *args: Any) -> Job | None:
         row = await db.fetchrow(f"SELECT * FROM jobs WHERE {where}", *args)
         return row_to_job(row) if row is not None else None
-
-    # --- media and posts -------------------------------------------------------------------------
-
-    async def _insert_media(self, db: Queries, media_id: str, image: NewMedia, now: float) -> None:
-        data = self.media_bytes.in_row(image.data)
-        await db.execute(
-            f"INSERT INTO media ({_MEDIA_COLUMNS}{self.media_bytes.column}) VALUES (?,?,?,?,?,?,?{',?' * len(data)})",
-            *(media_id, image.content_type, image.width, image.height, bool(image.nsfw), now, now, *data),
-        )
-
-    async def put_media(
-        self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
-    ) -> str:
-        """Keep an image: its bytes first, then its row, so no row ever names bytes not yet kept."""
-        media_id = secrets.token_urlsafe(16)
-        await self.media_bytes.keep({media_id: data})
-        try:
-            async with self.database.transaction() as db:
-                await self._insert_media(
-                    db, media_id, NewMedia(data, content_type, width, height, nsfw), self.now()
-                )
-        except BaseException:
-            await asyncio.shield(self.media_bytes.drop([media_id]))
-            raise
-        return media_id
-
-    async def media(self, media_id: str) -> StoredMedia | None:
-        """A held image, or None when it is not (never was, deleted by retention, or its bytes are gone)."""
-        if not self.media_bytes.valid(media_id):
-            return None
-        row = await self.database.fetchrow(
-            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
-            media_id,
-        )
-        if row is None:
-            return None
-        data = await self.media_bytes.read(media_id, row)
-        if data is None:
-            return None
-        return StoredMedia(row[0], data, row[1], int(row[2]), int(row[3]), bool(row[4]))
-
-    async def held_media(self, media_ids: list[str]) -> set[str]:
-        """Which of `media_ids` have a row (storage/media.py asks, to find files a crash left)."""
-        among, args = self.database.dialect.among("id", media_ids)
-        return {
-            str(row[0]) for row in await self.database.fetch(f"SELECT id FROM media WHERE {among}", *args)
-        }
-
-    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
-        """Keep a job's result images and move it to `completed` naming them, in one transaction;
-        their ids, or None (nothing kept) when the job may not complete from its state. The bytes
-        first, then the rows and the move: no row ever names bytes not yet kept."""
-        ids = [secrets.token_urlsafe(16) for _ in images]
-        moved = False
-        try:
-            await self.media_bytes.keep(
-                {media_id: image.data for media_id, image in zip(ids, images, strict=True)}
-            )
-            now = self.now()
-            async with self.database.transaction() as db:
-                moved = await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids})
-                for media_id, image in zip(ids, images, strict=True) if moved else ():
-                    await self._insert_media(db, media_id, image, now)
-        finally:
-            if not moved:
-                await asyncio.shield(self.media_bytes.drop(ids))
-        return ids if moved else None
-
-    async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
-        async with self.database.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-
-    async def _add_posts(
-        self, db: Queries, job_id: str, surface: str, posts: list[tuple[str, str | None]]
-    ) -> None:
-        now = self.now()
-        for message_key, thread_key in posts:
-            await db.execute(
-                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                *(surface, message_key, job_id, thread_key, now),
-            )
-
-    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
-        """Record the posts that carry a job and move it to `delivered`, in one transaction. The posts
-        are kept even when the move is refused (they are on the platform); True when it moved."""
-        async with self.database.transaction() as db:
-            await self._add_posts(db, job_id, surface, posts)
-            return await self._move(db, job_id, JobState.DELIVERED, {})
-
-    async def remember_post(
-        self, job_id: str, surface: str, message_key: str, thread_key: str | None
-    ) -> None:
-        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
-        async with self.database.transaction() as db:
-            await db.execute(
-                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (surface, message_key) DO UPDATE SET "
-                "thread_key=COALESCE(excluded.thread_key, posts.thread_key)",
-                *(surface, message_key, job_id, thread_key, self.now()),
-            )
-
-    async def posts_of(self, job_id: str, surface: str) -> list[str]:
-        """The message keys of a job's posts, in the order they were recorded."""
-        order = self.database.dialect.insertion_order
-        rows = await self.database.fetch(
-            f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}", job_id, surface
-        )
-        return [str(row[0]) for row in rows]
-
-    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
-        return await self._job_where(
-            self.database,
-            "id=(SELECT job_id FROM posts WHERE surface=? AND message_key=?)",
-            surface,
-            message_key,
-        )
-
-    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
-        order = self.database.dialect.insertion_order
-        return await self._job_where(
-            self.database,
-            "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=? AND p.thread_key=? "
-            f"AND j.state=? ORDER BY p.created_at DESC, p.{order} DESC LIMIT 1)",
-            *(surface, thread_key, JobState.DELIVERED.value),
-        )
-
-    async def forget_posts(self, job_id: str) -> None:
-        async with self.database.transaction() as db:
-            await db.execute("DELETE FROM posts WHERE job_id=?", job_id)
 
 
 def _marks(values: tuple[Any, ...]) -> str:

@@ -20,6 +20,7 @@ import pytest
 
 from adapters.console import ConsoleChat
 from bot.app import Bot
+from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState
 from bot.model.requests import ImageRequest
 from storage.migrations import MIGRATIONS
@@ -186,11 +187,11 @@ def fresh(postgres_database: str | BaseException) -> str:
 async def test_a_postgres_database_at_any_former_version_reaches_the_schema_of_a_new_one(
     version: int, pg_url: str, fresh: str
 ) -> None:
-    async with PostgresStore(fresh, default_limit=5):
+    async with PostgresStore(fresh, policy=POLICY, default_limit=5):
         pass
     await previous_postgres(pg_url, POSTGRES[:version], rows=False)
-    async with PostgresStore(pg_url, default_limit=5) as store:
+    async with PostgresStore(pg_url, policy=POLICY, default_limit=5) as store:
         assert await store.schema_version() == len(MIGRATIONS)
-    async with PostgresStore(pg_url, default_limit=5) as store:  # and once only
+    async with PostgresStore(pg_url, policy=POLICY, default_limit=5) as store:  # and once only
         assert await store.schema_version() == len(MIGRATIONS)
     assert await _columns(pg_url) == await _columns(fresh)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
@@ -90,13 +91,13 @@ def open_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         path = tmp_path / "s.db"
 
         def sqlite(**options: Any) -> Store:
-            return SqliteStore(path, **options)
+            return SqliteStore(path, **{"policy": POLICY, **options})
 
         return sqlite
     url = postgres_url(request.getfixturevalue("postgres_database"))
 
     def postgres(**options: Any) -> Store:
-        return PostgresStore(url, **options)
+        return PostgresStore(url, **{"policy": POLICY, **options})
 
     return postgres
 
