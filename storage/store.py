@@ -11,7 +11,7 @@ month) is within one tenant, so serialising charges per tenant is exactly enough
 
 What differs beyond the SQL text is a strategy the backend (storage/sqlite.py, storage/postgres.py)
 gives the store: where image bytes live (storage/image_bytes.py), how replicas wake each other
-(storage/replicas.py) and how space is given back (storage/retention.py).
+(storage/wakeups.py) and how space is given back (`Space`, which retention's sweeps call).
 """
 
 from __future__ import annotations
