@@ -92,8 +92,3 @@ class PostgresDialect(Dialect):
 def marks(values: Collection[object]) -> str:
     """`(?, ?, ...)` for an IN clause over `values` (one parameter each, on both databases)."""
     return "(" + ",".join("?" * len(values)) + ")"
-
-
-def numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's $1, $2, ..."""
-    return PostgresDialect().sql(sql)

@@ -10,11 +10,6 @@ from typing import Any
 
 from storage.base import Store
 from storage.connections import Queries
-from storage.dialects import numbered
-
-__all__ = ["Sql", "Writes", "numbered"]
-
-Writes = Queries
 
 
 class Sql:
