@@ -16,6 +16,7 @@ import httpx
 from bot.jobs.engine import Engine
 from bot.jobs.media import typed_client
 from bot.jobs.metrics import Metrics
+from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import Retention
 from bot.jobs.routing import CircuitBreaker, Router
 from bot.jobs.runner import CALLBACK_GRACE, JobRunner
@@ -211,11 +212,13 @@ def open_store(settings: Settings) -> Store:
             url,
             default_limit=settings.daily_image_quota,
             default_ceiling=settings.daily_workspace_quota,
+            policy=POLICY,
         )
     return SqliteStore(
         settings.db_path,
         default_limit=settings.daily_image_quota,
         default_ceiling=settings.daily_workspace_quota,
+        policy=POLICY,
     )
 
 

@@ -6,7 +6,6 @@ backends (storage/sql.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from storage.base import Store
 from storage.sql import Sql
@@ -46,17 +45,11 @@ _UPSERT = (
 class Installations:
     def __init__(self, store: Store) -> None:
         self.sql = Sql(store)
-        self.store = self.sql.store
-
-    async def _execute(self, sql: str, *args: Any) -> int:
-        return await self.sql.execute(sql, *args)
-
-    async def _fetchrow(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
-        return await self.sql.fetchrow(sql, *args)
+        self.store = store
 
     async def save(self, bot: BotInstall) -> None:
         """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""
-        await self._execute(
+        await self.sql.execute(
             _UPSERT,
             bot.enterprise_id,
             bot.team_id,
@@ -78,7 +71,7 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        row = await self._fetchrow(
+        row = await self.sql.fetchrow(
             f"SELECT {_COLUMNS} FROM slack_installations WHERE {where} ORDER BY installed_at DESC LIMIT 1",
             *args,
         )
@@ -104,18 +97,18 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        return await self._execute(f"DELETE FROM slack_installations WHERE {where}", *args)
+        return await self.sql.execute(f"DELETE FROM slack_installations WHERE {where}", *args)
 
     async def issue_state(self, state: str, expires_at: float) -> None:
         # Expired states are swept as new ones are issued, so the table stays small.
-        await self._execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", self.store.clock())
-        await self._execute(
+        await self.sql.execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", self.store.clock())
+        await self.sql.execute(
             "INSERT INTO slack_oauth_states (state, expires_at) VALUES (?, ?)", state, expires_at
         )
 
     async def consume_state(self, state: str) -> bool:
         """True once for a state issued here and not expired: it is deleted as it is used."""
-        used = await self._execute(
+        used = await self.sql.execute(
             "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?", state, self.store.clock()
         )
         return used == 1

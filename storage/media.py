@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from storage.durable import write_synced
-from storage.schema import MEDIA_MOVING
+from storage.migrations import MEDIA_MOVING
 from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class _Store(Protocol):
 
 
 async def move_out_of_rows(store: _Store) -> int:
-    """Write the images an upgrade set aside (storage/schema.py, MEDIA_TO_FILES) to their files, one
+    """Write the images an upgrade set aside (storage/migrations.py, MEDIA_TO_FILES) to their files, one
     per transaction, each deleted from the database once its file is on disk; then drop their table.
     Returns how many were moved (0 on every open after the one that finished)."""
     async with store.exclusive() as db:

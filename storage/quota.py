@@ -1,27 +1,20 @@
-"""Quotas, scoped to tenants: a Discord server, a Slack workspace, or a DM / the console of one user.
-
-Every limit, grant, reset and count belongs to one tenant. Within a tenant:
-- a user's daily limit is the first of: an operator's limit for that user (in this tenant, else in
-  every tenant), the tenant admins' limit for that user, an operator's members' default for the
-  tenant, the tenant admins' members' default, the bot's default (HIDREAM_DAILY_IMAGE_QUOTA);
-  grants for today add to it;
-- the tenant's ceiling (an operator's, else HIDREAM_DAILY_WORKSPACE_QUOTA) bounds the images all its
-  members make in a day. Admins' grants and resets never lift it: it counts every image reserved or
-  made today, reset or not;
-- the tenant's monthly budget in dollars (operators only) bounds what its jobs cost in a UTC month.
-Operators act through the CLI on any tenant; admins only through their platform, in their own.
+"""Quotas in the store, scoped to tenants (a server, a workspace, or a DM / the console of one user):
+the facts a quota decision is made of (the limits set, the counts of a day and a month, grants,
+ceilings, budgets, when each resets) and the writes that set them. Which limit applies, whether a
+charge is admitted and the words of a refusal are the core's (bot/jobs/quota_policy.py), given to
+the store as its `QuotaRules`; the store applies them inside the transaction that charges, under the
+tenant's lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
-from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.errors import BadInput
 from bot.model.jobs import COUNTED, SPENT, LedgerState
-from storage.schema import marks
-from storage.sqlite_conn import Connection
+from storage.connections import Queries
 
 Scope = Literal["user", "members", "ceiling"]
 By = Literal["operator", "admin"]
@@ -43,22 +36,10 @@ def next_reset(ts: float) -> datetime:
     return day + timedelta(days=1)
 
 
-def next_month(ts: float) -> datetime:
-    now = datetime.fromtimestamp(ts, UTC)
-    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return (first + timedelta(days=32)).replace(day=1)
-
-
 def check_images(images: int | None) -> None:
     """Refuse an amount an admin or operator typed that no sane limit needs (and SQLite cannot hold)."""
     if images is not None and not 0 <= images <= MAX_IMAGES:
         raise BadInput(f"{images} is out of range: use a whole number from 0 to {MAX_IMAGES:,}.")
-
-
-@dataclass(frozen=True)
-class LimitSource:
-    limit: int
-    source: str  # "default", "members' default (admin)", "user (operator, every tenant)", ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +75,40 @@ class QuotaStatus:
 
 
 @dataclass(frozen=True)
+class QuotaFacts:
+    """A user's quota in a tenant as the store holds it."""
+
+    now: float
+    # Limits that may apply, (tenant, scope, set_by) -> daily limit: the user's own (in this tenant or
+    # every tenant), the members' default and the ceiling of this tenant.
+    limits: dict[tuple[str, str, str], int]
+    used: int  # the user's images today in the tenant (reserved or made)
+    granted: int  # granted to the user today in the tenant
+    tenant_used: int  # every image the tenant reserved or made today, reset or not
+    budget_usd: float | None
+    month_spent_usd: float  # reserved or made this UTC month in the tenant
+    resets_at: datetime  # when the day's counts start again
+    # The operator's settings: a user's daily images where nobody set a limit, a tenant's where no
+    # operator set a ceiling (None: no ceiling).
+    default_limit: int
+    default_ceiling: int | None
+
+
+class QuotaRules(Protocol):
+    """The core's quota policy (bot/jobs/quota_policy.py)."""
+
+    def status(self, user_key: str, tenant: str, facts: QuotaFacts) -> QuotaStatus: ...
+
+    def refusal(self, status: QuotaStatus, charge: Charge) -> Exception | None:
+        """Why `charge` cannot be admitted, or None when it can."""
+        ...
+
+    def over_budget(self, status: QuotaStatus, more_usd: float) -> bool:
+        """Whether `more_usd` on top of the month's spend would pass the tenant's budget."""
+        ...
+
+
+@dataclass(frozen=True)
 class Charge:
     """What a job asks of its tenant: images today and dollars this month."""
 
@@ -103,196 +118,114 @@ class Charge:
     cost_usd: float
 
 
-async def _one(db: Connection, sql: str, args: tuple[object, ...]) -> float:
-    async with db.execute(sql, args) as cur:
-        row = await cur.fetchone()
-    return float(row[0]) if row and row[0] is not None else 0.0
+_COUNTS = """
+SELECT
+  (SELECT COALESCE(SUM(images), 0) FROM ledger
+     WHERE workspace_key=? AND user_key=? AND day=? AND {counted}) AS used,
+  (SELECT COALESCE(SUM(images), 0) FROM grants WHERE tenant=? AND user_key=? AND day=?) AS granted,
+  (SELECT COALESCE(SUM(images), 0) FROM ledger WHERE workspace_key=? AND day=? AND {made}) AS tenant_used,
+  (SELECT monthly_usd FROM budgets WHERE tenant=?) AS budget,
+  (SELECT COALESCE(SUM(cost_usd), 0) FROM ledger
+     WHERE workspace_key=? AND substr(day, 1, 7)=? AND {made}) AS spent
+"""
 
 
-async def user_limit(db: Connection, user_key: str, tenant: str, default: int) -> LimitSource:
-    async with db.execute(
-        "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
-        "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope='members' AND tenant=?)",
-        (user_key, tenant, EVERY_TENANT, tenant),
-    ) as cur:
-        rows = {(r[0], r[1], r[2]): int(r[3]) for r in await cur.fetchall()}
-    return pick_limit(rows, tenant, default)
-
-
-def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
-    """The first limit that applies, from rows keyed (tenant, scope, set_by): shared by both stores."""
-    order = [
-        ((tenant, "user", "operator"), "your own limit, set by an operator"),
-        ((EVERY_TENANT, "user", "operator"), "your own limit, set by an operator for every server"),
-        ((tenant, "user", "admin"), "your own limit, set by an admin here"),
-        ((tenant, "members", "operator"), "this server's or workspace's limit, set by an operator"),
-        ((tenant, "members", "admin"), "this server's or workspace's limit, set by an admin"),
-    ]
-    for key, source in order:
-        if key in rows:
-            return LimitSource(rows[key], source)
-    return LimitSource(default, "the bot's default")
-
-
-async def ceiling(db: Connection, tenant: str, default: int | None) -> int | None:
-    async with db.execute(
-        "SELECT daily_limit FROM limits WHERE tenant=? AND scope='ceiling' AND set_by='operator'", (tenant,)
-    ) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else default
-
-
-async def budget(db: Connection, tenant: str) -> float | None:
-    async with db.execute("SELECT monthly_usd FROM budgets WHERE tenant=?", (tenant,)) as cur:
-        row = await cur.fetchone()
-    return float(row[0]) if row else None
-
-
-async def status(
-    db: Connection,
-    user_key: str,
-    tenant: str,
-    now: float,
-    *,
-    default: int,
-    default_ceiling: int | None,
-) -> QuotaStatus:
+async def facts(
+    db: Queries, user_key: str, tenant: str, now: float, *, default_limit: int, default_ceiling: int | None
+) -> QuotaFacts:
+    """What a user's quota in a tenant is decided from, read in one round trip besides the limits."""
     day = utc_day(now)
-    base = await user_limit(db, user_key, tenant, default)
-    used = int(
-        await _one(
-            db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND user_key=? AND day=? AND state IN {marks(COUNTED)}",
-            (tenant, user_key, day, *COUNTED),
-        )
+    rows = await db.fetch(
+        "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
+        "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope IN ('members', 'ceiling') AND tenant=?)",
+        user_key,
+        tenant,
+        EVERY_TENANT,
+        tenant,
     )
-    granted = int(
-        await _one(
-            db,
-            "SELECT SUM(images) FROM grants WHERE tenant=? AND user_key=? AND day=?",
-            (tenant, user_key, day),
-        )
+    counted, counted_args = db.dialect.among("state", COUNTED)
+    made, made_args = db.dialect.among("state", _MADE)
+    row = await db.fetchrow(
+        _COUNTS.format(counted=counted, made=made),
+        *(tenant, user_key, day, *counted_args, tenant, user_key, day),
+        *(tenant, day, *made_args, tenant, tenant, day[:7], *made_args),
     )
-    top = await ceiling(db, tenant, default_ceiling)
-    tenant_used = int(
-        await _one(
-            db,
-            f"SELECT SUM(images) FROM ledger WHERE workspace_key=? AND day=? AND state IN {marks(_MADE)}",
-            (tenant, day, *_MADE),
-        )
-    )
-    money = await budget(db, tenant)
-    spent = await _one(
-        db,
-        f"SELECT SUM(cost_usd) FROM ledger WHERE workspace_key=? AND substr(day, 1, 7)=? AND state IN {marks(_MADE)}",
-        (tenant, day[:7], *_MADE),
-    )
-    total = base.limit + granted
-    remaining = max(0, total - used)
-    if top is not None:
-        remaining = min(remaining, max(0, top - tenant_used))
-    return QuotaStatus(
-        used, total, remaining, next_reset(now), now, base.source, granted, top, tenant_used, money, spent
+    return QuotaFacts(
+        now=now,
+        limits={(r[0], r[1], r[2]): int(r[3]) for r in rows},
+        used=int(row[0]),
+        granted=int(row[1]),
+        tenant_used=int(row[2]),
+        budget_usd=None if row[3] is None else float(row[3]),
+        month_spent_usd=float(row[4]),
+        resets_at=next_reset(now),
+        default_limit=default_limit,
+        default_ceiling=default_ceiling,
     )
 
 
-def refusal(status: QuotaStatus, charge: Charge) -> QuotaExceeded | None:
-    """Why this charge cannot be admitted, or None when it can."""
-    when = _when(status.resets_at, status.now)
-    if status.budget_usd is not None and status.month_spent_usd + charge.cost_usd > status.budget_usd + 1e-9:
-        month = _when(next_month(status.now), status.now, fmt="%Y-%m-%d 00:00 UTC")
-        return QuotaExceeded(
-            f"This server or workspace has used ${status.month_spent_usd:.2f} of its ${status.budget_usd:.2f} "
-            f"monthly budget, and this request would cost ${charge.cost_usd:.2f}. The budget resets on {month}.",
-            limit="budget",
-        )
-    if status.ceiling is not None and status.tenant_used + charge.images > status.ceiling:
-        return QuotaExceeded(
-            f"This server or workspace has made {status.tenant_used} of the {status.ceiling} images it may make "
-            f"today. The limit resets at {when}.",
-            limit="tenant",
-        )
-    if status.limit - status.used >= charge.images:
-        return None
-    if status.limit - status.used <= 0:
-        return QuotaExceeded(
-            f"You have used all {status.limit} of your images for today. The limit resets at {when}."
-        )
-    return QuotaExceeded(
-        f"That asks for {charge.images} images but you have {status.limit - status.used} of {status.limit} left "
-        f"today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
-    )
-
-
-def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
-    left = max(0, int(at.timestamp() - now))
-    label = at.strftime(fmt)
-    if left >= 86400:
-        return f"{label} (in {left // 86400}d {left % 86400 // 3600}h)"
-    return f"{label} (in {left // 3600}h {left % 3600 // 60}m)"
-
-
-async def set_limit(
-    db: Connection, tenant: str, scope: Scope, subject: str, limit: int | None, by: By
-) -> None:
+async def set_limit(db: Queries, tenant: str, scope: Scope, subject: str, limit: int | None, by: By) -> None:
     check_images(limit)
     if limit is None:
         await db.execute(
             "DELETE FROM limits WHERE tenant=? AND scope=? AND subject=? AND set_by=?",
-            (tenant, scope, subject, by),
+            tenant,
+            scope,
+            subject,
+            by,
         )
         return
     await db.execute(
         "INSERT INTO limits (tenant, scope, subject, daily_limit, set_by) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT(tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
-        (tenant, scope, subject, limit, by),
+        "ON CONFLICT (tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
+        *(tenant, scope, subject, limit, by),
     )
 
 
-async def grant(db: Connection, tenant: str, user_key: str, images: int, now: float) -> None:
+async def grant(db: Queries, tenant: str, user_key: str, images: int, now: float) -> None:
     check_images(images)
     await db.execute(
         "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
-        (tenant, user_key, utc_day(now), images, now),
+        *(tenant, user_key, utc_day(now), images, float(now)),
     )
 
 
-async def reset(db: Connection, tenant: str, user_key: str, now: float) -> None:
+async def reset(db: Queries, tenant: str, user_key: str, now: float) -> None:
     """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the
     tenant's ceiling still counts what was made)."""
     await db.execute(
         "UPDATE ledger SET state=? WHERE workspace_key=? AND user_key=? AND day=? AND state=?",
-        (LedgerState.RESET, tenant, user_key, utc_day(now), LedgerState.COMMITTED),
+        *(LedgerState.RESET.value, tenant, user_key, utc_day(now), LedgerState.COMMITTED.value),
     )
 
 
-async def set_budget(db: Connection, tenant: str, monthly_usd: float | None) -> None:
+async def set_budget(db: Queries, tenant: str, monthly_usd: float | None) -> None:
     if monthly_usd is None:
-        await db.execute("DELETE FROM budgets WHERE tenant=?", (tenant,))
+        await db.execute("DELETE FROM budgets WHERE tenant=?", tenant)
         return
     if not 0 <= monthly_usd <= MAX_BUDGET_USD:
         raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
     await db.execute(
         "INSERT INTO budgets (tenant, monthly_usd) VALUES (?, ?) "
-        "ON CONFLICT(tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
-        (tenant, monthly_usd),
+        "ON CONFLICT (tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
+        *(tenant, float(monthly_usd)),
     )
 
 
-async def spend(db: Connection, key: str, column: str) -> tuple[int, float]:
-    async with db.execute(
-        f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger "
-        f"WHERE {column}=? AND state IN {marks(SPENT)}",
-        (key, *SPENT),
-    ) as cur:
-        row = await cur.fetchone() or (0, 0.0)
+async def spend(db: Queries, key: str, column: str) -> tuple[int, float]:
+    spent, args = db.dialect.among("state", SPENT)
+    row = await db.fetchrow(
+        f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger WHERE {column}=? AND {spent}",
+        key,
+        *args,
+    )
     return int(row[0]), float(row[1])
 
 
-async def limits_of(db: Connection, tenant: str) -> list[tuple[str, str, int, str]]:
+async def limits_of(db: Queries, tenant: str) -> list[tuple[str, str, int, str]]:
     """Every limit set in a tenant: (scope, subject, daily limit, set by)."""
-    async with db.execute(
+    rows = await db.fetch(
         "SELECT scope, subject, daily_limit, set_by FROM limits WHERE tenant=? ORDER BY scope, subject",
-        (tenant,),
-    ) as cur:
-        return [(r[0], r[1], int(r[2]), r[3]) for r in await cur.fetchall()]
+        tenant,
+    )
+    return [(r[0], r[1], int(r[2]), r[3]) for r in rows]

@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.model.jobs import SPENT, UNFINISHED, JobState, LedgerState
 from storage.base import Store
+from storage.dialects import marks
 from storage.quota import utc_day
 from storage.replicas import SEEN_FOR
-from storage.schema import marks
 from storage.sql import Sql
 
 DAY = 86400.0

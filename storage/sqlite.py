@@ -1,34 +1,29 @@
-"""The SQLite store: jobs, the usage ledger, limits, media and the posts that carry each job.
-
-One connection in WAL mode. Writes that must be atomic (admit = reserve + insert; finish = state
-change + ledger settle) run under one lock inside BEGIN IMMEDIATE, so concurrent coroutines never
-interleave a transaction and concurrent requests can never overspend. Media and posts are
-storage/sqlite_media.py's (a mixin of `SqliteStore`).
-"""
+"""The SQLite backend (the embedded default): the one store (storage/store.py) on one connection in
+WAL mode, image bytes in files beside the database, wake-ups within the process (one process by
+design), and freed pages given back by incremental vacuum."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from bot.model.errors import ConfigError
-from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
-from storage import quota, schema
-from storage.base import StoredMedia
+from storage.connections import SqliteDatabase
+from storage.image_bytes import FileBytes
 from storage.media import MediaFiles, move_out_of_rows
-from storage.quota import By, Charge, QuotaStatus, Scope, utc_day
-from storage.schema import MIGRATIONS, marks, row_to_job
+from storage.migrations import migrate
+from storage.posts import StoredMedia
+from storage.quota import QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
-from storage.sqlite_media import SqliteMediaPosts
+from storage.store import SqlStore
+from storage.wakeups import LocalWakeups, Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +38,7 @@ def owner_only() -> Iterator[None]:
         os.umask(previous)
 
 
-class SqliteStore(SqliteMediaPosts):
+class SqliteStore(SqlStore):
     def __init__(
         self,
         path: Path | str,
@@ -51,16 +46,19 @@ class SqliteStore(SqliteMediaPosts):
         default_limit: int,
         default_ceiling: int | None = None,
         clock: Any = time.time,
+        policy: QuotaRules | None = None,
     ) -> None:
+        super().__init__(
+            default_limit=default_limit, default_ceiling=default_ceiling, clock=clock, policy=policy
+        )
         self.path = str(path)
-        self.default_limit = default_limit
-        self.default_ceiling = default_ceiling
-        self.clock = clock
-        self._db: Connection | None = None
+        self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None
-        self._lock = asyncio.Lock()
-        # Image bytes: files beside the database (storage/media.py), the rows keep the rest.
         self.files = MediaFiles(Path(self.path + ".media"))
+        self.media_bytes = FileBytes(self.files)
+        self.space = SqliteSpace(self)
+        # One process works the jobs of a SQLite database: its wake-ups stay within it.
+        self._wakeups = LocalWakeups()
 
     async def __aenter__(self) -> SqliteStore:
         try:
@@ -68,17 +66,18 @@ class SqliteStore(SqliteMediaPosts):
             with owner_only():
                 # Opened once in a thread first: making the file, or finding a stale lock, may wait.
                 await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
-                self._db = connect(self.path)
-                self._db.row_factory = sqlite3.Row
+                db = connect(self.path)
+                db.row_factory = sqlite3.Row
+                self._database = SqliteDatabase(db)
                 # Freed pages can be given back (storage/retention.py). Takes effect on a new file only;
                 # an existing one is converted once by `use_incremental_vacuum`.
-                await self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-                await self._db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                await db.execute("PRAGMA journal_mode=WAL")
             for suffix in ("", "-wal", "-shm"):  # also a database made before this rule
                 with suppress(FileNotFoundError, PermissionError):
                     os.chmod(self.path + suffix, 0o600)
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._migrate()
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await migrate(self.database, self.database.transaction)
         except sqlite3.Error as exc:
             await self.__aexit__()
             hint = (
@@ -103,261 +102,121 @@ class SqliteStore(SqliteMediaPosts):
         if self._checkpoints is not None:
             await self._checkpoints.stop()
             self._checkpoints = None
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        if self._database is not None:
+            await self._database.conn.close()
+            self._database = None
+
+    @property
+    def database(self) -> SqliteDatabase:  # type: ignore[override]
+        if self._database is None:
+            raise RuntimeError("store is not open")
+        return self._database
 
     @property
     def db(self) -> Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
+        return self.database.conn
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._lock:
-            try:
-                await self._settle("BEGIN IMMEDIATE")
-            except asyncio.CancelledError:
-                if self.db.in_transaction:  # cancelled once the BEGIN had run
-                    await self._settle("ROLLBACK")
-                raise
-            try:
-                yield self.db
-            except BaseException:
-                await self._settle("ROLLBACK")
-                raise
-            try:
-                await self._settle("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:  # a COMMIT that failed (disk full, I/O) leaves it open
-                    await self._settle("ROLLBACK")
-                raise
-
-    async def _settle(self, statement: str) -> None:
-        """Run a BEGIN, COMMIT or ROLLBACK to its end even when the caller is cancelled meanwhile (a job
-        task stopped by a shutdown or a lost lease), then pass the cancellation on: left half-done, the
-        store's one connection would stay inside a transaction and refuse every later BEGIN."""
-        step = asyncio.ensure_future(self.db.execute(statement))
-        cancelled = False
-        while not step.done():
-            try:
-                await asyncio.shield(step)
-            except asyncio.CancelledError:
-                cancelled = True
-        step.result()
-        if cancelled:
-            raise asyncio.CancelledError
+    def transaction(self) -> Any:
+        """The connection inside one transaction (for the SQLite-only tools: `db copy`, upgrades)."""
+        return self.database.raw_transaction()
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[Connection]:
         """The connection with no other store call running and no transaction open: for what cannot
         run inside one (VACUUM, a script of pragmas)."""
-        async with self._lock:
+        async with self.database.lock:
             yield self.db
 
-    async def _migrate(self) -> None:
-        await self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        async with self.db.execute("SELECT version FROM schema_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            async with self.transaction() as db:
-                for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute("DELETE FROM schema_version")
-                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+    def wakeups(self) -> Wakeups:
+        return self._wakeups
 
-    async def schema_version(self) -> int:
-        async with self.db.execute("SELECT version FROM schema_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+    def replica_name(self) -> str:
+        # Always the same name, so a restarted bot takes its jobs back at once.
+        return "local"
 
-    async def secret(self, name: str) -> bytes:
-        """A random secret made once and kept, e.g. the key that signs /media/ links."""
-        async with self.transaction() as db:
-            async with db.execute("SELECT value FROM meta WHERE key=?", (name,)) as cur:
-                row = await cur.fetchone()
-            if row:
-                return bytes.fromhex(row[0])
-            value = secrets.token_bytes(32)
-            await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, value.hex()))
-            return value
 
-    # --- quota (storage/quota.py: tenants, ceilings, budgets) ------------------------------------
+# SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
+INCREMENTAL = 2
+# Pages given back per step (4 KiB pages: 16 MiB), so other store calls run in between.
+VACUUM_STEP = 4096
 
-    async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
-        return await self._status(self.db, user_key, tenant)
 
-    async def _status(self, db: Connection, user_key: str, tenant: str) -> QuotaStatus:
-        return await quota.status(
-            db,
-            user_key,
-            tenant,
-            self.clock(),
-            default=self.default_limit,
-            default_ceiling=self.default_ceiling,
-        )
+class SqliteSpace:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
 
-    async def check(self, charge: Charge) -> None:
-        """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
-        are fetched. `admit` checks again, atomically."""
-        refused = quota.refusal(await self._status(self.db, charge.user_key, charge.tenant), charge)
-        if refused is not None:
-            raise refused
-
-    async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
-        """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
-        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
-        if scope == "ceiling" and by != "operator":
-            raise PermissionError("only operators set a tenant's ceiling")
-        async with self.transaction() as db:
-            await quota.set_limit(db, tenant, scope, subject, limit, by)
-
-    async def grant(self, tenant: str, user_key: str, images: int) -> None:
-        async with self.transaction() as db:
-            await quota.grant(db, tenant, user_key, images, self.clock())
-
-    async def reset(self, tenant: str, user_key: str) -> None:
-        async with self.transaction() as db:
-            await quota.reset(db, tenant, user_key, self.clock())
-
-    async def set_budget(self, tenant: str, monthly_usd: float | None) -> None:
-        async with self.transaction() as db:
-            await quota.set_budget(db, tenant, monthly_usd)
-
-    async def tenants_of(self, user_key: str) -> list[str]:
-        """The tenants a user has made images in, the most recent first."""
-        async with self.db.execute(
-            "SELECT workspace_key FROM ledger WHERE user_key=? GROUP BY workspace_key ORDER BY MAX(created_at) DESC",
-            (user_key,),
-        ) as cur:
-            return [row[0] for row in await cur.fetchall()]
-
-    async def limits(self, tenant: str) -> list[tuple[str, str, int, str]]:
-        return await quota.limits_of(self.db, tenant)
-
-    async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
-        """All-time images and dollars committed for a user (in every tenant) or a tenant."""
-        return await quota.spend(self.db, key, "user_key" if scope == "user" else "workspace_key")
-
-    # --- jobs ----------------------------------------------------------------------------------
-
-    async def admit(
-        self, job: Job, *, workspace_key: str, dedup_key: str | None, lease: schema.Lease | None = None
-    ) -> Job:
-        """Reserve the job's images and insert it, atomically. Returns the stored job: for a repeated
-        dedup_key, the first one (nothing new is reserved)."""
-        images = job.request.n
-        async with self.transaction() as db:
-            if dedup_key is not None:
-                existing = await self._job_where(db, "dedup_key=?", (dedup_key,))
-                if existing is not None:
-                    return existing
-            charge = Charge(job.user_key, workspace_key, images, job.cost_usd)
-            refused = quota.refusal(await self._status(db, job.user_key, workspace_key), charge)
-            if refused is not None:
-                raise refused
-            values = schema.job_values(job, dedup_key, lease, self.clock())
-            await db.execute(f"INSERT INTO jobs ({schema.JOB_COLUMNS}) VALUES {marks(values)}", values)
-            reserve = schema.ledger_values(job, workspace_key, utc_day(job.created_at))
-            await db.execute(f"INSERT INTO ledger ({schema.LEDGER_COLUMNS}) VALUES {marks(reserve)}", reserve)
-        return job
-
-    async def transition(self, job_id: str, to: JobState, **fields: Any) -> bool:
-        """Move a job to `to` from one of the states `TRANSITIONS` allows, setting `fields`. False (and
-        nothing changed) when the job is in no such state. The ledger effect of entering `to`
-        (`LEDGER_EFFECT`) happens in the same transaction."""
-        if not TRANSITIONS[to]:
-            return False
-        async with self.transaction() as db:
-            return await self._move(db, job_id, to, fields)
-
-    async def _move(self, db: Connection, job_id: str, to: JobState, fields: dict[str, Any]) -> bool:
-        """`transition`'s work inside the caller's transaction."""
-        from_states = TRANSITIONS[to]
-        if not from_states:
-            return False
-        sets = ["state=?", "updated_at=?"]
-        values: list[Any] = [to.value, self.clock()]
-        for name, value in fields.items():
-            sets.append(f"{name}=?")
-            values.append(json.dumps(value) if name in _JSON_FIELDS else value)
-        cur = await db.execute(
-            f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state IN {marks(from_states)}",
-            (*values, job_id, *from_states),
-        )
-        if cur.rowcount != 1:
-            return False
-        effect = LEDGER_EFFECT.get(to)
-        if effect is not None:
-            await db.execute(
-                "UPDATE ledger SET state=? WHERE job_id=? AND state=?", (effect, job_id, LedgerState.RESERVED)
+    async def prepare(self) -> bool:
+        # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
+        try:
+            await self.store.files.remove_orphans(self.store.held_media)
+        except OSError as exc:
+            log.warning("could not look for image files a crash left behind (%s)", exc)
+        try:
+            return await use_incremental_vacuum(self.store)
+        except sqlite3.Error as exc:
+            # E.g. no room for the copy a VACUUM makes: retention still deletes, and SQLite reuses the
+            # freed pages; only the file does not shrink. The bot starts all the same.
+            log.warning(
+                "could not switch the database to incremental vacuum (%s); will try on the next start", exc
             )
+            return False
+
+    async def give_back(self) -> int:
+        """Return the free pages to the file system in steps, then empty the write-ahead log."""
+        _, free = await free_pages(self.store)
+        left = free
+        while left:
+            now_left = await give_back(self.store, VACUUM_STEP)
+            if now_left >= left:
+                break  # nothing more can be freed (another writer keeps pages in use)
+            left = now_left
+        await checkpoint(self.store)
+        return free - left
+
+
+async def use_incremental_vacuum(store: SqliteStore) -> bool:
+    """Switch an existing database to `auto_vacuum=INCREMENTAL`, which needs one full VACUUM (it
+    rewrites the file: a large database takes a while, once). A file made by this version is already
+    incremental. True when the database was converted now."""
+    async with store.exclusive() as db:
+        async with db.execute("PRAGMA auto_vacuum") as cur:
+            row = await cur.fetchone()
+        if row is not None and int(row[0]) == INCREMENTAL:
+            return False
+        log.info("switching the database to incremental vacuum (a one-time VACUUM)")
+        await db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        await db.execute("VACUUM")
         return True
 
-    async def annotate(self, job_id: str, state: JobState, **fields: Any) -> bool:
-        """Set `fields` on a job that is still in `state`, without changing its state."""
-        sets = ", ".join(f"{name}=?" for name in fields)
-        values = [json.dumps(v) if name in _JSON_FIELDS else v for name, v in fields.items()]
-        async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE jobs SET {sets}, updated_at=? WHERE id=? AND state=?",
-                (*values, self.clock(), job_id, state),
-            )
-            return cur.rowcount == 1
 
-    async def record_callback(self, job_id: str, status: dict[str, Any]) -> bool:
-        """Keep a verified callback's status for the job's runner (it may not be listening yet)."""
-        async with self.transaction() as db:
-            cur = await db.execute(
-                f"UPDATE jobs SET callback_status=? WHERE id=? AND state NOT IN {marks(TERMINAL)}",
-                (json.dumps(status), job_id, *TERMINAL),
-            )
-            return cur.rowcount == 1
-
-    async def job(self, job_id: str) -> Job | None:
-        return await self._job_where(self.db, "id=?", (job_id,))
-
-    async def job_by_dedup(self, dedup_key: str) -> Job | None:
-        return await self._job_where(self.db, "dedup_key=?", (dedup_key,))
-
-    async def job_by_prefix(self, prefix: str, *, surface: str) -> Job | None:
-        """The newest job of `surface` whose id starts with `prefix` (ids are hex)."""
-        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
-            return None
-        return await self._job_where(
-            self.db, "surface=? AND id LIKE ? ORDER BY created_at DESC LIMIT 1", (surface, prefix + "%")
-        )
-
-    async def job_by_token(self, token: str) -> Job | None:
-        return await self._job_where(self.db, "callback_token=?", (token,))
-
-    async def callback_status(self, job_id: str) -> dict[str, Any] | None:
-        async with self.db.execute("SELECT callback_status FROM jobs WHERE id=?", (job_id,)) as cur:
-            row = await cur.fetchone()
-        return json.loads(row[0]) if row and row[0] else None
-
-    async def unfinished_jobs(self) -> list[Job]:
-        async with self.db.execute(
-            f"SELECT * FROM jobs WHERE state NOT IN {marks(TERMINAL)} ORDER BY created_at", tuple(TERMINAL)
-        ) as cur:
-            return [row_to_job(r) for r in await cur.fetchall()]
-
-    async def queue_position(self, job: Job) -> int:
-        async with self.db.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE state IN {marks(WAITING)} AND created_at < ?",
-            (*WAITING, job.created_at),
-        ) as cur:
-            return int((await cur.fetchone() or (0,))[0]) + 1
-
-    async def _job_where(self, db: Connection, where: str, args: tuple[Any, ...]) -> Job | None:
-        async with db.execute(f"SELECT * FROM jobs WHERE {where}", args) as cur:
-            row = await cur.fetchone()
-        return row_to_job(row) if row else None
+async def free_pages(store: SqliteStore) -> tuple[int, int]:
+    """The file's size in pages, and how many of them are free."""
+    async with store.exclusive() as db:
+        return await _pages(db)
 
 
-_JSON_FIELDS = ("result_media", "callback_status")
+async def give_back(store: SqliteStore, pages: int) -> int:
+    """Return up to `pages` free pages to the file system. Returns how many free pages remain."""
+    async with store.exclusive() as db:
+        # A script steps the pragma to its end; a plain execute frees one page only.
+        await db.executescript(f"PRAGMA incremental_vacuum({max(1, int(pages))})")
+        return (await _pages(db))[1]
+
+
+async def checkpoint(store: SqliteStore) -> None:
+    """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
+    the log does not keep the deleted images' pages."""
+    async with store.exclusive() as db:  # from a thread: it syncs the file to disk
+        await db.checkpoint_apart("TRUNCATE")
+
+
+async def _pages(db: Connection) -> tuple[int, int]:
+    async with db.execute("PRAGMA page_count") as cur:
+        total = await cur.fetchone()
+    async with db.execute("PRAGMA freelist_count") as cur:
+        free = await cur.fetchone()
+    return int(total[0]) if total else 0, int(free[0]) if free else 0
+
 
 # The name the core imported before storage/base.py's protocol took it; kept so those imports work.
 Store = SqliteStore

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,6 @@ class Cursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
-    @property
-    def lastrowid(self) -> int | None:
-        return self._cursor.lastrowid
-
     async def fetchone(self) -> Any:
         return self._cursor.fetchone()
 
@@ -75,10 +71,6 @@ class Cursor:
 
     async def close(self) -> None:
         self._cursor.close()
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        for row in self._cursor:
-            yield row
 
 
 class _Running:
@@ -126,10 +118,6 @@ class Connection:
 
     def execute(self, sql: str, parameters: Params = ()) -> _Running:
         return _Running(self._run(lambda: self._conn.execute(sql, parameters)))
-
-    async def executemany(self, sql: str, rows: Iterable[Params]) -> Cursor:
-        listed = list(rows)
-        return await self._run(lambda: self._conn.executemany(sql, listed))
 
     async def executescript(self, script: str) -> Cursor:
         return await self._run(lambda: self._conn.executescript(script))

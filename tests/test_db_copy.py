@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState, LedgerState
 from storage.base import Store
 from storage.installations import BotInstall, Installations
@@ -44,7 +45,7 @@ INSTALL = BotInstall(
 
 async def _fill(path: Path) -> dict[str, Any]:
     """A SQLite database as a one-machine install leaves it; the ids of what it holds."""
-    async with SqliteStore(path, default_limit=25, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=25, clock=lambda: NOW) as store:
         await store.secret("media-links")
         ref = await store.put_media(IMAGE, "image/png", 64, 40)
         out = await store.put_media(RESULT, "image/jpeg", 640, 480, nsfw=True)
@@ -110,12 +111,12 @@ async def _answers(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _on_postgres(url: str, ids: dict[str, Any]) -> dict[str, Any]:
-    async with PostgresStore(url, default_limit=25, clock=lambda: NOW) as store:
+    async with PostgresStore(url, policy=POLICY, default_limit=25, clock=lambda: NOW) as store:
         return await _answers(store, ids)
 
 
 async def _on_sqlite(path: Path, ids: dict[str, Any]) -> dict[str, Any]:
-    async with SqliteStore(path, default_limit=25, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=25, clock=lambda: NOW) as store:
         return await _answers(store, ids)
 
 
@@ -137,7 +138,7 @@ async def _counts(url: str) -> dict[str, int]:
 
 async def _trial_start(url: str) -> bytes:
     """What a replica started once on the empty database leaves: a media-links secret of its own."""
-    async with PostgresStore(url, default_limit=25) as store:
+    async with PostgresStore(url, policy=POLICY, default_limit=25) as store:
         return await store.secret("media-links")
 
 
@@ -177,7 +178,7 @@ def test_a_copy_answers_every_question_as_sqlite_did(
 async def _resume(url: str, ids: dict[str, Any]) -> tuple[list[str], int, int]:
     """Finish the copied running job and start the queued one on PostgreSQL, as a replica would."""
     _, _, running, queued = ids["jobs"]
-    async with PostgresStore(url, default_limit=25, clock=lambda: NOW) as store:
+    async with PostgresStore(url, policy=POLICY, default_limit=25, clock=lambda: NOW) as store:
         row, ledger = await raw_job(store, running)
         assert ledger == LedgerState.RESERVED
         assert row["owner"] is None and row["lease_until"] is None  # nobody's: any replica takes it up

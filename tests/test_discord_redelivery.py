@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState, OutputImage, Post
 from storage.sqlite import Store
 from tests.fakes.discord import NONCE_WINDOW, FakeDiscord
@@ -64,7 +65,7 @@ async def test_a_delivery_resumed_16_minutes_after_a_crash_posts_the_result_once
 
 
 async def test_remembered_posts_keep_their_order_and_gain_their_thread_later(tmp_path: Path) -> None:
-    async with Store(tmp_path / "bot.db", default_limit=5) as store:
+    async with Store(tmp_path / "bot.db", policy=POLICY, default_limit=5) as store:
         job = make_job(job_id="j1")
         await store.admit(job, workspace_key="discord:g", dedup_key=None)
         await store.remember_post("j1", "discord", "900", None)

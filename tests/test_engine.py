@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from bot.jobs.media import to_data_uri
+from bot.jobs.quota_policy import POLICY
 from bot.model.errors import BadInput, MediaError, QuotaExceeded
 from bot.model.jobs import JobState
 from bot.model.requests import ChatRequest, ImageRef, parse_command
@@ -294,7 +295,7 @@ async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(t
     from storage.sqlite import Store
     from tests.support.jobs import make_job
 
-    async with Store(tmp_path / "bot.db", default_limit=25) as store:
+    async with Store(tmp_path / "bot.db", policy=POLICY, default_limit=25) as store:
         job = make_job()
         job.reference_media = ["no-longer-held"]
         job.created_at, job.deadline = job.created_at + 10**9, job.deadline + 10**9  # far from its deadline

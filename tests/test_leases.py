@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import JobState
 from storage.replicas import SEEN_FOR, replicas_for
-from storage.schema import Lease
+from storage.rows import Lease
 from tests.fakes.surface import RecordingSurface
 from tests.support.harness import BotHarness, until
 from tests.support.holding import HoldingProvider, chat
@@ -136,7 +137,10 @@ async def test_an_event_is_seen_first_once_across_stores(open_store: OpenStore) 
 async def test_a_notify_reaches_a_listening_replica(pg_url: str) -> None:
     from storage.postgres import PostgresStore
 
-    async with PostgresStore(pg_url, default_limit=5) as a, PostgresStore(pg_url, default_limit=5) as b:
+    async with (
+        PostgresStore(pg_url, policy=POLICY, default_limit=5) as a,
+        PostgresStore(pg_url, policy=POLICY, default_limit=5) as b,
+    ):
         heard: asyncio.Queue[str] = asyncio.Queue()
         listener = replicas_for(b)
         await listener.listen(heard.put_nowait)

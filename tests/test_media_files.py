@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import DAY, Retention
 from bot.model.errors import ConfigError
 from storage import media as media_module
 from storage.media import ORPHAN_AGE
+from storage.migrations import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.retention import sweeps_for
-from storage.schema import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.sqlite import Store
 from storage.sqlite_conn import Connection
 from tests.support.jobs import NOW, make_job
@@ -72,7 +73,7 @@ def umask(value: int) -> Iterator[None]:
 async def test_the_bytes_land_in_a_file_and_the_row_holds_none(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     picture = os.urandom(64 * 1024)
-    async with Store(path, default_limit=10, clock=Clock()) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
         media_id = await store.put_media(picture, "image/webp", 640, 480, nsfw=True)
         assert file_of(store, media_id).read_bytes() == picture
         assert store.files.folder == Path(f"{path}.media")
@@ -97,13 +98,13 @@ async def test_the_bytes_land_in_a_file_and_the_row_holds_none(tmp_path: Path) -
 async def test_files_and_their_folder_are_the_owners_only_whatever_the_umask(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     with umask(0o022):
-        async with Store(path, default_limit=10, clock=Clock()) as store:
+        async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
             media_id = await store.put_media(b"png bytes", "image/png", 1, 1)
             assert mode(store.files.folder) == 0o700
             assert mode(file_of(store, media_id)) == 0o600
     # A folder that an earlier hand made readable to others is made the owner's only again.
     os.chmod(f"{path}.media", 0o755)
-    async with Store(path, default_limit=10, clock=Clock()) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
         assert mode(store.files.folder) == 0o700
         assert [mode(item) for item in store.files.folder.iterdir()] == [0o600]
 
@@ -134,7 +135,7 @@ async def test_an_upgraded_database_moves_its_images_out_and_keeps_no_blob(tmp_p
     database_at_version(path, BEFORE_FILES, images)
     assert "data" in columns(path, "media")
 
-    async with Store(path, default_limit=10, clock=Clock()) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
         assert await store.schema_version() == len(MIGRATIONS)
         for media_id, data in images.items():
             stored = await store.media(media_id)
@@ -170,7 +171,7 @@ async def test_a_move_cut_short_resumes_at_the_next_open(tmp_path: Path) -> None
     db.close()
     write_file_of(path, "first", images["first"])
 
-    async with Store(path, default_limit=10, clock=Clock()) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
         for media_id, data in images.items():
             stored = await store.media(media_id)
             assert stored is not None and stored.data == data
@@ -180,7 +181,7 @@ async def test_a_move_cut_short_resumes_at_the_next_open(tmp_path: Path) -> None
 async def test_retention_deletes_the_files_with_their_rows_never_an_unfinished_jobs(tmp_path: Path) -> None:
     clock = Clock()
     path = tmp_path / "r.db"
-    async with Store(path, default_limit=10, clock=clock) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=clock) as store:
         old, named = (
             await store.put_media(b"old", "image/png", 1, 1),
             await store.put_media(b"ref", "image/png", 1, 1),
@@ -216,7 +217,7 @@ async def test_an_id_of_the_wrong_shape_never_reaches_the_file_system(
         return real_read(at)
 
     monkeypatch.setattr(media_module, "_read", recorded)
-    async with Store(path, default_limit=10, clock=Clock()) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=Clock()) as store:
         # Rows with such ids (no version made them; a hand or a bug might) and files where a naive
         # join of folder and id would land.
         async with store.transaction() as db:
@@ -247,7 +248,7 @@ async def test_an_id_of_the_wrong_shape_never_reaches_the_file_system(
 async def test_a_missing_file_is_an_image_no_longer_held(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Store(tmp_path / "m.db", default_limit=10, clock=Clock()) as store:
+    async with Store(tmp_path / "m.db", policy=POLICY, default_limit=10, clock=Clock()) as store:
         media_id = await store.put_media(b"bytes", "image/png", 1, 1)
         file_of(store, media_id).unlink()
         assert await store.media(media_id) is None
@@ -256,21 +257,21 @@ async def test_a_missing_file_is_an_image_no_longer_held(
 
 
 async def test_a_failed_insert_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with Store(tmp_path / "m.db", default_limit=10, clock=Clock()) as store:
+    async with Store(tmp_path / "m.db", policy=POLICY, default_limit=10, clock=Clock()) as store:
 
         @asynccontextmanager
         async def broken() -> AsyncIterator[Connection]:
             raise sqlite3.OperationalError("database or disk is full")
             yield store.db  # pragma: no cover
 
-        monkeypatch.setattr(store, "transaction", broken)
+        monkeypatch.setattr(store.database, "transaction", broken)
         with pytest.raises(sqlite3.OperationalError, match="disk is full"):
             await store.put_media(b"bytes", "image/png", 1, 1)
         assert list(store.files.folder.iterdir()) == []
 
 
 async def test_files_a_crash_left_without_rows_are_removed_at_start_once_old(tmp_path: Path) -> None:
-    async with Store(tmp_path / "m.db", default_limit=10, clock=Clock()) as store:
+    async with Store(tmp_path / "m.db", policy=POLICY, default_limit=10, clock=Clock()) as store:
         kept = await store.put_media(b"kept", "image/png", 1, 1)
         folder = store.files.folder
         # A crash after retention deleted a row and before its file; one after a write and before
@@ -299,5 +300,5 @@ async def test_a_media_folder_that_cannot_be_made_is_named(tmp_path: Path) -> No
     path = tmp_path / "m.db"
     make_file(Path(f"{path}.media"), b"a file where the folder goes")
     with pytest.raises(ConfigError, match=r"HIDREAM_DB_PATH: cannot keep images in .*m\.db\.media"):
-        async with Store(path, default_limit=10, clock=Clock()):
+        async with Store(path, policy=POLICY, default_limit=10, clock=Clock()):
             pass

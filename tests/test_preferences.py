@@ -10,9 +10,7 @@ import pytest
 from bot.model.errors import BadInput
 from bot.model.requests import ChatRequest, parse_command
 from bot.usecases.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
-from storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
 from storage.preferences import Preferences, TenantPolicy
-from storage.schema import MIGRATIONS
 from tests.support.harness import BotHarness, sandbox_of
 from tests.support.jobs import NOW
 from tests.support.store_backends import OpenStore
@@ -36,14 +34,6 @@ async def test_defaults_and_policy_rows_on_both_backends(open_store: OpenStore) 
         assert await rows.policy("slack:T2") == TenantPolicy()
         await rows.set_policy("slack:T1", TenantPolicy())
         assert await rows.policy("slack:T1") == TenantPolicy()
-
-
-def test_the_preferences_migration_is_on_both_backends_after_the_leases() -> None:
-    # Appended after what existed when preferences came, so a database of that time migrates to it.
-    (mine,) = [i for i, m in enumerate(MIGRATIONS) if "user_defaults" in m and "tenant_policy" in m]
-    (theirs,) = [i for i, m in enumerate(PG_MIGRATIONS) if "user_defaults" in m and "tenant_policy" in m]
-    assert mine > next(i for i, m in enumerate(MIGRATIONS) if "lease_until" in m)
-    assert theirs > next(i for i, m in enumerate(PG_MIGRATIONS) if "lease_until" in m)
 
 
 def test_the_parser_tells_typed_flags_from_the_rest() -> None:

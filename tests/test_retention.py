@@ -10,13 +10,14 @@ import os
 import sqlite3
 from pathlib import Path
 
+from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import DAY, Retention, Swept
 from bot.model.jobs import JobState
-from storage import retention as sql
+from storage import sqlite as sql
 from storage.base import Store as AnyStore
+from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
 from storage.retention import sweeps_for
-from storage.schema import MIGRATIONS
 from storage.sqlite import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore
@@ -159,7 +160,7 @@ async def test_the_file_gives_the_space_back(tmp_path: Path) -> None:
     statuses: clearing them gives pages back, and deleting images gives their files' space back."""
     clock = Clock()
     path = tmp_path / "r.db"
-    async with Store(path, default_limit=10, clock=clock) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=clock) as store:
         keep = await put(store, 4096)
         big = [await put(store, 1024 * 1024) for _ in range(8)]
         for _ in range(8):
@@ -171,7 +172,7 @@ async def test_the_file_gives_the_space_back(tmp_path: Path) -> None:
         pages_before, _ = await sql.free_pages(store)
         assert size(path) > 8 * 1024 * 1024 and folder_size(store.files.folder) > 8 * 1024 * 1024
         clock.now = NOW + 31 * DAY
-        await sql.touch_media(store, keep)
+        await sweeps_for(store).touch_media(keep)
 
         swept = await Retention(store, 30, clock=clock).sweep()
 
@@ -218,7 +219,7 @@ async def test_an_existing_database_is_converted_once_and_swept_at_start(tmp_pat
     old_version_database(path)
     assert auto_vacuum(path) == 0
     clock, sleeps = Clock(), Sleeps()
-    async with Store(path, default_limit=10, clock=clock) as store:
+    async with Store(path, policy=POLICY, default_limit=10, clock=clock) as store:
         assert await store.schema_version() == len(MIGRATIONS)
         # 0 keeps everything: no conversion, no sweep.
         async with Retention(store, 0, clock=clock, sleep=sleeps) as off:
@@ -235,7 +236,7 @@ async def test_an_existing_database_is_converted_once_and_swept_at_start(tmp_pat
 
 async def test_sweeps_run_at_start_and_then_every_interval(tmp_path: Path) -> None:
     clock, sleeps = Clock(), Sleeps()
-    async with Store(tmp_path / "r.db", default_limit=10, clock=clock) as store:
+    async with Store(tmp_path / "r.db", policy=POLICY, default_limit=10, clock=clock) as store:
         first = await put(store)
         clock.now = NOW + 31 * DAY
         async with Retention(store, 30, every=6 * 3600, clock=clock, sleep=sleeps):
@@ -257,7 +258,7 @@ async def test_a_vacuum_that_cannot_run_does_not_stop_the_bot(tmp_path: Path, mo
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(sql, "use_incremental_vacuum", full)
-    async with Store(tmp_path / "s.db", default_limit=25, clock=lambda: NOW) as store:
+    async with Store(tmp_path / "s.db", policy=POLICY, default_limit=25, clock=lambda: NOW) as store:
         async with Retention(store, 30, clock=lambda: NOW) as retention:
             assert retention.enabled
         assert "could not switch the database to incremental vacuum (database or disk is full)" in caplog.text
@@ -267,7 +268,7 @@ async def test_postgresql_needs_no_conversion_and_gives_no_pages_back(pg_url: st
     """Autovacuum makes a sweep's freed space reusable: entering converts nothing, a sweep that
     deleted images reports no pages, and the images are gone."""
     clock = Clock()
-    async with PostgresStore(pg_url, default_limit=10, clock=clock) as store:
+    async with PostgresStore(pg_url, policy=POLICY, default_limit=10, clock=clock) as store:
         image = await put(store, 4096)
         clock.now = NOW + 31 * DAY
         retention = Retention(store, 30, clock=clock, sleep=Sleeps())

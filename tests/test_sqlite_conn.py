@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from storage import sqlite_conn
 from storage.sqlite import SqliteStore
 from tests.support.harness import until
@@ -27,7 +28,7 @@ def _rows_in_main_file(path: Path) -> int:
 
 async def test_a_write_waits_for_another_process_lock_without_blocking_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # what `hidream-bot quota set` holds while it writes
         admit = asyncio.create_task(store.admit(make_job(), workspace_key="test:w1", dedup_key=None))
@@ -49,7 +50,7 @@ async def test_a_lock_held_past_the_limit_is_an_error_and_nothing_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         monkeypatch.setattr(sqlite_conn, "BUSY_SECONDS", 0.05)
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
@@ -70,7 +71,7 @@ async def test_checkpoints_move_the_log_into_the_file_from_another_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=3600)
         await checkpoints.run()  # what the migrations wrote
         before = _rows_in_main_file(path)
@@ -98,7 +99,7 @@ async def test_a_failed_checkpoint_is_logged_and_the_next_tick_tries_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=0.001)
         await checkpoints.run()  # what the migrations wrote
         before = _rows_in_main_file(path)
@@ -125,7 +126,7 @@ async def test_a_log_a_passive_checkpoint_cannot_copy_whole_gets_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         checkpoints = sqlite_conn.Checkpoints(str(path), store.db, every=3600)
         await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
         real = sqlite_conn._checkpoint
@@ -146,7 +147,7 @@ async def test_reads_apart_run_on_a_connection_of_their_own(tmp_path: Path) -> N
     folder = tmp_path / "odd ?#% name"  # what a URI would misread unless escaped
     folder.mkdir()
     path = folder / "s.db"
-    async with SqliteStore(path, default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
         count = "SELECT COUNT(*) FROM jobs"
         async with store.transaction() as db:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.errors import QuotaExceeded
 from bot.model.jobs import JobState
-from storage.schema import MIGRATIONS
+from storage.migrations import MIGRATIONS
 from storage.sqlite import SqliteStore
 from tests.support.jobs import HAPPY_PATH, NOW, make_job, walk
 from tests.support.store_backends import OpenStore
@@ -18,10 +19,10 @@ from tests.support.store_backends import OpenStore
 
 async def test_migrations_from_empty_and_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    async with SqliteStore(path, default_limit=5, clock=lambda: NOW) as store:
+    async with SqliteStore(path, policy=POLICY, default_limit=5, clock=lambda: NOW) as store:
         assert await store.schema_version() == len(MIGRATIONS)
     async with SqliteStore(
-        path, default_limit=5, clock=lambda: NOW
+        path, policy=POLICY, default_limit=5, clock=lambda: NOW
     ) as store:  # opening again changes nothing
         assert await store.schema_version() == len(MIGRATIONS)
     with sqlite3.connect(path) as db:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import JobState
 from storage.sqlite import SqliteStore
 from tests.support.jobs import NOW, make_job
 
 
 async def test_cancelling_store_calls_at_every_point_leaves_the_store_usable(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "s.db", default_limit=1000, clock=lambda: NOW) as store:
+    async with SqliteStore(tmp_path / "s.db", policy=POLICY, default_limit=1000, clock=lambda: NOW) as store:
         job = await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
         assert await store.transition(job.id, JobState.SUBMITTING)
         # Cancel after 0, 1, 2, ... turns of the event loop, so the cancellation lands at each await of

@@ -8,14 +8,15 @@ import socket
 
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.errors import ConfigError, QuotaExceeded
+from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
-from storage.postgres_schema import MIGRATIONS
 from tests.support.jobs import NOW, make_job
 
 
 async def test_migrations_from_empty_and_idempotent(pg_url: str) -> None:
-    async with PostgresStore(pg_url, default_limit=5, clock=lambda: NOW) as store:
+    async with PostgresStore(pg_url, policy=POLICY, default_limit=5, clock=lambda: NOW) as store:
         assert await store.schema_version() == len(MIGRATIONS)
         tables = {
             r[0]
@@ -29,13 +30,15 @@ async def test_migrations_from_empty_and_idempotent(pg_url: str) -> None:
             "AND table_name='media' AND column_name='data'"
         )
         assert media_type == "bytea"
-    async with PostgresStore(pg_url, default_limit=5, clock=lambda: NOW) as store:  # again: nothing changes
+    async with PostgresStore(
+        pg_url, policy=POLICY, default_limit=5, clock=lambda: NOW
+    ) as store:  # again: nothing changes
         assert await store.schema_version() == len(MIGRATIONS)
         assert await store.pool.fetchval("SELECT COUNT(*) FROM schema_version") == 1
 
 
 async def test_stores_starting_together_migrate_once(pg_url: str) -> None:
-    stores = [PostgresStore(pg_url, default_limit=5, clock=lambda: NOW) for _ in range(4)]
+    stores = [PostgresStore(pg_url, policy=POLICY, default_limit=5, clock=lambda: NOW) for _ in range(4)]
     # Without the advisory lock, all of them find version 0 and all but one fail on CREATE TABLE.
     opened = await asyncio.gather(*(s.__aenter__() for s in stores), return_exceptions=True)
     try:
@@ -49,7 +52,10 @@ async def test_stores_starting_together_migrate_once(pg_url: str) -> None:
 
 
 async def test_hundred_admits_from_three_stores_with_ten_left_admit_exactly_ten(pg_url: str) -> None:
-    stores = [PostgresStore(pg_url, default_limit=10, clock=lambda: NOW, pool_size=8) for _ in range(3)]
+    stores = [
+        PostgresStore(pg_url, policy=POLICY, default_limit=10, clock=lambda: NOW, pool_size=8)
+        for _ in range(3)
+    ]
     for store in stores:  # one after another: the race under test is the reserve, not the migration
         await store.__aenter__()
     try:
@@ -79,8 +85,8 @@ async def test_hundred_admits_from_three_stores_with_ten_left_admit_exactly_ten(
 
 async def test_a_second_secret_maker_gets_the_first_secret(pg_url: str) -> None:
     async with (
-        PostgresStore(pg_url, default_limit=5) as one,
-        PostgresStore(pg_url, default_limit=5) as two,
+        PostgresStore(pg_url, policy=POLICY, default_limit=5) as one,
+        PostgresStore(pg_url, policy=POLICY, default_limit=5) as two,
     ):
         made = await asyncio.gather(*(s.secret("media-links") for s in (one, two, one, two)))
         assert len(set(made)) == 1
@@ -92,7 +98,7 @@ async def test_an_unreachable_server_is_a_clear_config_error() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    store = PostgresStore(f"postgresql://postgres:hunter2@127.0.0.1:{port}/x", default_limit=5)
+    store = PostgresStore(f"postgresql://postgres:hunter2@127.0.0.1:{port}/x", policy=POLICY, default_limit=5)
     with pytest.raises(ConfigError, match="HIDREAM_DATABASE_URL") as err:
         await store.__aenter__()
     assert "hunter2" not in str(err.value)

@@ -5,17 +5,10 @@ them once it is gone and they are old."""
 from __future__ import annotations
 
 from bot.jobs.retention import DAY, Retention
-from storage import postgres_schema, schema
 from storage.subjects import Subject, Subjects
 from tests.support.jobs import NOW
 from tests.support.store_backends import OpenStore
 from tests.test_retention import Clock, held, put
-
-
-def test_the_subjects_migration_comes_after_the_media_files_on_both_backends() -> None:
-    # Appended after what existed when subjects came: a database of that time migrates to it.
-    assert schema.MIGRATIONS.index(schema.SUBJECTS) > schema.MIGRATIONS.index(schema.MEDIA_TO_FILES)
-    assert schema.SUBJECTS in postgres_schema.MIGRATIONS[3:]
 
 
 async def test_names_are_unique_per_tenant_ignoring_case(open_store: OpenStore) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bot.jobs.quota_policy import POLICY
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.discord import FakeDiscord
@@ -197,7 +198,7 @@ async def test_refused_requests_fetch_and_store_no_bytes(tmp_path: Path) -> None
 def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_raises(tmp_path: Path) -> None:
     import asyncio
 
-    from storage.schema import MIGRATIONS
+    from storage.migrations import MIGRATIONS
     from storage.sqlite import Store
 
     path = tmp_path / "old.db"
@@ -213,7 +214,7 @@ def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_rais
         )
 
     async def check() -> None:
-        async with Store(path, default_limit=25, clock=lambda: 1_795_000_000.0) as store:
+        async with Store(path, policy=POLICY, default_limit=25, clock=lambda: 1_795_000_000.0) as store:
             assert await store.schema_version() == len(MIGRATIONS)
             assert await store.limits("discord:G1") == [("members", "", 7, "admin")]
             assert await store.tenants_of("discord:U1") in (

@@ -35,7 +35,7 @@ from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for
 from storage.retention import sweeps_for
-from storage.schema import Lease
+from storage.rows import Lease
 
 log = logging.getLogger(__name__)
 

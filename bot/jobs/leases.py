@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from bot.model.jobs import TERMINAL
 from storage.base import Store
 from storage.replicas import Replicas
-from storage.schema import Lease
+from storage.rows import Lease
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
-from storage.schema import Lease
+from storage.rows import Lease
 
 log = logging.getLogger(__name__)
 

@@ -94,13 +94,13 @@ def count_store(store: SqliteStore, trips: Trips) -> None:
         method = getattr(store, name)
         if asyncio.iscoroutinefunction(method):
             setattr(store, name, _counted(method, name, trips))
-    transaction = store.transaction
+    transaction = store.database.transaction
 
     def counted_transaction() -> Any:
         trips.transactions += trips.on
         return transaction()
 
-    store.transaction = counted_transaction  # type: ignore[method-assign]
+    store.database.transaction = counted_transaction  # type: ignore[method-assign]
     db = store.db
     execute = db.execute
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from bot.jobs.quota_policy import POLICY
 from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
@@ -90,13 +91,13 @@ def open_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
         path = tmp_path / "s.db"
 
         def sqlite(**options: Any) -> Store:
-            return SqliteStore(path, **options)
+            return SqliteStore(path, **{"policy": POLICY, **options})
 
         return sqlite
     url = postgres_url(request.getfixturevalue("postgres_database"))
 
     def postgres(**options: Any) -> Store:
-        return PostgresStore(url, **options)
+        return PostgresStore(url, **{"policy": POLICY, **options})
 
     return postgres
 
@@ -109,14 +110,8 @@ def pg_url(postgres_database: str | BaseException) -> str:
 
 async def raw_job(store: Store, job_id: str) -> tuple[dict[str, Any], str]:
     """A job's row as the database holds it, and its ledger state (for checks that nothing changed)."""
-    if isinstance(store, PostgresStore):
-        job = await store.pool.fetchrow("SELECT * FROM jobs WHERE id=$1", job_id)
-        ledger = await store.pool.fetchval("SELECT state FROM ledger WHERE job_id=$1", job_id)
-        assert job is not None and ledger is not None
-        return dict(job), str(ledger)
-    assert isinstance(store, SqliteStore)
-    async with store.transaction() as db:
-        row = await (await db.execute("SELECT * FROM jobs WHERE id=?", (job_id,))).fetchone()
-        state = await (await db.execute("SELECT state FROM ledger WHERE job_id=?", (job_id,))).fetchone()
+    async with store.database.transaction() as db:
+        row = await db.fetchrow("SELECT * FROM jobs WHERE id=?", job_id)
+        state = await db.fetchrow("SELECT state FROM ledger WHERE job_id=?", job_id)
     assert row is not None and state is not None
-    return dict(row), str(state[0])
+    return {name: row[name] for name in row.keys()}, str(state[0])

@@ -1,15 +1,19 @@
-"""The SQLite schema, as the list of migrations that build it: the store applies those it has not
-applied yet, each in its own transaction, and records the version reached."""
+"""The schema of both databases, as the one list of migrations that builds it: the store applies those
+it has not applied yet, each in its own transaction, and records the version reached. They are
+written in SQLite's types; storage/dialects.py substitutes PostgreSQL's. One step is for databases
+that keep image bytes in files only (MEDIA_TO_FILES: the files strategy skips nothing, the rows
+strategy skips it).
+
+The numbering is SQLite's own from before the list was one. PostgreSQL had a list of its own (its
+migration 1 was SQLite's state at 3, and it had no MEDIA_TO_FILES): a PostgreSQL database made by
+that release is renumbered once, in place (`POSTGRES_NUMBERING`), and marked as numbered here."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
 
-from bot.model.jobs import Job, JobState, LedgerState
-from bot.model.requests import ImageRequest
+from storage.connections import Queries
 
 # Limits, grants and counts by tenant (storage/quota.py). Old per-user limits named no tenant and may
 # have been set by any server's admin: a block (0) is kept, as an operator's in every tenant, so an
@@ -48,7 +52,7 @@ CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
 
-# Saved subjects (storage/subjects.py); the same SQL is PostgreSQL's. `media` is a JSON array of media ids.
+# Saved subjects (storage/subjects.py). `media` is a JSON array of media ids.
 SUBJECTS = """
 CREATE TABLE subjects (
     tenant TEXT NOT NULL, name TEXT NOT NULL, name_key TEXT NOT NULL, creator TEXT NOT NULL,
@@ -56,7 +60,6 @@ CREATE TABLE subjects (
 )
 """
 
-# The same in PostgreSQL's types is storage/postgres_schema.py's migration 3.
 LEASES = """
 ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE jobs ADD COLUMN lease_until REAL;
@@ -68,7 +71,7 @@ CREATE INDEX seen_events_at ON seen_events(seen_at)
 # cannot be written from SQL, so this one sets the bytes aside: the old table, bytes and all, becomes
 # MEDIA_MOVING, and a new `media` table takes every row's description. The store then writes each
 # set-aside image to its file and deletes it from MEDIA_MOVING, one per transaction, before it
-# answers any call (`SqliteStore._move_media_out`); a crash in between resumes at the next open, and
+# answers any call (storage/media.py, `move_out_of_rows`); a crash in between resumes at the next open, and
 # rewriting a file that was already written is harmless. Nothing is copied but the small columns,
 # so the upgrade never needs room for a second copy of the images inside the database.
 MEDIA_MOVING = "media_moving"
@@ -166,97 +169,45 @@ MIGRATIONS: list[str] = [
     "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
 ]
 
-
-class Columns(Protocol):
-    """A row read by column name: sqlite3.Row and asyncpg.Record both are."""
-
-    def __getitem__(self, name: str) -> Any: ...
-
-
-def marks(values: Collection[object]) -> str:
-    """`(?, ?, ...)` for an IN clause over `values`."""
-    return "(" + ",".join("?" * len(values)) + ")"
-
-
-def row_to_job(row: Columns) -> Job:
-    """A stored job row (SQLite's or PostgreSQL's: both are read by column name) as a Job."""
-    return Job(
-        id=row["id"],
-        surface=row["surface"],
-        user_id=row["user_id"],
-        workspace_id=row["workspace_id"],
-        origin=json.loads(row["origin"]),
-        request=ImageRequest.model_validate_json(row["request"]),
-        tier=row["tier"],
-        provider=row["provider"],
-        state=JobState(row["state"]),
-        callback_token=row["callback_token"],
-        created_at=row["created_at"],
-        deadline=row["deadline"],
-        provider_job_id=row["provider_job_id"],
-        parent_job_id=row["parent_job_id"],
-        reference_media=json.loads(row["reference_media"]),
-        result_media=json.loads(row["result_media"]),
-        error=row["error"],
-        seed=row["seed"],
-        cost_usd=row["cost_usd"],
-    )
-
-
-@dataclass(frozen=True)
-class Lease:
-    """The replica that admits a job holds it from the start, so no other replica's look for free
-    jobs takes it before its first step."""
-
-    owner: str
-    seconds: float
-
-
-# The columns a new job is stored with, and the ledger row that reserves its images.
-JOB_COLUMNS = (
-    "id, surface, user_id, workspace_id, origin, request, tier, provider, state, callback_token, "
-    "parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, updated_at, deadline, "
-    "owner, lease_until"
+# A PostgreSQL database's version in its former list -> the same schema's version in this one.
+POSTGRES_NUMBERING = {1: 3, 2: 4, 3: 5, 4: 7, 5: 8, 6: 9, 7: 10}
+_POSTGRES_MARK = (
+    "ALTER TABLE schema_version ADD COLUMN IF NOT EXISTS numbering TEXT NOT NULL DEFAULT 'postgres'",
+    "ALTER TABLE schema_version ALTER COLUMN numbering SET DEFAULT 'one list'",
 )
-LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at"
 
 
-def job_values(job: Job, dedup_key: str | None, lease: Lease | None, now: float) -> tuple[Any, ...]:
-    """The values of JOB_COLUMNS for a new job (times and money as floats: PostgreSQL's columns are),
-    held from the start by the replica `lease` names, if any."""
-    return (
-        job.id,
-        job.surface,
-        job.user_id,
-        job.workspace_id,
-        json.dumps(job.origin),
-        job.request.model_dump_json(),
-        job.tier,
-        job.provider,
-        job.state.value,
-        job.callback_token,
-        job.parent_job_id,
-        json.dumps(job.reference_media),
-        job.seed,
-        float(job.cost_usd),
-        dedup_key,
-        float(job.created_at),
-        float(job.created_at),
-        float(job.deadline),
-        lease.owner if lease is not None else None,
-        now + lease.seconds if lease is not None else None,
-    )
+async def version_of(db: Queries) -> int:
+    """The version a database has reached in this list (renumbering a former PostgreSQL one)."""
+    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    if db.dialect.name != "postgres":
+        row = await db.fetchrow("SELECT version FROM schema_version")
+        return int(row[0]) if row else 0
+    for statement in _POSTGRES_MARK:
+        await db.execute(statement)
+    row = await db.fetchrow("SELECT version, numbering FROM schema_version")
+    if row is None:
+        return 0
+    version = int(row[0])
+    if row[1] == "postgres":
+        version = POSTGRES_NUMBERING[version]
+        await db.execute("UPDATE schema_version SET version=?, numbering='one list'", version)
+    return version
 
 
-def ledger_values(job: Job, tenant: str, day: str) -> tuple[Any, ...]:
-    """The values of LEDGER_COLUMNS for the job's reservation."""
-    return (
-        job.id,
-        job.user_key,
-        tenant,
-        day,
-        job.request.n,
-        LedgerState.RESERVED.value,
-        float(job.cost_usd),
-        float(job.created_at),
-    )
+async def migrate(
+    db: Queries,
+    transaction: Callable[[], AbstractAsyncContextManager[Queries]],
+    *,
+    skip: Collection[str] = (),
+) -> None:
+    """Apply the migrations `db` has not had, each in its own transaction; those in `skip` (steps of
+    another media strategy) only count."""
+    version = await version_of(db)
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        async with transaction() as tx:
+            if script not in skip:
+                for statement in filter(str.strip, tx.dialect.types(script).split(";")):
+                    await tx.execute(statement)
+            await tx.execute("DELETE FROM schema_version")
+            await tx.execute("INSERT INTO schema_version (version) VALUES (?)", number)

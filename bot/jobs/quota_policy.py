@@ -1,0 +1,120 @@
+"""The quota policy, over the facts the store keeps (storage/quota.py): which limit applies to a user
+in a tenant, whether a charge is admitted, and the words of a refusal. The store applies it inside the
+transaction that charges, under the tenant's lock (it is given this policy when it is made).
+
+Every limit, grant, reset and count belongs to one tenant (a server, a workspace, or a DM / the
+console of one user). Within a tenant:
+- a user's daily limit is the first of: an operator's limit for that user (in this tenant, else in
+  every tenant), the tenant admins' limit for that user, an operator's members' default for the
+  tenant, the tenant admins' members' default, the bot's default (HIDREAM_DAILY_IMAGE_QUOTA);
+  grants for today add to it;
+- the tenant's ceiling (an operator's, else HIDREAM_DAILY_WORKSPACE_QUOTA) bounds the images all its
+  members make in a day. Admins' grants and resets never lift it: it counts every image reserved or
+  made today, reset or not;
+- the tenant's monthly budget in dollars (operators only) bounds what its jobs cost in a UTC month.
+Operators act through the CLI on any tenant; admins only through their platform, in their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.model.errors import QuotaExceeded
+from storage.quota import EVERY_TENANT, Charge, QuotaFacts, QuotaStatus
+
+# A budget is passed by more than rounding.
+_CENT_FRACTION = 1e-9
+
+
+@dataclass(frozen=True)
+class LimitSource:
+    limit: int
+    source: str  # "the bot's default", "your own limit, set by an operator", ...
+
+
+def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
+    """The first limit that applies, from rows keyed (tenant, scope, set_by)."""
+    order = [
+        ((tenant, "user", "operator"), "your own limit, set by an operator"),
+        ((EVERY_TENANT, "user", "operator"), "your own limit, set by an operator for every server"),
+        ((tenant, "user", "admin"), "your own limit, set by an admin here"),
+        ((tenant, "members", "operator"), "this server's or workspace's limit, set by an operator"),
+        ((tenant, "members", "admin"), "this server's or workspace's limit, set by an admin"),
+    ]
+    for key, source in order:
+        if key in rows:
+            return LimitSource(rows[key], source)
+    return LimitSource(default, "the bot's default")
+
+
+def next_month(ts: float) -> datetime:
+    now = datetime.fromtimestamp(ts, UTC)
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first + timedelta(days=32)).replace(day=1)
+
+
+class QuotaPolicy:
+    def status(self, user_key: str, tenant: str, facts: QuotaFacts) -> QuotaStatus:
+        base = pick_limit(facts.limits, tenant, facts.default_limit)
+        top = facts.limits.get((tenant, "ceiling", "operator"), facts.default_ceiling)
+        total = base.limit + facts.granted
+        remaining = max(0, total - facts.used)
+        if top is not None:
+            remaining = min(remaining, max(0, top - facts.tenant_used))
+        return QuotaStatus(
+            facts.used,
+            total,
+            remaining,
+            facts.resets_at,
+            facts.now,
+            base.source,
+            facts.granted,
+            top,
+            facts.tenant_used,
+            facts.budget_usd,
+            facts.month_spent_usd,
+        )
+
+    def over_budget(self, status: QuotaStatus, more_usd: float) -> bool:
+        budget = status.budget_usd
+        return budget is not None and status.month_spent_usd + more_usd > budget + _CENT_FRACTION
+
+    def refusal(self, status: QuotaStatus, charge: Charge) -> QuotaExceeded | None:
+        """Why this charge cannot be admitted, or None when it can."""
+        when = _when(status.resets_at, status.now)
+        if self.over_budget(status, charge.cost_usd):
+            month = _when(next_month(status.now), status.now, fmt="%Y-%m-%d 00:00 UTC")
+            return QuotaExceeded(
+                f"This server or workspace has used ${status.month_spent_usd:.2f} of its ${status.budget_usd:.2f} "
+                f"monthly budget, and this request would cost ${charge.cost_usd:.2f}. The budget resets on {month}.",
+                limit="budget",
+            )
+        if status.ceiling is not None and status.tenant_used + charge.images > status.ceiling:
+            return QuotaExceeded(
+                f"This server or workspace has made {status.tenant_used} of the {status.ceiling} images it may "
+                f"make today. The limit resets at {when}.",
+                limit="tenant",
+            )
+        if status.limit - status.used >= charge.images:
+            return None
+        if status.limit - status.used <= 0:
+            return QuotaExceeded(
+                f"You have used all {status.limit} of your images for today. The limit resets at {when}."
+            )
+        return QuotaExceeded(
+            f"That asks for {charge.images} images but you have {status.limit - status.used} of {status.limit} "
+            f"left today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
+        )
+
+
+def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
+    left = max(0, int(at.timestamp() - now))
+    label = at.strftime(fmt)
+    if left >= 86400:
+        return f"{label} (in {left // 86400}d {left % 86400 // 3600}h)"
+    return f"{label} (in {left // 3600}h {left % 3600 // 60}m)"
+
+
+# The policy is stateless: one serves every store.
+POLICY = QuotaPolicy()

@@ -1,0 +1,143 @@
+"""The connection seam: the store's queries run through `Database` (reads, and transactions of
+writes) and never see which database answers. SQLite: the store's one connection (storage/sqlite_conn.py),
+each transaction a BEGIN IMMEDIATE under one lock of this process. PostgreSQL: an asyncpg pool, each
+transaction on a connection of its own. Rows are read by index or by column name on both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+from storage.dialects import Dialect, PostgresDialect
+from storage.sqlite_conn import Connection
+
+
+class Queries(Protocol):
+    """SQL in the store's one text (storage/dialects.py), run where this object runs it."""
+
+    dialect: Dialect
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; how many rows it changed."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any: ...
+
+
+class Database(Queries, Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Queries]:
+        """Several statements in one transaction (reads outside one may see any committed state)."""
+        ...
+
+    async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """A read that may take long, run where it keeps nothing else waiting."""
+        ...
+
+
+async def fetchval(db: Queries, sql: str, *args: Any) -> Any:
+    row = await db.fetchrow(sql, *args)
+    return None if row is None else row[0]
+
+
+class _SqliteQueries:
+    dialect = Dialect()
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cur = await self.conn.execute(sql, args)
+        return int(cur.rowcount)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self.conn.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        async with self.conn.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+
+class SqliteDatabase(_SqliteQueries):
+    """Writes that must be atomic run under one lock inside BEGIN IMMEDIATE, so the coroutines of this
+    process never interleave a transaction (and admission can never overspend)."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[Connection]:
+        async with self.lock:
+            try:
+                await self._settle("BEGIN IMMEDIATE")
+            except asyncio.CancelledError:
+                if self.conn.in_transaction:  # cancelled once the BEGIN had run
+                    await self._settle("ROLLBACK")
+                raise
+            try:
+                yield self.conn
+            except BaseException:
+                await self._settle("ROLLBACK")
+                raise
+            try:
+                await self._settle("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # a COMMIT that failed (disk full, I/O) leaves it open
+                    await self._settle("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self.raw_transaction() as conn:
+            yield _SqliteQueries(conn)
+
+    async def _settle(self, statement: str) -> None:
+        """Run a BEGIN, COMMIT or ROLLBACK to its end even when the caller is cancelled meanwhile (a job
+        task stopped by a shutdown or a lost lease), then pass the cancellation on: left half-done, the
+        store's one connection would stay inside a transaction and refuse every later BEGIN."""
+        step = asyncio.ensure_future(self.conn.execute(statement))
+        cancelled = False
+        while not step.done():
+            try:
+                await asyncio.shield(step)
+            except asyncio.CancelledError:
+                cancelled = True
+        step.result()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return await self.conn.read_apart(sql, args)
+
+
+class _PostgresQueries:
+    dialect: Dialect = PostgresDialect()
+
+    def __init__(self, db: Any) -> None:
+        self.db = db  # a pool or one of its connections: both run queries alike
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await self.db.execute(self.dialect.sql(sql), *args)
+        last = str(status).rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return list(await self.db.fetch(self.dialect.sql(sql), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self.db.fetchrow(self.dialect.sql(sql), *args)
+
+
+class PostgresDatabase(_PostgresQueries):
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        async with self.db.acquire() as conn, conn.transaction():
+            yield _PostgresQueries(conn)
+
+    async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self.fetch(sql, *args)]

@@ -1,0 +1,181 @@
+"""Media and posts in the store: the images it keeps (their rows here, their bytes where the backend
+keeps them: storage/image_bytes.py) and the messages that carry each job's results. A base of the
+one store (storage/store.py), which owns the database and the job rows these methods write together
+with their own: `complete` and `delivered` move the job in the same transaction as their rows."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.model.jobs import Job, JobState
+from storage.connections import Database, Queries
+from storage.image_bytes import ImageBytes
+
+_MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
+
+
+@dataclass(frozen=True)
+class StoredMedia:
+    id: str
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool
+
+
+@dataclass(frozen=True)
+class NewMedia:
+    """An image to keep (a job's result), before it has an id."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool = False
+
+
+_MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
+
+
+class MediaAndPosts:
+    if TYPE_CHECKING:  # what the store provides
+        database: Database
+        media_bytes: ImageBytes
+
+        def now(self) -> float: ...
+
+        async def _move(self, db: Queries, job_id: str, to: JobState, fields: dict[str, Any]) -> bool: ...
+
+        async def _job_where(self, db: Queries, where: str, *args: Any) -> Job | None: ...
+
+    async def _insert_media(self, db: Queries, media_id: str, image: NewMedia, now: float) -> None:
+        data = self.media_bytes.in_row(image.data)
+        await db.execute(
+            f"INSERT INTO media ({_MEDIA_COLUMNS}{self.media_bytes.column}) VALUES (?,?,?,?,?,?,?{',?' * len(data)})",
+            *(media_id, image.content_type, image.width, image.height, bool(image.nsfw), now, now, *data),
+        )
+
+    async def put_media(
+        self, data: bytes, content_type: str, width: int, height: int, nsfw: bool = False
+    ) -> str:
+        """Keep an image: its bytes first, then its row, so no row ever names bytes not yet kept."""
+        media_id = secrets.token_urlsafe(16)
+        await self.media_bytes.keep({media_id: data})
+        try:
+            async with self.database.transaction() as db:
+                await self._insert_media(
+                    db, media_id, NewMedia(data, content_type, width, height, nsfw), self.now()
+                )
+        except BaseException:
+            await asyncio.shield(self.media_bytes.drop([media_id]))
+            raise
+        return media_id
+
+    async def media(self, media_id: str) -> StoredMedia | None:
+        """A held image, or None when it is not (never was, deleted by retention, or its bytes are gone)."""
+        if not self.media_bytes.valid(media_id):
+            return None
+        row = await self.database.fetchrow(
+            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
+            media_id,
+        )
+        if row is None:
+            return None
+        data = await self.media_bytes.read(media_id, row)
+        if data is None:
+            return None
+        return StoredMedia(row[0], data, row[1], int(row[2]), int(row[3]), bool(row[4]))
+
+    async def held_media(self, media_ids: list[str]) -> set[str]:
+        """Which of `media_ids` have a row (storage/media.py asks, to find files a crash left)."""
+        among, args = self.database.dialect.among("id", media_ids)
+        return {
+            str(row[0]) for row in await self.database.fetch(f"SELECT id FROM media WHERE {among}", *args)
+        }
+
+    async def complete(self, job_id: str, images: list[NewMedia]) -> list[str] | None:
+        """Keep a job's result images and move it to `completed` naming them, in one transaction;
+        their ids, or None (nothing kept) when the job may not complete from its state. The bytes
+        first, then the rows and the move: no row ever names bytes not yet kept."""
+        ids = [secrets.token_urlsafe(16) for _ in images]
+        moved = False
+        try:
+            await self.media_bytes.keep(
+                {media_id: image.data for media_id, image in zip(ids, images, strict=True)}
+            )
+            now = self.now()
+            async with self.database.transaction() as db:
+                moved = await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids})
+                for media_id, image in zip(ids, images, strict=True) if moved else ():
+                    await self._insert_media(db, media_id, image, now)
+        finally:
+            if not moved:
+                await asyncio.shield(self.media_bytes.drop(ids))
+        return ids if moved else None
+
+    async def record_posts(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> None:
+        async with self.database.transaction() as db:
+            await self._add_posts(db, job_id, surface, posts)
+
+    async def _add_posts(
+        self, db: Queries, job_id: str, surface: str, posts: list[tuple[str, str | None]]
+    ) -> None:
+        now = self.now()
+        for message_key, thread_key in posts:
+            await db.execute(
+                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                *(surface, message_key, job_id, thread_key, now),
+            )
+
+    async def delivered(self, job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
+        """Record the posts that carry a job and move it to `delivered`, in one transaction. The posts
+        are kept even when the move is refused (they are on the platform); True when it moved."""
+        async with self.database.transaction() as db:
+            await self._add_posts(db, job_id, surface, posts)
+            return await self._move(db, job_id, JobState.DELIVERED, {})
+
+    async def remember_post(
+        self, job_id: str, surface: str, message_key: str, thread_key: str | None
+    ) -> None:
+        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
+        async with self.database.transaction() as db:
+            await db.execute(
+                "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (surface, message_key) DO UPDATE SET "
+                "thread_key=COALESCE(excluded.thread_key, posts.thread_key)",
+                *(surface, message_key, job_id, thread_key, self.now()),
+            )
+
+    async def posts_of(self, job_id: str, surface: str) -> list[str]:
+        """The message keys of a job's posts, in the order they were recorded."""
+        order = self.database.dialect.insertion_order
+        rows = await self.database.fetch(
+            f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}", job_id, surface
+        )
+        return [str(row[0]) for row in rows]
+
+    async def job_for_post(self, surface: str, message_key: str) -> Job | None:
+        return await self._job_where(
+            self.database,
+            "id=(SELECT job_id FROM posts WHERE surface=? AND message_key=?)",
+            surface,
+            message_key,
+        )
+
+    async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
+        order = self.database.dialect.insertion_order
+        return await self._job_where(
+            self.database,
+            "id=(SELECT p.job_id FROM posts p JOIN jobs j ON j.id=p.job_id WHERE p.surface=? AND p.thread_key=? "
+            f"AND j.state=? ORDER BY p.created_at DESC, p.{order} DESC LIMIT 1)",
+            *(surface, thread_key, JobState.DELIVERED.value),
+        )
+
+    async def forget_posts(self, job_id: str) -> None:
+        async with self.database.transaction() as db:
+            await db.execute("DELETE FROM posts WHERE job_id=?", job_id)
