@@ -1,4 +1,4 @@
-"""Queries of the small tables (Slack installations, subjects, settings, reports, ...) on the store's
+"""Queries of the small tables (installations, subjects, settings, reports, ...) on the store's
 database, whichever it is: one SQL text with `?` placeholders (storage/dialects.py numbers them for
 PostgreSQL); upserts as `ON CONFLICT ... DO UPDATE`, which both databases speak."""
 
