@@ -14,7 +14,11 @@ PROVIDER_MODULES = {"atlascloud", "fal", "pixazo", "wavespeed"}
 
 def core_modules() -> list[Path]:
     found = sorted([*(ROOT / "bot").rglob("*.py"), *(ROOT / "storage").rglob("*.py")])
-    return [path for path in found if not (path.parent == ROOT / "bot" / "providers" and path.stem in PROVIDER_MODULES)]
+    return [
+        path
+        for path in found
+        if not (path.parent == ROOT / "bot" / "providers" and path.stem in PROVIDER_MODULES)
+    ]
 
 
 def test_no_core_module_names_a_platform_or_a_provider() -> None:
