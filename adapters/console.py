@@ -37,7 +37,10 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
+from bot.usecases.remake import remake
 from storage.versions import Version
 
 HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
@@ -283,7 +286,7 @@ class ConsoleChat:
             self._say("Usage: /vary <job id | last>")
             return
         job = await self._result(target)
-        made = await self.engine.vary(job, user_id=self.user_id, origin={})
+        made = await remake(self.engine, self.actor, job, vary=True, origin={})
         self.last_job_id = made.id
         self._say(f"[{made.id[:8]}] accepted: a variation of {job.id[:8]}, seed {made.seed}")
 
@@ -335,9 +338,14 @@ class ConsoleChat:
             )
 
     async def _find_job(self, key: str) -> Job | None:
-        if len(key) == 32:
-            return await self.engine.job(key)
-        return await self.engine.store.job_by_prefix(key, surface=self.name)
+        return await Lookup(self.engine).job_by_key(self.actor, key)
+
+    @property
+    def actor(self) -> Actor:
+        # The console's user is its operator, so it manages its own tenant.
+        return Actor(
+            surface=self.name, workspace_id="local", user_id=self.user_id, admin=True, moderator=True
+        )
 
     async def _submit(self, chat: ChatRequest) -> None:
         job = await self.engine.submit(chat)

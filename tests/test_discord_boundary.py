@@ -76,7 +76,7 @@ async def test_a_failing_button_answers_privately_and_removes_its_thinking_messa
         await bot.engine.wait_idle()
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
-        monkeypatch.setattr(bot.engine, "reroll", broken)
+        monkeypatch.setattr(bot.engine, "submit", broken)  # a reroll is admitted by submit
 
         click = await fake.interact(fake.click_payload(result, f"hidream:reroll:{job.id}"))
         assert await fake.wait_for(lambda: fake.ephemeral_texts()) == [SORRY]

@@ -4,22 +4,23 @@ raises, and its boundary (boundary.py) answers."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import discord
 
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
-from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
 from bot.model.errors import BadInput
+from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases.remake import remake
+from bot.words import NOT_FOUND
 
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
-GONE = "I no longer have that image; run /hidream again."
+GONE = NOT_FOUND
 
 
 class InteractionHandlers(PreferenceCommands):
@@ -27,6 +28,7 @@ class InteractionHandlers(PreferenceCommands):
         self.ctx = ctx
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
+        self.lookup = ctx.lookup
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         # Whether the answer is ephemeral is fixed by the defer: the person's "private results" default
@@ -89,15 +91,13 @@ class InteractionHandlers(PreferenceCommands):
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str, *, vary: bool = False) -> None:
         message_id = await self._defer(interaction)
-        job = await self.engine.job(job_id)
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
         if job is None:
             await refuse(interaction, GONE)
             return
         origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
-        again = self.engine.vary if vary else self.engine.reroll
-        await again(
-            job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
-        )
+        await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=f"discord:{interaction.id}")
 
     async def _undo(self, interaction: discord.Interaction, job_id: str) -> None:
         """The Undo button: the version before this one becomes the one the thread's next
@@ -106,7 +106,7 @@ class InteractionHandlers(PreferenceCommands):
         text = await versions.thread_command_text(
             self.engine,
             "undo",
-            thread_key=await versions.thread_of_job(self.engine, job_id),
+            thread_key=await versions.thread_of_job(self.lookup, interaction_actor(interaction), job_id),
             user_id=str(interaction.user.id),
             guild_id=str(interaction.guild_id or ""),
             admin=interaction.permissions.manage_messages,
@@ -116,11 +116,12 @@ class InteractionHandlers(PreferenceCommands):
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         await interaction.response.defer()
-        job = await self.engine.job(job_id)
-        allowed = interaction.permissions.manage_messages or (
-            job is not None and job.user_id == str(interaction.user.id)
-        )
-        if not allowed:
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
+        if job is None:
+            await interaction.followup.send(GONE, ephemeral=True)
+            return
+        if not actor.moderator and job.user_id != actor.user_id:
             text = (
                 "Only the person who asked for this image, or someone who can manage messages, can delete it."
             )
@@ -131,21 +132,20 @@ class InteractionHandlers(PreferenceCommands):
                 await interaction.message.delete()
             except discord.NotFound:
                 pass
-        if job is not None:
-            await self.engine.mark_deleted(job)
+        await self.engine.mark_deleted(job)
 
     async def _edit_submitted(self, interaction: discord.Interaction, action: str, args: list[str]) -> None:
         instruction = translate.modal_value(raw_payload(interaction))
         message_id = await self._defer(interaction)
         parent = None
         if action == "editjob":
-            parent = await self.engine.job(args[0])
+            parent = await self.lookup.job(interaction_actor(interaction), args[0])
             if parent is None or not parent.result_media:
                 await refuse(interaction, GONE)
                 return
             refs = self.engine.references_of(parent, 0)
         else:
-            refs, parent = await self._target_references(int(args[0]), int(args[1]))
+            refs, parent = await self._target_references(interaction, int(args[0]), int(args[1]))
         chat = translate.text_request(
             instruction,
             user_id=str(interaction.user.id),
@@ -156,10 +156,16 @@ class InteractionHandlers(PreferenceCommands):
         )
         await self._submit(interaction, message_id, chat)
 
-    async def _target_references(self, channel_id: int, message_id: int) -> tuple[list[ImageRef], Any]:
+    async def _target_references(
+        self, interaction: discord.Interaction, channel_id: int, message_id: int
+    ) -> tuple[list[ImageRef], Job | None]:
         """A result of ours: the image the bot holds. Anyone's message: its attachments, fetched fresh
-        (Discord's attachment links expire)."""
-        job = await self.engine.job_for_post(translate.SURFACE, str(message_id))
+        (Discord's attachment links expire). The menu is used on a message where it is shown, so the
+        message must be in the channel the modal came back from: any other is not found."""
+        actor = interaction_actor(interaction)
+        if str(channel_id) != actor.channel_id:
+            raise BadInput(GONE)
+        job = await self.lookup.job_for_post(actor, str(message_id))
         if job is not None and job.result_media:
             return self.engine.references_of(job, 0), job
         try:

@@ -10,9 +10,10 @@ import discord
 
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
-from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.posting import release
 from bot.usecases.subjects import creator_key
+from bot.words import NOT_FOUND
 
 NAME_FIELD = translate.INSTRUCTION_FIELD
 
@@ -90,9 +91,9 @@ class SubjectCommands:
     async def save_result(self, interaction: discord.Interaction, job_id: str) -> None:
         name = translate.modal_value(raw_payload(interaction), NAME_FIELD).strip()
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await self.engine.job(job_id)
+        job = await self.ctx.lookup.job(interaction_actor(interaction), job_id)
         if job is None:
-            await refuse(interaction, "I no longer have that image; run /hidream again.")
+            await refuse(interaction, NOT_FOUND)
             return
         tenant, user = self._who(interaction)
         subject = await self.engine.subjects.save_from_job(tenant, user, name, job)

@@ -54,6 +54,8 @@ class MessageAsk:
     reply_to_id: str | None = None
     # The referenced message as Discord embedded it (may be absent when Discord did not resolve it).
     reply_to: dict[str, Any] | None = None
+    # The channel Discord says the referenced message is in.
+    reply_to_channel_id: str | None = None
     images: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -217,6 +219,7 @@ def read_message(payload: dict[str, Any], bot_id: str) -> MessageAsk | None:
         mentioned=mentioned,
         reply_to_id=str(reply_to_id) if reply_to_id else None,
         reply_to=payload.get("referenced_message"),
+        reply_to_channel_id=str(reference["channel_id"]) if reference.get("channel_id") else None,
         images=image_attachments(payload),
     )
 

@@ -10,6 +10,8 @@ import discord
 
 from adapters.discord.translate import SURFACE
 from bot.model.errors import BadInput
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
 from bot.usecases.versions import ThreadCommand
 from storage.versions import Version
 
@@ -55,8 +57,8 @@ async def thread_command_text(
     return undone.text(link)
 
 
-async def thread_of_job(engine: Engine, job_id: str) -> str:
-    thread = await engine.versions.thread_of(SURFACE, job_id)
+async def thread_of_job(lookup: Lookup, actor: Actor, job_id: str) -> str:
+    thread = await lookup.thread_of(actor, job_id)
     if thread is None:
         raise BadInput(NOT_A_VERSION)
     return thread

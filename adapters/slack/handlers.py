@@ -23,7 +23,11 @@ from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects,
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
+from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
+from bot.words import NOT_FOUND
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
@@ -82,6 +86,7 @@ class Handlers:
         self.ctx = ctx
         self.engine = ctx.engine
         self.poster = ctx.poster
+        self.lookup = Lookup(ctx.engine)
         self.subjects = SlackSubjects(ctx, self._latest_in_thread, self._is_admin)
 
     def _chat(
@@ -247,7 +252,7 @@ class Handlers:
         refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
         if not refs and m.thread_ts:
-            job = await self._latest_in_thread(m.channel, m.thread_ts)
+            job = await self._latest_in_thread(m.team, m.user, m.channel, m.thread_ts)
             if job is not None and job.result_media:
                 refs, parent = self.engine.references_of(job, len(job.result_media) - 1), job.id
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
@@ -281,10 +286,11 @@ class Handlers:
             text = undone.text(t.version_link)
         await self.ctx.client.chat_postMessage(channel=m.channel, thread_ts=thread_ts, text=text)
 
-    async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
+    async def _latest_in_thread(self, team: str, user: str, channel: str, thread_ts: str) -> Job | None:
         """The store knows a delivered job's thread once its delivery is recorded; a mention that
         arrives just before that is answered from the thread itself (our summaries name their job)."""
-        job = await self.engine.latest_job_in_thread(t.SURFACE, t.message_key(channel, thread_ts))
+        who = t.actor(team, user, channel)
+        job = await self.lookup.latest_in_thread(who, t.message_key(channel, thread_ts))
         if job is not None:
             return job
         try:
@@ -294,7 +300,7 @@ class Handlers:
         for msg in reversed(messages):
             meta = msg.get("metadata") or {}
             if meta.get("event_type") == t.RESULT_EVENT:
-                return await self.engine.job(str((meta.get("event_payload") or {}).get("job_id", "")))
+                return await self.lookup.job(who, str((meta.get("event_payload") or {}).get("job_id", "")))
         return None
 
     # --- buttons --------------------------------------------------------------------------------
@@ -303,18 +309,17 @@ class Handlers:
     async def on_reroll(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
+        actor = t.press_actor(press)
+        job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(
-                press.channel, press.user, "That result is no longer known to the bot."
-            )
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
         # Reroll and Vary share this listener: Vary edits the result itself, Reroll asks again.
         vary = press.action == t.ACTION_VARY
-        again = self.engine.vary if vary else self.engine.reroll
 
         async def submit(origin: dict[str, Any]) -> Job:
-            return await again(job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}")
+            dedup = f"slack:{press.trigger_id}"
+            return await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=dedup)
 
         prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
@@ -324,20 +329,30 @@ class Handlers:
             verb="asked for a variation of" if vary else "rerolled",
             prompt=prompt,
             submit=submit,
-            team=job.workspace_id,
+            team=press.team,
+        )
+
+    async def _pressed(self, press: t.ButtonPress) -> Job | None:
+        """The job a button names, if the presser may see it: their workspace's, or the result the
+        button sits under (a channel shared with another workspace)."""
+        return await self.lookup.shown_in(
+            t.press_actor(press), press.job_id, t.message_key(press.channel, press.message_ts)
         )
 
     @guarded(_to_presser)
     async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
+        job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(
-                press.channel, press.user, "That result is no longer known to the bot."
-            )
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
-        context = {"job_id": job.id, "channel": press.channel, "thread_ts": press.thread_ts}
+        context = {
+            "job_id": job.id,
+            "channel": press.channel,
+            "thread_ts": press.thread_ts,
+            "message_ts": press.message_ts,
+        }
         await self.ctx.client.views_open(
             trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
         )
@@ -346,8 +361,9 @@ class Handlers:
     async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
+        job = await self.lookup.job(t.press_actor(press), press.job_id)
         if job is None:
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND, thread_ts=press.thread_ts)
             return
         if press.user != job.user_id and not await self._is_admin(press.user):
             text = "Only the person who asked for these images, or a workspace admin, can delete them."
@@ -391,10 +407,11 @@ class Handlers:
             await ack(response_action="errors", errors={t.BLOCK_INSTRUCTION: exc.user_message[:150]})
             return
         await ack()
-        ctx, user, team = sub.context, str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
+        user = str(body["user"]["id"])
+        ctx, team = sub.context, str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
 
         async def submit(origin: dict[str, Any]) -> Job:
-            refs, parent = await self._edit_references(ctx, sub.image_index)
+            refs, parent = await self._edit_references(t.actor(team, user), ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
             return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
@@ -412,14 +429,16 @@ class Handlers:
         )
 
     async def _edit_references(
-        self, ctx: dict[str, Any], index: int | None
+        self, actor: Actor, ctx: dict[str, Any], index: int | None
     ) -> tuple[list[ImageRef], str | None]:
-        """What the modal edits: a job's results, or the files of a message (our own results are
-        taken from the store instead of being downloaded again)."""
+        """What the modal edits: a job's results, or the files of a message (our own workspace's
+        results are taken from the store instead of being downloaded again; a file merely named like
+        another workspace's result is a file like any other)."""
         if ctx.get("job_id"):
-            job = await self.engine.job(str(ctx["job_id"]))
+            shown = t.message_key(str(ctx.get("channel", "")), str(ctx.get("message_ts", "")))
+            job = await self.lookup.shown_in(actor, str(ctx["job_id"]), shown)
             if job is None or not job.result_media:
-                raise UserFacingError("That result is no longer held by the bot.")
+                raise UserFacingError(NOT_FOUND)
             return self.engine.references_of(job, index), job.id
         file_ids = [str(f) for f in ctx.get("file_ids") or []]
         if index is not None:
@@ -429,7 +448,7 @@ class Handlers:
         for file_id in file_ids:
             info = (await self.ctx.client.files_info(file=file_id))["file"]
             own = t.parse_result_filename(str(info.get("name", "")))
-            job = await self.engine.job(own[0]) if own else None
+            job = await self.lookup.job(actor, own[0]) if own else None
             if own and job is not None and own[1] < len(job.result_media):
                 refs += self.engine.references_of(job, own[1])
                 parent = job.id

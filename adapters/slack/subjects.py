@@ -22,12 +22,15 @@ from adapters.slack.context import ListenerContext
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import check_subject_name
+from bot.usecases.access import Lookup
 from bot.usecases.subjects import creator_key
+from bot.words import NOT_FOUND
 
 ACTION_SUBJECT, VIEW_SUBJECT = t.ACTION_SUBJECT, t.VIEW_SUBJECT
 BLOCK_NAME = "subject_name"
 Say = Callable[[str], Awaitable[object]]
-LatestJob = Callable[[str, str], Awaitable[Job | None]]
+# The thread's latest job, given the asker's team and user, the channel and the thread.
+LatestJob = Callable[[str, str, str, str], Awaitable[Job | None]]
 IsAdmin = Callable[[str], Awaitable[bool]]
 
 _ASK_RE = re.compile(
@@ -97,7 +100,7 @@ class SlackSubjects:
             await self.ctx.poster.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
 
         if ask.action == "save" and not m.files:
-            job = await self._latest_job(m.channel, m.thread_ts) if m.thread_ts else None
+            job = await self._latest_job(m.team, m.user, m.channel, m.thread_ts) if m.thread_ts else None
             if job is None:
                 raise BadInput(
                     "Attach 1 to 4 images to `save subject <name>`, or say it in a result's thread."
@@ -168,10 +171,11 @@ class SlackSubjects:
             return
         await ack()
         context = _context_of(view)
-        user, team = str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
-        job = await self.ctx.engine.job(str(context.get("job_id", "")))
+        user = str(body["user"]["id"])
+        team = str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
+        job = await Lookup(self.ctx.engine).job(t.actor(team, user), str(context.get("job_id", "")))
         if job is None:
-            raise UserFacingError("That result is no longer known to the bot.")
+            raise UserFacingError(NOT_FOUND)
         subject = await self.book.save_from_job(
             self._tenant(team, user), creator_key(t.SURFACE, user), name, job
         )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
+from bot.usecases.actor import Actor
 from storage.versions import Version
 
 SURFACE = "slack"
@@ -268,7 +269,8 @@ def button_press(body: dict[str, Any]) -> ButtonPress:
     return ButtonPress(
         action=str(action["action_id"]),
         job_id=str(action.get("value", "")),
-        team=str((body.get("team") or {}).get("id", "")),
+        # In a channel shared by several workspaces the presser's own is theirs, not the channel host's.
+        team=str(body["user"].get("team_id") or (body.get("team") or {}).get("id", "")),
         channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id", "")),
         user=str(body["user"]["id"]),
         message_ts=message_ts,
@@ -287,6 +289,14 @@ class ShortcutInvocation:
     message_ts: str
     thread_ts: str
     file_ids: list[str]
+
+
+def actor(team: str, user: str, channel: str = "") -> Actor:
+    return Actor(surface=SURFACE, workspace_id=team, user_id=user, channel_id=channel)
+
+
+def press_actor(press: ButtonPress) -> Actor:
+    return actor(press.team, press.user, press.channel)
 
 
 def shortcut_invocation(body: dict[str, Any]) -> ShortcutInvocation:
