@@ -13,6 +13,7 @@ from bot.model.errors import BadInput
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.versions import ThreadCommand
+from bot.words import NOT_FOUND
 from storage.versions import Version
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ async def thread_command_text(
 
 
 async def thread_of_job(lookup: Lookup, actor: Actor, job_id: str) -> str:
+    if await lookup.job(actor, job_id) is None:
+        raise BadInput(NOT_FOUND)
     thread = await lookup.thread_of(actor, job_id)
     if thread is None:
         raise BadInput(NOT_A_VERSION)
