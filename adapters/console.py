@@ -37,6 +37,7 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
+from bot.usecases import limits, subject_commands
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
@@ -196,8 +197,7 @@ class ConsoleChat:
             elif command in ("/undo", "/history"):
                 await self._thread_command(command[1:], rest.strip() or "last")
             elif command == "/quota":
-                status = await self.engine.quota(self.name, self.user_id, "local")
-                self._say(status.text())
+                self._say((await limits.usage(self.engine, self.actor)).text)
             elif command == "/policy":
                 self._say(await self.engine.admin_policy(self.name, "local", rest))
             elif command == "/help":
@@ -308,29 +308,23 @@ class ConsoleChat:
 
     async def _subject(self, words: list[str]) -> None:
         action, name = [*words, "", ""][:2]
-        book, tenant = self.engine.subjects, self.engine.tenant(self.name, "local", self.user_id)
+        book, actor = self.engine.subjects, self.actor
         if action == "list":
-            subjects = await book.all(tenant)
-            lines = [f"  {s.name}: {len(s.media)} image(s)" for s in subjects]
-            self._say("\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved yet.")
+            self._say((await subject_commands.listing(book, actor)).text)
         elif action == "save" and name:
             refs: list[ImageRef] = []
             for target in words[2:]:
                 refs += (await self._edit_target(target))[0]
-            subject = await book.save(tenant, f"{self.name}:{self.user_id}", name, refs)
-            self._say(
-                f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: @{subject.name}"
-            )
+            self._say((await subject_commands.save(book, actor, name, refs)).text)
         elif action == "show" and name:
-            subject = await book.get(tenant, name)
+            shown = await subject_commands.show(book, actor, name)
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(await book.images(subject), start=1):
-                path = self.output_dir / f"subject-{subject.name}-{index}.{image.extension}"
-                await asyncio.to_thread(path.write_bytes, image.data)
+            for picture in shown.images:
+                path = self.output_dir / f"subject-{picture.name}"
+                await asyncio.to_thread(path.write_bytes, picture.data)
                 print(str(path), file=self.out, flush=True)
         elif action == "delete" and name:
-            subject = await book.delete(tenant, name, f"{self.name}:{self.user_id}", admin=False)
-            self._say(f"Deleted subject `{subject.name}`.")
+            self._say((await subject_commands.delete(book, actor, name)).text)
         else:
             raise UserFacingError(
                 "Usage: /subject save <name> <image files | job id | last>..., /subject list, "

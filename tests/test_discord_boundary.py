@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.boundary import SORRY, guarded
+from adapters.discord.boundary import guarded
 from bot.model.errors import BadInput
+from bot.words import SORRY
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.support.harness import sandbox_of

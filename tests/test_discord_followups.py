@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.model.jobs import Job
+from bot.words import LIMITS_REFUSED
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
@@ -200,7 +201,7 @@ async def test_admin_commands_need_manage_server_and_change_limits(tmp_path: Pat
         await fake.interact(
             admin("user-limit", [*member, {"name": "images", "type": 4, "value": 3}], MEMBER_PERMS)
         )
-        refused = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "Manage Server" in t])
+        refused = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if t == LIMITS_REFUSED])
         assert refused
         assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 25
 
@@ -211,5 +212,7 @@ async def test_admin_commands_need_manage_server_and_change_limits(tmp_path: Pat
                 MEMBER_PERMS | MANAGE_GUILD,
             )
         )
-        await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "daily limit is now 3" in t])
+        await fake.wait_for(
+            lambda: [t for t in fake.ephemeral_texts() if f"<@{target}> now has 3 images a day" in t]
+        )
         assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 3

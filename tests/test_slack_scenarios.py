@@ -18,6 +18,7 @@ from adapters.slack.translate import (
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
 )
+from bot.words import LIMITS_REFUSED
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.support.harness import RecordedLines, until
 from tests.support.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
@@ -232,7 +233,7 @@ async def test_usage_and_admin_limits(tmp_path: Path, fake: FakeSlack, mode: str
         await run.send.command(fake.slash("usage"))
         await fake.wait_for(lambda: any("5 of 5" in r["text"] for r in fake.responses))
         await run.send.command(fake.slash("limit <@UBOB0001|bob> 0", user="UALICE01"))
-        await fake.wait_for(lambda: any("Only workspace admins" in r["text"] for r in fake.responses))
+        await fake.wait_for(lambda: any(r["text"] == LIMITS_REFUSED for r in fake.responses))
         await run.send.command(fake.slash("limit <@UBOB0001|bob> 0", user="UADMIN001"))
         await fake.wait_for(lambda: any("0 images a day" in r["text"] for r in fake.responses))
         await run.send.command(fake.slash("a cat", user="UBOB0001"))

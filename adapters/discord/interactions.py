@@ -16,8 +16,10 @@ from adapters.discord.views import instruction_modal, interaction_origin
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases import limits
+from bot.usecases.actor import Actor, Reply
 from bot.usecases.remake import remake
-from bot.words import NOT_FOUND
+from bot.words import DELETE_REFUSED, LIMITS_REFUSED, NOT_FOUND
 
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
 GONE = NOT_FOUND
@@ -122,10 +124,7 @@ class InteractionHandlers(PreferenceCommands):
             await interaction.followup.send(GONE, ephemeral=True)
             return
         if not actor.moderator and job.user_id != actor.user_id:
-            text = (
-                "Only the person who asked for this image, or someone who can manage messages, can delete it."
-            )
-            await interaction.followup.send(text, ephemeral=True)
+            await interaction.followup.send(DELETE_REFUSED, ephemeral=True)
             return
         if interaction.message is not None:
             try:
@@ -186,40 +185,27 @@ class InteractionHandlers(PreferenceCommands):
     @guarded(refuse)
     async def usage(self, interaction: discord.Interaction, _: None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        status = await self.engine.quota(
-            translate.SURFACE, str(interaction.user.id), str(interaction.guild_id or "")
-        )
-        await interaction.edit_original_response(content=status.text())
+        reply = await limits.usage(self.engine, interaction_actor(interaction))
+        await interaction.edit_original_response(content=reply.text)
 
     @guarded(refuse)
     async def admin(
         self, interaction: discord.Interaction, what: str, member: int | None, images: int | None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.followup.send(
-                "This needs the Manage Server permission in a server.", ephemeral=True
-            )
-            return
-        guild, surface = str(interaction.guild_id), translate.SURFACE
-        text = await self._admin_action(what, surface, guild, str(member) if member else "", images)
-        await interaction.followup.send(text, ephemeral=True)
+        actor = interaction_actor(interaction)
+        if not actor.admin:
+            raise BadInput(LIMITS_REFUSED)
+        reply = await self._admin_action(actor, what, str(member) if member else "", images)
+        await interaction.followup.send(reply.text, ephemeral=True)
 
-    async def _admin_action(
-        self, what: str, surface: str, guild: str, member: str, images: int | None
-    ) -> str:
-        # Everything an admin does is kept under this server: it reaches no other one.
+    async def _admin_action(self, actor: Actor, what: str, member: str, images: int | None) -> Reply:
         if what == "user-limit":
-            await self.engine.admin_set_limit(surface, guild, member, images)
-            return f"<@{member}>'s daily limit is now {images}." if images is not None else "Limit cleared."
+            return await limits.set_limit(self.engine, actor, member, images)
         if what == "server-limit":
-            await self.engine.admin_set_limit(surface, guild, None, images)
-            return f"This server's daily limit is now {images}." if images is not None else "Limit cleared."
+            return await limits.set_limit(self.engine, actor, None, images)
         if what == "grant":
-            await self.engine.admin_grant(surface, guild, member, images or 0)
-            return f"Gave <@{member}> {images} more image(s) for today."
+            return await limits.grant(self.engine, actor, member, images or 0)
         if what == "reset":
-            await self.engine.admin_reset(surface, guild, member)
-            return f"<@{member}>'s usage for today is reset."
-        status = await self.engine.quota(surface, member, guild)
-        return f"<@{member}>: " + status.text().replace("You have", "has", 1)
+            return await limits.reset_today(self.engine, actor, member)
+        return await limits.usage(self.engine, actor, member)

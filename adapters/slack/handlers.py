@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -23,11 +24,12 @@ from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects,
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
+from bot.usecases import limits
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
-from bot.words import NOT_FOUND
+from bot.words import DELETE_REFUSED, NOT_FOUND
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
@@ -199,32 +201,22 @@ class Handlers:
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
-        subject = action.user_id or inv.user
-        if subject != inv.user and not await self._is_admin(inv.user):
-            await respond("Only workspace admins can see someone else's usage.")
-            return
-        status = await self.engine.quota(t.SURFACE, subject, inv.team)
-        prefix = "" if subject == inv.user else f"<@{subject}>: "
-        await respond(prefix + status.text())
+        someone = action.user_id if action.user_id and action.user_id != inv.user else None
+        admin = someone is not None and await self._is_admin(inv.user)
+        actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=admin)
+        await respond((await limits.usage(self.engine, actor, someone)).text)
 
     async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
-        if not await self._is_admin(inv.user):
-            await respond("Only workspace admins (or users an operator listed) can change limits.")
-            return
-        who = f"<@{cmd.subject}>" if cmd.scope == "user" else "everyone in this workspace"
-        # Everything an admin does is kept under this workspace: it reaches no other one.
+        actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=await self._is_admin(inv.user))
+        member = cmd.subject if cmd.scope == "user" else None
         if cmd.action == "limit":
-            member = cmd.subject if cmd.scope == "user" else None
-            await self.engine.admin_set_limit(t.SURFACE, inv.team, member, cmd.amount)
-            limit = "the default limit" if cmd.amount is None else f"{cmd.amount} images a day"
-            await respond(f"Done: {who} now has {limit}.")
+            reply = await limits.set_limit(self.engine, actor, member, cmd.amount)
         elif cmd.action == "grant":
             assert cmd.amount is not None
-            await self.engine.admin_grant(t.SURFACE, inv.team, cmd.subject, cmd.amount)
-            await respond(f"Done: {who} got {cmd.amount} extra images for today.")
+            reply = await limits.grant(self.engine, actor, cmd.subject, cmd.amount)
         else:
-            await self.engine.admin_reset(t.SURFACE, inv.team, cmd.subject)
-            await respond(f"Done: {who} starts today's count from zero.")
+            reply = await limits.reset_today(self.engine, actor, cmd.subject)
+        await respond(reply.text)
 
     # --- mentions -------------------------------------------------------------------------------
 
@@ -366,8 +358,7 @@ class Handlers:
             await self.poster.ephemeral(press.channel, press.user, NOT_FOUND, thread_ts=press.thread_ts)
             return
         if press.user != job.user_id and not await self._is_admin(press.user):
-            text = "Only the person who asked for these images, or a workspace admin, can delete them."
-            await self.poster.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
+            await self.poster.ephemeral(press.channel, press.user, DELETE_REFUSED, thread_ts=press.thread_ts)
             return
         prefix = f"hidream-{job.id}-"
         for m in await self.poster.thread_messages(press.channel, press.thread_ts):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -19,12 +19,11 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
-from bot.model.errors import BadInput, UserFacingError
+from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import check_subject_name
+from bot.usecases import subject_commands
 from bot.usecases.access import Lookup
-from bot.usecases.subjects import creator_key
-from bot.words import NOT_FOUND
 
 ACTION_SUBJECT, VIEW_SUBJECT = t.ACTION_SUBJECT, t.VIEW_SUBJECT
 BLOCK_NAME = "subject_name"
@@ -92,9 +91,6 @@ class SlackSubjects:
         self._latest_job = latest_job
         self._is_admin = is_admin
 
-    def _tenant(self, team: str, user: str) -> str:
-        return self.ctx.engine.tenant(t.SURFACE, team, user)
-
     async def mention(self, m: t.Mention, ask: SubjectAsk) -> None:
         async def say(text: str) -> None:
             await self.ctx.poster.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
@@ -105,10 +101,10 @@ class SlackSubjects:
                 raise BadInput(
                     "Attach 1 to 4 images to `save subject <name>`, or say it in a result's thread."
                 )
-            subject = await self.book.save_from_job(
-                self._tenant(m.team, m.user), creator_key(t.SURFACE, m.user), ask.name, job, latest_only=True
+            actor = t.actor(m.team, m.user, m.channel)
+            await say(
+                (await subject_commands.save_result(self.book, actor, ask.name, job, latest_only=True)).text
             )
-            await say(_saved(subject.name, len(subject.media)))
             return
         await self.run(ask, m.team, m.user, m.channel, m.reply_thread, say, files=m.files)
 
@@ -123,34 +119,23 @@ class SlackSubjects:
         *,
         files: list[dict[str, Any]] | None = None,
     ) -> None:
-        tenant, me = self._tenant(team, user), creator_key(t.SURFACE, user)
+        actor = t.actor(team, user, channel)
         if ask.action == "save":
             refs = t.image_refs(files or [], self.ctx.bot_token, self.ctx.max_image_bytes)
-            subject = await self.book.save(tenant, me, ask.name, refs)
-            await say(_saved(subject.name, len(subject.media)))
+            await say((await subject_commands.save(self.book, actor, ask.name, refs)).text)
         elif ask.action == "show":
-            subject = await self.book.get(tenant, ask.name)
-            uploads = [
-                {
-                    "content": img.data,
-                    "filename": f"{subject.name}-{i}.{img.extension}",
-                    "title": subject.name,
-                }
-                for i, img in enumerate(await self.book.images(subject), start=1)
-            ]
+            shown = await subject_commands.show(self.book, actor, ask.name)
+            uploads = [{"content": p.data, "filename": p.name, "title": ask.name} for p in shown.images]
             await self.ctx.client.files_upload_v2(
-                channel=channel, thread_ts=thread_ts, file_uploads=uploads,
-                initial_comment=f"Subject `{subject.name}`",
-            )  # fmt: skip
+                channel=channel, thread_ts=thread_ts, file_uploads=uploads, initial_comment=shown.text
+            )
         elif ask.action == "delete":
-            subject = await self.book.get(tenant, ask.name)
-            admin = subject.creator != me and await self._is_admin(user)
-            await self.book.delete(tenant, ask.name, me, admin=admin)
-            await say(f"Deleted subject `{subject.name}`.")
+            # Workspace admins are asked of Slack only when someone deletes another person's subject.
+            creator = await subject_commands.creator_of(self.book, actor, ask.name)
+            admin = creator != actor.key and await self._is_admin(user)
+            await say((await subject_commands.delete(self.book, replace(actor, admin=admin), ask.name)).text)
         else:
-            subjects = await self.book.all(tenant)
-            lines = [f"`{s.name}`: {len(s.media)} image(s)" for s in subjects]
-            await say("\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved here yet.")
+            await say((await subject_commands.listing(self.book, actor)).text)
 
     @guarded(_to_presser)
     async def on_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -173,13 +158,10 @@ class SlackSubjects:
         context = _context_of(view)
         user = str(body["user"]["id"])
         team = str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
-        job = await Lookup(self.ctx.engine).job(t.actor(team, user), str(context.get("job_id", "")))
-        if job is None:
-            raise UserFacingError(NOT_FOUND)
-        subject = await self.book.save_from_job(
-            self._tenant(team, user), creator_key(t.SURFACE, user), name, job
-        )
-        await self.reply_to_namer({"body": body, "view": view})(_saved(subject.name, len(subject.media)))
+        actor = t.actor(team, user)
+        job = await Lookup(self.ctx.engine).job(actor, str(context.get("job_id", "")))
+        reply = await subject_commands.save_result(self.book, actor, name, job)
+        await self.reply_to_namer({"body": body, "view": view})(reply.text)
 
     def reply_to_presser(self, args: Mapping[str, Any]) -> Reply:
         press = t.button_press(args["body"])
@@ -196,7 +178,3 @@ def _context_of(view: dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(view.get("private_metadata") or "{}"))
     except ValueError:
         raise BadInput("This form is out of date; press the button again.") from None
-
-
-def _saved(name: str, count: int) -> str:
-    return f"Saved subject `{name}` ({count} image(s)). Use it: write `@{name}` in a prompt, or `--subject {name}`."

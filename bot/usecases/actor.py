@@ -41,11 +41,19 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """An image a reply shows, with the file name a surface gives it."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Reply:
     """What a person is told: `private` answers reach the asker alone; `actions` name the buttons
     (by use case: reroll, vary, edit, ...) a surface offers under the text where it can."""
 
     text: str
     private: bool = True
-    images: tuple[str, ...] = ()
+    images: tuple[Picture, ...] = ()
     actions: tuple[str, ...] = field(default=())
