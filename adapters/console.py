@@ -37,7 +37,7 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import limits, subject_commands
+from bot.usecases import limits, settings, subject_commands
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
@@ -110,7 +110,7 @@ class ConsoleChat:
 
     async def __aenter__(self) -> ConsoleChat:
         # The settings are the console's defaults: kept (or cleared) where the engine reads everyone's.
-        await self.engine.user_settings(self.name, "local", self.user_id, self.defaults or "reset")
+        await settings.settings(self.engine, self.actor, self.defaults or "reset")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -199,7 +199,7 @@ class ConsoleChat:
             elif command == "/quota":
                 self._say((await limits.usage(self.engine, self.actor)).text)
             elif command == "/policy":
-                self._say(await self.engine.admin_policy(self.name, "local", rest))
+                self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
             elif command == "/help":
                 self._say(HELP)
             else:

@@ -74,3 +74,12 @@ def reset(who: str) -> str:
 def usage_of(who: str | None, status_text: str) -> str:
     """A quota status as its owner reads it ("You have ..."), or as an admin reads someone's."""
     return status_text if who is None else f"{member(who)}: " + status_text.replace("You have", "has", 1)
+
+
+# --- personal settings and a tenant's policy --------------------------------------------------------
+
+POLICY_REFUSED = "Only the admins of this server or workspace can see or change its policy."
+# Where a surface can hide an image behind a spoiler, an allowed flagged image shows only in an
+# age-restricted channel; where it cannot, "spoiler" is no choice.
+SPOILERS_NOTE = " Flagged images are shown only in age-restricted channels; elsewhere they get a spoiler."
+NO_SPOILERS = "Spoilers are not available here: use `policy nsfw block`, `allow` or `default`."

@@ -33,6 +33,7 @@ EXPECTED = {
     "reset": words.reset("someone"),
     "limits, refused": words.LIMITS_REFUSED,
     "not found": words.NOT_FOUND,
+    "policy, refused": words.POLICY_REFUSED,
 }
 
 
@@ -75,6 +76,16 @@ async def discord_words(tmp_path: Path) -> dict[str, str]:
         await ask("grant", admin("grant", 2))
         await ask("reset", admin("reset", None))
         await ask("limits, refused", admin("grant", 2, MEMBER_PERMS))
+        await ask(
+            "policy",
+            command(
+                "hidream-policy",
+                None,
+                {"action": "ban", "value": "red fox"},
+                permissions=MEMBER_PERMS | MANAGE_GUILD,
+            ),
+        )
+        await ask("policy, refused", command("hidream-policy", None, {"action": "show"}))
         message = fake.message_payload(fake.channel_id, author=fake.bot_user(), content="")
         await ask("not found", fake.click_payload(message, f"hidream:reroll:{NOBODYS_JOB}"))
     return said
@@ -107,6 +118,8 @@ async def slack_words(tmp_path: Path) -> dict[str, str]:
         await command("grant", "grant <@UBOB0001|bob> 2", user="UADMIN001")
         await command("reset", "reset <@UBOB0001|bob>", user="UADMIN001")
         await command("limits, refused", "grant <@UBOB0001|bob> 2")
+        await command("policy", "policy ban red fox", user="UADMIN001")
+        await command("policy, refused", "policy")
         result = {
             "ts": "1700000000.000100",
             "blocks": [{"elements": [{"action_id": ACTION_REROLL, "value": NOBODYS_JOB}]}],
@@ -133,6 +146,7 @@ async def console_words(tmp_path: Path) -> dict[str, str]:
             ("list", "/subject list"),
             ("delete", "/subject delete mascot"),
             ("usage", "/quota"),
+            ("policy", "/policy ban red fox"),
         ):
             start = len(err.getvalue())
             await made[0].handle(line)
@@ -158,6 +172,7 @@ async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path
                 assert shown == expected, (surface, key)
             others = {s: same_for_everyone(h[key]) for s, h in heard.items() if key in h}
             assert {plain(t) for t in others.values()} == {plain(shown)}, (key, others)
-    assert set(heard["discord"]) == set(heard["slack"]) == set(EXPECTED) | {"usage"}
-    assert set(heard["console"]) == {"list, none", "save", "list", "delete", "usage"}
+    assert set(heard["discord"]) == set(heard["slack"]) == set(EXPECTED) | {"usage", "policy"}
+    assert set(heard["console"]) == {"list, none", "save", "list", "delete", "usage", "policy"}
+    assert "red fox" in heard["console"]["policy"]
     assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")
