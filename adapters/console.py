@@ -42,7 +42,7 @@ from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
-from storage.versions import Version
+from bot.usecases.versions import Version
 
 HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.home import MAX_BLOCKS, RECENT_SHOWN, HomeState, home_view
+from adapters.slack.home import MAX_BLOCKS, RECENT_SHOWN, home_view
 from adapters.slack.translate import permalink
 from bot.model.jobs import JobState
 from bot.model.requests import ImageRequest
+from bot.usecases.home import HomeState
 from storage.history import Recent
 from storage.quota import QuotaStatus
 from tests.fakes.slack import FakeSlack

@@ -12,9 +12,8 @@ from adapters.discord.translate import SURFACE
 from bot.model.errors import BadInput
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
-from bot.usecases.versions import ThreadCommand
+from bot.usecases.versions import ThreadCommand, Version
 from bot.words import NOT_FOUND
-from storage.versions import Version
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine

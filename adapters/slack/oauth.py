@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
-from storage.installations import BotInstall, Installations
+from bot.usecases.installs import BotInstall, Installations
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine

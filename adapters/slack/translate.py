@@ -16,7 +16,7 @@ from typing import Any, Literal
 from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from bot.usecases.actor import Actor
-from storage.versions import Version
+from bot.usecases.versions import Version
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.

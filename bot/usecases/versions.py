@@ -16,7 +16,8 @@ from typing import Literal
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, Post
 from storage.base import Store
-from storage.versions import Version, VersionStore
+from storage.versions import Version as Version
+from storage.versions import VersionStore
 
 ThreadCommand = Literal["undo", "history"]
 Link = Callable[[Version], str]
