@@ -37,12 +37,12 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import limits, settings, subject_commands
+from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
-from bot.usecases.versions import Version
+from bot.usecases.versions import ThreadCommand, Version
 
 HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
@@ -195,7 +195,9 @@ class ConsoleChat:
             elif command == "/vary":
                 await self._vary(rest)
             elif command in ("/undo", "/history"):
-                await self._thread_command(command[1:], rest.strip() or "last")
+                await self._thread_command(
+                    "undo" if command == "/undo" else "history", rest.strip() or "last"
+                )
             elif command == "/quota":
                 self._say((await limits.usage(self.engine, self.actor)).text)
             elif command == "/policy":
@@ -290,7 +292,7 @@ class ConsoleChat:
         self.last_job_id = made.id
         self._say(f"[{made.id[:8]}] accepted: a variation of {job.id[:8]}, seed {made.seed}")
 
-    async def _thread_command(self, command: str, target: str) -> None:
+    async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)
         thread = await self.engine.versions.thread_of(self.name, job.id)
         if thread is None:
@@ -300,11 +302,8 @@ class ConsoleChat:
         def link(v: Version) -> str:
             return " ".join(str(f) for f in files if f.name.startswith(f"{v.job.id}-")) or v.job.id[:8]
 
-        if command == "history":
-            self._say((await self.engine.versions.history(self.name, thread)).text(link))
-            return
-        undone = await self.engine.versions.undo(self.name, thread, self.user_id)
-        self._say(undone.text(link))
+        reply = await threads.thread_command(self.engine.versions, self.actor, command, thread, link)
+        self._say(reply.text)
 
     async def _subject(self, words: list[str]) -> None:
         action, name = [*words, "", ""][:2]

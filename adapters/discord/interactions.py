@@ -105,15 +105,9 @@ class InteractionHandlers(PreferenceCommands):
         """The Undo button: the version before this one becomes the one the thread's next
         instruction edits; said in the thread, where it changes what everyone's next edit starts from."""
         await interaction.response.defer()
-        text = await versions.thread_command_text(
-            self.engine,
-            "undo",
-            thread_key=await versions.thread_of_job(self.lookup, interaction_actor(interaction), job_id),
-            user_id=str(interaction.user.id),
-            guild_id=str(interaction.guild_id or ""),
-            admin=interaction.permissions.manage_messages,
-            from_job=job_id,
-        )
+        actor = interaction_actor(interaction)
+        thread = await versions.thread_of_job(self.lookup, actor, job_id)
+        text = await versions.thread_command_text(self.engine, actor, "undo", thread, from_job=job_id)
         await interaction.followup.send(text)
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:

@@ -78,14 +78,8 @@ class MessageHandler:
     async def _answer_command(
         self, message: discord.Message, ask: translate.MessageAsk, command: ThreadCommand
     ) -> None:
-        text = await versions.thread_command_text(
-            self.engine,
-            command,
-            thread_key=ask.channel_id,
-            user_id=ask.user_id,
-            guild_id=ask.guild_id or "",
-            admin=versions.may_manage(message.author, message.channel),
-        )
+        actor = message_actor(message, moderator=versions.may_manage(message.author, message.channel))
+        text = await versions.thread_command_text(self.engine, actor, command, ask.channel_id)
         await message.reply(text, mention_author=False)
 
     async def _thread_result(self, message: discord.Message, ask: translate.MessageAsk) -> Job | None:

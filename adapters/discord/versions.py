@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from adapters.discord.translate import SURFACE
 from bot.model.errors import BadInput
+from bot.usecases import threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.versions import ThreadCommand, Version
@@ -38,23 +38,19 @@ def may_manage(member: object, channel: object) -> bool:
 
 async def thread_command_text(
     engine: Engine,
+    actor: Actor,
     command: ThreadCommand,
-    *,
     thread_key: str,
-    user_id: str,
-    guild_id: str,
-    admin: bool,
+    *,
     from_job: str | None = None,
 ) -> str:
     """The answer to `undo` or `history` in a thread. Raises BadInput (nothing changed) to refuse."""
 
     def link(v: Version) -> str:
-        return jump_link(v, guild_id)
+        return jump_link(v, actor.workspace_id)
 
-    if command == "history":
-        return (await engine.versions.history(SURFACE, thread_key)).text(link)
-    undone = await engine.versions.undo(SURFACE, thread_key, user_id, admin=admin, from_job=from_job)
-    return undone.text(link)
+    reply = await threads.thread_command(engine.versions, actor, command, thread_key, link, from_job=from_job)
+    return reply.text
 
 
 async def thread_of_job(lookup: Lookup, actor: Actor, job_id: str) -> str:

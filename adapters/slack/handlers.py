@@ -24,7 +24,7 @@ from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects,
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
-from bot.usecases import limits
+from bot.usecases import limits, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.remake import remake
@@ -269,13 +269,13 @@ class Handlers:
         """`undo` or `history` mentioned in a result's thread, answered there for everyone (undo
         changes what the thread's next edit starts from); a refusal goes to the mentioner alone."""
         thread = t.message_key(m.channel, thread_ts)
-        if command == "history":
-            text = (await self.engine.versions.history(t.SURFACE, thread)).text(t.version_link)
-        else:
+        actor = t.actor(m.team, m.user, m.channel)
+        if command == "undo":
+            # Workspace admins are asked of Slack only when someone else's versions are undone.
             requesters = await self.engine.versions.requesters(t.SURFACE, thread)
-            admin = m.user not in requesters and await self._is_admin(m.user)
-            undone = await self.engine.versions.undo(t.SURFACE, thread, m.user, admin=admin)
-            text = undone.text(t.version_link)
+            actor = replace(actor, admin=m.user not in requesters and await self._is_admin(m.user))
+        reply = await threads.thread_command(self.engine.versions, actor, command, thread, t.version_link)
+        text = reply.text
         await self.ctx.client.chat_postMessage(channel=m.channel, thread_ts=thread_ts, text=text)
 
     async def _latest_in_thread(self, team: str, user: str, channel: str, thread_ts: str) -> Job | None:

@@ -92,6 +92,10 @@ class Versions:
         found = await self.db.current(surface, thread_key)
         return None if found is None else found.job
 
+    async def live(self, surface: str, thread_key: str) -> list[Version]:
+        """The thread's standing versions, oldest first."""
+        return await self.db.live(surface, thread_key)
+
     async def requesters(self, surface: str, thread_key: str) -> set[str]:
         """Who asked for the thread's standing versions; empty for a thread with none."""
         return {v.job.user_id for v in await self.db.live(surface, thread_key)}
