@@ -43,15 +43,16 @@ from bot.usecases.actor import Actor
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, Version
+from bot.words import subject_in_prompt
 
-HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
+HELP = f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
            --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
            a job's second image: /edit <job id>#2 ...  (of several images the first by default;
            #all combines them: /edit last#all the same fox in autumn)
 Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
-           then /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot (repeatable)
+           {subject_in_prompt("/hidream ")} (repeatable)
            /subject list | /subject show <name> | /subject delete <name>
 Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
            /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts

@@ -83,3 +83,8 @@ POLICY_REFUSED = "Only the admins of this server or workspace can see or change 
 # age-restricted channel; where it cannot, "spoiler" is no choice.
 SPOILERS_NOTE = " Flagged images are shown only in age-restricted channels; elsewhere they get a spoiler."
 NO_SPOILERS = "Spoilers are not available here: use `policy nsfw block`, `allow` or `default`."
+
+
+def subject_in_prompt(make: str) -> str:
+    """How a saved subject is used, for a surface's help; `make` is how a prompt starts there."""
+    return f"then use it: `{make}@mascot surfing a wave` or `{make}surfing --subject mascot`"

@@ -10,8 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from adapters.console import HELP as CONSOLE_HELP
 from adapters.console import ConsoleChat, plain
+from adapters.discord.help import HELP_TEXT as DISCORD_HELP
 from adapters.slack.translate import ACTION_REROLL
+from adapters.slack.translate import HELP_TEXT as SLACK_HELP
 from bot import words
 from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
@@ -176,3 +179,11 @@ async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path
     assert set(heard["console"]) == {"list, none", "save", "list", "delete", "usage", "policy"}
     assert "red fox" in heard["console"]["policy"]
     assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")
+
+
+def test_every_help_says_how_to_use_a_subject_in_the_same_words() -> None:
+    assert words.subject_in_prompt("/hidream prompt:") in DISCORD_HELP
+    assert words.subject_in_prompt("/hidream ") in SLACK_HELP
+    assert words.subject_in_prompt("/hidream ") in CONSOLE_HELP
+    for help_text in (DISCORD_HELP, SLACK_HELP, CONSOLE_HELP):
+        assert "--subject mascot" in help_text and "@mascot surfing a wave" in help_text

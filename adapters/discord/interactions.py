@@ -16,10 +16,10 @@ from adapters.discord.views import instruction_modal, interaction_origin
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
-from bot.usecases import limits
+from bot.usecases import limits, results
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.remake import remake
-from bot.words import DELETE_REFUSED, LIMITS_REFUSED, NOT_FOUND
+from bot.words import LIMITS_REFUSED, NOT_FOUND
 
 NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
 GONE = NOT_FOUND
@@ -112,20 +112,13 @@ class InteractionHandlers(PreferenceCommands):
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         await interaction.response.defer()
-        actor = interaction_actor(interaction)
-        job = await self.lookup.job(actor, job_id)
-        if job is None:
-            await interaction.followup.send(GONE, ephemeral=True)
-            return
-        if not actor.moderator and job.user_id != actor.user_id:
-            await interaction.followup.send(DELETE_REFUSED, ephemeral=True)
-            return
+        job = await results.deletable(self.lookup, interaction_actor(interaction), job_id)
         if interaction.message is not None:
             try:
                 await interaction.message.delete()
             except discord.NotFound:
                 pass
-        await self.engine.mark_deleted(job)
+        await results.forget(self.engine, job)
 
     async def _edit_submitted(self, interaction: discord.Interaction, action: str, args: list[str]) -> None:
         instruction = translate.modal_value(raw_payload(interaction))

@@ -24,12 +24,12 @@ from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects,
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
-from bot.usecases import limits, threads
+from bot.usecases import limits, results, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
-from bot.words import DELETE_REFUSED, NOT_FOUND
+from bot.words import NOT_FOUND
 
 log = logging.getLogger(__name__)
 CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
@@ -353,13 +353,12 @@ class Handlers:
     async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.lookup.job(t.press_actor(press), press.job_id)
-        if job is None:
-            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND, thread_ts=press.thread_ts)
-            return
-        if press.user != job.user_id and not await self._is_admin(press.user):
-            await self.poster.ephemeral(press.channel, press.user, DELETE_REFUSED, thread_ts=press.thread_ts)
-            return
+        actor = t.press_actor(press)
+        owner = await self.lookup.job(actor, press.job_id)
+        if owner is not None and owner.user_id != press.user:
+            # Workspace admins are asked of Slack only when someone deletes another person's result.
+            actor = replace(actor, admin=await self._is_admin(press.user))
+        job = await results.deletable(self.lookup, actor, press.job_id)
         prefix = f"hidream-{job.id}-"
         for m in await self.poster.thread_messages(press.channel, press.thread_ts):
             ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
@@ -371,7 +370,7 @@ class Handlers:
             if ours and m.get("bot_id"):
                 await self.poster.delete_quietly(press.channel, m["ts"])
         await self.poster.delete_quietly(press.channel, press.message_ts)
-        await self.engine.mark_deleted(job)
+        await results.forget(self.engine, job)
 
     # --- the message shortcut and the edit modal ------------------------------------------------
 

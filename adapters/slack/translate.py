@@ -17,6 +17,7 @@ from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from bot.usecases.actor import Actor
 from bot.usecases.versions import Version
+from bot.words import subject_in_prompt
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.
@@ -120,8 +121,8 @@ HELP_TEXT = (
     "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
     "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
     "*Saved subjects:* mention the bot with images attached and `save subject mascot` (or say it in a "
-    "result's thread to save its latest image), then `/hidream @mascot surfing a wave` or "
-    "`/hidream surfing --subject mascot`. `/hidream subject list`, `/hidream subject show mascot`, "
+    f"result's thread to save its latest image), {subject_in_prompt('/hidream ')}. "
+    "`/hidream subject list`, `/hidream subject show mascot`, "
     "`/hidream subject delete mascot`.\n"
     "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
     "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
