@@ -40,6 +40,7 @@ from bot.plugins import Core, SurfacePlugin
 from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
+from bot.usecases.make import make, result_references
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, Version
@@ -251,7 +252,7 @@ class ConsoleChat:
         count = len(job.result_media)
         chosen = numbered["index"] if numbered else ("1" if one else "all")
         if chosen == "all" or (count == 1 and numbered is None):
-            return self.engine.references_of(job), job.id
+            return result_references(job), job.id
         index = int(chosen)
         if not 1 <= index <= count:
             raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}, or #all.")
@@ -260,7 +261,7 @@ class ConsoleChat:
                 f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
                 f"all {count} combined: /edit {job.id[:8]}#all ..."
             )
-        return self.engine.references_of(job, index - 1), job.id
+        return result_references(job, index - 1), job.id
 
     async def _result(self, target: str) -> Job:
         """The finished job `target` names; `last`: the current version of the last job's chain
@@ -342,7 +343,7 @@ class ConsoleChat:
         )
 
     async def _submit(self, chat: ChatRequest) -> None:
-        job = await self.engine.submit(chat)
+        job = await make(self.engine, self.actor, chat)
         self.last_job_id = job.id
         self._say(f"[{job.id[:8]}] accepted: {job.mode}, {job.request.n} image(s), seed {job.seed}")
 

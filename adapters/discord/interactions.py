@@ -18,6 +18,7 @@ from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 from bot.usecases import limits, results
 from bot.usecases.actor import Actor, Reply
+from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.words import LIMITS_REFUSED, NOT_FOUND
 
@@ -44,7 +45,7 @@ class InteractionHandlers(PreferenceCommands):
     ) -> None:
         origin = interaction_origin(interaction, message_id, self.ctx.clock())
         chat = chat.model_copy(update={"origin": mark_private(interaction, origin)})
-        await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
+        await make(self.engine, interaction_actor(interaction), chat, dedup_key=f"discord:{interaction.id}")
 
     @guarded(refuse)
     async def slash(self, interaction: discord.Interaction) -> None:
@@ -129,7 +130,7 @@ class InteractionHandlers(PreferenceCommands):
             if parent is None or not parent.result_media:
                 await refuse(interaction, GONE)
                 return
-            refs = self.engine.references_of(parent, 0)
+            refs = result_references(parent, 0)
         else:
             refs, parent = await self._target_references(interaction, int(args[0]), int(args[1]))
         chat = translate.text_request(
@@ -153,7 +154,7 @@ class InteractionHandlers(PreferenceCommands):
             raise BadInput(GONE)
         job = await self.lookup.job_for_post(actor, str(message_id))
         if job is not None and job.result_media:
-            return self.engine.references_of(job, 0), job
+            return result_references(job, 0), job
         try:
             raw = await self.ctx.fetch_message(channel_id, message_id)
         except discord.NotFound:

@@ -14,6 +14,7 @@ from adapters.discord.views import message_origin
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases.make import make, result_references
 from bot.usecases.versions import ThreadCommand, thread_command
 from bot.words import NOT_FOUND
 
@@ -99,7 +100,7 @@ class MessageHandler:
         refs: list[ImageRef]
         parent: Job | None
         if follow_up is not None:
-            refs, parent = self.engine.references_of(follow_up, 0), follow_up
+            refs, parent = result_references(follow_up, 0), follow_up
         elif ask.reply_to_id:
             refs, parent = await self._replied_image(message, ask)
         else:
@@ -126,7 +127,7 @@ class MessageHandler:
             raise BadInput(NOT_FOUND)
         job = await self.lookup.job_for_post(message_actor(message), ask.reply_to_id)
         if job is not None and job.result_media:
-            return self.engine.references_of(job, 0), job
+            return result_references(job, 0), job
         replied = ask.reply_to
         if replied is None or not replied.get("attachments"):
             # Discord leaves the embedded copy out sometimes; its attachment links may also be stale.
@@ -150,6 +151,5 @@ class MessageHandler:
         origin = message_origin(message, progress.id)
         if chat.parent_job_id is not None and await self._is_result_thread(message):
             origin["in_thread"] = True
-        await self.engine.submit(
-            chat.model_copy(update={"origin": origin}), dedup_key=f"discord:m{message.id}"
-        )
+        chat = chat.model_copy(update={"origin": origin})
+        await make(self.engine, message_actor(message), chat, dedup_key=f"discord:m{message.id}")

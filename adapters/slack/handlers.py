@@ -27,6 +27,7 @@ from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedComman
 from bot.usecases import limits, results, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
+from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
 from bot.words import NOT_FOUND
@@ -187,7 +188,12 @@ class Handlers:
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
-            return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
+            return await make(
+                self.engine,
+                t.actor(inv.team, inv.user, inv.channel),
+                chat,
+                dedup_key=f"slack:{inv.trigger_id}",
+            )
 
         prompt = parsed.request.prompt
         await self._launch(
@@ -246,13 +252,15 @@ class Handlers:
         if not refs and m.thread_ts:
             job = await self._latest_in_thread(m.team, m.user, m.channel, m.thread_ts)
             if job is not None and job.result_media:
-                refs, parent = self.engine.references_of(job, len(job.result_media) - 1), job.id
+                refs, parent = result_references(job, len(job.result_media) - 1), job.id
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
         verb = "asked to edit" if refs else "asked for"
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
-            return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
+            return await make(
+                self.engine, t.actor(m.team, m.user, m.channel), chat, dedup_key=f"slack:{event_id}"
+            )
 
         prompt = parsed.request.prompt
         await self._launch(
@@ -404,7 +412,7 @@ class Handlers:
             refs, parent = await self._edit_references(t.actor(team, user), ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
-            return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
+            return await make(self.engine, t.actor(team, user), chat, dedup_key=f"slack:{view.get('id', '')}")
 
         channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
         prompt = parsed.request.prompt
@@ -429,7 +437,7 @@ class Handlers:
             job = await self.lookup.shown_in(actor, str(ctx["job_id"]), shown)
             if job is None or not job.result_media:
                 raise UserFacingError(NOT_FOUND)
-            return self.engine.references_of(job, index), job.id
+            return result_references(job, index), job.id
         file_ids = [str(f) for f in ctx.get("file_ids") or []]
         if index is not None:
             file_ids = file_ids[index : index + 1]
@@ -440,7 +448,7 @@ class Handlers:
             own = t.parse_result_filename(str(info.get("name", "")))
             job = await self.lookup.job(actor, own[0]) if own else None
             if own and job is not None and own[1] < len(job.result_media):
-                refs += self.engine.references_of(job, own[1])
+                refs += result_references(job, own[1])
                 parent = job.id
             else:
                 refs += t.image_refs([info], self.ctx.bot_token, self.ctx.max_image_bytes)
