@@ -30,6 +30,7 @@ from typing import TextIO
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from bot import words
 from bot.jobs.engine import Engine
 from bot.jobs.media import check_image, to_data_uri
 from bot.model.config import PluginSettings
@@ -66,9 +67,6 @@ Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|d
 /help      this text (Ctrl-D quits)"""
 
 PROMPT = "hidream> "
-EDIT_EXAMPLE = (
-    "Say what to change, e.g. `/edit last make it night` (or `/edit <job id>#2 ...` for its second image)."
-)
 # A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
 # `3f2a9c1e#all` all of them.
 _NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+|all)$")
@@ -227,7 +225,7 @@ class ConsoleChat:
         except BadInput:
             if _has_prompt(instruction):
                 raise
-            raise BadInput(EDIT_EXAMPLE) from None
+            raise BadInput(words.EDIT_EXAMPLE) from None
         refs, parent = await self._edit_target(target, one=True)
         await self._submit(
             ChatRequest(
@@ -255,7 +253,7 @@ class ConsoleChat:
             return result_references(job), job.id
         index = int(chosen)
         if not 1 <= index <= count:
-            raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}, or #all.")
+            raise UserFacingError(words.choose_image(job.id[:8], count))
         if numbered is None:
             self._say(
                 f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
@@ -272,13 +270,9 @@ class ConsoleChat:
             # A script may ask to edit a result that is still being made: wait for it, as a person would.
             job = await self.engine.wait_job(job.id)
         if target == "last" and (job is None or not job.result_media):
-            raise UserFacingError(
-                "There is no finished image yet: make one first, e.g. /hidream a red fox in snow"
-            )
+            raise UserFacingError(words.NOTHING_MADE_YET)
         if job is None or not job.result_media:
-            raise UserFacingError(
-                f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
-            )
+            raise UserFacingError(words.no_such_target(target))
         thread = await self.engine.versions.thread_of(self.name, job.id)
         if target == "last" and thread is not None:
             job = await self.engine.versions.current(self.name, thread) or job
@@ -298,7 +292,7 @@ class ConsoleChat:
         job = await self._result(target)
         thread = await self.engine.versions.thread_of(self.name, job.id)
         if thread is None:
-            raise UserFacingError(f"{job.id[:8]} is not a version of any chain yet.")
+            raise UserFacingError(words.no_chain(job.id[:8]))
         files = await asyncio.to_thread(lambda: sorted(self.output_dir.glob("*")))
 
         def link(v: Version) -> str:
@@ -307,14 +301,14 @@ class ConsoleChat:
         reply = await threads.thread_command(self.engine.versions, self.actor, command, thread, link)
         self._say(reply.text)
 
-    async def _subject(self, words: list[str]) -> None:
-        action, name = [*words, "", ""][:2]
+    async def _subject(self, args: list[str]) -> None:
+        action, name = [*args, "", ""][:2]
         book, actor = self.engine.subjects, self.actor
         if action == "list":
             self._say((await subject_commands.listing(book, actor)).text)
         elif action == "save" and name:
             refs: list[ImageRef] = []
-            for target in words[2:]:
+            for target in args[2:]:
                 refs += (await self._edit_target(target))[0]
             self._say((await subject_commands.save(book, actor, name, refs)).text)
         elif action == "show" and name:
@@ -327,10 +321,7 @@ class ConsoleChat:
         elif action == "delete" and name:
             self._say((await subject_commands.delete(book, actor, name)).text)
         else:
-            raise UserFacingError(
-                "Usage: /subject save <name> <image files | job id | last>..., /subject list, "
-                "/subject show <name>, /subject delete <name>"
-            )
+            raise UserFacingError(words.SUBJECT_USAGE)
 
     async def _find_job(self, key: str) -> Job | None:
         return await Lookup(self.engine).job_by_key(self.actor, key)

@@ -88,3 +88,65 @@ NO_SPOILERS = "Spoilers are not available here: use `policy nsfw block`, `allow`
 def subject_in_prompt(make: str) -> str:
     """How a saved subject is used, for a surface's help; `make` is how a prompt starts there."""
     return f"then use it: `{make}@mascot surfing a wave` or `{make}surfing --subject mascot`"
+
+
+# --- images and messages a person points at ---------------------------------------------------------
+
+NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
+MESSAGE_GONE = "That message is gone; nothing to edit."
+REPLIED_GONE = "The message you replied to is gone; nothing to edit."
+REPLIED_NO_IMAGE = "The message you replied to has no image: reply to an image and say what to change."
+WHICH_MESSAGE = "I could not tell which message that was; try again."
+FORM_OUT_OF_DATE = "This form is out of date; start again from the button or the menu."
+NOT_A_VERSION = "That image is not a version of a thread I know of, so there is nothing to undo."
+SAVE_SUBJECT_HOW = "Attach 1 to 4 images to `save subject <name>`, or say it in a result's thread."
+CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
+PRIVATE_NOTICE = "You chose private results: I am making this in our direct messages, where it will arrive."
+APP_REMOVED = "This workspace removed the HiDream app, so the image was not made; your quota was given back."
+
+_MIB = 1_048_576
+
+
+def too_many_images(count: int, most: int) -> str:
+    return f"{count} images are attached; the most I can use is {most}."
+
+
+def not_an_image(name: str, kind: str) -> str:
+    return f"`{name}` is not an image ({kind}): attach a PNG, JPEG, WebP or GIF file."
+
+
+def image_too_large(name: str, size: int, most: int) -> str:
+    return f"`{name}` is {size / _MIB:.1f} MB; the most allowed is {most / _MIB:.0f} MB."
+
+
+def file_unavailable(name: str) -> str:
+    return f"The file `{name}` is not available to the bot."
+
+
+def file_without_link(name: str) -> str:
+    return f"The file `{name}` has no download link the bot can use."
+
+
+# --- the console's commands -------------------------------------------------------------------------
+
+EDIT_EXAMPLE = (
+    "Say what to change, e.g. `/edit last make it night` (or `/edit <job id>#2 ...` for its second image)."
+)
+NOTHING_MADE_YET = "There is no finished image yet: make one first, e.g. /hidream a red fox in snow"
+SUBJECT_USAGE = (
+    "Usage: /subject save <name> <image files | job id | last>..., /subject list, "
+    "/subject show <name>, /subject delete <name>"
+)
+
+
+def choose_image(job: str, count: int) -> str:
+    return f"{job} has {count} image(s): choose #1 to #{count}, or #all."
+
+
+def no_such_target(target: str) -> str:
+    """The console's "not found": `target` names no file, and no finished job of the asker's."""
+    return f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
+
+
+def no_chain(job: str) -> str:
+    return f"{job} is not a version of any chain yet."

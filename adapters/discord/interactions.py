@@ -20,10 +20,7 @@ from bot.usecases import limits, results
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
-from bot.words import LIMITS_REFUSED, NOT_FOUND
-
-NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
-GONE = NOT_FOUND
+from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
 
 
 class InteractionHandlers(PreferenceCommands):
@@ -97,7 +94,7 @@ class InteractionHandlers(PreferenceCommands):
         actor = interaction_actor(interaction)
         job = await self.lookup.job(actor, job_id)
         if job is None:
-            await refuse(interaction, GONE)
+            await refuse(interaction, NOT_FOUND)
             return
         origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
         await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=f"discord:{interaction.id}")
@@ -128,7 +125,7 @@ class InteractionHandlers(PreferenceCommands):
         if action == "editjob":
             parent = await self.lookup.job(interaction_actor(interaction), args[0])
             if parent is None or not parent.result_media:
-                await refuse(interaction, GONE)
+                await refuse(interaction, NOT_FOUND)
                 return
             refs = result_references(parent, 0)
         else:
@@ -151,14 +148,14 @@ class InteractionHandlers(PreferenceCommands):
         message must be in the channel the modal came back from: any other is not found."""
         actor = interaction_actor(interaction)
         if str(channel_id) != actor.channel_id:
-            raise BadInput(GONE)
+            raise BadInput(NOT_FOUND)
         job = await self.lookup.job_for_post(actor, str(message_id))
         if job is not None and job.result_media:
             return result_references(job, 0), job
         try:
             raw = await self.ctx.fetch_message(channel_id, message_id)
         except discord.NotFound:
-            raise BadInput("That message is gone; nothing to edit.") from None
+            raise BadInput(MESSAGE_GONE) from None
         images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)

@@ -16,7 +16,7 @@ from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 from bot.usecases.make import make, result_references
 from bot.usecases.versions import ThreadCommand, thread_command
-from bot.words import NOT_FOUND
+from bot.words import NOT_FOUND, REPLIED_GONE, REPLIED_NO_IMAGE
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:
@@ -134,12 +134,10 @@ class MessageHandler:
             try:
                 replied = await self.ctx.fetch_message(message.channel.id, int(ask.reply_to_id))
             except discord.NotFound:
-                raise BadInput("The message you replied to is gone; nothing to edit.") from None
+                raise BadInput(REPLIED_GONE) from None
         images = translate.image_attachments(replied)
         if not images:
-            raise BadInput(
-                "The message you replied to has no image: reply to an image and say what to change."
-            )
+            raise BadInput(REPLIED_NO_IMAGE)
         max_bytes = self.ctx.max_image_bytes
         return translate.image_refs(images[:MAX_REFERENCES], max_bytes=max_bytes), None
 

@@ -13,12 +13,10 @@ from bot.usecases import threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.versions import ThreadCommand, Version
-from bot.words import NOT_FOUND
+from bot.words import NOT_A_VERSION, NOT_FOUND
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
-
-NOT_A_VERSION = "That image is not a version of a thread I know of, so there is nothing to undo."
 
 
 def jump_link(version: Version, guild_id: str) -> str:

@@ -30,11 +30,9 @@ from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
-from bot.words import NOT_FOUND
+from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
 log = logging.getLogger(__name__)
-CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
-PRIVATE_NOTICE = "You chose private results: I am making this in our direct messages, where it will arrive."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
@@ -387,8 +385,7 @@ class Handlers:
         await ack()
         inv = t.shortcut_invocation(body)
         if not inv.file_ids:
-            text = "That message has no image to edit. Use the shortcut on a message with an image."
-            await self.poster.ephemeral(inv.channel, inv.user, text)
+            await self.poster.ephemeral(inv.channel, inv.user, NO_IMAGE)
             return
         context = {"channel": inv.channel, "thread_ts": inv.thread_ts, "file_ids": inv.file_ids}
         await self.ctx.client.views_open(

@@ -24,6 +24,7 @@ from bot.model.jobs import Job
 from bot.model.requests import check_subject_name
 from bot.usecases import subject_commands
 from bot.usecases.access import Lookup
+from bot.words import FORM_OUT_OF_DATE, SAVE_SUBJECT_HOW
 
 ACTION_SUBJECT, VIEW_SUBJECT = t.ACTION_SUBJECT, t.VIEW_SUBJECT
 BLOCK_NAME = "subject_name"
@@ -98,9 +99,7 @@ class SlackSubjects:
         if ask.action == "save" and not m.files:
             job = await self._latest_job(m.team, m.user, m.channel, m.thread_ts) if m.thread_ts else None
             if job is None:
-                raise BadInput(
-                    "Attach 1 to 4 images to `save subject <name>`, or say it in a result's thread."
-                )
+                raise BadInput(SAVE_SUBJECT_HOW)
             actor = t.actor(m.team, m.user, m.channel)
             await say(
                 (await subject_commands.save_result(self.book, actor, ask.name, job, latest_only=True)).text
@@ -177,4 +176,4 @@ def _context_of(view: dict[str, Any]) -> dict[str, Any]:
     try:
         return dict(json.loads(view.get("private_metadata") or "{}"))
     except ValueError:
-        raise BadInput("This form is out of date; press the button again.") from None
+        raise BadInput(FORM_OUT_OF_DATE) from None

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot import words
 from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from bot.usecases.actor import Actor
@@ -179,19 +180,17 @@ def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> l
     for f in files:
         name = str(f.get("name") or f.get("title") or f.get("id") or "file")
         if f.get("mode") in ("tombstone", "hidden_by_limit") or f.get("file_access") == "access_denied":
-            raise MediaError(f"The file `{name}` is not available to the bot.")
+            raise MediaError(words.file_unavailable(name))
         mimetype = str(f.get("mimetype") or "")
         if not mimetype.startswith("image/"):
             kind = mimetype or "unknown type"
-            raise MediaError(f"`{name}` is not an image ({kind}); attach PNG, JPEG or WebP.")
+            raise MediaError(words.not_an_image(name, kind))
         size = int(f.get("size") or 0)
         if size > max_bytes:
-            raise MediaError(
-                f"`{name}` is {size / 1_048_576:.1f} MB; the most allowed is {max_bytes / 1_048_576:.0f} MB."
-            )
+            raise MediaError(words.image_too_large(name, size, max_bytes))
         url = f.get("url_private_download") or f.get("url_private")
         if not url:
-            raise MediaError(f"The file `{name}` has no download link the bot can use.")
+            raise MediaError(words.file_without_link(name))
         refs.append(ImageRef(url=str(url), headers={"Authorization": f"Bearer {bot_token}"}, filename=name))
     return refs
 
@@ -335,5 +334,5 @@ def edit_submission(view: dict[str, Any]) -> EditSubmission:
     try:
         context = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
-        raise BadInput("This form is out of date; start the edit again.") from None
+        raise BadInput(words.FORM_OUT_OF_DATE) from None
     return EditSubmission(instruction=instruction, image_index=index, context=context)
