@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.slack.translate import ACTION_REROLL, BLOCK_INSTRUCTION
+from bot.words import NOT_FOUND
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import sandbox_of
 from tests.support.slack_support import CHANNEL, job_id_of, png, running, summaries
@@ -69,3 +70,24 @@ async def test_a_reroll_in_a_shared_channel_counts_in_the_pressers_workspace(tmp
         assert (await engine.quota("slack", BOB, OTHER_TEAM)).used == 1
         assert (await engine.quota("slack", "UALICE01", home)).used == 1
         assert (await engine.quota("slack", BOB, home)).used == 0
+
+
+async def test_another_workspaces_thread_answers_undo_and_history_with_not_found(tmp_path: Path) -> None:
+    async with FakeSlack() as fake, running(tmp_path, fake, "socket") as run:
+        engine = run.bot.engine
+        summary = await first_result(run)
+        thread = f"{CHANNEL}:{summary['thread_ts']}"
+        head = await engine.latest_job_in_thread("slack", thread)
+        assert head is not None and head.id == job_id_of(summary)
+        posted = len(fake.messages[CHANNEL])
+        for command in ("undo", "history"):
+            event = fake.mention(CHANNEL, BOB, command, thread_ts=summary["thread_ts"])
+            event["team_id"] = event["event"]["team"] = OTHER_TEAM
+            before = len(fake.ephemerals)
+            await run.send.event(event)
+            [told] = await fake.wait_for(lambda before=before: fake.ephemerals[before:])
+            assert (told["user"], told["text"]) == (BOB, NOT_FOUND)
+        assert await engine.latest_job_in_thread("slack", thread) == head
+        # Only the two mentions themselves were added to the channel: the bot said nothing there.
+        assert len(fake.messages[CHANNEL]) == posted + 2
+        assert sandbox_of(run.bot).submits == 1
