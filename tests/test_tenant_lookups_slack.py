@@ -81,11 +81,11 @@ async def test_another_workspaces_thread_answers_undo_and_history_with_not_found
         assert head is not None and head.id == job_id_of(summary)
         posted = len(fake.messages[CHANNEL])
         for command in ("undo", "history"):
+            seen = len(fake.ephemerals)
             event = fake.mention(CHANNEL, BOB, command, thread_ts=summary["thread_ts"])
             event["team_id"] = event["event"]["team"] = OTHER_TEAM
-            before = len(fake.ephemerals)
             await run.send.event(event)
-            [told] = await fake.wait_for(lambda before=before: fake.ephemerals[before:])
+            [told] = await fake.wait_for(lambda: fake.ephemerals[seen:])  # noqa: B023 (awaited here)
             assert (told["user"], told["text"]) == (BOB, NOT_FOUND)
         assert await engine.latest_job_in_thread("slack", thread) == head
         # Only the two mentions themselves were added to the channel: the bot said nothing there.
