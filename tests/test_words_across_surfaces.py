@@ -13,16 +13,16 @@ from typing import Any
 from adapters.console import HELP as CONSOLE_HELP
 from adapters.console import ConsoleChat, plain
 from adapters.discord.help import HELP_TEXT as DISCORD_HELP
-from adapters.slack.translate import ACTION_REROLL
+from adapters.slack.translate import ACTION_DELETE, ACTION_REROLL
 from adapters.slack.translate import HELP_TEXT as SLACK_HELP
 from bot import words
 from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord_harness import discord_bot, png
+from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import BotHarness
-from tests.support.slack_support import CHANNEL, running
+from tests.support.slack_support import CHANNEL, running, summaries
 
 BOB = "1500000000000000002"
 NOBODYS_JOB = "0123456789abcdef0123456789abcdef"
@@ -37,6 +37,7 @@ EXPECTED = {
     "limits, refused": words.LIMITS_REFUSED,
     "not found": words.NOT_FOUND,
     "policy, refused": words.POLICY_REFUSED,
+    "delete, refused": words.DELETE_REFUSED,
 }
 
 
@@ -47,7 +48,7 @@ def same_for_everyone(text: str) -> str:
 
 async def discord_words(tmp_path: Path) -> dict[str, str]:
     said: dict[str, str] = {}
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as _:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
 
         async def ask(key: str, payload: dict[str, Any]) -> None:
             before = len(fake.ephemeral_texts())
@@ -89,6 +90,14 @@ async def discord_words(tmp_path: Path) -> dict[str, str]:
             ),
         )
         await ask("policy, refused", command("hidream-policy", None, {"action": "show"}))
+        made = await fake.interact(fake.slash_payload({"prompt": "a kite"}))
+        result = await fake.wait_for(
+            lambda: with_files(m := fake.messages.get(fake.originals.get(made["token"], ""), {})) and m
+        )
+        await bot.engine.wait_idle()
+        job = await bot.engine.job_for_post("discord", result["id"])
+        assert job is not None
+        await ask("delete, refused", fake.click_payload(result, f"hidream:delete:{job.id}", user_id=BOB))
         message = fake.message_payload(fake.channel_id, author=fake.bot_user(), content="")
         await ask("not found", fake.click_payload(message, f"hidream:reroll:{NOBODYS_JOB}"))
     return said
@@ -123,6 +132,12 @@ async def slack_words(tmp_path: Path) -> dict[str, str]:
         await command("limits, refused", "grant <@UBOB0001|bob> 2")
         await command("policy", "policy ban red fox", user="UADMIN001")
         await command("policy, refused", "policy")
+        await run.send.command(fake.slash("a kite"))
+        [summary] = await fake.wait_for(lambda: summaries(fake))
+        await private(
+            "delete, refused",
+            run.send.interaction(fake.button(summary, CHANNEL, ACTION_DELETE, user="UBOB0001")),
+        )
         result = {
             "ts": "1700000000.000100",
             "blocks": [{"elements": [{"action_id": ACTION_REROLL, "value": NOBODYS_JOB}]}],
