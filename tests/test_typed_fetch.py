@@ -238,11 +238,11 @@ async def public(host: str, port: int) -> list[str]:
     return [PRETEND_PUBLIC]
 
 
-def chat(text: str, user: str = "u1") -> ChatRequest:
+def chat(text: str, user: str = "u1", workspace: str = "w1") -> ChatRequest:
     """As a surface builds it: URLs written in the text are typed references."""
     parsed = parse_command(text)
     return ChatRequest(
-        surface="test", user_id=user, workspace_id="w1", origin={}, request=parsed.request,
+        surface="test", user_id=user, workspace_id=workspace, origin={}, request=parsed.request,
         references=[ImageRef(url=u, typed=True) for u in parsed.urls],
     )  # fmt: skip
 
@@ -260,9 +260,12 @@ async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still
     ):
         port = httpx.URL(base).port
         # One more than the typed pool holds: the last one waits for a connection of that pool.
+        # Each from a person of a server of their own: no one's fair share is what holds them back.
         links = [
             asyncio.create_task(
-                bot.engine.submit(chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}"))
+                bot.engine.submit(
+                    chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}", workspace=f"w{i}")
+                )
             )
             for i in range(pool + 1)
         ]

@@ -37,6 +37,9 @@ MAX_PIXELS = 40_000_000
 TYPED_FETCH_SECONDS = 30.0
 # The typed-URL client's own pool: slow links wait for each other, never for provider traffic.
 TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+# Within that pool, at most this many typed-URL downloads at once per person and per tenant: one
+# person's (or one server's) slow links wait for each other, not in everyone's way.
+TYPED_PER_OWNER = 2
 
 
 # How many images are decoded at once, across the bot's threads (bounds the memory decoding takes).
