@@ -77,6 +77,49 @@ async def test_ipv6_forms_carrying_an_inside_ipv4_are_refused_without_a_request(
     assert seen == []
 
 
+# IANA's IPv6 Special-Purpose Address Registry and Address Space registry: none of these is public.
+SPECIAL_V6 = {
+    "site-local (deprecated)": "fec0::1",
+    "site-local, top of fec0::/10": "feff:ffff::1",
+    "documentation 3fff::/20": "3fff::1",
+    "documentation 2001:db8::/32": "2001:db8::1",
+    "segment routing SIDs 5f00::/16": "5f00::1",
+    "dummy prefix 100:0:0:1::/64": "100:0:0:1::1",
+    "discard-only 100::/64": "100::1",
+    "IETF protocol assignments 2001::/23": "2001:20::1",
+    "benchmarking 2001:2::/48": "2001:2::1",
+    "unique-local": "fd12:3456::1",
+    "link-local": "fe80::1",
+    "multicast": "ff02::1",
+    "reserved by IETF 4000::/2": "4000::1",
+    "reserved by IETF 8000::/1": "8000::1",
+    "reserved by IETF e000::/4": "e000::1",
+    "loopback": "::1",
+    "unspecified": "::",
+}
+STILL_PUBLIC_V6 = ["2606:2800:220:1:248:1893:25c8:1946", "2001:4860:4860::8888", "2a00:1450:4001::1"]
+
+
+@pytest.mark.parametrize("address", SPECIAL_V6.values(), ids=SPECIAL_V6.keys())
+async def test_ipv6_special_purpose_and_reserved_ranges_are_refused_without_a_request(address: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=png())
+
+    assert not is_public_address(address)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as c:
+        with pytest.raises(MediaError, match="points inside a private network"):
+            await fetch_image(c, f"http://[{address}]/a.png", typed=True, max_bytes=10**6)
+    assert seen == []
+
+
+@pytest.mark.parametrize("address", STILL_PUBLIC_V6)
+def test_global_unicast_ipv6_stays_public(address: str) -> None:
+    assert is_public_address(address)
+
+
 @pytest.mark.parametrize("address", PUBLIC.values(), ids=PUBLIC.keys())
 async def test_ipv6_forms_carrying_a_public_ipv4_are_fetched_from_that_address(address: str) -> None:
     seen: list[httpx.Request] = []
@@ -195,11 +238,11 @@ async def public(host: str, port: int) -> list[str]:
     return [PRETEND_PUBLIC]
 
 
-def chat(text: str, user: str = "u1") -> ChatRequest:
+def chat(text: str, user: str = "u1", workspace: str = "w1") -> ChatRequest:
     """As a surface builds it: URLs written in the text are typed references."""
     parsed = parse_command(text)
     return ChatRequest(
-        surface="test", user_id=user, workspace_id="w1", origin={}, request=parsed.request,
+        surface="test", user_id=user, workspace_id=workspace, origin={}, request=parsed.request,
         references=[ImageRef(url=u, typed=True) for u in parsed.urls],
     )  # fmt: skip
 
@@ -217,9 +260,12 @@ async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still
     ):
         port = httpx.URL(base).port
         # One more than the typed pool holds: the last one waits for a connection of that pool.
+        # Each from a person of a server of their own: no one's fair share is what holds them back.
         links = [
             asyncio.create_task(
-                bot.engine.submit(chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}"))
+                bot.engine.submit(
+                    chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}", workspace=f"w{i}")
+                )
             )
             for i in range(pool + 1)
         ]

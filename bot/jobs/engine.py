@@ -16,7 +16,8 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from bot.jobs.media import TYPED_FETCH_SECONDS, Resolver, fetch_image, system_resolver
+from bot.jobs.fair import FairShare
+from bot.jobs.media import TYPED_FETCH_SECONDS, TYPED_PER_OWNER, Resolver, fetch_image, system_resolver
 from bot.jobs.metrics import Metrics
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
@@ -73,6 +74,7 @@ class Engine:
         # engine a client of their own), and each must arrive within `typed_fetch_seconds`.
         self.typed_http = typed_http or http
         self.typed_fetch_seconds = typed_fetch_seconds
+        self.typed_share = FairShare(TYPED_PER_OWNER)  # per person and per tenant, within that client's pool
         self.clock = clock
         self.resolver = resolver
         # Every running provider by name, in order of preference: a job is worked by the provider it
@@ -120,7 +122,8 @@ class Engine:
         await self._counted(
             self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
         )
-        media_ids = [await self._ingest(ref) for ref in chat.references]
+        person = f"{chat.surface}:{chat.user_id}"
+        media_ids = [await self._ingest(ref, tenant, person) for ref in chat.references]
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
         now = self.clock()
@@ -169,20 +172,22 @@ class Engine:
             self.metrics.refused(exc)
             raise
 
-    async def _ingest(self, ref: ImageRef) -> str:
+    async def _ingest(self, ref: ImageRef, tenant: str, person: str) -> str:
         if ref.media_id is not None:
             if not await sweeps_for(self.store).touch_media(ref.media_id):
                 raise BadInput(too_old(self.settings.media_retention_days))
             return ref.media_id
-        image = await fetch_image(
-            self.typed_http if ref.typed else self.http,
-            ref.url,
-            typed=ref.typed,
-            max_bytes=self.settings.max_image_bytes,
-            headers=ref.headers,
-            resolver=self.resolver,
-            total_seconds=self.typed_fetch_seconds if ref.typed else None,
-        )
+        owners = (f"person:{person}", f"tenant:{tenant}") if ref.typed else ()
+        async with self.typed_share.place(*owners):
+            image = await fetch_image(
+                self.typed_http if ref.typed else self.http,
+                ref.url,
+                typed=ref.typed,
+                max_bytes=self.settings.max_image_bytes,
+                headers=ref.headers,
+                resolver=self.resolver,
+                total_seconds=self.typed_fetch_seconds if ref.typed else None,
+            )
         return await self.store.put_media(image.data, image.content_type, image.width, image.height)
 
     # --- queries for surfaces -----------------------------------------------------------------------
