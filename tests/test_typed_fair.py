@@ -16,7 +16,7 @@ from bot.jobs.media import TYPED_LIMITS, TYPED_PER_OWNER, typed_client
 from bot.model.jobs import JobState
 from tests.fakes.loopback import serve
 from tests.support.harness import BotHarness
-from tests.test_typed_fetch import ToLoopback, TrickleServer, chat, public
+from tests.support.typed_fetch import ToLoopback, TrickleServer, chat, public
 
 
 def png() -> bytes:

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 from PIL import Image
 
 from bot.jobs.media import TYPED_LIMITS, fetch_image, is_public_address, typed_client
 from bot.model.errors import MediaError
 from bot.model.jobs import JobState
-from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.loopback import serve
 from tests.support.harness import BotHarness, sandbox_of
-
-PRETEND_PUBLIC = "93.184.216.34"
+from tests.support.typed_fetch import PRETEND_PUBLIC, ToLoopback, TrickleServer, chat, public
 
 
 def png() -> bytes:
@@ -181,70 +178,6 @@ async def test_a_trickling_body_after_a_redirect_is_cut_at_the_total_cap() -> No
         "use a faster host, or attach the image instead."
     )
     assert trickle.sent >= 1  # it was cut while the body was still coming
-
-
-class TrickleServer:
-    """A loopback host whose images never finish: it counts the downloads it holds open."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.cut = 0
-        self.changed = asyncio.Condition()
-        self.app = web.Application()
-        self.app.router.add_get("/{name}", self._slow)
-
-    async def _slow(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "image/png"})
-        await response.prepare(request)
-        await self._count(open=1)
-        try:
-            while True:
-                await response.write(b"\x89")
-                await asyncio.sleep(0.02)
-        except (ConnectionError, asyncio.CancelledError):
-            await self._count(open=-1, cut=1)
-            raise
-
-    async def _count(self, *, open: int = 0, cut: int = 0) -> None:
-        async with self.changed:
-            self.open += open
-            self.cut += cut
-            self.changed.notify_all()
-
-    async def wait_until(self, condition: Callable[[], bool]) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(condition), 30)
-
-
-class ToLoopback(httpx.AsyncBaseTransport):
-    """Tests never leave the machine: requests the bot pinned to the pretend public address are carried
-    to the loopback server instead, through the typed-URL pool the bot uses (TYPED_LIMITS)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport(limits=TYPED_LIMITS)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.host == PRETEND_PUBLIC
-        self.requests.append(request)
-        request.url = request.url.copy_with(host="127.0.0.1")
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def public(host: str, port: int) -> list[str]:
-    return [PRETEND_PUBLIC]
-
-
-def chat(text: str, user: str = "u1", workspace: str = "w1") -> ChatRequest:
-    """As a surface builds it: URLs written in the text are typed references."""
-    parsed = parse_command(text)
-    return ChatRequest(
-        surface="test", user_id=user, workspace_id=workspace, origin={}, request=parsed.request,
-        references=[ImageRef(url=u, typed=True) for u in parsed.urls],
-    )  # fmt: skip
 
 
 async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still_run(tmp_path: Path) -> None:
