@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import SecretStr, field_validator
@@ -31,6 +30,7 @@ from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderR
 from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.providers.plugin import KeyedPlugin
+from bot.providers.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class JwksCache:
     that doubles each time (up to JWKS_BACKOFF_MAX_S), so a failing endpoint is not asked again on
     every callback. Meanwhile the keys already held keep verifying."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, clock: Callable[[], float]) -> None:
+    def __init__(self, client: Transport, url: str, clock: Callable[[], float]) -> None:
         self._client = client
         self._url = url
         self._clock = clock
@@ -283,9 +283,10 @@ class JwksCache:
                 return  # fetched (or failed) too recently; another callback may have just done it
             try:
                 response = await self._client.get(self._url)
-                response.raise_for_status()
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status}")
                 keys = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
+            except (TransportError, ValueError) as exc:
                 self._failures += 1
                 backoff = min(JWKS_BACKOFF_MAX_S, JWKS_REFETCH_MIN_S * 2 ** (self._failures - 1))
                 self._next_fetch_at = now + backoff

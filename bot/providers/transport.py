@@ -1,249 +1,192 @@
-"""The providers' HTTP client: httpx's API over an aiohttp connection pool.
+"""The providers' HTTP seam: one small transport of our own, and its aiohttp implementation.
 
-httpx's own transport (httpcore over anyio) was the larger part of the bot's CPU per job;
-`AiohttpTransport` keeps httpx's client on top (its API, redirects, Content-Encoding decoding, the
-request building every provider does) and hands each exchange to one aiohttp session, whose C parser
-and larger reads cost much less (see docs/benchmarks.md, "Issue 18: hand-written infrastructure,
-measured again", for the figures and for why this stays until the seam of our own replaces it).
+Every provider request, result download, JWKS read and sandbox callback goes through `Transport`:
+`do_request` (one exchange, the whole answer: status, headers, body) and `stream` (a GET whose body
+arrives in pieces under a size cap: result images). What an answer means (busy, refused, out of credit)
+is decided once, in `bot.providers.responses` and `bot.providers.base`; the transport only moves bytes
+and says how an exchange failed. The shape is python-telegram-bot's `BaseRequest.do_request`. It
+replaced httpx's client over an aiohttp transport, which cost about twice the CPU per exchange
+(docs/benchmarks.md, "Issue 18: hand-written infrastructure, measured again"). The implementation
+is `bot.providers.aiohttp_transport`; `MockTransport` (bot.providers.mock_transport) answers from a
+function, for tests.
 
-Why not the `httpx-aiohttp` package: it maps every `aiohttp.ClientConnectionError` to
-`httpx.ConnectTimeout`, and that class includes `ServerDisconnectedError` raised after the request
-was sent. `HttpProvider.send` reads ConnectError/ConnectTimeout/PoolTimeout as "the provider never
-got it, safe to send again", so that map could make and bill a job twice. Here only what happens
-before a byte is sent (no free connection, refused, unknown name, TLS handshake, connect timeout) is
-one of those three; everything later is a read, write or protocol error (`_mapped`).
+The failures (`TransportError` and its kinds) say only one thing that matters to a caller: whether the
+request can have reached the server. `NOTHING_SENT` (no free connection in time, refused, unknown
+name, TLS handshake, connect timeout) are safe to send again even when the request makes and bills a
+job; everything else may have been acted on (`HttpProvider.send`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-import httpx
-from yarl import URL
+from multidict import CIMultiDict, CIMultiDictProxy
 
 USER_AGENT = "hidream-bot/0.1"
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-# aiohttp's read buffer (its default is 64 KiB): a larger one means fewer pauses of the socket while
-# a 2 MB result streams in. A body is handed on in what has arrived (iter_any: all that is buffered,
-# up to about three times this: aiohttp stops reading past twice it): few, large pieces, since each
-# costs httpx a pass through its decoders (docs/benchmarks.md, "What changed", item 2).
-READ_BUFSIZE = 256 * 1024
-MAX_HEADER_BYTES = 16 * 1024
-# httpx writes these itself; aiohttp must not add its own beside them (or add a Content-Type httpx did
-# not ask for).
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
-def provider_client(
-    *,
-    timeout: httpx.Timeout | float = TIMEOUT,
-    limits: httpx.Limits = LIMITS,
-    user_agent: str = USER_AGENT,
-) -> httpx.AsyncClient:
-    """The pooled client providers (their API, their results, the sandbox's callbacks) are reached with.
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds: `connect` to open a connection (DNS, TCP, TLS), `read` for each read of an answer
+    (headers or a piece of the body), `pool` to wait for a free connection. None: no limit."""
 
-    Not the client for URLs people type (bot.jobs.media.typed_client): that one pins the checked address."""
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits),
-        timeout=timeout,
-        headers={"User-Agent": user_agent},
-    )
+    connect: float | None = 10.0
+    read: float | None = 30.0
+    pool: float | None = 30.0
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx transport over one `aiohttp.ClientSession`, made on the first request (inside the
-    running loop) and closed by `aclose`.
+TIMEOUT = Timeouts()
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 
-    httpx does what it does for any transport: builds the request, follows redirects, decodes the
-    body. Timeouts come from each request (`extensions["timeout"]`): connect -> aiohttp's connect,
-    read -> sock_read (each read of headers or body), pool -> the wait for one of `max_connections`
-    (our own semaphore: aiohttp cannot tell that wait from connecting). aiohttp has no write
-    timeout; a stalled upload ends with the read timeout of the answer it waits for. Idle
-    connections close after `keepalive_expiry`; aiohttp has no cap on how many stay idle
-    (`max_keepalive_connections`), only on all of them (`max_connections`). Proxies from the
-    environment (HTTPS_PROXY), which httpx's own transport honoured, are not used."""
 
-    def __init__(self, *, limits: httpx.Limits = LIMITS, verify: bool = True) -> None:
-        self._limit = limits.max_connections or 0
-        self._slots = asyncio.Semaphore(self._limit) if self._limit else None
-        self._keepalive = limits.keepalive_expiry
-        # The trust store httpx would use (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
-        self._ssl = httpx.create_ssl_context(verify=verify)
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
+@dataclass(frozen=True)
+class Request:
+    """One request as the transport was given it (what an error and `MockTransport` report)."""
 
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self._limit,
-            keepalive_timeout=self._keepalive if self._keepalive is not None else 15.0,
-            ssl=self._ssl,
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies; none twice
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            auto_decompress=False,  # httpx decodes Content-Encoding
-            read_bufsize=READ_BUFSIZE,
-            # httpx (h11) takes a header block of up to 16 KiB; aiohttp's default is 8 KiB a line.
-            max_line_size=MAX_HEADER_BYTES,
-            max_field_size=MAX_HEADER_BYTES,
-            trust_env=False,  # no netrc, no proxy lookup per request
-            middlewares=(_sent_once,),
-        )
-        self._session = session
-        return session
+    method: str
+    url: str
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    body: bytes | None = None
 
-    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
-        given = request.extensions.get("timeout") or {}
-        key = (given.get("connect"), given.get("read"))
-        found = self._timeouts.get(key)
-        if found is None:
-            found = self._timeouts[key] = aiohttp.ClientTimeout(total=None, connect=key[0], sock_read=key[1])
-        return found
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
-        await self._acquire(request)
-        try:
-            response = await self._send(session, request)
-        except BaseException:
-            self._release()
-            raise
-        body = _Body(response, self._release, request)
-        try:
-            return httpx.Response(
-                response.status,
-                headers=response.raw_headers,
-                stream=body,
-                extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
-            )
-        except BaseException:
-            await body.aclose()
-            raise
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer: any status (mapping statuses is the caller's part), headers, body."""
 
-    async def _acquire(self, request: httpx.Request) -> None:
-        slots = self._slots
-        if slots is None:
-            return
-        if not slots.locked():
-            await slots.acquire()  # free: returns at once
-            return
-        try:
-            async with asyncio.timeout((request.extensions.get("timeout") or {}).get("pool")):
-                await slots.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("no free connection in time", request=request) from None
+    status: int
+    headers: Headers
+    body: bytes
+    # Where it came from, after any redirects followed.
+    url: str = ""
 
-    def _release(self) -> None:
-        if self._slots is not None:
-            self._slots.release()
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
 
-    async def _send(self, session: aiohttp.ClientSession, request: httpx.Request) -> aiohttp.ClientResponse:
-        headers = request.headers.raw
-        data: Any
-        chunked = None
-        try:
-            data = request.content or None
-        except httpx.RequestNotRead:  # a streamed body (an upload): aiohttp pulls it as it writes
-            data = request.stream
-            if request.headers.get("transfer-encoding", "").lower() == "chunked":
-                # aiohttp chunks the body itself, and refuses the header when it is already there.
-                headers = [(k, v) for k, v in headers if k.lower() != b"transfer-encoding"]
-                chunked = True
-        sni = request.extensions.get("sni_hostname")
-        try:
-            return await session.request(
-                request.method,
-                URL(str(request.url), encoded=True),  # httpx has encoded it; no second quoting
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-                data=data,
-                chunked=chunked,
-                allow_redirects=False,  # httpx's client follows them, when asked to
-                timeout=self._timeout(request),
-                server_hostname=sni.decode("ascii") if isinstance(sni, bytes) else sni,
-            )
-        except _Broken as exc:
-            raise _mapped(exc.broken, request) from exc.broken
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _mapped(exc, request) from exc
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class Streamed(ABC):
+    """An answer whose body is still to come: status and headers now, then the body in pieces."""
+
+    status: int
+    headers: Headers
+    url: str
+    # The statuses of the redirects followed to get here, in order.
+    redirects: tuple[int, ...]
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces as they arrive; `TooLarge` once they add up past the stream's cap."""
+
+    async def read(self) -> bytes:
+        """The whole body (within the cap)."""
+        buf = bytearray()
+        async for chunk in self.chunks():
+            buf += chunk
+        return bytes(buf)
+
+
+class Transport(ABC):
+    """The seam: one exchange, and one capped download. An async context manager; `aclose` ends it."""
+
+    @abstractmethod
+    async def do_request(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: bytes | None = None
+    ) -> Answer:
+        """Send one request and read its whole answer, whatever its status; redirects are not followed.
+        Raises a `TransportError` when no answer came."""
+
+    @abstractmethod
+    def stream(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+    ) -> AbstractAsyncContextManager[Streamed]:
+        """GET `url`; the answer's body is read from the `Streamed` inside the block, at most
+        `max_bytes` of it (a declared Content-Length above it is refused before any is read)."""
+
+    async def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> Answer:
+        return await self.do_request("GET", url, headers=headers)
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        return None
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
-class _Broken(aiohttp.ClientError):
-    """A connection that broke during an exchange, carried past aiohttp's own resend."""
-
-    def __init__(self, broken: aiohttp.ClientOSError | aiohttp.ServerDisconnectedError) -> None:
-        super().__init__(str(broken))
-        self.broken = broken
+# --- how an exchange failed ----------------------------------------------------------------------
 
 
-async def _sent_once(
-    request: aiohttp.ClientRequest,
-    handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
-) -> aiohttp.ClientResponse:
-    """aiohttp sends an idempotent-method request again when a kept-alive connection breaks under it
-    (on ClientOSError or ServerDisconnectedError from this handler); httpx never does, and a connect
-    error on the second try would then hide that the first was sent. Raised as another error, the
-    break goes past that resend to `_send`, which maps the original."""
-    try:
-        return await handler(request)
-    except aiohttp.ClientConnectorError:  # a ClientOSError too, but never resent: nothing was sent
-        raise
-    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-        raise _Broken(exc) from exc
+class TransportError(Exception):
+    """No (whole) answer came; `request` is the request that failed."""
+
+    def __init__(self, message: str, *, request: Request | None = None) -> None:
+        super().__init__(message)
+        self.request = request
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body in large pieces; closing it gives the connection back (or closes it when the
-    body was not read to its end) and frees the pool slot, once."""
-
-    def __init__(self, response: aiohttp.ClientResponse, release: Callable[[], None], request: httpx.Request):
-        self._response = response
-        self._release: Callable[[], None] | None = release
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _mapped(exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        self._response.release()
-        release, self._release = self._release, None
-        if release is not None:
-            release()
+class ConnectError(TransportError):
+    """The connection could not be opened (refused, unknown name, TLS): nothing was sent."""
 
 
-def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
-    """The httpx error for an aiohttp one. ConnectError/ConnectTimeout (like PoolTimeout, raised by
-    the transport itself) only for what fails before the request is written: providers send those
-    again even when the request makes and bills a job. Anything else may have reached the provider."""
-    message = str(exc) or type(exc).__name__
-    kind: type[httpx.TransportError]
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connecting (pool, DNS, TCP, TLS) took too long
-        kind = httpx.ConnectTimeout
-    elif isinstance(exc, aiohttp.ClientConnectorError):  # refused, unknown name, TLS handshake or certificate
-        kind = httpx.ConnectError
-    elif isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        kind = httpx.UnsupportedProtocol
-    elif isinstance(exc, TimeoutError):  # SocketTimeoutError: no answer, or a pause in the body
-        kind = httpx.ReadTimeout
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        kind = httpx.RemoteProtocolError  # closed before the whole answer, or a malformed body
-    elif isinstance(exc, aiohttp.ClientResponseError):  # an answer aiohttp could not parse
-        kind = httpx.RemoteProtocolError
-    elif isinstance(exc, aiohttp.ClientConnectionResetError):
-        kind = httpx.WriteError  # the connection closed while the request was being written
-    else:  # ClientOSError (reset while waiting or reading), "Connection closed", any other
-        kind = httpx.ReadError
-    return kind(message, request=request)
+class ConnectTimeout(TransportError):
+    """Opening the connection took too long: nothing was sent."""
+
+
+class PoolTimeout(TransportError):
+    """No connection of the pool came free in time: nothing was sent."""
+
+
+class UnsupportedProtocol(TransportError):
+    """Not an http(s) URL."""
+
+
+class ReadTimeout(TransportError):
+    """The answer, or a piece of its body, did not come within the read timeout."""
+
+
+class ReadError(TransportError):
+    """The connection broke while waiting for or reading the answer."""
+
+
+class WriteError(TransportError):
+    """The connection broke while the request was being written."""
+
+
+class RemoteProtocolError(TransportError):
+    """The server closed before the whole answer, or sent one that could not be parsed."""
+
+
+class TooLarge(TransportError):
+    """A streamed body larger than its cap; `size` is the declared length, when there was one."""
+
+    def __init__(self, message: str, *, request: Request | None = None, size: int | None = None) -> None:
+        super().__init__(message, request=request)
+        self.size = size
+
+
+# Nothing reached the server, so a non-idempotent request is as safe to send again as any.
+NOTHING_SENT = (ConnectError, ConnectTimeout, PoolTimeout)
+
+# A URL needs quoting when it holds anything but printable ASCII (spaces, non-ASCII letters).
+_NEEDS_QUOTING = re.compile(r"[^\x21-\x7e]")
+
+
+def needs_quoting(url: str) -> bool:
+    return _NEEDS_QUOTING.search(url) is not None
