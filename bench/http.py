@@ -10,7 +10,7 @@ within each round (A B C, then B C A, ...), so a neighbour's load on the shared 
 them alike; each figure is the median of R rounds, with the lowest and highest beside it.
 
 The candidates (issue 18, item 6):
-- `aiohttp-under-httpx`: httpx's client over bot.providers.transport.AiohttpTransport (the bot before);
+- `aiohttp-under-httpx`: httpx's client over bot.transport.AiohttpTransport (the bot before);
 - `httpx`: httpx's client over its own transport (httpcore), as `provider_client` builds it now;
 - `do_request`: one small transport method of our own over aiohttp (`DoRequest` here, the shape of
   python-telegram-bot's BaseRequest.do_request), which every provider and fetch_image would call.
@@ -164,7 +164,7 @@ async def per_call(work: Work, count: int) -> float:
 
 
 async def run(base: str, counts: tuple[int, int], rounds: int) -> dict[str, dict[str, list[float]]]:
-    from bot.providers import transport
+    from bot import transport
 
     aiohttp_transport: Any = getattr(transport, "AiohttpTransport", None)
     clients: dict[str, Any] = {"httpx": httpx_client(None), "do_request": DoRequest()}

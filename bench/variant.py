@@ -39,7 +39,7 @@ def _httpx_transport() -> None:
 
 def _aiohttp_transport() -> None:
     import bot.app
-    from bot.providers import transport
+    from bot import transport
 
     made: Callable[..., httpx.AsyncBaseTransport] = getattr(transport, "AiohttpTransport")  # noqa: B009
 

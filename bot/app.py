@@ -22,7 +22,7 @@ from bot.model.errors import ConfigError
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
 from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
 from storage.base import Store

@@ -23,7 +23,7 @@ from bot.model.config import PluginSettings
 from bot.model.errors import ConfigError
 from bot.model.jobs import Surface
 from bot.providers.plugin import ProviderContext, ProviderPlugin
-from bot.providers.transport import Transport
+from bot.transport import Transport
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine

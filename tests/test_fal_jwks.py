@@ -10,7 +10,7 @@ import pytest
 
 from bot.model.errors import CallbackRejected
 from bot.providers.fal import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S, FalProvider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver
 from tests.support.fal import genuine_callback, make_provider

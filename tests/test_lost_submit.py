@@ -28,8 +28,8 @@ from bot.model.jobs import Job, JobState
 from bot.model.requests import ChatRequest, ImageRequest, parse_command
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import LostAnswer, SubmitSpec, named_job_id
-from bot.providers.transport import Transport
 from bot.providers.wavespeed import WaveSpeedProvider
+from bot.transport import Transport
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import QueueFake

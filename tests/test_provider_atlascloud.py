@@ -24,7 +24,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, parse_command
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import RetryPolicy, SubmitSpec
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.atlascloud import MODEL_EDIT, MODEL_T2I, AtlasCloudFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 

@@ -7,16 +7,16 @@ the resend policy and its delays, the callback-hint and missing-job-id checks) i
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import json
-
 import pytest
 from pydantic_settings import SettingsConfigDict
 
+from bot import transport
 from bot.model.config import PluginSettings, Settings
 from bot.model.errors import (
     CallbackRejected,
@@ -28,7 +28,6 @@ from bot.model.errors import (
     SubmitOutcomeUnknown,
 )
 from bot.model.requests import ImageRequest, Tier
-from bot.providers import transport
 from bot.providers.base import HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
 from bot.providers.mock_transport import MockTransport, answer
 from tests.fakes.queue_common import Sleeps

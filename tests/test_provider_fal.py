@@ -26,7 +26,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, parse_command
 from bot.providers.base import ProviderStatus, SubmitSpec
 from bot.providers.fal import FalProvider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.fal import FAILURE_TEXT, FalFake
 from tests.fakes.queue_common import Receiver, image_info, make_image
 from tests.support.fal import genuine_callback, make_provider

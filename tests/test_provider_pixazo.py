@@ -23,7 +23,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, Tier, parse_command
 from bot.providers.base import RetryPolicy, SubmitSpec
 from bot.providers.pixazo import PixazoProvider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 

@@ -25,8 +25,8 @@ from bot.model.errors import (
 )
 from bot.model.requests import PRESETS, ImageRequest, parse_command
 from bot.providers.base import ProviderStatus, RetryPolicy, SubmitSpec
-from bot.providers.transport import Transport
 from bot.providers.wavespeed import WaveSpeedProvider, output_size
+from bot.transport import Transport
 from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
 from tests.fakes.wavespeed import FAILURE_TEXT, PIXELS_MAX, PIXELS_MIN, WaveSpeedFake
 

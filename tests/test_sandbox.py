@@ -23,7 +23,7 @@ from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import ProviderStatus, RetryPolicy, SubmitSpec, encode_json
 from bot.providers.sandbox.jobs import FAIL_MESSAGE, OwnServer
 from bot.providers.sandbox.provider import SandboxProvider, SandboxService
-from bot.providers.transport import Answer, Transport
+from bot.transport import Answer, Transport
 
 WAIT = 30.0  # generous: only reached when something is broken
 

@@ -27,7 +27,7 @@ from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState, OutputImage, tenant_of
 from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.providers.base import Provider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from bot.usecases.preferences import Preferences, parse_policy
 from bot.usecases.subjects import SubjectBook
 from bot.usecases.versions import Versions

@@ -23,7 +23,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from bot.model.errors import MediaError
-from bot.providers.transport import TooLarge, Transport, TransportError
+from bot.transport import TooLarge, Transport, TransportError
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 

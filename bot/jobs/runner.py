@@ -49,7 +49,7 @@ from bot.model.config import Settings
 from bot.model.errors import CallbackRejected
 from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.schema import Lease

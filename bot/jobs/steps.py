@@ -34,7 +34,7 @@ from bot.model.errors import (
 )
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from storage.base import NewMedia, Store
 from storage.failover import move_job
 

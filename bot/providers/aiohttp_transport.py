@@ -1,4 +1,4 @@
-"""The seam's implementation (`bot.providers.transport.Transport`) over one aiohttp session.
+"""The seam's implementation (`bot.transport.Transport`) over one aiohttp session.
 
 aiohttp's C parser and large reads are why: per small JSON exchange and per 2 MB result this costs
 a fraction of httpx's own transport (docs/benchmarks.md, "Issue 18: hand-written infrastructure,
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -23,7 +23,7 @@ import certifi
 from multidict import CIMultiDict
 from yarl import URL
 
-from bot.providers.transport import (
+from bot.transport import (
     USER_AGENT,
     Answer,
     ConnectError,
@@ -207,7 +207,7 @@ class _Streamed(Streamed):
         self._request = request
         self._max = max_bytes
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         declared = self._response.content_length
         if declared is not None and declared > self._max:
             raise TooLarge("declared larger than the cap", request=self._request, size=declared)

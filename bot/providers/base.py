@@ -40,7 +40,7 @@ from bot.model.errors import (
 )
 from bot.model.requests import ImageRequest, Tier
 from bot.providers.responses import check_status, read_json, retry_after
-from bot.providers.transport import NOTHING_SENT, Answer, Transport, TransportError
+from bot.transport import NOTHING_SENT, Answer, Transport, TransportError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderR
 from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
 from bot.providers.plugin import KeyedPlugin
-from bot.providers.transport import Transport, TransportError
+from bot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 

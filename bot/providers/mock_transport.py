@@ -4,13 +4,13 @@ what providers do with answers (status mapping, retries, the resend policy) with
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import urljoin
 
 from multidict import CIMultiDict
 
-from bot.providers.transport import Answer, Request, Streamed, TooLarge, Transport
+from bot.transport import Answer, Request, Streamed, TooLarge, Transport
 
 # Answers a request, or raises a `TransportError` as a broken exchange would.
 Handler = Callable[[Request], Answer | Awaitable[Answer]]
@@ -67,7 +67,7 @@ class _Whole(Streamed):
         self._request = request
         self._max = max_bytes
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         if len(self._body) > self._max:
             raise TooLarge("larger than the cap", request=self._request)
         yield self._body

@@ -13,7 +13,7 @@ from pydantic import SecretStr, field_validator
 
 from bot.model.config import PluginSettings, Settings, env_names, http_url
 from bot.providers.base import HttpProvider, Provider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 
 S = TypeVar("S", bound=PluginSettings)
 

@@ -15,7 +15,7 @@ from bot.model.errors import (
     ProviderRejected,
     UnreadableAnswer,
 )
-from bot.providers.transport import Answer
+from bot.transport import Answer
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.providers.aiohttp_transport import provider_client
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.queue_common import Receiver
 
 

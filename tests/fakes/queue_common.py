@@ -25,7 +25,7 @@ from aiohttp import web
 from PIL import Image, ImageDraw
 
 from bot.providers.base import Provider, ProviderStatus
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.loopback import serve
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

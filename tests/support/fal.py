@@ -9,7 +9,7 @@ from bot.model.config import Settings
 from bot.model.requests import ImageRequest
 from bot.providers.base import RetryPolicy, SubmitSpec
 from bot.providers.fal import FalProvider
-from bot.providers.transport import Transport
+from bot.transport import Transport
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver, Sleeps
 

@@ -39,7 +39,7 @@ from bot.providers.base import (
 from bot.providers.plugin import ProviderContext, ProviderPlugin
 from bot.providers.sandbox.jobs import OwnServer, SandboxJob
 from bot.providers.sandbox.service import DAY, SandboxService
-from bot.providers.transport import Transport
+from bot.transport import Transport
 
 # --- the client -------------------------------------------------------------------------------------
 

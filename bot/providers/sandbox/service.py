@@ -34,7 +34,7 @@ from bot.providers.sandbox.jobs import (
     decode_data_uri,
     parse_body,
 )
-from bot.providers.transport import TooLarge, Transport, TransportError
+from bot.transport import TooLarge, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
