@@ -14,6 +14,7 @@ is one of those; everything later is a read, write or protocol error (`_mapped`)
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -77,6 +78,16 @@ def provider_client(
     return AiohttpTransport(timeout=timeout, max_connections=max_connections, user_agent=user_agent)
 
 
+def trust_store() -> ssl.SSLContext:
+    """The certificates httpx trusted (so the providers' client trusts what it did): SSL_CERT_FILE or
+    SSL_CERT_DIR when set, else certifi's."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class AiohttpTransport(Transport):
     """The seam over one `aiohttp.ClientSession`, made on the first request (inside the running loop)
     and closed by `aclose`.
@@ -104,7 +115,7 @@ class AiohttpTransport(Transport):
         connector = aiohttp.TCPConnector(
             limit=self._limit,
             keepalive_timeout=KEEPALIVE_SECONDS,
-            ssl=ssl.create_default_context(cafile=certifi.where()),
+            ssl=trust_store(),
         )
         session = aiohttp.ClientSession(
             connector=connector,

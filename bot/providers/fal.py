@@ -283,7 +283,7 @@ class JwksCache:
                 return  # fetched (or failed) too recently; another callback may have just done it
             try:
                 response = await self._client.get(self._url)
-                if response.status != 200:
+                if not 200 <= response.status < 300:
                     raise ValueError(f"HTTP {response.status}")
                 keys = parse_jwks(response.json())
             except (TransportError, ValueError) as exc:
