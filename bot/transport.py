@@ -89,10 +89,7 @@ class Streamed(ABC):
 
     async def read(self) -> bytes:
         """The whole body (within the cap)."""
-        buf = bytearray()
-        async for chunk in self.chunks():
-            buf += chunk
-        return bytes(buf)
+        return b"".join([chunk async for chunk in self.chunks()])  # one copy, at the end
 
 
 class Transport(ABC):
