@@ -1,4 +1,4 @@
-"""The providers' HTTP seam: one small transport of our own, and its aiohttp implementation.
+"""The providers' HTTP seam: one small transport of our own (its errors, its answers).
 
 Every provider request, result download, JWKS read and sandbox callback goes through `Transport`:
 `do_request` (one exchange, the whole answer: status, headers, body) and `stream` (a GET whose body
