@@ -1,11 +1,13 @@
 """Alternatives side by side on `make bench`'s burst, interleaved in one run (issue 18, item 6).
 
-    python -m bench.compare [--variants as-is,httpx-transport,...] [--repeats N] [--burst N]
+    python -m bench.compare [--variants as-is,no-o-direct,as-is@/path/to/checkout,...] [--repeats N] [--burst N]
 
 The same three processes as bench/outside.py (SQLite, webhook mode by default). Each repeat starts one
 bot process per variant (bench/variant.py puts the alternative in place), in turn and in an order that
 rotates from repeat to repeat (A B C, B C A, C A B, ...), so that load from others on the shared machine
-falls on every variant alike. Each bot runs a warm-up and then the burst; the figures are the median
+falls on every variant alike. `NAME@DIR` runs variant NAME of the checkout at DIR (its bench/variant.py,
+and so its code): the bot before a change, exported with `git archive`, beside the bot after it. Each
+bot runs a warm-up and then the burst; the figures are the median
 of the repeats with the lowest and highest beside it. Nothing here is an assertion.
 """
 
@@ -32,8 +34,10 @@ FIGURES = (("jobs/s", "jobs_per_s", 1), ("CPU ms/job", "cpu_ms_per_job", 1), ("p
 async def one(provider: Provider, args: argparse.Namespace, variant: str) -> dict[str, Any]:
     name = f"hidream_compare_{os.getpid()}"
     database_url = await make_database(name) if args.backend == "postgres" else ""
-    # The launcher by its path, so the bot runs this checkout's code wherever its folder is.
-    command = [sys.executable, str(Path(__file__).with_name("variant.py")), variant, "run"]
+    # The launcher by its path, so the bot runs that checkout's code wherever its folder is.
+    name, _, root = variant.partition("@")
+    launcher = Path(root, "bench", "variant.py") if root else Path(__file__).with_name("variant.py")
+    command = [sys.executable, str(launcher), name, "run"]
     found: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -53,7 +57,7 @@ async def one(provider: Provider, args: argparse.Namespace, variant: str) -> dic
 
 async def main_async(args: argparse.Namespace) -> None:
     variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if "@" not in v and v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants: {', '.join(unknown)}")
     provider = Provider()
@@ -86,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--variants", default="as-is,httpx-transport")
+    parser.add_argument("--variants", default="as-is,no-o-direct")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")

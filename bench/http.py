@@ -10,10 +10,13 @@ within each round (A B C, then B C A, ...), so a neighbour's load on the shared 
 them alike; each figure is the median of R rounds, with the lowest and highest beside it.
 
 The candidates (issue 18, item 6):
-- `aiohttp-under-httpx`: httpx's client over bot.providers.transport.AiohttpTransport (the bot before);
-- `httpx`: httpx's client over its own transport (httpcore), as `provider_client` builds it now;
-- `do_request`: one small transport method of our own over aiohttp (`DoRequest` here, the shape of
-  python-telegram-bot's BaseRequest.do_request), which every provider and fetch_image would call.
+- `aiohttp-under-httpx`: httpx's client over the AiohttpTransport the bot had before the seam (read
+  from git at commit c1eac84, bot/providers/transport.py; left out when git cannot show it);
+- `httpx`: httpx's client over its own transport (httpcore);
+- `do_request`: the prototype of the seam (`DoRequest` here, the shape of python-telegram-bot's
+  BaseRequest.do_request), the least such a seam could cost;
+- `seam`: the bot's own seam (bot.transport.Transport over bot.providers.aiohttp_transport), used as
+  providers use it (a JSON body encoded as `HttpProvider.send` does) and as fetch_image downloads.
 Nothing here is an assertion.
 """
 
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,12 +39,18 @@ import aiohttp
 import httpx
 from aiohttp import web
 
+from bot.providers.aiohttp_transport import provider_client
+from bot.providers.base import encode_json
+from bot.transport import Transport
+
 IMAGE_BYTES = 2_260_000
 MAX_BYTES = 20 * 1024 * 1024
 PAYLOAD = {"prompt": "a red fox in snow, golden hour, 35 mm", "seed": 7, "num_images": 1, "format": "png"}
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 HEADERS = {"User-Agent": "hidream-bot/0.1"}
+# The bot before the seam: httpx posing over aiohttp.
+BEFORE = "c1eac84"
 Work = Callable[[], Awaitable[None]]
 
 
@@ -134,6 +144,36 @@ def httpx_work(base: str, client: httpx.AsyncClient) -> tuple[Work, Work]:
     return post, download
 
 
+def real_seam_work(base: str, seam: Transport) -> tuple[Work, Work]:
+    async def post() -> None:
+        headers = {"Authorization": "Key k", "Content-Type": "application/json"}
+        answer = await seam.do_request("POST", f"{base}/submit", headers=headers, body=encode_json(PAYLOAD))
+        assert answer.status == 200 and answer.json()["status"] == "QUEUED"
+
+    async def download() -> None:
+        async with seam.stream(f"{base}/result.png", max_bytes=MAX_BYTES, follow_redirects=True) as answer:
+            body = await answer.read()
+        assert answer.status == 200 and len(body) == IMAGE_BYTES
+
+    return post, download
+
+
+def before_the_seam() -> Any:
+    """The AiohttpTransport class of commit c1eac84 (httpx posing over aiohttp), or None."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{BEFORE}:bot/providers/transport.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    module = types.ModuleType("before_the_seam")
+    exec(compile(source, "before_the_seam.py", "exec"), module.__dict__)
+    return module.AiohttpTransport
+
+
 def seam_work(base: str, seam: DoRequest) -> tuple[Work, Work]:
     async def post() -> None:
         body = json.dumps(PAYLOAD).encode()
@@ -164,16 +204,23 @@ async def per_call(work: Work, count: int) -> float:
 
 
 async def run(base: str, counts: tuple[int, int], rounds: int) -> dict[str, dict[str, list[float]]]:
-    from bot.providers import transport
-
-    aiohttp_transport: Any = getattr(transport, "AiohttpTransport", None)
-    clients: dict[str, Any] = {"httpx": httpx_client(None), "do_request": DoRequest()}
-    if aiohttp_transport is not None:  # the bot before issue 18
-        clients["aiohttp-under-httpx"] = httpx_client(aiohttp_transport(limits=LIMITS))
-    works = {
-        name: seam_work(base, c) if isinstance(c, DoRequest) else httpx_work(base, c)
-        for name, c in clients.items()
+    aiohttp_transport = before_the_seam()
+    clients: dict[str, Any] = {
+        "httpx": httpx_client(None),
+        "do_request": DoRequest(),
+        "seam": provider_client(),
     }
+    if aiohttp_transport is not None:  # the bot before the seam
+        clients["aiohttp-under-httpx"] = httpx_client(aiohttp_transport(limits=LIMITS))
+
+    def work(c: Any) -> tuple[Work, Work]:
+        if isinstance(c, DoRequest):
+            return seam_work(base, c)
+        if isinstance(c, Transport):
+            return real_seam_work(base, c)
+        return httpx_work(base, c)
+
+    works = {name: work(c) for name, c in clients.items()}
     figures: dict[str, dict[str, list[float]]] = {name: {"json": [], "download": []} for name in works}
     try:
         for post, download in works.values():  # warm: connections open, code paths hot

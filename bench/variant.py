@@ -3,9 +3,10 @@ never in the bot.
 
     python -m bench.variant NAME run
 
-NAME is one of VARIANTS: `as-is` (the bot unchanged), `httpx-transport` (the providers' client over
-httpx's own transport), `aiohttp-transport` (over the AiohttpTransport the bot had before issue 18),
-`no-o-direct` (media files written through the page cache only, where durable.py still has O_DIRECT).
+NAME is one of VARIANTS: `as-is` (the bot unchanged), `no-o-direct` (media files written through the
+page cache only, where durable.py still has O_DIRECT). The transports measured before the seam
+(`httpx-transport`, `aiohttp-transport`) swapped the providers' httpx client; the seam is no httpx
+client, so the bot before it is now run from a checkout of its own (bench/compare.py, `as-is@DIR`).
 """
 
 from __future__ import annotations
@@ -19,39 +20,6 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from collections.abc import Callable  # noqa: E402
 
-import httpx  # noqa: E402
-
-
-def _httpx_transport() -> None:
-    import bot.app
-
-    def client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-            ),
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            headers={"User-Agent": "hidream-bot/0.1"},
-        )
-
-    bot.app.provider_client = client  # type: ignore[attr-defined,assignment]
-
-
-def _aiohttp_transport() -> None:
-    import bot.app
-    from bot.providers import transport
-
-    made: Callable[..., httpx.AsyncBaseTransport] = getattr(transport, "AiohttpTransport")  # noqa: B009
-
-    def client() -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            transport=made(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)),
-            timeout=httpx.Timeout(30.0, connect=10.0),
-            headers={"User-Agent": "hidream-bot/0.1"},
-        )
-
-    bot.app.provider_client = client  # type: ignore[attr-defined,assignment]
-
 
 def _no_o_direct() -> None:
     from storage import durable
@@ -63,8 +31,6 @@ def _no_o_direct() -> None:
 
 VARIANTS: dict[str, Callable[[], None]] = {
     "as-is": lambda: None,
-    "httpx-transport": _httpx_transport,
-    "aiohttp-transport": _aiohttp_transport,
     "no-o-direct": _no_o_direct,
 }
 

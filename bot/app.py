@@ -11,8 +11,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from bot.jobs.engine import Engine
 from bot.jobs.media import typed_client
 from bot.jobs.metrics import Metrics
@@ -23,8 +21,9 @@ from bot.jobs.runner import CALLBACK_GRACE, JobRunner
 from bot.model.config import Settings
 from bot.model.errors import ConfigError
 from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
+from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
-from bot.providers.transport import provider_client
+from bot.transport import Transport
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
 from storage.base import Store
@@ -40,7 +39,7 @@ class Bot:
     worker that runs every job (`runner`)."""
 
     settings: Settings
-    http: httpx.AsyncClient
+    http: Transport
     store: Store
     server: HttpServer
     provider: Provider
@@ -185,14 +184,12 @@ def _provider(
     return (configured or fallback)[0]
 
 
-def build_provider(
-    settings: Settings, selection: Selection, http: httpx.AsyncClient, server_url: str
-) -> Provider:
+def build_provider(settings: Settings, selection: Selection, http: Transport, server_url: str) -> Provider:
     return build_providers(settings, selection, http, server_url)[0]
 
 
 def build_providers(
-    settings: Settings, selection: Selection, http: httpx.AsyncClient, server_url: str
+    settings: Settings, selection: Selection, http: Transport, server_url: str
 ) -> list[Provider]:
     """Every selected provider, in order of preference, not yet entered."""
     built = []
@@ -226,7 +223,7 @@ def build_core(
     settings: Settings,
     store: Store,
     providers: list[Provider],
-    http: httpx.AsyncClient,
+    http: Transport,
     *,
     clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,

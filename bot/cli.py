@@ -22,7 +22,7 @@ from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
 from bot.model.errors import ConfigError
 from bot.plugins import DrivingSurface, discover
-from bot.providers.transport import provider_client
+from bot.providers.aiohttp_transport import provider_client
 from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")

@@ -18,13 +18,13 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 
-import httpx
 from aiohttp import web
 
 from bot.model.config import PluginSettings
 from bot.model.errors import ConfigError
 from bot.model.jobs import Surface
 from bot.providers.plugin import ProviderContext, ProviderPlugin
+from bot.transport import Transport
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -82,7 +82,7 @@ class Core(Protocol):
         ...
 
     @property
-    def http(self) -> httpx.AsyncClient: ...
+    def http(self) -> Transport: ...
 
     @property
     def server(self) -> HttpServer: ...

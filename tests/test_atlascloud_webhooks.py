@@ -27,6 +27,7 @@ from bot.model.requests import ChatRequest, ImageRequest, parse_command
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import SubmitSpec
 from bot.providers.jwks import JWKS_REFETCH_MIN_S
+from bot.transport import Transport
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.queue_common import Receiver
 from tests.fakes.surface import RecordingSurface
@@ -157,9 +158,7 @@ class Clock:
         return self.now
 
 
-def provider_for(
-    fake: AtlasCloudFake, client: httpx.AsyncClient, clock: Callable[[], float]
-) -> AtlasCloudProvider:
+def provider_for(fake: AtlasCloudFake, client: Transport, clock: Callable[[], float]) -> AtlasCloudProvider:
     settings = Settings(_env_file=None, HIDREAM_PUBLIC_URL="https://bot.example", **env_for(fake))
     return AtlasCloudProvider(settings, client, clock=clock)
 
@@ -174,7 +173,7 @@ async def signed_callback(
 
 
 async def test_a_rotated_key_is_fetched_once_and_made_up_key_ids_do_not_hammer_the_jwks(
-    fake: AtlasCloudFake, receiver: Receiver, client: httpx.AsyncClient
+    fake: AtlasCloudFake, receiver: Receiver, client: Transport
 ) -> None:
     clock = Clock()
     provider = provider_for(fake, client, clock)
@@ -205,7 +204,7 @@ async def test_a_rotated_key_is_fetched_once_and_made_up_key_ids_do_not_hammer_t
 
 
 async def test_a_failing_jwks_endpoint_answers_503_with_fals_backoff(
-    fake: AtlasCloudFake, receiver: Receiver, client: httpx.AsyncClient
+    fake: AtlasCloudFake, receiver: Receiver, client: Transport
 ) -> None:
     fake.jwks_available = False
     clock = Clock()

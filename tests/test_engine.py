@@ -107,8 +107,8 @@ class EarlyCallbackProvider(SandboxProvider):
         # Let the sandbox finish, then deliver the completion before the bot has read our id.
         status = await self.status(provider_job_id)
         body = {"state": status.state, "images": [{"url": i.url, "nsfw": False} for i in status.images]}
-        answer = await self.client.post(spec.callback_url, json=body)
-        assert answer.status_code == 200
+        answer = await self.send("POST", spec.callback_url, idempotent=True, json=body)
+        assert answer.status == 200
         return provider_job_id
 
     async def parse_callback(

@@ -6,12 +6,12 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from bot.model.errors import CallbackRejected
 from bot.providers.fal import FalProvider
 from bot.providers.jwks import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S
+from bot.transport import Transport
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver
 from tests.support.fal import genuine_callback, make_provider
@@ -47,7 +47,7 @@ async def refused_with_503(provider: FalProvider, fake: FalFake, receiver: Recei
 
 
 async def test_a_failing_jwks_endpoint_is_asked_once_per_backoff_not_per_callback(
-    fake: FalFake, receiver: Receiver, client: httpx.AsyncClient
+    fake: FalFake, receiver: Receiver, client: Transport
 ) -> None:
     fake.jwks_available = False
     clock = Clock()
@@ -71,9 +71,7 @@ async def test_a_failing_jwks_endpoint_is_asked_once_per_backoff_not_per_callbac
     assert fake.jwks_fetches == 3
 
 
-async def test_the_backoff_grows_to_its_cap(
-    fake: FalFake, receiver: Receiver, client: httpx.AsyncClient
-) -> None:
+async def test_the_backoff_grows_to_its_cap(fake: FalFake, receiver: Receiver, client: Transport) -> None:
     fake.jwks_available = False
     clock = Clock()
     provider = make_provider(fake, client, clock=clock)
@@ -87,7 +85,7 @@ async def test_the_backoff_grows_to_its_cap(
 
 
 async def test_keys_held_keep_verifying_while_the_endpoint_fails(
-    fake: FalFake, receiver: Receiver, client: httpx.AsyncClient
+    fake: FalFake, receiver: Receiver, client: Transport
 ) -> None:
     clock = Clock()
     provider = make_provider(fake, client, clock=clock)

@@ -1,9 +1,10 @@
-"""The providers' client (bot.providers.transport) against real loopback servers.
+"""The providers' client (bot.transport) against real loopback servers.
 
 What matters most: a request that may have reached the provider never comes back as one of the
 errors `HttpProvider.send` treats as "nothing sent" (those are sent again, and a submit sent again
-may be billed twice). Then that it is still httpx to its callers: bodies whole and decoded, redirects
-left to httpx, headers as httpx set them, the pool's limit and its timeout.
+may be billed twice). Then what the seam promises its callers: bodies whole and decoded, redirects
+followed only by a stream asked to, headers as httpx set them (what providers saw before the seam),
+the pool's limit and its timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import httpx
@@ -27,12 +27,21 @@ from aiohttp.client_reqrep import ConnectionKey
 from PIL import Image
 from pydantic_settings import SettingsConfigDict
 
+from bot import transport
 from bot.jobs.media import fetch_image
 from bot.model.config import PluginSettings, Settings
 from bot.model.errors import ProviderUnreachable, SubmitOutcomeUnknown
 from bot.model.requests import ImageRequest, Tier
-from bot.providers.base import _NOTHING_SENT, HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
-from bot.providers.transport import USER_AGENT, _mapped, provider_client
+from bot.providers.aiohttp_transport import _mapped, provider_client
+from bot.providers.base import (
+    _NOTHING_SENT,
+    HttpProvider,
+    ProviderStatus,
+    RetryPolicy,
+    SubmitSpec,
+    encode_json,
+)
+from bot.transport import USER_AGENT, Request, Timeouts, Transport
 
 # --- a provider with nothing of its own, and servers to talk to ------------------------------------
 
@@ -58,7 +67,7 @@ class PlainProvider(HttpProvider[PlainSettings]):
         raise NotImplementedError
 
 
-def plain(client: httpx.AsyncClient) -> PlainProvider:
+def plain(client: Transport) -> PlainProvider:
     return PlainProvider(Settings(_env_file=None), client, retry=RetryPolicy(attempts=1, base_delay=0))
 
 
@@ -116,7 +125,7 @@ async def test_a_refused_connection_is_unreachable_whatever_the_request(idempote
         async with provider_client() as client:
             with pytest.raises(ProviderUnreachable) as caught:
                 await plain(client).send("POST", url, idempotent=idempotent, json={"prompt": "x"})
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, transport.ConnectError)
     assert isinstance(caught.value.__cause__, _NOTHING_SENT)
 
 
@@ -135,7 +144,7 @@ async def test_a_connection_closed_after_the_request_leaves_the_outcome_unknown(
         with pytest.raises(ProviderUnreachable) as read:
             await provider.send(method, f"{base}/v1/jobs/1", idempotent=True)
     for caught in (submit, read):
-        assert isinstance(caught.value.__cause__, httpx.TransportError)
+        assert isinstance(caught.value.__cause__, transport.TransportError)
         assert not isinstance(caught.value.__cause__, _NOTHING_SENT)
     # Each request was sent once: aiohttp's own resend of GET/PUT on a broken connection is off.
     assert len(seen) == 2 and all(s.startswith(method.encode()) for s in seen)
@@ -151,14 +160,14 @@ async def test_no_answer_within_the_read_timeout_is_not_nothing_sent() -> None:
         await release.wait()
         writer.close()
 
-    async with raw_server(silent) as base, provider_client(timeout=httpx.Timeout(30, read=0.2)) as client:
+    async with raw_server(silent) as base, provider_client(timeout=Timeouts(read=0.2)) as client:
         try:
             with pytest.raises(SubmitOutcomeUnknown) as caught:
                 await plain(client).send("POST", f"{base}/v1/jobs", idempotent=False, json={"p": 1})
         finally:
             release.set()
     assert arrived.is_set()
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(caught.value.__cause__, transport.ReadTimeout)
 
 
 async def test_a_body_cut_short_is_a_protocol_error() -> None:
@@ -169,7 +178,7 @@ async def test_a_body_cut_short_is_a_protocol_error() -> None:
         writer.close()
 
     async with raw_server(short) as base, provider_client() as client:
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(transport.RemoteProtocolError):
             await client.get(f"{base}/image.png")
 
 
@@ -179,35 +188,35 @@ KEY = ConnectionKey("provider.example", 443, True, True, None, None, None, None)
 @pytest.mark.parametrize(
     ("raised", "expected"),
     [
-        (aiohttp.ConnectionTimeoutError("connecting"), httpx.ConnectTimeout),
-        (aiohttp.ClientConnectorError(KEY, OSError(111, "refused")), httpx.ConnectError),
-        (aiohttp.ClientConnectorDNSError(KEY, OSError(-2, "unknown name")), httpx.ConnectError),
+        (aiohttp.ConnectionTimeoutError("connecting"), transport.ConnectTimeout),
+        (aiohttp.ClientConnectorError(KEY, OSError(111, "refused")), transport.ConnectError),
+        (aiohttp.ClientConnectorDNSError(KEY, OSError(-2, "unknown name")), transport.ConnectError),
         (
             aiohttp.ClientConnectorCertificateError(KEY, ssl.SSLCertVerificationError("bad")),
-            httpx.ConnectError,
+            transport.ConnectError,
         ),
-        (aiohttp.NonHttpUrlClientError("ftp://x"), httpx.UnsupportedProtocol),
-        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), httpx.ReadTimeout),
-        (aiohttp.ServerTimeoutError("timeout"), httpx.ReadTimeout),
-        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
-        (aiohttp.ClientPayloadError("Response payload is not completed"), httpx.RemoteProtocolError),
-        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.WriteError),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), httpx.ReadError),
-        (aiohttp.ClientConnectionError("Connection closed"), httpx.ReadError),
-        (ConnectionResetError(104, "reset"), httpx.ReadError),
+        (aiohttp.NonHttpUrlClientError("ftp://x"), transport.UnsupportedProtocol),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), transport.ReadTimeout),
+        (aiohttp.ServerTimeoutError("timeout"), transport.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), transport.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), transport.RemoteProtocolError),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), transport.WriteError),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), transport.ReadError),
+        (aiohttp.ClientConnectionError("Connection closed"), transport.ReadError),
+        (ConnectionResetError(104, "reset"), transport.ReadError),
     ],
 )
-def test_each_aiohttp_error_has_its_httpx_counterpart(raised: Exception, expected: type[Exception]) -> None:
+def test_each_aiohttp_error_has_its_counterpart(raised: Exception, expected: type[Exception]) -> None:
     """Only connect-phase errors may be "nothing sent" (ConnectError, ConnectTimeout); the rest of
     aiohttp's errors can happen after the request was written."""
-    request = httpx.Request("POST", "http://127.0.0.1:1/")
+    request = Request("POST", "http://127.0.0.1:1/")
     mapped = _mapped(raised, request)
     assert type(mapped) is expected and mapped.request is request
     connect_phase = isinstance(raised, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
     assert isinstance(mapped, _NOTHING_SENT) == connect_phase
 
 
-# --- still httpx to its callers ---------------------------------------------------------------------
+# --- what the seam gives its callers ---------------------------------------------------------------------
 
 
 async def test_a_large_chunked_body_streams_whole() -> None:
@@ -223,9 +232,9 @@ async def test_a_large_chunked_body_streams_whole() -> None:
         return response
 
     async with serving(lambda app: app.router.add_get("/big", chunked)) as base, provider_client() as client:
-        async with client.stream("GET", f"{base}/big") as response:
+        async with client.stream(f"{base}/big", max_bytes=len(served)) as response:
             assert response.headers["transfer-encoding"] == "chunked"
-            pieces = [piece async for piece in response.aiter_bytes()]
+            pieces = [piece async for piece in response.chunks()]
         assert b"".join(pieces) == served
         assert len(pieces) < len(served) // 65536  # handed on in few, large pieces
 
@@ -254,7 +263,7 @@ async def test_a_provider_result_downloads_through_fetch_image() -> None:
             assert image.data == png and (image.width, image.height) == (1024, 1024)
 
 
-async def test_a_gzip_body_is_decoded_by_httpx() -> None:
+async def test_a_gzip_body_is_decoded() -> None:
     payload = {"state": "completed", "images": ["x" * 5000]}
 
     async def zipped(request: web.Request) -> web.Response:
@@ -269,7 +278,7 @@ async def test_a_gzip_body_is_decoded_by_httpx() -> None:
     assert int(response.headers["content-length"]) < len(json.dumps(payload))
 
 
-async def test_a_redirect_is_left_to_httpx() -> None:
+async def test_a_redirect_is_followed_only_by_a_stream_asked_to() -> None:
     hits: list[str] = []
 
     async def moved(request: web.Request) -> web.Response:
@@ -286,11 +295,12 @@ async def test_a_redirect_is_left_to_httpx() -> None:
 
     async with serving(routes) as base, provider_client() as client:
         first = await client.get(f"{base}/here")
-        assert first.status_code == 302 and first.headers["location"] == "/there"
+        assert first.status == 302 and first.headers["location"] == "/there"
         assert hits == ["/here"]
-        followed = await client.get(f"{base}/here", follow_redirects=True)
-    assert followed.status_code == 200 and followed.url == f"{base}/there"
-    assert [r.status_code for r in followed.history] == [302]
+        async with client.stream(f"{base}/here", max_bytes=1000, follow_redirects=True) as followed:
+            await followed.read()
+    assert followed.status == 200 and followed.url == f"{base}/there"
+    assert list(followed.redirects) == [302]
     assert hits == ["/here", "/here", "/there"]
 
 
@@ -320,10 +330,11 @@ async def test_headers_and_a_json_body_reach_the_server_as_httpx_made_them() -> 
     assert named[b"accept-encoding"] == [b"gzip, deflate"]  # httpx's, once
     assert named[b"content-type"] == [b"application/json"]
     assert sent == httpx.Request("POST", base, json=body).content  # byte for byte what httpx encoded
+    assert sent == encode_json(body)
     assert json.loads(sent) == body
 
 
-async def test_aiohttp_adds_no_header_httpx_did_not_set() -> None:
+async def test_aiohttp_adds_no_header_httpx_would_not_have_set() -> None:
     received: list[list[tuple[bytes, bytes]]] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -331,8 +342,11 @@ async def test_aiohttp_adds_no_header_httpx_did_not_set() -> None:
         return web.Response()
 
     async with serving(lambda app: app.router.add_post("/up", record)) as base, provider_client() as client:
-        made = client.build_request("POST", f"{base}/up", content=b"\x89PNG raw bytes")
-        await client.send(made)
+        await client.do_request("POST", f"{base}/up", body=b"\x89PNG raw bytes")
+    # What httpx's client, as the providers' client was made before the seam, sent for the same request.
+    made = httpx.AsyncClient(headers={"User-Agent": USER_AGENT}).build_request(
+        "POST", f"{base}/up", content=b"\x89PNG raw bytes"
+    )
     (headers,) = received
     # Exactly httpx's, each once: no Content-Type for raw bytes (aiohttp would add application/octet-stream).
     assert sorted(key.lower() for key, _ in headers) == sorted(key.lower() for key, _ in made.headers.raw)
@@ -347,12 +361,12 @@ async def test_a_long_header_is_read_as_httpx_read_it() -> None:
 
     async with serving(lambda app: app.router.add_get("/r", redirect)) as base, provider_client() as client:
         response = await client.get(f"{base}/r")
-    assert response.status_code == 302 and response.headers["location"] == link
+    assert response.status == 302 and response.headers["location"] == link
 
 
 async def test_a_non_http_url_is_refused_before_anything_is_sent() -> None:
     async with provider_client() as client:
-        with pytest.raises(httpx.UnsupportedProtocol):
+        with pytest.raises(transport.UnsupportedProtocol):
             await client.get("ftp://127.0.0.1/file")
 
 
@@ -374,43 +388,43 @@ async def counting_server() -> AsyncIterator[tuple[str, list[int]]]:
 
 
 async def test_with_one_connection_a_second_request_gets_a_pool_timeout_while_the_first_is_held() -> None:
-    limits = httpx.Limits(max_connections=1)
     async with (
         counting_server() as (url, ports),
-        provider_client(limits=limits, timeout=httpx.Timeout(30, pool=0.05)) as client,
+        provider_client(max_connections=1, timeout=Timeouts(pool=0.05)) as client,
     ):
-        async with client.stream("GET", url) as held:
-            assert held.status_code == 200
+        async with client.stream(url, max_bytes=300_000) as held:
+            assert held.status == 200
             with pytest.raises(ProviderUnreachable) as caught:
                 await plain(client).send("POST", url, idempotent=False)
-            assert isinstance(caught.value.__cause__, httpx.PoolTimeout)
+            assert isinstance(caught.value.__cause__, transport.PoolTimeout)
             assert len(ports) == 1  # the second never reached the server
-            await held.aread()
+            await held.read()
         again = await client.get(url)
-    assert again.status_code == 200 and len(again.content) == 300_000
+    assert again.status == 200 and len(again.body) == 300_000
     assert len(ports) == 2 and ports[0] == ports[1]  # the one connection, used again
 
 
 async def test_a_waiting_request_goes_once_the_connection_is_free() -> None:
-    limits = httpx.Limits(max_connections=1)
-    async with counting_server() as (url, ports), provider_client(limits=limits) as client:
-        held = await client.send(client.build_request("GET", url), stream=True)
+    async with counting_server() as (url, ports), provider_client(max_connections=1) as client:
+        held = client.stream(url, max_bytes=300_000)
+        streamed = await held.__aenter__()
         waiting = asyncio.create_task(client.get(url))
         # Closed before its body was read: the connection is dropped, the slot freed all the same.
-        chunk = await anext(held.aiter_raw())
+        pieces = streamed.chunks()
+        chunk = await anext(pieces)
         assert 0 < len(chunk) < 300_000
-        await held.aclose()
+        await pieces.aclose()
+        await held.__aexit__(None, None, None)
         second = await asyncio.wait_for(waiting, 30)
-    assert second.status_code == 200 and len(second.content) == 300_000
+    assert second.status == 200 and len(second.body) == 300_000
     assert len(ports) == 2 and ports[0] != ports[1]  # the unfinished connection was not reused
 
 
 async def test_the_session_is_made_on_first_use_and_closed_with_the_client() -> None:
     client = provider_client()
-    transport: Any = client._transport
-    assert transport._session is None
+    assert client._session is None
     async with counting_server() as (url, _), client:
         await client.get(url)
-        session = transport._session
+        session = client._session
         assert isinstance(session, aiohttp.ClientSession) and not session.closed
-    assert session.closed and transport._session is None
+    assert session.closed and client._session is None

@@ -29,6 +29,7 @@ from bot.model.requests import ChatRequest, ImageRequest, parse_command
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import LostAnswer, SubmitSpec, named_job_id
 from bot.providers.wavespeed import WaveSpeedProvider
+from bot.transport import Transport
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import QueueFake
@@ -257,7 +258,7 @@ async def test_a_bot_that_died_while_sending_binds_only_when_one_request_can_be_
 
 @pytest.mark.parametrize("name", ["atlascloud", "wavespeed"])
 async def test_a_several_request_submit_names_what_it_made_and_goes_on_from_there(
-    name: str, client: httpx.AsyncClient
+    name: str, client: Transport
 ) -> None:
     """The provider's side: a lost answer says which requests were made before it; a submit with
     `started` makes only the rest, with the same seeds as if nothing had broken."""

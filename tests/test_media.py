@@ -14,6 +14,7 @@ from PIL import Image
 
 from bot.jobs.media import fetch_image, fit_to_limit, is_public_address, sniff_image
 from bot.model.errors import MediaError
+from bot.providers.aiohttp_transport import provider_client
 
 
 def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48)) -> bytes:
@@ -145,7 +146,7 @@ async def test_platform_urls_are_fetched_as_given_with_their_headers_and_capped(
 
     app = web.Application()
     app.router.add_get("/files/{name}", file)
-    async with TestServer(app, host="127.0.0.1") as server, httpx.AsyncClient() as c:
+    async with TestServer(app, host="127.0.0.1") as server, provider_client() as c:
         base = str(server.make_url("/files"))
         headers = {"Authorization": "Bearer xoxb-test"}
         got = await fetch_image(c, f"{base}/cat", typed=False, max_bytes=10**6, headers=headers)

@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.model.config import Settings
@@ -26,6 +25,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, parse_command
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import RetryPolicy, SubmitSpec
+from bot.transport import Transport
 from tests.fakes.atlascloud import MODEL_EDIT, MODEL_T2I, AtlasCloudFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 
@@ -55,7 +55,7 @@ def settings_for(url: str, key: str = KEY, **extra: object) -> Settings:
 
 
 @pytest.fixture
-def provider(fake: AtlasCloudFake, client: httpx.AsyncClient, sleeps: Sleeps) -> AtlasCloudProvider:
+def provider(fake: AtlasCloudFake, client: Transport, sleeps: Sleeps) -> AtlasCloudProvider:
     return AtlasCloudProvider(settings_for(fake.url), client, retry=RetryPolicy(base_delay=0), sleep=sleeps)
 
 

@@ -1,4 +1,4 @@
-"""The HTTP seam every provider shares, tested once: a tiny provider over httpx.MockTransport.
+"""The HTTP seam every provider shares, tested once: a tiny provider over the seam's MockTransport.
 
 Each provider's own module tests only what is its own (endpoints, bodies, headers, key name, status
 and callback shapes); what `HttpProvider` does for all of them (sending, mapping answers to errors,
@@ -7,15 +7,16 @@ the resend policy and its delays, the callback-hint and missing-job-id checks) i
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 from pydantic_settings import SettingsConfigDict
 
+from bot import transport
 from bot.model.config import PluginSettings, Settings
 from bot.model.errors import (
     CallbackRejected,
@@ -28,13 +29,14 @@ from bot.model.errors import (
 )
 from bot.model.requests import ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, RetryPolicy, SubmitSpec
+from bot.providers.mock_transport import MockTransport, answer
 from tests.fakes.queue_common import Sleeps
 
 KEY = "echo-secret-0451"
 KEY_NAME = "ECHO_API_KEY"
 URL = "http://127.0.0.1:9/v1/jobs"
 
-Cue = Callable[[httpx.Request], httpx.Response]
+Cue = Callable[[transport.Request], transport.Answer]
 
 
 def reply(
@@ -42,18 +44,19 @@ def reply(
 ) -> Cue:
     """An answer, made afresh for each request (a response's body can be read only once)."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def made(request: transport.Request) -> transport.Answer:
         if text is not None:
-            return httpx.Response(code, text=text, headers=headers)
-        return httpx.Response(code, json={} if body is None else body, headers=headers)
+            return answer(code, text.encode(), headers)
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        return answer(code, json.dumps({} if body is None else body).encode(), sent)
 
-    return answer
+    return made
 
 
-def fail(kind: type[httpx.TransportError]) -> Cue:
-    """A transport failure as httpx reports it, for the request that reached the transport."""
+def fail(kind: type[transport.TransportError]) -> Cue:
+    """A transport failure as the seam reports it, for the request that reached the transport."""
 
-    def broken(request: httpx.Request) -> httpx.Response:
+    def broken(request: transport.Request) -> transport.Answer:
         raise kind("simulated", request=request)
 
     return broken
@@ -64,12 +67,12 @@ class Script:
 
     def __init__(self) -> None:
         self.cues: list[Cue] = [reply(200)]
-        self.requests: list[httpx.Request] = []
+        self.requests: list[transport.Request] = []
 
     def play(self, *cues: Cue) -> None:
         self.cues = list(cues)
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: transport.Request) -> transport.Answer:
         self.requests.append(request)
         cue = self.cues.pop(0) if len(self.cues) > 1 else self.cues[0]
         return cue(request)
@@ -122,7 +125,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 async def provider(script: Script, sleeps: Sleeps) -> AsyncIterator[EchoProvider]:
-    async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as client:
+    async with MockTransport(script) as client:
         yield EchoProvider(Settings(_env_file=None), client, retry=RetryPolicy(base_delay=0), sleep=sleeps)
 
 
@@ -269,7 +272,7 @@ async def test_unreadable_answer_is_busy_and_never_resent(provider, script, slee
 
 
 @both
-@pytest.mark.parametrize("kind", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
+@pytest.mark.parametrize("kind", [transport.ConnectError, transport.ConnectTimeout, transport.PoolTimeout])
 async def test_no_connection_is_retried_then_unreachable(provider, script, sleeps, kind, idempotent) -> None:
     script.play(fail(kind))
     with pytest.raises(ProviderUnreachable) as caught:
@@ -281,13 +284,13 @@ async def test_no_connection_is_retried_then_unreachable(provider, script, sleep
 
 
 async def test_a_submit_that_never_left_is_sent_again(provider, script, sleeps) -> None:
-    script.play(fail(httpx.ConnectError), reply(200, {"id": "job-1"}))
+    script.play(fail(transport.ConnectError), reply(200, {"id": "job-1"}))
     assert await provider.submit(SubmitSpec("j", ImageRequest(prompt="x"), "full")) == "job-1"
     assert len(script.requests) == 2 and sleeps.delays == [0]
 
 
 @pytest.mark.parametrize(
-    "kind", [httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout, httpx.WriteError]
+    "kind", [transport.ReadError, transport.RemoteProtocolError, transport.ReadTimeout, transport.WriteError]
 )
 async def test_answer_lost_after_sending_a_submit_is_never_resent(provider, script, sleeps, kind) -> None:
     script.play(fail(kind), reply(200, {"id": "job-1"}))
@@ -302,13 +305,15 @@ async def test_answer_lost_after_sending_a_submit_is_never_resent(provider, scri
 
 
 async def test_answer_lost_on_a_read_is_read_again(provider, script, sleeps) -> None:
-    script.play(fail(httpx.ReadError), fail(httpx.RemoteProtocolError), reply(200, {"state": "running"}))
+    script.play(
+        fail(transport.ReadError), fail(transport.RemoteProtocolError), reply(200, {"state": "running"})
+    )
     assert await provider.status("job-1") == ProviderStatus(state="running")
     assert len(script.requests) == 3 and sleeps.delays == [0, 0]
 
 
 async def test_answer_lost_on_every_read_is_unreachable(provider, script, sleeps) -> None:
-    script.play(fail(httpx.ReadTimeout))
+    script.play(fail(transport.ReadTimeout))
     with pytest.raises(ProviderUnreachable) as caught:
         await provider.status("job-1")
     assert caught.value.user_message == "Lost the connection to echo."
@@ -398,7 +403,7 @@ async def test_configure_hook_runs_once_with_everything_set(script, sleeps) -> N
             seen.append((self.settings, self.client, self.retry, self._sleep, self._clock))
 
     settings, retry = Settings(_env_file=None), RetryPolicy(attempts=2)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(script)) as client:
+    async with MockTransport(script) as client:
         provider = Configured(settings, client, retry=retry, sleep=sleeps, clock=lambda: 42.0)
         assert seen == [(settings, client, retry, sleeps, provider._clock)]
         assert provider._clock() == 42.0

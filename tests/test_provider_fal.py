@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -27,6 +26,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, parse_command
 from bot.providers.base import ProviderStatus, SubmitSpec
 from bot.providers.fal import FalProvider
+from bot.transport import Transport
 from tests.fakes.fal import FAILURE_TEXT, FalFake
 from tests.fakes.queue_common import Receiver, image_info, make_image
 from tests.support.fal import genuine_callback, make_provider
@@ -51,10 +51,10 @@ async def poll_until_done(provider: FalProvider, job_id: str) -> list[ProviderSt
     raise AssertionError(f"fal job never finished: {seen}")
 
 
-async def fetch_image(client: httpx.AsyncClient, url: str) -> tuple[str, int, int]:
+async def fetch_image(client: Transport, url: str) -> tuple[str, int, int]:
     response = await client.get(url)
-    response.raise_for_status()
-    return image_info(response.content)
+    assert response.status == 200, url
+    return image_info(response.body)
 
 
 ENDPOINTS = [

@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.model.config import Settings
@@ -24,6 +23,7 @@ from bot.model.errors import (
 from bot.model.requests import ImageRequest, Tier, parse_command
 from bot.providers.base import RetryPolicy, SubmitSpec
 from bot.providers.pixazo import PixazoProvider
+from bot.transport import Transport
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import Receiver, Sleeps, download, make_image, poll
 
@@ -52,7 +52,7 @@ def sleeps() -> Sleeps:
 
 
 @pytest.fixture
-def provider(fake: PixazoFake, client: httpx.AsyncClient, sleeps: Sleeps) -> PixazoProvider:
+def provider(fake: PixazoFake, client: Transport, sleeps: Sleeps) -> PixazoProvider:
     return PixazoProvider(settings_for(fake.url), client, retry=RetryPolicy(base_delay=0), sleep=sleeps)
 
 

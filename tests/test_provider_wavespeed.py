@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.model.config import Settings
@@ -27,6 +26,7 @@ from bot.model.errors import (
 from bot.model.requests import PRESETS, ImageRequest, parse_command
 from bot.providers.base import ProviderStatus, RetryPolicy, SubmitSpec
 from bot.providers.wavespeed import WaveSpeedProvider, output_size
+from bot.transport import Transport
 from tests.fakes.queue_common import Receiver, Sleeps, image_info, make_image
 from tests.fakes.wavespeed import FAILURE_TEXT, PIXELS_MAX, PIXELS_MIN, WaveSpeedFake
 
@@ -39,7 +39,7 @@ async def fake() -> AsyncIterator[WaveSpeedFake]:
 
 def make_provider(
     fake: WaveSpeedFake | None,
-    client: httpx.AsyncClient,
+    client: Transport,
     *,
     key: str | None = None,
     secret: str | None = "fake's",
@@ -75,10 +75,10 @@ async def poll_until_done(provider: WaveSpeedProvider, job_id: str) -> list[Prov
     raise AssertionError(f"WaveSpeed job never finished: {seen}")
 
 
-async def fetch_image(client: httpx.AsyncClient, url: str) -> tuple[str, int, int]:
+async def fetch_image(client: Transport, url: str) -> tuple[str, int, int]:
     response = await client.get(url)
-    response.raise_for_status()
-    return image_info(response.content)
+    assert response.status == 200, url
+    return image_info(response.body)
 
 
 ENDPOINTS = [

@@ -22,11 +22,11 @@ from bot.model.errors import (
 )
 from bot.model.jobs import Job, JobState
 from bot.model.requests import ImageRequest, parse_command
+from bot.providers.aiohttp_transport import provider_client
 from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import Provider
 from bot.providers.pixazo import PixazoProvider
 from bot.providers.sandbox.provider import SandboxProvider
-from bot.providers.transport import provider_client
 from storage.base import Store
 from storage.failover import move_job
 from tests.support.jobs import NOW, make_job

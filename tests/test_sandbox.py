@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 from PIL import Image, ImageOps
@@ -17,10 +16,11 @@ from PIL import Image, ImageOps
 from bot.model.config import Settings
 from bot.model.errors import ProviderRejected
 from bot.model.requests import ImageRequest
-from bot.providers.base import ProviderStatus, SubmitSpec
+from bot.providers.aiohttp_transport import provider_client
+from bot.providers.base import ProviderStatus, SubmitSpec, encode_json
 from bot.providers.sandbox.jobs import FAIL_MESSAGE
 from bot.providers.sandbox.provider import SandboxProvider, SandboxService
-from bot.providers.transport import provider_client
+from bot.transport import Answer, Transport
 from tests.support.sandbox import (
     Receiver,
     auth,
@@ -42,14 +42,20 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+async def post_json(http: Transport, url: str, body: Any, headers: Mapping[str, str]) -> Answer:
+    """A submit as a client of the sandbox's API sends it."""
+    sent = {"Content-Type": "application/json", **headers}
+    return await http.do_request("POST", url, headers=sent, body=encode_json(body))
+
+
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+async def http() -> AsyncIterator[Transport]:
     async with provider_client(timeout=30) as client:
         yield client
 
 
 @pytest.fixture
-async def running(tmp_path: Path, http: httpx.AsyncClient) -> AsyncIterator[tuple[SandboxService, str]]:
+async def running(tmp_path: Path, http: Transport) -> AsyncIterator[tuple[SandboxService, str]]:
     async with sandbox(tmp_path / "sandbox", http, delay=0) as pair:
         yield pair
 
@@ -85,20 +91,20 @@ def has_mark(img: Image.Image) -> bool:
     return amber > 100
 
 
-async def download(http: httpx.AsyncClient, status: ProviderStatus) -> list[tuple[bytes, Image.Image, str]]:
+async def download(http: Transport, status: ProviderStatus) -> list[tuple[bytes, Image.Image, str]]:
     out: list[tuple[bytes, Image.Image, str]] = []
     for image in status.images:
         response = await http.get(image.url)
-        assert response.status_code == 200, image.url
-        img = Image.open(io.BytesIO(response.content))
+        assert response.status == 200, image.url
+        img = Image.open(io.BytesIO(response.body))
         img.load()
-        out.append((response.content, img, response.headers["content-type"]))
+        out.append((response.body, img, response.headers["content-type"]))
     return out
 
 
 async def generate(
     provider: SandboxProvider,
-    http: httpx.AsyncClient,
+    http: Transport,
     *,
     refs: list[str] | None = None,
     tier: str = "full",
@@ -118,7 +124,7 @@ Submit = Callable[..., Awaitable[list[tuple[bytes, Image.Image, str]]]]
 
 
 @pytest.fixture
-def make(running: tuple[SandboxService, str], http: httpx.AsyncClient) -> Submit:
+def make(running: tuple[SandboxService, str], http: Transport) -> Submit:
     provider = provider_for(http, running[1], running[0])
 
     async def run(**fields: Any) -> list[tuple[bytes, Image.Image, str]]:
@@ -132,7 +138,7 @@ def make(running: tuple[SandboxService, str], http: httpx.AsyncClient) -> Submit
 
 @pytest.mark.parametrize(("fmt", "pil_name"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
 async def test_submit_and_poll_gives_images_of_exact_size_format_and_count(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient, fmt: str, pil_name: str
+    running: tuple[SandboxService, str], http: Transport, fmt: str, pil_name: str
 ) -> None:
     service, url = running
     provider = provider_for(http, url, service)
@@ -166,9 +172,7 @@ async def test_same_inputs_give_identical_bytes_and_another_seed_does_not(make: 
     assert first[0][0] != other_model[0][0]
 
 
-async def test_status_follows_the_clock_from_queued_to_completed(
-    tmp_path: Path, http: httpx.AsyncClient
-) -> None:
+async def test_status_follows_the_clock_from_queued_to_completed(tmp_path: Path, http: Transport) -> None:
     now = [1000.0]
     async with sandbox(tmp_path, http, delay=10, clock=lambda: now[0]) as (service, url):
         provider = provider_for(http, url, service)
@@ -176,7 +180,7 @@ async def test_status_follows_the_clock_from_queued_to_completed(
         job_id = await provider.submit(SubmitSpec(job_id="j", request=request, tier="full"))
         assert (await provider.status(job_id)).state == "queued"
         files = await http.get(f"{url}/sandbox/v1/files/{job_id}/0.png")
-        assert files.status_code == 404, "no image before the job is done"
+        assert files.status == 404, "no image before the job is done"
         now[0] = 1006.0
         assert (await provider.status(job_id)).state == "running"
         now[0] = 1010.0
@@ -202,7 +206,7 @@ async def test_edit_transforms_the_reference_visibly_but_recognisably(make: Subm
 
 
 async def test_edit_from_a_media_link_of_its_server_equals_the_same_picture_inline(
-    tmp_path: Path, http: httpx.AsyncClient
+    tmp_path: Path, http: Transport
 ) -> None:
     reference = stripes((400, 400), vertical=True)
     asked: list[str] = []
@@ -256,9 +260,7 @@ async def test_keep_original_aspect_keeps_the_reference_ratio_at_about_the_reque
 # --- callbacks and restarts ---------------------------------------------------------------------------
 
 
-async def test_callback_mode_posts_the_result_and_is_never_polled(
-    tmp_path: Path, http: httpx.AsyncClient
-) -> None:
+async def test_callback_mode_posts_the_result_and_is_never_polled(tmp_path: Path, http: Transport) -> None:
     receiver = Receiver()
     async with sandbox(tmp_path, http, routes=receiver.mount, delay=0) as (service, url):
         provider = provider_for(http, url, service)
@@ -270,12 +272,12 @@ async def test_callback_mode_posts_the_result_and_is_never_polled(
         assert body["id"] == job_id and body["status"] == "completed" and len(body["images"]) == 2
         assert await provider.parse_callback(job_id, receiver.headers[0], receiver.raw[0]) is None
         for image_url in body["images"]:
-            img = Image.open(io.BytesIO((await http.get(image_url)).content))
+            img = Image.open(io.BytesIO((await http.get(image_url)).body))
             assert (img.format, img.size) == ("WEBP", (384, 256))
         assert service.polls == 0
 
 
-async def test_callback_is_retried_after_server_errors(tmp_path: Path, http: httpx.AsyncClient) -> None:
+async def test_callback_is_retried_after_server_errors(tmp_path: Path, http: Transport) -> None:
     waits: list[float] = []
 
     async def instant(seconds: float) -> None:
@@ -296,9 +298,7 @@ async def test_callback_is_retried_after_server_errors(tmp_path: Path, http: htt
         assert again.pending_callbacks == 0
 
 
-async def test_restarted_service_answers_for_the_first_ones_job(
-    tmp_path: Path, http: httpx.AsyncClient
-) -> None:
+async def test_restarted_service_answers_for_the_first_ones_job(tmp_path: Path, http: Transport) -> None:
     request = ImageRequest(prompt="survives a restart", seed=11, width=320, height=320, n=2)
     async with sandbox(tmp_path, http, delay=0) as (service, url):
         first = provider_for(http, url, service)
@@ -312,7 +312,7 @@ async def test_restarted_service_answers_for_the_first_ones_job(
     assert after == before
 
 
-async def test_unsent_callback_is_sent_by_the_next_service(tmp_path: Path, http: httpx.AsyncClient) -> None:
+async def test_unsent_callback_is_sent_by_the_next_service(tmp_path: Path, http: Transport) -> None:
     now = [500.0]
     never = asyncio.Event()
 
@@ -359,21 +359,21 @@ async def test_unsent_callback_is_sent_by_the_next_service(tmp_path: Path, http:
     ],
 )
 async def test_invalid_submit_is_refused_naming_the_field_and_stores_nothing(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient, changes: dict[str, Any], field: str
+    running: tuple[SandboxService, str], http: Transport, changes: dict[str, Any], field: str
 ) -> None:
     service, url = running
-    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(**changes), headers=auth(service))
-    assert response.status_code == 400
+    response = await post_json(http, f"{url}/sandbox/v1/images", valid_body(**changes), auth(service))
+    assert response.status == 400
     assert response.json()["error"].startswith(f"{field}: ")
     assert list(service.files.dir.glob("*.json")) == []
 
 
 async def test_valid_submit_is_stored_before_it_is_answered(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient
+    running: tuple[SandboxService, str], http: Transport
 ) -> None:
     service, url = running
-    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(), headers=auth(service))
-    assert response.status_code == 202
+    response = await post_json(http, f"{url}/sandbox/v1/images", valid_body(), auth(service))
+    assert response.status == 202
     answer = response.json()
     assert answer["status"] == "queued"
     stored = json.loads((service.files.dir / f"{answer['id']}.json").read_text())
@@ -381,7 +381,7 @@ async def test_valid_submit_is_stored_before_it_is_answered(
 
 
 async def test_provider_surfaces_a_refusal_as_provider_rejected(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient
+    running: tuple[SandboxService, str], http: Transport
 ) -> None:
     provider = provider_for(http, running[1], running[0])
     picture = data_uri(stripes((300, 300), vertical=True))
@@ -408,19 +408,17 @@ async def test_provider_surfaces_a_refusal_as_provider_rejected(
     "headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer sandbox"}]
 )
 async def test_submit_without_the_sandbox_token_is_401(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient, headers: dict[str, str]
+    running: tuple[SandboxService, str], http: Transport, headers: dict[str, str]
 ) -> None:
     service, url = running
-    response = await http.post(f"{url}/sandbox/v1/images", json=valid_body(), headers=headers)
-    assert response.status_code == 401
+    response = await post_json(http, f"{url}/sandbox/v1/images", valid_body(), headers)
+    assert response.status == 401
     assert "Authorization" in response.json()["error"]
     assert service.token not in response.text, "the answer never gives the token away"
     assert service.submits == 1 and list(service.files.dir.glob("*.json")) == []
 
 
-async def test_unknown_job_and_file_are_404(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient
-) -> None:
+async def test_unknown_job_and_file_are_404(running: tuple[SandboxService, str], http: Transport) -> None:
     url = running[1]
     for path in (
         "/sandbox/v1/images/" + "a" * 32,
@@ -428,7 +426,7 @@ async def test_unknown_job_and_file_are_404(
         "/sandbox/v1/files/abc/0.png",
     ):
         response = await http.get(url + path)
-        assert response.status_code == 404, path
+        assert response.status == 404, path
         assert "error" in response.json()
 
 
@@ -437,7 +435,7 @@ async def test_unknown_job_and_file_are_404(
     [("please sandbox-fail now", True), ("SANDBOX-FAIL.", True), ("sandbox-failure is no cue", False)],
 )
 async def test_sandbox_fail_cue_finishes_failed_with_its_message(
-    running: tuple[SandboxService, str], http: httpx.AsyncClient, prompt: str, fails: bool
+    running: tuple[SandboxService, str], http: Transport, prompt: str, fails: bool
 ) -> None:
     url = running[1]
     provider = provider_for(http, url, running[0])
@@ -447,12 +445,12 @@ async def test_sandbox_fail_cue_finishes_failed_with_its_message(
     status = await provider.status(job_id)
     if fails:
         assert (status.state, status.error, status.images) == ("failed", FAIL_MESSAGE, [])
-        assert (await http.get(f"{url}/sandbox/v1/files/{job_id}/0.png")).status_code == 404
+        assert (await http.get(f"{url}/sandbox/v1/files/{job_id}/0.png")).status == 404
     else:
         assert status.state == "completed" and status.error is None and len(status.images) == 1
 
 
-async def test_provider_describes_itself_as_a_free_placeholder(http: httpx.AsyncClient) -> None:
+async def test_provider_describes_itself_as_a_free_placeholder(http: Transport) -> None:
     settings = Settings(_env_file=None, HIDREAM_PROVIDER="sandbox")
     provider = SandboxProvider(settings, http, base_url="http://127.0.0.1:9/sandbox/")
     text = "\n".join(provider.describe())

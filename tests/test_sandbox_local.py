@@ -21,11 +21,11 @@ from bot.jobs.media import to_data_uri
 from bot.model.config import Settings
 from bot.model.errors import ConfigError, ProviderRejected
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, parse_command
+from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import SubmitSpec
 from bot.providers.plugin import ProviderContext
 from bot.providers.sandbox.provider import SandboxProvider, SandboxSettings, plugin
 from bot.providers.sandbox.service import DAY, SandboxService
-from bot.providers.transport import provider_client
 from tests.fakes.loopback import serve
 from tests.fakes.surface import RecordingSurface
 from tests.support.harness import BotHarness, sandbox_of, settings_for_test
@@ -256,7 +256,7 @@ async def test_old_jobs_leave_memory_and_disk_on_the_periodic_sweep(tmp_path: Pa
         provider = provider_for(http, url, service)
         old = await submit(provider, "an old one", [data_uri(stripes((300, 200), vertical=True))])
         status = await provider.status(old)
-        assert (await http.get(status.images[0].url)).status_code == 200  # renders and caches a file
+        assert (await http.get(status.images[0].url)).status == 200  # renders and caches a file
         assert len(files_of(service, old)) == 3  # record, reference, rendered image
         now[0] = T0 + 20 * DAY
         recent = await submit(provider, "a recent one")
@@ -330,7 +330,7 @@ async def test_memory_holds_only_the_most_recent_jobs_and_reads_the_rest_back(tm
         assert [job.prompt for job in service.received()] == ["job 3", "job 4", "job 5"]
         first = await provider.status(ids[0])
         assert first.state == "completed" and len(first.images) == 1
-        assert (await http.get(first.images[0].url)).status_code == 200
+        assert (await http.get(first.images[0].url)).status == 200
         assert service.held == 3
         assert [job.prompt for job in service.received()] == ["job 4", "job 5", "job 0"]
 

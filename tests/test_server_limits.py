@@ -315,8 +315,8 @@ async def test_an_oversized_signed_slack_request_is_413_and_bolt_never_sees_it(
             for i in range(0, len(body), 65536):
                 yield body[i : i + 65536]
 
-        declared = await run.bot.http.post(events_url, content=body, headers=headers)
-        streamed = await run.bot.http.post(events_url, content=chunks(), headers=headers)
+        declared = await run.web.post(events_url, content=body, headers=headers)
+        streamed = await run.web.post(events_url, content=chunks(), headers=headers)
         status, _, _ = await raw_post(
             run.bot.server_url, "/slack/events", size=BIG, chunked=True, headers=headers
         )
@@ -327,7 +327,7 @@ async def test_an_oversized_signed_slack_request_is_413_and_bolt_never_sees_it(
         # The same command at its normal size is dispatched and runs.
         small = urllib.parse.urlencode(fake.slash("a red fox")).encode()
         ts = str(int(time.time()))
-        ok = await run.bot.http.post(
+        ok = await run.web.post(
             events_url,
             content=small,
             headers={

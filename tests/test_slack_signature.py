@@ -58,9 +58,7 @@ async def test_stale_published_example_is_refused_by_the_server(tmp_path: Path, 
             "X-Slack-Request-Timestamp": EXAMPLE_TIMESTAMP,
             "X-Slack-Signature": EXAMPLE_SIGNATURE,
         }
-        resp = await run.bot.http.post(
-            f"{run.bot.server_url}/slack/events", content=EXAMPLE_BODY, headers=headers
-        )
+        resp = await run.web.post(f"{run.bot.server_url}/slack/events", content=EXAMPLE_BODY, headers=headers)
         # Correctly signed, but from 2018: a replay.
         assert resp.status_code == 401
 
@@ -75,11 +73,11 @@ async def test_bad_or_missing_signature_is_refused_and_nothing_runs(tmp_path: Pa
         stale_ts = str(int(time.time()) - 600)
         stale = await sender.post(form, FORM, timestamp=stale_ts)
         assert stale.status_code == 401
-        unsigned = await run.bot.http.post(sender.events_url, content=form, headers={"Content-Type": FORM})
+        unsigned = await run.web.post(sender.events_url, content=form, headers={"Content-Type": FORM})
         assert unsigned.status_code == 401
         tampered_body = form.replace(b"a+red+fox", b"a+blue+fox")
         ts = str(int(time.time()))
-        tampered = await run.bot.http.post(
+        tampered = await run.web.post(
             sender.events_url,
             content=tampered_body,
             headers={
@@ -99,6 +97,6 @@ async def test_bad_or_missing_signature_is_refused_and_nothing_runs(tmp_path: Pa
 
 async def test_socket_mode_serves_no_http_route(tmp_path: Path, fake: FakeSlack) -> None:
     async with running(tmp_path, fake, "socket") as run:
-        resp = await run.bot.http.post(f"{run.bot.server_url}/slack/events", content=b"{}")
+        resp = await run.web.post(f"{run.bot.server_url}/slack/events", content=b"{}")
         assert resp.status_code in (404, 405)
         assert fake.called("apps.connections.open")

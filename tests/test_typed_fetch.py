@@ -243,6 +243,6 @@ async def test_a_trickling_typed_link_is_cut_at_the_cap_while_a_provider_job_com
 async def test_the_bot_fetches_typed_links_with_a_client_of_their_own(tmp_path: Path) -> None:
     async with BotHarness(tmp_path) as bot:
         typed = bot.engine.typed_http
-        assert typed is not bot.http and not typed.is_closed
+        assert typed is not bot.http and not typed.is_closed  # type: ignore[comparison-overlap]
         assert bot.engine.typed_fetch_seconds == 30.0
     assert typed.is_closed  # entered in the bot's exit stack

@@ -17,7 +17,14 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from bot.jobs.fair import FairShare
-from bot.jobs.media import TYPED_FETCH_SECONDS, TYPED_PER_OWNER, Resolver, fetch_image, system_resolver
+from bot.jobs.media import (
+    TYPED_FETCH_SECONDS,
+    TYPED_PER_OWNER,
+    Resolver,
+    fetch_image,
+    system_resolver,
+    typed_client,
+)
 from bot.jobs.metrics import Metrics
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
@@ -28,6 +35,7 @@ from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState, OutputImage, tenant_of
 from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.providers.base import Provider
+from bot.transport import Transport
 from bot.usecases.preferences import Preferences, parse_policy
 from bot.usecases.subjects import SubjectBook
 from bot.usecases.versions import Versions
@@ -57,7 +65,7 @@ class Engine:
         settings: Settings,
         store: Store,
         providers: dict[str, Provider],
-        http: httpx.AsyncClient,
+        http: Transport,
         *,
         router: Router,
         worker: Worker,
@@ -72,7 +80,7 @@ class Engine:
         self.http = http
         # URLs people typed are fetched apart from provider and platform traffic (bot.app gives this
         # engine a client of their own), and each must arrive within `typed_fetch_seconds`.
-        self.typed_http = typed_http or http
+        self.typed_http = typed_http if typed_http is not None else typed_client()
         self.typed_fetch_seconds = typed_fetch_seconds
         self.typed_share = FairShare(TYPED_PER_OWNER)  # per person and per tenant, within that client's pool
         self.clock = clock

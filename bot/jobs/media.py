@@ -23,6 +23,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from bot.model.errors import MediaError
+from bot.transport import TooLarge, Transport, TransportError
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -223,7 +224,7 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 async def fetch_image(
-    client: httpx.AsyncClient,
+    client: Transport | httpx.AsyncClient,
     url: str,
     *,
     typed: bool,
@@ -238,14 +239,21 @@ async def fetch_image(
     inside the network gets nowhere. `total_seconds`: the most the whole download may take, redirects
     and a body that trickles in included (httpx's timeouts apply to each read, not to the sum).
     `decode=False`: type and size from the header, for the provider's results (a full decode of each
-    2 MB result was the largest cost of a burst); what people send is always decoded whole."""
+    2 MB result was the largest cost of a burst); what people send is always decoded whole.
+    `client`: the providers' `Transport` for their results and platform attachments (redirects
+    followed), `typed_client` for typed URLs, whose checks need its pinned connections."""
     if url.startswith("data:"):
         return await check_image(decode_data_uri(url), max_bytes=max_bytes, name="The image", decode=decode)
     try:
         async with asyncio.timeout(total_seconds):
-            data, url = await _download(
-                client, url, typed=typed, max_bytes=max_bytes, headers=headers, resolver=resolver
-            )
+            if isinstance(client, httpx.AsyncClient):
+                data, url = await _download(
+                    client, url, typed=typed, max_bytes=max_bytes, headers=headers, resolver=resolver
+                )
+            elif typed:
+                raise TypeError("a typed URL is fetched with typed_client, which pins checked addresses")
+            else:
+                data = await _stream(client, url, max_bytes=max_bytes, headers=headers)
     except TimeoutError:
         raise MediaError(
             f"The image at {_show(url)} took longer than {total_seconds:g} seconds to download; "
@@ -291,6 +299,28 @@ async def _read_body(response: httpx.Response, max_bytes: int, url: str) -> byte
             f"The image at {_show(url)} is {_mb(int(declared))}; the largest accepted is {_mb(max_bytes)}."
         )
     return await _read_capped(response, max_bytes, url)
+
+
+async def _stream(client: Transport, url: str, *, max_bytes: int, headers: Mapping[str, str] | None) -> bytes:
+    """The body at `url` over the providers' transport, redirects followed, capped as it arrives."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MediaError(f"{_show(url)} is not an http(s) link to an image.")
+    try:
+        async with client.stream(
+            url, max_bytes=max_bytes, headers=headers, follow_redirects=True
+        ) as response:
+            if response.status != 200:
+                raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status}).")
+            return await response.read()
+    except TooLarge as exc:
+        if exc.size is not None:
+            raise MediaError(
+                f"The image at {_show(url)} is {_mb(exc.size)}; the largest accepted is {_mb(max_bytes)}."
+            ) from None
+        raise MediaError(f"The image at {_show(url)} is larger than {_mb(max_bytes)}.") from None
+    except TransportError as exc:
+        raise MediaError(f"Could not download the image at {_show(url)}.", detail=type(exc).__name__) from exc
 
 
 def typed_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:

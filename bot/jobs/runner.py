@@ -37,8 +37,6 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
-import httpx
-
 from bot.jobs.delivery import Delivery
 from bot.jobs.leases import Leases
 from bot.jobs.media import LinkSigner, ResultGate
@@ -51,6 +49,7 @@ from bot.model.config import Settings
 from bot.model.errors import CallbackRejected
 from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
+from bot.transport import Transport
 from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.rows import Lease
@@ -73,7 +72,7 @@ class JobRunner:
         settings: Settings,
         store: Store,
         providers: Mapping[str, Provider],
-        http: httpx.AsyncClient,
+        http: Transport,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,

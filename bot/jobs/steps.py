@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 from bot.jobs.media import LinkSigner, ResultGate, ResultSlot, fetch_image, to_data_uri
 from bot.jobs.metrics import Metrics
 from bot.jobs.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
@@ -36,6 +34,7 @@ from bot.model.errors import (
 )
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
+from bot.transport import Transport
 from storage.base import NewMedia, Store
 from storage.failover import move_job
 
@@ -98,7 +97,7 @@ class ProviderSteps:
         self,
         settings: Settings,
         store: Store,
-        http: httpx.AsyncClient,
+        http: Transport,
         *,
         router: Router,
         metrics: Metrics,

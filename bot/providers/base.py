@@ -27,8 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, Literal, TypeVar
-
-import httpx
+from urllib.parse import urlencode
 
 from bot.model.config import PluginSettings, Settings
 from bot.model.errors import (
@@ -41,6 +40,7 @@ from bot.model.errors import (
 )
 from bot.model.requests import ImageRequest, Tier
 from bot.providers.responses import check_status, read_json, retry_after
+from bot.transport import NOTHING_SENT, Answer, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class RetryPolicy:
 
 
 class HttpProvider(Provider, ABC, Generic[OptionsT]):
-    """A provider spoken to over HTTP with an injected, pooled httpx.AsyncClient.
+    """A provider spoken to over HTTP through an injected, pooled `Transport` (the seam).
 
     `settings` are the core's (public URL, safety checker); `options` the provider's own, of its
     `settings_class`, read from the same sources when not given. `sleep` and `clock` are injected so
@@ -216,7 +216,7 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
     def __init__(
         self,
         settings: Settings,
-        client: httpx.AsyncClient,
+        client: Transport,
         *,
         options: OptionsT | None = None,
         retry: RetryPolicy | None = None,
@@ -255,7 +255,7 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
         """
         attempt = 0
         while True:
-            response: httpx.Response | None = None
+            response: Answer | None = None
             try:
                 response = await self.send(
                     method, url, idempotent=idempotent, json=json, headers=headers, params=params
@@ -279,15 +279,22 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """One HTTP exchange, whatever its status; a transport failure becomes one of our errors."""
+        sent = dict(headers or {})
+        body = None
+        if json is not None:
+            body = encode_json(json)
+            sent.setdefault("Content-Type", "application/json")
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
         try:
-            return await self.client.request(method, url, json=json, headers=headers, params=params)
+            return await self.client.do_request(method, url, headers=sent, body=body)
         except _NOTHING_SENT as exc:
             raise ProviderUnreachable(
                 f"Could not reach {self.name}; please try again in a minute.", detail=type(exc).__name__
             ) from exc
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             if idempotent:
                 raise ProviderUnreachable(
                     f"Lost the connection to {self.name}.", detail=type(exc).__name__
@@ -364,8 +371,13 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
             raise CallbackRejected(f"{who} callback names another job", status=400)
 
 
+def encode_json(value: Any) -> bytes:
+    """A request's JSON body: compact UTF-8, no NaN (which no provider's parser takes)."""
+    return json_module.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 # Nothing reached the provider, so a non-idempotent request is as safe to send again as any.
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOTHING_SENT = NOTHING_SENT
 # What `call` sends again: ProviderUnreachable, which `send` raises only when the provider cannot have
 # acted on the request or acting twice does no harm (an idempotent call), and ProviderBusy from
 # `check_status` (429/5xx: the provider did not take the work). A lost answer to a non-idempotent

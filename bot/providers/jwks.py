@@ -12,11 +12,11 @@ import binascii
 import logging
 from collections.abc import Callable
 
-import httpx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bot.model.errors import CallbackRejected
+from bot.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,7 @@ class JwksCache:
     that doubles each time (up to JWKS_BACKOFF_MAX_S), so a failing endpoint is not asked again on
     every callback. Meanwhile the keys already held keep verifying."""
 
-    def __init__(
-        self, client: httpx.AsyncClient, url: str, clock: Callable[[], float], *, owner: str
-    ) -> None:
+    def __init__(self, client: Transport, url: str, clock: Callable[[], float], *, owner: str) -> None:
         self._client = client
         self._url = url
         self._clock = clock
@@ -84,9 +82,10 @@ class JwksCache:
                 return  # fetched (or failed) too recently; another callback may have just done it
             try:
                 response = await self._client.get(self._url)
-                response.raise_for_status()
+                if not 200 <= response.status < 300:
+                    raise ValueError(f"HTTP {response.status}")
                 keys = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
+            except (TransportError, ValueError) as exc:
                 self._failures += 1
                 backoff = min(JWKS_BACKOFF_MAX_S, JWKS_REFETCH_MIN_S * 2 ** (self._failures - 1))
                 self._next_fetch_at = now + backoff

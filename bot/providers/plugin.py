@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-import httpx
 from aiohttp import web
 from pydantic import SecretStr, field_validator
 
 from bot.model.config import PluginSettings, Settings, env_names, http_url
 from bot.providers.base import HttpProvider, Provider
+from bot.transport import Transport
 
 S = TypeVar("S", bound=PluginSettings)
 
@@ -23,7 +23,7 @@ class ProviderContext:
     """What a provider plugin is given to build its provider."""
 
     settings: Settings
-    http: httpx.AsyncClient
+    http: Transport
     # The bot's own server, e.g. http://127.0.0.1:8080 (a provider that runs inside it lives there).
     server_url: str
     # A folder beside the database where a provider may keep files of its own.

@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
 from bot.model.errors import (
     ProviderBusy,
     ProviderError,
@@ -17,13 +15,14 @@ from bot.model.errors import (
     ProviderRejected,
     UnreadableAnswer,
 )
+from bot.transport import Answer
 
 log = logging.getLogger(__name__)
 
 
-def check_status(provider: str, response: httpx.Response, key_name: str) -> None:
+def check_status(provider: str, response: Answer, key_name: str) -> None:
     """Raise our error for an HTTP error status: busy for 429/5xx, `map_status` for other 4xx."""
-    code = response.status_code
+    code = response.status
     if code == 429 or code >= 500:
         raise ProviderBusy(
             f"{provider} is busy or failing right now (HTTP {code}); please try again later.",
@@ -33,7 +32,7 @@ def check_status(provider: str, response: httpx.Response, key_name: str) -> None
         raise map_status(provider, response, key_name)
 
 
-def read_json(provider: str, response: httpx.Response) -> Any:
+def read_json(provider: str, response: Answer) -> Any:
     """A successful answer's JSON body."""
     try:
         return response.json()
@@ -43,9 +42,9 @@ def read_json(provider: str, response: httpx.Response) -> Any:
         ) from exc
 
 
-def map_status(provider: str, response: httpx.Response, key_name: str) -> ProviderError:
+def map_status(provider: str, response: Answer, key_name: str) -> ProviderError:
     """A 4xx answer as one of our errors, with the provider's own reason where it gave one."""
-    code = response.status_code
+    code = response.status
     if code in (401, 403):
         log.error("%s answered HTTP %s: check the setting %s", provider, code, key_name)
         return ProviderMisconfigured(
@@ -61,7 +60,7 @@ def map_status(provider: str, response: httpx.Response, key_name: str) -> Provid
     )
 
 
-def provider_reason(response: httpx.Response) -> str:
+def provider_reason(response: Answer) -> str:
     """The human-readable reason in an error body, if any (bounded, single line)."""
     try:
         body = response.json()
@@ -83,7 +82,7 @@ def provider_reason(response: httpx.Response) -> str:
     return " ".join(text.split())[:300]
 
 
-def retry_after(response: httpx.Response | None) -> float | None:
+def retry_after(response: Answer | None) -> float | None:
     """Retry-After in seconds; its HTTP-date form (or no header) leaves the delay to the policy."""
     raw = response.headers.get("retry-after") if response is not None else None
     try:
@@ -92,5 +91,5 @@ def retry_after(response: httpx.Response | None) -> float | None:
         return None
 
 
-def _snippet(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code}: {response.text[:200]}"
+def _snippet(response: Answer) -> str:
+    return f"HTTP {response.status}: {response.text[:200]}"

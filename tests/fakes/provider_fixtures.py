@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from bot.providers.transport import provider_client
+from bot.providers.aiohttp_transport import provider_client
+from bot.transport import Transport
 from tests.fakes.queue_common import Receiver
 
 
@@ -18,6 +18,6 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[Transport]:
     async with provider_client(timeout=30) as c:
         yield c

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import httpx
 from aiohttp import web
 from PIL import Image, ImageDraw
 
 from bot.providers.base import Provider, ProviderStatus
+from bot.transport import Transport
 from tests.fakes.loopback import serve
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -288,11 +288,11 @@ async def poll(provider: Provider, job_id: str, limit: int = 10) -> tuple[list[s
     raise AssertionError(f"no final state after {limit} reads: {states}")
 
 
-async def download(client: httpx.AsyncClient, status: ProviderStatus) -> list[tuple[str, int, int]]:
+async def download(client: Transport, status: ProviderStatus) -> list[tuple[str, int, int]]:
     """Fetch every result image; (format, width, height) of each."""
     infos = []
     for image in status.images:
         response = await client.get(image.url)
-        assert response.status_code == 200, image.url
-        infos.append(image_info(response.content))
+        assert response.status == 200, image.url
+        infos.append(image_info(response.body))
     return infos

@@ -5,19 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
-
 from bot.model.config import Settings
 from bot.model.requests import ImageRequest
 from bot.providers.base import RetryPolicy, SubmitSpec
 from bot.providers.fal import FalProvider
+from bot.transport import Transport
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver, Sleeps
 
 
 def make_provider(
     fake: FalFake,
-    client: httpx.AsyncClient,
+    client: Transport,
     *,
     key: str | None = None,
     clock: Callable[[], float] = time.time,

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiohttp import web
 from PIL import Image, ImageDraw
 
@@ -20,18 +19,13 @@ from bot.model.config import Settings
 from bot.providers.base import RetryPolicy
 from bot.providers.sandbox.jobs import OwnServer
 from bot.providers.sandbox.provider import SandboxProvider, SandboxService
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
+from bot.transport import Transport
 
 
 @contextlib.asynccontextmanager
 async def sandbox(
     state_dir: Path,
-    client: httpx.AsyncClient,
+    client: Transport,
     *,
     routes: Callable[[web.Application], None] | None = None,
     port: int = 0,
@@ -60,7 +54,7 @@ async def sandbox(
         sock.close()
 
 
-def provider_for(client: httpx.AsyncClient, url: str, service: SandboxService) -> SandboxProvider:
+def provider_for(client: Transport, url: str, service: SandboxService) -> SandboxProvider:
     settings = Settings(_env_file=None, HIDREAM_PROVIDER="sandbox")
     return SandboxProvider(
         settings, client, base_url=f"{url}/sandbox", token=service.token, retry=RetryPolicy(base_delay=0)
@@ -102,6 +96,12 @@ def stripes(size: tuple[int, int], *, vertical: bool) -> Image.Image:
         draw.rectangle(box, fill=(15, 15, 15))
     draw.ellipse((size[0] // 3, size[1] // 3, size[0] // 2, size[1] // 2), fill=(220, 30, 30))
     return img
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def data_uri(img: Image.Image) -> str:

@@ -42,6 +42,8 @@ class Running:
     adapter: SlackAdapter
     send: HttpSender | SocketSender
     fake: FakeSlack
+    # A plain HTTP client for requests to the bot's own server (bot.http is the providers' transport).
+    web: httpx.AsyncClient
 
     async def job_count(self) -> int:
         async with sqlite_of(self.bot.store).transaction() as db:
@@ -83,12 +85,13 @@ async def running(tmp_path: Path, fake: FakeSlack, mode: str, **env: Any) -> Asy
 
     async with AsyncExitStack() as stack:
         bot = await start_bot(settings, stack, [factory])
+        web = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         sender: HttpSender | SocketSender
         if mode == "http":
-            sender = HttpSender(fake, f"{bot.server_url}/slack/events", bot.http)
+            sender = HttpSender(fake, f"{bot.server_url}/slack/events", web)
         else:
             sender = SocketSender(fake)
-        yield Running(bot, made[0], sender, fake)
+        yield Running(bot, made[0], sender, fake, web)
 
 
 def png(color: str = "red", size: tuple[int, int] = (64, 48)) -> bytes:

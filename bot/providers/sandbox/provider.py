@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from aiohttp import web
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -40,6 +39,7 @@ from bot.providers.base import (
 from bot.providers.plugin import ProviderContext, ProviderPlugin
 from bot.providers.sandbox.jobs import OwnServer, SandboxJob
 from bot.providers.sandbox.service import DAY, SandboxService
+from bot.transport import Transport
 
 # --- the client -------------------------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
     def __init__(
         self,
         settings: Settings,
-        client: httpx.AsyncClient,
+        client: Transport,
         *,
         base_url: str,
         options: SandboxSettings | None = None,

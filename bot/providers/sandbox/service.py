@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiohttp import web
 from PIL import Image
 
 from bot.model.requests import MAX_REFERENCES
-from bot.providers.base import Sleep
+from bot.providers.base import Sleep, encode_json
 from bot.providers.sandbox import art as sandbox_art
 from bot.providers.sandbox.jobs import (
     FAIL_MESSAGE,
@@ -35,6 +34,7 @@ from bot.providers.sandbox.jobs import (
     decode_data_uri,
     parse_body,
 )
+from bot.transport import TooLarge, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class SandboxService:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: Transport,
         state_dir: Path,
         *,
         own: OwnServer,
@@ -237,16 +237,13 @@ class SandboxService:
 
     async def _fetch(self, name: str, url: str) -> bytes:
         try:
-            async with self.client.stream("GET", url, follow_redirects=False) as response:
-                if response.status_code != 200:
-                    raise Invalid(f"{name}: fetching it answered HTTP {response.status_code}")
-                data = bytearray()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > self.max_image_bytes:
-                        raise Invalid(f"{name}: larger than {self.max_image_bytes} bytes")
-                return bytes(data)
-        except httpx.HTTPError as exc:
+            async with self.client.stream(url, max_bytes=self.max_image_bytes) as response:
+                if response.status != 200:
+                    raise Invalid(f"{name}: fetching it answered HTTP {response.status}")
+                return await response.read()
+        except TooLarge:
+            raise Invalid(f"{name}: larger than {self.max_image_bytes} bytes") from None
+        except TransportError as exc:
             raise Invalid(f"{name}: could not be fetched ({type(exc).__name__})") from exc
 
     def _job(self, job_id: str) -> SandboxJob | None:
@@ -297,13 +294,15 @@ class SandboxService:
         body = {key: view[key] for key in ("id", "status", "images")}
         for attempt in range(self._callback_attempts):
             try:
-                response = await self.client.post(url, json=body)
-            except httpx.TransportError as exc:
+                response = await self.client.do_request(
+                    "POST", url, headers={"Content-Type": "application/json"}, body=encode_json(body)
+                )
+            except TransportError as exc:
                 log.info("sandbox: callback for %s failed (%s)", job.id, type(exc).__name__)
             else:
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        log.warning("sandbox: callback for %s answered HTTP %s", job.id, response.status_code)
+                if response.status < 500:
+                    if response.status >= 400:
+                        log.warning("sandbox: callback for %s answered HTTP %s", job.id, response.status)
                     break
             if attempt + 1 < self._callback_attempts:
                 await self._sleep(self._callback_backoff * 2**attempt)
