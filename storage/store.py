@@ -85,6 +85,11 @@ class SqlStore(MediaAndPosts):
         """This replica's name when it is given none."""
         raise NotImplementedError
 
+    async def write(self, sql: str, *args: Any) -> int:
+        """One write in its own transaction; how many rows it changed."""
+        async with self.database.transaction() as db:
+            return await db.execute(sql, *args)
+
     async def schema_version(self) -> int:
         return int(await fetchval(self.database, "SELECT version FROM schema_version") or 0)
 
