@@ -17,7 +17,7 @@ import asyncpg
 from bot.model.errors import ConfigError
 from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
-from storage.image_bytes import RowBytes
+from storage.media import RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
 from storage.quota import QuotaRules
 from storage.retention import NoSpaceToGive

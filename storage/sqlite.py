@@ -16,7 +16,6 @@ from typing import Any
 
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
-from storage.image_bytes import FileBytes
 from storage.media import MediaFiles, move_out_of_rows
 from storage.migrations import migrate
 from storage.posts import StoredMedia
@@ -55,7 +54,7 @@ class SqliteStore(SqlStore):
         self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None
         self.files = MediaFiles(Path(self.path + ".media"))
-        self.media_bytes = FileBytes(self.files)
+        self.media_bytes = self.files
         self.space = SqliteSpace(self)
         # One process works the jobs of a SQLite database: its wake-ups stay within it.
         self._wakeups = LocalWakeups()

@@ -10,7 +10,7 @@ PostgreSQL. Every count a charge checks (the user's day in that tenant, the tena
 month) is within one tenant, so serialising charges per tenant is exactly enough, across processes.
 
 What differs beyond the SQL text is a strategy the backend (storage/sqlite.py, storage/postgres.py)
-gives the store: where image bytes live (storage/image_bytes.py), how replicas wake each other
+gives the store: where image bytes live (storage/media.py), how replicas wake each other
 (storage/wakeups.py) and how space is given back (`Space`, which retention's sweeps call).
 """
 
@@ -24,7 +24,7 @@ from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, J
 from storage import quota
 from storage.connections import Database, Queries, fetchval
 from storage.dialects import TENANT_LOCK
-from storage.image_bytes import ImageBytes
+from storage.media import ImageBytes
 from storage.posts import MediaAndPosts
 from storage.quota import By, Charge, QuotaRules, QuotaStatus, Scope, utc_day
 from storage.rows import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
