@@ -32,6 +32,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.jobs.engine import Engine
 from bot.jobs.media import check_image, to_data_uri
+from bot.jobs.quota_policy import usage_text
 from bot.jobs.runner import JobRunner
 from bot.model.config import PluginSettings
 from bot.model.errors import BadInput, UserFacingError
@@ -197,7 +198,7 @@ class ConsoleChat:
                 await self._thread_command(command[1:], rest.strip() or "last")
             elif command == "/quota":
                 status = await self.engine.quota(self.name, self.user_id, "local")
-                self._say(status.text())
+                self._say(usage_text(status))
             elif command == "/policy":
                 self._say(await self.engine.admin_policy(self.name, "local", rest))
             elif command == "/help":

@@ -13,6 +13,7 @@ import re
 import sys
 
 from bot.app import open_store
+from bot.jobs.quota_policy import check_budget, check_images
 from bot.model.config import Settings
 from bot.model.errors import BadInput
 from storage.base import Store
@@ -88,6 +89,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _act(store: Store, args: argparse.Namespace) -> None:
     amount = None if getattr(args, "clear", False) else getattr(args, "amount", None)
     said = "cleared" if amount is None else f"set to {amount}"
+    (check_budget if args.action == "budget" else check_images)(amount)
+    check_images(getattr(args, "images", None))
     if args.action == "show":
         await _show(store, args.user, args.tenant)
     elif args.action == "set" and args.user:

@@ -15,6 +15,7 @@ from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
+from bot.jobs.quota_policy import usage_text
 from bot.model.errors import BadInput
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 
@@ -183,7 +184,7 @@ class InteractionHandlers(PreferenceCommands):
         status = await self.engine.quota(
             translate.SURFACE, str(interaction.user.id), str(interaction.guild_id or "")
         )
-        await interaction.edit_original_response(content=status.text())
+        await interaction.edit_original_response(content=usage_text(status))
 
     @guarded(refuse)
     async def admin(
@@ -216,4 +217,4 @@ class InteractionHandlers(PreferenceCommands):
             await self.engine.admin_reset(surface, guild, member)
             return f"<@{member}>'s usage for today is reset."
         status = await self.engine.quota(surface, member, guild)
-        return f"<@{member}>: " + status.text().replace("You have", "has", 1)
+        return f"<@{member}>: " + usage_text(status).replace("You have", "has", 1)

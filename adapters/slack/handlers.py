@@ -20,6 +20,7 @@ from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
+from bot.jobs.quota_policy import usage_text
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
@@ -200,7 +201,7 @@ class Handlers:
             return
         status = await self.engine.quota(t.SURFACE, subject, inv.team)
         prefix = "" if subject == inv.user else f"<@{subject}>: "
-        await respond(prefix + status.text())
+        await respond(prefix + usage_text(status))
 
     async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
         if not await self._is_admin(inv.user):
