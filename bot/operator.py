@@ -16,8 +16,8 @@ from bot.app import open_store
 from bot.jobs.quota_policy import check_budget, check_images
 from bot.model.config import Settings
 from bot.model.errors import BadInput
-from storage.base import Store
 from storage.quota import EVERY_TENANT, QuotaStatus
+from storage.store import Store
 
 _ID = re.compile(r"[a-z][a-z0-9_-]*:\S+")
 WHO = "a user as SURFACE:ID: the surface's name and the platform's user id, e.g. console:local"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.model.jobs import Job
-from storage.base import Store
+from storage.store import Store
 
 # The first post a job made in a thread; the marks a delivery leaves in `posts` have no thread.
 _RECENT = (

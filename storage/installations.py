@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.base import Store
+from storage.store import Store
 
 _COLUMNS = (
     "enterprise_id, team_id, app_id, bot_id, bot_user_id, bot_token, bot_scopes, bot_refresh_token, "

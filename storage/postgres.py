@@ -21,11 +21,11 @@ from storage.media import RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
 from storage.quota import QuotaRules
 from storage.retention import NoSpaceToGive
-from storage.store import SqlStore
+from storage.store import Store
 from storage.wakeups import PostgresWakeups, Wakeups
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(Store):
     def __init__(
         self,
         url: str,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from storage.base import Store
+from storage.store import Store
 
 _UPSERT_DEFAULTS = (
     "INSERT INTO user_defaults (tenant, user_key, flags, updated_at) VALUES (?, ?, ?, ?) "

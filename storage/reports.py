@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.model.jobs import SPENT, UNFINISHED, JobState, LedgerState
-from storage.base import Store
 from storage.dialects import marks
 from storage.quota import utc_day
 from storage.replicas import SEEN_FOR
+from storage.store import Store
 
 DAY = 86400.0
 # A month's spend counts what a budget counts (storage/quota.py): reserved, made, or reset.

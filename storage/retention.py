@@ -12,7 +12,7 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 from __future__ import annotations
 
 from bot.model.jobs import TERMINAL, UNFINISHED
-from storage.base import Store
+from storage.store import Store
 
 
 def sweeps_for(store: Store) -> Sweeps:

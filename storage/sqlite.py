@@ -18,10 +18,9 @@ from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
 from storage.media import MediaFiles, move_out_of_rows
 from storage.migrations import migrate
-from storage.posts import StoredMedia
 from storage.quota import QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
-from storage.store import SqlStore
+from storage.store import Store
 from storage.wakeups import LocalWakeups, Wakeups
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ def owner_only() -> Iterator[None]:
         os.umask(previous)
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(Store):
     def __init__(
         self,
         path: Path | str,
@@ -215,8 +214,3 @@ async def _pages(db: Connection) -> tuple[int, int]:
     async with db.execute("PRAGMA freelist_count") as cur:
         free = await cur.fetchone()
     return int(total[0]) if total else 0, int(free[0]) if free else 0
-
-
-# The name the core imported before storage/base.py's protocol took it; kept so those imports work.
-Store = SqliteStore
-__all__ = ["SqliteStore", "Store", "StoredMedia", "owner_only"]

@@ -45,7 +45,7 @@ class Space(Protocol):
         ...
 
 
-class SqlStore(MediaAndPosts):
+class Store(MediaAndPosts):
     """The store's queries; a backend (storage/sqlite.py, storage/postgres.py) opens its database and
     gives it its strategies."""
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.base import Store
+from storage.store import Store
 
 _COLUMNS = "tenant, name, name_key, creator, media, created_at"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.model.jobs import Job, JobState
-from storage.base import Store
+from storage.store import Store
 
 # Two replicas delivering into one thread at once may pick the same next number; the loser retries.
 _NUMBERING_ATTEMPTS = 5

@@ -27,7 +27,7 @@ from bot.providers.base import Provider
 from bot.providers.pixazo import PixazoProvider
 from bot.providers.sandbox.provider import SandboxProvider
 from bot.providers.transport import provider_client
-from storage.base import Store
+from storage.store import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore, raw_job
 

@@ -7,7 +7,7 @@ import pytest
 
 from bot.model.errors import QuotaExceeded
 from bot.model.jobs import JobState
-from storage.base import NewMedia
+from storage.posts import NewMedia
 from storage.quota import Charge
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore

@@ -212,7 +212,7 @@ def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_rais
     import asyncio
 
     from storage.migrations import MIGRATIONS
-    from storage.sqlite import Store
+    from storage.sqlite import SqliteStore as Store
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:

@@ -31,12 +31,12 @@ from bot.providers.base import Provider
 from bot.usecases.preferences import Preferences, parse_policy
 from bot.usecases.subjects import SubjectBook
 from bot.usecases.versions import Versions
-from storage.base import Store
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for
 from storage.retention import sweeps_for
 from storage.rows import Lease
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from prometheus_client.registry import Collector
 
 from bot.model.errors import ProviderError, QuotaExceeded
 from bot.model.jobs import SPENT, UNFINISHED, Job, JobState
-from storage.base import Store
 from storage.quota import utc_day
+from storage.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds from admission to delivery: the sandbox's instant jobs up to the default 15-minute deadline.

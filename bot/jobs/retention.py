@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from storage.base import Store
 from storage.retention import sweeps_for
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

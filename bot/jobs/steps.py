@@ -36,7 +36,8 @@ from bot.model.errors import (
 )
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
-from storage.base import NewMedia, Store
+from storage.posts import NewMedia
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

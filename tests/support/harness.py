@@ -17,8 +17,8 @@ import pytest
 from bot.app import Bot, SurfaceFactory, start_bot
 from bot.model.config import Settings
 from bot.providers.sandbox.provider import SandboxProvider, SandboxService
-from storage.base import Store
 from storage.sqlite import SqliteStore
+from storage.store import Store
 
 SETTINGS_ENV = (
     "DISCORD_TOKEN DISCORD_API_BASE_URL DISCORD_GATEWAY_URL DISCORD_GUILD_IDS DISCORD_NSFW_POLICY DISCORD_SHARD_COUNT "
