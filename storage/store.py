@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Collection
 from typing import Any, Literal, Protocol, Self
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
@@ -27,7 +28,7 @@ from storage.dialects import TENANT_LOCK
 from storage.media import ImageBytes
 from storage.posts import MediaAndPosts
 from storage.quota import By, Charge, QuotaRules, QuotaStatus, Scope, utc_day
-from storage.rows import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
+from storage.rows import LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
 from storage.wakeups import Wakeups
 
 _JSON_FIELDS = ("result_media", "callback_status")
@@ -184,8 +185,8 @@ class Store(MediaAndPosts):
                 raise refused
             values = job_values(job, dedup_key, lease, self.now())
             inserted = await db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_marks(values)}) ON CONFLICT (dedup_key) DO NOTHING",
-                *values,
+                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({_marks(values)}) ON CONFLICT (dedup_key) DO NOTHING",
+                *values.values(),
             )
             if inserted:
                 reserve = ledger_values(job, workspace_key, utc_day(job.created_at))
@@ -331,7 +332,7 @@ class Store(MediaAndPosts):
         return row_to_job(row) if row is not None else None
 
 
-def _marks(values: tuple[Any, ...]) -> str:
+def _marks(values: Collection[Any]) -> str:
     return ",".join("?" * len(values))
 
 
