@@ -38,9 +38,6 @@ class NewMedia:
     nsfw: bool = False
 
 
-_MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
-
-
 class MediaAndPosts:
     if TYPE_CHECKING:  # what the store provides
         database: Database

@@ -12,15 +12,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.model.jobs import SPENT, UNFINISHED, JobState, LedgerState
+from bot.model.jobs import SPENT, UNFINISHED, JobState
 from storage.dialects import marks
-from storage.quota import utc_day
+from storage.quota import MADE, utc_day
 from storage.replicas import SEEN_FOR
 from storage.store import Store
 
 DAY = 86400.0
-# A month's spend counts what a budget counts (storage/quota.py): reserved, made, or reset.
-_MONTH = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
 # How long an admin session lasts. Ended sessions are remembered in `seen_events`, which keeps a key for
 # SEEN_FOR: a session must expire before its logout is forgotten.
 SESSION_SECONDS = 12 * 3600
@@ -159,10 +157,10 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
     budgets = dict(await store.database.read_apart("SELECT tenant, monthly_usd FROM budgets"))
     usage = await store.database.read_apart(
         "SELECT workspace_key, SUM(cost_usd), SUM(CASE WHEN day = ? THEN images ELSE 0 END) FROM ledger "
-        f"WHERE substr(day, 1, 7) = ? AND state IN {marks(_MONTH)} GROUP BY workspace_key",
+        f"WHERE substr(day, 1, 7) = ? AND state IN {marks(MADE)} GROUP BY workspace_key",
         today,
         month,
-        *_MONTH,
+        *MADE,
     )
     spent = {str(t): (float(c), int(i)) for t, c, i in usage}
     names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))

@@ -65,7 +65,6 @@ class SqliteStore(Store):
                 # Opened once in a thread first: making the file, or finding a stale lock, may wait.
                 await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
                 db = connect(self.path)
-                db.row_factory = sqlite3.Row
                 self._database = SqliteDatabase(db)
                 # Freed pages can be given back (storage/retention.py). Takes effect on a new file only;
                 # an existing one is converted once by `use_incremental_vacuum`.

@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Collection
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Protocol, Self
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
-from storage import quota
 from storage.connections import Database, Queries, fetchval
 from storage.dialects import TENANT_LOCK
 from storage.media import ImageBytes
 from storage.posts import MediaAndPosts
-from storage.quota import By, Charge, QuotaRules, QuotaStatus, Scope, utc_day
+from storage.quota import Charge, QuotaRules, Quotas, utc_day
 from storage.rows import LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
 from storage.wakeups import Wakeups
 
@@ -46,7 +45,7 @@ class Space(Protocol):
         ...
 
 
-class Store(MediaAndPosts):
+class Store(MediaAndPosts, Quotas):
     """The store's queries; a backend (storage/sqlite.py, storage/postgres.py) opens its database and
     gives it its strategies."""
 
@@ -103,64 +102,6 @@ class Store(MediaAndPosts):
                 secrets.token_bytes(32).hex(),
             )
             return bytes.fromhex(await fetchval(db, "SELECT value FROM meta WHERE key=?", name))
-
-    # --- quota (storage/quota.py: tenants, ceilings, budgets) ------------------------------------
-
-    async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
-        return await self._status(self.database, user_key, tenant)
-
-    async def _status(self, db: Queries, user_key: str, tenant: str) -> QuotaStatus:
-        facts = await quota.facts(
-            db,
-            user_key,
-            tenant,
-            self.now(),
-            default_limit=self.default_limit,
-            default_ceiling=self.default_ceiling,
-        )
-        return self.policy.status(user_key, tenant, facts)
-
-    async def check(self, charge: Charge) -> None:
-        """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
-        are fetched. `admit` checks again, atomically."""
-        refused = self.policy.refusal(await self.quota(charge.user_key, charge.tenant), charge)
-        if refused is not None:
-            raise refused
-
-    async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
-        """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
-        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
-        if scope == "ceiling" and by != "operator":
-            raise PermissionError("only operators set a tenant's ceiling")
-        async with self.database.transaction() as db:
-            await quota.set_limit(db, tenant, scope, subject, limit, by)
-
-    async def grant(self, tenant: str, user_key: str, images: int) -> None:
-        async with self.database.transaction() as db:
-            await quota.grant(db, tenant, user_key, images, self.now())
-
-    async def reset(self, tenant: str, user_key: str) -> None:
-        async with self.database.transaction() as db:
-            await quota.reset(db, tenant, user_key, self.now())
-
-    async def set_budget(self, tenant: str, monthly_usd: float | None) -> None:
-        async with self.database.transaction() as db:
-            await quota.set_budget(db, tenant, monthly_usd)
-
-    async def tenants_of(self, user_key: str) -> list[str]:
-        """The tenants a user has made images in, the most recent first."""
-        rows = await self.database.fetch(
-            "SELECT workspace_key FROM ledger WHERE user_key=? GROUP BY workspace_key ORDER BY MAX(created_at) DESC",
-            user_key,
-        )
-        return [row[0] for row in rows]
-
-    async def limits(self, tenant: str) -> list[tuple[str, str, int, str]]:
-        return await quota.limits_of(self.database, tenant)
-
-    async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
-        """All-time images and dollars committed for a user (in every tenant) or a tenant."""
-        return await quota.spend(self.database, key, "user_key" if scope == "user" else "workspace_key")
 
     # --- jobs ----------------------------------------------------------------------------------
 
