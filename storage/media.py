@@ -22,13 +22,10 @@ import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
 from storage.durable import write_synced
-from storage.migrations import MEDIA_MOVING
-from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
 
@@ -218,49 +215,6 @@ class MediaFiles:
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
                         old.append(Path(entry.path))
         return old
-
-
-class _Store(Protocol):
-    """What `move_out_of_rows` needs of the SQLite store."""
-
-    files: MediaFiles
-
-    def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
-
-    def exclusive(self) -> AbstractAsyncContextManager[Connection]: ...
-
-
-async def move_out_of_rows(store: _Store) -> int:
-    """Write the images an upgrade set aside (storage/migrations.py, MEDIA_TO_FILES) to their files, one
-    per transaction, each deleted from the database once its file is on disk; then drop their table.
-    Returns how many were moved (0 on every open after the one that finished)."""
-    async with store.exclusive() as db:
-        async with db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (MEDIA_MOVING,)
-        ) as cur:
-            if await cur.fetchone() is None:
-                return 0
-    moved = 0
-    while True:
-        async with store.transaction() as db:
-            async with db.execute(f"SELECT id, data FROM {MEDIA_MOVING} LIMIT 1") as cur:
-                row = await cur.fetchone()
-            if row is None:
-                await db.execute(f"DROP TABLE {MEDIA_MOVING}")
-                break
-            # An id of another shape (no version of the bot made one) cannot name a file: its
-            # row stays, answered as no longer held.
-            if valid_id(row[0]):
-                await store.files.write(row[0], bytes(row[1]))
-            await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
-            moved += 1
-    async with store.exclusive() as db:
-        # The images' pages are free now: give them back (a no-op until the file is incremental,
-        # which retention's first start makes it).
-        await db.executescript("PRAGMA incremental_vacuum")
-    if moved:
-        log.info("moved %d image(s) out of the database into %s", moved, store.files.folder)
-    return moved
 
 
 def _read(path: Path) -> bytes | None:

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.model.jobs import SPENT, UNFINISHED, JobState
-from storage.dialects import marks
 from storage.quota import MADE, utc_day
 from storage.replicas import SEEN_FOR
 from storage.store import Store
@@ -35,11 +34,12 @@ def last_days(now: float, days: int) -> list[str]:
 async def daily(store: Store, days: int = 30) -> dict[str, Any]:
     """Images delivered and dollars spent per UTC day and provider, for the last `days` days."""
     span = last_days(store.now(), days)
+    spent, args = store.database.dialect.among("l.state", SPENT)
     rows = await store.database.read_apart(
         "SELECT l.day, j.provider, SUM(l.images), SUM(l.cost_usd) FROM ledger l JOIN jobs j ON j.id = l.job_id "
-        f"WHERE l.day >= ? AND l.state IN {marks(SPENT)} GROUP BY l.day, j.provider",
+        f"WHERE l.day >= ? AND {spent} GROUP BY l.day, j.provider",
         span[0],
-        *SPENT,
+        *args,
     )
     providers = sorted({str(r[1]) for r in rows})
     by_day: dict[str, dict[str, dict[str, Any]]] = {day: {} for day in span}
@@ -62,19 +62,20 @@ async def daily(store: Store, days: int = 30) -> dict[str, Any]:
 async def top(store: Store, days: int = 30, limit: int = 10) -> dict[str, Any]:
     """The tenants and the users (in their tenant) that spent most in the last `days` days."""
     since = last_days(store.now(), days)[0]
-    where = f"FROM ledger WHERE day >= ? AND state IN {marks(SPENT)}"
+    spent, args = store.database.dialect.among("state", SPENT)
+    where = f"FROM ledger WHERE day >= ? AND {spent}"
     tenants = await store.database.read_apart(
         f"SELECT workspace_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
         "GROUP BY workspace_key ORDER BY 3 DESC, 2 DESC, 1 LIMIT ?",
         since,
-        *SPENT,
+        *args,
         limit,
     )
     users = await store.database.read_apart(
         f"SELECT workspace_key, user_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
         "GROUP BY workspace_key, user_key ORDER BY 4 DESC, 3 DESC, 2 LIMIT ?",
         since,
-        *SPENT,
+        *args,
         limit,
     )
     return {
@@ -139,8 +140,9 @@ async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[s
 async def queue(store: Store) -> dict[str, Any]:
     """Unfinished jobs across every replica: waiting to be sent to a provider, and being worked."""
     states = sorted(s.value for s in UNFINISHED)
+    unfinished, args = store.database.dialect.among("state", states)
     rows = await store.database.read_apart(
-        f"SELECT state, COUNT(*) FROM jobs WHERE state IN {marks(states)} GROUP BY state", *states
+        f"SELECT state, COUNT(*) FROM jobs WHERE {unfinished} GROUP BY state", *args
     )
     counts = {s: 0 for s in states} | {str(s): int(n) for s, n in rows}
     waiting = counts[JobState.QUEUED.value]
@@ -155,12 +157,13 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
         "SELECT tenant, scope, subject, daily_limit, set_by FROM limits ORDER BY tenant, scope, subject, set_by"
     )
     budgets = dict(await store.database.read_apart("SELECT tenant, monthly_usd FROM budgets"))
+    made, args = store.database.dialect.among("state", MADE)
     usage = await store.database.read_apart(
         "SELECT workspace_key, SUM(cost_usd), SUM(CASE WHEN day = ? THEN images ELSE 0 END) FROM ledger "
-        f"WHERE substr(day, 1, 7) = ? AND state IN {marks(MADE)} GROUP BY workspace_key",
+        f"WHERE substr(day, 1, 7) = ? AND {made} GROUP BY workspace_key",
         today,
         month,
-        *MADE,
+        *args,
     )
     spent = {str(t): (float(c), int(i)) for t, c, i in usage}
     names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))

@@ -16,8 +16,8 @@ from typing import Any
 
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
-from storage.media import MediaFiles, move_out_of_rows
-from storage.migrations import migrate
+from storage.media import MediaFiles
+from storage.migrations import MEDIA_MOVING, migrate
 from storage.quota import QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
 from storage.store import Store
@@ -130,6 +130,39 @@ class SqliteStore(Store):
     def replica_name(self) -> str:
         # Always the same name, so a restarted bot takes its jobs back at once.
         return "local"
+
+
+async def move_out_of_rows(store: SqliteStore) -> int:
+    """Write the images an upgrade set aside (storage/migrations.py, MEDIA_TO_FILES) to their files, one
+    per transaction, each deleted from the database once its file is on disk; then drop their table.
+    Returns how many were moved (0 on every open after the one that finished)."""
+    async with store.exclusive() as db:
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (MEDIA_MOVING,)
+        ) as cur:
+            if await cur.fetchone() is None:
+                return 0
+    moved = 0
+    while True:
+        async with store.transaction() as db:
+            async with db.execute(f"SELECT id, data FROM {MEDIA_MOVING} LIMIT 1") as cur:
+                row = await cur.fetchone()
+            if row is None:
+                await db.execute(f"DROP TABLE {MEDIA_MOVING}")
+                break
+            # An id of another shape (no version of the bot made one) cannot name a file: its
+            # row stays, answered as no longer held.
+            if store.files.valid(row[0]):
+                await store.files.write(row[0], bytes(row[1]))
+            await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
+            moved += 1
+    async with store.exclusive() as db:
+        # The images' pages are free now: give them back (a no-op until the file is incremental,
+        # which retention's first start makes it).
+        await db.executescript("PRAGMA incremental_vacuum")
+    if moved:
+        log.info("moved %d image(s) out of the database into %s", moved, store.files.folder)
+    return moved
 
 
 # SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
