@@ -46,8 +46,8 @@ class Space(Protocol):
 
 
 class Store(MediaAndPosts, Quotas):
-    """The store's queries; a backend (storage/sqlite.py, storage/postgres.py) opens its database and
-    gives it its strategies."""
+    """The store's queries (media and posts in storage/posts.py, quotas in storage/quota.py); a backend
+    (storage/sqlite.py, storage/postgres.py) opens its database and gives it its strategies."""
 
     database: Database
     media_bytes: ImageBytes
