@@ -30,26 +30,32 @@ from typing import TextIO
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from bot import words
 from bot.jobs.engine import Engine
 from bot.jobs.media import check_image, to_data_uri
-from bot.jobs.quota_policy import usage_text
 from bot.jobs.runner import JobRunner
 from bot.model.config import PluginSettings
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
+from bot.usecases import limits, settings, subject_commands, threads
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
+from bot.usecases.make import make, result_references
 from bot.usecases.preferences import parse_settings
-from storage.versions import Version
+from bot.usecases.remake import remake
+from bot.usecases.versions import ThreadCommand, Version
+from bot.words import subject_in_prompt
 
-HELP = """Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
+HELP = f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
            --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
            a job's second image: /edit <job id>#2 ...  (of several images the first by default;
            #all combines them: /edit last#all the same fox in autumn)
 Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
-           then /hidream @mascot surfing a wave   or   /hidream surfing --subject mascot (repeatable)
+           {subject_in_prompt("/hidream ")} (repeatable)
            /subject list | /subject show <name> | /subject delete <name>
 Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
            /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
@@ -62,9 +68,6 @@ Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|d
 /help      this text (Ctrl-D quits)"""
 
 PROMPT = "hidream> "
-EDIT_EXAMPLE = (
-    "Say what to change, e.g. `/edit last make it night` (or `/edit <job id>#2 ...` for its second image)."
-)
 # A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
 # `3f2a9c1e#all` all of them.
 _NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+|all)$")
@@ -110,7 +113,7 @@ class ConsoleChat:
 
     async def __aenter__(self) -> ConsoleChat:
         # The settings are the console's defaults: kept (or cleared) where the engine reads everyone's.
-        await self.engine.user_settings(self.name, "local", self.user_id, self.defaults or "reset")
+        await settings.settings(self.engine, self.actor, self.defaults or "reset")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -195,12 +198,13 @@ class ConsoleChat:
             elif command == "/vary":
                 await self._vary(rest)
             elif command in ("/undo", "/history"):
-                await self._thread_command(command[1:], rest.strip() or "last")
+                await self._thread_command(
+                    "undo" if command == "/undo" else "history", rest.strip() or "last"
+                )
             elif command == "/quota":
-                status = await self.engine.quota(self.name, self.user_id, "local")
-                self._say(usage_text(status))
+                self._say((await limits.usage(self.engine, self.actor)).text)
             elif command == "/policy":
-                self._say(await self.engine.admin_policy(self.name, "local", rest))
+                self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
             elif command == "/help":
                 self._say(HELP)
             else:
@@ -224,7 +228,7 @@ class ConsoleChat:
         except BadInput:
             if _has_prompt(instruction):
                 raise
-            raise BadInput(EDIT_EXAMPLE) from None
+            raise BadInput(words.EDIT_EXAMPLE) from None
         refs, parent = await self._edit_target(target, one=True)
         await self._submit(
             ChatRequest(
@@ -249,16 +253,16 @@ class ConsoleChat:
         count = len(job.result_media)
         chosen = numbered["index"] if numbered else ("1" if one else "all")
         if chosen == "all" or (count == 1 and numbered is None):
-            return self.engine.references_of(job), job.id
+            return result_references(job), job.id
         index = int(chosen)
         if not 1 <= index <= count:
-            raise UserFacingError(f"{job.id[:8]} has {count} image(s): choose #1 to #{count}, or #all.")
+            raise UserFacingError(words.choose_image(job.id[:8], count))
         if numbered is None:
             self._say(
                 f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
                 f"all {count} combined: /edit {job.id[:8]}#all ..."
             )
-        return self.engine.references_of(job, index - 1), job.id
+        return result_references(job, index - 1), job.id
 
     async def _result(self, target: str) -> Job:
         """The finished job `target` names; `last`: the current version of the last job's chain
@@ -269,13 +273,9 @@ class ConsoleChat:
             # A script may ask to edit a result that is still being made: wait for it, as a person would.
             job = await self.runner.wait_job(job.id)
         if target == "last" and (job is None or not job.result_media):
-            raise UserFacingError(
-                "There is no finished image yet: make one first, e.g. /hidream a red fox in snow"
-            )
+            raise UserFacingError(words.NOTHING_MADE_YET)
         if job is None or not job.result_media:
-            raise UserFacingError(
-                f"{target!r} is neither an image file nor a finished job: give a path, a job id, or `last`."
-            )
+            raise UserFacingError(words.no_such_target(target))
         thread = await self.engine.versions.thread_of(self.name, job.id)
         if target == "last" and thread is not None:
             job = await self.engine.versions.current(self.name, thread) or job
@@ -287,64 +287,57 @@ class ConsoleChat:
             self._say("Usage: /vary <job id | last>")
             return
         job = await self._result(target)
-        made = await self.engine.vary(job, user_id=self.user_id, origin={})
+        made = await remake(self.engine, self.actor, job, vary=True, origin={})
         self.last_job_id = made.id
         self._say(f"[{made.id[:8]}] accepted: a variation of {job.id[:8]}, seed {made.seed}")
 
-    async def _thread_command(self, command: str, target: str) -> None:
+    async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)
         thread = await self.engine.versions.thread_of(self.name, job.id)
         if thread is None:
-            raise UserFacingError(f"{job.id[:8]} is not a version of any chain yet.")
+            raise UserFacingError(words.no_chain(job.id[:8]))
         files = await asyncio.to_thread(lambda: sorted(self.output_dir.glob("*")))
 
         def link(v: Version) -> str:
             return " ".join(str(f) for f in files if f.name.startswith(f"{v.job.id}-")) or v.job.id[:8]
 
-        if command == "history":
-            self._say((await self.engine.versions.history(self.name, thread)).text(link))
-            return
-        undone = await self.engine.versions.undo(self.name, thread, self.user_id)
-        self._say(undone.text(link))
+        reply = await threads.thread_command(self.engine.versions, self.actor, command, thread, link)
+        self._say(reply.text)
 
-    async def _subject(self, words: list[str]) -> None:
-        action, name = [*words, "", ""][:2]
-        book, tenant = self.engine.subjects, self.engine.tenant(self.name, "local", self.user_id)
+    async def _subject(self, args: list[str]) -> None:
+        action, name = [*args, "", ""][:2]
+        book, actor = self.engine.subjects, self.actor
         if action == "list":
-            subjects = await book.all(tenant)
-            lines = [f"  {s.name}: {len(s.media)} image(s)" for s in subjects]
-            self._say("\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved yet.")
+            self._say((await subject_commands.listing(book, actor)).text)
         elif action == "save" and name:
             refs: list[ImageRef] = []
-            for target in words[2:]:
+            for target in args[2:]:
                 refs += (await self._edit_target(target))[0]
-            subject = await book.save(tenant, f"{self.name}:{self.user_id}", name, refs)
-            self._say(
-                f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: @{subject.name}"
-            )
+            self._say((await subject_commands.save(book, actor, name, refs)).text)
         elif action == "show" and name:
-            subject = await book.get(tenant, name)
+            shown = await subject_commands.show(book, actor, name)
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            for index, image in enumerate(await book.images(subject), start=1):
-                path = self.output_dir / f"subject-{subject.name}-{index}.{image.extension}"
-                await asyncio.to_thread(path.write_bytes, image.data)
+            for picture in shown.images:
+                path = self.output_dir / f"subject-{picture.name}"
+                await asyncio.to_thread(path.write_bytes, picture.data)
                 print(str(path), file=self.out, flush=True)
         elif action == "delete" and name:
-            subject = await book.delete(tenant, name, f"{self.name}:{self.user_id}", admin=False)
-            self._say(f"Deleted subject `{subject.name}`.")
+            self._say((await subject_commands.delete(book, actor, name)).text)
         else:
-            raise UserFacingError(
-                "Usage: /subject save <name> <image files | job id | last>..., /subject list, "
-                "/subject show <name>, /subject delete <name>"
-            )
+            raise UserFacingError(words.SUBJECT_USAGE)
 
     async def _find_job(self, key: str) -> Job | None:
-        if len(key) == 32:
-            return await self.engine.job(key)
-        return await self.engine.store.job_by_prefix(key, surface=self.name)
+        return await Lookup(self.engine).job_by_key(self.actor, key)
+
+    @property
+    def actor(self) -> Actor:
+        # The console's user is its operator, so it manages its own tenant.
+        return Actor(
+            surface=self.name, workspace_id="local", user_id=self.user_id, admin=True, moderator=True
+        )
 
     async def _submit(self, chat: ChatRequest) -> None:
-        job = await self.engine.submit(chat)
+        job = await make(self.engine, self.actor, chat)
         self.last_job_id = job.id
         self._say(f"[{job.id[:8]}] accepted: {job.mode}, {job.request.n} image(s), seed {job.seed}")
 

@@ -1,6 +1,6 @@
-"""Slack installations (a bot token per workspace, kept when the app is installed by OAuth) and the
-one-use `state` values of installs under way. Plain rows: the Slack adapter turns them into
-slack_sdk's objects, so this module knows nothing of Slack's SDK. The same SQL runs on both store
+"""A chat platform's installations (a bot token per workspace, kept when the app is installed by OAuth)
+and the one-use `state` values of installs under way. Plain rows: the surface turns them into its
+SDK's objects, so this module knows nothing of any platform's SDK. The same SQL runs on both store
 backends."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Installations:
 
     async def find(self, enterprise_id: str, team_id: str) -> BotInstall | None:
         """The workspace's install; an org-wide one when `team_id` is ''. Team ids are unique across
-        Slack, so a workspace is found by its id alone (events of a Grid workspace name both)."""
+        the platform, so a workspace is found by its id alone (events of an org's workspace name both)."""
         if team_id:
             where, args = "team_id=?", (team_id,)
         else:

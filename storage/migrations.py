@@ -146,7 +146,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX media_used ON media(used_at);
     CREATE INDEX jobs_bulky ON jobs(updated_at) WHERE origin != '{}' OR callback_status IS NOT NULL;
     """,
-    # 4: Slack installs by OAuth: one bot token per workspace (or Enterprise Grid org), and the
+    # 4: installs by OAuth: one bot token per workspace (or per organisation of workspaces), and the
     # one-use `state` values of installs under way (storage/installations.py).
     INSTALLATIONS,
     # 5: several replicas (storage/replicas.py): the replica working a job and until when its lease
@@ -165,7 +165,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE tenant_policy (tenant TEXT PRIMARY KEY, banned TEXT NOT NULL DEFAULT '[]', nsfw TEXT,
                                 tier TEXT, provider TEXT, updated_at REAL NOT NULL);
     """,
-    # 10: a person's recent jobs in a workspace (the Slack Home tab, storage/history.py) by index.
+    # 10: a person's recent jobs in a workspace (a surface's home view, storage/history.py) by index.
     "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
 ]
 

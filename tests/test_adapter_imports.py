@@ -4,6 +4,7 @@ inside functions too: a cycle hidden from the interpreter still ties two modules
 from __future__ import annotations
 
 import ast
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -52,3 +53,16 @@ def test_only_the_package_imports_the_discord_client() -> None:
         name for name, path in modules.items() if "adapters.discord.client" in imports_of(path, modules)
     }
     assert importers == {"adapters.discord"}
+
+
+def test_adapters_reach_jobs_only_through_the_tenant_checked_lookup() -> None:
+    """bot/usecases/access.py is the one way to a job: an adapter that asked the engine or the store
+    for one by id, post, thread or prefix would skip the tenant check."""
+    unscoped = re.compile(r"(engine|store)\.(job|job_for_post|latest_job_in_thread|job_by_prefix)\(")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in adapter_modules().values()
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if unscoped.search(line)
+    ]
+    assert offenders == []

@@ -15,8 +15,8 @@ import pytest
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import QueueFake
 from tests.fakes.wavespeed import WaveSpeedFake
+from tests.support.console import Console, formats
 from tests.support.harness import BotHarness
-from tests.test_console_pixazo_atlas import Console, formats
 
 
 @asynccontextmanager

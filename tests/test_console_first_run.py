@@ -13,9 +13,9 @@ from PIL import Image
 
 from adapters.console import PROMPT, ConsoleChat
 from bot.app import Bot
+from tests.support.console import console_in, say
 from tests.support.harness import BotHarness
 from tests.support.processes import Cli
-from tests.test_console_versions import console_in, say
 
 
 def test_the_scripted_console_exits_0_when_all_succeeded_and_1_on_a_refusal_or_a_failure(

@@ -4,31 +4,10 @@ reference with the same prompt and a new seed."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 
-from adapters.console import ConsoleChat
-from bot.app import Bot
+from tests.support.console import console_in, say
 from tests.support.harness import BotHarness, sandbox_of
-
-
-def console_in(tmp_path: Path) -> tuple[list[ConsoleChat], io.StringIO, Callable[[Bot], ConsoleChat]]:
-    """A console chat for a BotHarness, reading no standard input: the test hands it lines."""
-    made: list[ConsoleChat] = []
-    err = io.StringIO()
-
-    def factory(bot: Bot) -> ConsoleChat:
-        made.append(ConsoleChat(bot.engine, tmp_path / "out", runner=bot.runner, out=io.StringIO(), err=err))
-        return made[0]
-
-    return made, err, factory
-
-
-async def say(chat: ConsoleChat, *lines: str) -> None:
-    for line in lines:
-        await chat.handle(line)
-        await chat.runner.wait_idle()
 
 
 async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path) -> None:

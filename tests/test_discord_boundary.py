@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.boundary import SORRY, guarded
+from adapters.discord.boundary import guarded
 from bot.model.errors import BadInput
+from bot.words import SORRY
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.support.harness import sandbox_of
@@ -76,7 +77,7 @@ async def test_a_failing_button_answers_privately_and_removes_its_thinking_messa
         await bot.runner.wait_idle()
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
-        monkeypatch.setattr(bot.engine, "reroll", broken)
+        monkeypatch.setattr(bot.engine, "submit", broken)  # a reroll is admitted by submit
 
         click = await fake.interact(fake.click_payload(result, f"hidream:reroll:{job.id}"))
         assert await fake.wait_for(lambda: fake.ephemeral_texts()) == [SORRY]

@@ -10,10 +10,10 @@ from pathlib import Path
 from PIL import Image
 
 from adapters.discord.posting import prepare_files
-from bot.model.jobs import Job, JobState, OutputImage
-from bot.model.requests import ImageRequest
+from bot.model.jobs import JobState, OutputImage
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
+from tests.support.discord import job_with
 from tests.support.harness import sandbox_of, until
 from tests.support.holding import holding, release_all
 
@@ -25,14 +25,6 @@ def noisy_png(side: int = 512) -> bytes:
         buf, "PNG"
     )
     return buf.getvalue()
-
-
-def job_with(origin: dict[str, object]) -> Job:
-    return Job(
-        id="j" * 32, surface="discord", user_id="1", workspace_id="g", origin=dict(origin),
-        request=ImageRequest(prompt="p", seed=5), tier="full", provider="sandbox", state=JobState.COMPLETED,
-        callback_token="t", created_at=0.0, deadline=1.0, seed=5,
-    )  # fmt: skip
 
 
 async def test_oversized_image_is_reencoded_under_the_channel_limit_and_said_so() -> None:

@@ -6,35 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.model.jobs import Job
+from bot.words import LIMITS_REFUSED
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
-from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
+from tests.fakes.discord_harness import discord_bot, png
 from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
+from tests.support.discord import new_result_in, slash_result
 from tests.support.harness import sandbox_of
-
-
-async def slash_result(fake: FakeDiscord, bot: Any, prompt: str) -> tuple[dict[str, Any], Job]:
-    payload = await fake.interact(fake.slash_payload({"prompt": prompt}))
-    result = await fake.wait_for(
-        lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""))) and with_files(m) and m
-    )
-    await bot.runner.wait_idle()
-    job = await bot.engine.job_for_post("discord", result["id"])
-    assert job is not None
-    return result, job
-
-
-async def new_result_in(fake: FakeDiscord, bot: Any, before: set[str]) -> tuple[dict[str, Any], Job]:
-    """The next result message the bot posts (ids in `before` are older)."""
-    result = await fake.wait_for(
-        lambda: next(
-            (m for m in fake.visible() if m["id"] not in before and with_files(m) and custom_ids(m)), None
-        )
-    )
-    await bot.runner.wait_idle()
-    job = await bot.engine.job_for_post("discord", result["id"])
-    assert job is not None
-    return result, job
 
 
 async def test_context_menu_opens_a_modal_and_edits_that_image(tmp_path: Path) -> None:
@@ -200,7 +177,7 @@ async def test_admin_commands_need_manage_server_and_change_limits(tmp_path: Pat
         await fake.interact(
             admin("user-limit", [*member, {"name": "images", "type": 4, "value": 3}], MEMBER_PERMS)
         )
-        refused = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "Manage Server" in t])
+        refused = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if t == LIMITS_REFUSED])
         assert refused
         assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 25
 
@@ -211,5 +188,7 @@ async def test_admin_commands_need_manage_server_and_change_limits(tmp_path: Pat
                 MEMBER_PERMS | MANAGE_GUILD,
             )
         )
-        await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "daily limit is now 3" in t])
+        await fake.wait_for(
+            lambda: [t for t in fake.ephemeral_texts() if f"<@{target}> now has 3 images a day" in t]
+        )
         assert (await bot.engine.quota("discord", target, fake.guild_id)).limit == 3

@@ -19,13 +19,13 @@ from bot.model.jobs import Job, JobState, OutputImage
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.support.background import background
+from tests.support.discord import CHANNEL_B, GUILD_B, two_guilds
 from tests.support.harness import closed_port, sandbox_of
 from tests.support.processes import bot_env, logging_as_in_a_fresh_process
 from tests.support.startup import discord_env, run_fails
 from tests.support.startup import level as level  # a fixture: the log levels a failed start is checked at
 
 # Two servers on different shards of 2: (guild_id >> 22) % 2 is 0 for the fake's own, 1 for this one.
-GUILD_B, CHANNEL_B = "1300000000004194306", "1300000000004194316"
 
 
 class Pauses:
@@ -36,11 +36,6 @@ class Pauses:
 
     async def __call__(self, seconds: float) -> None:
         self.asked.append(seconds)
-
-
-def two_guilds(fake: FakeDiscord) -> None:
-    fake.add_guild(GUILD_B, CHANNEL_B)
-    assert fake.shard_of(fake.guild_id, 2) == 0 and fake.shard_of(GUILD_B, 2) == 1
 
 
 async def result_of(fake: FakeDiscord, payload: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from bot.app import Bot
 from bot.model.jobs import Job
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot
+from tests.support.discord import new_result_in, slash_result
 from tests.support.harness import sandbox_of
-from tests.test_discord_followups import new_result_in, slash_result
 
 STRANGER = "1500000000000000002"
 

@@ -15,22 +15,12 @@ from bot.jobs.media import to_data_uri
 from bot.jobs.quota_policy import POLICY
 from bot.model.errors import BadInput, MediaError, QuotaExceeded
 from bot.model.jobs import JobState
-from bot.model.requests import ChatRequest, ImageRef, parse_command
+from bot.model.requests import ImageRef
 from bot.providers.base import ProviderStatus, SubmitSpec, status_from_dict
 from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.surface import RecordingSurface
+from tests.support.engine import chat
 from tests.support.harness import BotHarness, sandbox_of
-
-
-def chat(text: str, refs: list[ImageRef] | None = None, user: str = "u1", **origin: Any) -> ChatRequest:
-    return ChatRequest(
-        surface="test",
-        user_id=user,
-        workspace_id="w1",
-        origin=origin or {"thread": "t1"},
-        request=parse_command(text).request,
-        references=refs or [],
-    )
 
 
 def png(width: int = 320, height: int = 240, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:

@@ -20,9 +20,9 @@ from bot.model.jobs import JobState
 from bot.providers.base import HttpProvider, RetryPolicy
 from tests.fakes.atlascloud import AtlasCloudFake
 from tests.fakes.pixazo import PixazoFake
+from tests.support.console import KEYS, Console
 from tests.support.harness import BotHarness, closed_port, sqlite_of
-from tests.test_console_pixazo_atlas import KEYS, Console
-from tests.test_routing import Clock
+from tests.support.routing import Clock
 
 PRICE = {"pixazo": 0.01, "atlascloud": 0.044}
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from bot.model.errors import CallbackRejected
-from bot.providers.fal import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S, FalProvider
+from bot.providers.fal import FalProvider
+from bot.providers.jwks import JWKS_BACKOFF_MAX_S, JWKS_MAX_AGE_S, JWKS_REFETCH_MIN_S
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import Receiver
 from tests.support.fal import genuine_callback, make_provider

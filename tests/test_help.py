@@ -12,9 +12,9 @@ from bot.app import Bot
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import discord_bot
 from tests.fakes.slack import FakeSlack
+from tests.support.console import Console
 from tests.support.harness import BotHarness, sandbox_of, sqlite_of
 from tests.support.slack_support import running
-from tests.test_console_pixazo_atlas import Console
 
 # Each feature of the help, and what its line must show on each surface (an example to copy).
 DISCORD_FEATURES = {

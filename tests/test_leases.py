@@ -17,9 +17,10 @@ from bot.model.jobs import JobState
 from storage.replicas import SEEN_FOR, replicas_for
 from storage.rows import Lease
 from tests.fakes.surface import RecordingSurface
-from tests.support.harness import BotHarness, until
+from tests.support.harness import until
 from tests.support.holding import HoldingProvider, chat
 from tests.support.jobs import NOW, make_job
+from tests.support.replicas import replica
 from tests.support.store_backends import OpenStore
 
 
@@ -150,12 +151,6 @@ async def test_a_notify_reaches_a_listening_replica(pg_url: str) -> None:
                 assert await heard.get() == "job-1"
         finally:
             await listener.close()
-
-
-def replica(tmp_path: Path, name: str, url: str, surface: RecordingSurface, **env: Any) -> BotHarness:
-    settings = {"HIDREAM_DATABASE_URL": url, "HIDREAM_DAILY_IMAGE_QUOTA": 1000, **env}
-    # Callbacks on, with an hour's grace: a held job moves only when woken, never by its own poll.
-    return BotHarness(tmp_path / name, settings, [surface.factory], callbacks=True, callback_grace=3600)
 
 
 async def test_a_callback_reaching_another_replica_wakes_the_owner(tmp_path: Path, pg_url: str) -> None:

@@ -15,11 +15,11 @@ from bot.model.errors import QuotaExceeded
 from bot.model.requests import ImageRequest, Tier
 from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.surface import RecordingSurface
+from tests.support.engine import chat
 from tests.support.harness import BotHarness, sandbox_of, until
 from tests.support.holding import HoldingProvider, release_all
 from tests.support.holding import chat as numbered_chat
-from tests.test_engine import chat
-from tests.test_leases import replica
+from tests.support.replicas import replica
 
 COST = 0.04
 

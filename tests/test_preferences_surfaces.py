@@ -11,15 +11,16 @@ from typing import Any, cast
 from adapters.console import ConsoleChat
 from adapters.discord.posting import Poster as DiscordPoster
 from adapters.slack.posting import Poster as SlackPoster
+from bot import words
 from bot.model.jobs import Job, OutputImage
 from bot.usecases.preferences import BLOCKED
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.slack import FakeSlack
+from tests.support.discord import job_with
 from tests.support.harness import BotHarness, sandbox_of
 from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
-from tests.test_discord_delivery import job_with
 
 GUILD_B = "1300000000000000777"
 ALICE = "1500000000000000001"
@@ -88,9 +89,11 @@ async def test_discord_policy_is_admins_only_per_server_and_blocks_before_any_sp
     async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
         engine = bot.engine
         refused = await answered(
-            fake, policy_payload(fake, {"action": "ban", "value": "red fox"}, admin=False), "Manage Server"
+            fake,
+            policy_payload(fake, {"action": "ban", "value": "red fox"}, admin=False),
+            words.POLICY_REFUSED,
         )
-        assert "Manage Server permission" in refused
+        assert refused == words.POLICY_REFUSED
         assert (await engine.preferences.policy(f"discord:{fake.guild_id}")).banned == ()
 
         ban = policy_payload(fake, {"action": "ban", "value": "Red Fox"}, admin=True)
@@ -186,12 +189,12 @@ async def test_slack_policy_admins_only_own_workspace_and_blocked_prompts_spend_
     async with FakeSlack() as fake, running(tmp_path, fake, "socket") as run:
         engine = run.bot.engine
         await run.send.command(fake.slash("policy ban red fox", user="UBOB0001"))
-        await fake.wait_for(lambda: [r for r in fake.responses if "Only workspace admins" in r["text"]])
+        await fake.wait_for(lambda: [r for r in fake.responses if r["text"] == words.POLICY_REFUSED])
         fake.admins.add("UADMIN001")
         await run.send.command(fake.slash("policy ban red fox", user="UADMIN001"))
         await fake.wait_for(lambda: [r for r in fake.responses if "Blocked" in r["text"]])
         await run.send.command(fake.slash("policy nsfw spoiler", user="UADMIN001"))
-        await fake.wait_for(lambda: [r for r in fake.responses if "no spoilers" in r["text"]])
+        await fake.wait_for(lambda: [r for r in fake.responses if r["text"] == words.NO_SPOILERS])
 
         before = await engine.quota("slack", "UBOB0001", fake.slash("x")["team_id"])
         await run.send.command(fake.slash("a RED FOX in snow --n 3", user="UBOB0001"))

@@ -6,6 +6,7 @@ Retry-After, status codes to errors, transport errors) is tested once in test_pr
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -107,12 +108,14 @@ async def test_every_mode_by_callback(fake, receiver, client, provider, mode: st
     assert body.get("image_size") == (None if refs else "square_hd")
     (callback,) = await receiver.wait_for(1)
     assert callback.path == "/webhooks/job-2-token"
-    assert callback.json()["data"]["id"] == job_id
-    # No signature we can check: the callback is a hint and the prediction is read back.
-    assert await provider.parse_callback(job_id, callback.headers, callback.body) is None
-    assert await provider.parse_callback(None, callback.headers, callback.body) is None
-    status = await provider.status(job_id)
-    assert status.state == "completed"
+    assert callback.json()["session_id"] == job_id
+    # Signed: its own account of the prediction settles the job, with no status read.
+    status = await provider.parse_callback(job_id, callback.headers, callback.body)
+    assert status is not None and status.state == "completed"
+    assert fake.status_calls == [] and fake.jwks_fetches == 1
+    # A bot that does not know the job's id yet takes it as a cue to read the prediction back.
+    other = AtlasCloudProvider(settings_for(fake.url), client)
+    assert await other.parse_callback(None, callback.headers, callback.body) is None
     # An edit with no size asked gets the doc's default preset, landscape_4_3.
     expected = (1024, 768) if refs else (1024, 1024)
     assert await download(client, status) == [("PNG", *expected)]
@@ -225,9 +228,11 @@ async def test_failure_becomes_plain_words(fake, receiver, provider, by_callback
     job_id = await provider.submit(SubmitSpec("job-13", ImageRequest(prompt="x"), "full", callback_url=hook))
     if by_callback:
         (callback,) = await receiver.wait_for(1)
-        assert callback.json()["data"]["status"] == "failed"
-        assert await provider.parse_callback(job_id, callback.headers, callback.body) is None
-        status = await provider.status(job_id)
+        assert callback.json()["payload"]["status"] == "failed"
+        assert callback.json()["status"] == "ERROR"
+        signed = await provider.parse_callback(job_id, callback.headers, callback.body)
+        assert signed is not None and fake.status_calls == []
+        status = signed
     else:
         states, status = await poll(provider, job_id)
         assert states[-1] == "failed"
@@ -245,27 +250,45 @@ async def test_one_failed_image_fails_the_whole_job(fake, provider) -> None:
     assert status.error is not None and "safety check" in status.error
 
 
-async def test_duplicate_callback_is_a_repeated_hint(fake, receiver, provider) -> None:
+async def test_a_repeated_callback_is_refused_as_a_replay(fake, receiver, provider) -> None:
     fake.callback_repeats = 2
     job_id = await provider.submit(
         SubmitSpec("job-15", ImageRequest(prompt="x"), "full", [], receiver.hook_url())
     )
     first, second = await receiver.wait_for(2)
     assert first.body == second.body
-    assert [await provider.parse_callback(job_id, c.headers, c.body) for c in (first, second)] == [None, None]
+    status = await provider.parse_callback(job_id, first.headers, first.body)
+    assert status is not None and status.state == "completed"
+    with pytest.raises(CallbackRejected) as caught:
+        await provider.parse_callback(job_id, second.headers, second.body)
+    assert caught.value.status == 409
     assert await provider.status(job_id) == await provider.status(job_id)
 
 
 @pytest.mark.parametrize(
-    "body",
-    [b"<html>", b'"text"', b'{"code": 200, "data": {"id": "pred_other", "status": "completed"}}'],
+    ("named", "body"),
+    [
+        ("pred_1", b"<html>"),
+        ("pred_1", b'"text"'),
+        ("pred_1", b'{"session_id": "pred_2", "status": "OK", "payload": {"status": "completed"}}'),
+        ("pred_other", b'{"session_id": "pred_other", "status": "OK", "payload": {"status": "completed"}}'),
+    ],
 )
-async def test_malformed_or_foreign_callback_refused(provider, body) -> None:
+async def test_malformed_or_foreign_callback_refused(fake, provider, named, body) -> None:
     with pytest.raises(CallbackRejected) as caught:
-        await provider.parse_callback("pred_1,pred_2", {}, body)
+        await provider.parse_callback("pred_1,pred_2", fake.sign(named, body), body)
     assert caught.value.status == 400
 
 
-async def test_callback_for_any_part_of_a_multi_image_job_is_accepted(provider) -> None:
-    body = b'{"code": 200, "data": {"id": "pred_2", "status": "completed"}}'
-    assert await provider.parse_callback("pred_1,pred_2", {}, body) is None
+async def test_callback_for_any_part_of_a_multi_image_job_is_accepted(fake, provider) -> None:
+    payload = {"id": "pred_2", "status": "completed", "outputs": ["https://files.example/2.png"]}
+    body = json.dumps({"session_id": "pred_2", "status": "OK", "payload": payload}).encode()
+    # One prediction of two is done: a cue to read both.
+    assert await provider.parse_callback("pred_1,pred_2", fake.sign("pred_2", body), body) is None
+    failed = b'{"session_id": "pred_1", "status": "ERROR", "payload": {"status": "failed"}, "error": "no"}'
+    status = await provider.parse_callback("pred_1,pred_2", fake.sign("pred_1", failed), failed)
+    assert (
+        status is not None
+        and status.state == "failed"
+        and status.error == "Atlas Cloud could not make the image: no"
+    )

@@ -16,6 +16,7 @@ import pytest
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, with_files
 from tests.fakes.wavespeed import WaveSpeedFake
+from tests.support.discord import CHANNEL_B, GUILD_B, two_guilds
 from tests.support.replica_checks import (
     SETTLE_WITHIN,
     Figures,
@@ -25,7 +26,6 @@ from tests.support.replica_checks import (
     wavespeed_env,
 )
 from tests.support.replicas import JobRows, Proxy, Replicas, all_in, owned_by, prompt_of
-from tests.test_discord_shards import CHANNEL_B, GUILD_B, two_guilds
 
 PER_GUILD = 8
 QUOTA = 40

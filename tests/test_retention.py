@@ -20,15 +20,8 @@ from storage.retention import sweeps_for
 from storage.sqlite import SqliteStore as Store
 from storage.store import Store as AnyStore
 from tests.support.jobs import NOW, make_job
+from tests.support.retention import Clock, held, put
 from tests.support.store_backends import OpenStore
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Sleeps:
@@ -44,14 +37,6 @@ class Sleeps:
 
     async def next(self) -> float:
         return await asyncio.wait_for(self.asked.get(), timeout=20)
-
-
-async def put(store: AnyStore, size: int = 64) -> str:
-    return await store.put_media(os.urandom(size), "image/png", 8, 8)
-
-
-async def held(store: AnyStore, *media_ids: str) -> list[bool]:
-    return [await store.media(m) is not None for m in media_ids]
 
 
 async def finish(store: AnyStore, job_id: str, results: list[str], to: JobState = JobState.DELIVERED) -> None:

@@ -20,11 +20,10 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.slack import FakeSlack
 from tests.fakes.surface import RecordingSurface
+from tests.support.discord import new_result_in, slash_result
+from tests.support.engine import chat
 from tests.support.harness import BotHarness, sandbox_of, sqlite_of
-from tests.support.slack_support import CHANNEL, running, summaries
-from tests.test_discord_followups import new_result_in, slash_result
-from tests.test_engine import chat
-from tests.test_slack_scenarios import command_to_result
+from tests.support.slack_support import CHANNEL, command_to_result, running, summaries
 
 
 def counts(status: QuotaStatus) -> tuple[int, int, int]:

@@ -29,15 +29,8 @@ from bot.providers.sandbox.provider import SandboxProvider
 from bot.providers.transport import provider_client
 from storage.store import Store
 from tests.support.jobs import NOW, make_job
+from tests.support.routing import Clock
 from tests.support.store_backends import OpenStore, raw_job
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_breaker_opens_after_failures_in_a_row_and_half_opens_after_the_cool_down() -> None:

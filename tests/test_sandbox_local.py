@@ -29,7 +29,7 @@ from bot.providers.transport import provider_client
 from tests.fakes.loopback import serve
 from tests.fakes.surface import RecordingSurface
 from tests.support.harness import BotHarness, sandbox_of, settings_for_test
-from tests.test_sandbox import Receiver, auth, data_uri, provider_for, sandbox, stripes, valid_body
+from tests.support.sandbox import Receiver, auth, data_uri, provider_for, sandbox, stripes, valid_body
 
 WAIT = 30.0  # generous: only reached when something is broken
 

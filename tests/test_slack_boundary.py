@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from slack_bolt.util.utils import get_arg_names_of_callable
 
-from adapters.slack.boundary import APOLOGY, Reply, guarded
+from adapters.slack.boundary import Reply, guarded
 from adapters.slack.translate import ACTION_REROLL
 from bot.model.errors import QuotaExceeded
+from bot.words import SORRY
 from tests.fakes.slack import FakeSlack
 from tests.support.slack_support import CHANNEL, roots, running, summaries
 
@@ -55,7 +56,7 @@ async def test_anything_else_is_logged_and_answered_with_the_apology(
     owner = Listeners(RuntimeError("the disk is full"))
     with caplog.at_level(logging.ERROR, logger="adapters.slack.boundary"):
         await owner.on_press(ack=ack, body={"user": "UALICE01"})
-    assert owner.told == [("UALICE01", APOLOGY)]
+    assert owner.told == [("UALICE01", SORRY)]
     [record] = caplog.records
     assert "on_press failed" in record.getMessage() and record.exc_info is not None
 
@@ -87,7 +88,7 @@ async def test_a_failed_submit_removes_its_status_and_apologizes(
         monkeypatch.setattr(run.bot.engine, "submit", broken_submit)
         assert await run.send.command(fake.slash("a cat in a hat")) == 200
         [reply] = await fake.wait_for(lambda: fake.responses)
-        assert reply["text"] == APOLOGY
+        assert reply["text"] == SORRY
         # The status message was posted, then removed before the apology went out.
         assert fake.called("chat.postMessage") and fake.called("chat.delete")
         assert not roots(fake) and await run.job_count() == 0
@@ -108,5 +109,5 @@ async def test_a_button_that_fails_is_answered_privately_in_its_thread(
             await run.send.interaction(fake.button(summary, CHANNEL, ACTION_REROLL, user="UBOB0001")) == 200
         )
         [note] = await fake.wait_for(lambda: fake.ephemerals)
-        assert note["user"] == "UBOB0001" and note["text"] == APOLOGY
+        assert note["user"] == "UBOB0001" and note["text"] == SORRY
         assert note["channel"] == CHANNEL and note["thread_ts"] == summary["thread_ts"]

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.home import MAX_BLOCKS, RECENT_SHOWN, HomeState, home_view
+from adapters.slack.home import MAX_BLOCKS, RECENT_SHOWN, home_view
 from adapters.slack.translate import permalink
 from bot.model.jobs import JobState
 from bot.model.requests import ImageRequest
+from bot.usecases.home import HomeState
 from storage.history import Recent
 from storage.quota import QuotaStatus
 from tests.fakes.slack import FakeSlack
 from tests.support.jobs import make_job
-from tests.support.slack_support import CHANNEL, running, summaries
-from tests.test_slack_oauth import CHANNEL_A, TEAM_A, TEAM_B, install, oauth_bot
-from tests.test_slack_scenarios import command_to_result
+from tests.support.slack_oauth import CHANNEL_A, TEAM_A, TEAM_B, install, oauth_bot
+from tests.support.slack_support import CHANNEL, command_to_result, running, summaries
 
 ALICE, BOB = "UALICE01", "UBOB0001"
 

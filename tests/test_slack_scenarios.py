@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,9 +17,19 @@ from adapters.slack.translate import (
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
 )
+from bot.words import LIMITS_REFUSED
 from tests.fakes.slack import BOT_USER, FakeSlack
 from tests.support.harness import RecordedLines, until
-from tests.support.slack_support import CHANNEL, file_messages, job_id_of, png, roots, running, summaries
+from tests.support.slack_support import (
+    CHANNEL,
+    command_to_result,
+    file_messages,
+    job_id_of,
+    png,
+    roots,
+    running,
+    summaries,
+)
 
 pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])
 
@@ -29,16 +38,6 @@ pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])
 async def fake() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as f:
         yield f
-
-
-async def command_to_result(
-    run, text: str = "a red fox in snow --seed 7", user: str = "UALICE01"
-) -> dict[str, Any]:
-    fake = run.fake
-    before = len(summaries(fake))
-    assert await run.send.command(fake.slash(text, user=user)) == 200
-    found: list[dict[str, Any]] = await fake.wait_for(lambda: summaries(fake)[before:])
-    return found[0]
 
 
 async def test_command_to_image_in_the_thread(tmp_path: Path, fake: FakeSlack, mode: str) -> None:
@@ -232,7 +231,7 @@ async def test_usage_and_admin_limits(tmp_path: Path, fake: FakeSlack, mode: str
         await run.send.command(fake.slash("usage"))
         await fake.wait_for(lambda: any("5 of 5" in r["text"] for r in fake.responses))
         await run.send.command(fake.slash("limit <@UBOB0001|bob> 0", user="UALICE01"))
-        await fake.wait_for(lambda: any("Only workspace admins" in r["text"] for r in fake.responses))
+        await fake.wait_for(lambda: any(r["text"] == LIMITS_REFUSED for r in fake.responses))
         await run.send.command(fake.slash("limit <@UBOB0001|bob> 0", user="UADMIN001"))
         await fake.wait_for(lambda: any("0 images a day" in r["text"] for r in fake.responses))
         await run.send.command(fake.slash("a cat", user="UBOB0001"))

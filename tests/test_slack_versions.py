@@ -14,8 +14,7 @@ from bot.app import Bot
 from bot.model.jobs import Job
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import sandbox_of
-from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
-from tests.test_slack_scenarios import command_to_result
+from tests.support.slack_support import CHANNEL, command_to_result, job_id_of, running, summaries
 
 pytestmark = pytest.mark.parametrize("mode", ["http", "socket"])
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from bot.app import Bot
 from tests.fakes.discord_harness import png
+from tests.support.console import Console
 from tests.support.harness import BotHarness, sandbox_of
-from tests.test_console_pixazo_atlas import Console
 
 
 def files(tmp_path: Path, *images: bytes) -> list[Path]:

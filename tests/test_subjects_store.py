@@ -7,8 +7,8 @@ from __future__ import annotations
 from bot.jobs.retention import DAY, Retention
 from storage.subjects import Subject, Subjects
 from tests.support.jobs import NOW
+from tests.support.retention import Clock, held, put
 from tests.support.store_backends import OpenStore
-from tests.test_retention import Clock, held, put
 
 
 async def test_names_are_unique_per_tenant_ignoring_case(open_store: OpenStore) -> None:

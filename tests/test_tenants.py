@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.jobs.quota_policy import POLICY, check_budget, check_images, usage_text
+from bot.jobs.quota_policy import POLICY, check_budget, check_images
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.requests import ChatRequest, ImageRef, parse_command
+from bot.words import usage_text
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
@@ -73,15 +74,17 @@ async def test_a_discord_admin_of_one_server_changes_nothing_in_another(tmp_path
         assert await in_a() == (25, 2)
         # The admin of server B (a server they made) tries everything on the target.
         await admin_says(
-            fake, admin_payload(fake, GUILD_B, "user-limit", 100000), "daily limit is now 100000"
+            fake, admin_payload(fake, GUILD_B, "user-limit", 100000), "now has 100000 images a day"
         )
-        await admin_says(fake, admin_payload(fake, GUILD_B, "grant", 100000), "100000 more image(s)")
-        await admin_says(fake, admin_payload(fake, GUILD_B, "reset", None), "usage for today is reset")
+        await admin_says(
+            fake, admin_payload(fake, GUILD_B, "grant", 100000), "got 100000 extra images for today"
+        )
+        await admin_says(fake, admin_payload(fake, GUILD_B, "reset", None), "starts today's count from zero")
         assert await in_a() == (25, 2)
         limit_b = (await bot.engine.quota("discord", TARGET, GUILD_B)).limit
         assert limit_b == 200000  # their own server only
         # And the other way: server A's admin cannot reach server B either.
-        await admin_says(fake, admin_payload(fake, guild_a, "user-limit", 0), "daily limit is now 0")
+        await admin_says(fake, admin_payload(fake, guild_a, "user-limit", 0), "now has 0 images a day")
         assert (await bot.engine.quota("discord", TARGET, GUILD_B)).limit == limit_b
         assert await in_a() == (0, 2)
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 from PIL import Image
 
 from bot.jobs.media import TYPED_LIMITS, fetch_image, is_public_address, typed_client
 from bot.model.errors import MediaError
 from bot.model.jobs import JobState
-from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.loopback import serve
 from tests.support.harness import BotHarness, sandbox_of
-
-PRETEND_PUBLIC = "93.184.216.34"
+from tests.support.typed_fetch import PRETEND_PUBLIC, ToLoopback, TrickleServer, chat, public
 
 
 def png() -> bytes:
@@ -75,6 +72,49 @@ async def test_ipv6_forms_carrying_an_inside_ipv4_are_refused_without_a_request(
         with pytest.raises(MediaError, match="points inside a private network"):
             await fetch_image(c, f"http://[{address}]/a.png", typed=True, max_bytes=10**6)
     assert seen == []
+
+
+# IANA's IPv6 Special-Purpose Address Registry and Address Space registry: none of these is public.
+SPECIAL_V6 = {
+    "site-local (deprecated)": "fec0::1",
+    "site-local, top of fec0::/10": "feff:ffff::1",
+    "documentation 3fff::/20": "3fff::1",
+    "documentation 2001:db8::/32": "2001:db8::1",
+    "segment routing SIDs 5f00::/16": "5f00::1",
+    "dummy prefix 100:0:0:1::/64": "100:0:0:1::1",
+    "discard-only 100::/64": "100::1",
+    "IETF protocol assignments 2001::/23": "2001:20::1",
+    "benchmarking 2001:2::/48": "2001:2::1",
+    "unique-local": "fd12:3456::1",
+    "link-local": "fe80::1",
+    "multicast": "ff02::1",
+    "reserved by IETF 4000::/2": "4000::1",
+    "reserved by IETF 8000::/1": "8000::1",
+    "reserved by IETF e000::/4": "e000::1",
+    "loopback": "::1",
+    "unspecified": "::",
+}
+STILL_PUBLIC_V6 = ["2606:2800:220:1:248:1893:25c8:1946", "2001:4860:4860::8888", "2a00:1450:4001::1"]
+
+
+@pytest.mark.parametrize("address", SPECIAL_V6.values(), ids=SPECIAL_V6.keys())
+async def test_ipv6_special_purpose_and_reserved_ranges_are_refused_without_a_request(address: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=png())
+
+    assert not is_public_address(address)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as c:
+        with pytest.raises(MediaError, match="points inside a private network"):
+            await fetch_image(c, f"http://[{address}]/a.png", typed=True, max_bytes=10**6)
+    assert seen == []
+
+
+@pytest.mark.parametrize("address", STILL_PUBLIC_V6)
+def test_global_unicast_ipv6_stays_public(address: str) -> None:
+    assert is_public_address(address)
 
 
 @pytest.mark.parametrize("address", PUBLIC.values(), ids=PUBLIC.keys())
@@ -140,70 +180,6 @@ async def test_a_trickling_body_after_a_redirect_is_cut_at_the_total_cap() -> No
     assert trickle.sent >= 1  # it was cut while the body was still coming
 
 
-class TrickleServer:
-    """A loopback host whose images never finish: it counts the downloads it holds open."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.cut = 0
-        self.changed = asyncio.Condition()
-        self.app = web.Application()
-        self.app.router.add_get("/{name}", self._slow)
-
-    async def _slow(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "image/png"})
-        await response.prepare(request)
-        await self._count(open=1)
-        try:
-            while True:
-                await response.write(b"\x89")
-                await asyncio.sleep(0.02)
-        except (ConnectionError, asyncio.CancelledError):
-            await self._count(open=-1, cut=1)
-            raise
-
-    async def _count(self, *, open: int = 0, cut: int = 0) -> None:
-        async with self.changed:
-            self.open += open
-            self.cut += cut
-            self.changed.notify_all()
-
-    async def wait_until(self, condition: Callable[[], bool]) -> None:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(condition), 30)
-
-
-class ToLoopback(httpx.AsyncBaseTransport):
-    """Tests never leave the machine: requests the bot pinned to the pretend public address are carried
-    to the loopback server instead, through the typed-URL pool the bot uses (TYPED_LIMITS)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport(limits=TYPED_LIMITS)
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert request.url.host == PRETEND_PUBLIC
-        self.requests.append(request)
-        request.url = request.url.copy_with(host="127.0.0.1")
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def public(host: str, port: int) -> list[str]:
-    return [PRETEND_PUBLIC]
-
-
-def chat(text: str, user: str = "u1") -> ChatRequest:
-    """As a surface builds it: URLs written in the text are typed references."""
-    parsed = parse_command(text)
-    return ChatRequest(
-        surface="test", user_id=user, workspace_id="w1", origin={}, request=parsed.request,
-        references=[ImageRef(url=u, typed=True) for u in parsed.urls],
-    )  # fmt: skip
-
-
 async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still_run(tmp_path: Path) -> None:
     slow, route = TrickleServer(), ToLoopback()
     pool = TYPED_LIMITS.max_connections
@@ -217,9 +193,12 @@ async def test_slow_typed_links_fill_only_their_own_pool_and_provider_jobs_still
     ):
         port = httpx.URL(base).port
         # One more than the typed pool holds: the last one waits for a connection of that pool.
+        # Each from a person of a server of their own: no one's fair share is what holds them back.
         links = [
             asyncio.create_task(
-                bot.engine.submit(chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}"))
+                bot.engine.submit(
+                    chat(f"like http://slow.example:{port}/{i}.png", user=f"u{i}", workspace=f"w{i}")
+                )
             )
             for i in range(pool + 1)
         ]

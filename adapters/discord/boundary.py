@@ -19,10 +19,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 import discord
 
 from bot.model.errors import UserFacingError
+from bot.words import SORRY
 
 log = logging.getLogger(__name__)
 
-SORRY = "Something went wrong on my side; nothing was spent. Please try again."
 
 S = TypeVar("S")
 T = TypeVar("T")

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from adapters.discord.translate import SURFACE
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
+
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
 
@@ -24,6 +28,10 @@ class HandlerContext:
     fetch_message: Callable[[int, int], Awaitable[dict[str, Any]]]
     max_image_bytes: int
 
+    @property
+    def lookup(self) -> Lookup:
+        return Lookup(self.engine)
+
 
 def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
     """The parts of the interaction payload translate.py reads (discord.py keeps `data` raw)."""
@@ -33,3 +41,30 @@ def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
         "user": {"id": str(interaction.user.id)},
         "channel_id": str(interaction.channel_id),
     }
+
+
+def interaction_actor(interaction: discord.Interaction) -> Actor:
+    """Who pressed, typed or submitted: their server (none in a DM), what they may manage there, and
+    the channel they did it in."""
+    permissions = interaction.permissions
+    in_guild = interaction.guild_id is not None
+    return Actor(
+        surface=SURFACE,
+        workspace_id=str(interaction.guild_id or ""),
+        user_id=str(interaction.user.id),
+        admin=in_guild and permissions.manage_guild,
+        moderator=permissions.manage_messages,
+        channel_id=str(interaction.channel_id or ""),
+        age_restricted=bool(getattr(interaction.channel, "nsfw", False)),
+    )
+
+
+def message_actor(message: discord.Message, *, moderator: bool = False) -> Actor:
+    return Actor(
+        surface=SURFACE,
+        workspace_id=str(message.guild.id) if message.guild else "",
+        user_id=str(message.author.id),
+        moderator=moderator,
+        channel_id=str(message.channel.id),
+        age_restricted=bool(getattr(message.channel, "nsfw", False)),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.discord.translate import options_of
+from bot.words import subject_in_prompt
 
 HELP_TEXT = (
     "**HiDream: make and edit images** (only you see this)\n"
@@ -15,7 +16,7 @@ HELP_TEXT = (
     "reply to an image and mention me, or the message menu **Apps > Edit with HiDream**. "
     "In a result's thread, just type the next change.\n"
     "**Saved subjects:** `/hidream-subject save name:mascot` with 1-4 images (or **Save as subject** "
-    "under a result), then `/hidream prompt:@mascot surfing a wave` or `subject:mascot`. "
+    f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
     "`/hidream-subject list`, `show`, `delete`.\n"
     "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
     "`history` to list them. **Vary** under a result: same prompt, new seed; "

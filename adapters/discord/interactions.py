@@ -4,23 +4,23 @@ raises, and its boundary (boundary.py) answers."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import discord
 
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
-from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
-from bot.jobs.quota_policy import usage_text
 from bot.model.errors import BadInput
+from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
-
-NO_IMAGE = "That message has no image I can edit: use it on a message with a PNG, JPEG, WebP or GIF attached."
-GONE = "I no longer have that image; run /hidream again."
+from bot.usecases import limits, results
+from bot.usecases.actor import Actor, Reply
+from bot.usecases.make import make, result_references
+from bot.usecases.remake import remake
+from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
 
 
 class InteractionHandlers(PreferenceCommands):
@@ -28,6 +28,7 @@ class InteractionHandlers(PreferenceCommands):
         self.ctx = ctx
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
+        self.lookup = ctx.lookup
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:
         # Whether the answer is ephemeral is fixed by the defer: the person's "private results" default
@@ -41,7 +42,7 @@ class InteractionHandlers(PreferenceCommands):
     ) -> None:
         origin = interaction_origin(interaction, message_id, self.ctx.clock())
         chat = chat.model_copy(update={"origin": mark_private(interaction, origin)})
-        await self.engine.submit(chat, dedup_key=f"discord:{interaction.id}")
+        await make(self.engine, interaction_actor(interaction), chat, dedup_key=f"discord:{interaction.id}")
 
     @guarded(refuse)
     async def slash(self, interaction: discord.Interaction) -> None:
@@ -90,63 +91,45 @@ class InteractionHandlers(PreferenceCommands):
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str, *, vary: bool = False) -> None:
         message_id = await self._defer(interaction)
-        job = await self.engine.job(job_id)
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
         if job is None:
-            await refuse(interaction, GONE)
+            await refuse(interaction, NOT_FOUND)
             return
         origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
-        again = self.engine.vary if vary else self.engine.reroll
-        await again(
-            job, user_id=str(interaction.user.id), origin=origin, dedup_key=f"discord:{interaction.id}"
-        )
+        await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=f"discord:{interaction.id}")
 
     async def _undo(self, interaction: discord.Interaction, job_id: str) -> None:
         """The Undo button: the version before this one becomes the one the thread's next
         instruction edits; said in the thread, where it changes what everyone's next edit starts from."""
         await interaction.response.defer()
-        text = await versions.thread_command_text(
-            self.engine,
-            "undo",
-            thread_key=await versions.thread_of_job(self.engine, job_id),
-            user_id=str(interaction.user.id),
-            guild_id=str(interaction.guild_id or ""),
-            admin=interaction.permissions.manage_messages,
-            from_job=job_id,
-        )
+        actor = interaction_actor(interaction)
+        thread = await versions.thread_of_job(self.lookup, actor, job_id)
+        text = await versions.thread_command_text(self.engine, actor, "undo", thread, from_job=job_id)
         await interaction.followup.send(text)
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         await interaction.response.defer()
-        job = await self.engine.job(job_id)
-        allowed = interaction.permissions.manage_messages or (
-            job is not None and job.user_id == str(interaction.user.id)
-        )
-        if not allowed:
-            text = (
-                "Only the person who asked for this image, or someone who can manage messages, can delete it."
-            )
-            await interaction.followup.send(text, ephemeral=True)
-            return
+        job = await results.deletable(self.lookup, interaction_actor(interaction), job_id)
         if interaction.message is not None:
             try:
                 await interaction.message.delete()
             except discord.NotFound:
                 pass
-        if job is not None:
-            await self.engine.mark_deleted(job)
+        await results.forget(self.engine, job)
 
     async def _edit_submitted(self, interaction: discord.Interaction, action: str, args: list[str]) -> None:
         instruction = translate.modal_value(raw_payload(interaction))
         message_id = await self._defer(interaction)
         parent = None
         if action == "editjob":
-            parent = await self.engine.job(args[0])
+            parent = await self.lookup.job(interaction_actor(interaction), args[0])
             if parent is None or not parent.result_media:
-                await refuse(interaction, GONE)
+                await refuse(interaction, NOT_FOUND)
                 return
-            refs = self.engine.references_of(parent, 0)
+            refs = result_references(parent, 0)
         else:
-            refs, parent = await self._target_references(int(args[0]), int(args[1]))
+            refs, parent = await self._target_references(interaction, int(args[0]), int(args[1]))
         chat = translate.text_request(
             instruction,
             user_id=str(interaction.user.id),
@@ -157,16 +140,22 @@ class InteractionHandlers(PreferenceCommands):
         )
         await self._submit(interaction, message_id, chat)
 
-    async def _target_references(self, channel_id: int, message_id: int) -> tuple[list[ImageRef], Any]:
+    async def _target_references(
+        self, interaction: discord.Interaction, channel_id: int, message_id: int
+    ) -> tuple[list[ImageRef], Job | None]:
         """A result of ours: the image the bot holds. Anyone's message: its attachments, fetched fresh
-        (Discord's attachment links expire)."""
-        job = await self.engine.job_for_post(translate.SURFACE, str(message_id))
+        (Discord's attachment links expire). The menu is used on a message where it is shown, so the
+        message must be in the channel the modal came back from: any other is not found."""
+        actor = interaction_actor(interaction)
+        if str(channel_id) != actor.channel_id:
+            raise BadInput(NOT_FOUND)
+        job = await self.lookup.job_for_post(actor, str(message_id))
         if job is not None and job.result_media:
-            return self.engine.references_of(job, 0), job
+            return result_references(job, 0), job
         try:
             raw = await self.ctx.fetch_message(channel_id, message_id)
         except discord.NotFound:
-            raise BadInput("That message is gone; nothing to edit.") from None
+            raise BadInput(MESSAGE_GONE) from None
         images = translate.image_attachments(raw)
         if not images:
             raise BadInput(NO_IMAGE)
@@ -181,40 +170,27 @@ class InteractionHandlers(PreferenceCommands):
     @guarded(refuse)
     async def usage(self, interaction: discord.Interaction, _: None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        status = await self.engine.quota(
-            translate.SURFACE, str(interaction.user.id), str(interaction.guild_id or "")
-        )
-        await interaction.edit_original_response(content=usage_text(status))
+        reply = await limits.usage(self.engine, interaction_actor(interaction))
+        await interaction.edit_original_response(content=reply.text)
 
     @guarded(refuse)
     async def admin(
         self, interaction: discord.Interaction, what: str, member: int | None, images: int | None
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.followup.send(
-                "This needs the Manage Server permission in a server.", ephemeral=True
-            )
-            return
-        guild, surface = str(interaction.guild_id), translate.SURFACE
-        text = await self._admin_action(what, surface, guild, str(member) if member else "", images)
-        await interaction.followup.send(text, ephemeral=True)
+        actor = interaction_actor(interaction)
+        if not actor.admin:
+            raise BadInput(LIMITS_REFUSED)
+        reply = await self._admin_action(actor, what, str(member) if member else "", images)
+        await interaction.followup.send(reply.text, ephemeral=True)
 
-    async def _admin_action(
-        self, what: str, surface: str, guild: str, member: str, images: int | None
-    ) -> str:
-        # Everything an admin does is kept under this server: it reaches no other one.
+    async def _admin_action(self, actor: Actor, what: str, member: str, images: int | None) -> Reply:
         if what == "user-limit":
-            await self.engine.admin_set_limit(surface, guild, member, images)
-            return f"<@{member}>'s daily limit is now {images}." if images is not None else "Limit cleared."
+            return await limits.set_limit(self.engine, actor, member, images)
         if what == "server-limit":
-            await self.engine.admin_set_limit(surface, guild, None, images)
-            return f"This server's daily limit is now {images}." if images is not None else "Limit cleared."
+            return await limits.set_limit(self.engine, actor, None, images)
         if what == "grant":
-            await self.engine.admin_grant(surface, guild, member, images or 0)
-            return f"Gave <@{member}> {images} more image(s) for today."
+            return await limits.grant(self.engine, actor, member, images or 0)
         if what == "reset":
-            await self.engine.admin_reset(surface, guild, member)
-            return f"<@{member}>'s usage for today is reset."
-        status = await self.engine.quota(surface, member, guild)
-        return f"<@{member}>: " + usage_text(status).replace("You have", "has", 1)
+            return await limits.reset_today(self.engine, actor, member)
+        return await limits.usage(self.engine, actor, member)

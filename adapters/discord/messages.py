@@ -9,12 +9,14 @@ import discord
 
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, reply_to, warn_in
-from adapters.discord.context import HandlerContext
+from adapters.discord.context import HandlerContext, message_actor
 from adapters.discord.views import message_origin
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases.make import make, result_references
 from bot.usecases.versions import ThreadCommand, thread_command
+from bot.words import NOT_FOUND, REPLIED_GONE, REPLIED_NO_IMAGE
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:
@@ -42,6 +44,7 @@ class MessageHandler:
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
         self.engine = ctx.engine
+        self.lookup = ctx.lookup
 
     async def handle(self, message: discord.Message) -> None:
         if message.author.bot:
@@ -76,14 +79,8 @@ class MessageHandler:
     async def _answer_command(
         self, message: discord.Message, ask: translate.MessageAsk, command: ThreadCommand
     ) -> None:
-        text = await versions.thread_command_text(
-            self.engine,
-            command,
-            thread_key=ask.channel_id,
-            user_id=ask.user_id,
-            guild_id=ask.guild_id or "",
-            admin=versions.may_manage(message.author, message.channel),
-        )
+        actor = message_actor(message, moderator=versions.may_manage(message.author, message.channel))
+        text = await versions.thread_command_text(self.engine, actor, command, ask.channel_id)
         await message.reply(text, mention_author=False)
 
     async def _thread_result(self, message: discord.Message, ask: translate.MessageAsk) -> Job | None:
@@ -91,7 +88,7 @@ class MessageHandler:
         # Only threads that carry a delivered result answer this, whatever discord.py's cache knows.
         if message.guild is None or not ask.text:
             return None
-        latest = await self.engine.latest_job_in_thread(translate.SURFACE, ask.channel_id)
+        latest = await self.lookup.latest_in_thread(message_actor(message), ask.channel_id)
         if latest is not None and latest.result_media and (ask.mentioned or latest.user_id == ask.user_id):
             return latest
         return None
@@ -103,7 +100,7 @@ class MessageHandler:
         refs: list[ImageRef]
         parent: Job | None
         if follow_up is not None:
-            refs, parent = self.engine.references_of(follow_up, 0), follow_up
+            refs, parent = result_references(follow_up, 0), follow_up
         elif ask.reply_to_id:
             refs, parent = await self._replied_image(message, ask)
         else:
@@ -124,32 +121,33 @@ class MessageHandler:
         self, message: discord.Message, ask: translate.MessageAsk
     ) -> tuple[list[ImageRef], Job | None]:
         assert ask.reply_to_id is not None
-        job = await self.engine.job_for_post(translate.SURFACE, ask.reply_to_id)
+        # A reply sits in the channel of the message it answers; a reference to a message anywhere
+        # else (another server's, say) names nothing this person may edit here.
+        if ask.reply_to_channel_id not in (None, ask.channel_id):
+            raise BadInput(NOT_FOUND)
+        job = await self.lookup.job_for_post(message_actor(message), ask.reply_to_id)
         if job is not None and job.result_media:
-            return self.engine.references_of(job, 0), job
+            return result_references(job, 0), job
         replied = ask.reply_to
         if replied is None or not replied.get("attachments"):
             # Discord leaves the embedded copy out sometimes; its attachment links may also be stale.
             try:
                 replied = await self.ctx.fetch_message(message.channel.id, int(ask.reply_to_id))
             except discord.NotFound:
-                raise BadInput("The message you replied to is gone; nothing to edit.") from None
+                raise BadInput(REPLIED_GONE) from None
         images = translate.image_attachments(replied)
         if not images:
-            raise BadInput(
-                "The message you replied to has no image: reply to an image and say what to change."
-            )
+            raise BadInput(REPLIED_NO_IMAGE)
         max_bytes = self.ctx.max_image_bytes
         return translate.image_refs(images[:MAX_REFERENCES], max_bytes=max_bytes), None
 
-    async def _is_result_thread(self, channel_id: str) -> bool:
-        return await self.engine.latest_job_in_thread(translate.SURFACE, channel_id) is not None
+    async def _is_result_thread(self, message: discord.Message) -> bool:
+        return await self.lookup.latest_in_thread(message_actor(message), str(message.channel.id)) is not None
 
     @guarded(warn_in)
     async def _submit(self, progress: discord.Message, message: discord.Message, chat: ChatRequest) -> None:
         origin = message_origin(message, progress.id)
-        if chat.parent_job_id is not None and await self._is_result_thread(str(message.channel.id)):
+        if chat.parent_job_id is not None and await self._is_result_thread(message):
             origin["in_thread"] = True
-        await self.engine.submit(
-            chat.model_copy(update={"origin": origin}), dedup_key=f"discord:m{message.id}"
-        )
+        chat = chat.model_copy(update={"origin": origin})
+        await make(self.engine, message_actor(message), chat, dedup_key=f"discord:m{message.id}")

@@ -12,6 +12,8 @@ import discord
 
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
+from adapters.discord.context import interaction_actor
+from bot.usecases import settings as usecases
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -69,27 +71,12 @@ class PreferenceCommands:
     @guarded(refuse)
     async def settings(self, interaction: discord.Interaction, options: dict[str, Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        text = await self.engine.user_settings(
-            translate.SURFACE,
-            str(interaction.guild_id or ""),
-            str(interaction.user.id),
-            settings_text(options),
-        )
-        await interaction.followup.send(text, ephemeral=True)
+        reply = await usecases.settings(self.engine, interaction_actor(interaction), settings_text(options))
+        await interaction.followup.send(reply.text, ephemeral=True)
 
     @guarded(refuse)
     async def policy(self, interaction: discord.Interaction, action: str, value: str | None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        # The same admin as /hidream-admin: Manage Server, in this server; nothing reaches another one.
-        if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.followup.send(
-                "This needs the Manage Server permission in a server.", ephemeral=True
-            )
-            return
-        text = action if action in ("show", "reset") else f"{action} {value or ''}"
-        answer = await self.engine.admin_policy(
-            translate.SURFACE, str(interaction.guild_id), "" if action == "show" else text
-        )
-        if action == "nsfw" and (value or "").lower() == "allow":
-            answer += " On Discord, flagged images are shown only in age-restricted channels; elsewhere they get a spoiler."
-        await interaction.followup.send(answer, ephemeral=True)
+        text = "" if action == "show" else action if action == "reset" else f"{action} {value or ''}"
+        reply = await usecases.policy(self.engine, interaction_actor(interaction), text, spoilers=True)
+        await interaction.followup.send(reply.text, ephemeral=True)

@@ -10,9 +10,11 @@ import discord
 
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
-from adapters.discord.context import HandlerContext, raw_payload
+from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.posting import release
-from bot.usecases.subjects import creator_key
+from bot.model.requests import ImageRef
+from bot.usecases import subject_commands
+from bot.usecases.actor import Reply
 
 NAME_FIELD = translate.INSTRUCTION_FIELD
 
@@ -37,51 +39,28 @@ class SubjectCommands:
         self.ctx = ctx
         self.engine = ctx.engine
 
-    def _who(self, interaction: discord.Interaction) -> tuple[str, str]:
-        """The tenant the subjects live in, and the person's key (their creator's mark)."""
-        user = str(interaction.user.id)
-        tenant = self.engine.tenant(translate.SURFACE, str(interaction.guild_id or ""), user)
-        return tenant, creator_key(translate.SURFACE, user)
-
     @guarded(refuse)
     async def command(self, interaction: discord.Interaction, action: str, name: str) -> None:
-        if action == "show":
-            await interaction.response.defer(thinking=True)
-        else:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        book = self.engine.subjects
-        tenant, user = self._who(interaction)
+        # `show` posts the images for everyone there; every other answer is private.
+        await interaction.response.defer(ephemeral=action != "show", thinking=True)
+        book, actor = self.engine.subjects, interaction_actor(interaction)
         if action == "save":
-            payload = raw_payload(interaction)
-            opts = translate.options_of(payload)
-            resolved = (payload["data"].get("resolved") or {}).get("attachments") or {}
-            chosen = [str(opts[o]) for o in translate.ATTACHMENT_OPTIONS if o in opts]
-            attachments = [resolved[key] for key in chosen if key in resolved]
-            refs = translate.image_refs(attachments, max_bytes=self.ctx.max_image_bytes)
-            subject = await book.save(tenant, user, name, refs)
-            text = f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: `@{subject.name}` in a prompt."
+            reply = await subject_commands.save(book, actor, name, self._attached(interaction))
         elif action == "show":
-            subject = await book.get(tenant, name)
-            files = [
-                discord.File(io.BytesIO(image.data), filename=f"{subject.name}-{i}.{image.extension}")
-                for i, image in enumerate(await book.images(subject), start=1)
-            ]
-            try:
-                await interaction.edit_original_response(
-                    content=f"Subject `{subject.name}`", attachments=files
-                )
-            finally:
-                release(files)  # their buffers now, not at the next full garbage collection
-            return
+            reply = await subject_commands.show(book, actor, name)
         elif action == "delete":
-            admin = interaction.guild_id is not None and interaction.permissions.manage_guild
-            subject = await book.delete(tenant, name, user, admin=admin)
-            text = f"Deleted subject `{subject.name}`."
+            reply = await subject_commands.delete(book, actor, name)
         else:
-            subjects = await book.all(tenant)
-            lines = [f"`{s.name}`: {len(s.media)} image(s)" for s in subjects]
-            text = "\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved here yet."
-        await interaction.edit_original_response(content=text)
+            reply = await subject_commands.listing(book, actor)
+        await answer(interaction, reply)
+
+    def _attached(self, interaction: discord.Interaction) -> list[ImageRef]:
+        payload = raw_payload(interaction)
+        opts = translate.options_of(payload)
+        resolved = (payload["data"].get("resolved") or {}).get("attachments") or {}
+        chosen = [str(opts[o]) for o in translate.ATTACHMENT_OPTIONS if o in opts]
+        attachments = [resolved[key] for key in chosen if key in resolved]
+        return translate.image_refs(attachments, max_bytes=self.ctx.max_image_bytes)
 
     async def ask_name(self, interaction: discord.Interaction, job_id: str) -> None:
         custom_id = translate.make_custom_id("subjectname", job_id)
@@ -90,12 +69,15 @@ class SubjectCommands:
     async def save_result(self, interaction: discord.Interaction, job_id: str) -> None:
         name = translate.modal_value(raw_payload(interaction), NAME_FIELD).strip()
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await self.engine.job(job_id)
-        if job is None:
-            await refuse(interaction, "I no longer have that image; run /hidream again.")
-            return
-        tenant, user = self._who(interaction)
-        subject = await self.engine.subjects.save_from_job(tenant, user, name, job)
-        await interaction.edit_original_response(
-            content=f"Saved subject `{subject.name}` ({len(subject.media)} image(s)). Use it: `@{subject.name}` in a prompt."
-        )
+        actor = interaction_actor(interaction)
+        job = await self.ctx.lookup.job(actor, job_id)
+        await answer(interaction, await subject_commands.save_result(self.engine.subjects, actor, name, job))
+
+
+async def answer(interaction: discord.Interaction, reply: Reply) -> None:
+    """A reply in the interaction's deferred answer, its images attached."""
+    files = [discord.File(io.BytesIO(p.data), filename=p.name) for p in reply.images]
+    try:
+        await interaction.edit_original_response(content=reply.text, attachments=files)
+    finally:
+        release(files)  # their buffers now, not at the next full garbage collection

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.requests import (
     MAX_REFERENCES,
@@ -54,6 +55,8 @@ class MessageAsk:
     reply_to_id: str | None = None
     # The referenced message as Discord embedded it (may be absent when Discord did not resolve it).
     reply_to: dict[str, Any] | None = None
+    # The channel Discord says the referenced message is in.
+    reply_to_channel_id: str | None = None
     images: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -104,19 +107,16 @@ def image_attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
 def image_refs(attachments: list[dict[str, Any]], *, max_bytes: int) -> list[ImageRef]:
     """Check each attachment is an image under the size cap, before anything is fetched."""
     if len(attachments) > MAX_REFERENCES:
-        raise BadInput(f"{len(attachments)} images are attached; the most I can use is {MAX_REFERENCES}.")
+        raise BadInput(words.too_many_images(len(attachments), MAX_REFERENCES))
     refs = []
     for att in attachments:
         name = str(att.get("filename") or "the attachment")
         if not is_image(att):
             ctype = str(att.get("content_type") or "unknown type").split(";")[0]
-            raise BadInput(f"`{name}` is not an image ({ctype}): attach a PNG, JPEG, WebP or GIF file.")
+            raise BadInput(words.not_an_image(name, ctype))
         size = int(att.get("size") or 0)
         if size > max_bytes:
-            raise BadInput(
-                f"`{name}` is {size / 1_048_576:.1f} MB; the largest image I accept is "
-                f"{max_bytes / 1_048_576:.0f} MB."
-            )
+            raise BadInput(words.image_too_large(name, size, max_bytes))
         refs.append(ImageRef(url=str(att["url"]), filename=name))
     return refs
 
@@ -156,7 +156,7 @@ def context_target(payload: dict[str, Any]) -> dict[str, Any]:
     messages = (data.get("resolved") or {}).get("messages") or {}
     target = messages.get(str(data.get("target_id")))
     if target is None:
-        raise BadInput("Discord did not tell me which message that was; try again.")
+        raise BadInput(words.WHICH_MESSAGE)
     return dict(target)
 
 
@@ -217,6 +217,7 @@ def read_message(payload: dict[str, Any], bot_id: str) -> MessageAsk | None:
         mentioned=mentioned,
         reply_to_id=str(reply_to_id) if reply_to_id else None,
         reply_to=payload.get("referenced_message"),
+        reply_to_channel_id=str(reference["channel_id"]) if reference.get("channel_id") else None,
         images=image_attachments(payload),
     )
 
@@ -235,7 +236,7 @@ def text_request(
     typed = [ImageRef(url=url, typed=True) for url in parsed.urls]
     refs = [*references, *typed]
     if len(refs) > MAX_REFERENCES:
-        raise BadInput(f"{len(refs)} images are given; the most I can use is {MAX_REFERENCES}.")
+        raise BadInput(words.too_many_images(len(refs), MAX_REFERENCES))
     return ChatRequest(
         surface=SURFACE,
         user_id=user_id,

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from adapters.discord.translate import SURFACE
 from bot.model.errors import BadInput
-from bot.usecases.versions import ThreadCommand
-from storage.versions import Version
+from bot.usecases import threads
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
+from bot.usecases.versions import ThreadCommand, Version
+from bot.words import NOT_A_VERSION, NOT_FOUND
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
-
-NOT_A_VERSION = "That image is not a version of a thread I know of, so there is nothing to undo."
 
 
 def jump_link(version: Version, guild_id: str) -> str:
@@ -36,27 +36,25 @@ def may_manage(member: object, channel: object) -> bool:
 
 async def thread_command_text(
     engine: Engine,
+    actor: Actor,
     command: ThreadCommand,
-    *,
     thread_key: str,
-    user_id: str,
-    guild_id: str,
-    admin: bool,
+    *,
     from_job: str | None = None,
 ) -> str:
     """The answer to `undo` or `history` in a thread. Raises BadInput (nothing changed) to refuse."""
 
     def link(v: Version) -> str:
-        return jump_link(v, guild_id)
+        return jump_link(v, actor.workspace_id)
 
-    if command == "history":
-        return (await engine.versions.history(SURFACE, thread_key)).text(link)
-    undone = await engine.versions.undo(SURFACE, thread_key, user_id, admin=admin, from_job=from_job)
-    return undone.text(link)
+    reply = await threads.thread_command(engine.versions, actor, command, thread_key, link, from_job=from_job)
+    return reply.text
 
 
-async def thread_of_job(engine: Engine, job_id: str) -> str:
-    thread = await engine.versions.thread_of(SURFACE, job_id)
+async def thread_of_job(lookup: Lookup, actor: Actor, job_id: str) -> str:
+    if await lookup.job(actor, job_id) is None:
+        raise BadInput(NOT_FOUND)
+    thread = await lookup.thread_of(actor, job_id)
     if thread is None:
         raise BadInput(NOT_A_VERSION)
     return thread

@@ -24,8 +24,8 @@ from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot.model.errors import ConfigError
 from bot.model.jobs import Job, OutputImage, Post, Progress
+from bot.usecases.installs import installations
 from bot.web.server import limit_body
-from storage.installations import Installations
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -105,7 +105,7 @@ class SlackAdapter:
         token = None if self.oauth or settings.bot_token is None else settings.bot_token.get_secret_value()
         self.client = AsyncWebClient(token=token, base_url=settings.api_base_url)
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
-        installs = StoreInstallationStore(Installations(engine.store)) if self.oauth else None
+        installs = StoreInstallationStore(installations(engine)) if self.oauth else None
         self.app = AsyncApp(
             client=self.client,
             signing_secret=secret,

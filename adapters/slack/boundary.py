@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.model.errors import UserFacingError
+from bot.words import SORRY
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Something went wrong on my side; nothing was charged. Try again in a moment."
 
 H = TypeVar("H")
 P = ParamSpec("P")
@@ -40,7 +40,7 @@ def guarded(reply_to: ReplyTo[H]) -> Callable[[Listener[H, P]], Listener[H, P]]:
                 await reply_to(owner, kwargs)(exc.user_message)
             except Exception:
                 log.exception("slack: %s failed", listener.__name__)
-                await reply_to(owner, kwargs)(APOLOGY)
+                await reply_to(owner, kwargs)(SORRY)
 
         return boundary
 

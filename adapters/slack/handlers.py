@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -20,15 +21,18 @@ from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
-from bot.jobs.quota_policy import usage_text
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
+from bot.usecases import limits, results, threads
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
+from bot.usecases.make import make, result_references
+from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, thread_command
+from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
 log = logging.getLogger(__name__)
-CANNOT_POST = "I cannot post in this channel. Invite me first: `/invite @HiDream`."
-PRIVATE_NOTICE = "You chose private results: I am making this in our direct messages, where it will arrive."
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
@@ -83,6 +87,7 @@ class Handlers:
         self.ctx = ctx
         self.engine = ctx.engine
         self.poster = ctx.poster
+        self.lookup = Lookup(ctx.engine)
         self.subjects = SlackSubjects(ctx, self._latest_in_thread, self._is_admin)
 
     def _chat(
@@ -181,7 +186,12 @@ class Handlers:
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(inv.user, inv.team, origin, parsed.request, refs)
-            return await self.engine.submit(chat, dedup_key=f"slack:{inv.trigger_id}")
+            return await make(
+                self.engine,
+                t.actor(inv.team, inv.user, inv.channel),
+                chat,
+                dedup_key=f"slack:{inv.trigger_id}",
+            )
 
         prompt = parsed.request.prompt
         await self._launch(
@@ -195,32 +205,22 @@ class Handlers:
         )
 
     async def _usage(self, inv: t.SlashInvocation, action: t.Usage, respond: AsyncRespond) -> None:
-        subject = action.user_id or inv.user
-        if subject != inv.user and not await self._is_admin(inv.user):
-            await respond("Only workspace admins can see someone else's usage.")
-            return
-        status = await self.engine.quota(t.SURFACE, subject, inv.team)
-        prefix = "" if subject == inv.user else f"<@{subject}>: "
-        await respond(prefix + usage_text(status))
+        someone = action.user_id if action.user_id and action.user_id != inv.user else None
+        admin = someone is not None and await self._is_admin(inv.user)
+        actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=admin)
+        await respond((await limits.usage(self.engine, actor, someone)).text)
 
     async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
-        if not await self._is_admin(inv.user):
-            await respond("Only workspace admins (or users an operator listed) can change limits.")
-            return
-        who = f"<@{cmd.subject}>" if cmd.scope == "user" else "everyone in this workspace"
-        # Everything an admin does is kept under this workspace: it reaches no other one.
+        actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=await self._is_admin(inv.user))
+        member = cmd.subject if cmd.scope == "user" else None
         if cmd.action == "limit":
-            member = cmd.subject if cmd.scope == "user" else None
-            await self.engine.admin_set_limit(t.SURFACE, inv.team, member, cmd.amount)
-            limit = "the default limit" if cmd.amount is None else f"{cmd.amount} images a day"
-            await respond(f"Done: {who} now has {limit}.")
+            reply = await limits.set_limit(self.engine, actor, member, cmd.amount)
         elif cmd.action == "grant":
             assert cmd.amount is not None
-            await self.engine.admin_grant(t.SURFACE, inv.team, cmd.subject, cmd.amount)
-            await respond(f"Done: {who} got {cmd.amount} extra images for today.")
+            reply = await limits.grant(self.engine, actor, cmd.subject, cmd.amount)
         else:
-            await self.engine.admin_reset(t.SURFACE, inv.team, cmd.subject)
-            await respond(f"Done: {who} starts today's count from zero.")
+            reply = await limits.reset_today(self.engine, actor, cmd.subject)
+        await respond(reply.text)
 
     # --- mentions -------------------------------------------------------------------------------
 
@@ -248,15 +248,17 @@ class Handlers:
         refs = t.image_refs(m.files, self.ctx.bot_token, self.ctx.max_image_bytes)
         parent = None
         if not refs and m.thread_ts:
-            job = await self._latest_in_thread(m.channel, m.thread_ts)
+            job = await self._latest_in_thread(m.team, m.user, m.channel, m.thread_ts)
             if job is not None and job.result_media:
-                refs, parent = self.engine.references_of(job, len(job.result_media) - 1), job.id
+                refs, parent = result_references(job, len(job.result_media) - 1), job.id
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
         verb = "asked to edit" if refs else "asked for"
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
-            return await self.engine.submit(chat, dedup_key=f"slack:{event_id}")
+            return await make(
+                self.engine, t.actor(m.team, m.user, m.channel), chat, dedup_key=f"slack:{event_id}"
+            )
 
         prompt = parsed.request.prompt
         await self._launch(
@@ -273,19 +275,20 @@ class Handlers:
         """`undo` or `history` mentioned in a result's thread, answered there for everyone (undo
         changes what the thread's next edit starts from); a refusal goes to the mentioner alone."""
         thread = t.message_key(m.channel, thread_ts)
-        if command == "history":
-            text = (await self.engine.versions.history(t.SURFACE, thread)).text(t.version_link)
-        else:
+        actor = t.actor(m.team, m.user, m.channel)
+        if command == "undo":
+            # Workspace admins are asked of Slack only when someone else's versions are undone.
             requesters = await self.engine.versions.requesters(t.SURFACE, thread)
-            admin = m.user not in requesters and await self._is_admin(m.user)
-            undone = await self.engine.versions.undo(t.SURFACE, thread, m.user, admin=admin)
-            text = undone.text(t.version_link)
+            actor = replace(actor, admin=m.user not in requesters and await self._is_admin(m.user))
+        reply = await threads.thread_command(self.engine.versions, actor, command, thread, t.version_link)
+        text = reply.text
         await self.ctx.client.chat_postMessage(channel=m.channel, thread_ts=thread_ts, text=text)
 
-    async def _latest_in_thread(self, channel: str, thread_ts: str) -> Job | None:
+    async def _latest_in_thread(self, team: str, user: str, channel: str, thread_ts: str) -> Job | None:
         """The store knows a delivered job's thread once its delivery is recorded; a mention that
         arrives just before that is answered from the thread itself (our summaries name their job)."""
-        job = await self.engine.latest_job_in_thread(t.SURFACE, t.message_key(channel, thread_ts))
+        who = t.actor(team, user, channel)
+        job = await self.lookup.latest_in_thread(who, t.message_key(channel, thread_ts))
         if job is not None:
             return job
         try:
@@ -295,7 +298,7 @@ class Handlers:
         for msg in reversed(messages):
             meta = msg.get("metadata") or {}
             if meta.get("event_type") == t.RESULT_EVENT:
-                return await self.engine.job(str((meta.get("event_payload") or {}).get("job_id", "")))
+                return await self.lookup.job(who, str((meta.get("event_payload") or {}).get("job_id", "")))
         return None
 
     # --- buttons --------------------------------------------------------------------------------
@@ -304,18 +307,17 @@ class Handlers:
     async def on_reroll(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
+        actor = t.press_actor(press)
+        job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(
-                press.channel, press.user, "That result is no longer known to the bot."
-            )
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
         # Reroll and Vary share this listener: Vary edits the result itself, Reroll asks again.
         vary = press.action == t.ACTION_VARY
-        again = self.engine.vary if vary else self.engine.reroll
 
         async def submit(origin: dict[str, Any]) -> Job:
-            return await again(job, user_id=press.user, origin=origin, dedup_key=f"slack:{press.trigger_id}")
+            dedup = f"slack:{press.trigger_id}"
+            return await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=dedup)
 
         prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
@@ -325,20 +327,30 @@ class Handlers:
             verb="asked for a variation of" if vary else "rerolled",
             prompt=prompt,
             submit=submit,
-            team=job.workspace_id,
+            team=press.team,
+        )
+
+    async def _pressed(self, press: t.ButtonPress) -> Job | None:
+        """The job a button names, if the presser may see it: their workspace's, or the result the
+        button sits under (a channel shared with another workspace)."""
+        return await self.lookup.shown_in(
+            t.press_actor(press), press.job_id, t.message_key(press.channel, press.message_ts)
         )
 
     @guarded(_to_presser)
     async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
+        job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(
-                press.channel, press.user, "That result is no longer known to the bot."
-            )
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
-        context = {"job_id": job.id, "channel": press.channel, "thread_ts": press.thread_ts}
+        context = {
+            "job_id": job.id,
+            "channel": press.channel,
+            "thread_ts": press.thread_ts,
+            "message_ts": press.message_ts,
+        }
         await self.ctx.client.views_open(
             trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
         )
@@ -347,13 +359,12 @@ class Handlers:
     async def on_delete(self, ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         press = t.button_press(body)
-        job = await self.engine.job(press.job_id)
-        if job is None:
-            return
-        if press.user != job.user_id and not await self._is_admin(press.user):
-            text = "Only the person who asked for these images, or a workspace admin, can delete them."
-            await self.poster.ephemeral(press.channel, press.user, text, thread_ts=press.thread_ts)
-            return
+        actor = t.press_actor(press)
+        owner = await self.lookup.job(actor, press.job_id)
+        if owner is not None and owner.user_id != press.user:
+            # Workspace admins are asked of Slack only when someone deletes another person's result.
+            actor = replace(actor, admin=await self._is_admin(press.user))
+        job = await results.deletable(self.lookup, actor, press.job_id)
         prefix = f"hidream-{job.id}-"
         for m in await self.poster.thread_messages(press.channel, press.thread_ts):
             ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
@@ -365,7 +376,7 @@ class Handlers:
             if ours and m.get("bot_id"):
                 await self.poster.delete_quietly(press.channel, m["ts"])
         await self.poster.delete_quietly(press.channel, press.message_ts)
-        await self.engine.mark_deleted(job)
+        await results.forget(self.engine, job)
 
     # --- the message shortcut and the edit modal ------------------------------------------------
 
@@ -374,8 +385,7 @@ class Handlers:
         await ack()
         inv = t.shortcut_invocation(body)
         if not inv.file_ids:
-            text = "That message has no image to edit. Use the shortcut on a message with an image."
-            await self.poster.ephemeral(inv.channel, inv.user, text)
+            await self.poster.ephemeral(inv.channel, inv.user, NO_IMAGE)
             return
         context = {"channel": inv.channel, "thread_ts": inv.thread_ts, "file_ids": inv.file_ids}
         await self.ctx.client.views_open(
@@ -392,13 +402,14 @@ class Handlers:
             await ack(response_action="errors", errors={t.BLOCK_INSTRUCTION: exc.user_message[:150]})
             return
         await ack()
-        ctx, user, team = sub.context, str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
+        user = str(body["user"]["id"])
+        ctx, team = sub.context, str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
 
         async def submit(origin: dict[str, Any]) -> Job:
-            refs, parent = await self._edit_references(ctx, sub.image_index)
+            refs, parent = await self._edit_references(t.actor(team, user), ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
-            return await self.engine.submit(chat, dedup_key=f"slack:{view.get('id', '')}")
+            return await make(self.engine, t.actor(team, user), chat, dedup_key=f"slack:{view.get('id', '')}")
 
         channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
         prompt = parsed.request.prompt
@@ -413,15 +424,17 @@ class Handlers:
         )
 
     async def _edit_references(
-        self, ctx: dict[str, Any], index: int | None
+        self, actor: Actor, ctx: dict[str, Any], index: int | None
     ) -> tuple[list[ImageRef], str | None]:
-        """What the modal edits: a job's results, or the files of a message (our own results are
-        taken from the store instead of being downloaded again)."""
+        """What the modal edits: a job's results, or the files of a message (our own workspace's
+        results are taken from the store instead of being downloaded again; a file merely named like
+        another workspace's result is a file like any other)."""
         if ctx.get("job_id"):
-            job = await self.engine.job(str(ctx["job_id"]))
+            shown = t.message_key(str(ctx.get("channel", "")), str(ctx.get("message_ts", "")))
+            job = await self.lookup.shown_in(actor, str(ctx["job_id"]), shown)
             if job is None or not job.result_media:
-                raise UserFacingError("That result is no longer held by the bot.")
-            return self.engine.references_of(job, index), job.id
+                raise UserFacingError(NOT_FOUND)
+            return result_references(job, index), job.id
         file_ids = [str(f) for f in ctx.get("file_ids") or []]
         if index is not None:
             file_ids = file_ids[index : index + 1]
@@ -430,9 +443,9 @@ class Handlers:
         for file_id in file_ids:
             info = (await self.ctx.client.files_info(file=file_id))["file"]
             own = t.parse_result_filename(str(info.get("name", "")))
-            job = await self.engine.job(own[0]) if own else None
+            job = await self.lookup.job(actor, own[0]) if own else None
             if own and job is not None and own[1] < len(job.result_media):
-                refs += self.engine.references_of(job, own[1])
+                refs += result_references(job, own[1])
                 parent = job.id
             else:
                 refs += t.image_refs([info], self.ctx.bot_token, self.ctx.max_image_bytes)

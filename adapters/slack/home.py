@@ -5,7 +5,6 @@ time they open the tab (`app_home_opened`), with the token of the workspace the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.app.async_app import AsyncApp
@@ -14,9 +13,7 @@ from adapters.slack import translate as t
 from adapters.slack.blocks import Block, clip, escape
 from adapters.slack.context import ListenerContext
 from bot.model.jobs import JobState
-from bot.usecases.subjects import creator_key
-from storage.history import Recent
-from storage.quota import QuotaStatus
+from bot.usecases.home import HomeState, QuotaStatus, Recent, home
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -35,22 +32,8 @@ _STATE_WORDS = {
 }
 
 
-@dataclass(frozen=True)
-class HomeState:
-    status: QuotaStatus
-    recent: list[Recent]
-    subjects: list[str]  # the names this person saved here
-    others_subjects: int  # how many more are saved here by others
-    defaults: dict[str, str]
-
-
 async def gather(engine: Engine, team: str, user: str) -> HomeState:
-    status = await engine.quota(t.SURFACE, user, team)
-    recent = await engine.recent_jobs(t.SURFACE, team, user, RECENT_SHOWN)
-    saved = await engine.subjects.all(engine.tenant(t.SURFACE, team, user))
-    mine = [s.name for s in saved if s.creator == creator_key(t.SURFACE, user)]
-    defaults = await engine.user_defaults(t.SURFACE, team, user)
-    return HomeState(status, recent, mine, len(saved) - len(mine), defaults)
+    return await home(engine, t.actor(team, user), RECENT_SHOWN)
 
 
 def _section(text: str) -> Block:

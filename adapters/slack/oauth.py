@@ -23,7 +23,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
-from storage.installations import BotInstall, Installations
+from bot.usecases.installs import BotInstall, Installations
+from bot.words import APP_REMOVED
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 STATE_SECONDS = 600
 # Refresh a rotating token this long before it expires (bolt's default for requests, too).
 ROTATE_MINUTES = 120
-REMOVED = "This workspace removed the HiDream app, so the image was not made; your quota was given back."
 
 
 class StoreInstallationStore(AsyncInstallationStore):
@@ -177,7 +177,7 @@ def register_removals(app: AsyncApp, store: StoreInstallationStore, engine: Engi
         team = str(body.get("team_id") or "")
         enterprise = str(body.get("enterprise_id") or "")
         await store.async_delete_bot(enterprise_id=enterprise, team_id=team)
-        failed = await engine.fail_workspace(SURFACE, team, REMOVED) if team else 0
+        failed = await engine.fail_workspace(SURFACE, team, APP_REMOVED) if team else 0
         log.info(
             "Slack workspace %s removed the app: tokens forgotten, %d unfinished job(s) failed", team, failed
         )

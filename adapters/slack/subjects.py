@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -19,15 +19,18 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
-from bot.model.errors import BadInput, UserFacingError
+from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import check_subject_name
-from bot.usecases.subjects import creator_key
+from bot.usecases import subject_commands
+from bot.usecases.access import Lookup
+from bot.words import FORM_OUT_OF_DATE, SAVE_SUBJECT_HOW
 
 ACTION_SUBJECT, VIEW_SUBJECT = t.ACTION_SUBJECT, t.VIEW_SUBJECT
 BLOCK_NAME = "subject_name"
 Say = Callable[[str], Awaitable[object]]
-LatestJob = Callable[[str, str], Awaitable[Job | None]]
+# The thread's latest job, given the asker's team and user, the channel and the thread.
+LatestJob = Callable[[str, str, str, str], Awaitable[Job | None]]
 IsAdmin = Callable[[str], Awaitable[bool]]
 
 _ASK_RE = re.compile(
@@ -89,23 +92,18 @@ class SlackSubjects:
         self._latest_job = latest_job
         self._is_admin = is_admin
 
-    def _tenant(self, team: str, user: str) -> str:
-        return self.ctx.engine.tenant(t.SURFACE, team, user)
-
     async def mention(self, m: t.Mention, ask: SubjectAsk) -> None:
         async def say(text: str) -> None:
             await self.ctx.poster.ephemeral(m.channel, m.user, text, thread_ts=m.reply_thread)
 
         if ask.action == "save" and not m.files:
-            job = await self._latest_job(m.channel, m.thread_ts) if m.thread_ts else None
+            job = await self._latest_job(m.team, m.user, m.channel, m.thread_ts) if m.thread_ts else None
             if job is None:
-                raise BadInput(
-                    "Attach 1 to 4 images to `save subject <name>`, or say it in a result's thread."
-                )
-            subject = await self.book.save_from_job(
-                self._tenant(m.team, m.user), creator_key(t.SURFACE, m.user), ask.name, job, latest_only=True
+                raise BadInput(SAVE_SUBJECT_HOW)
+            actor = t.actor(m.team, m.user, m.channel)
+            await say(
+                (await subject_commands.save_result(self.book, actor, ask.name, job, latest_only=True)).text
             )
-            await say(_saved(subject.name, len(subject.media)))
             return
         await self.run(ask, m.team, m.user, m.channel, m.reply_thread, say, files=m.files)
 
@@ -120,34 +118,23 @@ class SlackSubjects:
         *,
         files: list[dict[str, Any]] | None = None,
     ) -> None:
-        tenant, me = self._tenant(team, user), creator_key(t.SURFACE, user)
+        actor = t.actor(team, user, channel)
         if ask.action == "save":
             refs = t.image_refs(files or [], self.ctx.bot_token, self.ctx.max_image_bytes)
-            subject = await self.book.save(tenant, me, ask.name, refs)
-            await say(_saved(subject.name, len(subject.media)))
+            await say((await subject_commands.save(self.book, actor, ask.name, refs)).text)
         elif ask.action == "show":
-            subject = await self.book.get(tenant, ask.name)
-            uploads = [
-                {
-                    "content": img.data,
-                    "filename": f"{subject.name}-{i}.{img.extension}",
-                    "title": subject.name,
-                }
-                for i, img in enumerate(await self.book.images(subject), start=1)
-            ]
+            shown = await subject_commands.show(self.book, actor, ask.name)
+            uploads = [{"content": p.data, "filename": p.name, "title": ask.name} for p in shown.images]
             await self.ctx.client.files_upload_v2(
-                channel=channel, thread_ts=thread_ts, file_uploads=uploads,
-                initial_comment=f"Subject `{subject.name}`",
-            )  # fmt: skip
+                channel=channel, thread_ts=thread_ts, file_uploads=uploads, initial_comment=shown.text
+            )
         elif ask.action == "delete":
-            subject = await self.book.get(tenant, ask.name)
-            admin = subject.creator != me and await self._is_admin(user)
-            await self.book.delete(tenant, ask.name, me, admin=admin)
-            await say(f"Deleted subject `{subject.name}`.")
+            # Workspace admins are asked of Slack only when someone deletes another person's subject.
+            creator = await subject_commands.creator_of(self.book, actor, ask.name)
+            admin = creator != actor.key and await self._is_admin(user)
+            await say((await subject_commands.delete(self.book, replace(actor, admin=admin), ask.name)).text)
         else:
-            subjects = await self.book.all(tenant)
-            lines = [f"`{s.name}`: {len(s.media)} image(s)" for s in subjects]
-            await say("\n".join(["Saved subjects:", *lines]) if lines else "No subjects are saved here yet.")
+            await say((await subject_commands.listing(self.book, actor)).text)
 
     @guarded(_to_presser)
     async def on_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -168,14 +155,12 @@ class SlackSubjects:
             return
         await ack()
         context = _context_of(view)
-        user, team = str(body["user"]["id"]), str((body.get("team") or {}).get("id", ""))
-        job = await self.ctx.engine.job(str(context.get("job_id", "")))
-        if job is None:
-            raise UserFacingError("That result is no longer known to the bot.")
-        subject = await self.book.save_from_job(
-            self._tenant(team, user), creator_key(t.SURFACE, user), name, job
-        )
-        await self.reply_to_namer({"body": body, "view": view})(_saved(subject.name, len(subject.media)))
+        user = str(body["user"]["id"])
+        team = str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
+        actor = t.actor(team, user)
+        job = await Lookup(self.ctx.engine).job(actor, str(context.get("job_id", "")))
+        reply = await subject_commands.save_result(self.book, actor, name, job)
+        await self.reply_to_namer({"body": body, "view": view})(reply.text)
 
     def reply_to_presser(self, args: Mapping[str, Any]) -> Reply:
         press = t.button_press(args["body"])
@@ -191,8 +176,4 @@ def _context_of(view: dict[str, Any]) -> dict[str, Any]:
     try:
         return dict(json.loads(view.get("private_metadata") or "{}"))
     except ValueError:
-        raise BadInput("This form is out of date; press the button again.") from None
-
-
-def _saved(name: str, count: int) -> str:
-    return f"Saved subject `{name}` ({count} image(s)). Use it: write `@{name}` in a prompt, or `--subject {name}`."
+        raise BadInput(FORM_OUT_OF_DATE) from None

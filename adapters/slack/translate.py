@@ -13,9 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot import words
 from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
-from storage.versions import Version
+from bot.usecases.actor import Actor
+from bot.usecases.versions import Version
+from bot.words import subject_in_prompt
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.
@@ -119,8 +122,8 @@ HELP_TEXT = (
     "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
     "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
     "*Saved subjects:* mention the bot with images attached and `save subject mascot` (or say it in a "
-    "result's thread to save its latest image), then `/hidream @mascot surfing a wave` or "
-    "`/hidream surfing --subject mascot`. `/hidream subject list`, `/hidream subject show mascot`, "
+    f"result's thread to save its latest image), {subject_in_prompt('/hidream ')}. "
+    "`/hidream subject list`, `/hidream subject show mascot`, "
     "`/hidream subject delete mascot`.\n"
     "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
     "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
@@ -177,19 +180,17 @@ def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> l
     for f in files:
         name = str(f.get("name") or f.get("title") or f.get("id") or "file")
         if f.get("mode") in ("tombstone", "hidden_by_limit") or f.get("file_access") == "access_denied":
-            raise MediaError(f"The file `{name}` is not available to the bot.")
+            raise MediaError(words.file_unavailable(name))
         mimetype = str(f.get("mimetype") or "")
         if not mimetype.startswith("image/"):
             kind = mimetype or "unknown type"
-            raise MediaError(f"`{name}` is not an image ({kind}); attach PNG, JPEG or WebP.")
+            raise MediaError(words.not_an_image(name, kind))
         size = int(f.get("size") or 0)
         if size > max_bytes:
-            raise MediaError(
-                f"`{name}` is {size / 1_048_576:.1f} MB; the most allowed is {max_bytes / 1_048_576:.0f} MB."
-            )
+            raise MediaError(words.image_too_large(name, size, max_bytes))
         url = f.get("url_private_download") or f.get("url_private")
         if not url:
-            raise MediaError(f"The file `{name}` has no download link the bot can use.")
+            raise MediaError(words.file_without_link(name))
         refs.append(ImageRef(url=str(url), headers={"Authorization": f"Bearer {bot_token}"}, filename=name))
     return refs
 
@@ -268,7 +269,8 @@ def button_press(body: dict[str, Any]) -> ButtonPress:
     return ButtonPress(
         action=str(action["action_id"]),
         job_id=str(action.get("value", "")),
-        team=str((body.get("team") or {}).get("id", "")),
+        # In a channel shared by several workspaces the presser's own is theirs, not the channel host's.
+        team=str(body["user"].get("team_id") or (body.get("team") or {}).get("id", "")),
         channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id", "")),
         user=str(body["user"]["id"]),
         message_ts=message_ts,
@@ -287,6 +289,14 @@ class ShortcutInvocation:
     message_ts: str
     thread_ts: str
     file_ids: list[str]
+
+
+def actor(team: str, user: str, channel: str = "") -> Actor:
+    return Actor(surface=SURFACE, workspace_id=team, user_id=user, channel_id=channel)
+
+
+def press_actor(press: ButtonPress) -> Actor:
+    return actor(press.team, press.user, press.channel)
 
 
 def shortcut_invocation(body: dict[str, Any]) -> ShortcutInvocation:
@@ -324,5 +334,5 @@ def edit_submission(view: dict[str, Any]) -> EditSubmission:
     try:
         context = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
-        raise BadInput("This form is out of date; start the edit again.") from None
+        raise BadInput(words.FORM_OUT_OF_DATE) from None
     return EditSubmission(instruction=instruction, image_index=index, context=context)

@@ -16,7 +16,8 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from bot.jobs.media import TYPED_FETCH_SECONDS, Resolver, fetch_image, system_resolver
+from bot.jobs.fair import FairShare
+from bot.jobs.media import TYPED_FETCH_SECONDS, TYPED_PER_OWNER, Resolver, fetch_image, system_resolver
 from bot.jobs.metrics import Metrics
 from bot.jobs.quota_policy import check_images
 from bot.jobs.retention import too_old
@@ -74,6 +75,7 @@ class Engine:
         # engine a client of their own), and each must arrive within `typed_fetch_seconds`.
         self.typed_http = typed_http or http
         self.typed_fetch_seconds = typed_fetch_seconds
+        self.typed_share = FairShare(TYPED_PER_OWNER)  # per person and per tenant, within that client's pool
         self.clock = clock
         self.resolver = resolver
         # Every running provider by name, in order of preference: a job is worked by the provider it
@@ -121,7 +123,8 @@ class Engine:
         await self._counted(
             self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
         )
-        media_ids = [await self._ingest(ref) for ref in chat.references]
+        person = f"{chat.surface}:{chat.user_id}"
+        media_ids = [await self._ingest(ref, tenant, person) for ref in chat.references]
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
         now = self.clock()
@@ -170,20 +173,22 @@ class Engine:
             self.metrics.refused(exc)
             raise
 
-    async def _ingest(self, ref: ImageRef) -> str:
+    async def _ingest(self, ref: ImageRef, tenant: str, person: str) -> str:
         if ref.media_id is not None:
             if not await sweeps_for(self.store).touch_media(ref.media_id):
                 raise BadInput(too_old(self.settings.media_retention_days))
             return ref.media_id
-        image = await fetch_image(
-            self.typed_http if ref.typed else self.http,
-            ref.url,
-            typed=ref.typed,
-            max_bytes=self.settings.max_image_bytes,
-            headers=ref.headers,
-            resolver=self.resolver,
-            total_seconds=self.typed_fetch_seconds if ref.typed else None,
-        )
+        owners = (f"person:{person}", f"tenant:{tenant}") if ref.typed else ()
+        async with self.typed_share.place(*owners):
+            image = await fetch_image(
+                self.typed_http if ref.typed else self.http,
+                ref.url,
+                typed=ref.typed,
+                max_bytes=self.settings.max_image_bytes,
+                headers=ref.headers,
+                resolver=self.resolver,
+                total_seconds=self.typed_fetch_seconds if ref.typed else None,
+            )
         return await self.store.put_media(image.data, image.content_type, image.width, image.height)
 
     # --- queries for surfaces -----------------------------------------------------------------------
@@ -193,6 +198,11 @@ class Engine:
 
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
+
+    async def job_by_prefix(self, surface: str, prefix: str) -> Job | None:
+        """The newest job of `surface` whose id starts with `prefix`; surfaces reach it only through
+        bot.usecases.access, which keeps it to the asker's tenant."""
+        return await self.store.job_by_prefix(prefix, surface=surface)
 
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
         """The job the thread's next instruction edits: its current version (`undo` moves it back),

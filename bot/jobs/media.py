@@ -37,6 +37,9 @@ MAX_PIXELS = 40_000_000
 TYPED_FETCH_SECONDS = 30.0
 # The typed-URL client's own pool: slow links wait for each other, never for provider traffic.
 TYPED_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+# Within that pool, at most this many typed-URL downloads at once per person and per tenant: one
+# person's (or one server's) slow links wait for each other, not in everyone's way.
+TYPED_PER_OWNER = 2
 
 
 # How many images are decoded at once, across the bot's threads (bounds the memory decoding takes).
@@ -174,6 +177,20 @@ _TAIL_IPV4 = (
 # Refused whatever they carry: local-use NAT64 (RFC 8215), where the network's operator decides where
 # the IPv4 address sits, and Teredo (RFC 4380), whose client is reached only through a relay.
 _REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("2001::/32"))
+# Only 2000::/3 is allocated as global unicast (IANA's IPv6 Address Space registry); the rest is
+# reserved, ULA, link-local, the deprecated site-local fec0::/10 (RFC 3879) or multicast.
+_GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+# Not globally reachable per IANA's IPv6 Special-Purpose Address Registry (checked 2026): written out
+# rather than left to `ipaddress.is_global`, whose list depends on the Python release (3.11 misses
+# fec0::/10, 3fff::/20, 5f00::/16, 100:0:0:1::/64). All of 2001::/23 is refused, its few globally
+# reachable anycast services (PCP, TURN, AMT, AS112, ORCHIDv2, drone ids) included: they serve no images.
+_SPECIAL_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/128", "::1/128", "100::/64", "100:0:0:1::/64", "2001::/23", "2001:db8::/32",
+        "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
 
 
 def is_public_address(address: str) -> bool:
@@ -186,6 +203,8 @@ def is_public_address(address: str) -> bool:
         inner = _embedded_ipv4(ip)
         if inner is not None:
             return _is_public(inner)
+        if ip not in _GLOBAL_UNICAST_V6 or any(ip in net for net in _SPECIAL_V6):
+            return False
     return _is_public(ip)
 
 

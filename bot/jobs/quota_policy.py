@@ -1,7 +1,7 @@
 """The quota policy, over the facts the store keeps (storage/quota.py): which limit applies to a user
-in a tenant, whether a charge is admitted, which amounts may be set, and the words of a refusal and
-of a person's usage. The store applies it inside the transaction that charges, under the tenant's
-lock (it is given this policy when it is made).
+in a tenant, whether a charge is admitted, which amounts may be set, and the words of a refusal (a
+person's usage in words is bot/words.py's). The store applies it inside the transaction that
+charges, under the tenant's lock (it is given this policy when it is made).
 
 Every limit, grant, reset and count belongs to one tenant (a server, a workspace, or a DM / the
 console of one user). Within a tenant:
@@ -40,20 +40,6 @@ def check_images(images: int | None) -> None:
 def check_budget(monthly_usd: float | None) -> None:
     if monthly_usd is not None and not 0 <= monthly_usd <= MAX_BUDGET_USD:
         raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
-
-
-def usage_text(status: QuotaStatus) -> str:
-    """A person's quota in their tenant, in words."""
-    left = max(0, int(status.resets_at.timestamp() - status.now))
-    text = (
-        f"You have {status.remaining} of {status.limit} images left today "
-        f"(used {status.used}); the count resets at 00:00 UTC, in {left // 3600}h {left % 3600 // 60}m."
-    )
-    if status.ceiling is not None:
-        text += f" This server or workspace has made {status.tenant_used} of its {status.ceiling} today."
-    if status.show_spend and status.budget_usd is not None:
-        text += f" Spend this month: ${status.month_spent_usd:.2f} of ${status.budget_usd:.2f}."
-    return text
 
 
 @dataclass(frozen=True)

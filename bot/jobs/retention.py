@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.words import too_old as too_old  # the words moved; engine and tests still name them here
 from storage.retention import sweeps_for
 from storage.store import Store
 
@@ -35,14 +36,6 @@ class Swept:
     media: int
     jobs: int
     pages_freed: int
-
-
-def too_old(days: int) -> str:
-    """What a person is told when a button or an edit needs an image retention deleted."""
-    if days <= 0:
-        return "That image is no longer held by the bot; attach it again."
-    span = "1 day" if days == 1 else f"{days} days"
-    return f"That image is older than {span} and was deleted; run /hidream again."
 
 
 class Retention:

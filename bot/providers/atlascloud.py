@@ -10,13 +10,21 @@ fails. Each submit follows the base resend policy (never resent when its outcome
 runner recovers a lost answer from its callback and then sends the rest); when a later one fails,
 the error ends the job and the images already started are named in the log.
 
-The callback (`webhook_url` in the body) is treated as a hint: the bot has no Atlas Cloud signing
-secret, so it reads the prediction back from Atlas Cloud before believing anything.
+Callbacks (`webhook_url` in the body) are signed, as Atlas Cloud's "Webhooks" doc describes: Ed25519
+over `<X-AtlasCloud-Webhook-Timestamp>.<raw body>`, the key named by `-Key-Id` among those published
+at `/api/v1/webhooks/jwks.json` on the API host, the signature (base64url) in `-Signature-Ed25519`.
+The legacy HMAC `-Signature` header sent during Atlas Cloud's migration is ignored: we hold no HMAC
+secret. The body is `{session_id, event_type, status: OK|ERROR, payload, error}`, `payload` being the
+prediction as a status read returns it and `session_id` its id (also in `-Id`). A verified terminal
+callback settles a one-prediction job without reading its status; for a job of several predictions a
+completed one is a cue to read them all (a failed one fails the job). Unsigned, forged, stale (more
+than 5 minutes off) and replayed callbacks are refused; polling remains the fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -24,9 +32,10 @@ from typing import Any
 
 from pydantic_settings import SettingsConfigDict
 
-from bot.model.errors import BadInput, ProviderBusy
+from bot.model.errors import BadInput, CallbackRejected, ProviderBusy
 from bot.model.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
+from bot.providers.jwks import JwksCache, b64url_decode
 from bot.providers.plugin import ApiKeySettings, KeyedPlugin
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,11 @@ log = logging.getLogger(__name__)
 KEY_NAME = "ATLASCLOUD_API_KEY"
 SUBMIT_PATH = "/api/v1/model/generateImage"
 STATUS_PATH = "/api/v1/model/prediction/{id}"
+JWKS_PATH = "/api/v1/webhooks/jwks.json"
+WEBHOOK_HEADER = "x-atlascloud-webhook-"
+# A callback whose timestamp is further than this from our clock may be a replay.
+CALLBACK_TOLERANCE_S = 300
+ED25519_SIGNATURE_BYTES = 64
 MODEL_T2I = "hidream-o1-1.5/text-to-image"
 MODEL_EDIT = "hidream-o1-1.5/edit"
 PRICE_PER_IMAGE = 0.044
@@ -48,6 +62,8 @@ _STATES: dict[str, str] = {
     "completed": "completed",
     "succeeded": "completed",
     "failed": "failed",
+    "timeout": "failed",
+    "cancelled": "failed",
 }
 # An exact aspect ratio (reduced) -> the preset that has it; the doc offers presets only.
 _PRESET_BY_RATIO: dict[tuple[int, int], str] = {
@@ -69,11 +85,16 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
     settings_class = AtlasCloudSettings
     name = "atlascloud"
     display_name = "Atlas Cloud"
-    signs_callbacks = False
+    signs_callbacks = True
     # The doc: reference_image_urls are publicly accessible image URLs.
     accepts_data_uris = False
     # The doc names no interval; a few seconds keeps a one-image job responsive without hammering.
     poll_interval = 3.0
+
+    def _configure(self) -> None:
+        self._keys = JwksCache(self.client, self.base_url + JWKS_PATH, self._clock, owner="Atlas Cloud")
+        # Signatures of the callbacks accepted lately -> when: the same signed callback again is a replay.
+        self._seen: dict[bytes, float] = {}
 
     @property
     def base_url(self) -> str:
@@ -94,12 +115,16 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
         return PRICE_PER_IMAGE * request.n
 
     def describe(self) -> list[str]:
-        mode = "callbacks (webhook_url in the body)" if self.settings.public_url else "polling"
-        return [
+        hooked = bool(self.settings.public_url)
+        mode = "callbacks (webhook_url in the body, Ed25519-signed)" if hooked else "polling"
+        lines = [
             f"provider: Atlas Cloud at {self.base_url}, {mode}",
             f"  POST {self.base_url}{SUBMIT_PATH} (model {MODEL_T2I} or {MODEL_EDIT})",
             f"  GET  {self.base_url}{STATUS_PATH}",
         ]
+        if hooked:
+            lines.append(f"  GET  {self.base_url}{JWKS_PATH} (callback signing keys)")
+        return lines
 
     def _headers(self) -> dict[str, str]:
         key = self.options.api_key
@@ -167,9 +192,64 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
     async def parse_callback(
         self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
     ) -> ProviderStatus | None:
-        """Only a hint; refuse what cannot be an Atlas Cloud callback for this job."""
-        self.check_hint(provider_job_id, body, _named_id, separator=ID_SEPARATOR)
+        """A signed callback's own account of its prediction, when it settles the job by itself."""
+        signed_id, signature = await self._verify(headers, body)
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            raise CallbackRejected("Atlas Cloud callback body is not JSON", status=400) from None
+        if not isinstance(envelope, dict):
+            raise CallbackRejected("Atlas Cloud callback body is not a JSON object", status=400)
+        if envelope.get("session_id") != signed_id:
+            raise CallbackRejected(
+                "Atlas Cloud callback body names another prediction than its headers", status=400
+            )
+        ids = [part for part in (provider_job_id or "").split(ID_SEPARATOR) if part]
+        if ids and signed_id not in ids:
+            raise CallbackRejected("Atlas Cloud callback is for another job", status=400)
+        status = read_webhook(envelope)
+        self._remember(signature)
+        if status.state == "failed" or (len(ids) == 1 and status.state == "completed"):
+            return status
+        # The job's id is not known yet (the recovery reads it back), or other predictions are part
+        # of it: a status read gathers them.
         return None
+
+    async def _verify(self, headers: Mapping[str, str], body: bytes) -> tuple[str, bytes]:
+        """Check the signature on the raw body; return the prediction id the headers name, and the
+        signature."""
+        lower = {k.lower(): v.strip() for k, v in headers.items()}
+        values = [lower.get(WEBHOOK_HEADER + name, "") for name in ("id", "timestamp", "key-id")]
+        signature_text = lower.get(WEBHOOK_HEADER + "signature-ed25519", "")
+        if not all(values) or not signature_text:
+            raise CallbackRejected("Atlas Cloud callback without its signature headers")
+        webhook_id, timestamp, key_id = values
+        try:
+            if not timestamp.isdigit():
+                raise ValueError(timestamp)
+            signature = b64url_decode(signature_text)
+        except ValueError:
+            raise CallbackRejected("Atlas Cloud callback with an unreadable timestamp or signature") from None
+        now = self._clock()
+        if abs(now - int(timestamp)) > CALLBACK_TOLERANCE_S:
+            raise CallbackRejected(
+                "Atlas Cloud callback timestamp is more than 300 s off (stale or replayed)"
+            )
+        message = timestamp.encode() + b"." + body
+        if len(signature) != ED25519_SIGNATURE_BYTES or not await self._keys.verify(
+            signature, message, key_id
+        ):
+            raise CallbackRejected("Atlas Cloud callback signature does not match Atlas Cloud's key")
+        return webhook_id, signature
+
+    def _remember(self, signature: bytes) -> None:
+        """Refuse a callback accepted already. Atlas Cloud's own retry is signed anew (a new timestamp),
+        so the very same signature again is a replay; those older than the tolerance are stale anyway."""
+        now = self._clock()
+        self._seen = {sig: at for sig, at in self._seen.items() if now - at <= 2 * CALLBACK_TOLERANCE_S}
+        if signature in self._seen:
+            raise CallbackRejected("Atlas Cloud callback was accepted already (replayed)", status=409)
+        self._seen[signature] = now
 
     def callback_job_id(self, body: bytes) -> str | None:
         """The prediction's id: one request of the job, which may need several."""
@@ -210,9 +290,17 @@ def _unwrap(answer: Any) -> dict[str, Any] | None:
     return inner if isinstance(inner, dict) else answer
 
 
-def _named_id(payload: dict[str, Any]) -> object:
-    data = _unwrap(payload)
-    return data.get("id") if data is not None else None
+def _named_id(envelope: dict[str, Any]) -> object:
+    return envelope.get("session_id")
+
+
+def read_webhook(envelope: Mapping[str, Any]) -> ProviderStatus:
+    """A verified callback's prediction: `payload` as a status read gives it, `status` OK or ERROR."""
+    payload = envelope.get("payload")
+    data = payload if isinstance(payload, dict) else {}
+    if envelope.get("status") == "ERROR":
+        data = {**data, "status": "failed", "error": data.get("error") or envelope.get("error")}
+    return read_prediction(data)
 
 
 def read_prediction(data: Mapping[str, Any]) -> ProviderStatus:

@@ -10,19 +10,13 @@ with keys from fal's JWKS. They are verified on the raw bytes before anything in
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -30,6 +24,7 @@ from bot.model.config import PluginSettings, http_url
 from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
 from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.providers.jwks import JwksCache
 from bot.providers.plugin import KeyedPlugin
 
 log = logging.getLogger(__name__)
@@ -44,12 +39,6 @@ DEV_DEFAULT_STEPS = DEV_STEPS_MAX
 DEV_DEFAULT_GUIDANCE = 0.0
 # A callback whose timestamp is further than this from our clock may be a replay.
 CALLBACK_TOLERANCE_S = 300
-# fal rotates keys rarely; a day-old copy is refreshed, and an unknown signer triggers a refetch,
-# but no more often than this so forged callbacks cannot make us hammer the JWKS endpoint.
-JWKS_MAX_AGE_S = 24 * 3600
-JWKS_REFETCH_MIN_S = 30
-# After a failed fetch the next waits 30 s, then 60, 120... at most this long.
-JWKS_BACKOFF_MAX_S = 15 * 60
 _JOB_KEYS = ("id", "status_url", "response_url")
 _HEADERS = ("request-id", "user-id", "timestamp", "signature")
 _STATES: dict[str, str] = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
@@ -81,7 +70,7 @@ class FalProvider(HttpProvider[FalSettings]):
 
     def _configure(self) -> None:
         self.queue_url = self.options.queue_url.rstrip("/")
-        self._keys = JwksCache(self.client, self.options.jwks_url, self._clock)
+        self._keys = JwksCache(self.client, self.options.jwks_url, self._clock, owner="fal")
 
     def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         super().validate(request, tier, n_refs)
@@ -243,90 +232,6 @@ class FalProvider(HttpProvider[FalSettings]):
         if not await self._keys.verify(signature, message):
             raise CallbackRejected("fal callback signature does not match any of fal's keys")
         return request_id
-
-
-class JwksCache:
-    """fal's ED25519 public keys, fetched once, refreshed daily and when a signer is unknown.
-
-    Fetches are spaced: at least JWKS_REFETCH_MIN_S after a success, and after failures a backoff
-    that doubles each time (up to JWKS_BACKOFF_MAX_S), so a failing endpoint is not asked again on
-    every callback. Meanwhile the keys already held keep verifying."""
-
-    def __init__(self, client: httpx.AsyncClient, url: str, clock: Callable[[], float]) -> None:
-        self._client = client
-        self._url = url
-        self._clock = clock
-        self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None  # the last successful fetch
-        self._next_fetch_at = float("-inf")
-        self._failures = 0  # fetches failed in a row
-        self._lock = asyncio.Lock()
-
-    async def verify(self, signature: bytes, message: bytes) -> bool:
-        if self._fetched_at is None or self._clock() - self._fetched_at > JWKS_MAX_AGE_S:
-            await self._refresh()
-        if _any_verifies(self._keys, signature, message):
-            return True
-        # fal may have rotated its key since we last looked; ask again, within bounds.
-        await self._refresh()
-        if _any_verifies(self._keys, signature, message):
-            return True
-        if self._failures:
-            # 503: fal retries the callback later, when the keys may be reachable again.
-            raise CallbackRejected("fal's signing keys could not be fetched", status=503)
-        return False
-
-    async def _refresh(self) -> None:
-        async with self._lock:
-            now = self._clock()
-            if now < self._next_fetch_at:
-                return  # fetched (or failed) too recently; another callback may have just done it
-            try:
-                response = await self._client.get(self._url)
-                response.raise_for_status()
-                keys = parse_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                self._failures += 1
-                backoff = min(JWKS_BACKOFF_MAX_S, JWKS_REFETCH_MIN_S * 2 ** (self._failures - 1))
-                self._next_fetch_at = now + backoff
-                log.warning(
-                    "could not fetch fal's JWKS from %s: %s; next try in %d s",
-                    self._url,
-                    type(exc).__name__,
-                    backoff,
-                )
-                return
-            self._keys, self._fetched_at, self._failures = keys, now, 0
-            self._next_fetch_at = now + JWKS_REFETCH_MIN_S
-
-
-def parse_jwks(document: object) -> list[Ed25519PublicKey]:
-    """The Ed25519 keys of a JWKS document (RFC 8037 OKP keys); other keys are skipped."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("not a JWKS document")
-    keys: list[Ed25519PublicKey] = []
-    for jwk in document["keys"]:
-        if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-            continue
-        x = jwk.get("x")
-        if not isinstance(x, str):
-            continue
-        try:
-            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-            keys.append(Ed25519PublicKey.from_public_bytes(raw))
-        except (ValueError, binascii.Error):
-            log.warning("skipping an unreadable key in fal's JWKS")
-    return keys
-
-
-def _any_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
-    for key in keys:
-        try:
-            key.verify(signature, message)
-            return True
-        except InvalidSignature:
-            continue
-    return False
 
 
 def image_size(request: ImageRequest) -> str | dict[str, int]:

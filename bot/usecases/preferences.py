@@ -9,11 +9,11 @@ Every surface shares the same words: `settings [--ar W:H | --size S] [--model M]
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bot.model.errors import BadInput
+from bot.model.phrases import contains_banned
 from bot.model.requests import ChatRequest, ImageRequest, build_request
 from storage.preferences import Preferences as Rows
 from storage.preferences import TenantPolicy
@@ -101,12 +101,9 @@ def _phrase(raw: str) -> str:
 
 
 def contains_blocked(prompt: str, banned: tuple[str, ...]) -> bool:
-    """Whole words or phrases, case-insensitive: `ban ass` blocks "ass" but not "class"."""
-    for phrase in banned:
-        body = r"\s+".join(re.escape(w) for w in phrase.split())
-        if re.search(rf"(?<!\w){body}(?!\w)", prompt, re.IGNORECASE):
-            return True
-    return False
+    """Whole words or phrases, however written (see bot.model.phrases): `ban ass` blocks "ass" and
+    "a-s-s" but not "class"."""
+    return contains_banned(prompt, banned)
 
 
 class Preferences:

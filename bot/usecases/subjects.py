@@ -19,7 +19,8 @@ from storage.subjects import Subject, Subjects
 
 # `@name` in a prompt: not a platform's mention (`<@U123>`), an e-mail address or part of a word.
 MENTION_RE = re.compile(r"(?<![<\w@])@([A-Za-z0-9_-]{1,32})(?![\w@-])")
-Ingest = Callable[[ImageRef], Awaitable[str]]
+# (reference, tenant, person) -> the stored image's id
+Ingest = Callable[[ImageRef, str, str], Awaitable[str]]
 
 
 def creator_key(surface: str, user_id: str) -> str:
@@ -53,7 +54,7 @@ class SubjectBook:
             raise BadInput(f"{len(refs)} images were given; a subject keeps at most {MAX_REFERENCES}.")
         # The cheap look first: a taken name fetches and stores nothing.
         await self._refuse_taken(tenant, name)
-        media = [await self._ingest(ref) for ref in refs]
+        media = [await self._ingest(ref, tenant, creator) for ref in refs]
         subject = Subject(tenant=tenant, name=name, creator=creator, media=media)
         if not await self.table.add(subject):
             await self._refuse_taken(tenant, name)

@@ -16,7 +16,8 @@ from typing import Literal
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, Post
 from storage.store import Store
-from storage.versions import Version, VersionStore
+from storage.versions import Version as Version
+from storage.versions import VersionStore
 
 ThreadCommand = Literal["undo", "history"]
 Link = Callable[[Version], str]
@@ -90,6 +91,10 @@ class Versions:
     async def current(self, surface: str, thread_key: str) -> Job | None:
         found = await self.db.current(surface, thread_key)
         return None if found is None else found.job
+
+    async def live(self, surface: str, thread_key: str) -> list[Version]:
+        """The thread's standing versions, oldest first."""
+        return await self.db.live(surface, thread_key)
 
     async def requesters(self, surface: str, thread_key: str) -> set[str]:
         """Who asked for the thread's standing versions; empty for a thread with none."""

@@ -3,16 +3,27 @@
 `POST /api/v1/model/generateImage` (flat body, `model` picks text-to-image or edit) and
 `GET /api/v1/model/prediction/{id}`, `Authorization: Bearer`, answers wrapped as
 `{"code", "message", "data"}`, statuses created -> processing -> completed | failed, images in
-`outputs` (with `has_nsfw_contents`), and a callback to the body's `webhook_url` with the prediction.
+`outputs` (with `has_nsfw_contents`), and a callback to the body's `webhook_url` as Atlas Cloud's
+"Webhooks" doc describes it: `{session_id, event_type, status: OK|ERROR, payload, error}` signed with
+the fake's own Ed25519 key (over `<timestamp>.<raw body>`, headers `X-AtlasCloud-Webhook-Signature-Ed25519`,
+`-Key-Id`, `-Timestamp`, `-Id`, `-Event`, and the legacy HMAC `-Signature` of the migration), the public
+key published as a JWKS at `/api/v1/webhooks/jwks.json` on the API host.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bot.model.requests import PRESETS
 from tests.fakes.queue_common import CONTENT_TYPES, FakeJob, QueueFake, drop_connection, json_response, record
@@ -32,6 +43,10 @@ MESSAGES = {
     500: "Internal server error",
 }
 FAILURE_TEXT = "Generation failed: the content did not pass the safety check."
+JWKS_PATH = "/api/v1/webhooks/jwks.json"
+EVENT = "image.task.terminal"
+# The HMAC secret of the legacy `-Signature` header (the bot has none: it must not rely on it).
+LEGACY_SECRET = b"atlas-legacy-webhook-secret"
 
 
 class Invalid(Exception):
@@ -44,6 +59,73 @@ class AtlasCloudFake(QueueFake):
         self.api_key = api_key
         self.app.router.add_post("/api/v1/model/generateImage", self._submit)
         self.app.router.add_get("/api/v1/model/prediction/{id}", self._status)
+        self.app.router.add_get(JWKS_PATH, self._jwks)
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.key_id = "atlas-key-1"
+        self.published: dict[str, Ed25519PrivateKey] = {self.key_id: self.signing_key}
+        self.jwks_fetches = 0
+        self.jwks_available = True
+
+    def rotate_key(self) -> None:
+        """A new signing key, under a new id, replaces the old one in the published JWKS."""
+        self.signing_key = Ed25519PrivateKey.generate()
+        self.key_id = f"atlas-key-{len(self.published) + 1}"
+        self.published = {self.key_id: self.signing_key}
+
+    def sign(
+        self,
+        webhook_id: str,
+        body: bytes,
+        *,
+        timestamp: int | None = None,
+        key: Ed25519PrivateKey | None = None,
+        key_id: str | None = None,
+    ) -> dict[str, str]:
+        """Atlas Cloud's webhook headers for this body: Ed25519 over `<timestamp>.<raw body>`."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        message = stamp.encode() + b"." + body
+        signature = (key or self.signing_key).sign(message)
+        return {
+            "X-AtlasCloud-Webhook-Id": webhook_id,
+            "X-AtlasCloud-Webhook-Event": EVENT,
+            "X-AtlasCloud-Webhook-Timestamp": stamp,
+            "X-AtlasCloud-Webhook-Key-Id": key_id or self.key_id,
+            "X-AtlasCloud-Webhook-Signature-Ed25519": base64.urlsafe_b64encode(signature)
+            .rstrip(b"=")
+            .decode(),
+            "X-AtlasCloud-Webhook-Signature": hmac.new(LEGACY_SECRET, message, hashlib.sha256).hexdigest(),
+        }
+
+    def webhook(self, job: FakeJob) -> dict[str, Any]:
+        """The terminal callback's body: the prediction as a status read gives it, in an envelope."""
+        data = self.envelope(job)["data"]
+        failed = data["status"] == "failed"
+        return {
+            "session_id": job.id,
+            "event_type": EVENT,
+            "status": "ERROR" if failed else "OK",
+            "payload": data,
+            "error": data["error"] if failed else None,
+        }
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        self.jwks_fetches += 1
+        if not self.jwks_available:
+            return web.Response(status=503)
+        keys = [
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "kid": kid,
+                "use": "sig",
+                "alg": "EdDSA",
+                "x": base64.urlsafe_b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+                .rstrip(b"=")
+                .decode(),
+            }
+            for kid, key in self.published.items()
+        ]
+        return json_response({"keys": keys})
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.api_key}"
@@ -67,11 +149,8 @@ class AtlasCloudFake(QueueFake):
         except (Invalid, ValueError) as exc:
             return self.error(400, str(exc))
         if job.callback_url:
-            self.post_callback(
-                job.callback_url,
-                self.envelope(job),
-                headers={"X-AtlasCloud-Webhook-Event": "image.task.terminal"},
-            )
+            raw = json.dumps(self.webhook(job)).encode()
+            self.post_callback(job.callback_url, None, self.sign(job.id, raw), body=raw)
         if cue == "lost":
             return drop_connection(request)  # the job is made (and called back); its answer is lost
         return json_response(self.envelope(job, initial=True))

@@ -28,7 +28,16 @@ import asyncpg
 from aiohttp import web
 
 from tests.fakes.loopback import serve
+from tests.fakes.surface import RecordingSurface
+from tests.support.harness import BotHarness
 from tests.support.processes import process_env
+
+
+def replica(tmp_path: Path, name: str, url: str, surface: RecordingSurface, **env: Any) -> BotHarness:
+    settings = {"HIDREAM_DATABASE_URL": url, "HIDREAM_DAILY_IMAGE_QUOTA": 1000, **env}
+    # Callbacks on, with an hour's grace: a held job moves only when woken, never by its own poll.
+    return BotHarness(tmp_path / name, settings, [surface.factory], callbacks=True, callback_grace=3600)
+
 
 READY_WITHIN = 60.0
 # Headers that belong to one connection, not to the request: the proxy's own connection sets them.

@@ -22,6 +22,17 @@ from bot.model.config import Settings
 from tests.fakes.slack import FakeSlack, sign
 from tests.support.harness import sqlite_of
 
+
+async def command_to_result(
+    run, text: str = "a red fox in snow --seed 7", user: str = "UALICE01"
+) -> dict[str, Any]:
+    fake = run.fake
+    before = len(summaries(fake))
+    assert await run.send.command(fake.slash(text, user=user)) == 200
+    found: list[dict[str, Any]] = await fake.wait_for(lambda: summaries(fake)[before:])
+    return found[0]
+
+
 CHANNEL = "C_GENERAL"
 
 

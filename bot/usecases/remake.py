@@ -1,0 +1,51 @@
+"""Reroll and Vary: a result asked for again, as a new job like any other. The job is the one the
+asker was allowed to see (bot/usecases/access.py); what is made counts in the asker's tenant,
+whoever made the result it starts from."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bot.model.config import Settings
+from bot.model.errors import BadInput
+from bot.model.jobs import Job
+from bot.model.requests import ChatRequest, ImageRef
+from bot.usecases.actor import Actor
+from bot.words import too_old
+
+
+class Admits(Protocol):
+    settings: Settings
+
+    async def submit(self, chat: ChatRequest, *, dedup_key: str | None = None) -> Job: ...
+
+
+async def remake(
+    admits: Admits,
+    actor: Actor,
+    job: Job,
+    *,
+    vary: bool,
+    origin: dict[str, Any],
+    dedup_key: str | None = None,
+) -> Job:
+    """Reroll: the same prompt, flags and references with a new seed. Vary: the job's first image as
+    the reference instead. Raises a UserFacingError (nothing charged) when it cannot be admitted."""
+    if vary:
+        if not job.result_media:
+            raise BadInput(too_old(admits.settings.media_retention_days))
+        references = [ImageRef(url="", media_id=job.result_media[0])]
+    else:
+        references = [ImageRef(url="", media_id=m) for m in job.reference_media]
+    chat = ChatRequest(
+        surface=actor.surface,
+        user_id=actor.user_id,
+        workspace_id=actor.workspace_id,
+        origin=origin,
+        request=job.request.with_changes(seed=None),
+        references=references,
+        parent_job_id=job.id,
+        # The prompt's @names were resolved when the job was made: its images already hold them.
+        resolve_subjects=False,
+    )
+    return await admits.submit(chat, dedup_key=dedup_key)

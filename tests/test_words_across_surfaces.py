@@ -1,0 +1,204 @@
+"""Every surface says the same thing: each use case run through Discord (the real discord.py against
+the fake), Slack (real bolt against the fake) and the console, and the words people read compared,
+with each other and with bot/words.py. Only what is each person's own differs: who is mentioned, and
+how long until the count resets."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from adapters.console import HELP as CONSOLE_HELP
+from adapters.console import ConsoleChat, plain
+from adapters.discord.help import HELP_TEXT as DISCORD_HELP
+from adapters.slack.translate import ACTION_DELETE, ACTION_REROLL
+from adapters.slack.translate import HELP_TEXT as SLACK_HELP
+from bot import words
+from bot.app import Bot
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord_harness import discord_bot, png, with_files
+from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
+from tests.fakes.slack import FakeSlack
+from tests.support.harness import BotHarness
+from tests.support.slack_support import CHANNEL, running, summaries
+
+BOB = "1500000000000000002"
+NOBODYS_JOB = "0123456789abcdef0123456789abcdef"
+EXPECTED = {
+    "list, none": words.NO_SUBJECTS,
+    "save": words.subject_saved("mascot", 1),
+    "list": f"{words.SUBJECTS_HEADING}\n{words.subject_line('mascot', 1)}",
+    "delete": words.subject_deleted("mascot"),
+    "limit": words.limit_set("someone", 3),
+    "grant": words.granted("someone", 2),
+    "reset": words.reset("someone"),
+    "limits, refused": words.LIMITS_REFUSED,
+    "not found": words.NOT_FOUND,
+    "policy, refused": words.POLICY_REFUSED,
+    "delete, refused": words.DELETE_REFUSED,
+}
+
+
+def same_for_everyone(text: str) -> str:
+    text = re.sub(r"<@[^>|]+(\|[^>]*)?>", "<@someone>", text)
+    return re.sub(r"in \d+h \d+m", "in (time left)", text)
+
+
+async def discord_words(tmp_path: Path) -> dict[str, str]:
+    said: dict[str, str] = {}
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+
+        async def ask(key: str, payload: dict[str, Any]) -> None:
+            before = len(fake.ephemeral_texts())
+            await fake.interact(payload)
+            said[key] = (await fake.wait_for(lambda: fake.ephemeral_texts()[before:]))[0]
+
+        def command(name: str, sub: str | None, options: dict[str, Any], **kw: Any) -> dict[str, Any]:
+            payload = fake.slash_payload(options, name=name, **kw)
+            if sub is not None:
+                payload["data"]["options"] = [{"name": sub, "type": 1, "options": payload["data"]["options"]}]
+            return payload
+
+        def admin(
+            sub: str, images: int | None, permissions: int = MEMBER_PERMS | MANAGE_GUILD
+        ) -> dict[str, Any]:
+            options = {"member": BOB, **({"images": images} if images is not None else {})}
+            payload = command("hidream-admin", sub, options, permissions=permissions)
+            payload["data"]["options"][0]["options"][0]["type"] = 6  # a user option
+            payload["data"]["resolved"] = {"users": {BOB: fake.user(BOB, "bob")}}
+            return payload
+
+        await ask("list, none", command("hidream-subject", "list", {}))
+        att = fake.host_file(fake.channel_id, "m.png", png(), "image/png")
+        await ask("save", command("hidream-subject", "save", {"name": "mascot"}, attachments=[att]))
+        await ask("list", command("hidream-subject", "list", {}))
+        await ask("delete", command("hidream-subject", "delete", {"name": "mascot"}))
+        await ask("usage", command("hidream-usage", None, {}))
+        await ask("limit", admin("user-limit", 3))
+        await ask("grant", admin("grant", 2))
+        await ask("reset", admin("reset", None))
+        await ask("limits, refused", admin("grant", 2, MEMBER_PERMS))
+        await ask(
+            "policy",
+            command(
+                "hidream-policy",
+                None,
+                {"action": "ban", "value": "red fox"},
+                permissions=MEMBER_PERMS | MANAGE_GUILD,
+            ),
+        )
+        await ask("policy, refused", command("hidream-policy", None, {"action": "show"}))
+        made = await fake.interact(fake.slash_payload({"prompt": "a kite"}))
+        result = await fake.wait_for(
+            lambda: with_files(m := fake.messages.get(fake.originals.get(made["token"], ""), {})) and m
+        )
+        await bot.runner.wait_idle()
+        job = await bot.engine.job_for_post("discord", result["id"])
+        assert job is not None
+        await ask("delete, refused", fake.click_payload(result, f"hidream:delete:{job.id}", user_id=BOB))
+        message = fake.message_payload(fake.channel_id, author=fake.bot_user(), content="")
+        await ask("not found", fake.click_payload(message, f"hidream:reroll:{NOBODYS_JOB}"))
+    return said
+
+
+async def slack_words(tmp_path: Path) -> dict[str, str]:
+    said: dict[str, str] = {}
+    async with FakeSlack() as fake, running(tmp_path, fake, "socket") as run:
+        fake.admins.add("UADMIN001")
+
+        async def command(key: str, text: str, user: str = "UALICE01") -> None:
+            before = len(fake.responses)
+            await run.send.command(fake.slash(text, user=user))
+            said[key] = (await fake.wait_for(lambda: fake.responses[before:]))[0]["text"]
+
+        async def private(key: str, send: Any) -> None:
+            before = len(fake.ephemerals)
+            await send
+            said[key] = (await fake.wait_for(lambda: fake.ephemerals[before:]))[0]["text"]
+
+        await command("list, none", "subject list")
+        image = fake.add_file("m.png", png(), "image/png")
+        await private(
+            "save", run.send.event(fake.mention(CHANNEL, "UALICE01", "save subject mascot", files=[image]))
+        )
+        await command("list", "subject list")
+        await command("delete", "subject delete mascot")
+        await command("usage", "usage")
+        await command("limit", "limit <@UBOB0001|bob> 3", user="UADMIN001")
+        await command("grant", "grant <@UBOB0001|bob> 2", user="UADMIN001")
+        await command("reset", "reset <@UBOB0001|bob>", user="UADMIN001")
+        await command("limits, refused", "grant <@UBOB0001|bob> 2")
+        await command("policy", "policy ban red fox", user="UADMIN001")
+        await command("policy, refused", "policy")
+        await run.send.command(fake.slash("a kite"))
+        [summary] = await fake.wait_for(lambda: summaries(fake))
+        await private(
+            "delete, refused",
+            run.send.interaction(fake.button(summary, CHANNEL, ACTION_DELETE, user="UBOB0001")),
+        )
+        result = {
+            "ts": "1700000000.000100",
+            "blocks": [{"elements": [{"action_id": ACTION_REROLL, "value": NOBODYS_JOB}]}],
+        }
+        await private("not found", run.send.interaction(fake.button(result, CHANNEL, ACTION_REROLL)))
+    return said
+
+
+async def console_words(tmp_path: Path) -> dict[str, str]:
+    err = io.StringIO()
+    made: list[ConsoleChat] = []
+
+    def factory(bot: Bot) -> ConsoleChat:
+        made.append(ConsoleChat(bot.engine, tmp_path / "out", out=io.StringIO(), err=err, runner=bot.runner))
+        return made[0]
+
+    image = tmp_path / "m.png"
+    image.write_bytes(png())
+    said: dict[str, str] = {}
+    async with BotHarness(tmp_path, surfaces=[factory]):
+        for key, line in (
+            ("list, none", "/subject list"),
+            ("save", f"/subject save mascot {image}"),
+            ("list", "/subject list"),
+            ("delete", "/subject delete mascot"),
+            ("usage", "/quota"),
+            ("policy", "/policy ban red fox"),
+        ):
+            start = len(err.getvalue())
+            await made[0].handle(line)
+            said[key] = err.getvalue()[start:].rstrip("\n")
+    return said
+
+
+async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path) -> None:
+    for surface in ("discord", "slack", "console"):
+        (tmp_path / surface).mkdir()
+    heard = {
+        "discord": await discord_words(tmp_path / "discord"),
+        "slack": await slack_words(tmp_path / "slack"),
+        "console": await console_words(tmp_path / "console"),
+    }
+    for surface, said in heard.items():
+        for key, text in said.items():
+            shown = same_for_everyone(text)
+            # The console shows the same sentence without Markdown's backticks.
+            expected = EXPECTED.get(key)
+            if expected is not None:
+                expected = same_for_everyone(plain(expected) if surface == "console" else expected)
+                assert shown == expected, (surface, key)
+            others = {s: same_for_everyone(h[key]) for s, h in heard.items() if key in h}
+            assert {plain(t) for t in others.values()} == {plain(shown)}, (key, others)
+    assert set(heard["discord"]) == set(heard["slack"]) == set(EXPECTED) | {"usage", "policy"}
+    assert set(heard["console"]) == {"list, none", "save", "list", "delete", "usage", "policy"}
+    assert "red fox" in heard["console"]["policy"]
+    assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")
+
+
+def test_every_help_says_how_to_use_a_subject_in_the_same_words() -> None:
+    assert words.subject_in_prompt("/hidream prompt:") in DISCORD_HELP
+    assert words.subject_in_prompt("/hidream ") in SLACK_HELP
+    assert words.subject_in_prompt("/hidream ") in CONSOLE_HELP
+    for help_text in (DISCORD_HELP, SLACK_HELP, CONSOLE_HELP):
+        assert "--subject mascot" in help_text and "@mascot surfing a wave" in help_text
