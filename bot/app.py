@@ -26,9 +26,9 @@ from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
-from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ import re
 import sys
 
 from bot.app import open_store
+from bot.jobs.quota_policy import check_budget, check_images
 from bot.model.config import Settings
 from bot.model.errors import BadInput
-from storage.base import Store
 from storage.quota import EVERY_TENANT, QuotaStatus
+from storage.store import Store
 
 _ID = re.compile(r"[a-z][a-z0-9_-]*:\S+")
 WHO = "a user as SURFACE:ID: the surface's name and the platform's user id, e.g. console:local"
@@ -88,6 +89,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 async def _act(store: Store, args: argparse.Namespace) -> None:
     amount = None if getattr(args, "clear", False) else getattr(args, "amount", None)
     said = "cleared" if amount is None else f"set to {amount}"
+    (check_budget if args.action == "budget" else check_images)(amount)
+    check_images(getattr(args, "images", None))
     if args.action == "show":
         await _show(store, args.user, args.tenant)
     elif args.action == "set" and args.user:

@@ -4,6 +4,9 @@ use cases (bot/usecases/) phrase their replies from here; adapters add no senten
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Protocol
+
 # --- anything a job, image or message names ------------------------------------------------------
 
 NOT_FOUND = "I no longer have that image; run /hidream again."
@@ -69,6 +72,45 @@ def granted(who: str, images: int) -> str:
 
 def reset(who: str) -> str:
     return f"Done: {member(who)} starts today's count from zero."
+
+
+class Usage(Protocol):
+    """What a usage line says (storage/quota.py's QuotaStatus, as the core's policy made it)."""
+
+    @property
+    def used(self) -> int: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def resets_at(self) -> datetime: ...
+    @property
+    def now(self) -> float: ...
+    @property
+    def ceiling(self) -> int | None: ...
+    @property
+    def tenant_used(self) -> int: ...
+    @property
+    def budget_usd(self) -> float | None: ...
+    @property
+    def month_spent_usd(self) -> float: ...
+    @property
+    def show_spend(self) -> bool: ...
+
+
+def usage_text(status: Usage) -> str:
+    """A person's quota in their tenant, in words."""
+    left = max(0, int(status.resets_at.timestamp() - status.now))
+    text = (
+        f"You have {status.remaining} of {status.limit} images left today "
+        f"(used {status.used}); the count resets at 00:00 UTC, in {left // 3600}h {left % 3600 // 60}m."
+    )
+    if status.ceiling is not None:
+        text += f" This server or workspace has made {status.tenant_used} of its {status.ceiling} today."
+    if status.show_spend and status.budget_usd is not None:
+        text += f" Spend this month: ${status.month_spent_usd:.2f} of ${status.budget_usd:.2f}."
+    return text
 
 
 def usage_of(who: str | None, status_text: str) -> str:

@@ -87,8 +87,3 @@ class PostgresDialect(Dialect):
         for pattern, replacement in self._TYPES:
             script = re.sub(pattern, replacement, script)
         return script
-
-
-def marks(values: Collection[object]) -> str:
-    """`(?, ?, ...)` for an IN clause over `values` (one parameter each, on both databases)."""
-    return "(" + ",".join("?" * len(values)) + ")"

@@ -1,14 +1,13 @@
 """A person's recent jobs in one server or workspace, newest first, each with the message a link to
 its result points at (its first post in a thread: the summary under its images). The same SQL runs
-on both store backends (storage/sql.py)."""
+on both store backends."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from bot.model.jobs import Job
-from storage.base import Store
-from storage.sql import Sql
+from storage.store import Store
 
 # The first post a job made in a thread; the marks a delivery leaves in `posts` have no thread.
 _RECENT = (
@@ -32,11 +31,10 @@ class Recent:
 
 class History:
     def __init__(self, store: Store) -> None:
-        self.sql = Sql(store)
         self.store = store
 
     async def recent(self, surface: str, workspace_id: str, user_id: str, limit: int) -> list[Recent]:
-        rows = await self.sql.fetch(_RECENT, surface, workspace_id, user_id, limit)
+        rows = await self.store.database.fetch(_RECENT, surface, workspace_id, user_id, limit)
         found = []
         for job_id, post, thread in rows:
             job = await self.store.job(str(job_id))

@@ -1,14 +1,13 @@
 """A chat platform's installations (a bot token per workspace, kept when the app is installed by OAuth)
 and the one-use `state` values of installs under way. Plain rows: the surface turns them into its
 SDK's objects, so this module knows nothing of any platform's SDK. The same SQL runs on both store
-backends (storage/sql.py)."""
+backends."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.base import Store
-from storage.sql import Sql
+from storage.store import Store
 
 _COLUMNS = (
     "enterprise_id, team_id, app_id, bot_id, bot_user_id, bot_token, bot_scopes, bot_refresh_token, "
@@ -44,12 +43,11 @@ _UPSERT = (
 
 class Installations:
     def __init__(self, store: Store) -> None:
-        self.sql = Sql(store)
         self.store = store
 
     async def save(self, bot: BotInstall) -> None:
         """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""
-        await self.sql.execute(
+        await self.store.write(
             _UPSERT,
             bot.enterprise_id,
             bot.team_id,
@@ -71,7 +69,7 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             f"SELECT {_COLUMNS} FROM slack_installations WHERE {where} ORDER BY installed_at DESC LIMIT 1",
             *args,
         )
@@ -97,18 +95,18 @@ class Installations:
             where, args = "team_id=?", (team_id,)
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
-        return await self.sql.execute(f"DELETE FROM slack_installations WHERE {where}", *args)
+        return await self.store.write(f"DELETE FROM slack_installations WHERE {where}", *args)
 
     async def issue_state(self, state: str, expires_at: float) -> None:
         # Expired states are swept as new ones are issued, so the table stays small.
-        await self.sql.execute("DELETE FROM slack_oauth_states WHERE expires_at < ?", self.store.clock())
-        await self.sql.execute(
+        await self.store.write("DELETE FROM slack_oauth_states WHERE expires_at < ?", self.store.clock())
+        await self.store.write(
             "INSERT INTO slack_oauth_states (state, expires_at) VALUES (?, ?)", state, expires_at
         )
 
     async def consume_state(self, state: str) -> bool:
         """True once for a state issued here and not expired: it is deleted as it is used."""
-        used = await self.sql.execute(
+        used = await self.store.write(
             "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?", state, self.store.clock()
         )
         return used == 1

@@ -1,16 +1,15 @@
-"""Image bytes as files, for the SQLite store: one file per media id in a folder beside the database
-(`<db path>.media/`, readable by the bot's user only). The `media` table keeps what describes an
-image (type, size, age); this folder keeps its bytes, so the database stays small and an image is
-never read into memory just to answer a query about it.
+"""Where image bytes live, the one place the two backends keep media differently (`ImageBytes`): in
+the media rows of PostgreSQL (`RowBytes`), or as files beside the SQLite database (`MediaFiles`). The
+store writes the bytes before the row that names them and forgets them after the row is gone.
 
-Every file operation runs in a thread, so the event loop never waits on the disk. A file is written
-whole or not at all (a temporary file, synced, then renamed over its name), so a crash never leaves
-half an image under a media id.
-
-Order of writes, so a row never names a file that is missing: the file is written before its row is
-inserted, and its row is deleted before the file. A crash in between leaves a file without a row,
-which `remove_orphans` deletes once it is older than an hour (younger ones may be a `put_media`
-whose row is being inserted right now, by this process or another that opened the same database).
+Files: one per media id in a folder beside the database (`<db path>.media/`, readable by the bot's
+user only), so the database stays small and an image is never read into memory just to answer a
+query about it. Every file operation runs in a thread, so the event loop never waits on the disk. A
+file is written whole or not at all (a temporary file, synced, then renamed over its name), so a
+crash never leaves half an image under a media id. A crash between a file and its row leaves a file
+without a row, which `remove_orphans` deletes once it is older than an hour (younger ones may be a
+`put_media` whose row is being inserted right now, by this process or another that opened the same
+database).
 """
 
 from __future__ import annotations
@@ -23,13 +22,10 @@ import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from storage.durable import write_synced
-from storage.migrations import MEDIA_MOVING
-from storage.sqlite_conn import Connection
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +38,50 @@ _TEMP = ".tmp-"
 ORPHAN_AGE = 3600.0
 # Ids asked about at once (SQLite's limit of parameters per statement is far above it).
 _BATCH = 500
+
+
+class ImageBytes(Protocol):
+    # `, data` when the bytes are a column of the media row, else nothing.
+    column: str
+
+    def valid(self, media_id: str) -> bool:
+        """Whether `media_id` can name bytes here at all."""
+        ...
+
+    def in_row(self, data: bytes) -> tuple[Any, ...]:
+        """The values of `column` for an image of these bytes."""
+        ...
+
+    async def keep(self, images: dict[str, bytes]) -> None:
+        """Before their rows are inserted."""
+        ...
+
+    async def drop(self, media_ids: Iterable[str]) -> None:
+        """After their rows were deleted, or when the rows were never inserted."""
+        ...
+
+    async def read(self, media_id: str, row: Any) -> bytes | None:
+        """The bytes of the image whose row (id, type, width, height, nsfw, then `column`) is `row`."""
+        ...
+
+
+class RowBytes:
+    column = ", data"
+
+    def valid(self, media_id: str) -> bool:
+        return True
+
+    def in_row(self, data: bytes) -> tuple[Any, ...]:
+        return (data,)
+
+    async def keep(self, images: dict[str, bytes]) -> None:
+        return None
+
+    async def drop(self, media_ids: Iterable[str]) -> None:
+        return None
+
+    async def read(self, media_id: str, row: Any) -> bytes | None:
+        return bytes(row[5])
 
 
 def valid_id(media_id: str) -> bool:
@@ -65,10 +105,25 @@ def _id_of(name: str) -> str | None:
 
 class MediaFiles:
     """The folder of image files. Ids of the wrong shape are never turned into paths: reads answer
-    None, writes and deletes refuse (ValueError)."""
+    None, writes and deletes refuse (ValueError); `drop` passes them over."""
+
+    column = ""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    def valid(self, media_id: str) -> bool:
+        return valid_id(media_id)
+
+    def in_row(self, data: bytes) -> tuple[Any, ...]:
+        return ()
+
+    async def keep(self, images: dict[str, bytes]) -> None:
+        for media_id, data in images.items():
+            await self.write(media_id, data)
+
+    async def drop(self, media_ids: Iterable[str]) -> None:
+        await self.delete(media_id for media_id in media_ids if valid_id(media_id))
 
     def path_of(self, media_id: str) -> Path | None:
         """Where the bytes of `media_id` live (the file may be missing), or None for an id of the
@@ -116,12 +171,15 @@ class MediaFiles:
         finally:
             os.close(fd)
 
-    async def read(self, media_id: str) -> bytes | None:
+    async def read(self, media_id: str, row: Any = None) -> bytes | None:
         """The bytes of `media_id`, or None when there is no such file or the id has the wrong shape."""
         path = self.path_of(media_id)
-        if path is None:
-            return None
-        return await asyncio.to_thread(_read, path)
+        data = None if path is None else await asyncio.to_thread(_read, path)
+        if data is None and row is not None:
+            log.warning(
+                "media %s has a row but no file in %s: answered as no longer held", media_id, self.folder
+            )
+        return data
 
     async def delete(self, media_ids: Iterable[str]) -> None:
         """Delete the files of `media_ids` (those already gone are fine)."""
@@ -157,49 +215,6 @@ class MediaFiles:
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
                         old.append(Path(entry.path))
         return old
-
-
-class _Store(Protocol):
-    """What `move_out_of_rows` needs of the SQLite store."""
-
-    files: MediaFiles
-
-    def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
-
-    def exclusive(self) -> AbstractAsyncContextManager[Connection]: ...
-
-
-async def move_out_of_rows(store: _Store) -> int:
-    """Write the images an upgrade set aside (storage/migrations.py, MEDIA_TO_FILES) to their files, one
-    per transaction, each deleted from the database once its file is on disk; then drop their table.
-    Returns how many were moved (0 on every open after the one that finished)."""
-    async with store.exclusive() as db:
-        async with db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (MEDIA_MOVING,)
-        ) as cur:
-            if await cur.fetchone() is None:
-                return 0
-    moved = 0
-    while True:
-        async with store.transaction() as db:
-            async with db.execute(f"SELECT id, data FROM {MEDIA_MOVING} LIMIT 1") as cur:
-                row = await cur.fetchone()
-            if row is None:
-                await db.execute(f"DROP TABLE {MEDIA_MOVING}")
-                break
-            # An id of another shape (no version of the bot made one) cannot name a file: its
-            # row stays, answered as no longer held.
-            if valid_id(row[0]):
-                await store.files.write(row[0], bytes(row[1]))
-            await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
-            moved += 1
-    async with store.exclusive() as db:
-        # The images' pages are free now: give them back (a no-op until the file is incremental,
-        # which retention's first start makes it).
-        await db.executescript("PRAGMA incremental_vacuum")
-    if moved:
-        log.info("moved %d image(s) out of the database into %s", moved, store.files.folder)
-    return moved
 
 
 def _read(path: Path) -> bytes | None:

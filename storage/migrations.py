@@ -71,7 +71,7 @@ CREATE INDEX seen_events_at ON seen_events(seen_at)
 # cannot be written from SQL, so this one sets the bytes aside: the old table, bytes and all, becomes
 # MEDIA_MOVING, and a new `media` table takes every row's description. The store then writes each
 # set-aside image to its file and deletes it from MEDIA_MOVING, one per transaction, before it
-# answers any call (storage/media.py, `move_out_of_rows`); a crash in between resumes at the next open, and
+# answers any call (storage/sqlite.py, `move_out_of_rows`); a crash in between resumes at the next open, and
 # rewriting a file that was already written is harmless. Nothing is copied but the small columns,
 # so the upgrade never needs room for a second copy of the images inside the database.
 MEDIA_MOVING = "media_moving"

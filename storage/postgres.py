@@ -17,15 +17,15 @@ import asyncpg
 from bot.model.errors import ConfigError
 from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
-from storage.image_bytes import RowBytes
+from storage.media import RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
 from storage.quota import QuotaRules
 from storage.retention import NoSpaceToGive
-from storage.store import SqlStore
+from storage.store import Store
 from storage.wakeups import PostgresWakeups, Wakeups
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(Store):
     def __init__(
         self,
         url: str,

@@ -1,5 +1,5 @@
 """Media and posts in the store: the images it keeps (their rows here, their bytes where the backend
-keeps them: storage/image_bytes.py) and the messages that carry each job's results. A base of the
+keeps them: storage/media.py) and the messages that carry each job's results. A base of the
 one store (storage/store.py), which owns the database and the job rows these methods write together
 with their own: `complete` and `delivered` move the job in the same transaction as their rows."""
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model.jobs import Job, JobState
 from storage.connections import Database, Queries
-from storage.image_bytes import ImageBytes
+from storage.media import ImageBytes
 
 _MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
 
@@ -36,9 +36,6 @@ class NewMedia:
     width: int
     height: int
     nsfw: bool = False
-
-
-_MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
 
 
 class MediaAndPosts:

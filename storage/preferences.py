@@ -1,5 +1,5 @@
 """Personal defaults, per (tenant, user), and each tenant's policy (blocked phrases, NSFW handling,
-tier and provider). Small rows in the same SQL for both store backends (storage/sql.py); the rules
+tier and provider). Small rows in the same SQL for both store backends; the rules
 that use them live in bot/usecases/preferences.py."""
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from storage.base import Store
-from storage.sql import Sql
+from storage.store import Store
 
 _UPSERT_DEFAULTS = (
     "INSERT INTO user_defaults (tenant, user_key, flags, updated_at) VALUES (?, ?, ?, ?) "
@@ -34,11 +33,11 @@ class TenantPolicy:
 
 class Preferences:
     def __init__(self, store: Store) -> None:
-        self.sql = Sql(store)
+        self.store = store
 
     async def defaults(self, tenant: str, user_key: str) -> dict[str, str]:
         """Flag name -> value as typed (e.g. {"ar": "16:9", "n": "2", "private": "on"})."""
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             "SELECT flags FROM user_defaults WHERE tenant=? AND user_key=?", tenant, user_key
         )
         return {} if row is None else {str(k): str(v) for k, v in json.loads(row[0]).items()}
@@ -46,30 +45,32 @@ class Preferences:
     async def set_defaults(self, tenant: str, user_key: str, flags: dict[str, str]) -> None:
         """Keep `flags` as the user's defaults in the tenant; an empty dict forgets them."""
         if not flags:
-            await self.sql.execute(
+            await self.store.write(
                 "DELETE FROM user_defaults WHERE tenant=? AND user_key=?", tenant, user_key
             )
             return
-        await self.sql.execute(
-            _UPSERT_DEFAULTS, tenant, user_key, json.dumps(flags, sort_keys=True), self.sql.now()
+        await self.store.write(
+            _UPSERT_DEFAULTS, tenant, user_key, json.dumps(flags, sort_keys=True), self.store.now()
         )
 
     async def policy(self, tenant: str) -> TenantPolicy:
-        row = await self.sql.fetchrow(f"SELECT {_POLICY_COLUMNS} FROM tenant_policy WHERE tenant=?", tenant)
+        row = await self.store.database.fetchrow(
+            f"SELECT {_POLICY_COLUMNS} FROM tenant_policy WHERE tenant=?", tenant
+        )
         if row is None:
             return TenantPolicy()
         return TenantPolicy(tuple(json.loads(row[0])), row[1], row[2], row[3])
 
     async def set_policy(self, tenant: str, policy: TenantPolicy) -> None:
         if policy == TenantPolicy():
-            await self.sql.execute("DELETE FROM tenant_policy WHERE tenant=?", tenant)
+            await self.store.write("DELETE FROM tenant_policy WHERE tenant=?", tenant)
             return
-        await self.sql.execute(
+        await self.store.write(
             _UPSERT_POLICY,
             tenant,
             json.dumps(list(policy.banned)),
             policy.nsfw,
             policy.tier,
             policy.provider,
-            self.sql.now(),
+            self.store.now(),
         )

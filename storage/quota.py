@@ -1,30 +1,26 @@
 """Quotas in the store, scoped to tenants (a server, a workspace, or a DM / the console of one user):
 the facts a quota decision is made of (the limits set, the counts of a day and a month, grants,
 ceilings, budgets, when each resets) and the writes that set them. Which limit applies, whether a
-charge is admitted and the words of a refusal are the core's (bot/jobs/quota_policy.py), given to
-the store as its `QuotaRules`; the store applies them inside the transaction that charges, under the
-tenant's lock.
+charge is admitted, which amounts may be set and every sentence about them are the core's
+(bot/jobs/quota_policy.py), given to the store as its `QuotaRules`; the store applies them inside
+the transaction that charges, under the tenant's lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from bot.model.errors import BadInput
 from bot.model.jobs import COUNTED, SPENT, LedgerState
-from storage.connections import Queries
+from storage.connections import Database, Queries
 
 Scope = Literal["user", "members", "ceiling"]
 By = Literal["operator", "admin"]
 # Every tenant: an operator's limit for a user that holds in all of them.
 EVERY_TENANT = "*"
-# The largest number of images an admin or operator may set or grant at once.
-MAX_IMAGES = 1_000_000
-MAX_BUDGET_USD = 1_000_000.0
-# Made or reserved today, reset or not: what a tenant's ceiling counts.
-_MADE = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
+# Made or reserved, reset or not: what a tenant's ceiling counts in a day and its budget in a month.
+MADE = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
 
 
 def utc_day(ts: float) -> str:
@@ -34,12 +30,6 @@ def utc_day(ts: float) -> str:
 def next_reset(ts: float) -> datetime:
     day = datetime.fromtimestamp(ts, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day + timedelta(days=1)
-
-
-def check_images(images: int | None) -> None:
-    """Refuse an amount an admin or operator typed that no sane limit needs (and SQLite cannot hold)."""
-    if images is not None and not 0 <= images <= MAX_IMAGES:
-        raise BadInput(f"{images} is out of range: use a whole number from 0 to {MAX_IMAGES:,}.")
 
 
 @dataclass(frozen=True)
@@ -60,18 +50,6 @@ class QuotaStatus:
     month_spent_usd: float = 0.0
     # Whether the operator lets people see dollars (HIDREAM_SHOW_SPEND).
     show_spend: bool = False
-
-    def text(self) -> str:
-        left = max(0, int(self.resets_at.timestamp() - self.now))
-        text = (
-            f"You have {self.remaining} of {self.limit} images left today "
-            f"(used {self.used}); the count resets at 00:00 UTC, in {left // 3600}h {left % 3600 // 60}m."
-        )
-        if self.ceiling is not None:
-            text += f" This server or workspace has made {self.tenant_used} of its {self.ceiling} today."
-        if self.show_spend and self.budget_usd is not None:
-            text += f" Spend this month: ${self.month_spent_usd:.2f} of ${self.budget_usd:.2f}."
-        return text
 
 
 @dataclass(frozen=True)
@@ -144,7 +122,7 @@ async def facts(
         tenant,
     )
     counted, counted_args = db.dialect.among("state", COUNTED)
-    made, made_args = db.dialect.among("state", _MADE)
+    made, made_args = db.dialect.among("state", MADE)
     row = await db.fetchrow(
         _COUNTS.format(counted=counted, made=made),
         *(tenant, user_key, day, *counted_args, tenant, user_key, day),
@@ -164,68 +142,111 @@ async def facts(
     )
 
 
-async def set_limit(db: Queries, tenant: str, scope: Scope, subject: str, limit: int | None, by: By) -> None:
-    check_images(limit)
-    if limit is None:
-        await db.execute(
-            "DELETE FROM limits WHERE tenant=? AND scope=? AND subject=? AND set_by=?",
+class Quotas:
+    """The store's quota calls: the facts as the core's policy reads them, and the writes that set
+    limits, grants, resets and budgets. A base of the one store (storage/store.py)."""
+
+    if TYPE_CHECKING:  # what the store provides
+        database: Database
+        default_limit: int
+        default_ceiling: int | None
+
+        @property
+        def policy(self) -> QuotaRules: ...
+
+        def now(self) -> float: ...
+
+        async def write(self, sql: str, *args: Any) -> int: ...
+
+    async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
+        return await self._status(self.database, user_key, tenant)
+
+    async def _status(self, db: Queries, user_key: str, tenant: str) -> QuotaStatus:
+        found = await facts(
+            db,
+            user_key,
             tenant,
-            scope,
-            subject,
-            by,
+            self.now(),
+            default_limit=self.default_limit,
+            default_ceiling=self.default_ceiling,
         )
-        return
-    await db.execute(
-        "INSERT INTO limits (tenant, scope, subject, daily_limit, set_by) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
-        *(tenant, scope, subject, limit, by),
-    )
+        return self.policy.status(user_key, tenant, found)
 
+    async def check(self, charge: Charge) -> None:
+        """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
+        are fetched. `admit` checks again, atomically."""
+        refused = self.policy.refusal(await self.quota(charge.user_key, charge.tenant), charge)
+        if refused is not None:
+            raise refused
 
-async def grant(db: Queries, tenant: str, user_key: str, images: int, now: float) -> None:
-    check_images(images)
-    await db.execute(
-        "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
-        *(tenant, user_key, utc_day(now), images, float(now)),
-    )
+    async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
+        """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
+        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
+        if scope == "ceiling" and by != "operator":
+            raise PermissionError("only operators set a tenant's ceiling")
+        if limit is None:
+            await self.write(
+                "DELETE FROM limits WHERE tenant=? AND scope=? AND subject=? AND set_by=?",
+                tenant,
+                scope,
+                subject,
+                by,
+            )
+            return
+        await self.write(
+            "INSERT INTO limits (tenant, scope, subject, daily_limit, set_by) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (tenant, scope, subject, set_by) DO UPDATE SET daily_limit=excluded.daily_limit",
+            *(tenant, scope, subject, limit, by),
+        )
 
+    async def grant(self, tenant: str, user_key: str, images: int) -> None:
+        now = self.now()
+        await self.write(
+            "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
+            *(tenant, user_key, utc_day(now), images, float(now)),
+        )
 
-async def reset(db: Queries, tenant: str, user_key: str, now: float) -> None:
-    """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the
-    tenant's ceiling still counts what was made)."""
-    await db.execute(
-        "UPDATE ledger SET state=? WHERE workspace_key=? AND user_key=? AND day=? AND state=?",
-        *(LedgerState.RESET.value, tenant, user_key, utc_day(now), LedgerState.COMMITTED.value),
-    )
+    async def reset(self, tenant: str, user_key: str) -> None:
+        """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the
+        tenant's ceiling still counts what was made)."""
+        await self.write(
+            "UPDATE ledger SET state=? WHERE workspace_key=? AND user_key=? AND day=? AND state=?",
+            *(LedgerState.RESET.value, tenant, user_key, utc_day(self.now()), LedgerState.COMMITTED.value),
+        )
 
+    async def set_budget(self, tenant: str, monthly_usd: float | None) -> None:
+        if monthly_usd is None:
+            await self.write("DELETE FROM budgets WHERE tenant=?", tenant)
+            return
+        await self.write(
+            "INSERT INTO budgets (tenant, monthly_usd) VALUES (?, ?) "
+            "ON CONFLICT (tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
+            *(tenant, float(monthly_usd)),
+        )
 
-async def set_budget(db: Queries, tenant: str, monthly_usd: float | None) -> None:
-    if monthly_usd is None:
-        await db.execute("DELETE FROM budgets WHERE tenant=?", tenant)
-        return
-    if not 0 <= monthly_usd <= MAX_BUDGET_USD:
-        raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
-    await db.execute(
-        "INSERT INTO budgets (tenant, monthly_usd) VALUES (?, ?) "
-        "ON CONFLICT (tenant) DO UPDATE SET monthly_usd=excluded.monthly_usd",
-        *(tenant, float(monthly_usd)),
-    )
+    async def tenants_of(self, user_key: str) -> list[str]:
+        """The tenants a user has made images in, the most recent first."""
+        rows = await self.database.fetch(
+            "SELECT workspace_key FROM ledger WHERE user_key=? GROUP BY workspace_key ORDER BY MAX(created_at) DESC",
+            user_key,
+        )
+        return [row[0] for row in rows]
 
+    async def limits(self, tenant: str) -> list[tuple[str, str, int, str]]:
+        """Every limit set in a tenant: (scope, subject, daily limit, set by)."""
+        rows = await self.database.fetch(
+            "SELECT scope, subject, daily_limit, set_by FROM limits WHERE tenant=? ORDER BY scope, subject",
+            tenant,
+        )
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
-async def spend(db: Queries, key: str, column: str) -> tuple[int, float]:
-    spent, args = db.dialect.among("state", SPENT)
-    row = await db.fetchrow(
-        f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger WHERE {column}=? AND {spent}",
-        key,
-        *args,
-    )
-    return int(row[0]), float(row[1])
-
-
-async def limits_of(db: Queries, tenant: str) -> list[tuple[str, str, int, str]]:
-    """Every limit set in a tenant: (scope, subject, daily limit, set by)."""
-    rows = await db.fetch(
-        "SELECT scope, subject, daily_limit, set_by FROM limits WHERE tenant=? ORDER BY scope, subject",
-        tenant,
-    )
-    return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
+    async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
+        """All-time images and dollars committed for a user (in every tenant) or a tenant."""
+        column = "user_key" if scope == "user" else "workspace_key"
+        spent, args = self.database.dialect.among("state", SPENT)
+        row = await self.database.fetchrow(
+            f"SELECT COALESCE(SUM(images), 0), COALESCE(SUM(cost_usd), 0) FROM ledger WHERE {column}=? AND {spent}",
+            key,
+            *args,
+        )
+        return int(row[0]), float(row[1])

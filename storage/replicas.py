@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from bot.model.jobs import UNFINISHED, JobState
-from storage.base import Store
+from storage.store import Store
 from storage.wakeups import OnJob, Wakeups
 
 # A platform resends an event within minutes; a day of memory is ample and stays small.

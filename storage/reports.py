@@ -1,4 +1,4 @@
-"""What the operators' page shows, read from the store with one SQL text for both backends (storage/sql.py):
+"""What the operators' page shows, read from the store with one SQL text for both backends:
 images and spend per day and provider, top tenants and users, recent jobs, failures by cause, the
 queue, and each tenant's limits and budget. Every function returns plain JSON-ready values, so the
 page and the `/admin/api/...` endpoints serve the same figures.
@@ -12,16 +12,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.model.jobs import SPENT, UNFINISHED, JobState, LedgerState
-from storage.base import Store
-from storage.dialects import marks
-from storage.quota import utc_day
+from bot.model.jobs import SPENT, UNFINISHED, JobState
+from storage.quota import MADE, utc_day
 from storage.replicas import SEEN_FOR
-from storage.sql import Sql
+from storage.store import Store
 
 DAY = 86400.0
-# A month's spend counts what a budget counts (storage/quota.py): reserved, made, or reset.
-_MONTH = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
 # How long an admin session lasts. Ended sessions are remembered in `seen_events`, which keeps a key for
 # SEEN_FOR: a session must expire before its logout is forgotten.
 SESSION_SECONDS = 12 * 3600
@@ -37,13 +33,13 @@ def last_days(now: float, days: int) -> list[str]:
 
 async def daily(store: Store, days: int = 30) -> dict[str, Any]:
     """Images delivered and dollars spent per UTC day and provider, for the last `days` days."""
-    sql = Sql(store, apart=True)
-    span = last_days(sql.now(), days)
-    rows = await sql.fetch(
+    span = last_days(store.now(), days)
+    spent, args = store.database.dialect.among("l.state", SPENT)
+    rows = await store.database.read_apart(
         "SELECT l.day, j.provider, SUM(l.images), SUM(l.cost_usd) FROM ledger l JOIN jobs j ON j.id = l.job_id "
-        f"WHERE l.day >= ? AND l.state IN {marks(SPENT)} GROUP BY l.day, j.provider",
+        f"WHERE l.day >= ? AND {spent} GROUP BY l.day, j.provider",
         span[0],
-        *SPENT,
+        *args,
     )
     providers = sorted({str(r[1]) for r in rows})
     by_day: dict[str, dict[str, dict[str, Any]]] = {day: {} for day in span}
@@ -65,21 +61,21 @@ async def daily(store: Store, days: int = 30) -> dict[str, Any]:
 
 async def top(store: Store, days: int = 30, limit: int = 10) -> dict[str, Any]:
     """The tenants and the users (in their tenant) that spent most in the last `days` days."""
-    sql = Sql(store, apart=True)
-    since = last_days(sql.now(), days)[0]
-    where = f"FROM ledger WHERE day >= ? AND state IN {marks(SPENT)}"
-    tenants = await sql.fetch(
+    since = last_days(store.now(), days)[0]
+    spent, args = store.database.dialect.among("state", SPENT)
+    where = f"FROM ledger WHERE day >= ? AND {spent}"
+    tenants = await store.database.read_apart(
         f"SELECT workspace_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
         "GROUP BY workspace_key ORDER BY 3 DESC, 2 DESC, 1 LIMIT ?",
         since,
-        *SPENT,
+        *args,
         limit,
     )
-    users = await sql.fetch(
+    users = await store.database.read_apart(
         f"SELECT workspace_key, user_key, SUM(images), SUM(cost_usd), COUNT(*) {where} "
         "GROUP BY workspace_key, user_key ORDER BY 4 DESC, 3 DESC, 2 LIMIT ?",
         since,
-        *SPENT,
+        *args,
         limit,
     )
     return {
@@ -103,9 +99,8 @@ def _prompt(request: str) -> str:
 
 async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     """The newest jobs: state, provider, how long they took (or have taken so far), and their error."""
-    sql = Sql(store, apart=True)
-    now = sql.now()
-    rows = await sql.fetch(
+    now = store.now()
+    rows = await store.database.read_apart(
         "SELECT id, surface, workspace_id, user_id, provider, state, request, error, created_at, updated_at "
         "FROM jobs ORDER BY created_at DESC, id LIMIT ?",
         limit,
@@ -132,12 +127,11 @@ async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
 
 async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[str, Any]]:
     """Failed jobs of the last `days` days grouped by their error, the most frequent first."""
-    sql = Sql(store, apart=True)
-    rows = await sql.fetch(
+    rows = await store.database.read_apart(
         "SELECT COALESCE(error, ''), COUNT(*), MAX(updated_at) FROM jobs WHERE state = ? AND updated_at >= ? "
         "GROUP BY COALESCE(error, '') ORDER BY 2 DESC, 3 DESC LIMIT ?",
         JobState.FAILED.value,
-        sql.now() - days * DAY,
+        store.now() - days * DAY,
         limit,
     )
     return [{"cause": e or "(no message)", "jobs": int(n), "last_at": float(at)} for e, n, at in rows]
@@ -145,10 +139,10 @@ async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[s
 
 async def queue(store: Store) -> dict[str, Any]:
     """Unfinished jobs across every replica: waiting to be sent to a provider, and being worked."""
-    sql = Sql(store, apart=True)
     states = sorted(s.value for s in UNFINISHED)
-    rows = await sql.fetch(
-        f"SELECT state, COUNT(*) FROM jobs WHERE state IN {marks(states)} GROUP BY state", *states
+    unfinished, args = store.database.dialect.among("state", states)
+    rows = await store.database.read_apart(
+        f"SELECT state, COUNT(*) FROM jobs WHERE {unfinished} GROUP BY state", *args
     )
     counts = {s: 0 for s in states} | {str(s): int(n) for s, n in rows}
     waiting = counts[JobState.QUEUED.value]
@@ -157,19 +151,19 @@ async def queue(store: Store) -> dict[str, Any]:
 
 async def tenants(store: Store, *, default_limit: int, default_ceiling: int | None) -> dict[str, Any]:
     """Every tenant with a limit, a budget, or usage this month: its limits, budget and spend."""
-    sql = Sql(store, apart=True)
-    now = sql.now()
+    now = store.now()
     month, today = utc_day(now)[:7], utc_day(now)
-    limits = await sql.fetch(
+    limits = await store.database.read_apart(
         "SELECT tenant, scope, subject, daily_limit, set_by FROM limits ORDER BY tenant, scope, subject, set_by"
     )
-    budgets = dict(await sql.fetch("SELECT tenant, monthly_usd FROM budgets"))
-    usage = await sql.fetch(
+    budgets = dict(await store.database.read_apart("SELECT tenant, monthly_usd FROM budgets"))
+    made, args = store.database.dialect.among("state", MADE)
+    usage = await store.database.read_apart(
         "SELECT workspace_key, SUM(cost_usd), SUM(CASE WHEN day = ? THEN images ELSE 0 END) FROM ledger "
-        f"WHERE substr(day, 1, 7) = ? AND state IN {marks(_MONTH)} GROUP BY workspace_key",
+        f"WHERE substr(day, 1, 7) = ? AND {made} GROUP BY workspace_key",
         today,
         month,
-        *_MONTH,
+        *args,
     )
     spent = {str(t): (float(c), int(i)) for t, c, i in usage}
     names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))
@@ -195,15 +189,15 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
 
 async def end_session(store: Store, session_id: str) -> None:
     """Remember that an admin session was ended, until after it would have expired anyway."""
-    sql = Sql(store)
-    await sql.execute(
+    await store.write(
         "INSERT INTO seen_events (key, seen_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
         _ENDED + session_id,
-        sql.now(),
+        store.now(),
     )
 
 
 async def session_ended(store: Store, session_id: str) -> bool:
     return (
-        await Sql(store).fetchrow("SELECT 1 FROM seen_events WHERE key = ?", _ENDED + session_id) is not None
+        await store.database.fetchrow("SELECT 1 FROM seen_events WHERE key = ?", _ENDED + session_id)
+        is not None
     )

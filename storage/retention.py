@@ -1,4 +1,4 @@
-"""Retention in the store: delete old images (their rows, then their bytes: storage/image_bytes.py),
+"""Retention in the store: delete old images (their rows, then their bytes: storage/media.py),
 clear the bulky columns of old finished jobs, and give the freed space back. The sweeps are written
 once; giving space back is the database's own (storage/sqlite.py's `SqliteSpace`; PostgreSQL's autovacuum marks the
 deleted rows' space for reuse on its own, and only a `VACUUM FULL`, a table lock the bot never
@@ -12,7 +12,7 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 from __future__ import annotations
 
 from bot.model.jobs import TERMINAL, UNFINISHED
-from storage.base import Store
+from storage.store import Store
 
 
 def sweeps_for(store: Store) -> Sweeps:

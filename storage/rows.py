@@ -17,28 +17,20 @@ class Columns(Protocol):
     def __getitem__(self, name: str) -> Any: ...
 
 
+# Job fields stored as they are, as floats (PostgreSQL's columns are), and as JSON text; `request` and
+# `state` are the others.
+_PLAIN = "id surface user_id workspace_id tier provider callback_token provider_job_id parent_job_id error seed".split()
+_FLOATS = ("created_at", "deadline", "cost_usd")
+_JSON = ("origin", "reference_media", "result_media")
+
+
 def row_to_job(row: Columns) -> Job:
     """A stored job row (SQLite's or PostgreSQL's: both are read by column name) as a Job."""
     return Job(
-        id=row["id"],
-        surface=row["surface"],
-        user_id=row["user_id"],
-        workspace_id=row["workspace_id"],
-        origin=json.loads(row["origin"]),
+        **{name: row[name] for name in (*_PLAIN, *_FLOATS)},
+        **{name: json.loads(row[name]) for name in _JSON},
         request=ImageRequest.model_validate_json(row["request"]),
-        tier=row["tier"],
-        provider=row["provider"],
         state=JobState(row["state"]),
-        callback_token=row["callback_token"],
-        created_at=row["created_at"],
-        deadline=row["deadline"],
-        provider_job_id=row["provider_job_id"],
-        parent_job_id=row["parent_job_id"],
-        reference_media=json.loads(row["reference_media"]),
-        result_media=json.loads(row["result_media"]),
-        error=row["error"],
-        seed=row["seed"],
-        cost_usd=row["cost_usd"],
     )
 
 
@@ -51,40 +43,23 @@ class Lease:
     seconds: float
 
 
-# The columns a new job is stored with, and the ledger row that reserves its images.
-JOB_COLUMNS = (
-    "id, surface, user_id, workspace_id, origin, request, tier, provider, state, callback_token, "
-    "parent_job_id, reference_media, seed, cost_usd, dedup_key, created_at, updated_at, deadline, "
-    "owner, lease_until"
-)
+def job_values(job: Job, dedup_key: str | None, lease: Lease | None, now: float) -> dict[str, Any]:
+    """The columns a new job is stored with, held from the start by the replica `lease` names, if any."""
+    return {
+        **{name: getattr(job, name) for name in _PLAIN},
+        **{name: float(getattr(job, name)) for name in _FLOATS},
+        **{name: json.dumps(getattr(job, name)) for name in _JSON},
+        "request": job.request.model_dump_json(),
+        "state": job.state.value,
+        "dedup_key": dedup_key,
+        "updated_at": float(job.created_at),
+        "owner": lease.owner if lease is not None else None,
+        "lease_until": now + lease.seconds if lease is not None else None,
+    }
+
+
+# The ledger row that reserves a new job's images.
 LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at"
-
-
-def job_values(job: Job, dedup_key: str | None, lease: Lease | None, now: float) -> tuple[Any, ...]:
-    """The values of JOB_COLUMNS for a new job (times and money as floats: PostgreSQL's columns are),
-    held from the start by the replica `lease` names, if any."""
-    return (
-        job.id,
-        job.surface,
-        job.user_id,
-        job.workspace_id,
-        json.dumps(job.origin),
-        job.request.model_dump_json(),
-        job.tier,
-        job.provider,
-        job.state.value,
-        job.callback_token,
-        job.parent_job_id,
-        json.dumps(job.reference_media),
-        job.seed,
-        float(job.cost_usd),
-        dedup_key,
-        float(job.created_at),
-        float(job.created_at),
-        float(job.deadline),
-        lease.owner if lease is not None else None,
-        now + lease.seconds if lease is not None else None,
-    )
 
 
 def ledger_values(job: Job, tenant: str, day: str) -> tuple[Any, ...]:

@@ -16,13 +16,11 @@ from typing import Any
 
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
-from storage.image_bytes import FileBytes
-from storage.media import MediaFiles, move_out_of_rows
-from storage.migrations import migrate
-from storage.posts import StoredMedia
+from storage.media import MediaFiles
+from storage.migrations import MEDIA_MOVING, migrate
 from storage.quota import QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
-from storage.store import SqlStore
+from storage.store import Store
 from storage.wakeups import LocalWakeups, Wakeups
 
 log = logging.getLogger(__name__)
@@ -38,7 +36,7 @@ def owner_only() -> Iterator[None]:
         os.umask(previous)
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(Store):
     def __init__(
         self,
         path: Path | str,
@@ -55,7 +53,7 @@ class SqliteStore(SqlStore):
         self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None
         self.files = MediaFiles(Path(self.path + ".media"))
-        self.media_bytes = FileBytes(self.files)
+        self.media_bytes = self.files
         self.space = SqliteSpace(self)
         # One process works the jobs of a SQLite database: its wake-ups stay within it.
         self._wakeups = LocalWakeups()
@@ -67,7 +65,6 @@ class SqliteStore(SqlStore):
                 # Opened once in a thread first: making the file, or finding a stale lock, may wait.
                 await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
                 db = connect(self.path)
-                db.row_factory = sqlite3.Row
                 self._database = SqliteDatabase(db)
                 # Freed pages can be given back (storage/retention.py). Takes effect on a new file only;
                 # an existing one is converted once by `use_incremental_vacuum`.
@@ -133,6 +130,39 @@ class SqliteStore(SqlStore):
     def replica_name(self) -> str:
         # Always the same name, so a restarted bot takes its jobs back at once.
         return "local"
+
+
+async def move_out_of_rows(store: SqliteStore) -> int:
+    """Write the images an upgrade set aside (storage/migrations.py, MEDIA_TO_FILES) to their files, one
+    per transaction, each deleted from the database once its file is on disk; then drop their table.
+    Returns how many were moved (0 on every open after the one that finished)."""
+    async with store.exclusive() as db:
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (MEDIA_MOVING,)
+        ) as cur:
+            if await cur.fetchone() is None:
+                return 0
+    moved = 0
+    while True:
+        async with store.transaction() as db:
+            async with db.execute(f"SELECT id, data FROM {MEDIA_MOVING} LIMIT 1") as cur:
+                row = await cur.fetchone()
+            if row is None:
+                await db.execute(f"DROP TABLE {MEDIA_MOVING}")
+                break
+            # An id of another shape (no version of the bot made one) cannot name a file: its
+            # row stays, answered as no longer held.
+            if store.files.valid(row[0]):
+                await store.files.write(row[0], bytes(row[1]))
+            await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
+            moved += 1
+    async with store.exclusive() as db:
+        # The images' pages are free now: give them back (a no-op until the file is incremental,
+        # which retention's first start makes it).
+        await db.executescript("PRAGMA incremental_vacuum")
+    if moved:
+        log.info("moved %d image(s) out of the database into %s", moved, store.files.folder)
+    return moved
 
 
 # SQLite's auto_vacuum modes, as `PRAGMA auto_vacuum` reports them.
@@ -216,8 +246,3 @@ async def _pages(db: Connection) -> tuple[int, int]:
     async with db.execute("PRAGMA freelist_count") as cur:
         free = await cur.fetchone()
     return int(total[0]) if total else 0, int(free[0]) if free else 0
-
-
-# The name the core imported before storage/base.py's protocol took it; kept so those imports work.
-Store = SqliteStore
-__all__ = ["SqliteStore", "Store", "StoredMedia", "owner_only"]

@@ -105,14 +105,6 @@ class Connection:
         return self._conn.total_changes
 
     @property
-    def row_factory(self) -> Any:
-        return self._conn.row_factory
-
-    @row_factory.setter
-    def row_factory(self, factory: Any) -> None:
-        self._conn.row_factory = factory
-
-    @property
     def in_transaction(self) -> bool:
         return self._conn.in_transaction
 
@@ -190,8 +182,10 @@ def _checkpoint(path: str, mode: str) -> tuple[int, int, int] | None:
 
 
 def connect(path: str) -> Connection:
-    """Open `path` for the loop's thread: no waiting on locks inside SQLite, no checkpoint at commit."""
+    """Open `path` for the loop's thread: no waiting on locks inside SQLite, no checkpoint at commit,
+    rows read by index or by column name (as asyncpg's are)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout=0")
     conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")

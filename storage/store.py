@@ -10,7 +10,7 @@ PostgreSQL. Every count a charge checks (the user's day in that tenant, the tena
 month) is within one tenant, so serialising charges per tenant is exactly enough, across processes.
 
 What differs beyond the SQL text is a strategy the backend (storage/sqlite.py, storage/postgres.py)
-gives the store: where image bytes live (storage/image_bytes.py), how replicas wake each other
+gives the store: where image bytes live (storage/media.py), how replicas wake each other
 (storage/wakeups.py) and how space is given back (`Space`, which retention's sweeps call).
 """
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any, Literal, Protocol, Self
+from collections.abc import Collection
+from typing import Any, Protocol, Self
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
-from storage import quota
 from storage.connections import Database, Queries, fetchval
 from storage.dialects import TENANT_LOCK
-from storage.image_bytes import ImageBytes
+from storage.media import ImageBytes
 from storage.posts import MediaAndPosts
-from storage.quota import By, Charge, QuotaRules, QuotaStatus, Scope, utc_day
-from storage.rows import JOB_COLUMNS, LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
+from storage.quota import Charge, QuotaRules, Quotas, utc_day
+from storage.rows import LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
 from storage.wakeups import Wakeups
 
 _JSON_FIELDS = ("result_media", "callback_status")
@@ -45,9 +45,9 @@ class Space(Protocol):
         ...
 
 
-class SqlStore(MediaAndPosts):
-    """The store's queries; a backend (storage/sqlite.py, storage/postgres.py) opens its database and
-    gives it its strategies."""
+class Store(MediaAndPosts, Quotas):
+    """The store's queries (media and posts in storage/posts.py, quotas in storage/quota.py); a backend
+    (storage/sqlite.py, storage/postgres.py) opens its database and gives it its strategies."""
 
     database: Database
     media_bytes: ImageBytes
@@ -85,6 +85,11 @@ class SqlStore(MediaAndPosts):
         """This replica's name when it is given none."""
         raise NotImplementedError
 
+    async def write(self, sql: str, *args: Any) -> int:
+        """One write in its own transaction; how many rows it changed."""
+        async with self.database.transaction() as db:
+            return await db.execute(sql, *args)
+
     async def schema_version(self) -> int:
         return int(await fetchval(self.database, "SELECT version FROM schema_version") or 0)
 
@@ -97,64 +102,6 @@ class SqlStore(MediaAndPosts):
                 secrets.token_bytes(32).hex(),
             )
             return bytes.fromhex(await fetchval(db, "SELECT value FROM meta WHERE key=?", name))
-
-    # --- quota (storage/quota.py: tenants, ceilings, budgets) ------------------------------------
-
-    async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
-        return await self._status(self.database, user_key, tenant)
-
-    async def _status(self, db: Queries, user_key: str, tenant: str) -> QuotaStatus:
-        facts = await quota.facts(
-            db,
-            user_key,
-            tenant,
-            self.now(),
-            default_limit=self.default_limit,
-            default_ceiling=self.default_ceiling,
-        )
-        return self.policy.status(user_key, tenant, facts)
-
-    async def check(self, charge: Charge) -> None:
-        """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
-        are fetched. `admit` checks again, atomically."""
-        refused = self.policy.refusal(await self.quota(charge.user_key, charge.tenant), charge)
-        if refused is not None:
-            raise refused
-
-    async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
-        """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
-        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
-        if scope == "ceiling" and by != "operator":
-            raise PermissionError("only operators set a tenant's ceiling")
-        async with self.database.transaction() as db:
-            await quota.set_limit(db, tenant, scope, subject, limit, by)
-
-    async def grant(self, tenant: str, user_key: str, images: int) -> None:
-        async with self.database.transaction() as db:
-            await quota.grant(db, tenant, user_key, images, self.now())
-
-    async def reset(self, tenant: str, user_key: str) -> None:
-        async with self.database.transaction() as db:
-            await quota.reset(db, tenant, user_key, self.now())
-
-    async def set_budget(self, tenant: str, monthly_usd: float | None) -> None:
-        async with self.database.transaction() as db:
-            await quota.set_budget(db, tenant, monthly_usd)
-
-    async def tenants_of(self, user_key: str) -> list[str]:
-        """The tenants a user has made images in, the most recent first."""
-        rows = await self.database.fetch(
-            "SELECT workspace_key FROM ledger WHERE user_key=? GROUP BY workspace_key ORDER BY MAX(created_at) DESC",
-            user_key,
-        )
-        return [row[0] for row in rows]
-
-    async def limits(self, tenant: str) -> list[tuple[str, str, int, str]]:
-        return await quota.limits_of(self.database, tenant)
-
-    async def spend(self, key: str, *, scope: Literal["user", "workspace"]) -> tuple[int, float]:
-        """All-time images and dollars committed for a user (in every tenant) or a tenant."""
-        return await quota.spend(self.database, key, "user_key" if scope == "user" else "workspace_key")
 
     # --- jobs ----------------------------------------------------------------------------------
 
@@ -179,8 +126,8 @@ class SqlStore(MediaAndPosts):
                 raise refused
             values = job_values(job, dedup_key, lease, self.now())
             inserted = await db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({_marks(values)}) ON CONFLICT (dedup_key) DO NOTHING",
-                *values,
+                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({_marks(values)}) ON CONFLICT (dedup_key) DO NOTHING",
+                *values.values(),
             )
             if inserted:
                 reserve = ledger_values(job, workspace_key, utc_day(job.created_at))
@@ -326,7 +273,7 @@ class SqlStore(MediaAndPosts):
         return row_to_job(row) if row is not None else None
 
 
-def _marks(values: tuple[Any, ...]) -> str:
+def _marks(values: Collection[Any]) -> str:
     return ",".join("?" * len(values))
 
 

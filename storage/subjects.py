@@ -1,7 +1,7 @@
 """Saved subjects: up to four of the bot's own images kept under a name, per tenant (a server or
 workspace; a DM or the console: its user). The images are media ids in the store; retention spares
 every image a subject names (storage/retention.py, storage/postgres_retention.py). The same SQL
-runs on both store backends (storage/sql.py)."""
+runs on both store backends."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.base import Store
-from storage.sql import Sql
+from storage.store import Store
 
 _COLUMNS = "tenant, name, name_key, creator, media, created_at"
 
@@ -35,35 +34,35 @@ def _subject(row: tuple[Any, ...]) -> Subject:
 
 class Subjects:
     def __init__(self, store: Store) -> None:
-        self.sql = Sql(store)
+        self.store = store
 
     async def add(self, subject: Subject) -> bool:
         """Keep `subject`; False (nothing changed) when its tenant has one of that name in any case."""
-        added = await self.sql.execute(
+        added = await self.store.write(
             f"INSERT INTO subjects ({_COLUMNS}) VALUES (?,?,?,?,?,?) ON CONFLICT (tenant, name_key) DO NOTHING",
             subject.tenant,
             subject.name,
             subject.key,
             subject.creator,
             json.dumps(subject.media),
-            float(subject.created_at or self.sql.now()),
+            float(subject.created_at or self.store.now()),
         )
         return added == 1
 
     async def find(self, tenant: str, name: str) -> Subject | None:
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             f"SELECT {_COLUMNS} FROM subjects WHERE tenant=? AND name_key=?", tenant, name.lower()
         )
         return None if row is None else _subject(row)
 
     async def all(self, tenant: str) -> list[Subject]:
-        rows = await self.sql.fetch(
+        rows = await self.store.database.fetch(
             f"SELECT {_COLUMNS} FROM subjects WHERE tenant=? ORDER BY name_key", tenant
         )
         return [_subject(row) for row in rows]
 
     async def delete(self, tenant: str, name: str) -> bool:
-        gone = await self.sql.execute(
+        gone = await self.store.write(
             "DELETE FROM subjects WHERE tenant=? AND name_key=?", tenant, name.lower()
         )
         return gone == 1

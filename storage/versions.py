@@ -1,6 +1,6 @@
 """The versions of a result thread: every job delivered into a thread is its next version (v1, v2,
 ...), and the thread's head is the version its next instruction edits. A new result becomes the
-head; `undo` moves the head back. The same SQL runs on both store backends (storage/sql.py).
+head; `undo` moves the head back. The same SQL runs on both store backends.
 
 A version whose posts were deleted (the Delete button) no longer counts: it is left out of the
 history, and a head that points at it falls back to the newest version before it."""
@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.model.jobs import Job, JobState
-from storage.base import Store
-from storage.sql import Sql
+from storage.store import Store
 
 # Two replicas delivering into one thread at once may pick the same next number; the loser retries.
 _NUMBERING_ATTEMPTS = 5
@@ -35,7 +34,6 @@ class Version:
 
 class VersionStore:
     def __init__(self, store: Store) -> None:
-        self.sql = Sql(store)
         self.store = store
 
     async def record(self, surface: str, thread_key: str, job_id: str) -> int:
@@ -45,14 +43,14 @@ class VersionStore:
             known = await self.number_of(surface, thread_key, job_id)
             if known is not None:
                 return known
-            added = await self.sql.execute(
+            added = await self.store.write(
                 "INSERT INTO versions (surface, thread_key, version, job_id, created_at) "
                 "SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM versions "
                 "WHERE surface=? AND thread_key=? ON CONFLICT DO NOTHING",
                 surface,
                 thread_key,
                 job_id,
-                self.sql.now(),
+                self.store.now(),
                 surface,
                 thread_key,
             )
@@ -64,7 +62,7 @@ class VersionStore:
         raise RuntimeError(f"could not number job {job_id} in thread {thread_key}")
 
     async def number_of(self, surface: str, thread_key: str, job_id: str) -> int | None:
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             "SELECT version FROM versions WHERE surface=? AND thread_key=? AND job_id=?",
             surface,
             thread_key,
@@ -74,7 +72,7 @@ class VersionStore:
 
     async def thread_of(self, surface: str, job_id: str) -> str | None:
         """The thread a job is a version in (the first one, should it be in several)."""
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             "SELECT thread_key FROM versions WHERE surface=? AND job_id=? ORDER BY created_at LIMIT 1",
             surface,
             job_id,
@@ -82,25 +80,25 @@ class VersionStore:
         return None if row is None else str(row[0])
 
     async def set_head(self, surface: str, thread_key: str, number: int) -> None:
-        await self.sql.execute(
+        await self.store.write(
             "INSERT INTO version_heads (surface, thread_key, version, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (surface, thread_key) DO UPDATE SET version=excluded.version, "
             "updated_at=excluded.updated_at",
             surface,
             thread_key,
             number,
-            self.sql.now(),
+            self.store.now(),
         )
 
     async def head(self, surface: str, thread_key: str) -> int | None:
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             "SELECT version FROM version_heads WHERE surface=? AND thread_key=?", surface, thread_key
         )
         return None if row is None else int(row[0])
 
     async def live(self, surface: str, thread_key: str) -> list[Version]:
         """The thread's versions that still stand, oldest first."""
-        rows = await self.sql.fetch(
+        rows = await self.store.database.fetch(
             _LIVE + "ORDER BY v.version", surface, thread_key, JobState.DELIVERED.value
         )
         versions = []
@@ -116,7 +114,7 @@ class VersionStore:
         head = await self.head(surface, thread_key)
         if head is None:
             return None
-        row = await self.sql.fetchrow(
+        row = await self.store.database.fetchrow(
             _LIVE + "AND v.version <= ? ORDER BY v.version DESC LIMIT 1",
             surface,
             thread_key,

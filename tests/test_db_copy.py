@@ -14,11 +14,11 @@ import asyncpg
 
 from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState, LedgerState
-from storage.base import Store
 from storage.installations import BotInstall, Installations
 from storage.postgres import PostgresStore
 from storage.replicas import replicas_for
 from storage.sqlite import SqliteStore
+from storage.store import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.processes import Cli
 from tests.support.store_backends import postgres_url, raw_job

@@ -11,7 +11,7 @@ import pytest
 
 from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState, OutputImage, Post
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore as Store
 from tests.fakes.discord import NONCE_WINDOW, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.support.jobs import make_job

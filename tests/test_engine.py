@@ -282,7 +282,7 @@ async def test_healthz_and_media_links(tmp_path: Path) -> None:
 
 
 async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(tmp_path: Path) -> None:
-    from storage.sqlite import Store
+    from storage.sqlite import SqliteStore as Store
     from tests.support.jobs import make_job
 
     async with Store(tmp_path / "bot.db", policy=POLICY, default_limit=25) as store:

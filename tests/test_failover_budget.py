@@ -8,7 +8,6 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from bot.model.jobs import JobState
-from storage.failover import move_job
 from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore
 
@@ -37,8 +36,7 @@ async def test_fifteen_jobs_failing_over_at_once_never_pass_the_budget(open_stor
 
         moved = await asyncio.gather(
             *(
-                move_job(
-                    stores[i % len(stores)],
+                stores[i % len(stores)].move_job(
                     job.id,
                     from_provider="pixazo",
                     to_provider="atlascloud",
@@ -72,10 +70,10 @@ async def test_a_failover_within_the_budget_moves_and_one_without_a_budget_alway
             job.provider, job.cost_usd = "pixazo", CHEAP
             await store.admit(job, workspace_key=tenant, dedup_key=None)
             assert await store.transition(job.id, JobState.SUBMITTING)
-            assert await move_job(
-                store, job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=DEAR
+            assert await store.move_job(
+                job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=DEAR
             )
         # A job no longer holding a reservation (finished, or never admitted) is not moved.
-        assert not await move_job(
-            store, "0" * 32, from_provider="atlascloud", to_provider="pixazo", cost_usd=CHEAP
+        assert not await store.move_job(
+            "0" * 32, from_provider="atlascloud", to_provider="pixazo", cost_usd=CHEAP
         )

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.model.jobs import Job, JobState
-from storage.base import Store
 from storage.history import History
+from storage.store import Store
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore
 

@@ -22,7 +22,7 @@ from storage import media as media_module
 from storage.media import ORPHAN_AGE
 from storage.migrations import MEDIA_MOVING, MEDIA_TO_FILES, MIGRATIONS
 from storage.retention import sweeps_for
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore as Store
 from storage.sqlite_conn import Connection
 from tests.support.jobs import NOW, make_job
 

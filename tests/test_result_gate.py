@@ -21,7 +21,7 @@ import pytest
 from adapters.discord.posting import release
 from bot.jobs.media import ResultGate, decode_data_uri
 from bot.model.jobs import Job, OutputImage, Post
-from storage.base import NewMedia
+from storage.posts import NewMedia
 from tests.fakes.surface import RecordingSurface
 from tests.support.harness import BotHarness, closed_port, until
 from tests.support.holding import chat, holding, release_all

@@ -14,11 +14,11 @@ from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import DAY, Retention, Swept
 from bot.model.jobs import JobState
 from storage import sqlite as sql
-from storage.base import Store as AnyStore
 from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
 from storage.retention import sweeps_for
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore as Store
+from storage.store import Store as AnyStore
 from tests.support.jobs import NOW, make_job
 from tests.support.retention import Clock, held, put
 from tests.support.store_backends import OpenStore

@@ -1,5 +1,5 @@
 """bot/jobs/routing.py on its own: the circuit breaker with an injected clock, the router's choice among
-providers, and storage/failover.py moving a job's provider and cost on both backends."""
+providers, and the store's `move_job` moving a job's provider and cost on both backends."""
 
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from bot.providers.atlascloud import AtlasCloudProvider
 from bot.providers.base import Provider
 from bot.providers.pixazo import PixazoProvider
 from bot.providers.sandbox.provider import SandboxProvider
-from storage.base import Store
-from storage.failover import move_job
+from storage.store import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.routing import Clock
 from tests.support.store_backends import OpenStore, raw_job
@@ -221,15 +220,13 @@ async def test_move_job_changes_provider_and_cost_on_the_job_and_its_ledger_row(
         job.provider = "pixazo"
         await store.admit(job, workspace_key="test:w1", dedup_key=None)
         # Only a job that is being submitted can move.
-        assert not await move_job(
-            store, job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=0.044
+        assert not await store.move_job(
+            job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=0.044
         )
         assert await store.transition(job.id, JobState.SUBMITTING)
         # Only from the provider it is at.
-        assert not await move_job(
-            store, job.id, from_provider="fal", to_provider="atlascloud", cost_usd=0.044
-        )
-        assert await move_job(store, job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=0.044)
+        assert not await store.move_job(job.id, from_provider="fal", to_provider="atlascloud", cost_usd=0.044)
+        assert await store.move_job(job.id, from_provider="pixazo", to_provider="atlascloud", cost_usd=0.044)
         moved = await store.job(job.id)
         assert moved is not None and (moved.provider, round(moved.cost_usd, 6)) == ("atlascloud", 0.044)
         row, ledger = await raw_job(store, job.id)
@@ -238,8 +235,8 @@ async def test_move_job_changes_provider_and_cost_on_the_job_and_its_ledger_row(
         images, dollars = await store.spend("test:u1", scope="user")
         assert (images, round(dollars, 6)) == (1, 0.044)
         # Once it runs at its provider it stays there.
-        assert not await move_job(
-            store, job.id, from_provider="atlascloud", to_provider="pixazo", cost_usd=0.01
+        assert not await store.move_job(
+            job.id, from_provider="atlascloud", to_provider="pixazo", cost_usd=0.01
         )
 
 

@@ -28,7 +28,7 @@ import pytest
 
 import bot.cli
 from bot.cli import main
-from storage.sqlite import Store
+from storage.sqlite import SqliteStore as Store
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import with_files
 from tests.fakes.fal import FalFake

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.model.errors import BadInput, QuotaExceeded
+from bot.model.errors import QuotaExceeded
 from bot.model.jobs import JobState
-from storage.base import NewMedia
+from storage.posts import NewMedia
 from storage.quota import Charge
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore
@@ -41,8 +41,6 @@ async def test_operator_limits_win_and_the_ceiling_holds_against_admins(open_sto
             ("members", "", 10, "admin"),
             ("user", "test:u1", 6, "operator"),
         ]
-        with pytest.raises(BadInput, match="out of range"):
-            await store.grant("test:w1", "test:u1", 10_000_000)
 
 
 async def test_the_default_ceiling_and_a_monthly_budget(open_store: OpenStore) -> None:
@@ -61,8 +59,6 @@ async def test_the_default_ceiling_and_a_monthly_budget(open_store: OpenStore) -
         with pytest.raises(QuotaExceeded, match="has made 2 of the 4"):
             await store.admit(make_job(n=3, user="u2"), workspace_key="test:w1", dedup_key=None)
         await store.admit(make_job(n=2, user="u2"), workspace_key="test:w1", dedup_key=None)
-        with pytest.raises(BadInput, match="out of range"):
-            await store.set_budget("test:w1", -1.0)
         assert await store.spend("test:w1", scope="workspace") == (0, 0.0)  # nothing delivered yet
         await store.admit(make_job(n=1), workspace_key="test:w2", dedup_key=None)
         assert set(await store.tenants_of("test:u1")) == {"test:w1", "test:w2"}

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.jobs.quota_policy import POLICY
+from bot.jobs.quota_policy import POLICY, check_budget, check_images
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.requests import ChatRequest, ImageRef, parse_command
+from bot.words import usage_text
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
@@ -128,6 +129,19 @@ async def test_an_admins_huge_number_is_answered_plainly(tmp_path: Path) -> None
 # --- ceilings, budgets, bytes ---------------------------------------------------------------------
 
 
+def test_the_core_refuses_amounts_no_sane_limit_needs() -> None:
+    """Moved from the store contract: the range is the core's rule, checked before the store is asked
+    (by the engine for admins, by the operator's commands)."""
+    with pytest.raises(BadInput, match="out of range"):
+        check_images(10_000_000)
+    with pytest.raises(BadInput, match="out of range"):
+        check_budget(-1.0)
+    for images in (None, 0, 1_000_000):
+        check_images(images)  # accepted: no exception
+    for usd in (None, 0.0, 1_000_000.0):
+        check_budget(usd)
+
+
 async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(tmp_path: Path) -> None:
     env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3}
     async with BotHarness(tmp_path, env=env) as bot:
@@ -164,7 +178,7 @@ async def test_a_monthly_budget_refuses_before_any_provider_call(tmp_path: Path)
         assert "$0.08 of its $0.12 monthly budget" in message and "would cost $0.08" in message
         assert "The budget resets on " in message and "-01 00:00 UTC" in message
         assert sandbox_of(bot).submits == submits
-        usage = (await bot.engine.quota("test", "u1", "w1")).text()
+        usage = usage_text(await bot.engine.quota("test", "u1", "w1"))
         assert "Spend this month: $0.08 of $0.12." in usage
         await bot.engine.submit(chat("a third fits --n 1"))
         await bot.runner.wait_idle()
@@ -201,7 +215,7 @@ def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_rais
     import asyncio
 
     from storage.migrations import MIGRATIONS
-    from storage.sqlite import Store
+    from storage.sqlite import SqliteStore as Store
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, JobState, LedgerState
-from storage.base import Store
+from storage.store import Store
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore, raw_job
 

@@ -11,7 +11,7 @@ import pytest
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, JobState, Post
 from bot.usecases.versions import Versions, thread_command
-from storage.base import Store
+from storage.store import Store
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore
 

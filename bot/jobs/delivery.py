@@ -21,7 +21,7 @@ from bot.logs import job_fields
 from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
 from bot.providers.base import Sleep
 from bot.usecases.versions import Versions
-from storage.base import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

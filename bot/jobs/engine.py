@@ -26,6 +26,7 @@ from bot.jobs.media import (
     typed_client,
 )
 from bot.jobs.metrics import Metrics
+from bot.jobs.quota_policy import check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
@@ -39,12 +40,12 @@ from bot.transport import Transport
 from bot.usecases.preferences import Preferences, parse_policy
 from bot.usecases.subjects import SubjectBook
 from bot.usecases.versions import Versions
-from storage.base import Store
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for
 from storage.retention import sweeps_for
 from storage.rows import Lease
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -306,12 +307,14 @@ class Engine:
         """A tenant admin's limit for one member (`user_id`) or for every member (None), in their
         own tenant only. An operator's ceiling for the tenant still holds."""
         tenant = self._admin_tenant(surface, workspace_id)
+        check_images(limit)
         if user_id is None:
             await self.store.set_limit(tenant, "members", "", limit, by="admin")
         else:
             await self.store.set_limit(tenant, "user", f"{surface}:{user_id}", limit, by="admin")
 
     async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
+        check_images(images)
         await self.store.grant(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}", images)
 
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:

@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable, Collection
 
 from bot.model.jobs import TERMINAL
-from storage.base import Store
 from storage.replicas import Replicas
 from storage.rows import Lease
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,8 @@ from prometheus_client.registry import Collector
 
 from bot.model.errors import ProviderError, QuotaExceeded
 from bot.model.jobs import SPENT, UNFINISHED, Job, JobState
-from storage.base import Store
 from storage.quota import utc_day
-from storage.sql import Sql
+from storage.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds from admission to delivery: the sandbox's instant jobs up to the default 15-minute deadline.
@@ -56,7 +55,7 @@ class StoreFigures(Collector):
         self.figures = Figures()
 
     async def refresh(self) -> None:
-        self.figures = await read_figures(Sql(self.store, apart=True))
+        self.figures = await read_figures(self.store)
 
     def describe(self) -> list[Metric]:
         return []  # the families are only known once read; nothing to check for clashes at registration
@@ -118,22 +117,22 @@ class Breakers(Collector):
         yield failures
 
 
-async def read_figures(sql: Sql) -> Figures:
+async def read_figures(store: Store) -> Figures:
     figures = Figures()
     unfinished = sorted(UNFINISHED)
     # Only unfinished states: the index on state reads those rows, never the history of finished jobs.
-    for state, count in await sql.fetch(
+    for state, count in await store.database.read_apart(
         f"SELECT state, COUNT(*) FROM jobs WHERE state IN ({', '.join('?' for _ in unfinished)}) GROUP BY state",
         *unfinished,
     ):
         figures.unfinished[str(state)] = int(count)
     marks = ", ".join("?" for _ in SPENT)
     # A job row keeps its provider after retention clears its bulky data; a missing one is "unknown".
-    rows = await sql.fetch(
+    rows = await store.database.read_apart(
         "SELECT COALESCE(j.provider, 'unknown'), l.day = ?, SUM(l.images), SUM(l.cost_usd) "
         "FROM ledger l LEFT JOIN jobs j ON j.id = l.job_id "
         f"WHERE l.state IN ({marks}) GROUP BY 1, 2",
-        utc_day(sql.now()),
+        utc_day(store.now()),
         *SPENT,
     )
     for provider, today, count, usd in rows:

@@ -1,6 +1,7 @@
 """The quota policy, over the facts the store keeps (storage/quota.py): which limit applies to a user
-in a tenant, whether a charge is admitted, and the words of a refusal. The store applies it inside the
-transaction that charges, under the tenant's lock (it is given this policy when it is made).
+in a tenant, whether a charge is admitted, which amounts may be set, and the words of a refusal (a
+person's usage in words is bot/words.py's). The store applies it inside the transaction that
+charges, under the tenant's lock (it is given this policy when it is made).
 
 Every limit, grant, reset and count belongs to one tenant (a server, a workspace, or a DM / the
 console of one user). Within a tenant:
@@ -20,11 +21,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.model.errors import QuotaExceeded
+from bot.model.errors import BadInput, QuotaExceeded
 from storage.quota import EVERY_TENANT, Charge, QuotaFacts, QuotaStatus
 
 # A budget is passed by more than rounding.
 _CENT_FRACTION = 1e-9
+# The largest number of images an admin or operator may set or grant at once (and SQLite can hold).
+MAX_IMAGES = 1_000_000
+MAX_BUDGET_USD = 1_000_000.0
+
+
+def check_images(images: int | None) -> None:
+    """Refuse an amount an admin or operator typed that no sane limit needs."""
+    if images is not None and not 0 <= images <= MAX_IMAGES:
+        raise BadInput(f"{images} is out of range: use a whole number from 0 to {MAX_IMAGES:,}.")
+
+
+def check_budget(monthly_usd: float | None) -> None:
+    if monthly_usd is not None and not 0 <= monthly_usd <= MAX_BUDGET_USD:
+        raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 from bot.model.errors import ProviderBusy, ProviderError, ProviderUnreachable
 from bot.model.jobs import Job, JobState
 from bot.providers.base import Provider, ProviderStatus, status_from_dict
-from storage.base import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

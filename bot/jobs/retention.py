@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.words import too_old as too_old  # the words moved; engine and tests still name them here
-from storage.base import Store
 from storage.retention import sweeps_for
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -50,9 +50,9 @@ from bot.model.errors import CallbackRejected
 from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
-from storage.base import Store
 from storage.replicas import Replicas, replicas_for
 from storage.rows import Lease
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A job's steps at its provider, for `JobRunner` (bot/jobs/runner.py), which runs them one at a time:
 
 queued      -> submit (state `submitting` is written first); a refusal that took nothing moves the
-               job to the next provider that can serve it (`bot.jobs.routing`, storage/failover.py)
+               job to the next provider that can serve it (`bot.jobs.routing`, the store's `move_job`)
 submitting  -> the answer was lost: wait for a callback that carries the result, or that names the
                request's id (confirmed and bound by `bot.jobs.recovery`)
 running     -> wait for the callback, or poll with backoff; fetch the results and complete the job
@@ -35,8 +35,8 @@ from bot.model.errors import (
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
 from bot.transport import Transport
-from storage.base import NewMedia, Store
-from storage.failover import move_job
+from storage.posts import NewMedia
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +207,14 @@ class ProviderSteps:
         if other is None:
             return False
         cost = other.cost_usd(job.request, job.tier)
-        if cost > job.cost_usd and not await self._budget_allows(job, cost - job.cost_usd):
-            log.info(
-                "job %s: %s would take it over, but it costs more than the budget has left",
-                job.id,
-                other.name,
-            )
-            return False
-        if not await move_job(
-            self.store, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
+        # The store checks the budget under the tenant's lock: a refusal and a job that moved on meanwhile
+        # both leave it where it is.
+        if not await self.store.move_job(
+            job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
         ):
+            log.info(
+                "job %s: %s cannot take it over (over the budget, or the job moved on)", job.id, other.name
+            )
             return False
         log.info(
             "job %s: %s refused it (%s); %s takes it over", job.id, provider.name, exc.detail, other.name
@@ -226,12 +224,6 @@ class ProviderSteps:
             return False
         await self._send(other, moved, ctx, [], tried)
         return True
-
-    async def _budget_allows(self, job: Job, more_usd: float) -> bool:
-        """Whether the tenant's monthly budget (if any) still holds `more_usd` on top of what is spent
-        and reserved (this job's own reservation included)."""
-        status = await self.store.quota(job.user_key, job.tenant)
-        return status.budget_usd is None or status.month_spent_usd + more_usd <= status.budget_usd + 1e-9
 
     def _submit_spec(self, job: Job, reference_urls: list[str], started: list[str]) -> SubmitSpec:
         callback = (

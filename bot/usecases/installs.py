@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from storage.base import Store
 from storage.installations import BotInstall as BotInstall
 from storage.installations import Installations as Installations
+from storage.store import Store
 
 
 class HasStore(Protocol):

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from bot.model.errors import BadInput
 from bot.usecases.actor import Actor, Reply
-from bot.words import LIMITS_REFUSED, USAGE_REFUSED, granted, limit_set, reset, usage_of
+from bot.words import LIMITS_REFUSED, USAGE_REFUSED, granted, limit_set, reset, usage_of, usage_text
 from storage.quota import QuotaStatus
 
 
@@ -30,7 +30,7 @@ async def usage(quotas: Quotas, actor: Actor, of: str | None = None) -> Reply:
     if someone is not None and not actor.admin:
         raise BadInput(USAGE_REFUSED)
     status = await quotas.quota(actor.surface, someone or actor.user_id, actor.workspace_id)
-    return Reply(usage_of(someone, status.text()))
+    return Reply(usage_of(someone, usage_text(status)))
 
 
 def _admin(actor: Actor) -> None:

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from bot.model.errors import BadInput
 from bot.model.phrases import contains_banned
 from bot.model.requests import ChatRequest, ImageRequest, build_request
-from storage.base import Store
 from storage.preferences import Preferences as Rows
 from storage.preferences import TenantPolicy
+from storage.store import Store
 
 # The flags a person may keep as defaults; `private` is not a request flag but a delivery choice.
 DEFAULT_FLAGS = ("ar", "size", "model", "format", "n", "private")

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, OutputImage
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef, check_subject_name
-from storage.base import Store
+from storage.store import Store
 from storage.subjects import Subject, Subjects
 
 # `@name` in a prompt: not a platform's mention (`<@U123>`), an e-mail address or part of a word.

@@ -15,7 +15,7 @@ from typing import Literal
 
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, Post
-from storage.base import Store
+from storage.store import Store
 from storage.versions import Version as Version
 from storage.versions import VersionStore
 

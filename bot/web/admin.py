@@ -26,7 +26,7 @@ from bot.model.config import Settings
 from bot.web.admin_page import login_page, page
 from bot.web.server import HttpServer, limit_body
 from storage import reports
-from storage.base import Store
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

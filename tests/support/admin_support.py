@@ -7,7 +7,7 @@ import time
 
 from bot.model.jobs import Job, JobState
 from bot.model.requests import ImageRequest
-from storage.base import Store
+from storage.store import Store
 
 TOKEN = "test-admin-token-0123456789"
 HAPPY_PATH = (

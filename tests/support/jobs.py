@@ -6,7 +6,7 @@ import secrets
 
 from bot.model.jobs import Job, JobState
 from bot.model.requests import ImageRequest
-from storage.base import Store
+from storage.store import Store
 
 HAPPY_PATH = (
     JobState.SUBMITTING,

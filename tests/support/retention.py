@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from storage.base import Store as AnyStore
+from storage.store import Store as AnyStore
 from tests.support.jobs import NOW
 
 

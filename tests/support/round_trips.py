@@ -29,7 +29,7 @@ from tests.fakes.discord_harness import with_files
 from tests.fakes.fal import FalFake
 from tests.fakes.queue_common import QueueFake
 from tests.fakes.wavespeed import WaveSpeedFake
-from tests.support.harness import BotHarness
+from tests.support.harness import BotHarness, sqlite_of
 
 # Store methods that are not calls of their own (helpers the others go through).
 _NOT_CALLS = {"transaction", "exclusive", "db"}
@@ -157,8 +157,7 @@ async def counted_bot(
         # Webhook mode polls only if no callback came in an hour: the callback alone finishes the job.
         async with BotHarness(tmp_path, env, [factory], callbacks=webhook, callback_grace=3600.0) as bot:
             bot.provider.poll_interval = 0.01  # polling mode: no waiting between reads, same reads
-            assert isinstance(bot.store, SqliteStore)
-            count_store(bot.store, trips)
+            count_store(sqlite_of(bot.store), trips)
             yield bot, discord, fake, trips
 
 

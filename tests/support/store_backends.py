@@ -20,9 +20,9 @@ import asyncpg
 import pytest
 
 from bot.jobs.quota_policy import POLICY
-from storage.base import Store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
+from storage.store import Store
 from tests.support.harness import skip_unless_ci
 
 # The server the machines and CI run (trust authentication); HIDREAM_TEST_POSTGRES_URL overrides it.
