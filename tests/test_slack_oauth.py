@@ -19,6 +19,7 @@ from bot.model.jobs import JobState
 from storage.installations import Installations
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import sqlite_of
+from tests.support.sealing import SEALER
 from tests.support.slack_oauth import CHANNEL_A, CHANNEL_B, TEAM_A, TEAM_B, install, oauth_bot, start_install
 from tests.support.slack_support import CHANNEL, Running, job_id_of, running, summaries
 from tests.support.store_backends import postgres_url
@@ -39,7 +40,7 @@ def db_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 async def stored(run: Running, team: str) -> str | None:
-    found = await Installations(run.bot.store).find("", team)
+    found = await Installations(run.bot.store, SEALER).find("", team)
     return None if found is None else found.bot_token
 
 
