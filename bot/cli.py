@@ -186,15 +186,15 @@ def _secrets_line(settings: Settings) -> str:
     """What seals the secrets the bot keeps in its database, or how to make the key it lacks."""
     if not settings.secret_key.get_secret_value():
         return (
-            f"secrets:   {KEY} is not set: a surface installed by OAuth (whose installation tokens the "
+            f"sealing:   {KEY} is not set: a surface installed by OAuth (whose installation tokens the "
             f"bot keeps) will not start; make a key with: {MAKE_KEY}"
         )
     if settings.secret_key_old.get_secret_value():
         return (
-            f"secrets:   installation tokens sealed with {KEY}; those under {OLD_KEY} are sealed again "
+            f"sealing:   installation tokens sealed with {KEY}; those under {OLD_KEY} are sealed again "
             f"at the next start, after which {OLD_KEY} may be removed"
         )
-    return f"secrets:   installation tokens sealed with {KEY}"
+    return f"sealing:   installation tokens sealed with {KEY}"
 
 
 def _check_provider(settings: Settings, selection: Selection) -> list[str]:

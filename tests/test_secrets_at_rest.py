@@ -150,9 +150,9 @@ def test_a_malformed_key_is_named_with_how_to_make_one(cli: Cli) -> None:
 def test_check_says_how_to_make_a_key_or_that_tokens_are_sealed(cli: Cli) -> None:
     without = cli("check")
     assert without.returncode == 0
-    assert "secrets:   HIDREAM_SECRET_KEY is not set" in without.stdout and MAKE_KEY in without.stdout
+    assert "sealing:   HIDREAM_SECRET_KEY is not set" in without.stdout and MAKE_KEY in without.stdout
     rotating = cli("check", HIDREAM_SECRET_KEY=NEW_KEY, HIDREAM_SECRET_KEY_OLD=KEY)
-    assert "secrets:   installation tokens sealed with HIDREAM_SECRET_KEY;" in rotating.stdout
+    assert "sealing:   installation tokens sealed with HIDREAM_SECRET_KEY;" in rotating.stdout
     assert NEW_KEY not in rotating.stdout + rotating.stderr and KEY not in rotating.stdout + rotating.stderr
 
 

@@ -158,7 +158,7 @@ async def finish_install(flow: AsyncOAuthFlow, request: AsyncBoltRequest) -> Bol
     bolt handles Slack's refusals itself, but lets a network failure through as an exception."""
     try:
         return await flow.handle_callback(request)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         cause = " ".join(str(exc).split()) or type(exc).__name__
         log.warning("a Slack install did not complete: Slack could not be reached (%s)", cause)
         return BoltResponse(
