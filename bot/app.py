@@ -24,6 +24,7 @@ from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter
 from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
+from bot.usecases.installs import seal_at_start
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
 from storage.postgres import PostgresStore
@@ -303,6 +304,7 @@ async def start_bot(
     store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).
     retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
+    await seal_at_start(store, settings)
     console_only = surfaces is None and all(plugin.fallback for plugin, _ in selection.surfaces)
     server = bind_server(settings, may_move=console_only and not settings.chosen("http_port"))
     if loopback_public_url:

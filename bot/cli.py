@@ -21,6 +21,7 @@ from bot.app import Selection, build_providers, select, start_bot
 from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
 from bot.model.errors import ConfigError
+from bot.model.secrets import KEY, MAKE_KEY, OLD_KEY
 from bot.plugins import DrivingSurface, discover
 from bot.providers.aiohttp_transport import provider_client
 from storage.sqlite import owner_only
@@ -175,9 +176,25 @@ def check(settings: Settings, selection: Selection) -> int:
     for line in selection.provider_warnings:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
+    print(_secrets_line(settings))
     for error in errors:
         print(f"hidream-bot: {error}", file=sys.stderr)
     return 2 if errors else 0
+
+
+def _secrets_line(settings: Settings) -> str:
+    """What seals the secrets the bot keeps in its database, or how to make the key it lacks."""
+    if not settings.secret_key.get_secret_value():
+        return (
+            f"sealing:   {KEY} is not set: a surface installed by OAuth (whose installation tokens the "
+            f"bot keeps) will not start; make a key with: {MAKE_KEY}"
+        )
+    if settings.secret_key_old.get_secret_value():
+        return (
+            f"sealing:   installation tokens sealed with {KEY}; those under {OLD_KEY} are sealed again "
+            f"at the next start, after which {OLD_KEY} may be removed"
+        )
+    return f"sealing:   installation tokens sealed with {KEY}"
 
 
 def _check_provider(settings: Settings, selection: Selection) -> list[str]:

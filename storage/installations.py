@@ -1,12 +1,17 @@
 """A chat platform's installations (a bot token per workspace, kept when the app is installed by OAuth)
 and the one-use `state` values of installs under way. Plain rows: the surface turns them into its
 SDK's objects, so this module knows nothing of any platform's SDK. The same SQL runs on both store
-backends."""
+backends.
+
+The tokens (bot and refresh) are stored sealed (bot/model/secrets.py): the database, its backups and
+its copies hold no token in clear. `reseal` seals a previous release's plain rows, and rows sealed
+under the old key while keys change."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.model.secrets import PREFIX, Sealer
 from storage.store import Store
 
 _COLUMNS = (
@@ -42,8 +47,9 @@ _UPSERT = (
 
 
 class Installations:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sealer: Sealer) -> None:
         self.store = store
+        self.sealer = sealer
 
     async def save(self, bot: BotInstall) -> None:
         """Keep `bot` as its workspace's one install (a reinstall or a rotated token replaces it)."""
@@ -54,9 +60,9 @@ class Installations:
             bot.app_id,
             bot.bot_id,
             bot.bot_user_id,
-            bot.bot_token,
+            self.sealer.seal(bot.bot_token),
             bot.bot_scopes,
-            bot.bot_refresh_token,
+            None if bot.bot_refresh_token is None else self.sealer.seal(bot.bot_refresh_token),
             bot.bot_token_expires_at,
             int(bot.is_enterprise_install),
             bot.installed_at or self.store.clock(),
@@ -81,9 +87,9 @@ class Installations:
             app_id=row[2],
             bot_id=row[3],
             bot_user_id=row[4],
-            bot_token=row[5],
+            bot_token=self.sealer.open(row[5]),
             bot_scopes=row[6],
-            bot_refresh_token=row[7],
+            bot_refresh_token=None if row[7] is None else self.sealer.open(row[7]),
             bot_token_expires_at=row[8],
             is_enterprise_install=bool(row[9]),
             installed_at=row[10],
@@ -96,6 +102,31 @@ class Installations:
         else:
             where, args = "enterprise_id=? AND team_id=''", (enterprise_id,)
         return await self.store.write(f"DELETE FROM slack_installations WHERE {where}", *args)
+
+    async def reseal(self) -> int:
+        """Seal every stored token under the current key (plain ones, and those sealed under the
+        old key); how many rows changed. A token no key opens is a ConfigError naming the variable."""
+        rows = await self.store.database.fetch(
+            "SELECT enterprise_id, team_id, bot_token, bot_refresh_token FROM slack_installations"
+        )
+        changed = 0
+        for enterprise_id, team_id, token, refresh in rows:
+            new_token = self.sealer.reseal(token)
+            new_refresh = None if refresh is None else self.sealer.reseal(refresh)
+            if new_token is None and new_refresh is None:
+                continue
+            # Only if the row is still as read: a replica that saved a new token meanwhile wins.
+            changed += await self.store.write(
+                "UPDATE slack_installations SET bot_token=?, bot_refresh_token=? "
+                "WHERE enterprise_id=? AND team_id=? AND bot_token=? AND COALESCE(bot_refresh_token, '')=?",
+                new_token or token,
+                new_refresh or refresh,
+                enterprise_id,
+                team_id,
+                token,
+                refresh or "",
+            )
+        return changed
 
     async def issue_state(self, state: str, expires_at: float) -> None:
         # Expired states are swept as new ones are issued, so the table stays small.
@@ -110,3 +141,14 @@ class Installations:
             "DELETE FROM slack_oauth_states WHERE state=? AND expires_at >= ?", state, self.store.clock()
         )
         return used == 1
+
+
+async def plain_tokens(store: Store) -> int:
+    """How many installations hold a token in clear (an earlier release's rows, never sealed)."""
+    row = await store.database.fetchrow(
+        "SELECT COUNT(*) FROM slack_installations WHERE bot_token NOT LIKE ? "
+        "OR (bot_refresh_token IS NOT NULL AND bot_refresh_token NOT LIKE ?)",
+        f"{PREFIX}%",
+        f"{PREFIX}%",
+    )
+    return 0 if row is None else int(row[0])

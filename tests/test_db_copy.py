@@ -21,6 +21,7 @@ from storage.sqlite import SqliteStore
 from storage.store import Store
 from tests.support.jobs import NOW, make_job
 from tests.support.processes import Cli
+from tests.support.sealing import SEALER
 from tests.support.store_backends import postgres_url, raw_job
 
 TENANT = "test:w1"
@@ -81,7 +82,7 @@ async def _fill(path: Path) -> dict[str, Any]:
         await store.record_posts(delivered.id, "test", [("m1", "t1"), ("m2", "t1")])
         await store.remember_post(failed.id, "test", "m3", "t1")
         await store.remember_post(running.id, "test", "m4", None)
-        installs = Installations(store)
+        installs = Installations(store, SEALER)
         await installs.save(INSTALL)
         await installs.issue_state("state-1", NOW + 600)
     return {"jobs": [delivered.id, failed.id, running.id, queued.id], "media": [ref, out]}
@@ -106,7 +107,7 @@ async def _answers(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
         "post_jobs": [await store.job_for_post("test", key) for key in ("m1", "m2", "m3", "m4")],
         "thread": await store.latest_job_in_thread("test", "t1"),
         "secret": await store.secret("media-links"),
-        "install": await Installations(store).find("E1", "T1"),
+        "install": await Installations(store, SEALER).find("E1", "T1"),
     }
 
 
@@ -187,7 +188,7 @@ async def _resume(url: str, ids: dict[str, Any]) -> tuple[list[str], int, int]:
         assert await store.transition(running, JobState.DELIVERED)
         assert await store.transition(queued, JobState.SUBMITTING)
         assert not await store.transition(queued, JobState.DELIVERED)  # guards hold as before
-        assert await Installations(store).consume_state("state-1")
+        assert await Installations(store, SEALER).consume_state("state-1")
         spent, _ = await store.spend("test:u3", scope="user")
         return (
             [j.id for j in await store.unfinished_jobs()],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from storage.installations import BotInstall, Installations
 from tests.support.jobs import NOW
+from tests.support.sealing import SEALER
 from tests.support.store_backends import OpenStore
 
 
@@ -19,7 +20,7 @@ class Clock:
 
 async def test_installs_are_kept_replaced_found_and_removed(open_store: OpenStore) -> None:
     async with open_store(default_limit=10, clock=lambda: NOW) as store:
-        installs = Installations(store)
+        installs = Installations(store, SEALER)
         assert await installs.find("", "T1") is None
         first = BotInstall(enterprise_id="", team_id="T1", bot_token="xoxb-one", bot_scopes="chat:write")
         await installs.save(first)
@@ -61,7 +62,7 @@ async def test_installs_are_kept_replaced_found_and_removed(open_store: OpenStor
 async def test_oauth_states_are_used_once_and_expire(open_store: OpenStore) -> None:
     clock = Clock()
     async with open_store(default_limit=10, clock=clock) as store:
-        installs = Installations(store)
+        installs = Installations(store, SEALER)
         await installs.issue_state("s-1", NOW + 600)
         await installs.issue_state("s-2", NOW + 600)
         assert await installs.consume_state("s-1")

@@ -6,6 +6,7 @@ runs with its installations in SQLite and in PostgreSQL (`db_env`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -15,10 +16,13 @@ import pytest
 
 from adapters.slack import SlackSettings, plugin
 from bot.model.config import Settings
+from bot.model.errors import ConfigError
 from bot.model.jobs import JobState
-from storage.installations import Installations
+from bot.model.secrets import PREFIX, Sealer
+from storage.installations import Installations, plain_tokens
 from tests.fakes.slack import FakeSlack
 from tests.support.harness import sqlite_of
+from tests.support.sealing import KEY, NEW_KEY, SEALER
 from tests.support.slack_oauth import CHANNEL_A, CHANNEL_B, TEAM_A, TEAM_B, install, oauth_bot, start_install
 from tests.support.slack_support import CHANNEL, Running, job_id_of, running, summaries
 from tests.support.store_backends import postgres_url
@@ -39,7 +43,7 @@ def db_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 async def stored(run: Running, team: str) -> str | None:
-    found = await Installations(run.bot.store).find("", team)
+    found = await Installations(run.bot.store, SEALER).find("", team)
     return None if found is None else found.bot_token
 
 
@@ -186,3 +190,66 @@ async def test_delivery_reads_the_thread_only_to_recover_an_attempt_cut_off(
         # Now recorded again: a further call reads nothing.
         await run.adapter.deliver(job, await run.bot.engine.result_images(job))
         assert len(fake.called("conversations.replies")) == 1 and len(summaries(fake)) == 1
+
+
+async def test_an_install_with_slack_out_of_reach_gets_a_plain_page_and_one_log_line(
+    tmp_path: Path, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with oauth_bot(tmp_path, fake) as run, httpx.AsyncClient() as browser:
+        fake.installing_team = TEAM_A
+        authorize_url, cookie = await start_install(run, browser)
+        back = (await browser.get(authorize_url)).headers["location"]
+        # Slack's port closes between its Allow page and the code's exchange at oauth.v2.access.
+        await fake.__aexit__(None, None, None)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            answer = await browser.get(back, headers={"Cookie": cookie})
+        assert answer.status_code == 502 and answer.headers["content-type"].startswith("text/html")
+        assert "The install did not complete" in answer.text and "try again" in answer.text
+        assert 'href="/slack/install"' in answer.text
+        assert await stored(run, TEAM_A) is None
+        told = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [r.getMessage().split(" (")[0] for r in told] == [
+            "a Slack install did not complete: Slack could not be reached"
+        ]
+        assert "\n" not in told[0].getMessage()
+        assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+
+
+async def test_without_a_secret_key_the_oauth_surface_does_not_start(tmp_path: Path, fake: FakeSlack) -> None:
+    with pytest.raises(ConfigError) as refused:
+        async with oauth_bot(tmp_path, fake, HIDREAM_SECRET_KEY=""):
+            pass
+    assert str(refused.value).startswith("HIDREAM_SECRET_KEY is not set: ")
+    assert "openssl rand -base64 32 | tr '+/' '-_'" in str(refused.value)
+    assert not fake.called("oauth.v2.access")
+
+
+async def test_plain_tokens_are_sealed_at_start_and_a_new_key_takes_over(
+    tmp_path: Path, fake: FakeSlack, db_env: dict[str, str]
+) -> None:
+    async with oauth_bot(tmp_path, fake, **db_env) as run:
+        assert (await install(run, TEAM_A)).status_code == 200
+        token = await stored(run, TEAM_A)
+        assert token is not None
+        # As a previous release kept it: in clear.
+        await run.bot.store.write("UPDATE slack_installations SET bot_token=? WHERE team_id=?", token, TEAM_A)
+        assert await plain_tokens(run.bot.store) == 1
+
+    async def answered(run: Running, key: str) -> None:
+        [(row,)] = await run.bot.store.database.fetch("SELECT bot_token FROM slack_installations")
+        assert row.startswith(PREFIX) and token not in row
+        assert await Installations(run.bot.store, Sealer(key)).find("", TEAM_A) is not None
+        fake.messages.clear()
+        assert await run.send.command(fake.slash("a cat", channel=CHANNEL_A, team=TEAM_A)) == 200
+        await fake.wait_for(partial(summaries, fake, CHANNEL_A))
+
+    async with oauth_bot(tmp_path, fake, **db_env) as run:
+        await answered(run, KEY)
+    async with oauth_bot(
+        tmp_path, fake, HIDREAM_SECRET_KEY=NEW_KEY, HIDREAM_SECRET_KEY_OLD=KEY, **db_env
+    ) as run:
+        await answered(run, NEW_KEY)
+    # The old key is no longer needed.
+    async with oauth_bot(tmp_path, fake, HIDREAM_SECRET_KEY=NEW_KEY, **db_env) as run:
+        await answered(run, NEW_KEY)

@@ -18,7 +18,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.context import ListenerContext
 from adapters.slack.handlers import register
 from adapters.slack.home import register_home
-from adapters.slack.oauth import StoreInstallationStore, TeamClients, oauth_settings, register_removals
+from adapters.slack.oauth import (
+    StoreInstallationStore,
+    TeamClients,
+    finish_install,
+    oauth_settings,
+    register_removals,
+)
 from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
@@ -160,7 +166,7 @@ class SlackAdapter:
         # oauth.v2.access and saves the workspace's bot token in the store.
         flow = self.app.oauth_flow
         assert flow is not None
-        response = await flow.handle_callback(await to_bolt_request(request))
+        response = await finish_install(flow, await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
     async def _http_events(self, request: web.Request) -> web.Response:

@@ -13,8 +13,12 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
@@ -138,6 +142,28 @@ def oauth_settings(settings: SlackSettings, installs: Installations) -> AsyncOAu
         token_rotation_expiration_minutes=ROTATE_MINUTES,
         logger=log,
     )
+
+
+# Shown when the install's last step (the code exchanged at oauth.v2.access) could not reach Slack.
+UNREACHABLE_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Install did not complete</title></head>
+<body><h1>The install did not complete</h1>
+<p>The bot could not reach Slack to finish installing the app into your workspace.
+Nothing was installed. Please <a href="/slack/install">try again</a> in a moment.</p></body></html>
+"""
+
+
+async def finish_install(flow: AsyncOAuthFlow, request: AsyncBoltRequest) -> BoltResponse:
+    """bolt's OAuth redirect, with Slack out of reach answered by a plain page and one log line:
+    bolt handles Slack's refusals itself, but lets a network failure through as an exception."""
+    try:
+        return await flow.handle_callback(request)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        log.warning("a Slack install did not complete: Slack could not be reached (%s)", cause)
+        return BoltResponse(
+            status=502, body=UNREACHABLE_PAGE, headers={"Content-Type": "text/html; charset=utf-8"}
+        )
 
 
 class TeamClients:

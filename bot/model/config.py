@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.model.errors import ConfigError
+from bot.model.secrets import key_problem
 
 _SOURCES = SettingsConfigDict(
     env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
@@ -99,6 +100,19 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", alias="HIDREAM_LOG_FORMAT")
     # Set: the operators' page at /admin, opened with this token (a secret: never logged or shown).
     admin_token: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_ADMIN_TOKEN")
+    # The key that seals the secrets kept in the database (installation tokens; bot/model/secrets.py),
+    # and, while keys change, the one before it, read only to seal again under the new one.
+    secret_key: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_SECRET_KEY")
+    secret_key_old: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_SECRET_KEY_OLD")
+
+    @field_validator("secret_key", "secret_key_old")
+    @classmethod
+    def _secret_key(cls, v: SecretStr) -> SecretStr:
+        key = v.get_secret_value().strip()
+        problem = key_problem(key) if key else None
+        if problem:
+            raise ValueError(problem)  # never the value itself
+        return SecretStr(key)
 
     @field_validator("admin_token")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.fakes.slack import FakeSlack
+from tests.support.sealing import KEY
 from tests.support.slack_support import Running, running
 
 
@@ -32,8 +33,9 @@ async def oauth_bot(tmp_path: Path, fake: FakeSlack, **env: Any) -> AsyncIterato
         "SLACK_BOT_TOKEN": None,
         "SLACK_CLIENT_ID": fake.client_id,
         "SLACK_CLIENT_SECRET": fake.client_secret,
+        "HIDREAM_SECRET_KEY": KEY,
     }
-    async with running(tmp_path, fake, "http", **oauth, **env) as run:
+    async with running(tmp_path, fake, "http", **{**oauth, **env}) as run:
         fake.redirect_url = f"{run.bot.server_url}/slack/oauth_redirect"
         yield run
 
