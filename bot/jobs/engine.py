@@ -198,10 +198,12 @@ class Engine:
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
 
-    async def job_by_prefix(self, surface: str, prefix: str) -> Job | None:
-        """The newest job of `surface` whose id starts with `prefix`; surfaces reach it only through
-        bot.usecases.access, which keeps it to the asker's tenant."""
-        return await self.store.job_by_prefix(prefix, surface=surface)
+    async def job_by_prefix(self, surface: str, workspace_id: str, user_id: str, prefix: str) -> Job | None:
+        """The newest job of one tenant whose id starts with `prefix`; surfaces reach it only through
+        bot.usecases.access, which names the asker's tenant."""
+        return await self.store.job_by_prefix(
+            prefix, surface=surface, workspace_id=workspace_id, user_id=user_id
+        )
 
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
         """The job the thread's next instruction edits: its current version (`undo` moves it back),
