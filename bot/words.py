@@ -22,6 +22,19 @@ def too_old(days: int) -> str:
 
 DELETE_REFUSED = "Only the person who asked for these images, or an admin or moderator here, can delete them."
 
+# --- the buttons under a result (bot/usecases/actions.py) --------------------------------------------
+
+ACTION_REROLL = "Reroll"
+ACTION_VARY = "Vary"
+ACTION_EDIT = "Edit"
+ACTION_UNDO = "Undo"
+ACTION_DELETE = "Delete"
+ACTION_SUBJECT = "Save as subject"
+DELETE_CONFIRM_TITLE = "Delete these images?"
+DELETE_CONFIRM_TEXT = "The images and this message are removed from the thread."
+DELETE_CONFIRM_YES = "Delete"
+DELETE_CONFIRM_NO = "Keep"
+
 # --- saved subjects -------------------------------------------------------------------------------
 
 SUBJECT_USE = "write `@{name}` in a prompt, or `--subject {name}`"

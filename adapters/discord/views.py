@@ -13,6 +13,7 @@ import discord
 
 from adapters.discord.translate import INSTRUCTION_FIELD, make_custom_id
 from bot.model.jobs import Job
+from bot.usecases.actions import Weight, result_actions
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Interaction tokens live 15 minutes; leave a margin for the request in flight.
@@ -21,21 +22,25 @@ THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_t
 THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 
+# How Discord weighs each action the core offers; the ids are the persistent custom ids.
+_STYLES = {
+    Weight.MAIN: discord.ButtonStyle.primary,
+    Weight.PLAIN: discord.ButtonStyle.secondary,
+    Weight.DANGER: discord.ButtonStyle.danger,
+}
+
+
 def result_view(job: Job) -> discord.ui.View:
+    """The job's actions (bot/usecases/actions.py) as buttons whose custom ids name the job."""
     view = discord.ui.View(timeout=None)
-    buttons = [
-        ("reroll", "Reroll", "🎲", discord.ButtonStyle.primary),
-        ("vary", "Vary", "🔀", discord.ButtonStyle.primary),
-        ("edit", "Edit", "✏️", discord.ButtonStyle.secondary),
-        ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
-        ("subject", "Save as subject", "📌", discord.ButtonStyle.secondary),
-    ]
-    if job.parent_job_id:
-        # Made from another image: there is a version to go back to.
-        buttons.insert(3, ("undo", "Undo", "↩️", discord.ButtonStyle.secondary))
-    for action, label, emoji, style in buttons:
+    for action in result_actions(job):
         view.add_item(
-            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=make_custom_id(action, job.id))
+            discord.ui.Button(
+                label=action.label,
+                emoji=action.emoji,
+                style=_STYLES[action.weight],
+                custom_id=make_custom_id(action.kind.value, job.id),
+            )
         )
     # A stopped view is still rendered but not stored: presses are answered from the custom id.
     view.stop()
