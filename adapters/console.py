@@ -46,26 +46,10 @@ from bot.usecases.make import make, result_references
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, Version
-from bot.words import subject_in_prompt
 
-HELP = f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
-  flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
-           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
-Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
-           a job's second image: /edit <job id>#2 ...  (of several images the first by default;
-           #all combines them: /edit last#all the same fox in autumn)
-Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
-           {subject_in_prompt("/hidream ")} (repeatable)
-           /subject list | /subject show <name> | /subject delete <name>
-Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
-           /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
-           /vary <job id | last>      a variation: the image as reference, same prompt, new seed
-Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
-Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider fal
-Limits:    /quota   how many images are left today
-Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | reset   (the console's user is its operator)
-/help      this text (Ctrl-D quits)"""
+# The provider the help names in its example.
+EXAMPLE_PROVIDER = "fal"
+HELP = words.help_at_the_console(EXAMPLE_PROVIDER)
 
 PROMPT = "hidream> "
 # A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,

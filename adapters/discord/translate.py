@@ -38,6 +38,8 @@ OPTION_FLAGS = {
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"
+# The provider the help and the command menus name in their examples.
+EXAMPLE_PROVIDER = "fal"
 INSTRUCTION_FIELD = "instruction"
 _MENTION_RE = r"<@!?{bot_id}>"
 

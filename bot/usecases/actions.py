@@ -1,6 +1,6 @@
 """The buttons under a result, decided once for every surface: which actions a job offers, in what
-order, with what words and weight. A surface renders this list in its own terms (Discord
-components, Slack blocks) and maps each `Kind` to its persistent id; adding an action to results is
+order, with what words and weight. A surface renders this list in its own terms (buttons, a
+chat platform's components) and maps each `Kind` to its persistent id; adding an action to results is
 one line here, its words in bot/words.py, and its handler where a surface answers presses."""
 
 from __future__ import annotations
