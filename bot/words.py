@@ -176,6 +176,7 @@ SAVING = "Saving"
 ASKED_FOR = "asked for"
 ASKED_TO_EDIT = "asked to edit"
 ASKED_TO_VARY = "asked for a variation of"
+REROLLED = "rerolled"
 
 
 def progress(stage: str, elapsed: float, queue_position: int | None, *, delivering: str = UPLOADING) -> str:
@@ -221,12 +222,15 @@ def withheld(count: int) -> str:
 
 EDIT_MENU = "Edit with HiDream"
 EDIT_FIELD = "What should change?"
+# An example to follow in the empty field: what to change, a flag with it.
+EDIT_PLACEHOLDER = "make the sky purple --seed 7"
 EDIT_SUBMIT = "Edit"
 CANCEL = "Cancel"
 WHICH_IMAGE = "Which image?"
 ALL_IMAGES = "All of them together"
 SUBJECT_FORM = "Save as subject"
 SUBJECT_FIELD = "Name (letters, digits, - or _)"
+SUBJECT_PLACEHOLDER = "mascot"
 SUBJECT_SUBMIT = "Save"
 
 

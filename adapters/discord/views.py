@@ -12,6 +12,7 @@ from typing import Any
 import discord
 
 from adapters.discord.translate import INSTRUCTION_FIELD, make_custom_id
+from bot import words
 from bot.model.jobs import Job
 from bot.usecases.actions import Weight, result_actions
 
@@ -47,14 +48,14 @@ def result_view(job: Job) -> discord.ui.View:
     return view
 
 
-def instruction_modal(custom_id: str, *, title: str = "Edit with HiDream") -> discord.ui.Modal:
+def instruction_modal(custom_id: str, *, title: str = words.EDIT_MENU) -> discord.ui.Modal:
     modal = discord.ui.Modal(title=title, custom_id=custom_id, timeout=None)
     modal.add_item(
         discord.ui.TextInput(
-            label="What should change?",
+            label=words.EDIT_FIELD,
             custom_id=INSTRUCTION_FIELD,
             style=discord.TextStyle.paragraph,
-            placeholder="make the sky purple --seed 7",
+            placeholder=words.EDIT_PLACEHOLDER,
             max_length=2000,
         )
     )

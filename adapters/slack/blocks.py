@@ -119,24 +119,24 @@ def edit_modal(context: dict[str, Any], image_count: int) -> dict[str, Any]:
         {
             "type": "input",
             "block_id": BLOCK_INSTRUCTION,
-            "label": {"type": "plain_text", "text": "What should change?"},
+            "label": {"type": "plain_text", "text": words.EDIT_FIELD},
             "element": {
                 "type": "plain_text_input",
                 "action_id": "text",
                 "multiline": True,
                 "max_length": 3000,
-                "placeholder": {"type": "plain_text", "text": "make it night, add snow --seed 7"},
+                "placeholder": {"type": "plain_text", "text": words.EDIT_PLACEHOLDER},
             },
         }
     ]
     if image_count > 1:
-        options = [_option(f"Image {i + 1}", str(i)) for i in range(image_count)]
-        options.append(_option("All of them together", "all"))
+        options = [_option(words.image_choice(i + 1), str(i)) for i in range(image_count)]
+        options.append(_option(words.ALL_IMAGES, "all"))
         blocks.append(
             {
                 "type": "input",
                 "block_id": BLOCK_IMAGE,
-                "label": {"type": "plain_text", "text": "Which image?"},
+                "label": {"type": "plain_text", "text": words.WHICH_IMAGE},
                 "element": {
                     "type": "static_select",
                     "action_id": "which",
@@ -148,9 +148,9 @@ def edit_modal(context: dict[str, Any], image_count: int) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": VIEW_EDIT,
-        "title": {"type": "plain_text", "text": "Edit with HiDream"},
-        "submit": {"type": "plain_text", "text": "Edit"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": words.EDIT_MENU},
+        "submit": {"type": "plain_text", "text": words.EDIT_SUBMIT},
+        "close": {"type": "plain_text", "text": words.CANCEL},
         "private_metadata": json.dumps(context),
         "blocks": blocks,
     }
