@@ -167,7 +167,7 @@ def no_chain(job: str) -> str:
 
 # --- how a job is doing: the lines a request's message shows while it is made -----------------------
 
-QUEUED = "Queued…"
+# The first line of a request's message, before it is admitted.
 CHECKING = "Checking the request…"
 # The last step's word: a chat surface uploads the images, the console saves them as files.
 UPLOADING = "Uploading"

@@ -115,7 +115,7 @@ class MessageHandler:
             parent_job_id=parent.id if parent else None,
         )
         # The bot's reply is the acknowledgement and becomes the progress line, then the result.
-        progress = await message.reply(f"⏳ {words.QUEUED}", mention_author=False)
+        progress = await message.reply(f"⏳ {words.CHECKING}", mention_author=False)
         await self._submit(progress, message, chat)
 
     async def _replied_image(
