@@ -217,9 +217,9 @@ async def test_every_surface_shows_its_help_from_words(tmp_path: Path) -> None:
         await fake.interact(fake.slash_payload({}, name="hidream-help"))
         (shown,) = await fake.wait_for(lambda: fake.ephemeral_texts())
         assert shown == words.help_with_options(DISCORD_EXAMPLE) == DISCORD_HELP
-    async with FakeSlack() as fake, running(tmp_path / "s", fake, "http") as run:
-        await run.send.command(fake.slash("help"))
-        (reply,) = await fake.wait_for(lambda: fake.responses)
+    async with FakeSlack() as slack, running(tmp_path / "s", slack, "http") as run:
+        await run.send.command(slack.slash("help"))
+        (reply,) = await slack.wait_for(lambda: slack.responses)
         assert reply["text"] == words.help_with_flags(SLACK_EXAMPLE) == SLACK_HELP
     made, err, factory = console_in(tmp_path / "c")
     async with BotHarness(tmp_path / "c", surfaces=[factory]):
@@ -268,18 +268,18 @@ async def test_every_surface_shows_a_jobs_progress_in_the_same_words(tmp_path: P
             await adapter.progress(job, p)
             shown.append(fake.messages[job.origin["message_id"]]["content"])
         assert shown == [f"⏳ {line}" for line in expected]
-    async with FakeSlack() as fake, running(tmp_path / "s", fake, "http") as run:
-        await run.send.command(fake.slash("a paper boat"))
-        [summary] = await fake.wait_for(lambda: summaries(fake))
+    async with FakeSlack() as slack, running(tmp_path / "s", slack, "http") as run:
+        await run.send.command(slack.slash("a paper boat"))
+        [summary] = await slack.wait_for(lambda: summaries(slack))
         await run.bot.runner.wait_idle()
-        status = fake.called("chat.postMessage")[0]
+        status = slack.called("chat.postMessage")[0]
         assert status["blocks"][1]["elements"][0]["text"] == words.CHECKING
         slack_job = await run.bot.engine.job(job_id_of(summary))
         assert slack_job is not None
         shown = []
         for p in PROGRESS:
             await run.adapter.progress(slack_job, p)
-            shown.append(fake.called("chat.update")[-1]["blocks"][1]["elements"][0]["text"])
+            shown.append(slack.called("chat.update")[-1]["blocks"][1]["elements"][0]["text"])
         assert shown == expected
     made, err, factory = console_in(tmp_path / "c")
     async with BotHarness(tmp_path / "c", surfaces=[factory]) as bot:
