@@ -118,6 +118,10 @@ PRIVATE_NOTICE = "You chose private results: I am making this in our direct mess
 APP_REMOVED = "This workspace removed the HiDream app, so the image was not made; your quota was given back."
 
 _MIB = 1_048_576
+# What names a file without a name of its own, and a type no one gave.
+AN_ATTACHMENT = "the attachment"
+A_FILE = "file"
+UNKNOWN_TYPE = "unknown type"
 
 
 def too_many_images(count: int, most: int) -> str:

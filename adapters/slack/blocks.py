@@ -51,8 +51,7 @@ def status_text(user: str, verb: str, prompt: str, line: str) -> str:
 
 def result_summary(job: Job) -> str:
     w, h = job.request.dimensions()
-    count = f"{job.request.n} images" if job.request.n > 1 else "1 image"
-    return f"{count} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
+    return f"{words.images(job.request.n)} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
 
 
 # Each action the core offers, by its persistent action id. Undo is said in a result's thread on

@@ -154,12 +154,12 @@ def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> l
     """Slack files -> references the engine downloads with the bot token (files are private)."""
     refs: list[ImageRef] = []
     for f in files:
-        name = str(f.get("name") or f.get("title") or f.get("id") or "file")
+        name = str(f.get("name") or f.get("title") or f.get("id") or words.A_FILE)
         if f.get("mode") in ("tombstone", "hidden_by_limit") or f.get("file_access") == "access_denied":
             raise MediaError(words.file_unavailable(name))
         mimetype = str(f.get("mimetype") or "")
         if not mimetype.startswith("image/"):
-            kind = mimetype or "unknown type"
+            kind = mimetype or words.UNKNOWN_TYPE
             raise MediaError(words.not_an_image(name, kind))
         size = int(f.get("size") or 0)
         if size > max_bytes:
