@@ -46,26 +46,10 @@ from bot.usecases.make import make, result_references
 from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
 from bot.usecases.versions import ThreadCommand, Version
-from bot.words import subject_in_prompt
 
-HELP = f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
-  flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
-           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
-Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
-           a job's second image: /edit <job id>#2 ...  (of several images the first by default;
-           #all combines them: /edit last#all the same fox in autumn)
-Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
-           {subject_in_prompt("/hidream ")} (repeatable)
-           /subject list | /subject show <name> | /subject delete <name>
-Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
-           /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
-           /vary <job id | last>      a variation: the image as reference, same prompt, new seed
-Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
-Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider fal
-Limits:    /quota   how many images are left today
-Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | reset   (the console's user is its operator)
-/help      this text (Ctrl-D quits)"""
+# The provider the help names in its example.
+EXAMPLE_PROVIDER = "fal"
+HELP = words.help_at_the_console(EXAMPLE_PROVIDER)
 
 PROMPT = "hidream> "
 # A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
@@ -130,10 +114,10 @@ class ConsoleChat:
             tmp.write_bytes(image.data)
             tmp.replace(path)
             print(str(path), file=self.out, flush=True)
-        self._say(
-            f"[{job.id[:8]}] done: {len(images)} image(s) by {job.provider}, seed {job.seed}, {job.tier} model, "
-            f"{pixel_sizes(images)}. Edit with: /edit {job.id[:8]} <what to change>"
+        done = words.saved_files(
+            len(images), job.provider, job.seed, job.tier, pixel_sizes(images), job.id[:8]
         )
+        self._say(f"[{job.id[:8]}] {done}")
         # The console has no threads: a chain of edits is one, named by its first job.
         return [Post(message_key=job.id, thread_key=await self.engine.versions.thread_for(job))]
 
@@ -143,18 +127,17 @@ class ConsoleChat:
 
     async def progress(self, job: Job, progress: Progress) -> None:
         # The console writes files: nothing is uploaded.
-        self._say(f"[{job.id[:8]}] {progress.text(delivering='Saving')}")
+        line = words.progress(
+            progress.stage, progress.elapsed, progress.queue_position, delivering=words.SAVING
+        )
+        self._say(f"[{job.id[:8]}] {line}")
 
     # --- reading commands -------------------------------------------------------------------------
 
     async def run_until_done(self) -> int:
         """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed."""
         if self.stdin.isatty():
-            server = f", its HTTP server at {self.server_url}" if self.server_url else ""
-            self._say(
-                f"hidream-bot console on the {self.engine.provider.name} provider{server}. "
-                "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)"
-            )
+            self._say(words.console_greeting(self.engine.provider.name, self.server_url))
         await self.run()
         return 1 if self.failures else 0
 
@@ -208,7 +191,7 @@ class ConsoleChat:
             elif command == "/help":
                 self._say(HELP)
             else:
-                self._say(f"Unknown command {command!r}.\n{HELP}")
+                self._say(f"{words.unknown_command(command)}\n{HELP}")
         except UserFacingError as exc:
             self.failures += 1
             self._say(f"✗ {exc.user_message}")
@@ -221,7 +204,7 @@ class ConsoleChat:
     async def _edit(self, text: str) -> None:
         target, _, instruction = text.strip().partition(" ")
         if not target:
-            self._say("Usage: /edit <image file | job id | last> <what to change>")
+            self._say(words.EDIT_USAGE)
             return
         try:
             parsed = parse_command(instruction)
@@ -258,10 +241,7 @@ class ConsoleChat:
         if not 1 <= index <= count:
             raise UserFacingError(words.choose_image(job.id[:8], count))
         if numbered is None:
-            self._say(
-                f"[{job.id[:8]}] editing image 1 of {count}; another: /edit {job.id[:8]}#2 ..., "
-                f"all {count} combined: /edit {job.id[:8]}#all ..."
-            )
+            self._say(f"[{job.id[:8]}] {words.editing_first_of(job.id[:8], count)}")
         return result_references(job, index - 1), job.id
 
     async def _result(self, target: str) -> Job:
@@ -284,12 +264,12 @@ class ConsoleChat:
     async def _vary(self, text: str) -> None:
         target = text.strip()
         if not target:
-            self._say("Usage: /vary <job id | last>")
+            self._say(words.VARY_USAGE)
             return
         job = await self._result(target)
         made = await remake(self.engine, self.actor, job, vary=True, origin={})
         self.last_job_id = made.id
-        self._say(f"[{made.id[:8]}] accepted: a variation of {job.id[:8]}, seed {made.seed}")
+        self._say(f"[{made.id[:8]}] {words.accepted_variation(job.id[:8], made.seed)}")
 
     async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)
@@ -339,7 +319,7 @@ class ConsoleChat:
     async def _submit(self, chat: ChatRequest) -> None:
         job = await make(self.engine, self.actor, chat)
         self.last_job_id = job.id
-        self._say(f"[{job.id[:8]}] accepted: {job.mode}, {job.request.n} image(s), seed {job.seed}")
+        self._say(f"[{job.id[:8]}] {words.accepted(job.mode, job.request.n, job.seed)}")
 
     def _who(self) -> dict[str, str]:
         return {"surface": self.name, "user_id": self.user_id, "workspace_id": "local"}

@@ -25,6 +25,19 @@ def too_old(days: int) -> str:
 
 DELETE_REFUSED = "Only the person who asked for these images, or an admin or moderator here, can delete them."
 
+# --- the buttons under a result (bot/usecases/actions.py) --------------------------------------------
+
+ACTION_REROLL = "Reroll"
+ACTION_VARY = "Vary"
+ACTION_EDIT = "Edit"
+ACTION_UNDO = "Undo"
+ACTION_DELETE = "Delete"
+ACTION_SUBJECT = "Save as subject"
+DELETE_CONFIRM_TITLE = "Delete these images?"
+DELETE_CONFIRM_TEXT = "The images and this message are removed from the thread."
+DELETE_CONFIRM_YES = "Delete"
+DELETE_CONFIRM_NO = "Keep"
+
 # --- saved subjects -------------------------------------------------------------------------------
 
 SUBJECT_USE = "write `@{name}` in a prompt, or `--subject {name}`"
@@ -147,6 +160,10 @@ PRIVATE_NOTICE = "You chose private results: I am making this in our direct mess
 APP_REMOVED = "This workspace removed the HiDream app, so the image was not made; your quota was given back."
 
 _MIB = 1_048_576
+# What names a file without a name of its own, and a type no one gave.
+AN_ATTACHMENT = "the attachment"
+A_FILE = "file"
+UNKNOWN_TYPE = "unknown type"
 
 
 def too_many_images(count: int, most: int) -> str:
@@ -192,3 +209,318 @@ def no_such_target(target: str) -> str:
 
 def no_chain(job: str) -> str:
     return f"{job} is not a version of any chain yet."
+
+
+# --- how a job is doing: the lines a request's message shows while it is made -----------------------
+
+# The first line of a request's message, before it is admitted.
+CHECKING = "Checking the request…"
+# The last step's word: a chat surface uploads the images, the console saves them as files.
+UPLOADING = "Uploading"
+SAVING = "Saving"
+# What the requester did, before their prompt on the request's status message.
+ASKED_FOR = "asked for"
+ASKED_TO_EDIT = "asked to edit"
+ASKED_TO_VARY = "asked for a variation of"
+REROLLED = "rerolled"
+
+
+def progress(stage: str, elapsed: float, queue_position: int | None, *, delivering: str = UPLOADING) -> str:
+    """A job's progress line: `stage` is "queued", "running" or "delivering"."""
+    secs = int(elapsed)
+    if stage == "queued":
+        pos = f", position {queue_position} in the queue" if queue_position is not None else ""
+        return f"Queued{pos} ({secs}s)"
+    if stage == "running":
+        return f"Generating… ({secs}s)"
+    return f"{delivering}… ({secs}s)"
+
+
+def images(count: int) -> str:
+    return "1 image" if count == 1 else f"{count} images"
+
+
+def done_in_thread(count: int, held: int) -> str:
+    """The status line once the images are in the result's thread; `held`: kept back by the policy."""
+    line = f"Done: {count} image{'s' if count != 1 else ''} in the thread."
+    if held:
+        line += f" {held} flagged as possibly sensitive and held back (this workspace's policy)."
+    return line
+
+
+def not_done(reason: str) -> str:
+    return f"Not done: {reason}"
+
+
+def reencoded(count: int, limit_mb: float) -> str:
+    return f"{images(count)} re-encoded to fit this channel's {limit_mb:.0f} MB upload limit."
+
+
+def spoilered(count: int) -> str:
+    return f"{images(count)} flagged as possibly sensitive, hidden behind a spoiler."
+
+
+def withheld(count: int) -> str:
+    return f"{images(count)} flagged as possibly sensitive and not posted outside age-restricted channels."
+
+
+# --- forms: editing an image, naming a subject -------------------------------------------------------
+
+EDIT_MENU = "Edit with HiDream"
+EDIT_FIELD = "What should change?"
+# An example to follow in the empty field: what to change, a flag with it.
+EDIT_PLACEHOLDER = "make the sky purple --seed 7"
+EDIT_SUBMIT = "Edit"
+CANCEL = "Cancel"
+WHICH_IMAGE = "Which image?"
+ALL_IMAGES = "All of them together"
+SUBJECT_FORM = "Save as subject"
+SUBJECT_FIELD = "Name (letters, digits, - or _)"
+SUBJECT_PLACEHOLDER = "mascot"
+SUBJECT_SUBMIT = "Save"
+
+
+def image_choice(number: int) -> str:
+    return f"Image {number}"
+
+
+# --- a person's home page (a surface that has one) ---------------------------------------------------
+
+HOME_TITLE = "Your HiDream"
+HOME_RECENT = "Recent results"
+HOME_SUBJECTS = "Saved subjects"
+HOME_DEFAULTS = "Your defaults"
+HOME_NOTHING_YET = "Nothing yet. Type `/hidream a red fox in snow` in any channel."
+HOME_NO_SUBJECTS = "You have saved no subjects here. Save a result with its *Save as subject* button."
+HOME_SUBJECT_USE = "Use one in a prompt as `@name` or `--subject name`."
+HOME_NO_DEFAULTS = (
+    "None. Set some with `/hidream settings --ar 16:9 --n 2` (`--private on` sends results to you alone)."
+)
+HOME_DEFAULTS_NOTE = "Flags you type win; `/hidream settings reset` clears them."
+HOME_OPEN = "Open"
+HOME_NO_LINK = "no link"
+HOME_RECENTLY = "recently"
+HOME_AT_MIDNIGHT = "at 00:00 UTC"
+HOME_STATES = {"delivered": "done", "failed": "failed", "completed": "delivering", "delivering": "delivering"}
+HOME_IN_PROGRESS = "in progress"
+HOME_DELETED = "deleted"
+
+
+def home_yours(names: str) -> str:
+    return f"Yours: {names}"
+
+
+def home_quota(remaining: str, limit: int, used: int, when: str) -> str:
+    """`remaining` as the surface marks it up; `when`: the surface's own way of showing a time."""
+    return f"{remaining} of {limit} images left today (used {used}); the count starts again {when}."
+
+
+def home_tenant_made(used: int, ceiling: int) -> str:
+    return f"This workspace has made {used} of its {ceiling} today."
+
+
+def home_others_subjects(count: int) -> str:
+    return f"{count} more saved here by others: `/hidream subjects` lists them."
+
+
+# --- the console ---------------------------------------------------------------------------------------
+
+EDIT_USAGE = "Usage: /edit <image file | job id | last> <what to change>"
+VARY_USAGE = "Usage: /vary <job id | last>"
+
+
+def unknown_command(command: str) -> str:
+    return f"Unknown command {command!r}."
+
+
+def console_greeting(provider: str, server_url: str | None) -> str:
+    server = f", its HTTP server at {server_url}" if server_url else ""
+    return (
+        f"hidream-bot console on the {provider} provider{server}. "
+        "Try: /hidream a red fox in snow --ar 16:9   (/help for more, Ctrl-D to quit)"
+    )
+
+
+def accepted(mode: str, count: int, seed: int | None) -> str:
+    return f"accepted: {mode}, {count} image(s), seed {seed}"
+
+
+def accepted_variation(of: str, seed: int | None) -> str:
+    return f"accepted: a variation of {of}, seed {seed}"
+
+
+def saved_files(count: int, provider: str, seed: int | None, tier: str, sizes: str, job: str) -> str:
+    return (
+        f"done: {count} image(s) by {provider}, seed {seed}, {tier} model, "
+        f"{sizes}. Edit with: /edit {job} <what to change>"
+    )
+
+
+def editing_first_of(job: str, count: int) -> str:
+    return (
+        f"editing image 1 of {count}; another: /edit {job}#2 ..., all {count} combined: /edit {job}#all ..."
+    )
+
+
+# --- the help, as each kind of surface asks for things ------------------------------------------------
+# Each names every feature with an example to copy, in the surface's own commands; the provider in
+# the examples is one the surface names (this module names none).
+
+
+def help_with_options(example_provider: str) -> str:
+    """For a surface of slash commands with typed options and menus, within one message of 2000 characters."""
+    return (
+        "**HiDream: make and edit images** (only you see this)\n"
+        "**Make:** `/hidream prompt:a red fox in snow`, with options: `aspect:16:9`, `size`, `count:2`, "
+        "`model:dev` (faster), `seed`, `steps`, `guidance`, `format`.\n"
+        "**Edit:** `/hidream prompt:make it blue` with an image in `image` (2-4 images are combined), "
+        "reply to an image and mention me, or the message menu **Apps > Edit with HiDream**. "
+        "In a result's thread, just type the next change.\n"
+        "**Saved subjects:** `/hidream-subject save name:mascot` with 1-4 images (or **Save as subject** "
+        f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
+        "`/hidream-subject list`, `show`, `delete`.\n"
+        "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
+        "`history` to list them. **Vary** under a result: same prompt, new seed; "
+        "**Edit** or **Vary** on an older version continues from it.\n"
+        "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
+        "no options shows them, `reset:True` clears them. Options you type still win.\n"
+        f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
+        "otherwise the first that can make it (the result says which).\n"
+        "**Limits:** `/hidream-usage` shows what you have left today.\n"
+        "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
+        "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
+        "`tier`, `provider` set this server's handling and defaults; `show`, `reset`."
+    )
+
+
+def help_with_flags(example_provider: str) -> str:
+    """For a surface of one slash command with flags, mentions in a result's thread, and a message shortcut."""
+    return (
+        "*Make:* `/hidream a red fox in snow --ar 16:9 --n 2`; results land in a thread under your request. "
+        "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
+        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+        "is used as a reference.\n"
+        "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
+        "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
+        "*Saved subjects:* mention the bot with images attached and `save subject mascot` (or say it in a "
+        f"result's thread to save its latest image), {subject_in_prompt('/hidream ')}. "
+        "`/hidream subject list`, `/hidream subject show mascot`, "
+        "`/hidream subject delete mascot`.\n"
+        "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
+        "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
+        "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
+        "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
+        "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
+        "them, `/hidream settings reset` clears them.\n"
+        f"*Providers:* `/hidream a red fox --provider {example_provider}` picks one of those the bot is configured with; "
+        "otherwise the first that can make it (the result says which).\n"
+        "*Limits:* `/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
+        "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
+        "`/hidream usage @user`.\n"
+        "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
+        "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
+        "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it."
+    )
+
+
+def help_at_the_console(example_provider: str) -> str:
+    """The console's `/help`."""
+    return f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
+  flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
+           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
+Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
+           a job's second image: /edit <job id>#2 ...  (of several images the first by default;
+           #all combines them: /edit last#all the same fox in autumn)
+Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject save mascot fox1.png fox2.png
+           {subject_in_prompt("/hidream ")} (repeatable)
+           /subject list | /subject show <name> | /subject delete <name>
+Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
+           /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
+           /vary <job id | last>      a variation: the image as reference, same prompt, new seed
+Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
+Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
+Limits:    /quota   how many images are left today
+Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
+           | provider <name>|default | reset   (the console's user is its operator)
+/help      this text (Ctrl-D quits)"""
+
+
+# --- commands and their options, as a command menu describes them (each within 100 characters) --------
+
+COMMANDS = {
+    "hidream": "Make an image with HiDream-O1, or attach images to edit them (prompt:help for help)",
+    "hidream-usage": "How many images you have left today",
+    "hidream-help": "How to make, edit and vary images, save subjects, set defaults",
+    "hidream-admin": "Daily image limits and grants for this server's members (needs Manage Server)",
+    "hidream-admin usage": "Show a member's usage today",
+    "hidream-admin user-limit": "Set a member's daily limit (leave images empty to clear)",
+    "hidream-admin server-limit": "Set this server's daily limit (empty clears it)",
+    "hidream-admin grant": "Give a member extra images for today",
+    "hidream-admin reset": "Reset a member's usage for today",
+    "hidream-subject": "Saved subjects: 1-4 images under a name; use with @name in a /hidream prompt",
+    "hidream-subject save": "Save 1-4 attached images under a name",
+    "hidream-subject list": "The subjects saved here",
+    "hidream-subject show": "Post a subject's images",
+    "hidream-subject delete": "Delete a subject (its creator or a server manager)",
+    "hidream-settings": "Your defaults in this server (options you type still win); no options shows them",
+    "hidream-policy": "This server's image policy (needs Manage Server)",
+}
+_SUBJECT_NAME = "The subject's name, as in /hidream-subject list"
+_ANOTHER_IMAGE = "Another image of it (optional)"
+OPTIONS = {
+    "hidream-admin usage": {"member": "Whose usage to show"},
+    "hidream-admin user-limit": {
+        "member": "Whose limit to set",
+        "images": "Images per UTC day; empty: back to the default",
+    },
+    "hidream-admin server-limit": {
+        "images": "Images per UTC day for the whole server; empty: no server limit"
+    },
+    "hidream-admin grant": {"member": "Who gets the extra images", "images": "How many more, for today only"},
+    "hidream-admin reset": {"member": "Whose usage today goes back to zero"},
+    "hidream-subject save": {
+        "name": "Letters, digits, - or _ (at most 32), e.g. mascot; then write @mascot in a prompt",
+        "image": "An image of the subject",
+        "image2": _ANOTHER_IMAGE,
+        "image3": _ANOTHER_IMAGE,
+        "image4": _ANOTHER_IMAGE,
+    },
+    "hidream-subject show": {"name": _SUBJECT_NAME},
+    "hidream-subject delete": {"name": _SUBJECT_NAME},
+    "hidream-settings": {
+        "aspect": "Default aspect ratio",
+        "size": "Default preset size",
+        "model": "Default model: full (best) or dev (faster)",
+        "format": "Default file format",
+        "count": "Default number of images",
+        "private": "True: results only you can see (ephemeral, no thread)",
+        "reset": "True: clear all your defaults here",
+    },
+    "hidream-policy": {
+        "action": "show, ban/unban a phrase, NSFW handling, default tier or provider, reset",
+        "value": "The phrase, or spoiler|block|allow|default, full|dev|default, a provider name",
+    },
+}
+
+
+def make_options(most_images: int, example_provider: str) -> dict[str, str]:
+    """The options of the command that makes and edits images."""
+    return {
+        "prompt": "What the image should show, or what to change in the attached image; help shows the help",
+        "image": "An image to edit (add image2-image4 to combine several)",
+        "image2": "A second image: two or more are combined (personalization)",
+        "image3": "A third image to combine",
+        "image4": "A fourth image to combine",
+        "aspect": "Aspect ratio (width:height), sized to about one megapixel; or use size",
+        "size": "A preset size (width x height), instead of an aspect ratio",
+        "model": "Model tier: full (best quality) or dev (faster)",
+        "format": "File format of the result",
+        "seed": "Same seed and prompt give the same image; empty: a random seed",
+        "steps": "Denoising steps: more is slower and finer (dev: at most 28)",
+        "guidance": "How closely to follow the prompt (higher: more literal)",
+        "count": f"How many images (1-{most_images})",
+        "keep_aspect": "When editing one image, keep its aspect ratio",
+        "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
+        "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
+        "default: the first that can",
+    }

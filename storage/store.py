@@ -236,12 +236,22 @@ class Store(MediaAndPosts, Quotas):
     async def job_by_dedup(self, dedup_key: str) -> Job | None:
         return await self._job_where(self.database, "dedup_key=?", dedup_key)
 
-    async def job_by_prefix(self, prefix: str, *, surface: str) -> Job | None:
-        """The newest job of `surface` whose id starts with `prefix` (ids are hex)."""
+    async def job_by_prefix(
+        self, prefix: str, *, surface: str, workspace_id: str, user_id: str
+    ) -> Job | None:
+        """The newest job of one tenant whose id starts with `prefix` (ids are hex): of the server or
+        workspace `workspace_id`, or, when that is empty (a DM, the console), of `user_id` alone.
+        Scoped here, not after, so another tenant's newer match does not hide the asker's own."""
         if not prefix or any(c not in "0123456789abcdef" for c in prefix):
             return None
         return await self._job_where(
-            self.database, "surface=? AND id LIKE ? ORDER BY created_at DESC LIMIT 1", surface, prefix + "%"
+            self.database,
+            "surface=? AND workspace_id=? AND (workspace_id<>'' OR user_id=?) AND id LIKE ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            surface,
+            workspace_id,
+            user_id,
+            prefix + "%",
         )
 
     async def job_by_token(self, token: str) -> Job | None:

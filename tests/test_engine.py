@@ -18,6 +18,8 @@ from bot.model.jobs import JobState
 from bot.model.requests import ImageRef
 from bot.providers.base import ProviderStatus, SubmitSpec, status_from_dict
 from bot.providers.sandbox.provider import SandboxProvider
+from bot.usecases.actor import Actor
+from bot.usecases.remake import remake
 from tests.fakes.surface import RecordingSurface
 from tests.support.engine import chat
 from tests.support.harness import BotHarness, sandbox_of
@@ -215,7 +217,8 @@ async def test_reroll_keeps_the_request_with_a_new_seed(tmp_path: Path) -> None:
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         job = await bot.engine.submit(chat("a fox --seed 11 --ar 3:2"))
         await bot.runner.wait_idle()
-        again = await bot.engine.reroll(job, user_id="u2", origin={"thread": "t9"})
+        presser = Actor(surface=job.surface, workspace_id=job.workspace_id, user_id="u2")
+        again = await remake(bot.engine, presser, job, vary=False, origin={"thread": "t9"})
         await bot.runner.wait_idle()
         assert again.request.prompt == job.request.prompt and again.request.aspect == (3, 2)
         assert again.seed != job.seed and again.user_id == "u2" and again.parent_job_id == job.id

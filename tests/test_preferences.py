@@ -9,7 +9,9 @@ import pytest
 
 from bot.model.errors import BadInput
 from bot.model.requests import ChatRequest, parse_command
+from bot.usecases.actor import Actor
 from bot.usecases.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
+from bot.usecases.remake import remake
 from storage.preferences import Preferences, TenantPolicy
 from tests.support.harness import BotHarness, sandbox_of
 from tests.support.jobs import NOW
@@ -91,7 +93,8 @@ async def test_defaults_apply_flags_win_and_tenant_tier_fills_in(tmp_path: Path)
         assert plain.request.explicit is None and typed.tier == "full" and elsewhere.tier == "full"
         # A reroll keeps the request as it was made, whatever the defaults are now.
         await engine.user_settings("test", "w1", "u1", "reset")
-        again = await engine.reroll(plain, user_id="u1", origin={})
+        asker = Actor(surface=plain.surface, workspace_id=plain.workspace_id, user_id="u1")
+        again = await remake(engine, asker, plain, vary=False, origin={})
         await bot.runner.wait_idle()
         assert again.request.n == 2 and again.request.format == "webp"
 

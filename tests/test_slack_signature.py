@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -100,3 +101,56 @@ async def test_socket_mode_serves_no_http_route(tmp_path: Path, fake: FakeSlack)
         resp = await run.web.post(f"{run.bot.server_url}/slack/events", content=b"{}")
         assert resp.status_code in (404, 405)
         assert fake.called("apps.connections.open")
+
+
+class Everything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()}")
+
+
+async def test_refused_requests_never_reach_bolt_even_with_its_loggers_wide_open(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    """Embedded without bot/cli.py, nothing holds bolt's loggers down; the adapter refuses an
+    unsigned, wrongly signed or stale request before bolt (which logs the body it refuses) sees it."""
+    marker = "a+secret+marker+fox"
+    form = urllib.parse.urlencode(fake.slash("a secret marker fox")).encode()
+    assert marker.encode() in form
+    bolt = logging.getLogger("slack_bolt")
+    seen = Everything()
+    level = bolt.level
+    bolt.addHandler(seen)
+    bolt.setLevel(logging.DEBUG)
+    try:
+        async with running(tmp_path, fake, "http") as run:
+            sender = run.send
+            assert isinstance(sender, HttpSender)
+            logging.getLogger("slack_bolt.hidream").setLevel(logging.DEBUG)
+            unsigned = await run.web.post(sender.events_url, content=form, headers={"Content-Type": FORM})
+            wrong = await sender.post(form, FORM, secret="not-the-secret")
+            stale = await sender.post(form, FORM, timestamp=str(int(time.time()) - 600))
+            garbled = await run.web.post(
+                sender.events_url,
+                content=form,
+                headers={
+                    "Content-Type": FORM,
+                    "X-Slack-Request-Timestamp": "soon",
+                    "X-Slack-Signature": "v0=1",
+                },
+            )
+            assert [r.status_code for r in (unsigned, wrong, stale, garbled)] == [401, 401, 401, 401]
+            assert unsigned.json() == {"error": "invalid request"}
+            assert await run.job_count() == 0
+            assert not any(marker in line for line in seen.lines), seen.lines
+            # The handler does hear bolt: the signed request is logged at DEBUG on its way in.
+            assert (await sender.post(form, FORM)).status_code == 200
+            await fake.wait_for(lambda: summaries(fake))
+            assert any("slack_bolt" in line for line in seen.lines)
+    finally:
+        bolt.removeHandler(seen)
+        bolt.setLevel(level)
+        logging.getLogger("slack_bolt.hidream").setLevel(logging.NOTSET)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.model.errors import QuotaExceeded
-from bot.model.jobs import JobState
+from bot.model.jobs import Job, JobState
 from storage.posts import NewMedia
 from storage.quota import Charge
 from tests.support.jobs import NOW, make_job, walk
@@ -94,6 +94,28 @@ async def test_secrets_media_and_posts(open_store: OpenStore) -> None:
         assert await store.job_for_post("test", "m1") is None
 
 
+async def test_job_by_prefix_is_the_tenants_newest_match(open_store: OpenStore) -> None:
+    """Another tenant's newer job with the same id start neither wins nor hides the asker's own."""
+    async with open_store(default_limit=25) as store:
+
+        async def admit(job_id: str, workspace: str, user: str, at: float) -> Job:
+            job = make_job(user=user, job_id=job_id)
+            job.workspace_id, job.created_at = workspace, at
+            return await store.admit(job, workspace_key=f"test:{workspace or 'dm:' + user}", dedup_key=None)
+
+        own = await admit("cd" + "0" * 30, "w1", "u1", NOW)
+        await admit("cd" + "1" * 30, "w2", "u1", NOW + 5)  # the same person, in another server
+        mine_dm = await admit("cd" + "2" * 30, "", "u1", NOW + 1)
+        await admit("cd" + "3" * 30, "", "u2", NOW + 9)  # another person's DM
+        colleague = await admit("ce" + "0" * 30, "w1", "u2", NOW + 2)  # a server is one tenant
+        by = store.job_by_prefix
+        assert (await by("cd", surface="test", workspace_id="w1", user_id="u1")).id == own.id  # type: ignore[union-attr]
+        assert (await by("cd", surface="test", workspace_id="", user_id="u1")).id == mine_dm.id  # type: ignore[union-attr]
+        assert (await by("ce", surface="test", workspace_id="w1", user_id="u1")).id == colleague.id  # type: ignore[union-attr]
+        assert await by("ce", surface="test", workspace_id="", user_id="u1") is None
+        assert await by("cd", surface="test", workspace_id="w3", user_id="u1") is None
+
+
 async def test_job_lookups_callbacks_and_queue(open_store: OpenStore) -> None:
     clock = [NOW]
     async with open_store(default_limit=25, clock=lambda: clock[0]) as store:
@@ -101,9 +123,10 @@ async def test_job_lookups_callbacks_and_queue(open_store: OpenStore) -> None:
         later = make_job(job_id="ab" + "1" * 30)
         later.created_at = NOW + 5
         b = await store.admit(later, workspace_key="test:w1", dedup_key=None)
-        assert (await store.job_by_prefix("ab", surface="test")).id == b.id  # type: ignore[union-attr]
-        assert await store.job_by_prefix("ab%", surface="test") is None
-        assert await store.job_by_prefix("ab", surface="other") is None
+        w1 = {"workspace_id": "w1", "user_id": "u1"}
+        assert (await store.job_by_prefix("ab", surface="test", **w1)).id == b.id  # type: ignore[union-attr]
+        assert await store.job_by_prefix("ab%", surface="test", **w1) is None
+        assert await store.job_by_prefix("ab", surface="other", **w1) is None
         assert (await store.job_by_token(a.callback_token)).id == a.id  # type: ignore[union-attr]
         assert (await store.job_by_dedup("d1")).id == a.id  # type: ignore[union-attr]
         assert await store.job("nope") is None

@@ -10,7 +10,10 @@ from adapters.console import ConsoleChat
 from bot.app import Bot
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, parse_command
+from bot.usecases.access import Lookup
+from bot.usecases.actor import Actor
 from tests.support.harness import BotHarness, sandbox_of
+from tests.support.jobs import NOW, make_job
 
 NOBODY = "0123456789abcdef0123456789abcdef"
 
@@ -61,3 +64,27 @@ async def test_another_tenants_job_id_is_not_found_on_the_console(tmp_path: Path
         assert (await bot.engine.quota("console", "local", "local")).used == used
         assert await bot.engine.subjects.all(bot.engine.tenant("console", "local", "local")) == []
         assert chat.failures == len(commands) * (1 + 2 * len(others))
+
+
+async def test_a_job_id_start_finds_the_askers_own_job_behind_another_tenants_newer_one(
+    tmp_path: Path,
+) -> None:
+    async with BotHarness(tmp_path) as bot:
+
+        async def admit(job_id: str, workspace: str, at: float) -> Job:
+            job = make_job(job_id=job_id)
+            job.surface, job.user_id, job.workspace_id, job.created_at = "console", "local", workspace, at
+            return await bot.engine.store.admit(job, workspace_key=f"console:{workspace}", dedup_key=None)
+
+        own = await admit("ab12" + "0" * 28, "local", NOW)
+        newer = await admit("ab12" + "1" * 28, "elsewhere", NOW + 60)
+        lookup = Lookup(bot.engine)
+        asker = Actor(surface="console", workspace_id="local", user_id="local")
+        found = await lookup.job_by_key(asker, "ab12")
+        assert found is not None and found.id == own.id
+        other = Actor(surface="console", workspace_id="elsewhere", user_id="local")
+        assert (await lookup.job_by_key(other, "ab12")).id == newer.id  # type: ignore[union-attr]
+        assert (
+            await lookup.job_by_key(Actor(surface="console", workspace_id="third", user_id="local"), "ab12")
+            is None
+        )

@@ -23,6 +23,8 @@ from bot.app import Bot
 from bot.jobs.quota_policy import POLICY
 from bot.model.jobs import Job, JobState
 from bot.model.requests import ImageRequest
+from bot.usecases.actor import Actor
+from bot.usecases.remake import remake
 from storage.migrations import MIGRATIONS
 from storage.postgres import PostgresStore
 from storage.quota import utc_day
@@ -134,7 +136,8 @@ async def edit_and_reroll(tmp_path: Path, env: dict[str, Any]) -> None:
         assert edit is not None and edit.id != JOB_ID
         assert (edit.mode, edit.reference_media, edit.parent_job_id) == ("edit", [MEDIA_ID], JOB_ID)
         assert edit.state is JobState.DELIVERED
-        again = await bot.engine.reroll(old, user_id="local", origin=old.origin)
+        presser = Actor(surface=old.surface, workspace_id=old.workspace_id, user_id="local")
+        again = await remake(bot.engine, presser, old, vary=False, origin=old.origin)
         await bot.runner.wait_idle()
         rerolled = await bot.engine.job(again.id)
         assert (

@@ -10,19 +10,24 @@ import re
 from pathlib import Path
 from typing import Any
 
+from adapters.console import EXAMPLE_PROVIDER as CONSOLE_EXAMPLE
 from adapters.console import HELP as CONSOLE_HELP
 from adapters.console import ConsoleChat, plain
 from adapters.discord.help import HELP_TEXT as DISCORD_HELP
+from adapters.discord.translate import EXAMPLE_PROVIDER as DISCORD_EXAMPLE
 from adapters.slack.translate import ACTION_DELETE, ACTION_REROLL
+from adapters.slack.translate import EXAMPLE_PROVIDER as SLACK_EXAMPLE
 from adapters.slack.translate import HELP_TEXT as SLACK_HELP
 from bot import words
 from bot.app import Bot
+from bot.model.jobs import Progress
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.slack import FakeSlack
+from tests.support.console import console_in, say
 from tests.support.harness import BotHarness
-from tests.support.slack_support import CHANNEL, running, summaries
+from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
 
 BOB = "1500000000000000002"
 NOBODYS_JOB = "0123456789abcdef0123456789abcdef"
@@ -202,3 +207,91 @@ def test_every_help_says_how_to_use_a_subject_in_the_same_words() -> None:
     assert words.subject_in_prompt("/hidream ") in CONSOLE_HELP
     for help_text in (DISCORD_HELP, SLACK_HELP, CONSOLE_HELP):
         assert "--subject mascot" in help_text and "@mascot surfing a wave" in help_text
+
+
+async def test_every_surface_shows_its_help_from_words(tmp_path: Path) -> None:
+    """The help each surface sends is the one bot/words.py holds for its kind of surface."""
+    for surface in "dsc":
+        (tmp_path / surface).mkdir()
+    async with FakeDiscord() as fake, discord_bot(tmp_path / "d", fake):
+        await fake.interact(fake.slash_payload({}, name="hidream-help"))
+        (shown,) = await fake.wait_for(lambda: fake.ephemeral_texts())
+        assert shown == words.help_with_options(DISCORD_EXAMPLE) == DISCORD_HELP
+    async with FakeSlack() as slack, running(tmp_path / "s", slack, "http") as run:
+        await run.send.command(slack.slash("help"))
+        (reply,) = await slack.wait_for(lambda: slack.responses)
+        assert reply["text"] == words.help_with_flags(SLACK_EXAMPLE) == SLACK_HELP
+    made, err, factory = console_in(tmp_path / "c")
+    async with BotHarness(tmp_path / "c", surfaces=[factory]):
+        await made[0].handle("/help")
+    # The console shows it without Markdown's backticks.
+    assert (
+        err.getvalue()
+        == plain(words.help_at_the_console(CONSOLE_EXAMPLE)) + "\n"
+        == plain(CONSOLE_HELP) + "\n"
+    )
+    for example in (DISCORD_EXAMPLE, SLACK_EXAMPLE, CONSOLE_EXAMPLE):
+        assert example == "fal"  # a provider the bot ships with, the same on each
+
+
+PROGRESS = [
+    Progress("queued", 3.7, 2),
+    Progress("queued", 0.2, None),
+    Progress("running", 12.0),
+]
+
+
+async def test_every_surface_shows_a_jobs_progress_in_the_same_words(tmp_path: Path) -> None:
+    """The same progress, shown on each surface: the same line from bot/words.py, in each one's markup;
+    and the first line of a request's message, before its job is admitted, is the same too."""
+    for surface in "dsc":
+        (tmp_path / surface).mkdir()
+    expected = [words.progress(p.stage, p.elapsed, p.queue_position) for p in PROGRESS]
+    assert expected == ["Queued, position 2 in the queue (3s)", "Queued (0s)", "Generating… (12s)"]
+    async with FakeDiscord() as fake, discord_bot(tmp_path / "d", fake) as (bot, adapter):
+        ask = fake.user_message_payload(f"<@{fake.bot_id}> a paper boat")
+        await fake.post_user_message(ask)
+        [reply] = await fake.wait_for(
+            lambda: [
+                m
+                for m in fake.messages.values()
+                if (m.get("message_reference") or {}).get("message_id") == ask["id"] and with_files(m)
+            ]
+        )
+        await bot.runner.wait_idle()
+        first = [c.body for c in fake.calls if c.method == "POST" and c.path.endswith("/messages")]
+        assert first[0]["content"] == f"⏳ {words.CHECKING}"
+        job = await bot.engine.job_for_post("discord", reply["id"])
+        assert job is not None
+        shown = []
+        for p in PROGRESS:
+            await adapter.progress(job, p)
+            shown.append(fake.messages[job.origin["message_id"]]["content"])
+        assert shown == [f"⏳ {line}" for line in expected]
+    async with FakeSlack() as slack, running(tmp_path / "s", slack, "http") as run:
+        await run.send.command(slack.slash("a paper boat"))
+        [summary] = await slack.wait_for(lambda: summaries(slack))
+        await run.bot.runner.wait_idle()
+        status = slack.called("chat.postMessage")[0]
+        assert status["blocks"][1]["elements"][0]["text"] == words.CHECKING
+        slack_job = await run.bot.engine.job(job_id_of(summary))
+        assert slack_job is not None
+        shown = []
+        for p in PROGRESS:
+            await run.adapter.progress(slack_job, p)
+            shown.append(slack.called("chat.update")[-1]["blocks"][1]["elements"][0]["text"])
+        assert shown == expected
+    made, err, factory = console_in(tmp_path / "c")
+    async with BotHarness(tmp_path / "c", surfaces=[factory]) as bot:
+        await say(made[0], "/hidream a paper boat")
+        console_job = await bot.engine.job(made[0].last_job_id or "")
+        assert console_job is not None
+        start = len(err.getvalue())
+        for p in PROGRESS:
+            await made[0].progress(console_job, p)
+        tag = f"[{console_job.id[:8]}] "
+        assert err.getvalue()[start:].splitlines() == [tag + line for line in expected]
+        await made[0].progress(console_job, Progress("delivering", 1.0))
+        assert err.getvalue().splitlines()[-1] == tag + words.progress(
+            "delivering", 1.0, None, delivering=words.SAVING
+        )

@@ -9,38 +9,20 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
+from adapters.discord.translate import EXAMPLE_PROVIDER
+from bot import words
 from bot.model.requests import GUIDANCE_MAX, N_MAX, PRESETS, SEED_MAX, STEPS_MAX
 
 if TYPE_CHECKING:
     from adapters.discord.interactions import InteractionHandlers
 
 ASPECTS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21"]
-EDIT_MENU = "Edit with HiDream"
+EDIT_MENU = words.EDIT_MENU
 
 
 def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: InteractionHandlers) -> None:
-    @tree.command(
-        name="hidream",
-        description="Make an image with HiDream-O1, or attach images to edit them (prompt:help for help)",
-    )
-    @app_commands.describe(
-        prompt="What the image should show, or what to change in the attached image; help shows the help",
-        image="An image to edit (add image2-image4 to combine several)",
-        image2="A second image: two or more are combined (personalization)",
-        image3="A third image to combine",
-        image4="A fourth image to combine",
-        aspect="Aspect ratio (width:height), sized to about one megapixel; or use size",
-        size="A preset size (width x height), instead of an aspect ratio",
-        model="Model tier: full (best quality) or dev (faster)",
-        format="File format of the result",
-        seed="Same seed and prompt give the same image; empty: a random seed",
-        steps="Denoising steps: more is slower and finer (dev: at most 28)",
-        guidance="How closely to follow the prompt (higher: more literal)",
-        count=f"How many images (1-{N_MAX})",
-        keep_aspect="When editing one image, keep its aspect ratio",
-        subject="Saved subjects to use as references, comma-separated (or write @name in the prompt)",
-        provider="A provider this bot is configured with, by name (e.g. fal); default: the first that can",
-    )
+    @tree.command(name="hidream", description=words.COMMANDS["hidream"])
+    @app_commands.describe(**words.make_options(N_MAX, EXAMPLE_PROVIDER))
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],
         size=[Choice(name=f"{p} ({w}x{h})", value=p) for p, (w, h) in PRESETS.items()],
@@ -68,13 +50,11 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
     ) -> None:
         await handlers.slash(interaction)
 
-    @tree.command(name="hidream-usage", description="How many images you have left today")
+    @tree.command(name="hidream-usage", description=words.COMMANDS["hidream-usage"])
     async def usage(interaction: discord.Interaction) -> None:
         await handlers.usage(interaction, None)
 
-    @tree.command(
-        name="hidream-help", description="How to make, edit and vary images, save subjects, set defaults"
-    )
+    @tree.command(name="hidream-help", description=words.COMMANDS["hidream-help"])
     async def help_command(interaction: discord.Interaction) -> None:
         await handlers.help(interaction)
 
@@ -84,41 +64,39 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
 
     admin = app_commands.Group(
         name="hidream-admin",
-        description="Daily image limits and grants for this server's members (needs Manage Server)",
+        description=words.COMMANDS["hidream-admin"],
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
     )
 
-    @admin.command(name="usage", description="Show a member's usage today")
-    @app_commands.describe(member="Whose usage to show")
+    @admin.command(name="usage", description=words.COMMANDS["hidream-admin usage"])
+    @app_commands.describe(**words.OPTIONS["hidream-admin usage"])
     async def admin_usage(interaction: discord.Interaction, member: discord.User) -> None:
         await handlers.admin(interaction, "usage", member.id, None)
 
-    @admin.command(name="user-limit", description="Set a member's daily limit (leave images empty to clear)")
-    @app_commands.describe(
-        member="Whose limit to set", images="Images per UTC day; empty: back to the default"
-    )
+    @admin.command(name="user-limit", description=words.COMMANDS["hidream-admin user-limit"])
+    @app_commands.describe(**words.OPTIONS["hidream-admin user-limit"])
     async def user_limit(
         interaction: discord.Interaction, member: discord.User, images: Range[int, 0, 100_000] | None = None
     ) -> None:
         await handlers.admin(interaction, "user-limit", member.id, images)
 
-    @admin.command(name="server-limit", description="Set this server's daily limit (empty clears it)")
-    @app_commands.describe(images="Images per UTC day for the whole server; empty: no server limit")
+    @admin.command(name="server-limit", description=words.COMMANDS["hidream-admin server-limit"])
+    @app_commands.describe(**words.OPTIONS["hidream-admin server-limit"])
     async def server_limit(
         interaction: discord.Interaction, images: Range[int, 0, 1_000_000] | None = None
     ) -> None:
         await handlers.admin(interaction, "server-limit", None, images)
 
-    @admin.command(name="grant", description="Give a member extra images for today")
-    @app_commands.describe(member="Who gets the extra images", images="How many more, for today only")
+    @admin.command(name="grant", description=words.COMMANDS["hidream-admin grant"])
+    @app_commands.describe(**words.OPTIONS["hidream-admin grant"])
     async def grant(
         interaction: discord.Interaction, member: discord.User, images: Range[int, 1, 100_000]
     ) -> None:
         await handlers.admin(interaction, "grant", member.id, images)
 
-    @admin.command(name="reset", description="Reset a member's usage for today")
-    @app_commands.describe(member="Whose usage today goes back to zero")
+    @admin.command(name="reset", description=words.COMMANDS["hidream-admin reset"])
+    @app_commands.describe(**words.OPTIONS["hidream-admin reset"])
     async def reset(interaction: discord.Interaction, member: discord.User) -> None:
         await handlers.admin(interaction, "reset", member.id, None)
 
@@ -130,17 +108,11 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
 def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
     group = app_commands.Group(
         name="hidream-subject",
-        description="Saved subjects: 1-4 images under a name; use with @name in a /hidream prompt",
+        description=words.COMMANDS["hidream-subject"],
     )
 
-    @group.command(name="save", description="Save 1-4 attached images under a name")
-    @app_commands.describe(
-        name="Letters, digits, - or _ (at most 32), e.g. mascot; then write @mascot in a prompt",
-        image="An image of the subject",
-        image2="Another image of it (optional)",
-        image3="Another image of it (optional)",
-        image4="Another image of it (optional)",
-    )
+    @group.command(name="save", description=words.COMMANDS["hidream-subject save"])
+    @app_commands.describe(**words.OPTIONS["hidream-subject save"])
     async def save(
         interaction: discord.Interaction,
         name: Range[str, 1, 32],
@@ -151,17 +123,17 @@ def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
     ) -> None:
         await handlers.subjects.command(interaction, "save", name)
 
-    @group.command(name="list", description="The subjects saved here")
+    @group.command(name="list", description=words.COMMANDS["hidream-subject list"])
     async def listing(interaction: discord.Interaction) -> None:
         await handlers.subjects.command(interaction, "list", "")
 
-    @group.command(name="show", description="Post a subject's images")
-    @app_commands.describe(name="The subject's name, as in /hidream-subject list")
+    @group.command(name="show", description=words.COMMANDS["hidream-subject show"])
+    @app_commands.describe(**words.OPTIONS["hidream-subject show"])
     async def show(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
         await handlers.subjects.command(interaction, "show", name)
 
-    @group.command(name="delete", description="Delete a subject (its creator or a server manager)")
-    @app_commands.describe(name="The subject's name, as in /hidream-subject list")
+    @group.command(name="delete", description=words.COMMANDS["hidream-subject delete"])
+    @app_commands.describe(**words.OPTIONS["hidream-subject delete"])
     async def delete(interaction: discord.Interaction, name: Range[str, 1, 32]) -> None:
         await handlers.subjects.command(interaction, "delete", name)
 
@@ -171,19 +143,8 @@ def subject_commands(handlers: InteractionHandlers) -> app_commands.Group:
 def register_preference_commands(
     tree: app_commands.CommandTree[discord.Client], handlers: InteractionHandlers
 ) -> None:
-    @tree.command(
-        name="hidream-settings",
-        description="Your defaults in this server (options you type still win); no options shows them",
-    )
-    @app_commands.describe(
-        aspect="Default aspect ratio",
-        size="Default preset size",
-        model="Default model: full (best) or dev (faster)",
-        format="Default file format",
-        count="Default number of images",
-        private="True: results only you can see (ephemeral, no thread)",
-        reset="True: clear all your defaults here",
-    )
+    @tree.command(name="hidream-settings", description=words.COMMANDS["hidream-settings"])
+    @app_commands.describe(**words.OPTIONS["hidream-settings"])
     @app_commands.choices(
         aspect=[Choice(name=a, value=a) for a in ASPECTS],
         size=[Choice(name=f"{p} ({w}x{h})", value=p) for p, (w, h) in PRESETS.items()],
@@ -203,11 +164,8 @@ def register_preference_commands(
         options = {"aspect": aspect, "size": size, "model": model, "format": format, "count": count}
         await handlers.settings(interaction, {**options, "private": private, "reset": reset})
 
-    @tree.command(name="hidream-policy", description="This server's image policy (needs Manage Server)")
-    @app_commands.describe(
-        action="show, ban/unban a phrase, NSFW handling, default tier or provider, reset",
-        value="The phrase, or spoiler|block|allow|default, full|dev|default, a provider name",
-    )
+    @tree.command(name="hidream-policy", description=words.COMMANDS["hidream-policy"])
+    @app_commands.describe(**words.OPTIONS["hidream-policy"])
     @app_commands.choices(
         action=[
             Choice(name=a, value=a) for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "reset")

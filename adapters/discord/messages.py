@@ -11,6 +11,7 @@ from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, reply_to, warn_in
 from adapters.discord.context import HandlerContext, message_actor
 from adapters.discord.views import message_origin
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
@@ -114,7 +115,7 @@ class MessageHandler:
             parent_job_id=parent.id if parent else None,
         )
         # The bot's reply is the acknowledgement and becomes the progress line, then the result.
-        progress = await message.reply("⏳ Queued…", mention_author=False)
+        progress = await message.reply(f"⏳ {words.CHECKING}", mention_author=False)
         await self._submit(progress, message, chat)
 
     async def _replied_image(

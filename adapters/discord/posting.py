@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 import discord
 
 from adapters.discord.views import DEFAULT_UPLOAD_LIMIT, result_view, token_alive
+from bot import words
 from bot.jobs.media import fit_to_limit
 from bot.model.jobs import Job, OutputImage, Post, Progress
 
@@ -68,15 +69,11 @@ async def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Pre
             discord.File(io.BytesIO(data), filename=f"hidream-{job.seed}-{i}.{ext}", spoiler=spoiler)
         )
     if shrunk:
-        notes.append(
-            f"{_count(shrunk)} re-encoded to fit this channel's {limit / 1_048_576:.0f} MB upload limit."
-        )
+        notes.append(words.reencoded(shrunk, limit / 1_048_576))
     if spoilered:
-        notes.append(f"{_count(spoilered)} flagged as possibly sensitive, hidden behind a spoiler.")
+        notes.append(words.spoilered(spoilered))
     if withheld:
-        notes.append(
-            f"{_count(withheld)} flagged as possibly sensitive and not posted outside age-restricted channels."
-        )
+        notes.append(words.withheld(withheld))
     return Prepared(files, notes)
 
 
@@ -90,10 +87,6 @@ def release(files: list[discord.File]) -> None:
         file.close()
         file.fp.close()
         vars(file.fp).pop("close", None)
-
-
-def _count(n: int) -> str:
-    return "1 image" if n == 1 else f"{n} images"
 
 
 def summary(job: Job, notes: list[str]) -> str:
@@ -144,7 +137,7 @@ class Poster:
             # The result replaces this very message in the next request: an "Uploading…" edit first
             # would only hold the image back by one more call to Discord.
             return
-        text = f"⏳ {progress.text()}"
+        text = f"⏳ {words.progress(progress.stage, progress.elapsed, progress.queue_position)}"
         await self._edit_progress(job, content=text)
 
     async def _edit_progress(self, job: Job, **fields: Any) -> discord.Message | None:

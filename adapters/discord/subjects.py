@@ -12,6 +12,7 @@ from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.posting import release
+from bot import words
 from bot.model.requests import ImageRef
 from bot.usecases import subject_commands
 from bot.usecases.actor import Reply
@@ -20,12 +21,12 @@ NAME_FIELD = translate.INSTRUCTION_FIELD
 
 
 def name_modal(custom_id: str) -> discord.ui.Modal:
-    modal = discord.ui.Modal(title="Save as subject", custom_id=custom_id, timeout=None)
+    modal = discord.ui.Modal(title=words.SUBJECT_FORM, custom_id=custom_id, timeout=None)
     modal.add_item(
         discord.ui.TextInput(
-            label="Name (letters, digits, - or _)",
+            label=words.SUBJECT_FIELD,
             custom_id=NAME_FIELD,
-            placeholder="mascot",
+            placeholder=words.SUBJECT_PLACEHOLDER,
             min_length=1,
             max_length=32,
         )

@@ -38,6 +38,8 @@ OPTION_FLAGS = {
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"
+# The provider the help and the command menus name in their examples.
+EXAMPLE_PROVIDER = "fal"
 INSTRUCTION_FIELD = "instruction"
 _MENTION_RE = r"<@!?{bot_id}>"
 
@@ -110,9 +112,9 @@ def image_refs(attachments: list[dict[str, Any]], *, max_bytes: int) -> list[Ima
         raise BadInput(words.too_many_images(len(attachments), MAX_REFERENCES))
     refs = []
     for att in attachments:
-        name = str(att.get("filename") or "the attachment")
+        name = str(att.get("filename") or words.AN_ATTACHMENT)
         if not is_image(att):
-            ctype = str(att.get("content_type") or "unknown type").split(";")[0]
+            ctype = str(att.get("content_type") or words.UNKNOWN_TYPE).split(";")[0]
             raise BadInput(words.not_an_image(name, ctype))
         size = int(att.get("size") or 0)
         if size > max_bytes:

@@ -12,7 +12,9 @@ from typing import Any
 import discord
 
 from adapters.discord.translate import INSTRUCTION_FIELD, make_custom_id
+from bot import words
 from bot.model.jobs import Job
+from bot.usecases.actions import Weight, result_actions
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Interaction tokens live 15 minutes; leave a margin for the request in flight.
@@ -21,35 +23,39 @@ THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_t
 THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 
+# How Discord weighs each action the core offers; the ids are the persistent custom ids.
+_STYLES = {
+    Weight.MAIN: discord.ButtonStyle.primary,
+    Weight.PLAIN: discord.ButtonStyle.secondary,
+    Weight.DANGER: discord.ButtonStyle.danger,
+}
+
+
 def result_view(job: Job) -> discord.ui.View:
+    """The job's actions (bot/usecases/actions.py) as buttons whose custom ids name the job."""
     view = discord.ui.View(timeout=None)
-    buttons = [
-        ("reroll", "Reroll", "🎲", discord.ButtonStyle.primary),
-        ("vary", "Vary", "🔀", discord.ButtonStyle.primary),
-        ("edit", "Edit", "✏️", discord.ButtonStyle.secondary),
-        ("delete", "Delete", "🗑️", discord.ButtonStyle.danger),
-        ("subject", "Save as subject", "📌", discord.ButtonStyle.secondary),
-    ]
-    if job.parent_job_id:
-        # Made from another image: there is a version to go back to.
-        buttons.insert(3, ("undo", "Undo", "↩️", discord.ButtonStyle.secondary))
-    for action, label, emoji, style in buttons:
+    for action in result_actions(job):
         view.add_item(
-            discord.ui.Button(label=label, emoji=emoji, style=style, custom_id=make_custom_id(action, job.id))
+            discord.ui.Button(
+                label=action.label,
+                emoji=action.emoji,
+                style=_STYLES[action.weight],
+                custom_id=make_custom_id(action.kind.value, job.id),
+            )
         )
     # A stopped view is still rendered but not stored: presses are answered from the custom id.
     view.stop()
     return view
 
 
-def instruction_modal(custom_id: str, *, title: str = "Edit with HiDream") -> discord.ui.Modal:
+def instruction_modal(custom_id: str, *, title: str = words.EDIT_MENU) -> discord.ui.Modal:
     modal = discord.ui.Modal(title=title, custom_id=custom_id, timeout=None)
     modal.add_item(
         discord.ui.TextInput(
-            label="What should change?",
+            label=words.EDIT_FIELD,
             custom_id=INSTRUCTION_FIELD,
             style=discord.TextStyle.paragraph,
-            placeholder="make the sky purple --seed 7",
+            placeholder=words.EDIT_PLACEHOLDER,
             max_length=2000,
         )
     )

@@ -27,8 +27,10 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
     # slack_sdk logs request and response bodies at DEBUG (Socket Mode URLs, upload URLs). bolt logs
     # whole envelopes at DEBUG (the verification token, response URLs) and, at INFO, the body of every
     # request whose signature is wrong or missing: anyone could fill the disk with it or write lines of
-    # their own into the log. Only this parent's level holds: bolt's middleware loggers take their
-    # own level from the app's logger when the app is built, after the CLI set levels.
+    # their own into the log. The adapter refuses such requests before bolt sees them (so an embedding
+    # that sets no levels is safe too); these levels keep the DEBUG envelopes out. Only this parent's
+    # level holds: bolt's middleware loggers take their own level from the app's logger when the app
+    # is built, after the CLI set levels.
     loggers = MappingProxyType({"slack_sdk": logging.INFO, "slack_bolt": logging.WARNING})
 
     # Tokens, response URLs and Socket Mode tickets.

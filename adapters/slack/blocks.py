@@ -16,7 +16,9 @@ from adapters.slack.translate import (
     RESULT_EVENT,
     VIEW_EDIT,
 )
+from bot import words
 from bot.model.jobs import Job
+from bot.usecases.actions import Action, Kind, Weight, result_actions
 
 Block = dict[str, Any]
 # Slack refuses section text over 3000 characters; prompts may be up to 5000.
@@ -49,19 +51,29 @@ def status_text(user: str, verb: str, prompt: str, line: str) -> str:
 
 def result_summary(job: Job) -> str:
     w, h = job.request.dimensions()
-    count = f"{job.request.n} images" if job.request.n > 1 else "1 image"
-    return f"{count} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
+    return f"{words.images(job.request.n)} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
+
+
+# Each action the core offers, by its persistent action id. Undo is said in a result's thread on
+# Slack ("undo"), so it has no button here.
+ACTION_IDS = {
+    Kind.REROLL: ACTION_REROLL,
+    Kind.VARY: ACTION_VARY,
+    Kind.EDIT: ACTION_EDIT,
+    Kind.DELETE: ACTION_DELETE,
+    Kind.SUBJECT: ACTION_SUBJECT,
+}
+_CONFIRM = {
+    "title": {"type": "plain_text", "text": words.DELETE_CONFIRM_TITLE},
+    "text": {"type": "plain_text", "text": words.DELETE_CONFIRM_TEXT},
+    "confirm": {"type": "plain_text", "text": words.DELETE_CONFIRM_YES},
+    "deny": {"type": "plain_text", "text": words.DELETE_CONFIRM_NO},
+}
 
 
 def result_blocks(job: Job) -> list[Block]:
     """Summary and buttons under a delivered job. Each button's value is the job id: the store
     answers for it, so the buttons keep working after a restart."""
-    delete_confirm = {
-        "title": {"type": "plain_text", "text": "Delete these images?"},
-        "text": {"type": "plain_text", "text": "The images and this message are removed from the thread."},
-        "confirm": {"type": "plain_text", "text": "Delete"},
-        "deny": {"type": "plain_text", "text": "Keep"},
-    }
     return [
         {
             "type": "section",
@@ -72,14 +84,19 @@ def result_blocks(job: Job) -> list[Block]:
             "type": "actions",
             "block_id": "hidream_buttons",
             "elements": [
-                _button("Reroll", ACTION_REROLL, job.id),
-                _button("Vary", ACTION_VARY, job.id),
-                _button("Edit", ACTION_EDIT, job.id),
-                {**_button("Delete", ACTION_DELETE, job.id), "style": "danger", "confirm": delete_confirm},
-                _button("Save as subject", ACTION_SUBJECT, job.id),
+                action_button(action, job.id) for action in result_actions(job) if action.kind in ACTION_IDS
             ],
         },
     ]
+
+
+def action_button(action: Action, value: str) -> Block:
+    button = _button(action.label, ACTION_IDS[action.kind], value)
+    if action.weight is Weight.DANGER:
+        button["style"] = "danger"
+    if action.confirm:
+        button["confirm"] = _CONFIRM
+    return button
 
 
 def result_metadata(job: Job) -> dict[str, Any]:
@@ -101,24 +118,24 @@ def edit_modal(context: dict[str, Any], image_count: int) -> dict[str, Any]:
         {
             "type": "input",
             "block_id": BLOCK_INSTRUCTION,
-            "label": {"type": "plain_text", "text": "What should change?"},
+            "label": {"type": "plain_text", "text": words.EDIT_FIELD},
             "element": {
                 "type": "plain_text_input",
                 "action_id": "text",
                 "multiline": True,
                 "max_length": 3000,
-                "placeholder": {"type": "plain_text", "text": "make it night, add snow --seed 7"},
+                "placeholder": {"type": "plain_text", "text": words.EDIT_PLACEHOLDER},
             },
         }
     ]
     if image_count > 1:
-        options = [_option(f"Image {i + 1}", str(i)) for i in range(image_count)]
-        options.append(_option("All of them together", "all"))
+        options = [_option(words.image_choice(i + 1), str(i)) for i in range(image_count)]
+        options.append(_option(words.ALL_IMAGES, "all"))
         blocks.append(
             {
                 "type": "input",
                 "block_id": BLOCK_IMAGE,
-                "label": {"type": "plain_text", "text": "Which image?"},
+                "label": {"type": "plain_text", "text": words.WHICH_IMAGE},
                 "element": {
                     "type": "static_select",
                     "action_id": "which",
@@ -130,9 +147,9 @@ def edit_modal(context: dict[str, Any], image_count: int) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": VIEW_EDIT,
-        "title": {"type": "plain_text", "text": "Edit with HiDream"},
-        "submit": {"type": "plain_text", "text": "Edit"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": words.EDIT_MENU},
+        "submit": {"type": "plain_text", "text": words.EDIT_SUBMIT},
+        "close": {"type": "plain_text", "text": words.CANCEL},
         "private_metadata": json.dumps(context),
         "blocks": blocks,
     }

@@ -21,6 +21,7 @@ from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
+from bot import words
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
@@ -198,7 +199,7 @@ class Handlers:
             channel=inv.channel,
             thread_ts=None,
             user=inv.user,
-            verb="asked for",
+            verb=words.ASKED_FOR,
             prompt=prompt,
             submit=submit,
             team=inv.team,
@@ -252,7 +253,7 @@ class Handlers:
             if job is not None and job.result_media:
                 refs, parent = result_references(job, len(job.result_media) - 1), job.id
         refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
-        verb = "asked to edit" if refs else "asked for"
+        verb = words.ASKED_TO_EDIT if refs else words.ASKED_FOR
 
         async def submit(origin: dict[str, Any]) -> Job:
             chat = self._chat(m.user, m.team, origin, parsed.request, refs, parent)
@@ -324,7 +325,7 @@ class Handlers:
             channel=press.channel,
             thread_ts=thread_ts,
             user=press.user,
-            verb="asked for a variation of" if vary else "rerolled",
+            verb=words.ASKED_TO_VARY if vary else words.REROLLED,
             prompt=prompt,
             submit=submit,
             team=press.team,
@@ -417,7 +418,7 @@ class Handlers:
             channel=channel,
             thread_ts=thread_ts,
             user=user,
-            verb="asked to edit",
+            verb=words.ASKED_TO_EDIT,
             prompt=prompt,
             submit=submit,
             team=team,

@@ -12,6 +12,7 @@ from slack_bolt.app.async_app import AsyncApp
 from adapters.slack import translate as t
 from adapters.slack.blocks import Block, clip, escape
 from adapters.slack.context import ListenerContext
+from bot import words
 from bot.model.jobs import JobState
 from bot.usecases.home import HomeState, QuotaStatus, Recent, home
 
@@ -24,12 +25,6 @@ RECENT_SHOWN = 10
 # Slack's limits: 100 blocks in a view, 3000 characters in a section's text, 150 in a header's.
 MAX_BLOCKS = 100
 _PROMPT_SHOWN = 200
-_STATE_WORDS = {
-    JobState.DELIVERED: "done",
-    JobState.FAILED: "failed",
-    JobState.COMPLETED: "delivering",
-    JobState.DELIVERING: "delivering",
-}
 
 
 async def gather(engine: Engine, team: str, user: str) -> HomeState:
@@ -64,54 +59,52 @@ def result_link(item: Recent) -> str | None:
 
 def _result_line(item: Recent) -> str:
     job = item.job
-    state = _STATE_WORDS.get(job.state, "in progress")
+    state = words.HOME_STATES.get(job.state.value, words.HOME_IN_PROGRESS)
     link = result_link(item)
     if link is None and job.state is JobState.DELIVERED:
-        state = "deleted"
-    count = f"{job.request.n} images" if job.request.n > 1 else "1 image"
-    when = _date(job.created_at, "recently")
-    shown = f"<{link}|Open>" if link else "no link"
+        state = words.HOME_DELETED
+    count = words.images(job.request.n)
+    when = _date(job.created_at, words.HOME_RECENTLY)
+    shown = f"<{link}|{words.HOME_OPEN}>" if link else words.HOME_NO_LINK
     return f"*{escape(clip(job.request.prompt, _PROMPT_SHOWN))}*\n{state} · {count} · {when} · {shown}"
 
 
 def _quota_text(status: QuotaStatus) -> str:
-    text = (
-        f"*{status.remaining}* of {status.limit} images left today (used {status.used}); "
-        f"the count starts again {_date(status.resets_at.timestamp(), 'at 00:00 UTC')}."
-    )
+    when = _date(status.resets_at.timestamp(), words.HOME_AT_MIDNIGHT)
+    text = words.home_quota(f"*{status.remaining}*", status.limit, status.used, when)
     if status.ceiling is not None:
-        text += f"\nThis workspace has made {status.tenant_used} of its {status.ceiling} today."
+        text += "\n" + words.home_tenant_made(status.tenant_used, status.ceiling)
     return text
 
 
 def _subjects_text(state: HomeState) -> str:
     if not state.subjects:
-        text = "You have saved no subjects here. Save a result with its *Save as subject* button."
+        text = words.HOME_NO_SUBJECTS
     else:
-        text = "Yours: " + ", ".join(f"`{escape(name)}`" for name in state.subjects)
-        text += "\nUse one in a prompt as `@name` or `--subject name`."
+        text = words.home_yours(", ".join(f"`{escape(name)}`" for name in state.subjects))
+        text += "\n" + words.HOME_SUBJECT_USE
     if state.others_subjects:
-        text += f"\n{state.others_subjects} more saved here by others: `/hidream subjects` lists them."
+        text += "\n" + words.home_others_subjects(state.others_subjects)
     return text
 
 
 def _defaults_text(defaults: dict[str, str]) -> str:
     if not defaults:
-        return "None. Set some with `/hidream settings --ar 16:9 --n 2` (`--private on` sends results to you alone)."
+        return words.HOME_NO_DEFAULTS
     shown = " ".join(f"--{escape(k)} {escape(v)}" for k, v in sorted(defaults.items()))
-    return f"`{shown}`\nFlags you type win; `/hidream settings reset` clears them."
+    return f"`{shown}`\n{words.HOME_DEFAULTS_NOTE}"
 
 
 def home_view(state: HomeState) -> dict[str, Any]:
     """The Home tab's view: within Slack's limits whatever the person's prompts and names hold."""
-    blocks: list[Block] = [_header("Your HiDream"), _section(_quota_text(state.status))]
-    blocks += [{"type": "divider"}, _header("Recent results")]
+    blocks: list[Block] = [_header(words.HOME_TITLE), _section(_quota_text(state.status))]
+    blocks += [{"type": "divider"}, _header(words.HOME_RECENT)]
     if state.recent:
         blocks += [_section(_result_line(item)) for item in state.recent]
     else:
-        blocks.append(_section("Nothing yet. Type `/hidream a red fox in snow` in any channel."))
-    blocks += [{"type": "divider"}, _header("Saved subjects"), _section(_subjects_text(state))]
-    blocks += [_header("Your defaults"), _section(_defaults_text(state.defaults))]
+        blocks.append(_section(words.HOME_NOTHING_YET))
+    blocks += [{"type": "divider"}, _header(words.HOME_SUBJECTS), _section(_subjects_text(state))]
+    blocks += [_header(words.HOME_DEFAULTS), _section(_defaults_text(state.defaults))]
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}
 
 

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import blocks
 from adapters.slack.translate import RESULT_EVENT, message_key, result_filename
+from bot import words
 from bot.model.jobs import Job, OutputImage, Post, Progress
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Poster:
     ) -> str:
         """The message that names the requester and the prompt (a new thread root when `thread_ts`
         is None); its ts. Raises SlackApiError when the bot may not post in the channel."""
-        line = "Checking the request…"
+        line = words.CHECKING
         posted = await self.client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
@@ -159,11 +160,12 @@ class Poster:
     # --- the engine's Surface -------------------------------------------------------------------
 
     async def progress(self, job: Job, progress: Progress) -> None:
-        await self._set_status(await self._for(job), job, progress.text())
+        line = words.progress(progress.stage, progress.elapsed, progress.queue_position)
+        await self._set_status(await self._for(job), job, line)
 
     async def _set_status(self, client: AsyncWebClient, job: Job, line: str) -> None:
         origin = job.origin
-        verb = str(origin.get("verb", "asked for"))
+        verb = str(origin.get("verb", words.ASKED_FOR))
         await client.chat_update(
             channel=origin["channel"],
             ts=origin["status_ts"],
@@ -216,10 +218,7 @@ class Poster:
         )
         summary_key = message_key(channel, str(summary["ts"]))
         await self.memory.remember_post(job.id, job.surface, summary_key, thread)
-        line = f"Done: {len(images)} image{'s' if len(images) != 1 else ''} in the thread."
-        if held:
-            line += f" {held} flagged as possibly sensitive and held back (this workspace's policy)."
-        await self._set_status_quietly(client, job, line)
+        await self._set_status_quietly(client, job, words.done_in_thread(len(images), held))
         return [Post(summary_key, thread)]
 
     async def _screened(self, job: Job, images: list[OutputImage]) -> list[OutputImage]:
@@ -249,7 +248,7 @@ class Poster:
             log.info("job %s: not told (its Slack workspace removed the app)", job.id)
             return
         origin = job.origin
-        await self._set_status_quietly(client, job, f"Not done: {text}")
+        await self._set_status_quietly(client, job, words.not_done(text))
         await client.chat_postMessage(
             channel=origin["channel"], thread_ts=origin["thread_ts"], text=f"<@{job.user_id}> {text}"
         )

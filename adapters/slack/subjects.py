@@ -19,6 +19,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import check_subject_name
@@ -62,15 +63,15 @@ def name_modal(context: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": VIEW_SUBJECT,
-        "title": {"type": "plain_text", "text": "Save as subject"},
-        "submit": {"type": "plain_text", "text": "Save"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": words.SUBJECT_FORM},
+        "submit": {"type": "plain_text", "text": words.SUBJECT_SUBMIT},
+        "close": {"type": "plain_text", "text": words.CANCEL},
         "private_metadata": json.dumps(context),
         "blocks": [
             {
                 "type": "input",
                 "block_id": BLOCK_NAME,
-                "label": {"type": "plain_text", "text": "Name (letters, digits, - or _)"},
+                "label": {"type": "plain_text", "text": words.SUBJECT_FIELD},
                 "element": {"type": "plain_text_input", "action_id": "name", "max_length": 32},
             }
         ],

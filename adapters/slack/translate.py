@@ -18,7 +18,6 @@ from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from bot.usecases.actor import Actor
 from bot.usecases.versions import Version
-from bot.words import subject_in_prompt
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.
@@ -114,32 +113,9 @@ class Preference:
 
 SlashAction = Generate | Usage | AdminCommand | Help | Preference
 
-HELP_TEXT = (
-    "*Make:* `/hidream a red fox in snow --ar 16:9 --n 2`; results land in a thread under your request. "
-    "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
-    "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
-    "is used as a reference.\n"
-    "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
-    "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
-    "*Saved subjects:* mention the bot with images attached and `save subject mascot` (or say it in a "
-    f"result's thread to save its latest image), {subject_in_prompt('/hidream ')}. "
-    "`/hidream subject list`, `/hidream subject show mascot`, "
-    "`/hidream subject delete mascot`.\n"
-    "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
-    "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
-    "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
-    "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
-    "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
-    "them, `/hidream settings reset` clears them.\n"
-    "*Providers:* `/hidream a red fox --provider fal` picks one of those the bot is configured with; "
-    "otherwise the first that can make it (the result says which).\n"
-    "*Limits:* `/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
-    "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
-    "`/hidream usage @user`.\n"
-    "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
-    "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
-    "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it."
-)
+# The provider the help names in its example.
+EXAMPLE_PROVIDER = "fal"
+HELP_TEXT = words.help_with_flags(EXAMPLE_PROVIDER)
 
 
 def parse_slash_text(text: str) -> SlashAction:
@@ -178,12 +154,12 @@ def image_refs(files: list[dict[str, Any]], bot_token: str, max_bytes: int) -> l
     """Slack files -> references the engine downloads with the bot token (files are private)."""
     refs: list[ImageRef] = []
     for f in files:
-        name = str(f.get("name") or f.get("title") or f.get("id") or "file")
+        name = str(f.get("name") or f.get("title") or f.get("id") or words.A_FILE)
         if f.get("mode") in ("tombstone", "hidden_by_limit") or f.get("file_access") == "access_denied":
             raise MediaError(words.file_unavailable(name))
         mimetype = str(f.get("mimetype") or "")
         if not mimetype.startswith("image/"):
-            kind = mimetype or "unknown type"
+            kind = mimetype or words.UNKNOWN_TYPE
             raise MediaError(words.not_an_image(name, kind))
         size = int(f.get("size") or 0)
         if size > max_bytes:

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -207,10 +207,12 @@ class Engine:
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
 
-    async def job_by_prefix(self, surface: str, prefix: str) -> Job | None:
-        """The newest job of `surface` whose id starts with `prefix`; surfaces reach it only through
-        bot.usecases.access, which keeps it to the asker's tenant."""
-        return await self.store.job_by_prefix(prefix, surface=surface)
+    async def job_by_prefix(self, surface: str, workspace_id: str, user_id: str, prefix: str) -> Job | None:
+        """The newest job of one tenant whose id starts with `prefix`; surfaces reach it only through
+        bot.usecases.access, which names the asker's tenant."""
+        return await self.store.job_by_prefix(
+            prefix, surface=surface, workspace_id=workspace_id, user_id=user_id
+        )
 
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None:
         """The job the thread's next instruction edits: its current version (`undo` moves it back),
@@ -228,41 +230,6 @@ class Engine:
     def references_of(self, job: Job, index: int | None = None) -> list[ImageRef]:
         chosen = job.result_media if index is None else job.result_media[index : index + 1]
         return [ImageRef(url="", media_id=m) for m in chosen]
-
-    async def reroll(
-        self, job: Job, *, user_id: str, origin: dict[str, Any], dedup_key: str | None = None
-    ) -> Job:
-        chat = ChatRequest(
-            surface=job.surface,
-            user_id=user_id,
-            workspace_id=job.workspace_id,
-            origin=origin,
-            request=job.request.with_changes(seed=None),
-            references=[ImageRef(url="", media_id=m) for m in job.reference_media],
-            parent_job_id=job.id,
-            resolve_subjects=False,
-        )
-        return await self.submit(chat, dedup_key=dedup_key)
-
-    async def vary(
-        self, job: Job, *, user_id: str, origin: dict[str, Any], dedup_key: str | None = None
-    ) -> Job:
-        """A variation of the job's (first) image: an edit with that image as its reference, the
-        same prompt and flags, and a new seed; a new job like any other (it costs its quota)."""
-        if not job.result_media:
-            raise BadInput(too_old(self.settings.media_retention_days))
-        chat = ChatRequest(
-            surface=job.surface,
-            user_id=user_id,
-            workspace_id=job.workspace_id,
-            origin=origin,
-            request=job.request.with_changes(seed=None),
-            references=self.references_of(job, 0),
-            parent_job_id=job.id,
-            # The prompt's @names were resolved when the job was made: its image already holds them.
-            resolve_subjects=False,
-        )
-        return await self.submit(chat, dedup_key=dedup_key)
 
     async def recent_jobs(self, surface: str, workspace_id: str, user_id: str, limit: int) -> list[Recent]:
         """A person's newest jobs in one server or workspace, each with where its result stands."""

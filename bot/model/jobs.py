@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot import words
 from bot.model.requests import ImageRequest, Tier
 
 
@@ -129,15 +130,9 @@ class Progress:
     elapsed: float
     queue_position: int | None = None
 
-    def text(self, *, delivering: str = "Uploading") -> str:
+    def text(self, *, delivering: str = words.UPLOADING) -> str:
         """`delivering`: the word for the last step where it is not an upload (the console saves files)."""
-        secs = int(self.elapsed)
-        if self.stage == "queued":
-            pos = f", position {self.queue_position} in the queue" if self.queue_position is not None else ""
-            return f"Queued{pos} ({secs}s)"
-        if self.stage == "running":
-            return f"Generating… ({secs}s)"
-        return f"{delivering}… ({secs}s)"
+        return words.progress(self.stage, self.elapsed, self.queue_position, delivering=delivering)
 
 
 @dataclass(frozen=True)

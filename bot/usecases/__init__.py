@@ -12,6 +12,11 @@ Reply in the platform's terms (an ephemeral or public answer, a private message,
 console's standard error). The wording test (tests/test_words_across_surfaces.py)
 gains a line per surface.
 
+The buttons under a result are decided here too (actions.py: which actions a job offers, their
+words and weight); a surface renders that list under its own persistent ids. A new action is one
+line there, its words, a handler per surface, and an id in each surface's map (the test
+tests/test_result_actions.py fails until every surface has one).
+
 An adapter does only that: parse and render. It decides nothing about who may do what, phrases no
 sentence of its own, and reaches no job or store but through these functions.
 """

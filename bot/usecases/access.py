@@ -23,7 +23,9 @@ class Queries(Protocol):
 
     async def job_for_post(self, surface: str, message_key: str) -> Job | None: ...
 
-    async def job_by_prefix(self, surface: str, prefix: str) -> Job | None: ...
+    async def job_by_prefix(
+        self, surface: str, workspace_id: str, user_id: str, prefix: str
+    ) -> Job | None: ...
 
     async def latest_job_in_thread(self, surface: str, thread_key: str) -> Job | None: ...
 
@@ -50,7 +52,9 @@ class Lookup:
         """A job named by its whole id or the start of it (the console's way)."""
         if len(key) == 32:
             return await self.job(actor, key)
-        return self._theirs(actor, await self._q.job_by_prefix(actor.surface, key))
+        # The query itself is the tenant's: another tenant's newer match must not hide the actor's own.
+        found = await self._q.job_by_prefix(actor.surface, actor.workspace_id, actor.user_id, key)
+        return self._theirs(actor, found)
 
     async def latest_in_thread(self, actor: Actor, thread_key: str) -> Job | None:
         """The job a thread's next instruction edits, when the thread holds the actor's tenant's work."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.model.jobs import Job, tenant_of
+from bot.usecases.actions import Action
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,10 @@ class Picture:
 
 @dataclass(frozen=True)
 class Reply:
-    """What a person is told: `private` answers reach the asker alone; `actions` name the buttons
-    (by use case: reroll, vary, edit, ...) a surface offers under the text where it can."""
+    """What a person is told: `private` answers reach the asker alone; `actions` are the buttons
+    (bot/usecases/actions.py) a surface offers under the text where it can."""
 
     text: str
     private: bool = True
     images: tuple[Picture, ...] = ()
-    actions: tuple[str, ...] = field(default=())
+    actions: tuple[Action, ...] = field(default=())
