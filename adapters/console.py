@@ -33,7 +33,9 @@ from pydantic_settings import SettingsConfigDict
 from bot import words
 from bot.jobs.engine import Engine
 from bot.jobs.media import check_image, to_data_uri
+from bot.jobs.preferences import parse_settings
 from bot.jobs.runner import JobRunner
+from bot.jobs.versions import ThreadCommand, Version
 from bot.model.config import PluginSettings
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
@@ -43,9 +45,7 @@ from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
-from bot.usecases.preferences import parse_settings
 from bot.usecases.remake import remake
-from bot.usecases.versions import ThreadCommand, Version
 
 # The provider the help names in its example.
 EXAMPLE_PROVIDER = "fal"
@@ -343,7 +343,7 @@ class ConsoleSettings(PluginSettings):
 
     # Where the console writes images.
     output_dir: Path = Field(default=Path("./hidream-output"))
-    # The console user's defaults for every /hidream, written as flags (bot/usecases/preferences.py).
+    # The console user's defaults for every /hidream, written as flags (bot/jobs/preferences.py).
     console_defaults: str = ""
 
     @field_validator("console_defaults")

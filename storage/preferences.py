@@ -1,6 +1,6 @@
 """Personal defaults, per (tenant, user), and each tenant's policy (blocked phrases, NSFW handling,
 tier and provider). Small rows in the same SQL for both store backends; the rules
-that use them live in bot/usecases/preferences.py."""
+that use them live in bot/jobs/preferences.py."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.preferences import BLOCKED, contains_blocked
 from bot.model.errors import BadInput
 from bot.model.phrases import contains_banned, plain
 from bot.model.requests import ChatRequest, parse_command
-from bot.usecases.preferences import BLOCKED, contains_blocked
 from tests.support.harness import BotHarness, sandbox_of
 
 BANNED = ("nude", "red fox", "sex", "rapist", "ass")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
 from bot.model.errors import BadInput
 from bot.model.requests import ChatRequest, parse_command
 from bot.usecases.actor import Actor
-from bot.usecases.preferences import BLOCKED, contains_blocked, parse_policy, parse_settings
 from bot.usecases.remake import remake
 from storage.preferences import Preferences, TenantPolicy
 from tests.support.harness import BotHarness, sandbox_of

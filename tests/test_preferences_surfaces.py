@@ -12,8 +12,8 @@ from adapters.console import ConsoleChat
 from adapters.discord.posting import Poster as DiscordPoster
 from adapters.slack.posting import Poster as SlackPoster
 from bot import words
+from bot.jobs.preferences import BLOCKED
 from bot.model.jobs import Job, OutputImage
-from bot.usecases.preferences import BLOCKED
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS

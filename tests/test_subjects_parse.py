@@ -9,9 +9,9 @@ from adapters.console import HELP
 from adapters.discord.translate import slash_request
 from adapters.slack.subjects import SubjectAsk, parse_subject_text
 from adapters.slack.translate import HELP_TEXT
+from bot.jobs.subjects import MENTION_RE
 from bot.model.errors import BadInput
 from bot.model.requests import parse_command
-from bot.usecases.subjects import MENTION_RE
 
 
 def test_subject_flag_is_repeatable_and_checked() -> None:

@@ -1,4 +1,4 @@
-"""Versions of a result thread (storage/versions.py, bot/usecases/versions.py) on both store backends: each
+"""Versions of a result thread (storage/versions.py, bot/jobs/versions.py) on both store backends: each
 delivered job is numbered once in its thread, the head follows new results and moves back on undo
 (to the parent, else the version before), deleted versions drop out, and refusals change nothing."""
 
@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
+from bot.jobs.versions import Versions, thread_command
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, JobState, Post
-from bot.usecases.versions import Versions, thread_command
 from storage.store import Store
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore

@@ -12,11 +12,11 @@ from adapters.discord.boundary import guarded, reply_to, warn_in
 from adapters.discord.context import HandlerContext, message_actor
 from adapters.discord.views import message_origin
 from bot import words
+from bot.jobs.versions import ThreadCommand, thread_command
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 from bot.usecases.make import make, result_references
-from bot.usecases.versions import ThreadCommand, thread_command
 from bot.words import NOT_FOUND, REPLIED_GONE, REPLIED_NO_IMAGE
 
 

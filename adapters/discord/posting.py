@@ -119,7 +119,7 @@ class Poster:
     ) -> None:
         self.client = client
         self.nsfw_policy = nsfw_policy
-        # The server admins' choice (bot/usecases/preferences.py), which overrides the operator's.
+        # The server admins' choice (bot/jobs/preferences.py), which overrides the operator's.
         self.tenant_nsfw = tenant_nsfw
         self.memory = memory
         self.clock = clock

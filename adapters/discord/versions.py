@@ -1,5 +1,5 @@
 """Versions in a Discord result thread: `undo` and `history` typed there, and the Undo button. The
-rules (who may undo, what undo goes back to) are the core's (bot/usecases/versions.py); this names where a
+rules (who may undo, what undo goes back to) are the core's (bot/jobs/versions.py); this names where a
 version is on Discord: a link to its message."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.jobs.versions import ThreadCommand, Version
 from bot.model.errors import BadInput
 from bot.usecases import threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
-from bot.usecases.versions import ThreadCommand, Version
 from bot.words import NOT_A_VERSION, NOT_FOUND
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
 from bot import words
+from bot.jobs.versions import ThreadCommand, thread_command
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
@@ -30,7 +31,6 @@ from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
-from bot.usecases.versions import ThreadCommand, thread_command
 from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
 log = logging.getLogger(__name__)

@@ -88,7 +88,7 @@ class Poster:
     ) -> None:
         self._client = client
         self.memory = memory
-        # The workspace admins' NSFW choice (bot/usecases/preferences.py); Slack has no spoiler, so only
+        # The workspace admins' NSFW choice (bot/jobs/preferences.py); Slack has no spoiler, so only
         # "block" changes anything: flagged images are held back.
         self.tenant_nsfw = tenant_nsfw
         # None: one workspace, one token (SLACK_BOT_TOKEN): `client` is every call's.

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bot import words
+from bot.jobs.versions import Version
 from bot.model.errors import BadInput, MediaError
 from bot.model.requests import ImageRef, ParsedCommand, parse_command
 from bot.usecases.actor import Actor
-from bot.usecases.versions import Version
 
 SURFACE = "slack"
 # Metadata event type on the summary message of a delivered job: how a redelivery finds it.

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from bot.jobs.media import ResultGate, ResultSlot
 from bot.jobs.metrics import Metrics
 from bot.jobs.steps import Shows, kept_results
+from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
 from bot.providers.base import Sleep
-from bot.usecases.versions import Versions
 from storage.store import Store
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,13 @@ from bot.jobs.media import (
     typed_client,
 )
 from bot.jobs.metrics import Metrics
+from bot.jobs.preferences import Preferences, parse_policy
 from bot.jobs.quota_policy import check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
+from bot.jobs.subjects import SubjectBook
+from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.config import Settings
 from bot.model.errors import BadInput, QuotaExceeded
@@ -37,9 +40,6 @@ from bot.model.jobs import Job, JobState, OutputImage, tenant_of
 from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.providers.base import Provider
 from bot.transport import Transport
-from bot.usecases.preferences import Preferences, parse_policy
-from bot.usecases.subjects import SubjectBook
-from bot.usecases.versions import Versions
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for

@@ -28,7 +28,7 @@ N_MAX = 4
 MAX_REFERENCES = 4
 SIDE_MIN, SIDE_MAX = 256, 2048
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
-# A saved subject's name (bot/usecases/subjects.py): written after `--subject` or as `@name` in a prompt.
+# A saved subject's name (bot/jobs/subjects.py): written after `--subject` or as `@name` in a prompt.
 SUBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SUBJECT_NAME_RULE = "1 to 32 letters, digits, `-` or `_`"
 # Aspect ratios are sized to about one megapixel, sides rounded to a multiple of 16.
@@ -65,7 +65,7 @@ class ImageRequest(BaseModel):
     # Saved subjects named by `--subject`: the engine turns them into reference images at admission.
     subjects: tuple[str, ...] = ()
     # The flags the person gave (from the parser): fields not named here may take their personal
-    # defaults (bot/usecases/preferences.py). None: nothing left to fill in (defaults applied, or a reroll).
+    # defaults (bot/jobs/preferences.py). None: nothing left to fill in (defaults applied, or a reroll).
     explicit: frozenset[str] | None = None
     # A provider asked for by name (`--provider`): checked against the configured ones at admission.
     provider: str | None = Field(default=None, max_length=40)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from bot.jobs.versions import Versions
 from bot.model.jobs import Job
 from bot.usecases.actor import Actor
-from bot.usecases.versions import Versions
 
 
 class Queries(Protocol):

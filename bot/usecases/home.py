@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.jobs.subjects import SubjectBook
 from bot.usecases.actor import Actor
-from bot.usecases.subjects import SubjectBook
 from storage.history import Recent as Recent
 from storage.quota import QuotaStatus as QuotaStatus
 

@@ -1,5 +1,5 @@
 """A person's defaults (`settings ...`) and a tenant's policy (`policy ...`), on every surface. The
-rules and their words are bot/usecases/preferences.py's; this decides who may, and what a surface
+rules and their words are bot/jobs/preferences.py's; this decides who may, and what a surface
 without spoilers cannot offer."""
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ tenant-checked lookup first (bot/usecases/access.py), so only the tenant's own i
 
 from __future__ import annotations
 
+from bot.jobs.subjects import SubjectBook
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import ImageRef
 from bot.usecases.actor import Actor, Picture, Reply
-from bot.usecases.subjects import SubjectBook
 from bot.words import (
     NO_SUBJECTS,
     NOT_FOUND,

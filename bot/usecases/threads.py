@@ -1,12 +1,12 @@
 """`undo` and `history` in a result thread, on every surface. A thread answers only people of the
 tenant whose versions it holds: anyone else is told "not found", as for a thread with none. Who may
-undo (the requesters, a moderator or admin) and what undo goes back to are bot/usecases/versions.py's."""
+undo (the requesters, a moderator or admin) and what undo goes back to are bot/jobs/versions.py's."""
 
 from __future__ import annotations
 
+from bot.jobs.versions import Link, ThreadCommand, Versions
 from bot.model.errors import BadInput
 from bot.usecases.actor import Actor, Reply
-from bot.usecases.versions import Link, ThreadCommand, Versions
 from bot.words import NOT_FOUND
 
 
