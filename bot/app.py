@@ -269,13 +269,14 @@ def bind_server(settings: Settings, *, may_move: bool) -> HttpServer:
     """The server, bound to its port. `may_move`: when the port is taken, take a free one and say so
     (a console run on its default port: a second console, or anything else on 8080, must not stop it).
     A port the operator chose is never moved: a taken one stops the bot with a line naming the setting."""
-    server = HttpServer(settings.http_host, settings.http_port)
+    proxies = settings.trusted_proxy_networks
+    server = HttpServer(settings.http_host, settings.http_port, trusted_proxies=proxies)
     try:
         server.bind()
     except ConfigError:
         if not may_move:
             raise
-        server = HttpServer(settings.http_host, 0)
+        server = HttpServer(settings.http_host, 0, trusted_proxies=proxies)
         server.bind()
         log.warning(
             "port %s is taken: the bot's HTTP server listens on %s instead (HIDREAM_HTTP_PORT chooses one)",

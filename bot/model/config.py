@@ -7,6 +7,7 @@ by its variable name (as tests do) reaches the plugin that owns it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -40,6 +41,21 @@ class PluginSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or networks (`10.0.0.0/8`, `::1`) as networks."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an address or a network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
 
 ADMIN_TOKEN_MIN = 16
 
@@ -99,6 +115,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", alias="HIDREAM_LOG_FORMAT")
     # Set: the operators' page at /admin, opened with this token (a secret: never logged or shown).
     admin_token: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_ADMIN_TOKEN")
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: str = Field(default="", alias="HIDREAM_TRUSTED_PROXIES")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        return ",".join(str(network) for network in proxy_networks(v))
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return proxy_networks(self.trusted_proxies)
 
     @field_validator("admin_token")
     @classmethod
