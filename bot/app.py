@@ -306,7 +306,9 @@ async def start_bot(
     typed_http = await stack.enter_async_context(typed_client())
     store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).
-    retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
+    retention = await stack.enter_async_context(
+        Retention(store, settings.media_retention_days, subject_days=settings.subject_retention_days)
+    )
     console_only = surfaces is None and all(plugin.fallback for plugin, _ in selection.surfaces)
     server = bind_server(settings, may_move=console_only and not settings.chosen("http_port"))
     if loopback_public_url:

@@ -19,6 +19,8 @@ from storage.quota import utc_day
 from storage.replicas import SEEN_FOR
 from storage.sql import Sql
 
+MB = 1024 * 1024
+
 DAY = 86400.0
 # A month's spend counts what a budget counts (storage/quota.py): reserved, made, or reset.
 _MONTH = (LedgerState.RESERVED, LedgerState.COMMITTED, LedgerState.RESET)
@@ -156,7 +158,8 @@ async def queue(store: Store) -> dict[str, Any]:
 
 
 async def tenants(store: Store, *, default_limit: int, default_ceiling: int | None) -> dict[str, Any]:
-    """Every tenant with a limit, a budget, or usage this month: its limits, budget and spend."""
+    """Every tenant with a limit, a budget, usage this month or saved subjects: its limits, budget,
+    spend and subject storage."""
     sql = Sql(store, apart=True)
     now = sql.now()
     month, today = utc_day(now)[:7], utc_day(now)
@@ -172,7 +175,13 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
         *_MONTH,
     )
     spent = {str(t): (float(c), int(i)) for t, c, i in usage}
-    names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))
+    saved = {
+        str(t): (int(n), int(b))
+        for t, n, b in await sql.fetch(
+            "SELECT tenant, COUNT(*), COALESCE(SUM(bytes), 0) FROM subjects GROUP BY tenant"
+        )
+    }
+    names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent) | set(saved))
     return {
         "default_user_limit": default_limit,
         "default_ceiling": default_ceiling,
@@ -187,6 +196,10 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
                 "budget_usd": None if budgets.get(name) is None else float(budgets[name]),
                 "month_usd": round(spent.get(name, (0.0, 0))[0], 4),
                 "today_images": spent.get(name, (0.0, 0))[1],
+                # Saved subjects and their images' size (bytes of subjects saved before sizes were
+                # kept count once the tenant next saves one).
+                "subjects": saved.get(name, (0, 0))[0],
+                "subject_mb": round(saved.get(name, (0, 0))[1] / MB, 2),
             }
             for name in names
         ],

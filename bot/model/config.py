@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
     # Images not used for this many days, and finished jobs' bulky data, are deleted; 0 keeps all.
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
+    # Per tenant: at most this many saved subjects, this many MB of their images; a subject unused
+    # this many days is deleted with its images (0: kept while its tenant keeps it).
+    max_subjects: int = Field(default=50, ge=0, le=100_000, alias="HIDREAM_MAX_SUBJECTS")
+    subject_storage_mb: int = Field(default=200, ge=0, le=10_000_000, alias="HIDREAM_SUBJECT_STORAGE_MB")
+    subject_retention_days: int = Field(default=365, ge=0, alias="HIDREAM_SUBJECT_RETENTION_DAYS")
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
     # The most job results held whole in memory at once (each is downloaded, kept and posted in

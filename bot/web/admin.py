@@ -171,11 +171,14 @@ class AdminSite:
         ]
 
     async def tenants(self) -> dict[str, Any]:
-        return await reports.tenants(
+        figures = await reports.tenants(
             self.store(),
             default_limit=self.settings.daily_image_quota,
             default_ceiling=self.settings.daily_workspace_quota,
         )
+        figures["max_subjects"] = self.settings.max_subjects
+        figures["subject_storage_mb"] = self.settings.subject_storage_mb
+        return figures
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=page(await self.overview()), content_type="text/html")
