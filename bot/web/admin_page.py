@@ -226,8 +226,8 @@ def _tenants(tenants: dict[str, Any]) -> list[Row]:
                 ("num", budget),
                 ("num", usd(t["month_usd"])),
                 ("num", t["today_images"]),
-                ("num", t["subjects"]),
-                ("num", f"{t['subject_mb']:.1f}"),
+                ("num", t.get("subjects", 0)),
+                ("num", f"{t.get('subject_mb', 0.0):.1f}"),
             ]
         )
     return rows
