@@ -178,8 +178,9 @@ class SubjectBook:
                 f"That is {total} images in all: subjects {named} and {len(chat.references)} attached; "
                 f"a request can use at most {MAX_REFERENCES}."
             )
-        # Used now: retention deletes only subjects nobody uses.
-        await self.table.used(tenant, list(chosen))
+        if chosen:
+            # Used now: retention deletes only subjects nobody uses.
+            await self.table.used(tenant, list(chosen))
         return chat.model_copy(
             update={"request": request.with_changes(subjects=()), "references": [*refs, *chat.references]}
         )
