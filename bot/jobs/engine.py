@@ -38,7 +38,7 @@ from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
 from bot.providers.base import Provider
 from bot.transport import Transport
 from bot.usecases.preferences import Preferences, parse_policy
-from bot.usecases.subjects import SubjectBook
+from bot.usecases.subjects import MB, SubjectBook
 from bot.usecases.versions import Versions
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
@@ -96,7 +96,12 @@ class Engine:
         self.metrics = metrics
         self.versions = Versions(store)
         self._seen = replicas_for(store)  # platform events already handed to a replica
-        self.subjects = SubjectBook(store, self._ingest)
+        self.subjects = SubjectBook(
+            store,
+            self._ingest,
+            max_subjects=settings.max_subjects,
+            max_bytes=settings.subject_storage_mb * MB,
+        )
 
     @property
     def provider(self) -> Provider:
