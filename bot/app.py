@@ -267,13 +267,14 @@ def bind_server(settings: Settings, *, may_move: bool) -> HttpServer:
     """The server, bound to its port. `may_move`: when the port is taken, take a free one and say so
     (a console run on its default port: a second console, or anything else on 8080, must not stop it).
     A port the operator chose is never moved: a taken one stops the bot with a line naming the setting."""
-    server = HttpServer(settings.http_host, settings.http_port)
+    proxies = settings.trusted_proxy_networks
+    server = HttpServer(settings.http_host, settings.http_port, trusted_proxies=proxies)
     try:
         server.bind()
     except ConfigError:
         if not may_move:
             raise
-        server = HttpServer(settings.http_host, 0)
+        server = HttpServer(settings.http_host, 0, trusted_proxies=proxies)
         server.bind()
         log.warning(
             "port %s is taken: the bot's HTTP server listens on %s instead (HIDREAM_HTTP_PORT chooses one)",
@@ -303,7 +304,9 @@ async def start_bot(
     typed_http = await stack.enter_async_context(typed_client())
     store = await stack.enter_async_context(open_store(settings))
     # Before anything else uses the store: entering may convert the file once (a VACUUM).
-    retention = await stack.enter_async_context(Retention(store, settings.media_retention_days))
+    retention = await stack.enter_async_context(
+        Retention(store, settings.media_retention_days, subject_days=settings.subject_retention_days)
+    )
     await seal_at_start(store, settings)
     console_only = surfaces is None and all(plugin.fallback for plugin, _ in selection.surfaces)
     server = bind_server(settings, may_move=console_only and not settings.chosen("http_port"))

@@ -524,3 +524,28 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",
     }
+
+
+# --- saved subjects: storage bounds ------------------------------------------------------------------
+
+
+def subject_taken(name: str) -> str:
+    return (
+        f"A subject named `{name}` already exists here (names ignore case): pick another name, or delete "
+        "that one first."
+    )
+
+
+def subjects_full(limit: int) -> str:
+    return (
+        f"Nothing was saved: {limit} subjects are saved here, the most the bot keeps for one place. "
+        "Delete one that is no longer needed, then save again."
+    )
+
+
+def subject_storage_full(used_mb: float, budget_mb: int, adding_mb: float | None = None) -> str:
+    adding = "" if adding_mb is None else f", and these images take {adding_mb:.1f} MB more"
+    return (
+        f"Nothing was saved: the subjects saved here take {used_mb:.1f} MB of their {budget_mb} MB{adding}. "
+        "Delete a subject that is no longer needed, or save fewer or smaller images."
+    )

@@ -167,6 +167,15 @@ MIGRATIONS: list[str] = [
     """,
     # 10: a person's recent jobs in a workspace (a surface's home view, storage/history.py) by index.
     "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
+    # 11: subject storage bounded (storage/subjects.py): each subject's bytes, counted against its
+    # tenant's budget (NULL: saved before this, measured when next needed), and its last use, which
+    # retention reads.
+    """
+    ALTER TABLE subjects ADD COLUMN bytes BIGINT;
+    ALTER TABLE subjects ADD COLUMN used_at REAL;
+    UPDATE subjects SET used_at = created_at;
+    CREATE INDEX subjects_used ON subjects(used_at)
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

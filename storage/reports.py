@@ -17,6 +17,8 @@ from storage.quota import MADE, utc_day
 from storage.replicas import SEEN_FOR
 from storage.store import Store
 
+MB = 1024 * 1024
+
 DAY = 86400.0
 # How long an admin session lasts. Ended sessions are remembered in `seen_events`, which keeps a key for
 # SEEN_FOR: a session must expire before its logout is forgotten.
@@ -150,7 +152,8 @@ async def queue(store: Store) -> dict[str, Any]:
 
 
 async def tenants(store: Store, *, default_limit: int, default_ceiling: int | None) -> dict[str, Any]:
-    """Every tenant with a limit, a budget, or usage this month: its limits, budget and spend."""
+    """Every tenant with a limit, a budget, usage this month or saved subjects: its limits, budget,
+    spend and subject storage."""
     now = store.now()
     month, today = utc_day(now)[:7], utc_day(now)
     limits = await store.database.read_apart(
@@ -166,7 +169,13 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
         *args,
     )
     spent = {str(t): (float(c), int(i)) for t, c, i in usage}
-    names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent))
+    saved = {
+        str(t): (int(n), int(b))
+        for t, n, b in await store.database.read_apart(
+            "SELECT tenant, COUNT(*), COALESCE(SUM(bytes), 0) FROM subjects GROUP BY tenant"
+        )
+    }
+    names = sorted({str(r[0]) for r in limits} | set(budgets) | set(spent) | set(saved))
     return {
         "default_user_limit": default_limit,
         "default_ceiling": default_ceiling,
@@ -181,6 +190,10 @@ async def tenants(store: Store, *, default_limit: int, default_ceiling: int | No
                 "budget_usd": None if budgets.get(name) is None else float(budgets[name]),
                 "month_usd": round(spent.get(name, (0.0, 0))[0], 4),
                 "today_images": spent.get(name, (0.0, 0))[1],
+                # Saved subjects and their images' size (bytes of subjects saved before sizes were
+                # kept count once the tenant next saves one).
+                "subjects": saved.get(name, (0, 0))[0],
+                "subject_mb": round(saved.get(name, (0, 0))[1] / MB, 2),
             }
             for name in names
         ],

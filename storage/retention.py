@@ -4,12 +4,16 @@ once; giving space back is the database's own (storage/sqlite.py's `SqliteSpace`
 deleted rows' space for reuse on its own, and only a `VACUUM FULL`, a table lock the bot never
 takes, would shrink its files: `NoSpaceToGive`).
 
+Saved subjects nobody has used for long go too, with their images (`delete_unused_subjects`).
+
 Each call does one bounded batch in its own transaction, so a sweep never holds the store for long:
 other store calls run between batches. What quotas, spend and the buttons under old posts need stays:
 ledger rows, grants, limits, posts, and each job's id, state, user, surface, request and cost.
 """
 
 from __future__ import annotations
+
+import json
 
 from bot.model.jobs import TERMINAL, UNFINISHED
 from storage.store import Store
@@ -61,6 +65,34 @@ class Sweeps:
         gone = [str(row[0]) for row in rows]
         await self.store.media_bytes.drop(gone)
         return len(gone)
+
+    async def delete_unused_subjects(self, used_before: float, limit: int) -> tuple[int, int]:
+        """Delete up to `limit` saved subjects last used before `used_before`, with those of their
+        images that no other subject and no unfinished job names. Returns (subjects, images) deleted.
+        Rows first, then bytes, as above."""
+        d = self.store.database.dialect
+        unfinished, args = d.among("j.state", UNFINISHED)
+        async with self.store.database.transaction() as db:
+            rows = await db.fetch(
+                "DELETE FROM subjects WHERE (tenant, name_key) IN (SELECT tenant, name_key FROM subjects "
+                "WHERE used_at < ? ORDER BY used_at LIMIT ?) RETURNING media",
+                used_before,
+                limit,
+            )
+            named = sorted({str(m) for row in rows for m in json.loads(row[0])})
+            if not named:
+                return len(rows), 0
+            among, ids = d.among("id", named)
+            gone = await db.fetch(
+                f"DELETE FROM media WHERE {among} AND id NOT IN ("
+                f"SELECT r.value FROM jobs j, {d.json_items('j.reference_media', 'r')} WHERE {unfinished} "
+                f"UNION SELECT r.value FROM jobs j, {d.json_items('j.result_media', 'r')} WHERE {unfinished} "
+                f"UNION SELECT r.value FROM subjects s, {d.json_items('s.media', 'r')}"
+                ") RETURNING id",
+                *(*ids, *args, *args),
+            )
+        await self.store.media_bytes.drop([str(row[0]) for row in gone])
+        return len(rows), len(gone)
 
     async def clear_finished_jobs(self, finished_before: float, limit: int) -> int:
         """Clear the bulky columns (where to answer on the platform, the provider's last status) of up

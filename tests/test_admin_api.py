@@ -208,10 +208,18 @@ async def test_sign_in_failures_are_limited_and_its_body_is_capped(tmp_path: Pat
             assert (
                 await http.post("/admin/login", data={"token": "wrong-token-guess-0000"})
             ).status_code == 401
-        limited = await http.post("/admin/login", data={"token": TOKEN})
+        # The lockout that must not happen: after 10 wrong sign-ins from here, the right token gets in.
+        signed_in = await http.post("/admin/login", data={"token": TOKEN})
+        assert signed_in.status_code == 303 and "hidream_admin=" in signed_in.headers["Set-Cookie"]
+        http.cookies.clear()
+        # Wrong guesses stay limited (issue 19 turned the right token's 429 into this one's).
+        limited = await http.post("/admin/login", data={"token": "wrong-token-guess-0001"})
         assert (
             limited.status_code == 429 and "Too many" in limited.text and "set-cookie" not in limited.headers
         )
+        assert 0 < int(limited.headers["Retry-After"]) <= 300
+        assert (await http.post("/admin/login", data={"token": TOKEN})).status_code == 303
+        http.cookies.clear()
         # Tools with the token are not locked out by someone guessing at the form.
         assert (await http.get("/admin/api/queue", headers=BEARER)).status_code == 200
         # Guessing with bearer tokens is limited the same way.

@@ -130,6 +130,27 @@ async def test_metrics_ask_for_the_operators_token_when_one_is_set(tmp_path: Pat
         assert "hidream_jobs" in got.families and got.value("hidream_queue_depth") == 0
 
 
+async def test_wrong_tokens_at_metrics_are_limited_but_the_right_one_is_not(tmp_path: Path) -> None:
+    token = "metrics-token-0123456789"
+    async with BotHarness(tmp_path, {"HIDREAM_ADMIN_TOKEN": token}) as bot:
+        async with httpx.AsyncClient() as client:
+            url = f"{bot.server_url}/metrics"
+            # A scraper given no token yet is refused, not counted as guessing.
+            for _ in range(12):
+                assert (await client.get(url)).status_code == 401
+            for n in range(10):
+                wrong = await client.get(url, headers={"Authorization": f"Bearer guess-{n:04}-0123456789"})
+                assert wrong.status_code == 401
+            limited = await client.get(url, headers={"Authorization": "Bearer guess-9999-0123456789"})
+            assert limited.status_code == 429 and 0 < int(limited.headers["Retry-After"]) <= 300
+            assert "hidream_" not in limited.text and token not in limited.text
+            # The sign-in form shares the count: guessing costs the same at either door.
+            form = await client.post(f"{bot.server_url}/admin/login", data={"token": "guess-8888-0123456789"})
+            assert form.status_code == 429
+        got = await scrape(bot, Authorization=f"Bearer {token}")
+        assert "hidream_jobs" in got.families
+
+
 async def test_two_replicas_report_the_databases_figures_alike(tmp_path: Path, pg_url: str) -> None:
     """Each replica counts what it did; what only the database knows (the queue, running jobs, images
     spent) is the same on both, whichever one Prometheus asks."""

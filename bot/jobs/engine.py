@@ -31,7 +31,7 @@ from bot.jobs.quota_policy import check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
-from bot.jobs.subjects import SubjectBook
+from bot.jobs.subjects import MB, SubjectBook
 from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.config import Settings
@@ -96,7 +96,12 @@ class Engine:
         self.metrics = metrics
         self.versions = Versions(store)
         self._seen = replicas_for(store)  # platform events already handed to a replica
-        self.subjects = SubjectBook(store, self._ingest)
+        self.subjects = SubjectBook(
+            store,
+            self._ingest,
+            max_subjects=settings.max_subjects,
+            max_bytes=settings.subject_storage_mb * MB,
+        )
 
     @property
     def provider(self) -> Provider:

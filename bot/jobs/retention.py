@@ -4,7 +4,9 @@ With `HIDREAM_MEDIA_RETENTION_DAYS` > 0 it sweeps when entered and then every `e
 reference and result images not used for that many days are deleted (never those an unfinished job
 names), finished jobs older than that lose their bulky columns, and the freed space is given back
 (SQLite: pages to the file system; PostgreSQL: autovacuum makes it reusable). With 0 it does
-nothing: everything is kept forever. The SQL is the store's backend's (storage/retention.py).
+nothing: everything is kept forever. With `subject_days` > 0 (HIDREAM_SUBJECT_RETENTION_DAYS) each
+sweep also deletes saved subjects nobody has used for that many days, with their images, whatever
+the media retention. The SQL is the store's (storage/retention.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Swept:
     media: int
     jobs: int
     pages_freed: int
+    subjects: int = 0
 
 
 class Retention:
@@ -46,6 +49,7 @@ class Retention:
         store: Store,
         days: int,
         *,
+        subject_days: int = 0,
         every: float = SWEEP_EVERY,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -53,6 +57,7 @@ class Retention:
         self.store = store
         self.sweeps = sweeps_for(store)
         self.days = days
+        self.subject_days = subject_days
         self.every = every
         self.clock = clock
         self.sleep = sleep
@@ -60,7 +65,7 @@ class Retention:
 
     @property
     def enabled(self) -> bool:
-        return self.days > 0
+        return self.days > 0 or self.subject_days > 0
 
     async def __aenter__(self) -> Retention:
         if self.enabled:
@@ -89,18 +94,35 @@ class Retention:
         """One full sweep, in bounded batches; `now` defaults to the clock."""
         if not self.enabled:
             return Swept(0, 0, 0)
-        cutoff = (self.clock() if now is None else now) - self.days * DAY
-        media = await _in_batches(lambda n: self.sweeps.delete_old_media(cutoff, n), MEDIA_BATCH)
-        jobs = await _in_batches(lambda n: self.sweeps.clear_finished_jobs(cutoff, n), JOB_BATCH)
-        freed = await self.sweeps.give_back() if media or jobs else 0
-        if media or jobs:
+        now = self.clock() if now is None else now
+        subjects, media = await self._unused_subjects(now)
+        jobs = 0
+        if self.days > 0:
+            cutoff = now - self.days * DAY
+            media += await _in_batches(lambda n: self.sweeps.delete_old_media(cutoff, n), MEDIA_BATCH)
+            jobs = await _in_batches(lambda n: self.sweeps.clear_finished_jobs(cutoff, n), JOB_BATCH)
+        freed = await self.sweeps.give_back() if media or jobs or subjects else 0
+        if media or jobs or subjects:
             log.info(
-                "retention: deleted %d image(s), cleared %d finished job(s), gave back %d page(s)",
+                "retention: deleted %d unused subject(s) and %d image(s), cleared %d finished job(s), "
+                "gave back %d page(s)",
+                subjects,
                 media,
                 jobs,
                 freed,
             )
-        return Swept(media, jobs, freed)
+        return Swept(media, jobs, freed, subjects)
+
+    async def _unused_subjects(self, now: float) -> tuple[int, int]:
+        """Subjects unused for `subject_days` and their images, deleted in batches: how many of each."""
+        if self.subject_days <= 0:
+            return 0, 0
+        subjects = images = 0
+        while True:
+            done, gone = await self.sweeps.delete_unused_subjects(now - self.subject_days * DAY, MEDIA_BATCH)
+            subjects, images = subjects + done, images + gone
+            if done < MEDIA_BATCH:
+                return subjects, images
 
 
 async def _in_batches(step: Callable[[int], Awaitable[int]], size: int) -> int:

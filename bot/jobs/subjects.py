@@ -3,7 +3,9 @@ person gave, or from a job's results), list, show and delete them, and turn `--s
 `@name` in a prompt into reference images before a request is admitted.
 
 Saving spends no quota and calls no provider: images given for saving are fetched and checked like
-any reference (the engine's ingest), and a job's results are the bot's own images already.
+any reference (the engine's ingest), and a job's results are the bot's own images already. Each
+tenant keeps at most `max_subjects`, whose images take at most `max_bytes`: a save past either is
+refused, and the images it fetched for it are deleted again, so a refused save stores nothing.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from collections.abc import Awaitable, Callable
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, OutputImage
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef, check_subject_name
+from bot.words import subject_storage_full, subject_taken, subjects_full
 from storage.store import Store
-from storage.subjects import Subject, Subjects
+from storage.subjects import Subject, Subjects, Usage
+
+MB = 1024 * 1024
 
 # `@name` in a prompt: not a platform's mention (`<@U123>`), an e-mail address or part of a word.
 MENTION_RE = re.compile(r"(?<![<\w@])@([A-Za-z0-9_-]{1,32})(?![\w@-])")
@@ -28,8 +33,12 @@ def creator_key(surface: str, user_id: str) -> str:
 
 
 class SubjectBook:
-    def __init__(self, store: Store, ingest: Ingest) -> None:
+    def __init__(
+        self, store: Store, ingest: Ingest, *, max_subjects: int = 50, max_bytes: int = 200 * MB
+    ) -> None:
         self.store = store
+        self.max_subjects = max_subjects
+        self.max_bytes = max_bytes
         # The engine's: fetches and checks an image (or takes one the bot holds) and stores it.
         self._ingest = ingest
         self._table: Subjects | None = None
@@ -52,13 +61,57 @@ class SubjectBook:
             )
         if len(refs) > MAX_REFERENCES:
             raise BadInput(f"{len(refs)} images were given; a subject keeps at most {MAX_REFERENCES}.")
-        # The cheap look first: a taken name fetches and stores nothing.
+        # The cheap looks first: a taken name, or a full place, fetches and stores nothing.
         await self._refuse_taken(tenant, name)
-        media = [await self._ingest(ref, tenant, creator) for ref in refs]
-        subject = Subject(tenant=tenant, name=name, creator=creator, media=media)
-        if not await self.table.add(subject):
-            await self._refuse_taken(tenant, name)
+        self._refuse_full(await self.usage(tenant))
+        media: list[str] = []
+        try:
+            for ref in refs:
+                media.append(await self._ingest(ref, tenant, creator))
+            size = await self._size(media)
+            subject = Subject(tenant=tenant, name=name, creator=creator, media=media, bytes=size)
+            added = await self.table.add_within(
+                subject, max_count=self.max_subjects, max_bytes=self.max_bytes
+            )
+        except Exception:
+            await self._forget(refs, media)
+            raise
+        if added != "added":
+            # Another save in this place came first.
+            await self._forget(refs, media)
+            if added == "taken":
+                raise BadInput(subject_taken(name))
+            if added == "count":
+                raise BadInput(subjects_full(self.max_subjects))
+            used = (await self.table.usage(tenant)).bytes
+            raise BadInput(subject_storage_full(used / MB, self.max_bytes // MB, size / MB))
         return subject
+
+    async def usage(self, tenant: str) -> Usage:
+        """How many subjects `tenant` keeps and their bytes (measuring any saved before bytes were
+        counted)."""
+        for old in await self.table.unmeasured(tenant):
+            await self.table.measured(old, await self._size(old.media))
+        return await self.table.usage(tenant)
+
+    def _refuse_full(self, usage: Usage) -> None:
+        if usage.subjects >= self.max_subjects:
+            raise BadInput(subjects_full(self.max_subjects))
+        if usage.bytes >= self.max_bytes:
+            raise BadInput(subject_storage_full(usage.bytes / MB, self.max_bytes // MB))
+
+    async def _size(self, media: list[str]) -> int:
+        size = 0
+        for media_id in media:
+            image = await self.store.media(media_id)
+            size += 0 if image is None else len(image.data)
+        return size
+
+    async def _forget(self, refs: list[ImageRef], media: list[str]) -> None:
+        """Delete the images a refused save fetched (not those the bot held already: results)."""
+        fetched = [m for ref, m in zip(refs, media, strict=False) if ref.media_id is None]
+        if fetched:
+            await self.table.forget_media(fetched)
 
     async def save_from_job(
         self, tenant: str, creator: str, name: str, job: Job, *, latest_only: bool = False
@@ -72,10 +125,7 @@ class SubjectBook:
     async def _refuse_taken(self, tenant: str, name: str) -> None:
         taken = await self.table.find(tenant, name)
         if taken is not None:
-            raise BadInput(
-                f"A subject named `{taken.name}` already exists here (names ignore case): pick another "
-                "name, or delete that one first."
-            )
+            raise BadInput(subject_taken(taken.name))
 
     async def all(self, tenant: str) -> list[Subject]:
         return await self.table.all(tenant)
@@ -128,6 +178,9 @@ class SubjectBook:
                 f"That is {total} images in all: subjects {named} and {len(chat.references)} attached; "
                 f"a request can use at most {MAX_REFERENCES}."
             )
+        if chosen:
+            # Used now: retention deletes only subjects nobody uses.
+            await self.table.used(tenant, list(chosen))
         return chat.model_copy(
             update={"request": request.with_changes(subjects=()), "references": [*refs, *chat.references]}
         )

@@ -7,6 +7,7 @@ by its variable name (as tests do) reaches the plugin that owns it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,6 +42,21 @@ class PluginSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=BaseSettings)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(text: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated addresses or networks (`10.0.0.0/8`, `::1`) as networks."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an address or a network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
 
 ADMIN_TOKEN_MIN = 16
 
@@ -86,6 +102,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
     # Images not used for this many days, and finished jobs' bulky data, are deleted; 0 keeps all.
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
+    # Per tenant: at most this many saved subjects, this many MB of their images; a subject unused
+    # this many days is deleted with its images (0: kept while its tenant keeps it).
+    max_subjects: int = Field(default=50, ge=0, le=100_000, alias="HIDREAM_MAX_SUBJECTS")
+    subject_storage_mb: int = Field(default=200, ge=0, le=10_000_000, alias="HIDREAM_SUBJECT_STORAGE_MB")
+    subject_retention_days: int = Field(default=365, ge=0, alias="HIDREAM_SUBJECT_RETENTION_DAYS")
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
     # The most job results held whole in memory at once (each is downloaded, kept and posted in
@@ -113,6 +134,18 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)  # never the value itself
         return SecretStr(key)
+
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: str = Field(default="", alias="HIDREAM_TRUSTED_PROXIES")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        return ",".join(str(network) for network in proxy_networks(v))
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return proxy_networks(self.trusted_proxies)
 
     @field_validator("admin_token")
     @classmethod

@@ -5,8 +5,9 @@ Who may see it: a tool that sends `Authorization: Bearer <token>`, or a browser 
 login form. Signing in sets a session cookie that is not the token: `<id>.<expiry>.<HMAC>`, signed with
 a key derived from the store's kept secret and the token, so every replica accepts it, and changing the
 token ends every session. Signing out remembers the session id in the store (storage/reports.py), so a
-copied cookie stops working too. Tokens are compared in constant time; failed sign-ins from one
-address are limited per replica (FAILURES_ALLOWED per FAILURE_WINDOW seconds).
+copied cookie stops working too. Tokens are checked by the server's `SignInGate` (bot/web/gate.py):
+in constant time, wrong ones limited per address and per guess on each replica, the right one never
+turned away.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hmac
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +24,7 @@ from aiohttp import web
 
 from bot.model.config import Settings
 from bot.web.admin_page import login_page, page
+from bot.web.gate import bearer_token
 from bot.web.server import HttpServer, limit_body
 from storage import reports
 from storage.store import Store
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 COOKIE = "hidream_admin"
 # A sign-in form holds one token: a few hundred bytes are plenty.
 LOGIN_MAX_BODY = 4096
-FAILURES_ALLOWED = 10
-FAILURE_WINDOW = 300.0
 SECURITY_HEADERS = {
     # The page has no script and loads nothing: forbid all of it, so nothing injected could run.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -56,7 +55,6 @@ class AdminSite:
         self.settings = settings
         self.server = server
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
 
     def store(self) -> Store:
         if self.server.engine is None:
@@ -88,67 +86,44 @@ class AdminSite:
             return None
         return session_id
 
-    def bearer_ok(self, request: web.Request) -> bool | None:
-        """True or False when the request names a bearer token; None when it names none."""
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return hmac.compare_digest(given.strip().encode(), self.token)
-
     def guarded(self, handler: Handler, *, api: bool) -> Handler:
         """`handler`, served only to a bearer of the token or a signed-in browser."""
 
         async def guard(request: web.Request) -> web.StreamResponse:
-            bearer = self.bearer_ok(request)
-            if bearer is False:
-                # A wrong bearer token counts as a wrong sign-in: guessing costs the same either way
-                # (the right token is never turned away).
-                address = request.remote or "?"
-                if self._too_many(address):
-                    limited = web.json_response({"error": "too many wrong tokens from here"}, status=429)
-                    limited.headers["Retry-After"] = str(int(FAILURE_WINDOW))
-                    return with_headers(limited)
-                self._failures.setdefault(address, deque()).append(self.clock())
-                log.warning("admin: a request with a wrong bearer token from %s", address)
-            if bearer is True or (bearer is None and await self.session(request) is not None):
+            given = bearer_token(request)
+            if given is None:
+                if await self.session(request) is not None:
+                    return with_headers(await handler(request))
+                return with_headers(refused() if api else see_other("/admin/login"))
+            # A wrong bearer token counts as a wrong sign-in: guessing costs the same either way.
+            verdict = self.server.gate.check(request, given, self.token, where="admin")
+            if verdict.outcome == "in":
                 return with_headers(await handler(request))
-            if api or bearer is False:
-                refused = web.json_response(
-                    {"error": "sign in or send Authorization: Bearer <token>"}, status=401
-                )
-                refused.headers["WWW-Authenticate"] = 'Bearer realm="hidream-bot admin"'
-                return with_headers(refused)
-            return with_headers(see_other("/admin/login"))
+            if verdict.outcome == "limited":
+                limited = web.json_response({"error": "too many wrong tokens from here"}, status=429)
+                limited.headers["Retry-After"] = str(verdict.retry_after)
+                return with_headers(limited)
+            return with_headers(refused())
 
         return guard
 
     # --- signing in and out ----------------------------------------------------------------------
 
-    def _too_many(self, address: str) -> bool:
-        now = self.clock()
-        recent = self._failures.setdefault(address, deque())
-        while recent and recent[0] < now - FAILURE_WINDOW:
-            recent.popleft()
-        return len(recent) >= FAILURES_ALLOWED
-
     async def login_form(self, request: web.Request) -> web.StreamResponse:
         return with_headers(web.Response(text=login_page(), content_type="text/html"))
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        address = request.remote or "?"
-        if self._too_many(address):
-            page_ = login_page("Too many wrong tokens from here: wait a few minutes and try again.")
-            response = web.Response(text=page_, content_type="text/html", status=429)
-            response.headers["Retry-After"] = str(int(FAILURE_WINDOW))
-            return with_headers(response)
         form = await request.post()
         given = str(form.get("token", "")).strip().encode()
-        if not hmac.compare_digest(given, self.token):
-            self._failures[address].append(self.clock())
-            log.warning("admin: a sign-in with a wrong token from %s", address)
+        verdict = self.server.gate.check(request, given, self.token, where="admin sign-in")
+        if verdict.outcome == "limited":
+            page_ = login_page("Too many wrong tokens from here: wait a few minutes and try again.")
+            response = web.Response(text=page_, content_type="text/html", status=429)
+            response.headers["Retry-After"] = str(verdict.retry_after)
+            return with_headers(response)
+        if verdict.outcome == "wrong":
             page_ = login_page("That is not the admin token.")
             return with_headers(web.Response(text=page_, content_type="text/html", status=401))
-        self._failures.pop(address, None)
         response = see_other("/admin")
         response.set_cookie(
             COOKIE,
@@ -196,11 +171,14 @@ class AdminSite:
         ]
 
     async def tenants(self) -> dict[str, Any]:
-        return await reports.tenants(
+        figures = await reports.tenants(
             self.store(),
             default_limit=self.settings.daily_image_quota,
             default_ceiling=self.settings.daily_workspace_quota,
         )
+        figures["max_subjects"] = self.settings.max_subjects
+        figures["subject_storage_mb"] = self.settings.subject_storage_mb
+        return figures
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=page(await self.overview()), content_type="text/html")
@@ -213,6 +191,12 @@ class AdminSite:
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "no such page"}, status=404)
+
+
+def refused() -> web.Response:
+    answer = web.json_response({"error": "sign in or send Authorization: Bearer <token>"}, status=401)
+    answer.headers["WWW-Authenticate"] = 'Bearer realm="hidream-bot admin"'
+    return answer
 
 
 def see_other(location: str) -> web.Response:

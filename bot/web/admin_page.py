@@ -179,6 +179,8 @@ def page(report: dict[str, Any]) -> str:
         default_limit=tenants["default_user_limit"],
         default_ceiling=tenants["default_ceiling"] if tenants["default_ceiling"] is not None else "none",
         tenants=_tenants(tenants),
+        max_subjects=tenants.get("max_subjects"),
+        subject_storage_mb=tenants.get("subject_storage_mb"),
     )
 
 
@@ -224,6 +226,8 @@ def _tenants(tenants: dict[str, Any]) -> list[Row]:
                 ("num", budget),
                 ("num", usd(t["month_usd"])),
                 ("num", t["today_images"]),
+                ("num", t.get("subjects", 0)),
+                ("num", f"{t.get('subject_mb', 0.0):.1f}"),
             ]
         )
     return rows

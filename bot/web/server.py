@@ -14,17 +14,18 @@ DEFAULT_MAX_BODY.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot.jobs.metrics import CONTENT_TYPE as METRICS_TYPE
+from bot.model.config import IPNetwork
 from bot.model.errors import CallbackRejected, ConfigError
+from bot.web.gate import SignInGate, bearer_token
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -85,10 +86,14 @@ async def cap_request_bodies(request: web.Request, handler: Handler) -> web.Stre
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, host: str, port: int, *, clock: Any = time.time, trusted_proxies: Sequence[IPNetwork] = ()
+    ) -> None:
         self.host = host
         self.port = port
         self.clock = clock
+        # Wrong operators' tokens are counted once for /metrics and /admin alike.
+        self.gate = SignInGate(trusted_proxies, clock=clock)
         self.app = web.Application(client_max_size=DEFAULT_MAX_BODY, middlewares=[cap_request_bodies])
         self.runner: JobRunner | None = None
         self.engine: Engine | None = None
@@ -183,12 +188,22 @@ class HttpServer:
             return web.json_response({"error": "starting"}, status=503)
         token = runner.settings.admin_token
         secret = token.get_secret_value() if token is not None else ""
-        if secret and not bearer_matches(request, secret):
-            return web.json_response(
-                {"error": "send the operators' token: Authorization: Bearer <HIDREAM_ADMIN_TOKEN>"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
+        if secret:
+            given = bearer_token(request)
+            # No token at all is not a guess (a scraper not yet given one): refused, not counted.
+            verdict = self.gate.check(request, given, secret.encode(), where="metrics") if given else None
+            if verdict is not None and verdict.outcome == "limited":
+                return web.json_response(
+                    {"error": "too many wrong tokens from here: wait and try again"},
+                    status=429,
+                    headers={"Retry-After": str(verdict.retry_after)},
+                )
+            if verdict is None or verdict.outcome == "wrong":
+                return web.json_response(
+                    {"error": "send the operators' token: Authorization: Bearer <HIDREAM_ADMIN_TOKEN>"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
         return web.Response(body=await runner.metrics.render(), headers={"Content-Type": METRICS_TYPE})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
@@ -206,9 +221,3 @@ class HttpServer:
         return web.Response(
             body=media.data, content_type=media.content_type, headers={"Cache-Control": "private"}
         )
-
-
-def bearer_matches(request: web.Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Compared in constant time: how long a wrong guess takes says nothing about the token.
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
