@@ -167,6 +167,9 @@ MIGRATIONS: list[str] = [
     """,
     # 10: a person's recent jobs in a workspace (a surface's home view, storage/history.py) by index.
     "CREATE INDEX jobs_requester ON jobs(surface, workspace_id, user_id, created_at)",
+    # 11: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
+    # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
+    "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

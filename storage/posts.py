@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model.jobs import Job, JobState
 from storage.connections import Database, Queries
+from storage.fencing import holding
 from storage.image_bytes import ImageBytes
 
 _MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
@@ -136,14 +137,18 @@ class MediaAndPosts:
         """Record the posts that carry a job and move it to `delivered`, in one transaction. The posts
         are kept even when the move is refused (they are on the platform); True when it moved."""
         async with self.database.transaction() as db:
+            await self._fence(db, job_id)
             await self._add_posts(db, job_id, surface, posts)
             return await self._move(db, job_id, JobState.DELIVERED, {})
 
     async def remember_post(
         self, job_id: str, surface: str, message_key: str, thread_key: str | None
     ) -> None:
-        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
+        """Record one post of a job as soon as the platform has it (a later call may add its thread).
+        Within a fenced delivery, the hold is checked first (storage/fencing.py): a surface records
+        before and after each platform call, so a replica that lost the job stops before the next."""
         async with self.database.transaction() as db:
+            await self._fence(db, job_id)
             await db.execute(
                 "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (surface, message_key) DO UPDATE SET "
@@ -152,12 +157,25 @@ class MediaAndPosts:
             )
 
     async def posts_of(self, job_id: str, surface: str) -> list[str]:
-        """The message keys of a job's posts, in the order they were recorded."""
-        order = self.database.dialect.insertion_order
-        rows = await self.database.fetch(
-            f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}", job_id, surface
+        """The message keys of a job's posts, in the order they were recorded (a fenced delivery's
+        first look: the hold is checked in the same transaction)."""
+        query = (
+            "SELECT message_key FROM posts WHERE job_id=? AND surface=? "
+            f"ORDER BY {self.database.dialect.insertion_order}"
         )
+        if holding(job_id) is None:
+            rows = await self.database.fetch(query, job_id, surface)
+        else:
+            async with self.database.transaction() as db:
+                await self._fence(db, job_id)
+                rows = await db.fetch(query, job_id, surface)
         return [str(row[0]) for row in rows]
+
+    @staticmethod
+    async def _fence(db: Queries, job_id: str) -> None:
+        hold = holding(job_id)
+        if hold is not None:
+            await hold.check(db)
 
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self._job_where(

@@ -7,6 +7,11 @@ delivering  -> post again (surfaces post idempotently per job id), then settle: 
 The images are in memory from their download to the post's end under one of the `ResultGate`'s few
 slots: those the job's own task has just kept are handed over (`hand_over`) and posted as they are;
 otherwise they are read back from the store under a new slot.
+
+Every write to the platform is fenced (storage/fencing.py): the progress edit and a failure's message
+follow a check of this replica's hold, and the surface's own records of its posts, which it makes
+before and after each platform call, check it too. A replica that was frozen past its lease while
+another delivered the job raises `LeaseLost` at its next check, having posted nothing more.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
 from bot.providers.base import Sleep
 from bot.usecases.versions import Versions
 from storage.base import Store
+from storage.fencing import Hold, LeaseLost, fenced_by
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ class Delivery:
         sleep: Sleep,
         fail: Callable[[Job, str], Awaitable[None]],
         progress: Shows,
+        hold: Callable[[str], Hold],
     ) -> None:
         self.store = store
         self.results = results
@@ -49,6 +56,7 @@ class Delivery:
         self.sleep = sleep
         self.fail = fail  # the worker's: the job failed, its requester told
         self.progress = progress
+        self.hold = hold  # this replica's claim on a job, which fences its posts
         self.versions = Versions(store)
         # A job's results just kept, still in memory under their slot, for its delivery next.
         self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
@@ -66,11 +74,23 @@ class Delivery:
             fresh[0].release()
 
     async def post(self, job: Job, surface: Surface) -> None:
+        """Raises LeaseLost when another replica claimed the job meanwhile."""
+        hold = self.hold(job.id)
+        with fenced_by(hold):
+            await self._post(job, surface, hold)
+
+    async def _confirm(self, hold: Hold) -> None:
+        async with self.store.database.transaction() as db:
+            await hold.check(db)
+
+    async def _post(self, job: Job, surface: Surface, hold: Hold) -> None:
         if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
             return
+        await self._confirm(hold)
         await self.progress(job, "delivering", milestone=True)
         posts, count = await self._post_images(job, surface)
         if posts is None:
+            await self._confirm(hold)
             await self.fail(
                 job, "The image was made but could not be posted here; your quota was given back."
             )
@@ -108,6 +128,8 @@ class Delivery:
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:
                     return await surface.deliver(job, images), count
+                except LeaseLost:
+                    raise  # another replica delivers it: no retry, no failure
                 except Exception:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)
