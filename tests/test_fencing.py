@@ -1,0 +1,164 @@
+"""Fencing (issue 19, item 12): a replica frozen in the middle of a Slack delivery, whose lease lapsed
+and whose job another replica delivered meanwhile, posts nothing when it wakes.
+
+Two bots with the real Slack adapter share one PostgreSQL database and one fake Slack. The owner's
+delivery task is frozen at one of its steps (an event it waits on, the deterministic stand-in for
+SIGSTOP); the shared clock of both stores moves past the lease; the other bot claims the job and
+delivers it; then the owner thaws. 50 rounds over every step: each job is posted exactly once, and
+the thawed owner makes no call to Slack at all."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.model.jobs import Job, JobState
+from tests.fakes.slack import FakeSlack
+from tests.support.slack_support import Running, file_messages, job_id_of, running, summaries
+
+ROUNDS = 50
+LEASE = 600.0
+# Where the owner's delivery task is frozen, in the order it reaches them: right after its move to
+# `delivering` (before the progress edit); before the poster's first look at what the job has posted;
+# before each record the poster makes (its start mark, before the uploads; the files' mark, before
+# the summary; the summary's, before the status line); before the delivery is recorded.
+STEPS = ("delivering", "posts_of", "started", "uploaded", "summary", "delivered")
+
+
+class Clock:
+    """Both stores' clock: real time plus what the test moved it on by (a lapsed lease, at once)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+class Freezer:
+    """Freezes the owner's delivery at the n-th step it reaches in a round, until thawed."""
+
+    def __init__(self) -> None:
+        self.at = -1
+        self.reached_steps = 0
+        self.job_id = ""
+        self.frozen = asyncio.Event()
+        self.thawed = asyncio.Event()
+
+    def arm(self, step: int) -> None:
+        self.at, self.reached_steps = step, 0
+        self.frozen.clear()
+        self.thawed.clear()
+
+    async def step(self, job_id: str) -> None:
+        index, self.reached_steps = self.reached_steps, self.reached_steps + 1
+        if index == self.at:
+            self.job_id = job_id
+            self.frozen.set()
+            await self.thawed.wait()
+
+
+class FreezingMemory:
+    """The owner's poster records its posts through this: each call is a step the owner may freeze at."""
+
+    def __init__(self, inner: Any, freezer: Freezer) -> None:
+        self.inner = inner
+        self.freezer = freezer
+
+    async def remember_post(
+        self, job_id: str, surface: str, message_key: str, thread_key: str | None
+    ) -> None:
+        await self.freezer.step(job_id)
+        await self.inner.remember_post(job_id, surface, message_key, thread_key)
+
+    async def posts_of(self, job_id: str, surface: str) -> list[str]:
+        await self.freezer.step(job_id)
+        result: list[str] = await self.inner.posts_of(job_id, surface)
+        return result
+
+
+def freeze_owner(owner: Running, freezer: Freezer) -> None:
+    store: Any = owner.bot.store
+    moved: Callable[..., Awaitable[bool]] = store.transition
+    delivered: Callable[..., Awaitable[bool]] = store.delivered
+
+    async def transition(job_id: str, to: JobState, **fields: Any) -> bool:
+        done = await moved(job_id, to, **fields)
+        if done and to is JobState.DELIVERING:
+            await freezer.step(job_id)
+        return done
+
+    async def record_delivered(job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
+        await freezer.step(job_id)
+        return await delivered(job_id, surface, posts)
+
+    store.transition = transition
+    store.delivered = record_delivered
+    owner.adapter.poster.memory = FreezingMemory(owner.adapter.poster.memory, freezer)
+
+
+async def one_round(
+    owner: Running, other: Running, freezer: Freezer, clock: Clock, n: int
+) -> tuple[Job, list[str]]:
+    """The job of round `n`, and the Slack methods its owner called once woken."""
+    fake = owner.fake
+    step = n % len(STEPS)
+    freezer.arm(step)
+    assert await owner.send.command(fake.slash(f"a lighthouse at dusk, take {n} --size 256x256")) == 200
+    async with asyncio.timeout(30):
+        await freezer.frozen.wait()
+    job_id = freezer.job_id
+    # Frozen past its lease: the other replica claims the job (its lease lapsed) and delivers it.
+    clock.ahead += LEASE + 1
+    other.bot.runner.start(job_id)
+    taken = await other.bot.runner.wait_job(job_id)
+    assert taken is not None and taken.state is JobState.DELIVERED, (STEPS[step], taken)
+    calls = len(fake.calls)
+    freezer.thawed.set()
+    await owner.bot.runner.wait_job(job_id)
+    return taken, [f"{STEPS[step]}: {method}" for method, _ in fake.calls[calls:]]
+
+
+@pytest.mark.timeout(180)
+async def test_a_replica_frozen_past_its_lease_posts_nothing_at_any_delivery_step(
+    tmp_path: Path, pg_url: str
+) -> None:
+    env: dict[str, Any] = {
+        "HIDREAM_DATABASE_URL": pg_url,
+        "HIDREAM_LEASE_SECONDS": LEASE,
+        "HIDREAM_DAILY_IMAGE_QUOTA": 1000,
+    }
+    clock = Clock()
+    for name in ("owner", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        FakeSlack() as fake,
+        running(tmp_path / "owner", fake, "http", **env) as owner,
+        running(tmp_path / "other", fake, "http", **env) as other,
+    ):
+        for bot in (owner, other):
+            bot.bot.store.clock = clock
+            # The sandbox's picture is ready at once: look for it at once, not at its usual pace.
+            bot.bot.provider.poll_interval = 0.005
+        freezer = Freezer()
+        freeze_owner(owner, freezer)
+        rounds = [await one_round(owner, other, freezer, clock, n) for n in range(ROUNDS)]
+        jobs = [job for job, _ in rounds]
+
+        # Each job's summaries, and the images in its thread (one a job), as Slack holds them.
+        posted = {job.id: [0, 0] for job in jobs}
+        for summary in summaries(fake):
+            posted[job_id_of(summary)][0] += 1
+        for job in jobs:
+            thread = [f for m in file_messages(fake, job.origin["thread_ts"]) for f in m["files"]]
+            posted[job.id][1] = sum(f["name"].startswith(f"hidream-{job.id}-") for f in thread)
+        double_posts = sum(max(0, n - 1) for counts in posted.values() for n in counts)
+        lost = sum(1 for counts in posted.values() if 0 in counts)
+        assert (double_posts, lost, len(posted)) == (0, 0, ROUNDS), posted
+        # Woken, the owner said nothing to Slack: no upload, no summary, not even a status edit.
+        assert [call for _, woken in rounds for call in woken] == []
