@@ -5,7 +5,8 @@ Two bots with the real Slack adapter share one PostgreSQL database and one fake 
 delivery task is frozen at one of its steps (an event it waits on, the deterministic stand-in for
 SIGSTOP); the shared clock of both stores moves past the lease; the other bot claims the job and
 delivers it; then the owner thaws. 50 rounds over every step: each job is posted exactly once, and
-the thawed owner makes no call to Slack at all."""
+the thawed owner makes no call to Slack at all. Then the fence in the store, on both backends: a
+hold holds until another claim, and a fenced record of a post is refused in its own transaction."""
 
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ from typing import Any
 import pytest
 
 from bot.model.jobs import Job, JobState
+from storage.fencing import LeaseLost, fenced_by
+from storage.replicas import replicas_for
+from storage.rows import Lease
 from tests.fakes.slack import FakeSlack
+from tests.support.jobs import NOW, make_job
 from tests.support.slack_support import Running, file_messages, job_id_of, running, summaries
+from tests.support.store_backends import OpenStore
 
 ROUNDS = 50
 LEASE = 600.0
@@ -162,3 +168,95 @@ async def test_a_replica_frozen_past_its_lease_posts_nothing_at_any_delivery_ste
         assert (double_posts, lost, len(posted)) == (0, 0, ROUNDS), posted
         # Woken, the owner said nothing to Slack: no upload, no summary, not even a status edit.
         assert [call for _, woken in rounds for call in woken] == []
+
+
+# --- the fence in the store, on both backends ------------------------------------------------------
+
+
+class StoreClock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_hold_is_confirmed_until_another_replica_claims_the_job(open_store: OpenStore) -> None:
+    clock = StoreClock()
+    async with (
+        open_store(default_limit=100, clock=clock) as a,
+        open_store(default_limit=100, clock=clock) as b,
+    ):
+        job = await a.admit(make_job(), workspace_key="test:w1", dedup_key=None, lease=Lease("first", 30))
+        first, second = replicas_for(a, "first"), replicas_for(b, "second")
+        admitted = first.hold(job.id, 30)  # held from its first row: generation 0
+        assert await first.confirm(admitted)
+        clock.now += 29
+        # A confirmed hold is a renewed one: 29 s on, the lease still lasts a whole one.
+        assert await first.confirm(admitted)
+        clock.now += 29
+        assert not await second.claim(job.id, 30)
+        clock.now += 2  # lapsed, and nobody claimed it yet: the admitting replica still holds it
+        assert await first.confirm(admitted)
+        clock.now += 31
+        assert await second.claim_free(30, 10, surfaces=["test"], providers=["sandbox"]) == [job.id]
+        assert not await first.confirm(admitted)
+        assert await second.confirm(second.hold(job.id, 30))
+        # After the second's lease lapsed, the first claims the job again: a hold reads its latest claim.
+        clock.now += 31
+        assert await first.claim(job.id, 30)
+        assert await first.confirm(admitted)
+        assert not await second.confirm(second.hold(job.id, 30))
+
+
+async def test_a_name_alone_is_no_proof_the_generation_is(open_store: OpenStore) -> None:
+    # A bot restarted on SQLite keeps its replica's name; the process before it may still be running.
+    clock = StoreClock()
+    async with (
+        open_store(default_limit=100, clock=clock) as a,
+        open_store(default_limit=100, clock=clock) as b,
+    ):
+        job = await a.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        before, after = replicas_for(a, "same"), replicas_for(b, "same")
+        assert await before.claim(job.id, 30)
+        held = before.hold(job.id, 30)
+        assert await before.confirm(held)
+        assert await after.claim_free(30, 10, surfaces=["test"], providers=["sandbox"], ours=True) == [job.id]
+        assert not await before.confirm(held)
+        assert await after.confirm(after.hold(job.id, 30))
+
+
+async def test_a_fenced_record_of_a_post_checks_the_hold_in_its_own_transaction(
+    open_store: OpenStore,
+) -> None:
+    clock = StoreClock()
+    async with (
+        open_store(default_limit=100, clock=clock) as a,
+        open_store(default_limit=100, clock=clock) as b,
+    ):
+        job = await a.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        first, second = replicas_for(a, "first"), replicas_for(b, "second")
+        assert await first.claim(job.id, 30)
+        for state in (JobState.SUBMITTING, JobState.RUNNING, JobState.COMPLETED, JobState.DELIVERING):
+            assert await a.transition(job.id, state)
+        hold = first.hold(job.id, 30)
+        with fenced_by(hold):
+            await a.remember_post(job.id, "test", "m1", None)
+            assert await a.posts_of(job.id, "test") == ["m1"]
+        clock.now += 31
+        assert await second.claim(job.id, 30)
+        with fenced_by(hold):
+            with pytest.raises(LeaseLost):
+                await a.posts_of(job.id, "test")
+            with pytest.raises(LeaseLost):
+                await a.remember_post(job.id, "test", "m2", None)
+            with pytest.raises(LeaseLost):
+                await a.delivered(job.id, "test", [("m2", "t1")])
+            # Another job's records are not this hold's business.
+            assert await a.posts_of("another-job", "test") == []
+        # Nothing of the fenced-off writes was kept; the job waits for the replica that holds it.
+        assert await b.posts_of(job.id, "test") == ["m1"]
+        stored = await b.job(job.id)
+        assert stored is not None and stored.state is JobState.DELIVERING
+        with fenced_by(second.hold(job.id, 30)):
+            assert await b.delivered(job.id, "test", [("m1", "t1")])
