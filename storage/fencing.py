@@ -7,10 +7,12 @@ every write to a platform is preceded by a statement that compares this replica'
 generation it claimed with the row's: `Hold.check`. A match also extends the lease, so the write that
 follows has a whole lease before any other replica may claim the job.
 
-The delivery marks the writes it makes (`fenced_by`); the store's record of a post, which a surface
-makes before and after each platform call (storage/posts.py), then checks the hold in the same
-transaction as the record, and raises `LeaseLost` when it is gone. What no check can close is a
-freeze between the check and the platform call itself: that lasts a whole lease, not a moment.
+The delivery marks the writes it makes (`fenced_by`); then the store checks the hold in the same
+transaction as each of the job's moves (storage/store.py) and each record of a post, which a surface
+makes before and after each platform call (storage/posts.py), and in the same statement as a read of
+the job's posts (a surface's first look), and raises `LeaseLost` when it is gone. What no check can
+close is a freeze between the check and the platform call itself: that lasts a whole lease, not a
+moment.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model.jobs import Job, JobState
 from storage.connections import Database, Queries
-from storage.fencing import holding
+from storage.fencing import LeaseLost, holding
 from storage.image_bytes import ImageBytes
 
 _MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
@@ -137,7 +137,6 @@ class MediaAndPosts:
         """Record the posts that carry a job and move it to `delivered`, in one transaction. The posts
         are kept even when the move is refused (they are on the platform); True when it moved."""
         async with self.database.transaction() as db:
-            await self._fence(db, job_id)
             await self._add_posts(db, job_id, surface, posts)
             return await self._move(db, job_id, JobState.DELIVERED, {})
 
@@ -158,18 +157,25 @@ class MediaAndPosts:
 
     async def posts_of(self, job_id: str, surface: str) -> list[str]:
         """The message keys of a job's posts, in the order they were recorded (a fenced delivery's
-        first look: the hold is checked in the same transaction)."""
-        query = (
-            "SELECT message_key FROM posts WHERE job_id=? AND surface=? "
-            f"ORDER BY {self.database.dialect.insertion_order}"
+        first look: the hold is checked in the same statement)."""
+        order = self.database.dialect.insertion_order
+        hold = holding(job_id)
+        if hold is None:
+            rows = await self.database.fetch(
+                f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}",
+                job_id,
+                surface,
+            )
+            return [str(row[0]) for row in rows]
+        # One statement: the job's row when this replica still holds it, with its posts, if any.
+        rows = await self.database.fetch(
+            "SELECT p.message_key FROM jobs j LEFT JOIN posts p ON p.job_id=j.id AND p.surface=? "
+            f"WHERE j.id=? AND j.owner=? AND j.lease_gen=? ORDER BY p.{order}",
+            *(surface, job_id, hold.owner, hold.generation()),
         )
-        if holding(job_id) is None:
-            rows = await self.database.fetch(query, job_id, surface)
-        else:
-            async with self.database.transaction() as db:
-                await self._fence(db, job_id)
-                rows = await db.fetch(query, job_id, surface)
-        return [str(row[0]) for row in rows]
+        if not rows:
+            raise LeaseLost(job_id)
+        return [str(row[0]) for row in rows if row[0] is not None]
 
     @staticmethod
     async def _fence(db: Queries, job_id: str) -> None:

@@ -29,10 +29,11 @@ from tests.support.store_backends import OpenStore
 
 ROUNDS = 50
 LEASE = 600.0
-# Where the owner's delivery task is frozen, in the order it reaches them: right after its move to
-# `delivering` (before the progress edit); before the poster's first look at what the job has posted;
-# before each record the poster makes (its start mark, before the uploads; the files' mark, before
-# the summary; the summary's, before the status line); before the delivery is recorded.
+# Where the owner's delivery task is frozen, in the order it reaches them, each just before the
+# store checks the hold: before its move to `delivering` (then the progress edit); before the poster's
+# first look at what the job has posted; before each record the poster makes (its start mark, then
+# the uploads; the files' mark, then the summary; the summary's, then the status line); before the
+# delivery is recorded.
 STEPS = ("delivering", "posts_of", "started", "uploaded", "summary", "delivered")
 
 
@@ -94,10 +95,9 @@ def freeze_owner(owner: Running, freezer: Freezer) -> None:
     delivered: Callable[..., Awaitable[bool]] = store.delivered
 
     async def transition(job_id: str, to: JobState, **fields: Any) -> bool:
-        done = await moved(job_id, to, **fields)
-        if done and to is JobState.DELIVERING:
+        if to is JobState.DELIVERING:
             await freezer.step(job_id)
-        return done
+        return await moved(job_id, to, **fields)
 
     async def record_delivered(job_id: str, surface: str, posts: list[tuple[str, str | None]]) -> bool:
         await freezer.step(job_id)

@@ -8,9 +8,10 @@ The images are in memory from their download to the post's end under one of the 
 slots: those the job's own task has just kept are handed over (`hand_over`) and posted as they are;
 otherwise they are read back from the store under a new slot.
 
-Every write to the platform is fenced (storage/fencing.py): the progress edit and a failure's message
-follow a check of this replica's hold, and the surface's own records of its posts, which it makes
-before and after each platform call, check it too. A replica that was frozen past its lease while
+Every write to the platform is fenced (storage/fencing.py): the progress edit follows the move to
+`delivering` (or, at a redelivery, a check of its own), a failure's message the move to `failed`, and
+the surface's posts its own records of them, which it makes before and after each platform call; the
+store checks this replica's hold in each of those. A replica that was frozen past its lease while
 another delivered the job raises `LeaseLost` at its next check, having posted nothing more.
 """
 
@@ -84,13 +85,16 @@ class Delivery:
             await hold.check(db)
 
     async def _post(self, job: Job, surface: Surface, hold: Hold) -> None:
-        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
-            return
-        await self._confirm(hold)
+        # The move to `delivering` checks the hold in its own transaction; a redelivery checks it apart.
+        if job.state is JobState.COMPLETED:
+            if not await self.store.transition(job.id, JobState.DELIVERING):
+                return
+        else:
+            await self._confirm(hold)
         await self.progress(job, "delivering", milestone=True)
         posts, count = await self._post_images(job, surface)
         if posts is None:
-            await self._confirm(hold)
+            # The move to `failed` is fenced too: a replica that lost the job tells nobody.
             await self.fail(
                 job, "The image was made but could not be posted here; your quota was given back."
             )
