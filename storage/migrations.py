@@ -176,6 +176,9 @@ MIGRATIONS: list[str] = [
     UPDATE subjects SET used_at = created_at;
     CREATE INDEX subjects_used ON subjects(used_at)
     """,
+    # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
+    # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
+    "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

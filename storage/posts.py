@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model.jobs import Job, JobState
 from storage.connections import Database, Queries
+from storage.fencing import LeaseLost, holding
 from storage.media import ImageBytes
 
 _MEDIA_COLUMNS = "id, content_type, width, height, nsfw, created_at, used_at"
@@ -139,8 +140,11 @@ class MediaAndPosts:
     async def remember_post(
         self, job_id: str, surface: str, message_key: str, thread_key: str | None
     ) -> None:
-        """Record one post of a job as soon as the platform has it (a later call may add its thread)."""
+        """Record one post of a job as soon as the platform has it (a later call may add its thread).
+        Within a fenced delivery, the hold is checked first (storage/fencing.py): a surface records
+        before and after each platform call, so a replica that lost the job stops before the next."""
         async with self.database.transaction() as db:
+            await self._fence(db, job_id)
             await db.execute(
                 "INSERT INTO posts (surface, message_key, job_id, thread_key, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (surface, message_key) DO UPDATE SET "
@@ -149,12 +153,32 @@ class MediaAndPosts:
             )
 
     async def posts_of(self, job_id: str, surface: str) -> list[str]:
-        """The message keys of a job's posts, in the order they were recorded."""
+        """The message keys of a job's posts, in the order they were recorded (a fenced delivery's
+        first look: the hold is checked in the same statement)."""
         order = self.database.dialect.insertion_order
+        hold = holding(job_id)
+        if hold is None:
+            rows = await self.database.fetch(
+                f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}",
+                job_id,
+                surface,
+            )
+            return [str(row[0]) for row in rows]
+        # One statement: the job's row when this replica still holds it, with its posts, if any.
         rows = await self.database.fetch(
-            f"SELECT message_key FROM posts WHERE job_id=? AND surface=? ORDER BY {order}", job_id, surface
+            "SELECT p.message_key FROM jobs j LEFT JOIN posts p ON p.job_id=j.id AND p.surface=? "
+            f"WHERE j.id=? AND j.owner=? AND j.lease_gen=? ORDER BY p.{order}",
+            *(surface, job_id, hold.owner, hold.generation()),
         )
-        return [str(row[0]) for row in rows]
+        if not rows:
+            raise LeaseLost(job_id)
+        return [str(row[0]) for row in rows if row[0] is not None]
+
+    @staticmethod
+    async def _fence(db: Queries, job_id: str) -> None:
+        hold = holding(job_id)
+        if hold is not None:
+            await hold.check(db)
 
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self._job_where(

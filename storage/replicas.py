@@ -5,7 +5,8 @@ A lease is an owner and an expiry on the job's row. A replica claims a job befor
 renews its leases while it works; a job whose lease lapsed (its replica died) or that nobody holds is
 claimed by the next replica that looks. Leases decide who works a job; the guarded state transitions
 still decide what happens to it, so even two replicas that both believed they held a job could not
-both move it through the same step.
+both move it through the same step. Each claim also stamps the row with the next lease generation,
+which this replica remembers (`hold`) and its platform writes compare (storage/fencing.py).
 
 On SQLite (one process by design) the owner is always the same name, so a restarted bot takes its
 jobs back at once. On PostgreSQL each process is its own owner. How wake-ups travel is the store's
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from bot.model.jobs import UNFINISHED, JobState
+from storage.fencing import Hold, LeaseLost
 from storage.store import Store
 from storage.wakeups import OnJob, Wakeups
 
@@ -45,18 +47,39 @@ class Replicas:
         # Whether other processes may work the same jobs (False: this process is the only one).
         self.shared = wakeups.shared
         self._pruned = 0.0
+        # The generation each job's last claim here stamped; a job missing was admitted here (0).
+        self._generations: dict[str, int] = {}
 
     async def claim(self, job_id: str, seconds: float) -> bool:
         """Hold the unfinished job for `seconds` if nobody else holds it; True when held."""
         now = self.store.now()
         unfinished, args = self.store.database.dialect.among("state", _UNFINISHED)
         async with self.store.database.transaction() as db:
-            held = await db.execute(
-                f"UPDATE jobs SET owner=?, lease_until=? WHERE id=? AND {unfinished} "
-                "AND (owner IS NULL OR owner=? OR lease_until < ?)",
+            rows = await db.fetch(
+                f"UPDATE jobs SET owner=?, lease_until=?, lease_gen=lease_gen+1 WHERE id=? AND {unfinished} "
+                "AND (owner IS NULL OR owner=? OR lease_until < ?) RETURNING lease_gen",
                 *(self.owner, now + seconds, job_id, *args, self.owner, now),
             )
-        return held == 1
+        for row in rows:
+            self._generations[job_id] = int(row[0])
+        return bool(rows)
+
+    def hold(self, job_id: str, seconds: float) -> Hold:
+        """This replica's claim on `job_id`, to fence its platform writes with."""
+        return Hold(job_id, self.owner, lambda: self._generations.get(job_id, 0), seconds, self.store.now)
+
+    async def confirm(self, hold: Hold) -> bool:
+        """Whether this replica still holds the job as it claimed it (the hold extended if so)."""
+        async with self.store.database.transaction() as db:
+            try:
+                await hold.check(db)
+            except LeaseLost:
+                return False
+        return True
+
+    def forget(self, job_id: str) -> None:
+        """The job's task here ended: its generation is no longer needed."""
+        self._generations.pop(job_id, None)
 
     async def claim_free(
         self,
@@ -80,12 +103,13 @@ class Replicas:
         provider, p = dialect.among("provider", sorted(providers))
         async with self.store.database.transaction() as db:
             rows = await db.fetch(
-                "UPDATE jobs SET owner=?, lease_until=? WHERE id IN (SELECT id FROM jobs WHERE "
-                f"{unfinished} AND (owner IS NULL OR lease_until < ? OR owner=?) AND {surface} "
+                "UPDATE jobs SET owner=?, lease_until=?, lease_gen=lease_gen+1 WHERE id IN (SELECT id FROM jobs "
+                f"WHERE {unfinished} AND (owner IS NULL OR lease_until < ? OR owner=?) AND {surface} "
                 f"AND (NOT ({at_provider}) OR {provider}) ORDER BY created_at LIMIT ?{dialect.skip_locked}) "
-                "RETURNING id",
+                "RETURNING id, lease_gen",
                 *(self.owner, now + seconds, *u, now, self.owner if ours else None, *s, *a, *p, limit),
             )
+        self._generations.update((str(row[0]), int(row[1])) for row in rows)
         return [str(row[0]) for row in rows]
 
     async def renew(self, job_ids: Sequence[str], seconds: float) -> set[str]:

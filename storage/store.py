@@ -191,9 +191,10 @@ class Store(MediaAndPosts, Quotas):
             return await self._move(db, job_id, to, fields)
 
     async def _move(self, db: Queries, job_id: str, to: JobState, fields: dict[str, Any]) -> bool:
-        """`transition`'s work inside the caller's transaction."""
+        """`transition`'s work inside the caller's transaction (fenced within a fenced delivery)."""
         if not TRANSITIONS[to]:
             return False
+        await self._fence(db, job_id)
         sets, values = _assignments(fields)
         allowed, args = db.dialect.among("state", TRANSITIONS[to])
         changed = await db.execute(

@@ -7,6 +7,12 @@ delivering  -> post again (surfaces post idempotently per job id), then settle: 
 The images are in memory from their download to the post's end under one of the `ResultGate`'s few
 slots: those the job's own task has just kept are handed over (`hand_over`) and posted as they are;
 otherwise they are read back from the store under a new slot.
+
+Every write to the platform is fenced (storage/fencing.py): the progress edit follows the move to
+`delivering` (or, at a redelivery, a check of its own), a failure's message the move to `failed`, and
+the surface's posts its own records of them, which it makes before and after each platform call; the
+store checks this replica's hold in each of those. A replica that was frozen past its lease while
+another delivered the job raises `LeaseLost` at its next check, having posted nothing more.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
 from bot.providers.base import Sleep
+from storage.fencing import Hold, LeaseLost, fenced_by
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ class Delivery:
         sleep: Sleep,
         fail: Callable[[Job, str], Awaitable[None]],
         progress: Shows,
+        hold: Callable[[str], Hold],
     ) -> None:
         self.store = store
         self.results = results
@@ -49,6 +57,7 @@ class Delivery:
         self.sleep = sleep
         self.fail = fail  # the worker's: the job failed, its requester told
         self.progress = progress
+        self.hold = hold  # this replica's claim on a job, which fences its posts
         self.versions = Versions(store)
         # A job's results just kept, still in memory under their slot, for its delivery next.
         self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
@@ -66,11 +75,26 @@ class Delivery:
             fresh[0].release()
 
     async def post(self, job: Job, surface: Surface) -> None:
-        if job.state is JobState.COMPLETED and not await self.store.transition(job.id, JobState.DELIVERING):
-            return
+        """Raises LeaseLost when another replica claimed the job meanwhile."""
+        hold = self.hold(job.id)
+        with fenced_by(hold):
+            await self._post(job, surface, hold)
+
+    async def _confirm(self, hold: Hold) -> None:
+        async with self.store.database.transaction() as db:
+            await hold.check(db)
+
+    async def _post(self, job: Job, surface: Surface, hold: Hold) -> None:
+        # The move to `delivering` checks the hold in its own transaction; a redelivery checks it apart.
+        if job.state is JobState.COMPLETED:
+            if not await self.store.transition(job.id, JobState.DELIVERING):
+                return
+        else:
+            await self._confirm(hold)
         await self.progress(job, "delivering", milestone=True)
         posts, count = await self._post_images(job, surface)
         if posts is None:
+            # The move to `failed` is fenced too: a replica that lost the job tells nobody.
             await self.fail(
                 job, "The image was made but could not be posted here; your quota was given back."
             )
@@ -108,6 +132,8 @@ class Delivery:
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:
                     return await surface.deliver(job, images), count
+                except LeaseLost:
+                    raise  # another replica delivers it: no retry, no failure
                 except Exception:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Collection
 
 from bot.model.jobs import TERMINAL
+from storage.fencing import Hold
 from storage.replicas import Replicas
 from storage.rows import Lease
 from storage.store import Store
@@ -67,6 +68,18 @@ class Leases:
     async def claim(self, job_id: str) -> bool:
         return await self.replicas.claim(job_id, self.lease_seconds)
 
+    def hold(self, job_id: str) -> Hold:
+        """This replica's claim on the job, which fences its writes to the platform."""
+        return self.replicas.hold(job_id, self.lease_seconds)
+
+    def lost(self, job_id: str) -> None:
+        """The job's task here found at a fenced write that another replica claimed the job."""
+        self.held.discard(job_id)
+        self.replicas.forget(job_id)
+        log.warning(
+            "job %s: another replica took it over (this one's lease lapsed); it posts nothing here", job_id
+        )
+
     async def resume(self) -> int:
         """Take up the unfinished jobs nobody works, and keep doing so (and renewing the leases held)
         until stopped; how many were taken up now."""
@@ -83,6 +96,7 @@ class Leases:
         """The job's task ends: finished, or parked for a replica that runs its surface or provider,
         which may claim it at once."""
         self.held.discard(job_id)  # first: the next renewal must not take its absence for a takeover
+        self.replicas.forget(job_id)
         job = await self.store.job(job_id)
         if job is not None and job.state not in TERMINAL:
             await self.replicas.release([job_id])
@@ -136,6 +150,7 @@ class Leases:
         if job_id not in self.held:
             return  # let go of here meanwhile, not taken
         self.held.discard(job_id)
+        self.replicas.forget(job_id)
         if self._stop(job_id):
             log.warning(
                 "job %s: another replica took it over (this one's lease lapsed); stopping here", job_id

@@ -50,6 +50,7 @@ from bot.model.errors import CallbackRejected
 from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
+from storage.fencing import LeaseLost
 from storage.replicas import Replicas, replicas_for
 from storage.rows import Lease
 from storage.store import Store
@@ -112,6 +113,7 @@ class JobRunner:
             sleep=sleep,
             fail=self.fail,
             progress=self.progress,
+            hold=lambda job_id: self.leases.hold(job_id),
         )
         self._at_provider = ProviderSteps(
             settings,
@@ -254,6 +256,9 @@ class JobRunner:
             await self.leases.let_go(job_id)
         except asyncio.CancelledError:
             raise
+        except LeaseLost:
+            # Frozen past its lease here while another replica took the job: that one finishes it.
+            self.leases.lost(job_id)
         except Exception:
             log.exception("job %s: unexpected error", job_id)
             job = await self.store.job(job_id)
