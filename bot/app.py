@@ -209,12 +209,16 @@ def open_store(settings: Settings) -> Store:
             url,
             default_limit=settings.daily_image_quota,
             default_ceiling=settings.daily_workspace_quota,
+            admin_max=settings.admin_max_limit,
+            person_quota=settings.daily_person_quota,
             policy=POLICY,
         )
     return SqliteStore(
         settings.db_path,
         default_limit=settings.daily_image_quota,
         default_ceiling=settings.daily_workspace_quota,
+        admin_max=settings.admin_max_limit,
+        person_quota=settings.daily_person_quota,
         policy=POLICY,
     )
 

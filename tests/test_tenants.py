@@ -60,7 +60,9 @@ async def admin_says(fake: FakeDiscord, payload: dict[str, Any], expected: str) 
 
 
 async def test_a_discord_admin_of_one_server_changes_nothing_in_another(tmp_path: Path) -> None:
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+    # An operator lets admins set any limit, so that nothing but the tenant bounds what they do.
+    env = {"HIDREAM_ADMIN_MAX_LIMIT": 1_000_000}
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, env) as (bot, _):
         guild_a = fake.guild_id
         # The target made 2 images in server A.
         await fake.interact(fake.slash_payload({"prompt": "a fox", "count": 2}, user_id=TARGET))
@@ -143,7 +145,7 @@ def test_the_core_refuses_amounts_no_sane_limit_needs() -> None:
 
 
 async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(tmp_path: Path) -> None:
-    env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3}
+    env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3, "HIDREAM_ADMIN_MAX_LIMIT": 1000}
     async with BotHarness(tmp_path, env=env) as bot:
         await bot.engine.submit(chat("one --n 3"))
         await bot.runner.wait_idle()

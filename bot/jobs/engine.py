@@ -26,7 +26,7 @@ from bot.jobs.media import (
     typed_client,
 )
 from bot.jobs.metrics import Metrics
-from bot.jobs.quota_policy import check_images
+from bot.jobs.quota_policy import admin_may_give, check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
@@ -305,9 +305,12 @@ class Engine:
         self, surface: str, workspace_id: str, user_id: str | None, limit: int | None
     ) -> None:
         """A tenant admin's limit for one member (`user_id`) or for every member (None), in their
-        own tenant only. An operator's ceiling for the tenant still holds."""
+        own tenant only, and no higher than an admin may set there. An operator's ceiling for the
+        tenant still holds."""
         tenant = self._admin_tenant(surface, workspace_id)
         check_images(limit)
+        if limit is not None:
+            admin_may_give(await self.store.quota("", tenant), limit, grant=False)
         if user_id is None:
             await self.store.set_limit(tenant, "members", "", limit, by="admin")
         else:
@@ -315,7 +318,9 @@ class Engine:
 
     async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
         check_images(images)
-        await self.store.grant(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}", images)
+        tenant, member = self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}"
+        admin_may_give(await self.store.quota(member, tenant), images, grant=True)
+        await self.store.grant(tenant, member, images)
 
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
