@@ -175,27 +175,9 @@ def check(settings: Settings, selection: Selection) -> int:
     for line in selection.provider_warnings:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
-    for line in _quota_warnings(settings, selection):
-        print(f"warning:   {line}")
     for error in errors:
         print(f"hidream-bot: {error}", file=sys.stderr)
     return 2 if errors else 0
-
-
-def _quota_warnings(settings: Settings, selection: Selection) -> list[str]:
-    """A public surface on a provider that bills the operator, with nothing that bounds a day's images
-    but limits any new server's or workspace's admins set (up to HIDREAM_ADMIN_MAX_LIMIT each)."""
-    public = [plugin.name for plugin, _ in selection.surfaces if plugin.public]
-    paid = [plugin.name for plugin, _ in selection.ordered if not plugin.fallback]
-    if not (public and paid) or settings.daily_workspace_quota is not None:
-        return []
-    if settings.daily_person_quota is not None:
-        return []
-    return [
-        f"{' and '.join(public)} let anyone add the bot to a place of their own, and {', '.join(paid)} "
-        "bills your account, but neither HIDREAM_DAILY_WORKSPACE_QUOTA nor HIDREAM_DAILY_PERSON_QUOTA is set: "
-        "each new server or workspace gets the daily quota again for each of its members. Set one or both."
-    ]
 
 
 def _check_provider(settings: Settings, selection: Selection) -> list[str]:

@@ -168,4 +168,6 @@ def _user_line(user: str, tenant: str, status: QuotaStatus) -> str:
     )
     if status.ceiling is not None:
         line += f"; the tenant's ceiling: {status.tenant_used} of {status.ceiling} made today"
+    if status.person_quota is not None:
+        line += f"; in every tenant: {status.person_used} of {status.person_quota} made today"
     return line
