@@ -98,6 +98,10 @@ class QuotaRules(Protocol):
         """Whether `more_usd` on top of the month's spend would pass the tenant's budget."""
         ...
 
+    def grant_refusal(self, status: QuotaStatus, images: int) -> Exception | None:
+        """Why a tenant admin may not grant `images` more today, or None when they may."""
+        ...
+
 
 @dataclass(frozen=True)
 class Charge:
@@ -186,6 +190,8 @@ class Quotas:
 
         def now(self) -> float: ...
 
+        async def _lock_tenant(self, db: Queries, tenant: str) -> None: ...
+
         async def write(self, sql: str, *args: Any) -> int: ...
 
     async def quota(self, user_key: str, tenant: str) -> QuotaStatus:
@@ -223,12 +229,20 @@ class Quotas:
             *(tenant, scope, subject, limit, by),
         )
 
-    async def grant(self, tenant: str, user_key: str, images: int) -> None:
+    async def grant(self, tenant: str, user_key: str, images: int, *, by: By = "operator") -> None:
+        """Extra images for today. An admin's is refused (the policy's `grant_refusal`) past what admins
+        may give, checked and written under the tenant's lock."""
         now = self.now()
-        await self.write(
-            "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
-            *(tenant, user_key, utc_day(now), images, float(now)),
-        )
+        async with self.database.transaction() as db:
+            if by == "admin":
+                await self._lock_tenant(db, tenant)
+                refused = self.policy.grant_refusal(await self._status(db, user_key, tenant), images)
+                if refused is not None:
+                    raise refused
+            await db.execute(
+                "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
+                *(tenant, user_key, utc_day(now), images, float(now)),
+            )
 
     async def reset(self, tenant: str, user_key: str) -> None:
         """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.model.errors import QuotaExceeded
+from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import JobState
 from storage.posts import NewMedia
 from storage.quota import Charge
@@ -222,3 +222,20 @@ async def test_admins_limits_grants_and_resets_stop_at_the_admin_maximum(open_st
         status = await store.quota("test:u1", "test:w1")
         assert (status.limit, status.admin_max, status.remaining) == (51, 50, 47)
         assert (await store.quota("test:u1", "test:w2")).admin_max == 3  # that tenant only
+
+
+async def test_admins_grants_at_once_never_pass_the_admin_maximum_together(open_store: OpenStore) -> None:
+    async with open_store(default_limit=3, admin_max=8, clock=lambda: NOW) as store:
+
+        async def grant() -> bool:
+            try:
+                await store.grant("test:w1", "test:u1", 1, by="admin")
+            except BadInput as refused:
+                assert "admins here may give a member at most 8 a day" in refused.user_message
+                return False
+            return True
+
+        assert sorted(await asyncio.gather(*(grant() for _ in range(12)))) == [False] * 7 + [True] * 5
+        assert (await store.quota("test:u1", "test:w1")).limit == 8
+        await store.grant("test:w1", "test:u1", 10)  # an operator's grant is not bounded
+        assert (await store.quota("test:u1", "test:w1")).limit == 18

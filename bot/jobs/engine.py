@@ -26,7 +26,7 @@ from bot.jobs.media import (
     typed_client,
 )
 from bot.jobs.metrics import Metrics
-from bot.jobs.quota_policy import admin_may_give, check_images
+from bot.jobs.quota_policy import admin_may_set, check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
@@ -310,7 +310,7 @@ class Engine:
         tenant = self._admin_tenant(surface, workspace_id)
         check_images(limit)
         if limit is not None:
-            admin_may_give(await self.store.quota("", tenant), limit, grant=False)
+            admin_may_set(await self.store.quota("", tenant), limit)
         if user_id is None:
             await self.store.set_limit(tenant, "members", "", limit, by="admin")
         else:
@@ -318,9 +318,8 @@ class Engine:
 
     async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
         check_images(images)
-        tenant, member = self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}"
-        admin_may_give(await self.store.quota(member, tenant), images, grant=True)
-        await self.store.grant(tenant, member, images)
+        tenant = self._admin_tenant(surface, workspace_id)
+        await self.store.grant(tenant, f"{surface}:{user_id}", images, by="admin")
 
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")

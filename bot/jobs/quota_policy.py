@@ -151,6 +151,17 @@ class QuotaPolicy:
             f"left today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
         )
 
+    def grant_refusal(self, status: QuotaStatus, images: int) -> BadInput | None:
+        """Why an admin may not grant `images` more today (the store asks under the tenant's lock, so
+        grants at once cannot pass the maximum together), or None when they may."""
+        most = status.admin_max
+        if most is None or status.limit + images <= max(most, status.limit):
+            return None
+        return BadInput(
+            f"That would give {status.limit + images} images today; admins here may give a member at most "
+            f"{most} a day (with grants). An operator of the bot may allow more."
+        )
+
     def _past_admin_max(self, status: QuotaStatus, charge: Charge, when: str) -> QuotaExceeded | None:
         """Admins' resets give a member back their day's images only up to what an admin may allow."""
         lifted_to = max(status.admin_max or 0, status.limit)
@@ -171,18 +182,10 @@ def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
     return f"{label} (in {left // 3600}h {left % 3600 // 60}m)"
 
 
-def admin_may_give(status: QuotaStatus, images: int, *, grant: bool) -> None:
-    """Refuse an admin's limit (or, with `grant`, an extra grant for today) above the maximum an
-    admin may give a member in this tenant."""
+def admin_may_set(status: QuotaStatus, images: int) -> None:
+    """Refuse an admin's limit above the maximum an admin may give a member in this tenant."""
     most = status.admin_max
-    if most is None:
-        return
-    if grant and status.limit + images > max(most, status.limit):
-        raise BadInput(
-            f"That would give {status.limit + images} images today; admins here may give a member at most "
-            f"{most} a day (with grants). An operator of the bot may allow more."
-        )
-    if not grant and images > most:
+    if most is not None and images > most:
         raise BadInput(
             f"{images} is more than admins here may set: at most {most} images a day. "
             "An operator of the bot may allow more."
