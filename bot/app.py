@@ -148,11 +148,13 @@ def _choice_warnings(
             f"{names} will get images from the {chosen.name} provider, which makes placeholders: "
             "set HIDREAM_PROVIDER and its key for real images"
         )
-    if not chosen.fallback and surfaces and settings.daily_workspace_quota is None:
-        # Anyone may make a server and add the bot: its admins then set their own members' limits.
+    public = [p.name for p in surfaces if p.public]
+    if not chosen.fallback and public and _no_daily_cap(settings):
+        # Anyone may make a server and add the bot: each one's members get the daily quota anew.
         lines.append(
-            "HIDREAM_DAILY_WORKSPACE_QUOTA is empty: a server's or workspace's admins may raise their "
-            f"members' limits without a ceiling, billed to the {chosen.name} account; set it (or per "
+            "HIDREAM_DAILY_WORKSPACE_QUOTA and HIDREAM_DAILY_PERSON_QUOTA are empty: anyone may add the bot "
+            f"to a place of their own on {' and '.join(public)}, whose members each get their daily images "
+            f"again, without a ceiling, billed to the {chosen.name} account; set either (or a ceiling per "
             "server with `hidream-bot quota ceiling`)"
         )
     if settings.public_url and not settings.admin_token.get_secret_value():
@@ -162,6 +164,11 @@ def _choice_warnings(
             "spend) is open to whoever reaches it; set the token, or keep /metrics off the public proxy"
         )
     return lines
+
+
+def _no_daily_cap(settings: Settings) -> bool:
+    """Nothing bounds a day's images but each tenant's limits: no ceiling, no person's cap."""
+    return settings.daily_workspace_quota is None and settings.daily_person_quota is None
 
 
 def _provider(
@@ -210,12 +217,16 @@ def open_store(settings: Settings) -> Store:
             url,
             default_limit=settings.daily_image_quota,
             default_ceiling=settings.daily_workspace_quota,
+            admin_max=settings.admin_max_limit,
+            person_quota=settings.daily_person_quota,
             policy=POLICY,
         )
     return SqliteStore(
         settings.db_path,
         default_limit=settings.daily_image_quota,
         default_ceiling=settings.daily_workspace_quota,
+        admin_max=settings.admin_max_limit,
+        person_quota=settings.daily_person_quota,
         policy=POLICY,
     )
 

@@ -3,7 +3,9 @@
 A user is `SURFACE:ID` (the surface's name and the platform's id of the person, e.g. console:local); a
 tenant is a server or workspace `SURFACE:ID` (the surface's name and the platform's id of the server or
 workspace), or a user's direct messages `SURFACE:dm:ID`. Tenant admins manage their own members on their platform; an
-operator's limits win over theirs, and only an operator sets a tenant's ceiling and budget.
+operator's limits win over theirs, and only an operator sets a tenant's ceiling and budget. Admins may give a member
+at most HIDREAM_ADMIN_MAX_LIMIT images a day (default: HIDREAM_DAILY_IMAGE_QUOTA); an operator allows more in one
+tenant with `quota admin-max`, and everywhere with the setting.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _tenant(ce, required=True)
     _amount(ce, "--limit", int, "images per UTC day for the whole server or workspace")
+    am = qs.add_parser(
+        "admin-max",
+        help="the highest daily limit a tenant's admins may give a member (default HIDREAM_ADMIN_MAX_LIMIT)",
+    )
+    _tenant(am, required=True)
+    _amount(am, "--limit", int, "images per UTC day an admin there may give one member")
     bu = qs.add_parser("budget", help="a tenant's monthly budget in US dollars")
     _tenant(bu, required=True)
     _amount(bu, "--usd", float, "dollars per UTC month")
@@ -103,6 +111,9 @@ async def _act(store: Store, args: argparse.Namespace) -> None:
     elif args.action == "ceiling":
         await store.set_limit(args.tenant, "ceiling", "", amount, by="operator")
         print(f"workspace {args.tenant}: ceiling {said}")
+    elif args.action == "admin-max":
+        await store.set_limit(args.tenant, "admin_max", "", amount, by="operator")
+        print(f"workspace {args.tenant}: the highest limit its admins may give a member {said}")
     elif args.action == "budget":
         await store.set_budget(args.tenant, amount)
         print(
@@ -138,7 +149,10 @@ async def _show(store: Store, user: str | None, tenant: str | None) -> None:
             if status.budget_usd is None
             else f"${status.month_spent_usd:.4f} of ${status.budget_usd:.2f}"
         )
-        print(f"{tenant} (workspace): ceiling {ceiling}; monthly budget {budget}")
+        print(
+            f"{tenant} (workspace): ceiling {ceiling}; monthly budget {budget}; "
+            f"admins may give a member at most {status.admin_max} a day"
+        )
         for scope, subject, limit, by in await store.limits(tenant):
             print(f"  {scope} {subject or '(every member)'}: {limit} a day, set by an {by}")
         images, cost = await store.spend(tenant, scope="workspace")
@@ -154,4 +168,6 @@ def _user_line(user: str, tenant: str, status: QuotaStatus) -> str:
     )
     if status.ceiling is not None:
         line += f"; the tenant's ceiling: {status.tenant_used} of {status.ceiling} made today"
+    if status.person_quota is not None:
+        line += f"; in every tenant: {status.person_used} of {status.person_quota} made today"
     return line

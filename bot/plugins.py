@@ -94,6 +94,9 @@ class SurfacePlugin(Protocol[S]):
     settings_class: type[S]
     # A fallback surface starts only when no other surface is enabled (the console).
     fallback: bool
+    # A public surface lets anyone who can make a place on its platform (a server, a workspace) reach
+    # the bot there, so `hidream-bot check` asks a paid deployment of one for a ceiling or a person's cap.
+    public: bool = False
     # The loggers of this surface's libraries, each with the lowest level it may log at whatever
     # HIDREAM_LOG_LEVEL says: those below it print secrets or what unauthenticated senders wrote.
     loggers: Mapping[str, int] = MappingProxyType({})

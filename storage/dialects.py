@@ -5,7 +5,7 @@ written once, in SQLite's words with `?` placeholders, and a dialect turns it in
 - list parameters: `IN (?, ?, ...)` with one parameter a value for SQLite, `= ANY(?::text[])` with
   one array parameter for PostgreSQL (so a statement's text does not change with the list's length);
 - JSON arrays kept as text, expanded as rows (`json_each` / `json_array_elements_text`);
-- the lock admission takes on a tenant: none in SQLite (one writer at a time already), a
+- the lock admission takes on a tenant (and on a person): none in SQLite (one writer at a time already), a
   transaction-scoped advisory lock in PostgreSQL;
 - the order rows were inserted in (`rowid` / a `seq` column);
 - types, for the migrations: they are written in SQLite's types and substituted for PostgreSQL.
@@ -18,8 +18,9 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-# Namespace (first key) of the per-tenant transaction locks that make admission atomic.
+# Namespaces (first keys) of the per-tenant and per-person transaction locks that make admission atomic.
 TENANT_LOCK = 0x6864
+PERSON_LOCK = 0x6865
 # The key of the advisory lock held while migrating (any fixed number no other lock here uses).
 MIGRATION_LOCK = 0x68494472_65616D01
 

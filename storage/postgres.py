@@ -19,7 +19,7 @@ from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
 from storage.media import RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
-from storage.quota import QuotaRules
+from storage.quota import QuotaDefaults, QuotaRules
 from storage.retention import NoSpaceToGive
 from storage.store import Store
 from storage.wakeups import PostgresWakeups, Wakeups
@@ -32,13 +32,14 @@ class PostgresStore(Store):
         *,
         default_limit: int,
         default_ceiling: int | None = None,
+        admin_max: int | None = None,
+        person_quota: int | None = None,
         clock: Any = time.time,
         pool_size: int = 10,
         policy: QuotaRules | None = None,
     ) -> None:
-        super().__init__(
-            default_limit=default_limit, default_ceiling=default_ceiling, clock=clock, policy=policy
-        )
+        defaults = QuotaDefaults(default_limit, default_ceiling, admin_max, person_quota)
+        super().__init__(defaults=defaults, clock=clock, policy=policy)
         self.url = url
         self.pool_size = pool_size
         self._pool: Any = None

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from bot.model.jobs import COUNTED, SPENT, LedgerState
 from storage.connections import Database, Queries
 
-Scope = Literal["user", "members", "ceiling"]
+# "admin_max": the highest limit a tenant's admins may give a member there (an operator's, per tenant).
+Scope = Literal["user", "members", "ceiling", "admin_max"]
 By = Literal["operator", "admin"]
 # Every tenant: an operator's limit for a user that holds in all of them.
 EVERY_TENANT = "*"
@@ -50,6 +51,13 @@ class QuotaStatus:
     month_spent_usd: float = 0.0
     # Whether the operator lets people see dollars (HIDREAM_SHOW_SPEND).
     show_spend: bool = False
+    # What the user made today in the tenant, resets included, and the most the tenant's admins may
+    # let a member make there in a day (a member's own operator limit or grants may be higher).
+    made: int = 0
+    admin_max: int | None = None
+    # The cap on one person's images a day across every tenant, and what they made today in all.
+    person_quota: int | None = None
+    person_used: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,15 +69,20 @@ class QuotaFacts:
     # every tenant), the members' default and the ceiling of this tenant.
     limits: dict[tuple[str, str, str], int]
     used: int  # the user's images today in the tenant (reserved or made)
+    made: int  # the same, resets included
     granted: int  # granted to the user today in the tenant
     tenant_used: int  # every image the tenant reserved or made today, reset or not
     budget_usd: float | None
     month_spent_usd: float  # reserved or made this UTC month in the tenant
     resets_at: datetime  # when the day's counts start again
     # The operator's settings: a user's daily images where nobody set a limit, a tenant's where no
-    # operator set a ceiling (None: no ceiling).
+    # operator set a ceiling (None: no ceiling), the highest limit admins may set where no operator
+    # said otherwise, and one person's cap across every tenant (None: none).
     default_limit: int
     default_ceiling: int | None
+    default_admin_max: int
+    person_quota: int | None = None
+    person_used: int = 0  # the person's images today in every tenant, resets included
 
 
 class QuotaRules(Protocol):
@@ -83,6 +96,10 @@ class QuotaRules(Protocol):
 
     def over_budget(self, status: QuotaStatus, more_usd: float) -> bool:
         """Whether `more_usd` on top of the month's spend would pass the tenant's budget."""
+        ...
+
+    def grant_refusal(self, status: QuotaStatus, images: int) -> Exception | None:
+        """Why a tenant admin may not grant `images` more today, or None when they may."""
         ...
 
 
@@ -104,18 +121,31 @@ SELECT
   (SELECT COALESCE(SUM(images), 0) FROM ledger WHERE workspace_key=? AND day=? AND {made}) AS tenant_used,
   (SELECT monthly_usd FROM budgets WHERE tenant=?) AS budget,
   (SELECT COALESCE(SUM(cost_usd), 0) FROM ledger
-     WHERE workspace_key=? AND substr(day, 1, 7)=? AND {made}) AS spent
+     WHERE workspace_key=? AND substr(day, 1, 7)=? AND {made}) AS spent,
+  (SELECT COALESCE(SUM(images), 0) FROM ledger
+     WHERE workspace_key=? AND user_key=? AND day=? AND {made}) AS made,
+  (SELECT COALESCE(SUM(images), 0) FROM ledger WHERE user_key=? AND day=? AND {made}) AS person_used
 """
 
 
-async def facts(
-    db: Queries, user_key: str, tenant: str, now: float, *, default_limit: int, default_ceiling: int | None
-) -> QuotaFacts:
+@dataclass(frozen=True)
+class QuotaDefaults:
+    """The operator's settings a store is made with: a user's daily images where nobody set a limit,
+    a tenant's where no operator set a ceiling (None: none), the highest limit admins may set where no
+    operator said otherwise (None: `limit`), and one person's daily cap in every tenant (None: none)."""
+
+    limit: int
+    ceiling: int | None = None
+    admin_max: int | None = None
+    person: int | None = None
+
+
+async def facts(db: Queries, user_key: str, tenant: str, now: float, defaults: QuotaDefaults) -> QuotaFacts:
     """What a user's quota in a tenant is decided from, read in one round trip besides the limits."""
     day = utc_day(now)
     rows = await db.fetch(
         "SELECT tenant, scope, set_by, daily_limit FROM limits WHERE "
-        "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope IN ('members', 'ceiling') AND tenant=?)",
+        "(scope='user' AND subject=? AND tenant IN (?, ?)) OR (scope IN ('members', 'ceiling', 'admin_max') AND tenant=?)",
         user_key,
         tenant,
         EVERY_TENANT,
@@ -127,18 +157,23 @@ async def facts(
         _COUNTS.format(counted=counted, made=made),
         *(tenant, user_key, day, *counted_args, tenant, user_key, day),
         *(tenant, day, *made_args, tenant, tenant, day[:7], *made_args),
+        *(tenant, user_key, day, *made_args, user_key, day, *made_args),
     )
     return QuotaFacts(
         now=now,
         limits={(r[0], r[1], r[2]): int(r[3]) for r in rows},
         used=int(row[0]),
+        made=int(row[5]),
         granted=int(row[1]),
         tenant_used=int(row[2]),
         budget_usd=None if row[3] is None else float(row[3]),
         month_spent_usd=float(row[4]),
         resets_at=next_reset(now),
-        default_limit=default_limit,
-        default_ceiling=default_ceiling,
+        default_limit=defaults.limit,
+        default_ceiling=defaults.ceiling,
+        default_admin_max=defaults.limit if defaults.admin_max is None else defaults.admin_max,
+        person_quota=defaults.person,
+        person_used=int(row[6]),
     )
 
 
@@ -148,13 +183,14 @@ class Quotas:
 
     if TYPE_CHECKING:  # what the store provides
         database: Database
-        default_limit: int
-        default_ceiling: int | None
+        defaults: QuotaDefaults
 
         @property
         def policy(self) -> QuotaRules: ...
 
         def now(self) -> float: ...
+
+        async def _lock_tenant(self, db: Queries, tenant: str) -> None: ...
 
         async def write(self, sql: str, *args: Any) -> int: ...
 
@@ -162,14 +198,7 @@ class Quotas:
         return await self._status(self.database, user_key, tenant)
 
     async def _status(self, db: Queries, user_key: str, tenant: str) -> QuotaStatus:
-        found = await facts(
-            db,
-            user_key,
-            tenant,
-            self.now(),
-            default_limit=self.default_limit,
-            default_ceiling=self.default_ceiling,
-        )
+        found = await facts(db, user_key, tenant, self.now(), self.defaults)
         return self.policy.status(user_key, tenant, found)
 
     async def check(self, charge: Charge) -> None:
@@ -181,9 +210,10 @@ class Quotas:
 
     async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
         """A user's daily limit (`scope="user"`, `subject` the user key), the members' default
-        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`). None clears it."""
-        if scope == "ceiling" and by != "operator":
-            raise PermissionError("only operators set a tenant's ceiling")
+        (`"members"`) or, for operators only, the tenant's ceiling (`"ceiling"`) or the highest limit
+        its admins may set (`"admin_max"`). None clears it."""
+        if scope in ("ceiling", "admin_max") and by != "operator":
+            raise PermissionError("only operators set a tenant's ceiling or its admins' highest limit")
         if limit is None:
             await self.write(
                 "DELETE FROM limits WHERE tenant=? AND scope=? AND subject=? AND set_by=?",
@@ -199,12 +229,20 @@ class Quotas:
             *(tenant, scope, subject, limit, by),
         )
 
-    async def grant(self, tenant: str, user_key: str, images: int) -> None:
+    async def grant(self, tenant: str, user_key: str, images: int, *, by: By = "operator") -> None:
+        """Extra images for today. An admin's is refused (the policy's `grant_refusal`) past what admins
+        may give, checked and written under the tenant's lock."""
         now = self.now()
-        await self.write(
-            "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
-            *(tenant, user_key, utc_day(now), images, float(now)),
-        )
+        async with self.database.transaction() as db:
+            if by == "admin":
+                await self._lock_tenant(db, tenant)
+                refused = self.policy.grant_refusal(await self._status(db, user_key, tenant), images)
+                if refused is not None:
+                    raise refused
+            await db.execute(
+                "INSERT INTO grants (tenant, user_key, day, images, created_at) VALUES (?, ?, ?, ?, ?)",
+                *(tenant, user_key, utc_day(now), images, float(now)),
+            )
 
     async def reset(self, tenant: str, user_key: str) -> None:
         """Forget a user's finished usage today in one tenant (running jobs keep their reservation; the

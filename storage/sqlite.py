@@ -18,7 +18,7 @@ from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
 from storage.media import MediaFiles
 from storage.migrations import MEDIA_MOVING, migrate
-from storage.quota import QuotaRules
+from storage.quota import QuotaDefaults, QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
 from storage.store import Store
 from storage.wakeups import LocalWakeups, Wakeups
@@ -43,12 +43,13 @@ class SqliteStore(Store):
         *,
         default_limit: int,
         default_ceiling: int | None = None,
+        admin_max: int | None = None,
+        person_quota: int | None = None,
         clock: Any = time.time,
         policy: QuotaRules | None = None,
     ) -> None:
-        super().__init__(
-            default_limit=default_limit, default_ceiling=default_ceiling, clock=clock, policy=policy
-        )
+        defaults = QuotaDefaults(default_limit, default_ceiling, admin_max, person_quota)
+        super().__init__(defaults=defaults, clock=clock, policy=policy)
         self.path = str(path)
         self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None

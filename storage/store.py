@@ -6,8 +6,10 @@ Atomicity: every write that must be atomic is one transaction; a guarded transit
 `UPDATE ... WHERE state IN (...)`, so of two writers moving the same job only one changes it.
 Admission (and a failover's new price) reads a tenant's counts and charges it under the tenant's
 lock: the whole database's one writer on SQLite, a transaction-scoped advisory lock on the tenant on
-PostgreSQL. Every count a charge checks (the user's day in that tenant, the tenant's ceiling and
-month) is within one tenant, so serialising charges per tenant is exactly enough, across processes.
+PostgreSQL. The counts a charge checks (the user's day in that tenant, the tenant's ceiling and
+month) are within one tenant, so serialising charges per tenant is enough for them, across
+processes; the one count that is not, a person's day in every tenant (HIDREAM_DAILY_PERSON_QUOTA),
+is serialised by a second lock on the person, taken after the tenant's when that cap is set.
 
 What differs beyond the SQL text is a strategy the backend (storage/sqlite.py, storage/postgres.py)
 gives the store: where image bytes live (storage/media.py), how replicas wake each other
@@ -23,10 +25,10 @@ from typing import Any, Protocol, Self
 
 from bot.model.jobs import LEDGER_EFFECT, TERMINAL, TRANSITIONS, WAITING, Job, JobState, LedgerState
 from storage.connections import Database, Queries, fetchval
-from storage.dialects import TENANT_LOCK
+from storage.dialects import PERSON_LOCK, TENANT_LOCK
 from storage.media import ImageBytes
 from storage.posts import MediaAndPosts
-from storage.quota import Charge, QuotaRules, Quotas, utc_day
+from storage.quota import Charge, QuotaDefaults, QuotaRules, Quotas, utc_day
 from storage.rows import LEDGER_COLUMNS, Lease, job_values, ledger_values, row_to_job
 from storage.wakeups import Wakeups
 
@@ -53,11 +55,8 @@ class Store(MediaAndPosts, Quotas):
     media_bytes: ImageBytes
     space: Space
 
-    def __init__(
-        self, *, default_limit: int, default_ceiling: int | None, clock: Any, policy: QuotaRules | None
-    ) -> None:
-        self.default_limit = default_limit
-        self.default_ceiling = default_ceiling
+    def __init__(self, *, defaults: QuotaDefaults, clock: Any, policy: QuotaRules | None) -> None:
+        self.defaults = defaults
         self.clock = clock
         self._policy = policy
 
@@ -109,6 +108,12 @@ class Store(MediaAndPosts, Quotas):
         if db.dialect.tenant_lock is not None:
             await db.execute(db.dialect.tenant_lock, TENANT_LOCK, tenant)
 
+    async def _lock_person(self, db: Queries, user_key: str) -> None:
+        """A person's cap counts across tenants, which their tenants' locks do not serialise. Taken
+        only after a tenant's lock, and never the other way round, so two admissions cannot deadlock."""
+        if db.dialect.tenant_lock is not None:
+            await db.execute(db.dialect.tenant_lock, PERSON_LOCK, user_key)
+
     async def admit(
         self, job: Job, *, workspace_key: str, dedup_key: str | None, lease: Lease | None = None
     ) -> Job:
@@ -116,6 +121,8 @@ class Store(MediaAndPosts, Quotas):
         Returns the stored job: for a repeated dedup_key, the first one (nothing new is reserved)."""
         async with self.database.transaction() as db:
             await self._lock_tenant(db, workspace_key)
+            if self.defaults.person is not None:
+                await self._lock_person(db, job.user_key)
             if dedup_key is not None:
                 existing = await self._job_where(db, "dedup_key=?", dedup_key)
                 if existing is not None:

@@ -174,6 +174,25 @@ def test_a_paid_provider_for_chats_without_a_workspace_ceiling(check) -> None:
     assert not [w for w in check(FAL_KEY="fal-key").warnings() if "WORKSPACE_QUOTA" in w]  # the console alone
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DISCORD_TOKEN": "MTE4.discord.token"},
+        {"SLACK_BOT_TOKEN": "xoxb-1-bot", "SLACK_APP_TOKEN": "xapp-1-app"},
+    ],
+    ids=["discord", "slack"],
+)
+def test_a_public_paid_deployment_needs_a_ceiling_or_a_persons_cap(check, env: dict[str, str]) -> None:
+    def capped(**more: str) -> list[str]:
+        return [w for w in check(**env, **more).warnings() if "HIDREAM_DAILY_PERSON_QUOTA" in w]
+
+    [warning] = capped(FAL_KEY="fal-key")
+    assert "a place of their own" in warning and "fal account" in warning
+    assert capped(FAL_KEY="fal-key", HIDREAM_DAILY_PERSON_QUOTA="50") == []
+    assert capped(FAL_KEY="fal-key", HIDREAM_DAILY_WORKSPACE_QUOTA="500") == []
+    assert capped() == []  # the sandbox bills nobody
+
+
 def test_public_metrics_without_a_token_are_warned_about(check) -> None:
     public = {"HIDREAM_PUBLIC_URL": "https://bot.example.com"}
     [warning] = [w for w in check(**public).warnings() if "/metrics" in w]

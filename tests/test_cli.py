@@ -217,3 +217,32 @@ def test_operator_quota_commands_work_per_tenant_and_name_the_source(cli: Cli) -
         "99999999999999999999",
     )
     assert huge.returncode == 2 and "out of range" in huge.stderr
+
+
+def test_operators_set_the_most_a_tenants_admins_may_give(cli: Cli) -> None:
+    def most(**env: str) -> str:
+        shown = cli("quota", "show", "--tenant", "console:team1", **env)
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout
+
+    assert "admins may give a member at most 25 a day" in most()  # the daily quota
+    assert "admins may give a member at most 40 a day" in most(HIDREAM_ADMIN_MAX_LIMIT="40")
+    raised = cli("quota", "admin-max", "--tenant", "console:team1", "--limit", "60")
+    assert (
+        raised.returncode == 0 and "the highest limit its admins may give a member set to 60" in raised.stdout
+    )
+    assert "admins may give a member at most 60 a day" in most(HIDREAM_ADMIN_MAX_LIMIT="40")
+    assert "admin_max (every member): 60 a day, set by an operator" in most()
+    assert cli("quota", "admin-max", "--tenant", "console:team1", "--clear").returncode == 0
+    assert "admins may give a member at most 40 a day" in most(HIDREAM_ADMIN_MAX_LIMIT="40")
+    assert cli("quota", "admin-max", "--tenant", "console:team1", "--limit", "-1").returncode == 2
+    capped = cli(
+        "quota",
+        "show",
+        "--user",
+        "console:local",
+        "--tenant",
+        "console:local",
+        HIDREAM_DAILY_PERSON_QUOTA="9",
+    )
+    assert "in every tenant: 0 of 9 made today" in capped.stdout

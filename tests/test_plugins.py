@@ -63,6 +63,22 @@ def test_check_shows_the_plugins_lines(
     assert "secret" not in out
 
 
+def test_the_check_asks_a_surface_plugin_whether_it_is_public(
+    installed: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TINYCHAT_TOKEN", "t")
+    monkeypatch.setenv("HIDREAM_PROVIDER", "tinygen")
+    monkeypatch.setenv("TINYGEN_KEY", "k")
+    assert main(["check"]) == 0
+    assert "HIDREAM_DAILY_PERSON_QUOTA" not in capsys.readouterr().out  # a surface not public by default
+    monkeypatch.setattr(tiny_plugins.surface, "public", True, raising=False)
+    assert main(["check"]) == 0
+    [warning] = [
+        line for line in capsys.readouterr().out.splitlines() if "HIDREAM_DAILY_PERSON_QUOTA" in line
+    ]
+    assert "on tinychat" in warning and "billed to the tinygen account" in warning
+
+
 def test_a_bad_plugin_setting_is_named_by_its_variable(
     installed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,9 +3,11 @@ store's own methods, secrets, media, posts, callbacks and the job look-ups the c
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bot.model.errors import QuotaExceeded
+from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState
 from storage.posts import NewMedia
 from storage.quota import Charge
@@ -192,3 +194,71 @@ async def test_delivered_records_the_posts_and_moves_the_job_in_one_step(open_st
         assert await store.transition(other.id, JobState.FAILED, error="gone")
         assert not await store.delivered(other.id, "test", [("m4", None)])
         assert (await store.job_for_post("test", "m4")).state is JobState.FAILED  # type: ignore[union-attr]
+
+
+async def test_one_persons_cap_holds_across_tenants_under_concurrent_submits(open_store: OpenStore) -> None:
+    async with open_store(default_limit=25, person_quota=7, clock=lambda: NOW) as store:
+
+        async def submit(i: int) -> str:
+            try:
+                await store.admit(make_job(), workspace_key=f"test:w{i % 4}", dedup_key=None)
+            except QuotaExceeded as refused:
+                return refused.limit
+            return "admitted"
+
+        outcomes = await asyncio.gather(*(submit(i) for i in range(20)))
+        assert sorted(outcomes) == ["admitted"] * 7 + ["person"] * 13
+        with pytest.raises(QuotaExceeded) as refused:
+            await store.check(Charge("test:u1", "test:w9", 1, 0.0))
+        message = refused.value.user_message
+        assert "made 7 of the 7 images one person may make in a day across every server" in message
+        assert "resets at 00:00 UTC" in message
+        # Resets in one tenant give none of it back; another person is not touched.
+        first = await store.admit(make_job(user="u2"), workspace_key="test:w0", dedup_key=None)
+        await walk(store, first.id, JobState.DELIVERED)
+        await store.reset("test:w0", "test:u1")
+        status = await store.quota("test:u1", "test:w0")
+        assert (status.person_used, status.person_quota, status.remaining) == (7, 7, 0)
+        assert (await store.quota("test:u2", "test:w1")).remaining == 6
+
+
+async def test_admins_limits_grants_and_resets_stop_at_the_admin_maximum(open_store: OpenStore) -> None:
+    async with open_store(default_limit=3, clock=lambda: NOW) as store:
+        # A limit an admin set above the maximum (the daily quota by default) counts as the maximum.
+        await store.set_limit("test:w1", "user", "test:u1", 100, by="admin")
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.limit, status.admin_max) == (3, 3)
+        with pytest.raises(PermissionError):
+            await store.set_limit("test:w1", "admin_max", "", 100, by="admin")
+        job = await store.admit(make_job(n=3), workspace_key="test:w1", dedup_key=None)
+        await walk(store, job.id, JobState.DELIVERED)
+        await store.reset("test:w1", "test:u1")
+        assert (await store.quota("test:u1", "test:w1")).remaining == 0
+        with pytest.raises(
+            QuotaExceeded, match="made 3 images here today, resets included, and admins may allow"
+        ):
+            await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        # An operator's grant lifts it; so does an operator's maximum for the tenant.
+        await store.grant("test:w1", "test:u1", 1)
+        await store.admit(make_job(), workspace_key="test:w1", dedup_key=None)
+        await store.set_limit("test:w1", "admin_max", "", 50, by="operator")
+        status = await store.quota("test:u1", "test:w1")
+        assert (status.limit, status.admin_max, status.remaining) == (51, 50, 47)
+        assert (await store.quota("test:u1", "test:w2")).admin_max == 3  # that tenant only
+
+
+async def test_admins_grants_at_once_never_pass_the_admin_maximum_together(open_store: OpenStore) -> None:
+    async with open_store(default_limit=3, admin_max=8, clock=lambda: NOW) as store:
+
+        async def grant() -> bool:
+            try:
+                await store.grant("test:w1", "test:u1", 1, by="admin")
+            except BadInput as refused:
+                assert "admins here may give a member at most 8 a day" in refused.user_message
+                return False
+            return True
+
+        assert sorted(await asyncio.gather(*(grant() for _ in range(12)))) == [False] * 7 + [True] * 5
+        assert (await store.quota("test:u1", "test:w1")).limit == 8
+        await store.grant("test:w1", "test:u1", 10)  # an operator's grant is not bounded
+        assert (await store.quota("test:u1", "test:w1")).limit == 18

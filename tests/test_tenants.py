@@ -60,7 +60,9 @@ async def admin_says(fake: FakeDiscord, payload: dict[str, Any], expected: str) 
 
 
 async def test_a_discord_admin_of_one_server_changes_nothing_in_another(tmp_path: Path) -> None:
-    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+    # An operator lets admins set any limit, so that nothing but the tenant bounds what they do.
+    env = {"HIDREAM_ADMIN_MAX_LIMIT": 1_000_000}
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, env) as (bot, _):
         guild_a = fake.guild_id
         # The target made 2 images in server A.
         await fake.interact(fake.slash_payload({"prompt": "a fox", "count": 2}, user_id=TARGET))
@@ -90,7 +92,10 @@ async def test_a_discord_admin_of_one_server_changes_nothing_in_another(tmp_path
 
 
 async def test_slack_admins_manage_only_their_own_workspace(tmp_path: Path) -> None:
-    async with FakeSlack() as fake, running(tmp_path, fake, "socket", HIDREAM_DAILY_IMAGE_QUOTA=5) as run:
+    async with (
+        FakeSlack() as fake,
+        running(tmp_path, fake, "socket", HIDREAM_DAILY_IMAGE_QUOTA=5, HIDREAM_ADMIN_MAX_LIMIT=1000) as run,
+    ):
         fake.admins.add("UADMIN001")
         engine = run.bot.engine
         home = fake.slash("usage")["team_id"]
@@ -143,7 +148,7 @@ def test_the_core_refuses_amounts_no_sane_limit_needs() -> None:
 
 
 async def test_a_tenant_ceiling_holds_against_its_own_admins_grants_and_resets(tmp_path: Path) -> None:
-    env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3}
+    env = {"HIDREAM_DAILY_WORKSPACE_QUOTA": 3, "HIDREAM_ADMIN_MAX_LIMIT": 1000}
     async with BotHarness(tmp_path, env=env) as bot:
         await bot.engine.submit(chat("one --n 3"))
         await bot.runner.wait_idle()
@@ -246,3 +251,51 @@ def test_migration_moves_workspace_limits_keeps_blocks_and_drops_untenanted_rais
             )
 
     asyncio.run(check())
+
+
+# --- decided defaults for a public bot ---------------------------------------------------------------
+
+
+async def test_a_new_servers_admins_may_not_lift_members_past_the_daily_quota(tmp_path: Path) -> None:
+    async with FakeSlack() as fake, running(tmp_path, fake, "socket", HIDREAM_DAILY_IMAGE_QUOTA=5) as run:
+        fake.admins.add("UADMIN001")
+        engine, team = run.bot.engine, fake.slash("usage")["team_id"]
+
+        async def says(text: str, expected: str) -> None:
+            before = len(fake.responses)
+            await run.send.command(fake.slash(text, user="UADMIN001"))
+            await fake.wait_for(lambda: any(expected in r["text"] for r in fake.responses[before:]))
+
+        await says("limit <@UBOB0001|bob> 6", "at most 5 images a day. An operator of the bot may allow more")
+        await says("limit workspace 100000", "at most 5 images a day")
+        await says("limit <@UBOB0001|bob> 5", "5 images a day")
+        await says("grant <@UBOB0001|bob> 1", "admins here may give a member at most 5 a day (with grants)")
+        status = await engine.quota("slack", "UBOB0001", team)
+        assert (status.limit, status.granted, status.admin_max) == (5, 0, 5)
+        # An operator allows more in this workspace only.
+        await run.bot.store.set_limit(f"slack:{team}", "admin_max", "", 50, by="operator")
+        await says("limit <@UBOB0001|bob> 40", "40 images a day")
+        await says("grant <@UBOB0001|bob> 10", "10 extra images for today")
+        assert (await engine.quota("slack", "UBOB0001", team)).limit == 50
+        elsewhere = dict(fake.slash("limit <@UBOB0001|bob> 40", user="UADMIN001"), team_id="T_OTHER")
+        before = len(fake.responses)
+        await run.send.command(elsewhere)
+        await fake.wait_for(lambda: any("at most 5 images" in r["text"] for r in fake.responses[before:]))
+
+
+async def test_one_person_has_one_daily_quota_across_every_server(tmp_path: Path) -> None:
+    env = {"HIDREAM_DAILY_PERSON_QUOTA": 3, "HIDREAM_ADMIN_MAX_LIMIT": 100}
+    async with BotHarness(tmp_path, env=env) as bot:
+        for workspace in ("w1", "w2", "w3"):
+            await bot.engine.admin_set_limit("test", workspace, "u1", 100)
+            await bot.engine.submit(chat("a fox", workspace=workspace))
+        await bot.runner.wait_idle()
+        submits = sandbox_of(bot).submits
+        with pytest.raises(
+            QuotaExceeded, match="3 of the 3 images one person may make in a day across every"
+        ):
+            await bot.engine.submit(chat("a fourth", workspace="w4"))
+        assert sandbox_of(bot).submits == submits
+        await bot.engine.submit(chat("someone else", user="u2", workspace="w4"))
+        await bot.runner.wait_idle()
+        assert sandbox_of(bot).submits == submits + 1

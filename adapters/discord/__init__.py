@@ -20,6 +20,7 @@ class DiscordPlugin(SurfacePlugin[DiscordSettings]):
     name = "discord"
     settings_class = DiscordSettings
     fallback = False
+    public = True
     # discord.py's HTTP and webhook loggers log URLs that carry interaction tokens at DEBUG; its
     # gateway and client loggers log whole events at INFO and DEBUG.
     loggers = MappingProxyType(

@@ -24,6 +24,7 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
     name = "slack"
     settings_class = SlackSettings
     fallback = False
+    public = True
     # slack_sdk logs request and response bodies at DEBUG (Socket Mode URLs, upload URLs). bolt logs
     # whole envelopes at DEBUG (the verification token, response URLs) and, at INFO, the body of every
     # request whose signature is wrong or missing: anyone could fill the disk with it or write lines of

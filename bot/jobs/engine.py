@@ -27,7 +27,7 @@ from bot.jobs.media import (
 )
 from bot.jobs.metrics import Metrics
 from bot.jobs.preferences import Preferences, parse_policy
-from bot.jobs.quota_policy import check_images
+from bot.jobs.quota_policy import admin_may_set, check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
 from bot.jobs.steps import kept_results
@@ -277,9 +277,12 @@ class Engine:
         self, surface: str, workspace_id: str, user_id: str | None, limit: int | None
     ) -> None:
         """A tenant admin's limit for one member (`user_id`) or for every member (None), in their
-        own tenant only. An operator's ceiling for the tenant still holds."""
+        own tenant only, and no higher than an admin may set there. An operator's ceiling for the
+        tenant still holds."""
         tenant = self._admin_tenant(surface, workspace_id)
         check_images(limit)
+        if limit is not None:
+            admin_may_set(await self.store.quota("", tenant), limit)
         if user_id is None:
             await self.store.set_limit(tenant, "members", "", limit, by="admin")
         else:
@@ -287,7 +290,8 @@ class Engine:
 
     async def admin_grant(self, surface: str, workspace_id: str, user_id: str, images: int) -> None:
         check_images(images)
-        await self.store.grant(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}", images)
+        tenant = self._admin_tenant(surface, workspace_id)
+        await self.store.grant(tenant, f"{surface}:{user_id}", images, by="admin")
 
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")

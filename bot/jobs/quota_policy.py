@@ -12,7 +12,13 @@ console of one user). Within a tenant:
 - the tenant's ceiling (an operator's, else HIDREAM_DAILY_WORKSPACE_QUOTA) bounds the images all its
   members make in a day. Admins' grants and resets never lift it: it counts every image reserved or
   made today, reset or not;
-- the tenant's monthly budget in dollars (operators only) bounds what its jobs cost in a UTC month.
+- the tenant's monthly budget in dollars (operators only) bounds what its jobs cost in a UTC month;
+- its admins may give a member at most the admin maximum a day (an operator's for the tenant, else
+  HIDREAM_ADMIN_MAX_LIMIT, else HIDREAM_DAILY_IMAGE_QUOTA): a higher limit of theirs counts as the
+  maximum, they may not grant past it, and their resets do not lift a member's images of the day
+  (resets included) past it, unless an operator's limit or grant for the member is higher.
+Across tenants, HIDREAM_DAILY_PERSON_QUOTA (when set) bounds one person's images a day in all of
+them together, resets included; the store takes a lock on the person to check it.
 Operators act through the CLI on any tenant; admins only through their platform, in their own.
 """
 
@@ -46,6 +52,7 @@ def check_budget(monthly_usd: float | None) -> None:
 class LimitSource:
     limit: int
     source: str  # "the bot's default", "your own limit, set by an operator", ...
+    by_admin: bool = False
 
 
 def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
@@ -59,8 +66,13 @@ def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int)
     ]
     for key, source in order:
         if key in rows:
-            return LimitSource(rows[key], source)
+            return LimitSource(rows[key], source, by_admin=key[2] == "admin")
     return LimitSource(default, "the bot's default")
+
+
+def admin_max(facts: QuotaFacts, tenant: str) -> int:
+    """The highest daily limit the tenant's admins may give a member."""
+    return facts.limits.get((tenant, "admin_max", "operator"), facts.default_admin_max)
 
 
 def next_month(ts: float) -> datetime:
@@ -72,11 +84,18 @@ def next_month(ts: float) -> datetime:
 class QuotaPolicy:
     def status(self, user_key: str, tenant: str, facts: QuotaFacts) -> QuotaStatus:
         base = pick_limit(facts.limits, tenant, facts.default_limit)
+        most = admin_max(facts, tenant)
+        if base.by_admin and base.limit > most:  # set before the maximum was, or above a lowered one
+            base = LimitSource(most, base.source + f" (at most {most}, the highest admins may set)", True)
         top = facts.limits.get((tenant, "ceiling", "operator"), facts.default_ceiling)
         total = base.limit + facts.granted
         remaining = max(0, total - facts.used)
+        # Resets lift a member's day only as far as an admin may, unless an operator allowed more.
+        remaining = min(remaining, max(0, max(most, total) - facts.made))
         if top is not None:
             remaining = min(remaining, max(0, top - facts.tenant_used))
+        if facts.person_quota is not None:
+            remaining = min(remaining, max(0, facts.person_quota - facts.person_used))
         return QuotaStatus(
             facts.used,
             total,
@@ -89,6 +108,10 @@ class QuotaPolicy:
             facts.tenant_used,
             facts.budget_usd,
             facts.month_spent_usd,
+            made=facts.made,
+            admin_max=most,
+            person_quota=facts.person_quota,
+            person_used=facts.person_used,
         )
 
     def over_budget(self, status: QuotaStatus, more_usd: float) -> bool:
@@ -111,8 +134,14 @@ class QuotaPolicy:
                 f"make today. The limit resets at {when}.",
                 limit="tenant",
             )
+        if status.person_quota is not None and status.person_used + charge.images > status.person_quota:
+            return QuotaExceeded(
+                f"You have made {status.person_used} of the {status.person_quota} images one person may make "
+                f"in a day across every server and workspace. The limit resets at {when}.",
+                limit="person",
+            )
         if status.limit - status.used >= charge.images:
-            return None
+            return self._past_admin_max(status, charge, when)
         if status.limit - status.used <= 0:
             return QuotaExceeded(
                 f"You have used all {status.limit} of your images for today. The limit resets at {when}."
@@ -122,6 +151,28 @@ class QuotaPolicy:
             f"left today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
         )
 
+    def grant_refusal(self, status: QuotaStatus, images: int) -> BadInput | None:
+        """Why an admin may not grant `images` more today (the store asks under the tenant's lock, so
+        grants at once cannot pass the maximum together), or None when they may."""
+        most = status.admin_max
+        if most is None or status.limit + images <= max(most, status.limit):
+            return None
+        return BadInput(
+            f"That would give {status.limit + images} images today; admins here may give a member at most "
+            f"{most} a day (with grants). An operator of the bot may allow more."
+        )
+
+    def _past_admin_max(self, status: QuotaStatus, charge: Charge, when: str) -> QuotaExceeded | None:
+        """Admins' resets give a member back their day's images only up to what an admin may allow."""
+        lifted_to = max(status.admin_max or 0, status.limit)
+        if status.admin_max is None or status.made + charge.images <= lifted_to:
+            return None
+        return QuotaExceeded(
+            f"You have made {status.made} images here today, resets included, and admins may allow at "
+            f"most {lifted_to} a day. The limit resets at {when}.",
+            limit="admin_max",
+        )
+
 
 def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
     left = max(0, int(at.timestamp() - now))
@@ -129,6 +180,16 @@ def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
     if left >= 86400:
         return f"{label} (in {left // 86400}d {left % 86400 // 3600}h)"
     return f"{label} (in {left // 3600}h {left % 3600 // 60}m)"
+
+
+def admin_may_set(status: QuotaStatus, images: int) -> None:
+    """Refuse an admin's limit above the maximum an admin may give a member in this tenant."""
+    most = status.admin_max
+    if most is not None and images > most:
+        raise BadInput(
+            f"{images} is more than admins here may set: at most {most} images a day. "
+            "An operator of the bot may allow more."
+        )
 
 
 # The policy is stateless: one serves every store.

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     daily_workspace_quota: int | None = Field(
         default=None, ge=0, le=1_000_000, alias="HIDREAM_DAILY_WORKSPACE_QUOTA"
     )
+    # The highest daily limit a tenant's admins may set for their members (or reach by grants and
+    # resets), unless an operator allows more there (`hidream-bot quota admin-max`). Empty: the bot's
+    # daily quota, so a server anyone can create cannot lift its members past it on the operator's account.
+    admin_max_limit: int | None = Field(default=None, ge=0, le=1_000_000, alias="HIDREAM_ADMIN_MAX_LIMIT")
+    # Images one person (a surface and their user id) may make per UTC day in every tenant together.
+    # Empty: no such cap.
+    daily_person_quota: int | None = Field(
+        default=None, ge=0, le=1_000_000, alias="HIDREAM_DAILY_PERSON_QUOTA"
+    )
     # Whether people see dollars (their tenant's monthly spend and budget) in usage answers.
     show_spend: bool = Field(default=False, alias="HIDREAM_SHOW_SPEND")
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
