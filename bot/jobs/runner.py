@@ -77,6 +77,7 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         callback_grace: float = CALLBACK_GRACE,
+        results_http: Transport | None = None,
         router: Router | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -122,6 +123,7 @@ class JobRunner:
             results=self.results,
             clock=clock,
             callback_grace=callback_grace,
+            results_http=results_http,
         )
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds
