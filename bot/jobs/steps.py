@@ -139,11 +139,12 @@ class ProviderSteps:
         status = await provider.parse_callback(job.provider_job_id, headers, body)
         if job.state in TERMINAL:
             return False
-        if job.state is JobState.SUBMITTING and (
-            status is None or status.state not in ("completed", "failed")
-        ):
-            # The job does not know its provider id (the submit's answer is lost, or not read yet):
-            # the id this callback names is kept for the job's task to confirm with the provider.
+        if job.state is JobState.SUBMITTING:
+            # The job does not know its provider id (the submit's answer is lost, or not read yet), so
+            # even a signed completion may be for a request this bot never made (its signature says
+            # only that the provider sent it): the id it names is kept for the job's task to confirm
+            # with the provider (`bot.jobs.recovery`), and the result is read from there. A callback
+            # that arrives before the submit's answer is read wakes the job, which then reads its status.
             named = provider.callback_job_id(body)
             if named is not None:
                 await self.records.note(job.id, named)
