@@ -48,8 +48,9 @@ DECODES = threading.BoundedSemaphore(2)
 
 
 class ResultGate:
-    """At most `slots` job results held whole in memory at once, across the bot: a result is
-    downloaded, kept and posted under one of these slots (the runner's `hand_over` carries the slot
+    """At most `slots` job results held whole in memory at once, across the bot: a result is kept
+    and posted under one of these slots, taken once its download is done (a slow file host must hold
+    only its own job, never a slot others wait for; the runner's `hand_over` carries the slot
     from the keeping to the post; a delivery resumed later reads the images back under a slot of its
     own), so a burst of results waits here in turn instead of filling memory (each 2 MB result was
     held several times at once by every job being worked). `held`, `most_held` and `waiting` (for a

@@ -147,7 +147,8 @@ class ProviderSteps:
             # that arrives before the submit's answer is read wakes the job, which then reads its status.
             named = provider.callback_job_id(body)
             if named is not None:
-                await self.records.note(job.id, named)
+                final = status if status is not None and status.state in ("completed", "failed") else None
+                await self.records.note(job.id, named, status_to_dict(final) if final else None)
             status = None
         if status is not None:
             await self.store.record_callback(job.id, status_to_dict(status))
@@ -191,7 +192,11 @@ class ProviderSteps:
             await ctx.fail(job, exc.user_message)
             return
         self.router.record(provider.name, None)
+        record = SubmitRecord.read(await self.store.callback_status(job.id))
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
+        early = record.early_for(provider_job_id)
+        if early is not None:  # its completion came before its answer, naming the id just answered
+            await self.store.record_callback(job.id, status_to_dict(early))
         log.info(
             "job %s submitted to %s as %s",
             *(job.id, provider.name, provider_job_id),
@@ -294,8 +299,12 @@ class ProviderSteps:
             await self._send(provider, job, ctx, ids)
             return
         provider_job_id = provider.join_ids(ids)
+        record = SubmitRecord.read(await self.store.callback_status(job.id))
         if await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None):
             log.info("job %s: recovered from its callback as %s", job.id, provider_job_id)
+            early = record.early_for(provider_job_id)  # the confirmed id's own completion, if it came
+            if early is not None:
+                await self.store.record_callback(job.id, status_to_dict(early))
             ctx.wake()  # read its status now: the callback that named it has come already
 
     async def _await_result(self, provider: Provider, job: Job, ctx: JobContext) -> None:
