@@ -73,6 +73,7 @@ async def start_bot(
         HIDREAM_PROVIDER="pixazo",
         PIXAZO_API_KEY=API_KEY,
         PIXAZO_BASE_URL=provider_url,
+        HIDREAM_TRUSTED_RESULT_HOSTS="127.0.0.1",  # the fake provider serves its results on loopback
         DISCORD_TOKEN=fake.token,
         DISCORD_API_BASE_URL=fake.api_url,
         DISCORD_GATEWAY_URL=fake.gateway_url,

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.jobs.engine import Engine
-from bot.jobs.media import typed_client
+from bot.jobs.media import result_address_check, typed_client
 from bot.jobs.metrics import Metrics
 from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import Retention
@@ -241,6 +242,7 @@ def build_core(
     sleep: Sleep = asyncio.sleep,
     callback_grace: float = CALLBACK_GRACE,
     breaker: CircuitBreaker | None = None,
+    results_http: Transport | None = None,
     **admission: Any,
 ) -> tuple[JobRunner, Engine]:
     """The worker and admission, not yet entered. They share the providers' router (one set of
@@ -257,6 +259,7 @@ def build_core(
         clock=clock,
         sleep=sleep,
         callback_grace=callback_grace,
+        results_http=results_http,
         router=router,
         metrics=metrics,
     )
@@ -272,6 +275,16 @@ def build_core(
         **admission,
     )
     return runner, engine
+
+
+def result_client(settings: Settings, providers: list[Provider], own_url: str) -> Transport:
+    """The transport result files are downloaded with: public addresses only, redirects included,
+    except the hosts HIDREAM_TRUSTED_RESULT_HOSTS names, and the bot's own server when the sandbox
+    (which serves its pictures there) is one of the providers."""
+    trusted = settings.trusted_result_hosts
+    if any(p.name == "sandbox" for p in providers):
+        trusted += "," + urlsplit(own_url).netloc
+    return provider_client(address_check=result_address_check(trusted))
 
 
 def bind_server(settings: Settings, *, may_move: bool) -> HttpServer:
@@ -324,11 +337,13 @@ async def start_bot(
     if loopback_public_url:
         settings.public_url = server.url
     providers = build_providers(settings, selection, http, server.url)
+    results_http = await stack.enter_async_context(result_client(settings, providers, server.url))
     for (plugin, _), built in zip(selection.ordered, providers, strict=True):
         plugin.add_routes(server.app, built)
     provider = providers[0]
     add_admin_routes(server, settings)
     core_options.setdefault("typed_http", typed_http)
+    core_options.setdefault("results_http", results_http)
     runner, engine = build_core(settings, store, providers, http, **core_options)
     bot = Bot(settings, http, store, server, provider, engine, runner, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces

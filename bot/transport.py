@@ -142,6 +142,10 @@ class ConnectError(TransportError):
     """The connection could not be opened (refused, unknown name, TLS): nothing was sent."""
 
 
+class NotAllowed(ConnectError):
+    """The host's address is one this transport may not connect to (its `address_check` said no)."""
+
+
 class ConnectTimeout(TransportError):
     """Opening the connection took too long: nothing was sent."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import SETTINGS_ENV
+from tests.support.harness import LOOPBACK_RESULT_HOSTS, SETTINGS_ENV
 from tests.support.processes import cli  # noqa: F401 (the in-process `hidream-bot` fixture, for every test module)
 
 pytest_plugins = ["tests.fakes.provider_fixtures", "tests.support.store_backends"]
@@ -44,6 +44,8 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
 def _no_network_and_clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for name in SETTINGS_ENV:
         monkeypatch.delenv(name, raising=False)
+    # The fakes serve result files on loopback: trusted for the bots tests start from the environment.
+    monkeypatch.setenv("HIDREAM_TRUSTED_RESULT_HOSTS", LOOPBACK_RESULT_HOSTS)
     monkeypatch.chdir(tmp_path)  # a stray .env in the checkout is never read
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)

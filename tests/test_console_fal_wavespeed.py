@@ -33,6 +33,7 @@ def env_for(fake: QueueFake) -> dict[str, Any]:
             "FAL_KEY": fake.key,
             "FAL_QUEUE_URL": fake.url,
             "FAL_JWKS_URL": fake.jwks_url,
+            "FAL_USER_ID": fake.user_id,
         }
     assert isinstance(fake, WaveSpeedFake)
     return {

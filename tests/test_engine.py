@@ -16,7 +16,7 @@ from bot.jobs.quota_policy import POLICY
 from bot.model.errors import BadInput, MediaError, QuotaExceeded
 from bot.model.jobs import JobState
 from bot.model.requests import ImageRef
-from bot.providers.base import ProviderStatus, SubmitSpec, status_from_dict
+from bot.providers.base import ProviderStatus, SubmitSpec, named_job_id, status_from_dict
 from bot.providers.sandbox.provider import SandboxProvider
 from bot.usecases.actor import Actor
 from bot.usecases.remake import remake
@@ -101,14 +101,21 @@ async def test_forged_callback_is_refused_and_changes_nothing(tmp_path: Path) ->
 
 class EarlyCallbackProvider(SandboxProvider):
     """Calls back before it answers the submit, and signs nothing: its callbacks are read as given,
-    the way a verified signed callback would be."""
+    the way a verified signed callback would be. Each names its job's id, which the bot matches with
+    the submit's answer before it takes the completion."""
+
+    # Set: the early completion names this id instead, and carries an image the bot must not fetch.
+    names: str | None = None
 
     async def submit(self, spec: SubmitSpec) -> str:
         provider_job_id = await super().submit(spec)
         assert spec.callback_url is not None
         # Let the sandbox finish, then deliver the completion before the bot has read our id.
         status = await self.status(provider_job_id)
-        body = {"state": status.state, "images": [{"url": i.url, "nsfw": False} for i in status.images]}
+        images = [{"url": i.url, "nsfw": False} for i in status.images]
+        if self.names is not None:
+            images = [{"url": "http://127.0.0.1:9/not-ours.png", "nsfw": False}]
+        body = {"id": self.names or provider_job_id, "state": status.state, "images": images}
         answer = await self.send("POST", spec.callback_url, idempotent=True, json=body)
         assert answer.status == 200
         return provider_job_id
@@ -119,6 +126,9 @@ class EarlyCallbackProvider(SandboxProvider):
         import json
 
         return status_from_dict(json.loads(body))
+
+    def callback_job_id(self, body: bytes) -> str | None:
+        return named_job_id(body, lambda payload: payload.get("id"))
 
 
 async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path) -> None:
@@ -131,6 +141,24 @@ async def test_callback_before_the_submit_answer_is_kept_not_lost(tmp_path: Path
         await bot.runner.wait_idle()
         assert [d[0] for d in surface.deliveries] == [job.id]
         assert sandbox_of(bot).polls == 1  # only the provider's own read inside submit: the bot did not poll
+
+
+async def test_an_early_completion_naming_another_request_is_not_taken(tmp_path: Path) -> None:
+    """Before the submit's answer is read, a completion is kept aside with the id it names: when the
+    answer names another id, it is dropped, and the job's own status is read instead."""
+    surface = RecordingSurface()
+    async with BotHarness(tmp_path, surfaces=[surface.factory], callbacks=True, callback_grace=3600) as bot:
+        early = EarlyCallbackProvider(
+            bot.settings, bot.http, base_url=f"{bot.server_url}/sandbox", token=sandbox_of(bot).token
+        )
+        early.names = "sbx-someone-elses-request"
+        bot.engine.providers["sandbox"] = early
+        job = await bot.engine.submit(chat("an early bird --seed 5"))
+        await bot.runner.wait_idle()
+        assert [d[0] for d in surface.deliveries] == [job.id] and surface.told == []
+        assert (
+            sandbox_of(bot).polls == 2
+        )  # the provider's own read, then the bot's: the callback only woke it
 
 
 async def test_quota_exhausted_refuses_before_any_provider_call(tmp_path: Path) -> None:

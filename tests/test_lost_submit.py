@@ -31,6 +31,7 @@ from bot.providers.base import LostAnswer, SubmitSpec, named_job_id
 from bot.providers.wavespeed import WaveSpeedProvider
 from bot.transport import Transport
 from tests.fakes.atlascloud import AtlasCloudFake
+from tests.fakes.fal import FalFake
 from tests.fakes.pixazo import PixazoFake
 from tests.fakes.queue_common import QueueFake
 from tests.fakes.surface import RecordingSurface
@@ -300,3 +301,47 @@ async def test_a_job_waiting_for_its_lost_answers_callback_holds_no_slot(tmp_pat
             await asyncio.wait_for(bot.runner.wait_idle(), 60)
             assert sorted(job_id for job_id, _ in surface.deliveries) == sorted([lost.id, later.id])
             assert len(fake.submits) == 2
+
+
+async def test_a_signed_completion_for_a_request_this_bot_did_not_make_is_not_taken(tmp_path: Path) -> None:
+    """fal signs its webhooks, but a signature says only that fal sent it: while the job does not know
+    its request id (the submit's answer was lost), a signed completion naming another request (one fal
+    never made for this account, whose result points inside the network) completes nothing; the id is
+    asked about with our key and refused, and the genuine callback still saves the job."""
+    surface = RecordingSurface()
+    async with FalFake().started() as fake:
+        fake.fail_next("lost")
+        fake.hold_callbacks = True
+        env = {
+            "HIDREAM_PROVIDER": "fal",
+            "FAL_KEY": fake.key,
+            "FAL_QUEUE_URL": fake.url,
+            "FAL_JWKS_URL": fake.jwks_url,
+            "FAL_USER_ID": fake.user_id,
+        }
+        async with BotHarness(tmp_path, env, [surface.factory], callbacks=True, callback_grace=3600) as bot:
+            job = await bot.engine.submit(chat("a lighthouse --seed 2"))
+            await job_when(bot, job.id, lambda j, record: record.settled)
+            url = f"{bot.server_url}/webhooks/{job.callback_token}"
+            other = "0b9e1c52-not-made-here"
+            images = [{"url": "http://127.0.0.1:9/evil.png", "width": 64, "height": 64}]
+            done = {"request_id": other, "status": "OK", "payload": {"images": images, "seed": 1}}
+            body = json.dumps(done).encode()
+            async with httpx.AsyncClient() as client:
+                ours = await client.post(url, content=body, headers=fake.sign(other, body))
+                # Another fal account's webhook (fal's own signature, their user id) is refused outright.
+                theirs = await client.post(url, content=body, headers=fake.sign(other, body, user_id="u-9"))
+            assert (ours.status_code, theirs.status_code) == (200, 401)
+            stored = await job_when(bot, job.id, lambda j, record: any(other in r for r in record.refused))
+            assert stored.state is JobState.SUBMITTING and stored.provider_job_id is None
+            assert [other in call.path for call in fake.status_calls] == [True]  # asked once, with our key
+            assert surface.deliveries == [] and surface.told == []
+
+            fake.release_callbacks()
+            await asyncio.wait_for(bot.runner.wait_idle(), 60)
+            assert [job_id for job_id, _ in surface.deliveries] == [job.id]
+            (made,) = fake.jobs
+            saved = await bot.engine.job(job.id)
+            assert saved is not None and saved.state is JobState.DELIVERED
+            assert saved.provider_job_id is not None and json.loads(saved.provider_job_id)["id"] == made
+            assert len(fake.submits) == 1 and (await bot.engine.quota("test", "u1", "w1")).used == 1

@@ -219,6 +219,42 @@ async def test_genuine_callback_of_another_job_is_refused(fake, receiver, client
         await provider.parse_callback(first, headers, body)
 
 
+async def test_a_webhook_of_another_fal_account_does_not_verify(fake, receiver, client) -> None:
+    """fal signs every account's webhooks with the same keys: the signed user id tells them apart."""
+    provider = make_provider(fake, client)
+    job_id, headers, body = await genuine_callback(fake, receiver, provider)
+    request_id = json.loads(body)["request_id"]
+    theirs = fake.sign(request_id, body, user_id="someone-else-42")
+    with pytest.raises(CallbackRejected, match="another fal account") as caught:
+        await provider.parse_callback(job_id, theirs, body)
+    assert caught.value.status == 401
+    # The signature itself is fal's: only the account is wrong. Ours, the same body, is read.
+    status = await provider.parse_callback(job_id, headers, body)
+    assert status is not None and status.state == "completed"
+    # Nor can the user id be swapped after signing: the signature covers it.
+    swapped = {**theirs, "X-Fal-Webhook-User-Id": fake.user_id}
+    with pytest.raises(CallbackRejected, match="signature"):
+        await provider.parse_callback(job_id, swapped, body)
+
+
+async def test_without_the_account_id_a_signed_webhook_is_only_a_hint(fake, receiver, client) -> None:
+    provider = make_provider(fake, client, user_id=None)
+    job_id, headers, body = await genuine_callback(fake, receiver, provider)
+    assert await provider.parse_callback(job_id, headers, body) is None  # the status is read instead
+    with pytest.raises(CallbackRejected, match="signature"):  # still verified, though
+        await provider.parse_callback(job_id, headers, body.replace(b'"OK"', b'"ERROR"'))
+
+
+async def test_a_callback_names_the_job_id_our_status_reads_use(fake, receiver, client) -> None:
+    provider = make_provider(fake, client)
+    job_id, _, body = await genuine_callback(fake, receiver, provider)
+    named = provider.callback_job_id(body)
+    assert named is not None and json.loads(named) == json.loads(job_id)  # fal's own URLs, on our host
+    assert (await poll_until_done(provider, named))[-1].state == "completed"
+    for bad in (b"not json", b'{"request_id": "../../admin"}', b'{"request_id": 7}', b"[]"):
+        assert provider.callback_job_id(bad) is None
+
+
 async def test_duplicate_callbacks_are_identical_and_read_the_same(fake, receiver, client) -> None:
     fake.callback_repeats = 2
     provider = make_provider(fake, client)

@@ -23,7 +23,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from bot.model.errors import MediaError
-from bot.transport import TooLarge, Transport, TransportError
+from bot.transport import NotAllowed, TooLarge, Transport, TransportError
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -48,8 +48,9 @@ DECODES = threading.BoundedSemaphore(2)
 
 
 class ResultGate:
-    """At most `slots` job results held whole in memory at once, across the bot: a result is
-    downloaded, kept and posted under one of these slots (the runner's `hand_over` carries the slot
+    """At most `slots` job results held whole in memory at once, across the bot: a result is kept
+    and posted under one of these slots, taken once its download is done (a slow file host must hold
+    only its own job, never a slot others wait for; the runner's `hand_over` carries the slot
     from the keeping to the post; a delivery resumed later reads the images back under a slot of its
     own), so a burst of results waits here in turn instead of filling memory (each 2 MB result was
     held several times at once by every job being worked). `held`, `most_held` and `waiting` (for a
@@ -209,6 +210,21 @@ def is_public_address(address: str) -> bool:
     return _is_public(ip)
 
 
+def result_address_check(trusted_hosts: str) -> Callable[[str, int, str], bool]:
+    """The check for the transport that downloads providers' results (`provider_client`'s
+    `address_check`): a host the operator named in HIDREAM_TRUSTED_RESULT_HOSTS (comma-separated
+    names, each maybe with `:port`) is reached wherever it resolves; any other only at public
+    addresses, like a typed URL, redirects included."""
+    trusted = frozenset(h.strip().lower() for h in trusted_hosts.split(",") if h.strip())
+
+    def allowed(host: str, port: int, address: str) -> bool:
+        name = host.lower()
+        shown = f"[{name}]" if ":" in name else name
+        return name in trusted or f"{shown}:{port}" in trusted or is_public_address(address)
+
+    return allowed
+
+
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
@@ -233,6 +249,7 @@ async def fetch_image(
     resolver: Resolver = system_resolver,
     total_seconds: float | None = None,
     decode: bool = True,
+    image_types_only: bool = False,
 ) -> SniffedImage:
     """Fetch an image and check that it decodes. `typed=True` (a URL a person wrote): public addresses
     only, checked at every hop and connected to by the checked address, so a name that re-resolves
@@ -240,6 +257,8 @@ async def fetch_image(
     and a body that trickles in included (httpx's timeouts apply to each read, not to the sum).
     `decode=False`: type and size from the header, for the provider's results (a full decode of each
     2 MB result was the largest cost of a burst); what people send is always decoded whole.
+    `image_types_only`: an answer whose Content-Type says it is no image (a page, JSON) is refused
+    before its body is read.
     `client`: the providers' `Transport` for their results and platform attachments (redirects
     followed), `typed_client` for typed URLs, whose checks need its pinned connections."""
     if url.startswith("data:"):
@@ -253,7 +272,9 @@ async def fetch_image(
             elif typed:
                 raise TypeError("a typed URL is fetched with typed_client, which pins checked addresses")
             else:
-                data = await _stream(client, url, max_bytes=max_bytes, headers=headers)
+                data = await _stream(
+                    client, url, max_bytes=max_bytes, headers=headers, image_types_only=image_types_only
+                )
     except TimeoutError:
         raise MediaError(
             f"The image at {_show(url)} took longer than {total_seconds:g} seconds to download; "
@@ -301,7 +322,14 @@ async def _read_body(response: httpx.Response, max_bytes: int, url: str) -> byte
     return await _read_capped(response, max_bytes, url)
 
 
-async def _stream(client: Transport, url: str, *, max_bytes: int, headers: Mapping[str, str] | None) -> bytes:
+async def _stream(
+    client: Transport,
+    url: str,
+    *,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    image_types_only: bool = False,
+) -> bytes:
     """The body at `url` over the providers' transport, redirects followed, capped as it arrives."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -312,6 +340,9 @@ async def _stream(client: Transport, url: str, *, max_bytes: int, headers: Mappi
         ) as response:
             if response.status != 200:
                 raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status}).")
+            kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+            if image_types_only and kind and not (kind.startswith("image/") or kind in _UNTYPED):
+                raise MediaError(f"The file at {_show(url)} is not an image ({kind[:60]}).")
             return await response.read()
     except TooLarge as exc:
         if exc.size is not None:
@@ -319,8 +350,16 @@ async def _stream(client: Transport, url: str, *, max_bytes: int, headers: Mappi
                 f"The image at {_show(url)} is {_mb(exc.size)}; the largest accepted is {_mb(max_bytes)}."
             ) from None
         raise MediaError(f"The image at {_show(url)} is larger than {_mb(max_bytes)}.") from None
+    except NotAllowed:
+        raise MediaError(
+            f"{_show(url)} points inside a private network; only public image links can be used."
+        ) from None
     except TransportError as exc:
         raise MediaError(f"Could not download the image at {_show(url)}.", detail=type(exc).__name__) from exc
+
+
+# Content-Types that say nothing of what a file is: its bytes decide (`sniff_image`).
+_UNTYPED = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
 def typed_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:

@@ -9,7 +9,10 @@ otherwise holds a verified callback's status, which has a `state`; a record has 
   `started`) is in doubt; the requests after it were never sent. Without it (the bot stopped during
   the submit) as many requests as the job still needed may be in doubt;
 - `candidates`: ids that callbacks on the job's own URL named and that are none of `started`, not yet
-  checked with the provider; `refused`: those a status read did not confirm.
+  checked with the provider; `refused`: those a status read did not confirm;
+- `early`: a final status a verified callback carried, by the id it named. It is taken only once the
+  job's submit answers with that very id (`early_for`): a signature says that the provider sent a
+  callback, not that it is for a request this bot made.
 
 A callback's id is bound to the job only when exactly one request is in doubt, so it can only be
 that one, and only after a status read with our own key shows that the provider knows it
@@ -56,6 +59,7 @@ class SubmitRecord:
     settled: bool = False
     candidates: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    early: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, cached: Mapping[str, Any] | None) -> SubmitRecord:
@@ -67,6 +71,7 @@ class SubmitRecord:
             settled=bool(raw.get("settled")),
             candidates=[str(i) for i in raw.get("candidates", [])],
             refused=[str(i) for i in raw.get("refused", [])],
+            early={str(k): v for k, v in (raw.get("early") or {}).items() if isinstance(v, dict)},
         )
 
     def in_doubt(self, requests: int) -> int:
@@ -79,6 +84,17 @@ class SubmitRecord:
             return False
         self.candidates.append(named)
         return True
+
+    def add_early(self, named: str, status: dict[str, Any]) -> bool:
+        if named in self.early or len(self.early) >= MAX_NAMED:
+            return False
+        self.early[named] = status
+        return True
+
+    def early_for(self, provider_job_id: str) -> ProviderStatus | None:
+        """The final status an early callback carried for exactly this provider job id, if any."""
+        status = self.early.get(provider_job_id)
+        return status_from_dict(status) if status is not None else None
 
     def lost(self, started: list[str]) -> bool:
         self.started = list(started)
@@ -139,8 +155,14 @@ class SubmitRecords:
             await self.refuse(job.id, named)
         return None
 
-    async def note(self, job_id: str, named: str) -> None:
-        await self.change(job_id, lambda record: record.add_candidate(named))
+    async def note(self, job_id: str, named: str, final: dict[str, Any] | None = None) -> None:
+        """A callback named `named` (carrying the final status `final`, if it did)."""
+
+        def add(record: SubmitRecord) -> bool:
+            added = record.add_candidate(named)
+            return (final is not None and record.add_early(named, final)) or added
+
+        await self.change(job_id, add)
 
     async def lost(self, job_id: str, started: list[str], message: str) -> None:
         await self.change(job_id, lambda record: record.lost(started), error=message)

@@ -78,6 +78,7 @@ class JobRunner:
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         callback_grace: float = CALLBACK_GRACE,
+        results_http: Transport | None = None,
         router: Router | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -124,6 +125,7 @@ class JobRunner:
             results=self.results,
             clock=clock,
             callback_grace=callback_grace,
+            results_http=results_http,
         )
         self.replicas: Replicas = replicas_for(store)
         self.lease_seconds = settings.lease_seconds

@@ -13,6 +13,7 @@ of the runner. A provider's callback comes here too (`ProviderSteps.callback`), 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -104,10 +105,14 @@ class ProviderSteps:
         results: ResultGate,
         clock: Callable[[], float],
         callback_grace: float,
+        results_http: Transport | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.http = http
+        # Result files are downloaded over their own transport, whose addresses are checked
+        # (`bot.jobs.media.result_address_check`); `http` itself only in tests that pass none.
+        self.results_http = results_http or http
         self.router = router
         self.metrics = metrics
         self.results = results
@@ -134,14 +139,16 @@ class ProviderSteps:
         status = await provider.parse_callback(job.provider_job_id, headers, body)
         if job.state in TERMINAL:
             return False
-        if job.state is JobState.SUBMITTING and (
-            status is None or status.state not in ("completed", "failed")
-        ):
-            # The job does not know its provider id (the submit's answer is lost, or not read yet):
-            # the id this callback names is kept for the job's task to confirm with the provider.
+        if job.state is JobState.SUBMITTING:
+            # The job does not know its provider id (the submit's answer is lost, or not read yet), so
+            # even a signed completion may be for a request this bot never made (its signature says
+            # only that the provider sent it): the id it names is kept for the job's task to confirm
+            # with the provider (`bot.jobs.recovery`), and the result is read from there. A callback
+            # that arrives before the submit's answer is read wakes the job, which then reads its status.
             named = provider.callback_job_id(body)
             if named is not None:
-                await self.records.note(job.id, named)
+                final = status if status is not None and status.state in ("completed", "failed") else None
+                await self.records.note(job.id, named, status_to_dict(final) if final else None)
             status = None
         if status is not None:
             await self.store.record_callback(job.id, status_to_dict(status))
@@ -185,7 +192,11 @@ class ProviderSteps:
             await ctx.fail(job, exc.user_message)
             return
         self.router.record(provider.name, None)
+        record = SubmitRecord.read(await self.store.callback_status(job.id))
         await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
+        early = record.early_for(provider_job_id)
+        if early is not None:  # its completion came before its answer, naming the id just answered
+            await self.store.record_callback(job.id, status_to_dict(early))
         log.info(
             "job %s submitted to %s as %s",
             *(job.id, provider.name, provider_job_id),
@@ -280,8 +291,12 @@ class ProviderSteps:
             await self._send(provider, job, ctx, ids)
             return
         provider_job_id = provider.join_ids(ids)
+        record = SubmitRecord.read(await self.store.callback_status(job.id))
         if await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None):
             log.info("job %s: recovered from its callback as %s", job.id, provider_job_id)
+            early = record.early_for(provider_job_id)  # the confirmed id's own completion, if it came
+            if early is not None:
+                await self.store.record_callback(job.id, status_to_dict(early))
             ctx.wake()  # read its status now: the callback that named it has come already
 
     async def _await_result(self, provider: Provider, job: Job, ctx: JobContext) -> None:
@@ -330,40 +345,57 @@ class ProviderSteps:
         if not status.images:
             await ctx.fail(job, f"{provider.name} finished but sent no image; your quota was given back.")
             return
-        # The results are in memory from their download until they are posted, under one of the bot's
-        # few slots for that (`ResultGate`), so a burst of results does not fill memory. The slot and
-        # the images go to the delivery that follows (`hand_over`), which posts them as they are
-        # instead of reading them back from the store.
+        results = await self._download(job, status)
+        if isinstance(results, str):
+            await ctx.fail(job, results)
+            return
+        # The results are kept and posted under one of the bot's few slots for results in memory
+        # (`ResultGate`), taken once their bytes are here: a slow file host holds its own job, never a
+        # slot others' deliveries wait for. The slot and the images go to the delivery that follows
+        # (`hand_over`), which posts them as they are instead of reading them back from the store.
         slot: ResultSlot | None = await self.results.take()
         try:
-            results = []
-            for image in status.images:
-                try:
-                    # The provider's own result: its type and size from its header, not a full decode.
-                    fetched = await fetch_image(
-                        self.http, image.url, typed=False, max_bytes=RESULT_MAX_BYTES, decode=False
-                    )
-                except MediaError as exc:
-                    log.warning("job %s: result could not be fetched: %s", job.id, exc)
-                    break
-                results.append(
-                    NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
-                )
-                del fetched
-            else:
-                # The images and the move to `completed` in one transaction: none is kept for a job
-                # that was failed meanwhile, and the job never names an image not kept.
-                ids = await self.store.complete(job.id, results)
-                if ids is not None and slot is not None:
-                    kept = [
-                        OutputImage(i, r.data, r.content_type, r.width, r.height, r.nsfw)
-                        for i, r in zip(ids, results, strict=True)
-                    ]
-                    ctx.hand_over(slot, kept)
-                    slot = None
-                return
-            results.clear()  # what was fetched before the failure is not held past the slot
+            # The images and the move to `completed` in one transaction: none is kept for a job
+            # that was failed meanwhile, and the job never names an image not kept.
+            ids = await self.store.complete(job.id, results)
+            if ids is not None and slot is not None:
+                kept = [
+                    OutputImage(i, r.data, r.content_type, r.width, r.height, r.nsfw)
+                    for i, r in zip(ids, results, strict=True)
+                ]
+                ctx.hand_over(slot, kept)
+                slot = None
         finally:
             if slot is not None:
                 slot.release()
-        await ctx.fail(job, "The finished image could not be downloaded from the provider.")
+
+    async def _download(self, job: Job, status: ProviderStatus) -> list[NewMedia] | str:
+        """The job's result images, or what its requester is told when one could not be had, or took
+        longer than HIDREAM_RESULT_FETCH_SECONDS or the job's deadline allow (a host trickling bytes
+        under the size cap could go on for hours). Downloads wait for no result slot (see `_settle_status`): how many
+        run at once is bounded by the jobs being worked (HIDREAM_MAX_ACTIVE_JOBS)."""
+        results = []
+        for image in status.images:
+            limit = min(self.settings.result_fetch_seconds, job.deadline - self.clock())
+            try:
+                async with asyncio.timeout(max(0.0, limit)):
+                    # The provider's own result: its type and size from its header, not a full decode.
+                    fetched = await fetch_image(
+                        self.results_http,
+                        image.url,
+                        typed=False,
+                        max_bytes=RESULT_MAX_BYTES,
+                        decode=False,
+                        image_types_only=True,
+                    )
+            except TimeoutError:
+                log.warning("job %s: result download took longer than %.0f s; given up", job.id, limit)
+                return "The finished image took too long to download from the provider; your quota was given back."
+            except MediaError as exc:
+                log.warning("job %s: result could not be fetched: %s", job.id, exc)
+                return "The finished image could not be downloaded from the provider."
+            results.append(
+                NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
+            )
+            del fetched
+        return results

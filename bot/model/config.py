@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # The most job results held whole in memory at once (each is downloaded, kept and posted in
     # turn); the other jobs' steps go on meanwhile. Bounds the memory a burst of results takes.
     max_results_in_memory: int = Field(default=2, ge=1, alias="HIDREAM_MAX_RESULTS_IN_MEMORY")
+    # The most seconds one result image may take to download (within the job's own deadline): a
+    # host that trickles bytes fails its own job, with the quota given back, instead of holding it.
+    result_fetch_seconds: float = Field(default=120.0, gt=0, alias="HIDREAM_RESULT_FETCH_SECONDS")
+    # Host names (comma-separated) of the providers' file hosts whose result URLs are fetched without
+    # the checks typed URLs get (public addresses only, at every redirect). Empty: every host checked.
+    trusted_result_hosts: str = Field(default="", alias="HIDREAM_TRUSTED_RESULT_HOSTS")
     # How long a replica's hold on a job lasts unless renewed (every third of it): a replica that
     # dies has its jobs taken over by another within about 4/3 of this.
     lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="HIDREAM_LEASE_SECONDS")

@@ -14,10 +14,13 @@ is one of those; everything later is a read, write or protocol error (`_mapped`)
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import socket
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import certifi
@@ -29,6 +32,7 @@ from bot.transport import (
     Answer,
     ConnectError,
     ConnectTimeout,
+    NotAllowed,
     PoolTimeout,
     ReadError,
     ReadTimeout,
@@ -62,6 +66,8 @@ _DEFAULT_HEADERS = {
 _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 # Redirects a stream follows when asked to (httpx's limit, which this replaced).
 MAX_REDIRECTS = 20
+# Whether a host may be reached at an address: (host as in the URL, its port, an address it resolved to).
+AddressCheck = Callable[[str, int, str], bool]
 
 
 def provider_client(
@@ -69,13 +75,16 @@ def provider_client(
     timeout: Timeouts | float = TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
     user_agent: str = USER_AGENT,
+    address_check: AddressCheck | None = None,
 ) -> AiohttpTransport:
-    """The pooled transport providers (their API, their results, the sandbox's callbacks) are reached
-    with. Not the client for URLs people type (bot.jobs.media.typed_client): that one pins the checked
-    address."""
+    """The pooled transport providers (their API, the sandbox's callbacks) are reached with; with an
+    `address_check`, the one their result files are downloaded with. Not the client for URLs people
+    type (bot.jobs.media.typed_client)."""
     if not isinstance(timeout, Timeouts):
         timeout = Timeouts(connect=timeout, read=timeout, pool=timeout)
-    return AiohttpTransport(timeout=timeout, max_connections=max_connections, user_agent=user_agent)
+    return AiohttpTransport(
+        timeout=timeout, max_connections=max_connections, user_agent=user_agent, address_check=address_check
+    )
 
 
 def trust_store() -> ssl.SSLContext:
@@ -95,7 +104,13 @@ class AiohttpTransport(Transport):
     `timeout.connect` -> aiohttp's connect, `read` -> sock_read (each read of headers or body), `pool`
     -> the wait for one of `max_connections` (our own semaphore: aiohttp cannot tell that wait from
     connecting). aiohttp has no write timeout; a stalled upload ends with the read timeout of the
-    answer it waits for. Proxies from the environment (HTTPS_PROXY) are not used."""
+    answer it waits for. Proxies from the environment (HTTPS_PROXY) are not used.
+
+    `address_check`: every host this transport connects to, redirects included, must pass it, or the
+    request fails with `NotAllowed` before a byte is sent. A name is checked on the addresses it
+    resolved to, the very ones aiohttp then connects to (so a name that resolves elsewhere the next
+    time gets nowhere); an address written in the URL (which aiohttp does not resolve) is checked at
+    each hop by `_checked_hop`."""
 
     def __init__(
         self,
@@ -103,7 +118,9 @@ class AiohttpTransport(Transport):
         timeout: Timeouts = TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         user_agent: str = USER_AGENT,
+        address_check: AddressCheck | None = None,
     ) -> None:
+        self._check = address_check
         self._limit = max_connections
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._pool_timeout = timeout.pool
@@ -116,7 +133,11 @@ class AiohttpTransport(Transport):
             limit=self._limit,
             keepalive_timeout=KEEPALIVE_SECONDS,
             ssl=trust_store(),
+            resolver=_CheckedResolver(self._check) if self._check is not None else None,
         )
+        middlewares: tuple[Any, ...] = (_sent_once,)
+        if self._check is not None:
+            middlewares = (_checked_hop(self._check), _sent_once)
         session = aiohttp.ClientSession(
             connector=connector,
             headers=self._headers,
@@ -127,7 +148,7 @@ class AiohttpTransport(Transport):
             max_field_size=MAX_HEADER_BYTES,
             timeout=self._timeout,
             trust_env=False,  # no netrc, no proxy lookup per request
-            middlewares=(_sent_once,),
+            middlewares=middlewares,
         )
         self._session = session
         return session
@@ -229,6 +250,46 @@ class _Streamed(Streamed):
                 if seen > self._max:
                     raise TooLarge("larger than the cap", request=self._request)
                 yield chunk
+
+
+class _CheckedResolver(aiohttp.ThreadedResolver):
+    """The system's resolver, refusing a name any of whose addresses fails the check. `NotAllowed` is
+    no OSError, so aiohttp lets it through as it is (not as a connect error of its own)."""
+
+    def __init__(self, check: AddressCheck) -> None:
+        super().__init__()
+        self._check = check
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await super().resolve(host, port, family)
+        if not found or not all(self._check(host, port, str(info["host"])) for info in found):
+            raise NotAllowed(f"{host} resolves to an address that may not be reached")
+        return found
+
+
+def _checked_hop(check: AddressCheck) -> Any:
+    """A middleware (run for the first request and for each redirect) refusing an address in the URL."""
+
+    async def checked(
+        request: aiohttp.ClientRequest,
+        handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+    ) -> aiohttp.ClientResponse:
+        host = (request.url.host or "").strip("[]")
+        if _is_ip(host) and not check(host, request.url.port or 0, host):
+            raise NotAllowed(f"{host} may not be reached")
+        return await handler(request)
+
+    return checked
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @asynccontextmanager

@@ -5,7 +5,9 @@ Four endpoints under `{FAL_QUEUE_URL}/fal-ai/hidream-o1-image`: the root (full t
 three in the opaque job id so polling reads exactly the URLs fal handed back.
 
 Callbacks (`?fal_webhook=`) are signed: ED25519 over `request_id\\nuser_id\\ntimestamp\\nsha256(body)`,
-with keys from fal's JWKS. They are verified on the raw bytes before anything in them is read.
+with keys from fal's JWKS. They are verified on the raw bytes before anything in them is read. fal's
+keys sign every account's webhooks, so the signed user id must be ours (FAL_USER_ID, from configuration:
+the API key names a key, not the account); without it a signed webhook only prompts a status read.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic_settings import SettingsConfigDict
 from bot.model.config import PluginSettings, http_url
 from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
 from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
-from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec
+from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
 from bot.providers.jwks import JwksCache
 from bot.providers.plugin import KeyedPlugin
 
@@ -55,6 +57,11 @@ class FalSettings(PluginSettings):
     queue_url: str = "https://queue.fal.run"
     # Where fal publishes the keys that sign its webhooks.
     jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+
+    # The fal account's user id (fal's dashboard shows it), which fal signs into each webhook: fal signs
+    # every account's webhooks with the same keys, so only this tells ours from another account's.
+    # Unset: a signed webhook is only a hint, and the job's status is read back with our key.
+    user_id: str | None = None
 
     check_urls = field_validator("queue_url", "jwks_url")(http_url)
 
@@ -92,6 +99,8 @@ class FalProvider(HttpProvider[FalSettings]):
     def describe(self) -> list[str]:
         if self.settings.public_url:
             mode = "callbacks (fal_webhook query parameter, ED25519-signed, keys from FAL_JWKS_URL)"
+            if not self.options.user_id:
+                mode += "; FAL_USER_ID unset, so each is checked by a status read"
         else:
             mode = f"polling the status_url of each job every {self.poll_interval:g} s"
         lines = [f"provider: fal queue at {self.queue_url}, {mode}"]
@@ -212,7 +221,21 @@ class FalProvider(HttpProvider[FalSettings]):
             raise CallbackRejected("fal callback body names another request than its signature", status=400)
         if provider_job_id is not None and _read_job_id(provider_job_id)["id"] not in named:
             raise CallbackRejected("fal callback is for another job", status=400)
-        return read_callback(payload)
+        status = read_callback(payload)
+        # Signed, but perhaps for another fal account: its word is read back from fal with our key.
+        return status if self.options.user_id else None
+
+    def callback_job_id(self, body: bytes) -> str | None:
+        """The job id (as `submit` makes it) of the request a verified callback names, on our queue host."""
+        request_id = named_job_id(body, lambda payload: payload.get("request_id"))
+        if request_id is None:
+            return None
+        job = {
+            "id": request_id,
+            "status_url": self._own_url(None, request_id, "/status"),
+            "response_url": self._own_url(None, request_id, ""),
+        }
+        return json.dumps(job, separators=(",", ":"))
 
     async def _verify(self, headers: Mapping[str, str], body: bytes) -> str:
         """Check the signature on the raw body; return the signed request id."""
@@ -221,6 +244,9 @@ class FalProvider(HttpProvider[FalSettings]):
         if not all(values):
             raise CallbackRejected("fal callback without its signature headers")
         request_id, user_id, timestamp, signature_hex = values
+        expected = self.options.user_id
+        if expected and user_id != expected:
+            raise CallbackRejected("fal callback is signed for another fal account")
         try:
             sent_at = int(timestamp)
             signature = bytes.fromhex(signature_hex)

@@ -98,14 +98,17 @@ class FalFake(QueueFake):
         *,
         timestamp: int | None = None,
         key: Ed25519PrivateKey | None = None,
+        user_id: str | None = None,
     ) -> dict[str, str]:
-        """fal's webhook headers for this body: ED25519 over id, user, time and the body's SHA-256."""
+        """fal's webhook headers for this body: ED25519 over id, user, time and the body's SHA-256.
+        `user_id`: another fal account's (fal signs every account's webhooks with the same keys)."""
         stamp = str(int(time.time()) if timestamp is None else timestamp)
-        message = "\n".join((request_id, self.user_id, stamp, hashlib.sha256(body).hexdigest()))
+        user_id = self.user_id if user_id is None else user_id
+        message = "\n".join((request_id, user_id, stamp, hashlib.sha256(body).hexdigest()))
         signature = (key or self.signing_key).sign(message.encode()).hex()
         return {
             "X-Fal-Webhook-Request-Id": request_id,
-            "X-Fal-Webhook-User-Id": self.user_id,
+            "X-Fal-Webhook-User-Id": user_id,
             "X-Fal-Webhook-Timestamp": stamp,
             "X-Fal-Webhook-Signature": signature,
         }
@@ -139,6 +142,8 @@ class FalFake(QueueFake):
             payload = self.callback_payload(job)
             body = json.dumps(payload).encode()
             self.post_callback(job.callback_url, payload, headers=self.sign(job.id, body))
+        if cue == "lost":
+            return drop_connection(request)  # the job is made (and called back); its answer is lost
         base = f"{self.url}{APP}/requests/{job.id}"
         return json_response(
             {

@@ -21,13 +21,17 @@ def make_provider(
     key: str | None = None,
     clock: Callable[[], float] = time.time,
     sleeps: Sleeps | None = None,
+    user_id: str | None = "",
 ) -> FalProvider:
+    """`user_id`: FAL_USER_ID ("": the fake's account; None: unset)."""
+    account = {} if user_id is None else {"FAL_USER_ID": user_id or fake.user_id}
     settings = Settings(
         _env_file=None,
         HIDREAM_PROVIDER="fal",
         FAL_KEY=key or fake.key,
         FAL_QUEUE_URL=fake.url,
         FAL_JWKS_URL=fake.jwks_url,
+        **account,
     )
     return FalProvider(
         settings,

@@ -15,6 +15,7 @@ from typing import Protocol
 import pytest
 
 from bot.cli import main
+from tests.support.harness import LOOPBACK_RESULT_HOSTS
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def bot_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "HIDREAM_HTTP_PORT": "0",
         "HIDREAM_OUTPUT_DIR": str(tmp_path / "out"),
         "HIDREAM_SANDBOX_DELAY_SECONDS": "0",
+        # The fakes serve result files on loopback, which result URLs may not name unless trusted.
+        "HIDREAM_TRUSTED_RESULT_HOSTS": LOOPBACK_RESULT_HOSTS,
         **extra,
     }
 

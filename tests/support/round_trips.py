@@ -123,7 +123,7 @@ def _counted(method: Callable[..., Awaitable[Any]], name: str, trips: Trips) -> 
 def provider_env(fake: QueueFake) -> dict[str, Any]:
     if isinstance(fake, FalFake):
         return {"HIDREAM_PROVIDER": "fal", "FAL_KEY": fake.key, "FAL_QUEUE_URL": fake.url,
-                "FAL_JWKS_URL": fake.jwks_url}  # fmt: skip
+                "FAL_JWKS_URL": fake.jwks_url, "FAL_USER_ID": fake.user_id}  # fmt: skip
     assert isinstance(fake, WaveSpeedFake)
     return {"HIDREAM_PROVIDER": "wavespeed", "WAVESPEED_API_KEY": fake.api_key,
             "WAVESPEED_BASE_URL": fake.url, "WAVESPEED_WEBHOOK_SECRET": fake.secret}  # fmt: skip
