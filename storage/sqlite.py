@@ -234,11 +234,20 @@ async def give_back(store: SqliteStore, pages: int) -> int:
         return (await _pages(db))[1]
 
 
+# How often retention tries to empty the log while the background checkpointer is at work.
+CHECKPOINT_TRIES = 100
+
+
 async def checkpoint(store: SqliteStore) -> None:
     """Copy the write-ahead log into the file and empty it, so the file's new size takes effect and
     the log does not keep the deleted images' pages."""
     async with store.exclusive() as db:  # from a thread: it syncs the file to disk
-        await db.checkpoint_apart("TRUNCATE")
+        for _ in range(CHECKPOINT_TRIES):
+            done = await db.checkpoint_apart("TRUNCATE")
+            # Busy: the background checkpointer holds the checkpoint lock for a moment; try again.
+            if done is None or done[0] == 0:
+                return
+            await asyncio.sleep(0.01)
 
 
 async def _pages(db: Connection) -> tuple[int, int]:

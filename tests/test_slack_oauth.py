@@ -243,6 +243,8 @@ async def test_plain_tokens_are_sealed_at_start_and_a_new_key_takes_over(
         fake.messages.clear()
         assert await run.send.command(fake.slash("a cat", channel=CHANNEL_A, team=TEAM_A)) == 200
         await fake.wait_for(partial(summaries, fake, CHANNEL_A))
+        # Delivered before this bot stops, so that the next start has nothing of it to resume.
+        await run.bot.runner.wait_idle()
 
     async with oauth_bot(tmp_path, fake, **db_env) as run:
         await answered(run, KEY)
