@@ -32,7 +32,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot import words
 from bot.jobs.engine import Engine
-from bot.jobs.media import check_image, to_data_uri
+from bot.jobs.images import check_image, to_data_uri
 from bot.jobs.preferences import parse_settings
 from bot.jobs.runner import JobRunner
 from bot.jobs.versions import ThreadCommand, Version

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.jobs.media import to_data_uri
+from bot.jobs.images import to_data_uri
 from bot.jobs.quota_policy import POLICY
 from bot.model.errors import BadInput, MediaError, QuotaExceeded
 from bot.model.jobs import JobState

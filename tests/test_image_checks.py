@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageFile
 
-from bot.jobs.media import MAX_PIXELS, check_image, fetch_image, fit_to_limit, sniff_image, to_data_uri
+from bot.jobs.images import MAX_PIXELS, check_image, fit_to_limit, sniff_image, to_data_uri
+from bot.jobs.media import fetch_image
 from bot.model.errors import MediaError
 from bot.model.requests import ChatRequest, ImageRef, parse_command
 from tests.fakes.discord import FakeDiscord
@@ -241,7 +242,7 @@ async def test_no_more_than_two_images_are_decoded_at_once(monkeypatch: pytest.M
 async def test_a_providers_result_is_read_from_its_header_and_what_people_send_is_decoded(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.jobs.media import to_data_uri
+    from bot.jobs.images import to_data_uri
     from bot.model.requests import ChatRequest, ImageRef, parse_command
     from tests.support.harness import BotHarness
 

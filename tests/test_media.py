@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from bot.jobs.media import fetch_image, fit_to_limit, is_public_address, sniff_image
+from bot.jobs.images import fit_to_limit, sniff_image
+from bot.jobs.media import fetch_image, is_public_address
 from bot.model.errors import MediaError
 from bot.providers.aiohttp_transport import provider_client
 

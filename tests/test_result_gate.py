@@ -1,4 +1,4 @@
-"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.jobs.media.ResultGate`):
+"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.jobs.images.ResultGate`):
 while that many are being kept or posted, the other finished jobs wait for a slot, and every job is
 still delivered once. The Discord poster frees each upload's buffer as soon as it is posted.
 
@@ -19,7 +19,7 @@ import discord
 import pytest
 
 from adapters.discord.posting import release
-from bot.jobs.media import ResultGate, decode_data_uri
+from bot.jobs.images import ResultGate, decode_data_uri
 from bot.model.jobs import Job, OutputImage, Post
 from storage.posts import NewMedia
 from tests.fakes.surface import RecordingSurface

@@ -17,7 +17,7 @@ from PIL import Image
 
 from bot.app import select
 from bot.cli import main
-from bot.jobs.media import to_data_uri
+from bot.jobs.images import to_data_uri
 from bot.model.config import Settings
 from bot.model.errors import ConfigError, ProviderRejected
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, parse_command

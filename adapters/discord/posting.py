@@ -21,7 +21,7 @@ import discord
 
 from adapters.discord.views import DEFAULT_UPLOAD_LIMIT, result_view, token_alive
 from bot import words
-from bot.jobs.media import fit_to_limit
+from bot.jobs.images import fit_to_limit
 from bot.model.jobs import Job, OutputImage, Post, Progress
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.jobs.media import ResultGate, ResultSlot
+from bot.jobs.images import ResultGate, ResultSlot
 from bot.jobs.metrics import Metrics
 from bot.jobs.steps import Shows, kept_results
 from bot.jobs.versions import Versions

@@ -38,8 +38,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 
 from bot.jobs.delivery import Delivery
+from bot.jobs.images import LinkSigner, ResultGate
 from bot.jobs.leases import Leases
-from bot.jobs.media import LinkSigner, ResultGate
 from bot.jobs.metrics import Metrics
 from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.jobs.routing import Router

@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.jobs.media import LinkSigner, ResultGate, ResultSlot, fetch_image, to_data_uri
+from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
+from bot.jobs.media import fetch_image
 from bot.jobs.metrics import Metrics
 from bot.jobs.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.jobs.routing import Router

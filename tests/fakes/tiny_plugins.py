@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from bot.jobs.engine import Engine
-from bot.jobs.media import to_data_uri
+from bot.jobs.images import to_data_uri
 from bot.jobs.runner import JobRunner
 from bot.model.config import PluginSettings, Settings
 from bot.model.jobs import Job, OutputImage, Post, Progress

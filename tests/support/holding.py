@@ -9,7 +9,7 @@ from collections import Counter
 from PIL import Image
 
 from bot.app import Bot
-from bot.jobs.media import to_data_uri
+from bot.jobs.images import to_data_uri
 from bot.model.requests import ChatRequest, ImageRequest, Tier, parse_command
 from bot.providers.base import Provider, ProviderStatus, ResultImage, SubmitSpec
 
