@@ -3,8 +3,7 @@ shows it, by the thread it was posted in, or by a console prefix, reaches it thr
 which hands back only jobs of the asker's tenant. Another tenant's job is "not found", exactly as a
 job that never was, whatever id, message, thread or file name names it.
 
-Engine satisfies `Queries` structurally, so this package imports nothing of the job machinery (the
-engine imports this package's preferences, subjects and versions).
+Engine satisfies `Queries` structurally: the use cases are handed the engine, never build one.
 """
 
 from __future__ import annotations
