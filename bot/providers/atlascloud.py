@@ -24,7 +24,6 @@ than 5 minutes off) and replayed callbacks are refused; polling remains the fall
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -194,12 +193,7 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
     ) -> ProviderStatus | None:
         """A signed callback's own account of its prediction, when it settles the job by itself."""
         signed_id, signature = await self._verify(headers, body)
-        try:
-            envelope = json.loads(body)
-        except ValueError:
-            raise CallbackRejected("Atlas Cloud callback body is not JSON", status=400) from None
-        if not isinstance(envelope, dict):
-            raise CallbackRejected("Atlas Cloud callback body is not a JSON object", status=400)
+        envelope = self.callback_object(body)
         if envelope.get("session_id") != signed_id:
             raise CallbackRejected(
                 "Atlas Cloud callback body names another prediction than its headers", status=400

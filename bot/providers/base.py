@@ -344,6 +344,17 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
             detail=f"answer without {field}: {str(answer)[:200]}",
         )
 
+    def callback_object(self, body: bytes) -> dict[str, Any]:
+        """A callback's body as the JSON object every provider sends; anything else is refused (400)."""
+        who = self.display_name or self.name
+        try:
+            payload = json_module.loads(body)
+        except ValueError:
+            raise CallbackRejected(f"{who} callback body is not JSON", status=400) from None
+        if not isinstance(payload, dict):
+            raise CallbackRejected(f"{who} callback body is not a JSON object", status=400)
+        return payload
+
     def check_hint(
         self,
         provider_job_id: str | None,
@@ -357,13 +368,7 @@ class HttpProvider(Provider, ABC, Generic[OptionsT]):
         Such a callback is only a cue to read the status from the provider. `named_id` picks the id
         the body names; `separator` splits a job id that joins several of the provider's ids."""
         who = self.display_name or self.name
-        try:
-            payload = json_module.loads(body)
-        except ValueError:
-            raise CallbackRejected(f"{who} callback body is not JSON", status=400) from None
-        if not isinstance(payload, dict):
-            raise CallbackRejected(f"{who} callback body is not a JSON object", status=400)
-        named = named_id(payload)
+        named = named_id(self.callback_object(body))
         if not provider_job_id or not isinstance(named, str):
             return
         ours = provider_job_id.split(separator) if separator else [provider_job_id]

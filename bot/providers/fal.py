@@ -210,12 +210,7 @@ class FalProvider(HttpProvider[FalSettings]):
         self, provider_job_id: str | None, headers: Mapping[str, str], body: bytes
     ) -> ProviderStatus | None:
         signed = await self._verify(headers, body)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise CallbackRejected("fal callback body is not JSON", status=400) from None
-        if not isinstance(payload, dict):
-            raise CallbackRejected("fal callback body is not a JSON object", status=400)
+        payload = self.callback_object(body)
         named = {payload.get("request_id"), payload.get("gateway_request_id")}
         if signed not in named:
             raise CallbackRejected("fal callback body names another request than its signature", status=400)
