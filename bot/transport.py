@@ -18,6 +18,7 @@ job; everything else may have been acted on (`HttpProvider.send`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from abc import ABC, abstractmethod
@@ -191,3 +192,12 @@ _NEEDS_QUOTING = re.compile(r"[^\x21-\x7e]")
 
 def needs_quoting(url: str) -> bool:
     return _NEEDS_QUOTING.search(url) is not None
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether a URL's host is an address written out (checked as it stands) rather than a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

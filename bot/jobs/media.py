@@ -13,7 +13,7 @@ import httpx
 
 from bot.jobs.images import SniffedImage, check_image, decode_data_uri, mb
 from bot.model.errors import MediaError
-from bot.transport import NotAllowed, TooLarge, Transport, TransportError
+from bot.transport import NotAllowed, TooLarge, Transport, TransportError, is_ip_literal
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -248,7 +248,7 @@ async def _build_request(
     host = parts.hostname
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = [host] if _is_ip(host) else await resolver(host, port)
+        addresses = [host] if is_ip_literal(host) else await resolver(host, port)
     except OSError:
         raise MediaError(f"The address {host} could not be found.") from None
     if not addresses or not all(is_public_address(a) for a in addresses):
@@ -271,14 +271,6 @@ async def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> by
         if len(buf) > max_bytes:
             raise MediaError(f"The image at {_show(url)} is larger than {mb(max_bytes)}.")
     return bytes(buf)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _show(url: str) -> str:

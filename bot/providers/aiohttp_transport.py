@@ -14,7 +14,6 @@ is one of those; everything later is a read, write or protocol error (`_mapped`)
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import socket
 import ssl
@@ -45,6 +44,7 @@ from bot.transport import (
     TransportError,
     UnsupportedProtocol,
     WriteError,
+    is_ip_literal,
     needs_quoting,
 )
 
@@ -277,19 +277,11 @@ def _checked_hop(check: AddressCheck) -> Any:
         handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
     ) -> aiohttp.ClientResponse:
         host = (request.url.host or "").strip("[]")
-        if _is_ip(host) and not check(host, request.url.port or 0, host):
+        if is_ip_literal(host) and not check(host, request.url.port or 0, host):
             raise NotAllowed(f"{host} may not be reached")
         return await handler(request)
 
     return checked
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @asynccontextmanager
