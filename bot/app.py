@@ -25,7 +25,7 @@ from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter
 from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
-from bot.usecases.installs import seal_at_start
+from bot.usecases.installs import seal_at_start, sealer_of
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
 from storage.postgres import PostgresStore
@@ -95,7 +95,12 @@ def select(settings: Settings, plugins: Plugins | None = None) -> Selection:
     plugins = plugins or discover()
     surfaces = [(p, settings.section(p.settings_class)) for p in plugins.surfaces]
     providers = [(p, settings.section(p.settings_class)) for p in plugins.providers]
+    refused = [line for p, s in surfaces if (line := p.refusal(s)) is not None]
+    if refused:
+        raise ConfigError(refused[0])
     enabled = [(p, s) for p, s in surfaces if not p.fallback and p.enabled(s)]
+    if any(p.keeps_installs(s) for p, s in enabled):
+        sealer_of(settings)  # without HIDREAM_SECRET_KEY, the ConfigError that says how to make one
     chosen = _several(settings, providers) if settings.provider_order else [_provider(settings, providers)]
     provider = chosen[0][0]
     return Selection(

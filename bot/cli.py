@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from bot import logs, migrate_db, operator
+from bot import logs, migrate_db, operator, words
 from bot.app import Selection, build_providers, select, start_bot
 from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
@@ -24,6 +25,7 @@ from bot.model.errors import ConfigError
 from bot.model.secrets import KEY, MAKE_KEY, OLD_KEY
 from bot.plugins import DrivingSurface, discover
 from bot.providers.aiohttp_transport import provider_client
+from storage.postgres import connection_problem
 from storage.sqlite import owner_only
 
 log = logging.getLogger("hidream-bot")
@@ -156,10 +158,20 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
 
 def check(settings: Settings, selection: Selection) -> int:
     errors: list[str] = []
-    print(f"database:  {settings.database_label()}")
-    db_problem = None if settings.postgres_url else _db_path_problem(settings.db_path)
-    if db_problem:
-        errors.append(f"HIDREAM_DB_PATH: {db_problem}")
+    url = settings.postgres_url
+    if url is None:
+        print(f"database:  {settings.database_label()}")
+        db_problem = _db_path_problem(settings.db_path)
+        if db_problem:
+            errors.append(f"HIDREAM_DB_PATH: {db_problem}")
+    else:
+        # As `run` would: connect (and sign in), within a few seconds.
+        unreachable = asyncio.run(connection_problem(url))
+        label = settings.database_label()
+        print(f"database:  {label if unreachable else words.db_reached(label)}")
+        if unreachable:
+            errors.append(f"HIDREAM_DATABASE_URL: {words.db_unreachable(label, unreachable)}")
+        db_problem = None
     print(f"http:      listening on {settings.http_host}:{settings.http_port}")
     if settings.public_url:
         print(f"callbacks: {settings.public_url}/webhooks/<per-job token> (providers call back)")
@@ -200,8 +212,12 @@ def _secrets_line(settings: Settings) -> str:
 def _check_provider(settings: Settings, selection: Selection) -> list[str]:
     """Print the providers that would run, in order of preference; the errors in their settings."""
     server_url = f"http://{settings.http_host}:{settings.http_port}"
-    with owner_only():  # as in run: a folder it makes beside the database is the owner's only
-        providers = build_providers(settings, selection, provider_client(), server_url)
+    try:
+        with owner_only():  # as in run: a folder it makes beside the database is the owner's only
+            providers = build_providers(settings, selection, provider_client(), server_url)
+    except OSError as exc:  # its folder beside the database could not be made
+        folder = settings.db_path.resolve().parent
+        return [f"HIDREAM_DB_PATH: {words.db_not_writable(folder, exc.strerror)}"]
     if len(providers) > 1:
         print(
             f"providers: {', '.join(p.name for p in providers)} (in this order; the next takes over on failure)"
@@ -225,16 +241,27 @@ def _check_provider(settings: Settings, selection: Selection) -> list[str]:
 
 
 def _db_path_problem(path: Path) -> str | None:
-    """Why SQLite could not keep its database at `path`: it writes the file and, beside it, -wal and -shm."""
+    """Why SQLite could not keep its database at `path`: it writes the file and, beside it, -wal and -shm
+    (and a provider may keep a folder there). Beyond what the modes say, a file is made there and
+    removed, as only trying tells (a read-only or special file system, a full disk, root on /proc)."""
     folder = path.resolve().parent
     if path.is_dir():
-        return f"{path} is a folder: give the path of a database file"
+        return words.db_is_a_folder(path)
     if not folder.exists():
-        return f"the folder {folder} does not exist"
+        return words.db_folder_missing(folder)
     if not folder.is_dir():
-        return f"{folder} is not a folder"
+        return words.db_folder_not_a_folder(folder)
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
-        return f"the bot may not write in {folder}"
+        return words.db_not_writable(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hidream-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+        if path.exists():
+            with path.open("r+b"):
+                pass
+    except OSError as exc:
+        return words.db_not_writable(folder, exc.strerror)
     return None
 
 

@@ -124,6 +124,15 @@ class SurfacePlugin(Protocol[S]):
         """What `hidream-bot check` should warn the operator about."""
         return []
 
+    def refusal(self, settings: S) -> str | None:
+        """Why the bot must not start with these settings, naming them (a surface configured in part,
+        which would otherwise be left out without a word); None when nothing is wrong."""
+        return None
+
+    def keeps_installs(self, settings: S) -> bool:
+        """Whether this surface keeps installation tokens in the database (sealed with HIDREAM_SECRET_KEY)."""
+        return False
+
 
 class Named(Protocol):
     name: str

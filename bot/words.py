@@ -549,3 +549,110 @@ def subject_storage_full(used_mb: float, budget_mb: int, adding_mb: float | None
         f"Nothing was saved: the subjects saved here take {used_mb:.1f} MB of their {budget_mb} MB{adding}. "
         "Delete a subject that is no longer needed, or save fewer or smaller images."
     )
+
+
+# --- settings: what `hidream-bot check` and a refused start say about a value (bot/model/config.py) ------
+# Each follows the variable's name ("HIDREAM_HTTP_PORT: must be a whole number"); none repeats a
+# value, which may be a secret.
+
+SETTING_NOT_TRUE_OR_FALSE = "must be true or false (also yes/no, on/off, 1/0)"
+SETTING_NOT_WHOLE = "must be a whole number, e.g. 25"
+SETTING_NOT_NUMBER = "must be a number, e.g. 30 or 2.5"
+SETTING_NOT_TEXT = "must be text"
+SETTING_NOT_ACCEPTED = "is not a value this setting takes (the settings reference lists what it takes)"
+
+
+def setting_at_least(least: object) -> str:
+    return f"must be {least} or more"
+
+
+def setting_more_than(least: object) -> str:
+    return f"must be more than {least}"
+
+
+def setting_at_most(most: object) -> str:
+    return f"must be {most} or less"
+
+
+def setting_less_than(most: object) -> str:
+    return f"must be less than {most}"
+
+
+def setting_one_of(choices: str) -> str:
+    """`choices` as the setting lists them, e.g. "'text' or 'json'"."""
+    return f"must be {choices}"
+
+
+def invalid_settings(problems: list[str]) -> str:
+    """One line for every bad value at once, each "VARIABLE: what is wrong"."""
+    return "invalid setting: " + "; ".join(problems)
+
+# What a chat platform's settings must look like (each after its variable's name).
+DISCORD_TOKEN_SHAPE = (
+    "is not a bot token: copy it from the Developer Portal (your app, Bot, Reset Token); it is three "
+    "parts joined by dots, without a `Bot ` in front"
+)
+DISCORD_TOKEN_PREFIXED = "give the token alone, without the `Bot ` in front"
+
+
+def not_a_guild_id(value: str) -> str:
+    return (
+        f"{value!r} is not a server id: comma-separated numbers, as Discord's Copy Server ID gives them "
+        "(Developer Mode on), e.g. 123456789012345678"
+    )
+
+
+def slack_token_alone(token: str) -> str:
+    return (
+        f"{token} is set but neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (HTTP mode), "
+        f"so Slack cannot start: set one of them, or unset {token} to run without Slack"
+    )
+
+
+def slack_incomplete(given: list[str]) -> str:
+    return (
+        f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set but Slack needs SLACK_BOT_TOKEN with "
+        "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET, or SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and "
+        "SLACK_SIGNING_SECRET to be installed by OAuth: set the rest, or unset these to run without Slack"
+    )
+
+
+# --- `hidream-bot check`: where the database lives ---------------------------------------------------
+
+DB_CONNECT_SECONDS = 5
+
+
+def db_is_a_folder(path: object) -> str:
+    return f"{path} is a folder: give the path of a database file"
+
+
+def db_folder_missing(folder: object) -> str:
+    return f"the folder {folder} does not exist"
+
+
+def db_folder_not_a_folder(folder: object) -> str:
+    return f"{folder} is not a folder"
+
+
+def db_not_writable(folder: object, why: str | None = None) -> str:
+    return f"the bot may not write in {folder}" + (f" ({why})" if why else "")
+
+
+def db_reached(label: str) -> str:
+    return f"{label} (connected)"
+
+
+def db_unreachable(label: str, why: str) -> str:
+    return f"could not connect to {label} (tried for at most {DB_CONNECT_SECONDS} s): {why}"
+
+
+DB_REFUSED = "nothing listens at that address and port"
+DB_NO_ANSWER = "no answer"
+DB_NO_SUCH_HOST = "the host name does not resolve"
+DB_WRONG_LOGIN = "the user name or password is wrong"
+DB_NO_SUCH_DATABASE = "the database does not exist"
+DB_NOT_A_URL = "the URL cannot be read (postgresql://user:password@host:port/dbname)"
+
+
+def db_said(message: str) -> str:
+    return f"PostgreSQL said: {message}"

@@ -4,6 +4,7 @@ space given back by PostgreSQL's autovacuum."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from bot import words
 from bot.model.errors import ConfigError
 from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
@@ -23,6 +25,32 @@ from storage.quota import QuotaDefaults, QuotaRules
 from storage.retention import NoSpaceToGive
 from storage.store import Store
 from storage.wakeups import PostgresWakeups, Wakeups
+
+
+async def connection_problem(url: str, seconds: float = words.DB_CONNECT_SECONDS) -> str | None:
+    """Why the database at `url` cannot be reached within `seconds` (connecting and signing in, no
+    more), in our words; None when it can. Never names the URL (it may carry a password)."""
+    try:
+        async with asyncio.timeout(seconds):
+            conn = await asyncpg.connect(url, timeout=seconds)
+            await conn.close()
+    except TimeoutError:
+        return words.DB_NO_ANSWER
+    except ConnectionRefusedError:
+        return words.DB_REFUSED
+    except socket.gaierror:
+        return words.DB_NO_SUCH_HOST
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError):
+        return words.DB_WRONG_LOGIN
+    except asyncpg.InvalidCatalogNameError:
+        return words.DB_NO_SUCH_DATABASE
+    except asyncpg.PostgresError as exc:
+        return words.db_said(exc.args[0] if exc.args else type(exc).__name__)
+    except (ValueError, asyncpg.InterfaceError):
+        return words.DB_NOT_A_URL
+    except OSError as exc:
+        return exc.strerror or words.DB_NO_ANSWER
+    return None
 
 
 class PostgresStore(Store):

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
+import re
+
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from bot import words
 from bot.model.config import PluginSettings, http_url
+
+# A bot token's shape: three parts of URL-safe base64 joined by dots (the bot's id, a time, a
+# signature). Only the shape is checked here: Discord says at start-up whether the token is right.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class DiscordSettings(PluginSettings):
@@ -28,6 +35,26 @@ class DiscordSettings(PluginSettings):
     shard_ids: str = ""
 
     check_api_base_url = field_validator("api_base_url")(http_url)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        token = v.get_secret_value().strip()
+        if token.lower().startswith("bot "):
+            raise ValueError(words.DISCORD_TOKEN_PREFIXED)
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise ValueError(words.DISCORD_TOKEN_SHAPE)  # never the value itself
+        return SecretStr(token)
+
+    @field_validator("guild_ids")
+    @classmethod
+    def _guild_ids(cls, v: str) -> str:
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            if not part.isascii() or not part.isdigit():
+                raise ValueError(words.not_a_guild_id(part))
+        return v
 
     @field_validator("shard_ids")
     @classmethod

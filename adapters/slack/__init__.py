@@ -10,6 +10,7 @@ from aiohttp import web
 
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.settings import SlackSettings
+from bot import words
 from bot.logs import REDACTED
 from bot.plugins import Core, SurfaceAdapter, SurfacePlugin
 
@@ -44,6 +45,22 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
     def enabled(self, settings: SlackSettings) -> bool:
         return settings.enabled
 
+    def refusal(self, settings: SlackSettings) -> str | None:
+        """Slack's credentials given in part: the bot would start without Slack, so it does not start."""
+        if settings.enabled:
+            return None
+        given = [
+            f"SLACK_{name.upper()}"
+            for name in ("bot_token", "app_token", "signing_secret", "client_id", "client_secret")
+            if getattr(settings, name)
+        ]
+        if given == ["SLACK_BOT_TOKEN"]:
+            return words.slack_token_alone("SLACK_BOT_TOKEN")
+        return words.slack_incomplete(given) if given else None
+
+    def keeps_installs(self, settings: SlackSettings) -> bool:
+        return settings.oauth
+
     def build(self, core: Core, settings: SlackSettings) -> SlackAdapter:
         return SlackAdapter(settings, core.engine)
 
@@ -70,10 +87,7 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
         return notes + self._mode_warnings(settings)
 
     def _mode_warnings(self, settings: SlackSettings) -> list[str]:
-        if settings.bot_token is not None and not settings.enabled:
-            return [
-                "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET: Slack stays off"
-            ]
+        # (Credentials given in part are no warning: `refusal` stops the start.)
         if settings.mode == "http" and not settings.public_url and settings.oauth:
             return [
                 "Slack OAuth mode but HIDREAM_PUBLIC_URL is empty: Slack cannot reach the bot unless a proxy "

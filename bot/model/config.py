@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import words
 from bot.model.errors import ConfigError
 from bot.model.secrets import key_problem
 
@@ -279,11 +280,46 @@ def read_settings(settings_class: type[S], given: Mapping[str, Any] | None = Non
 
 
 def config_error(exc: ValidationError, names: Mapping[str, str]) -> ConfigError:
+    """Every bad value, each named by its variable and said in our words (never the library's)."""
     problems = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
-        problems.append(f"{names.get(loc, loc)}: {err['msg']}")
-    return ConfigError("invalid setting: " + "; ".join(problems))
+        problems.append(f"{names.get(loc, loc)}: {setting_problem(err['type'], err.get('ctx') or {})}")
+    return ConfigError(words.invalid_settings(problems))
+
+
+# pydantic's kinds of error, as our words say them (those with a bound take it from `ctx`).
+_SAID = {
+    "bool_parsing": words.SETTING_NOT_TRUE_OR_FALSE,
+    "bool_type": words.SETTING_NOT_TRUE_OR_FALSE,
+    "int_parsing": words.SETTING_NOT_WHOLE,
+    "int_type": words.SETTING_NOT_WHOLE,
+    "int_from_float": words.SETTING_NOT_WHOLE,
+    "float_parsing": words.SETTING_NOT_NUMBER,
+    "float_type": words.SETTING_NOT_NUMBER,
+    "finite_number": words.SETTING_NOT_NUMBER,
+    "string_type": words.SETTING_NOT_TEXT,
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", words.setting_at_least),
+    "greater_than": ("gt", words.setting_more_than),
+    "less_than_equal": ("le", words.setting_at_most),
+    "less_than": ("lt", words.setting_less_than),
+}
+
+
+def setting_problem(kind: str, ctx: Mapping[str, Any]) -> str:
+    """What is wrong with a value, from pydantic's kind of error and its context: a validator's own
+    sentence (our ValueError), a bound, the choices, or the type wanted."""
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind in _BOUNDS:
+        key, say = _BOUNDS[kind]
+        bound = ctx.get(key)
+        return say(int(bound) if isinstance(bound, float) and bound.is_integer() else bound)
+    if kind == "literal_error" and "expected" in ctx:
+        return words.setting_one_of(str(ctx["expected"]))
+    return _SAID.get(kind, words.SETTING_NOT_ACCEPTED)
 
 
 def load_settings(**overrides: object) -> Settings:

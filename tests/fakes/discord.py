@@ -55,7 +55,7 @@ class DiscordError(Exception):
 class FakeDiscord(Payloads):
     """Start with `async with FakeDiscord() as fake:`; point DISCORD_API_BASE_URL at `fake.api_url`."""
 
-    def __init__(self, *, token: str = "fake-bot-token", upload_limit: int = 10 * 1024 * 1024) -> None:
+    def __init__(self, *, token: str = "MTE4.fake-bot.token", upload_limit: int = 10 * 1024 * 1024) -> None:
         super().__init__()
         self.token = token
         self.upload_limit = upload_limit
