@@ -166,7 +166,7 @@ def check(settings: Settings, selection: Selection) -> int:
             errors.append(f"HIDREAM_DB_PATH: {db_problem}")
     else:
         # As `run` would: connect (and sign in), within a few seconds.
-        unreachable = asyncio.run(connection_problem(url))
+        unreachable = asyncio.run(connection_problem(url, words.DB_CONNECT_SECONDS))
         label = settings.database_label()
         print(f"database:  {label if unreachable else words.db_reached(label)}")
         if unreachable:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from bot.cli import main
-from tests.support.harness import skip_unless_ci
+from tests.support.harness import closed_port, skip_unless_ci
+from bot import words
 from tests.support.processes import bot_env, logging_as_in_a_fresh_process
+from tests.support.startup import level as level
+from tests.support.startup import run_fails
+from tests.support.store_backends import postgres_url
 
 
 @dataclass(frozen=True)
@@ -202,11 +210,22 @@ def test_public_metrics_without_a_token_are_warned_about(check) -> None:
     assert not [w for w in check().warnings() if "/metrics" in w]  # nothing reaches it from outside
 
 
-def test_a_postgresql_database_is_named_without_its_password(check) -> None:
-    result = check(HIDREAM_DATABASE_URL="postgresql://bot:s3cret-pw@db.internal:6543/hidream")
+def test_a_postgresql_database_is_named_without_its_password(check, postgres_database) -> None:
+    # check connects: a database it reaches (trust authentication takes any password).
+    url = postgres_url(postgres_database).split("?")[0]
+    parts = urlsplit(url)
+    with_password = url.replace(f"{parts.username}@", f"{parts.username}:s3cret-pw@", 1)
+    result = check(HIDREAM_DATABASE_URL=with_password)
     assert result.code == 0, result.err
-    assert "database:  postgresql://db.internal:6543/hidream" in result.out
+    label = f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}"
+    assert f"database:  {label} (connected)" in result.out
     assert "s3cret-pw" not in result.out + result.err
+    # Where it cannot connect, it says so and fails, still without the password.
+    port = closed_port()
+    refused = check(HIDREAM_DATABASE_URL=f"postgresql://bot:s3cret-pw@127.0.0.1:{port}/hidream")
+    assert refused.code == 2 and "Traceback" not in refused.err
+    assert f"database:  postgresql://127.0.0.1:{port}/hidream\n" in refused.out
+    assert "s3cret-pw" not in refused.out + refused.err
 
 
 def test_a_database_url_that_is_not_postgresql(check) -> None:
@@ -248,3 +267,121 @@ def test_a_model_tier_only_a_later_provider_lacks_is_a_warning(check) -> None:
     assert [w for w in result.warnings() if "HIDREAM_MODEL=dev: atlascloud does not offer it" in w]
     first = check(**keys, HIDREAM_PROVIDERS="atlascloud,pixazo")
     assert first.code == 2 and "HIDREAM_MODEL=dev: atlascloud does not offer it" in first.err
+
+
+# --- what `run` would trip on, found by check: one line naming the setting, no traceback -----------
+
+
+def one_error(result: Checked) -> str:
+    """check failed with one line of its own on standard error, and no traceback."""
+    assert result.code == 2, result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hidream-bot: "), result.err
+    assert "Traceback" not in result.err + result.out
+    return lines[0]
+
+
+def test_a_database_path_where_no_file_can_be_made(check) -> None:
+    """/proc lets root through every mode check, yet takes no file: only trying tells."""
+    if not Path("/proc/self").is_dir():
+        skip_unless_ci("no /proc here")
+    line = one_error(check(HIDREAM_DB_PATH="/proc/x.db"))
+    assert line.startswith("hidream-bot: HIDREAM_DB_PATH: the bot may not write in /proc"), line
+
+
+def test_the_database_folder_is_tried_and_left_as_it_was(check, tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    result = check(HIDREAM_DB_PATH=str(folder / "bot.db"))
+    assert result.code == 0, result.err
+    # The file made to try it is gone, and no database was made (the sandbox's own folder may be).
+    assert [f.name for f in folder.iterdir() if f.name != "bot.db.sandbox"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("garbage", words.DISCORD_TOKEN_SHAPE),
+        ("MTE4.only-two", words.DISCORD_TOKEN_SHAPE),
+        ("MTE4.with space.token", words.DISCORD_TOKEN_SHAPE),
+        ("Bot MTE4.prefixed.token", words.DISCORD_TOKEN_PREFIXED),
+    ],
+)
+def test_a_discord_token_that_is_not_shaped_like_one(check, value: str, said: str) -> None:
+    line = one_error(check(DISCORD_TOKEN=value))
+    assert line == f"hidream-bot: invalid setting: DISCORD_TOKEN: {said}"
+    assert check(DISCORD_TOKEN="MTE4.Gx7kQp.aBcD-eF_gh").code == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "123,abc", "123;456", "１２３"])
+def test_guild_ids_that_are_not_numbers(check, value: str) -> None:
+    line = one_error(check(DISCORD_TOKEN="MTE4.discord.token", DISCORD_GUILD_IDS=value))
+    assert line.startswith("hidream-bot: invalid setting: DISCORD_GUILD_IDS: ") and "not a server id" in line
+    assert check(DISCORD_TOKEN="MTE4.discord.token", DISCORD_GUILD_IDS="123, 456").code == 0
+
+
+def test_a_database_url_nothing_listens_at(check) -> None:
+    port = closed_port()
+    line = one_error(check(HIDREAM_DATABASE_URL=f"postgresql://bot@127.0.0.1:{port}/hidream"))
+    assert line == (
+        f"hidream-bot: HIDREAM_DATABASE_URL: could not connect to postgresql://127.0.0.1:{port}/hidream "
+        f"(tried for at most 5 s): {words.DB_REFUSED}"
+    )
+
+
+@contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port that takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+def test_a_database_that_never_answers_is_given_up_at_the_limit(check, monkeypatch) -> None:
+    monkeypatch.setattr(words, "DB_CONNECT_SECONDS", 0.2)  # 5 s in use
+    with silent_port() as port:
+        line = one_error(check(HIDREAM_DATABASE_URL=f"postgresql://bot@127.0.0.1:{port}/hidream"))
+    assert line.endswith(f"(tried for at most 0.2 s): {words.DB_NO_ANSWER}"), line
+
+
+def test_a_database_that_does_not_exist(check, postgres_database) -> None:
+    url = postgres_url(postgres_database).split("?")[0]
+    missing = url.rpartition("/")[0] + "/hidream_no_such_database"
+    line = one_error(check(HIDREAM_DATABASE_URL=missing))
+    assert line.endswith(words.DB_NO_SUCH_DATABASE), line
+
+
+SLACK_IN_PART = [
+    {"SLACK_BOT_TOKEN": "xoxb-1-bot"},
+    {"SLACK_SIGNING_SECRET": "signing-secret"},
+    {"SLACK_APP_TOKEN": "xapp-1-app"},
+    {"SLACK_CLIENT_ID": "1.2", "SLACK_SIGNING_SECRET": "signing-secret"},
+]
+
+
+@pytest.mark.parametrize("env", SLACK_IN_PART, ids=lambda env: "+".join(env))
+def test_slack_configured_in_part_is_refused_by_check(check, env: dict[str, str]) -> None:
+    line = one_error(check(**env))
+    assert all(name in line for name in env) and "without Slack" in line, line
+
+
+@pytest.mark.parametrize("env", SLACK_IN_PART[:2], ids=lambda env: "+".join(env))
+def test_slack_configured_in_part_is_refused_by_run(monkeypatch, capsys, tmp_path, level, env) -> None:
+    """run no longer starts the console instead, without a word: exit 2 and the same line as check."""
+    line = run_fails(monkeypatch, capsys, tmp_path, level, **env)
+    assert all(name in line for name in env) and "without Slack" in line, line
+    assert not (tmp_path / "out").exists()  # no console ran
+
+
+def test_slack_oauth_without_a_secret_key_is_refused_as_run_refuses_it(check) -> None:
+    oauth = {
+        "SLACK_CLIENT_ID": "1.2",
+        "SLACK_CLIENT_SECRET": "client-secret",
+        "SLACK_SIGNING_SECRET": "signing-secret",
+        "HIDREAM_PUBLIC_URL": "https://bot.example.com",
+    }
+    line = one_error(check(**oauth))
+    assert line.startswith("hidream-bot: HIDREAM_SECRET_KEY is not set") and "openssl rand" in line
+    keyed = check(**oauth, HIDREAM_SECRET_KEY="A" * 43 + "=")
+    assert keyed.code == 0, keyed.err
