@@ -21,9 +21,11 @@ Markdown backticks the shared messages carry for Slack and Discord are taken out
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -52,14 +54,17 @@ EXAMPLE_PROVIDER = "fal"
 HELP = words.help_at_the_console(EXAMPLE_PROVIDER)
 
 PROMPT = "hidream> "
+# Moves to the start of the line and clears it: a prompt waiting there gives way to a message.
+CLEAR_LINE = "\r\x1b[K"
 # A job id prefix (or `last`) with an image number: `3f2a9c1e#2` is the second image of that job,
 # `3f2a9c1e#all` all of them.
 _NUMBERED = re.compile(r"^(?P<job>[^#]+)#(?P<index>\d+|all)$")
 
 
 def plain(text: str) -> str:
-    """A shared message as the console shows it: Markdown's inline code marks (for Slack and Discord) removed."""
-    return text.replace("`", "")
+    """A shared message as the console shows it: its place is this console, and Markdown's inline code
+    marks (for Slack and Discord) are removed."""
+    return words.at_the_console(text)
 
 
 def pixel_sizes(images: list[OutputImage]) -> str:
@@ -94,6 +99,27 @@ class ConsoleChat:
         self.server_url = server_url
         self.last_job_id: str | None = None
         self.failures = 0
+        # The jobs this console started (or resumed) that have not ended: what Ctrl-C leaves for later.
+        self.unfinished: set[str] = set()
+        # The prompt is waiting at the end of the terminal's last line: a message first clears it, then
+        # draws it again below (only where standard error is a terminal that can clear a line).
+        self._prompt_shown = False
+        self._commands: dict[str, Callable[[str], Awaitable[None]]] = {
+            "/hidream": self._generate,
+            "/edit": self._edit,
+            "/subject": lambda rest: self._subject(rest.split()),
+            "/vary": self._vary,
+            "/undo": lambda rest: self._thread_command("undo", rest.strip() or "last"),
+            "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
+            "/quota": self._quota,
+            "/policy": self._policy,
+            "/help": self._help,
+        }
+
+    @property
+    def commands(self) -> list[str]:
+        """The commands the console takes, as typed."""
+        return list(self._commands)
 
     async def __aenter__(self) -> ConsoleChat:
         # The settings are the console's defaults: kept (or cleared) where the engine reads everyone's.
@@ -113,7 +139,9 @@ class ConsoleChat:
             tmp = path.with_suffix(path.suffix + ".part")
             tmp.write_bytes(image.data)
             tmp.replace(path)
-            print(str(path), file=self.out, flush=True)
+            with self._above_the_prompt():
+                print(str(path), file=self.out, flush=True)
+        self.unfinished.discard(job.id)
         done = words.saved_files(
             len(images), job.provider, job.seed, job.tier, pixel_sizes(images), job.id[:8]
         )
@@ -123,9 +151,11 @@ class ConsoleChat:
 
     async def tell(self, job: Job, text: str) -> None:
         self.failures += 1
+        self.unfinished.discard(job.id)
         self._say(f"[{job.id[:8]}] {text}")
 
     async def progress(self, job: Job, progress: Progress) -> None:
+        self.unfinished.add(job.id)  # (a job resumed from an earlier run, too)
         # The console writes files: nothing is uploaded.
         line = words.progress(
             progress.stage, progress.elapsed, progress.queue_position, delivering=words.SAVING
@@ -135,16 +165,28 @@ class ConsoleChat:
     # --- reading commands -------------------------------------------------------------------------
 
     async def run_until_done(self) -> int:
-        """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed."""
+        """Read commands until standard input ends, wait for the jobs to finish; 1 if any failed.
+        Stopped (Ctrl-C), it says how many of its jobs are left for the next start."""
         if self.stdin.isatty():
             self._say(words.console_greeting(self.engine.provider.name, self.server_url))
-        await self.run()
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            if self._prompt_shown:
+                self._prompt_shown = False
+                print(file=self.err)  # the terminal shows ^C after the prompt
+            self._say(words.stopped(len(self.unfinished)))
+            raise
         return 1 if self.failures else 0
 
     def _prompt(self) -> None:
         """Ask for the next line, only when a person types them: a script's stderr stays as it was."""
         if self.stdin.isatty():
             print(PROMPT, end="", file=self.err, flush=True)
+            self._prompt_shown = _is_terminal(self.err)
+
+    def _above_the_prompt(self) -> _AbovePrompt:
+        return _AbovePrompt(self)
 
     async def run(self) -> None:
         """Read commands until standard input ends, then wait for the jobs to finish."""
@@ -153,7 +195,10 @@ class ConsoleChat:
 
         def pump() -> None:
             for line in self.stdin:
+                # Enter moved the terminal to a new line: the prompt is no longer the last thing on it.
+                self._prompt_shown = False
                 loop.call_soon_threadsafe(lines.put_nowait, line)
+            self._prompt_shown = False
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
         # A daemon thread: a blocked read never keeps the process alive at exit.
@@ -171,30 +216,33 @@ class ConsoleChat:
         if not line or line.startswith("#"):
             return
         command, _, rest = line.partition(" ")
+        act = self._commands.get(command)
         try:
-            if command == "/hidream":
-                await self._generate(rest)
-            elif command == "/edit":
-                await self._edit(rest)
-            elif command == "/subject":
-                await self._subject(rest.split())
-            elif command == "/vary":
-                await self._vary(rest)
-            elif command in ("/undo", "/history"):
-                await self._thread_command(
-                    "undo" if command == "/undo" else "history", rest.strip() or "last"
-                )
-            elif command == "/quota":
-                self._say((await limits.usage(self.engine, self.actor)).text)
-            elif command == "/policy":
-                self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
-            elif command == "/help":
-                self._say(HELP)
+            if act is None:
+                self._say(self._unknown(command, rest))
             else:
-                self._say(f"{words.unknown_command(command)}\n{HELP}")
+                await act(rest)
         except UserFacingError as exc:
             self.failures += 1
             self._say(f"✗ {exc.user_message}")
+
+    def _unknown(self, command: str, rest: str) -> str:
+        """One line for a line that is no command: the command it may have meant, written out."""
+        if not command.startswith("/"):
+            return words.did_you_mean(f"/hidream {command} {rest}".strip(), instead_of=None)
+        near = difflib.get_close_matches(command.lower(), self._commands, n=1, cutoff=0.6)
+        if not near:
+            return words.unknown_command(command)
+        return words.did_you_mean(f"{near[0]} {rest}".strip(), instead_of=command)
+
+    async def _quota(self, rest: str) -> None:
+        self._say((await limits.usage(self.engine, self.actor)).text)
+
+    async def _policy(self, rest: str) -> None:
+        self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
+
+    async def _help(self, rest: str) -> None:
+        self._say(words.help_at_the_console(EXAMPLE_PROVIDER, sandbox="sandbox" in self.engine.providers))
 
     async def _generate(self, text: str) -> None:
         parsed = parse_command(text)
@@ -319,13 +367,40 @@ class ConsoleChat:
     async def _submit(self, chat: ChatRequest) -> None:
         job = await make(self.engine, self.actor, chat)
         self.last_job_id = job.id
+        self.unfinished.add(job.id)
         self._say(f"[{job.id[:8]}] {words.accepted(job.mode, job.request.n, job.seed)}")
 
     def _who(self) -> dict[str, str]:
         return {"surface": self.name, "user_id": self.user_id, "workspace_id": "local"}
 
     def _say(self, text: str) -> None:
-        print(plain(text), file=self.err, flush=True)
+        with self._above_the_prompt():
+            print(plain(text), file=self.err, flush=True)
+
+
+class _AbovePrompt:
+    """Writes go above a waiting prompt: the prompt's line is cleared first and the prompt drawn again
+    after, so it stays the last line (what a person types after it is still read)."""
+
+    def __init__(self, chat: ConsoleChat) -> None:
+        self.chat = chat
+        self.shown = False
+
+    def __enter__(self) -> None:
+        self.shown = self.chat._prompt_shown
+        if self.shown:
+            print(CLEAR_LINE, end="", file=self.chat.err, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shown:
+            print(PROMPT, end="", file=self.chat.err, flush=True)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def _has_prompt(instruction: str) -> bool:

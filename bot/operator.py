@@ -11,9 +11,12 @@ tenant with `quota admin-max`, and everywhere with the setting.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
+from collections.abc import Callable
 
+from bot import words
 from bot.app import open_store
 from bot.jobs.quota_policy import check_budget, check_images
 from bot.model.config import Settings
@@ -37,25 +40,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     st = qs.add_parser("set", help="a user's daily limit (in one tenant, or in all), or a tenant's members'")
     st.add_argument("--user", help=WHO + "; without --tenant: in every server and workspace")
     _tenant(st, required=False)
-    _amount(st, "--limit", int, "images per UTC day")
+    _amount(st, "--limit", whole_number, "images per UTC day")
     ce = qs.add_parser(
         "ceiling", help="the images a whole tenant may make per UTC day (admins cannot lift it)"
     )
     _tenant(ce, required=True)
-    _amount(ce, "--limit", int, "images per UTC day for the whole server or workspace")
+    _amount(ce, "--limit", whole_number, "images per UTC day for the whole server or workspace")
     am = qs.add_parser(
         "admin-max",
         help="the highest daily limit a tenant's admins may give a member (default HIDREAM_ADMIN_MAX_LIMIT)",
     )
     _tenant(am, required=True)
-    _amount(am, "--limit", int, "images per UTC day an admin there may give one member")
+    _amount(am, "--limit", whole_number, "images per UTC day an admin there may give one member")
     bu = qs.add_parser("budget", help="a tenant's monthly budget in US dollars")
     _tenant(bu, required=True)
-    _amount(bu, "--usd", float, "dollars per UTC month")
+    _amount(bu, "--usd", dollars, "dollars per UTC month")
     gr = qs.add_parser("grant", help="extra images for today, in one tenant")
     gr.add_argument("--user", required=True, help=WHO)
     _tenant(gr, required=True)
-    gr.add_argument("--images", type=int, required=True)
+    gr.add_argument("--images", type=whole_number, required=True)
     rs = qs.add_parser("reset", help="forget today's usage, in one tenant")
     rs.add_argument("--user", required=True, help=WHO)
     _tenant(rs, required=True)
@@ -65,7 +68,26 @@ def _tenant(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--tenant", "--workspace", dest="tenant", required=required, help=WHERE)
 
 
-def _amount(p: argparse.ArgumentParser, flag: str, kind: type, text: str) -> None:
+def whole_number(text: str) -> int:
+    """An argument that must be a whole number, refused in our words (not argparse's)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(words.not_a_whole_number(text)) from None
+
+
+def dollars(text: str) -> float:
+    """An amount of dollars (`25`, `12.50`, `$12.50`); NaN and infinity are none."""
+    try:
+        usd = float(text.strip().removeprefix("$").replace(",", ""))
+    except ValueError:
+        usd = math.nan
+    if not math.isfinite(usd):
+        raise argparse.ArgumentTypeError(words.not_dollars(text))
+    return usd
+
+
+def _amount(p: argparse.ArgumentParser, flag: str, kind: Callable[[str], object], text: str) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument(flag, dest="amount", type=kind, help=text)
     group.add_argument("--clear", action="store_true", help="remove it")
@@ -118,7 +140,7 @@ async def _act(store: Store, args: argparse.Namespace) -> None:
         await store.set_budget(args.tenant, amount)
         print(
             f"workspace {args.tenant}: monthly budget "
-            + ("cleared" if amount is None else f"set to ${amount:.2f}")
+            + ("cleared" if amount is None else f"set to {words.money(amount)}")
         )
     elif args.action == "grant":
         await store.grant(args.tenant, args.user, args.images)

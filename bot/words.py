@@ -199,7 +199,9 @@ SUBJECT_USAGE = (
 
 
 def choose_image(job: str, count: int) -> str:
-    return f"{job} has {count} image(s): choose #1 to #{count}, or #all."
+    if count == 1:
+        return f"{job} has only one image: leave out the #, e.g. `/edit {job} make it blue`."
+    return f"{job} has {count} images: choose #1 to #{count}, or #all."
 
 
 def no_such_target(target: str) -> str:
@@ -209,6 +211,37 @@ def no_such_target(target: str) -> str:
 
 def no_chain(job: str) -> str:
     return f"{job} is not a version of any chain yet."
+
+
+# --- a job that failed: every failure gives the images back to the requester's quota ----------------
+
+FAILED_INSIDE = "Something went wrong inside the bot."
+FAILED_NOT_RESENT = "The bot restarted while sending this request, so it was not sent again."
+FAILED_NOT_POSTED = "The image was made but could not be posted here."
+FAILED_SLOW_DOWNLOAD = "The finished image took too long to download from the provider."
+FAILED_DOWNLOAD = "The finished image could not be downloaded from the provider."
+BLOCKED = (
+    "Your prompt contains a word or phrase this server's or workspace's admins have blocked. "
+    "Rephrase it and try again; nothing was spent."
+)
+
+
+def failed_took_too_long(minutes: int) -> str:
+    return f"The image took longer than {minutes} minutes, so the bot gave up."
+
+
+def failed_no_image(provider: str) -> str:
+    return f"{provider} finished but sent no image."
+
+
+def failed_at(provider: str) -> str:
+    return f"{provider} could not make the image."
+
+
+def failed(reason: str) -> str:
+    """What the requester of a failed job is told: why, and that its images were given back (a failed
+    job's reservation is released in the same transaction that fails it)."""
+    return f"{reason.rstrip(' .')}; your quota was given back."
 
 
 # --- how a job is doing: the lines a request's message shows while it is made -----------------------
@@ -330,7 +363,43 @@ VARY_USAGE = "Usage: /vary <job id | last>"
 
 
 def unknown_command(command: str) -> str:
-    return f"Unknown command {command!r}."
+    return f"Unknown command {command}: /help lists them."
+
+
+def did_you_mean(line: str, *, instead_of: str | None) -> str:
+    """What the console answers a line that is no command: the line it may have meant. `instead_of`:
+    the unknown command typed; None when the line named none (it did not start with /)."""
+    if instead_of is None:
+        return f"Commands start with /: did you mean `{line}`? (/help lists them)"
+    return f"Unknown command {instead_of}: did you mean `{line}`?"
+
+
+def stopped(unfinished: int) -> str:
+    """The console's last line when Ctrl-C stops it."""
+    if not unfinished:
+        return "Stopped."
+    them = "1 unfinished job resumes" if unfinished == 1 else f"{unfinished} unfinished jobs resume"
+    return f"Stopped: {them} when the bot next starts with this database."
+
+
+# The shared sentences name where a person asks as a server's or workspace's; on the console, whose
+# user is its own operator, they say this console. Whole sentences first, then the place's names.
+_AT_THE_CONSOLE = {
+    # (BLOCKED's own words on the console)
+    "this server's or workspace's admins have blocked": "this console's policy blocks (/policy lists them)",
+    "This server or workspace has": "This console has",
+    "this server or workspace": "this console",
+    "this server's or workspace's": "this console's",
+    "this server's": "this console's",
+    "this workspace's": "this console's",
+}
+
+
+def at_the_console(text: str) -> str:
+    """A shared sentence as the console says it: its place is this console, and no Markdown marks."""
+    for shared, console in _AT_THE_CONSOLE.items():
+        text = text.replace(shared, console)
+    return text.replace("`", "")
 
 
 def console_greeting(provider: str, server_url: str | None) -> str:
@@ -423,8 +492,18 @@ def help_with_flags(example_provider: str) -> str:
     )
 
 
-def help_at_the_console(example_provider: str) -> str:
-    """The console's `/help`."""
+# The word that makes the sandbox provider fail a job on purpose (bot/providers/sandbox/jobs.py).
+SANDBOX_FAIL = "sandbox-fail"
+
+
+def help_at_the_console(example_provider: str, *, sandbox: bool = False) -> str:
+    """The console's `/help`; `sandbox`: the sandbox provider runs, so its word for a failure is named."""
+    trying = (
+        f"\nTrying:    {SANDBOX_FAIL} in a prompt makes the sandbox fail that job, to see how a failure "
+        "looks\n           (e.g. /hidream a fox sandbox-fail): nothing is spent"
+        if sandbox
+        else ""
+    )
     return f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
            --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
@@ -441,8 +520,8 @@ Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format 
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | reset   (the console's user is its operator)
-/help      this text (Ctrl-D quits)"""
+           | provider <name>|default | reset   (the console's user is its operator){trying}
+/help      this text (Ctrl-D quits; Ctrl-C stops at once, and unfinished jobs resume at the next start)"""
 
 
 # --- commands and their options, as a command menu describes them (each within 100 characters) --------
@@ -587,6 +666,7 @@ def invalid_settings(problems: list[str]) -> str:
     """One line for every bad value at once, each "VARIABLE: what is wrong"."""
     return "invalid setting: " + "; ".join(problems)
 
+
 # What a chat platform's settings must look like (each after its variable's name).
 DISCORD_TOKEN_SHAPE = (
     "is not a bot token: copy it from the Developer Portal (your app, Bot, Reset Token); it is three "
@@ -656,3 +736,29 @@ DB_NOT_A_URL = "the URL cannot be read (postgresql://user:password@host:port/dbn
 
 def db_said(message: str) -> str:
     return f"PostgreSQL said: {message}"
+
+
+# --- amounts an admin or an operator types (bot/jobs/quota_policy.py, `hidream-bot quota`) -------------
+
+
+def money(usd: float) -> str:
+    """Dollars as people write them: $3.00, $1,250.50."""
+    return f"${usd:,.2f}"
+
+
+def images_out_of_range(images: int, most: int) -> str:
+    return f"{images} is out of range: use a whole number from 0 to {most:,}."
+
+
+def budget_out_of_range(usd: float, most: float) -> str:
+    if usd < 0:
+        return f"A budget cannot be negative: give 0 or more dollars, up to {money(most)} (e.g. 25 or 12.50)."
+    return f"{money(usd)} is out of range: a budget is 0 to {money(most)} a month."
+
+
+def not_a_whole_number(text: str) -> str:
+    return f"{text!r} is not a whole number (e.g. 25)"
+
+
+def not_dollars(text: str) -> str:
+    return f"{text!r} is not an amount of dollars (e.g. 25 or 12.50)"

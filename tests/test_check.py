@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bot import words
 from bot.cli import main
 from tests.support.harness import closed_port, skip_unless_ci
-from bot import words
 from tests.support.processes import bot_env, logging_as_in_a_fresh_process
 from tests.support.startup import level as level
 from tests.support.startup import run_fails

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot import words
 from bot.jobs.images import ResultGate, ResultSlot
 from bot.jobs.metrics import Metrics
 from bot.jobs.steps import Shows, kept_results
@@ -95,9 +96,7 @@ class Delivery:
         posts, count = await self._post_images(job, surface)
         if posts is None:
             # The move to `failed` is fenced too: a replica that lost the job tells nobody.
-            await self.fail(
-                job, "The image was made but could not be posted here; your quota was given back."
-            )
+            await self.fail(job, words.FAILED_NOT_POSTED)
             return
         # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.phrases import contains_banned
 from bot.model.requests import ChatRequest, ImageRequest, build_request
@@ -24,10 +25,7 @@ DEFAULT_FLAGS = ("ar", "size", "model", "format", "n", "private")
 _ON, _OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 NSFW_CHOICES = ("spoiler", "block", "allow")
 PHRASE_MAX, PHRASES_MAX = 100, 200
-BLOCKED = (
-    "Your prompt contains a word or phrase this server's admins have blocked. "
-    "Rephrase it and try again; nothing was spent."
-)
+BLOCKED = words.BLOCKED
 
 
 @dataclass(frozen=True)

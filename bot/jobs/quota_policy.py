@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import words
 from bot.model.errors import BadInput, QuotaExceeded
 from storage.quota import EVERY_TENANT, Charge, QuotaFacts, QuotaStatus
 
@@ -40,12 +41,12 @@ MAX_BUDGET_USD = 1_000_000.0
 def check_images(images: int | None) -> None:
     """Refuse an amount an admin or operator typed that no sane limit needs."""
     if images is not None and not 0 <= images <= MAX_IMAGES:
-        raise BadInput(f"{images} is out of range: use a whole number from 0 to {MAX_IMAGES:,}.")
+        raise BadInput(words.images_out_of_range(images, MAX_IMAGES))
 
 
 def check_budget(monthly_usd: float | None) -> None:
-    if monthly_usd is not None and not 0 <= monthly_usd <= MAX_BUDGET_USD:
-        raise BadInput(f"${monthly_usd} is out of range: use 0 to {MAX_BUDGET_USD:,.0f} dollars.")
+    if monthly_usd is not None and not 0 <= monthly_usd <= MAX_BUDGET_USD:  # (NaN is neither)
+        raise BadInput(words.budget_out_of_range(monthly_usd, MAX_BUDGET_USD))
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 
+from bot import words
 from bot.jobs.delivery import Delivery
 from bot.jobs.images import LinkSigner, ResultGate
 from bot.jobs.leases import Leases
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
 
-SORRY = "Something went wrong inside the bot; your quota was given back."
+SORRY = words.FAILED_INSIDE
 # The states in which a job's next step is the provider's, and its deadline applies.
 _AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
 
@@ -344,7 +345,7 @@ class JobRunner:
         surface = self.surfaces.get(job.surface)
         if surface is not None:
             try:
-                await surface.tell(job, message)
+                await surface.tell(job, words.failed(message))
             except Exception:
                 log.exception("job %s: could not tell the requester", job.id)
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot import words
 from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
 from bot.jobs.media import fetch_image
 from bot.jobs.metrics import Metrics
@@ -78,7 +79,7 @@ def overdue(job: Job, now: float, timeout_seconds: float) -> str | None:
     if now <= job.deadline:
         return None
     minutes = round(timeout_seconds / 60)
-    return f"The image took longer than {minutes} minutes, so the bot gave up; your quota was given back."
+    return words.failed_took_too_long(minutes)
 
 
 async def kept_results(store: Store, job: Job) -> list[OutputImage]:
@@ -269,8 +270,7 @@ class ProviderSteps:
         if not self.callbacks_enabled:
             await ctx.fail(
                 job,
-                job.error
-                or "The bot restarted while sending this request, so it was not sent again; your quota was given back.",
+                job.error or words.FAILED_NOT_RESENT,
             )
             return
         ids = await self.records.recover(provider, job, SubmitRecord.read(cached))
@@ -341,10 +341,10 @@ class ProviderSteps:
     ) -> None:
         if status.state == "failed":
             self.metrics.provider_error(provider.name, "GenerationFailed")
-            await ctx.fail(job, status.error or f"{provider.name} could not make the image.")
+            await ctx.fail(job, status.error or words.failed_at(provider.name))
             return
         if not status.images:
-            await ctx.fail(job, f"{provider.name} finished but sent no image; your quota was given back.")
+            await ctx.fail(job, words.failed_no_image(provider.name))
             return
         results = await self._download(job, status)
         if isinstance(results, str):
@@ -391,10 +391,10 @@ class ProviderSteps:
                     )
             except TimeoutError:
                 log.warning("job %s: result download took longer than %.0f s; given up", job.id, limit)
-                return "The finished image took too long to download from the provider; your quota was given back."
+                return words.FAILED_SLOW_DOWNLOAD
             except MediaError as exc:
                 log.warning("job %s: result could not be fetched: %s", job.id, exc)
-                return "The finished image could not be downloaded from the provider."
+                return words.FAILED_DOWNLOAD
             results.append(
                 NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
             )
