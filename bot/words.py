@@ -241,7 +241,8 @@ def failed_at(provider: str) -> str:
 def failed(reason: str) -> str:
     """What the requester of a failed job is told: why, and that its images were given back (a failed
     job's reservation is released in the same transaction that fails it)."""
-    return f"{reason.rstrip(' .')}; your quota was given back."
+    reason = reason.strip()
+    return f"{reason}{'' if reason.endswith(('.', '!', '?')) else '.'} Your quota was given back."
 
 
 # --- how a job is doing: the lines a request's message shows while it is made -----------------------

@@ -141,7 +141,7 @@ async def test_edit_takes_one_image_of_a_multi_image_job_and_says_which(tmp_path
         assert second is not None and second.mode == "edit"
         assert second.reference_media == parent.result_media[1:]
         await say(chat, f"/edit {parent.id[:8]}#3 add snow")
-        assert f"{parent.id[:8]} has 2 image(s): choose #1 to #2, or #all." in err.getvalue()
+        assert f"{parent.id[:8]} has 2 images: choose #1 to #2, or #all." in err.getvalue()
         assert chat.failures == 1
         await say(chat, f"/edit {parent.id[:8]}#all the two foxes at night")
         both = await bot.engine.job(chat.last_job_id or "")

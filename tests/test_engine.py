@@ -223,7 +223,9 @@ async def test_provider_failure_is_told_and_refunded(tmp_path: Path) -> None:
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:
         job = await bot.engine.submit(chat("sandbox-fail please --n 2"))
         await bot.runner.wait_idle()
-        assert surface.told == [(job.id, "The sandbox was asked to fail (the prompt says sandbox-fail).")]
+        assert surface.told == [
+            (job.id, "The sandbox was asked to fail (the prompt says sandbox-fail). Your quota was given back.")
+        ]
         assert surface.deliveries == []
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
 
@@ -276,7 +278,7 @@ async def test_job_past_its_deadline_fails_cleanly_and_is_refunded(tmp_path: Pat
         bot.runner.wake(job.id)
         await bot.runner.wait_idle()
         assert surface.told == [
-            (job.id, "The image took longer than 15 minutes, so the bot gave up; your quota was given back.")
+            (job.id, "The image took longer than 15 minutes, so the bot gave up. Your quota was given back.")
         ]
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
 
@@ -324,7 +326,12 @@ async def test_a_reference_gone_before_the_submit_is_told_plainly_and_refunded(t
     surface = RecordingSurface()
     async with BotHarness(tmp_path, surfaces=[surface.factory]) as bot:  # resumes the stored job
         await bot.runner.wait_idle()
-        assert surface.told == [(job.id, "A reference image is no longer held by the bot; attach it again.")]
+        assert surface.told == [
+            (
+                job.id,
+                "A reference image is no longer held by the bot; attach it again. Your quota was given back.",
+            )
+        ]
         assert sandbox_of(bot).submits == 0
         stored = await bot.engine.job(job.id)
         assert stored is not None and stored.state is JobState.FAILED

@@ -236,5 +236,7 @@ async def test_console_defaults_from_settings_flags_win_and_policy(tmp_path: Pat
         hill, night = made["a castle on a hill"], made["a castle at night"]
         assert hill.num_images == 2 and abs(hill.width / hill.height - 16 / 9) < 0.02
         assert (night.num_images, night.width, night.height) == (1, 512, 512)
-        assert "a castle at dawn" not in made and BLOCKED in err.getvalue()
+        # The console's own words: its place is this console, not a server's admins.
+        assert "a castle at dawn" not in made and words.at_the_console(BLOCKED) in err.getvalue()
+        assert "this console's policy blocks" in err.getvalue() and "admins" not in err.getvalue()
         assert len(out.getvalue().split()) == 3
