@@ -224,7 +224,10 @@ async def test_provider_failure_is_told_and_refunded(tmp_path: Path) -> None:
         job = await bot.engine.submit(chat("sandbox-fail please --n 2"))
         await bot.runner.wait_idle()
         assert surface.told == [
-            (job.id, "The sandbox was asked to fail (the prompt says sandbox-fail). Your quota was given back.")
+            (
+                job.id,
+                "The sandbox was asked to fail (the prompt says sandbox-fail). Your quota was given back.",
+            )
         ]
         assert surface.deliveries == []
         assert (await bot.engine.quota("test", "u1", "w1")).used == 0
