@@ -271,6 +271,7 @@ async def test_failed_generation_is_told_in_the_thread(tmp_path: Path, fake: Fak
             ]
         )
         assert told[0]["text"].startswith("<@UALICE01>")
+        assert told[0]["text"].endswith("Your quota was given back.")  # and the person is told so
         await fake.wait_for(lambda: "Not done" in root["blocks"][1]["elements"][0]["text"])
         assert not summaries(fake)
         # Its quota was given back.
