@@ -678,23 +678,17 @@ DISCORD_TOKEN_PREFIXED = "give the token alone, without the `Bot ` in front"
 
 def not_a_guild_id(value: str) -> str:
     return (
-        f"{value!r} is not a server id: comma-separated numbers, as Discord's Copy Server ID gives them "
-        "(Developer Mode on), e.g. 123456789012345678"
+        f"{value!r} is not a server id: comma-separated numbers, as Copy Server ID gives them "
+        "(with Developer Mode on), e.g. 123456789012345678"
     )
 
 
-def slack_token_alone(token: str) -> str:
+def surface_in_part(surface: str, given: list[str], starts_with: str) -> str:
+    """A chat surface whose credentials are set in part: `starts_with` says which together start it."""
+    verb, them = ("is", "it") if len(given) == 1 else ("are", "them")
     return (
-        f"{token} is set but neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (HTTP mode), "
-        f"so Slack cannot start: set one of them, or unset {token} to run without Slack"
-    )
-
-
-def slack_incomplete(given: list[str]) -> str:
-    return (
-        f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} set but Slack needs SLACK_BOT_TOKEN with "
-        "SLACK_APP_TOKEN or SLACK_SIGNING_SECRET, or SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and "
-        "SLACK_SIGNING_SECRET to be installed by OAuth: set the rest, or unset these to run without Slack"
+        f"{', '.join(given)} {verb} set, but {surface} starts only with {starts_with}: set the rest, "
+        f"or unset {them} to run without {surface}"
     )
 
 

@@ -16,6 +16,12 @@ from bot.plugins import Core, SurfaceAdapter, SurfacePlugin
 
 __all__ = ["SlackAdapter", "SlackPlugin", "SlackSettings", "plugin"]
 
+# The settings that start Slack, together.
+STARTS_WITH = (
+    "SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode), or with "
+    "SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET (installs by OAuth)"
+)
+
 
 class SlackPlugin(SurfacePlugin[SlackSettings]):
     """Starts when SLACK_BOT_TOKEN is set with SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP),
@@ -54,9 +60,7 @@ class SlackPlugin(SurfacePlugin[SlackSettings]):
             for name in ("bot_token", "app_token", "signing_secret", "client_id", "client_secret")
             if getattr(settings, name)
         ]
-        if given == ["SLACK_BOT_TOKEN"]:
-            return words.slack_token_alone("SLACK_BOT_TOKEN")
-        return words.slack_incomplete(given) if given else None
+        return words.surface_in_part("Slack", given, STARTS_WITH) if given else None
 
     def keeps_installs(self, settings: SlackSettings) -> bool:
         return settings.oauth
