@@ -204,8 +204,8 @@ def test_check_shows_the_shards_this_replica_runs(
         ),
         ({"DISCORD_SHARD_IDS": "0"}, "DISCORD_SHARD_IDS", "need DISCORD_SHARD_COUNT"),
         ({"DISCORD_SHARD_COUNT": "2", "DISCORD_SHARD_IDS": "1,1"}, "DISCORD_SHARD_IDS", "listed twice"),
-        ({"DISCORD_SHARD_COUNT": "0"}, "DISCORD_SHARD_COUNT", "greater than or equal to 1"),
-        ({"DISCORD_SHARD_COUNT": "two"}, "DISCORD_SHARD_COUNT", "valid integer"),
+        ({"DISCORD_SHARD_COUNT": "0"}, "DISCORD_SHARD_COUNT", "must be 1 or more"),
+        ({"DISCORD_SHARD_COUNT": "two"}, "DISCORD_SHARD_COUNT", "must be a whole number"),
     ],
     ids=["not-a-number", "too-high", "no-count", "twice", "zero-shards", "count-not-a-number"],
 )

@@ -184,7 +184,7 @@ async def one_result(
         return surface, await state_of(bot, job), (await bot.engine.quota("test", "u0", "w1")).used
 
 
-REFUSED = ["The finished image could not be downloaded from the provider."]
+REFUSED = ["The finished image could not be downloaded from the provider. Your quota was given back."]
 
 
 @pytest.mark.parametrize("path", ["/fast.png", "/hop?to=/fast.png"])
