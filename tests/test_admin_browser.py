@@ -2,7 +2,7 @@
 form, its chart showing the jobs this test ran, markup in a prompt inert, and a screenshot kept.
 
 The screenshot is written to the test's tmp dir and to `test-artifacts/` (ignored by git); with
-HIDREAM_SCREENSHOT_DOCS=1 also to docs/operators-page.png, the one the README shows.
+HIDREAM_SCREENSHOT_DOCS=1 also to docs/operators-page.png, the one docs/operating.md shows.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_readme_tells_a_newcomer_how_to_go_on() -> None:
     readme = (ROOT / "README.md").read_text()
     top = readme.split("## Contents", 1)[0]
     for needle in (
-        "uv run hidream-bot",
+        "uv run --no-dev hidream-bot",
         ".venv/bin/hidream-bot",
         "make check",
         "Ctrl-D",
