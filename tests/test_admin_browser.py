@@ -56,7 +56,7 @@ READ_PAGE = """({
 
 # At a phone's width: every element whose box reaches past the window's right edge, except those inside
 # a box that scrolls sideways on its own (the wide tables, the charts below their narrowest width); and
-# each chart label's size as drawn, in CSS pixels (its font size times the SVG's scale).
+# each chart label's size as drawn (those not hidden), in CSS pixels (its font size times the SVG's scale).
 READ_NARROW = """(() => {
   const width = document.documentElement.clientWidth;
   const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
@@ -64,7 +64,7 @@ READ_NARROW = """(() => {
   const outside = [...document.body.querySelectorAll('*')]
     .filter(el => el.getBoundingClientRect().right > width + 0.5 && !scrolls(el))
     .map(el => el.tagName + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : ''));
-  const labels = [...document.querySelectorAll('svg text')]
+  const labels = [...document.querySelectorAll('svg text')].filter(t => t.getClientRects().length > 0)
     .map(t => [t.textContent, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a]);
   return {width, scroll: document.documentElement.scrollWidth, outside, labels};
 })()"""
