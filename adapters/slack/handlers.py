@@ -40,7 +40,7 @@ SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 def register(app: AsyncApp, ctx: ListenerContext) -> None:
     h = Handlers(ctx)
     app.command("/hidream")(h.on_command)
-    app.event("app_mention")(h.on_mention)
+    app.event(t.EVENT_MENTION)(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
     app.action(t.ACTION_VARY)(h.on_reroll)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
@@ -50,7 +50,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.action(ACTION_SUBJECT)(h.subjects.on_button)
     app.view(VIEW_SUBJECT)(h.subjects.on_submit)
     # Plain channel messages are delivered too when the app listens to message events; ignore them.
-    app.event("message")(h.ignore)
+    for name in t.IGNORED_EVENTS:
+        app.event(name)(h.ignore)
 
 
 # --- where each listener's private answer goes -------------------------------------------------

@@ -31,6 +31,15 @@ ACTION_SUBJECT = "hidream_subject"
 VIEW_SUBJECT = "hidream_subject_modal"
 SHORTCUT_EDIT = "hidream_edit_message"
 VIEW_EDIT = "hidream_edit_modal"
+# The Events API events the adapter answers; slack-app-manifest.yml subscribes exactly these
+# (tests/test_slack_manifest.py reads both the manifest and the listeners bolt holds).
+EVENT_MENTION = "app_mention"
+EVENT_HOME_OPENED = "app_home_opened"
+EVENT_UNINSTALLED = "app_uninstalled"
+EVENT_TOKENS_REVOKED = "tokens_revoked"
+# Events listened to only to let them pass: Slack sends `message` events to an app subscribed to
+# them (an app made from an older or edited manifest); the shipped manifest does not subscribe them.
+IGNORED_EVENTS = ("message",)
 BLOCK_INSTRUCTION = "instruction"
 BLOCK_IMAGE = "image_choice"
 
