@@ -746,8 +746,8 @@ def images_out_of_range(images: int, most: int) -> str:
 
 
 def budget_out_of_range(usd: float, most: float) -> str:
-    if usd < 0:
-        return f"A budget cannot be negative: give 0 or more dollars, up to {money(most)} (e.g. 25 or 12.50)."
+    if usd < 0:  # never "$-3.00"
+        return f"{usd:g} is out of range: a budget is 0 or more dollars a month, up to {money(most)} (e.g. 25 or 12.50)."
     return f"{money(usd)} is out of range: a budget is 0 to {money(most)} a month."
 
 

@@ -261,7 +261,7 @@ def test_budgets_are_refused_below_zero_and_written_as_money(cli: Cli, capsys: A
     negative = cli("quota", "budget", "--tenant", "console:local", "--usd", "-3")
     assert negative.returncode == 2 and "$-3" not in negative.stderr and "-3.0" not in negative.stderr
     assert negative.stderr.strip() == (
-        "hidream-bot quota: A budget cannot be negative: give 0 or more dollars, up to $1,000,000.00 "
+        "hidream-bot quota: -3 is out of range: a budget is 0 or more dollars a month, up to $1,000,000.00 "
         "(e.g. 25 or 12.50)."
     )
     ok = cli("quota", "budget", "--tenant", "console:local", "--usd", "3")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot import words
 from bot.app import Bot
 from bot.jobs.pacing import PROGRESS_BURST, PROGRESS_EVERY, PROGRESS_RATE, ProgressGate, Slots
 from bot.model.jobs import Job, JobState, Progress
@@ -139,7 +140,9 @@ async def test_a_job_waiting_for_a_slot_still_fails_at_its_deadline(tmp_path: Pa
 
         stored = await bot.engine.job(waiting.id)
         assert stored is not None and stored.state is JobState.FAILED
-        assert surface.told == [(waiting.id, stored.error)] and "took longer than" in (stored.error or "")
+        # Told its cause, as stored, and that its quota was given back.
+        assert surface.told == [(waiting.id, words.failed(stored.error or ""))]
+        assert "took longer than" in (stored.error or "") and surface.told[0][1].endswith("given back.")
         assert waiting.id not in provider.submits  # never reached the provider
         assert (await bot.engine.quota("test", "u2", "w1")).used == 0
         assert list(provider.held.values()) == [worked.id]
