@@ -179,6 +179,12 @@ MIGRATIONS: list[str] = [
     # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
     # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
     "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
+    # 13: with an object store (storage/objects.py) a media row keeps the size and the SHA-256 of the
+    # bytes its object holds (NULL where the bytes are a file or the row's own column).
+    """
+    ALTER TABLE media ADD COLUMN size BIGINT;
+    ALTER TABLE media ADD COLUMN sha256 TEXT
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.
