@@ -100,7 +100,11 @@ async def _copy(settings: Settings, url: str) -> Copied:
         # The source where the bot keeps its images now; the target with the same object store, if any.
         source = await stack.enter_async_context(
             SqliteStore(
-                settings.db_path, default_limit=limit, default_ceiling=ceiling, media=object_store(settings)
+                settings.db_path,
+                default_limit=limit,
+                default_ceiling=ceiling,
+                media=object_store(settings),
+                copying=True,
             )
         )
         try:
@@ -140,11 +144,11 @@ async def _to_objects(settings: Settings, url: str) -> int:
         return _fail(str(exc))
     except ObjectStoreError as exc:
         return _fail(f"{exc}; run it again once the store answers (objects written so far are rewritten)")
-    print(f"copied the images of {settings.db_path} into {target.label()}:")
+    print(f"moved the images of {settings.db_path} into {target.label()}:")
     print(f"images: {copied.images}, {copied.image_bytes / 1_000_000:.2f} MB")
     if copied.missing_images:
         print(f"skipped: {copied.missing_images} image(s) listed in the media table without their file")
-    print(f"now set HIDREAM_MEDIA_URL={url} (the files in {source.files.folder} are no longer read)")
+    print(f"now set HIDREAM_MEDIA_URL={url} for the bot to read them there")
     return 0
 
 

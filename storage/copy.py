@@ -143,17 +143,25 @@ async def _with_bytes(
     """The batch's rows with the values the target keeps about their bytes, the bytes written where
     the target keeps them apart from its rows first (an object store; not when it is the source's)."""
     kept, apart = [], {}
+    in_place = same_place(source.media_bytes, target.media_bytes)
     for row in rows:
-        stored = await source.media(str(row[id_at]))
-        if stored is None:
+        media_id = str(row[id_at])
+        # A file beside the database first (an install that kept files until now), else where the
+        # source keeps its images (the object store both name, when the source already used it).
+        data = await source.files.read(media_id)
+        from_files = data is not None
+        if data is None and source.media_bytes is not source.files:
+            stored = await source.media(media_id)
+            data = None if stored is None else stored.data
+        if data is None:
             copied.missing_images += 1
             continue
         copied.images += 1
-        copied.image_bytes += len(stored.data)
-        kept.append([*row, *target.media_bytes.in_row(stored.data)])
-        apart[stored.id] = stored.data
-    if not same_place(source.media_bytes, target.media_bytes):
-        await target.media_bytes.keep(apart)
+        copied.image_bytes += len(data)
+        kept.append([*row, *target.media_bytes.in_row(data)])
+        if from_files or not in_place:
+            apart[media_id] = data
+    await target.media_bytes.keep(apart)
     return kept
 
 
@@ -171,29 +179,33 @@ def same_place(a: ImageBytes, b: ImageBytes) -> bool:
 
 
 async def copy_files_to_objects(source: SqliteStore, target: ObjectBytes) -> Copied:
-    """Copy the images a SQLite store keeps as files into an object store, and record each one's size
+    """Move the images a SQLite store keeps as files into an object store, recording each one's size
     and hash in its row: after it, the store opened with that object store (HIDREAM_MEDIA_URL) holds
-    every image. The files stay (delete the folder once the bot runs on the object store). Rerunning it
-    writes the same objects again."""
+    every image. A file is deleted once its object is written and its row says so; a rerun after a
+    failure goes on where it stopped (an image whose file is gone but whose object is there counts as
+    moved already)."""
     copied = Copied()
     ids = [str(row[0]) for row in await source.database.fetch("SELECT id FROM media ORDER BY rowid")]
     for start in range(0, len(ids), IMAGES_PER_BATCH):
         batch: dict[str, bytes] = {}
         for media_id in ids[start : start + IMAGES_PER_BATCH]:
             data = await source.files.read(media_id)
-            if data is None:
+            if data is not None:
+                batch[media_id] = data
+            elif await target.has(media_id):
+                copied.images += 1
+            else:
                 copied.missing_images += 1
-                continue
-            batch[media_id] = data
         await target.keep(batch)
         async with source.database.transaction() as db:
             for media_id, data in batch.items():
                 await db.execute(
                     "UPDATE media SET size=?, sha256=? WHERE id=?", *target.in_row(data), media_id
                 )
+        await source.files.delete(batch)
         copied.images += len(batch)
         copied.image_bytes += sum(len(data) for data in batch.values())
-    copied.rows["media"] = copied.images
+    copied.rows["media"] = len(ids)
     return copied
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import obstore
-from obstore.exceptions import BaseError, NotFoundError
+from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from bot.model.config import Settings
@@ -33,6 +33,9 @@ from storage.media import ORPHAN_AGE, valid_id
 
 log = logging.getLogger(__name__)
 
+# What obstore raises: its own errors, and OSError's kinds for a missing object (FileNotFoundError),
+# a refusal (PermissionError) and the like.
+_ERRORS = (BaseError, OSError)
 # Keys deleted per request (S3's DeleteObjects takes up to 1,000).
 _DELETE_BATCH = 1000
 # Ids asked about at once when looking for objects without rows.
@@ -121,6 +124,8 @@ class ObjectBytes:
             config.bucket,
             prefix=config.prefix or None,
             client_options={"allow_http": config.endpoint.startswith("http://")},
+            # A store that does not answer fails the call within half a minute, not after minutes.
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=30)},
             **options,
         )
 
@@ -137,10 +142,9 @@ class ObjectBytes:
     async def open(self) -> None:
         """Check that the bucket answers with these credentials (a missing key is a fine answer)."""
         try:
-            await obstore.head_async(self._store, ".hidream-bot-check")
-        except NotFoundError:
-            return
-        except BaseError as exc:
+            # A listing of a prefix nothing has: a missing bucket or a wrong key fails it.
+            await obstore.list_with_delimiter_async(self._store, ".hidream-bot-check")
+        except _ERRORS as exc:
             raise ObjectStoreError(f"cannot reach {self.label()}: {_reason(exc)}") from exc
 
     async def keep(self, images: dict[str, bytes]) -> None:
@@ -153,7 +157,7 @@ class ObjectBytes:
             await obstore.put_async(
                 self._store, media_id, data, attributes={"Content-Type": content_type_of(data)}
             )
-        except BaseError as exc:
+        except _ERRORS as exc:
             raise ObjectStoreError(f"cannot write to {self.label()}: {_reason(exc)}") from exc
 
     async def drop(self, media_ids: Iterable[str]) -> None:
@@ -164,7 +168,7 @@ class ObjectBytes:
             batch = ids[start : start + _DELETE_BATCH]
             try:
                 await obstore.delete_async(self._store, batch)
-            except BaseError as exc:
+            except _ERRORS as exc:
                 log.warning(
                     "media: could not delete %d object(s) from %s (%s); swept at a later start",
                     len(batch),
@@ -184,7 +188,7 @@ class ObjectBytes:
             return None
         try:
             got = await obstore.get_async(self._store, media_id)
-        except NotFoundError:
+        except FileNotFoundError:
             if row is not None:
                 log.warning(
                     "media %s has a row but no object in %s: answered as no longer held",
@@ -192,7 +196,7 @@ class ObjectBytes:
                     self.label(),
                 )
             return None
-        except BaseError as exc:
+        except _ERRORS as exc:
             raise ObjectStoreError(f"cannot read from {self.label()}: {_reason(exc)}") from exc
 
         async def stream() -> AsyncGenerator[bytes, None]:
@@ -201,6 +205,16 @@ class ObjectBytes:
 
         return stream()
 
+    async def has(self, media_id: str) -> bool:
+        """Whether the object of `media_id` is there."""
+        try:
+            await obstore.head_async(self._store, media_id)
+        except FileNotFoundError:
+            return False
+        except _ERRORS as exc:
+            raise ObjectStoreError(f"cannot read from {self.label()}: {_reason(exc)}") from exc
+        return True
+
     async def presign(self, media_id: str, seconds: float) -> str | None:
         """A URL that GETs the object for `seconds` (at most a week) without credentials."""
         if not valid_id(media_id):
@@ -208,7 +222,7 @@ class ObjectBytes:
         expires = min(timedelta(seconds=max(1.0, seconds)), MAX_PRESIGN)
         try:
             return await obstore.sign_async(self._store, "GET", media_id, expires)
-        except BaseError as exc:
+        except _ERRORS as exc:
             raise ObjectStoreError(f"cannot sign a link to {self.label()}: {_reason(exc)}") from exc
 
     async def names(self) -> list[tuple[str, float]]:
@@ -228,7 +242,7 @@ class ObjectBytes:
         cutoff = (time.time() if now is None else now) - ORPHAN_AGE
         try:
             old = [media_id for media_id, changed in await self.names() if changed < cutoff]
-        except BaseError as exc:
+        except _ERRORS as exc:
             log.warning("media: could not list %s to sweep orphans (%s)", self.label(), _reason(exc))
             return 0
         orphans = []

@@ -17,7 +17,7 @@ from typing import Any
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
 from storage.media import ImageBytes, MediaFiles
-from storage.migrations import MEDIA_MOVING, migrate
+from storage.migrations import MEDIA_DATA_OPTIONAL, MEDIA_MOVING, migrate
 from storage.objects import ObjectStoreError
 from storage.quota import QuotaDefaults, QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
@@ -49,6 +49,7 @@ class SqliteStore(Store):
         clock: Any = time.time,
         policy: QuotaRules | None = None,
         media: ImageBytes | None = None,
+        copying: bool = False,
     ) -> None:
         defaults = QuotaDefaults(default_limit, default_ceiling, admin_max, person_quota)
         super().__init__(defaults=defaults, clock=clock, policy=policy)
@@ -59,6 +60,8 @@ class SqliteStore(Store):
         self.files = MediaFiles(Path(self.path + ".media"))
         # Where image bytes live: the files, unless an object store is given (HIDREAM_MEDIA_URL).
         self.media_bytes: ImageBytes = media or self.files
+        # Opened by `db copy`, which reads the files too: no warning about them.
+        self.copying = copying
         self.space = SqliteSpace(self)
         # One process works the jobs of a SQLite database: its wake-ups stay within it.
         self._wakeups = LocalWakeups()
@@ -79,7 +82,7 @@ class SqliteStore(Store):
                 with suppress(FileNotFoundError, PermissionError):
                     os.chmod(self.path + suffix, 0o600)
             await db.execute("PRAGMA synchronous=NORMAL")
-            await migrate(self.database, self.database.transaction)
+            await migrate(self.database, self.database.transaction, skip=(MEDIA_DATA_OPTIONAL,))
         except sqlite3.Error as exc:
             await self.__aexit__()
             hint = (
@@ -92,7 +95,7 @@ class SqliteStore(Store):
             await self.files.open()
             if self.media_bytes is not self.files:
                 await self.media_bytes.open()
-                if await self.files.any_held():
+                if not self.copying and await self.files.any_held():
                     log.warning(
                         "images in %s are not read while HIDREAM_MEDIA_URL names an object store: "
                         "move them there with `hidream-bot db copy --to s3://...`",
