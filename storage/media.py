@@ -1,5 +1,6 @@
 """Where image bytes live, the one place the two backends keep media differently (`ImageBytes`): in
-the media rows of PostgreSQL (`RowBytes`), or as files beside the SQLite database (`MediaFiles`). The
+the media rows of PostgreSQL (`RowBytes`), or as files beside the SQLite database (`MediaFiles`); or,
+on either backend when HIDREAM_MEDIA_URL names one, in an object store (storage/objects.py). The
 store writes the bytes before the row that names them and forgets them after the row is gone.
 
 Files: one per media id in a folder beside the database (`<db path>.media/`, readable by the bot's

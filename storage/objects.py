@@ -19,7 +19,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,8 +59,9 @@ class ObjectStoreConfig:
     endpoint: str = ""
     region: str = ""
     access_key_id: str = ""
-    secret_access_key: str = ""
-    session_token: str = ""
+    # Never in a repr (a log line, a traceback's locals).
+    secret_access_key: str = field(default="", repr=False)
+    session_token: str = field(default="", repr=False)
 
     @property
     def bucket(self) -> str:
