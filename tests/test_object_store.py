@@ -250,3 +250,18 @@ def test_check_names_the_object_store_and_a_bad_url(cli: Cli, s3_server: S3Serve
     assert missing.returncode != 0
     assert "HIDREAM_MEDIA_URL" in missing.stderr and "no-such-bucket" in missing.stderr
     assert SECRET_KEY not in missing.stdout + missing.stderr
+
+
+async def test_redirect_without_an_object_store_streams_as_before(tmp_path: Path, cli: Cli) -> None:
+    shown = cli("check", HIDREAM_MEDIA_REDIRECT="true")
+    assert shown.returncode == 0, shown.stderr
+    assert "HIDREAM_MEDIA_REDIRECT is set but HIDREAM_MEDIA_URL names no object store" in shown.stdout
+    picture = png(32, 32, (1, 2, 3))
+    async with BotHarness(tmp_path, {"HIDREAM_MEDIA_REDIRECT": "true"}, callbacks=True) as bot:
+        media_id = await bot.store.put_media(picture, "image/png", 32, 32)
+        assert bot.runner.signer is not None
+        link = bot.runner.signer.link(media_id, now=time.time(), ttl=600)
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.get(link)
+        assert answer.status_code == 200 and answer.content == picture
+        assert answer.headers["content-type"] == "image/png"
