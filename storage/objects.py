@@ -93,7 +93,7 @@ def parse_media_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of `s3://bucket[/prefix]`; ValueError when it is not one."""
     parts = urlsplit(url.strip())
     if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError("must be empty or s3://bucket/prefix")
+        raise ValueError("must be s3://bucket/prefix")
     return parts.netloc, parts.path.strip("/")
 
 
