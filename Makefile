@@ -70,6 +70,7 @@ test: lint
 bench: setup
 	$(RUN) python -m bench.outside
 	$(RUN) python -m bench.floor
+	$(RUN) python -m bench.s3_clients
 
 # A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
 bench-profile: setup
