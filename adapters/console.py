@@ -47,10 +47,10 @@ from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
 from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
+from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
-from bot.usecases.actions import Kind
 from bot.usecases.toolbox import PANS, ZOOMS, label, use_tool
 
 # The provider the help names in its example.

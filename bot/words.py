@@ -38,8 +38,6 @@ ACTION_PAN_RIGHT = "Pan ➡"
 ACTION_PAN_UP = "Pan ⬆"
 ACTION_PAN_DOWN = "Pan ⬇"
 ACTION_SQUARE = "Make Square"
-# Slack's overflow menu under a result, which holds the tools that do not fit as buttons.
-ACTION_MORE = "More tools"
 ACTION_EDIT = "Edit"
 ACTION_UNDO = "Undo"
 ACTION_DELETE = "Delete"
@@ -580,6 +578,7 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "guidance": "How closely to follow the prompt (higher: more literal)",
         "count": f"How many images (1-{most_images})",
         "keep_aspect": "When editing one image, keep its aspect ratio",
+        "upscale": "The largest size the provider makes (2048 on the long side), on the full model",
         "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",

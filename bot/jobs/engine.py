@@ -356,9 +356,12 @@ class Engine:
 
 
 def edits_one_image(chat: ChatRequest) -> bool:
-    """A request as typed (not a remake) that edits one image and names no size of its own."""
+    """A request as typed (not a remake) that edits one image and names no size of its own (nor
+    `keep_aspect:false`, which a surface's typed option can say)."""
     named = chat.request.explicit
-    return named is not None and len(chat.references) == 1 and not {"ar", "size"} & named
+    if named is None or len(chat.references) != 1 or {"ar", "size"} & named:
+        return False
+    return chat.request.keep_aspect or "keep-aspect" not in named
 
 
 __all__ = ["Engine", "Worker"]
