@@ -20,6 +20,8 @@ CANVAS_KINDS = (
     Kind.PAN_DOWN,
     Kind.SQUARE,
 )
+# The custom ids' actions of the toolbox's buttons after Edit, in their order under a result.
+TOOL_IDS = ("upscale", "zoom15", "zoom2", "square", "pan_left", "pan_right", "pan_up", "pan_down")
 # The console's command for each.
 CONSOLE = {
     Kind.ZOOM_15: "/zoom 1.5",
