@@ -4,6 +4,8 @@ buttons posted before a restart still carry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from adapters.discord.views import result_view
@@ -78,7 +80,8 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
     ]
     # The four Pans in the overflow menu (Slack allows 2 to 5 options), each naming its action and job.
     assert more["type"] == "overflow" and more["action_id"] == "hidream_more"
-    assert [(o["text"]["text"], o["value"]) for o in more["options"]] == [
+    options: list[dict[str, Any]] = more["options"]  # type: ignore[assignment]
+    assert [(o["text"]["text"], o["value"]) for o in options] == [
         ("Pan ⬅", f"hidream_pan_left:{job_id}"),
         ("Pan ➡", f"hidream_pan_right:{job_id}"),
         ("Pan ⬆", f"hidream_pan_up:{job_id}"),

@@ -22,6 +22,7 @@ from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.toolbox import TOOL_KINDS, use_tool
+from bot import words
 from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
 
 # The buttons a tool answers, by the custom id's action (Vary's is still "vary").
@@ -117,9 +118,23 @@ class InteractionHandlers(PreferenceCommands):
             await refuse(interaction, NOT_FOUND)
             return
         origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
-        made = await use_tool(
-            self.engine, actor, job, kind, origin=origin, dedup_key=f"discord:{interaction.id}"
-        )
+        dedup = f"discord:{interaction.id}"
+        thread = await self.lookup.thread_of(actor, job.id)
+        if thread is None or thread == origin["channel_id"] or origin.get("private"):
+            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+        else:
+            # Pressed under a result whose thread is elsewhere: the new version goes in that thread, where
+            # undo and history see it; the press's own "thinking" answer is taken down once it is admitted.
+            target = interaction.client.get_partial_messageable(int(thread), guild_id=interaction.guild_id)
+            progress = await target.send(f"⏳ {words.CHECKING}")
+            in_thread = {**origin, "kind": "message", "message_id": str(progress.id), "channel_id": thread}
+            in_thread.update(in_thread=True, can_thread=False)
+            try:
+                made = await use_tool(self.engine, actor, job, kind, origin=in_thread, dedup_key=dedup)
+            except Exception:
+                await progress.delete()
+                raise
+            await interaction.delete_original_response()
         if made.note:
             await interaction.followup.send(made.note, ephemeral=True)
 
