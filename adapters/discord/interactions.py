@@ -13,6 +13,7 @@ from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
@@ -22,7 +23,6 @@ from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.toolbox import TOOL_KINDS, use_tool
-from bot import words
 from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
 
 # The buttons a tool answers, by the custom id's action (Vary's is still "vary").
