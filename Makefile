@@ -9,7 +9,7 @@ UV := $(PYTHON) -m uv
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup setup-run run check test lint bench bench-profile fmt
+.PHONY: uv setup setup-run run check test lint bench bench-profile fmt docs-toolbox
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv >&2
@@ -48,3 +48,8 @@ bench-profile: setup
 fmt: setup
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+# docs/toolbox.png: the toolbox's contact sheet, made by its test against the sandbox (each tool's input
+# beside its output). The test always writes one to its temporary folder; this also keeps it in docs/.
+docs-toolbox: setup
+	HIDREAM_WRITE_DOCS=1 $(RUN) pytest -q tests/test_toolbox_sheet.py
