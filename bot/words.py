@@ -436,6 +436,8 @@ def help_with_options(example_provider: str) -> str:
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
         "`history` to list them. **Vary** under a result: same prompt, new seed; "
         "**Edit** or **Vary** on an older version continues from it.\n"
+        "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
+        "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them. Options you type still win.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
@@ -452,7 +454,7 @@ def help_with_flags(example_provider: str) -> str:
     return (
         "*Make:* `/hidream a red fox in snow --ar 16:9 --n 2`; results land in a thread under your request. "
         "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
-        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`, `--upscale`. A link to an image in the prompt "
         "is used as a reference.\n"
         "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
         "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
@@ -463,6 +465,9 @@ def help_with_flags(example_provider: str) -> str:
         "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
         "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
         "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
+        "*Toolbox* under a result: *Upscale* (2048 px, full model; or `--upscale`), *Zoom Out 1.5x/2x*, "
+        "*Make Square*, *Vary (Strong)* (same prompt, new seed), and *Pan* left, right, up or down in the "
+        "menu beside them.\n"
         "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
         "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
         "them, `/hidream settings reset` clears them.\n"
@@ -481,7 +486,7 @@ def help_at_the_console(example_provider: str) -> str:
     """The console's `/help`."""
     return f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
-           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
+           --format png|jpeg|webp, --model full|dev, --keep-aspect, --upscale, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
            a job's second image: /edit <job id>#2 ...  (of several images the first by default;
            #all combines them: /edit last#all the same fox in autumn)

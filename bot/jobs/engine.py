@@ -145,7 +145,7 @@ class Engine:
         if request.keep_aspect and len(media_ids) == 1:
             # The reference's shape is known now: sized by it, checked and priced again.
             request = request.with_changes(source=await self._size_of(media_ids[0]))
-            provider.validate(request, tier, len(media_ids))
+            self.router.check(provider, request, tier, len(media_ids))
             cost = provider.cost_usd(request, tier)
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
         request = request.with_changes(seed=seed, model=tier)
