@@ -222,7 +222,7 @@ class Router:
         taken), but a provider that answers every submit so is failing: new jobs go elsewhere."""
         if exc is None:
             self.breaker.success(name)
-        elif isinstance(exc, PASSABLE | SubmitOutcomeUnknown):
+        elif isinstance(exc, (*PASSABLE, SubmitOutcomeUnknown)):
             self.breaker.failure(name)
 
     def states(self) -> dict[str, BreakerState]:

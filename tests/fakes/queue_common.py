@@ -118,12 +118,12 @@ class QueueFake:
     result files or published keys) is answered 200 with a body that cannot be read and nothing is
     made: "malformed" (JSON cut short, whole as sent), "html" (an HTML error page, as a proxy in front
     of the provider sends), "cut" (a JSON answer whose connection closes mid-way, short of the
-    Content-Length it announced). `faulted` counts them."""
+    Content-Length it announced). `faulted` lists them."""
 
     def __init__(self) -> None:
         self.url = ""
         self.fault: str | None = None
-        self.faulted = 0
+        self.faulted: list[tuple[str, str]] = []  # (method, path) of each request answered so
         self.app = web.Application(middlewares=[self._faults])
         self.app.router.add_get("/files/{job}/{name}", self._file)
         self.submits: list[Received] = []
@@ -155,7 +155,7 @@ class QueueFake:
         if self.fault is None or request.path.startswith(("/files/", "/.well-known/")):
             return await handler(request)
         await request.read()
-        self.faulted += 1
+        self.faulted.append((request.method, request.path))
         body, content_type = FAULT_BODIES[self.fault]
         if self.fault != "cut":
             return web.Response(status=200, body=body, content_type=content_type)
