@@ -8,9 +8,11 @@ then closes; no test waits on a clock.
 
 Counted, with failover configured (HIDREAM_PROVIDERS=pixazo,atlascloud) and without: two jobs already
 at Pixazo when the window opens are delivered once it closes; each job whose submit was answered so
-is failed with its quota given back, never sent to a second provider (Pixazo may have taken it), and
-after three of them Pixazo's breaker opens, so with failover the later jobs go to Atlas Cloud from
-the start and are delivered once; without it they fail with their quota given back. None is lost,
+is failed with its quota given back, never sent to a second provider (Pixazo may have taken it). After
+three malformed or HTML answers Pixazo's breaker opens, so with failover the later jobs go to Atlas
+Cloud from the start and are delivered once; a body cut mid-way leaves each outcome unknown, which the
+breaker does not count (tests/test_routing.py), so those jobs all stay Pixazo's and fail with their
+quota given back, as every job does without failover. None is lost,
 nothing is charged for a failed job, and Pixazo made no job for any broken answer.
 """
 
@@ -36,6 +38,9 @@ HELD = 2  # jobs already at Pixazo when the window opens
 BURST = 8  # commands sent while it is open
 POLL = 1.0  # seconds between status reads at first (then backing off)
 BREAKER_OPENS_AFTER = 3  # failures in a row (bot.jobs.routing.FAILURES_TO_OPEN)
+# A readable-as-HTTP answer whose body is not the provider's (UnreadableAnswer, a ProviderBusy) counts
+# toward the breaker; a body cut mid-way leaves the outcome unknown, which does not.
+OPENS_THE_BREAKER = ("malformed", "html")
 
 
 def env(order: str, pixazo: PixazoFake, atlas: AtlasCloudFake) -> dict[str, Any]:
@@ -123,20 +128,21 @@ async def test_a_provider_answering_200_unreadable_loses_and_charges_nothing(
             states = [await state_of(bot, job_id) for job_id in burst]
             providers = [job.provider for job in await jobs(bot, burst)]
             # The first three submits met the broken answers: failed and refunded, never sent elsewhere.
-            assert (
-                states[:3] == [JobState.FAILED] * 3 and providers[:3] == ["pixazo"] * BREAKER_OPENS_AFTER
-            ), (
-                states,
-                providers,
-            )
-            if failover:
+            opens = BREAKER_OPENS_AFTER
+            assert states[:opens] == [JobState.FAILED] * opens, states
+            assert providers[:opens] == ["pixazo"] * opens, providers
+            if failover and fault in OPENS_THE_BREAKER:
                 # Then the breaker is open: the rest went to Atlas Cloud from the start, delivered once.
-                assert states[3:] == [JobState.DELIVERED] * (BURST - 3), states
-                assert providers[3:] == ["atlascloud"] * (BURST - 3), providers
+                assert states[opens:] == [JobState.DELIVERED] * (BURST - opens), states
+                assert providers[opens:] == ["atlascloud"] * (BURST - opens), providers
                 [last] = await jobs(bot, [after])
-                assert len(atlas.submits) == BURST - 3 + (last.provider == "atlascloud"), atlas.submits
+                assert len(atlas.submits) == BURST - opens + (last.provider == "atlascloud"), atlas.submits
             else:
-                assert set(states[3:]) <= {JobState.FAILED}, states
+                # Alone, or a body cut mid-way (an outcome unknown, which the breaker leaves alone: see
+                # tests/test_routing.py): every one stays Pixazo's and fails with its quota given back.
+                assert states[opens:] == [JobState.FAILED] * (BURST - opens), states
+                assert providers[opens:] == ["pixazo"] * (BURST - opens), providers
+                assert atlas.submits == [] or failover, atlas.submits
             assert tally.lost == 0 and tally.unfinished == 0 and tally.delivered_twice_or_more == 0, tally
 
 

@@ -217,12 +217,10 @@ class Router:
         return None
 
     def record(self, name: str, exc: BaseException | None) -> None:
-        """A submit's outcome at `name`, for its breaker: a success, a refusal of the kinds above, or an
-        answer lost or unreadable. The last two never move their own job (the work may have been
-        taken), but a provider that answers every submit so is failing: new jobs go elsewhere."""
+        """A submit's outcome at `name`, for its breaker: a success, or a refusal of the kinds above."""
         if exc is None:
             self.breaker.success(name)
-        elif isinstance(exc, (*PASSABLE, SubmitOutcomeUnknown)):
+        elif isinstance(exc, PASSABLE) and not isinstance(exc, SubmitOutcomeUnknown):
             self.breaker.failure(name)
 
     def states(self) -> dict[str, BreakerState]:

@@ -208,7 +208,6 @@ class ProviderSteps:
             known = exc.started if isinstance(exc, LostAnswer) else started
             self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
-            self.router.record(provider.name, exc)  # new jobs avoid a provider that keeps doing this
             await self._stored(ctx, partial(self.records.lost, job.id, known, exc.user_message))
             return
         except ProviderError as exc:
