@@ -11,7 +11,6 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,9 +106,3 @@ class Tally:
             path = Path(where) / f"{self.fault}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({**asdict(self), "lost": self.lost}, indent=2) + "\n")
-
-
-def first_after(
-    records: list[logging.LogRecord], when: float, test: Callable[[logging.LogRecord], bool]
-) -> logging.LogRecord | None:
-    return next((r for r in records if r.created >= when and test(r)), None)
