@@ -11,6 +11,10 @@ from typing import Protocol
 
 NOT_FOUND = "I no longer have that image; run /hidream again."
 SORRY = "Something went wrong on my side; nothing was charged. Please try again."
+STORE_UNAVAILABLE = (
+    "I cannot use my database just now, so nothing was kept and nothing was charged. "
+    "Please try again in a minute."
+)
 
 
 def too_old(days: int) -> str:
