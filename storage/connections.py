@@ -13,6 +13,9 @@ from typing import Any, Protocol
 from storage.dialects import Dialect, PostgresDialect
 from storage.sqlite_conn import Connection
 
+# Rows a stream fetches at a time.
+STREAM_BATCH = 500
+
 
 class Queries(Protocol):
     """SQL in the store's one text (storage/dialects.py), run where this object runs it."""
@@ -35,6 +38,12 @@ class Database(Queries, Protocol):
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """A read that may take long, run where it keeps nothing else waiting."""
+        ...
+
+    def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
+        """The rows of a read of any length, one at a time, never more than `batch` of them held at
+        once: PostgreSQL's server-side cursor, or SQLite's cursor iterated on a read-only connection
+        of its own in a thread. It sees one snapshot of the database from start to end."""
         ...
 
 
@@ -114,6 +123,11 @@ class SqliteDatabase(_SqliteQueries):
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.conn.read_apart(sql, args)
 
+    async def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
+        async for rows in self.conn.stream_apart(sql, args, batch):
+            for row in rows:
+                yield row
+
 
 class _PostgresQueries:
     dialect: Dialect = PostgresDialect()
@@ -141,3 +155,9 @@ class PostgresDatabase(_PostgresQueries):
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self.fetch(sql, *args)]
+
+    async def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
+        # A cursor lives in a transaction: a read-only one, repeatable read, so it is one snapshot.
+        async with self.db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            async for record in conn.cursor(self.dialect.sql(sql), *args, prefetch=batch):
+                yield tuple(record)

@@ -41,6 +41,7 @@ async def remake(
         surface=actor.surface,
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
+        channel_id=actor.channel_id,
         origin=origin,
         request=job.request.with_changes(seed=None),
         references=references,
