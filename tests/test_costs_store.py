@@ -33,7 +33,9 @@ def priced(user: str = "u1", *, cost: float, project: str = "", channel: str = "
     )
 
 
-async def test_a_projects_budget_refuses_at_admission_and_a_failure_gives_it_back(open_store: OpenStore) -> None:
+async def test_a_projects_budget_refuses_at_admission_and_a_failure_gives_it_back(
+    open_store: OpenStore,
+) -> None:
     async with open_store(default_limit=100, clock=lambda: NOW) as store:
         await store.set_project_budget(TENANT, "launch", 0.10)
         first = priced(cost=0.06, project="launch")
@@ -115,17 +117,29 @@ async def test_costs_by_each_grouping_over_a_range_of_days(open_store: OpenStore
 
         today = utc_day(NOW)
 
-        async def by(grouping: str, since: str = today, tenant: str | None = None) -> list[tuple[object, ...]]:
+        async def by(
+            grouping: str, since: str = today, tenant: str | None = None
+        ) -> list[tuple[object, ...]]:
             found = await costs(store, grouping, since=since, until=today, tenant=tenant)  # type: ignore[arg-type]
             return [(r.tenant, r.key, r.images, round(r.usd, 4), r.jobs) for r in found]
 
         assert await by("tenant") == [("test:w2", "test:w2", 1, 0.4, 1), (TENANT, TENANT, 3, 0.35, 3)]
-        assert await by("project") == [("test:w2", "launch", 1, 0.4, 1), (TENANT, "launch", 2, 0.3, 2), (TENANT, "", 1, 0.05, 1)]
+        assert await by("project") == [
+            ("test:w2", "launch", 1, 0.4, 1),
+            (TENANT, "launch", 2, 0.3, 2),
+            (TENANT, "", 1, 0.05, 1),
+        ]
         assert await by("channel", tenant=TENANT) == [(TENANT, "c2", 1, 0.2, 1), (TENANT, "c1", 2, 0.15, 2)]
-        assert await by("person", tenant=TENANT) == [(TENANT, "test:u2", 1, 0.2, 1), (TENANT, "test:u1", 2, 0.15, 2)]
+        assert await by("person", tenant=TENANT) == [
+            (TENANT, "test:u2", 1, 0.2, 1),
+            (TENANT, "test:u1", 2, 0.15, 2),
+        ]
         assert await by("provider") == [("", "fal", 3, 0.7, 3), ("", "wavespeed", 1, 0.05, 1)]
         # Three days back, the older job counts too.
         earlier = utc_day(NOW - 3 * DAY)
-        assert await by("project", since=earlier, tenant=TENANT) == [(TENANT, "launch", 3, 1.3, 3), (TENANT, "", 1, 0.05, 1)]
+        assert await by("project", since=earlier, tenant=TENANT) == [
+            (TENANT, "launch", 3, 1.3, 3),
+            (TENANT, "", 1, 0.05, 1),
+        ]
         with pytest.raises(ValueError):
             await by("colour")
