@@ -37,7 +37,8 @@ QUIET = "test:w2"  # every tenth job, and this tenant withholds its prompts
 def database_env(store: Store) -> dict[str, str]:
     if isinstance(store, PostgresStore):
         return {"HIDREAM_DATABASE_URL": store.url}
-    return {"HIDREAM_DB_PATH": str(store.path)}
+    assert isinstance(store, SqliteStore)
+    return {"HIDREAM_DB_PATH": store.path}
 
 
 def export_args(*extra: str) -> list[str]:
