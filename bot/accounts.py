@@ -23,7 +23,7 @@ from storage import audit
 from storage.costs import BY, costs
 
 _TENANT = re.compile(r"[a-z][a-z0-9_-]*:\S+")
-WHERE = "a server or workspace as SURFACE:ID (e.g. discord:1234, slack:T0123, console:local)"
+WHERE = "a server or workspace as SURFACE:ID: the surface's name and its id there, e.g. console:local"
 
 
 def _day(text: str) -> date:

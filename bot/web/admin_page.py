@@ -193,17 +193,11 @@ GROUPINGS = ("tenant", "channel", "project", "person", "provider")
 
 def _costs(costs: dict[str, Any] | None) -> dict[str, Any]:
     """The costs section: the form's values, the table's head and rows, or why the query was wrong."""
-    if costs is None:
-        return {"error": None, "since": "", "until": "", "by": "tenant", "tenant": "", "head": [], "rows": []}
-    if "error" in costs:
+    if costs is None or "error" in costs:
         return {
-            "error": costs["error"],
-            "since": "",
-            "until": "",
-            "by": "tenant",
-            "tenant": "",
-            "head": [],
-            "rows": [],
+            "error": None if costs is None else costs["error"],
+            **{"since": "", "until": "", "by": "tenant", "tenant": "", "head": [], "rows": []},
+            "total": (0, usd(0.0)),
         }
     by = costs["by"]
     within = by not in ("tenant", "provider")

@@ -56,7 +56,7 @@ def _tenant(query: Mapping[str, str]) -> str | Exception | None:
     if not text:
         return None
     if not TENANT_RE.fullmatch(text):
-        return ValueError(f"tenant {text[:40]!r} is not SURFACE:ID (e.g. discord:1234)")
+        return ValueError(f"tenant {text[:40]!r} is not SURFACE:ID (e.g. console:local)")
     return text
 
 
