@@ -564,6 +564,7 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",
+        "project": "The project this counts under (letters, digits, - or _); default: the channel's",
     }
 
 

@@ -63,8 +63,8 @@ async def test_discord_records_the_channel_and_project_and_refuses_a_spent_proje
             options = {"action": "project", "value": value}
             return fake.slash_payload(options, name="hidream-policy", permissions=perms)
 
-        async def make(prompt: str) -> None:
-            payload = await fake.interact(fake.slash_payload({"prompt": prompt}))
+        async def make(prompt: str, **options: str) -> None:
+            payload = await fake.interact(fake.slash_payload({"prompt": prompt, **options}))
             original = await fake.wait_for(lambda: fake.originals.get(payload["token"]))
             await fake.wait_for(lambda: with_files(fake.messages[original]))
             await bot.runner.wait_idle()
@@ -93,7 +93,12 @@ async def test_discord_records_the_channel_and_project_and_refuses_a_spent_proje
         assert (await bot.store.quota("", tenant)).month_spent_usd == spent  # nothing charged
         assert len(await jobs_of(bot)) == 3
         # Another project still has room, and the admin can clear the channel's default.
-        await make("a red fox at dusk --project owls")
+        # The typed option names the project as `--project` in the prompt does.
+        await make("a red fox at dusk", project="Owls")
+        assert (await jobs_of(bot))[-1].project == "owls"
+        assert "project" in {
+            o["name"] for c in fake.commands["global"] if c["name"] == "hidream" for o in c["options"]
+        }
         assert "no default project" in await told(policy("default"), "no default project")
         await make("a plain fox")
         assert (await jobs_of(bot))[-1].project == ""

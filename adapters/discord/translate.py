@@ -35,6 +35,7 @@ OPTION_FLAGS = {
     "model": "model",
     "keep_aspect": "keep-aspect",
     "provider": "provider",
+    "project": "project",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"
