@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+from contextlib import aclosing
 from datetime import UTC, date, datetime
 
 from bot.app import open_store
@@ -109,7 +110,9 @@ async def export(settings: Settings, args: argparse.Namespace) -> int:
     since, until = audit.day_range(args.since, args.until)
     out = sys.stdout
     async with open_store(settings) as store:
-        async for chunk in audit.export(store, args.format, since=since, until=until, tenant=args.tenant):
-            out.write(chunk)
-            out.flush()
+        chunks = audit.export(store, args.format, since=since, until=until, tenant=args.tenant)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                out.write(chunk)
+                out.flush()
     return 0

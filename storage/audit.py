@@ -14,7 +14,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -96,7 +97,7 @@ ORDER BY j.created_at, j.id
 
 async def rows(
     store: Store, *, since: float, until: float, tenant: str | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Each job asked from `since` until before `until` (UTC timestamps), oldest first, as a row of
     COLUMNS; only `tenant`'s when given. Streamed: one batch of rows in memory at a time."""
     where, args = "", list[Any]([since, min(until, 1e15)])
@@ -104,35 +105,41 @@ async def rows(
         where = " AND l.workspace_key = ?"
         args.append(tenant)
     spent = {s.value for s in SPENT}
-    async for r in store.database.stream(_SELECT.format(tenant=where), *args):
-        (job_id, created, surface, workspace, user, channel, request_json, project) = r[:8]
-        (provider, tier, seed, state, parent, cost, ledger_state, withhold) = r[8:]
-        request = ImageRequest.model_validate_json(request_json)
-        withheld = bool(withhold)
-        yield {
-            "job": job_id,
-            "time": datetime.fromtimestamp(float(created), UTC).isoformat(timespec="seconds"),
-            "tenant": tenant_of(surface, workspace, user),
-            "channel": channel,
-            "person": f"{surface}:{user}",
-            "prompt": "" if withheld else request.prompt,
-            "prompt_withheld": withheld,
-            "flags": flags_of(request),
-            "kit": "",
-            "project": project,
-            "provider": provider,
-            "model": tier,
-            "seed": seed,
-            "cost_usd": round(float(cost), 6) if ledger_state in spent and cost is not None else 0.0,
-            "state": state,
-            "approved_by": "",
-            "parent": parent or "",
-        }
+    async with aclosing(store.database.stream(_SELECT.format(tenant=where), *args)) as found:
+        async for r in found:
+            yield _row(r, spent)
+
+
+def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
+    """One database row of `_SELECT` as a row of COLUMNS."""
+    (job_id, created, surface, workspace, user, channel, request_json, project) = r[:8]
+    (provider, tier, seed, state, parent, cost, ledger_state, withhold) = r[8:]
+    request = ImageRequest.model_validate_json(request_json)
+    withheld = bool(withhold)
+    return {
+        "job": job_id,
+        "time": datetime.fromtimestamp(float(created), UTC).isoformat(timespec="seconds"),
+        "tenant": tenant_of(surface, workspace, user),
+        "channel": channel,
+        "person": f"{surface}:{user}",
+        "prompt": "" if withheld else request.prompt,
+        "prompt_withheld": withheld,
+        "flags": flags_of(request),
+        "kit": "",
+        "project": project,
+        "provider": provider,
+        "model": tier,
+        "seed": seed,
+        "cost_usd": round(float(cost), 6) if ledger_state in spent and cost is not None else 0.0,
+        "state": state,
+        "approved_by": "",
+        "parent": parent or "",
+    }
 
 
 async def export(
     store: Store, fmt: Format, *, since: float, until: float, tenant: str | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The export as text, a chunk of lines at a time (CSV starts with its header)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
@@ -141,14 +148,15 @@ async def export(
     if fmt == "csv":
         writer.writeheader()
     lines = 0
-    async for row in rows(store, since=since, until=until, tenant=tenant):
-        if fmt == "csv":
-            writer.writerow({**row, "prompt_withheld": "yes" if row["prompt_withheld"] else "no"})
-        else:
-            buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
-        lines += 1
-        if lines % LINES_PER_CHUNK == 0:
-            yield _drain(buffer)
+    async with aclosing(rows(store, since=since, until=until, tenant=tenant)) as found:
+        async for row in found:
+            if fmt == "csv":
+                writer.writerow({**row, "prompt_withheld": "yes" if row["prompt_withheld"] else "no"})
+            else:
+                buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+            lines += 1
+            if lines % LINES_PER_CHUNK == 0:
+                yield _drain(buffer)
     tail = _drain(buffer)
     if tail:
         yield tail

@@ -6,8 +6,8 @@ transaction on a connection of its own. Rows are read by index or by column name
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from typing import Any, Protocol
 
 from storage.dialects import Dialect, PostgresDialect
@@ -40,7 +40,9 @@ class Database(Queries, Protocol):
         """A read that may take long, run where it keeps nothing else waiting."""
         ...
 
-    def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
+    def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
         """The rows of a read of any length, one at a time, never more than `batch` of them held at
         once: PostgreSQL's server-side cursor, or SQLite's cursor iterated on a read-only connection
         of its own in a thread. It sees one snapshot of the database from start to end."""
@@ -123,10 +125,13 @@ class SqliteDatabase(_SqliteQueries):
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.conn.read_apart(sql, args)
 
-    async def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
-        async for rows in self.conn.stream_apart(sql, args, batch):
-            for row in rows:
-                yield row
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        async with aclosing(self.conn.stream_apart(sql, args, batch)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    yield row
 
 
 class _PostgresQueries:
@@ -156,7 +161,9 @@ class PostgresDatabase(_PostgresQueries):
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self.fetch(sql, *args)]
 
-    async def stream(self, sql: str, *args: Any, batch: int = STREAM_BATCH) -> AsyncIterator[tuple[Any, ...]]:
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
         # A cursor lives in a transaction: a read-only one, repeatable read, so it is one snapshot.
         async with self.db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
             async for record in conn.cursor(self.dialect.sql(sql), *args, prefetch=batch):

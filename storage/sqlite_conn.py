@@ -25,7 +25,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ class Connection:
 
     async def stream_apart(
         self, sql: str, parameters: Params, batch: int
-    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+    ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """The rows of a query of any length, `batch` at a time, from a read-only connection of its
         own whose cursor each batch is fetched from in a thread: one snapshot, whatever is written
         meanwhile, and never more than a batch in memory."""

@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
@@ -223,10 +224,10 @@ class AdminSite:
         )
         with_headers(response)
         await response.prepare(request)
-        async for chunk in audit.export(
-            self.store(), wanted.format, since=since, until=until, tenant=wanted.tenant
-        ):
-            await response.write(chunk.encode())
+        chunks = audit.export(self.store(), wanted.format, since=since, until=until, tenant=wanted.tenant)
+        async with aclosing(chunks):  # a download the browser gave up on ends the read at once
+            async for chunk in chunks:
+                await response.write(chunk.encode())
         await response.write_eof()
         return response
 
