@@ -6,8 +6,8 @@ transaction on a connection of its own. Rows are read by index or by column name
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
 import asyncpg
@@ -15,6 +15,9 @@ import asyncpg
 from bot.model.errors import StoreUnavailable
 from storage.dialects import Dialect, PostgresDialect
 from storage.sqlite_conn import Connection
+
+# Rows a stream fetches at a time.
+STREAM_BATCH = 500
 
 
 class Queries(Protocol):
@@ -38,6 +41,14 @@ class Database(Queries, Protocol):
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """A read that may take long, run where it keeps nothing else waiting."""
+        ...
+
+    def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        """The rows of a read of any length, one at a time, never more than `batch` of them held at
+        once: PostgreSQL's server-side cursor, or SQLite's cursor iterated on a read-only connection
+        of its own in a thread. It sees one snapshot of the database from start to end."""
         ...
 
 
@@ -117,6 +128,14 @@ class SqliteDatabase(_SqliteQueries):
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.conn.read_apart(sql, args)
 
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        async with aclosing(self.conn.stream_apart(sql, args, batch)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    yield row
+
 
 # What asyncpg raises when the server cannot be reached or went away: a connection refused, reset or
 # timed out (OSError, TimeoutError), closed under a query, or the server shutting down or starting.
@@ -181,3 +200,11 @@ class PostgresDatabase(_PostgresQueries):
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self.fetch(sql, *args)]
+
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        # A cursor lives in a transaction: a read-only one, repeatable read, so it is one snapshot.
+        async with self.db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            async for record in conn.cursor(self.dialect.sql(sql), *args, prefetch=batch):
+                yield tuple(record)
