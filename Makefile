@@ -33,7 +33,7 @@ endif
 endif
 RUN := $(UV) run --frozen
 
-.PHONY: uv setup setup-run run check test lint bench bench-profile fmt
+.PHONY: uv setup setup-run run check test lint bench bench-profile fmt docs-toolbox
 
 uv: $(if $(filter $(TOOLS)/bin/uv,$(UV)),$(TOOLS)/bin/uv)
 
@@ -70,6 +70,7 @@ test: lint
 bench: setup
 	$(RUN) python -m bench.outside
 	$(RUN) python -m bench.floor
+	$(RUN) python -m bench.s3_clients
 
 # A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
 bench-profile: setup
@@ -78,3 +79,8 @@ bench-profile: setup
 fmt: setup
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+# docs/toolbox.png: the toolbox's contact sheet, made by its test against the sandbox (each tool's input
+# beside its output). The test always writes one to its temporary folder; this also keeps it in docs/.
+docs-toolbox: setup
+	HIDREAM_WRITE_DOCS=1 $(RUN) pytest -q tests/test_toolbox_sheet.py

@@ -4,6 +4,10 @@
     /edit <file|job-id[#N]|last> <text>  edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
     /vary <job-id|last>                a variation of a result (same prompt, new seed)
+    /upscale <job-id|last>             the result again at 2048 pixels on its long side
+    /zoom 1.5|2 <job-id|last>          zoom out: the result in the middle of a larger scene
+    /pan left|right|up|down <job-id|last>  a third more scene on one side
+    /square <job-id|last>              the result centred in a square, the sides filled in
     /undo [job-id|last]                the version before becomes the one `last` edits
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
@@ -26,6 +30,7 @@ import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -45,9 +50,11 @@ from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
 from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
+from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.toolbox import PANS, ZOOMS, label, use_tool
 
 # The provider the help names in its example.
 EXAMPLE_PROVIDER = "fal"
@@ -109,6 +116,7 @@ class ConsoleChat:
             "/edit": self._edit,
             "/subject": lambda rest: self._subject(rest.split()),
             "/vary": self._vary,
+            **{tool: partial(self._tool_line, tool) for tool in ("/upscale", "/zoom", "/pan", "/square")},
             "/undo": lambda rest: self._thread_command("undo", rest.strip() or "last"),
             "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
             "/quota": self._quota,
@@ -241,6 +249,9 @@ class ConsoleChat:
     async def _policy(self, rest: str) -> None:
         self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
 
+    async def _tool_line(self, command: str, rest: str) -> None:
+        await self._tool(command, rest.split())
+
     async def _help(self, rest: str) -> None:
         self._say(words.help_at_the_console(EXAMPLE_PROVIDER, sandbox="sandbox" in self.engine.providers))
 
@@ -318,6 +329,27 @@ class ConsoleChat:
         made = await remake(self.engine, self.actor, job, vary=True, origin={})
         self.last_job_id = made.id
         self._say(f"[{made.id[:8]}] {words.accepted_variation(job.id[:8], made.seed)}")
+
+    async def _tool(self, command: str, args: list[str]) -> None:
+        """`/upscale <job>`, `/zoom 1.5|2 <job>`, `/pan left|right|up|down <job>`, `/square <job>`."""
+        kind: Kind | None
+        if command in ("/upscale", "/square"):
+            kind = Kind.UPSCALE if command == "/upscale" else Kind.SQUARE
+            usage = words.UPSCALE_USAGE if command == "/upscale" else words.SQUARE_USAGE
+            target = args[0] if len(args) == 1 else None
+        else:
+            table = ZOOMS if command == "/zoom" else PANS
+            usage = words.ZOOM_USAGE if command == "/zoom" else words.PAN_USAGE
+            kind = table.get(args[0].lower()) if len(args) == 2 else None
+            target = args[1] if kind is not None else None
+        if kind is None or target is None:
+            raise BadInput(usage)
+        job = await self._result(target)
+        made = await use_tool(self.engine, self.actor, job, kind, origin={})
+        self.last_job_id = made.job.id
+        if made.note:
+            self._say(f"[{made.job.id[:8]}] {made.note}")
+        self._say(f"[{made.job.id[:8]}] {words.accepted_tool(label(kind), job.id[:8], made.job.seed)}")
 
     async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)
