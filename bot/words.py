@@ -541,8 +541,7 @@ def help_with_options(example_provider: str) -> str:
         f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
         "`/hidream-subject list`, `show`, `delete`.\n"
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
-        "`history` to list them. **Vary** under a result: same prompt, new seed; "
-        "**Edit** or **Vary** on an older version continues from it.\n"
+        "`history` to list them. **Edit** or **Vary** on an older version continues from it.\n"
         "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
         "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
@@ -553,9 +552,8 @@ def help_with_options(example_provider: str) -> str:
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off) whether the "
-        "operators' audit export holds this server's prompts; `project` (a tag, or default) this channel's "
-        "default project; `show`, `reset`."
+        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off): prompts "
+        "in the audit export; `project` (a tag, or default): this channel's project; `show`, `reset`."
     )
 
 
