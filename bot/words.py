@@ -549,3 +549,86 @@ def subject_storage_full(used_mb: float, budget_mb: int, adding_mb: float | None
         f"Nothing was saved: the subjects saved here take {used_mb:.1f} MB of their {budget_mb} MB{adding}. "
         "Delete a subject that is no longer needed, or save fewer or smaller images."
     )
+
+
+# --- sets, drafts and provider knobs ------------------------------------------------------------------
+
+ACTION_FINAL = "Final"
+ACTION_CONFIRM_SET = "Make them"
+DRAFT_IS_DEV = "`--draft` makes the image on the Dev model: leave out `--model full`, or leave out `--draft`."
+EMPTY_CHOICE = (
+    "A choice in `{...}` is empty: write the choices with commas between them, e.g. `a {red, blue} fox`."
+)
+UNBALANCED_BRACES = "A `{` or `}` is not closed: write choices as `{red, blue}`, one pair of braces each."
+NOT_A_DRAFT = "That image is not a draft: Final renders a `--draft` image on the full model."
+FINAL_USAGE = "Usage: /final <job id | last>"
+SET_EXPIRED = "That set was not made and is no longer waiting: ask for it again."
+SET_NOT_YOURS = "Only the person who asked for this set can confirm it."
+PROVIDERS_HINT = "What each provider offers (models, sizes, knobs, price): `hidream-bot providers`."
+
+
+def set_too_large(count: int, most: int) -> str:
+    return (
+        f"That asks for {count} images in one set; a set makes at most {most}: use fewer `{{...}}` "
+        "choices or a smaller `--repeat`."
+    )
+
+
+def set_needs_confirming(count: int, cost: str) -> str:
+    """Asked before a set of more than a few jobs is admitted (`cost`: e.g. ` for about $0.40`, or empty)."""
+    return f"This makes {count} images{cost}. Nothing is made until you confirm."
+
+
+def set_needs_yes(count: int, cost: str) -> str:
+    """The console's way to confirm: the same command again with --yes."""
+    return f"This makes {count} images{cost}. Nothing was made: add --yes to the command to make them."
+
+
+def set_cost(usd: float) -> str:
+    return f" for about ${usd:.2f}" if usd > 0 else ""
+
+
+def set_accepted(count: int) -> str:
+    return f"Making a set of {count} images; each is posted as it is done."
+
+
+def final_accepted(of: str, seed: int | None) -> str:
+    return f"Rendering the draft {of} on the full model with the same seed ({seed})."
+
+
+def no_draft_model(provider: str, mode: str, models: str, others: list[str]) -> str:
+    """A provider with one model for `mode` asked for a draft (its Dev model)."""
+    verb = "has" if len(others) == 1 else "have"
+    elsewhere = f"; {_names(others, 'and')} {verb} a Dev model for it" if others else ""
+    return (
+        f"{provider} has one model for {mode} ({models}): no `dev` model, so no draft. "
+        f"Leave out `--draft` (or `--model dev`){elsewhere}."
+    )
+
+
+def knob_refused(typed: str, what: str, provider: str, others: list[str]) -> str:
+    """A flag the chosen provider does not document (`typed`: as the person wrote it); `others`: the
+    providers that document it."""
+    if others:
+        return (
+            f"`{typed}` is not offered by {provider}, which takes no {what}: leave it out, or use "
+            f"{_names(others, 'or')} (`--provider NAME`)."
+        )
+    return (
+        f"`{typed}` is not offered by {provider}, which takes no {what}, nor by any other provider the "
+        "bot knows: leave it out."
+    )
+
+
+def knob_out_of_range(flag: str, value: str, provider: str, allowed: str) -> str:
+    return f"`{flag} {value}` is out of range for {provider}: use {allowed}."
+
+
+def format_refused(fmt: str, provider: str, allowed: str) -> str:
+    return f"`--format {fmt}` is not offered by {provider}: use {allowed}."
+
+
+def _names(names: list[str], last: str = "and") -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {last} {names[-1]}"
