@@ -179,6 +179,13 @@ MIGRATIONS: list[str] = [
     # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
     # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
     "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
+    # 13 (sets): a set of jobs waiting for its requester's confirmation (storage/sets.py): the
+    # requests as JSON, kept until confirmed once or too old.
+    """
+    CREATE TABLE pending_sets (id TEXT PRIMARY KEY, surface TEXT NOT NULL, tenant TEXT NOT NULL,
+                               user_id TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX pending_sets_created ON pending_sets(created_at)
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

@@ -38,17 +38,18 @@ class Span:
 
 @dataclass(frozen=True)
 class Knob:
-    """A flag a provider may or may not take: its name as typed, and what it is in plain words."""
+    """A flag a provider may or may not take: its name as typed, and what it is in plain words (as in
+    "which takes no step count")."""
 
     key: str
     flag: str
     what: str
 
 
-NEGATIVE = Knob("negative", "--no", "a negative prompt")
-STEPS = Knob("steps", "--steps", "the number of steps")
-GUIDANCE = Knob("guidance", "--cfg", "the guidance scale")
-KEEP_ASPECT = Knob("keep_aspect", "--keep-aspect", "keeping a reference's aspect ratio")
+NEGATIVE = Knob("negative", "--no", "negative prompt")
+STEPS = Knob("steps", "--steps", "step count")
+GUIDANCE = Knob("guidance", "--cfg", "guidance scale")
+KEEP_ASPECT = Knob("keep_aspect", "--keep-aspect", "option to keep a reference's aspect ratio")
 KNOBS = (NEGATIVE, STEPS, GUIDANCE, KEEP_ASPECT)
 
 

@@ -19,6 +19,7 @@ class Kind(Enum):
     UNDO = "undo"
     DELETE = "delete"
     SUBJECT = "subject"
+    FINAL = "final"
 
 
 class Weight(Enum):
@@ -45,10 +46,12 @@ EDIT = Action(Kind.EDIT, words.ACTION_EDIT, "✏️", Weight.PLAIN)
 UNDO = Action(Kind.UNDO, words.ACTION_UNDO, "↩️", Weight.PLAIN)
 DELETE = Action(Kind.DELETE, words.ACTION_DELETE, "🗑️", Weight.DANGER, confirm=True)
 SUBJECT = Action(Kind.SUBJECT, words.ACTION_SUBJECT, "📌", Weight.PLAIN)
+FINAL = Action(Kind.FINAL, words.ACTION_FINAL, "✨", Weight.MAIN)
 
 
 def result_actions(job: Job) -> tuple[Action, ...]:
-    """What a delivered job offers. Undo only on a job made from another image: there is a version
-    to go back to."""
+    """What a delivered job offers. Final first under a draft (its render on the full model); Undo only
+    on a job made from another image: there is a version to go back to."""
+    final = (FINAL,) if job.request.draft else ()
     undo = (UNDO,) if job.parent_job_id else ()
-    return (REROLL, VARY, EDIT, *undo, DELETE, SUBJECT)
+    return (*final, REROLL, VARY, EDIT, *undo, DELETE, SUBJECT)
