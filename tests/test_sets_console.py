@@ -42,6 +42,7 @@ def env_for(fake: QueueFake) -> dict[str, Any]:
             "WAVESPEED_API_KEY": fake.api_key,
             "WAVESPEED_BASE_URL": fake.url,
         }
+    assert isinstance(fake, PixazoFake | AtlasCloudFake)
     name = "pixazo" if isinstance(fake, PixazoFake) else "atlascloud"
     prefix = name.upper()
     return {"HIDREAM_PROVIDER": name, f"{prefix}_API_KEY": fake.api_key, f"{prefix}_BASE_URL": fake.url}
