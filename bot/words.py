@@ -562,7 +562,7 @@ EMPTY_CHOICE = (
 UNBALANCED_BRACES = "A `{` or `}` is not closed: write choices as `{red, blue}`, one pair of braces each."
 NOT_A_DRAFT = "That image is not a draft: Final renders a `--draft` image on the full model."
 FINAL_USAGE = "Usage: /final <job id | last>"
-SET_EXPIRED = "That set was not made and is no longer waiting: ask for it again."
+SET_EXPIRED = "That set is no longer waiting: it was confirmed already, or waited too long. Ask again if it was not made."
 SET_NOT_YOURS = "Only the person who asked for this set can confirm it."
 PROVIDERS_HINT = "What each provider offers (models, sizes, knobs, price): `hidream-bot providers`."
 

@@ -90,7 +90,8 @@ async def test_a_set_is_admitted_all_or_nothing(tmp_path) -> None:
         assert await console.run(bot, "/hidream a {red, green, blue} fox") == []
         assert fake.submits == []
         said = console.err.getvalue()
-        assert "2" in said and "resets at 00:00 UTC" in said, said
+        assert "That asks for 3 images but you have 2 of 2 left today" in said, said
+        assert "resets at 00:00 UTC" in said
         quota = await bot.engine.quota("console", "local", "local")
         assert (quota.used, quota.remaining) == (0, 2)
         assert console.chat is not None and console.chat.failures == 1

@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from adapters.slack.translate import (
+    ACTION_CONFIRM_SET,
     ACTION_DELETE,
     ACTION_EDIT,
+    ACTION_FINAL,
     ACTION_REROLL,
     ACTION_SUBJECT,
     ACTION_VARY,
@@ -62,6 +64,7 @@ ACTION_IDS = {
     Kind.EDIT: ACTION_EDIT,
     Kind.DELETE: ACTION_DELETE,
     Kind.SUBJECT: ACTION_SUBJECT,
+    Kind.FINAL: ACTION_FINAL,
 }
 _CONFIRM = {
     "title": {"type": "plain_text", "text": words.DELETE_CONFIRM_TITLE},
@@ -87,6 +90,16 @@ def result_blocks(job: Job) -> list[Block]:
                 action_button(action, job.id) for action in result_actions(job) if action.kind in ACTION_IDS
             ],
         },
+    ]
+
+
+def confirm_set_blocks(text: str, set_id: str) -> list[Block]:
+    """The question a held set waits on, and the one button that confirms it (its value: the set)."""
+    button = _button(words.ACTION_CONFIRM_SET, ACTION_CONFIRM_SET, set_id)
+    button["style"] = "primary"
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}},
+        {"type": "actions", "block_id": "hidream_confirm_set", "elements": [button]},
     ]
 
 

@@ -220,6 +220,11 @@ class Engine:
             return None
         return [ChatRequest.model_validate(c) for c in json.loads(payload)]
 
+    async def set_waits_for(self, set_id: str) -> tuple[str, str] | None:
+        """The tenant and person a held set waits for, to tell anyone else it is not theirs."""
+        owner = await PendingSets(self.store).owner(set_id)
+        return None if owner is None else (owner[1], owner[2])
+
     async def _plan(self, chat: ChatRequest, tenant: str) -> _Planned:
         """A request as it will be admitted: defaults and subjects applied, its provider and tier
         chosen, its price. Raises UserFacingError (nothing looked up or spent)."""

@@ -5,7 +5,7 @@ first: a button where the surface has buttons (`confirm_set`), `--yes` on the co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +27,8 @@ class SetAdmits(Admits, Protocol):
     async def take_set(
         self, set_id: str, surface: str, workspace_id: str, user_id: str
     ) -> list[ChatRequest] | None: ...
+
+    async def set_waits_for(self, set_id: str) -> tuple[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -87,19 +89,28 @@ async def make_set(
     return SetOutcome(jobs=await admits.submit_set(mine, dedup_key=dedup_key))
 
 
+# Where each job of a confirmed set is answered, once its requests are known: one origin per request
+# (a surface may post a status message for each first).
+Placer = Callable[[list[ChatRequest]], Awaitable[list[dict[str, Any]]]]
+
+
 async def confirm_set(
     admits: SetAdmits,
     actor: Actor,
     set_id: str,
-    origins: Callable[[int, int], dict[str, Any]],
+    origins: Placer,
     *,
     dedup_key: str | None = None,
 ) -> list[Job]:
     """The confirmation of a held set by its requester: the set admitted, all or nothing, each job
-    answered where `origins(index, count)` says. Raises BadInput when it is not theirs, was confirmed
+    answered where `origins` places it. Raises BadInput when it is not theirs, was confirmed
     already, or waited too long."""
     chats = await admits.take_set(set_id, actor.surface, actor.workspace_id, actor.user_id)
     if chats is None:
+        waits_for = await admits.set_waits_for(set_id)
+        if waits_for is not None and waits_for != (actor.tenant, actor.user_id):
+            raise BadInput(words.SET_NOT_YOURS)
         raise BadInput(words.SET_EXPIRED)
-    placed = [c.model_copy(update={"origin": origins(i, len(chats))}) for i, c in enumerate(chats)]
+    where = await origins(chats)
+    placed = [c.model_copy(update={"origin": o}) for c, o in zip(chats, where, strict=True)]
     return await admits.submit_set([_stamped(actor, c) for c in placed], dedup_key=dedup_key)
