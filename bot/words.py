@@ -386,6 +386,9 @@ def help_with_options(example_provider: str) -> str:
         "no options shows them, `reset:True` clears them. Options you type still win.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
+        "**Sets and drafts:** in the prompt, `a {red, blue} fox` makes one image per choice and "
+        "`--repeat 3` three (at most 12; over 4 you confirm first); `--draft` is quick on the Dev model, "
+        "then **Final** renders it in full. `--no` and each provider's knobs: `hidream-bot providers`.\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
@@ -414,6 +417,10 @@ def help_with_flags(example_provider: str) -> str:
         "them, `/hidream settings reset` clears them.\n"
         f"*Providers:* `/hidream a red fox --provider {example_provider}` picks one of those the bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
+        "*Sets and drafts:* `/hidream a {red, blue} fox` makes one image per choice, `--repeat 3` three "
+        "(at most 12; over 4 you confirm with a button first); `--draft` is quick on the Dev model, then "
+        "*Final* under it renders it in full, same seed. `--no <words>` where a provider takes a negative "
+        f"prompt. {PROVIDERS_HINT}\n"
         "*Limits:* `/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
         "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
         "`/hidream usage @user`.\n"
@@ -437,6 +444,12 @@ Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject
 Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
            /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
            /vary <job id | last>      a variation: the image as reference, same prompt, new seed
+Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
+           --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
+Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
+           with the same prompt, flags and seed
+Knobs:     --no <words> (negative prompt), --steps, --cfg, --format: where the provider documents them;
+           hidream-bot providers prints what each provider takes (modes, models, sizes, knobs, price)
 Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
