@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 import httpx
 
+from bot import words
 from bot.jobs.fair import FairShare
 from bot.jobs.media import (
     TYPED_FETCH_SECONDS,
@@ -38,7 +39,7 @@ from bot.logs import job_fields
 from bot.model.config import Settings
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState, OutputImage, tenant_of
-from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, ImageRequest, Tier
+from bot.model.requests import MAX_REFERENCES, SEED_MAX, SET_MAX, ChatRequest, ImageRef, ImageRequest, Tier
 from bot.providers.base import Provider
 from bot.transport import Transport
 from storage.history import History, Recent
@@ -172,6 +173,8 @@ class Engine:
         (nothing spent, nothing sent) when any of them, or the set as a whole, cannot be admitted."""
         if not chats:
             return []
+        if len(chats) > SET_MAX:
+            raise BadInput(words.set_too_large(len(chats), SET_MAX))
         keys = [f"{dedup_key}#{i}" for i in range(len(chats))] if dedup_key is not None else None
         if keys is not None and await self.store.job_by_dedup(keys[0]) is not None:
             found = [await self.store.job_by_dedup(k) for k in keys]
