@@ -577,6 +577,10 @@ NOT_A_DRAFT = "That image is not a draft: Final renders a `--draft` image on the
 FINAL_USAGE = "Usage: /final <job id | last>"
 SET_EXPIRED = "That set is no longer waiting: it was confirmed already, or waited too long. Ask again if it was not made."
 SET_NOT_YOURS = "Only the person who asked for this set can confirm it."
+ONE_AT_A_TIME = (
+    "Sets (`--repeat`, `{a, b}` choices) are made from a new command, e.g. `/hidream a fox --repeat 3`; "
+    "here one image is made at a time: leave out `--repeat`."
+)
 PROVIDERS_HINT = "What each provider offers (models, sizes, knobs, price): `hidream-bot providers`."
 
 

@@ -192,8 +192,12 @@ class CommandParts:
 
 
 def parse_command(text: str) -> ParsedCommand:
-    """Parse `prompt [--flag value ...]`; flags may appear anywhere. URLs become references."""
+    """Parse `prompt [--flag value ...]`; flags may appear anywhere. URLs become references. One job
+    only: where a set could be meant (`--repeat` more than once), it is refused (`parse_set` makes sets)."""
     parts = split_command(text)
+    if parts.values.get("repeat", "1").strip() not in ("1", ""):
+        _parse_int("repeat", parts.values["repeat"], 1, REPEAT_MAX)
+        raise BadInput(words.ONE_AT_A_TIME)
     return ParsedCommand(
         request=build_request(" ".join(parts.words), parts.values, parts.subjects), urls=parts.urls
     )
