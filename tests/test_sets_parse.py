@@ -64,7 +64,7 @@ def test_draft_and_no_are_part_of_the_request() -> None:
 
 def test_one_job_paths_refuse_repeat() -> None:
     assert parse_command("x --repeat 1").request.prompt == "x"
-    with pytest.raises(BadInput, match="Sets .* are made from a new command"):
+    with pytest.raises(BadInput, match=r"Sets .* are made from a new command"):
         parse_command("make it blue --repeat 3")
 
 
