@@ -42,7 +42,7 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, ParsedSet, parse_command, parse_set
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import drafts, limits, offers, sets, settings, subject_commands, threads
+from bot.usecases import drafts, limits, sets, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
@@ -194,7 +194,6 @@ class ConsoleChat:
                 self._say((await settings.policy(self.engine, self.actor, rest, spoilers=False)).text)
             elif command == "/help":
                 self._say(HELP)
-                self._say(offers.offered(self.engine.providers.values()).text)
             else:
                 self._say(f"{words.unknown_command(command)}\n{HELP}")
         except UserFacingError as exc:

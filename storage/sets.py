@@ -14,14 +14,21 @@ class PendingSets:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def hold(self, surface: str, tenant: str, user_id: str, payload: str) -> str:
-        """Keep a set's requests; its id, which the confirmation names."""
+    async def hold(
+        self, surface: str, tenant: str, user_id: str, payload: str, max_age: float | None = None
+    ) -> str:
+        """Keep a set's requests; its id, which the confirmation names. Sets older than `max_age`
+        seconds, never confirmed, are swept on the way."""
         set_id = secrets.token_hex(16)
-        await self.store.write(
-            "INSERT INTO pending_sets (id, surface, tenant, user_id, payload, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            *(set_id, surface, tenant, user_id, payload, self.store.now()),
-        )
+        now = self.store.now()
+        async with self.store.database.transaction() as db:
+            if max_age is not None:
+                await db.execute("DELETE FROM pending_sets WHERE created_at < ?", now - max_age)
+            await db.execute(
+                "INSERT INTO pending_sets (id, surface, tenant, user_id, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                *(set_id, surface, tenant, user_id, payload, now),
+            )
         return set_id
 
     async def take(self, set_id: str, surface: str, tenant: str, user_id: str, max_age: float) -> str | None:

@@ -83,3 +83,7 @@ async def test_a_held_set_is_taken_once_by_its_requester(open_store: OpenStore) 
         now[0] += 901
         assert await held.take(late, "test", "test:w1", "u1", 900) is None
         assert await held.owner(late) is None  # swept
+        forgotten = await held.hold("test", "test:w1", "u1", "[]")
+        now[0] += 901
+        await held.hold("test", "test:w1", "u2", "[]", 900)
+        assert await held.owner(forgotten) is None  # swept when the next set is held

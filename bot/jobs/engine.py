@@ -210,7 +210,8 @@ class Engine:
             [c.model_dump(mode="json", exclude={"references": {"__all__": {"headers"}}}) for c in chats]
         )
         tenant = self.tenant(first.surface, first.workspace_id, first.user_id)
-        return await PendingSets(self.store).hold(first.surface, tenant, first.user_id, payload)
+        held = PendingSets(self.store)
+        return await held.hold(first.surface, tenant, first.user_id, payload, PENDING_SET_SECONDS)
 
     async def take_set(
         self, set_id: str, surface: str, workspace_id: str, user_id: str

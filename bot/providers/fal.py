@@ -58,7 +58,7 @@ CAPABILITIES = Capabilities(
     name="fal",
     label="fal",
     models={
-        (mode, tier): (APP_ID + endpoint_path(tier, mode == "edit").removeprefix("/" + APP_ID))
+        (mode, tier): endpoint_path(tier, mode == "edit").removeprefix("/")
         for mode in ("text-to-image", "edit")
         for tier in ("full", "dev")
     },
