@@ -158,6 +158,11 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
 def check(settings: Settings, selection: Selection) -> int:
     errors: list[str] = []
     print(f"database:  {settings.database_label()}")
+    print(f"media:     {settings.media_label()}")
+    if settings.media_redirect and not settings.media_url:
+        print(
+            "warning:   HIDREAM_MEDIA_REDIRECT is set but HIDREAM_MEDIA_URL names no object store: links stream"
+        )
     db_problem = None if settings.postgres_url else _db_path_problem(settings.db_path)
     if db_problem:
         errors.append(f"HIDREAM_DB_PATH: {db_problem}")

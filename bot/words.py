@@ -28,7 +28,16 @@ DELETE_REFUSED = "Only the person who asked for these images, or an admin or mod
 # --- the buttons under a result (bot/usecases/actions.py) --------------------------------------------
 
 ACTION_REROLL = "Reroll"
-ACTION_VARY = "Vary"
+ACTION_VARY = "Vary (Subtle)"
+ACTION_VARY_STRONG = "Vary (Strong)"
+ACTION_UPSCALE = "Upscale"
+ACTION_ZOOM_15 = "Zoom Out 1.5x"
+ACTION_ZOOM_2 = "Zoom Out 2x"
+ACTION_PAN_LEFT = "Pan ⬅"
+ACTION_PAN_RIGHT = "Pan ➡"
+ACTION_PAN_UP = "Pan ⬆"
+ACTION_PAN_DOWN = "Pan ⬇"
+ACTION_SQUARE = "Make Square"
 ACTION_EDIT = "Edit"
 ACTION_UNDO = "Undo"
 ACTION_DELETE = "Delete"
@@ -327,6 +336,10 @@ def home_others_subjects(count: int) -> str:
 
 EDIT_USAGE = "Usage: /edit <image file | job id | last> <what to change>"
 VARY_USAGE = "Usage: /vary <job id | last>"
+UPSCALE_USAGE = "Usage: /upscale <job id | last>"
+ZOOM_USAGE = "Usage: /zoom 1.5|2 <job id | last>"
+PAN_USAGE = "Usage: /pan left|right|up|down <job id | last>"
+SQUARE_USAGE = "Usage: /square <job id | last>"
 
 
 def unknown_command(command: str) -> str:
@@ -347,6 +360,47 @@ def accepted(mode: str, count: int, seed: int | None) -> str:
 
 def accepted_variation(of: str, seed: int | None) -> str:
     return f"accepted: a variation of {of}, seed {seed}"
+
+
+def accepted_tool(tool: str, of: str, seed: int | None) -> str:
+    """The console's answer to a toolbox command: `tool` is the button's label."""
+    return f"accepted: {tool} of {of}, seed {seed}"
+
+
+# --- the toolbox (bot/usecases/toolbox.py) ------------------------------------------------------------
+
+# What the provider is asked, each followed by the scene as the image was first asked for.
+UPSCALE_INSTRUCTION = (
+    "Render this exact image again at a higher resolution. Change nothing: keep every subject, colour, "
+    "shape, position and detail, only sharper."
+)
+OUTPAINT_INSTRUCTION = (
+    "Fill the flat grey area around the picture so that the scene continues naturally into it, with "
+    "the same style, light and perspective. Do not change anything in the existing picture."
+)
+SCENE = "The scene:"
+VARIED = "asked for a strong variation of"
+UPSCALED = "asked to upscale"
+EXTENDED = "asked to extend"
+
+
+def canvas_too_large(width: int, height: int, most: int) -> str:
+    return (
+        f"The larger picture would be {width}x{height} pixels; the longest side it may have is {most}. "
+        "Zoom or pan a smaller image."
+    )
+
+
+def canvas_too_narrow(width: int, height: int) -> str:
+    return (
+        f"The larger picture would be {width}x{height} pixels, narrower than the 1:4 to 4:1 shapes "
+        "providers make. Pan the other way, or make it square first."
+    )
+
+
+def tool_costs(tool: str, cost: float, usual: float) -> str:
+    """Said before the job is charged, when a tool costs another amount than an image does."""
+    return f"{tool} costs ${cost:.3f} here (an image usually ${usual:.3f})."
 
 
 def saved_files(count: int, provider: str, seed: int | None, tier: str, sizes: str, job: str) -> str:
@@ -382,6 +436,8 @@ def help_with_options(example_provider: str) -> str:
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
         "`history` to list them. **Vary** under a result: same prompt, new seed; "
         "**Edit** or **Vary** on an older version continues from it.\n"
+        "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
+        "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them. Options you type still win.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
@@ -401,7 +457,7 @@ def help_with_flags(example_provider: str) -> str:
     return (
         "*Make:* `/hidream a red fox in snow --ar 16:9 --n 2`; results land in a thread under your request. "
         "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
-        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`, `--upscale`. A link to an image in the prompt "
         "is used as a reference.\n"
         "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
         "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
@@ -412,6 +468,9 @@ def help_with_flags(example_provider: str) -> str:
         "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
         "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
         "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
+        "*Toolbox* under a result: *Upscale* (2048 px, full model; or `--upscale`), *Zoom Out 1.5x/2x*, "
+        "*Make Square*, *Vary (Strong)* (same prompt, new seed), and *Pan* left, right, up or down in the "
+        "menu beside them.\n"
         "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
         "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
         "them, `/hidream settings reset` clears them.\n"
@@ -434,7 +493,7 @@ def help_at_the_console(example_provider: str) -> str:
     """The console's `/help`."""
     return f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
-           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
+           --format png|jpeg|webp, --model full|dev, --keep-aspect, --upscale, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
            a job's second image: /edit <job id>#2 ...  (of several images the first by default;
            #all combines them: /edit last#all the same fox in autumn)
@@ -444,6 +503,10 @@ Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject
 Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
            /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
            /vary <job id | last>      a variation: the image as reference, same prompt, new seed
+Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long side (full model)
+           /zoom 1.5|2 <job id | last>   zoom out: the picture in the middle of a larger scene
+           /pan left|right|up|down <job id | last>   a third more scene on that side
+           /square <job id | last>    the picture centred in a square, the sides filled in
 Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
            --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
 Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
@@ -533,6 +596,7 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "guidance": "How closely to follow the prompt (higher: more literal)",
         "count": f"How many images (1-{most_images})",
         "keep_aspect": "When editing one image, keep its aspect ratio",
+        "upscale": "The largest size the provider makes (2048 on the long side), on the full model",
         "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",

@@ -2,7 +2,7 @@
 it has not applied yet, each in its own transaction, and records the version reached. They are
 written in SQLite's types; storage/dialects.py substitutes PostgreSQL's. One step is for databases
 that keep image bytes in files only (MEDIA_TO_FILES: the files strategy skips nothing, the rows
-strategy skips it).
+strategy skips it), and one for PostgreSQL only (MEDIA_DATA_OPTIONAL, which SQLite skips).
 
 The numbering is SQLite's own from before the list was one. PostgreSQL had a list of its own (its
 migration 1 was SQLite's state at 3, and it had no MEDIA_TO_FILES): a PostgreSQL database made by
@@ -51,6 +51,10 @@ CREATE TABLE slack_installations (
 CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
+
+# PostgreSQL's media rows kept the bytes in `data` (NOT NULL); with an object store they do not. SQLite's
+# media rows lost that column at MEDIA_TO_FILES: the files strategy skips this step.
+MEDIA_DATA_OPTIONAL = "ALTER TABLE media ALTER COLUMN data DROP NOT NULL"
 
 # Saved subjects (storage/subjects.py). `media` is a JSON array of media ids.
 SUBJECTS = """
@@ -179,7 +183,15 @@ MIGRATIONS: list[str] = [
     # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
     # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
     "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
-    # 13 (sets): a set of jobs waiting for its requester's confirmation (storage/sets.py): the
+    # 13: with an object store (storage/objects.py) a media row keeps the size and the SHA-256 of the
+    # bytes its object holds (NULL where the bytes are a file or the row's own column).
+    """
+    ALTER TABLE media ADD COLUMN size BIGINT;
+    ALTER TABLE media ADD COLUMN sha256 TEXT
+    """,
+    # 14: PostgreSQL's media rows may then hold no bytes; see MEDIA_DATA_OPTIONAL above.
+    MEDIA_DATA_OPTIONAL,
+    # 15 (sets): a set of jobs waiting for its requester's confirmation (storage/sets.py): the
     # requests as JSON, kept until confirmed once or too old.
     """
     CREATE TABLE pending_sets (id TEXT PRIMARY KEY, surface TEXT NOT NULL, tenant TEXT NOT NULL,

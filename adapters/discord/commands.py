@@ -47,6 +47,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         keep_aspect: bool | None = None,
         subject: Range[str, 1, 200] | None = None,
         provider: Range[str, 1, 40] | None = None,
+        upscale: bool | None = None,
     ) -> None:
         await handlers.slash(interaction)
 

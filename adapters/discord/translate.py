@@ -38,6 +38,7 @@ OPTION_FLAGS = {
     "model": "model",
     "keep_aspect": "keep-aspect",
     "provider": "provider",
+    "upscale": "upscale",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"

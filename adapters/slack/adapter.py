@@ -142,7 +142,7 @@ class SlackAdapter:
         )
         if installs is not None:
             self.app.use(bind_request_client)
-            register_removals(self.app, installs, engine)
+        register_removals(self.app, installs, engine)
         register(self.app, context)
         register_home(self.app, context)
 

@@ -34,24 +34,30 @@ from bot.model.requests import (
     ParsedSet,
     parse_command,
 )
-from bot.usecases import drafts, limits, results, sets, threads
+from bot.usecases import drafts, limits, results, sets, threads, toolbox
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.sets import set_requests
+from bot.usecases.toolbox import TOOL_KINDS, use_tool
 from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
 log = logging.getLogger(__name__)
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
 
 
+# The action ids a tool answers (Vary (Subtle) keeps Vary's), from the ids the buttons carry.
+TOOL_ACTIONS = {blocks.ACTION_IDS[kind]: kind for kind in TOOL_KINDS}
+
+
 def register(app: AsyncApp, ctx: ListenerContext) -> None:
     h = Handlers(ctx)
     app.command("/hidream")(h.on_command)
-    app.event("app_mention")(h.on_mention)
+    app.event(t.EVENT_MENTION)(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
-    app.action(t.ACTION_VARY)(h.on_reroll)
+    for action_id in (*TOOL_ACTIONS, t.ACTION_MORE):
+        app.action(action_id)(h.on_tool)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
     app.action(t.ACTION_DELETE)(h.on_delete)
     app.action(t.ACTION_FINAL)(h.on_final)
@@ -61,7 +67,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.action(ACTION_SUBJECT)(h.subjects.on_button)
     app.view(VIEW_SUBJECT)(h.subjects.on_submit)
     # Plain channel messages are delivered too when the app listens to message events; ignore them.
-    app.event("message")(h.ignore)
+    for name in t.IGNORED_EVENTS:
+        app.event(name)(h.ignore)
 
 
 # --- where each listener's private answer goes -------------------------------------------------
@@ -410,23 +417,54 @@ class Handlers:
         if job is None:
             await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
-        # Reroll and Vary share this listener: Vary edits the result itself, Reroll asks again.
-        vary = press.action == t.ACTION_VARY
 
         async def submit(origin: dict[str, Any]) -> Job:
             dedup = f"slack:{press.trigger_id}"
-            return await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=dedup)
+            return await remake(self.engine, actor, job, vary=False, origin=origin, dedup_key=dedup)
 
         prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
             channel=press.channel,
             thread_ts=thread_ts,
             user=press.user,
-            verb=words.ASKED_TO_VARY if vary else words.REROLLED,
+            verb=words.REROLLED,
             prompt=prompt,
             submit=submit,
             team=press.team,
         )
+
+    @guarded(_to_presser)
+    async def on_tool(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Vary, Upscale, Zoom Out, Pan and Make Square (buttons, or the overflow menu's options)."""
+        await ack()
+        press = t.button_press(body)
+        kind = TOOL_ACTIONS.get(press.action)
+        if kind is None:
+            return
+        actor = t.press_actor(press)
+        job = await self._pressed(press)
+        if job is None:
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
+            return
+        notes: list[str] = []
+
+        async def submit(origin: dict[str, Any]) -> Job:
+            dedup = f"slack:{press.trigger_id or press.action_ts}"
+            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+            notes.append(made.note)
+            return made.job
+
+        await self._launch(
+            channel=press.channel,
+            thread_ts=press.thread_ts,
+            user=press.user,
+            verb=toolbox.verb(kind),
+            prompt=job.request.prompt,
+            submit=submit,
+            team=press.team,
+        )
+        for note in filter(None, notes):
+            await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
 
     @guarded(_to_presser)
     async def on_final(self, ack: AsyncAck, body: dict[str, Any]) -> None:

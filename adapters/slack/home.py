@@ -122,4 +122,4 @@ def register_home(app: AsyncApp, ctx: ListenerContext) -> None:
             # A Home tab left as it was is no reason to fail the event (Slack would resend it).
             log.warning("could not publish the Home tab of %s in %s", user, team, exc_info=True)
 
-    app.event("app_home_opened")(on_home_opened)
+    app.event(t.EVENT_HOME_OPENED)(on_home_opened)

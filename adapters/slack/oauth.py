@@ -26,7 +26,7 @@ from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.settings import SlackSettings
-from adapters.slack.translate import SURFACE
+from adapters.slack.translate import EVENT_TOKENS_REVOKED, EVENT_UNINSTALLED, SURFACE
 from bot.usecases.installs import BotInstall, Installations
 from bot.words import APP_REMOVED
 
@@ -195,18 +195,31 @@ class TeamClients:
         return client
 
 
-def register_removals(app: AsyncApp, store: StoreInstallationStore, engine: Engine) -> None:
-    """`app_uninstalled` and a revoked bot token remove the workspace's token, then fail its
-    unfinished jobs with their quota given back (nothing can be posted there any more)."""
+def register_removals(app: AsyncApp, store: StoreInstallationStore | None, engine: Engine) -> None:
+    """`app_uninstalled` and a revoked bot token fail the workspace's unfinished jobs with their quota
+    given back (nothing can be posted there any more). With OAuth installs (`store`) the workspace's
+    token is removed too; with one SLACK_BOT_TOKEN the log says that token no longer works. Both
+    modes listen, so the manifest subscribes both events whatever the mode."""
 
     async def remove(body: dict[str, Any]) -> None:
         team = str(body.get("team_id") or "")
         enterprise = str(body.get("enterprise_id") or "")
-        await store.async_delete_bot(enterprise_id=enterprise, team_id=team)
+        if store is not None:
+            await store.async_delete_bot(enterprise_id=enterprise, team_id=team)
         failed = await engine.fail_workspace(SURFACE, team, APP_REMOVED) if team else 0
-        log.info(
-            "Slack workspace %s removed the app: tokens forgotten, %d unfinished job(s) failed", team, failed
-        )
+        if store is not None:
+            log.info(
+                "Slack workspace %s removed the app: tokens forgotten, %d unfinished job(s) failed",
+                team,
+                failed,
+            )
+        else:
+            log.error(
+                "Slack workspace %s removed the app or revoked its token: SLACK_BOT_TOKEN no longer works "
+                "there; %d unfinished job(s) failed",
+                team,
+                failed,
+            )
 
     async def on_uninstalled(body: dict[str, Any]) -> None:
         await remove(body)
@@ -216,5 +229,5 @@ def register_removals(app: AsyncApp, store: StoreInstallationStore, engine: Engi
         if (event.get("tokens") or {}).get("bot"):
             await remove(body)
 
-    app.event("app_uninstalled")(on_uninstalled)
-    app.event("tokens_revoked")(on_tokens_revoked)
+    app.event(EVENT_UNINSTALLED)(on_uninstalled)
+    app.event(EVENT_TOKENS_REVOKED)(on_tokens_revoked)

@@ -31,9 +31,30 @@ ACTION_SUBJECT = "hidream_subject"
 ACTION_FINAL = "hidream_final"
 # The button that confirms a held set; its value is the set's id.
 ACTION_CONFIRM_SET = "hidream_confirm_set"
+# The toolbox (bot/usecases/toolbox.py): Vary (Subtle) keeps ACTION_VARY.
+ACTION_VARY_STRONG = "hidream_vary_strong"
+ACTION_UPSCALE = "hidream_upscale"
+ACTION_ZOOM_15 = "hidream_zoom15"
+ACTION_ZOOM_2 = "hidream_zoom2"
+ACTION_SQUARE = "hidream_square"
+ACTION_PAN_LEFT = "hidream_pan_left"
+ACTION_PAN_RIGHT = "hidream_pan_right"
+ACTION_PAN_UP = "hidream_pan_up"
+ACTION_PAN_DOWN = "hidream_pan_down"
+# The overflow menu of the tools that are not buttons; each option's value is "<action id>:<job id>".
+ACTION_MORE = "hidream_more"
 VIEW_SUBJECT = "hidream_subject_modal"
 SHORTCUT_EDIT = "hidream_edit_message"
 VIEW_EDIT = "hidream_edit_modal"
+# The Events API events the adapter answers; slack-app-manifest.yml subscribes exactly these
+# (tests/test_slack_manifest.py reads both the manifest and the listeners bolt holds).
+EVENT_MENTION = "app_mention"
+EVENT_HOME_OPENED = "app_home_opened"
+EVENT_UNINSTALLED = "app_uninstalled"
+EVENT_TOKENS_REVOKED = "tokens_revoked"
+# Events listened to only to let them pass: Slack sends `message` events to an app subscribed to
+# them (an app made from an older or edited manifest); the shipped manifest does not subscribe them.
+IGNORED_EVENTS = ("message",)
 BLOCK_INSTRUCTION = "instruction"
 BLOCK_IMAGE = "image_choice"
 
@@ -244,13 +265,18 @@ class ButtonPress:
 
 
 def button_press(body: dict[str, Any]) -> ButtonPress:
+    """A button pressed, or an option chosen in the overflow menu (read as the button it stands for)."""
     action = body["actions"][0]
     container = body.get("container") or {}
     message = body.get("message") or {}
     message_ts = str(container.get("message_ts") or message.get("ts", ""))
+    action_id, value = str(action["action_id"]), str(action.get("value", ""))
+    chosen = action.get("selected_option")
+    if isinstance(chosen, dict):
+        action_id, _, value = str(chosen.get("value", "")).partition(":")
     return ButtonPress(
-        action=str(action["action_id"]),
-        job_id=str(action.get("value", "")),
+        action=action_id,
+        job_id=value,
         # In a channel shared by several workspaces the presser's own is theirs, not the channel host's.
         team=str(body["user"].get("team_id") or (body.get("team") or {}).get("id", "")),
         channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id", "")),

@@ -234,9 +234,13 @@ class Engine:
         chosen, its price. Raises UserFacingError (nothing looked up or spent)."""
         # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
         offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
+        edit = edits_one_image(chat)
         chat = await self.preferences.apply(chat, tenant, offered)
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
+        if edit and len(chat.references) == 1:
+            # An edit keeps its image's shape unless it names another (`--ar`, `--size`).
+            request = request.with_changes(keep_aspect=True)
         if len(chat.references) > MAX_REFERENCES:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
         preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
@@ -248,14 +252,20 @@ class Engine:
         by URL, so a set fetches each once), its seed drawn when none was asked."""
         chat, request = planned.chat, planned.request
         person = f"{chat.surface}:{chat.user_id}"
+        provider, tier, cost = planned.provider, planned.tier, planned.cost
         media_ids = []
         for ref in chat.references:
             key = ref.media_id or ref.url
             if key not in fetched:
                 fetched[key] = await self._ingest(ref, tenant, person)
             media_ids.append(fetched[key])
+        if request.keep_aspect and len(media_ids) == 1:
+            # The reference's shape is known now: sized by it, checked and priced again.
+            request = request.with_changes(source=await self._size_of(media_ids[0]))
+            self.router.check(provider, request, tier, len(media_ids))
+            cost = provider.cost_usd(request, tier)
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
-        request = request.with_changes(seed=seed, model=planned.tier)
+        request = request.with_changes(seed=seed, model=tier)
         now = self.clock()
         return Job(
             id=uuid.uuid4().hex,
@@ -264,8 +274,8 @@ class Engine:
             workspace_id=chat.workspace_id,
             origin=chat.origin,
             request=request,
-            tier=planned.tier,
-            provider=planned.provider.name,
+            tier=tier,
+            provider=provider.name,
             state=JobState.QUEUED,
             callback_token=secrets.token_urlsafe(32),
             created_at=now,
@@ -273,7 +283,7 @@ class Engine:
             parent_job_id=chat.parent_job_id,
             reference_media=media_ids,
             seed=seed,
-            cost_usd=planned.cost,
+            cost_usd=cost,
         )
 
     def _started(self, job: Job, lease: Lease | None) -> None:
@@ -297,6 +307,12 @@ class Engine:
         except QuotaExceeded as exc:
             self.metrics.refused(exc)
             raise
+
+    async def _size_of(self, media_id: str) -> tuple[int, int]:
+        held = await self.store.media(media_id)
+        if held is None:
+            raise BadInput(too_old(self.settings.media_retention_days))
+        return held.width, held.height
 
     async def _ingest(self, ref: ImageRef, tenant: str, person: str) -> str:
         if ref.media_id is not None:
@@ -450,6 +466,15 @@ class Engine:
                 "Limits and policy are managed inside a server or workspace, not in a direct message."
             )
         return cls.tenant(surface, workspace_id, "")
+
+
+def edits_one_image(chat: ChatRequest) -> bool:
+    """A request as typed (not a remake) that edits one image and names no size of its own (nor
+    `keep_aspect:false`, which a surface's typed option can say)."""
+    named = chat.request.explicit
+    if named is None or len(chat.references) != 1 or {"ar", "size"} & named:
+        return False
+    return chat.request.keep_aspect or "keep-aspect" not in named
 
 
 __all__ = ["Engine", "Worker"]

@@ -4,7 +4,7 @@
 posted); the others wait in one first-come, first-served line. A job waiting for a slot stays
 `queued` in the store and its position in the line is what its requester is told.
 
-`ProgressGate`, the progress policy (also in the README): a progress edit is a call to the chat
+`ProgressGate`, the progress policy (also in docs/operating.md): a progress edit is a call to the chat
 platform, and platforms limit those (per bot, per message, per workspace), so
 
 - one job's progress is edited at most once every `PROGRESS_EVERY` seconds, and, when many jobs

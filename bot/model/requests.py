@@ -28,6 +28,8 @@ N_MAX = 4
 # Reference images one request may use (an edit takes one, personalization two to four).
 MAX_REFERENCES = 4
 SIDE_MIN, SIDE_MAX = 256, 2048
+# `--upscale` and the Upscale tool: the long side of the largest size the providers document.
+LARGEST_SIDE = SIDE_MAX
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
 # A negative prompt (`--no ...`): what the image should not show.
 NEGATIVE_MAX = 1000
@@ -81,14 +83,42 @@ class ImageRequest(BaseModel):
     explicit: frozenset[str] | None = None
     # A provider asked for by name (`--provider`): checked against the configured ones at admission.
     provider: str | None = Field(default=None, max_length=40)
+    # The one reference image's size in pixels, recorded at admission when the output follows its
+    # shape (`keep_aspect`, the default of an edit): what a provider without keep_original_aspect sizes by.
+    source: tuple[int, int] | None = None
+    # `--upscale`: the largest size the provider documents (LARGEST_SIDE on the long side), same shape.
+    largest: bool = False
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
+        size = self._shape()
+        return long_side(*size, LARGEST_SIDE) if self.largest else size
+
+    def _shape(self) -> tuple[int, int]:
         if self.width is not None and self.height is not None:
             return self.width, self.height
         if self.aspect is not None:
             return size_for_aspect(*self.aspect)
+        if self.follows_source and self.source is not None:
+            return size_for_aspect(*self.source)
         return PRESETS[self.preset or DEFAULT_PRESET]
+
+    @property
+    def follows_source(self) -> bool:
+        """The output takes its one reference's shape: no size of its own was asked for."""
+        return (
+            self.keep_aspect
+            and self.source is not None
+            and self.aspect is None
+            and self.width is None
+            and self.preset is None
+        )
+
+    @property
+    def sized(self) -> bool:
+        """Whether the size is the bot's to spell out in pixels (a size, a ratio, the reference's shape,
+        or the largest size) rather than a preset's name or the provider's own default."""
+        return self.largest or self.width is not None or self.aspect is not None or self.follows_source
 
     def size_label(self) -> str:
         if self.preset:
@@ -100,6 +130,12 @@ class ImageRequest(BaseModel):
 
     def with_changes(self, **changes: Any) -> ImageRequest:
         return self.model_copy(update=changes)
+
+
+def long_side(w: int, h: int, side: int) -> tuple[int, int]:
+    """Shape w:h with its long side `side`, the other a multiple of 16 (at least SIDE_MIN)."""
+    short = max(SIDE_MIN, min(side, round(side * min(w, h) / max(w, h) / 16) * 16))
+    return (side, short) if w >= h else (short, side)
 
 
 def size_for_aspect(w: int, h: int) -> tuple[int, int]:
@@ -163,7 +199,7 @@ class ParsedSet:
 
 
 _FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider", "repeat")
-_BOOL_FLAGS = ("keep-aspect", "draft", "yes")
+_BOOL_FLAGS = ("keep-aspect", "upscale", "draft", "yes")
 # Flags that may be given more than once, each time with a value.
 _REPEATED_FLAGS = ("subject",)
 # Flags whose value is every word up to the next flag (`--no trees, people`).
@@ -367,6 +403,10 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["provider"] = _parse_provider(values["provider"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
+    if values.get("upscale", "").lower() in ("true", "1", "yes"):
+        if fields.get("model") == "dev":
+            raise BadInput("`--upscale` renders on the full model: leave out `--model dev`.")
+        fields.update(largest=True, model="full")
     if "no" in values:
         fields["negative"] = _parse_negative(values["no"])
     if values.get("draft", "").lower() in ("true", "1", "yes"):

@@ -119,6 +119,11 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
         self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
     ) -> None:
         super().validate(request, tier, n_refs, catalogue=catalogue)
+        if request.largest:
+            raise BadInput(
+                "Upscale is not offered by Atlas Cloud: its sizes are presets of about one megapixel, "
+                "none larger. Choose a provider that makes 2048-pixel images (`--provider`)."
+            )
         preset_for(request)
 
     def cost_usd(self, request: ImageRequest, tier: Tier) -> float:

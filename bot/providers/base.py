@@ -5,7 +5,7 @@ transport errors become our own errors here, once, in three layers: `HttpProvide
 exchange: transport errors), `check_status` and `read_json` (an answer: status codes, its body) and
 `HttpProvider.call` (the retries: what is sent again, how often, after which delay).
 
-Resending policy (also in the README): a submit is sent again only when we know the provider did not
+Resending policy (also in docs/reliability.md): a submit is sent again only when we know the provider did not
 act on it: the connection could not be opened (nothing was sent), or the provider answered 429 or
 5xx. When the request was sent and the answer was lost (read timeout, connection reset after
 sending), the outcome is unknown: we raise `SubmitOutcomeUnknown` and never send it again; the

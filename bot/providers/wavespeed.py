@@ -77,7 +77,8 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
 
 
 # The docs: four models, each one image a request; size W*H with each side 256 to 4096 and 2560x1440
-# to 4096x4096 pixels in all; png, jpeg or webp; no steps, guidance or aspect keeping.
+# to 4096x4096 pixels in all; png, jpeg or webp; no steps or guidance. No aspect-keeping field either:
+# the bot keeps a reference's shape by asking for a size of its ratio.
 CAPABILITIES = Capabilities(
     name="wavespeed",
     label="WaveSpeed",
@@ -91,6 +92,7 @@ CAPABILITIES = Capabilities(
         "(presets and ratios are scaled up to the smallest valid size)"
     ),
     price=f"${PRICES['full']:g} per image, dev ${PRICES['dev']:g}",
+    keep_aspect=True,
 )
 
 

@@ -215,9 +215,22 @@ class HttpServer:
         sig = request.query.get("sig", "")
         if not runner.signer.verify(media_id, exp, sig, now=self.clock()):
             return web.json_response({"error": "link expired or invalid"}, status=403)
-        media = await runner.store.media(media_id)
+        if runner.settings.media_redirect:
+            # To the media store's own presigned URL, valid as long as this link is (at least a second).
+            url = await runner.store.media_url(media_id, int(exp) - self.clock())
+            if url is not None:
+                raise web.HTTPFound(url, headers={"Cache-Control": "private, no-store"})
+        # Streamed as the store gives it, in chunks: never whole in memory where it is kept apart.
+        media = await runner.store.media_stream(media_id)
         if media is None:
             return web.json_response({"error": "not found"}, status=404)
-        return web.Response(
-            body=media.data, content_type=media.content_type, headers={"Cache-Control": "private"}
-        )
+        response = web.StreamResponse(headers={"Cache-Control": "private"})
+        response.content_type = media.content_type
+        try:
+            await response.prepare(request)
+            async for chunk in media.chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        finally:
+            await media.chunks.aclose()  # a file's handle, an object's connection: at once
+        return response
