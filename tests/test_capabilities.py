@@ -51,7 +51,7 @@ def test_the_command_prints_every_installed_providers_table(capsys: pytest.Captu
     atlas = lines_of(printed, "Atlas Cloud")
     assert atlas["text-to-image"] == "full: hidream-o1-1.5/text-to-image"
     assert "dev" not in atlas["edit"]
-    assert lines_of(printed, "WaveSpeed")["not offered"] == "--no, --steps, --cfg, --keep-aspect"
+    assert lines_of(printed, "WaveSpeed")["not offered"] == "--no, --steps, --cfg"
     assert lines_of(printed, "Pixazo")["price"] == "$0.01 per image, dev $0.005, at every resolution"
 
 
