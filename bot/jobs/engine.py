@@ -245,6 +245,7 @@ class Engine:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
         preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
         provider, tier = self.router.choose(request, len(chat.references), preferred)
+        chat = chat.model_copy(update={"request": request})
         return _Planned(chat, provider, tier, provider.cost_usd(request, tier))
 
     async def _job(self, planned: _Planned, tenant: str, fetched: dict[str, str]) -> Job:
