@@ -4,6 +4,7 @@
     /edit <file|job-id[#N]|last> <text>  edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
     /vary <job-id|last>                a variation of a result (same prompt, new seed)
+    /final <job-id|last>               a --draft result rendered on the full model, same seed
     /upscale <job-id|last>             the result again at 2048 pixels on its long side
     /zoom 1.5|2 <job-id|last>          zoom out: the result in the middle of a larger scene
     /pan left|right|up|down <job-id|last>  a third more scene on one side
@@ -46,14 +47,15 @@ from bot.jobs.versions import ThreadCommand, Version
 from bot.model.config import PluginSettings
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
-from bot.model.requests import ChatRequest, ImageRef, parse_command
+from bot.model.requests import ChatRequest, ImageRef, ParsedSet, parse_command, parse_set
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import limits, settings, subject_commands, threads
+from bot.usecases import drafts, limits, sets, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.sets import set_requests
 from bot.usecases.toolbox import PANS, ZOOMS, label, use_tool
 
 # The provider the help names in its example.
@@ -116,6 +118,7 @@ class ConsoleChat:
             "/edit": self._edit,
             "/subject": lambda rest: self._subject(rest.split()),
             "/vary": self._vary,
+            "/final": self._final,
             **{tool: partial(self._tool_line, tool) for tool in ("/upscale", "/zoom", "/pan", "/square")},
             "/undo": lambda rest: self._thread_command("undo", rest.strip() or "last"),
             "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
@@ -256,9 +259,38 @@ class ConsoleChat:
         self._say(words.help_at_the_console(EXAMPLE_PROVIDER, sandbox="sandbox" in self.engine.providers))
 
     async def _generate(self, text: str) -> None:
-        parsed = parse_command(text)
-        refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
-        await self._submit(ChatRequest(**self._who(), request=parsed.request, references=refs))
+        parsed = parse_set(text)
+        base = ChatRequest(**self._who(), request=parsed.first.request)
+        await self._submit_set(parsed, base)
+
+    async def _submit_set(self, parsed: ParsedSet, base: ChatRequest) -> None:
+        """One job, or a set of them (`{a, b}` choices, `--repeat`): a set of more than a few is made
+        only with `--yes`, and then all of it or nothing."""
+        chats = set_requests(parsed, base, _typed_references)
+        if len(chats) == 1:
+            await self._submit(chats[0])
+            return
+        outcome = await sets.make_set(
+            self.engine, self.actor, chats, confirmed=parsed.confirmed, can_ask=False
+        )
+        if outcome.waiting is not None:
+            self.failures += 1
+            self._say(f"✗ {outcome.waiting.text}")
+            return
+        self._say(words.set_accepted(len(outcome.jobs)))
+        for job in outcome.jobs:
+            self.last_job_id = job.id
+            self._say(f"[{job.id[:8]}] {words.accepted(job.mode, job.request.n, job.seed)}")
+
+    async def _final(self, text: str) -> None:
+        target = text.strip()
+        if not target:
+            self._say(words.FINAL_USAGE)
+            return
+        job = await self._result(target)
+        made = await drafts.final(self.engine, self.actor, job, origin={})
+        self.last_job_id = made.id
+        self._say(f"[{made.id[:8]}] {words.final_accepted(job.id[:8], made.seed)}")
 
     async def _edit(self, text: str) -> None:
         target, _, instruction = text.strip().partition(" ")
@@ -266,20 +298,14 @@ class ConsoleChat:
             self._say(words.EDIT_USAGE)
             return
         try:
-            parsed = parse_command(instruction)
+            parsed = parse_set(instruction)
         except BadInput:
             if _has_prompt(instruction):
                 raise
             raise BadInput(words.EDIT_EXAMPLE) from None
         refs, parent = await self._edit_target(target, one=True)
-        await self._submit(
-            ChatRequest(
-                **self._who(),
-                request=parsed.request,
-                references=refs + [ImageRef(url=u, typed=True) for u in parsed.urls],
-                parent_job_id=parent,
-            )
-        )
+        base = ChatRequest(**self._who(), request=parsed.first.request, references=refs, parent_job_id=parent)
+        await self._submit_set(parsed, base)
 
     async def _edit_target(self, target: str, *, one: bool = False) -> tuple[list[ImageRef], str | None]:
         """The images `target` names: a file, a job's images, one of them (`job#2`) or all (`job#all`).
@@ -433,6 +459,10 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except ValueError:  # closed
         return False
+
+
+def _typed_references(urls: list[str]) -> list[ImageRef]:
+    return [ImageRef(url=u, typed=True) for u in urls]
 
 
 def _has_prompt(instruction: str) -> bool:

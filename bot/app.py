@@ -21,7 +21,15 @@ from bot.jobs.routing import CircuitBreaker, Router
 from bot.jobs.runner import CALLBACK_GRACE, JobRunner
 from bot.model.config import Settings
 from bot.model.errors import ConfigError
-from bot.plugins import Plugins, ProviderContext, ProviderPlugin, SurfaceAdapter, SurfacePlugin, discover
+from bot.plugins import (
+    Plugins,
+    ProviderContext,
+    ProviderPlugin,
+    SurfaceAdapter,
+    SurfacePlugin,
+    catalogue,
+    discover,
+)
 from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
@@ -261,7 +269,11 @@ def build_core(
     circuit breakers) and the counters of /metrics; admission hands new jobs to the worker.
     `admission`: the engine's own options (resolver, typed_http, typed_fetch_seconds)."""
     by_name = {p.name: p for p in providers}
-    router = Router(by_name, list(by_name), settings.model, lambda: not settings.public_url, breaker)
+    # Refusals name the real providers that offer a knob, configured here or not (never the sandbox).
+    known = catalogue(fallbacks=False)
+    router = Router(
+        by_name, list(by_name), settings.model, lambda: not settings.public_url, breaker, catalogue=known
+    )
     metrics = Metrics(store)
     runner = JobRunner(
         settings,

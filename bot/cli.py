@@ -24,8 +24,9 @@ from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
 from bot.model.errors import ConfigError
 from bot.model.secrets import KEY, MAKE_KEY, OLD_KEY
-from bot.plugins import DrivingSurface, discover
+from bot.plugins import DrivingSurface, catalogue, discover
 from bot.providers.aiohttp_transport import provider_client
+from bot.providers.capabilities import table as capability_table
 from storage.postgres import connection_problem
 from storage.sqlite import owner_only
 
@@ -278,6 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the bot")
     sub.add_parser("check", help="validate the configuration and print what would start")
+    sub.add_parser("providers", help="each provider's capability table: modes, models, sizes, knobs, price")
     operator.add_parser(sub)
     migrate_db.add_parser(sub)
     accounts.add_parsers(sub)
@@ -286,6 +288,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "providers":
+        # The data every request is checked against; no setting is needed to read it.
+        print(capability_table(catalogue()))
+        return 0
     try:
         settings = load_settings()
         selection = select(settings)

@@ -23,6 +23,7 @@ from aiohttp import web
 from bot.model.config import PluginSettings
 from bot.model.errors import ConfigError
 from bot.model.jobs import Surface
+from bot.providers.capabilities import Capabilities
 from bot.providers.plugin import ProviderContext, ProviderPlugin
 from bot.transport import Transport
 
@@ -173,6 +174,23 @@ def discover() -> Plugins:
         surfaces=Registry([_load(ep, SurfacePlugin) for ep in entry_points(group=SURFACE_GROUP)]),
         providers=Registry([_load(ep, ProviderPlugin) for ep in entry_points(group=PROVIDER_GROUP)]),
     )
+
+
+def capabilities_of(plugin: ProviderPlugin[Any]) -> Capabilities | None:
+    """What a provider plugin's provider documents (bot/providers/capabilities.py), without building
+    it: the plugin's own `capabilities`, or its provider class's; None for a plugin that says nothing."""
+    found = getattr(plugin, "capabilities", None)
+    if found is None:
+        found = getattr(getattr(plugin, "provider_class", None), "capabilities", None)
+    return found if isinstance(found, Capabilities) else None
+
+
+def catalogue(plugins: Plugins | None = None, *, fallbacks: bool = True) -> list[Capabilities]:
+    """Every installed provider's capabilities, in order of preference (`fallbacks`: with the
+    providers that need no account, the sandbox)."""
+    chosen = sorted((plugins or discover()).providers, key=lambda p: p.preference)
+    found = [capabilities_of(p) for p in chosen if fallbacks or not p.fallback]
+    return [c for c in found if c is not None]
 
 
 def _load(entry: Any, kind: type[Any]) -> Any:

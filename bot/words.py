@@ -549,6 +549,8 @@ def help_with_options(example_provider: str) -> str:
         "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
+        "**Sets:** `a {red, blue} fox` one image per choice, `--repeat 3` (12 at most; over 4, confirm). "
+        "**Drafts:** `--draft` (Dev model), then **Final**.\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
@@ -581,6 +583,10 @@ def help_with_flags(example_provider: str) -> str:
         "them, `/hidream settings reset` clears them.\n"
         f"*Providers:* `/hidream a red fox --provider {example_provider}` picks one of those the bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
+        "*Sets and drafts:* `/hidream a {red, blue} fox` makes one image per choice, `--repeat 3` three "
+        "(at most 12; over 4 you confirm with a button first); `--draft` is quick on the Dev model, then "
+        "*Final* under it renders it in full, same seed. `--no <words>` where a provider takes a negative "
+        f"prompt. {PROVIDERS_HINT}\n"
         "*Limits:* `/hidream usage` shows what you have left today. Admins: `/hidream limit @user N|off`, "
         "`/hidream limit workspace N|off`, `/hidream grant @user N`, `/hidream reset @user`, "
         "`/hidream usage @user`.\n"
@@ -621,6 +627,12 @@ Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long
            /zoom 1.5|2 <job id | last>   zoom out: the picture in the middle of a larger scene
            /pan left|right|up|down <job id | last>   a third more scene on that side
            /square <job id | last>    the picture centred in a square, the sides filled in
+Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
+           --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
+Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
+           with the same prompt, flags and seed
+Knobs:     --no <words> (negative prompt), --steps, --cfg, --format: where the provider documents them;
+           hidream-bot providers prints what each provider takes (modes, models, sizes, knobs, price)
 Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
@@ -865,3 +877,90 @@ def not_a_whole_number(text: str) -> str:
 
 def not_dollars(text: str) -> str:
     return f"{text!r} is not an amount of dollars (e.g. 25 or 12.50)"
+
+
+# --- sets, drafts and provider knobs ------------------------------------------------------------------
+
+ACTION_FINAL = "Final"
+ACTION_CONFIRM_SET = "Make them"
+DRAFT_IS_DEV = "`--draft` makes the image on the Dev model: leave out `--model full`, or leave out `--draft`."
+EMPTY_CHOICE = (
+    "A choice in `{...}` is empty: write the choices with commas between them, e.g. `a {red, blue} fox`."
+)
+UNBALANCED_BRACES = "A `{` or `}` is not closed: write choices as `{red, blue}`, one pair of braces each."
+NOT_A_DRAFT = "That image is not a draft: Final renders a `--draft` image on the full model."
+FINAL_USAGE = "Usage: /final <job id | last>"
+SET_EXPIRED = "That set is no longer waiting: it was confirmed already, or waited too long. Ask again if it was not made."
+SET_NOT_YOURS = "Only the person who asked for this set can confirm it."
+ONE_AT_A_TIME = (
+    "Sets (`--repeat`, `{a, b}` choices) are made from a new command, e.g. `/hidream a fox --repeat 3`; "
+    "here one image is made at a time: leave out `--repeat`."
+)
+PROVIDERS_HINT = "What each provider offers (models, sizes, knobs, price): `hidream-bot providers`."
+
+
+def set_too_large(count: int, most: int) -> str:
+    return (
+        f"That asks for {count} images in one set; a set makes at most {most}: use fewer `{{...}}` "
+        "choices or a smaller `--repeat`."
+    )
+
+
+def set_needs_confirming(count: int, cost: str) -> str:
+    """Asked before a set of more than a few jobs is admitted (`cost`: e.g. ` for about $0.40`, or empty)."""
+    return f"This makes {count} images{cost}. Nothing is made until you confirm."
+
+
+def set_needs_yes(count: int, cost: str) -> str:
+    """The console's way to confirm: the same command again with --yes."""
+    return f"This makes {count} images{cost}. Nothing was made: add --yes to the command to make them."
+
+
+def set_cost(usd: float) -> str:
+    return f" for about ${usd:.2f}" if usd > 0 else ""
+
+
+def set_accepted(count: int) -> str:
+    return f"Making a set of {count} images; each is posted as it is done."
+
+
+def final_accepted(of: str, seed: int | None) -> str:
+    return f"Rendering the draft {of} on the full model with the same seed ({seed})."
+
+
+def no_draft_model(provider: str, mode: str, models: str, others: list[str]) -> str:
+    """A provider with one model for `mode` asked for a draft (its Dev model)."""
+    verb = "has" if len(others) == 1 else "have"
+    elsewhere = f"; {_names(others, 'and')} {verb} a Dev model for it" if others else ""
+    return (
+        f"{provider} has one model for {mode} ({models}): no `dev` model, so no draft. "
+        f"Leave out `--draft` (or `--model dev`){elsewhere}."
+    )
+
+
+def knob_refused(typed: str, what: str, provider: str, others: list[str]) -> str:
+    """A flag the chosen provider does not document (`typed`: as the person wrote it); `others`: the
+    providers that document it."""
+    if others:
+        return (
+            f"`{typed}` is not offered by {provider}, which takes no {what}: leave it out, or use "
+            f"{_names(others, 'or')} (`--provider NAME`)."
+        )
+    return (
+        f"`{typed}` is not offered by {provider}, which takes no {what}, nor by any other provider the "
+        "bot knows: leave it out."
+    )
+
+
+def knob_out_of_range(flag: str, value: str, provider: str, allowed: str) -> str:
+    return f"`{flag} {value}` is out of range for {provider}: use {allowed}."
+
+
+def format_refused(fmt: str, provider: str, allowed: str) -> str:
+    return f"`--format {fmt}` is not offered by {provider}: use {allowed}."
+
+
+def _names(names: list[str], last: str = "and") -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {last} {names[-1]}"

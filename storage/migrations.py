@@ -211,6 +211,13 @@ MIGRATIONS: list[str] = [
     MEDIA_DATA_OPTIONAL,
     # 15: cost by channel and project, and the audit export; see TEAMS_COSTS above.
     TEAMS_COSTS,
+    # 16 (sets): a set of jobs waiting for its requester's confirmation (storage/sets.py): the
+    # requests as JSON, kept until confirmed once or too old.
+    """
+    CREATE TABLE pending_sets (id TEXT PRIMARY KEY, surface TEXT NOT NULL, tenant TEXT NOT NULL,
+                               user_id TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX pending_sets_created ON pending_sets(created_at)
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

@@ -149,6 +149,51 @@ class Store(MediaAndPosts, Quotas):
         assert existing is not None
         return existing
 
+    async def admit_set(
+        self, jobs: list[Job], *, workspace_key: str, dedup_keys: list[str] | None, lease: Lease | None = None
+    ) -> list[Job]:
+        """Reserve every job's images and insert them all in one transaction, or none: the set's whole
+        count and cost are checked against the tenant's limits and budget at once, under its lock.
+        Returns the stored jobs: for a repeated first dedup key, the set stored the first time."""
+        if not jobs:
+            return []
+        keys: list[str | None] = list(dedup_keys) if dedup_keys is not None else [None] * len(jobs)
+        async with self.database.transaction() as db:
+            await self._lock_tenant(db, workspace_key)
+            if self.defaults.person is not None:
+                await self._lock_person(db, jobs[0].user_key)
+            if keys[0] is not None:
+                existing = await self._job_where(db, "dedup_key=?", keys[0])
+                if existing is not None:
+                    found = [await self._job_where(db, "dedup_key=?", k) for k in keys]
+                    return [j for j in found if j is not None]
+            charge = Charge(
+                jobs[0].user_key,
+                workspace_key,
+                sum(j.request.n for j in jobs),
+                sum(j.cost_usd for j in jobs),
+            )
+            refused = self.policy.refusal(await self._status(db, jobs[0].user_key, workspace_key), charge)
+            # Each project the set counts under must fit its share of the set's dollars.
+            shares: dict[str, float] = {}
+            for job in jobs:
+                shares[job.project] = shares.get(job.project, 0.0) + job.cost_usd
+            for project, share in shares.items():
+                if refused is None:
+                    refused = await self._project_refusal(db, workspace_key, project, share)
+            if refused is not None:
+                raise refused
+            for job, key in zip(jobs, keys, strict=True):
+                values = job_values(job, key, lease, self.now())
+                await db.execute(
+                    f"INSERT INTO jobs ({', '.join(values)}) VALUES ({_marks(values)})", *values.values()
+                )
+                reserve = ledger_values(job, workspace_key, utc_day(job.created_at))
+                await db.execute(
+                    f"INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ({_marks(reserve)})", *reserve
+                )
+        return jobs
+
     async def move_job(self, job_id: str, *, from_provider: str, to_provider: str, cost_usd: float) -> bool:
         """Hand a job that is still `submitting` at `from_provider`, with no provider id, to
         `to_provider` at `cost_usd`: its provider and its cost change on the job and on its ledger row

@@ -60,6 +60,10 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
     assert sum(len(row["components"]) for row in rows) == len(expected)
     assert discord_buttons(result_view(job)) == expected
     assert [label for label, _, _ in expected] == [a.label for a in result_actions(job)]
+    # A draft offers Final first: the same request on the full model.
+    job.request = job.request.with_changes(draft=True, model="dev")
+    expected.insert(0, ("Final", f"hidream:final:{job.id}", primary))
+    assert discord_buttons(result_view(job)) == expected
 
 
 def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
@@ -99,9 +103,11 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
 
 
 def test_every_action_the_core_can_offer_has_a_button_on_each_surface() -> None:
-    """A new action fails here until each surface gives it an id (Slack says undo in the thread)."""
+    """A new action fails here until each surface gives it an id (Slack says undo in the thread). The
+    job is an edit (Undo) of a draft (Final), so it offers every action there is."""
     job = make_job(job_id="b" * 32)
     job.parent_job_id = "c" * 32
+    job.request = job.request.with_changes(draft=True, model="dev")
     offered = [a.kind for a in result_actions(job)]
     assert set(offered) == set(Kind)
     rendered = [item.custom_id for item in result_view(job).children if isinstance(item, discord.ui.Button)]

@@ -4,6 +4,8 @@ raises, and its boundary (boundary.py) answers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from adapters.discord import translate, versions
@@ -12,12 +14,18 @@ from adapters.discord.context import HandlerContext, interaction_actor, raw_payl
 from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
-from adapters.discord.views import instruction_modal, interaction_origin
+from adapters.discord.views import (
+    CONFIRM_SET,
+    confirm_set_view,
+    instruction_modal,
+    interaction_origin,
+    set_origins,
+)
 from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
-from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
-from bot.usecases import limits, results
+from bot.model.requests import CONFIRM_OVER, MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases import drafts, limits, results, sets
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
@@ -58,8 +66,59 @@ class InteractionHandlers(PreferenceCommands):
         if asks_for_help(payload):
             await self.help(interaction)
             return
-        chat = translate.slash_request(payload, origin={}, max_bytes=self.ctx.max_image_bytes)
-        await self._submit(interaction, await self._defer(interaction), chat)
+        chats, confirmed = translate.slash_set(payload, origin={}, max_bytes=self.ctx.max_image_bytes)
+        if len(chats) == 1:
+            await self._submit(interaction, await self._defer(interaction), chats[0])
+            return
+        await self._submit_set(interaction, chats, confirmed=confirmed)
+
+    async def _submit_set(
+        self, interaction: discord.Interaction, chats: list[ChatRequest], *, confirmed: bool
+    ) -> None:
+        """A set: made at once (all or nothing) when small or confirmed; else held, and its requester
+        alone is asked to confirm it with a button."""
+        asks = len(chats) > CONFIRM_OVER and not confirmed
+        if asks:
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            message_id = None
+        else:
+            message_id = await self._defer(interaction)
+        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        where = set_origins(origin, len(chats))
+        placed = [c.model_copy(update={"origin": o}) for c, o in zip(chats, where, strict=True)]
+        outcome = await sets.make_set(
+            self.engine,
+            interaction_actor(interaction),
+            placed,
+            confirmed=confirmed,
+            dedup_key=f"discord:{interaction.id}",
+        )
+        if outcome.waiting is not None and outcome.set_id is not None:
+            await interaction.edit_original_response(
+                content=outcome.waiting.text, view=confirm_set_view(outcome.set_id)
+            )
+
+    async def _confirm_set(self, interaction: discord.Interaction, set_id: str) -> None:
+        message_id = await self._defer(interaction)
+        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+
+        async def place(chats: list[ChatRequest]) -> list[dict[str, Any]]:
+            return set_origins(origin, len(chats))
+
+        await sets.confirm_set(
+            self.engine, interaction_actor(interaction), set_id, place, dedup_key=f"discord:{interaction.id}"
+        )
+
+    async def _final(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Final button under a draft: the same request on the full model, with the same seed."""
+        message_id = await self._defer(interaction)
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
+        if job is None:
+            await refuse(interaction, NOT_FOUND)
+            return
+        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        await drafts.final(self.engine, actor, job, origin=origin, dedup_key=f"discord:{interaction.id}")
 
     @guarded(refuse)
     async def context_menu(self, interaction: discord.Interaction) -> None:
@@ -82,6 +141,10 @@ class InteractionHandlers(PreferenceCommands):
             await self._reroll(interaction, args[0])
         elif action in TOOLS:
             await self._tool(interaction, TOOLS[action], args[0])
+        elif action == "final":
+            await self._final(interaction, args[0])
+        elif action == CONFIRM_SET:
+            await self._confirm_set(interaction, args[0])
         elif action == "undo":
             await self._undo(interaction, args[0])
         elif action == "edit":

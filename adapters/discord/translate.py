@@ -14,10 +14,13 @@ from bot import words
 from bot.model.errors import BadInput
 from bot.model.requests import (
     MAX_REFERENCES,
+    SET_MAX,
     ChatRequest,
     ImageRef,
     build_request,
+    expand_choices,
     parse_command,
+    repeated,
     split_command,
 )
 
@@ -128,9 +131,35 @@ def image_refs(attachments: list[dict[str, Any]], *, max_bytes: int) -> list[Ima
 def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes: int) -> ChatRequest:
     """/hidream with its typed options and up to four attachments."""
     opts = options_of(payload)
+    return _slash_one(payload, opts, str(opts.get("prompt") or ""), origin, max_bytes)[0]
+
+
+def slash_set(
+    payload: dict[str, Any], *, origin: dict[str, Any], max_bytes: int
+) -> tuple[list[ChatRequest], bool]:
+    """/hidream as the jobs it asks for (`{a, b}` choices in the prompt, `--repeat`), and whether the
+    person confirmed a large set already (`--yes`)."""
+    opts = options_of(payload)
+    chats: list[ChatRequest] = []
+    confirmed = False
+    for text in expand_choices(str(opts.get("prompt") or "")):
+        chat, values = _slash_one(payload, opts, text, origin, max_bytes)
+        confirmed = confirmed or "yes" in values
+        repeat = int(values.get("repeat", "1"))
+        chats += [chat.model_copy(update={"request": repeated(chat.request, k)}) for k in range(repeat)]
+    if len(chats) > SET_MAX:
+        raise BadInput(words.set_too_large(len(chats), SET_MAX))
+    return chats, confirmed
+
+
+def _slash_one(
+    payload: dict[str, Any], opts: dict[str, Any], prompt: str, origin: dict[str, Any], max_bytes: int
+) -> tuple[ChatRequest, dict[str, str]]:
+    """One job of /hidream: the prompt text (one choice of a set) with the typed options; the flag
+    values it was built from."""
     # Flags and URLs typed into the prompt count as everywhere else; a typed option wins over the
     # same flag written in the prompt.
-    typed = split_command(str(opts.get("prompt") or ""))
+    typed = split_command(prompt)
     values = dict(typed.values)
     for option, flag in OPTION_FLAGS.items():
         if option in opts and opts[option] is not None:
@@ -143,7 +172,7 @@ def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes:
     resolved = ((payload.get("data") or {}).get("resolved") or {}).get("attachments") or {}
     chosen = [str(opts[name]) for name in ATTACHMENT_OPTIONS if name in opts]
     attachments = [resolved[key] for key in chosen if key in resolved]
-    return ChatRequest(
+    chat = ChatRequest(
         surface=SURFACE,
         user_id=user_id_of(payload),
         workspace_id=workspace_of(payload),
@@ -152,6 +181,7 @@ def slash_request(payload: dict[str, Any], *, origin: dict[str, Any], max_bytes:
         references=image_refs(attachments, max_bytes=max_bytes)
         + [ImageRef(url=u, typed=True) for u in typed.urls],
     )
+    return chat, values
 
 
 def context_target(payload: dict[str, Any]) -> dict[str, Any]:

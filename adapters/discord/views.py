@@ -23,6 +23,9 @@ THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_t
 THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 
+# The custom id action of a set's confirmation button.
+CONFIRM_SET = "confirmset"
+
 # How Discord weighs each action the core offers; the ids are the persistent custom ids.
 _STYLES = {
     Weight.MAIN: discord.ButtonStyle.primary,
@@ -46,6 +49,27 @@ def result_view(job: Job) -> discord.ui.View:
     # A stopped view is still rendered but not stored: presses are answered from the custom id.
     view.stop()
     return view
+
+
+def confirm_set_view(set_id: str) -> discord.ui.View:
+    """The one button that confirms a held set (bot/usecases/sets.py); its custom id names the set."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(
+        discord.ui.Button(
+            label=words.ACTION_CONFIRM_SET,
+            emoji="✅",
+            style=discord.ButtonStyle.primary,
+            custom_id=make_custom_id(CONFIRM_SET, set_id),
+        )
+    )
+    view.stop()
+    return view
+
+
+def set_origins(origin: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Where each job of a set is answered: the first in the interaction's own message, the others
+    as messages of their own in the same channel (each with its buttons, and its thread)."""
+    return [origin if index == 0 else {**origin, "message_id": None} for index in range(count)]
 
 
 def instruction_modal(custom_id: str, *, title: str = words.EDIT_MENU) -> discord.ui.Modal:

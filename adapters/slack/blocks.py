@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from adapters.slack.translate import (
+    ACTION_CONFIRM_SET,
     ACTION_DELETE,
     ACTION_EDIT,
+    ACTION_FINAL,
     ACTION_MORE,
     ACTION_PAN_DOWN,
     ACTION_PAN_LEFT,
@@ -81,6 +83,7 @@ ACTION_IDS = {
     Kind.PAN_DOWN: ACTION_PAN_DOWN,
     Kind.DELETE: ACTION_DELETE,
     Kind.SUBJECT: ACTION_SUBJECT,
+    Kind.FINAL: ACTION_FINAL,
 }
 # The actions that sit in the overflow menu after the buttons (Slack allows 2 to 5 options there).
 OVERFLOW = (Kind.PAN_LEFT, Kind.PAN_RIGHT, Kind.PAN_UP, Kind.PAN_DOWN)
@@ -106,6 +109,16 @@ def result_blocks(job: Job) -> list[Block]:
             "block_id": "hidream_buttons",
             "elements": result_elements(job),
         },
+    ]
+
+
+def confirm_set_blocks(text: str, set_id: str) -> list[Block]:
+    """The question a held set waits on, and the one button that confirms it (its value: the set)."""
+    button = _button(words.ACTION_CONFIRM_SET, ACTION_CONFIRM_SET, set_id)
+    button["style"] = "primary"
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}},
+        {"type": "actions", "block_id": "hidream_confirm_set", "elements": [button]},
     ]
 
 

@@ -25,12 +25,21 @@ from bot import words
 from bot.jobs.versions import ThreadCommand, thread_command
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
-from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
-from bot.usecases import limits, results, threads, toolbox
+from bot.model.requests import (
+    CONFIRM_OVER,
+    ChatRequest,
+    ImageRef,
+    ImageRequest,
+    ParsedCommand,
+    ParsedSet,
+    parse_command,
+)
+from bot.usecases import drafts, limits, results, sets, threads, toolbox
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.sets import set_requests
 from bot.usecases.toolbox import TOOL_KINDS, use_tool
 from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
@@ -51,6 +60,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
         app.action(action_id)(h.on_tool)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
     app.action(t.ACTION_DELETE)(h.on_delete)
+    app.action(t.ACTION_FINAL)(h.on_final)
+    app.action(t.ACTION_CONFIRM_SET)(h.on_confirm_set)
     app.shortcut(t.SHORTCUT_EDIT)(h.on_shortcut)
     app.view(t.VIEW_EDIT)(h.on_edit_submit)
     app.action(ACTION_SUBJECT)(h.subjects.on_button)
@@ -88,6 +99,14 @@ def _to_editor(h: Handlers, args: Mapping[str, Any]) -> Reply:
     user = str(args["body"]["user"]["id"])
     channel, thread_ts = str(context.get("channel", "")), str(context.get("thread_ts", ""))
     return partial(h.poster.ephemeral, channel, user, thread_ts=thread_ts)
+
+
+def _set_origins(channel: str, posted: list[str]) -> list[dict[str, Any]]:
+    """Each job of a set answered at its own status message, all in the first one's thread."""
+    return [
+        {"channel": channel, "thread_ts": posted[0], "status_ts": ts, "verb": words.ASKED_FOR}
+        for ts in posted
+    ]
 
 
 class Handlers:
@@ -186,8 +205,86 @@ class Handlers:
             await self._admin(inv, action, respond)
         elif isinstance(action, t.Preference):
             await respond(await preference_answer(self.engine, inv, action, self._is_admin))
+        elif action.whole is not None and len(action.whole.commands) > 1:
+            await self._generate_set(inv, action.whole, respond)
         else:
             await self._generate(inv, action.parsed)
+
+    async def _generate_set(self, inv: t.SlashInvocation, whole: ParsedSet, respond: AsyncRespond) -> None:
+        """A set from /hidream: made at once (all or nothing, each job with a status message in one
+        thread) when small or confirmed with --yes; else held, and its requester alone is asked."""
+        base = self._chat(inv.user, inv.team, {}, whole.first.request, [])
+        chats = set_requests(whole, base, lambda urls: [ImageRef(url=u, typed=True) for u in urls])
+        actor = t.actor(inv.team, inv.user, inv.channel)
+        if len(chats) > CONFIRM_OVER and not whole.confirmed:
+            outcome = await sets.make_set(self.engine, actor, chats, confirmed=False)
+            if outcome.waiting is not None and outcome.set_id is not None:
+                text = outcome.waiting.text
+                await respond(text=text, blocks=blocks.confirm_set_blocks(text, outcome.set_id))
+            return
+
+        async def submit(origins: list[dict[str, Any]]) -> list[Job]:
+            placed = [c.model_copy(update={"origin": o}) for c, o in zip(chats, origins, strict=True)]
+            outcome = await sets.make_set(
+                self.engine, actor, placed, confirmed=True, dedup_key=f"slack:{inv.trigger_id}"
+            )
+            return outcome.jobs
+
+        await self._launch_set(
+            channel=inv.channel,
+            user=inv.user,
+            team=inv.team,
+            prompts=[c.request.prompt for c in chats],
+            submit=submit,
+        )
+
+    async def _launch_set(
+        self,
+        *,
+        channel: str,
+        user: str,
+        team: str,
+        prompts: list[str],
+        submit: Callable[[list[dict[str, Any]]], Awaitable[list[Job]]],
+    ) -> list[Job]:
+        """A set's status messages, one per job, in one thread (the first is its root), then the set
+        submitted with origins that point at them. Nothing admitted: the statuses are removed."""
+        where, posted = await self._set_statuses(channel, user, team, prompts)
+        try:
+            jobs = await submit(_set_origins(where, posted))
+        except Exception:
+            await self._unpost(where, posted)
+            raise
+        if jobs and jobs[0].origin.get("status_ts") != posted[0]:
+            await self._unpost(where, posted)  # a resent request: the first one's set stands
+        return jobs
+
+    async def _set_statuses(
+        self, channel: str, user: str, team: str, prompts: list[str]
+    ) -> tuple[str, list[str]]:
+        """Post a status message per job of a set (in a direct message for a person who chose private
+        results, with a private notice where they asked); the channel and the messages' ts."""
+        for prompt in prompts:
+            await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
+        where = channel
+        if await self.engine.private_results(t.SURFACE, team, user):
+            where = await self.poster.direct_channel(user)
+        posted: list[str] = []
+        try:
+            for prompt in prompts:
+                thread = posted[0] if posted else None
+                posted.append(await self.poster.post_status(where, thread, user, words.ASKED_FOR, prompt))
+        except SlackApiError as exc:
+            await self._unpost(where, posted)
+            log.warning("could not post in %s: %s", where, exc.response.get("error"))
+            raise UserFacingError(CANNOT_POST) from exc
+        if where != channel:
+            await self.poster.ephemeral(channel, user, PRIVATE_NOTICE)
+        return where, posted
+
+    async def _unpost(self, channel: str, posted: list[str]) -> None:
+        for ts in reversed(posted):
+            await self.poster.delete_quietly(channel, ts)
 
     async def _generate(self, inv: t.SlashInvocation, parsed: ParsedCommand) -> None:
         refs = [ImageRef(url=u, typed=True) for u in parsed.urls]
@@ -368,6 +465,53 @@ class Handlers:
         )
         for note in filter(None, notes):
             await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
+
+    @guarded(_to_presser)
+    async def on_final(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Final under a draft: the same request on the full model with the same seed, in its thread."""
+        await ack()
+        press = t.button_press(body)
+        actor = t.press_actor(press)
+        job = await self._pressed(press)
+        if job is None:
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
+            return
+
+        async def submit(origin: dict[str, Any]) -> Job:
+            dedup = f"slack:{press.trigger_id}"
+            return await drafts.final(self.engine, actor, job, origin=origin, dedup_key=dedup)
+
+        await self._launch(
+            channel=press.channel,
+            thread_ts=press.thread_ts,
+            user=press.user,
+            verb=words.ASKED_FOR,
+            prompt=job.request.prompt,
+            submit=submit,
+            team=press.team,
+        )
+
+    @guarded(_to_presser)
+    async def on_confirm_set(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """The requester's confirmation of a held set: the set made, all or nothing, in a new thread."""
+        await ack()
+        press = t.button_press(body)
+        placed: list[tuple[str, list[str]]] = []
+
+        async def place(chats: list[ChatRequest]) -> list[dict[str, Any]]:
+            prompts = [c.request.prompt for c in chats]
+            where, posted = await self._set_statuses(press.channel, press.user, press.team, prompts)
+            placed.append((where, posted))
+            return _set_origins(where, posted)
+
+        try:
+            await sets.confirm_set(
+                self.engine, t.press_actor(press), press.job_id, place, dedup_key=f"slack:{press.trigger_id}"
+            )
+        except Exception:
+            for where, posted in placed:
+                await self._unpost(where, posted)
+            raise
 
     async def _pressed(self, press: t.ButtonPress) -> Job | None:
         """The job a button names, if the presser may see it: their workspace's, or the result the

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from bot import words
 from bot.jobs.versions import Version
 from bot.model.errors import BadInput, MediaError
-from bot.model.requests import ImageRef, ParsedCommand, parse_command
+from bot.model.requests import ImageRef, ParsedCommand, ParsedSet, parse_set
 from bot.usecases.actor import Actor
 
 SURFACE = "slack"
@@ -28,6 +28,9 @@ ACTION_VARY = "hidream_vary"
 ACTION_EDIT = "hidream_edit"
 ACTION_DELETE = "hidream_delete"
 ACTION_SUBJECT = "hidream_subject"
+ACTION_FINAL = "hidream_final"
+# The button that confirms a held set; its value is the set's id.
+ACTION_CONFIRM_SET = "hidream_confirm_set"
 # The toolbox (bot/usecases/toolbox.py): Vary (Subtle) keeps ACTION_VARY.
 ACTION_VARY_STRONG = "hidream_vary_strong"
 ACTION_UPSCALE = "hidream_upscale"
@@ -103,6 +106,8 @@ def parse_result_filename(name: str) -> tuple[str, int] | None:
 @dataclass(frozen=True)
 class Generate:
     parsed: ParsedCommand
+    # Every job the prompt asks for (`{a, b}` choices, `--repeat`); `parsed` is the first.
+    whole: ParsedSet | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,8 @@ def parse_slash_text(text: str) -> SlashAction:
         return AdminCommand("grant", "user", m.group(1), int(m.group(2)))
     if m := re.fullmatch(rf"reset\s+{_USER_ARG}", t, re.IGNORECASE):
         return AdminCommand("reset", "user", m.group(1))
-    return Generate(parse_command(text))
+    whole = parse_set(text)
+    return Generate(whole.first, whole)
 
 
 def strip_mentions(text: str) -> str:

@@ -5,17 +5,19 @@ itself, never builds or enters the worker, and knows of it only `Worker`: the tw
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 import httpx
 
+from bot import words
 from bot.jobs.fair import FairShare
 from bot.jobs.media import (
     TYPED_FETCH_SECONDS,
@@ -37,7 +39,16 @@ from bot.logs import job_fields
 from bot.model.config import Settings
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState, OutputImage, tenant_of
-from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, check_project_tag
+from bot.model.requests import (
+    MAX_REFERENCES,
+    SEED_MAX,
+    SET_MAX,
+    ChatRequest,
+    ImageRef,
+    ImageRequest,
+    Tier,
+    check_project_tag,
+)
 from bot.providers.base import Provider
 from bot.transport import Transport
 from bot.words import channel_project_set, channel_project_shown
@@ -47,9 +58,13 @@ from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for
 from storage.retention import sweeps_for
 from storage.rows import Lease
+from storage.sets import PendingSets
 from storage.store import Store
 
 log = logging.getLogger(__name__)
+
+# How long a set waits for its requester's confirmation.
+PENDING_SET_SECONDS = 15 * 60
 
 T = TypeVar("T")
 
@@ -60,6 +75,27 @@ class Worker(Protocol):
 
     def lease_for_new_job(self) -> Lease | None: ...
     def start(self, job_id: str, *, held: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A request ready to be admitted: where it goes and what it costs."""
+
+    chat: ChatRequest
+    provider: Provider
+    tier: Tier
+    cost: float
+    # The project it counts under ("": none), whose budget it must fit as well as its tenant's.
+    project: str = ""
+
+    @property
+    def request(self) -> ImageRequest:
+        return self.chat.request
+
+    def charge(self, tenant: str) -> Charge:
+        return Charge(
+            f"{self.chat.surface}:{self.chat.user_id}", tenant, self.request.n, self.cost, self.project
+        )
 
 
 class Engine:
@@ -125,6 +161,96 @@ class Engine:
             if existing is not None:
                 return existing
         tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
+        planned = await self._plan(chat, tenant)
+        # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
+        await self._counted(self.store.check(planned.charge(tenant)))
+        job = await self._job(planned, tenant, {})
+        lease = self.worker.lease_for_new_job()
+        stored = await self._counted(
+            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=lease)
+        )
+        if stored.id == job.id:
+            self._started(job, lease)
+        return stored
+
+    async def cost_of_set(self, chats: list[ChatRequest]) -> float:
+        """What a set would cost, in dollars, on the providers it would go to (nothing is spent): shown
+        when its requester is asked to confirm it. Raises UserFacingError for a request that cannot be."""
+        total = 0.0
+        for chat in chats:
+            planned = await self._plan(chat, self.tenant(chat.surface, chat.workspace_id, chat.user_id))
+            total += planned.cost
+        return total
+
+    async def submit_set(self, chats: list[ChatRequest], *, dedup_key: str | None = None) -> list[Job]:
+        """Admit several requests of one person as one set, all or nothing: each is validated and its
+        references fetched, then the set's images and dollars are reserved and every job stored in one
+        transaction (storage: `admit_set`), before any provider is asked. Raises UserFacingError
+        (nothing spent, nothing sent) when any of them, or the set as a whole, cannot be admitted."""
+        if not chats:
+            return []
+        if len(chats) > SET_MAX:
+            raise BadInput(words.set_too_large(len(chats), SET_MAX))
+        keys = [f"{dedup_key}#{i}" for i in range(len(chats))] if dedup_key is not None else None
+        if keys is not None and await self.store.job_by_dedup(keys[0]) is not None:
+            found = [await self.store.job_by_dedup(k) for k in keys]
+            return [j for j in found if j is not None]
+        first = chats[0]
+        tenant = self.tenant(first.surface, first.workspace_id, first.user_id)
+        if any(self.tenant(c.surface, c.workspace_id, c.user_id) != tenant for c in chats):
+            raise ValueError("a set is one person's, in one tenant")
+        planned = [await self._plan(chat, tenant) for chat in chats]
+        projects = {p.project for p in planned}
+        whole = Charge(
+            planned[0].charge(tenant).user_key,
+            tenant,
+            sum(p.request.n for p in planned),
+            sum(p.cost for p in planned),
+            # One project for the whole set, checked early here; the store checks each project's share.
+            projects.pop() if len(projects) == 1 else "",
+        )
+        await self._counted(self.store.check(whole))
+        fetched: dict[str, str] = {}
+        jobs = [await self._job(p, tenant, fetched) for p in planned]
+        lease = self.worker.lease_for_new_job()
+        stored = await self._counted(
+            self.store.admit_set(jobs, workspace_key=tenant, dedup_keys=keys, lease=lease)
+        )
+        if stored and stored[0].id == jobs[0].id:
+            for job in jobs:
+                self._started(job, lease)
+        return stored
+
+    async def hold_set(self, chats: list[ChatRequest]) -> str:
+        """Keep a set until its requester confirms it (nothing is spent); the id the confirmation names.
+        Headers of reference fetches (a platform's bearer token) are never stored."""
+        first = chats[0]
+        payload = json.dumps(
+            [c.model_dump(mode="json", exclude={"references": {"__all__": {"headers"}}}) for c in chats]
+        )
+        tenant = self.tenant(first.surface, first.workspace_id, first.user_id)
+        held = PendingSets(self.store)
+        return await held.hold(first.surface, tenant, first.user_id, payload, PENDING_SET_SECONDS)
+
+    async def take_set(
+        self, set_id: str, surface: str, workspace_id: str, user_id: str
+    ) -> list[ChatRequest] | None:
+        """A held set of this person's in this tenant, taken once (a second confirmation finds none);
+        None when there is none, or it waited longer than PENDING_SET_SECONDS."""
+        tenant = self.tenant(surface, workspace_id, user_id)
+        payload = await PendingSets(self.store).take(set_id, surface, tenant, user_id, PENDING_SET_SECONDS)
+        if payload is None:
+            return None
+        return [ChatRequest.model_validate(c) for c in json.loads(payload)]
+
+    async def set_waits_for(self, set_id: str) -> tuple[str, str] | None:
+        """The tenant and person a held set waits for, to tell anyone else it is not theirs."""
+        owner = await PendingSets(self.store).owner(set_id)
+        return None if owner is None else (owner[1], owner[2])
+
+    async def _plan(self, chat: ChatRequest, tenant: str) -> _Planned:
+        """A request as it will be admitted: defaults and subjects applied, its provider and tier
+        chosen, its price. Raises UserFacingError (nothing looked up or spent)."""
         # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
         offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
         edit = edits_one_image(chat)
@@ -138,14 +264,22 @@ class Engine:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
         preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
         provider, tier = self.router.choose(request, len(chat.references), preferred)
-        cost = provider.cost_usd(request, tier)
+        chat = chat.model_copy(update={"request": request})
         project = await self._project(chat, tenant)
-        # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
-        await self._counted(
-            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost, project))
-        )
+        return _Planned(chat, provider, tier, provider.cost_usd(request, tier), project)
+
+    async def _job(self, planned: _Planned, tenant: str, fetched: dict[str, str]) -> Job:
+        """The job to store: its references fetched and held (`fetched`: those of a set already held,
+        by URL, so a set fetches each once), its seed drawn when none was asked."""
+        chat, request = planned.chat, planned.request
         person = f"{chat.surface}:{chat.user_id}"
-        media_ids = [await self._ingest(ref, tenant, person) for ref in chat.references]
+        provider, tier, cost, project = planned.provider, planned.tier, planned.cost, planned.project
+        media_ids = []
+        for ref in chat.references:
+            key = ref.media_id or ref.url
+            if key not in fetched:
+                fetched[key] = await self._ingest(ref, tenant, person)
+            media_ids.append(fetched[key])
         if request.keep_aspect and len(media_ids) == 1:
             # The reference's shape is known now: sized by it, checked and priced again.
             request = request.with_changes(source=await self._size_of(media_ids[0]))
@@ -155,7 +289,7 @@ class Engine:
         # The project is kept on the request too, so a reroll of this job counts under it as well.
         request = request.with_changes(seed=seed, model=tier, project=project or None)
         now = self.clock()
-        job = Job(
+        return Job(
             id=uuid.uuid4().hex,
             surface=chat.surface,
             user_id=chat.user_id,
@@ -175,24 +309,20 @@ class Engine:
             channel=chat.channel_id,
             project=project,
         )
-        lease = self.worker.lease_for_new_job()
-        stored = await self._counted(
-            self.store.admit(job, workspace_key=tenant, dedup_key=dedup_key, lease=lease)
+
+    def _started(self, job: Job, lease: Lease | None) -> None:
+        log.info(
+            "job %s admitted: %s, %d image(s), %s, to %s",
+            job.id,
+            job.mode,
+            job.request.n,
+            job.tier,
+            job.provider,
+            extra=job_fields(job),
         )
-        if stored.id == job.id:
-            log.info(
-                "job %s admitted: %s, %d image(s), %s, to %s",
-                job.id,
-                job.mode,
-                request.n,
-                tier,
-                provider.name,
-                extra=job_fields(job),
-            )
-            if lease is not None:
-                # Admitted with this replica's lease: its task needs no claim of its own.
-                self.worker.start(job.id, held=True)
-        return stored
+        if lease is not None:
+            # Admitted with this replica's lease: its task needs no claim of its own.
+            self.worker.start(job.id, held=True)
 
     async def _project(self, chat: ChatRequest, tenant: str) -> str:
         """The project a request counts under: the one it names (`--project`); else, for an edit of

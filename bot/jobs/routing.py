@@ -32,6 +32,7 @@ from bot.model.errors import (
 from bot.model.jobs import Job
 from bot.model.requests import ImageRequest, Tier, check_tier_limits
 from bot.providers.base import Provider
+from bot.providers.capabilities import Capabilities
 
 # Refusals after which the provider did not take the work and another may: out of credit (402),
 # rate limited or failing (429/5xx after the provider's own retries), unreachable. Not a success whose
@@ -133,8 +134,13 @@ class Router:
         default_tier: Tier,
         inline_only: Callable[[], bool],
         breaker: CircuitBreaker | None = None,
+        catalogue: Sequence[Capabilities] = (),
     ) -> None:
         self.providers = providers
+        # Every provider the bot knows (configured or not), whose refusals name those that offer a knob.
+        self.catalogue = list(catalogue) or [
+            p.capabilities for p in providers.values() if p.capabilities is not None
+        ]
         self.order = list(order)
         self.default_tier = default_tier
         # True when reference images must go inline (no HIDREAM_PUBLIC_URL): asked each time.
@@ -186,7 +192,7 @@ class Router:
     def check(self, provider: Provider, request: ImageRequest, tier: Tier, n_refs: int) -> None:
         """Raise BadInput when `provider` cannot serve the request at `tier`."""
         check_tier_limits(request, tier)
-        provider.validate(request, tier, n_refs)
+        provider.validate(request, tier, n_refs, catalogue=self.catalogue)
         if n_refs and self.inline_only() and not provider.accepts_data_uris:
             raise BadInput(
                 f"Editing images with the {provider.name} provider needs the bot to be reachable from the "

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot import words
 from bot.model.errors import BadInput
 
 Tier = Literal["full", "dev"]
@@ -30,6 +31,13 @@ SIDE_MIN, SIDE_MAX = 256, 2048
 # `--upscale` and the Upscale tool: the long side of the largest size the providers document.
 LARGEST_SIDE = SIDE_MAX
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
+# A negative prompt (`--no ...`): what the image should not show.
+NEGATIVE_MAX = 1000
+# A set of jobs from one request: `{a, b}` choices multiplied, times `--repeat`.
+SET_MAX = 12
+REPEAT_MAX = 8
+# A set of more than this many jobs is confirmed by its requester before anything is spent.
+CONFIRM_OVER = 4
 # A saved subject's name (bot/jobs/subjects.py): written after `--subject` or as `@name` in a prompt.
 SUBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SUBJECT_NAME_RULE = "1 to 32 letters, digits, `-` or `_`"
@@ -68,6 +76,10 @@ class ImageRequest(BaseModel):
     format: OutputFormat = "png"
     model: Tier | None = None
     keep_aspect: bool = False
+    # What the image should not show (`--no`), for a provider that documents a negative prompt.
+    negative: str | None = Field(default=None, max_length=NEGATIVE_MAX)
+    # A draft (`--draft`): made on the Dev model, offered a Final render on the full one.
+    draft: bool = False
     # Saved subjects named by `--subject`: the engine turns them into reference images at admission.
     subjects: tuple[str, ...] = ()
     # The flags the person gave (from the parser): fields not named here may take their personal
@@ -182,11 +194,40 @@ class ParsedCommand:
     urls: list[str] = field(default_factory=list)
 
 
-_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider", "project")
-_BOOL_FLAGS = ("keep-aspect", "upscale")
+@dataclass
+class ParsedSet:
+    """A command that may ask for several jobs: one `ParsedCommand` per job (each `{a, b}` choice,
+    times `--repeat`), and whether its requester confirmed it already (`--yes`)."""
+
+    commands: list[ParsedCommand]
+    confirmed: bool = False
+
+    @property
+    def first(self) -> ParsedCommand:
+        return self.commands[0]
+
+
+_FLAGS_WITH_VALUE = (
+    "ar",
+    "size",
+    "seed",
+    "steps",
+    "cfg",
+    "n",
+    "format",
+    "model",
+    "provider",
+    "project",
+    "repeat",
+)
+_BOOL_FLAGS = ("keep-aspect", "upscale", "draft", "yes")
 # Flags that may be given more than once, each time with a value.
 _REPEATED_FLAGS = ("subject",)
-KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS + _REPEATED_FLAGS
+# Flags whose value is every word up to the next flag (`--no trees, people`).
+_PHRASE_FLAGS = ("no",)
+KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS + _REPEATED_FLAGS + _PHRASE_FLAGS
+# Flags about the set of jobs a command makes, not about any one image.
+SET_FLAGS = ("repeat", "yes")
 _FLAG_ALIASES = {"aspect": "ar", "guidance": "cfg", "num": "n", "keep_aspect": "keep-aspect"}
 # Phones and Macs turn "--" into an em or en dash; people mean the flag.
 _FLAG_RE = re.compile(r"^(?:--|\u2014|\u2013)([A-Za-z][\w-]*)$")
@@ -208,11 +249,71 @@ class CommandParts:
 
 
 def parse_command(text: str) -> ParsedCommand:
-    """Parse `prompt [--flag value ...]`; flags may appear anywhere. URLs become references."""
+    """Parse `prompt [--flag value ...]`; flags may appear anywhere. URLs become references. One job
+    only: where a set could be meant (`--repeat` more than once), it is refused (`parse_set` makes sets)."""
     parts = split_command(text)
+    if parts.values.get("repeat", "1").strip() not in ("1", ""):
+        _parse_int("repeat", parts.values["repeat"], 1, REPEAT_MAX)
+        raise BadInput(words.ONE_AT_A_TIME)
     return ParsedCommand(
         request=build_request(" ".join(parts.words), parts.values, parts.subjects), urls=parts.urls
     )
+
+
+_CHOICES_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_choices(text: str) -> list[str]:
+    """`a {red, blue} fox` as the texts it stands for, one per choice; several braces multiply (the
+    first brace's choices vary slowest). Refuses more than SET_MAX texts before making them."""
+    groups = _CHOICES_RE.findall(text)
+    count = 1
+    for group in groups:
+        choices = [c.strip() for c in group.split(",")]
+        if any(not c for c in choices):
+            raise BadInput(words.EMPTY_CHOICE)
+        count *= len(choices)
+    if count > SET_MAX:
+        raise BadInput(words.set_too_large(count, SET_MAX))
+    texts = [text]
+    while _CHOICES_RE.search(texts[0]):
+        expanded = []
+        for one in texts:
+            m = _CHOICES_RE.search(one)
+            assert m is not None
+            for choice in m.group(1).split(","):
+                expanded.append(one[: m.start()] + choice.strip() + one[m.end() :])
+        texts = expanded
+    if any("{" in t or "}" in t for t in texts):
+        raise BadInput(words.UNBALANCED_BRACES)
+    return texts
+
+
+def parse_set(text: str) -> ParsedSet:
+    """A command that may make several jobs: each `{a, b}` choice, each `--repeat` (a fixed `--seed`
+    steps by one per repeat, so the images differ). At most SET_MAX jobs."""
+    commands: list[ParsedCommand] = []
+    confirmed = False
+    for variant in expand_choices(text):
+        parts = split_command(variant)
+        request = build_request(" ".join(parts.words), parts.values, parts.subjects)
+        confirmed = confirmed or "yes" in parts.values
+        commands += [
+            ParsedCommand(request=repeated(request, k), urls=parts.urls)
+            for k in range(int(parts.values.get("repeat", "1")))
+        ]
+        if len(commands) > SET_MAX:
+            repeat = int(parts.values.get("repeat", "1"))
+            total = len(expand_choices(text)) * repeat
+            raise BadInput(words.set_too_large(total, SET_MAX))
+    return ParsedSet(commands=commands, confirmed=confirmed)
+
+
+def repeated(request: ImageRequest, k: int) -> ImageRequest:
+    """The k-th repeat of a request: a seed it fixed steps by k; else each draws its own."""
+    if k == 0 or request.seed is None:
+        return request
+    return request.with_changes(seed=(request.seed + k) % (SEED_MAX + 1))
 
 
 def split_command(text: str) -> CommandParts:
@@ -231,6 +332,17 @@ def split_command(text: str) -> CommandParts:
             name = _FLAG_ALIASES.get(name, name)
             if name not in KNOWN_FLAGS:
                 raise BadInput(_unknown_flag_message(name))
+            if name in _PHRASE_FLAGS:
+                if name in values:
+                    raise BadInput(f"`--{name}` is given twice; give it once.")
+                j = i + 1
+                while j < len(tokens) and not _FLAG_RE.match(tokens[j]):
+                    j += 1
+                if j == i + 1:
+                    raise BadInput(f"`--{name}` needs a value: {_flag_help(name)}.")
+                values[name] = " ".join(tokens[i + 1 : j])
+                i = j
+                continue
             if name in _REPEATED_FLAGS:
                 if i + 1 >= len(tokens) or _FLAG_RE.match(tokens[i + 1]):
                     raise BadInput(f"`--{name}` needs a value: {_flag_help(name)}.")
@@ -329,7 +441,18 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         if fields.get("model") == "dev":
             raise BadInput("`--upscale` renders on the full model: leave out `--model dev`.")
         fields.update(largest=True, model="full")
-    fields["explicit"] = frozenset(values)
+    if "no" in values:
+        fields["negative"] = _parse_negative(values["no"])
+    if values.get("draft", "").lower() in ("true", "1", "yes"):
+        if fields.get("model") == "full":
+            raise BadInput(words.DRAFT_IS_DEV)
+        fields["draft"] = True
+        fields["model"] = "dev"
+    if "repeat" in values:
+        _parse_int("repeat", values["repeat"], 1, REPEAT_MAX)
+    # A draft names its model: a personal default model does not replace it.
+    named = {"model"} if fields.get("draft") else set()
+    fields["explicit"] = frozenset(v for v in values if v not in SET_FLAGS) | named
     request = ImageRequest(**fields)
     check_tier_limits(request, request.model)
     return request
@@ -356,6 +479,8 @@ def _flag_help(name: str) -> str:
         "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
         "provider": "the name of a provider this bot is configured with (`hidream-bot providers` lists them)",
         "project": f"a project tag ({PROJECT_TAG_RULE})",
+        "repeat": f"a whole number from 1 to {REPEAT_MAX}",
+        "no": f"the words the image should not show, up to {NEGATIVE_MAX} characters",
     }[name]
 
 
@@ -384,6 +509,13 @@ def _parse_float(name: str, raw: str, lo: float, hi: float) -> float:
     if not lo <= value <= hi or value != value:
         raise BadInput(f"`--{name} {raw}` is out of range: use {_flag_help(name)}.")
     return value
+
+
+def _parse_negative(raw: str) -> str:
+    text = " ".join(raw.split())
+    if len(text) > NEGATIVE_MAX:
+        raise BadInput(f"`--no` is {len(text)} characters long; the most allowed is {NEGATIVE_MAX}.")
+    return text
 
 
 def _parse_provider(raw: str) -> str:

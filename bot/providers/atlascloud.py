@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic_settings import SettingsConfigDict
@@ -34,6 +34,7 @@ from pydantic_settings import SettingsConfigDict
 from bot.model.errors import BadInput, CallbackRejected, ProviderBusy
 from bot.model.requests import DEFAULT_PRESET, PRESETS, SEED_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
+from bot.providers.capabilities import Capabilities, Span
 from bot.providers.jwks import JwksCache, b64url_decode
 from bot.providers.plugin import ApiKeySettings, KeyedPlugin
 
@@ -74,6 +75,20 @@ _PRESET_BY_RATIO: dict[tuple[int, int], str] = {
 }
 
 
+# The doc ("HiDream O1 1.5"): one model, in text-to-image or edit mode by `model`; presets only;
+# steps 1-100, guidance 1.0-20.0, png, jpeg or webp; no image count (the bot sends one per image).
+CAPABILITIES = Capabilities(
+    name="atlascloud",
+    label="Atlas Cloud",
+    models={("text-to-image", "full"): MODEL_T2I, ("edit", "full"): MODEL_EDIT},
+    sizes=f"presets only: {', '.join(f'{n} ({w}x{h})' for n, (w, h) in PRESETS.items())}",
+    price=f"${PRICE_PER_IMAGE:g} per image",
+    steps={"full": Span(*STEPS_RANGE)},
+    guidance={"full": Span(*GUIDANCE_RANGE)},
+    keep_aspect=True,
+)
+
+
 class AtlasCloudSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="ATLASCLOUD_")
 
@@ -89,6 +104,7 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
     accepts_data_uris = False
     # The doc names no interval; a few seconds keeps a one-image job responsive without hammering.
     poll_interval = 3.0
+    capabilities = CAPABILITIES
 
     def _configure(self) -> None:
         self._keys = JwksCache(self.client, self.base_url + JWKS_PATH, self._clock, owner="Atlas Cloud")
@@ -99,15 +115,10 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
     def base_url(self) -> str:
         return self.options.base_url.rstrip("/")
 
-    def tiers(self) -> tuple[Tier, ...]:
-        return ("full",)
-
-    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
-        super().validate(request, tier, n_refs)
-        if request.steps is not None and not STEPS_RANGE[0] <= request.steps <= STEPS_RANGE[1]:
-            raise BadInput(f"`--steps {request.steps}` is out of range for Atlas Cloud: use 1 to 100.")
-        if request.guidance is not None and not GUIDANCE_RANGE[0] <= request.guidance <= GUIDANCE_RANGE[1]:
-            raise BadInput(f"`--cfg {request.guidance:g}` is out of range for Atlas Cloud: use 1.0 to 20.0.")
+    def validate(
+        self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
+    ) -> None:
+        super().validate(request, tier, n_refs, catalogue=catalogue)
         if request.largest:
             raise BadInput(
                 "Upscale is not offered by Atlas Cloud: its sizes are presets of about one megapixel, "

@@ -39,6 +39,8 @@ from bot.model.errors import (
     SubmitOutcomeUnknown,
 )
 from bot.model.requests import ImageRequest, Tier
+from bot.providers import capabilities as documented
+from bot.providers.capabilities import Capabilities
 from bot.providers.responses import check_status, read_json, retry_after
 from bot.transport import NOTHING_SENT, Answer, Transport, TransportError
 
@@ -90,6 +92,9 @@ class Provider(ABC):
     accepts_data_uris: bool = False
     # Suggested first poll interval in seconds (the engine backs off from there).
     poll_interval: float = 5.0
+    # What the provider documents (bot/providers/capabilities.py): its models, sizes, knobs and price,
+    # which `validate` checks a request against. None: only the common ranges are checked.
+    capabilities: Capabilities | None = None
 
     async def __aenter__(self) -> Provider:
         return self
@@ -98,17 +103,25 @@ class Provider(ABC):
         return None
 
     def tiers(self) -> tuple[Tier, ...]:
-        """Model tiers this provider offers."""
-        return ("full", "dev")
+        """Model tiers this provider offers (in any mode)."""
+        caps = self.capabilities
+        if caps is None:
+            return ("full", "dev")
+        return tuple(t for t in documented.TIERS if any(t in caps.tiers(m) for m in documented.MODES))
 
-    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
-        """Raise BadInput for what this provider would refuse. Default: the documented common ranges."""
-        if tier not in self.tiers():
+    def validate(
+        self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
+    ) -> None:
+        """Raise BadInput for what this provider would refuse: a model, knob or value it does not
+        document (naming those of `catalogue`, every provider the bot knows, that offer the knob)."""
+        if self.capabilities is None and tier not in self.tiers():
             raise BadInput(
                 f"The {self.name} provider offers no `{tier}` model; use {' or '.join(self.tiers())}."
             )
         if request.keep_aspect and n_refs != 1:
             raise BadInput("`--keep-aspect` works only when editing exactly one image.")
+        if self.capabilities is not None:
+            documented.check(self.capabilities, request, tier, n_refs, catalogue)
 
     @abstractmethod
     def cost_usd(self, request: ImageRequest, tier: Tier) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,8 +24,9 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.model.config import PluginSettings, http_url
 from bot.model.errors import BadInput, CallbackRejected, ProviderBusy, ProviderRejected
-from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
+from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, PRESETS, STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
+from bot.providers.capabilities import BOT_GUIDANCE, Capabilities, Span
 from bot.providers.jwks import JwksCache
 from bot.providers.plugin import KeyedPlugin
 
@@ -48,6 +49,25 @@ _STATES: dict[str, str] = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMP
 
 def endpoint_path(tier: Tier, edit: bool) -> str:
     return "/" + APP_ID + ("/dev" if tier == "dev" else "") + ("/edit" if edit else "")
+
+
+# The doc (dev/edit): steps 1-28 on the distilled dev model, guidance 0-20, presets or W x H snapped
+# to the closest supported size up to about 2048x2048, 1 to 4 images; the full model's steps and
+# guidance are not bounded there (the bot's own ranges hold).
+CAPABILITIES = Capabilities(
+    name="fal",
+    label="fal",
+    models={
+        (mode, tier): endpoint_path(tier, mode == "edit").removeprefix("/")
+        for mode in ("text-to-image", "edit")
+        for tier in ("full", "dev")
+    },
+    sizes=f"a preset ({', '.join(PRESETS)}) or any WxH up to {MAX_SIDE}x{MAX_SIDE} (snapped to the closest supported)",
+    price=f"${PRICE_PER_MEGAPIXEL:g} per megapixel (1024x1024 counts as one), full and dev alike",
+    steps={"full": Span(1, STEPS_MAX), "dev": Span(1, DEV_STEPS_MAX)},
+    guidance={"full": Span(*BOT_GUIDANCE), "dev": Span(0, 20)},
+    keep_aspect=True,
+)
 
 
 class FalSettings(PluginSettings):
@@ -74,18 +94,21 @@ class FalProvider(HttpProvider[FalSettings]):
     accepts_data_uris = True
     # The doc names no interval; queue status reads are cheap and jobs take seconds.
     poll_interval = 2.0
+    capabilities = CAPABILITIES
 
     def _configure(self) -> None:
         self.queue_url = self.options.queue_url.rstrip("/")
         self._keys = JwksCache(self.client, self.options.jwks_url, self._clock, owner="fal")
 
-    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
-        super().validate(request, tier, n_refs)
+    def validate(
+        self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
+    ) -> None:
         if tier == "dev" and request.steps is not None and request.steps > DEV_STEPS_MAX:
             raise BadInput(
                 f"`--steps {request.steps}` is too many for fal's dev model: use 1 to {DEV_STEPS_MAX}, "
                 "or `--model full`."
             )
+        super().validate(request, tier, n_refs, catalogue=catalogue)
         width, height = request.dimensions()
         if width > MAX_SIDE or height > MAX_SIDE:
             raise BadInput(

@@ -15,14 +15,15 @@ the answer to a sent submit is lost, the job is `SubmitOutcomeUnknown` and is ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic_settings import SettingsConfigDict
 
 from bot.model.errors import BadInput, ProviderBusy
-from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, ImageRequest, Tier
+from bot.model.requests import DEFAULT_PRESET, DEV_STEPS_MAX, PRESETS, STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
+from bot.providers.capabilities import BOT_GUIDANCE, Capabilities, Span
 from bot.providers.plugin import ApiKeySettings, KeyedPlugin
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,24 @@ def endpoint_path(tier: Tier, edit: bool) -> str:
     return f"/{model}/v1/{model}-request"
 
 
+# The doc: four models; steps documented with no range (the bot's own), dev tuned for 28; guidance
+# 1-15 on the full model, none given for dev (the bot's own); presets or W x H up to 2048.
+CAPABILITIES = Capabilities(
+    name="pixazo",
+    label="Pixazo",
+    models={
+        (mode, tier): model_id(tier, mode == "edit")
+        for mode in ("text-to-image", "edit")
+        for tier in ("full", "dev")
+    },
+    sizes=f"a preset ({', '.join(PRESETS)}) or any WxH, each side up to {MAX_SIDE} (snapped to the nearest supported)",
+    price=f"${PRICES['full']:g} per image, dev ${PRICES['dev']:g}, at every resolution",
+    steps={"full": Span(1, STEPS_MAX), "dev": Span(1, DEV_STEPS_MAX)},
+    guidance={"full": Span(*FULL_GUIDANCE), "dev": Span(*BOT_GUIDANCE)},
+    keep_aspect=True,
+)
+
+
 class PixazoSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="PIXAZO_")
 
@@ -70,24 +89,16 @@ class PixazoProvider(HttpProvider[PixazoSettings]):
     accepts_data_uris = False
     # The doc suggests polling every 5 to 10 seconds.
     poll_interval = 5.0
+    capabilities = CAPABILITIES
 
     @property
     def base_url(self) -> str:
         return self.options.base_url.rstrip("/")
 
-    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
-        super().validate(request, tier, n_refs)
-        if request.guidance is not None and tier == "full":
-            lo, hi = FULL_GUIDANCE
-            if not lo <= request.guidance <= hi:
-                raise BadInput(
-                    f"`--cfg {request.guidance:g}` is out of range for Pixazo's full model: "
-                    f"use {lo:g} to {hi:g}."
-                )
-        if tier == "dev" and request.steps is not None and request.steps > DEV_STEPS_MAX:
-            raise BadInput(
-                f"`--steps {request.steps}` is too many for Pixazo's dev model: use 1 to {DEV_STEPS_MAX}."
-            )
+    def validate(
+        self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
+    ) -> None:
+        super().validate(request, tier, n_refs, catalogue=catalogue)
         width, height = request.dimensions()
         if width > MAX_SIDE or height > MAX_SIDE:
             raise BadInput(

@@ -23,7 +23,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +34,7 @@ from bot.model.config import Settings
 from bot.model.errors import BadInput, CallbackRejected, ProviderBusy
 from bot.model.requests import SEED_MAX, ImageRequest, Tier
 from bot.providers.base import HttpProvider, ProviderStatus, ResultImage, SubmitSpec, named_job_id
+from bot.providers.capabilities import Capabilities
 from bot.providers.plugin import ApiKeySettings, KeyedPlugin
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,26 @@ def output_size(request: ImageRequest) -> tuple[int, int]:
     )
 
 
+# The docs: four models, each one image a request; size W*H with each side 256 to 4096 and 2560x1440
+# to 4096x4096 pixels in all; png, jpeg or webp; no steps or guidance. No aspect-keeping field either:
+# the bot keeps a reference's shape by asking for a size of its ratio.
+CAPABILITIES = Capabilities(
+    name="wavespeed",
+    label="WaveSpeed",
+    models={
+        (mode, tier): endpoint_path(tier, mode == "edit").removeprefix("/api/v3/")
+        for mode in ("text-to-image", "edit")
+        for tier in ("full", "dev")
+    },
+    sizes=(
+        f"any W*H, each side {SIDE_MIN} to {SIDE_MAX} and 2560x1440 to 4096x4096 pixels in all "
+        "(presets and ratios are scaled up to the smallest valid size)"
+    ),
+    price=f"${PRICES['full']:g} per image, dev ${PRICES['dev']:g}",
+    keep_aspect=True,
+)
+
+
 class WaveSpeedSettings(ApiKeySettings):
     model_config = SettingsConfigDict(env_prefix="WAVESPEED_")
 
@@ -92,6 +113,7 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
     accepts_data_uris = True
     # The doc names no interval; a result read is one cheap GET per image.
     poll_interval = 2.0
+    capabilities = CAPABILITIES
 
     def _configure(self) -> None:
         self.base_url = self.options.base_url.rstrip("/")
@@ -100,12 +122,10 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
         self._hmac_key = raw.removeprefix("whsec_").encode() if raw else None
         self.signs_callbacks = self._hmac_key is not None
 
-    def validate(self, request: ImageRequest, tier: Tier, n_refs: int) -> None:
-        super().validate(request, tier, n_refs)
-        if request.steps is not None:
-            raise BadInput(f"`--steps {request.steps}` is not offered by WaveSpeed: leave it out.")
-        if request.guidance is not None:
-            raise BadInput(f"`--cfg {request.guidance:g}` is not offered by WaveSpeed: leave it out.")
+    def validate(
+        self, request: ImageRequest, tier: Tier, n_refs: int, *, catalogue: Sequence[Capabilities] = ()
+    ) -> None:
+        super().validate(request, tier, n_refs, catalogue=catalogue)
         width, height = output_size(request)
         if not (SIDE_MIN <= width <= SIDE_MAX and SIDE_MIN <= height <= SIDE_MAX) or not (
             PIXELS_MIN <= width * height <= PIXELS_MAX

@@ -29,6 +29,7 @@ class Kind(Enum):
     UNDO = "undo"
     DELETE = "delete"
     SUBJECT = "subject"
+    FINAL = "final"
 
 
 class Weight(Enum):
@@ -66,10 +67,12 @@ TOOLS = (UPSCALE, ZOOM_15, ZOOM_2, SQUARE, PAN_LEFT, PAN_RIGHT, PAN_UP, PAN_DOWN
 UNDO = Action(Kind.UNDO, words.ACTION_UNDO, "↩️", Weight.PLAIN)
 DELETE = Action(Kind.DELETE, words.ACTION_DELETE, "🗑️", Weight.DANGER, confirm=True)
 SUBJECT = Action(Kind.SUBJECT, words.ACTION_SUBJECT, "📌", Weight.PLAIN)
+FINAL = Action(Kind.FINAL, words.ACTION_FINAL, "✨", Weight.MAIN)
 
 
 def result_actions(job: Job) -> tuple[Action, ...]:
-    """What a delivered job offers. Undo only on a job made from another image: there is a version
-    to go back to."""
+    """What a delivered job offers. Final first under a draft (its render on the full model); Undo only
+    on a job made from another image: there is a version to go back to."""
+    final = (FINAL,) if job.request.draft else ()
     undo = (UNDO,) if job.parent_job_id else ()
-    return (REROLL, VARY, VARY_STRONG, EDIT, *TOOLS, *undo, DELETE, SUBJECT)
+    return (*final, REROLL, VARY, VARY_STRONG, EDIT, *TOOLS, *undo, DELETE, SUBJECT)

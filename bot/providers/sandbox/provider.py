@@ -25,7 +25,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.model.config import PluginSettings, Settings
 from bot.model.errors import ConfigError, ProviderBusy, UnreadableAnswer
-from bot.model.requests import ImageRequest, Tier
+from bot.model.requests import DEV_STEPS_MAX, ImageRequest, Tier
 from bot.providers.base import (
     HttpProvider,
     Provider,
@@ -36,6 +36,7 @@ from bot.providers.base import (
     State,
     SubmitSpec,
 )
+from bot.providers.capabilities import BOT_GUIDANCE, BOT_STEPS, Capabilities, Span
 from bot.providers.plugin import ProviderContext, ProviderPlugin
 from bot.providers.sandbox.jobs import OwnServer, SandboxJob
 from bot.providers.sandbox.service import DAY, SandboxService
@@ -49,6 +50,24 @@ _STATES: dict[str, State] = {
     "completed": "completed",
     "failed": "failed",
 }
+
+
+# The sandbox's own offer: every mode on both tiers, any size the bot asks for; it draws a placeholder
+# and takes the knobs' values without using them (no negative prompt: no real provider documents one).
+CAPABILITIES = Capabilities(
+    name="sandbox",
+    label="Sandbox",
+    models={
+        (mode, tier): f"placeholder ({tier})"
+        for mode in ("text-to-image", "edit")
+        for tier in ("full", "dev")
+    },
+    sizes="any WxH, each side 256 to 2048",
+    price="free: local placeholder images marked SANDBOX, not HiDream",
+    steps={"full": Span(*BOT_STEPS), "dev": Span(1, DEV_STEPS_MAX)},
+    guidance={"full": Span(*BOT_GUIDANCE), "dev": Span(*BOT_GUIDANCE)},
+    keep_aspect=True,
+)
 
 
 class SandboxSettings(PluginSettings):
@@ -69,6 +88,7 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
     signs_callbacks = False
     accepts_data_uris = True
     poll_interval = 0.25
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -95,9 +115,6 @@ class SandboxProvider(HttpProvider[SandboxSettings]):
     async def __aexit__(self, *exc: object) -> None:
         if self.service is not None:
             await self.service.__aexit__(*exc)
-
-    def tiers(self) -> tuple[Tier, ...]:
-        return ("full", "dev")
 
     def cost_usd(self, request: ImageRequest, tier: Tier) -> float:
         return 0.0
@@ -172,6 +189,7 @@ class SandboxPlugin(ProviderPlugin[SandboxSettings]):
     settings_class = SandboxSettings
     preference = 1000
     fallback = True
+    capabilities = CAPABILITIES
 
     def configured(self, settings: SandboxSettings) -> bool:
         return True
