@@ -102,8 +102,10 @@ def test_the_button_list_is_the_actions_each_surface_shows() -> None:
 
 
 def test_the_surfaces_render_the_actions_as_the_list_says() -> None:
-    # A result made from another (so Undo is offered too), rendered by each surface as it posts it.
+    # A draft (so Final is offered) made from another (so Undo is too), rendered by each surface as it
+    # posts it.
     job = dataclasses.replace(make_job(n=1), parent_job_id="a" * 32, result_media=["m1"])
+    job.request = job.request.with_changes(draft=True, model="dev")
     discord_labels = {str(getattr(item, "label", "")) for item in result_view(job).children}
     [buttons] = [b for b in slack_blocks.result_blocks(job) if b["type"] == "actions"]
     slack_labels = {e["text"]["text"] for e in buttons["elements"] if e["type"] == "button"}
