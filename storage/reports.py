@@ -136,8 +136,8 @@ async def moderation(
 ) -> list[dict[str, Any]]:
     """The newest jobs that made images, each with its tenant, its requester and prompt, and which of
     its images are still held (`held`: the others were deleted, by an operator or by retention).
-    Filters: `tenant` (a ledger tenant key, e.g. `discord:<guild>`), `person` (a user key such as
-    `discord:<id>`, or the platform's id alone) and `state` (a job state). Jobs keep no channel of
+    Filters: `tenant` (a ledger tenant key, `<surface>:<server>`), `person` (a user key,
+    `<surface>:<id>`, or the platform's id alone) and `state` (a job state). Jobs keep no channel of
     their own (it is only in their bulky origin, which retention clears), so there is no channel filter."""
     where, args = ["j.result_media != '[]'"], []
     if tenant:
