@@ -15,13 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.model.jobs import Job
+from bot.model.jobs import Job, JobState
+from storage import reports
 from storage.media import MediaFiles
+from storage.posts import NewMedia
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord_harness import discord_bot, with_files
-from tests.support.admin_support import TOKEN
+from tests.fakes.discord_harness import discord_bot, png, with_files
+from tests.support.admin_support import TOKEN, stored
+from tests.support.admin_support import job as paper_job
 from tests.support.discord import CHANNEL_B, GUILD_B, slash_result
 from tests.support.harness import sandbox_of
+from tests.support.store_backends import OpenStore
 
 FOX_USER, HERON_USER = "1500000000000000011", "1500000000000000022"
 
@@ -185,3 +189,53 @@ async def test_block_everywhere_and_the_api(tmp_path: Path) -> None:
         texts = await fake.wait_for(lambda: fake.ephemeral_texts()[before:])
         assert "used all 0 of your images" in texts[0]
         assert sandbox_of(bot).submits == submits
+
+
+async def test_the_store_side_on_both_backends(open_store: OpenStore) -> None:
+    """What the view reads and what its actions write, on SQLite and on PostgreSQL alike."""
+    async with open_store(default_limit=25, default_ceiling=None) as store:
+        made = []
+        for user, tenant, prompt in (
+            ("u1", "w1", "a fox"),
+            ("u2", "w2", "a heron"),
+            ("u1", "w1", "no image"),
+        ):
+            job = await stored(
+                store, paper_job(user, tenant, "fal", prompt=prompt), f"paper:{tenant}", to=None
+            )
+            if prompt != "no image":
+                assert await store.transition(job.id, JobState.SUBMITTING)
+                assert await store.transition(job.id, JobState.RUNNING)
+                assert await store.complete(job.id, [NewMedia(png(), "image/png", 64, 48)])
+            made.append(job)
+        fox, heron, _ = made
+        shown = await reports.moderation(store)
+        assert [j["id"] for j in shown] == [
+            heron.id,
+            fox.id,
+        ]  # newest first; the job with no image is left out
+        assert shown[0]["tenant"] == "paper:w2" and shown[0]["user_key"] == "paper:u2"
+        assert shown[0]["prompt"] == "a heron" and len(shown[0]["media"]) == 1 and shown[0]["removed"] == 0
+        assert [j["id"] for j in await reports.moderation(store, tenant="paper:w1")] == [fox.id]
+        assert [j["id"] for j in await reports.moderation(store, person="paper:u2")] == [heron.id]
+        assert [j["id"] for j in await reports.moderation(store, person="u1")] == [fox.id]
+        assert await reports.moderation(store, state="failed") == []
+        assert len(await reports.moderation(store, state="completed")) == 2
+
+        fox_media = shown[1]["media"]
+        assert await store.delete_media(fox_media) == 1 and await store.media(fox_media[0]) is None
+        assert await store.delete_media(fox_media) == 0  # a second delete finds nothing
+        again = await reports.moderation(store, tenant="paper:w1")
+        assert again[0]["media"] == [] and again[0]["removed"] == 1
+
+        await reports.record_moderation(
+            store, "delete", job_id=fox.id, tenant="paper:w1", user_key="paper:u1"
+        )
+        await reports.record_moderation(
+            store, "block everywhere", job_id=heron.id, tenant="*", user_key="paper:u2"
+        )
+        kept = await reports.moderation_actions(store)
+        assert [(a["action"], a["job_id"], a["tenant"]) for a in kept] == [
+            ("block everywhere", heron.id, "*"),
+            ("delete", fox.id, "paper:w1"),
+        ]
