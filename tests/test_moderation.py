@@ -21,10 +21,12 @@ from storage.media import MediaFiles
 from storage.posts import NewMedia
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, png, with_files
+from tests.fakes.slack import FakeSlack
 from tests.support.admin_support import TOKEN, stored
 from tests.support.admin_support import job as paper_job
 from tests.support.discord import CHANNEL_B, GUILD_B, slash_result
 from tests.support.harness import sandbox_of
+from tests.support.slack_support import CHANNEL, command_to_result, file_messages, job_id_of, running
 from tests.support.store_backends import OpenStore
 
 FOX_USER, HERON_USER = "1500000000000000011", "1500000000000000022"
@@ -239,3 +241,29 @@ async def test_the_store_side_on_both_backends(open_store: OpenStore) -> None:
             ("block everywhere", heron.id, "*"),
             ("delete", fox.id, "paper:w1"),
         ]
+
+
+async def test_delete_from_the_view_takes_a_slack_result_down(tmp_path: Path) -> None:
+    async with FakeSlack() as fake, running(tmp_path, fake, "http", HIDREAM_ADMIN_TOKEN=TOKEN) as run:
+        summary = await command_to_result(run, "a slack fox")
+        other = await command_to_result(run, "a slack heron", user="UBOB0001")
+        await run.bot.runner.wait_idle()
+        job = await run.bot.engine.job(job_id_of(summary))
+        assert job is not None
+        [files_msg] = file_messages(fake, summary["thread_ts"])
+        assert files_msg["files"] and all(
+            f["name"].startswith(f"hidream-{job.id}-") for f in files_msg["files"]
+        )
+        async with httpx.AsyncClient(base_url=run.bot.server_url) as http:
+            await sign_in(http)
+            page = (await http.get("/admin/moderation")).text
+            assert jobs_shown(page) == [job_id_of(other), job.id]
+            deleted = await http.post("/admin/moderation/delete", data={"job": job.id, "csrf": csrf_of(page)})
+            assert deleted.headers["Location"] == "/admin/moderation?done=deleted"
+        # The summary, the message that carried the files and the files themselves are gone; the
+        # other result is untouched.
+        assert fake.find(CHANNEL, summary["ts"]) is None
+        assert file_messages(fake, summary["thread_ts"]) == []
+        assert not any(f"hidream-{job.id}-" in str(f.name) for f in fake.files.values())
+        assert fake.find(CHANNEL, other["ts"]) is not None and file_messages(fake, other["thread_ts"])
+        assert await run.bot.store.media(job.result_media[0]) is None
