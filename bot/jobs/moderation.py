@@ -7,7 +7,7 @@ deletes its posts (`Withdraws`, where the surface can), the job's post records g
 what the button's `results.forget` calls), and, unlike the button, the image bytes go too: the media
 rows and their files or objects, so its signed links answer 404 from then on.
 
-Blocking is the operators' daily limit of 0 for the person, as `hidream-bot quota set --user ... 0`
+Blocking is the operators' daily limit of 0 for the person, as `hidream-bot quota set --user ... --limit 0`
 sets it: in the job's tenant, or in every tenant."""
 
 from __future__ import annotations
@@ -41,12 +41,19 @@ def user_key(job: Job) -> str:
 async def take_down(engine: Engine, surfaces: Mapping[str, Surface], job: Job) -> TakeDown:
     """Delete the job's posts where its surface can, forget them, and delete its images' bytes."""
     surface = surfaces.get(job.surface)
-    withdrawn = isinstance(surface, Withdraws)
-    messages = await surface.withdraw(job) if isinstance(surface, Withdraws) else 0
-    await engine.mark_deleted(job)
+    withdrawn, messages = False, 0
+    if isinstance(surface, Withdraws):
+        try:
+            messages, withdrawn = await surface.withdraw(job), True
+        except Exception:
+            # The platform refused or is unreachable: the bytes still go, and the page says the
+            # posts were left, so the operator can remove them by hand.
+            log.warning("job %s: its posts could not be taken down", job.id, exc_info=True)
+    if withdrawn:
+        await engine.mark_deleted(job)  # what the Delete button's results.forget does
     images = await engine.store.delete_media(list(job.result_media))
     tenant = job.tenant
-    detail = f"{messages} message(s), {images} image(s)" + ("" if withdrawn else "; posts left: no surface")
+    detail = f"{messages} message(s), {images} image(s)" + ("" if withdrawn else "; posts left in the chat")
     await reports.record_moderation(
         engine.store, "delete", job_id=job.id, tenant=tenant, user_key=user_key(job), detail=detail
     )

@@ -254,8 +254,8 @@ def _tenants(tenants: dict[str, Any]) -> list[Row]:
 # What the moderation view says after an action (the redirect names one of these, never free text).
 NOTICES = {
     "deleted": "The image was deleted: its posts in the chat and its stored bytes.",
-    "deleted-here": "The image's stored bytes were deleted; its surface does not run on this replica, so "
-    "its posts in the chat were left.",
+    "deleted-here": "The image's stored bytes were deleted, but its posts could not be taken down from here "
+    "(its surface does not run on this replica, or the platform refused): remove them in the chat.",
     "blocked": "The person is blocked in that tenant (a daily limit of 0, set by an operator).",
     "blocked-everywhere": "The person is blocked in every tenant (a daily limit of 0, set by an operator).",
     "not-found": "No such job.",
