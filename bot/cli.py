@@ -1,4 +1,5 @@
-"""`hidream-bot run | check | quota ... | db copy`: the only place that exits the process."""
+"""`hidream-bot run | check | quota ... | db copy | report | audit export`: the only place that exits
+the process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from bot import logs, migrate_db, operator
+from bot import accounts, logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
 from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
@@ -252,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the configuration and print what would start")
     operator.add_parser(sub)
     migrate_db.add_parser(sub)
+    accounts.add_parsers(sub)
     return p
 
 
@@ -272,6 +274,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
                 return 2
             return asyncio.run(operator.run(settings, args))
+        if args.command in ("report", "audit"):
+            wrong = accounts.problem(args)
+            if wrong is not None:
+                print(f"hidream-bot {args.command}: {wrong}", file=sys.stderr)
+                return 2
+            return asyncio.run(
+                (accounts.report if args.command == "report" else accounts.export)(settings, args)
+            )
         if args.command == "db":
             redactor.add(*migrate_db.secrets_in(args))
             return asyncio.run(migrate_db.run(settings, args))

@@ -11,6 +11,10 @@ from typing import Protocol
 
 NOT_FOUND = "I no longer have that image; run /hidream again."
 SORRY = "Something went wrong on my side; nothing was charged. Please try again."
+STORE_UNAVAILABLE = (
+    "I cannot use my database just now, so nothing was kept and nothing was charged. "
+    "Please try again in a minute."
+)
 
 
 def too_old(days: int) -> str:
@@ -143,6 +147,39 @@ def usage_of(who: str | None, status_text: str) -> str:
 # --- personal settings and a tenant's policy --------------------------------------------------------
 
 POLICY_REFUSED = "Only the admins of this server or workspace can see or change its policy."
+
+
+# --- projects (cost by channel and project) ------------------------------------------------------
+
+
+def project_budget_spent(project: str, spent: float, budget: float, cost: float, resets: str) -> str:
+    """A request refused because its project's monthly budget would be passed: nothing was spent."""
+    return (
+        f"The project `{project}` has used ${spent:.2f} of its ${budget:.2f} monthly budget, and this "
+        f"request would cost ${cost:.2f}, so it was not made and nothing was spent. Use another "
+        f"`--project`, or ask an operator to raise its budget. The budget resets on {resets}."
+    )
+
+
+def channel_project_set(project: str | None) -> str:
+    if project is None:
+        return "This channel has no default project now: requests here count under the project they name, if any."
+    return (
+        f"Requests in this channel now count under the project `{project}` unless they name another "
+        "with `--project`."
+    )
+
+
+def channel_project_shown(project: str | None) -> str:
+    return f" This channel's default project: {'`' + project + '`' if project else 'none'}."
+
+
+def export_prompts_set(withheld: bool) -> str:
+    if withheld:
+        return "Prompts of this server or workspace are now withheld from the operators' audit export."
+    return "Prompts of this server or workspace are now included in the operators' audit export."
+
+
 # Where a surface can hide an image behind a spoiler, an allowed flagged image shows only in an
 # age-restricted channel; where it cannot, "spoiler" is no choice.
 SPOILERS_NOTE = " Flagged images are shown only in age-restricted channels; elsewhere they get a spoiler."
@@ -440,12 +477,15 @@ def help_with_options(example_provider: str) -> str:
         "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them. Options you type still win.\n"
+        "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `show`, `reset`."
+        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off) whether the "
+        "operators' audit export holds this server's prompts; `project` (a tag, or default) this channel's "
+        "default project; `show`, `reset`."
     )
 
 
@@ -478,7 +518,10 @@ def help_with_flags(example_provider: str) -> str:
         "`/hidream usage @user`.\n"
         "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
         "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
-        "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it."
+        "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it.\n"
+        "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
+        "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
+        "audit export with `/hidream policy export-prompts off`."
     )
 
 
@@ -504,7 +547,9 @@ Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format 
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | reset   (the console's user is its operator)
+           | provider <name>|default | export-prompts on|off | project <tag>|default | reset
+           (the console's user is its operator)
+Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`)
 /help      this text (Ctrl-D quits)"""
 
 
@@ -560,8 +605,8 @@ OPTIONS = {
         "reset": "True: clear all your defaults here",
     },
     "hidream-policy": {
-        "action": "show, ban/unban a phrase, NSFW handling, default tier or provider, reset",
-        "value": "The phrase, or spoiler|block|allow|default, full|dev|default, a provider name",
+        "action": "show, ban/unban a phrase, NSFW, tier, provider, export-prompts, this channel's project, reset",
+        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
     },
 }
 
@@ -587,6 +632,7 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",
+        "project": "The project this counts under (letters, digits, - or _); default: the channel's",
     }
 
 

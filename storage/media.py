@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.model.errors import StoreUnavailable
 from storage.durable import write_synced
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ _TEMP = ".tmp-"
 ORPHAN_AGE = 3600.0
 # Bytes per chunk when a file is streamed out.
 CHUNK = 256 * 1024
+# Write errors that say the disk has no room for the file (for now): the image is not kept, and the job
+# that wrote it waits and tries again (StoreUnavailable), rather than failing as a bug would.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Ids asked about at once (SQLite's limit of parameters per statement is far above it).
 _BATCH = 500
 
@@ -193,8 +198,14 @@ class MediaFiles:
             return any(_id_of(entry.name) is not None for entry in entries)
 
     async def write(self, media_id: str, data: bytes) -> None:
-        """Keep `data` as the bytes of `media_id`, whole, synced to disk (replacing any earlier file)."""
-        await asyncio.to_thread(self._write, self._path(media_id), data)
+        """Keep `data` as the bytes of `media_id`, whole, synced to disk (replacing any earlier file).
+        A disk with no room raises StoreUnavailable (nothing is left of the file)."""
+        try:
+            await asyncio.to_thread(self._write, self._path(media_id), data)
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise StoreUnavailable(f"media folder {self.folder}: {exc.strerror}") from exc
+            raise
 
     def _write(self, path: Path, data: bytes) -> None:
         # mkstemp makes the file 0600 whatever the umask.

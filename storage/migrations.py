@@ -105,6 +105,24 @@ CREATE TABLE version_heads (
 )
 """
 
+# Cost by channel and project, and the audit export (storage/costs.py, storage/audit.py): each job
+# records the channel it was asked in and its project (jobs made before this have both empty), and
+# its ledger row the project, so a project's month is summed under the tenant's lock as the tenant's
+# is; a channel's default project and a project's monthly budget, both per tenant; whether a tenant
+# withholds prompts from the export. Jobs by creation time, for a date range's report or export.
+TEAMS_COSTS = """
+ALTER TABLE jobs ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN project TEXT NOT NULL DEFAULT '';
+ALTER TABLE ledger ADD COLUMN project TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_created ON jobs(created_at);
+CREATE INDEX ledger_tenant_project_day ON ledger(workspace_key, project, day);
+CREATE TABLE channel_projects (tenant TEXT NOT NULL, channel TEXT NOT NULL, project TEXT NOT NULL,
+                               updated_at REAL NOT NULL, PRIMARY KEY (tenant, channel));
+CREATE TABLE project_budgets (tenant TEXT NOT NULL, project TEXT NOT NULL, monthly_usd REAL NOT NULL,
+                              PRIMARY KEY (tenant, project));
+ALTER TABLE tenant_policy ADD COLUMN withhold_prompts INTEGER NOT NULL DEFAULT 0
+"""
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -191,7 +209,9 @@ MIGRATIONS: list[str] = [
     """,
     # 14: PostgreSQL's media rows may then hold no bytes; see MEDIA_DATA_OPTIONAL above.
     MEDIA_DATA_OPTIONAL,
-    # 15: what operators did from the moderation view (storage/reports.py): deleted an image, blocked
+    # 15: cost by channel and project, and the audit export; see TEAMS_COSTS above.
+    TEAMS_COSTS,
+    # 16: what operators did from the moderation view (storage/reports.py): deleted an image, blocked
     # a person in a tenant or everywhere.
     """
     CREATE TABLE moderation_actions (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,

@@ -132,17 +132,26 @@ MODERATION_LIMIT = 60
 
 
 async def moderation(
-    store: Store, *, tenant: str = "", person: str = "", state: str = "", limit: int = MODERATION_LIMIT
+    store: Store,
+    *,
+    tenant: str = "",
+    channel: str = "",
+    person: str = "",
+    state: str = "",
+    limit: int = MODERATION_LIMIT,
 ) -> list[dict[str, Any]]:
     """The newest jobs that made images, each with its tenant, its requester and prompt, and which of
     its images are still held (`held`: the others were deleted, by an operator or by retention).
-    Filters: `tenant` (a ledger tenant key, `<surface>:<server>`), `person` (a user key,
-    `<surface>:<id>`, or the platform's id alone) and `state` (a job state). Jobs keep no channel of
-    their own (it is only in their bulky origin, which retention clears), so there is no channel filter."""
+    Filters: `tenant` (a ledger tenant key, `<surface>:<server>`), `channel` (the channel the job
+    records), `person` (a user key, `<surface>:<id>`, or the platform's id alone) and `state` (a job
+    state)."""
     where, args = ["j.result_media != '[]'"], []
     if tenant:
         where.append("l.workspace_key = ?")
         args.append(tenant)
+    if channel:
+        where.append("j.channel = ?")
+        args.append(channel)
     if person:
         where.append("(l.user_key = ? OR j.user_id = ?)")
         args += [person, person]
@@ -151,7 +160,7 @@ async def moderation(
         args.append(state)
     rows = await store.database.read_apart(
         "SELECT j.id, j.surface, j.workspace_id, j.user_id, j.state, j.request, j.result_media, j.created_at, "
-        "l.workspace_key, l.user_key FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id "
+        "l.workspace_key, l.user_key, j.channel FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id "
         f"WHERE {' AND '.join(where)} ORDER BY j.created_at DESC, j.id LIMIT ?",
         *args,
         limit,
@@ -159,7 +168,7 @@ async def moderation(
     media = {str(r[0]): [str(m) for m in json.loads(r[6])] for r in rows}
     held = await store.held_media([m for ids in media.values() for m in ids]) if media else set()
     jobs = []
-    for job_id, surface, workspace, user, job_state, request, _, created, tenant_key, user_key in rows:
+    for job_id, surface, workspace, user, job_state, request, _, created, tenant_key, user_key, chan in rows:
         jobs.append(
             {
                 "id": job_id,
@@ -168,6 +177,7 @@ async def moderation(
                 "user": user,
                 "tenant": tenant_key or (f"{surface}:{workspace}" if workspace else f"{surface}:dm:{user}"),
                 "user_key": user_key or f"{surface}:{user}",
+                "channel": chan,
                 "state": job_state,
                 "prompt": _prompt(request),
                 "created_at": float(created),

@@ -1,6 +1,6 @@
 """The moderation view of the operators' page, through the real Discord adapter against FakeDiscord:
 images made by people in two servers shown newest first with their requester and prompt (escaped),
-filtered by tenant, person and state; an operator's Delete removes the chat post (the fake records it)
+filtered by tenant, channel, person and state; an operator's Delete removes the chat post (the fake records it)
 and the stored bytes (the media row and file gone, the signed link 404); Block refuses that person's
 next request in that server only; every action logged at INFO and listed on the page."""
 
@@ -101,6 +101,8 @@ async def test_moderation_view_deletes_and_blocks(tmp_path: Path, caplog: pytest
             # Filters: tenant, person, state (plain query parameters).
             by_tenant = (await http.get("/admin/moderation", params={"tenant": f"discord:{GUILD_B}"})).text
             assert jobs_shown(by_tenant) == [heron.id]
+            by_channel = (await http.get("/admin/moderation", params={"channel": CHANNEL_B})).text
+            assert heron.channel == CHANNEL_B and jobs_shown(by_channel) == [heron.id]
             by_person = (await http.get("/admin/moderation", params={"person": f"discord:{FOX_USER}"})).text
             assert jobs_shown(by_person) == [fox.id]
             assert jobs_shown((await http.get("/admin/moderation", params={"person": FOX_USER})).text) == [

@@ -48,6 +48,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         subject: Range[str, 1, 200] | None = None,
         provider: Range[str, 1, 40] | None = None,
         upscale: bool | None = None,
+        project: Range[str, 1, 32] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 
@@ -169,7 +170,18 @@ def register_preference_commands(
     @app_commands.describe(**words.OPTIONS["hidream-policy"])
     @app_commands.choices(
         action=[
-            Choice(name=a, value=a) for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "reset")
+            Choice(name=a, value=a)
+            for a in (
+                "show",
+                "ban",
+                "unban",
+                "nsfw",
+                "tier",
+                "provider",
+                "export-prompts",
+                "project",
+                "reset",
+            )
         ]
     )
     @app_commands.default_permissions(manage_guild=True)

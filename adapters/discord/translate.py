@@ -36,6 +36,7 @@ OPTION_FLAGS = {
     "keep_aspect": "keep-aspect",
     "provider": "provider",
     "upscale": "upscale",
+    "project": "project",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"

@@ -444,13 +444,15 @@ class Handlers:
         user = str(body["user"]["id"])
         ctx, team = sub.context, str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
 
+        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
+        editor = t.actor(team, user, channel)
+
         async def submit(origin: dict[str, Any]) -> Job:
-            refs, parent = await self._edit_references(t.actor(team, user), ctx, sub.image_index)
+            refs, parent = await self._edit_references(editor, ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
-            return await make(self.engine, t.actor(team, user), chat, dedup_key=f"slack:{view.get('id', '')}")
+            return await make(self.engine, editor, chat, dedup_key=f"slack:{view.get('id', '')}")
 
-        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
         prompt = parsed.request.prompt
         await self._launch(
             channel=channel,

@@ -147,7 +147,11 @@ def parse_slash_text(text: str) -> SlashAction:
         return Help()
     if m := re.fullmatch(r"settings(?:\s+(reset|[-\u2014\u2013].*))?", t, re.IGNORECASE):
         return Preference("settings", m.group(1) or "")
-    if m := re.fullmatch(r"policy(?:\s+((?:ban|unban|nsfw|tier|provider)\s+.+|reset))?", t, re.IGNORECASE):
+    if m := re.fullmatch(
+        r"policy(?:\s+((?:ban|unban|nsfw|tier|provider|export-prompts|project)\s+.+|reset))?",
+        t,
+        re.IGNORECASE,
+    ):
         return Preference("policy", m.group(1) or "")
     if m := re.fullmatch(rf"usage(?:\s+{_USER_ARG})?", t, re.IGNORECASE):
         return Usage(m.group(1))

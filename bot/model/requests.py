@@ -33,6 +33,10 @@ GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
 # A saved subject's name (bot/jobs/subjects.py): written after `--subject` or as `@name` in a prompt.
 SUBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SUBJECT_NAME_RULE = "1 to 32 letters, digits, `-` or `_`"
+# A project's tag (`--project`, a channel's default project): kept in lower case, so `Launch` and
+# `launch` count as one.
+PROJECT_TAG_RE = re.compile(r"[a-z0-9_-]{1,32}")
+PROJECT_TAG_RULE = "1 to 32 letters, digits, `-` or `_`"
 # Aspect ratios are sized to about one megapixel, sides rounded to a multiple of 16.
 AR_TARGET_PIXELS = 1024 * 1024
 
@@ -76,6 +80,8 @@ class ImageRequest(BaseModel):
     source: tuple[int, int] | None = None
     # `--upscale`: the largest size the provider documents (LARGEST_SIDE on the long side), same shape.
     largest: bool = False
+    # The project the job is counted under (`--project`), checked by `check_project_tag`.
+    project: str | None = Field(default=None, max_length=32)
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -159,6 +165,9 @@ class ChatRequest(BaseModel):
     workspace_id: str = ""
     # Adapter-defined, JSON-serialisable: where to answer (channel, thread, interaction token...).
     origin: dict[str, Any] = Field(default_factory=dict)
+    # The channel it was asked in, as the platform names it (stamped from the Actor by
+    # bot.usecases.make): recorded on the job for costs by channel and a channel's default project.
+    channel_id: str = ""
     request: ImageRequest
     references: list[ImageRef] = Field(default_factory=list)
     parent_job_id: str | None = None
@@ -173,7 +182,7 @@ class ParsedCommand:
     urls: list[str] = field(default_factory=list)
 
 
-_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider")
+_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider", "project")
 _BOOL_FLAGS = ("keep-aspect", "upscale")
 # Flags that may be given more than once, each time with a value.
 _REPEATED_FLAGS = ("subject",)
@@ -255,6 +264,17 @@ def check_subject_name(name: str) -> str:
     return name
 
 
+def check_project_tag(raw: str, *, flag: str = "--project") -> str:
+    """A project tag as kept (lower case); BadInput naming what is allowed."""
+    tag = raw.strip().lower()
+    if not PROJECT_TAG_RE.fullmatch(tag):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadInput(
+            f"`{flag} {shown}` is not a project tag: use {PROJECT_TAG_RULE}, e.g. `spring-launch`."
+        )
+    return tag
+
+
 def build_request(prompt: str, values: dict[str, str], subjects: list[str] | None = None) -> ImageRequest:
     """Validate flag values given as strings (from text or a platform's typed options)."""
     prompt = prompt.strip()
@@ -301,6 +321,8 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["model"] = tier
     if "provider" in values:
         fields["provider"] = _parse_provider(values["provider"])
+    if "project" in values:
+        fields["project"] = check_project_tag(values["project"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
     if values.get("upscale", "").lower() in ("true", "1", "yes"):
@@ -333,6 +355,7 @@ def _flag_help(name: str) -> str:
         "model": "full or dev",
         "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
         "provider": "the name of a provider this bot is configured with (`hidream-bot providers` lists them)",
+        "project": f"a project tag ({PROJECT_TAG_RULE})",
     }[name]
 
 

@@ -46,6 +46,7 @@ async def remake(
         surface=actor.surface,
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
+        channel_id=actor.channel_id,
         origin=origin,
         request=request,
         references=references,

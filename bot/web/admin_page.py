@@ -198,7 +198,44 @@ def page(report: dict[str, Any]) -> str:
         tenants=_tenants(tenants),
         max_subjects=tenants.get("max_subjects"),
         subject_storage_mb=tenants.get("subject_storage_mb"),
+        costs=_costs(report.get("costs")),
+        groupings=GROUPINGS,
+        export=report.get("export") or {"since": "", "until": ""},
     )
+
+
+# The groupings the costs form offers, and the heading of each one's key column.
+GROUPINGS = ("tenant", "channel", "project", "person", "provider")
+
+
+def _costs(costs: dict[str, Any] | None) -> dict[str, Any]:
+    """The costs section: the form's values, the table's head and rows, or why the query was wrong."""
+    if costs is None or "error" in costs:
+        return {
+            "error": None if costs is None else costs["error"],
+            **{"since": "", "until": "", "by": "tenant", "tenant": "", "head": [], "rows": []},
+            "total": (0, usd(0.0)),
+        }
+    by = costs["by"]
+    within = by not in ("tenant", "provider")
+    head = (["tenant", by] if within else [by]) + ["#images", "#dollars", "#jobs"]
+    rows: list[Row] = []
+    for r in costs["rows"]:
+        named: Row = (
+            [("text", r["tenant"]), ("text", r["key"] or "(none)")] if within else [("text", r["key"])]
+        )
+        rows.append([*named, ("num", r["images"]), ("num", usd(r["usd"])), ("num", r["jobs"])])
+    total = (sum(r["images"] for r in costs["rows"]), usd(sum(r["usd"] for r in costs["rows"])))
+    return {
+        "error": None,
+        "since": costs["since"],
+        "until": costs["until"],
+        "by": by,
+        "tenant": costs.get("tenant") or "",
+        "head": head,
+        "rows": rows,
+        "total": total,
+    }
 
 
 def _providers(providers: list[dict[str, Any]]) -> list[Row]:
