@@ -218,6 +218,14 @@ MIGRATIONS: list[str] = [
                                user_id TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL);
     CREATE INDEX pending_sets_created ON pending_sets(created_at)
     """,
+    # 17: what operators did from the moderation view (storage/reports.py): deleted an image, blocked
+    # a person in a tenant or everywhere.
+    """
+    CREATE TABLE moderation_actions (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+                                     action TEXT NOT NULL, job_id TEXT, tenant TEXT NOT NULL,
+                                     user_key TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+    CREATE INDEX moderation_actions_at ON moderation_actions(at)
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

@@ -227,6 +227,18 @@ class MediaAndPosts:
             *(surface, thread_key, JobState.DELIVERED.value),
         )
 
+    async def delete_media(self, media_ids: list[str]) -> int:
+        """Delete held images now, whatever still names them (an operator's removal): their rows,
+        then their bytes. Returns how many rows went."""
+        if not media_ids:
+            return 0
+        among, args = self.database.dialect.among("id", media_ids)
+        async with self.database.transaction() as db:
+            gone = [str(r[0]) for r in await db.fetch(f"SELECT id FROM media WHERE {among}", *args)]
+            await db.execute(f"DELETE FROM media WHERE {among}", *args)
+        await self.media_bytes.drop(gone)
+        return len(gone)
+
     async def forget_posts(self, job_id: str) -> None:
         async with self.database.transaction() as db:
             await db.execute("DELETE FROM posts WHERE job_id=?", job_id)

@@ -127,6 +127,90 @@ async def recent_jobs(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     return jobs
 
 
+# The most images the moderation view shows at once (newest first).
+MODERATION_LIMIT = 60
+
+
+async def moderation(
+    store: Store,
+    *,
+    tenant: str = "",
+    channel: str = "",
+    person: str = "",
+    state: str = "",
+    limit: int = MODERATION_LIMIT,
+) -> list[dict[str, Any]]:
+    """The newest jobs that made images, each with its tenant, its requester and prompt, and which of
+    its images are still held (`held`: the others were deleted, by an operator or by retention).
+    Filters: `tenant` (a ledger tenant key, `<surface>:<server>`), `channel` (the channel the job
+    records), `person` (a user key, `<surface>:<id>`, or the platform's id alone) and `state` (a job
+    state)."""
+    where, args = ["j.result_media != '[]'"], []
+    if tenant:
+        where.append("l.workspace_key = ?")
+        args.append(tenant)
+    if channel:
+        where.append("j.channel = ?")
+        args.append(channel)
+    if person:
+        where.append("(l.user_key = ? OR j.user_id = ?)")
+        args += [person, person]
+    if state:
+        where.append("j.state = ?")
+        args.append(state)
+    rows = await store.database.read_apart(
+        "SELECT j.id, j.surface, j.workspace_id, j.user_id, j.state, j.request, j.result_media, j.created_at, "
+        "l.workspace_key, l.user_key, j.channel FROM jobs j LEFT JOIN ledger l ON l.job_id = j.id "
+        f"WHERE {' AND '.join(where)} ORDER BY j.created_at DESC, j.id LIMIT ?",
+        *args,
+        limit,
+    )
+    media = {str(r[0]): [str(m) for m in json.loads(r[6])] for r in rows}
+    held = await store.held_media([m for ids in media.values() for m in ids]) if media else set()
+    jobs = []
+    for job_id, surface, workspace, user, job_state, request, _, created, tenant_key, user_key, chan in rows:
+        jobs.append(
+            {
+                "id": job_id,
+                "surface": surface,
+                "workspace": workspace,
+                "user": user,
+                "tenant": tenant_key or (f"{surface}:{workspace}" if workspace else f"{surface}:dm:{user}"),
+                "user_key": user_key or f"{surface}:{user}",
+                "channel": chan,
+                "state": job_state,
+                "prompt": _prompt(request),
+                "created_at": float(created),
+                "media": [m for m in media[str(job_id)] if m in held],
+                "removed": len([m for m in media[str(job_id)] if m not in held]),
+            }
+        )
+    return jobs
+
+
+async def record_moderation(
+    store: Store, action: str, *, job_id: str | None, tenant: str, user_key: str, detail: str = ""
+) -> None:
+    """One operator's action on the moderation view, kept in `moderation_actions`."""
+    async with store.database.transaction() as db:
+        await db.execute(
+            "INSERT INTO moderation_actions (at, action, job_id, tenant, user_key, detail) VALUES (?,?,?,?,?,?)",
+            *(store.now(), action, job_id, tenant, user_key, detail),
+        )
+
+
+async def moderation_actions(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """The operators' latest moderation actions, newest first."""
+    rows = await store.database.read_apart(
+        "SELECT at, action, job_id, tenant, user_key, detail FROM moderation_actions ORDER BY at DESC, id DESC LIMIT ?",
+        limit,
+    )
+    return [
+        {"at": float(r[0]), "action": r[1], "job_id": r[2], "tenant": r[3], "user_key": r[4], "detail": r[5]}
+        for r in rows
+    ]
+
+
 async def failures(store: Store, days: int = 30, limit: int = 20) -> list[dict[str, Any]]:
     """Failed jobs of the last `days` days grouped by their error, the most frequent first."""
     rows = await store.database.read_apart(

@@ -4,7 +4,8 @@ phone's 400 pixels nothing sticks out of the window and no chart label is smalle
 refresh reloads the page where the reader had scrolled to.
 
 The screenshot is written to the test's tmp dir and to `test-artifacts/` (ignored by git); with
-HIDREAM_SCREENSHOT_DOCS=1 also to docs/operators-page.png, the one docs/operating.md shows.
+HIDREAM_SCREENSHOT_DOCS=1 also to docs/operators-page.png and docs/moderation-view.png, the ones
+docs/operating.md shows. The moderation view's thumbnails are checked as decoded (naturalWidth > 0).
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ READ_PAGE = """({
 })"""
 
 
+IMAGES_DONE = "document.images.length > 0 && [...document.images].every(i => i.complete)"
+READ_MODERATION = """({
+  ids: [...document.querySelectorAll('#moderation .item')].map(d => d.dataset.job),
+  widths: [...document.querySelectorAll('#moderation img')].map(i => i.naturalWidth),
+  people: [...document.querySelectorAll('#moderation .person')].map(b => b.textContent),
+  prompts: [...document.querySelectorAll('#moderation .prompt')].map(p => p.textContent),
+  scripts: document.scripts.length,
+  pwned: window.pwned === undefined ? null : window.pwned,
+})"""
+
 # At a phone's width: every element whose box reaches past the window's right edge, except those inside
 # a box that scrolls sideways on its own (the wide tables, the charts below their narrowest width); and
 # each chart label's size as drawn (those not hidden), in CSS pixels (its font size times the SVG's scale).
@@ -83,7 +94,10 @@ def chat(text: str) -> ChatRequest:
 
 def keep(shot: bytes, tmp_path: Path, name: str) -> None:
     targets = [tmp_path / name, ROOT / "test-artifacts" / name]
-    if os.environ.get("HIDREAM_SCREENSHOT_DOCS") == "1" and name == "operators-page.png":
+    if os.environ.get("HIDREAM_SCREENSHOT_DOCS") == "1" and name in (
+        "operators-page.png",
+        "moderation-view.png",
+    ):
         targets.append(ROOT / "docs" / name)
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +161,28 @@ async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path, monkeypatch
         narrow_shot = await page.screenshot(400, mobile=True)
         narrow = await page.evaluate(READ_NARROW)
         keep(narrow_shot, tmp_path, "operators-page-narrow.png")
+        # The moderation view: a thumbnail per delivered image, each loaded through its signed link.
+        await page.resize(1100, 800)
+        await page.goto(f"{base}/admin/moderation", "/admin/moderation")
+        async with asyncio.timeout(60):
+            while not await page.evaluate(IMAGES_DONE):  # noqa: ASYNC110 (the browser changes it)
+                await asyncio.sleep(0.05)
+        moderation = await page.evaluate(READ_MODERATION)
+        # Delete the newest image through its form, as an operator would (cookie and CSRF token).
+        await page.evaluate(f"document.querySelector('#job-{ids[2]} form.delete').requestSubmit(); true")
+        await page.loaded("/admin/moderation")
+        async with asyncio.timeout(60):
+            while not await page.evaluate(IMAGES_DONE):  # noqa: ASYNC110 (the browser changes it)
+                await asyncio.sleep(0.05)
+        after_delete = await page.evaluate(READ_MODERATION)
+        notice = await page.evaluate("document.querySelector('#notice').textContent")
+        actions = await page.evaluate(
+            "[...document.querySelectorAll('#moderation-actions tr')].slice(1).map(r => r.cells[1].textContent)"
+        )
+        keep(await page.screenshot(1100), tmp_path, "moderation-view.png")
+        deleted_job = await bot.store.job(ids[2])
+        assert deleted_job is not None
+        deleted_media = await bot.store.media(deleted_job.result_media[0])
     today = utc_day(time.time())
     assert shown["bars"] == [[today, "sandbox", 3]]
     assert shown["totals"] == [[today, "3"]]
@@ -165,6 +201,16 @@ async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path, monkeypatch
     assert len(narrow["labels"]) >= 2 * (5 + 7), narrow["labels"]  # two charts: a scale, days, totals
     small = [(text, round(size, 1)) for text, size in narrow["labels"] if size < 10]
     assert small == [], small
+    # Newest first: the three delivered jobs (the failed one made no image), each thumbnail decoded.
+    assert moderation["ids"] == list(reversed(ids[:3]))  # PROMPTS[3] fails
+    assert len(moderation["widths"]) == 3 and all(w > 0 for w in moderation["widths"]), moderation
+    assert moderation["people"] == ["test:u1"] * 3
+    assert PROMPTS[2] in moderation["prompts"] and moderation["scripts"] == 0 and moderation["pwned"] is None
+    assert Image.open(io.BytesIO((tmp_path / "moderation-view.png").read_bytes())).width == 1100
+    # After the delete: its thumbnail gone (its bytes too), the others still shown, the action listed.
+    assert after_delete["ids"] == moderation["ids"] and len(after_delete["widths"]) == 2
+    assert all(w > 0 for w in after_delete["widths"]) and deleted_media is None
+    assert "stored bytes were deleted" in notice and actions == ["delete"]
     wide = Image.open(io.BytesIO((tmp_path / "operators-page.png").read_bytes()))
     assert wide.format == "PNG" and wide.width == 1100
     assert Image.open(io.BytesIO(narrow_shot)).width == 400

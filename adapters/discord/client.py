@@ -322,3 +322,6 @@ class DiscordAdapter:
 
     async def progress(self, job: Job, progress: Progress) -> None:
         await self.poster.progress(job, progress)
+
+    async def withdraw(self, job: Job) -> int:
+        return await self.poster.withdraw(job)

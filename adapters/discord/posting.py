@@ -257,6 +257,26 @@ class Poster:
             log.warning("job %s: no thread for the result (%s)", job.id, exc.status)
             return None
 
+    async def withdraw(self, job: Job) -> int:
+        """Delete the job's result messages from its channel (an operator's removal); how many went.
+        A private result (ephemeral, or in a direct message) and a job whose origin retention has
+        cleared have no channel to delete from here."""
+        channel_id = job.origin.get("channel_id")
+        if not channel_id or job.origin.get("private"):
+            return 0
+        gone = 0
+        for key in await self.memory.posts_of(job.id, job.surface):
+            try:
+                await (
+                    self.client.get_partial_messageable(int(channel_id))
+                    .get_partial_message(int(key))
+                    .delete()
+                )
+                gone += 1
+            except discord.NotFound:
+                pass
+        return gone
+
     async def tell(self, job: Job, text: str) -> None:
         origin = job.origin
         if origin.get("kind") == "interaction" and token_alive(origin, self.clock()):

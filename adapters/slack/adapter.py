@@ -259,5 +259,8 @@ class SlackAdapter:
     async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
         return await self.poster.deliver(job, images)
 
+    async def withdraw(self, job: Job) -> int:
+        return await self.poster.withdraw(job)
+
     async def tell(self, job: Job, text: str) -> None:
         await self.poster.tell(job, text)

@@ -126,6 +126,41 @@ class Poster:
         except SlackApiError:
             log.warning("could not delete message %s in %s", ts, channel, exc_info=True)
 
+    async def withdraw(self, job: Job) -> int:
+        """Delete a job's result from its thread (an operator's removal): its files and the bot's
+        messages that carried them, then its summary; how many messages went. A private result and a
+        job whose origin retention has cleared have no thread to delete from here."""
+        channel, thread_ts = job.origin.get("channel"), job.origin.get("thread_ts")
+        if not channel or not thread_ts or job.origin.get("private"):
+            return 0
+        client = await self._for(job)
+        prefix = f"hidream-{job.id}-"
+        gone = 0
+        for m in await self.thread_messages(channel, thread_ts, client):
+            ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
+            for f in ours:
+                try:
+                    await client.files_delete(file=f["id"])
+                except SlackApiError:
+                    log.warning("could not delete file %s", f.get("id"), exc_info=True)
+            if ours and m.get("bot_id"):
+                gone += await self._deleted(client, channel, str(m["ts"]))
+        marks = _Marks(channel, job.id)
+        for key in await self.memory.posts_of(job.id, job.surface):
+            if key not in marks:
+                where, _, ts = key.rpartition(":")
+                gone += await self._deleted(client, where, ts)
+        return gone
+
+    @staticmethod
+    async def _deleted(client: AsyncWebClient, channel: str, ts: str) -> int:
+        try:
+            await client.chat_delete(channel=channel, ts=ts)
+        except SlackApiError:
+            log.warning("could not delete message %s in %s", ts, channel, exc_info=True)
+            return 0
+        return 1
+
     async def thread_messages(
         self, channel: str, thread_ts: str, client: AsyncWebClient | None = None
     ) -> list[dict[str, Any]]:

@@ -187,8 +187,12 @@ class LinkSigner:
         return hmac.new(self._secret, f"{media_id}:{exp}".encode(), hashlib.sha256).hexdigest()
 
     def link(self, media_id: str, *, now: float, ttl: float) -> str:
+        return self.base_url + self.path(media_id, now=now, ttl=ttl)
+
+    def path(self, media_id: str, *, now: float, ttl: float) -> str:
+        """The link without the server's address: for pages served by this same server."""
         exp = int(now + ttl)
-        return f"{self.base_url}/media/{media_id}?exp={exp}&sig={self._sig(media_id, exp)}"
+        return f"/media/{media_id}?exp={exp}&sig={self._sig(media_id, exp)}"
 
     def verify(self, media_id: str, exp: str, sig: str, *, now: float) -> bool:
         """Whether the link is one this signer made and has not expired. Anything malformed is simply

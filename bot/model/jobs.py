@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot import words
 from bot.model.requests import ImageRequest, Tier
@@ -163,4 +163,13 @@ class Surface(Protocol):
 
     async def progress(self, job: Job, progress: Progress) -> None:
         """Show how the job is doing. The engine calls this at most once every 2 seconds per job."""
+        ...
+
+
+@runtime_checkable
+class Withdraws(Protocol):
+    """A surface that can take a delivered job's posts down again (the moderation view's delete)."""
+
+    async def withdraw(self, job: Job) -> int:
+        """Delete the job's posts from the platform; how many messages went (0: none left there)."""
         ...

@@ -23,8 +23,10 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.jobs import moderation
 from bot.model.config import Settings
-from bot.web.admin_page import login_page, page
+from bot.model.jobs import JobState
+from bot.web.admin_page import login_page, moderation_page, page
 from bot.web.admin_queries import (
     EXPORT_TYPES,
     CostQuery,
@@ -44,9 +46,13 @@ log = logging.getLogger(__name__)
 COOKIE = "hidream_admin"
 # A sign-in form holds one token: a few hundred bytes are plenty.
 LOGIN_MAX_BODY = 4096
+# How long a thumbnail's signed link on the moderation view lasts.
+THUMB_SECONDS = 900
+FILTERS = ("tenant", "channel", "person", "state")
 SECURITY_HEADERS = {
-    # The page has no script and loads nothing: forbid all of it, so nothing injected could run.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    # The page has no script and loads nothing but the moderation view's thumbnails (this server's own
+    # signed media links): forbid all the rest, so nothing injected could run.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -237,6 +243,67 @@ class AdminSite:
 
         return handler
 
+    # --- the moderation view -------------------------------------------------------------------
+
+    async def csrf_token(self, request: web.Request) -> str:
+        """The token the moderation view's forms carry: bound to the browser's session ("" without one)."""
+        session_id = await self.session(request)
+        if session_id is None:
+            return ""
+        return hmac.new(await self._key(), f"csrf:{session_id}".encode(), hashlib.sha256).hexdigest()
+
+    async def moderation_view(self, request: web.Request) -> web.StreamResponse:
+        filters = {name: request.query.get(name, "").strip()[:200] for name in FILTERS}
+        states = [s.value for s in JobState]
+        if filters["state"] not in states:
+            filters["state"] = ""
+        items = await reports.moderation(
+            self.store(),
+            tenant=filters["tenant"],
+            channel=filters["channel"],
+            person=filters["person"],
+            state=filters["state"],
+        )
+        runner = self.server.runner
+        now = self.clock()
+        for item in items:
+            signer = runner.signer if runner is not None else None
+            item["thumbs"] = (
+                [signer.path(m, now=now, ttl=THUMB_SECONDS) for m in item["media"]] if signer else []
+            )
+        html = moderation_page(
+            items,
+            filters=filters,
+            states=states,
+            actions=await reports.moderation_actions(self.store()),
+            notice=request.query.get("done", ""),
+            csrf=await self.csrf_token(request),
+        )
+        return web.Response(text=html, content_type="text/html")
+
+    async def moderate(self, request: web.Request) -> web.StreamResponse:
+        """POST /admin/moderation/delete or /block: a signed-in browser's form must carry its session's
+        CSRF token (a bearer of the token sends no cookie, so it needs none)."""
+        form = await request.post()
+        if bearer_token(request) is None:
+            wanted = await self.csrf_token(request)
+            if not (wanted and hmac.compare_digest(wanted, str(form.get("csrf", "")))):
+                return web.json_response({"error": "the form is stale: reload the page"}, status=403)
+        engine, runner = self.server.engine, self.server.runner
+        if engine is None or runner is None:
+            raise web.HTTPServiceUnavailable(text="starting")
+        job = await self.store().job(str(form.get("job", "")))
+        if job is None:
+            return see_other("/admin/moderation?done=not-found")
+        if request.match_info["action"] == "delete":
+            done = await moderation.take_down(engine, runner.surfaces, job)
+            notice = "deleted" if done.withdrawn else "deleted-here"
+        else:
+            everywhere = form.get("where") == "everywhere"
+            await moderation.block(engine, job, "everywhere" if everywhere else "tenant")
+            notice = "blocked-everywhere" if everywhere else "blocked"
+        return see_other(f"/admin/moderation?done={notice}")
+
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "no such page"}, status=404)
 
@@ -268,6 +335,11 @@ def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None
     router.add_get("/admin", site.guarded(site.page, api=False))
     router.add_get("/admin/export", site.guarded(site.export, api=False))
     router.add_get("/admin/api/costs", site.guarded(site.costs_api, api=True))
+    router.add_get("/admin/moderation", site.guarded(site.moderation_view, api=False))
+    router.add_post(
+        "/admin/moderation/{action:delete|block}",
+        limit_body(site.guarded(site.moderate, api=False), LOGIN_MAX_BODY),
+    )
     apis: dict[str, Callable[[Store], Awaitable[Any]]] = {
         "overview": lambda _store: site.overview(),
         "daily": reports.daily,
@@ -276,6 +348,8 @@ def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None
         "failures": reports.failures,
         "queue": reports.queue,
         "tenants": lambda _store: site.tenants(),
+        "moderation": reports.moderation,
+        "moderation-actions": reports.moderation_actions,
     }
     for name, read in apis.items():
         router.add_get(f"/admin/api/{name}", site.guarded(site.api(read), api=True))

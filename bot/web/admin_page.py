@@ -288,5 +288,47 @@ def _tenants(tenants: dict[str, Any]) -> list[Row]:
     return rows
 
 
+# What the moderation view says after an action (the redirect names one of these, never free text).
+NOTICES = {
+    "deleted": "The image was deleted: its posts in the chat and its stored bytes.",
+    "deleted-here": "The image's stored bytes were deleted, but its posts could not be taken down from here "
+    "(its surface does not run on this replica, or the platform refused): remove them in the chat.",
+    "blocked": "The person is blocked in that tenant (a daily limit of 0, set by an operator).",
+    "blocked-everywhere": "The person is blocked in every tenant (a daily limit of 0, set by an operator).",
+    "not-found": "No such job.",
+}
+
+
+def moderation_page(
+    items: list[dict[str, Any]],
+    *,
+    filters: dict[str, str],
+    states: list[str],
+    actions: list[dict[str, Any]],
+    notice: str,
+    csrf: str,
+) -> str:
+    """The moderation view: each job's thumbnails (`thumbs`: signed links), who asked and the prompt,
+    with forms to delete it or block its requester; the filters as a GET form; the latest actions."""
+    return _templates.get_template("moderation.html").render(
+        items=[{**i, "when": when(i["created_at"])} for i in items],
+        filters=filters,
+        states=states,
+        actions=[
+            [
+                ("when", when(a["at"])),
+                ("text", a["action"]),
+                ("id", a["job_id"] or ""),
+                ("text", a["tenant"]),
+                ("text", a["user_key"]),
+                ("text", a["detail"]),
+            ]
+            for a in actions
+        ],
+        notice=NOTICES.get(notice, ""),
+        csrf=csrf,
+    )
+
+
 def login_page(message: str = "") -> str:
     return _templates.get_template("login.html").render(message=message)
