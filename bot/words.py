@@ -389,7 +389,8 @@ def help_with_options(example_provider: str) -> str:
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `show`, `reset`."
+        "`tier`, `provider` set this server's handling and defaults; `credentials-prompt` (on, off) writes "
+        "prompts into each image's content credentials; `show`, `reset`."
     )
 
 
@@ -419,7 +420,8 @@ def help_with_flags(example_provider: str) -> str:
         "`/hidream usage @user`.\n"
         "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
         "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
-        "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it."
+        "`/hidream policy provider <name>|default`, `/hidream policy credentials-prompt on|off` (the prompt "
+        "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it."
     )
 
 
@@ -441,7 +443,8 @@ Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format 
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | reset   (the console's user is its operator)
+           | provider <name>|default | credentials-prompt on|off | reset
+           (the console's user is its operator)
 /help      this text (Ctrl-D quits)"""
 
 
@@ -497,8 +500,8 @@ OPTIONS = {
         "reset": "True: clear all your defaults here",
     },
     "hidream-policy": {
-        "action": "show, ban/unban a phrase, NSFW handling, default tier or provider, reset",
-        "value": "The phrase, or spoiler|block|allow|default, full|dev|default, a provider name",
+        "action": "show, ban/unban a phrase, NSFW, tier, provider, prompts in credentials, reset",
+        "value": "The phrase, or spoiler|block|allow|default, full|dev|default, a provider, on|off",
     },
 }
 

@@ -179,6 +179,9 @@ MIGRATIONS: list[str] = [
     # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
     # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
     "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
+    # 13: whether a tenant's admins let its prompts be written into its images' content credentials
+    # (storage/preferences.py; bot/jobs/credentials.py); off unless they say so.
+    "ALTER TABLE tenant_policy ADD COLUMN credentials_prompt INTEGER NOT NULL DEFAULT 0",
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

@@ -1,5 +1,5 @@
 """Personal defaults, per (tenant, user), and each tenant's policy (blocked phrases, NSFW handling,
-tier and provider). Small rows in the same SQL for both store backends; the rules
+tier and provider, prompts in content credentials). Small rows in the same SQL for both store backends; the rules
 that use them live in bot/jobs/preferences.py."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ _UPSERT_DEFAULTS = (
     "INSERT INTO user_defaults (tenant, user_key, flags, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (tenant, user_key) DO UPDATE SET flags=excluded.flags, updated_at=excluded.updated_at"
 )
-_POLICY_COLUMNS = "banned, nsfw, tier, provider"
+_POLICY_COLUMNS = "banned, nsfw, tier, provider, credentials_prompt"
 _UPSERT_POLICY = (
-    f"INSERT INTO tenant_policy (tenant, {_POLICY_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO tenant_policy (tenant, {_POLICY_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (tenant) DO UPDATE SET banned=excluded.banned, nsfw=excluded.nsfw, "
-    "tier=excluded.tier, provider=excluded.provider, updated_at=excluded.updated_at"
+    "tier=excluded.tier, provider=excluded.provider, credentials_prompt=excluded.credentials_prompt, "
+    "updated_at=excluded.updated_at"
 )
 
 
@@ -29,6 +30,8 @@ class TenantPolicy:
     nsfw: str | None = None
     tier: str | None = None
     provider: str | None = None
+    # Whether its prompts are written into its images' content credentials (C2PA); off by default.
+    credentials_prompt: bool = False
 
 
 class Preferences:
@@ -59,7 +62,7 @@ class Preferences:
         )
         if row is None:
             return TenantPolicy()
-        return TenantPolicy(tuple(json.loads(row[0])), row[1], row[2], row[3])
+        return TenantPolicy(tuple(json.loads(row[0])), row[1], row[2], row[3], bool(row[4]))
 
     async def set_policy(self, tenant: str, policy: TenantPolicy) -> None:
         if policy == TenantPolicy():
@@ -72,5 +75,6 @@ class Preferences:
             policy.nsfw,
             policy.tier,
             policy.provider,
+            int(policy.credentials_prompt),
             self.store.now(),
         )

@@ -168,7 +168,8 @@ def register_preference_commands(
     @app_commands.describe(**words.OPTIONS["hidream-policy"])
     @app_commands.choices(
         action=[
-            Choice(name=a, value=a) for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "reset")
+            Choice(name=a, value=a)
+            for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "credentials-prompt", "reset")
         ]
     )
     @app_commands.default_permissions(manage_guild=True)

@@ -4,7 +4,7 @@ they meet a request (`Preferences.apply`, called by the engine before admission)
 Every surface shares the same words: `settings [--ar W:H | --size S] [--model M] [--format F]
 [--n N] [--private on|off]`, `settings reset`; `policy ban <phrase>`, `policy unban <phrase>`,
 `policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`,
-`policy provider <name>|default`, `policy reset`.
+`policy provider <name>|default`, `policy credentials-prompt on|off`, `policy reset`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ BLOCKED = (
 
 @dataclass(frozen=True)
 class PolicyCommand:
-    action: Literal["show", "reset", "ban", "unban", "nsfw", "tier", "provider"]
+    action: Literal["show", "reset", "ban", "unban", "nsfw", "tier", "provider", "credentials-prompt"]
     value: str | None = None
 
 
@@ -84,12 +84,12 @@ def parse_policy(text: str) -> PolicyCommand:
     verb, rest = words[0].lower(), " ".join(words[1:])
     if verb == "reset" and not rest:
         return PolicyCommand("reset")
-    if verb in ("ban", "unban", "nsfw", "tier", "provider") and rest:
+    if verb in ("ban", "unban", "nsfw", "tier", "provider", "credentials-prompt") and rest:
         return PolicyCommand(verb, rest)  # type: ignore[arg-type]
     raise BadInput(
         "Use `policy`, `policy ban <phrase>`, `policy unban <phrase>`, "
         "`policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`, "
-        "`policy provider <name>|default` or `policy reset`."
+        "`policy provider <name>|default`, `policy credentials-prompt on|off` or `policy reset`."
     )
 
 
@@ -223,6 +223,10 @@ def _changed(
         return replace(policy, tier=_choice(low, ("full", "dev"), "tier")), None
     if cmd.action == "provider":
         return replace(policy, provider=_choice(low, tuple(providers), "provider")), None
+    if cmd.action == "credentials-prompt":
+        if low not in _ON + _OFF + ("default",):
+            raise BadInput(f"`{value}` is not a choice for credentials-prompt: use on or off.")
+        return replace(policy, credentials_prompt=low in _ON), None
     return policy, None
 
 
@@ -240,5 +244,6 @@ def describe_policy(policy: TenantPolicy) -> str:
     )
     return (
         f"Policy here: {words}; NSFW results: {policy.nsfw or 'operator default'}; "
-        f"tier: {policy.tier or 'operator default'}; provider: {policy.provider or 'operator default'}."
+        f"tier: {policy.tier or 'operator default'}; provider: {policy.provider or 'operator default'}; "
+        f"prompts in content credentials: {'on' if policy.credentials_prompt else 'off'}."
     )

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.jobs.credentials import ContentCredentials
 from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
 from bot.jobs.media import fetch_image
 from bot.jobs.metrics import Metrics
@@ -120,6 +121,8 @@ class ProviderSteps:
         self.clock = clock
         self.callback_grace = callback_grace
         self.signer: LinkSigner | None = None
+        # Set with `signer`: what signs each result's content credentials (bot/jobs/credentials.py).
+        self.credentials: ContentCredentials | None = None
         self.records = SubmitRecords(store)
 
     @property
@@ -350,6 +353,8 @@ class ProviderSteps:
         if isinstance(results, str):
             await ctx.fail(job, results)
             return
+        if self.credentials is not None:  # signed before they are kept: every later reader gets them
+            results = await self.credentials.sign_results(job, provider.name, results)
         # The results are kept and posted under one of the bot's few slots for results in memory
         # (`ResultGate`), taken once their bytes are here: a slow file host holds its own job, never a
         # slot others' deliveries wait for. The slot and the images go to the delivery that follows
