@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,3 +125,20 @@ def issue(common_name: str, *, edwards: bool = False, self_signed: bool = False)
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return Issued(chain.decode(), pem.decode(), common_name)
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's chunks: (type, the whole chunk with its length and CRC)."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, i = [], 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i : i + 4])
+        chunks.append((data[i + 4 : i + 8], data[i : i + 12 + length]))
+        i += 12 + length
+    return chunks
+
+
+def without_credentials(png: bytes) -> bytes:
+    """A PNG without its content credentials (C2PA keeps its manifest store in one `caBX` chunk):
+    the image's own bytes, as they were before signing."""
+    return png[:8] + b"".join(chunk for kind, chunk in png_chunks(png) if kind != b"caBX")
