@@ -5,6 +5,7 @@ the database, and an image delivered without credentials when they cannot be sig
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -16,13 +17,15 @@ from cryptography import x509
 from cryptography.fernet import Fernet
 
 from bot import words
-from bot.jobs.credentials import AUTHORITY, TRAINED, SigningKey, make_authority
+from bot.jobs.credentials import AUTHORITY, TRAINED, SigningKey, make_authority, own_authority
+from storage.preferences import Preferences, TenantPolicy
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.support.console import Console
 from tests.support.credentials import issue, read
-from tests.support.harness import BotHarness
+from tests.support.harness import BotHarness, settings_for_test
+from tests.support.store_backends import OpenStore
 
 
 def _key() -> str:
@@ -235,3 +238,18 @@ async def test_an_image_that_cannot_be_signed_is_delivered_without_credentials_a
                 read(image.data)
         lines = [r for r in caplog.records if r.name == "bot.jobs.credentials"]
         assert len(lines) == 1 and job.id in lines[0].getMessage()
+
+
+async def test_replicas_starting_at_once_share_one_authority_and_the_policy_round_trips(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    settings = settings_for_test(tmp_path, HIDREAM_SECRET_KEY=_key())
+    async with open_store(default_limit=25) as one, open_store(default_limit=25) as two:
+        first, second = await asyncio.gather(own_authority(one, settings), own_authority(two, settings))
+        assert first == second and first.own_authority
+        assert (await own_authority(one, settings)) == first
+        rows = Preferences(one)
+        assert (await rows.policy("discord:1")).credentials_prompt is False
+        await rows.set_policy("discord:1", TenantPolicy(credentials_prompt=True))
+        assert (await Preferences(two).policy("discord:1")).credentials_prompt is True
+        assert (await rows.policy("discord:2")).credentials_prompt is False
