@@ -157,12 +157,18 @@ class ContentCredentials:
         facts = Facts(provider=provider, model=job.tier, prompt=prompt)
         if not job.reference_media:
             return facts
-        # An edit (upscale, zoom, vary...): its first reference is the image it opens, e.g. its
-        # parent job's result as the store holds it, with that image's own credentials.
-        parent = await self.store.media(job.reference_media[0])
+        # An image made from another (an edit, Vary, any tool that starts from a result): its first
+        # reference is the image it opens, e.g. its parent job's result as the store holds it, with
+        # that image's own credentials.
+        source = job.reference_media[0]
+        parent = await self.store.media(source)
         if parent is None:
-            raise LookupError(f"the source image {job.reference_media[0]} is no longer held")
-        title = f"job {job.parent_job_id}" if job.parent_job_id else "source image"
+            raise LookupError(f"the source image {source} is no longer held")
+        title = "source image"
+        if job.parent_job_id is not None:
+            made_by = await self.store.job(job.parent_job_id)
+            if made_by is not None and source in made_by.result_media:
+                title = f"job {made_by.id}"
         return replace(facts, parent=parent.data, parent_type=parent.content_type, parent_title=title)
 
 
