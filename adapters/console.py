@@ -4,6 +4,10 @@
     /edit <file|job-id[#N]|last> <text>  edit an image (the console's way to reply to one)
     /subject save|list|show|delete     saved subjects (images kept under a name)
     /vary <job-id|last>                a variation of a result (same prompt, new seed)
+    /upscale <job-id|last>             the result again at 2048 pixels on its long side
+    /zoom 1.5|2 <job-id|last>          zoom out: the result in the middle of a larger scene
+    /pan left|right|up|down <job-id|last>  a third more scene on one side
+    /square <job-id|last>              the result centred in a square, the sides filled in
     /undo [job-id|last]                the version before becomes the one `last` edits
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
@@ -43,9 +47,11 @@ from bot.model.requests import ChatRequest, ImageRef, parse_command
 from bot.plugins import Core, SurfacePlugin
 from bot.usecases import limits, settings, subject_commands, threads
 from bot.usecases.access import Lookup
+from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.toolbox import PANS, ZOOMS, label, use_tool
 
 # The provider the help names in its example.
 EXAMPLE_PROVIDER = "fal"
@@ -180,6 +186,8 @@ class ConsoleChat:
                 await self._subject(rest.split())
             elif command == "/vary":
                 await self._vary(rest)
+            elif command in ("/upscale", "/zoom", "/pan", "/square"):
+                await self._tool(command, rest.split())
             elif command in ("/undo", "/history"):
                 await self._thread_command(
                     "undo" if command == "/undo" else "history", rest.strip() or "last"
@@ -270,6 +278,27 @@ class ConsoleChat:
         made = await remake(self.engine, self.actor, job, vary=True, origin={})
         self.last_job_id = made.id
         self._say(f"[{made.id[:8]}] {words.accepted_variation(job.id[:8], made.seed)}")
+
+    async def _tool(self, command: str, args: list[str]) -> None:
+        """`/upscale <job>`, `/zoom 1.5|2 <job>`, `/pan left|right|up|down <job>`, `/square <job>`."""
+        kind: Kind | None
+        if command in ("/upscale", "/square"):
+            kind = Kind.UPSCALE if command == "/upscale" else Kind.SQUARE
+            usage = words.UPSCALE_USAGE if command == "/upscale" else words.SQUARE_USAGE
+            target = args[0] if len(args) == 1 else None
+        else:
+            table = ZOOMS if command == "/zoom" else PANS
+            usage = words.ZOOM_USAGE if command == "/zoom" else words.PAN_USAGE
+            kind = table.get(args[0].lower()) if len(args) == 2 else None
+            target = args[1] if kind is not None else None
+        if kind is None or target is None:
+            raise BadInput(usage)
+        job = await self._result(target)
+        made = await use_tool(self.engine, self.actor, job, kind, origin={})
+        self.last_job_id = made.job.id
+        if made.note:
+            self._say(f"[{made.job.id[:8]}] {made.note}")
+        self._say(f"[{made.job.id[:8]}] {words.accepted_tool(label(kind), job.id[:8], made.job.seed)}")
 
     async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)

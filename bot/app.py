@@ -28,6 +28,7 @@ from bot.transport import Transport
 from bot.usecases.installs import seal_at_start
 from bot.web.admin import add_admin_routes
 from bot.web.server import HttpServer
+from storage.objects import from_settings as object_store
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 from storage.store import Store
@@ -210,7 +211,11 @@ def build_providers(
 
 def open_store(settings: Settings) -> Store:
     """The store the settings name (HIDREAM_DATABASE_URL: PostgreSQL; empty: SQLite at
-    HIDREAM_DB_PATH), with the quota defaults they set (enter it to open it)."""
+    HIDREAM_DB_PATH), with the quota defaults they set and the media store HIDREAM_MEDIA_URL names
+    (enter it to open it)."""
+    media = object_store(settings)
+    if media is not None:
+        log.info("media: %s", settings.media_label())
     url = settings.postgres_url
     if url is not None:
         log.info("store: PostgreSQL at %s", settings.database_label())
@@ -221,6 +226,7 @@ def open_store(settings: Settings) -> Store:
             admin_max=settings.admin_max_limit,
             person_quota=settings.daily_person_quota,
             policy=POLICY,
+            media=media,
         )
     return SqliteStore(
         settings.db_path,
@@ -229,6 +235,7 @@ def open_store(settings: Settings) -> Store:
         admin_max=settings.admin_max_limit,
         person_quota=settings.daily_person_quota,
         policy=POLICY,
+        media=media,
     )
 
 

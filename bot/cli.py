@@ -1,4 +1,5 @@
-"""`hidream-bot run | check | quota ... | db copy`: the only place that exits the process."""
+"""`hidream-bot run | check | quota ... | db copy | report | audit export`: the only place that exits
+the process."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from bot import logs, migrate_db, operator
+from bot import accounts, logs, migrate_db, operator
 from bot.app import Selection, build_providers, select, start_bot
 from bot.jobs.credentials import check_line as credentials_line
 from bot.logs import REDACTED
@@ -158,6 +159,11 @@ async def run(settings: Settings, selection: Selection, redactor: Redactor | Non
 def check(settings: Settings, selection: Selection) -> int:
     errors: list[str] = []
     print(f"database:  {settings.database_label()}")
+    print(f"media:     {settings.media_label()}")
+    if settings.media_redirect and not settings.media_url:
+        print(
+            "warning:   HIDREAM_MEDIA_REDIRECT is set but HIDREAM_MEDIA_URL names no object store: links stream"
+        )
     db_problem = None if settings.postgres_url else _db_path_problem(settings.db_path)
     if db_problem:
         errors.append(f"HIDREAM_DB_PATH: {db_problem}")
@@ -252,6 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="validate the configuration and print what would start")
     operator.add_parser(sub)
     migrate_db.add_parser(sub)
+    accounts.add_parsers(sub)
     return p
 
 
@@ -272,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"hidream-bot quota {args.action}: {wrong}", file=sys.stderr)
                 return 2
             return asyncio.run(operator.run(settings, args))
+        if args.command in ("report", "audit"):
+            wrong = accounts.problem(args)
+            if wrong is not None:
+                print(f"hidream-bot {args.command}: {wrong}", file=sys.stderr)
+                return 2
+            return asyncio.run(
+                (accounts.report if args.command == "report" else accounts.export)(settings, args)
+            )
         if args.command == "db":
             redactor.add(*migrate_db.secrets_in(args))
             return asyncio.run(migrate_db.run(settings, args))

@@ -5,6 +5,9 @@ the runner, a provider or an HTTP client, carries its id, tenant, provider and s
 naming them. Lines about a job logged elsewhere (admission, a failure told from another task) pass
 `job_fields(job)` as `extra=`; what a record carries itself wins over the bound job.
 
+A trouble met again and again (a database that does not answer, for each job that waits on it) is said
+once and then at most every so often (`Throttle`), never once per attempt.
+
 The JSON formatter writes only the message, the traceback and the fields named here: the CLI's
 redacting filter, on the same handler, has masked secrets in all three before this formats them.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -73,3 +78,27 @@ class JsonFormatter(logging.Formatter):
 
 def formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+class Throttle:
+    """Lets a line that would repeat (the same trouble, met again and again) through at most once
+    every `seconds` on `clock`; `held` counts the times it was held back since the last one."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.held = 0
+        self._last: float | None = None
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.seconds:
+            self.held += 1
+            return False
+        self._last = now
+        return True
+
+    def take_held(self) -> int:
+        """How many were held back since the last call (and start counting again)."""
+        held, self.held = self.held, 0
+        return held

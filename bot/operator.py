@@ -3,7 +3,8 @@
 A user is `SURFACE:ID` (the surface's name and the platform's id of the person, e.g. console:local); a
 tenant is a server or workspace `SURFACE:ID` (the surface's name and the platform's id of the server or
 workspace), or a user's direct messages `SURFACE:dm:ID`. Tenant admins manage their own members on their platform; an
-operator's limits win over theirs, and only an operator sets a tenant's ceiling and budget. Admins may give a member
+operator's limits win over theirs, and only an operator sets a tenant's ceiling and budget (and a project's
+budget within a tenant: `quota budget --tenant T --project TAG --usd N`). Admins may give a member
 at most HIDREAM_ADMIN_MAX_LIMIT images a day (default: HIDREAM_DAILY_IMAGE_QUOTA); an operator allows more in one
 tenant with `quota admin-max`, and everywhere with the setting.
 """
@@ -18,6 +19,7 @@ from bot.app import open_store
 from bot.jobs.quota_policy import check_budget, check_images
 from bot.model.config import Settings
 from bot.model.errors import BadInput
+from bot.model.requests import check_project_tag
 from storage.quota import EVERY_TENANT, QuotaStatus
 from storage.store import Store
 
@@ -49,8 +51,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _tenant(am, required=True)
     _amount(am, "--limit", int, "images per UTC day an admin there may give one member")
-    bu = qs.add_parser("budget", help="a tenant's monthly budget in US dollars")
+    bu = qs.add_parser("budget", help="a tenant's monthly budget in US dollars, or one project's in it")
     _tenant(bu, required=True)
+    bu.add_argument("--project", help="the project's tag: its own monthly budget, within the tenant's")
     _amount(bu, "--usd", float, "dollars per UTC month")
     gr = qs.add_parser("grant", help="extra images for today, in one tenant")
     gr.add_argument("--user", required=True, help=WHO)
@@ -114,6 +117,13 @@ async def _act(store: Store, args: argparse.Namespace) -> None:
     elif args.action == "admin-max":
         await store.set_limit(args.tenant, "admin_max", "", amount, by="operator")
         print(f"workspace {args.tenant}: the highest limit its admins may give a member {said}")
+    elif args.action == "budget" and args.project is not None:
+        project = check_project_tag(args.project)
+        await store.set_project_budget(args.tenant, project, amount)
+        print(
+            f"workspace {args.tenant}, project {project}: monthly budget "
+            + ("cleared" if amount is None else f"set to ${amount:.2f}")
+        )
     elif args.action == "budget":
         await store.set_budget(args.tenant, amount)
         print(
@@ -153,6 +163,10 @@ async def _show(store: Store, user: str | None, tenant: str | None) -> None:
             f"{tenant} (workspace): ceiling {ceiling}; monthly budget {budget}; "
             f"admins may give a member at most {status.admin_max} a day"
         )
+        for month in await store.project_budgets(tenant):
+            print(
+                f"  project {month.project}: ${month.spent_usd:.4f} of ${month.budget_usd or 0:.2f} this month"
+            )
         for scope, subject, limit, by in await store.limits(tenant):
             print(f"  {scope} {subject or '(every member)'}: {limit} a day, set by an {by}")
         images, cost = await store.spend(tenant, scope="workspace")

@@ -11,6 +11,10 @@ from typing import Protocol
 
 NOT_FOUND = "I no longer have that image; run /hidream again."
 SORRY = "Something went wrong on my side; nothing was charged. Please try again."
+STORE_UNAVAILABLE = (
+    "I cannot use my database just now, so nothing was kept and nothing was charged. "
+    "Please try again in a minute."
+)
 
 
 def too_old(days: int) -> str:
@@ -28,7 +32,16 @@ DELETE_REFUSED = "Only the person who asked for these images, or an admin or mod
 # --- the buttons under a result (bot/usecases/actions.py) --------------------------------------------
 
 ACTION_REROLL = "Reroll"
-ACTION_VARY = "Vary"
+ACTION_VARY = "Vary (Subtle)"
+ACTION_VARY_STRONG = "Vary (Strong)"
+ACTION_UPSCALE = "Upscale"
+ACTION_ZOOM_15 = "Zoom Out 1.5x"
+ACTION_ZOOM_2 = "Zoom Out 2x"
+ACTION_PAN_LEFT = "Pan ⬅"
+ACTION_PAN_RIGHT = "Pan ➡"
+ACTION_PAN_UP = "Pan ⬆"
+ACTION_PAN_DOWN = "Pan ⬇"
+ACTION_SQUARE = "Make Square"
 ACTION_EDIT = "Edit"
 ACTION_UNDO = "Undo"
 ACTION_DELETE = "Delete"
@@ -134,6 +147,39 @@ def usage_of(who: str | None, status_text: str) -> str:
 # --- personal settings and a tenant's policy --------------------------------------------------------
 
 POLICY_REFUSED = "Only the admins of this server or workspace can see or change its policy."
+
+
+# --- projects (cost by channel and project) ------------------------------------------------------
+
+
+def project_budget_spent(project: str, spent: float, budget: float, cost: float, resets: str) -> str:
+    """A request refused because its project's monthly budget would be passed: nothing was spent."""
+    return (
+        f"The project `{project}` has used ${spent:.2f} of its ${budget:.2f} monthly budget, and this "
+        f"request would cost ${cost:.2f}, so it was not made and nothing was spent. Use another "
+        f"`--project`, or ask an operator to raise its budget. The budget resets on {resets}."
+    )
+
+
+def channel_project_set(project: str | None) -> str:
+    if project is None:
+        return "This channel has no default project now: requests here count under the project they name, if any."
+    return (
+        f"Requests in this channel now count under the project `{project}` unless they name another "
+        "with `--project`."
+    )
+
+
+def channel_project_shown(project: str | None) -> str:
+    return f" This channel's default project: {'`' + project + '`' if project else 'none'}."
+
+
+def export_prompts_set(withheld: bool) -> str:
+    if withheld:
+        return "Prompts of this server or workspace are now withheld from the operators' audit export."
+    return "Prompts of this server or workspace are now included in the operators' audit export."
+
+
 # Where a surface can hide an image behind a spoiler, an allowed flagged image shows only in an
 # age-restricted channel; where it cannot, "spoiler" is no choice.
 SPOILERS_NOTE = " Flagged images are shown only in age-restricted channels; elsewhere they get a spoiler."
@@ -327,6 +373,10 @@ def home_others_subjects(count: int) -> str:
 
 EDIT_USAGE = "Usage: /edit <image file | job id | last> <what to change>"
 VARY_USAGE = "Usage: /vary <job id | last>"
+UPSCALE_USAGE = "Usage: /upscale <job id | last>"
+ZOOM_USAGE = "Usage: /zoom 1.5|2 <job id | last>"
+PAN_USAGE = "Usage: /pan left|right|up|down <job id | last>"
+SQUARE_USAGE = "Usage: /square <job id | last>"
 
 
 def unknown_command(command: str) -> str:
@@ -347,6 +397,47 @@ def accepted(mode: str, count: int, seed: int | None) -> str:
 
 def accepted_variation(of: str, seed: int | None) -> str:
     return f"accepted: a variation of {of}, seed {seed}"
+
+
+def accepted_tool(tool: str, of: str, seed: int | None) -> str:
+    """The console's answer to a toolbox command: `tool` is the button's label."""
+    return f"accepted: {tool} of {of}, seed {seed}"
+
+
+# --- the toolbox (bot/usecases/toolbox.py) ------------------------------------------------------------
+
+# What the provider is asked, each followed by the scene as the image was first asked for.
+UPSCALE_INSTRUCTION = (
+    "Render this exact image again at a higher resolution. Change nothing: keep every subject, colour, "
+    "shape, position and detail, only sharper."
+)
+OUTPAINT_INSTRUCTION = (
+    "Fill the flat grey area around the picture so that the scene continues naturally into it, with "
+    "the same style, light and perspective. Do not change anything in the existing picture."
+)
+SCENE = "The scene:"
+VARIED = "asked for a strong variation of"
+UPSCALED = "asked to upscale"
+EXTENDED = "asked to extend"
+
+
+def canvas_too_large(width: int, height: int, most: int) -> str:
+    return (
+        f"The larger picture would be {width}x{height} pixels; the longest side it may have is {most}. "
+        "Zoom or pan a smaller image."
+    )
+
+
+def canvas_too_narrow(width: int, height: int) -> str:
+    return (
+        f"The larger picture would be {width}x{height} pixels, narrower than the 1:4 to 4:1 shapes "
+        "providers make. Pan the other way, or make it square first."
+    )
+
+
+def tool_costs(tool: str, cost: float, usual: float) -> str:
+    """Said before the job is charged, when a tool costs another amount than an image does."""
+    return f"{tool} costs ${cost:.3f} here (an image usually ${usual:.3f})."
 
 
 def saved_files(count: int, provider: str, seed: int | None, tier: str, sizes: str, job: str) -> str:
@@ -382,15 +473,20 @@ def help_with_options(example_provider: str) -> str:
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
         "`history` to list them. **Vary** under a result: same prompt, new seed; "
         "**Edit** or **Vary** on an older version continues from it.\n"
+        "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
+        "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them. Options you type still win.\n"
+        "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
         f"**Providers:** `/hidream prompt:a red fox provider:{example_provider}` picks one this bot is configured with; "
         "otherwise the first that can make it (the result says which).\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `credentials-prompt` (on, off) writes "
-        "prompts into each image's content credentials; `show`, `reset`."
+        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off) whether the "
+        "operators' audit export holds this server's prompts; `project` (a tag, or default) this channel's "
+        "default project; `credentials-prompt` (on, off) writes prompts into each "
+        "image's content credentials; `show`, `reset`."
     )
 
 
@@ -399,7 +495,7 @@ def help_with_flags(example_provider: str) -> str:
     return (
         "*Make:* `/hidream a red fox in snow --ar 16:9 --n 2`; results land in a thread under your request. "
         "Flags: `--ar W:H`, `--size WxH` or a preset, `--seed N`, `--steps N`, `--cfg X`, `--n 1-4`, "
-        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`. A link to an image in the prompt "
+        "`--format png|jpeg|webp`, `--model full|dev`, `--keep-aspect`, `--upscale`. A link to an image in the prompt "
         "is used as a reference.\n"
         "*Edit:* in a result's thread, mention the bot with what to change (`@HiDream make it blue`), or "
         "attach images to a mention; or use the message shortcut *Edit with HiDream*.\n"
@@ -410,6 +506,9 @@ def help_with_flags(example_provider: str) -> str:
         "*Versions:* every result in a thread is a version (v1, v2, ...). In the thread, `@HiDream undo` goes "
         "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
         "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
+        "*Toolbox* under a result: *Upscale* (2048 px, full model; or `--upscale`), *Zoom Out 1.5x/2x*, "
+        "*Make Square*, *Vary (Strong)* (same prompt, new seed), and *Pan* left, right, up or down in the "
+        "menu beside them.\n"
         "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
         "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
         "them, `/hidream settings reset` clears them.\n"
@@ -421,7 +520,10 @@ def help_with_flags(example_provider: str) -> str:
         "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
         "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
         "`/hidream policy provider <name>|default`, `/hidream policy credentials-prompt on|off` (the prompt "
-        "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it."
+        "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it.\n"
+        "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
+        "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
+        "audit export with `/hidream policy export-prompts off`."
     )
 
 
@@ -429,7 +531,7 @@ def help_at_the_console(example_provider: str) -> str:
     """The console's `/help`."""
     return f"""Make:      /hidream <prompt> [flags]   e.g. /hidream a red fox in snow --ar 16:9 --n 2
   flags:   --ar W:H | --size WxH|preset, --seed N, --steps N, --cfg X, --n 1-4,
-           --format png|jpeg|webp, --model full|dev, --keep-aspect, --provider NAME, --subject <name>
+           --format png|jpeg|webp, --model full|dev, --keep-aspect, --upscale, --provider NAME, --subject <name>
 Edit:      /edit <image file | job id | last> <what to change> [flags]   e.g. /edit last make it blue
            a job's second image: /edit <job id>#2 ...  (of several images the first by default;
            #all combines them: /edit last#all the same fox in autumn)
@@ -439,12 +541,18 @@ Subjects:  /subject save <name> <image files | job id | last>...   e.g. /subject
 Versions:  /undo [job id | last]      go back one version: the next `/edit last` edits the one before
            /history [job id | last]   list the versions of that chain (v1, v2, ...) with their prompts
            /vary <job id | last>      a variation: the image as reference, same prompt, new seed
+Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long side (full model)
+           /zoom 1.5|2 <job id | last>   zoom out: the picture in the middle of a larger scene
+           /pan left|right|up|down <job id | last>   a third more scene on that side
+           /square <job id | last>    the picture centred in a square, the sides filled in
 Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format webp" (flags you type win)
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | credentials-prompt on|off | reset
+           | provider <name>|default | export-prompts on|off | project <tag>|default
+           | credentials-prompt on|off | reset
            (the console's user is its operator)
+Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`)
 /help      this text (Ctrl-D quits)"""
 
 
@@ -500,8 +608,8 @@ OPTIONS = {
         "reset": "True: clear all your defaults here",
     },
     "hidream-policy": {
-        "action": "show, ban/unban a phrase, NSFW, tier, provider, prompts in credentials, reset",
-        "value": "The phrase, or spoiler|block|allow|default, full|dev|default, a provider, on|off",
+        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, reset",
+        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
     },
 }
 
@@ -523,9 +631,11 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "guidance": "How closely to follow the prompt (higher: more literal)",
         "count": f"How many images (1-{most_images})",
         "keep_aspect": "When editing one image, keep its aspect ratio",
+        "upscale": "The largest size the provider makes (2048 on the long side), on the full model",
         "subject": "Saved subjects to use as references, comma-separated (or write @name in the prompt)",
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",
+        "project": "The project this counts under (letters, digits, - or _); default: the channel's",
     }
 
 

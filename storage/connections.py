@@ -6,12 +6,18 @@ transaction on a connection of its own. Rows are read by index or by column name
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, contextmanager
 from typing import Any, Protocol
 
+import asyncpg
+
+from bot.model.errors import StoreUnavailable
 from storage.dialects import Dialect, PostgresDialect
 from storage.sqlite_conn import Connection
+
+# Rows a stream fetches at a time.
+STREAM_BATCH = 500
 
 
 class Queries(Protocol):
@@ -35,6 +41,14 @@ class Database(Queries, Protocol):
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """A read that may take long, run where it keeps nothing else waiting."""
+        ...
+
+    def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        """The rows of a read of any length, one at a time, never more than `batch` of them held at
+        once: PostgreSQL's server-side cursor, or SQLite's cursor iterated on a read-only connection
+        of its own in a thread. It sees one snapshot of the database from start to end."""
         ...
 
 
@@ -114,6 +128,38 @@ class SqliteDatabase(_SqliteQueries):
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.conn.read_apart(sql, args)
 
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        async with aclosing(self.conn.stream_apart(sql, args, batch)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    yield row
+
+
+# What asyncpg raises when the server cannot be reached or went away: a connection refused, reset or
+# timed out (OSError, TimeoutError), closed under a query, or the server shutting down or starting.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+@contextmanager
+def reached() -> Iterator[None]:
+    """Within: an error that says PostgreSQL could not be reached becomes StoreUnavailable (its
+    detail names the driver's error, never the URL), which the core tells apart from a bug."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except _UNREACHABLE as exc:
+        raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
 
 class _PostgresQueries:
     dialect: Dialect = PostgresDialect()
@@ -122,22 +168,43 @@ class _PostgresQueries:
         self.db = db  # a pool or one of its connections: both run queries alike
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status = await self.db.execute(self.dialect.sql(sql), *args)
+        with reached():
+            status = await self.db.execute(self.dialect.sql(sql), *args)
         last = str(status).rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
-        return list(await self.db.fetch(self.dialect.sql(sql), *args))
+        with reached():
+            return list(await self.db.fetch(self.dialect.sql(sql), *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        return await self.db.fetchrow(self.dialect.sql(sql), *args)
+        with reached():
+            return await self.db.fetchrow(self.dialect.sql(sql), *args)
 
 
 class PostgresDatabase(_PostgresQueries):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
-        async with self.db.acquire() as conn, conn.transaction():
-            yield _PostgresQueries(conn)
+        # The connection's acquisition, BEGIN and COMMIT too (the statements within translate their own).
+        with reached():
+            async with self.db.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        yield _PostgresQueries(conn)
+                except asyncpg.InterfaceError as exc:
+                    # The ROLLBACK or COMMIT of a connection lost meanwhile: asyncpg says the connection is
+                    # closed (or already given back), which is the database gone away, not a misuse.
+                    if not isinstance(exc.__context__, StoreUnavailable) and "closed" not in str(exc):
+                        raise
+                    raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
     async def read_apart(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await self.fetch(sql, *args)]
+
+    async def stream(
+        self, sql: str, *args: Any, batch: int = STREAM_BATCH
+    ) -> AsyncGenerator[tuple[Any, ...], None]:
+        # A cursor lives in a transaction: a read-only one, repeatable read, so it is one snapshot.
+        async with self.db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+            async for record in conn.cursor(self.dialect.sql(sql), *args, prefetch=batch):
+                yield tuple(record)

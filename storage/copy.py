@@ -5,7 +5,9 @@ their tables are the same: each table is copied whole, by the columns the source
 database. What the dialects make different is taken from the target's own columns: the numbers
 PostgreSQL gives itself (serial ids, the insertion order of posts) are left to it, and SQLite's 0/1
 goes as a BOOLEAN where the target column is one. Image bytes are read through the SQLite store's own
-`media()`, wherever it keeps them, and written where the target keeps them (`media_bytes`).
+`media()`, wherever it keeps them, and written where the target keeps them (`media_bytes`: its rows,
+or an object store, HIDREAM_MEDIA_URL, which needs no copy when the source already uses the same one).
+`copy_files_to_objects` moves a SQLite store's image files into an object store, the rows staying.
 
 Nothing else may write to the SQLite database meanwhile (the bot is stopped for the copy): its rows
 are read as they are, table after table. Rows a trial start left in the target (the media-links
@@ -20,6 +22,8 @@ from typing import Any
 import asyncpg
 
 from storage.dialects import PostgresDialect
+from storage.media import ImageBytes
+from storage.objects import ObjectBytes
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 
@@ -109,10 +113,11 @@ async def _copy_table(
     copied: Copied,
 ) -> int:
     described = await source.database.fetch(f'PRAGMA table_info("{table}")')
-    skip = {*NOT_CARRIED.get(table, ()), "data"}
-    columns = [str(r[1]) for r in described if (table, str(r[1])) not in numbered and str(r[1]) not in skip]
     images = table == "media"
-    names = [*columns, *(["data"] if images and target.media_bytes.column else [])]
+    # A media row's columns about its bytes are the target's strategy's own (storage/media.py).
+    skip = {*NOT_CARRIED.get(table, ()), *(BYTES_COLUMNS if images else ())}
+    columns = [str(r[1]) for r in described if (table, str(r[1])) not in numbered and str(r[1]) not in skip]
+    names = [*columns, *(media_columns(target.media_bytes) if images else [])]
     insert = PostgresDialect().sql(
         f'INSERT INTO "{table}" ({", ".join(_quoted(c) for c in names)}) VALUES ({",".join("?" * len(names))})'
     )
@@ -126,27 +131,82 @@ async def _copy_table(
                 [bool(v) if f and v is not None else v for f, v in zip(as_flag, r, strict=True)] for r in rows
             ]
             if images:
-                values = await _with_bytes(
-                    source, values, columns.index("id"), len(names) > len(columns), copied
-                )
+                values = await _with_bytes(source, target, values, columns.index("id"), copied)
             await db.executemany(insert, values)
             count += len(values)
     return count
 
 
 async def _with_bytes(
-    source: SqliteStore, rows: list[list[Any]], id_at: int, want_data: bool, copied: Copied
+    source: SqliteStore, target: PostgresStore, rows: list[list[Any]], id_at: int, copied: Copied
 ) -> list[list[Any]]:
-    kept = []
+    """The batch's rows with the values the target keeps about their bytes, the bytes written where
+    the target keeps them apart from its rows first (an object store; not when it is the source's)."""
+    kept, apart = [], {}
+    in_place = same_place(source.media_bytes, target.media_bytes)
     for row in rows:
-        stored = await source.media(str(row[id_at]))
-        if stored is None:
+        media_id = str(row[id_at])
+        # A file beside the database first (an install that kept files until now), else where the
+        # source keeps its images (the object store both name, when the source already used it).
+        data = await source.files.read(media_id)
+        from_files = data is not None
+        if data is None and source.media_bytes is not source.files:
+            stored = await source.media(media_id)
+            data = None if stored is None else stored.data
+        if data is None:
             copied.missing_images += 1
             continue
         copied.images += 1
-        copied.image_bytes += len(stored.data)
-        kept.append([*row, stored.data] if want_data else row)
+        copied.image_bytes += len(data)
+        kept.append([*row, *target.media_bytes.in_row(data)])
+        if from_files or not in_place:
+            apart[media_id] = data
+    await target.media_bytes.keep(apart)
     return kept
+
+
+# Media columns about the bytes, which a strategy fills (`ImageBytes.column`): never copied as they are.
+BYTES_COLUMNS = ("data", "size", "sha256")
+
+
+def media_columns(media: ImageBytes) -> list[str]:
+    return [name.strip() for name in media.column.split(",") if name.strip()]
+
+
+def same_place(a: ImageBytes, b: ImageBytes) -> bool:
+    """Whether two strategies keep bytes in the same place (one object store named twice)."""
+    return isinstance(a, ObjectBytes) and isinstance(b, ObjectBytes) and a.config == b.config
+
+
+async def copy_files_to_objects(source: SqliteStore, target: ObjectBytes) -> Copied:
+    """Move the images a SQLite store keeps as files into an object store, recording each one's size
+    and hash in its row: after it, the store opened with that object store (HIDREAM_MEDIA_URL) holds
+    every image. A file is deleted once its object is written and its row says so; a rerun after a
+    failure goes on where it stopped (an image whose file is gone but whose object is there counts as
+    moved already)."""
+    copied = Copied()
+    ids = [str(row[0]) for row in await source.database.fetch("SELECT id FROM media ORDER BY rowid")]
+    for start in range(0, len(ids), IMAGES_PER_BATCH):
+        batch: dict[str, bytes] = {}
+        for media_id in ids[start : start + IMAGES_PER_BATCH]:
+            data = await source.files.read(media_id)
+            if data is not None:
+                batch[media_id] = data
+            elif await target.has(media_id):
+                copied.images += 1
+            else:
+                copied.missing_images += 1
+        await target.keep(batch)
+        async with source.database.transaction() as db:
+            for media_id, data in batch.items():
+                await db.execute(
+                    "UPDATE media SET size=?, sha256=? WHERE id=?", *target.in_row(data), media_id
+                )
+        await source.files.delete(batch)
+        copied.images += len(batch)
+        copied.image_bytes += sum(len(data) for data in batch.values())
+    copied.rows["media"] = len(ids)
+    return copied
 
 
 def _quoted(name: str) -> str:

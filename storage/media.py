@@ -1,5 +1,6 @@
 """Where image bytes live, the one place the two backends keep media differently (`ImageBytes`): in
-the media rows of PostgreSQL (`RowBytes`), or as files beside the SQLite database (`MediaFiles`). The
+the media rows of PostgreSQL (`RowBytes`), or as files beside the SQLite database (`MediaFiles`); or,
+on either backend when HIDREAM_MEDIA_URL names one, in an object store (storage/objects.py). The
 store writes the bytes before the row that names them and forgets them after the row is gone.
 
 Files: one per media id in a folder beside the database (`<db path>.media/`, readable by the bot's
@@ -16,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from bot.model.errors import StoreUnavailable
 from storage.durable import write_synced
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,11 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _TEMP = ".tmp-"
 # A file without a row is left alone this long (seconds): it may be a write whose row is on its way.
 ORPHAN_AGE = 3600.0
+# Bytes per chunk when a file is streamed out.
+CHUNK = 256 * 1024
+# Write errors that say the disk has no room for the file (for now): the image is not kept, and the job
+# that wrote it waits and tries again (StoreUnavailable), rather than failing as a bug would.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Ids asked about at once (SQLite's limit of parameters per statement is far above it).
 _BATCH = 500
 
@@ -46,6 +54,10 @@ class ImageBytes(Protocol):
 
     def valid(self, media_id: str) -> bool:
         """Whether `media_id` can name bytes here at all."""
+        ...
+
+    async def open(self) -> None:
+        """Before the first use: make the place, or check that it answers."""
         ...
 
     def in_row(self, data: bytes) -> tuple[Any, ...]:
@@ -64,12 +76,30 @@ class ImageBytes(Protocol):
         """The bytes of the image whose row (id, type, width, height, nsfw, then `column`) is `row`."""
         ...
 
+    async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
+        """The same bytes in chunks, for a reader that passes them on (a media link), or None."""
+        ...
+
+    async def presign(self, media_id: str, seconds: float) -> str | None:
+        """A URL of the store itself that serves the bytes for `seconds`, where the store has such
+        URLs (an object store); None elsewhere."""
+        ...
+
+    async def remove_orphans(
+        self, held: Callable[[list[str]], Awaitable[set[str]]], *, now: float | None = None
+    ) -> int:
+        """Delete bytes a crash left without a row (those `held` does not answer as held)."""
+        ...
+
 
 class RowBytes:
     column = ", data"
 
     def valid(self, media_id: str) -> bool:
         return True
+
+    async def open(self) -> None:
+        return None
 
     def in_row(self, data: bytes) -> tuple[Any, ...]:
         return (data,)
@@ -82,6 +112,21 @@ class RowBytes:
 
     async def read(self, media_id: str, row: Any) -> bytes | None:
         return bytes(row[5])
+
+    async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
+        return _one(bytes(row[5]))
+
+    async def presign(self, media_id: str, seconds: float) -> str | None:
+        return None
+
+    async def remove_orphans(
+        self, held: Callable[[list[str]], Awaitable[set[str]]], *, now: float | None = None
+    ) -> int:
+        return 0  # bytes and row are one
+
+
+async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
 
 
 def valid_id(media_id: str) -> bool:
@@ -144,9 +189,23 @@ class MediaFiles:
         self.folder.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.folder, 0o700)
 
+    async def any_held(self) -> bool:
+        """Whether the folder holds any image file."""
+        return await asyncio.to_thread(self._any_held)
+
+    def _any_held(self) -> bool:
+        with os.scandir(self.folder) as entries:
+            return any(_id_of(entry.name) is not None for entry in entries)
+
     async def write(self, media_id: str, data: bytes) -> None:
-        """Keep `data` as the bytes of `media_id`, whole, synced to disk (replacing any earlier file)."""
-        await asyncio.to_thread(self._write, self._path(media_id), data)
+        """Keep `data` as the bytes of `media_id`, whole, synced to disk (replacing any earlier file).
+        A disk with no room raises StoreUnavailable (nothing is left of the file)."""
+        try:
+            await asyncio.to_thread(self._write, self._path(media_id), data)
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise StoreUnavailable(f"media folder {self.folder}: {exc.strerror}") from exc
+            raise
 
     def _write(self, path: Path, data: bytes) -> None:
         # mkstemp makes the file 0600 whatever the umask.
@@ -180,6 +239,28 @@ class MediaFiles:
                 "media %s has a row but no file in %s: answered as no longer held", media_id, self.folder
             )
         return data
+
+    async def chunks(self, media_id: str, row: Any = None) -> AsyncGenerator[bytes, None] | None:
+        """The file's bytes in chunks, each read in a thread, or None when there is no such file."""
+        path = self.path_of(media_id)
+        if path is None:
+            return None
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            return None
+
+        async def stream() -> AsyncGenerator[bytes, None]:
+            try:
+                while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                    yield chunk
+            finally:
+                handle.close()
+
+        return stream()
+
+    async def presign(self, media_id: str, seconds: float) -> str | None:
+        return None
 
     async def delete(self, media_ids: Iterable[str]) -> None:
         """Delete the files of `media_ids` (those already gone are fine)."""

@@ -2,7 +2,7 @@
 it has not applied yet, each in its own transaction, and records the version reached. They are
 written in SQLite's types; storage/dialects.py substitutes PostgreSQL's. One step is for databases
 that keep image bytes in files only (MEDIA_TO_FILES: the files strategy skips nothing, the rows
-strategy skips it).
+strategy skips it), and one for PostgreSQL only (MEDIA_DATA_OPTIONAL, which SQLite skips).
 
 The numbering is SQLite's own from before the list was one. PostgreSQL had a list of its own (its
 migration 1 was SQLite's state at 3, and it had no MEDIA_TO_FILES): a PostgreSQL database made by
@@ -52,6 +52,10 @@ CREATE INDEX slack_installations_team ON slack_installations(team_id);
 CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NULL)
 """
 
+# PostgreSQL's media rows kept the bytes in `data` (NOT NULL); with an object store they do not. SQLite's
+# media rows lost that column at MEDIA_TO_FILES: the files strategy skips this step.
+MEDIA_DATA_OPTIONAL = "ALTER TABLE media ALTER COLUMN data DROP NOT NULL"
+
 # Saved subjects (storage/subjects.py). `media` is a JSON array of media ids.
 SUBJECTS = """
 CREATE TABLE subjects (
@@ -99,6 +103,24 @@ CREATE TABLE version_heads (
     surface TEXT NOT NULL, thread_key TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
     PRIMARY KEY (surface, thread_key)
 )
+"""
+
+# Cost by channel and project, and the audit export (storage/costs.py, storage/audit.py): each job
+# records the channel it was asked in and its project (jobs made before this have both empty), and
+# its ledger row the project, so a project's month is summed under the tenant's lock as the tenant's
+# is; a channel's default project and a project's monthly budget, both per tenant; whether a tenant
+# withholds prompts from the export. Jobs by creation time, for a date range's report or export.
+TEAMS_COSTS = """
+ALTER TABLE jobs ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN project TEXT NOT NULL DEFAULT '';
+ALTER TABLE ledger ADD COLUMN project TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_created ON jobs(created_at);
+CREATE INDEX ledger_tenant_project_day ON ledger(workspace_key, project, day);
+CREATE TABLE channel_projects (tenant TEXT NOT NULL, channel TEXT NOT NULL, project TEXT NOT NULL,
+                               updated_at REAL NOT NULL, PRIMARY KEY (tenant, channel));
+CREATE TABLE project_budgets (tenant TEXT NOT NULL, project TEXT NOT NULL, monthly_usd REAL NOT NULL,
+                              PRIMARY KEY (tenant, project));
+ALTER TABLE tenant_policy ADD COLUMN withhold_prompts INTEGER NOT NULL DEFAULT 0
 """
 
 
@@ -179,7 +201,17 @@ MIGRATIONS: list[str] = [
     # 12: fencing (storage/fencing.py): each claim of a job stamps its row with the next generation,
     # which a replica's every platform write compares; a job admitted with a lease holds generation 0.
     "ALTER TABLE jobs ADD COLUMN lease_gen INTEGER NOT NULL DEFAULT 0",
-    # 13: whether a tenant's admins let its prompts be written into its images' content credentials
+    # 13: with an object store (storage/objects.py) a media row keeps the size and the SHA-256 of the
+    # bytes its object holds (NULL where the bytes are a file or the row's own column).
+    """
+    ALTER TABLE media ADD COLUMN size BIGINT;
+    ALTER TABLE media ADD COLUMN sha256 TEXT
+    """,
+    # 14: PostgreSQL's media rows may then hold no bytes; see MEDIA_DATA_OPTIONAL above.
+    MEDIA_DATA_OPTIONAL,
+    # 15: cost by channel and project, and the audit export; see TEAMS_COSTS above.
+    TEAMS_COSTS,
+    # 16: whether a tenant's admins let its prompts be written into its images' content credentials
     # (storage/preferences.py; bot/jobs/credentials.py); off unless they say so.
     "ALTER TABLE tenant_policy ADD COLUMN credentials_prompt INTEGER NOT NULL DEFAULT 0",
 ]

@@ -17,8 +17,9 @@ import asyncpg
 from bot.model.errors import ConfigError
 from storage.connections import PostgresDatabase, Queries, _PostgresQueries
 from storage.dialects import MIGRATION_LOCK
-from storage.media import RowBytes
+from storage.media import ImageBytes, RowBytes
 from storage.migrations import MEDIA_TO_FILES, migrate
+from storage.objects import ObjectStoreError
 from storage.quota import QuotaDefaults, QuotaRules
 from storage.retention import NoSpaceToGive
 from storage.store import Store
@@ -37,14 +38,16 @@ class PostgresStore(Store):
         clock: Any = time.time,
         pool_size: int = 10,
         policy: QuotaRules | None = None,
+        media: ImageBytes | None = None,
     ) -> None:
         defaults = QuotaDefaults(default_limit, default_ceiling, admin_max, person_quota)
         super().__init__(defaults=defaults, clock=clock, policy=policy)
         self.url = url
         self.pool_size = pool_size
         self._pool: Any = None
-        self.media_bytes = RowBytes()
-        self.space = NoSpaceToGive()
+        # Where image bytes live: the media rows, unless an object store is given (HIDREAM_MEDIA_URL).
+        self.media_bytes: ImageBytes = media or RowBytes()
+        self.space = NoSpaceToGive(self.media_bytes, self.held_media)
 
     async def __aenter__(self) -> PostgresStore:
         try:
@@ -54,6 +57,11 @@ class PostgresStore(Store):
             await self.__aexit__()
             # The URL may carry a password: name the error, never the URL.
             raise ConfigError(f"HIDREAM_DATABASE_URL: cannot open the PostgreSQL database: {exc}") from exc
+        try:
+            await self.media_bytes.open()
+        except ObjectStoreError as exc:
+            await self.__aexit__()
+            raise ConfigError(f"HIDREAM_MEDIA_URL: {exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,12 @@ class StoredMedia:
     width: int
     height: int
     nsfw: bool
+
+
+@dataclass(frozen=True)
+class MediaStream:
+    content_type: str
+    chunks: AsyncGenerator[bytes, None]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,29 @@ class MediaAndPosts:
         if data is None:
             return None
         return StoredMedia(row[0], data, row[1], int(row[2]), int(row[3]), bool(row[4]))
+
+    async def media_stream(self, media_id: str) -> MediaStream | None:
+        """A held image's type and its bytes in chunks as the store gives them (never whole in
+        memory where the store keeps them apart from the row), or None when it is not held."""
+        if not self.media_bytes.valid(media_id):
+            return None
+        row = await self.database.fetchrow(
+            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
+            media_id,
+        )
+        if row is None:
+            return None
+        chunks = await self.media_bytes.chunks(media_id, row)
+        return None if chunks is None else MediaStream(str(row[1]), chunks)
+
+    async def media_url(self, media_id: str, seconds: float) -> str | None:
+        """A URL of the media store itself that serves a held image for `seconds` (an object store's
+        presigned URL), or None when the image is not held or its store has no such URLs."""
+        if not self.media_bytes.valid(media_id):
+            return None
+        if await self.database.fetchrow("SELECT 1 FROM media WHERE id=?", media_id) is None:
+            return None
+        return await self.media_bytes.presign(media_id, seconds)
 
     async def held_media(self, media_ids: list[str]) -> set[str]:
         """Which of `media_ids` have a row (storage/media.py asks, to find files a crash left)."""

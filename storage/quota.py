@@ -102,6 +102,10 @@ class QuotaRules(Protocol):
         """Why a tenant admin may not grant `images` more today, or None when they may."""
         ...
 
+    def project_refusal(self, month: ProjectMonth, cost_usd: float) -> Exception | None:
+        """Why a job of `cost_usd` cannot be counted under a project whose month is `month`, or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class Charge:
@@ -111,6 +115,32 @@ class Charge:
     tenant: str
     images: int
     cost_usd: float
+    # The project the job is counted under (empty: none), whose own budget it must fit too.
+    project: str = ""
+
+
+@dataclass(frozen=True)
+class ProjectMonth:
+    """A project's monthly budget in its tenant (None: it has none) and what it reserved or spent
+    this UTC month."""
+
+    tenant: str
+    project: str
+    budget_usd: float | None
+    spent_usd: float
+    now: float
+
+
+async def project_month(db: Queries, tenant: str, project: str, now: float) -> ProjectMonth:
+    made, args = db.dialect.among("state", MADE)
+    row = await db.fetchrow(
+        "SELECT (SELECT monthly_usd FROM project_budgets WHERE tenant=? AND project=?), "
+        "(SELECT COALESCE(SUM(cost_usd), 0) FROM ledger "
+        f"WHERE workspace_key=? AND project=? AND substr(day, 1, 7)=? AND {made})",
+        *(tenant, project, tenant, project, utc_day(now)[:7], *args),
+    )
+    budget = None if row[0] is None else float(row[0])
+    return ProjectMonth(tenant, project, budget, float(row[1]), now)
 
 
 _COUNTS = """
@@ -205,8 +235,42 @@ class Quotas:
         """Raise QuotaExceeded if the charge cannot be admitted now: the cheap look before any bytes
         are fetched. `admit` checks again, atomically."""
         refused = self.policy.refusal(await self.quota(charge.user_key, charge.tenant), charge)
+        if refused is None:
+            refused = await self._project_refusal(
+                self.database, charge.tenant, charge.project, charge.cost_usd
+            )
         if refused is not None:
             raise refused
+
+    async def _project_refusal(
+        self, db: Queries, tenant: str, project: str, cost_usd: float
+    ) -> Exception | None:
+        """Why `cost_usd` more under `project` would pass that project's budget (None: it would not,
+        or there is no project). Inside admission's transaction, under the tenant's lock."""
+        if not project:
+            return None
+        return self.policy.project_refusal(await project_month(db, tenant, project, self.now()), cost_usd)
+
+    async def set_project_budget(self, tenant: str, project: str, monthly_usd: float | None) -> None:
+        """A project's monthly budget in one tenant, in US dollars; None clears it."""
+        if monthly_usd is None:
+            await self.write("DELETE FROM project_budgets WHERE tenant=? AND project=?", tenant, project)
+            return
+        await self.write(
+            "INSERT INTO project_budgets (tenant, project, monthly_usd) VALUES (?, ?, ?) "
+            "ON CONFLICT (tenant, project) DO UPDATE SET monthly_usd=excluded.monthly_usd",
+            *(tenant, project, float(monthly_usd)),
+        )
+
+    async def project_month(self, tenant: str, project: str) -> ProjectMonth:
+        return await project_month(self.database, tenant, project, self.now())
+
+    async def project_budgets(self, tenant: str) -> list[ProjectMonth]:
+        """Every project of a tenant that has a budget, with this month's spend, by name."""
+        rows = await self.database.fetch(
+            "SELECT project FROM project_budgets WHERE tenant=? ORDER BY project", tenant
+        )
+        return [await self.project_month(tenant, str(r[0])) for r in rows]
 
     async def set_limit(self, tenant: str, scope: Scope, subject: str, limit: int | None, *, by: By) -> None:
         """A user's daily limit (`scope="user"`, `subject` the user key), the members' default

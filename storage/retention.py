@@ -14,9 +14,15 @@ ledger rows, grants, limits, posts, and each job's id, state, user, surface, req
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable
 
 from bot.model.jobs import TERMINAL, UNFINISHED
+from storage.media import ImageBytes
+from storage.objects import ObjectStoreError
 from storage.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def sweeps_for(store: Store) -> Sweeps:
@@ -110,7 +116,21 @@ class Sweeps:
 
 
 class NoSpaceToGive:
+    """A database that gives space back by itself (PostgreSQL's autovacuum). At start it only sweeps
+    the bytes a crash left without a row, where they live apart from the rows (an object store)."""
+
+    def __init__(
+        self, media: ImageBytes | None = None, held: Callable[[list[str]], Awaitable[set[str]]] | None = None
+    ) -> None:
+        self.media = media
+        self.held = held
+
     async def prepare(self) -> bool:
+        if self.media is not None and self.held is not None:
+            try:
+                await self.media.remove_orphans(self.held)
+            except (OSError, ObjectStoreError) as exc:
+                log.warning("could not look for image bytes a crash left behind (%s)", exc)
         return False
 
     async def give_back(self) -> int:

@@ -19,7 +19,10 @@ class Columns(Protocol):
 
 # Job fields stored as they are, as floats (PostgreSQL's columns are), and as JSON text; `request` and
 # `state` are the others.
-_PLAIN = "id surface user_id workspace_id tier provider callback_token provider_job_id parent_job_id error seed".split()
+_PLAIN = (
+    "id surface user_id workspace_id tier provider callback_token provider_job_id parent_job_id error seed "
+    "channel project"
+).split()
 _FLOATS = ("created_at", "deadline", "cost_usd")
 _JSON = ("origin", "reference_media", "result_media")
 
@@ -59,7 +62,7 @@ def job_values(job: Job, dedup_key: str | None, lease: Lease | None, now: float)
 
 
 # The ledger row that reserves a new job's images.
-LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at"
+LEDGER_COLUMNS = "job_id, user_key, workspace_key, day, images, state, cost_usd, created_at, project"
 
 
 def ledger_values(job: Job, tenant: str, day: str) -> tuple[Any, ...]:
@@ -73,4 +76,5 @@ def ledger_values(job: Job, tenant: str, day: str) -> tuple[Any, ...]:
         LedgerState.RESERVED.value,
         float(job.cost_usd),
         float(job.created_at),
+        job.project,
     )

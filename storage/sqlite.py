@@ -16,8 +16,9 @@ from typing import Any
 
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
-from storage.media import MediaFiles
-from storage.migrations import MEDIA_MOVING, migrate
+from storage.media import ImageBytes, MediaFiles
+from storage.migrations import MEDIA_DATA_OPTIONAL, MEDIA_MOVING, migrate
+from storage.objects import ObjectStoreError
 from storage.quota import QuotaDefaults, QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
 from storage.store import Store
@@ -47,14 +48,20 @@ class SqliteStore(Store):
         person_quota: int | None = None,
         clock: Any = time.time,
         policy: QuotaRules | None = None,
+        media: ImageBytes | None = None,
+        copying: bool = False,
     ) -> None:
         defaults = QuotaDefaults(default_limit, default_ceiling, admin_max, person_quota)
         super().__init__(defaults=defaults, clock=clock, policy=policy)
         self.path = str(path)
         self._database: SqliteDatabase | None = None
         self._checkpoints: Checkpoints | None = None
+        # Images written before an object store was named (and by the upgrade below) are files here.
         self.files = MediaFiles(Path(self.path + ".media"))
-        self.media_bytes = self.files
+        # Where image bytes live: the files, unless an object store is given (HIDREAM_MEDIA_URL).
+        self.media_bytes: ImageBytes = media or self.files
+        # Opened by `db copy`, which reads the files too: no warning about them.
+        self.copying = copying
         self.space = SqliteSpace(self)
         # One process works the jobs of a SQLite database: its wake-ups stay within it.
         self._wakeups = LocalWakeups()
@@ -75,7 +82,7 @@ class SqliteStore(Store):
                 with suppress(FileNotFoundError, PermissionError):
                     os.chmod(self.path + suffix, 0o600)
             await db.execute("PRAGMA synchronous=NORMAL")
-            await migrate(self.database, self.database.transaction)
+            await migrate(self.database, self.database.transaction, skip=(MEDIA_DATA_OPTIONAL,))
         except sqlite3.Error as exc:
             await self.__aexit__()
             hint = (
@@ -86,7 +93,18 @@ class SqliteStore(Store):
             raise ConfigError(f"HIDREAM_DB_PATH: cannot open the database {self.path}: {exc}{hint}") from exc
         try:
             await self.files.open()
+            if self.media_bytes is not self.files:
+                await self.media_bytes.open()
+                if not self.copying and await self.files.any_held():
+                    log.warning(
+                        "images in %s are not read while HIDREAM_MEDIA_URL names an object store: "
+                        "move them there with `hidream-bot db copy --to s3://...`",
+                        self.files.folder,
+                    )
             await move_out_of_rows(self)
+        except ObjectStoreError as exc:
+            await self.__aexit__()
+            raise ConfigError(f"HIDREAM_MEDIA_URL: {exc}") from exc
         except OSError as exc:
             await self.__aexit__()
             raise ConfigError(
@@ -153,8 +171,8 @@ async def move_out_of_rows(store: SqliteStore) -> int:
                 break
             # An id of another shape (no version of the bot made one) cannot name a file: its
             # row stays, answered as no longer held.
-            if store.files.valid(row[0]):
-                await store.files.write(row[0], bytes(row[1]))
+            if store.media_bytes.valid(row[0]):
+                await store.media_bytes.keep({row[0]: bytes(row[1])})
             await db.execute(f"DELETE FROM {MEDIA_MOVING} WHERE id=?", (row[0],))
             moved += 1
     async with store.exclusive() as db:
@@ -179,9 +197,9 @@ class SqliteSpace:
     async def prepare(self) -> bool:
         # Once per start is enough: only a crash (or a kill) between a row and its file leaves one.
         try:
-            await self.store.files.remove_orphans(self.store.held_media)
-        except OSError as exc:
-            log.warning("could not look for image files a crash left behind (%s)", exc)
+            await self.store.media_bytes.remove_orphans(self.store.held_media)
+        except (OSError, ObjectStoreError) as exc:
+            log.warning("could not look for image bytes a crash left behind (%s)", exc)
         try:
             return await use_incremental_vacuum(self.store)
         except sqlite3.Error as exc:

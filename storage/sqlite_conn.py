@@ -25,7 +25,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,20 @@ class Connection:
         starts."""
         return await asyncio.to_thread(_read, self.path, sql, parameters)
 
+    async def stream_apart(
+        self, sql: str, parameters: Params, batch: int
+    ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+        """The rows of a query of any length, `batch` at a time, from a read-only connection of its
+        own whose cursor each batch is fetched from in a thread: one snapshot, whatever is written
+        meanwhile, and never more than a batch in memory."""
+        conn = await asyncio.to_thread(_open_reader, self.path)
+        try:
+            cursor = await asyncio.to_thread(conn.execute, sql, parameters)
+            while rows := await asyncio.to_thread(cursor.fetchmany, batch):
+                yield [tuple(row) for row in rows]
+        finally:
+            await asyncio.to_thread(conn.close)
+
     async def checkpoint_apart(self, mode: str) -> tuple[int, int, int] | None:
         """A checkpoint (`PASSIVE`, `RESTART` or `TRUNCATE`) from a thread on a connection of its own:
         (busy, frames in the log, frames copied), or None when it could not run (logged)."""
@@ -154,6 +168,11 @@ def _uri(path: str, mode: str) -> str:
     """`path` as a file URI (`as_uri` escapes what a path may hold: ?, #, %) opened as `mode` (ro, rw:
     never created)."""
     return f"{Path(path).resolve().as_uri()}?mode={mode}"
+
+
+def _open_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection that may be used from any thread (one at a time)."""
+    return sqlite3.connect(_uri(path, "ro"), uri=True, timeout=BUSY_SECONDS, check_same_thread=False)
 
 
 def _read(path: str, sql: str, parameters: Params) -> list[tuple[Any, ...]]:

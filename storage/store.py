@@ -127,8 +127,10 @@ class Store(MediaAndPosts, Quotas):
                 existing = await self._job_where(db, "dedup_key=?", dedup_key)
                 if existing is not None:
                     return existing
-            charge = Charge(job.user_key, workspace_key, job.request.n, job.cost_usd)
+            charge = Charge(job.user_key, workspace_key, job.request.n, job.cost_usd, job.project)
             refused = self.policy.refusal(await self._status(db, job.user_key, workspace_key), charge)
+            if refused is None:
+                refused = await self._project_refusal(db, workspace_key, job.project, job.cost_usd)
             if refused is not None:
                 raise refused
             values = job_values(job, dedup_key, lease, self.now())
@@ -151,15 +153,16 @@ class Store(MediaAndPosts, Quotas):
         """Hand a job that is still `submitting` at `from_provider`, with no provider id, to
         `to_provider` at `cost_usd`: its provider and its cost change on the job and on its ledger row
         in one transaction, under its tenant's lock, as admission charges. False (nothing changed) when
-        it is no longer such a job, or when the new price would pass its tenant's monthly budget."""
+        it is no longer such a job, or when the new price would pass its tenant's monthly budget or its
+        project's."""
         owner = await self.database.fetchrow(
-            "SELECT user_key, workspace_key, cost_usd FROM ledger WHERE job_id=? AND state=?",
+            "SELECT user_key, workspace_key, cost_usd, project FROM ledger WHERE job_id=? AND state=?",
             job_id,
             LedgerState.RESERVED.value,
         )
         if owner is None:
             return False
-        user_key, tenant = str(owner[0]), str(owner[1])
+        user_key, tenant, project = str(owner[0]), str(owner[1]), str(owner[3])
         async with self.database.transaction() as db:
             await self._lock_tenant(db, tenant)
             # Read again under the lock: what this job has reserved is part of the month's spend.
@@ -174,6 +177,8 @@ class Store(MediaAndPosts, Quotas):
             status = await self._status(db, user_key, tenant)
             more = float(cost_usd) - float(held)
             if self.policy.over_budget(status, more):
+                return False
+            if await self._project_refusal(db, tenant, project, more) is not None:
                 return False
             moved = await db.execute(
                 "UPDATE jobs SET provider=?, cost_usd=?, updated_at=? "

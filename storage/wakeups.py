@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from storage.connections import reached
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "hidream_jobs"
@@ -60,7 +62,8 @@ class PostgresWakeups:
         self._closed = False
 
     async def notify(self, job_id: str) -> None:
-        await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, job_id)
+        with reached():
+            await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, job_id)
 
     async def listen(self, on_job: OnJob) -> None:
         self._on_job = on_job

@@ -11,7 +11,7 @@ import pytest
 from tests.support.harness import LOOPBACK_RESULT_HOSTS, SETTINGS_ENV
 from tests.support.processes import cli  # noqa: F401 (the in-process `hidream-bot` fixture, for every test module)
 
-pytest_plugins = ["tests.fakes.provider_fixtures", "tests.support.store_backends"]
+pytest_plugins = ["tests.fakes.provider_fixtures", "tests.support.store_backends", "tests.support.s3"]
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -1,5 +1,7 @@
 """The operators' page in a real headless Chromium: refused without the token, signed into through its
-form, its chart showing the jobs this test ran, markup in a prompt inert, and a screenshot kept.
+form, its chart showing the jobs this test ran, markup in a prompt inert, and a screenshot kept; at a
+phone's 400 pixels nothing sticks out of the window and no chart label is smaller than 10 pixels; its
+refresh reloads the page where the reader had scrolled to.
 
 The screenshot is written to the test's tmp dir and to `test-artifacts/` (ignored by git); with
 HIDREAM_SCREENSHOT_DOCS=1 also to docs/operators-page.png, the one docs/operating.md shows.
@@ -21,6 +23,7 @@ from PIL import Image
 
 from bot.model.jobs import TERMINAL, JobState
 from bot.model.requests import ChatRequest, parse_command
+from bot.web import admin_page
 from storage.quota import utc_day
 from tests.fakes.surface import RecordingSurface
 from tests.support.admin_support import TOKEN
@@ -43,11 +46,28 @@ READ_PAGE = """({
   legend: document.querySelector('#legend').textContent,
   images: document.querySelector('#cards-images b').textContent,
   failures: [...document.querySelectorAll('#failures tr')].slice(1).map(r => r.cells[0].textContent),
-  prompts: [...document.querySelectorAll('#jobs tr')].slice(1).map(r => r.cells[5].textContent),
-  states: [...document.querySelectorAll('#jobs tr')].slice(1).map(r => r.cells[1].textContent),
+  ids: [...document.querySelectorAll('#jobs tr')].slice(1).map(r => r.cells[0].textContent),
+  prompts: [...document.querySelectorAll('#jobs tr')].slice(1).map(r => r.cells[6].textContent),
+  states: [...document.querySelectorAll('#jobs tr')].slice(1).map(r => r.cells[2].textContent),
   scripts: document.scripts.length,
   pwned: window.pwned === undefined ? null : window.pwned,
 })"""
+
+
+# At a phone's width: every element whose box reaches past the window's right edge, except those inside
+# a box that scrolls sideways on its own (the wide tables, the charts below their narrowest width); and
+# each chart label's size as drawn (those not hidden), in CSS pixels (its font size times the SVG's scale).
+READ_NARROW = """(() => {
+  const width = document.documentElement.clientWidth;
+  const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
+    if (getComputedStyle(p).overflowX === 'auto') return true; } return false; };
+  const outside = [...document.body.querySelectorAll('*')]
+    .filter(el => el.getBoundingClientRect().right > width + 0.5 && !scrolls(el))
+    .map(el => el.tagName + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : ''));
+  const labels = [...document.querySelectorAll('svg text')].filter(t => t.getClientRects().length > 0)
+    .map(t => [t.textContent, parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a]);
+  return {width, scroll: document.documentElement.scrollWidth, outside, labels};
+})()"""
 
 
 def chat(text: str) -> ChatRequest:
@@ -91,7 +111,9 @@ async def run_jobs(bot: Any) -> list[str]:
     return ids
 
 
-async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path) -> None:
+async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No reload in the middle of reading the page (the next test shows the reload).
+    monkeypatch.setattr(admin_page, "REFRESH_SECONDS", 3600)
     surface = RecordingSurface()
     env = {"HIDREAM_ADMIN_TOKEN": TOKEN}
     (tmp_path / "bot").mkdir()
@@ -99,7 +121,7 @@ async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path) -> None:
         BotHarness(tmp_path / "bot", env, [surface.factory]) as bot,
         Browser(tmp_path / "profile") as page,
     ):
-        await run_jobs(bot)
+        ids = await run_jobs(bot)
         await until(lambda: len(surface.deliveries) == 3)
         base = bot.server_url
         await page.call("Page.enable")
@@ -122,10 +144,8 @@ async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path) -> None:
                 await http.get("/admin/api/failures", headers={"Authorization": f"Bearer {TOKEN}"})
             ).json()
         keep(await page.screenshot(1100), tmp_path, "operators-page.png")
-        narrow_shot = await page.screenshot(380, mobile=True)
-        narrow = await page.evaluate(
-            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-        )
+        narrow_shot = await page.screenshot(400, mobile=True)
+        narrow = await page.evaluate(READ_NARROW)
         keep(narrow_shot, tmp_path, "operators-page-narrow.png")
     today = utc_day(time.time())
     assert shown["bars"] == [[today, "sandbox", 3]]
@@ -134,10 +154,55 @@ async def test_the_page_in_a_browser(tmp_path: Path, chromium: Path) -> None:
     assert shown["failures"] == [f["cause"] for f in failures] and len(failures) == 1
     assert "sandbox-fail" in failures[0]["cause"]
     assert sorted(shown["states"]) == ["delivered", "delivered", "delivered", "failed"]
+    # Each job by its id, as the logs and the JSON name it.
+    assert sorted(shown["ids"]) == sorted(ids)
     # The markup in a prompt is shown as text, and nothing ran.
     assert PROMPTS[2] in shown["prompts"] and shown["scripts"] == 0 and shown["pwned"] is None
-    # A narrow window: the page itself never scrolls sideways (wide tables scroll inside their box).
-    assert narrow[0] <= narrow[1], narrow
+    # A phone's width: the page itself never scrolls sideways (wide tables scroll inside their box),
+    # nothing else reaches past the window, and every chart label is drawn at 10 pixels or more.
+    assert narrow["width"] == 400 and narrow["scroll"] <= narrow["width"], narrow
+    assert narrow["outside"] == [], narrow["outside"]
+    assert len(narrow["labels"]) >= 2 * (5 + 7), narrow["labels"]  # two charts: a scale, days, totals
+    small = [(text, round(size, 1)) for text, size in narrow["labels"] if size < 10]
+    assert small == [], small
     wide = Image.open(io.BytesIO((tmp_path / "operators-page.png").read_bytes()))
     assert wide.format == "PNG" and wide.width == 1100
-    assert Image.open(io.BytesIO(narrow_shot)).width <= 380
+    assert Image.open(io.BytesIO(narrow_shot)).width == 400
+
+
+async def test_the_refresh_reloads_the_page_where_the_reader_was(
+    tmp_path: Path, chromium: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page's own meta refresh, every second instead of every 30, so the test need not wait long.
+    monkeypatch.setattr(admin_page, "REFRESH_SECONDS", 1)
+    (tmp_path / "bot").mkdir()
+    async with (
+        BotHarness(tmp_path / "bot", {"HIDREAM_ADMIN_TOKEN": TOKEN}, [RecordingSurface().factory]) as bot,
+        Browser(tmp_path / "profile") as page,
+    ):
+        await run_jobs(bot)
+        base = bot.server_url
+        await page.call("Page.enable")
+        await page.call("Network.enable")
+        await page.goto(f"{base}/admin/login", "/admin/login")
+        await page.evaluate(
+            f"document.querySelector('#login input[name=token]').value = {json.dumps(TOKEN)};"
+            "document.querySelector('#login').requestSubmit(); true"
+        )
+        await page.loaded("/admin")
+        # A short window, scrolled down to the recent jobs; a mark that only this document carries.
+        await page.resize(1100, 400)
+        target = await page.evaluate(
+            "window.scrollTo(0, document.querySelector('#jobs').getBoundingClientRect().top + scrollY - 20);"
+            "window.reloadMark = 1; scrollY"
+        )
+        assert target > 300
+        loads = len(page.statuses(f"{base}/admin"))
+        # A new document (the mark is gone) loaded by the browser from the server, back at the same place.
+        reloaded = "window.reloadMark === undefined && document.readyState === 'complete' && scrollY"
+        async with asyncio.timeout(60):
+            while await page.evaluate(reloaded) != target:  # noqa: ASYNC110 (the browser changes it)
+                await asyncio.sleep(0.05)
+        assert len(page.statuses(f"{base}/admin")) > loads
+        assert all(status == 200 for status in page.statuses(f"{base}/admin"))
+        assert await page.evaluate("location.pathname") == "/admin"

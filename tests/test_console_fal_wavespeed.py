@@ -95,8 +95,9 @@ async def test_hidream_and_edit_by_polling_with_inline_references(tmp_path, name
         assert len(fake.status_calls) == 3  # queued, running, completed
         assert all(job.callback_url is None for job in fake.jobs.values())
 
+        # An edit keeps its image's shape (issue 21: no longer squashed into the default square).
         edited = await console.run(bot, "/edit last make it night")
-        assert formats(edited) == [("PNG", *SQUARE[name])], console.err.getvalue()
+        assert formats(edited) == [("PNG", *size)], console.err.getvalue()
         assert [r[:15] for r in references(fake)] == ["data:image/webp"]
 
 
@@ -110,18 +111,20 @@ async def test_fal_edit_keeps_the_aspect_of_its_one_image(tmp_path) -> None:
         assert fake.submits[-1].json()["keep_original_aspect"] is True
 
 
-async def test_wavespeed_refuses_keep_aspect_before_any_call(tmp_path) -> None:
+async def test_wavespeed_keeps_the_aspect_by_the_size_it_asks_for(tmp_path) -> None:
+    """WaveSpeed documents no keep_original_aspect: the bot asks for its nearest valid size of the
+    image's shape instead (it refused `--keep-aspect` before issue 21)."""
     console = Console(tmp_path)
     async with (
         provider_fake("wavespeed") as fake,
         BotHarness(tmp_path, env_for(fake), [console.factory]) as bot,
     ):
         bot.provider.poll_interval = 0.01
-        await console.run(bot, "/hidream a tall tower --ar 9:16")
-        submits = len(fake.submits)
-        assert await console.run(bot, "/edit last at night --keep-aspect") == []
-        assert "--keep-aspect" in console.err.getvalue()
-        assert len(fake.submits) == submits
+        source = await console.run(bot, "/hidream a tall tower --ar 9:16")
+        edited = await console.run(bot, "/edit last at night --keep-aspect")
+        assert formats(edited) == formats(source) == [("PNG", 1456, 2560)], console.err.getvalue()
+        body = fake.submits[-1].json()
+        assert body["size"] == "1456*2560" and "keep_original_aspect" not in body
 
 
 @pytest.mark.parametrize("name", ["fal", "wavespeed"])

@@ -253,3 +253,30 @@ async def test_replicas_starting_at_once_share_one_authority_and_the_policy_roun
         await rows.set_policy("discord:1", TenantPolicy(credentials_prompt=True))
         assert (await Preferences(two).policy("discord:1")).credentials_prompt is True
         assert (await rows.policy("discord:2")).credentials_prompt is False
+
+
+async def test_an_upscale_opens_its_parent_and_a_zoom_names_the_image_its_canvas_holds(
+    tmp_path: Path,
+) -> None:
+    console = Console(tmp_path)
+    async with BotHarness(tmp_path, surfaces=[console.factory]) as bot:
+        assert console.chat is not None
+        (first,) = await console.run(bot, "/hidream a lighthouse on a cliff --seed 9")
+        first_job = console.chat.last_job_id or ""
+        origin = read(first.read_bytes()).label
+
+        (upscaled,) = await console.run(bot, "/upscale last")
+        seen = read(upscaled.read_bytes())
+        assert [a["action"] for a in seen.actions()] == ["c2pa.opened", "c2pa.edited"]
+        assert seen.parent_of(seen.label) == origin
+
+        (zoomed,) = await console.run(bot, f"/zoom 2 {first_job[:8]}")
+        seen = read(zoomed.read_bytes())
+        assert [a["action"] for a in seen.actions()] == ["c2pa.opened", "c2pa.placed", "c2pa.edited"]
+        by_relation = {i["relationship"]: i for i in seen.active["ingredients"]}
+        # The canvas the bot built is the source; the image it holds is a component, with its chain.
+        assert (
+            by_relation["parentOf"]["title"] == "canvas" and "active_manifest" not in by_relation["parentOf"]
+        )
+        assert by_relation["componentOf"]["title"] == f"job {first_job}"
+        assert by_relation["componentOf"]["active_manifest"] == origin

@@ -9,6 +9,7 @@ from bot.model.jobs import JobState
 from tests.fakes.discord import EPHEMERAL, FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, png, with_files
 from tests.support.harness import sandbox_of
+from tests.support.toolbox import TOOL_IDS
 
 
 async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_path: Path) -> None:
@@ -33,7 +34,8 @@ async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_pat
         assert "a red fox in snow" in result["content"] and "seed `7`" in result["content"]
         assert f"<@{payload['member']['user']['id']}>" in result["content"]
         assert custom_ids(result) == [
-            f"hidream:{a}:{job.id}" for a in ("reroll", "vary", "edit", "delete", "subject")
+            f"hidream:{a}:{job.id}"
+            for a in ("reroll", "vary", "vary_strong", "edit", *TOOL_IDS, "delete", "subject")
         ]
         path = result["attachments"][0]["url"].split("/cdn/")[1].split("?")[0]
         assert fake.cdn[path][0].startswith(b"\x89PNG")

@@ -12,6 +12,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot
 from tests.support.discord import new_result_in, slash_result
 from tests.support.harness import sandbox_of
+from tests.support.toolbox import TOOL_IDS
 
 STRANGER = "1500000000000000002"
 
@@ -52,7 +53,8 @@ async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path
         v2_message, second = await in_thread(fake, bot, thread_id, "now add a small owl")
         assert second.parent_job_id == first.id
         assert custom_ids(v2_message) == [
-            f"hidream:{a}:{second.id}" for a in ("reroll", "vary", "edit", "undo", "delete", "subject")
+            f"hidream:{a}:{second.id}"
+            for a in ("reroll", "vary", "vary_strong", "edit", *TOOL_IDS, "undo", "delete", "subject")
         ]
         await fake.post_user_message(fake.user_message_payload("history", channel_id=thread_id))
         history = await bot_says(fake, thread_id, "Versions in this thread")

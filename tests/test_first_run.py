@@ -35,14 +35,17 @@ TIMEOUT = 120
 
 
 def recipes(target: str) -> list[str]:
-    """The recipe lines of `target` in the Makefile, as written."""
+    """The recipe lines of `target` in the Makefile, as written (a continued line joined to its start)."""
     lines = (ROOT / "Makefile").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(rf"^{re.escape(target)}:", line))
-    body = []
+    body: list[str] = []
     for line in lines[start + 1 :]:
         if not line.startswith("\t"):
             break
-        body.append(line[1:])
+        if body and body[-1].endswith("\\"):  # a line continued: one command
+            body[-1] = body[-1][:-1] + line.strip()
+        else:
+            body.append(line[1:])
     return body
 
 
@@ -64,6 +67,13 @@ def test_make_run_and_check_echo_no_recipe_and_install_no_test_tools() -> None:
         assert syncs and all("--no-dev" in s and "--quiet" in s and s.endswith(">&2") for s in syncs)
         [started] = [line for line in recipes(target) if "hidream-bot" in line]
         assert "--no-dev" in started and "--quiet" in started and started.endswith(f"hidream-bot {target}")
+    # The first run may make the tool environment (.tools/, uv in it): silent too, its tools' chatter on
+    # standard error, and `uv` depends on it exactly when no uv was found.
+    bootstrap = recipes("$(TOOLS)/bin/uv")
+    assert bootstrap and all(line.startswith("@") for line in bootstrap), bootstrap
+    installs = [line for line in bootstrap if "-m venv" in line or "pip install" in line]
+    assert installs and all(">&2" in line for line in installs), installs
+    assert prerequisites("uv") == ["$(if", "$(filter", "$(TOOLS)/bin/uv,$(UV)),$(TOOLS)/bin/uv)"]
     # make's own view agrees: the run path syncs without dev dependencies.
     dry = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True)
     assert re.search(r"sync --frozen --no-dev\b", dry.stdout), dry.stdout

@@ -31,6 +31,9 @@ DISCORD_FEATURES = {
     "limits": "/hidream-admin",
     "usage": "/hidream-usage",
     "provider": "provider:fal",
+    "projects": "--project <tag>",
+    "a channel's project": "`project` (a tag, or default)",
+    "prompts in the audit export": "`export-prompts` (on, off)",
 }
 SLACK_FEATURES = {
     "flags": "--ar 16:9",
@@ -46,6 +49,9 @@ SLACK_FEATURES = {
     "limits": "/hidream limit @user",
     "usage": "/hidream usage",
     "provider": "--provider fal",
+    "projects": "--project <tag>",
+    "a channel's project": "/hidream policy project <tag>|default",
+    "prompts in the audit export": "/hidream policy export-prompts off",
 }
 CONSOLE_FEATURES = {
     "flags": "--ar 16:9",
@@ -60,6 +66,9 @@ CONSOLE_FEATURES = {
     "policy": "/policy ban",
     "usage": "/quota",
     "provider": "--provider fal",
+    "projects": "--project <tag>",
+    "a channel's project": "project <tag>|default",
+    "prompts in the audit export": "export-prompts on|off",
 }
 
 

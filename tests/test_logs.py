@@ -9,7 +9,7 @@ import json
 import logging
 from typing import Any
 
-from bot.logs import JsonFormatter, bind_job, job_fields
+from bot.logs import JsonFormatter, Throttle, bind_job, job_fields
 from bot.model.jobs import JobState
 from tests.support.jobs import make_job
 
@@ -52,3 +52,15 @@ async def test_each_task_logs_its_own_job_and_extra_wins() -> None:
     assert "job_id" not in outside and outside["message"] == "outside any job"
     assert (told["job_id"], told["state"], told["level"]) == (first.id, "failed", "WARNING")
     assert told["time"].endswith("+00:00")
+
+
+def test_a_throttled_line_passes_once_per_interval_and_counts_the_rest() -> None:
+    now = [100.0]
+    throttle = Throttle(30.0, clock=lambda: now[0])
+    assert throttle.allow()
+    now[0] += 29.9
+    assert not throttle.allow() and not throttle.allow()
+    assert throttle.take_held() == 2 and throttle.take_held() == 0
+    now[0] += 0.1
+    assert throttle.allow()  # 30 s after the first
+    assert not throttle.allow()

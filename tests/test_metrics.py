@@ -186,3 +186,21 @@ async def test_two_replicas_report_the_databases_figures_alike(tmp_path: Path, p
         assert first.value("hidream_jobs_total", state="delivered", provider="sandbox") == 3
         assert second.value("hidream_jobs_total", state="delivered", provider="sandbox") == 0
         assert first.value("hidream_deliver_seconds_count", provider="sandbox") == 3
+
+
+async def test_metrics_leave_out_the_created_series(tmp_path: Path) -> None:
+    # prometheus_client adds `<counter>_created` (a timestamp) to every counter and histogram child:
+    # `hidream_jobs_created 1.7e9` reads like a count of jobs. The text carries none of them.
+    async with BotHarness(tmp_path, {}, [RecordingSurface().factory]) as bot:
+        await bot.engine.submit(chat("a fox --seed 1"))
+        await bot.runner.wait_idle()
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"{bot.server_url}/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    # The counters and the histogram are there, moved by the job, with their ordinary samples.
+    assert 'hidream_jobs_total{provider="sandbox",state="delivered"} 1.0' in text
+    assert 'hidream_deliver_seconds_count{provider="sandbox"} 1.0' in text
+    assert (
+        families["hidream_jobs"].type == "counter" and families["hidream_deliver_seconds"].type == "histogram"
+    )
+    assert "_created" not in text, [line for line in text.splitlines() if "_created" in line]

@@ -213,7 +213,7 @@ async def test_exact_sizes_outside_the_range_are_refused_before_any_call(fake, c
 
 @pytest.mark.parametrize(
     ("text", "flag"),
-    [("x --steps 20", "`--steps 20`"), ("x --cfg 4", "`--cfg 4`"), ("x --keep-aspect", "`--keep-aspect`")],
+    [("x --steps 20", "`--steps 20`"), ("x --cfg 4", "`--cfg 4`")],
 )
 async def test_flags_wavespeed_does_not_offer_are_refused(client, text, flag) -> None:
     provider = make_provider(None, client)

@@ -4,6 +4,8 @@ buttons posted before a restart still carry."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from adapters.discord.views import result_view
@@ -34,29 +36,58 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
     )
     expected = [
         ("Reroll", f"hidream:reroll:{job.id}", primary),
-        ("Vary", f"hidream:vary:{job.id}", primary),
+        # Today's "Vary" button is Vary (Subtle), under the same custom id.
+        ("Vary (Subtle)", f"hidream:vary:{job.id}", primary),
+        ("Vary (Strong)", f"hidream:vary_strong:{job.id}", primary),
         ("Edit", f"hidream:edit:{job.id}", secondary),
+        ("Upscale", f"hidream:upscale:{job.id}", primary),
+        ("Zoom Out 1.5x", f"hidream:zoom15:{job.id}", secondary),
+        ("Zoom Out 2x", f"hidream:zoom2:{job.id}", secondary),
+        ("Make Square", f"hidream:square:{job.id}", secondary),
+        ("Pan ⬅", f"hidream:pan_left:{job.id}", secondary),
+        ("Pan ➡", f"hidream:pan_right:{job.id}", secondary),
+        ("Pan ⬆", f"hidream:pan_up:{job.id}", secondary),
+        ("Pan ⬇", f"hidream:pan_down:{job.id}", secondary),
         ("Delete", f"hidream:delete:{job.id}", danger),
         ("Save as subject", f"hidream:subject:{job.id}", secondary),
     ]
     assert discord_buttons(result_view(job)) == expected
     job.parent_job_id = "e" * 32
-    expected.insert(3, ("Undo", f"hidream:undo:{job.id}", secondary))
+    expected.insert(12, ("Undo", f"hidream:undo:{job.id}", secondary))
+    # Discord's limit: at most five rows of at most five buttons.
+    rows = result_view(job).to_components()
+    assert len(rows) <= 5 and all(len(row["components"]) <= 5 for row in rows)
+    assert sum(len(row["components"]) for row in rows) == len(expected)
     assert discord_buttons(result_view(job)) == expected
     assert [label for label, _, _ in expected] == [a.label for a in result_actions(job)]
 
 
 def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
     job_id = "a" * 32
-    buttons = slack_buttons(job_id)
+    *buttons, more = slack_buttons(job_id)
     assert [(b["action_id"], b["value"], b["text"]) for b in buttons] == [
         ("hidream_reroll", job_id, {"type": "plain_text", "text": "Reroll"}),
-        ("hidream_vary", job_id, {"type": "plain_text", "text": "Vary"}),
+        # Today's "Vary" button is Vary (Subtle), under the same action id.
+        ("hidream_vary", job_id, {"type": "plain_text", "text": "Vary (Subtle)"}),
+        ("hidream_vary_strong", job_id, {"type": "plain_text", "text": "Vary (Strong)"}),
         ("hidream_edit", job_id, {"type": "plain_text", "text": "Edit"}),
+        ("hidream_upscale", job_id, {"type": "plain_text", "text": "Upscale"}),
+        ("hidream_zoom15", job_id, {"type": "plain_text", "text": "Zoom Out 1.5x"}),
+        ("hidream_zoom2", job_id, {"type": "plain_text", "text": "Zoom Out 2x"}),
+        ("hidream_square", job_id, {"type": "plain_text", "text": "Make Square"}),
         ("hidream_delete", job_id, {"type": "plain_text", "text": "Delete"}),
         ("hidream_subject", job_id, {"type": "plain_text", "text": "Save as subject"}),
     ]
-    delete = buttons[3]
+    # The four Pans in the overflow menu (Slack allows 2 to 5 options), each naming its action and job.
+    assert more["type"] == "overflow" and more["action_id"] == "hidream_more"
+    options: list[dict[str, Any]] = more["options"]  # type: ignore[assignment]
+    assert [(o["text"]["text"], o["value"]) for o in options] == [
+        ("Pan ⬅", f"hidream_pan_left:{job_id}"),
+        ("Pan ➡", f"hidream_pan_right:{job_id}"),
+        ("Pan ⬆", f"hidream_pan_up:{job_id}"),
+        ("Pan ⬇", f"hidream_pan_down:{job_id}"),
+    ]
+    delete = buttons[8]
     assert delete["style"] == "danger"
     assert delete["confirm"] == {
         "title": {"type": "plain_text", "text": "Delete these images?"},
@@ -64,7 +95,7 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
         "confirm": {"type": "plain_text", "text": "Delete"},
         "deny": {"type": "plain_text", "text": "Keep"},
     }
-    assert all("style" not in b and "confirm" not in b for i, b in enumerate(buttons) if i != 3)
+    assert all("style" not in b and "confirm" not in b for i, b in enumerate(buttons) if i != 8)
 
 
 def test_every_action_the_core_can_offer_has_a_button_on_each_surface() -> None:

@@ -11,9 +11,15 @@ import pytest
 from adapters.slack.translate import (
     ACTION_DELETE,
     ACTION_EDIT,
+    ACTION_MORE,
     ACTION_REROLL,
+    ACTION_SQUARE,
     ACTION_SUBJECT,
+    ACTION_UPSCALE,
     ACTION_VARY,
+    ACTION_VARY_STRONG,
+    ACTION_ZOOM_2,
+    ACTION_ZOOM_15,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
 )
@@ -56,15 +62,23 @@ async def test_command_to_image_in_the_thread(tmp_path: Path, fake: FakeSlack, m
         assert fake.files[f["id"]].data.startswith(b"\x89PNG")
         upload = fake.called("files.completeUploadExternal")[-1]
         assert upload["channel_id"] == CHANNEL and upload["thread_ts"] == root["ts"]
-        buttons = summary["blocks"][-1]["elements"]
+        *buttons, more = summary["blocks"][-1]["elements"]
         assert [b["action_id"] for b in buttons] == [
             ACTION_REROLL,
             ACTION_VARY,
+            ACTION_VARY_STRONG,
             ACTION_EDIT,
+            ACTION_UPSCALE,
+            ACTION_ZOOM_15,
+            ACTION_ZOOM_2,
+            ACTION_SQUARE,
             ACTION_DELETE,
             ACTION_SUBJECT,
         ]
         assert {b["value"] for b in buttons} == {job.id}
+        # The Pans in the overflow menu, each option naming its action and the job.
+        assert more["type"] == "overflow" and more["action_id"] == ACTION_MORE
+        assert {o["value"].split(":")[1] for o in more["options"]} == {job.id}
         if mode == "socket":
             assert fake.called("apps.connections.open")
 

@@ -16,6 +16,7 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MANAGE_MESSAGES, MEMBER_PERMS
 from tests.support.harness import sandbox_of
+from tests.support.toolbox import TOOL_IDS
 
 GUILD_B, CHANNEL_B = "1300000000000000777", "1300000000000000778"
 ADA = "1500000000000000001"
@@ -98,7 +99,7 @@ async def test_another_servers_job_channel_or_message_is_not_found_from_buttons_
             def submit(custom_id: str, value: str) -> dict[str, Any]:
                 return fake.modal_payload(custom_id, value, user_id=MANAGER_B, channel_id=CHANNEL_B)
 
-            for action in ("reroll", "vary", "delete", "undo"):
+            for action in ("reroll", "vary", "vary_strong", *TOOL_IDS, "delete", "undo"):
                 await not_found(fake, press(f"hidream:{action}:{second_a.id}"))
             await not_found(fake, submit(f"hidream:editjob:{job_a.id}", "make it green"))
             await not_found(fake, submit(f"hidream:subjectname:{job_a.id}", "tower"))

@@ -15,7 +15,7 @@ from adapters.console import HELP as CONSOLE_HELP
 from adapters.console import ConsoleChat, plain
 from adapters.discord.help import HELP_TEXT as DISCORD_HELP
 from adapters.discord.translate import EXAMPLE_PROVIDER as DISCORD_EXAMPLE
-from adapters.slack.translate import ACTION_DELETE, ACTION_REROLL
+from adapters.slack.translate import ACTION_DELETE, ACTION_MORE, ACTION_PAN_RIGHT, ACTION_REROLL
 from adapters.slack.translate import EXAMPLE_PROVIDER as SLACK_EXAMPLE
 from adapters.slack.translate import HELP_TEXT as SLACK_HELP
 from bot import words
@@ -43,6 +43,8 @@ EXPECTED = {
     "not found": words.NOT_FOUND,
     "policy, refused": words.POLICY_REFUSED,
     "delete, refused": words.DELETE_REFUSED,
+    # The toolbox: a Pan that would make a canvas wider than 4:1 (of a 4:1 image, 2048x512 from the sandbox).
+    "tool, refused": words.canvas_too_narrow(2731, 512),
 }
 
 
@@ -103,6 +105,14 @@ async def discord_words(tmp_path: Path) -> dict[str, str]:
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
         await ask("delete, refused", fake.click_payload(result, f"hidream:delete:{job.id}", user_id=BOB))
+        wide = await fake.interact(fake.slash_payload({"prompt": "a long train --ar 4:1"}))
+        train = await fake.wait_for(
+            lambda: with_files(m := fake.messages.get(fake.originals.get(wide["token"], ""), {})) and m
+        )
+        await bot.runner.wait_idle()
+        train_job = await bot.engine.job_for_post("discord", train["id"])
+        assert train_job is not None
+        await ask("tool, refused", fake.click_payload(train, f"hidream:pan_right:{train_job.id}"))
         message = fake.message_payload(fake.channel_id, author=fake.bot_user(), content="")
         await ask("not found", fake.click_payload(message, f"hidream:reroll:{NOBODYS_JOB}"))
     return said
@@ -143,6 +153,11 @@ async def slack_words(tmp_path: Path) -> dict[str, str]:
             "delete, refused",
             run.send.interaction(fake.button(summary, CHANNEL, ACTION_DELETE, user="UBOB0001")),
         )
+        await run.send.command(fake.slash("a long train --ar 4:1"))
+        train = (await fake.wait_for(lambda: summaries(fake)[1:]))[0]
+        await run.bot.runner.wait_idle()
+        pan = f"{ACTION_PAN_RIGHT}:{job_id_of(train)}"
+        await private("tool, refused", run.send.interaction(fake.overflow(train, CHANNEL, ACTION_MORE, pan)))
         result = {
             "ts": "1700000000.000100",
             "blocks": [{"elements": [{"action_id": ACTION_REROLL, "value": NOBODYS_JOB}]}],
@@ -170,10 +185,14 @@ async def console_words(tmp_path: Path) -> dict[str, str]:
             ("delete", "/subject delete mascot"),
             ("usage", "/quota"),
             ("policy", "/policy ban red fox"),
+            ("made", "/hidream a long train --ar 4:1"),
+            ("tool, refused", "/pan right last"),
         ):
             start = len(err.getvalue())
             await made[0].handle(line)
-            said[key] = err.getvalue()[start:].rstrip("\n")
+            await made[0].runner.wait_idle()
+            said[key] = err.getvalue()[start:].rstrip("\n").removeprefix("✗ ")
+        del said["made"]
     return said
 
 
@@ -196,7 +215,15 @@ async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path
             others = {s: same_for_everyone(h[key]) for s, h in heard.items() if key in h}
             assert {plain(t) for t in others.values()} == {plain(shown)}, (key, others)
     assert set(heard["discord"]) == set(heard["slack"]) == set(EXPECTED) | {"usage", "policy"}
-    assert set(heard["console"]) == {"list, none", "save", "list", "delete", "usage", "policy"}
+    assert set(heard["console"]) == {
+        "list, none",
+        "save",
+        "list",
+        "delete",
+        "usage",
+        "policy",
+        "tool, refused",
+    }
     assert "red fox" in heard["console"]["policy"]
     assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")
 

@@ -47,6 +47,8 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         keep_aspect: bool | None = None,
         subject: Range[str, 1, 200] | None = None,
         provider: Range[str, 1, 40] | None = None,
+        upscale: bool | None = None,
+        project: Range[str, 1, 32] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 
@@ -169,7 +171,18 @@ def register_preference_commands(
     @app_commands.choices(
         action=[
             Choice(name=a, value=a)
-            for a in ("show", "ban", "unban", "nsfw", "tier", "provider", "credentials-prompt", "reset")
+            for a in (
+                "show",
+                "ban",
+                "unban",
+                "nsfw",
+                "tier",
+                "provider",
+                "export-prompts",
+                "project",
+                "credentials-prompt",
+                "reset",
+            )
         ]
     )
     @app_commands.default_permissions(manage_guild=True)

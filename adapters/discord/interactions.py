@@ -13,14 +13,20 @@ from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import instruction_modal, interaction_origin
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
 from bot.usecases import limits, results
+from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.toolbox import TOOL_KINDS, use_tool
 from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
+
+# The buttons a tool answers, by the custom id's action (Vary's is still "vary").
+TOOLS = {kind.value: kind for kind in TOOL_KINDS}
 
 
 class InteractionHandlers(PreferenceCommands):
@@ -72,8 +78,10 @@ class InteractionHandlers(PreferenceCommands):
         if parsed is None:
             return
         action, args = parsed
-        if action in ("reroll", "vary"):
-            await self._reroll(interaction, args[0], vary=action == "vary")
+        if action == "reroll":
+            await self._reroll(interaction, args[0])
+        elif action in TOOLS:
+            await self._tool(interaction, TOOLS[action], args[0])
         elif action == "undo":
             await self._undo(interaction, args[0])
         elif action == "edit":
@@ -89,7 +97,7 @@ class InteractionHandlers(PreferenceCommands):
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
 
-    async def _reroll(self, interaction: discord.Interaction, job_id: str, *, vary: bool = False) -> None:
+    async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         message_id = await self._defer(interaction)
         actor = interaction_actor(interaction)
         job = await self.lookup.job(actor, job_id)
@@ -97,7 +105,38 @@ class InteractionHandlers(PreferenceCommands):
             await refuse(interaction, NOT_FOUND)
             return
         origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
-        await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=f"discord:{interaction.id}")
+        await remake(
+            self.engine, actor, job, vary=False, origin=origin, dedup_key=f"discord:{interaction.id}"
+        )
+
+    async def _tool(self, interaction: discord.Interaction, kind: Kind, job_id: str) -> None:
+        """Vary, Upscale, Zoom Out, Pan and Make Square: a new version of the result, in its thread."""
+        message_id = await self._defer(interaction)
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
+        if job is None:
+            await refuse(interaction, NOT_FOUND)
+            return
+        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        dedup = f"discord:{interaction.id}"
+        thread = await self.lookup.thread_of(actor, job.id)
+        if thread is None or thread == origin["channel_id"] or origin.get("private"):
+            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+        else:
+            # Pressed under a result whose thread is elsewhere: the new version goes in that thread, where
+            # undo and history see it; the press's own "thinking" answer is taken down once it is admitted.
+            target = interaction.client.get_partial_messageable(int(thread), guild_id=interaction.guild_id)
+            progress = await target.send(f"⏳ {words.CHECKING}")
+            in_thread = {**origin, "kind": "message", "message_id": str(progress.id), "channel_id": thread}
+            in_thread.update(in_thread=True, can_thread=False)
+            try:
+                made = await use_tool(self.engine, actor, job, kind, origin=in_thread, dedup_key=dedup)
+            except Exception:
+                await progress.delete()
+                raise
+            await interaction.delete_original_response()
+        if made.note:
+            await interaction.followup.send(made.note, ephemeral=True)
 
     async def _undo(self, interaction: discord.Interaction, job_id: str) -> None:
         """The Undo button: the version before this one becomes the one the thread's next

@@ -13,6 +13,7 @@ import discord
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import interaction_actor
+from bot.logs import Throttle
 from bot.usecases import settings as usecases
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 PRIVATE_KEY = "hidream_private"
 # The defer must go out within Discord's 3 seconds; the read of the choice gets a small part of that.
 PRIVATE_READ_SECONDS = 1.0
+# A slow read is said at most once a minute (with how many more there were): under a burst, or while
+# the database is slow, every interaction meets it, and a line per interaction says nothing more.
+_SLOW_READS = Throttle(60.0)
 # /hidream-settings option -> the flag the shared settings parser knows.
 SETTING_FLAGS = {"aspect": "ar", "size": "size", "model": "model", "format": "format", "count": "n"}
 
@@ -37,7 +41,11 @@ async def private_results(engine: Engine, interaction: discord.Interaction) -> b
             PRIVATE_READ_SECONDS,
         )
     except TimeoutError:
-        log.warning("the private-results default was slow to read; answering ephemerally")
+        if _SLOW_READS.allow():
+            log.warning(
+                "the private-results default was slow to read; answering ephemerally (%d more since)",
+                _SLOW_READS.take_held(),
+            )
         private = True
     interaction.extras[PRIVATE_KEY] = private
     return private

@@ -35,6 +35,8 @@ OPTION_FLAGS = {
     "model": "model",
     "keep_aspect": "keep-aspect",
     "provider": "provider",
+    "upscale": "upscale",
+    "project": "project",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"

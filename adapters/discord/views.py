@@ -38,7 +38,7 @@ def result_view(job: Job) -> discord.ui.View:
         view.add_item(
             discord.ui.Button(
                 label=action.label,
-                emoji=action.emoji,
+                emoji=action.emoji or None,
                 style=_STYLES[action.weight],
                 custom_id=make_custom_id(action.kind.value, job.id),
             )

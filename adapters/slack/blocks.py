@@ -8,9 +8,19 @@ from typing import Any
 from adapters.slack.translate import (
     ACTION_DELETE,
     ACTION_EDIT,
+    ACTION_MORE,
+    ACTION_PAN_DOWN,
+    ACTION_PAN_LEFT,
+    ACTION_PAN_RIGHT,
+    ACTION_PAN_UP,
     ACTION_REROLL,
+    ACTION_SQUARE,
     ACTION_SUBJECT,
+    ACTION_UPSCALE,
     ACTION_VARY,
+    ACTION_VARY_STRONG,
+    ACTION_ZOOM_2,
+    ACTION_ZOOM_15,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
     RESULT_EVENT,
@@ -59,10 +69,21 @@ def result_summary(job: Job) -> str:
 ACTION_IDS = {
     Kind.REROLL: ACTION_REROLL,
     Kind.VARY: ACTION_VARY,
+    Kind.VARY_STRONG: ACTION_VARY_STRONG,
     Kind.EDIT: ACTION_EDIT,
+    Kind.UPSCALE: ACTION_UPSCALE,
+    Kind.ZOOM_15: ACTION_ZOOM_15,
+    Kind.ZOOM_2: ACTION_ZOOM_2,
+    Kind.SQUARE: ACTION_SQUARE,
+    Kind.PAN_LEFT: ACTION_PAN_LEFT,
+    Kind.PAN_RIGHT: ACTION_PAN_RIGHT,
+    Kind.PAN_UP: ACTION_PAN_UP,
+    Kind.PAN_DOWN: ACTION_PAN_DOWN,
     Kind.DELETE: ACTION_DELETE,
     Kind.SUBJECT: ACTION_SUBJECT,
 }
+# The actions that sit in the overflow menu after the buttons (Slack allows 2 to 5 options there).
+OVERFLOW = (Kind.PAN_LEFT, Kind.PAN_RIGHT, Kind.PAN_UP, Kind.PAN_DOWN)
 _CONFIRM = {
     "title": {"type": "plain_text", "text": words.DELETE_CONFIRM_TITLE},
     "text": {"type": "plain_text", "text": words.DELETE_CONFIRM_TEXT},
@@ -83,11 +104,19 @@ def result_blocks(job: Job) -> list[Block]:
         {
             "type": "actions",
             "block_id": "hidream_buttons",
-            "elements": [
-                action_button(action, job.id) for action in result_actions(job) if action.kind in ACTION_IDS
-            ],
+            "elements": result_elements(job),
         },
     ]
+
+
+def result_elements(job: Job) -> list[Block]:
+    """The job's actions as buttons, then the overflow menu of those in OVERFLOW."""
+    offered = [action for action in result_actions(job) if action.kind in ACTION_IDS]
+    buttons = [action_button(action, job.id) for action in offered if action.kind not in OVERFLOW]
+    more = [_option(a.label, f"{ACTION_IDS[a.kind]}:{job.id}") for a in offered if a.kind in OVERFLOW]
+    if len(more) < 2:
+        return buttons + [action_button(a, job.id) for a in offered if a.kind in OVERFLOW]
+    return [*buttons, {"type": "overflow", "action_id": ACTION_MORE, "options": more}]
 
 
 def action_button(action: Action, value: str) -> Block:

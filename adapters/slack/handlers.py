@@ -26,15 +26,20 @@ from bot.jobs.versions import ThreadCommand, thread_command
 from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, ParsedCommand, parse_command
-from bot.usecases import limits, results, threads
+from bot.usecases import limits, results, threads, toolbox
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
+from bot.usecases.toolbox import TOOL_KINDS, use_tool
 from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
 
 log = logging.getLogger(__name__)
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
+
+
+# The action ids a tool answers (Vary (Subtle) keeps Vary's), from the ids the buttons carry.
+TOOL_ACTIONS = {blocks.ACTION_IDS[kind]: kind for kind in TOOL_KINDS}
 
 
 def register(app: AsyncApp, ctx: ListenerContext) -> None:
@@ -42,7 +47,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.command("/hidream")(h.on_command)
     app.event(t.EVENT_MENTION)(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
-    app.action(t.ACTION_VARY)(h.on_reroll)
+    for action_id in (*TOOL_ACTIONS, t.ACTION_MORE):
+        app.action(action_id)(h.on_tool)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
     app.action(t.ACTION_DELETE)(h.on_delete)
     app.shortcut(t.SHORTCUT_EDIT)(h.on_shortcut)
@@ -314,23 +320,54 @@ class Handlers:
         if job is None:
             await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
-        # Reroll and Vary share this listener: Vary edits the result itself, Reroll asks again.
-        vary = press.action == t.ACTION_VARY
 
         async def submit(origin: dict[str, Any]) -> Job:
             dedup = f"slack:{press.trigger_id}"
-            return await remake(self.engine, actor, job, vary=vary, origin=origin, dedup_key=dedup)
+            return await remake(self.engine, actor, job, vary=False, origin=origin, dedup_key=dedup)
 
         prompt, thread_ts = job.request.prompt, press.thread_ts
         await self._launch(
             channel=press.channel,
             thread_ts=thread_ts,
             user=press.user,
-            verb=words.ASKED_TO_VARY if vary else words.REROLLED,
+            verb=words.REROLLED,
             prompt=prompt,
             submit=submit,
             team=press.team,
         )
+
+    @guarded(_to_presser)
+    async def on_tool(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Vary, Upscale, Zoom Out, Pan and Make Square (buttons, or the overflow menu's options)."""
+        await ack()
+        press = t.button_press(body)
+        kind = TOOL_ACTIONS.get(press.action)
+        if kind is None:
+            return
+        actor = t.press_actor(press)
+        job = await self._pressed(press)
+        if job is None:
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
+            return
+        notes: list[str] = []
+
+        async def submit(origin: dict[str, Any]) -> Job:
+            dedup = f"slack:{press.trigger_id or press.action_ts}"
+            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+            notes.append(made.note)
+            return made.job
+
+        await self._launch(
+            channel=press.channel,
+            thread_ts=press.thread_ts,
+            user=press.user,
+            verb=toolbox.verb(kind),
+            prompt=job.request.prompt,
+            submit=submit,
+            team=press.team,
+        )
+        for note in filter(None, notes):
+            await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
 
     async def _pressed(self, press: t.ButtonPress) -> Job | None:
         """The job a button names, if the presser may see it: their workspace's, or the result the
@@ -407,13 +444,15 @@ class Handlers:
         user = str(body["user"]["id"])
         ctx, team = sub.context, str(body["user"].get("team_id") or (body.get("team") or {}).get("id", ""))
 
+        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
+        editor = t.actor(team, user, channel)
+
         async def submit(origin: dict[str, Any]) -> Job:
-            refs, parent = await self._edit_references(t.actor(team, user), ctx, sub.image_index)
+            refs, parent = await self._edit_references(editor, ctx, sub.image_index)
             refs += [ImageRef(url=u, typed=True) for u in parsed.urls]
             chat = self._chat(user, team, origin, parsed.request, refs, parent)
-            return await make(self.engine, t.actor(team, user), chat, dedup_key=f"slack:{view.get('id', '')}")
+            return await make(self.engine, editor, chat, dedup_key=f"slack:{view.get('id', '')}")
 
-        channel, thread_ts = str(ctx.get("channel", "")), str(ctx.get("thread_ts", ""))
         prompt = parsed.request.prompt
         await self._launch(
             channel=channel,

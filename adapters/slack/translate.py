@@ -28,6 +28,18 @@ ACTION_VARY = "hidream_vary"
 ACTION_EDIT = "hidream_edit"
 ACTION_DELETE = "hidream_delete"
 ACTION_SUBJECT = "hidream_subject"
+# The toolbox (bot/usecases/toolbox.py): Vary (Subtle) keeps ACTION_VARY.
+ACTION_VARY_STRONG = "hidream_vary_strong"
+ACTION_UPSCALE = "hidream_upscale"
+ACTION_ZOOM_15 = "hidream_zoom15"
+ACTION_ZOOM_2 = "hidream_zoom2"
+ACTION_SQUARE = "hidream_square"
+ACTION_PAN_LEFT = "hidream_pan_left"
+ACTION_PAN_RIGHT = "hidream_pan_right"
+ACTION_PAN_UP = "hidream_pan_up"
+ACTION_PAN_DOWN = "hidream_pan_down"
+# The overflow menu of the tools that are not buttons; each option's value is "<action id>:<job id>".
+ACTION_MORE = "hidream_more"
 VIEW_SUBJECT = "hidream_subject_modal"
 SHORTCUT_EDIT = "hidream_edit_message"
 VIEW_EDIT = "hidream_edit_modal"
@@ -135,7 +147,11 @@ def parse_slash_text(text: str) -> SlashAction:
         return Help()
     if m := re.fullmatch(r"settings(?:\s+(reset|[-\u2014\u2013].*))?", t, re.IGNORECASE):
         return Preference("settings", m.group(1) or "")
-    if m := re.fullmatch(r"policy(?:\s+((?:ban|unban|nsfw|tier|provider)\s+.+|reset))?", t, re.IGNORECASE):
+    if m := re.fullmatch(
+        r"policy(?:\s+((?:ban|unban|nsfw|tier|provider|export-prompts|project)\s+.+|reset))?",
+        t,
+        re.IGNORECASE,
+    ):
         return Preference("policy", m.group(1) or "")
     if m := re.fullmatch(rf"usage(?:\s+{_USER_ARG})?", t, re.IGNORECASE):
         return Usage(m.group(1))
@@ -247,13 +263,18 @@ class ButtonPress:
 
 
 def button_press(body: dict[str, Any]) -> ButtonPress:
+    """A button pressed, or an option chosen in the overflow menu (read as the button it stands for)."""
     action = body["actions"][0]
     container = body.get("container") or {}
     message = body.get("message") or {}
     message_ts = str(container.get("message_ts") or message.get("ts", ""))
+    action_id, value = str(action["action_id"]), str(action.get("value", ""))
+    chosen = action.get("selected_option")
+    if isinstance(chosen, dict):
+        action_id, _, value = str(chosen.get("value", "")).partition(":")
     return ButtonPress(
-        action=str(action["action_id"]),
-        job_id=str(action.get("value", "")),
+        action=action_id,
+        job_id=value,
         # In a channel shared by several workspaces the presser's own is theirs, not the channel host's.
         team=str(body["user"].get("team_id") or (body.get("team") or {}).get("id", "")),
         channel=str(container.get("channel_id") or (body.get("channel") or {}).get("id", "")),

@@ -77,6 +77,12 @@ class Facts:
     parent: bytes | None = None
     parent_type: str = "image/png"
     parent_title: str = "source image"
+    # An image the source was made from, when the source is the bot's own derivative of it (the
+    # toolbox's larger canvas holds its parent's pixels): a `componentOf` ingredient, so the chain of
+    # credentials goes on through it.
+    component: bytes | None = None
+    component_type: str = "image/png"
+    component_title: str = "source image"
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,10 @@ def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes
             ingredient = {"title": facts.parent_title, "relationship": "parentOf", "label": "parent"}
             builder.add_ingredient(ingredient, facts.parent_type, io.BytesIO(facts.parent))
             builder.add_action({"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}})
+            if facts.component is not None:
+                part = {"title": facts.component_title, "relationship": "componentOf", "label": "component"}
+                builder.add_ingredient(part, facts.component_type, io.BytesIO(facts.component))
+                builder.add_action({"action": "c2pa.placed", "parameters": {"ingredientIds": ["component"]}})
             builder.add_action({"action": "c2pa.edited", **made})
         out = io.BytesIO()
         builder.sign(signer, content_type, io.BytesIO(data), out)
@@ -164,12 +174,26 @@ class ContentCredentials:
         parent = await self.store.media(source)
         if parent is None:
             raise LookupError(f"the source image {source} is no longer held")
-        title = "source image"
-        if job.parent_job_id is not None:
-            made_by = await self.store.job(job.parent_job_id)
-            if made_by is not None and source in made_by.result_media:
-                title = f"job {made_by.id}"
-        return replace(facts, parent=parent.data, parent_type=parent.content_type, parent_title=title)
+        facts = replace(facts, parent=parent.data, parent_type=parent.content_type)
+        made_by = None if job.parent_job_id is None else await self.store.job(job.parent_job_id)
+        if made_by is None or not made_by.result_media:
+            return facts
+        if source in made_by.result_media:  # an edit, Vary or upscale of the parent's result
+            return replace(facts, parent_title=f"job {made_by.id}")
+        if source in made_by.reference_media:  # a reroll: the parent's own source again
+            return facts
+        # The bot's canvas made from the parent's first result (zoom out, pan, make square): that
+        # result, with its own credentials, is a component of the source.
+        original = await self.store.media(made_by.result_media[0])
+        if original is None:
+            return facts
+        return replace(
+            facts,
+            parent_title="canvas",
+            component=original.data,
+            component_type=original.content_type,
+            component_title=f"job {made_by.id}",
+        )
 
 
 async def load_credentials(store: Store, settings: Settings) -> ContentCredentials:

@@ -25,6 +25,7 @@ from bot.jobs.metrics import Metrics
 from bot.jobs.steps import Shows, kept_results
 from bot.jobs.versions import Versions
 from bot.logs import job_fields
+from bot.model.errors import StoreUnavailable
 from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
 from bot.providers.base import Sleep
 from storage.fencing import Hold, LeaseLost, fenced_by
@@ -102,6 +103,8 @@ class Delivery:
         # Numbered before the job counts as delivered: a crash in between numbers it at redelivery.
         try:
             await self.versions.record(job, posts)
+        except StoreUnavailable:
+            raise  # the runner waits for the database, then delivers again (the posts are not repeated)
         except Exception:
             # The images are posted: a thread's numbering that failed must not turn them into a refund.
             log.warning("job %s: could not number its version in the thread", job.id, exc_info=True)
@@ -132,8 +135,10 @@ class Delivery:
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:
                     return await surface.deliver(job, images), count
-                except LeaseLost:
-                    raise  # another replica delivers it: no retry, no failure
+                except (LeaseLost, StoreUnavailable):
+                    # Another replica delivers it, or the database is away (the runner waits for it and
+                    # delivers again, repeating no post): no retry here, no failure.
+                    raise
                 except Exception:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)

@@ -26,7 +26,7 @@ from bot.jobs.media import (
     typed_client,
 )
 from bot.jobs.metrics import Metrics
-from bot.jobs.preferences import Preferences, parse_policy
+from bot.jobs.preferences import CLEARED, Preferences, parse_policy
 from bot.jobs.quota_policy import admin_may_set, check_images
 from bot.jobs.retention import too_old
 from bot.jobs.routing import BreakerState, Router
@@ -37,9 +37,11 @@ from bot.logs import job_fields
 from bot.model.config import Settings
 from bot.model.errors import BadInput, QuotaExceeded
 from bot.model.jobs import Job, JobState, OutputImage, tenant_of
-from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef
+from bot.model.requests import MAX_REFERENCES, SEED_MAX, ChatRequest, ImageRef, check_project_tag
 from bot.providers.base import Provider
 from bot.transport import Transport
+from bot.words import channel_project_set, channel_project_shown
+from storage.costs import ChannelProjects
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
 from storage.replicas import replicas_for
@@ -93,6 +95,7 @@ class Engine:
         self.router = router
         self.worker = worker
         self.preferences = Preferences(store)
+        self.channel_projects = ChannelProjects(store)
         self.metrics = metrics
         self.versions = Versions(store)
         self._seen = replicas_for(store)  # platform events already handed to a replica
@@ -124,22 +127,33 @@ class Engine:
         tenant = self.tenant(chat.surface, chat.workspace_id, chat.user_id)
         # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
         offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
+        edit = edits_one_image(chat)
         chat = await self.preferences.apply(chat, tenant, offered)
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
+        if edit and len(chat.references) == 1:
+            # An edit keeps its image's shape unless it names another (`--ar`, `--size`).
+            request = request.with_changes(keep_aspect=True)
         if len(chat.references) > MAX_REFERENCES:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
         preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
         provider, tier = self.router.choose(request, len(chat.references), preferred)
         cost = provider.cost_usd(request, tier)
+        project = await self._project(chat, tenant)
         # The cheap look first: a request that cannot be admitted fetches and stores no bytes.
         await self._counted(
-            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost))
+            self.store.check(Charge(f"{chat.surface}:{chat.user_id}", tenant, request.n, cost, project))
         )
         person = f"{chat.surface}:{chat.user_id}"
         media_ids = [await self._ingest(ref, tenant, person) for ref in chat.references]
+        if request.keep_aspect and len(media_ids) == 1:
+            # The reference's shape is known now: sized by it, checked and priced again.
+            request = request.with_changes(source=await self._size_of(media_ids[0]))
+            self.router.check(provider, request, tier, len(media_ids))
+            cost = provider.cost_usd(request, tier)
         seed = request.seed if request.seed is not None else random.randint(0, SEED_MAX)
-        request = request.with_changes(seed=seed, model=tier)
+        # The project is kept on the request too, so a reroll of this job counts under it as well.
+        request = request.with_changes(seed=seed, model=tier, project=project or None)
         now = self.clock()
         job = Job(
             id=uuid.uuid4().hex,
@@ -158,6 +172,8 @@ class Engine:
             reference_media=media_ids,
             seed=seed,
             cost_usd=cost,
+            channel=chat.channel_id,
+            project=project,
         )
         lease = self.worker.lease_for_new_job()
         stored = await self._counted(
@@ -178,6 +194,19 @@ class Engine:
                 self.worker.start(job.id, held=True)
         return stored
 
+    async def _project(self, chat: ChatRequest, tenant: str) -> str:
+        """The project a request counts under: the one it names (`--project`); else, for an edit of
+        this tenant's result, its source's; else its channel's default; else none ("")."""
+        if chat.request.project:
+            return chat.request.project
+        if chat.parent_job_id is not None:
+            parent = await self.store.job(chat.parent_job_id)
+            if parent is not None and parent.tenant == tenant and parent.project:
+                return parent.project
+        if chat.workspace_id:  # the console's one channel is ""; a DM has no admins to set one
+            return await self.channel_projects.get(tenant, chat.channel_id) or ""
+        return ""
+
     async def _counted(self, step: Awaitable[T]) -> T:
         """`step`, its quota or budget refusal counted for /metrics."""
         try:
@@ -185,6 +214,12 @@ class Engine:
         except QuotaExceeded as exc:
             self.metrics.refused(exc)
             raise
+
+    async def _size_of(self, media_id: str) -> tuple[int, int]:
+        held = await self.store.media(media_id)
+        if held is None:
+            raise BadInput(too_old(self.settings.media_retention_days))
+        return held.width, held.height
 
     async def _ingest(self, ref: ImageRef, tenant: str, person: str) -> str:
         if ref.media_id is not None:
@@ -296,11 +331,21 @@ class Engine:
     async def admin_reset(self, surface: str, workspace_id: str, user_id: str) -> None:
         await self.store.reset(self._admin_tenant(surface, workspace_id), f"{surface}:{user_id}")
 
-    async def admin_policy(self, surface: str, workspace_id: str, text: str) -> str:
-        """A tenant admin's `policy ...` (blocked phrases, NSFW handling, tier, provider), in their
-        own tenant only; the answer to show them privately."""
+    async def admin_policy(self, surface: str, workspace_id: str, text: str, *, channel: str = "") -> str:
+        """A tenant admin's `policy ...` (blocked phrases, NSFW handling, tier, provider, whether the
+        audit export holds prompts; `channel`'s default project), in their own tenant only; the answer
+        to show them privately."""
         tenant = self._admin_tenant(surface, workspace_id)
-        return await self.preferences.admin(tenant, parse_policy(text), list(self.providers))
+        command = parse_policy(text)
+        if command.action == "project":
+            value = (command.value or "").strip()
+            project = None if value.lower() in CLEARED else check_project_tag(value, flag="policy project")
+            await self.channel_projects.set(tenant, channel, project)
+            return channel_project_set(project)
+        answer = await self.preferences.admin(tenant, command, list(self.providers))
+        if command.action == "show":
+            answer += channel_project_shown(await self.channel_projects.get(tenant, channel))
+        return answer
 
     async def preferred_provider(self, surface: str, workspace_id: str, user_id: str) -> str | None:
         """The provider the request's tenant prefers among those running here, if it chose one."""
@@ -338,6 +383,15 @@ class Engine:
                 "Limits and policy are managed inside a server or workspace, not in a direct message."
             )
         return cls.tenant(surface, workspace_id, "")
+
+
+def edits_one_image(chat: ChatRequest) -> bool:
+    """A request as typed (not a remake) that edits one image and names no size of its own (nor
+    `keep_aspect:false`, which a surface's typed option can say)."""
+    named = chat.request.explicit
+    if named is None or len(chat.references) != 1 or {"ar", "size"} & named:
+        return False
+    return chat.request.keep_aspect or "keep-aspect" not in named
 
 
 __all__ = ["Engine", "Worker"]

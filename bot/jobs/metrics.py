@@ -12,6 +12,11 @@ Two kinds of figure, because several replicas may share one database and each se
 Every figure lives in a CollectorRegistry of the bot's own (never prometheus_client's global one), so
 several bots in one process (tests, benchmarks) keep separate counts. No label names a tenant or a
 user: their number is unbounded, and the operators' page is where spend per tenant is shown.
+
+The text leaves out prometheus_client's automatic `_created` series (the time each counter or histogram
+child was made): `hidream_jobs_created` reads like a count of jobs, and Prometheus needs none of them.
+They are dropped from this registry's output only (`WithoutCreated`), not switched off for the whole
+process with prometheus_client's global `disable_created_metrics()`.
 """
 
 from __future__ import annotations
@@ -143,6 +148,24 @@ async def read_figures(store: Store) -> Figures:
     return figures
 
 
+class WithoutCreated(Collector):
+    """A registry's families without the `<name>_created` samples of counters, histograms and summaries."""
+
+    KINDS = ("counter", "histogram", "summary", "gaugehistogram")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if family.type in self.KINDS:
+                created = f"{family.name}_created"
+                kept = Metric(family.name, family.documentation, family.type, family.unit)
+                kept.samples = [s for s in family.samples if s.name != created]
+                family = kept
+            yield family
+
+
 class Metrics:
     """The bot's registry and the hooks the engine, the runner and the server call where events happen."""
 
@@ -192,7 +215,7 @@ class Metrics:
     async def render(self) -> bytes:
         """The text Prometheus scrapes: the store's figures read now, then every family."""
         await self.store_figures.refresh()
-        return generate_latest(self.registry)
+        return generate_latest(WithoutCreated(self.registry))
 
     # --- hooks ------------------------------------------------------------------------------------
 

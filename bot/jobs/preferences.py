@@ -4,7 +4,9 @@ they meet a request (`Preferences.apply`, called by the engine before admission)
 Every surface shares the same words: `settings [--ar W:H | --size S] [--model M] [--format F]
 [--n N] [--private on|off]`, `settings reset`; `policy ban <phrase>`, `policy unban <phrase>`,
 `policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`,
-`policy provider <name>|default`, `policy credentials-prompt on|off`, `policy reset`.
+`policy provider <name>|default`, `policy export-prompts on|off`, `policy project <tag>|default` (this
+channel's default project: the engine keeps it, storage/costs.py), `policy credentials-prompt on|off`,
+`policy reset`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from bot import words
 from bot.model.errors import BadInput
 from bot.model.phrases import contains_banned
 from bot.model.requests import ChatRequest, ImageRequest, build_request
@@ -32,7 +35,18 @@ BLOCKED = (
 
 @dataclass(frozen=True)
 class PolicyCommand:
-    action: Literal["show", "reset", "ban", "unban", "nsfw", "tier", "provider", "credentials-prompt"]
+    action: Literal[
+        "show",
+        "reset",
+        "ban",
+        "unban",
+        "nsfw",
+        "tier",
+        "provider",
+        "export-prompts",
+        "project",
+        "credentials-prompt",
+    ]
     value: str | None = None
 
 
@@ -84,12 +98,18 @@ def parse_policy(text: str) -> PolicyCommand:
     verb, rest = words[0].lower(), " ".join(words[1:])
     if verb == "reset" and not rest:
         return PolicyCommand("reset")
-    if verb in ("ban", "unban", "nsfw", "tier", "provider", "credentials-prompt") and rest:
+    if (
+        verb
+        in ("ban", "unban", "nsfw", "tier", "provider", "export-prompts", "project", "credentials-prompt")
+        and rest
+    ):
         return PolicyCommand(verb, rest)  # type: ignore[arg-type]
     raise BadInput(
         "Use `policy`, `policy ban <phrase>`, `policy unban <phrase>`, "
         "`policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`, "
-        "`policy provider <name>|default`, `policy credentials-prompt on|off` or `policy reset`."
+        "`policy provider <name>|default`, `policy export-prompts on|off`, "
+        "`policy project <tag>|default` (this channel's default project), "
+        "`policy credentials-prompt on|off` or `policy reset`."
     )
 
 
@@ -227,11 +247,20 @@ def _changed(
         if low not in _ON + _OFF + ("default",):
             raise BadInput(f"`{value}` is not a choice for credentials-prompt: use on or off.")
         return replace(policy, credentials_prompt=low in _ON), None
+    if cmd.action == "export-prompts":
+        if low not in _ON + _OFF:
+            raise BadInput(f"`policy export-prompts {value[:20]}` is not a choice: use on or off.")
+        withheld = low in _OFF
+        return replace(policy, withhold_prompts=withheld), words.export_prompts_set(withheld)
     return policy, None
 
 
+# The words that clear a choice and go back to the operator's default (or to no default project).
+CLEARED = ("default", "off", "none")
+
+
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str | None:
-    if value in ("default", "off", "none"):
+    if value in CLEARED:
         return None
     if value not in allowed:
         raise BadInput(f"`{value}` is not a {what} here: use {', '.join(allowed)} or default.")
@@ -245,5 +274,6 @@ def describe_policy(policy: TenantPolicy) -> str:
     return (
         f"Policy here: {words}; NSFW results: {policy.nsfw or 'operator default'}; "
         f"tier: {policy.tier or 'operator default'}; provider: {policy.provider or 'operator default'}; "
+        f"prompts in the audit export: {'withheld' if policy.withhold_prompts else 'included'}; "
         f"prompts in content credentials: {'on' if policy.credentials_prompt else 'off'}."
     )

@@ -13,6 +13,7 @@ console of one user). Within a tenant:
   members make in a day. Admins' grants and resets never lift it: it counts every image reserved or
   made today, reset or not;
 - the tenant's monthly budget in dollars (operators only) bounds what its jobs cost in a UTC month;
+  a project's (operators only, per tenant) bounds what the jobs counted under it cost there;
 - its admins may give a member at most the admin maximum a day (an operator's for the tenant, else
   HIDREAM_ADMIN_MAX_LIMIT, else HIDREAM_DAILY_IMAGE_QUOTA): a higher limit of theirs counts as the
   maximum, they may not grant past it, and their resets do not lift a member's images of the day
@@ -27,8 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import words
 from bot.model.errors import BadInput, QuotaExceeded
-from storage.quota import EVERY_TENANT, Charge, QuotaFacts, QuotaStatus
+from storage.quota import EVERY_TENANT, Charge, ProjectMonth, QuotaFacts, QuotaStatus
 
 # A budget is passed by more than rounding.
 _CENT_FRACTION = 1e-9
@@ -149,6 +151,18 @@ class QuotaPolicy:
         return QuotaExceeded(
             f"That asks for {charge.images} images but you have {status.limit - status.used} of {status.limit} "
             f"left today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
+        )
+
+    def project_refusal(self, month: ProjectMonth, cost_usd: float) -> QuotaExceeded | None:
+        """A project's budget bounds what its jobs cost in a UTC month in its tenant, within the
+        tenant's own budget: reserved at admission, given back when a job fails."""
+        budget = month.budget_usd
+        if budget is None or month.spent_usd + cost_usd <= budget + _CENT_FRACTION:
+            return None
+        resets = _when(next_month(month.now), month.now, fmt="%Y-%m-%d 00:00 UTC")
+        return QuotaExceeded(
+            words.project_budget_spent(month.project, month.spent_usd, budget, cost_usd, resets),
+            limit="project",
         )
 
     def grant_refusal(self, status: QuotaStatus, images: int) -> BadInput | None:

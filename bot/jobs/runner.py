@@ -45,9 +45,9 @@ from bot.jobs.metrics import Metrics
 from bot.jobs.pacing import PROGRESS_EVERY, ProgressGate, Slots, wait_for_turn
 from bot.jobs.routing import Router
 from bot.jobs.steps import CALLBACK_GRACE, JobContext, ProviderSteps, overdue
-from bot.logs import bind_job, job_fields
+from bot.logs import Throttle, bind_job, job_fields
 from bot.model.config import Settings
-from bot.model.errors import CallbackRejected
+from bot.model.errors import CallbackRejected, StoreUnavailable
 from bot.model.jobs import TERMINAL, Job, JobState, Progress, Surface
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
@@ -61,8 +61,51 @@ log = logging.getLogger(__name__)
 __all__ = ["CALLBACK_GRACE", "PROGRESS_EVERY", "JobRunner"]
 
 SORRY = "Something went wrong inside the bot; your quota was given back."
+# A job whose step found the database unreachable (or its disk full) tries the step again after this
+# long, doubled at each attempt up to the cap: soon after the database is back, every such job goes on.
+STORE_RETRY_FIRST = 0.25
+STORE_RETRY_CAP = 2.0
+# While the database stays unreachable, the runner says so at most this often (seconds).
+OUTAGE_SAID_EVERY = 30.0
 # The states in which a job's next step is the provider's, and its deadline applies.
 _AT_PROVIDER = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING})
+
+
+class Outage:
+    """What the runner says of a database that cannot be reached or written: once when a job first
+    finds it so, then at most every OUTAGE_SAID_EVERY seconds while jobs wait on it, and once when a
+    job that waited has taken a step again. Never a line per job or per attempt."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.waiting: set[str] = set()
+        self.since: float | None = None  # when a job first found it so (None: no outage said)
+        self._said = Throttle(OUTAGE_SAID_EVERY, clock)
+
+    def met(self, job_id: str, exc: StoreUnavailable) -> None:
+        self.waiting.add(job_id)
+        if self.since is None:
+            self.since = self.clock()
+        if self._said.allow():
+            log.warning(
+                "the database cannot be reached or written (%s); %d job(s) wait for it and try again",
+                *(exc.detail, len(self.waiting)),
+            )
+
+    def passed(self, job_id: str) -> None:
+        """A step of `job_id` ran to its end: if it had waited on the database, the outage is over."""
+        if job_id not in self.waiting:
+            return
+        self.waiting.discard(job_id)
+        if self.since is not None:
+            log.info(
+                "the database answers again after %.1f s; the %d job(s) that waited go on",
+                *(self.clock() - self.since, len(self.waiting) + 1),
+            )
+            self.since = None
+
+    def forget(self, job_id: str) -> None:
+        self.waiting.discard(job_id)
 
 
 class JobRunner:
@@ -99,6 +142,7 @@ class JobRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakers: dict[str, asyncio.Event] = {}
         self._slots = Slots(settings.max_active_jobs)
+        self.outage = Outage()
         self.metrics = metrics or Metrics(store)
         self.metrics.watch(lambda: self._slots.active)
         self.metrics.watch_providers(
@@ -252,17 +296,28 @@ class JobRunner:
         self._tasks.pop(job_id, None)
         self._wakers.pop(job_id, None)
         self._gate.forget(job_id)
-        self._at_provider.records.forget(job_id)
+        self._at_provider.forget(job_id)
+        self.outage.forget(job_id)
         self.leases.job_ended()
 
     async def _run(self, job_id: str, *, claimed: bool = False) -> None:
         try:
-            if not claimed and not await self.leases.claim(job_id):
-                return  # another replica works it
-            self.leases.held.add(job_id)
-            if await self.take_slot(job_id):
-                await self._steps(job_id)
-            await self.leases.let_go(job_id)
+            attempt = 0
+            while True:
+                try:
+                    if not claimed and not await self.leases.claim(job_id):
+                        return  # another replica works it
+                    claimed = True
+                    self.leases.held.add(job_id)
+                    if await self.take_slot(job_id):
+                        await self._steps(job_id)
+                    await self.leases.let_go(job_id)
+                    return
+                except StoreUnavailable as exc:
+                    # Nothing of the step was kept: its next attempt starts again from the stored state
+                    # (a post already made is not made again: surfaces deliver idempotently per job).
+                    await self.store_away(job_id, exc, attempt)
+                    attempt += 1
         except asyncio.CancelledError:
             raise
         except LeaseLost:
@@ -277,6 +332,12 @@ class JobRunner:
             self._slots.leave(job_id)
             self.leases.held.discard(job_id)
             self._delivery.drop(job_id)  # kept but not posted by this task (stopped, or moved on)
+
+    async def store_away(self, job_id: str, exc: StoreUnavailable, attempt: int) -> None:
+        """The job met a database it cannot reach or write: said (by `Outage`, not once per job), then
+        waited out a little, longer at each `attempt`, before the job tries again."""
+        self.outage.met(job_id, exc)
+        await self.sleep(min(STORE_RETRY_FIRST * 2**attempt, STORE_RETRY_CAP))
 
     async def take_slot(self, job_id: str) -> bool:
         """Wait in line for a slot, telling the requester their place; False when the job is over
@@ -330,6 +391,7 @@ class JobRunner:
                 await self._at_provider.step(provider, job, self._context(job_id))
             elif not await self._deliver(job):
                 return  # parked: its surface is not running in this process
+            self.outage.passed(job_id)
 
     def _context(self, job_id: str) -> JobContext:
         return JobContext(
@@ -340,6 +402,7 @@ class JobRunner:
             take_slot=partial(self.take_slot, job_id),
             leave_slot=partial(self.leave_slot, job_id),
             hand_over=partial(self._delivery.hand_over, job_id),
+            store_away=partial(self.store_away, job_id),
         )
 
     async def fail(self, job: Job, message: str) -> None:

@@ -17,7 +17,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, TypeVar
 
 from bot.jobs.credentials import ContentCredentials
 from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
@@ -33,6 +34,7 @@ from bot.model.errors import (
     ProviderBusy,
     ProviderError,
     ProviderUnreachable,
+    StoreUnavailable,
     SubmitOutcomeUnknown,
 )
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
@@ -44,6 +46,8 @@ from storage.store import Store
 log = logging.getLogger(__name__)
 
 __all__ = ["CALLBACK_GRACE", "JobContext", "ProviderSteps", "kept_results", "overdue"]
+
+T = TypeVar("T")
 
 PROGRESS_TICK = 5.0
 # While waiting for a callback, poll anyway after this long: callbacks can be lost.
@@ -72,6 +76,9 @@ class JobContext:
     take_slot: Callable[[], Awaitable[bool]]  # False when the job ended while it waited
     leave_slot: Callable[[], None]
     hand_over: Callable[[ResultSlot, list[OutputImage]], None]
+    # The database could not be reached at the `attempt`-th try of a write that must not be lost:
+    # said (once in a while) and waited out a little before the next try.
+    store_away: Callable[[StoreUnavailable, int], Awaitable[None]]
 
 
 def overdue(job: Job, now: float, timeout_seconds: float) -> str | None:
@@ -124,6 +131,15 @@ class ProviderSteps:
         # Set with `signer`: what signs each result's content credentials (bot/jobs/credentials.py).
         self.credentials: ContentCredentials | None = None
         self.records = SubmitRecords(store)
+        # Jobs this process moved to `submitting` and has not yet asked the provider for: a database that
+        # went away in between (even with the move's COMMIT answered by no one) leaves them `submitting`
+        # with nothing sent, which only this process knows.
+        self._unsent: set[str] = set()
+
+    def forget(self, job_id: str) -> None:
+        """The job's task here has ended."""
+        self.records.forget(job_id)
+        self._unsent.discard(job_id)
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -161,9 +177,14 @@ class ProviderSteps:
     # --- submit ----------------------------------------------------------------------------------
 
     async def _submit(self, provider: Provider, job: Job, ctx: JobContext) -> None:
+        # Read before the move: from `submitting` on, a step that fails before the provider is asked
+        # would leave the job looking as if its request might have been sent.
+        position = await self.store.queue_position(job)
+        self._unsent.add(job.id)
         if not await self.store.transition(job.id, JobState.SUBMITTING):
+            self._unsent.discard(job.id)
             return
-        await ctx.progress(job, "queued", await self.store.queue_position(job), milestone=True)
+        await ctx.progress(job, "queued", position, milestone=True)
         await self._send(provider, job, ctx, [])
 
     async def _send(
@@ -176,36 +197,59 @@ class ProviderSteps:
     ) -> None:
         """Ask the provider for the job's requests after those `started`; then the job is running.
         `tried`: the providers that refused this job already (it never goes back to one)."""
+        # Nothing is sent yet, but the job is `submitting`: a database away now is waited out (`_stored`).
         try:
-            spec = self._submit_spec(job, await self._reference_urls(job), started)
+            urls = await self._stored(ctx, lambda: self._reference_urls(job))
+        except BadInput as exc:  # a reference that could not be read or is no longer held
+            await self._stored(ctx, partial(ctx.fail, job, exc.user_message))
+            return
+        try:
+            spec = self._submit_spec(job, urls, started)
+            self._unsent.discard(job.id)  # from here on the request may be out
             provider_job_id = await provider.submit(spec)
         except SubmitOutcomeUnknown as exc:
             known = exc.started if isinstance(exc, LostAnswer) else started
             self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: submit outcome unknown (%s); not resending", job.id, exc.detail)
-            await self.records.lost(job.id, known, exc.user_message)
+            await self._stored(ctx, partial(self.records.lost, job.id, known, exc.user_message))
             return
         except ProviderError as exc:
             self.metrics.provider_error(provider.name, exc)
             log.warning("job %s: provider refused: %s", job.id, exc)
             self.router.record(provider.name, exc)
             if not await self._fail_over(provider, job, ctx, exc, started, tried | {provider.name}):
-                await ctx.fail(job, exc.user_message)
-            return
-        except BadInput as exc:  # a reference that could not be read or is no longer held
-            await ctx.fail(job, exc.user_message)
+                await self._stored(ctx, partial(ctx.fail, job, exc.user_message))
             return
         self.router.record(provider.name, None)
-        record = SubmitRecord.read(await self.store.callback_status(job.id))
-        await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
-        early = record.early_for(provider_job_id)
-        if early is not None:  # its completion came before its answer, naming the id just answered
-            await self.store.record_callback(job.id, status_to_dict(early))
+        # The id just answered is known only here: a database away now must not lose it (the job would
+        # wait for a callback that may have come and gone), so the write waits for it (`_stored`).
+        await self._stored(ctx, lambda: self._running(job, provider_job_id))
         log.info(
             "job %s submitted to %s as %s",
             *(job.id, provider.name, provider_job_id),
             extra=job_fields(job, state=JobState.RUNNING),
         )
+
+    @staticmethod
+    async def _stored(ctx: JobContext, step: Callable[[], Awaitable[T]]) -> T:
+        """`step` (reads and writes of the store), tried until the database answers. For the moments
+        between asking the provider and recording what it said (or that it was not asked): what is
+        known then is known only here, and a step tried again from `submitting` would take the
+        request as perhaps sent."""
+        attempt = 0
+        while True:
+            try:
+                return await step()
+            except StoreUnavailable as exc:
+                await ctx.store_away(exc, attempt)
+                attempt += 1
+
+    async def _running(self, job: Job, provider_job_id: str) -> None:
+        record = SubmitRecord.read(await self.store.callback_status(job.id))
+        await self.store.transition(job.id, JobState.RUNNING, provider_job_id=provider_job_id, error=None)
+        early = record.early_for(provider_job_id)
+        if early is not None:  # its completion came before its answer, naming the id just answered
+            await self.store.record_callback(job.id, status_to_dict(early))
 
     async def _fail_over(
         self,
@@ -224,9 +268,10 @@ class ProviderSteps:
         cost = other.cost_usd(job.request, job.tier)
         # The store checks the budget under the tenant's lock: a refusal and a job that moved on meanwhile
         # both leave it where it is.
-        if not await self.store.move_job(
-            job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
-        ):
+        moving = partial(
+            self.store.move_job, job.id, from_provider=provider.name, to_provider=other.name, cost_usd=cost
+        )
+        if not await self._stored(ctx, moving):
             log.info(
                 "job %s: %s cannot take it over (over the budget, or the job moved on)", job.id, other.name
             )
@@ -234,7 +279,7 @@ class ProviderSteps:
         log.info(
             "job %s: %s refused it (%s); %s takes it over", job.id, provider.name, exc.detail, other.name
         )
-        moved = await self.store.job(job.id)
+        moved = await self._stored(ctx, lambda: self.store.job(job.id))
         if moved is None:
             return False
         await self._send(other, moved, ctx, [], tried)
@@ -268,6 +313,10 @@ class ProviderSteps:
         final = final_status(cached)
         if final is not None:
             await self._settle_status(provider, job, ctx, final)
+            return
+        if job.id in self._unsent:
+            # Moved here by this process, which never asked the provider: nothing is in doubt.
+            await self._send(provider, job, ctx, [])
             return
         if not self.callbacks_enabled:
             await ctx.fail(

@@ -109,6 +109,19 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = Field(default=900.0, gt=0, alias="HIDREAM_JOB_TIMEOUT_SECONDS")
     # Largest reference image accepted (bytes).
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, alias="HIDREAM_MAX_IMAGE_BYTES")
+    # Where image bytes live. Empty: files beside SQLite, or the PostgreSQL media rows.
+    # `s3://bucket/prefix`: that S3-compatible object store (storage/objects.py), at HIDREAM_S3_ENDPOINT
+    # (empty: AWS itself, by region) with the AWS_* credentials (empty: the machine's own, as the
+    # AWS tools find them). HIDREAM_MEDIA_REDIRECT: media links answer with a presigned URL of the
+    # store instead of streaming the image through the bot.
+    media_url: str = Field(default="", alias="HIDREAM_MEDIA_URL")
+    s3_endpoint: str = Field(default="", alias="HIDREAM_S3_ENDPOINT")
+    media_redirect: bool = Field(default=False, alias="HIDREAM_MEDIA_REDIRECT")
+    aws_region: str = Field(default="", alias="AWS_REGION")
+    aws_default_region: str = Field(default="", alias="AWS_DEFAULT_REGION")
+    aws_access_key_id: str = Field(default="", alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr = Field(default=SecretStr(""), alias="AWS_SECRET_ACCESS_KEY")
+    aws_session_token: SecretStr = Field(default=SecretStr(""), alias="AWS_SESSION_TOKEN")
     # Images not used for this many days, and finished jobs' bulky data, are deleted; 0 keeps all.
     media_retention_days: int = Field(default=30, ge=0, alias="HIDREAM_MEDIA_RETENTION_DAYS")
     # Per tenant: at most this many saved subjects, this many MB of their images; a subject unused
@@ -229,6 +242,30 @@ class Settings(BaseSettings):
             # The value may hold a password: the message says what is wanted, never what was given.
             raise ValueError("must be empty (SQLite) or a postgresql:// URL")
         return SecretStr(url)
+
+    @field_validator("media_url")
+    @classmethod
+    def _media_url(cls, v: str) -> str:
+        v = v.strip()
+        if v and (
+            not v.startswith("s3://") or not v[len("s3://") :].split("/", 1)[0] or "?" in v or "#" in v
+        ):
+            raise ValueError("must be empty (images beside the database) or s3://bucket/prefix")
+        return v
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _s3_endpoint(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        return http_url(v) if v else v
+
+    def media_label(self) -> str:
+        """Where image bytes live, fit to print (no credential)."""
+        if self.media_url:
+            where = f" at {self.s3_endpoint}" if self.s3_endpoint else ""
+            how = ", links redirect to the store" if self.media_redirect else ""
+            return f"object store {self.media_url}{where}{how}"
+        return "PostgreSQL rows" if self.postgres_url else f"files in {self.db_path.resolve()}.media"
 
     @property
     def postgres_url(self) -> str | None:

@@ -5,20 +5,24 @@ HidreamError
 │   ├── BadInput               bad prompt, flag, file or URL: nothing spent, no provider call
 │   │   └── MediaError         a reference image that could not be fetched or is no image
 │   ├── QuotaExceeded          names the limit and when it resets
-│   └── ProviderError          the provider said no, or could not be reached
-│       ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
-│       ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
-│       ├── ProviderOutOfCredit    HTTP 402
-│       ├── ProviderBusy           HTTP 429 / 5xx after bounded retries, or an unreadable answer
-│       │   └── UnreadableAnswer       a success whose body could not be read: the work may be taken
-│       ├── ProviderUnreachable    no connection, or a lost one on a request safe to repeat
-│       ├── SubmitOutcomeUnknown   the connection broke after the request was sent
-│       └── JobTimedOut            the job ran past the configured limit
+│   ├── ProviderError          the provider said no, or could not be reached
+│   │   ├── ProviderRejected       HTTP 400 / 422: the provider refused the request
+│   │   ├── ProviderMisconfigured  HTTP 401 / 403: our key is wrong (operator's problem)
+│   │   ├── ProviderOutOfCredit    HTTP 402
+│   │   ├── ProviderBusy           HTTP 429 / 5xx after bounded retries, or an unreadable answer
+│   │   │   └── UnreadableAnswer       a success whose body could not be read: the work may be taken
+│   │   ├── ProviderUnreachable    no connection, or a lost one on a request safe to repeat
+│   │   ├── SubmitOutcomeUnknown   the connection broke after the request was sent
+│   │   └── JobTimedOut            the job ran past the configured limit
+│   └── StoreUnavailable       the database cannot be reached or written (a lost connection, a full
+│                              disk): nothing was kept; a job's task waits and tries its step again
 ├── CallbackRejected           a forged, stale or malformed callback: answered 4xx, nothing changes
 └── ConfigError                a bad setting, named; raised at start-up only
 """
 
 from __future__ import annotations
+
+from bot import words
 
 
 class HidreamError(Exception):
@@ -91,6 +95,16 @@ class SubmitOutcomeUnknown(ProviderError):
 
 class JobTimedOut(ProviderError):
     """The job did not finish within the configured limit."""
+
+
+class StoreUnavailable(UserFacingError):
+    """The database could not be reached, or could not keep what was written (a connection lost or
+    refused, a disk full). Raised by the store's connection seam in place of the driver's own error,
+    so the core tells it apart from a bug: a request being admitted is refused with nothing kept or
+    charged, and a job's task waits and then tries its step again from the stored state."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(words.STORE_UNAVAILABLE, detail=detail)
 
 
 class CallbackRejected(HidreamError):

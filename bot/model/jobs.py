@@ -93,6 +93,10 @@ class Job:
     error: str | None = None
     seed: int | None = None
     cost_usd: float = 0.0
+    # Where it was asked (the platform's channel id; empty on the console and for jobs made before
+    # channels were kept) and the project it is counted under (empty: none).
+    channel: str = ""
+    project: str = ""
 
     @property
     def user_key(self) -> str:

@@ -27,10 +27,16 @@ N_MAX = 4
 # Reference images one request may use (an edit takes one, personalization two to four).
 MAX_REFERENCES = 4
 SIDE_MIN, SIDE_MAX = 256, 2048
+# `--upscale` and the Upscale tool: the long side of the largest size the providers document.
+LARGEST_SIDE = SIDE_MAX
 GUIDANCE_MIN, GUIDANCE_MAX = 0.0, 20.0
 # A saved subject's name (bot/jobs/subjects.py): written after `--subject` or as `@name` in a prompt.
 SUBJECT_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 SUBJECT_NAME_RULE = "1 to 32 letters, digits, `-` or `_`"
+# A project's tag (`--project`, a channel's default project): kept in lower case, so `Launch` and
+# `launch` count as one.
+PROJECT_TAG_RE = re.compile(r"[a-z0-9_-]{1,32}")
+PROJECT_TAG_RULE = "1 to 32 letters, digits, `-` or `_`"
 # Aspect ratios are sized to about one megapixel, sides rounded to a multiple of 16.
 AR_TARGET_PIXELS = 1024 * 1024
 
@@ -69,14 +75,44 @@ class ImageRequest(BaseModel):
     explicit: frozenset[str] | None = None
     # A provider asked for by name (`--provider`): checked against the configured ones at admission.
     provider: str | None = Field(default=None, max_length=40)
+    # The one reference image's size in pixels, recorded at admission when the output follows its
+    # shape (`keep_aspect`, the default of an edit): what a provider without keep_original_aspect sizes by.
+    source: tuple[int, int] | None = None
+    # `--upscale`: the largest size the provider documents (LARGEST_SIDE on the long side), same shape.
+    largest: bool = False
+    # The project the job is counted under (`--project`), checked by `check_project_tag`.
+    project: str | None = Field(default=None, max_length=32)
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
+        size = self._shape()
+        return long_side(*size, LARGEST_SIDE) if self.largest else size
+
+    def _shape(self) -> tuple[int, int]:
         if self.width is not None and self.height is not None:
             return self.width, self.height
         if self.aspect is not None:
             return size_for_aspect(*self.aspect)
+        if self.follows_source and self.source is not None:
+            return size_for_aspect(*self.source)
         return PRESETS[self.preset or DEFAULT_PRESET]
+
+    @property
+    def follows_source(self) -> bool:
+        """The output takes its one reference's shape: no size of its own was asked for."""
+        return (
+            self.keep_aspect
+            and self.source is not None
+            and self.aspect is None
+            and self.width is None
+            and self.preset is None
+        )
+
+    @property
+    def sized(self) -> bool:
+        """Whether the size is the bot's to spell out in pixels (a size, a ratio, the reference's shape,
+        or the largest size) rather than a preset's name or the provider's own default."""
+        return self.largest or self.width is not None or self.aspect is not None or self.follows_source
 
     def size_label(self) -> str:
         if self.preset:
@@ -88,6 +124,12 @@ class ImageRequest(BaseModel):
 
     def with_changes(self, **changes: Any) -> ImageRequest:
         return self.model_copy(update=changes)
+
+
+def long_side(w: int, h: int, side: int) -> tuple[int, int]:
+    """Shape w:h with its long side `side`, the other a multiple of 16 (at least SIDE_MIN)."""
+    short = max(SIDE_MIN, min(side, round(side * min(w, h) / max(w, h) / 16) * 16))
+    return (side, short) if w >= h else (short, side)
 
 
 def size_for_aspect(w: int, h: int) -> tuple[int, int]:
@@ -123,6 +165,9 @@ class ChatRequest(BaseModel):
     workspace_id: str = ""
     # Adapter-defined, JSON-serialisable: where to answer (channel, thread, interaction token...).
     origin: dict[str, Any] = Field(default_factory=dict)
+    # The channel it was asked in, as the platform names it (stamped from the Actor by
+    # bot.usecases.make): recorded on the job for costs by channel and a channel's default project.
+    channel_id: str = ""
     request: ImageRequest
     references: list[ImageRef] = Field(default_factory=list)
     parent_job_id: str | None = None
@@ -137,8 +182,8 @@ class ParsedCommand:
     urls: list[str] = field(default_factory=list)
 
 
-_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider")
-_BOOL_FLAGS = ("keep-aspect",)
+_FLAGS_WITH_VALUE = ("ar", "size", "seed", "steps", "cfg", "n", "format", "model", "provider", "project")
+_BOOL_FLAGS = ("keep-aspect", "upscale")
 # Flags that may be given more than once, each time with a value.
 _REPEATED_FLAGS = ("subject",)
 KNOWN_FLAGS = _FLAGS_WITH_VALUE + _BOOL_FLAGS + _REPEATED_FLAGS
@@ -219,6 +264,17 @@ def check_subject_name(name: str) -> str:
     return name
 
 
+def check_project_tag(raw: str, *, flag: str = "--project") -> str:
+    """A project tag as kept (lower case); BadInput naming what is allowed."""
+    tag = raw.strip().lower()
+    if not PROJECT_TAG_RE.fullmatch(tag):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadInput(
+            f"`{flag} {shown}` is not a project tag: use {PROJECT_TAG_RULE}, e.g. `spring-launch`."
+        )
+    return tag
+
+
 def build_request(prompt: str, values: dict[str, str], subjects: list[str] | None = None) -> ImageRequest:
     """Validate flag values given as strings (from text or a platform's typed options)."""
     prompt = prompt.strip()
@@ -265,8 +321,14 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["model"] = tier
     if "provider" in values:
         fields["provider"] = _parse_provider(values["provider"])
+    if "project" in values:
+        fields["project"] = check_project_tag(values["project"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
+    if values.get("upscale", "").lower() in ("true", "1", "yes"):
+        if fields.get("model") == "dev":
+            raise BadInput("`--upscale` renders on the full model: leave out `--model dev`.")
+        fields.update(largest=True, model="full")
     fields["explicit"] = frozenset(values)
     request = ImageRequest(**fields)
     check_tier_limits(request, request.model)
@@ -293,6 +355,7 @@ def _flag_help(name: str) -> str:
         "model": "full or dev",
         "subject": f"a saved subject's name ({SUBJECT_NAME_RULE})",
         "provider": "the name of a provider this bot is configured with (`hidream-bot providers` lists them)",
+        "project": f"a project tag ({PROJECT_TAG_RULE})",
     }[name]
 
 

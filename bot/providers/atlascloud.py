@@ -108,6 +108,11 @@ class AtlasCloudProvider(HttpProvider[AtlasCloudSettings]):
             raise BadInput(f"`--steps {request.steps}` is out of range for Atlas Cloud: use 1 to 100.")
         if request.guidance is not None and not GUIDANCE_RANGE[0] <= request.guidance <= GUIDANCE_RANGE[1]:
             raise BadInput(f"`--cfg {request.guidance:g}` is out of range for Atlas Cloud: use 1.0 to 20.0.")
+        if request.largest:
+            raise BadInput(
+                "Upscale is not offered by Atlas Cloud: its sizes are presets of about one megapixel, "
+                "none larger. Choose a provider that makes 2048-pixel images (`--provider`)."
+            )
         preset_for(request)
 
     def cost_usd(self, request: ImageRequest, tier: Tier) -> float:

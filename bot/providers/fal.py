@@ -256,12 +256,13 @@ class FalProvider(HttpProvider[FalSettings]):
 
 
 def image_size(request: ImageRequest) -> str | dict[str, int]:
-    """A preset by name, else exact pixels. Always sent: fal's own default would be 2048x2048."""
-    if request.preset is not None:
-        return request.preset
-    if request.width is not None or request.aspect is not None:
+    """Exact pixels where the bot works the size out (a size, a ratio, the reference's shape, the
+    largest size), else a preset by name. Always sent: fal's own default would be 2048x2048."""
+    if request.sized:
         width, height = request.dimensions()
         return {"width": width, "height": height}
+    if request.preset is not None:
+        return request.preset
     return DEFAULT_PRESET
 
 

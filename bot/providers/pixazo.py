@@ -179,12 +179,13 @@ def _named_id(payload: dict[str, Any]) -> object:
 
 
 def image_size(request: ImageRequest, edit: bool) -> str | dict[str, int] | None:
-    """A preset by name, else exact pixels; an edit with no size asked leaves it to Pixazo."""
-    if request.preset is not None:
-        return request.preset
-    if request.width is not None or request.aspect is not None:
+    """Exact pixels where the bot works the size out (a size, a ratio, the reference's shape, the
+    largest size), else a preset by name; an edit with no size asked leaves it to Pixazo."""
+    if request.sized:
         width, height = request.dimensions()
         return {"width": width, "height": height}
+    if request.preset is not None:
+        return request.preset
     return None if edit else DEFAULT_PRESET
 
 

@@ -106,10 +106,6 @@ class WaveSpeedProvider(HttpProvider[WaveSpeedSettings]):
             raise BadInput(f"`--steps {request.steps}` is not offered by WaveSpeed: leave it out.")
         if request.guidance is not None:
             raise BadInput(f"`--cfg {request.guidance:g}` is not offered by WaveSpeed: leave it out.")
-        if request.keep_aspect:
-            raise BadInput(
-                "`--keep-aspect` is not offered by WaveSpeed: give `--ar W:H` matching your image instead."
-            )
         width, height = output_size(request)
         if not (SIDE_MIN <= width <= SIDE_MAX and SIDE_MIN <= height <= SIDE_MAX) or not (
             PIXELS_MIN <= width * height <= PIXELS_MAX

@@ -14,8 +14,18 @@ from bot.model.jobs import Job
 
 class Kind(Enum):
     REROLL = "reroll"
+    # Vary (Subtle): the persistent id of the button that was "Vary" before the toolbox.
     VARY = "vary"
+    VARY_STRONG = "vary_strong"
     EDIT = "edit"
+    UPSCALE = "upscale"
+    ZOOM_15 = "zoom15"
+    ZOOM_2 = "zoom2"
+    PAN_LEFT = "pan_left"
+    PAN_RIGHT = "pan_right"
+    PAN_UP = "pan_up"
+    PAN_DOWN = "pan_down"
+    SQUARE = "square"
     UNDO = "undo"
     DELETE = "delete"
     SUBJECT = "subject"
@@ -41,7 +51,18 @@ class Action:
 
 REROLL = Action(Kind.REROLL, words.ACTION_REROLL, "🎲", Weight.MAIN)
 VARY = Action(Kind.VARY, words.ACTION_VARY, "🔀", Weight.MAIN)
+VARY_STRONG = Action(Kind.VARY_STRONG, words.ACTION_VARY_STRONG, "🌀", Weight.MAIN)
 EDIT = Action(Kind.EDIT, words.ACTION_EDIT, "✏️", Weight.PLAIN)
+# The toolbox (bot/usecases/toolbox.py): the result made again bigger, or on a larger canvas.
+UPSCALE = Action(Kind.UPSCALE, words.ACTION_UPSCALE, "🔍", Weight.MAIN)
+ZOOM_15 = Action(Kind.ZOOM_15, words.ACTION_ZOOM_15, "", Weight.PLAIN)
+ZOOM_2 = Action(Kind.ZOOM_2, words.ACTION_ZOOM_2, "", Weight.PLAIN)
+PAN_LEFT = Action(Kind.PAN_LEFT, words.ACTION_PAN_LEFT, "", Weight.PLAIN)
+PAN_RIGHT = Action(Kind.PAN_RIGHT, words.ACTION_PAN_RIGHT, "", Weight.PLAIN)
+PAN_UP = Action(Kind.PAN_UP, words.ACTION_PAN_UP, "", Weight.PLAIN)
+PAN_DOWN = Action(Kind.PAN_DOWN, words.ACTION_PAN_DOWN, "", Weight.PLAIN)
+SQUARE = Action(Kind.SQUARE, words.ACTION_SQUARE, "", Weight.PLAIN)
+TOOLS = (UPSCALE, ZOOM_15, ZOOM_2, SQUARE, PAN_LEFT, PAN_RIGHT, PAN_UP, PAN_DOWN)
 UNDO = Action(Kind.UNDO, words.ACTION_UNDO, "↩️", Weight.PLAIN)
 DELETE = Action(Kind.DELETE, words.ACTION_DELETE, "🗑️", Weight.DANGER, confirm=True)
 SUBJECT = Action(Kind.SUBJECT, words.ACTION_SUBJECT, "📌", Weight.PLAIN)
@@ -51,4 +72,4 @@ def result_actions(job: Job) -> tuple[Action, ...]:
     """What a delivered job offers. Undo only on a job made from another image: there is a version
     to go back to."""
     undo = (UNDO,) if job.parent_job_id else ()
-    return (REROLL, VARY, EDIT, *undo, DELETE, SUBJECT)
+    return (REROLL, VARY, VARY_STRONG, EDIT, *TOOLS, *undo, DELETE, SUBJECT)

@@ -13,7 +13,12 @@ from bot.usecases.remake import Admits
 async def make(admits: Admits, actor: Actor, chat: ChatRequest, *, dedup_key: str | None = None) -> Job:
     """Admit `chat` for `actor`. Raises a UserFacingError (nothing charged) when it cannot be."""
     mine = chat.model_copy(
-        update={"surface": actor.surface, "workspace_id": actor.workspace_id, "user_id": actor.user_id}
+        update={
+            "surface": actor.surface,
+            "workspace_id": actor.workspace_id,
+            "user_id": actor.user_id,
+            "channel_id": actor.channel_id,
+        }
     )
     return await admits.submit(mine, dedup_key=dedup_key)
 

@@ -29,20 +29,26 @@ async def remake(
     origin: dict[str, Any],
     dedup_key: str | None = None,
 ) -> Job:
-    """Reroll: the same prompt, flags and references with a new seed. Vary: the job's first image as
-    the reference instead. Raises a UserFacingError (nothing charged) when it cannot be admitted."""
+    """Reroll (and Vary (Strong)): the same prompt, flags and references with a new seed. Vary
+    (Subtle): the job's first image as the reference instead, in its shape. Raises a UserFacingError (nothing charged) when it cannot be admitted."""
     if vary:
         if not job.result_media:
             raise BadInput(too_old(admits.settings.media_retention_days))
         references = [ImageRef(url="", media_id=job.result_media[0])]
+        # An edit of the result: it keeps the result's shape (the engine sizes it by the image).
+        request = job.request.with_changes(
+            seed=None, keep_aspect=True, aspect=None, width=None, height=None, preset=None, largest=False
+        )
     else:
         references = [ImageRef(url="", media_id=m) for m in job.reference_media]
+        request = job.request.with_changes(seed=None)
     chat = ChatRequest(
         surface=actor.surface,
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
+        channel_id=actor.channel_id,
         origin=origin,
-        request=job.request.with_changes(seed=None),
+        request=request,
         references=references,
         parent_job_id=job.id,
         # The prompt's @names were resolved when the job was made: its images already hold them.

@@ -1,4 +1,5 @@
-"""A person's defaults (`settings ...`) and a tenant's policy (`policy ...`), on every surface. The
+"""A person's defaults (`settings ...`) and a tenant's policy (`policy ...`, including `policy project
+<tag>|default`, the default project of the channel it is typed in), on every surface. The
 rules and their words are bot/jobs/preferences.py's; this decides who may, and what a surface
 without spoilers cannot offer."""
 
@@ -14,7 +15,7 @@ from bot.words import NO_SPOILERS, POLICY_REFUSED, SPOILERS_NOTE
 class Preferring(Protocol):
     async def user_settings(self, surface: str, workspace_id: str, user_id: str, text: str) -> str: ...
 
-    async def admin_policy(self, surface: str, workspace_id: str, text: str) -> str: ...
+    async def admin_policy(self, surface: str, workspace_id: str, text: str, *, channel: str = "") -> str: ...
 
 
 async def settings(prefs: Preferring, actor: Actor, text: str) -> Reply:
@@ -29,7 +30,7 @@ async def policy(prefs: Preferring, actor: Actor, text: str, *, spoilers: bool) 
     choice = text.lower().split()
     if choice == ["nsfw", "spoiler"] and not spoilers:
         raise BadInput(NO_SPOILERS)
-    answer = await prefs.admin_policy(actor.surface, actor.workspace_id, text)
+    answer = await prefs.admin_policy(actor.surface, actor.workspace_id, text, channel=actor.channel_id)
     if choice == ["nsfw", "allow"] and spoilers:
         answer += SPOILERS_NOTE
     return Reply(answer)

@@ -18,15 +18,25 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
 
 from bot.model.config import Settings
 from bot.web.admin_page import login_page, page
+from bot.web.admin_queries import (
+    EXPORT_TYPES,
+    CostQuery,
+    ExportQuery,
+    export_defaults,
+    read_cost_query,
+    read_export_query,
+)
 from bot.web.gate import bearer_token
 from bot.web.server import HttpServer, limit_body
-from storage import reports
+from storage import audit, reports
+from storage.costs import costs
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -181,7 +191,45 @@ class AdminSite:
         return figures
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text=page(await self.overview()), content_type="text/html")
+        report = await self.overview()
+        wanted = read_cost_query(request.query, self.store().now())
+        report["costs"] = await self.costs(wanted) if isinstance(wanted, CostQuery) else {"error": wanted}
+        report["export"] = export_defaults(self.store().now())
+        return web.Response(text=page(report), content_type="text/html")
+
+    async def costs(self, wanted: CostQuery) -> dict[str, Any]:
+        """Images and dollars by `wanted.by` over its days (storage/costs.py)."""
+        found = await costs(
+            self.store(), wanted.by, since=wanted.since, until=wanted.until, tenant=wanted.tenant
+        )
+        return {**wanted.as_json(), "rows": [r.as_json() for r in found]}
+
+    async def costs_api(self, request: web.Request) -> web.StreamResponse:
+        wanted = read_cost_query(request.query, self.store().now())
+        if not isinstance(wanted, CostQuery):
+            return web.json_response({"error": wanted}, status=400)
+        return web.json_response(await self.costs(wanted))
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The audit export as a download, streamed as the database yields its rows."""
+        wanted = read_export_query(request.query)
+        if not isinstance(wanted, ExportQuery):
+            return web.json_response({"error": wanted}, status=400)
+        since, until = audit.day_range(wanted.since, wanted.until)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": EXPORT_TYPES[wanted.format],
+                "Content-Disposition": f'attachment; filename="{wanted.filename()}"',
+            }
+        )
+        with_headers(response)
+        await response.prepare(request)
+        chunks = audit.export(self.store(), wanted.format, since=since, until=until, tenant=wanted.tenant)
+        async with aclosing(chunks):  # a download the browser gave up on ends the read at once
+            async for chunk in chunks:
+                await response.write(chunk.encode())
+        await response.write_eof()
+        return response
 
     def api(self, read: Callable[[Store], Awaitable[Any]]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
@@ -218,6 +266,8 @@ def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None
     router.add_post("/admin/login", limit_body(site.login, LOGIN_MAX_BODY))
     router.add_post("/admin/logout", limit_body(site.guarded(site.logout, api=False), LOGIN_MAX_BODY))
     router.add_get("/admin", site.guarded(site.page, api=False))
+    router.add_get("/admin/export", site.guarded(site.export, api=False))
+    router.add_get("/admin/api/costs", site.guarded(site.costs_api, api=True))
     apis: dict[str, Callable[[Store], Awaitable[Any]]] = {
         "overview": lambda _store: site.overview(),
         "daily": reports.daily,

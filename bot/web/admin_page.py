@@ -5,7 +5,12 @@ show: the charts' geometry, the tables' rows, the money and times as text. The s
 charts, so the page carries no script at all: nothing to fetch from a CDN, nothing to ship and keep up
 to date, and its Content-Security-Policy can forbid every script, which makes any markup that slipped
 into a prompt or an error inert twice over (it is also escaped by the templates). SVG scales with its
-viewBox, so the charts fit a phone.
+viewBox, so the charts fit a phone; their labels are drawn larger in the viewBox's units on narrow
+windows (the stylesheet in base.html), so none is smaller than 10 pixels at any width from 400 up.
+
+The page reloads itself every REFRESH_SECONDS with a `<meta http-equiv="refresh">` naming no other
+address: browsers treat that as a reload of the same document, which keeps the reader's scroll position
+(checked in Chromium by tests/test_admin_browser.py), and it needs no script.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import jinja2
 
 # One colour per provider, in the order of their names (enough for every provider the bot knows).
 PALETTE = ("#2f6fde", "#e0803a", "#3aa37a", "#b04fc2", "#c9a227", "#d0455a", "#4fb3c2", "#7a7a7a")
-CHART_W, CHART_H, PAD_L, PAD_B, PAD_T = 720, 240, 44, 26, 18
+CHART_W, CHART_H, PAD_L, PAD_B, PAD_T = 720, 240, 64, 30, 24
+# How often the page reloads itself (a meta refresh: no script).
+REFRESH_SECONDS = 30
 
 Row = list[tuple[str, object]]
 
@@ -37,6 +44,11 @@ def when(ts: float) -> str:
 
 def usd(value: float) -> str:
     return f"${value:,.2f}"
+
+
+def axis_usd(value: float) -> str:
+    """A scale's dollars, short enough for the chart's left margin: no cents on whole dollars."""
+    return f"${value:,.0f}" if value == round(value) else usd(value)
 
 
 def colours(providers: list[str]) -> dict[str, str]:
@@ -61,17 +73,20 @@ def chart(daily: dict[str, Any], measure: str, chart_id: str, label: str) -> dic
                 "y": f"{y:.1f}",
                 "text_x": PAD_L - 4,
                 "text_y": f"{y + 4:.1f}",
-                "text": usd(value) if measure == "usd" else f"{value:g}",
+                "text": axis_usd(value) if measure == "usd" else f"{value:g}",
             }
         )
     columns = []
     for i, (day, total) in enumerate(zip(days, totals, strict=True)):
         column = _bar(day, total, measure, colour, PAD_L + i * step, step, plot_h / top)
         if i % 5 == 0 or i == len(days) - 1:
+            # The last day's label ends at the chart's right edge, where a centred one would be cut.
+            last = i == len(days) - 1
             column["tick"] = {
-                "x": f"{PAD_L + (i + 0.5) * step:.1f}",
+                "x": f"{PAD_L + (i + 1 if last else i + 0.5) * step:.1f}",
                 "y": CHART_H - 8,
                 "text": day["day"][5:],
+                "anchor": "end" if last else "middle",
             }
         columns.append(column)
     empty = None
@@ -79,6 +94,7 @@ def chart(daily: dict[str, Any], measure: str, chart_id: str, label: str) -> dic
         empty = {"x": f"{PAD_L + plot_w / 2:.1f}", "y": f"{PAD_T + plot_h / 2:.1f}"}
     return {
         "id": chart_id,
+        "measure": measure,
         "label": label,
         "width": CHART_W,
         "height": CHART_H,
@@ -153,6 +169,7 @@ def page(report: dict[str, Any]) -> str:
     month_images = sum(t["images"] for t in daily["totals"].values())
     month_usd = sum(t["usd"] for t in daily["totals"].values())
     return _templates.get_template("admin.html").render(
+        refresh_seconds=REFRESH_SECONDS,
         now=when(report["now"]),
         cards=[
             ("cards-images", "images, 30 days", f"{month_images}"),
@@ -181,7 +198,44 @@ def page(report: dict[str, Any]) -> str:
         tenants=_tenants(tenants),
         max_subjects=tenants.get("max_subjects"),
         subject_storage_mb=tenants.get("subject_storage_mb"),
+        costs=_costs(report.get("costs")),
+        groupings=GROUPINGS,
+        export=report.get("export") or {"since": "", "until": ""},
     )
+
+
+# The groupings the costs form offers, and the heading of each one's key column.
+GROUPINGS = ("tenant", "channel", "project", "person", "provider")
+
+
+def _costs(costs: dict[str, Any] | None) -> dict[str, Any]:
+    """The costs section: the form's values, the table's head and rows, or why the query was wrong."""
+    if costs is None or "error" in costs:
+        return {
+            "error": None if costs is None else costs["error"],
+            **{"since": "", "until": "", "by": "tenant", "tenant": "", "head": [], "rows": []},
+            "total": (0, usd(0.0)),
+        }
+    by = costs["by"]
+    within = by not in ("tenant", "provider")
+    head = (["tenant", by] if within else [by]) + ["#images", "#dollars", "#jobs"]
+    rows: list[Row] = []
+    for r in costs["rows"]:
+        named: Row = (
+            [("text", r["tenant"]), ("text", r["key"] or "(none)")] if within else [("text", r["key"])]
+        )
+        rows.append([*named, ("num", r["images"]), ("num", usd(r["usd"])), ("num", r["jobs"])])
+    total = (sum(r["images"] for r in costs["rows"]), usd(sum(r["usd"] for r in costs["rows"])))
+    return {
+        "error": None,
+        "since": costs["since"],
+        "until": costs["until"],
+        "by": by,
+        "tenant": costs.get("tenant") or "",
+        "head": head,
+        "rows": rows,
+        "total": total,
+    }
 
 
 def _providers(providers: list[dict[str, Any]]) -> list[Row]:
@@ -199,6 +253,7 @@ def _providers(providers: list[dict[str, Any]]) -> list[Row]:
 def _jobs(report: dict[str, Any]) -> list[Row]:
     return [
         [
+            ("id", j["id"]),
             ("when", when(j["created_at"])),
             (f"state-{j['state']}", j["state"]),
             ("", j["provider"]),

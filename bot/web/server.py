@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.jobs.metrics import CONTENT_TYPE as METRICS_TYPE
+from bot.logs import Throttle
 from bot.model.config import IPNetwork
-from bot.model.errors import CallbackRejected, ConfigError
+from bot.model.errors import CallbackRejected, ConfigError, StoreUnavailable
 from bot.web.gate import SignInGate, bearer_token
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class HttpServer:
         self.runner: JobRunner | None = None
         self.engine: Engine | None = None
         self.info: dict[str, Any] = {}
+        # Callbacks that found the database away: said at most once a minute.
+        self._store_down = Throttle(60.0)
         self._runner: web.AppRunner | None = None
         self._sock: socket.socket | None = None
         self.app.router.add_get("/healthz", self._healthz)
@@ -165,17 +168,27 @@ class HttpServer:
             # Providers retry on 5xx; the job is resumed once the bot is ready.
             return web.json_response({"error": "starting"}, status=503)
         token = request.match_info["token"]
-        # A body for no job is never read (the cap on its size was checked before this handler).
-        if await runner.store.job_by_token(token) is None:
-            runner.metrics.callback(404)
-            return web.json_response({"error": "unknown callback token"}, status=404)
-        body = await request.read()
         try:
+            # A body for no job is never read (the cap on its size was checked before this handler).
+            if await runner.store.job_by_token(token) is None:
+                runner.metrics.callback(404)
+                return web.json_response({"error": "unknown callback token"}, status=404)
+            body = await request.read()
             await runner.handle_callback(token, request.headers, body)
         except CallbackRejected as exc:
             runner.metrics.callback(exc.status)
             log.warning("callback refused (%s): %s", exc.status, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)
+        except StoreUnavailable as exc:
+            # Nothing was stored: providers send a callback again after a 5xx, and the job's own safety
+            # poll finds its news anyway. Said once in a while, not once per callback.
+            runner.metrics.callback(503)
+            if self._store_down.allow():
+                log.warning(
+                    "callbacks answered 503 while the database cannot be reached (%s); %d more since",
+                    *(exc.detail, self._store_down.take_held()),
+                )
+            return web.json_response({"error": "the bot cannot store this now; send it again"}, status=503)
         runner.metrics.callback(200)
         return web.json_response({"ok": True})
 
@@ -215,9 +228,22 @@ class HttpServer:
         sig = request.query.get("sig", "")
         if not runner.signer.verify(media_id, exp, sig, now=self.clock()):
             return web.json_response({"error": "link expired or invalid"}, status=403)
-        media = await runner.store.media(media_id)
+        if runner.settings.media_redirect:
+            # To the media store's own presigned URL, valid as long as this link is (at least a second).
+            url = await runner.store.media_url(media_id, int(exp) - self.clock())
+            if url is not None:
+                raise web.HTTPFound(url, headers={"Cache-Control": "private, no-store"})
+        # Streamed as the store gives it, in chunks: never whole in memory where it is kept apart.
+        media = await runner.store.media_stream(media_id)
         if media is None:
             return web.json_response({"error": "not found"}, status=404)
-        return web.Response(
-            body=media.data, content_type=media.content_type, headers={"Cache-Control": "private"}
-        )
+        response = web.StreamResponse(headers={"Cache-Control": "private"})
+        response.content_type = media.content_type
+        try:
+            await response.prepare(request)
+            async for chunk in media.chunks:
+                await response.write(chunk)
+            await response.write_eof()
+        finally:
+            await media.chunks.aclose()  # a file's handle, an object's connection: at once
+        return response

@@ -15,7 +15,7 @@ import asyncio
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,14 +92,39 @@ class FakeJob:
     nsfw: bool = False
     polls: int = 0
     body: dict[str, Any] = field(default_factory=dict)
+    held: bool = False  # made while the fake was holding: at work until `release_callbacks()`
+
+
+# What a broken answer says while `QueueFake.fault` is set: each a 200 with a body no client can read.
+FAULT_BODIES = {
+    "malformed": (b'{"request_id": "req_3f1c", "status": "IN_QUEUE", "respo', "application/json"),
+    "html": (
+        b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+        b"<body><h1>Bad Gateway</h1><p>The upstream server is not answering.</p></body></html>",
+        "text/html",
+    ),
+    "cut": (
+        b'{"request_id": "req_3f1c", "status": "IN_QUEUE", "queue_position": 0, "response_url": "ht',
+        "application/json",
+    ),
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class QueueFake:
-    """Base of a queue-style provider fake: script, jobs, files, callbacks."""
+    """Base of a queue-style provider fake: script, jobs, files, callbacks.
+
+    `fault` (one of FAULT_BODIES, or None): while set, every request of the provider's API (not its
+    result files or published keys) is answered 200 with a body that cannot be read and nothing is
+    made: "malformed" (JSON cut short, whole as sent), "html" (an HTML error page, as a proxy in front
+    of the provider sends), "cut" (a JSON answer whose connection closes mid-way, short of the
+    Content-Length it announced). `faulted` lists them."""
 
     def __init__(self) -> None:
         self.url = ""
-        self.app = web.Application()
+        self.fault: str | None = None
+        self.faulted: list[tuple[str, str]] = []  # (method, path) of each request answered so
+        self.app = web.Application(middlewares=[self._faults])
         self.app.router.add_get("/files/{job}/{name}", self._file)
         self.submits: list[Received] = []
         self.status_calls: list[Received] = []
@@ -125,6 +150,23 @@ class QueueFake:
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.fault is None or request.path.startswith(("/files/", "/.well-known/")):
+            return await handler(request)
+        await request.read()
+        self.faulted.append((request.method, request.path))
+        body, content_type = FAULT_BODIES[self.fault]
+        if self.fault != "cut":
+            return web.Response(status=200, body=body, content_type=content_type)
+        answer = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+        answer.content_length = len(body) * 3  # announced, never sent whole
+        await answer.prepare(request)
+        await answer.write(body)
+        if request.transport is not None:
+            request.transport.close()
+        return answer
+
     def fail_next(self, *cues: int | str | None) -> None:
         self.script.extend(cues)
 
@@ -132,13 +174,15 @@ class QueueFake:
         return self.script.pop(0) if self.script else None
 
     def new_job(self, prefix: str, **fields: Any) -> FakeJob:
-        job = FakeJob(id=f"{prefix}_{uuid.uuid4()}", outcome=self.outcome, nsfw=self.nsfw, **fields)
+        job = FakeJob(
+            id=f"{prefix}_{uuid.uuid4()}", outcome=self.outcome, nsfw=self.nsfw, held=self.holding, **fields
+        )
         self.jobs[job.id] = job
         return job
 
     def progress(self, job: FakeJob) -> str:
         """'queued', 'running' or the job's outcome; a job with a callback is done at once."""
-        if self.holding:
+        if self.holding or job.held:
             return "running"
         if job.callback_url is not None or job.polls > self.polls_before_done:
             return job.outcome
@@ -201,9 +245,25 @@ class QueueFake:
     def release_callbacks(self) -> None:
         """Post the callbacks held so far (see `hold_callbacks`); held jobs finish (see `hold()`)."""
         self.hold_callbacks = self.holding = False
+        for job in self.jobs.values():
+            job.held = False
         held, self.held = self.held, []
         for url, raw, headers in held:
             self.post_callback(url, None, headers, body=raw)
+
+    def hold_only_these(self) -> None:
+        """The jobs made so far stay held (at work, their callbacks kept) until `release_callbacks()`;
+        new ones are answered at once."""
+        self.hold_callbacks = self.holding = False
+
+    def post_held(self, count: int) -> list[str]:
+        """Post the first `count` held callbacks now (the others stay held); their URLs."""
+        now, self.held = self.held[:count], self.held[count:]
+        holding, self.hold_callbacks = self.hold_callbacks, False
+        for url, raw, headers in now:
+            self.post_callback(url, None, headers, body=raw)
+        self.hold_callbacks = holding
+        return [url for url, _, _ in now]
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

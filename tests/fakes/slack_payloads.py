@@ -120,6 +120,50 @@ class SlackPayloads:
             ],
         }
 
+    def overflow(
+        self, message: dict[str, Any], channel: str, action_id: str, value: str, user: str = "UALICE01"
+    ) -> dict[str, Any]:
+        """An option chosen in the message's overflow menu `action_id` (the option must be there), as
+        Slack's block_actions payload carries it: `selected_option` in place of a button's `value`."""
+        n = next(self._ids)
+        option = next(
+            o
+            for b in message.get("blocks", [])
+            for e in b.get("elements", [])
+            if e.get("type") == "overflow" and e.get("action_id") == action_id
+            for o in e["options"]
+            if o["value"] == value
+        )
+        payload = self.button_like(message, channel, n, user)
+        payload["actions"] = [
+            {
+                "action_id": action_id,
+                "block_id": "hidream_buttons",
+                "selected_option": option,
+                "type": "overflow",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ]
+        return payload
+
+    def button_like(self, message: dict[str, Any], channel: str, n: int, user: str) -> dict[str, Any]:
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "team_id": TEAM},
+            "team": {"id": TEAM},
+            "api_app_id": "A0001",
+            "trigger_id": f"{n}.{n}.trigger{n}",
+            "channel": {"id": channel},
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": channel,
+                "thread_ts": message.get("thread_ts"),
+            },
+            "message": message,
+            "response_url": f"{self.url}response/{n}",
+        }
+
     def shortcut(self, message: dict[str, Any], channel: str, user: str = "UALICE01") -> dict[str, Any]:
         n = next(self._ids)
         return {

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,26 @@ FLAGS = (
 
 
 class Browser:
-    """`async with Browser(profile_dir) as page:` one tab; `page.call(method, **params)`."""
+    """`async with Browser(profile_dir) as page:` one tab; `page.call(method, **params)`.
 
-    def __init__(self, profile: Path) -> None:
+    The browser it starts is always stopped: on leaving the block, and also when it fails to start, never
+    writes its port, or cannot be reached (then entering raises and nothing of it is left running).
+    Chromium runs in a process group of its own, and that whole group is ended: its helper processes
+    (zygote, renderers) go with it even if the main process died first.
+    """
+
+    def __init__(
+        self,
+        profile: Path,
+        *,
+        executable: Path | None = None,
+        flags: tuple[str, ...] = FLAGS,
+        start_timeout: float = 60,
+    ) -> None:
         self.profile = profile
+        self.executable = executable or CHROMIUM
+        self.flags = flags
+        self.start_timeout = start_timeout
         self.events: list[dict[str, Any]] = []
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next = 0
@@ -48,50 +65,88 @@ class Browser:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The browser's process id (also its process group's), once started."""
+        return None if self._proc is None else self._proc.pid
+
     async def __aenter__(self) -> Browser:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            str(CHROMIUM),
-            *FLAGS,
+            str(self.executable),
+            *self.flags,
             f"--user-data-dir={self.profile}",
             "about:blank",
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, ended whole by close()
         )
         port = await self._port()
         self._http = aiohttp.ClientSession()
-        async with self._http.get(f"http://127.0.0.1:{port}/json/list") as answer:
-            targets = await answer.json()
-        page = next(t for t in targets if t["type"] == "page")
-        self._ws = await self._http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        async with asyncio.timeout(self.start_timeout):
+            async with self._http.get(f"http://127.0.0.1:{port}/json/list") as answer:
+                targets = await answer.json()
+            page = next((t for t in targets if t["type"] == "page"), None)
+            if page is None:
+                raise RuntimeError(f"chromium has no page to drive: {targets}")
+            self._ws = await self._http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
-        return self
 
     async def _port(self) -> int:
         """Chromium writes the port it chose into the profile once it listens."""
         active = self.profile / "DevToolsActivePort"
-        async with asyncio.timeout(60):
-            while not (active.exists() and active.read_text().strip()):
-                assert self._proc is not None and self._proc.returncode is None, "chromium exited at start"
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                while not (active.exists() and active.read_text().strip()):
+                    assert self._proc is not None
+                    if self._proc.returncode is not None:
+                        raise RuntimeError(f"chromium exited at start with status {self._proc.returncode}")
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise RuntimeError(
+                f"chromium wrote no DevTools port into {active} in {self.start_timeout:g} s"
+            ) from None
         return int(active.read_text().split()[0])
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._reader
-        if self._ws is not None:
-            await self._ws.close()
-        if self._http is not None:
-            await self._http.close()
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                async with asyncio.timeout(15):
-                    await self._proc.wait()
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        """Everything this browser holds, in reverse: the reader, the websocket, the HTTP session, and
+        the browser's process group (asked to end, then killed after 15 s). Safe to call at any stage."""
+        try:
+            if self._reader is not None:
+                self._reader.cancel()
+                with suppress(asyncio.CancelledError):
+                    await self._reader
+            if self._ws is not None:
+                await self._ws.close()
+            if self._http is not None:
+                await self._http.close()
+        finally:
+            await self._stop_process()
+
+    async def _stop_process(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        group = proc.pid
+        _signal_group(group, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(15):
+                await proc.wait()
+        except TimeoutError:
+            pass
+        # The main process is gone (or stuck): whatever is left of its group is killed outright.
+        _signal_group(group, signal.SIGKILL)
+        await proc.wait()
 
     async def _read(self) -> None:
         assert self._ws is not None
@@ -164,3 +219,8 @@ class Browser:
             deviceScaleFactor=1,
             mobile=mobile,
         )
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)

@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 MARK = "SANDBOX"
@@ -26,6 +26,10 @@ _SKETCH_SIDE = 384
 _CAPTION_CHARS = 48
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 RGB = tuple[int, int, int]
+# The grey of a canvas's new area (bot/jobs/canvas.py's FILL), and how far scaling may move it.
+GREY, GREY_TOLERANCE = 128, 2
+# The share of the picture that must be that grey before it counts as an area to fill.
+GREY_AREA = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def render(spec: ArtSpec, ref_bytes: Sequence[bytes], index: int) -> bytes:
     rng = random.Random(_digest(spec, ref_bytes, index))
     palette = _palette(rng)
     if refs:
-        img = _transform(_compose(refs, size), palette, rng)
+        img = _transform(_continue(_compose(refs, size), palette, rng), palette, rng)
     else:
         img = _artwork(size, palette, rng, shapes=6 if spec.model == "dev" else 9)
     _caption(img, spec.prompt)
@@ -168,6 +172,18 @@ def _compose(refs: Sequence[Image.Image], size: tuple[int, int]) -> Image.Image:
         panel = ImageOps.fit(ref, (box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS)
         canvas.paste(panel, box[:2])
     return canvas
+
+
+def _continue(img: Image.Image, palette: list[RGB], rng: random.Random) -> Image.Image:
+    """The flat mid grey the bot's Zoom Out, Pan and Make Square leave around a picture
+    (bot/jobs/canvas.py), painted over with sandbox shapes: the stand-in for a scene continued."""
+    bands = [band.point(lambda v: 255 if abs(v - GREY) <= GREY_TOLERANCE else 0) for band in img.split()]
+    mask = ImageChops.multiply(ImageChops.multiply(bands[0], bands[1]), bands[2])
+    if mask.histogram()[255] < GREY_AREA * img.width * img.height:
+        return img  # a few grey pixels of a picture, no empty area
+    filled = img.copy()
+    filled.paste(_artwork(img.size, palette, rng, shapes=6), mask=mask)
+    return filled
 
 
 def _transform(img: Image.Image, palette: list[RGB], rng: random.Random) -> Image.Image:
