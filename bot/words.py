@@ -482,11 +482,9 @@ def help_with_options(example_provider: str) -> str:
         "otherwise the first that can make it (the result says which).\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
-        "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off) whether the "
-        "operators' audit export holds this server's prompts; `project` (a tag, or default) this channel's "
-        "default project; `credentials-prompt` (on, off) writes prompts into each "
-        "image's content credentials; `show`, `reset`."
+        "`/hidream-policy action:ban value:some phrase` blocks a phrase; `nsfw`, `tier`, `provider` set "
+        "defaults; `export-prompts` (on, off): prompts in the audit export; `credentials-prompt` (on, off): "
+        "in images' content credentials; `project` (a tag, or default): this channel's project; `show`, `reset`."
     )
 
 
