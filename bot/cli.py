@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings
 
 from bot import accounts, logs, migrate_db, operator, words
 from bot.app import Selection, build_providers, select, start_bot
+from bot.jobs.credentials import check_line as credentials_line
 from bot.logs import REDACTED
 from bot.model.config import Settings, load_settings
 from bot.model.errors import ConfigError
@@ -196,6 +197,10 @@ def check(settings: Settings, selection: Selection) -> int:
         print(f"warning:   {line}")
     print(f"quota:     {settings.daily_image_quota} images per user per UTC day unless set otherwise")
     print(_secrets_line(settings))
+    try:
+        print(credentials_line(settings))
+    except ConfigError as exc:
+        errors.append(str(exc))
     for error in errors:
         print(f"hidream-bot: {error}", file=sys.stderr)
     return 2 if errors else 0

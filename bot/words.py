@@ -553,9 +553,9 @@ def help_with_options(example_provider: str) -> str:
         "**Drafts:** `--draft` (Dev model), then **Final**.\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
-        "`/hidream-policy action:ban value:some phrase` blocks a phrase, and `nsfw` (spoiler, block, allow), "
-        "`tier`, `provider` set this server's handling and defaults; `export-prompts` (on, off): prompts "
-        "in the audit export; `project` (a tag, or default): this channel's project; `show`, `reset`."
+        "`/hidream-policy action:ban value:some phrase` blocks a phrase; `nsfw`, `tier`, `provider` set "
+        "defaults; `export-prompts` (on, off): prompts in the audit export; `credentials-prompt` (on, off): "
+        "in images' content credentials; `project` (a tag, or default): this channel's project; `show`, `reset`."
     )
 
 
@@ -592,7 +592,8 @@ def help_with_flags(example_provider: str) -> str:
         "`/hidream usage @user`.\n"
         "*Admins' policy:* `/hidream policy ban <phrase>` / `unban <phrase>`, "
         "`/hidream policy nsfw block|allow|default`, `/hidream policy tier full|dev|default`, "
-        "`/hidream policy provider <name>|default`, `/hidream policy reset`; `/hidream policy` shows it.\n"
+        "`/hidream policy provider <name>|default`, `/hidream policy credentials-prompt on|off` (the prompt "
+        "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it.\n"
         "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
         "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
         "audit export with `/hidream policy export-prompts off`."
@@ -637,7 +638,8 @@ Defaults:  HIDREAM_CONSOLE_DEFAULTS, e.g. "--ar 16:9 --n 2 --model dev --format 
 Providers: --provider NAME picks one of those configured, e.g. /hidream a red fox --provider {example_provider}
 Limits:    /quota   how many images are left today
 Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|dev|default
-           | provider <name>|default | export-prompts on|off | project <tag>|default | reset
+           | provider <name>|default | export-prompts on|off | project <tag>|default
+           | credentials-prompt on|off | reset
            (the console's user is its operator)
 Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`){trying}
 /help      this text (Ctrl-D quits; Ctrl-C stops at once, and unfinished jobs resume at the next start)"""
@@ -695,7 +697,7 @@ OPTIONS = {
         "reset": "True: clear all your defaults here",
     },
     "hidream-policy": {
-        "action": "show, ban/unban a phrase, NSFW, tier, provider, export-prompts, this channel's project, reset",
+        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, reset",
         "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
     },
 }

@@ -226,6 +226,9 @@ MIGRATIONS: list[str] = [
                                      user_key TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
     CREATE INDEX moderation_actions_at ON moderation_actions(at)
     """,
+    # 18: whether a tenant's admins let its prompts be written into its images' content credentials
+    # (storage/preferences.py; bot/jobs/credentials.py); off unless they say so.
+    "ALTER TABLE tenant_policy ADD COLUMN credentials_prompt INTEGER NOT NULL DEFAULT 0",
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

@@ -1,5 +1,5 @@
 """Personal defaults, per (tenant, user), and each tenant's policy (blocked phrases, NSFW handling,
-tier, provider, and whether the audit export withholds its prompts). Small rows in the same SQL for both store backends; the rules
+tier, provider, and whether the audit export withholds its prompts, prompts in content credentials). Small rows in the same SQL for both store backends; the rules
 that use them live in bot/jobs/preferences.py."""
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ _UPSERT_DEFAULTS = (
     "INSERT INTO user_defaults (tenant, user_key, flags, updated_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (tenant, user_key) DO UPDATE SET flags=excluded.flags, updated_at=excluded.updated_at"
 )
-_POLICY_COLUMNS = "banned, nsfw, tier, provider, withhold_prompts"
+_POLICY_COLUMNS = "banned, nsfw, tier, provider, withhold_prompts, credentials_prompt"
 _UPSERT_POLICY = (
-    f"INSERT INTO tenant_policy (tenant, {_POLICY_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO tenant_policy (tenant, {_POLICY_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (tenant) DO UPDATE SET banned=excluded.banned, nsfw=excluded.nsfw, "
     "tier=excluded.tier, provider=excluded.provider, withhold_prompts=excluded.withhold_prompts, "
+    "credentials_prompt=excluded.credentials_prompt, "
     "updated_at=excluded.updated_at"
 )
 
@@ -32,6 +33,8 @@ class TenantPolicy:
     provider: str | None = None
     # Whether the operators' audit export leaves this tenant's prompts out (storage/audit.py).
     withhold_prompts: bool = False
+    # Whether its prompts are written into its images' content credentials (C2PA); off by default.
+    credentials_prompt: bool = False
 
 
 class Preferences:
@@ -62,7 +65,7 @@ class Preferences:
         )
         if row is None:
             return TenantPolicy()
-        return TenantPolicy(tuple(json.loads(row[0])), row[1], row[2], row[3], bool(row[4]))
+        return TenantPolicy(tuple(json.loads(row[0])), row[1], row[2], row[3], bool(row[4]), bool(row[5]))
 
     async def set_policy(self, tenant: str, policy: TenantPolicy) -> None:
         if policy == TenantPolicy():
@@ -76,5 +79,6 @@ class Preferences:
             policy.tier,
             policy.provider,
             int(policy.withhold_prompts),
+            int(policy.credentials_prompt),
             self.store.now(),
         )

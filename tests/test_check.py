@@ -14,6 +14,7 @@ import pytest
 
 from bot import words
 from bot.cli import main
+from tests.support.credentials import issue
 from tests.support.harness import closed_port, skip_unless_ci
 from tests.support.processes import bot_env, logging_as_in_a_fresh_process
 from tests.support.startup import level as level
@@ -385,3 +386,38 @@ def test_slack_oauth_without_a_secret_key_is_refused_as_run_refuses_it(check) ->
     assert line.startswith("hidream-bot: HIDREAM_SECRET_KEY is not set") and "openssl rand" in line
     keyed = check(**oauth, HIDREAM_SECRET_KEY="A" * 43 + "=")
     assert keyed.code == 0, keyed.err
+
+
+def test_content_credentials_signed_by_the_bots_own_authority_are_said_to_be_untrusted(check) -> None:
+    result = check()
+    assert result.code == 0, result.err
+    (line,) = [line for line in result.out.splitlines() if line.startswith("credentials:")]
+    assert "the bot's own certificate authority" in line and "untrusted" in line
+    assert "HIDREAM_C2PA_CERT" in line and "HIDREAM_C2PA_KEY" in line
+
+
+def test_an_operators_content_credentials_certificate(check, tmp_path: Path) -> None:
+    issued = issue("Example Studio signing")
+    key_file = tmp_path / "c2pa-key.pem"
+    key_file.write_text(issued.key)
+    good = check(HIDREAM_C2PA_CERT=issued.chain, HIDREAM_C2PA_KEY=str(key_file))
+    assert good.code == 0, good.err
+    (line,) = [line for line in good.out.splitlines() if line.startswith("credentials:")]
+    assert "HIDREAM_C2PA_CERT (CN=Example Studio signing" in line and "untrusted" not in line
+
+    alone = check(HIDREAM_C2PA_CERT=issued.chain)
+    assert alone.code == 2 and "HIDREAM_C2PA_CERT and HIDREAM_C2PA_KEY go together" in alone.err
+    other = issue("Someone else")
+    mismatched = check(HIDREAM_C2PA_CERT=issued.chain, HIDREAM_C2PA_KEY=other.key)
+    assert mismatched.code == 2
+    assert "HIDREAM_C2PA_KEY is not the key of the first certificate in HIDREAM_C2PA_CERT" in mismatched.err
+    own = issue("Myself", self_signed=True)
+    self_signed = check(HIDREAM_C2PA_CERT=own.chain, HIDREAM_C2PA_KEY=own.key)
+    assert (
+        self_signed.code == 2
+        and "HIDREAM_C2PA_CERT: the signing certificate is self-signed" in self_signed.err
+    )
+    missing = check(HIDREAM_C2PA_CERT=str(tmp_path / "nowhere.pem"), HIDREAM_C2PA_KEY=issued.key)
+    assert missing.code == 2 and "HIDREAM_C2PA_CERT: neither PEM text nor the path of a file" in missing.err
+    # The key, given as PEM text, is never printed.
+    assert "PRIVATE KEY" not in mismatched.out + mismatched.err

@@ -23,6 +23,7 @@ from bot.jobs.images import ResultGate, decode_data_uri
 from bot.model.jobs import Job, OutputImage, Post
 from storage.posts import NewMedia
 from tests.fakes.surface import RecordingSurface
+from tests.support.credentials import without_credentials
 from tests.support.harness import BotHarness, closed_port, until
 from tests.support.holding import chat, holding, release_all
 
@@ -110,9 +111,13 @@ async def test_results_being_kept_are_bounded_and_the_rest_wait(tmp_path: Path) 
         await asyncio.wait_for(bot.runner.wait_idle(), 60)
         assert most_keeping == SLOTS and gate.most_held == SLOTS
         assert sorted(job_id for job_id, _ in surface.deliveries) == sorted(job.id for job in jobs)
-        # What was kept is what was posted, byte for byte.
-        for _job_id, images in surface.deliveries:
-            assert [image.data for image in images] == [decode_data_uri(provider.image)]
+        # What was kept is what was posted, byte for byte: the provider's image, with the content
+        # credentials signed into it before it was kept (compared without them, the same bytes).
+        for job_id, images in surface.deliveries:
+            made = await bot.engine.job(job_id)
+            assert made is not None
+            assert [image.data for image in images] == [k.data for k in await bot.engine.result_images(made)]
+            assert [without_credentials(image.data) for image in images] == [decode_data_uri(provider.image)]
 
 
 async def test_a_slot_is_given_back_when_its_result_cannot_be_downloaded(tmp_path: Path) -> None:

@@ -180,6 +180,7 @@ def register_preference_commands(
                 "provider",
                 "export-prompts",
                 "project",
+                "credentials-prompt",
                 "reset",
             )
         ]

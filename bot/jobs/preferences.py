@@ -5,7 +5,8 @@ Every surface shares the same words: `settings [--ar W:H | --size S] [--model M]
 [--n N] [--private on|off]`, `settings reset`; `policy ban <phrase>`, `policy unban <phrase>`,
 `policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`,
 `policy provider <name>|default`, `policy export-prompts on|off`, `policy project <tag>|default` (this
-channel's default project: the engine keeps it, storage/costs.py), `policy reset`.
+channel's default project: the engine keeps it, storage/costs.py), `policy credentials-prompt on|off`,
+`policy reset`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,18 @@ BLOCKED = words.BLOCKED
 
 @dataclass(frozen=True)
 class PolicyCommand:
-    action: Literal["show", "reset", "ban", "unban", "nsfw", "tier", "provider", "export-prompts", "project"]
+    action: Literal[
+        "show",
+        "reset",
+        "ban",
+        "unban",
+        "nsfw",
+        "tier",
+        "provider",
+        "export-prompts",
+        "project",
+        "credentials-prompt",
+    ]
     value: str | None = None
 
 
@@ -83,13 +95,18 @@ def parse_policy(text: str) -> PolicyCommand:
     verb, rest = words[0].lower(), " ".join(words[1:])
     if verb == "reset" and not rest:
         return PolicyCommand("reset")
-    if verb in ("ban", "unban", "nsfw", "tier", "provider", "export-prompts", "project") and rest:
+    if (
+        verb
+        in ("ban", "unban", "nsfw", "tier", "provider", "export-prompts", "project", "credentials-prompt")
+        and rest
+    ):
         return PolicyCommand(verb, rest)  # type: ignore[arg-type]
     raise BadInput(
         "Use `policy`, `policy ban <phrase>`, `policy unban <phrase>`, "
         "`policy nsfw spoiler|block|allow|default`, `policy tier full|dev|default`, "
         "`policy provider <name>|default`, `policy export-prompts on|off`, "
-        "`policy project <tag>|default` (this channel's default project) or `policy reset`."
+        "`policy project <tag>|default` (this channel's default project), "
+        "`policy credentials-prompt on|off` or `policy reset`."
     )
 
 
@@ -223,6 +240,10 @@ def _changed(
         return replace(policy, tier=_choice(low, ("full", "dev"), "tier")), None
     if cmd.action == "provider":
         return replace(policy, provider=_choice(low, tuple(providers), "provider")), None
+    if cmd.action == "credentials-prompt":
+        if low not in _ON + _OFF + ("default",):
+            raise BadInput(f"`{value}` is not a choice for credentials-prompt: use on or off.")
+        return replace(policy, credentials_prompt=low in _ON), None
     if cmd.action == "export-prompts":
         if low not in _ON + _OFF:
             raise BadInput(f"`policy export-prompts {value[:20]}` is not a choice: use on or off.")
@@ -250,5 +271,6 @@ def describe_policy(policy: TenantPolicy) -> str:
     return (
         f"Policy here: {words}; NSFW results: {policy.nsfw or 'operator default'}; "
         f"tier: {policy.tier or 'operator default'}; provider: {policy.provider or 'operator default'}; "
-        f"prompts in the audit export: {'withheld' if policy.withhold_prompts else 'included'}."
+        f"prompts in the audit export: {'withheld' if policy.withhold_prompts else 'included'}; "
+        f"prompts in content credentials: {'on' if policy.credentials_prompt else 'off'}."
     )

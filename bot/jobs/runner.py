@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 
 from bot import words
+from bot.jobs.credentials import ContentCredentials, load_credentials
 from bot.jobs.delivery import Delivery
 from bot.jobs.images import LinkSigner, ResultGate
 from bot.jobs.leases import Leases
@@ -189,6 +190,7 @@ class JobRunner:
     async def __aenter__(self) -> JobRunner:
         secret = await self.store.secret("media-links")
         self.signer = self._at_provider.signer = LinkSigner(secret, self.settings.public_url)
+        self._at_provider.credentials = await load_credentials(self.store, self.settings)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -198,6 +200,11 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.leases.close(held)
+
+    @property
+    def credentials(self) -> ContentCredentials | None:
+        """What signs the results' content credentials; None until the runner is entered."""
+        return self._at_provider.credentials
 
     @property
     def callbacks_enabled(self) -> bool:

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from bot import words
+from bot.jobs.credentials import ContentCredentials
 from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
 from bot.jobs.media import fetch_image
 from bot.jobs.metrics import Metrics
@@ -128,6 +129,8 @@ class ProviderSteps:
         self.clock = clock
         self.callback_grace = callback_grace
         self.signer: LinkSigner | None = None
+        # Set with `signer`: what signs each result's content credentials (bot/jobs/credentials.py).
+        self.credentials: ContentCredentials | None = None
         self.records = SubmitRecords(store)
         # Jobs this process moved to `submitting` and has not yet asked the provider for: a database that
         # went away in between (even with the move's COMMIT answered by no one) leaves them `submitting`
@@ -399,6 +402,8 @@ class ProviderSteps:
         if isinstance(results, str):
             await ctx.fail(job, results)
             return
+        if self.credentials is not None:  # signed before they are kept: every later reader gets them
+            results = await self.credentials.sign_results(job, provider.name, results)
         # The results are kept and posted under one of the bot's few slots for results in memory
         # (`ResultGate`), taken once their bytes are here: a slow file host holds its own job, never a
         # slot others' deliveries wait for. The slot and the images go to the delivery that follows

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     # and, while keys change, the one before it, read only to seal again under the new one.
     secret_key: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_SECRET_KEY")
     secret_key_old: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_SECRET_KEY_OLD")
+    # The certificate chain (leaf first) and its private key that sign every image's content credentials
+    # (bot/jobs/credentials.py), each as PEM text or the path of a PEM file. Unset: the bot's own small
+    # certificate authority, made at first run and kept in the database.
+    c2pa_cert: str = Field(default="", alias="HIDREAM_C2PA_CERT")
+    c2pa_key: SecretStr = Field(default=SecretStr(""), alias="HIDREAM_C2PA_KEY")
 
     @field_validator("secret_key", "secret_key_old")
     @classmethod
