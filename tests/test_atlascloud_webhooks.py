@@ -126,7 +126,8 @@ async def test_unsigned_forged_stale_and_replayed_callbacks_change_nothing(
         assert job.provider_job_id is not None
         prediction = fake.jobs[job.provider_job_id]
         url = f"{bot.server_url}/webhooks/{job.callback_token}"
-        fake.holding = False  # done now, as far as Atlas Cloud knows; only a callback can tell the bot
+        # Done now, as far as Atlas Cloud knows; only a callback can tell the bot.
+        fake.holding = prediction.held = False
         genuine = json.dumps(fake.webhook(prediction)).encode()
 
         async with httpx.AsyncClient() as client:
