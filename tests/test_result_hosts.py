@@ -140,7 +140,9 @@ async def test_two_trickling_result_hosts_hold_no_slot_and_a_normal_job_is_deliv
 
 async def test_a_trickling_result_fails_its_job_with_a_refund_when_its_time_is_up(tmp_path: Path) -> None:
     host, surface = FileHost(), RecordingSurface()
-    env = {"HIDREAM_RESULT_FETCH_SECONDS": 0.2, "HIDREAM_DAILY_IMAGE_QUOTA": 100}
+    # Long enough for the request to reach the host on a loaded machine (the test counts it there),
+    # far shorter than the trickle, which never ends.
+    env = {"HIDREAM_RESULT_FETCH_SECONDS": 1.5, "HIDREAM_DAILY_IMAGE_QUOTA": 100}
     async with serve(host.app) as base, BotHarness(tmp_path, env, [surface.factory]) as bot:
         provider = per_job(bot)
         slow = [await bot.engine.submit(chat(i)) for i in range(2)]
