@@ -109,15 +109,29 @@ class InteractionHandlers(PreferenceCommands):
             self.engine, interaction_actor(interaction), set_id, place, dedup_key=f"discord:{interaction.id}"
         )
 
-    async def _final(self, interaction: discord.Interaction, job_id: str) -> None:
-        """The Final button under a draft: the same request on the full model, with the same seed."""
+    async def _pressed(
+        self, interaction: discord.Interaction, job_id: str
+    ) -> tuple[Actor, Job, dict[str, Any]] | None:
+        """A button under a result that makes a new job from it: the press answered for now, the
+        asker's job (None, and they are told, when it is not theirs to see) and where to answer."""
         message_id = await self._defer(interaction)
         actor = interaction_actor(interaction)
         job = await self.lookup.job(actor, job_id)
         if job is None:
             await refuse(interaction, NOT_FOUND)
+            return None
+        return (
+            actor,
+            job,
+            mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock())),
+        )
+
+    async def _final(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Final button under a draft: the same request on the full model, with the same seed."""
+        pressed = await self._pressed(interaction, job_id)
+        if pressed is None:
             return
-        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        actor, job, origin = pressed
         await drafts.final(self.engine, actor, job, origin=origin, dedup_key=f"discord:{interaction.id}")
 
     @guarded(refuse)
@@ -161,26 +175,20 @@ class InteractionHandlers(PreferenceCommands):
             await self.subjects.save_result(interaction, args[0])
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
-        message_id = await self._defer(interaction)
-        actor = interaction_actor(interaction)
-        job = await self.lookup.job(actor, job_id)
-        if job is None:
-            await refuse(interaction, NOT_FOUND)
+        pressed = await self._pressed(interaction, job_id)
+        if pressed is None:
             return
-        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        actor, job, origin = pressed
         await remake(
             self.engine, actor, job, vary=False, origin=origin, dedup_key=f"discord:{interaction.id}"
         )
 
     async def _tool(self, interaction: discord.Interaction, kind: Kind, job_id: str) -> None:
         """Vary, Upscale, Zoom Out, Pan and Make Square: a new version of the result, in its thread."""
-        message_id = await self._defer(interaction)
-        actor = interaction_actor(interaction)
-        job = await self.lookup.job(actor, job_id)
-        if job is None:
-            await refuse(interaction, NOT_FOUND)
+        pressed = await self._pressed(interaction, job_id)
+        if pressed is None:
             return
-        origin = mark_private(interaction, interaction_origin(interaction, message_id, self.ctx.clock()))
+        actor, job, origin = pressed
         dedup = f"discord:{interaction.id}"
         thread = await self.lookup.thread_of(actor, job.id)
         if thread is None or thread == origin["channel_id"] or origin.get("private"):
