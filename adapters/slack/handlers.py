@@ -415,7 +415,6 @@ class Handlers:
         actor = t.press_actor(press)
         job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
 
         async def submit(origin: dict[str, Any]) -> Job:
@@ -444,7 +443,6 @@ class Handlers:
         actor = t.press_actor(press)
         job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
         notes: list[str] = []
 
@@ -474,7 +472,6 @@ class Handlers:
         actor = t.press_actor(press)
         job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
 
         async def submit(origin: dict[str, Any]) -> Job:
@@ -515,10 +512,14 @@ class Handlers:
 
     async def _pressed(self, press: t.ButtonPress) -> Job | None:
         """The job a button names, if the presser may see it: their workspace's, or the result the
-        button sits under (a channel shared with another workspace)."""
-        return await self.lookup.shown_in(
+        button sits under (a channel shared with another workspace). None when not, and the presser
+        is told it was not found."""
+        job = await self.lookup.shown_in(
             t.press_actor(press), press.job_id, t.message_key(press.channel, press.message_ts)
         )
+        if job is None:
+            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
+        return job
 
     @guarded(_to_presser)
     async def on_edit_button(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -526,7 +527,6 @@ class Handlers:
         press = t.button_press(body)
         job = await self._pressed(press)
         if job is None:
-            await self.poster.ephemeral(press.channel, press.user, NOT_FOUND)
             return
         context = {
             "job_id": job.id,
