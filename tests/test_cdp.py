@@ -28,7 +28,8 @@ def chromium() -> Path:
 
 
 def processes() -> Iterator[tuple[int, int, str]]:
-    """(pid, process group, command line) of every process still running (zombies left out)."""
+    """(pid, process group, command line) of every process still running (zombies and processes
+    on their way out left out)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -37,7 +38,9 @@ def processes() -> Iterator[tuple[int, int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # it ended while being read
-        if fields[0] != "Z":
+        # A zombie has ended; so has a process with no command line left, whose memory the kernel
+        # already took back on its way out (kernel threads have none either, in no group of ours).
+        if fields[0] not in ("Z", "X") and cmdline:
             yield int(entry.name), int(fields[2]), cmdline
 
 
