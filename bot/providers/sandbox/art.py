@@ -120,15 +120,28 @@ def _gradient(size: tuple[int, int], corners: Sequence[RGB]) -> Image.Image:
     return Image.composite(bottom, top, ramp).resize(size, Image.Resampling.BICUBIC)
 
 
-def _artwork(size: tuple[int, int], palette: list[RGB], rng: random.Random, *, shapes: int) -> Image.Image:
+def _artwork(
+    size: tuple[int, int], palette: list[RGB], rng: random.Random, *, shapes: int, deep: bool = False
+) -> Image.Image:
+    """Shapes over a four-corner gradient. `deep` darkens two opposite corners, so any strip of the
+    picture, however thin and in whichever direction, runs from light to dark (a filled border is
+    then never one flat colour after `_transform`'s posterising)."""
     scale = _SKETCH_SIDE / max(size)
     sketch_size = (max(8, round(size[0] * scale)), max(8, round(size[1] * scale)))
-    sketch = _gradient(sketch_size, rng.sample(palette, 4)).convert("RGBA")
+    corners = rng.sample(palette, 4)
+    if deep:
+        corners = [c if i in (0, 3) else _dim(c) for i, c in enumerate(corners)]
+    sketch = _gradient(sketch_size, corners).convert("RGBA")
     for _ in range(shapes):
         layer = Image.new("RGBA", sketch_size, (0, 0, 0, 0))
         _shape(ImageDraw.Draw(layer), sketch_size, rng.choice(palette), rng)
         sketch = Image.alpha_composite(sketch, layer)
     return sketch.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+
+
+def _dim(colour: RGB) -> RGB:
+    r, g, b = colour
+    return round(r * 0.3), round(g * 0.3), round(b * 0.3)
 
 
 def _shape(draw: ImageDraw.ImageDraw, size: tuple[int, int], colour: RGB, rng: random.Random) -> None:
@@ -182,7 +195,7 @@ def _continue(img: Image.Image, palette: list[RGB], rng: random.Random) -> Image
     if mask.histogram()[255] < GREY_AREA * img.width * img.height:
         return img  # a few grey pixels of a picture, no empty area
     filled = img.copy()
-    filled.paste(_artwork(img.size, palette, rng, shapes=6), mask=mask)
+    filled.paste(_artwork(img.size, palette, rng, shapes=6, deep=True), mask=mask)
     return filled
 
 
