@@ -71,6 +71,7 @@ bench: setup
 	$(RUN) python -m bench.outside
 	$(RUN) python -m bench.floor
 	$(RUN) python -m bench.s3_clients
+	$(RUN) python -m bench.credentials
 
 # A py-spy profile of the burst (issue 13); its raw stacks are left in bench-results/burst.pyspy.txt.
 bench-profile: setup
