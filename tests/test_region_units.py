@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import random
+from typing import Any, cast
 
 import pytest
 from PIL import Image
@@ -33,6 +34,10 @@ def noisy(width: int, height: int, seed: int = 3) -> bytes:
     return out.getvalue()
 
 
+def px(image: Image.Image, xy: tuple[int, int]) -> Any:
+    return cast(Any, image.getpixel(xy))
+
+
 def flat(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(out, "PNG")
@@ -55,17 +60,17 @@ def test_the_blend_keeps_every_pixel_outside_the_rectangle() -> None:
     assert (width, height) == (320, 200) and Image.open(io.BytesIO(data)).format == "PNG"
     assert check_blended(original, data, area) > 0.95
     result = rgb(data)
-    assert result.getpixel((160, 100)) == (255, 0, 0)  # the middle: the edit itself
+    assert px(result, (160, 100)) == (255, 0, 0)  # the middle: the edit itself
     # Along the inner edge: between the original and the edit, fading in.
-    edge = [result.getpixel((100 + i, 100))[0] for i in range(12)]
+    edge = [px(result, (100 + i, 100))[0] for i in range(12)]
     assert edge != [255] * 12 and edge[-1] == 255, edge
 
 
 def test_no_fade_along_the_images_own_border() -> None:
     area = (0, 0, 64, 64)
     m = mask(crop_box(area, (200, 100)), area, (200, 100))
-    assert m.getpixel((0, 0)) == 255 and m.getpixel((0, 30)) == 255  # the image's corner and left edge
-    assert m.getpixel((63, 30)) < 255 and m.getpixel((64, 30)) == 0  # the rectangle's right edge fades
+    assert px(m, (0, 0)) == 255 and px(m, (0, 30)) == 255  # the image's corner and left edge
+    assert px(m, (63, 30)) < 255 and px(m, (64, 30)) == 0  # the rectangle's right edge fades
 
 
 def test_the_crop_sent_is_the_originals_pixels() -> None:
