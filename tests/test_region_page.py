@@ -91,7 +91,7 @@ async def test_the_page_the_form_and_the_result(tmp_path: Path) -> None:
         newest = (await bot.engine.versions.live("console", thread))[-1].job
         assert newest.parent_job_id == source.id and newest.request.region is not None
         result = (await bot.engine.result_images(newest))[0].data
-    assert check_blended(original, result, AREA) > 0.5
+    assert check_blended(original, result, AREA) > 0.9
 
 
 async def test_a_link_that_is_not_right_opens_nothing(tmp_path: Path) -> None:

@@ -54,5 +54,6 @@ def check_blended(original: bytes, result: bytes, area: tuple[int, int, int, int
     outside_after.paste(hole, area[:2])
     assert outside_after.tobytes() == outside_before.tobytes(), "a pixel outside the region changed"
     diff = ImageChops.difference(before.crop(area), after.crop(area)).convert("L")
-    changed = sum(count for value, count in enumerate(diff.histogram()) if value > 8)
+    # The sandbox's edit posterises and tints its reference: every pixel moves, some only a little.
+    changed = sum(count for value, count in enumerate(diff.histogram()) if value > 0)
     return changed / (diff.width * diff.height)
