@@ -19,6 +19,7 @@ from bot import words
 from bot.model.errors import BadInput
 from bot.usecases.actor import Actor
 from bot.usecases.region import editor_path, region_link
+from bot.usecases.remake import remake
 from tests.support.console import Console
 from tests.support.harness import BotHarness, sandbox_of
 from tests.support.region import check_blended, link_in, send_form
@@ -91,7 +92,17 @@ async def test_the_page_the_form_and_the_result(tmp_path: Path) -> None:
         newest = (await bot.engine.versions.live("console", thread))[-1].job
         assert newest.parent_job_id == source.id and newest.request.region is not None
         result = (await bot.engine.result_images(newest))[0].data
+        # Rerolled: the same rectangle edited again into the same picture; varied: the whole result.
+        actor = Actor("console", "", "local")
+        reroll = await remake(bot.engine, actor, newest, vary=False, origin={})
+        vary = await remake(bot.engine, actor, newest, vary=True, origin={})
+        await bot.runner.wait_idle()
+        rerolled = (await bot.engine.result_images(await bot.engine.job(reroll.id)))[0].data  # type: ignore[arg-type]
+        assert reroll.request.region == newest.request.region and vary.request.region is None
+        assert vary.reference_media == newest.result_media and vary.state == "queued"
+        assert (await bot.engine.job(vary.id)).state == "delivered"  # type: ignore[union-attr]
     assert check_blended(original, result, AREA) > 0.9
+    assert check_blended(original, rerolled, AREA) > 0.9 and rerolled != result
 
 
 async def test_a_link_that_is_not_right_opens_nothing(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ async def fake() -> AsyncIterator[FakeSlack]:
         yield f
 
 
-async def test_the_overflow_option_the_link_and_the_result_in_the_thread(tmp_path: Path, fake: FakeSlack) -> None:
+async def test_the_overflow_option_the_link_and_the_result_in_the_thread(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
     async with running(tmp_path, fake, "http") as run:
         summary = await command_to_result(run, "a lighthouse on a cliff --ar 16:9")
         await run.bot.runner.wait_idle()
@@ -39,7 +41,9 @@ async def test_the_overflow_option_the_link_and_the_result_in_the_thread(tmp_pat
         option = f"{ACTION_IDS[Kind.REGION]}:{source.id}"
 
         await run.send.interaction(fake.overflow(summary, CHANNEL, ACTION_MORE, option))
-        (told,) = await fake.wait_for(lambda: [e for e in fake.ephemerals if LINK_RE.search(str(e.get("text")))])
+        (told,) = await fake.wait_for(
+            lambda: [e for e in fake.ephemerals if LINK_RE.search(str(e.get("text")))]
+        )
         assert told["user"] == "UALICE01" and told["channel"] == CHANNEL
         link = link_in(str(told["text"]))
         assert link.startswith(run.bot.server_url + "/edit/")
