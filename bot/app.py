@@ -372,7 +372,7 @@ async def start_bot(
     core_options.setdefault("results_http", results_http)
     runner, engine = build_core(settings, store, providers, http, **core_options)
     engine.site_url = settings.public_url or server.url
-    add_region_routes(server, RegionDesk(engine, runner.surfaces))
+    add_region_routes(server, RegionDesk(engine, runner.surfaces), redirects=settings.media_redirect)
     bot = Bot(settings, http, store, server, provider, engine, runner, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces
     adapters = [factory(bot) for factory in factories]

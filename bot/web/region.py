@@ -26,9 +26,18 @@ from bot.web.server import HttpServer, limit_body
 EDIT_MAX_BODY = 16 * 1024
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"region.js": "text/javascript", "region.css": "text/css"}
+
+
+def policy(img_src: str = "'self'") -> str:
+    """The page's Content-Security-Policy: this server's own script, style, form and pictures only."""
+    return (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img_src}; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": policy(),
     "X-Content-Type-Options": "nosniff",
     # The address holds the pass: never sent on to another site.
     "Referrer-Policy": "no-referrer",
@@ -71,10 +80,6 @@ def render(editor: EditorView | None, *, message: str = "", accepted: bool = Fal
     )
 
 
-def _page(body: str, status: int = 200) -> web.Response:
-    return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
-
-
 def _status(exc: UserFacingError) -> int:
     status = getattr(exc, "status", None)
     if isinstance(status, int):
@@ -83,16 +88,29 @@ def _status(exc: UserFacingError) -> int:
 
 
 class RegionPage:
-    def __init__(self, desk: Desk, clock: Callable[[], float] = time.time) -> None:
+    """`redirects`: media links answer with a redirect to the object store's own presigned URL
+    (HIDREAM_MEDIA_REDIRECT), so the picture comes from there: pictures from other hosts are allowed
+    then (scripts, styles and the form never)."""
+
+    def __init__(
+        self, desk: Desk, clock: Callable[[], float] = time.time, *, redirects: bool = False
+    ) -> None:
         self.desk = desk
         self.clock = clock
+        self.headers = {
+            **HEADERS,
+            "Content-Security-Policy": policy("'self' https: http:" if redirects else "'self'"),
+        }
+
+    def _page(self, body: str, status: int = 200) -> web.Response:
+        return web.Response(text=body, status=status, content_type="text/html", headers=self.headers)
 
     async def show(self, request: web.Request) -> web.Response:
         try:
             editor = await self.desk.open(request.match_info["token"], now=self.clock())
         except UserFacingError as exc:
-            return _page(render(None, message=exc.user_message), _status(exc))
-        return _page(render(editor))
+            return self._page(render(None, message=exc.user_message), _status(exc))
+        return self._page(render(editor))
 
     async def send(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
@@ -107,8 +125,8 @@ class RegionPage:
                 editor = await self.desk.open(token, now=self.clock())
             except UserFacingError:
                 editor = None
-            return _page(render(editor, message=exc.user_message, text=text), _status(exc))
-        return _page(render(None, accepted=True))
+            return self._page(render(editor, message=exc.user_message, text=text), _status(exc))
+        return self._page(render(None, accepted=True))
 
     async def asset(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -119,8 +137,8 @@ class RegionPage:
         return web.Response(body=body, content_type=ASSETS[name], headers=headers)
 
 
-def add_region_routes(server: HttpServer, desk: Desk) -> None:
-    page = RegionPage(desk, server.clock)
+def add_region_routes(server: HttpServer, desk: Desk, *, redirects: bool = False) -> None:
+    page = RegionPage(desk, server.clock, redirects=redirects)
     server.app.router.add_get("/edit/assets/{name}", page.asset)
     server.app.router.add_get("/edit/{token}", page.show)
     server.app.router.add_post("/edit/{token}", limit_body(page.send, EDIT_MAX_BODY))
