@@ -2,11 +2,16 @@
 from the link, a rectangle is dragged over the picture with the mouse (and, at a phone's width, with a
 finger), an instruction typed and the form sent with its button; the page says it was accepted, the
 provider got the rectangle plus its margin, and the result delivered is the original with every pixel
-outside the rectangle unchanged and the rectangle changed. The page runs only the bot's own script."""
+outside the rectangle unchanged and the rectangle changed. The page runs only the bot's own script.
+
+A screenshot of the page with its rectangle drawn is written to the test's tmp dir and to
+`test-artifacts/` (ignored by git); with HIDREAM_SCREENSHOT_DOCS=1 also to docs/region-editor.png, the one
+docs/toolbox.md shows."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +25,7 @@ from tests.support.console import Console
 from tests.support.harness import BotHarness, sandbox_of, skip_unless_ci
 from tests.support.region import check_blended, link_in, rgb, token_of
 
+ROOT = Path(__file__).resolve().parent.parent
 PICTURE_DONE = "(() => { const i = document.getElementById('picture'); return !!i && i.complete && i.naturalWidth > 0; })()"
 PICTURE_BOX = "(() => { const r = document.getElementById('picture').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
 BUTTON_AT = "(() => { const r = document.getElementById('send').getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()"
@@ -59,6 +65,15 @@ async def drag(page: Browser, start: tuple[float, float], end: tuple[float, floa
     for x, y in steps[1:]:
         await page.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, buttons=1, button="left")
     await page.call("Input.dispatchMouseEvent", type="mouseReleased", x=end[0], y=end[1], buttons=0, **mouse)
+
+
+def keep(shot: bytes, tmp_path: Path) -> None:
+    targets = [tmp_path / "region-editor.png", ROOT / "test-artifacts" / "region-editor.png"]
+    if os.environ.get("HIDREAM_SCREENSHOT_DOCS") == "1":
+        targets.append(ROOT / "docs" / "region-editor.png")
+    for target in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(shot)
 
 
 def on_screen(box: list[float], size: tuple[int, int], point: tuple[int, int]) -> tuple[float, float]:
@@ -101,6 +116,8 @@ async def test_drag_type_and_send_in_chromium(tmp_path: Path, chromium: Path) ->
         await page.evaluate("document.getElementById('text').focus()")
         await page.call("Input.insertText", text="a hot air balloon in the sky")
         form = await page.evaluate(FORM)
+        keep(await page.screenshot(640), tmp_path)
+        await page.resize(1100, 900)
         area = (
             int(form["x"]),
             int(form["y"]),

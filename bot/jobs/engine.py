@@ -138,6 +138,7 @@ class Engine:
         # Where people's browsers reach this server (links to the region editor): bot.app sets it to
         # HIDREAM_PUBLIC_URL, else the server's own address.
         self.site_url = settings.public_url
+        self._link_signer: LinkSigner | None = None
         self._seen = replicas_for(store)  # platform events already handed to a replica
         self.subjects = SubjectBook(
             store,
@@ -375,8 +376,10 @@ class Engine:
 
     async def link_signer(self) -> LinkSigner:
         """Signs and checks links to this server's own pages (the region editor) with the media links'
-        key, which every replica shares."""
-        return LinkSigner(await self.store.secret("media-links"), self.site_url)
+        key, which every replica shares (read once: it never changes)."""
+        if self._link_signer is None or self._link_signer.base_url != self.site_url.rstrip("/"):
+            self._link_signer = LinkSigner(await self.store.secret("media-links"), self.site_url)
+        return self._link_signer
 
     # --- queries for surfaces -----------------------------------------------------------------------
 
