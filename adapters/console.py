@@ -9,6 +9,7 @@
     /zoom 1.5|2 <job-id|last>          zoom out: the result in the middle of a larger scene
     /pan left|right|up|down <job-id|last>  a third more scene on one side
     /square <job-id|last>              the result centred in a square, the sides filled in
+    /region <job-id|last>              a link to the region editor (a rectangle changed, the rest kept)
     /undo [job-id|last]                the version before becomes the one `last` edits
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
@@ -30,10 +31,11 @@ import difflib
 import re
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -49,7 +51,7 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, ParsedSet, parse_command, parse_set
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import drafts, limits, sets, settings, subject_commands, threads
+from bot.usecases import drafts, limits, region, sets, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
@@ -120,6 +122,7 @@ class ConsoleChat:
             "/vary": self._vary,
             "/final": self._final,
             **{tool: partial(self._tool_line, tool) for tool in ("/upscale", "/zoom", "/pan", "/square")},
+            "/region": self._region,
             "/undo": lambda rest: self._thread_command("undo", rest.strip() or "last"),
             "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
             "/quota": self._quota,
@@ -159,6 +162,10 @@ class ConsoleChat:
         self._say(f"[{job.id[:8]}] {done}")
         # The console has no threads: a chain of edits is one, named by its first job.
         return [Post(message_key=job.id, thread_key=await self.engine.versions.thread_for(job))]
+
+    async def followup_origin(self, parent: Job, thread_key: str | None) -> dict[str, Any] | None:
+        """A region edit's result is written and printed like any other's."""
+        return {}
 
     async def tell(self, job: Job, text: str) -> None:
         self.failures += 1
@@ -376,6 +383,14 @@ class ConsoleChat:
         if made.note:
             self._say(f"[{made.job.id[:8]}] {made.note}")
         self._say(f"[{made.job.id[:8]}] {words.accepted_tool(label(kind), job.id[:8], made.job.seed)}")
+
+    async def _region(self, text: str) -> None:
+        """`/region <job>`: the link to the region editor for the result's first image."""
+        args = text.split()
+        if len(args) != 1:
+            raise BadInput(words.REGION_USAGE)
+        job = await self._result(args[0])
+        self._say((await region.region_link(self.engine, self.actor, job, now=time.time())).text)
 
     async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)

@@ -34,7 +34,9 @@ from bot.providers.aiohttp_transport import provider_client
 from bot.providers.base import Provider, Sleep
 from bot.transport import Transport
 from bot.usecases.installs import seal_at_start, sealer_of
+from bot.usecases.region import RegionDesk
 from bot.web.admin import add_admin_routes
+from bot.web.region import add_region_routes
 from bot.web.server import HttpServer
 from storage.objects import from_settings as object_store
 from storage.postgres import PostgresStore
@@ -369,6 +371,8 @@ async def start_bot(
     core_options.setdefault("typed_http", typed_http)
     core_options.setdefault("results_http", results_http)
     runner, engine = build_core(settings, store, providers, http, **core_options)
+    engine.site_url = settings.public_url or server.url
+    add_region_routes(server, RegionDesk(engine, runner.surfaces), redirects=settings.media_redirect)
     bot = Bot(settings, http, store, server, provider, engine, runner, retention)
     factories = selection.surface_factories() if surfaces is None else surfaces
     adapters = [factory(bot) for factory in factories]

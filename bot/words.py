@@ -43,6 +43,7 @@ ACTION_PAN_UP = "Pan ⬆"
 ACTION_PAN_DOWN = "Pan ⬇"
 ACTION_SQUARE = "Make Square"
 ACTION_EDIT = "Edit"
+ACTION_REGION = "Edit region"
 ACTION_UNDO = "Undo"
 ACTION_DELETE = "Delete"
 ACTION_SUBJECT = "Save as subject"
@@ -411,6 +412,7 @@ UPSCALE_USAGE = "Usage: /upscale <job id | last>"
 ZOOM_USAGE = "Usage: /zoom 1.5|2 <job id | last>"
 PAN_USAGE = "Usage: /pan left|right|up|down <job id | last>"
 SQUARE_USAGE = "Usage: /square <job id | last>"
+REGION_USAGE = "Usage: /region <job id | last>"
 
 
 def unknown_command(command: str) -> str:
@@ -628,6 +630,7 @@ Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long
            /zoom 1.5|2 <job id | last>   zoom out: the picture in the middle of a larger scene
            /pan left|right|up|down <job id | last>   a third more scene on that side
            /square <job id | last>    the picture centred in a square, the sides filled in
+           /region <job id | last>    a link to a page where you drag a rectangle and say what to change
 Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
            --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
 Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
@@ -966,3 +969,64 @@ def _names(names: list[str], last: str = "and") -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+# --- region edits (bot/usecases/region.py, the editor page at /edit/...) ------------------------------
+
+EDITED_REGION = "edited a region of"
+REGION_NOT_YOURS = "Only the person who asked for this image can edit a region of it."
+REGION_NOT_HERE = "Region edits are not offered where this image was made."
+REGION_LINK_INVALID = (
+    "This link to the region editor is not valid. Use the Edit region button under the image "
+    "(or /region on the console) for a new one."
+)
+REGION_LINK_EXPIRED = (
+    "This link to the region editor has expired. Use the Edit region button under the image "
+    "(or /region on the console) for a new one."
+)
+REGION_GONE = "This image is not here any more, or the link is not yours."
+REGION_NO_AREA = "Drag a rectangle over the part of the picture to change first."
+REGION_NO_TEXT = "Write what to change in the rectangle."
+REGION_TOO_NARROW = (
+    "That rectangle is too long and thin for the model (at most 4 times as long as it is wide): "
+    "draw a wider one."
+)
+REGION_SOURCE_GONE = (
+    "The image this region belongs to was deleted, so the edit could not be put back into it."
+)
+REGION_BLEND_FAILED = "The edited region could not be put back into the image."
+# The editor page.
+REGION_TITLE = "Edit a region"
+REGION_HOW = (
+    "Drag a rectangle over the part of the picture to change (with a finger or the mouse), then write "
+    "what to change there. Everything outside the rectangle stays exactly as it is."
+)
+REGION_FIELD = "What to change in the rectangle"
+REGION_PLACEHOLDER = "e.g. make the door red"
+REGION_SUBMIT = "Edit this region"
+REGION_CHOSEN = "Rectangle:"
+REGION_ACCEPTED = (
+    "Accepted. The edited image will appear in the chat, in the image's thread, as its next version. "
+    "You can close this page."
+)
+REGION_PAGE_PROBLEM = "Something is not right"
+
+
+def region_link(url: str, minutes: int) -> str:
+    """The requester's private answer to Edit region: the editor's link and how long it works."""
+    return (
+        f"Open this link to draw a rectangle on the image and say what to change there "
+        f"(it is yours alone and works for {minutes} minutes): {url}"
+    )
+
+
+def region_outside(width: int, height: int) -> str:
+    return f"The rectangle must lie inside the picture ({width}x{height} pixels)."
+
+
+def region_too_small(least: int) -> str:
+    return f"The rectangle is too small: draw one at least {least} pixels wide and tall."
+
+
+def region_text_too_long(most: int) -> str:
+    return f"Say what to change in at most {most} characters."

@@ -40,6 +40,7 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
         ("Vary (Subtle)", f"hidream:vary:{job.id}", primary),
         ("Vary (Strong)", f"hidream:vary_strong:{job.id}", primary),
         ("Edit", f"hidream:edit:{job.id}", secondary),
+        ("Edit region", f"hidream:region:{job.id}", secondary),
         ("Upscale", f"hidream:upscale:{job.id}", primary),
         ("Zoom Out 1.5x", f"hidream:zoom15:{job.id}", secondary),
         ("Zoom Out 2x", f"hidream:zoom2:{job.id}", secondary),
@@ -53,7 +54,7 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
     ]
     assert discord_buttons(result_view(job)) == expected
     job.parent_job_id = "e" * 32
-    expected.insert(12, ("Undo", f"hidream:undo:{job.id}", secondary))
+    expected.insert(13, ("Undo", f"hidream:undo:{job.id}", secondary))
     # Discord's limit: at most five rows of at most five buttons.
     rows = result_view(job).to_components()
     assert len(rows) <= 5 and all(len(row["components"]) <= 5 for row in rows)
@@ -82,10 +83,12 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
         ("hidream_delete", job_id, {"type": "plain_text", "text": "Delete"}),
         ("hidream_subject", job_id, {"type": "plain_text", "text": "Save as subject"}),
     ]
-    # The four Pans in the overflow menu (Slack allows 2 to 5 options), each naming its action and job.
+    # Edit region and the four Pans in the overflow menu (Slack allows 2 to 5 options), each naming its
+    # action and job.
     assert more["type"] == "overflow" and more["action_id"] == "hidream_more"
     options: list[dict[str, Any]] = more["options"]  # type: ignore[assignment]
     assert [(o["text"]["text"], o["value"]) for o in options] == [
+        ("Edit region", f"hidream_region:{job_id}"),
         ("Pan ⬅", f"hidream_pan_left:{job_id}"),
         ("Pan ➡", f"hidream_pan_right:{job_id}"),
         ("Pan ⬆", f"hidream_pan_up:{job_id}"),

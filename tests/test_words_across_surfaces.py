@@ -15,7 +15,13 @@ from adapters.console import HELP as CONSOLE_HELP
 from adapters.console import ConsoleChat, plain
 from adapters.discord.help import HELP_TEXT as DISCORD_HELP
 from adapters.discord.translate import EXAMPLE_PROVIDER as DISCORD_EXAMPLE
-from adapters.slack.translate import ACTION_DELETE, ACTION_MORE, ACTION_PAN_RIGHT, ACTION_REROLL
+from adapters.slack.translate import (
+    ACTION_DELETE,
+    ACTION_MORE,
+    ACTION_PAN_RIGHT,
+    ACTION_REGION,
+    ACTION_REROLL,
+)
 from adapters.slack.translate import EXAMPLE_PROVIDER as SLACK_EXAMPLE
 from adapters.slack.translate import HELP_TEXT as SLACK_HELP
 from bot import words
@@ -27,6 +33,7 @@ from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.fakes.slack import FakeSlack
 from tests.support.console import console_in, say
 from tests.support.harness import BotHarness
+from tests.support.region import LINK_RE
 from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
 
 BOB = "1500000000000000002"
@@ -45,10 +52,13 @@ EXPECTED = {
     "delete, refused": words.DELETE_REFUSED,
     # The toolbox: a Pan that would make a canvas wider than 4:1 (of a 4:1 image, 2048x512 from the sandbox).
     "tool, refused": words.canvas_too_narrow(2731, 512),
+    # Edit region: the requester's link to the editor (each bot's address and pass differ).
+    "region": words.region_link("<link>", 30),
 }
 
 
 def same_for_everyone(text: str) -> str:
+    text = LINK_RE.sub("<link>", text)
     text = re.sub(r"<@[^>|]+(\|[^>]*)?>", "<@someone>", text)
     return re.sub(r"in \d+h \d+m", "in (time left)", text)
 
@@ -105,6 +115,7 @@ async def discord_words(tmp_path: Path) -> dict[str, str]:
         job = await bot.engine.job_for_post("discord", result["id"])
         assert job is not None
         await ask("delete, refused", fake.click_payload(result, f"hidream:delete:{job.id}", user_id=BOB))
+        await ask("region", fake.click_payload(result, f"hidream:region:{job.id}"))
         wide = await fake.interact(fake.slash_payload({"prompt": "a long train --ar 4:1"}))
         train = await fake.wait_for(
             lambda: with_files(m := fake.messages.get(fake.originals.get(wide["token"], ""), {})) and m
@@ -153,6 +164,8 @@ async def slack_words(tmp_path: Path) -> dict[str, str]:
             "delete, refused",
             run.send.interaction(fake.button(summary, CHANNEL, ACTION_DELETE, user="UBOB0001")),
         )
+        region = f"{ACTION_REGION}:{job_id_of(summary)}"
+        await private("region", run.send.interaction(fake.overflow(summary, CHANNEL, ACTION_MORE, region)))
         await run.send.command(fake.slash("a long train --ar 4:1"))
         train = (await fake.wait_for(lambda: summaries(fake)[1:]))[0]
         await run.bot.runner.wait_idle()
@@ -187,6 +200,7 @@ async def console_words(tmp_path: Path) -> dict[str, str]:
             ("policy", "/policy ban red fox"),
             ("made", "/hidream a long train --ar 4:1"),
             ("tool, refused", "/pan right last"),
+            ("region", "/region last"),
         ):
             start = len(err.getvalue())
             await made[0].handle(line)
@@ -223,6 +237,7 @@ async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path
         "usage",
         "policy",
         "tool, refused",
+        "region",
     }
     assert "red fox" in heard["console"]["policy"]
     assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")

@@ -17,7 +17,7 @@ from adapters.discord.commands import register_commands
 from adapters.discord.context import HandlerContext
 from adapters.discord.interactions import InteractionHandlers
 from adapters.discord.messages import MessageHandler
-from adapters.discord.posting import Poster
+from adapters.discord.posting import Poster, followup_origin
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.translate import SURFACE
 from bot.model.errors import ConfigError
@@ -325,3 +325,6 @@ class DiscordAdapter:
 
     async def withdraw(self, job: Job) -> int:
         return await self.poster.withdraw(job)
+
+    async def followup_origin(self, parent: Job, thread_key: str | None) -> dict[str, Any] | None:
+        return followup_origin(parent, thread_key)

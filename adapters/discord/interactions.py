@@ -25,7 +25,7 @@ from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import CONFIRM_OVER, MAX_REFERENCES, ChatRequest, ImageRef
-from bot.usecases import drafts, limits, results, sets
+from bot.usecases import drafts, limits, region, results, sets
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
@@ -155,6 +155,8 @@ class InteractionHandlers(PreferenceCommands):
             await self._reroll(interaction, args[0])
         elif action in TOOLS:
             await self._tool(interaction, TOOLS[action], args[0])
+        elif action == "region":
+            await self._region(interaction, args[0])
         elif action == "final":
             await self._final(interaction, args[0])
         elif action == CONFIRM_SET:
@@ -173,6 +175,17 @@ class InteractionHandlers(PreferenceCommands):
             await self.subjects.ask_name(interaction, args[0])
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
+
+    async def _region(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Edit region: the editor's link, to the presser alone (ephemeral: it admits as them)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        actor = interaction_actor(interaction)
+        job = await self.lookup.job(actor, job_id)
+        if job is None:
+            await refuse(interaction, NOT_FOUND)
+            return
+        reply = await region.region_link(self.engine, actor, job, now=self.ctx.clock())
+        await interaction.followup.send(reply.text, ephemeral=True)
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         pressed = await self._pressed(interaction, job_id)

@@ -102,6 +102,27 @@ def summary(job: Job, notes: list[str]) -> str:
     return "\n".join(parts)
 
 
+def followup_origin(parent: Job, thread_key: str | None) -> dict[str, Any] | None:
+    """Where a new version of `parent` asked for away from Discord (a region edit) is posted: a new
+    message in the result's thread (`thread_key`), else in its channel, with no message of its own to
+    edit first; a private result's goes to its requester privately, as the parent's did."""
+    origin = parent.origin
+    if not origin.get("channel_id"):
+        return None
+    kept: dict[str, Any] = {
+        k: origin[k] for k in ("upload_limit", "nsfw", "private", "guild_id") if k in origin
+    }
+    if thread_key is not None and not origin.get("private"):
+        return {**kept, "kind": "message", "channel_id": thread_key, "in_thread": True, "can_thread": False}
+    return {
+        **kept,
+        "kind": "message",
+        "channel_id": origin["channel_id"],
+        "in_thread": origin.get("in_thread", False),
+        "can_thread": origin.get("can_thread", False),
+    }
+
+
 def nonce_for(job: Job, part: int | str) -> str:
     # Discord nonces are at most 25 characters.
     return f"{job.id[:22]}-{part}"[:25]

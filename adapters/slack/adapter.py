@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +29,7 @@ from adapters.slack.oauth import (
 from adapters.slack.posting import Poster, bind_request_client, request_scope
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
+from bot import words
 from bot.model.errors import ConfigError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.usecases.installs import installations
@@ -264,3 +265,11 @@ class SlackAdapter:
 
     async def tell(self, job: Job, text: str) -> None:
         await self.poster.tell(job, text)
+
+    async def followup_origin(self, parent: Job, thread_key: str | None) -> dict[str, Any] | None:
+        """A region edit's result goes in its image's thread, with no status message of its own (it
+        was asked for on the editor's page, which says it was accepted)."""
+        channel, thread_ts = parent.origin.get("channel"), parent.origin.get("thread_ts")
+        if not channel or not thread_ts:
+            return None
+        return {"channel": channel, "thread_ts": thread_ts, "verb": words.EDITED_REGION}

@@ -15,6 +15,7 @@ from adapters.slack.translate import (
     ACTION_PAN_LEFT,
     ACTION_PAN_RIGHT,
     ACTION_PAN_UP,
+    ACTION_REGION,
     ACTION_REROLL,
     ACTION_SQUARE,
     ACTION_SUBJECT,
@@ -73,6 +74,7 @@ ACTION_IDS = {
     Kind.VARY: ACTION_VARY,
     Kind.VARY_STRONG: ACTION_VARY_STRONG,
     Kind.EDIT: ACTION_EDIT,
+    Kind.REGION: ACTION_REGION,
     Kind.UPSCALE: ACTION_UPSCALE,
     Kind.ZOOM_15: ACTION_ZOOM_15,
     Kind.ZOOM_2: ACTION_ZOOM_2,
@@ -86,7 +88,7 @@ ACTION_IDS = {
     Kind.FINAL: ACTION_FINAL,
 }
 # The actions that sit in the overflow menu after the buttons (Slack allows 2 to 5 options there).
-OVERFLOW = (Kind.PAN_LEFT, Kind.PAN_RIGHT, Kind.PAN_UP, Kind.PAN_DOWN)
+OVERFLOW = (Kind.REGION, Kind.PAN_LEFT, Kind.PAN_RIGHT, Kind.PAN_UP, Kind.PAN_DOWN)
 _CONFIRM = {
     "title": {"type": "plain_text", "text": words.DELETE_CONFIRM_TITLE},
     "text": {"type": "plain_text", "text": words.DELETE_CONFIRM_TEXT},

@@ -5,6 +5,7 @@ answered by the boundary (boundary.py); each listener names where its private an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -34,7 +35,7 @@ from bot.model.requests import (
     ParsedSet,
     parse_command,
 )
-from bot.usecases import drafts, limits, results, sets, threads, toolbox
+from bot.usecases import drafts, limits, region, results, sets, threads, toolbox
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
@@ -56,7 +57,7 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.command("/hidream")(h.on_command)
     app.event(t.EVENT_MENTION)(h.on_mention)
     app.action(t.ACTION_REROLL)(h.on_reroll)
-    for action_id in (*TOOL_ACTIONS, t.ACTION_MORE):
+    for action_id in (*TOOL_ACTIONS, t.ACTION_MORE, t.ACTION_REGION):
         app.action(action_id)(h.on_tool)
     app.action(t.ACTION_EDIT)(h.on_edit_button)
     app.action(t.ACTION_DELETE)(h.on_delete)
@@ -437,6 +438,9 @@ class Handlers:
         """Vary, Upscale, Zoom Out, Pan and Make Square (buttons, or the overflow menu's options)."""
         await ack()
         press = t.button_press(body)
+        if press.action == t.ACTION_REGION:
+            await self._region(press)
+            return
         kind = TOOL_ACTIONS.get(press.action)
         if kind is None:
             return
@@ -463,6 +467,14 @@ class Handlers:
         )
         for note in filter(None, notes):
             await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
+
+    async def _region(self, press: t.ButtonPress) -> None:
+        """Edit region: the editor's link, to the presser alone (it is theirs: it admits as them)."""
+        job = await self._pressed(press)
+        if job is None:
+            return
+        reply = await region.region_link(self.engine, t.press_actor(press), job, now=time.time())
+        await self.poster.ephemeral(press.channel, press.user, reply.text, thread_ts=press.thread_ts)
 
     @guarded(_to_presser)
     async def on_final(self, ack: AsyncAck, body: dict[str, Any]) -> None:

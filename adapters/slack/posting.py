@@ -200,6 +200,8 @@ class Poster:
 
     async def _set_status(self, client: AsyncWebClient, job: Job, line: str) -> None:
         origin = job.origin
+        if not origin.get("status_ts"):
+            return  # asked for away from the chat (a region edit): no status message to update
         verb = str(origin.get("verb", words.ASKED_FOR))
         await client.chat_update(
             channel=origin["channel"],

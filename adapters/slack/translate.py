@@ -26,6 +26,8 @@ RESULT_EVENT = "hidream_result"
 ACTION_REROLL = "hidream_reroll"
 ACTION_VARY = "hidream_vary"
 ACTION_EDIT = "hidream_edit"
+# Edit region: the requester's private link to the region editor (in the overflow menu).
+ACTION_REGION = "hidream_region"
 ACTION_DELETE = "hidream_delete"
 ACTION_SUBJECT = "hidream_subject"
 ACTION_FINAL = "hidream_final"

@@ -19,6 +19,7 @@ import httpx
 
 from bot import words
 from bot.jobs.fair import FairShare
+from bot.jobs.images import LinkSigner
 from bot.jobs.media import (
     TYPED_FETCH_SECONDS,
     TYPED_PER_OWNER,
@@ -134,6 +135,10 @@ class Engine:
         self.channel_projects = ChannelProjects(store)
         self.metrics = metrics
         self.versions = Versions(store)
+        # Where people's browsers reach this server (links to the region editor): bot.app sets it to
+        # HIDREAM_PUBLIC_URL, else the server's own address.
+        self.site_url = settings.public_url
+        self._link_signer: LinkSigner | None = None
         self._seen = replicas_for(store)  # platform events already handed to a replica
         self.subjects = SubjectBook(
             store,
@@ -368,6 +373,13 @@ class Engine:
                 total_seconds=self.typed_fetch_seconds if ref.typed else None,
             )
         return await self.store.put_media(image.data, image.content_type, image.width, image.height)
+
+    async def link_signer(self) -> LinkSigner:
+        """Signs and checks links to this server's own pages (the region editor) with the media links'
+        key, which every replica shares (read once: it never changes)."""
+        if self._link_signer is None or self._link_signer.base_url != self.site_url.rstrip("/"):
+            self._link_signer = LinkSigner(await self.store.secret("media-links"), self.site_url)
+        return self._link_signer
 
     # --- queries for surfaces -----------------------------------------------------------------------
 

@@ -194,6 +194,21 @@ class LinkSigner:
         exp = int(now + ttl)
         return f"/media/{media_id}?exp={exp}&sig={self._sig(media_id, exp)}"
 
+    def seal(self, name: str, *, now: float, ttl: float) -> tuple[int, str]:
+        """An expiry and a signature for `name`, made as a media link's are: for a link to something
+        else (the region editor's), whose `name` starts with a word of its own (`edit:`), so that no
+        media link's signature is ever one of its, nor the other way round."""
+        exp = int(now + ttl)
+        return exp, self._sig(name, exp)
+
+    def check(self, name: str, exp: str, sig: str, *, now: float) -> str:
+        """One of "ok", "expired" (signed here, but too late) or "invalid" (anything else)."""
+        if not (exp.isascii() and exp.isdigit() and len(exp) <= self.EXP_DIGITS) or not sig.isascii():
+            return "invalid"
+        if not hmac.compare_digest(self._sig(name, int(exp)), sig):
+            return "invalid"
+        return "expired" if int(exp) < now else "ok"
+
     def verify(self, media_id: str, exp: str, sig: str, *, now: float) -> bool:
         """Whether the link is one this signer made and has not expired. Anything malformed is simply
         not valid: `exp` must be plain ASCII digits of a sane length (str.isdigit also accepts "²",

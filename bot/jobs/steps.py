@@ -26,6 +26,7 @@ from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
 from bot.jobs.media import fetch_image
 from bot.jobs.metrics import Metrics
 from bot.jobs.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
+from bot.jobs.regions import finish as finish_region
 from bot.jobs.routing import Router
 from bot.logs import job_fields
 from bot.model.config import Settings
@@ -399,6 +400,9 @@ class ProviderSteps:
             await ctx.fail(job, words.failed_no_image(provider.name))
             return
         results = await self._download(job, status)
+        if not isinstance(results, str) and job.request.region is not None:
+            # A region edit: its crop blended back into the image it edits, before anything signs it.
+            results = await finish_region(self.store, job, results)
         if isinstance(results, str):
             await ctx.fail(job, results)
             return

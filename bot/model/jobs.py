@@ -173,3 +173,15 @@ class Withdraws(Protocol):
     async def withdraw(self, job: Job) -> int:
         """Delete the job's posts from the platform; how many messages went (0: none left there)."""
         ...
+
+
+@runtime_checkable
+class Continues(Protocol):
+    """A surface that can post a new version of one of its jobs asked for away from the chat (the
+    region editor's page, bot/usecases/region.py), where the job's next version belongs."""
+
+    async def followup_origin(self, parent: Job, thread_key: str | None) -> dict[str, Any] | None:
+        """The origin of a new job whose result goes in `parent`'s thread (`thread_key`: the one the
+        store knows for it, if any), without a message of the chat to answer; None when there is
+        nowhere left to post it (its origin was cleared)."""
+        ...

@@ -59,6 +59,19 @@ PRESETS: dict[str, tuple[int, int]] = {
 DEFAULT_PRESET = "square_hd"
 
 
+class Region(BaseModel):
+    """A region edit (the region editor, bot/usecases/region.py): the stored image it changes, the box
+    of it sent to the provider (`crop`: the rectangle drawn plus a margin) and the rectangle the person
+    drew (`area`), both (left, top, right, bottom) in that image's pixels. Its result is blended back
+    into the image before delivery (bot/jobs/regions.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    crop: tuple[int, int, int, int]
+    area: tuple[int, int, int, int]
+
+
 class ImageRequest(BaseModel):
     """What to make, independent of surface and provider. Values here are already validated."""
 
@@ -94,6 +107,8 @@ class ImageRequest(BaseModel):
     largest: bool = False
     # The project the job is counted under (`--project`), checked by `check_project_tag`.
     project: str | None = Field(default=None, max_length=32)
+    # A region edit: where its result goes back into the image it edits (None: any other request).
+    region: Region | None = None
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""

@@ -18,6 +18,8 @@ class Kind(Enum):
     VARY = "vary"
     VARY_STRONG = "vary_strong"
     EDIT = "edit"
+    # A rectangle of the image changed on the region editor's page (bot/usecases/region.py).
+    REGION = "region"
     UPSCALE = "upscale"
     ZOOM_15 = "zoom15"
     ZOOM_2 = "zoom2"
@@ -54,6 +56,7 @@ REROLL = Action(Kind.REROLL, words.ACTION_REROLL, "🎲", Weight.MAIN)
 VARY = Action(Kind.VARY, words.ACTION_VARY, "🔀", Weight.MAIN)
 VARY_STRONG = Action(Kind.VARY_STRONG, words.ACTION_VARY_STRONG, "🌀", Weight.MAIN)
 EDIT = Action(Kind.EDIT, words.ACTION_EDIT, "✏️", Weight.PLAIN)
+REGION = Action(Kind.REGION, words.ACTION_REGION, "🔲", Weight.PLAIN)
 # The toolbox (bot/usecases/toolbox.py): the result made again bigger, or on a larger canvas.
 UPSCALE = Action(Kind.UPSCALE, words.ACTION_UPSCALE, "🔍", Weight.MAIN)
 ZOOM_15 = Action(Kind.ZOOM_15, words.ACTION_ZOOM_15, "", Weight.PLAIN)
@@ -75,4 +78,4 @@ def result_actions(job: Job) -> tuple[Action, ...]:
     on a job made from another image: there is a version to go back to."""
     final = (FINAL,) if job.request.draft else ()
     undo = (UNDO,) if job.parent_job_id else ()
-    return (*final, REROLL, VARY, VARY_STRONG, EDIT, *TOOLS, *undo, DELETE, SUBJECT)
+    return (*final, REROLL, VARY, VARY_STRONG, EDIT, REGION, *TOOLS, *undo, DELETE, SUBJECT)

@@ -29,15 +29,24 @@ async def remake(
     origin: dict[str, Any],
     dedup_key: str | None = None,
 ) -> Job:
-    """Reroll (and Vary (Strong)): the same prompt, flags and references with a new seed. Vary
+    """Reroll (and Vary (Strong)): the same prompt, flags and references with a new seed (of a region
+    edit: the same rectangle edited again, blended into the same image). Vary
     (Subtle): the job's first image as the reference instead, in its shape. Raises a UserFacingError (nothing charged) when it cannot be admitted."""
     if vary:
         if not job.result_media:
             raise BadInput(too_old(admits.settings.media_retention_days))
         references = [ImageRef(url="", media_id=job.result_media[0])]
-        # An edit of the result: it keeps the result's shape (the engine sizes it by the image).
+        # An edit of the result: it keeps the result's shape (the engine sizes it by the image). A
+        # region edit's variation is of its whole result, so nothing is blended back.
         request = job.request.with_changes(
-            seed=None, keep_aspect=True, aspect=None, width=None, height=None, preset=None, largest=False
+            seed=None,
+            keep_aspect=True,
+            aspect=None,
+            width=None,
+            height=None,
+            preset=None,
+            largest=False,
+            region=None,
         )
     else:
         references = [ImageRef(url="", media_id=m) for m in job.reference_media]

@@ -4,7 +4,8 @@ Callbacks go to the worker (`bot.jobs.runner.JobRunner`) directly, as do media l
 admission (`bot.jobs.engine.Engine`) is kept here only for the operators' pages that query it.
 
 Surfaces that need a route (a platform's events endpoint) and the sandbox provider add theirs to `app`
-before the server starts.
+before the server starts, as do the operators' pages (bot/web/admin.py) and the region editor
+(bot/web/region.py).
 
 Every route has a cap on its request body, applied before the handler sees the request: a declared
 Content-Length over the cap is answered 413 at once, and a body of unknown length (chunked) is read only

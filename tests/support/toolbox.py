@@ -20,8 +20,9 @@ CANVAS_KINDS = (
     Kind.PAN_DOWN,
     Kind.SQUARE,
 )
-# The custom ids' actions of the toolbox's buttons after Edit, in their order under a result.
-TOOL_IDS = ("upscale", "zoom15", "zoom2", "square", "pan_left", "pan_right", "pan_up", "pan_down")
+# The custom ids' actions of the toolbox's buttons after Edit, in their order under a result (Edit
+# region gives a link to its editor page; the others make a job at once).
+TOOL_IDS = ("region", "upscale", "zoom15", "zoom2", "square", "pan_left", "pan_right", "pan_up", "pan_down")
 # The console's command for each.
 CONSOLE = {
     Kind.ZOOM_15: "/zoom 1.5",
