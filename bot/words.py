@@ -966,3 +966,42 @@ def _names(names: list[str], last: str = "and") -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def too_few_left(asked: int, left: int, limit: int, when: str, *, jobs: int = 1) -> str:
+    """A quota refusal of a request that asks for more images than are left today; `jobs`: how many
+    jobs it makes (a set of several is made smaller by its choices or its repeats, not by `--n`)."""
+    fewer = "fewer `{...}` choices or a smaller `--repeat`" if jobs > 1 else "fewer with `--n`"
+    return (
+        f"That asks for {asked} images but you have {left} of {limit} left today. "
+        f"Ask for {fewer}, or wait until the limit resets at {when}."
+    )
+
+
+UPSCALE_IS_FULL = "`--upscale` renders on the full model: leave out `--model dev`."
+
+# --- Remix (bot/usecases/remix.py) ------------------------------------------------------------------
+
+ACTION_REMIX = "Remix"
+REMIX_FORM = "Remix"
+REMIX_FIELD = "Prompt and flags"
+REMIX_KEEP = "Keep the image"
+REMIX_KEEP_HINT = "Start from this image (an edit); untick for a new image from the text alone"
+REMIX_SUBMIT = "Remix"
+REMIXED = "remixed"
+# The console's word for "do not keep the image" (the form's tick box on Discord and Slack).
+REMIX_FRESH = "--fresh"
+REMIX_USAGE = (
+    "Usage: /remix <job id | last> <new prompt and flags> (the image is kept as the reference; "
+    "add --fresh for a new image from the text alone)"
+)
+
+
+def remix_line(of: str, text: str) -> str:
+    """The console's `/remix <job>` with nothing after it: the request to edit and type again."""
+    return f"Remix {of} by typing its request again, changed: /remix {of} {text}"
+
+
+def accepted_remix(of: str, kept: bool, seed: int | None) -> str:
+    start = "from its image" if kept else "from the text alone"
+    return f"accepted: a remix of {of} {start}, seed {seed}"
