@@ -628,6 +628,8 @@ Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long
            /zoom 1.5|2 <job id | last>   zoom out: the picture in the middle of a larger scene
            /pan left|right|up|down <job id | last>   a third more scene on that side
            /square <job id | last>    the picture centred in a square, the sides filled in
+           /remix <job id | last> <prompt and flags>   made again as changed, from the image
+           (--fresh: from the text alone); /remix <job id | last> alone prints its prompt and flags
 Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
            --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
 Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
@@ -986,7 +988,8 @@ ACTION_REMIX = "Remix"
 REMIX_FORM = "Remix"
 REMIX_FIELD = "Prompt and flags"
 REMIX_KEEP = "Keep the image"
-REMIX_KEEP_HINT = "Start from this image (an edit); untick for a new image from the text alone"
+REMIX_KEEP_HINT = "Start from this image; untick for a new image from the text alone"
+REMIX_IMAGE = "The image"
 REMIX_SUBMIT = "Remix"
 REMIXED = "remixed"
 # The console's word for "do not keep the image" (the form's tick box on Discord and Slack).
