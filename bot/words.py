@@ -992,7 +992,7 @@ REMIX_KEEP_HINT = "Start from this image; untick for a new image from the text a
 REMIX_IMAGE = "The image"
 REMIX_SUBMIT = "Remix"
 REMIXED = "remixed"
-# The console's word for "do not keep the image" (the form's tick box on Discord and Slack).
+# The console's word for "do not keep the image" (the forms' tick box elsewhere).
 REMIX_FRESH = "--fresh"
 REMIX_USAGE = (
     "Usage: /remix <job id | last> <new prompt and flags> (the image is kept as the reference; "

@@ -1,7 +1,7 @@
 """Remix, for every surface: a result's request shown as its requester would type it (the prompt and
 its flags), changed by them and made again as the next version of the result's thread.
 
-- `form`: what the form (a Discord modal, a Slack dialog) is filled in with, and the console's line.
+- `form`: what a surface's form is filled in with, and the console's line.
 - `read`: the text handed back, parsed as any request is (a bad flag is refused in our words before
   anything is looked up or spent), and whether the image is kept (`--fresh` drops it, on any surface).
 - `remix`: with the image kept, an edit whose one reference is the result's first image (plus any URL
