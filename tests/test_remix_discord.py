@@ -105,3 +105,21 @@ async def test_a_bad_flag_or_another_servers_job_is_refused_with_nothing_spent(t
             assert sandbox_of(bot).submits == submits
             assert (await bot.engine.quota("discord", ADA, fake.guild_id)).used == used
             assert (await bot.engine.quota("discord", OTHER, fake.guild_of(CHANNEL_B))).used == 0
+
+
+async def test_the_remix_button_and_form_work_after_a_restart(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            result, source = await slash_result(fake, bot, "a paper boat --seed 3")
+        # Another process: the button and the form are answered from their custom ids and the store.
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            click = await fake.interact(fake.click_payload(result, f"hidream:remix:{source.id}"))
+            await fake.wait_for(lambda: click["id"] in fake.acks)
+            modal = fake.find("POST", f"/interactions/{click['id']}/")[0].body["data"]
+            assert form_fields(modal)["instruction"] == "a paper boat --seed 3"
+            before = set(fake.messages)
+            submit = {"instruction": "a paper boat on a pond --seed 3", "keep": True}
+            await fake.interact(fake.labelled_modal_payload(modal["custom_id"], submit))
+            _, job = await new_result_in(fake, bot, before)
+            assert job.parent_job_id == source.id and job.request.prompt == "a paper boat on a pond"
+            assert job.reference_media == source.result_media[:1]
