@@ -65,7 +65,7 @@ lint: setup
 	$(RUN) lint-imports
 
 test: lint
-	$(RUN) pytest -q -n auto
+	$(RUN) pytest -q -n auto --durations=15
 
 bench: setup
 	$(RUN) python -m bench.outside

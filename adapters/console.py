@@ -10,6 +10,7 @@
     /pan left|right|up|down <job-id|last>  a third more scene on one side
     /square <job-id|last>              the result centred in a square, the sides filled in
     /region <job-id|last>              a link to the region editor (a rectangle changed, the rest kept)
+    /remix <job-id|last> <text>        the request again as changed (alone: prints it to change)
     /undo [job-id|last]                the version before becomes the one `last` edits
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
@@ -51,7 +52,7 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, ParsedSet, parse_command, parse_set
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import drafts, limits, region, sets, settings, subject_commands, threads
+from bot.usecases import drafts, limits, region, remix, sets, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor
@@ -123,6 +124,7 @@ class ConsoleChat:
             "/final": self._final,
             **{tool: partial(self._tool_line, tool) for tool in ("/upscale", "/zoom", "/pan", "/square")},
             "/region": self._region,
+            "/remix": self._remix,
             "/undo": lambda rest: self._thread_command("undo", rest.strip() or "last"),
             "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
             "/quota": self._quota,
@@ -391,6 +393,23 @@ class ConsoleChat:
             raise BadInput(words.REGION_USAGE)
         job = await self._result(args[0])
         self._say((await region.region_link(self.engine, self.actor, job, now=time.time())).text)
+
+    async def _remix(self, text: str) -> None:
+        """`/remix <job> <text>`: the text is the whole request (the image kept unless --fresh); with no
+        text, the job's request as typed, to change and send again."""
+        target, _, rest = text.strip().partition(" ")
+        if not target:
+            raise BadInput(words.REMIX_USAGE)
+        if not rest.strip():
+            job = await self._result(target)
+            self._say(words.remix_line(job.id[:8], remix.form(job).text))
+            return
+        # A bad flag is refused before anything is looked up or waited for.
+        asked = remix.read(rest, keep=True)
+        job = await self._result(target)
+        made = await remix.remix(self.engine, self.actor, job, asked, origin={})
+        self.last_job_id = made.id
+        self._say(f"[{made.id[:8]}] {words.accepted_remix(job.id[:8], asked.keep, made.seed)}")
 
     async def _thread_command(self, command: ThreadCommand, target: str) -> None:
         job = await self._result(target)

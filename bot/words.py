@@ -578,8 +578,8 @@ def help_with_flags(example_provider: str) -> str:
         "back one (your next mention edits it) and `@HiDream history` lists them; *Vary* under a result makes "
         "a variation of it (same prompt, new seed); *Edit* or *Vary* on an older version continues from it.\n"
         "*Toolbox* under a result: *Upscale* (2048 px, full model; or `--upscale`), *Zoom Out 1.5x/2x*, "
-        "*Make Square*, *Vary (Strong)* (same prompt, new seed), and *Pan* left, right, up or down in the "
-        "menu beside them.\n"
+        "*Make Square*, *Vary (Strong)* (same prompt, new seed), *Remix* (the prompt and flags in a form to "
+        "change, with or without the image), and *Pan* left, right, up or down in the menu beside them.\n"
         "*Your defaults:* `/hidream settings --ar 16:9 --n 2 --model dev --format webp --private on` "
         "(flags you type still win; `--private on` sends results to you in a DM); `/hidream settings` shows "
         "them, `/hidream settings reset` clears them.\n"
@@ -631,6 +631,8 @@ Toolbox:   /upscale <job id | last>   the image again at 2048 pixels on its long
            /pan left|right|up|down <job id | last>   a third more scene on that side
            /square <job id | last>    the picture centred in a square, the sides filled in
            /region <job id | last>    a link to a page where you drag a rectangle and say what to change
+           /remix <job id | last> <prompt and flags>   made again as changed, from the image
+           (--fresh: from the text alone); /remix <job id | last> alone prints its prompt and flags
 Sets:      /hidream a {{red, blue}} fox in {{snow, rain}}   one image per choice (braces multiply, at most 12)
            --repeat N (1-8): the same request N times, new seeds; a set of more than 4 needs --yes
 Drafts:    --draft makes it quickly on the Dev model; /final <job id | last> renders it on the full model
@@ -1030,3 +1032,43 @@ def region_too_small(least: int) -> str:
 
 def region_text_too_long(most: int) -> str:
     return f"Say what to change in at most {most} characters."
+
+
+def too_few_left(asked: int, left: int, limit: int, when: str, *, jobs: int = 1) -> str:
+    """A quota refusal of a request that asks for more images than are left today; `jobs`: how many
+    jobs it makes (a set of several is made smaller by its choices or its repeats, not by `--n`)."""
+    fewer = "fewer `{...}` choices or a smaller `--repeat`" if jobs > 1 else "fewer with `--n`"
+    return (
+        f"That asks for {asked} images but you have {left} of {limit} left today. "
+        f"Ask for {fewer}, or wait until the limit resets at {when}."
+    )
+
+
+UPSCALE_IS_FULL = "`--upscale` renders on the full model: leave out `--model dev`."
+
+# --- Remix (bot/usecases/remix.py) ------------------------------------------------------------------
+
+ACTION_REMIX = "Remix"
+REMIX_FORM = "Remix"
+REMIX_FIELD = "Prompt and flags"
+REMIX_KEEP = "Keep the image"
+REMIX_KEEP_HINT = "Start from this image; untick for a new image from the text alone"
+REMIX_IMAGE = "The image"
+REMIX_SUBMIT = "Remix"
+REMIXED = "remixed"
+# The console's word for "do not keep the image" (the forms' tick box elsewhere).
+REMIX_FRESH = "--fresh"
+REMIX_USAGE = (
+    "Usage: /remix <job id | last> <new prompt and flags> (the image is kept as the reference; "
+    "add --fresh for a new image from the text alone)"
+)
+
+
+def remix_line(of: str, text: str) -> str:
+    """The console's `/remix <job>` with nothing after it: the request to edit and type again."""
+    return f"Remix {of} by typing its request again, changed: /remix {of} {text}"
+
+
+def accepted_remix(of: str, kept: bool, seed: int | None) -> str:
+    start = "from its image" if kept else "from the text alone"
+    return f"accepted: a remix of {of} {start}, seed {seed}"

@@ -117,6 +117,8 @@ class Charge:
     cost_usd: float
     # The project the job is counted under (empty: none), whose own budget it must fit too.
     project: str = ""
+    # How many jobs ask for these images together (a set): what a refusal tells them to ask fewer of.
+    jobs: int = 1
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,7 @@ class Store(MediaAndPosts, Quotas):
                 workspace_key,
                 sum(j.request.n for j in jobs),
                 sum(j.cost_usd for j in jobs),
+                jobs=len(jobs),
             )
             refused = self.policy.refusal(await self._status(db, jobs[0].user_key, workspace_key), charge)
             # Each project the set counts under must fit its share of the set's dollars.

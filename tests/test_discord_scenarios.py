@@ -35,7 +35,7 @@ async def test_slash_command_posts_image_with_summary_buttons_and_thread(tmp_pat
         assert f"<@{payload['member']['user']['id']}>" in result["content"]
         assert custom_ids(result) == [
             f"hidream:{a}:{job.id}"
-            for a in ("reroll", "vary", "vary_strong", "edit", *TOOL_IDS, "delete", "subject")
+            for a in ("reroll", "vary", "vary_strong", "edit", *TOOL_IDS, "remix", "delete", "subject")
         ]
         path = result["attachments"][0]["url"].split("/cdn/")[1].split("?")[0]
         assert fake.cdn[path][0].startswith(b"\x89PNG")

@@ -104,6 +104,25 @@ def test_modal_value_found_in_rows_and_labels() -> None:
     assert translate.modal_value(payload) == "x"
 
 
+def test_a_checkbox_in_a_label_is_read_as_ticked_or_not() -> None:
+    """Discord sends a checkbox (type 23) in a label (type 18) back with a boolean `value`."""
+    payload = load("modal_submit.json")
+    text = {
+        "type": 18,
+        "id": 1,
+        "component": {"type": 4, "id": 2, "custom_id": "instruction", "value": "a fox"},
+    }
+    ticked: dict[str, Any] = {"type": 23, "id": 4, "custom_id": translate.KEEP_FIELD, "value": True}
+    box = {"type": 18, "id": 3, "component": ticked}
+    payload["data"]["components"] = [text, box]
+    assert translate.modal_value(payload) == "a fox"
+    assert translate.modal_checked(payload, translate.KEEP_FIELD) is True
+    ticked["value"] = False
+    assert translate.modal_checked(payload, translate.KEEP_FIELD) is False
+    payload["data"]["components"] = [text]
+    assert translate.modal_checked(payload, translate.KEEP_FIELD) is False
+
+
 def test_custom_ids_round_trip_and_foreign_ids_are_ignored() -> None:
     cid = translate.make_custom_id("reroll", "job-123")
     assert translate.parse_custom_id(cid) == ("reroll", ["job-123"])

@@ -54,7 +54,17 @@ async def test_undo_then_edit_continues_from_the_previous_version(tmp_path: Path
         assert second.parent_job_id == first.id
         assert custom_ids(v2_message) == [
             f"hidream:{a}:{second.id}"
-            for a in ("reroll", "vary", "vary_strong", "edit", *TOOL_IDS, "undo", "delete", "subject")
+            for a in (
+                "reroll",
+                "vary",
+                "vary_strong",
+                "edit",
+                *TOOL_IDS,
+                "remix",
+                "undo",
+                "delete",
+                "subject",
+            )
         ]
         await fake.post_user_message(fake.user_message_payload("history", channel_id=thread_id))
         history = await bot_says(fake, thread_id, "Versions in this thread")

@@ -49,6 +49,7 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
         ("Pan ➡", f"hidream:pan_right:{job.id}", secondary),
         ("Pan ⬆", f"hidream:pan_up:{job.id}", secondary),
         ("Pan ⬇", f"hidream:pan_down:{job.id}", secondary),
+        ("Remix", f"hidream:remix:{job.id}", secondary),
         ("Delete", f"hidream:delete:{job.id}", danger),
         ("Save as subject", f"hidream:subject:{job.id}", secondary),
     ]
@@ -80,6 +81,7 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
         ("hidream_zoom15", job_id, {"type": "plain_text", "text": "Zoom Out 1.5x"}),
         ("hidream_zoom2", job_id, {"type": "plain_text", "text": "Zoom Out 2x"}),
         ("hidream_square", job_id, {"type": "plain_text", "text": "Make Square"}),
+        ("hidream_remix", job_id, {"type": "plain_text", "text": "Remix"}),
         ("hidream_delete", job_id, {"type": "plain_text", "text": "Delete"}),
         ("hidream_subject", job_id, {"type": "plain_text", "text": "Save as subject"}),
     ]
@@ -94,7 +96,7 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
         ("Pan ⬆", f"hidream_pan_up:{job_id}"),
         ("Pan ⬇", f"hidream_pan_down:{job_id}"),
     ]
-    delete = buttons[8]
+    delete = buttons[9]
     assert delete["style"] == "danger"
     assert delete["confirm"] == {
         "title": {"type": "plain_text", "text": "Delete these images?"},
@@ -102,7 +104,7 @@ def test_slack_renders_the_cores_actions_under_todays_action_ids() -> None:
         "confirm": {"type": "plain_text", "text": "Delete"},
         "deny": {"type": "plain_text", "text": "Keep"},
     }
-    assert all("style" not in b and "confirm" not in b for i, b in enumerate(buttons) if i != 8)
+    assert all("style" not in b and "confirm" not in b for i, b in enumerate(buttons) if i != 9)
 
 
 def test_every_action_the_core_can_offer_has_a_button_on_each_surface() -> None:

@@ -92,6 +92,8 @@ async def test_a_set_is_admitted_all_or_nothing(tmp_path) -> None:
         said = console.err.getvalue()
         assert "That asks for 3 images but you have 2 of 2 left today" in said, said
         assert "resets at 00:00 UTC" in said
+        # A set is made smaller by its choices or repeats, not by --n.
+        assert "Ask for fewer {...} choices or a smaller --repeat" in said and "--n" not in said, said
         quota = await bot.engine.quota("console", "local", "local")
         assert (quota.used, quota.remaining) == (0, 2)
         assert console.chat is not None and console.chat.failures == 1

@@ -23,8 +23,14 @@ async def count(store: object, sql: str) -> int:
 async def test_a_set_is_reserved_whole_or_not_at_all(open_store: OpenStore) -> None:
     async with open_store(default_limit=2, clock=lambda: NOW) as store:
         three = [make_job() for _ in range(3)]
-        with pytest.raises(QuotaExceeded, match="That asks for 3 images but you have 2 of 2 left today"):
+        with pytest.raises(
+            QuotaExceeded, match="That asks for 3 images but you have 2 of 2 left today"
+        ) as refused:
             await store.admit_set(three, workspace_key="test:w1", dedup_keys=None)
+        assert "fewer `{...}` choices or a smaller `--repeat`" in refused.value.user_message
+        # One job of three images is made smaller with --n.
+        with pytest.raises(QuotaExceeded, match="Ask for fewer with `--n`"):
+            await store.admit(make_job(n=3), workspace_key="test:w1", dedup_key=None)
         assert await count(store, "SELECT COUNT(*) FROM jobs") == 0
         assert await count(store, "SELECT COUNT(*) FROM ledger") == 0
         assert (await store.quota("test:u1", "test:w1")).used == 0

@@ -12,6 +12,7 @@ from adapters.slack.translate import (
     ACTION_DELETE,
     ACTION_EDIT,
     ACTION_MORE,
+    ACTION_REMIX,
     ACTION_REROLL,
     ACTION_SQUARE,
     ACTION_SUBJECT,
@@ -72,6 +73,7 @@ async def test_command_to_image_in_the_thread(tmp_path: Path, fake: FakeSlack, m
             ACTION_ZOOM_15,
             ACTION_ZOOM_2,
             ACTION_SQUARE,
+            ACTION_REMIX,
             ACTION_DELETE,
             ACTION_SUBJECT,
         ]

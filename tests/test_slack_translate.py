@@ -131,6 +131,25 @@ def test_view_submission_reads_instruction_choice_and_context() -> None:
     }
 
 
+def test_remix_submission_reads_text_the_keep_box_and_context() -> None:
+    """The Remix dialog's state as Slack sends it: a plain_text_input's value, and a checkboxes
+    element's selected_options (empty when unticked)."""
+    view = load("view_submission.json")["view"]
+    option = {"text": {"type": "plain_text", "text": "Keep the image"}, "value": t.KEEP_VALUE}
+    view["private_metadata"] = json.dumps({"job_id": "j1", "channel": "C1", "thread_ts": "1.2"})
+    view["state"]["values"] = {
+        t.BLOCK_INSTRUCTION: {"text": {"type": "plain_text_input", "value": "a fox --seed 3"}},
+        t.BLOCK_KEEP: {"keep": {"type": "checkboxes", "selected_options": [option]}},
+    }
+    sub = t.remix_submission(view)
+    assert (sub.text, sub.keep, sub.context["job_id"]) == ("a fox --seed 3", True, "j1")
+    view["state"]["values"][t.BLOCK_KEEP]["keep"]["selected_options"] = []
+    assert t.remix_submission(view).keep is False
+    view["private_metadata"] = "{not json"
+    with pytest.raises(BadInput, match="out of date"):
+        t.remix_submission(view)
+
+
 def test_result_file_names_round_trip() -> None:
     name = t.result_filename("job_4f2a9c", 2, "png")
     assert name == "hidream-job_4f2a9c-3.png"

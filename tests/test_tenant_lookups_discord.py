@@ -99,10 +99,17 @@ async def test_another_servers_job_channel_or_message_is_not_found_from_buttons_
             def submit(custom_id: str, value: str) -> dict[str, Any]:
                 return fake.modal_payload(custom_id, value, user_id=MANAGER_B, channel_id=CHANNEL_B)
 
-            for action in ("reroll", "vary", "vary_strong", *TOOL_IDS, "delete", "undo"):
+            for action in ("reroll", "vary", "vary_strong", *TOOL_IDS, "remix", "delete", "undo"):
                 await not_found(fake, press(f"hidream:{action}:{second_a.id}"))
             await not_found(fake, submit(f"hidream:editjob:{job_a.id}", "make it green"))
             await not_found(fake, submit(f"hidream:subjectname:{job_a.id}", "tower"))
+            remixed = {"instruction": "a lighthouse at noon", "keep": True}
+            await not_found(
+                fake,
+                fake.labelled_modal_payload(
+                    f"hidream:remixjob:{job_a.id}", remixed, user_id=MANAGER_B, channel_id=CHANNEL_B
+                ),
+            )
             await not_found(fake, submit(f"hidream:ctx:{fake.channel_id}:{result_a['id']}", "make it red"))
 
             # A reply in B to A's result (as a forwarded message would name it), mentioning the bot.

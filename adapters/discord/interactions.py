@@ -4,6 +4,7 @@ raises, and its boundary (boundary.py) answers."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -16,16 +17,18 @@ from adapters.discord.preferences import PreferenceCommands, mark_private, priva
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import (
     CONFIRM_SET,
+    REMIX_FORM,
     confirm_set_view,
     instruction_modal,
     interaction_origin,
+    remix_modal,
     set_origins,
 )
 from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import CONFIRM_OVER, MAX_REFERENCES, ChatRequest, ImageRef
-from bot.usecases import drafts, limits, region, results, sets
+from bot.usecases import drafts, limits, region, remix, results, sets
 from bot.usecases.actions import Kind
 from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
@@ -35,6 +38,9 @@ from bot.words import LIMITS_REFUSED, MESSAGE_GONE, NO_IMAGE, NOT_FOUND
 
 # The buttons a tool answers, by the custom id's action (Vary's is still "vary").
 TOOLS = {kind.value: kind for kind in TOOL_KINDS}
+# Admits a new version of a result for who pressed, where to answer, under the press's dedup key;
+# returns a note for the presser alone ("" for none).
+Admit = Callable[[Actor, Job, dict[str, Any], str], Awaitable[str]]
 
 
 class InteractionHandlers(PreferenceCommands):
@@ -159,6 +165,10 @@ class InteractionHandlers(PreferenceCommands):
             await self._region(interaction, args[0])
         elif action == "final":
             await self._final(interaction, args[0])
+        elif action == Kind.REMIX.value:
+            await self._remix_form(interaction, args[0])
+        elif action == REMIX_FORM:
+            await self._remix_submitted(interaction, args[0])
         elif action == CONFIRM_SET:
             await self._confirm_set(interaction, args[0])
         elif action == "undo":
@@ -198,6 +208,16 @@ class InteractionHandlers(PreferenceCommands):
 
     async def _tool(self, interaction: discord.Interaction, kind: Kind, job_id: str) -> None:
         """Vary, Upscale, Zoom Out, Pan and Make Square: a new version of the result, in its thread."""
+
+        async def admit(actor: Actor, job: Job, origin: dict[str, Any], dedup: str) -> str:
+            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+            return made.note
+
+        await self._new_version(interaction, job_id, admit)
+
+    async def _new_version(self, interaction: discord.Interaction, job_id: str, admit: Admit) -> None:
+        """Admit a new version of the job `job_id` names, answered in the result's thread; `admit`
+        returns a note for the presser alone ("" for none)."""
         pressed = await self._pressed(interaction, job_id)
         if pressed is None:
             return
@@ -205,7 +225,7 @@ class InteractionHandlers(PreferenceCommands):
         dedup = f"discord:{interaction.id}"
         thread = await self.lookup.thread_of(actor, job.id)
         if thread is None or thread == origin["channel_id"] or origin.get("private"):
-            made = await use_tool(self.engine, actor, job, kind, origin=origin, dedup_key=dedup)
+            note = await admit(actor, job, origin, dedup)
         else:
             # Pressed under a result whose thread is elsewhere: the new version goes in that thread, where
             # undo and history see it; the press's own "thinking" answer is taken down once it is admitted.
@@ -214,13 +234,33 @@ class InteractionHandlers(PreferenceCommands):
             in_thread = {**origin, "kind": "message", "message_id": str(progress.id), "channel_id": thread}
             in_thread.update(in_thread=True, can_thread=False)
             try:
-                made = await use_tool(self.engine, actor, job, kind, origin=in_thread, dedup_key=dedup)
+                note = await admit(actor, job, in_thread, dedup)
             except Exception:
                 await progress.delete()
                 raise
             await interaction.delete_original_response()
-        if made.note:
-            await interaction.followup.send(made.note, ephemeral=True)
+        if note:
+            await interaction.followup.send(note, ephemeral=True)
+
+    async def _remix_form(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Remix button: answered with the form (a modal is the first answer, so the one small
+        read of the job comes before it), filled in with the request as typed."""
+        job = await remix.target(self.lookup, interaction_actor(interaction), job_id)
+        await interaction.response.send_modal(remix_modal(job.id, remix.form(job)))
+
+    async def _remix_submitted(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The Remix form sent back: read first (a bad flag is refused before anything is deferred or
+        spent), then admitted as the result's next version, in its thread."""
+        payload = raw_payload(interaction)
+        asked = remix.read(
+            translate.modal_value(payload), keep=translate.modal_checked(payload, translate.KEEP_FIELD)
+        )
+
+        async def admit(actor: Actor, job: Job, origin: dict[str, Any], dedup: str) -> str:
+            await remix.remix(self.engine, actor, job, asked, origin=origin, dedup_key=dedup)
+            return ""
+
+        await self._new_version(interaction, job_id, admit)
 
     async def _undo(self, interaction: discord.Interaction, job_id: str) -> None:
         """The Undo button: the version before this one becomes the one the thread's next

@@ -46,6 +46,10 @@ CUSTOM_ID_PREFIX = "hidream"
 # The provider the help and the command menus name in their examples.
 EXAMPLE_PROVIDER = "fal"
 INSTRUCTION_FIELD = "instruction"
+# The Remix form's "keep the image" checkbox.
+KEEP_FIELD = "keep"
+# Discord's longest text input value.
+TEXT_INPUT_MAX = 4000
 _MENTION_RE = r"<@!?{bot_id}>"
 
 
@@ -196,15 +200,25 @@ def context_target(payload: dict[str, Any]) -> dict[str, Any]:
 
 def modal_value(payload: dict[str, Any], custom_id: str = INSTRUCTION_FIELD) -> str:
     """A text input's value in a modal submission (rows of components, or a label's component)."""
+    found = _modal_field(payload, custom_id)
+    return "" if found is None else str(found)
+
+
+def modal_checked(payload: dict[str, Any], custom_id: str) -> bool:
+    """Whether a checkbox (in a label) of a modal submission was ticked: its `value` is a boolean."""
+    return _modal_field(payload, custom_id) is True
+
+
+def _modal_field(payload: dict[str, Any], custom_id: str) -> Any:
     stack: list[Any] = list((payload.get("data") or {}).get("components") or [])
     while stack:
         comp = stack.pop()
         if comp.get("custom_id") == custom_id and "value" in comp:
-            return str(comp["value"])
+            return comp["value"]
         stack.extend(comp.get("components") or [])
         if isinstance(comp.get("component"), dict):
             stack.append(comp["component"])
-    return ""
+    return None
 
 
 def make_custom_id(action: str, *parts: str) -> str:

@@ -11,10 +11,11 @@ from typing import Any
 
 import discord
 
-from adapters.discord.translate import INSTRUCTION_FIELD, make_custom_id
+from adapters.discord.translate import INSTRUCTION_FIELD, KEEP_FIELD, TEXT_INPUT_MAX, make_custom_id
 from bot import words
 from bot.model.jobs import Job
 from bot.usecases.actions import Weight, result_actions
+from bot.usecases.remix import Form
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Interaction tokens live 15 minutes; leave a margin for the request in flight.
@@ -25,6 +26,8 @@ THREADABLE = (discord.ChannelType.text, discord.ChannelType.news)
 
 # The custom id action of a set's confirmation button.
 CONFIRM_SET = "confirmset"
+# The custom id action of a Remix form; its job follows it.
+REMIX_FORM = "remixjob"
 
 # How Discord weighs each action the core offers; the ids are the persistent custom ids.
 _STYLES = {
@@ -84,6 +87,25 @@ def instruction_modal(custom_id: str, *, title: str = words.EDIT_MENU) -> discor
         )
     )
     # Not stored either: the submission is handled from its custom id, even after a restart.
+    modal.stop()
+    return modal
+
+
+def remix_modal(job_id: str, form: Form) -> discord.ui.Modal:
+    """The Remix form: the request as typed, to change, and a tick box to keep the image (a checkbox in
+    a label, as Discord's modals take them). Its custom id names the job, so it outlives a restart."""
+    modal = discord.ui.Modal(
+        title=words.REMIX_FORM, custom_id=make_custom_id(REMIX_FORM, job_id), timeout=None
+    )
+    text = discord.ui.TextInput[discord.ui.Modal](
+        custom_id=INSTRUCTION_FIELD,
+        style=discord.TextStyle.paragraph,
+        default=form.text[:TEXT_INPUT_MAX],
+        max_length=TEXT_INPUT_MAX,
+    )
+    modal.add_item(discord.ui.Label(text=words.REMIX_FIELD, component=text))
+    keep = discord.ui.Checkbox[discord.ui.Modal](custom_id=KEEP_FIELD, default=form.keep)
+    modal.add_item(discord.ui.Label(text=words.REMIX_KEEP, description=words.REMIX_KEEP_HINT, component=keep))
     modal.stop()
     return modal
 

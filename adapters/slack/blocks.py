@@ -16,6 +16,7 @@ from adapters.slack.translate import (
     ACTION_PAN_RIGHT,
     ACTION_PAN_UP,
     ACTION_REGION,
+    ACTION_REMIX,
     ACTION_REROLL,
     ACTION_SQUARE,
     ACTION_SUBJECT,
@@ -26,16 +27,23 @@ from adapters.slack.translate import (
     ACTION_ZOOM_15,
     BLOCK_IMAGE,
     BLOCK_INSTRUCTION,
+    BLOCK_KEEP,
+    KEEP_VALUE,
     RESULT_EVENT,
     VIEW_EDIT,
+    VIEW_REMIX,
 )
 from bot import words
 from bot.model.jobs import Job
 from bot.usecases.actions import Action, Kind, Weight, result_actions
+from bot.usecases.remix import Form
 
 Block = dict[str, Any]
 # Slack refuses section text over 3000 characters; prompts may be up to 5000.
 _TEXT_MAX = 2900
+# The longest value a plain_text_input takes (its max_length), and an option's description.
+_INPUT_MAX = 3000
+_DESCRIPTION_MAX = 75
 
 
 def clip(text: str, limit: int = _TEXT_MAX) -> str:
@@ -86,6 +94,7 @@ ACTION_IDS = {
     Kind.DELETE: ACTION_DELETE,
     Kind.SUBJECT: ACTION_SUBJECT,
     Kind.FINAL: ACTION_FINAL,
+    Kind.REMIX: ACTION_REMIX,
 }
 # The actions that sit in the overflow menu after the buttons (Slack allows 2 to 5 options there).
 OVERFLOW = (Kind.REGION, Kind.PAN_LEFT, Kind.PAN_RIGHT, Kind.PAN_UP, Kind.PAN_DOWN)
@@ -193,6 +202,46 @@ def edit_modal(context: dict[str, Any], image_count: int) -> dict[str, Any]:
         "callback_id": VIEW_EDIT,
         "title": {"type": "plain_text", "text": words.EDIT_MENU},
         "submit": {"type": "plain_text", "text": words.EDIT_SUBMIT},
+        "close": {"type": "plain_text", "text": words.CANCEL},
+        "private_metadata": json.dumps(context),
+        "blocks": blocks,
+    }
+
+
+def remix_modal(context: dict[str, Any], form: Form) -> dict[str, Any]:
+    """The Remix dialog: the request as typed, to change, and "keep the image" ticked or not.
+    `context` (the result it was opened under, where to answer) rides in private_metadata."""
+    keep = _option(words.REMIX_KEEP, KEEP_VALUE)
+    keep["description"] = {"type": "plain_text", "text": clip(words.REMIX_KEEP_HINT, _DESCRIPTION_MAX)}
+    checkboxes: Block = {"type": "checkboxes", "action_id": "keep", "options": [keep]}
+    if form.keep:
+        checkboxes["initial_options"] = [keep]
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": BLOCK_INSTRUCTION,
+            "label": {"type": "plain_text", "text": words.REMIX_FIELD},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": "text",
+                "multiline": True,
+                "max_length": _INPUT_MAX,
+                "initial_value": form.text[:_INPUT_MAX],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": BLOCK_KEEP,
+            "optional": True,
+            "label": {"type": "plain_text", "text": words.REMIX_IMAGE},
+            "element": checkboxes,
+        },
+    ]
+    return {
+        "type": "modal",
+        "callback_id": VIEW_REMIX,
+        "title": {"type": "plain_text", "text": words.REMIX_FORM},
+        "submit": {"type": "plain_text", "text": words.REMIX_SUBMIT},
         "close": {"type": "plain_text", "text": words.CANCEL},
         "private_metadata": json.dumps(context),
         "blocks": blocks,

@@ -21,6 +21,7 @@ from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.preferences import preference_answer
+from adapters.slack.remix import SlackRemix
 from adapters.slack.subjects import ACTION_SUBJECT, VIEW_SUBJECT, SlackSubjects, parse_subject_text
 from bot import words
 from bot.jobs.versions import ThreadCommand, thread_command
@@ -67,6 +68,8 @@ def register(app: AsyncApp, ctx: ListenerContext) -> None:
     app.view(t.VIEW_EDIT)(h.on_edit_submit)
     app.action(ACTION_SUBJECT)(h.subjects.on_button)
     app.view(VIEW_SUBJECT)(h.subjects.on_submit)
+    app.action(t.ACTION_REMIX)(h.remix.on_button)
+    app.view(t.VIEW_REMIX)(h.remix.on_submit)
     # Plain channel messages are delivered too when the app listens to message events; ignore them.
     for name in t.IGNORED_EVENTS:
         app.event(name)(h.ignore)
@@ -117,6 +120,7 @@ class Handlers:
         self.poster = ctx.poster
         self.lookup = Lookup(ctx.engine)
         self.subjects = SlackSubjects(ctx, self._latest_in_thread, self._is_admin)
+        self.remix = SlackRemix(ctx, self._launch, self._pressed)
 
     def _chat(
         self,

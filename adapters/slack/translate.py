@@ -31,6 +31,9 @@ ACTION_REGION = "hidream_region"
 ACTION_DELETE = "hidream_delete"
 ACTION_SUBJECT = "hidream_subject"
 ACTION_FINAL = "hidream_final"
+# Remix: the button opens a dialog (VIEW_REMIX) filled in with the request as typed.
+ACTION_REMIX = "hidream_remix"
+VIEW_REMIX = "hidream_remix_modal"
 # The button that confirms a held set; its value is the set's id.
 ACTION_CONFIRM_SET = "hidream_confirm_set"
 # The toolbox (bot/usecases/toolbox.py): Vary (Subtle) keeps ACTION_VARY.
@@ -59,6 +62,9 @@ EVENT_TOKENS_REVOKED = "tokens_revoked"
 IGNORED_EVENTS = ("message",)
 BLOCK_INSTRUCTION = "instruction"
 BLOCK_IMAGE = "image_choice"
+# The Remix dialog's "keep the image" checkbox: its block, and its one option's value.
+BLOCK_KEEP = "keep_image"
+KEEP_VALUE = "keep"
 
 _MENTION_RE = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _USER_ARG = r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>"
@@ -350,3 +356,24 @@ def edit_submission(view: dict[str, Any]) -> EditSubmission:
     except ValueError:
         raise BadInput(words.FORM_OUT_OF_DATE) from None
     return EditSubmission(instruction=instruction, image_index=index, context=context)
+
+
+@dataclass(frozen=True)
+class RemixSubmission:
+    text: str
+    keep: bool
+    context: dict[str, Any]  # the result the dialog was opened under (private_metadata)
+
+
+def remix_submission(view: dict[str, Any]) -> RemixSubmission:
+    """The Remix dialog sent back: its text, whether "keep the image" is ticked, and its context."""
+    values: dict[str, dict[str, dict[str, Any]]] = (view.get("state") or {}).get("values") or {}
+    empty: dict[str, Any] = {}
+    text = str(next(iter((values.get(BLOCK_INSTRUCTION) or {}).values()), empty).get("value") or "")
+    ticked = next(iter((values.get(BLOCK_KEEP) or {}).values()), empty).get("selected_options") or []
+    keep = any(str(o.get("value")) == KEEP_VALUE for o in ticked)
+    try:
+        context = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        raise BadInput(words.FORM_OUT_OF_DATE) from None
+    return RemixSubmission(text=text, keep=keep, context=context if isinstance(context, dict) else {})

@@ -213,6 +213,7 @@ class Engine:
             sum(p.cost for p in planned),
             # One project for the whole set, checked early here; the store checks each project's share.
             projects.pop() if len(projects) == 1 else "",
+            jobs=len(planned),
         )
         await self._counted(self.store.check(whole))
         fetched: dict[str, str] = {}

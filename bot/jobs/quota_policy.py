@@ -148,10 +148,8 @@ class QuotaPolicy:
             return QuotaExceeded(
                 f"You have used all {status.limit} of your images for today. The limit resets at {when}."
             )
-        return QuotaExceeded(
-            f"That asks for {charge.images} images but you have {status.limit - status.used} of {status.limit} "
-            f"left today. Ask for fewer with `--n`, or wait until the limit resets at {when}."
-        )
+        left = status.limit - status.used
+        return QuotaExceeded(words.too_few_left(charge.images, left, status.limit, when, jobs=charge.jobs))
 
     def project_refusal(self, month: ProjectMonth, cost_usd: float) -> QuotaExceeded | None:
         """A project's budget bounds what its jobs cost in a UTC month in its tenant, within the

@@ -454,7 +454,7 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["keep_aspect"] = True
     if values.get("upscale", "").lower() in ("true", "1", "yes"):
         if fields.get("model") == "dev":
-            raise BadInput("`--upscale` renders on the full model: leave out `--model dev`.")
+            raise BadInput(words.UPSCALE_IS_FULL)
         fields.update(largest=True, model="full")
     if "no" in values:
         fields["negative"] = _parse_negative(values["no"])

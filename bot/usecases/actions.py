@@ -32,6 +32,7 @@ class Kind(Enum):
     DELETE = "delete"
     SUBJECT = "subject"
     FINAL = "final"
+    REMIX = "remix"
 
 
 class Weight(Enum):
@@ -67,6 +68,8 @@ PAN_UP = Action(Kind.PAN_UP, words.ACTION_PAN_UP, "", Weight.PLAIN)
 PAN_DOWN = Action(Kind.PAN_DOWN, words.ACTION_PAN_DOWN, "", Weight.PLAIN)
 SQUARE = Action(Kind.SQUARE, words.ACTION_SQUARE, "", Weight.PLAIN)
 TOOLS = (UPSCALE, ZOOM_15, ZOOM_2, SQUARE, PAN_LEFT, PAN_RIGHT, PAN_UP, PAN_DOWN)
+# A form with the request as typed, edited and made again (bot/usecases/remix.py).
+REMIX = Action(Kind.REMIX, words.ACTION_REMIX, "🎛️", Weight.PLAIN)
 UNDO = Action(Kind.UNDO, words.ACTION_UNDO, "↩️", Weight.PLAIN)
 DELETE = Action(Kind.DELETE, words.ACTION_DELETE, "🗑️", Weight.DANGER, confirm=True)
 SUBJECT = Action(Kind.SUBJECT, words.ACTION_SUBJECT, "📌", Weight.PLAIN)
@@ -78,4 +81,4 @@ def result_actions(job: Job) -> tuple[Action, ...]:
     on a job made from another image: there is a version to go back to."""
     final = (FINAL,) if job.request.draft else ()
     undo = (UNDO,) if job.parent_job_id else ()
-    return (*final, REROLL, VARY, VARY_STRONG, EDIT, REGION, *TOOLS, *undo, DELETE, SUBJECT)
+    return (*final, REROLL, VARY, VARY_STRONG, EDIT, REGION, *TOOLS, REMIX, *undo, DELETE, SUBJECT)

@@ -52,6 +52,46 @@ class DiscordError(Exception):
         self.body = json.dumps({"code": code, "message": message}).encode()
 
 
+# What a label (type 18) may hold in a modal, per Discord's component reference: a text input, the
+# selects, a file upload, a radio group, a checkbox group or a checkbox.
+LABELLED = {3, 4, 5, 6, 7, 8, 19, 21, 22, 23}
+
+
+def _invalid(why: str) -> DiscordError:
+    return DiscordError(400, 50035, f"Invalid Form Body: {why}")
+
+
+def check_modal(data: dict[str, Any]) -> None:
+    """A MODAL callback's data as Discord checks it: a custom id and a title within their limits, one
+    to five top-level components (labels, text displays, or rows of one text input), each label with
+    one component it may hold, each text input's value within 4000 characters."""
+    if not 1 <= len(str(data.get("custom_id", ""))) <= 100 or not 1 <= len(str(data.get("title", ""))) <= 45:
+        raise _invalid("custom_id or title")
+    components = data.get("components") or []
+    if not 1 <= len(components) <= 5:
+        raise _invalid("components: 1 to 5")
+    for top in components:
+        if top.get("type") == 18:
+            if not 1 <= len(str(top.get("label", ""))) <= 45 or len(str(top.get("description") or "")) > 100:
+                raise _invalid("label or description")
+            inner = [top.get("component") or {}]
+            if inner[0].get("type") not in LABELLED or (inner[0].get("type") == 4 and "label" in inner[0]):
+                raise _invalid("a label's component")
+        elif top.get("type") == 1:
+            inner = top.get("components") or []
+            if len(inner) != 1 or inner[0].get("type") != 4:
+                raise _invalid("an action row in a modal holds one text input")
+        elif top.get("type") == 10:
+            inner = []
+        else:
+            raise _invalid(f"component type {top.get('type')} in a modal")
+        for c in inner:
+            if c.get("type") == 4 and len(str(c.get("value") or "")) > 4000:
+                raise _invalid("a text input's value is at most 4000 characters")
+            if c.get("type") == 23 and not isinstance(c.get("default", False), bool):
+                raise _invalid("a checkbox's default")
+
+
 class FakeDiscord(Payloads):
     """Start with `async with FakeDiscord() as fake:`; point DISCORD_API_BASE_URL at `fake.api_url`."""
 
@@ -294,6 +334,8 @@ class FakeDiscord(Payloads):
         data = (call.body or {}).get("data") or {}
         source = self.interactions.get(interaction_id, {})
         resource: dict[str, Any] = {"type": kind}
+        if kind == 9:
+            check_modal(data)
         if kind in (4, 5):
             flags = int(data.get("flags") or 0) | (LOADING if kind == 5 else 0)
             msg = self.store_message(source.get("channel_id", self.channel_id), data, call.files, flags=flags,

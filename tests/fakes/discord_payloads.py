@@ -177,6 +177,18 @@ class Payloads:
         data = {"custom_id": custom_id, "components": rows}
         return self._interaction(5, data, user_id=user_id, channel_id=channel_id, permissions=MEMBER_PERMS)
 
+    def labelled_modal_payload(self, custom_id: str, fields: dict[str, Any], *,
+                               user_id: str = "1500000000000000001",
+                               channel_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """A modal of labels sent back, as Discord sends it: each label (type 18) holds one component,
+        a text input (type 4) for a string value, a checkbox (type 23) for a boolean."""
+        labels = [{"type": 18, "id": 2 * i + 1,
+                   "component": {"type": 23 if isinstance(value, bool) else 4, "id": 2 * i + 2,
+                                 "custom_id": name, "value": value}}
+                  for i, (name, value) in enumerate(fields.items())]  # fmt: skip
+        data = {"custom_id": custom_id, "components": labels}
+        return self._interaction(5, data, user_id=user_id, channel_id=channel_id, permissions=MEMBER_PERMS)
+
     def click_payload(self, message: dict[str, Any], custom_id: str, *, user_id: str = "1500000000000000001",
                       permissions: int = MEMBER_PERMS) -> dict[str, Any]:  # fmt: skip
         data = {"component_type": 2, "custom_id": custom_id, "id": 3}

@@ -260,6 +260,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
         view = json.loads(p["view"]) if isinstance(p["view"], str) else p["view"]
         if not p.get("trigger_id"):
             return {"error": "invalid_trigger_id"}
+        if not _view_within_limits(view):
+            return {"error": "invalid_arguments"}
         view = {**view, "id": f"V{next(self._ids):06d}"}
         self.views.append(view)
         return {"view": view}
@@ -414,6 +416,30 @@ def _within_limits(blocks: list[dict[str, Any]]) -> bool:
         if len(text) > {"header": 150, "section": 3000}.get(str(block.get("type")), 3000):
             return False
     return True
+
+
+def _view_within_limits(view: dict[str, Any]) -> bool:
+    """Slack's limits on a modal as views.open checks them: title, submit and close at most 24
+    characters, private_metadata 3000; an input's text field no longer than its max_length (3000 at
+    most); a checkbox group of 1 to 10 options (text and description 75 characters each), the ticked
+    ones among them."""
+    names = [str((view.get(k) or {}).get("text", "")) for k in ("title", "submit", "close")]
+    if any(len(n) > 24 for n in names) or len(str(view.get("private_metadata", ""))) > 3000:
+        return False
+    for block in view.get("blocks") or []:
+        element = block.get("element") or {}
+        if element.get("type") == "plain_text_input":
+            most = int(element.get("max_length", 3000))
+            if most > 3000 or len(str(element.get("initial_value", ""))) > most:
+                return False
+        if element.get("type") == "checkboxes":
+            options = element.get("options") or []
+            texts = [str((o.get(k) or {}).get("text", "")) for o in options for k in ("text", "description")]
+            if not 1 <= len(options) <= 10 or any(len(x) > 75 for x in texts):
+                return False
+            if any(o not in options for o in element.get("initial_options") or []):
+                return False
+    return _within_limits(view.get("blocks") or [])
 
 
 def _sniff(data: bytes) -> str:
