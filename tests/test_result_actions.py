@@ -55,7 +55,7 @@ def test_discord_renders_the_cores_actions_under_todays_custom_ids() -> None:
     ]
     assert discord_buttons(result_view(job)) == expected
     job.parent_job_id = "e" * 32
-    expected.insert(13, ("Undo", f"hidream:undo:{job.id}", secondary))
+    expected.insert(14, ("Undo", f"hidream:undo:{job.id}", secondary))
     # Discord's limit: at most five rows of at most five buttons.
     rows = result_view(job).to_components()
     assert len(rows) <= 5 and all(len(row["components"]) <= 5 for row in rows)
