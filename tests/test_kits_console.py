@@ -69,7 +69,9 @@ async def test_a_kit_is_saved_listed_shown_applied_and_deleted(tmp_path: Path) -
         assert (received.width, received.height) == (1024, 1024)
 
         await console.run(bot, "/kit delete watercolor")
-        assert "Deleted kit watercolor; results made with it still say which version" in console.err.getvalue()
+        assert (
+            "Deleted kit watercolor; results made with it still say which version" in console.err.getvalue()
+        )
         submits, used = sandbox_of(bot).submits, await spent(bot)
         await console.run(bot, "/hidream a fox --kit watercolor")
         assert "There is no style kit named watercolor here; nothing was spent." in console.err.getvalue()
@@ -128,7 +130,11 @@ async def test_an_edited_kit_leaves_earlier_results_on_their_version(tmp_path: P
         # A reroll of the first result is made as the first was: its kit's version, its prompt.
         await console.run(bot, f"/vary {first.id[:8]}")
         assert (first.request.prompt, first.tier, first.request.kit_version) == ("v1 style a tree", "full", 1)
-        assert (second.request.prompt, second.tier, second.request.kit_version) == ("v2 style a tree", "dev", 2)
+        assert (second.request.prompt, second.tier, second.request.kit_version) == (
+            "v2 style a tree",
+            "dev",
+            2,
+        )
 
         assert bot.store is not None
         rows = {r["job"]: r async for r in audit.rows(bot.store, since=0, until=float("inf"))}
