@@ -39,7 +39,7 @@ def kit_payload(
         name="hidream-kit",
         user_id=ADA if admin else BOB,
         permissions=MANAGE_GUILD if admin else MEMBER_PERMS,
-        **({"channel_id": channel_id} if channel_id else {}),
+        channel_id=channel_id,
     )
     payload["data"]["options"] = [{"name": sub, "type": 1, "options": payload["data"]["options"]}]
     return payload

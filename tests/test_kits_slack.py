@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_payloads import TEAM
 from tests.support.harness import sandbox_of
-from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
+from tests.support.slack_support import job_id_of, running, summaries
 
 TEAM_B = "T_OTHER01"
 ADMIN, BOB = "UADMIN001", "UBOB0001"
