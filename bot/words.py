@@ -617,14 +617,14 @@ def help_with_options(example_provider: str) -> str:
         f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
         "`/hidream-subject list`, `show`, `delete`.\n"
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
-        "`history` to list them. **Edit** or **Vary** on an older version continues from it.\n"
+        "`history` to list them.\n"
         "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
         "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them.\n"
         "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
-        f"**Providers:** `provider:{example_provider}` picks one this bot has; otherwise the first that can "
-        "(the result says which).\n"
+        f"**Providers:** `provider:{example_provider}` picks one; otherwise the first that can.\n"
+        "**Style kits:** `kit:house` applies one; admins: `/hidream-kit save`, `bind` (this channel's kit).\n"
         "**Sets:** `a {red, blue} fox` one image per choice, `--repeat 3` (12 at most; over 4, confirm). "
         "**Drafts:** `--draft` (Dev model), then **Final**.\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
@@ -672,7 +672,10 @@ def help_with_flags(example_provider: str) -> str:
         "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it.\n"
         "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
         "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
-        "audit export with `/hidream policy export-prompts off`."
+        "audit export with `/hidream policy export-prompts off`.\n"
+        "*Style kits:* `--kit house` applies one (a channel's bound kit always applies). Admins: "
+        "`/hidream kit save house --prefix soft watercolor of --suffix pastel --ar 3:2`, "
+        "`/hidream kit bind house|none`, `/hidream kit delete house`; `/hidream kit list`, `show house`."
     )
 
 
@@ -717,7 +720,10 @@ Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|d
            | provider <name>|default | export-prompts on|off | project <tag>|default
            | credentials-prompt on|off | reset
            (the console's user is its operator)
-Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`){trying}
+Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`)
+Kits:      /kit save <name> --prefix <words> --suffix <words> --no <words> --subject <name> [flags]
+           /kit list | /kit show <name> | /kit delete <name> | /kit bind <name>|none
+           --kit <name> applies one (a bound kit applies to every request){trying}
 /help      this text (Ctrl-D quits; Ctrl-C stops at once, and unfinished jobs resume at the next start)"""
 
 

@@ -65,7 +65,7 @@ async def bind(book: KitBook, actor: Actor, name: str) -> Reply:
 
 
 async def command(book: KitBook, actor: Actor, text: str) -> Reply:
-    """`kit <verb> ...` as typed on a text surface (Slack, the console): `text` follows `kit`."""
+    """`kit <verb> ...` as a surface of text commands takes it: `text` is what follows `kit`."""
     verb, _, rest = text.strip().partition(" ")
     name, _, more = rest.strip().partition(" ")
     verb = verb.lower()
