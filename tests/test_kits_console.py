@@ -127,8 +127,8 @@ async def test_an_edited_kit_leaves_earlier_results_on_their_version(tmp_path: P
         assert "Saved kit house v2." in console.err.getvalue()
         await console.run(bot, "/hidream a tree --kit house")
         second = await last_job(bot, console)
-        # A reroll of the first result is made as the first was: its kit's version, its prompt.
         await console.run(bot, f"/vary {first.id[:8]}")
+        await console.run(bot, f"/upscale {first.id[:8]}")
         assert (first.request.prompt, first.tier, first.request.kit_version) == ("v1 style a tree", "full", 1)
         assert (second.request.prompt, second.tier, second.request.kit_version) == (
             "v2 style a tree",
@@ -139,8 +139,9 @@ async def test_an_edited_kit_leaves_earlier_results_on_their_version(tmp_path: P
         assert bot.store is not None
         rows = {r["job"]: r async for r in audit.rows(bot.store, since=0, until=float("inf"))}
         assert rows[first.id]["kit"] == "house v1" and rows[second.id]["kit"] == "house v2"
-        varied = [r for r in rows.values() if r["parent"] == first.id]
-        assert [r["kit"] for r in varied] == ["house v1"]
+        # A Vary and an Upscale of the first result name its kit too (their prompts hold it).
+        made_from_first = [r for r in rows.values() if r["parent"] == first.id]
+        assert [r["kit"] for r in made_from_first] == ["house v1", "house v1"]
 
 
 async def test_bad_kits_are_refused_in_plain_words(tmp_path: Path) -> None:
