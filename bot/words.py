@@ -85,6 +85,14 @@ KIT_USAGE = (
 NO_KITS = "No style kits are saved here yet."
 KITS_HEADING = "Style kits:"
 KIT_EMPTY = "A kit needs at least one of `--prefix`, `--suffix`, `--no`, `--subject` or a flag."
+# How `kit show` names a kit's parts.
+KIT_PARTS = {
+    "prefix": "prefix",
+    "suffix": "suffix",
+    "negative": "--no",
+    "subject": "subject",
+    "flags": "flags",
+}
 KIT_ONE_SUBJECT = "A kit keeps one saved subject: give `--subject` once."
 KIT_UNBOUND = "This channel uses no kit now: requests here use the kit they name, if any."
 

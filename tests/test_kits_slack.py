@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_payloads import TEAM
 from tests.support.harness import sandbox_of
-from tests.support.slack_support import job_id_of, running, summaries
+from tests.support.slack_support import CHANNEL, job_id_of, running, summaries
 
 TEAM_B = "T_OTHER01"
 ADMIN, BOB = "UADMIN001", "UBOB0001"
@@ -101,10 +101,17 @@ async def test_slack_a_bound_kit_is_applied_and_not_removable(tmp_path: Path, fa
         assert received.prompt == "soft watercolor of a harbour pastel palette"
         assert (received.width, received.height) == (1024, 1024)
 
+        # An edit mentioned in the result's thread is a request in the channel too.
+        await run.send.event(fake.mention(CHANNEL, BOB, "make it night", thread_ts=summary["thread_ts"]))
+        edited = (await fake.wait_for(lambda: summaries(fake)[1:]))[0]
+        edit = await run.bot.engine.job(job_id_of(edited))
+        assert edit is not None and edit.mode == "edit" and edit.request.kit == "watercolor"
+        assert edit.request.prompt == "soft watercolor of make it night pastel palette"
+
         # Naming another kit here is refused, and nothing is spent.
         await run.send.command(fake.slash("a harbour --kit noir", user=BOB))
         await said(fake, "This channel always uses the kit `watercolor`, so `--kit noir` cannot replace it")
-        assert sandbox.submits == 1 and (await run.bot.engine.quota("slack", BOB, TEAM)).used == 1
+        assert sandbox.submits == 2 and (await run.bot.engine.quota("slack", BOB, TEAM)).used == 2
 
         # Another channel is not bound; `noir` applies there when asked for.
         await run.send.command(fake.slash("a harbour --kit noir", user=BOB, channel="C_OTHER"))

@@ -117,10 +117,9 @@ def parse_kit(text: str) -> KitSpec:
 
 def describe(kit: Kit) -> list[tuple[str, str]]:
     """A kit's parts as `kit show` lists them."""
-    parts = [("prefix", kit.prefix), ("suffix", kit.suffix), ("--no", kit.negative)]
-    parts += [("subject", kit.subject)]
-    parts += [("flags", " ".join(f"--{k} {v}" for k, v in sorted(kit.flags.items())))]
-    return [(label, value) for label, value in parts if value]
+    flags = " ".join(f"--{k} {v}" for k, v in sorted(kit.flags.items()))
+    parts = {"prefix": kit.prefix, "suffix": kit.suffix, "negative": kit.negative, "subject": kit.subject}
+    return [(words.KIT_PARTS[k], v) for k, v in {**parts, "flags": flags}.items() if v]
 
 
 class KitBook:
