@@ -167,17 +167,23 @@ class KitBook:
     async def bound(self, tenant: str, channel: str) -> Kit | None:
         return await self.table.bound(tenant, channel)
 
+    async def _chosen(self, tenant: str, channel: str, asked: str | None) -> Kit | None:
+        """The channel's kit, else the one asked for (`--kit`), else none. A request in a bound
+        channel may name its kit, not another."""
+        kit = await self.bound(tenant, channel)
+        if kit is not None and asked is not None and asked.lower() != kit.key:
+            raise BadInput(words.kit_is_bound(kit.name, asked))
+        if kit is None and asked is not None:
+            kit = await self.get(tenant, asked)
+        return kit
+
     async def apply(self, chat: ChatRequest, tenant: str) -> Applied:
         """The request with the kit it names, or its channel's, applied. Raises BadInput (nothing
         spent) for an unknown kit, or another kit than the one the channel is bound to."""
         request = chat.request
         if request.explicit is None:
             return Applied(chat)  # a remake: made from a job whose prompt holds its kit already
-        kit = await self.bound(tenant, chat.channel_id)
-        if kit is not None and request.kit is not None and request.kit.lower() != kit.key:
-            raise BadInput(words.kit_is_bound(kit.name, request.kit))
-        if kit is None and request.kit is not None:
-            kit = await self.get(tenant, request.kit)
+        kit = await self._chosen(tenant, chat.channel_id, request.kit)
         if kit is None:
             return Applied(chat)
         prompt = " ".join(p for p in (kit.prefix, request.prompt, kit.suffix) if p)
