@@ -7,7 +7,7 @@ live in bot/jobs/kits.py; the same SQL runs on both store backends."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storage.dialects import TENANT_LOCK
@@ -66,10 +66,7 @@ class Kits:
                 *(kit.tenant, kit.name, version, kit.prefix, kit.suffix, kit.negative, kit.subject),
                 *(json.dumps(kit.flags, sort_keys=True), kit.created_by, now, kit.key),
             )
-        return Kit(
-            kit.tenant, kit.name, version, kit.prefix, kit.suffix, kit.negative, kit.subject,
-            dict(kit.flags), kit.created_by, now,
-        )  # fmt: skip
+        return replace(kit, version=version, created_at=now)
 
     async def find(self, tenant: str, name: str) -> Kit | None:
         """The newest version of a kit of that name (any case) in `tenant`, unless it was deleted."""
