@@ -15,6 +15,7 @@
     /history [job-id|last]             the versions of a result's chain
     /quota                             how many images are left today
     /policy [ban <phrase> | ...]       the console's policy (the console's user is its operator)
+    /kit save|list|show|delete|bind    style kits (a prompt's prefix and suffix, flags, a subject)
     /help
 
 Personal defaults come from HIDREAM_CONSOLE_DEFAULTS (e.g. "--ar 16:9 --n 2"), stored for the
@@ -52,10 +53,10 @@ from bot.model.errors import BadInput, UserFacingError
 from bot.model.jobs import Job, OutputImage, Post, Progress
 from bot.model.requests import ChatRequest, ImageRef, ParsedSet, parse_command, parse_set
 from bot.plugins import Core, SurfacePlugin
-from bot.usecases import drafts, limits, region, remix, sets, settings, subject_commands, threads
+from bot.usecases import drafts, kits, limits, region, remix, sets, settings, subject_commands, threads
 from bot.usecases.access import Lookup
 from bot.usecases.actions import Kind
-from bot.usecases.actor import Actor
+from bot.usecases.actor import Actor, Reply
 from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.sets import set_requests
@@ -129,6 +130,7 @@ class ConsoleChat:
             "/history": lambda rest: self._thread_command("history", rest.strip() or "last"),
             "/quota": self._quota,
             "/policy": self._policy,
+            "/kit": lambda rest: self._reply(kits.command(self.engine.kits, self.actor, rest)),
             "/help": self._help,
         }
 
@@ -161,7 +163,8 @@ class ConsoleChat:
         done = words.saved_files(
             len(images), job.provider, job.seed, job.tier, pixel_sizes(images), job.id[:8]
         )
-        self._say(f"[{job.id[:8]}] {done}")
+        kit = words.kit_used(job.request.kit, job.request.kit_version)
+        self._say(f"[{job.id[:8]}] {done}" + (f" ({kit})" if kit else ""))
         # The console has no threads: a chain of edits is one, named by its first job.
         return [Post(message_key=job.id, thread_key=await self.engine.versions.thread_for(job))]
 
@@ -254,6 +257,9 @@ class ConsoleChat:
         if not near:
             return words.unknown_command(command)
         return words.did_you_mean(f"{near[0]} {rest}".strip(), instead_of=command)
+
+    async def _reply(self, reply: Awaitable[Reply]) -> None:
+        self._say((await reply).text)
 
     async def _quota(self, rest: str) -> None:
         self._say((await limits.usage(self.engine, self.actor)).text)

@@ -75,6 +75,90 @@ def subject_shown(name: str) -> str:
     return f"Subject `{name}`"
 
 
+# --- style kits -----------------------------------------------------------------------------------
+
+KIT_REFUSED = "Only the admins of this server or workspace can save, delete or bind style kits."
+KIT_USAGE = (
+    "Use `kit list`, `kit show <name>`, `kit save <name> --prefix <words> --suffix <words> "
+    "--no <words> --subject <name> --ar W:H --model full|dev` (any of them), `kit delete <name>`, "
+    "or `kit bind <name>|none` (this channel's kit)."
+)
+NO_KITS = "No style kits are saved here yet."
+KITS_HEADING = "Style kits:"
+KIT_EMPTY = "A kit needs at least one of `--prefix`, `--suffix`, `--no`, `--subject` or a flag."
+# How `kit show` names a kit's parts.
+KIT_PARTS = {
+    "prefix": "prefix",
+    "suffix": "suffix",
+    "negative": "--no",
+    "subject": "subject",
+    "flags": "flags",
+}
+KIT_ONE_SUBJECT = "A kit keeps one saved subject: give `--subject` once."
+KIT_UNBOUND = "This channel uses no kit now: requests here use the kit they name, if any."
+
+
+def kit_saved(name: str, version: int) -> str:
+    return f"Saved kit `{name}` v{version}. Use it: `--kit {name}`; bind it to a channel: `kit bind {name}`."
+
+
+def kit_deleted(name: str) -> str:
+    return f"Deleted kit `{name}`; results made with it still say which version they used."
+
+
+def kit_line(name: str, version: int, bound: bool) -> str:
+    return f"`{name}` v{version}" + (" (this channel's kit)" if bound else "")
+
+
+def kit_shown(name: str, version: int, parts: list[tuple[str, str]]) -> str:
+    shown = "; ".join(f"{label}: {value}" for label, value in parts)
+    return f"Kit `{name}` v{version}: {shown}."
+
+
+def kit_bound(name: str) -> str:
+    return f"Every request in this channel now uses the kit `{name}`; people cannot leave it out."
+
+
+def no_such_kit(name: str, saved: list[str]) -> str:
+    hint = f"Saved here: {', '.join(saved)}." if saved else "None are saved here yet."
+    return f"There is no style kit named `{name}` here; nothing was spent. {hint}"
+
+
+def kit_is_bound(bound: str, asked: str) -> str:
+    return (
+        f"This channel always uses the kit `{bound}`, so `--kit {asked}` cannot replace it; nothing "
+        f"was spent. Leave `--kit` out, or ask in another channel."
+    )
+
+
+def not_a_kit_name(shown: str, rule: str) -> str:
+    return f"`{shown}` is not a kit name: use {rule}, e.g. `watercolor`."
+
+
+def kit_flag_refused(flag: str, allowed: str) -> str:
+    return f"`--{flag}` cannot be kept in a kit: a kit keeps {allowed}."
+
+
+def kit_loose_words(text: str) -> str:
+    return f"`{text}` belongs to no flag: put a kit's words after `--prefix` or `--suffix`."
+
+
+def kit_part_too_long(flag: str, length: int, most: int) -> str:
+    return f"`{flag}` is {length} characters long; the most a kit keeps is {most}."
+
+
+def kit_prompt_too_long(name: str, length: int, most: int) -> str:
+    return (
+        f"With the kit `{name}` the prompt is {length} characters long; the most allowed is {most}. "
+        "Nothing was spent."
+    )
+
+
+def kit_used(name: str | None, version: int | None) -> str:
+    """How a result names the style kit it was made with; empty when it used none."""
+    return "" if name is None or version is None else f"kit {name} v{version}"
+
+
 # --- limits and usage -----------------------------------------------------------------------------
 
 LIMITS_REFUSED = "Only the admins of this server or workspace can change limits."
@@ -543,14 +627,14 @@ def help_with_options(example_provider: str) -> str:
         f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
         "`/hidream-subject list`, `show`, `delete`.\n"
         "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
-        "`history` to list them. **Edit** or **Vary** on an older version continues from it.\n"
+        "`history` to list them.\n"
         "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
         "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
         "no options shows them, `reset:True` clears them.\n"
         "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
-        f"**Providers:** `provider:{example_provider}` picks one this bot has; otherwise the first that can "
-        "(the result says which).\n"
+        f"**Providers:** `provider:{example_provider}` picks one; otherwise the first that can.\n"
+        "**Style kits:** `kit:house` applies one; admins: `/hidream-kit save`, `bind` (this channel's kit).\n"
         "**Sets:** `a {red, blue} fox` one image per choice, `--repeat 3` (12 at most; over 4, confirm). "
         "**Drafts:** `--draft` (Dev model), then **Final**.\n"
         "**Limits:** `/hidream-usage` shows what you have left today.\n"
@@ -598,7 +682,10 @@ def help_with_flags(example_provider: str) -> str:
         "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it.\n"
         "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
         "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
-        "audit export with `/hidream policy export-prompts off`."
+        "audit export with `/hidream policy export-prompts off`.\n"
+        "*Style kits:* `--kit house` applies one (a channel's bound kit always applies). Admins: "
+        "`/hidream kit save house --prefix soft watercolor of --suffix pastel --ar 3:2`, "
+        "`/hidream kit bind house|none`, `/hidream kit delete house`; `/hidream kit list`, `show house`."
     )
 
 
@@ -646,7 +733,10 @@ Policy:    /policy shows it; /policy ban <phrase> | unban <phrase> | tier full|d
            | provider <name>|default | export-prompts on|off | project <tag>|default
            | credentials-prompt on|off | reset
            (the console's user is its operator)
-Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`){trying}
+Projects:  --project <tag> counts a request's cost under a project (`hidream-bot report --by project`)
+Kits:      /kit save <name> --prefix <words> --suffix <words> --no <words> --subject <name> [flags]
+           /kit list | /kit show <name> | /kit delete <name> | /kit bind <name>|none
+           --kit <name> applies one (a bound kit applies to every request){trying}
 /help      this text (Ctrl-D quits; Ctrl-C stops at once, and unfinished jobs resume at the next start)"""
 
 
@@ -669,9 +759,16 @@ COMMANDS = {
     "hidream-subject delete": "Delete a subject (its creator or a server manager)",
     "hidream-settings": "Your defaults in this server (options you type still win); no options shows them",
     "hidream-policy": "This server's image policy (needs Manage Server)",
+    "hidream-kit": "Style kits: a prompt prefix and suffix, flags, a subject; use with kit: in /hidream",
+    "hidream-kit save": "Save a kit, or its next version (needs Manage Server)",
+    "hidream-kit list": "The kits saved here",
+    "hidream-kit show": "What a kit holds",
+    "hidream-kit delete": "Delete a kit; results made with it keep saying so (needs Manage Server)",
+    "hidream-kit bind": "Make every request in this channel use a kit; none unbinds (needs Manage Server)",
 }
 _SUBJECT_NAME = "The subject's name, as in /hidream-subject list"
 _ANOTHER_IMAGE = "Another image of it (optional)"
+_KIT_NAME = "The kit's name, as in /hidream-kit list"
 OPTIONS = {
     "hidream-admin usage": {"member": "Whose usage to show"},
     "hidream-admin user-limit": {
@@ -701,6 +798,17 @@ OPTIONS = {
         "private": "True: results only you can see (ephemeral, no thread)",
         "reset": "True: clear all your defaults here",
     },
+    "hidream-kit save": {
+        "name": "Letters, digits, - or _ (at most 32), e.g. watercolor",
+        "prefix": "Words put before every prompt",
+        "suffix": "Words put after every prompt",
+        "negative": "What images should not show, where the provider takes a negative prompt",
+        "subject": "A saved subject whose images every request uses",
+        "flags": "Default flags, e.g. --ar 3:2 --model full (flags people type win)",
+    },
+    "hidream-kit show": {"name": _KIT_NAME},
+    "hidream-kit delete": {"name": _KIT_NAME},
+    "hidream-kit bind": {"name": "The kit's name, or none to unbind this channel"},
     "hidream-policy": {
         "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, reset",
         "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
@@ -730,6 +838,7 @@ def make_options(most_images: int, example_provider: str) -> dict[str, str]:
         "provider": f"A provider this bot is configured with, by name (e.g. {example_provider}); "
         "default: the first that can",
         "project": "The project this counts under (letters, digits, - or _); default: the channel's",
+        "kit": "A style kit, by name (/hidream-kit list); a channel's own kit always applies",
     }
 
 

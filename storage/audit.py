@@ -4,9 +4,10 @@ database with constant memory (storage/connections.py's `stream`), as CSV or JSO
 
 A row says when the job was asked, in which tenant and channel, by whom, with which prompt (left
 empty, and `prompt_withheld` true, when its tenant withholds prompts: `policy export-prompts off`),
-flags, kit, project, provider, model, seed, what it cost (dollars charged: a job that failed or has
-not finished yet was charged nothing), its state, who approved it, and the job it was made from.
-`kit` and `approved_by` are empty until style kits and approvals record them.
+flags, kit (the style kit's name and the version it used, e.g. `watercolor v2`; empty: none),
+project, provider, model, seed, what it cost (dollars charged: a job that failed or has not finished
+yet was charged nothing), its state, who approved it, and the job it was made from. `approved_by` is
+empty until approvals record it.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ def flags_of(request: ImageRequest) -> str:
     return " ".join(parts)
 
 
+def kit_of(request: ImageRequest) -> str:
+    """The style kit a job used, as `name vN`; empty when it used none."""
+    if request.kit is None or request.kit_version is None:
+        return ""
+    return f"{request.kit} v{request.kit_version}"
+
+
 _SELECT = """
 SELECT j.id, j.created_at, j.surface, j.workspace_id, j.user_id, j.channel, j.request, j.project,
        j.provider, j.tier, j.seed, j.state, j.parent_job_id, l.cost_usd, l.state, p.withhold_prompts
@@ -125,7 +133,7 @@ def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
         "prompt": "" if withheld else request.prompt,
         "prompt_withheld": withheld,
         "flags": flags_of(request),
-        "kit": "",
+        "kit": kit_of(request),
         "project": project,
         "provider": provider,
         "model": tier,

@@ -229,6 +229,18 @@ MIGRATIONS: list[str] = [
     # 18: whether a tenant's admins let its prompts be written into its images' content credentials
     # (storage/preferences.py; bot/jobs/credentials.py); off unless they say so.
     "ALTER TABLE tenant_policy ADD COLUMN credentials_prompt INTEGER NOT NULL DEFAULT 0",
+    # 19: style kits (storage/kits.py): every version of a tenant's named kits (a delete hides the
+    # name, its versions stay for the jobs that used them), and the kit each channel is bound to.
+    """
+    CREATE TABLE kits (tenant TEXT NOT NULL, name TEXT NOT NULL, name_key TEXT NOT NULL,
+                       version INTEGER NOT NULL, prefix TEXT NOT NULL DEFAULT '',
+                       suffix TEXT NOT NULL DEFAULT '', negative TEXT NOT NULL DEFAULT '',
+                       subject TEXT NOT NULL DEFAULT '', flags TEXT NOT NULL DEFAULT '{}',
+                       created_by TEXT NOT NULL, created_at REAL NOT NULL,
+                       deleted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, name_key, version));
+    CREATE TABLE kit_bindings (tenant TEXT NOT NULL, channel TEXT NOT NULL, name_key TEXT NOT NULL,
+                               updated_at REAL NOT NULL, PRIMARY KEY (tenant, channel))
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

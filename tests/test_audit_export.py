@@ -1,7 +1,8 @@
 """`hidream-bot audit export`, on both backends: 10,000 jobs exported by a real child process whose
 peak memory, measured from outside by the kernel, stays within 20 MB of the same command exporting
 nothing, although the prompts alone are 30 MB; the CSV and the JSON Lines parse back row for row;
-`--tenant` keeps one tenant's jobs; a tenant that withholds prompts has them left out."""
+`--tenant` keeps one tenant's jobs; a tenant that withholds prompts has them left out; the kit column
+names the style kit and version each job used, an edited kit leaving earlier jobs on theirs."""
 
 from __future__ import annotations
 
@@ -147,3 +148,31 @@ def test_jsonl_a_tenant_filter_and_withheld_prompts(open_store: OpenStore, cli: 
     with pytest.raises(SystemExit) as refused:
         cli("audit", "export", "--since", "yesterday", "--format", "csv", **env)
     assert refused.value.code == 2
+
+
+def test_the_kit_column_names_the_kit_and_version_each_job_used(open_store: OpenStore, cli: Cli) -> None:
+    async def database() -> dict[str, str]:
+        async with open_store(default_limit=100) as store:
+            return database_env(store)
+
+    env = asyncio.run(database())
+    lines = (
+        "/kit save house --prefix v1 style",
+        "/hidream a tree --kit house",
+        "/kit save house --prefix v2 style --ar 3:2",
+        "/hidream a tree --kit house",
+        "/hidream a tree",
+    )
+    made = cli("run", stdin="\n".join(lines) + "\n", **env)
+    assert made.returncode == 0, made.stderr
+    today = datetime.now(UTC).date().isoformat()
+    done = cli("audit", "export", "--since", today, "--format", "jsonl", **env)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    # Editing the kit made a new version: the first job still reports the one it used.
+    assert [(r["prompt"], r["kit"]) for r in rows] == [
+        ("v1 style a tree", "house v1"),
+        ("v2 style a tree", "house v2"),
+        ("a tree", ""),
+    ]
+    assert "--ar 3:2" in rows[1]["flags"] and "--ar" not in rows[0]["flags"]

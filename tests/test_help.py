@@ -34,6 +34,7 @@ DISCORD_FEATURES = {
     "projects": "--project <tag>",
     "a channel's project": "`project` (a tag, or default)",
     "prompts in the audit export": "`export-prompts` (on, off)",
+    "style kits": "/hidream-kit save",
 }
 SLACK_FEATURES = {
     "flags": "--ar 16:9",
@@ -52,6 +53,7 @@ SLACK_FEATURES = {
     "projects": "--project <tag>",
     "a channel's project": "/hidream policy project <tag>|default",
     "prompts in the audit export": "/hidream policy export-prompts off",
+    "style kits": "/hidream kit save house",
 }
 CONSOLE_FEATURES = {
     "flags": "--ar 16:9",
@@ -69,6 +71,7 @@ CONSOLE_FEATURES = {
     "projects": "--project <tag>",
     "a channel's project": "project <tag>|default",
     "prompts in the audit export": "export-prompts on|off",
+    "style kits": "/kit save <name>",
 }
 
 

@@ -54,6 +54,11 @@ EXPECTED = {
     "tool, refused": words.canvas_too_narrow(2731, 512),
     # Edit region: the requester's link to the editor (each bot's address and pass differ).
     "region": words.region_link("<link>", 30),
+    # Style kits: saved and bound by an admin, listed, and another kit refused in the bound channel.
+    "kit save": words.kit_saved("house", 1),
+    "kit bind": words.kit_bound("house"),
+    "kit list": f"{words.KITS_HEADING}\n{words.kit_line('house', 1, True)}",
+    "kit bound, refused": words.kit_is_bound("house", "noir"),
 }
 
 
@@ -126,6 +131,14 @@ async def discord_words(tmp_path: Path) -> dict[str, str]:
         await ask("tool, refused", fake.click_payload(train, f"hidream:pan_right:{train_job.id}"))
         message = fake.message_payload(fake.channel_id, author=fake.bot_user(), content="")
         await ask("not found", fake.click_payload(message, f"hidream:reroll:{NOBODYS_JOB}"))
+        manager = MEMBER_PERMS | MANAGE_GUILD
+        await ask(
+            "kit save",
+            command("hidream-kit", "save", {"name": "house", "prefix": "soft"}, permissions=manager),
+        )
+        await ask("kit bind", command("hidream-kit", "bind", {"name": "house"}, permissions=manager))
+        await ask("kit list", command("hidream-kit", "list", {}))
+        await ask("kit bound, refused", fake.slash_payload({"prompt": "a kite", "kit": "noir"}))
     return said
 
 
@@ -176,6 +189,10 @@ async def slack_words(tmp_path: Path) -> dict[str, str]:
             "blocks": [{"elements": [{"action_id": ACTION_REROLL, "value": NOBODYS_JOB}]}],
         }
         await private("not found", run.send.interaction(fake.button(result, CHANNEL, ACTION_REROLL)))
+        await command("kit save", "kit save house --prefix soft", user="UADMIN001")
+        await command("kit bind", "kit bind house", user="UADMIN001")
+        await command("kit list", "kit list")
+        await command("kit bound, refused", "a kite --kit noir")
     return said
 
 
@@ -201,6 +218,10 @@ async def console_words(tmp_path: Path) -> dict[str, str]:
             ("made", "/hidream a long train --ar 4:1"),
             ("tool, refused", "/pan right last"),
             ("region", "/region last"),
+            ("kit save", "/kit save house --prefix soft"),
+            ("kit bind", "/kit bind house"),
+            ("kit list", "/kit list"),
+            ("kit bound, refused", "/hidream a kite --kit noir"),
         ):
             start = len(err.getvalue())
             await made[0].handle(line)
@@ -238,6 +259,10 @@ async def test_each_use_case_says_the_same_words_on_every_surface(tmp_path: Path
         "policy",
         "tool, refused",
         "region",
+        "kit save",
+        "kit bind",
+        "kit list",
+        "kit bound, refused",
     }
     assert "red fox" in heard["console"]["policy"]
     assert heard["console"]["usage"].startswith("You have 25 of 25 images left today")

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import Choice, Range
 
+from adapters.discord.kits import kit_group
 from adapters.discord.translate import EXAMPLE_PROVIDER
 from bot import words
 from bot.model.requests import GUIDANCE_MAX, N_MAX, PRESETS, SEED_MAX, STEPS_MAX
@@ -49,6 +50,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
         provider: Range[str, 1, 40] | None = None,
         upscale: bool | None = None,
         project: Range[str, 1, 32] | None = None,
+        kit: Range[str, 1, 32] | None = None,
     ) -> None:
         await handlers.slash(interaction)
 
@@ -104,6 +106,7 @@ def register_commands(tree: app_commands.CommandTree[discord.Client], handlers: 
 
     tree.add_command(admin)
     tree.add_command(subject_commands(handlers))
+    tree.add_command(kit_group(handlers.kits))
     register_preference_commands(tree, handlers)
 
 

@@ -13,6 +13,7 @@ from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.help import HELP_TEXT, asks_for_help
+from adapters.discord.kits import KitCommands
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import (
@@ -48,6 +49,7 @@ class InteractionHandlers(PreferenceCommands):
         self.ctx = ctx
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
+        self.kits = KitCommands(ctx)
         self.lookup = ctx.lookup
 
     async def _defer(self, interaction: discord.Interaction) -> int | None:

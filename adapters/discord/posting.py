@@ -98,6 +98,8 @@ def summary(job: Job, notes: list[str]) -> str:
         f"seed `{job.seed}` · model `{job.tier}` · size `{job.request.size_label()}` ({w}×{h}) · "
         f"by `{job.provider}` · <@{job.user_id}>"
     )
+    if kit := words.kit_used(job.request.kit, job.request.kit_version):
+        line += f" · {kit}"
     parts = [f"**{discord.utils.escape_markdown(prompt)}**", line, *(f"-# {n}" for n in notes)]
     return "\n".join(parts)
 

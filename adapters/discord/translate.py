@@ -40,6 +40,7 @@ OPTION_FLAGS = {
     "provider": "provider",
     "upscale": "upscale",
     "project": "project",
+    "kit": "kit",
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 CUSTOM_ID_PREFIX = "hidream"

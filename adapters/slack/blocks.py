@@ -72,7 +72,9 @@ def status_text(user: str, verb: str, prompt: str, line: str) -> str:
 
 def result_summary(job: Job) -> str:
     w, h = job.request.dimensions()
-    return f"{words.images(job.request.n)} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
+    line = f"{words.images(job.request.n)} · {job.mode} · seed {job.seed} · {w}x{h} · {job.tier} · {job.provider}"
+    kit = words.kit_used(job.request.kit, job.request.kit_version)
+    return f"{line} · {kit}" if kit else line
 
 
 # Each action the core offers, by its persistent action id. Undo is said in a result's thread on

@@ -36,7 +36,7 @@ from bot.model.requests import (
     ParsedSet,
     parse_command,
 )
-from bot.usecases import drafts, limits, region, results, sets, threads, toolbox
+from bot.usecases import drafts, kits, limits, region, results, sets, threads, toolbox
 from bot.usecases.access import Lookup
 from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
@@ -210,6 +210,8 @@ class Handlers:
             await self._admin(inv, action, respond)
         elif isinstance(action, t.Preference):
             await respond(await preference_answer(self.engine, inv, action, self._is_admin))
+        elif isinstance(action, t.KitCommand):
+            await respond(await self._kit(inv, action))
         elif action.whole is not None and len(action.whole.commands) > 1:
             await self._generate_set(inv, action.whole, respond)
         else:
@@ -319,6 +321,12 @@ class Handlers:
         admin = someone is not None and await self._is_admin(inv.user)
         actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=admin)
         await respond((await limits.usage(self.engine, actor, someone)).text)
+
+    async def _kit(self, inv: t.SlashInvocation, cmd: t.KitCommand) -> str:
+        """Style kits: saving, deleting and binding one asks Slack whether the person is an admin."""
+        admin = cmd.action not in ("kit list", "kit show") and await self._is_admin(inv.user)
+        actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=admin)
+        return (await kits.command(self.engine.kits, actor, cmd.text)).text
 
     async def _admin(self, inv: t.SlashInvocation, cmd: t.AdminCommand, respond: AsyncRespond) -> None:
         actor = replace(t.actor(inv.team, inv.user, inv.channel), admin=await self._is_admin(inv.user))

@@ -145,7 +145,15 @@ class Preference:
     text: str
 
 
-SlashAction = Generate | Usage | AdminCommand | Help | Preference
+@dataclass(frozen=True)
+class KitCommand:
+    """`/hidream kit save|list|show|delete|bind ...`: style kits; `text` is what follows `kit`."""
+
+    action: Literal["kit save", "kit list", "kit show", "kit delete", "kit bind"]
+    text: str
+
+
+SlashAction = Generate | Usage | AdminCommand | Help | Preference | KitCommand
 
 # The provider the help names in its example.
 EXAMPLE_PROVIDER = "fal"
@@ -166,6 +174,8 @@ def parse_slash_text(text: str) -> SlashAction:
         re.IGNORECASE,
     ):
         return Preference("policy", m.group(1) or "")
+    if m := re.fullmatch(r"kit\s+((save|list|show|delete|bind)\b.*)", t, re.IGNORECASE):
+        return KitCommand(f"kit {m.group(2).lower()}", m.group(1))  # type: ignore[arg-type]
     if m := re.fullmatch(rf"usage(?:\s+{_USER_ARG})?", t, re.IGNORECASE):
         return Usage(m.group(1))
     if m := re.fullmatch(rf"limit\s+(?:{_USER_ARG}|(workspace|team))\s+(\d+|off|none|default)", t, re.I):

@@ -20,6 +20,7 @@ import httpx
 from bot import words
 from bot.jobs.fair import FairShare
 from bot.jobs.images import LinkSigner
+from bot.jobs.kits import KitBook
 from bot.jobs.media import (
     TYPED_FETCH_SECONDS,
     TYPED_PER_OWNER,
@@ -146,6 +147,7 @@ class Engine:
             max_subjects=settings.max_subjects,
             max_bytes=settings.subject_storage_mb * MB,
         )
+        self.kits = KitBook(store, self.subjects)
 
     @property
     def provider(self) -> Provider:
@@ -260,7 +262,8 @@ class Engine:
         # Blocked phrases, personal defaults and the tenant's tier: before anything is looked up or spent.
         offered = tuple(dict.fromkeys(t for p in self.providers.values() for t in p.tiers()))
         edit = edits_one_image(chat)
-        chat = await self.preferences.apply(chat, tenant, offered)
+        kitted = await self.kits.apply(chat, tenant)
+        chat = await self.preferences.apply(kitted.chat, tenant, offered)
         chat = await self.subjects.resolve(chat, tenant)
         request = chat.request
         if edit and len(chat.references) == 1:
@@ -270,9 +273,23 @@ class Engine:
             raise BadInput(f"{len(chat.references)} images were given; use at most {MAX_REFERENCES}.")
         preferred = await self.preferences.preferred_provider(tenant) if len(self.providers) > 1 else None
         provider, tier = self.router.choose(request, len(chat.references), preferred)
+        if kitted.negative is not None:
+            request = self._kit_negative(provider, request, tier, len(chat.references), kitted.negative)
         chat = chat.model_copy(update={"request": request})
         project = await self._project(chat, tenant)
         return _Planned(chat, provider, tier, provider.cost_usd(request, tier), project)
+
+    def _kit_negative(
+        self, provider: Provider, request: ImageRequest, tier: Tier, n_refs: int, negative: str
+    ) -> ImageRequest:
+        """A kit's negative prompt goes to a provider that takes one; elsewhere it is left out (a
+        person's own `--no` is refused there instead)."""
+        with_negative = request.with_changes(negative=negative)
+        try:
+            self.router.check(provider, with_negative, tier, n_refs)
+        except BadInput:
+            return request
+        return with_negative
 
     async def _job(self, planned: _Planned, tenant: str, fetched: dict[str, str]) -> Job:
         """The job to store: its references fetched and held (`fetched`: those of a set already held,

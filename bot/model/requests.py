@@ -109,6 +109,10 @@ class ImageRequest(BaseModel):
     project: str | None = Field(default=None, max_length=32)
     # A region edit: where its result goes back into the image it edits (None: any other request).
     region: Region | None = None
+    # A style kit (`--kit`, or the one its channel is bound to): the name asked for, then, once the
+    # engine applied it, the name as saved and the version used (bot/jobs/kits.py).
+    kit: str | None = Field(default=None, max_length=32)
+    kit_version: int | None = None
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""
@@ -234,6 +238,7 @@ _FLAGS_WITH_VALUE = (
     "provider",
     "project",
     "repeat",
+    "kit",
 )
 _BOOL_FLAGS = ("keep-aspect", "upscale", "draft", "yes")
 # Flags that may be given more than once, each time with a value.
@@ -391,6 +396,13 @@ def check_subject_name(name: str) -> str:
     return name
 
 
+def check_kit_name(name: str) -> str:
+    if not SUBJECT_NAME_RE.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise BadInput(words.not_a_kit_name(shown, SUBJECT_NAME_RULE))
+    return name
+
+
 def check_project_tag(raw: str, *, flag: str = "--project") -> str:
     """A project tag as kept (lower case); BadInput naming what is allowed."""
     tag = raw.strip().lower()
@@ -450,6 +462,8 @@ def build_request(prompt: str, values: dict[str, str], subjects: list[str] | Non
         fields["provider"] = _parse_provider(values["provider"])
     if "project" in values:
         fields["project"] = check_project_tag(values["project"])
+    if "kit" in values:
+        fields["kit"] = check_kit_name(values["kit"])
     if values.get("keep-aspect", "").lower() in ("true", "1", "yes"):
         fields["keep_aspect"] = True
     if values.get("upscale", "").lower() in ("true", "1", "yes"):
@@ -495,6 +509,7 @@ def _flag_help(name: str) -> str:
         "provider": "the name of a provider this bot is configured with (`hidream-bot providers` lists them)",
         "project": f"a project tag ({PROJECT_TAG_RULE})",
         "repeat": f"a whole number from 1 to {REPEAT_MAX}",
+        "kit": f"a style kit's name ({SUBJECT_NAME_RULE})",
         "no": f"the words the image should not show, up to {NEGATIVE_MAX} characters",
     }[name]
 

@@ -108,6 +108,9 @@ async def use_tool(
         model="full",
         keep_aspect=True,
         largest=True,
+        # Its prompt holds the source's style kit (not applied again): the result names that kit.
+        kit=job.request.kit,
+        kit_version=job.request.kit_version,
     )
     reference = ImageRef(url="", media_id=job.result_media[0])
     if kind is not Kind.UPSCALE:
