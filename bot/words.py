@@ -697,8 +697,8 @@ OPTIONS = {
         "reset": "True: clear all your defaults here",
     },
     "hidream-policy": {
-        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, reset",
-        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
+        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, review, reset",
+        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a tag, reviewers",
     },
 }
 
@@ -966,3 +966,61 @@ def _names(names: list[str], last: str = "and") -> str:
     if len(names) <= 1:
         return "".join(names)
     return f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+# --- approvals: reviewed channels (bot/usecases/approvals.py) ---------------------------------------
+
+REVIEW_NO_CHANNEL = "Type `policy review ...` in the channel whose requests are to be reviewed."
+REVIEW_USAGE = (
+    "Name who reviews, then where their queue is: `policy review @role to #queue` (a Discord role), "
+    "`policy review @group to #queue` (a Slack user group), or `policy review @ann @bob` (their direct "
+    "messages, or `to #queue`); `policy review off` ends it."
+)
+REVIEW_NEEDS_QUEUE = "A role or a user group reviews in a channel: add `to #queue`."
+REVIEW_OFF = "Requests in this channel are no longer reviewed: results are posted here again."
+REVIEW_ASKED = "Waiting for review: approve it to post it in its channel, or reject it with a reason."
+AWAITING_REVIEW = "This channel is reviewed: only you see this until a reviewer approves it."
+NOT_A_REVIEWER = "Only this channel's reviewers can approve or reject its requests."
+REVIEW_REASON_FORM = "Reject this image"
+REVIEW_REASON_FIELD = "Why (the requester is told)"
+REVIEW_REASON_PLACEHOLDER = "e.g. off-brand colours; try a warmer palette"
+ACTION_APPROVE = "Approve"
+ACTION_REJECT = "Reject"
+
+
+def review_set(reviewers: str, queue: str) -> str:
+    where = "their direct messages" if queue == "dm" else f"<#{queue}>"
+    return (
+        f"Requests in this channel are now reviewed by {reviewers}, in {where}: each result goes to its "
+        "requester alone until one of them approves it."
+    )
+
+
+def review_shown(reviewers: str | None, queue: str) -> str:
+    if reviewers is None:
+        return "Requests in this channel are not reviewed."
+    return review_set(reviewers, queue)
+
+
+def approved_by(reviewer: str) -> str:
+    return f"✅ approved by {reviewer}"
+
+
+def rejected_by(reviewer: str, reason: str) -> str:
+    return f"❌ rejected by {reviewer}: {reason or 'no reason given'}"
+
+
+def already_decided(state: str, by: str) -> str:
+    return f"That request was already {state} by {by}."
+
+
+def approval_done(state: str) -> str:
+    return (
+        f"Done: {state}. The requester has been told."
+        if state == "rejected"
+        else "Done: posted in its channel."
+    )
+
+
+def rejected_told(prompt: str, reviewer: str, reason: str) -> str:
+    return f"Your image “{prompt[:120]}” was not approved by {reviewer}: {reason or 'no reason given'}."

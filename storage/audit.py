@@ -5,8 +5,9 @@ database with constant memory (storage/connections.py's `stream`), as CSV or JSO
 A row says when the job was asked, in which tenant and channel, by whom, with which prompt (left
 empty, and `prompt_withheld` true, when its tenant withholds prompts: `policy export-prompts off`),
 flags, kit, project, provider, model, seed, what it cost (dollars charged: a job that failed or has
-not finished yet was charged nothing), its state, who approved it, and the job it was made from.
-`kit` and `approved_by` are empty until style kits and approvals record them.
+not finished yet was charged nothing), its state, who approved it (a reviewed channel's reviewer, as
+`surface:user`; empty for a job no reviewer approved), and the job it was made from. `kit` is empty
+until style kits record it.
 """
 
 from __future__ import annotations
@@ -86,10 +87,12 @@ def flags_of(request: ImageRequest) -> str:
 
 _SELECT = """
 SELECT j.id, j.created_at, j.surface, j.workspace_id, j.user_id, j.channel, j.request, j.project,
-       j.provider, j.tier, j.seed, j.state, j.parent_job_id, l.cost_usd, l.state, p.withhold_prompts
+       j.provider, j.tier, j.seed, j.state, j.parent_job_id, l.cost_usd, l.state, p.withhold_prompts,
+       a.decided_by
 FROM jobs j
 LEFT JOIN ledger l ON l.job_id = j.id
 LEFT JOIN tenant_policy p ON p.tenant = l.workspace_key
+LEFT JOIN approvals a ON a.job_id = j.id AND a.state = 'approved'
 WHERE j.created_at >= ? AND j.created_at < ?{tenant}
 ORDER BY j.created_at, j.id
 """
@@ -113,7 +116,7 @@ async def rows(
 def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
     """One database row of `_SELECT` as a row of COLUMNS."""
     (job_id, created, surface, workspace, user, channel, request_json, project) = r[:8]
-    (provider, tier, seed, state, parent, cost, ledger_state, withhold) = r[8:]
+    (provider, tier, seed, state, parent, cost, ledger_state, withhold, approver) = r[8:]
     request = ImageRequest.model_validate_json(request_json)
     withheld = bool(withhold)
     return {
@@ -132,7 +135,7 @@ def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
         "seed": seed,
         "cost_usd": round(float(cost), 6) if ledger_state in spent and cost is not None else 0.0,
         "state": state,
-        "approved_by": "",
+        "approved_by": f"{surface}:{approver}" if approver else "",
         "parent": parent or "",
     }
 

@@ -18,6 +18,7 @@ from adapters.discord.context import HandlerContext
 from adapters.discord.interactions import InteractionHandlers
 from adapters.discord.messages import MessageHandler
 from adapters.discord.posting import Poster
+from adapters.discord.review import ReviewCommands, ReviewPoster
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.translate import SURFACE
 from bot.model.errors import ConfigError
@@ -164,7 +165,8 @@ class DiscordAdapter:
             fetch_message=self._fetch_message,
             max_image_bytes=self._max_image_bytes,
         )
-        self.handlers = InteractionHandlers(context)
+        self.reviews = ReviewPoster(self.poster)
+        self.handlers = InteractionHandlers(context, ReviewCommands(context, self.reviews))
         self.messages = MessageHandler(context)
         register_commands(self.tree, self.handlers)
 
@@ -325,3 +327,6 @@ class DiscordAdapter:
 
     async def withdraw(self, job: Job) -> int:
         return await self.poster.withdraw(job)
+
+    async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        await self.reviews.queue_for_review(job, images)

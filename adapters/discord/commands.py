@@ -181,6 +181,7 @@ def register_preference_commands(
                 "export-prompts",
                 "project",
                 "credentials-prompt",
+                "review",
                 "reset",
             )
         ]

@@ -13,6 +13,7 @@ from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import HandlerContext, interaction_actor, raw_payload
 from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
+from adapters.discord.review import APPROVE, REJECT, REJECT_WHY, ReviewCommands
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import (
     CONFIRM_SET,
@@ -38,8 +39,9 @@ TOOLS = {kind.value: kind for kind in TOOL_KINDS}
 
 
 class InteractionHandlers(PreferenceCommands):
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: HandlerContext, reviews: ReviewCommands) -> None:
         self.ctx = ctx
+        self.reviews = reviews
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
         self.lookup = ctx.lookup
@@ -173,6 +175,16 @@ class InteractionHandlers(PreferenceCommands):
             await self.subjects.ask_name(interaction, args[0])
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
+        elif action in (APPROVE, REJECT, REJECT_WHY):
+            await self._review(interaction, action, args[0])
+
+    async def _review(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        if action == APPROVE:
+            await self.reviews.approve(interaction, job_id)
+        elif action == REJECT:
+            await self.reviews.reject(interaction, job_id)
+        else:
+            await self.reviews.rejected(interaction, job_id)
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         pressed = await self._pressed(interaction, job_id)

@@ -167,6 +167,8 @@ class Poster:
             release(prepared.files)
 
     async def _deliver(self, job: Job, prepared: Prepared) -> list[Post]:
+        if job.origin.get("review"):
+            prepared.notes.append(words.AWAITING_REVIEW)
         content = summary(job, prepared.notes)
         chunks = [
             prepared.files[i : i + FILES_PER_MESSAGE]
@@ -200,7 +202,7 @@ class Poster:
     async def _send_part(
         self, job: Job, index: int, count: int, content: str, files: list[discord.File]
     ) -> discord.Message:
-        if index == 0:
+        if index == 0 and (job.origin.get("private") or not job.origin.get("review")):
             edited = await self._edit_progress(job, content=content, attachments=files, view=result_view(job))
             if edited is not None:
                 return edited
@@ -210,7 +212,8 @@ class Poster:
         return await self._post(job, f"({index + 1}/{count})", files, nonce_for(job, index))
 
     async def _post(self, job: Job, content: str, files: list[discord.File], nonce: str) -> discord.Message:
-        if job.origin.get("private"):
+        if job.origin.get("private") or job.origin.get("review"):
+            # A reviewed channel's result reaches its requester alone until it is approved (review.py).
             return await self._post_privately(job, content, files)
         channel = self._channel(job.origin)
         reply = job.origin.get("reply_to")

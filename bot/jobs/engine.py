@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -52,6 +52,7 @@ from bot.model.requests import (
 from bot.providers.base import Provider
 from bot.transport import Transport
 from bot.words import channel_project_set, channel_project_shown
+from storage.approvals import Approvals
 from storage.costs import ChannelProjects
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
@@ -132,6 +133,7 @@ class Engine:
         self.worker = worker
         self.preferences = Preferences(store)
         self.channel_projects = ChannelProjects(store)
+        self.approvals = Approvals(store)  # reviewed channels and their results' approvals
         self.metrics = metrics
         self.versions = Versions(store)
         self._seen = replicas_for(store)  # platform events already handed to a replica
@@ -294,7 +296,7 @@ class Engine:
             surface=chat.surface,
             user_id=chat.user_id,
             workspace_id=chat.workspace_id,
-            origin=chat.origin,
+            origin=await self._reviewed(chat, tenant),
             request=request,
             tier=tier,
             provider=provider.name,
@@ -323,6 +325,14 @@ class Engine:
         if lease is not None:
             # Admitted with this replica's lease: its task needs no claim of its own.
             self.worker.start(job.id, held=True)
+
+    async def _reviewed(self, chat: ChatRequest, tenant: str) -> dict[str, Any]:
+        """The request's origin; in a reviewed channel, with who reviews it and where (its delivery
+        then goes to its requester alone and to that queue: bot/jobs/delivery.py)."""
+        review = await self.approvals.reviewed(tenant, chat.channel_id) if chat.workspace_id else None
+        if review is None:
+            return chat.origin
+        return {**chat.origin, "review": {"reviewers": review.reviewers, "queue": review.queue}}
 
     async def _project(self, chat: ChatRequest, tenant: str) -> str:
         """The project a request counts under: the one it names (`--project`); else, for an edit of
@@ -496,8 +506,11 @@ class Engine:
         """For a surface that shows the prompt before admission: refuse a blocked one first."""
         await self.preferences.screen(self.tenant(surface, workspace_id, user_id), prompt)
 
-    async def private_results(self, surface: str, workspace_id: str, user_id: str) -> bool:
+    async def private_results(self, surface: str, workspace_id: str, user_id: str, channel: str = "") -> bool:
+        """Whether results go to the requester alone: their choice, or `channel` is reviewed."""
         tenant = self.tenant(surface, workspace_id, user_id)
+        if workspace_id and await self.approvals.reviewed(tenant, channel) is not None:
+            return True
         return await self.preferences.private(tenant, f"{surface}:{user_id}")
 
     async def nsfw_policy(self, surface: str, workspace_id: str) -> str | None:

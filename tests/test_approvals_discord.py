@@ -1,0 +1,131 @@
+"""Approvals on Discord against the loopback FakeDiscord: an admin marks a channel reviewed by a role;
+a request there reaches its requester alone (ephemerally) and the reviewers' queue channel with
+Approve and Reject buttons; after a restart a reviewer's Approve posts it once in the channel with
+"approved by", a non-reviewer's press is refused, Reject asks the reason and tells the requester; the
+audit export and the operators' page say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.app import Bot
+from storage import audit
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
+from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
+
+QUEUE = "1300000000000000030"
+ADMIN, REQUESTER, REVIEWER, STRANGER = (
+    "1500000000000000009",
+    "1500000000000000001",
+    "1500000000000000042",
+    "1500000000000000077",
+)
+
+
+async def mark_reviewed(fake: FakeDiscord, value: str) -> str:
+    options = {"action": "review", "value": value}
+    payload = fake.slash_payload(
+        options, name="hidream-policy", user_id=ADMIN, permissions=MEMBER_PERMS | MANAGE_GUILD
+    )
+    await fake.interact(payload)
+    texts: list[str] = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "review" in t])
+    return texts[-1]
+
+
+async def request_in_reviewed_channel(fake: FakeDiscord, bot: Bot, prompt: str) -> tuple[dict[str, Any], str]:
+    """The queue's message for a new request and its job id, once the requester has it privately."""
+    payload = await fake.interact(fake.slash_payload({"prompt": prompt}, user_id=REQUESTER))
+    queued = await fake.wait_for(
+        lambda: next((m for m in fake.visible(QUEUE) if with_files(m) and prompt in m["content"]), None)
+    )
+    await bot.runner.wait_idle()
+    answer = fake.messages[fake.originals[payload["token"]]]
+    assert with_files(answer) and answer["flags"] & 64, answer  # the requester's own, ephemeral
+    assert "only you see this" in answer["content"]
+    assert not [m for m in fake.visible(fake.channel_id) if with_files(m)]  # nothing public
+    approve, reject = custom_ids(queued)
+    assert approve.startswith("hidream:approve:") and reject.startswith("hidream:reject:")
+    return queued, approve.rsplit(":", 1)[1]
+
+
+def press(
+    fake: FakeDiscord, message: dict[str, Any], custom_id: str, user_id: str, *, role: bool
+) -> dict[str, Any]:
+    payload = fake.click_payload(message, custom_id, user_id=user_id)
+    payload["member"]["roles"] = [fake.reviewer_role_id] if role else []
+    return payload
+
+
+def posted_in_channel(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.visible(fake.channel_id) if with_files(m)]
+
+
+async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            said = await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            assert "now reviewed by" in said and f"<#{QUEUE}>" in said
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a red kite")
+            pending = await bot.engine.approvals.pending()
+            assert [(p.job_id, p.requester, p.prompt) for p in pending] == [
+                (job_id, f"discord:{REQUESTER}", "a red kite")
+            ]
+        # A new process: the buttons still work, answered from the store.
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", STRANGER, role=False))
+            await fake.wait_for(
+                lambda: any("Only this channel's reviewers" in t for t in fake.ephemeral_texts())
+            )
+            assert posted_in_channel(fake) == []
+
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+            assert f"approved by <@{REVIEWER}>" in public["content"] and "a red kite" in public["content"]
+            await fake.wait_for(lambda: "approved by" in fake.messages[queued["id"]]["content"])
+            assert custom_ids(fake.messages[queued["id"]]) == []  # the queue's buttons are gone
+
+            again = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: again["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
+            assert len(posted_in_channel(fake)) == 1
+            assert await bot.engine.approvals.pending() == []
+
+            rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
+            assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]
+
+
+async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a blue heron")
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            click = await fake.interact(press(fake, queued, f"hidream:reject:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: click["id"] in fake.acks)
+            assert fake.acks[click["id"]][0] == 9  # the reason's form
+            submit = fake.modal_payload(
+                f"hidream:rejectwhy:{job_id}", "too dark for the brand", user_id=REVIEWER, field="reason"
+            )
+            submit["member"]["roles"] = [fake.reviewer_role_id]
+            await fake.interact(submit)
+            told = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "was not approved" in t])
+            assert (
+                "a blue heron" in told[0]
+                and "too dark for the brand" in told[0]
+                and f"<@{REVIEWER}>" in told[0]
+            )
+            await bot.runner.wait_idle()
+            assert posted_in_channel(fake) == []
+            approval = await bot.engine.approvals.get(job_id, f"discord:{fake.guild_id}")
+            assert approval is not None and (approval.state, approval.reason) == (
+                "rejected",
+                "too dark for the brand",
+            )
+
+            # Rejected once: an Approve pressed later posts nothing.
+            late = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: late["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already rejected" in t for t in fake.ephemeral_texts()))
+            assert posted_in_channel(fake) == []
