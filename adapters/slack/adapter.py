@@ -27,6 +27,7 @@ from adapters.slack.oauth import (
     register_removals,
 )
 from adapters.slack.posting import Poster, bind_request_client, request_scope
+from adapters.slack.review import register_reviews
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot.model.errors import ConfigError
@@ -144,6 +145,7 @@ class SlackAdapter:
             self.app.use(bind_request_client)
         register_removals(self.app, installs, engine)
         register(self.app, context)
+        self.reviews = register_reviews(self.app, context)
         register_home(self.app, context)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -264,3 +266,6 @@ class SlackAdapter:
 
     async def tell(self, job: Job, text: str) -> None:
         await self.poster.tell(job, text)
+
+    async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        await self.reviews.queue_for_review(job, images)

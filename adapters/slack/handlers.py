@@ -164,7 +164,7 @@ class Handlers:
         # The status message shows the prompt: a blocked one is refused before it is posted.
         await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
         asked_in = channel
-        if await self.engine.private_results(t.SURFACE, team, user):
+        if await self.engine.private_results(t.SURFACE, team, user, channel=channel):
             channel, thread_ts = await self.poster.direct_channel(user), None
         try:
             ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
@@ -267,7 +267,7 @@ class Handlers:
         for prompt in prompts:
             await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
         where = channel
-        if await self.engine.private_results(t.SURFACE, team, user):
+        if await self.engine.private_results(t.SURFACE, team, user, channel=channel):
             where = await self.poster.direct_channel(user)
         posted: list[str] = []
         try:

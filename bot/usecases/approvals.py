@@ -23,8 +23,8 @@ from storage.approvals import Approval, Approvals, Review
 
 _ROLE = re.compile(r"<@&(\d+)>")
 _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
-_USER = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>")
-_CHANNEL = re.compile(r"<#([A-Za-z0-9]+)(?:\|[^>]*)?>")
+_USER = re.compile(r"<@!?([A-Za-z0-9_]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([A-Za-z0-9_]+)(?:\|[^>]*)?>")
 _OFF = ("off", "none", "default")
 
 MemberOf = Callable[[str], Awaitable[bool]]  # is the presser in this role or user group?
