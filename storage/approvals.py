@@ -139,3 +139,18 @@ class Approvals:
 
 def _prompt(request_json: str) -> str:
     return ImageRequest.model_validate_json(request_json).prompt
+
+
+async def pending_approvals(store: Store) -> list[dict[str, object]]:
+    """The operators' page's list (and `/admin/api/approvals`): each pending approval, oldest first."""
+    return [
+        {
+            "job": p.job_id,
+            "tenant": p.tenant,
+            "channel": p.channel,
+            "requester": p.requester,
+            "prompt": p.prompt,
+            "created_at": p.created_at,
+        }
+        for p in await Approvals(store).pending()
+    ]

@@ -9,13 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bot.app import Bot
 from storage import audit
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
+from tests.support.admin_support import TOKEN
 
 QUEUE = "1300000000000000030"
+ADMIN_ENV = {"HIDREAM_ADMIN_TOKEN": TOKEN}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 ADMIN, REQUESTER, REVIEWER, STRANGER = (
     "1500000000000000009",
     "1500000000000000001",
@@ -62,9 +67,17 @@ def posted_in_channel(fake: FakeDiscord) -> list[dict[str, Any]]:
     return [m for m in fake.visible(fake.channel_id) if with_files(m)]
 
 
+async def operators_page(bot: Bot) -> tuple[str, list[dict[str, Any]]]:
+    async with httpx.AsyncClient(base_url=bot.server_url, headers=BEARER) as http:
+        page = await http.get("/admin")
+        api = await http.get("/admin/api/approvals")
+    assert page.status_code == 200 and api.status_code == 200
+    return page.text, api.json()
+
+
 async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
-        async with discord_bot(tmp_path, fake) as (bot, _):
+        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
             said = await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
             assert "now reviewed by" in said and f"<#{QUEUE}>" in said
             queued, job_id = await request_in_reviewed_channel(fake, bot, "a red kite")
@@ -72,8 +85,12 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert [(p.job_id, p.requester, p.prompt) for p in pending] == [
                 (job_id, f"discord:{REQUESTER}", "a red kite")
             ]
+            page, listed = await operators_page(bot)
+            table = page.split('<table id="approvals">', 1)[1].split("</table>", 1)[0]
+            assert "a red kite" in table and f"discord:{REQUESTER}" in table and fake.channel_id in table
+            assert [(a["job"], a["tenant"]) for a in listed] == [(job_id, f"discord:{fake.guild_id}")]
         # A new process: the buttons still work, answered from the store.
-        async with discord_bot(tmp_path, fake) as (bot, _):
+        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
             await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", STRANGER, role=False))
             await fake.wait_for(
                 lambda: any("Only this channel's reviewers" in t for t in fake.ephemeral_texts())
@@ -91,6 +108,8 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
             assert len(posted_in_channel(fake)) == 1
             assert await bot.engine.approvals.pending() == []
+            page, listed = await operators_page(bot)
+            assert listed == [] and "no result waits for a reviewer" in page
 
             rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
             assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]
