@@ -972,9 +972,9 @@ def _names(names: list[str], last: str = "and") -> str:
 
 REVIEW_NO_CHANNEL = "Type `policy review ...` in the channel whose requests are to be reviewed."
 REVIEW_USAGE = (
-    "Name who reviews, then where their queue is: `policy review @role to #queue` (a Discord role), "
-    "`policy review @group to #queue` (a Slack user group), or `policy review @ann @bob` (their direct "
-    "messages, or `to #queue`); `policy review off` ends it."
+    "Name who reviews, then where their queue is: `policy review @role to #queue` (a role or a user "
+    "group), or `policy review @ann @bob` (their direct messages, or `to #queue`); `policy review off` "
+    "ends it."
 )
 REVIEW_NEEDS_QUEUE = "A role or a user group reviews in a channel: add `to #queue`."
 REVIEW_OFF = "Requests in this channel are no longer reviewed: results are posted here again."

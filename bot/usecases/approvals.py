@@ -1,9 +1,9 @@
 """Approvals, on every surface: an admin marks a channel reviewed (`policy review ...`, naming who
 reviews and where their queue is); a reviewer approves or rejects a result waiting there.
 
-Reviewers are written as the surfaces write mentions: a Discord role `<@&id>`, a Slack user group
-`<!subteam^id>` (with or without `|name`), or people `<@id>`; the queue as a channel `<#id>` (with or
-without `|name`), or their direct messages (people only). Who may press is decided here once: a
+Reviewers are written as the surfaces write mentions: a role `<@&id>`, a user group `<!subteam^id>`
+(with or without `|name`), or people `<@id>`; the queue as a channel `<#id>` (with or without
+`|name`), or their direct messages (people only). Who may press is decided here once: a
 listed person, or a member of the role or group as the surface vouches (`member_of`).
 """
 
