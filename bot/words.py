@@ -980,6 +980,13 @@ REVIEW_NEEDS_QUEUE = "A role or a user group reviews in a channel: add `to #queu
 REVIEW_OFF = "Requests in this channel are no longer reviewed: results are posted here again."
 REVIEW_ASKED = "Waiting for review: approve it to post it in its channel, or reject it with a reason."
 AWAITING_REVIEW = "This channel is reviewed: only you see this until a reviewer approves it."
+SENT_FOR_REVIEW = (
+    "Made, and sent to this channel's reviewers: it is posted here once one of them approves it "
+    "(you have it in our direct messages)."
+)
+REVIEW_NOTICE = (
+    "This channel is reviewed: I am making this in our direct messages, and its reviewers see it too."
+)
 NOT_A_REVIEWER = "Only this channel's reviewers can approve or reject its requests."
 REVIEW_REASON_FORM = "Reject this image"
 REVIEW_REASON_FIELD = "Why (the requester is told)"

@@ -148,3 +148,30 @@ async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) ->
             await fake.wait_for(lambda: late["id"] in fake.acks)
             await fake.wait_for(lambda: any("already rejected" in t for t in fake.ephemeral_texts()))
             assert posted_in_channel(fake) == []
+
+
+async def test_a_mention_reviewed_by_people_goes_to_direct_messages(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        said = await mark_reviewed(fake, f"<@{REVIEWER}> <@{STRANGER}>")
+        assert "their direct messages" in said
+        ask = fake.user_message_payload(f"<@{fake.bot_id}> a green owl", user_id=REQUESTER)
+        await fake.post_user_message(ask)
+
+        # Each reviewer's DM gets the image with the buttons; the requester's DM gets it alone.
+        def queued() -> list[dict[str, Any]]:
+            dms = [fake.dms.get(d, "") for d in (REVIEWER, STRANGER)]
+            return [m for d in dms for m in fake.visible(d) if d and custom_ids(m)]
+
+        queues = await fake.wait_for(lambda: len(queued()) == 2 and queued())
+        await bot.runner.wait_idle()
+        assert all(with_files(m) and "a green owl" in m["content"] for m in queues)
+        (own,) = [m for m in fake.visible(fake.dms[REQUESTER]) if with_files(m)]
+        assert "only you see this" in own["content"]
+        assert posted_in_channel(fake) == []
+        progress = [m for m in fake.visible(fake.channel_id) if m["author"]["id"] == fake.bot_id]
+        assert len(progress) == 1 and "sent to this channel's reviewers" in progress[0]["content"]
+
+        job_id = custom_ids(queues[0])[0].rsplit(":", 1)[1]
+        await fake.interact(press(fake, queues[0], f"hidream:approve:{job_id}", REVIEWER, role=False))
+        (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+        assert f"approved by <@{REVIEWER}>" in public["content"]

@@ -48,6 +48,7 @@ async def request(run: Running, prompt: str) -> dict[str, Any]:
     assert isinstance(queued, dict)
     assert with_files(fake, QUEUE)  # the reviewers see the image
     assert with_files(fake, f"D{REQUESTER}")  # the requester alone has it
+    assert any("This channel is reviewed" in t for t in ephemerals_to(fake, REQUESTER))
     assert with_files(fake, CHANNEL) == [] and not any(
         prompt in str(m.get("text")) for m in fake.messages.get(CHANNEL, [])
     )

@@ -41,7 +41,7 @@ from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.sets import set_requests
 from bot.usecases.toolbox import TOOL_KINDS, use_tool
-from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
+from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE, REVIEW_NOTICE
 
 log = logging.getLogger(__name__)
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
@@ -181,8 +181,12 @@ class Handlers:
         if job.origin.get("status_ts") != ts:
             await self.poster.delete_quietly(channel, ts)
         elif channel != asked_in:
-            await self.poster.ephemeral(asked_in, user, PRIVATE_NOTICE)
+            await self.poster.ephemeral(asked_in, user, await self._private_notice(team, asked_in))
         return job
+
+    async def _private_notice(self, team: str, channel: str) -> str:
+        """Why the request went to a direct message: the channel is reviewed, or the person's choice."""
+        return REVIEW_NOTICE if await self.engine.reviewed(t.SURFACE, team, channel) else PRIVATE_NOTICE
 
     async def ignore(self) -> None:
         return None
@@ -279,7 +283,7 @@ class Handlers:
             log.warning("could not post in %s: %s", where, exc.response.get("error"))
             raise UserFacingError(CANNOT_POST) from exc
         if where != channel:
-            await self.poster.ephemeral(channel, user, PRIVATE_NOTICE)
+            await self.poster.ephemeral(channel, user, await self._private_notice(team, channel))
         return where, posted
 
     async def _unpost(self, channel: str, posted: list[str]) -> None:

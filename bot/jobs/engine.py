@@ -513,6 +513,12 @@ class Engine:
             return True
         return await self.preferences.private(tenant, f"{surface}:{user_id}")
 
+    async def reviewed(self, surface: str, workspace_id: str, channel: str) -> bool:
+        """Whether `channel` is reviewed (bot/usecases/approvals.py): its results go to their requester alone."""
+        if not workspace_id:
+            return False
+        return await self.approvals.reviewed(self.tenant(surface, workspace_id, ""), channel) is not None
+
     async def nsfw_policy(self, surface: str, workspace_id: str) -> str | None:
         """The tenant admins' NSFW choice; None: the operator's default holds."""
         if not workspace_id:
