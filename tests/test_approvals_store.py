@@ -5,12 +5,18 @@ and reviewers are read from mentions as Discord and Slack write them."""
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from adapters.console import ConsoleChat
 from bot.model.errors import BadInput
 from bot.usecases.actor import Actor
 from bot.usecases.approvals import is_reviewer, parse_review, set_review
 from storage.approvals import Approvals, Review
+from tests.support.harness import BotHarness, sandbox_of
 from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore
 
@@ -114,3 +120,19 @@ async def test_a_reviewer_is_a_listed_person_or_a_member_of_the_role_or_group() 
     assert not await is_reviewer("users:ann", bob, members)
     assert await is_reviewer("group:S1", bob, members)
     assert not await is_reviewer("role:S2", bob, members)
+
+
+async def test_the_console_has_no_channel_to_review(tmp_path: Path) -> None:
+    err, out = io.StringIO(), io.StringIO()
+
+    def console(bot: Any) -> ConsoleChat:
+        return ConsoleChat(bot.engine, tmp_path / "out", runner=bot.runner, out=out, err=err)
+
+    async with BotHarness(tmp_path, surfaces=[console]) as bot:
+        chat = next(s for s in bot.surfaces if isinstance(s, ConsoleChat))
+        await chat.handle("/policy review <@U1> <@U2>")
+        await chat.handle("/hidream a quiet harbour")
+        await bot.runner.wait_idle()
+        assert "in the channel whose requests are to be reviewed" in err.getvalue()
+        assert await bot.engine.approvals.pending() == []
+        assert [j.prompt for j in sandbox_of(bot).received()] == ["a quiet harbour"]
