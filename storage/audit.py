@@ -7,7 +7,8 @@ empty, and `prompt_withheld` true, when its tenant withholds prompts: `policy ex
 flags, kit, project, provider, model, seed, what it cost (dollars charged: a job that failed or has
 not finished yet was charged nothing), its state, who approved it (a reviewed channel's reviewer, as
 `surface:user`; empty for a job no reviewer approved), and the job it was made from. `kit` is empty
-until style kits record it.
+until style kits record it. After the jobs come the operators' moderation actions of the same days
+(`kind` moderation: the job acted on, its tenant, whose it was, and in `action` what was done).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ COLUMNS = (
     "state",
     "approved_by",
     "parent",
+    "kind",
+    "action",
 )
 # Lines written out at a time.
 LINES_PER_CHUNK = 200
@@ -98,11 +101,19 @@ ORDER BY j.created_at, j.id
 """
 
 
+_MODERATION = """
+SELECT at, action, job_id, tenant, user_key, detail FROM moderation_actions
+WHERE at >= ? AND at < ?{tenant}
+ORDER BY at, id
+"""
+
+
 async def rows(
     store: Store, *, since: float, until: float, tenant: str | None = None
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Each job asked from `since` until before `until` (UTC timestamps), oldest first, as a row of
-    COLUMNS; only `tenant`'s when given. Streamed: one batch of rows in memory at a time."""
+    COLUMNS (`kind` job), then the operators' moderation actions of that time (`kind` moderation);
+    only `tenant`'s when given. Streamed: one batch of rows in memory at a time."""
     where, args = "", list[Any]([since, min(until, 1e15)])
     if tenant is not None:
         where = " AND l.workspace_key = ?"
@@ -111,6 +122,28 @@ async def rows(
     async with aclosing(store.database.stream(_SELECT.format(tenant=where), *args)) as found:
         async for r in found:
             yield _row(r, spent)
+    where = "" if tenant is None else " AND tenant = ?"
+    async with aclosing(store.database.stream(_MODERATION.format(tenant=where), *args)) as found:
+        async for r in found:
+            yield _moderation_row(r)
+
+
+def _moderation_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    """An operator's action from the moderation view (storage/reports.py): on which job, in which
+    tenant (`*`: every tenant), whose; `action` says what and its detail."""
+    (at, action, job_id, tenant, user_key, detail) = r
+    return {
+        **dict.fromkeys(COLUMNS, ""),
+        "job": job_id or "",
+        "time": datetime.fromtimestamp(float(at), UTC).isoformat(timespec="seconds"),
+        "tenant": tenant,
+        "person": user_key,
+        "prompt_withheld": False,
+        "seed": None,
+        "cost_usd": 0.0,
+        "kind": "moderation",
+        "action": f"{action}: {detail}" if detail else action,
+    }
 
 
 def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
@@ -137,6 +170,8 @@ def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
         "state": state,
         "approved_by": f"{surface}:{approver}" if approver else "",
         "parent": parent or "",
+        "kind": "job",
+        "action": "",
     }
 
 
