@@ -52,14 +52,16 @@ async def request_in_reviewed_channel(fake: FakeDiscord, bot: Bot, prompt: str) 
     assert not [m for m in fake.visible(fake.channel_id) if with_files(m)]  # nothing public
     approve, reject = custom_ids(queued)
     assert approve.startswith("hidream:approve:") and reject.startswith("hidream:reject:")
-    return queued, approve.rsplit(":", 1)[1]
+    assert approve.split(":")[3] == fake.guild_id  # the server rides along, for presses in DMs
+    return queued, approve.split(":")[2]
 
 
 def press(
     fake: FakeDiscord, message: dict[str, Any], custom_id: str, user_id: str, *, role: bool
 ) -> dict[str, Any]:
-    payload = fake.click_payload(message, custom_id, user_id=user_id)
-    payload["member"]["roles"] = [fake.reviewer_role_id] if role else []
+    payload = fake.click_payload(message, f"{custom_id}:{fake.guild_id}", user_id=user_id)
+    if "member" in payload:  # a press in a server (none in a direct message)
+        payload["member"]["roles"] = [fake.reviewer_role_id] if role else []
     return payload
 
 
@@ -124,8 +126,13 @@ async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) ->
             click = await fake.interact(press(fake, queued, f"hidream:reject:{job_id}", REVIEWER, role=True))
             await fake.wait_for(lambda: click["id"] in fake.acks)
             assert fake.acks[click["id"]][0] == 9  # the reason's form
+            form = fake.find("POST", f"/interactions/{click['id']}/")[0].body["data"]
+            assert form["custom_id"] == f"hidream:rejectwhy:{job_id}:{fake.guild_id}"
             submit = fake.modal_payload(
-                f"hidream:rejectwhy:{job_id}", "too dark for the brand", user_id=REVIEWER, field="reason"
+                f"hidream:rejectwhy:{job_id}:{fake.guild_id}",
+                "too dark for the brand",
+                user_id=REVIEWER,
+                field="reason",
             )
             submit["member"]["roles"] = [fake.reviewer_role_id]
             await fake.interact(submit)
@@ -171,7 +178,9 @@ async def test_a_mention_reviewed_by_people_goes_to_direct_messages(tmp_path: Pa
         progress = [m for m in fake.visible(fake.channel_id) if m["author"]["id"] == fake.bot_id]
         assert len(progress) == 1 and "sent to this channel's reviewers" in progress[0]["content"]
 
-        job_id = custom_ids(queues[0])[0].rsplit(":", 1)[1]
-        await fake.interact(press(fake, queues[0], f"hidream:approve:{job_id}", REVIEWER, role=False))
+        job_id = custom_ids(queues[0])[0].split(":")[2]
+        in_dm = press(fake, queues[0], f"hidream:approve:{job_id}", REVIEWER, role=False)
+        assert "guild_id" not in in_dm and in_dm["user"]["id"] == REVIEWER
+        await fake.interact(in_dm)
         (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
         assert f"approved by <@{REVIEWER}>" in public["content"]

@@ -176,15 +176,17 @@ class InteractionHandlers(PreferenceCommands):
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
         elif action in (APPROVE, REJECT, REJECT_WHY):
-            await self._review(interaction, action, args[0])
+            await self._review(interaction, action, args[0], args[1] if len(args) > 1 else "")
 
-    async def _review(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+    async def _review(
+        self, interaction: discord.Interaction, action: str, job_id: str, guild_id: str
+    ) -> None:
         if action == APPROVE:
-            await self.reviews.approve(interaction, job_id)
+            await self.reviews.approve(interaction, job_id, guild_id)
         elif action == REJECT:
-            await self.reviews.reject(interaction, job_id)
+            await self.reviews.reject(interaction, job_id, guild_id)
         else:
-            await self.reviews.rejected(interaction, job_id)
+            await self.reviews.rejected(interaction, job_id, guild_id)
 
     async def _reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         pressed = await self._pressed(interaction, job_id)

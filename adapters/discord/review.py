@@ -7,6 +7,7 @@ the press itself (the member's roles in the interaction)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -19,6 +20,7 @@ from adapters.discord.views import result_view, token_alive
 from bot import words
 from bot.model.jobs import Job, OutputImage
 from bot.usecases import approvals
+from bot.usecases.actor import Actor
 from bot.usecases.approvals import MemberOf
 
 if TYPE_CHECKING:
@@ -34,14 +36,16 @@ def review_view(job: Job) -> discord.ui.View:
         (APPROVE, words.ACTION_APPROVE, discord.ButtonStyle.success),
         (REJECT, words.ACTION_REJECT, discord.ButtonStyle.danger),
     ):
-        view.add_item(discord.ui.Button(label=label, style=style, custom_id=make_custom_id(action, job.id)))
+        # The server rides along: a press in a reviewer's DM has none of its own (see `reviewer`).
+        custom_id = make_custom_id(action, job.id, job.workspace_id)
+        view.add_item(discord.ui.Button(label=label, style=style, custom_id=custom_id))
     view.stop()  # not stored: a press is answered from its custom id
     return view
 
 
-def reason_modal(job_id: str) -> discord.ui.Modal:
+def reason_modal(job_id: str, guild_id: str) -> discord.ui.Modal:
     modal = discord.ui.Modal(
-        title=words.REVIEW_REASON_FORM, custom_id=make_custom_id(REJECT_WHY, job_id), timeout=None
+        title=words.REVIEW_REASON_FORM, custom_id=make_custom_id(REJECT_WHY, job_id, guild_id), timeout=None
     )
     modal.add_item(
         discord.ui.TextInput(
@@ -104,6 +108,15 @@ class ReviewPoster:
         await dm.send(text)
 
 
+def reviewer(interaction: discord.Interaction, guild_id: str) -> Actor:
+    """Who pressed. In a direct message (a queue of reviewers named one by one) the press has no
+    server: it is the job's, named by the button, and only a person that approval lists may act."""
+    actor = interaction_actor(interaction)
+    if interaction.guild_id is None and guild_id:
+        return replace(actor, workspace_id=guild_id)
+    return actor
+
+
 def member_of(interaction: discord.Interaction) -> MemberOf:
     async def check(role_id: str) -> bool:
         user = interaction.user
@@ -120,9 +133,9 @@ class ReviewCommands:
         self.poster = poster
 
     @guarded(refuse)
-    async def approve(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def approve(self, interaction: discord.Interaction, job_id: str, guild_id: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        actor = interaction_actor(interaction)
+        actor = reviewer(interaction, guild_id)
         reply = await approvals.approve(
             self.engine, actor, job_id, member_of(interaction), self.poster.publish
         )
@@ -130,16 +143,16 @@ class ReviewCommands:
         await interaction.followup.send(reply.text, ephemeral=True)
 
     @guarded(refuse)
-    async def reject(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def reject(self, interaction: discord.Interaction, job_id: str, guild_id: str) -> None:
         # Checked before the form opens: a non-reviewer, or a decided request, is told at once.
-        await approvals.pressed(self.engine, interaction_actor(interaction), job_id, member_of(interaction))
-        await interaction.response.send_modal(reason_modal(job_id))
+        await approvals.pressed(self.engine, reviewer(interaction, guild_id), job_id, member_of(interaction))
+        await interaction.response.send_modal(reason_modal(job_id, guild_id))
 
     @guarded(refuse)
-    async def rejected(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def rejected(self, interaction: discord.Interaction, job_id: str, guild_id: str) -> None:
         reason = modal_value(raw_payload(interaction), REASON_FIELD)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        actor = interaction_actor(interaction)
+        actor = reviewer(interaction, guild_id)
         reply = await approvals.reject(
             self.engine, actor, job_id, reason, member_of(interaction), self.poster.tell_privately
         )

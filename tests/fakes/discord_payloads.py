@@ -139,6 +139,13 @@ class Payloads:
                        authorizing_integration_owners={"0": guild_id})  # fmt: skip
         payload["member"]["user"] = self.user(user_id, f"user{user_id[-2:]}")
         payload["member"]["permissions"] = str(permissions)
+        if channel_id in getattr(self, "dms", {}).values():
+            # In the bot's DM with someone: no guild, no member, the person as `user` (context 1, BOT_DM).
+            for key in ("guild_id", "guild", "member"):
+                payload.pop(key, None)
+            person = self.user(user_id, f"user{user_id[-2:]}")
+            payload.update(user=person, context=1, authorizing_integration_owners={"0": "0"},
+                           channel={"id": channel_id, "type": 1, "recipients": [person]})  # fmt: skip
         self.interactions[iid] = payload
         return payload
 
