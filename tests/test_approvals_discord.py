@@ -92,7 +92,7 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert "a red kite" in table and f"discord:{REQUESTER}" in table and fake.channel_id in table
             assert [(a["job"], a["tenant"]) for a in listed] == [(job_id, f"discord:{fake.guild_id}")]
         # A new process: the buttons still work, answered from the store.
-        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
+        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, adapter):
             await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", STRANGER, role=False))
             await fake.wait_for(
                 lambda: any("Only this channel's reviewers" in t for t in fake.ephemeral_texts())
@@ -112,6 +112,11 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert await bot.engine.approvals.pending() == []
             page, listed = await operators_page(bot)
             assert listed == [] and "no result waits for a reviewer" in page
+
+            # An operator's take-down removes the approved post too.
+            job = await bot.engine.job(job_id)
+            assert job is not None and await adapter.withdraw(job) == 1
+            assert posted_in_channel(fake) == []
 
             rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
             assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]

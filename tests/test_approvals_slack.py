@@ -93,6 +93,13 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert [r["approved_by"] for r in rows] == [f"slack:{REVIEWER}"]
             assert await run.bot.engine.approvals.pending() == []
 
+            # An operator's take-down removes the requester's copy and the approved post, with their files.
+            job = await run.bot.engine.job(pending.job_id)
+            assert job is not None
+            assert await run.adapter.withdraw(job) == 4  # in each place, a message and its files' message
+            assert approved_posts(fake) == [] and with_files(fake, CHANNEL) == []
+            assert with_files(fake, f"D{REQUESTER}") == []
+
 
 async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) -> None:
     async with FakeSlack() as fake:

@@ -326,7 +326,7 @@ class DiscordAdapter:
         await self.poster.progress(job, progress)
 
     async def withdraw(self, job: Job) -> int:
-        return await self.poster.withdraw(job)
+        return await self.poster.withdraw(job) + await self.reviews.withdraw(self.engine, job)
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
         await self.reviews.queue_for_review(job, images)

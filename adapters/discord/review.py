@@ -99,6 +99,18 @@ class ReviewPoster:
         )
         return str(message.id)
 
+    async def withdraw(self, engine: Engine, job: Job) -> int:
+        """Delete the message an approval posted the job in (an operator's take-down)."""
+        key = await approvals.approved_post(engine, job)
+        if key is None:
+            return 0
+        channel = self.client.get_partial_messageable(int(job.channel or job.origin["channel_id"]))
+        try:
+            await channel.get_partial_message(int(key)).delete()
+        except discord.NotFound:
+            return 0
+        return 1
+
     async def tell_privately(self, job: Job, text: str) -> None:
         """Ephemerally while the request's interaction lives, else in a direct message."""
         if token_alive(job.origin, self.poster.clock()):

@@ -262,7 +262,7 @@ class SlackAdapter:
         return await self.poster.deliver(job, images)
 
     async def withdraw(self, job: Job) -> int:
-        return await self.poster.withdraw(job)
+        return await self.poster.withdraw(job) + await self.reviews.withdraw(self.engine, job)
 
     async def tell(self, job: Job, text: str) -> None:
         await self.poster.tell(job, text)

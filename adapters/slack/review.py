@@ -9,9 +9,10 @@ of Slack (usergroups.users.list, scope usergroups:read)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -31,6 +32,10 @@ from bot.usecases import approvals
 from bot.usecases.approvals import MemberOf
 from bot.words import FORM_OUT_OF_DATE
 
+if TYPE_CHECKING:
+    from bot.jobs.engine import Engine
+
+log = logging.getLogger(__name__)
 ACTION_APPROVE, ACTION_REJECT, VIEW_REJECT = "hidream_approve", "hidream_reject", "hidream_reject_modal"
 BLOCK_REASON = "reason"
 
@@ -123,6 +128,26 @@ class ReviewPoster:
         )  # fmt: skip
         await self._upload(client, job, images, job.channel, str(posted["ts"]))
         return message_key(job.channel, str(posted["ts"]))
+
+    async def withdraw(self, engine: Engine, job: Job) -> int:
+        """Delete what an approval posted (an operator's take-down): the files in its message's
+        thread, then the message; how many messages went."""
+        key = await approvals.approved_post(engine, job)
+        if key is None:
+            return 0
+        channel, _, ts = key.rpartition(":")
+        client = await self.poster._for(job)
+        prefix, gone = f"hidream-{job.id}-", 0
+        for m in await self.poster.thread_messages(channel, ts, client):
+            ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
+            for f in ours:
+                try:
+                    await client.files_delete(file=f["id"])
+                except SlackApiError:
+                    log.warning("could not delete file %s", f.get("id"), exc_info=True)
+            if ours or m.get("ts") == ts:
+                gone += await self.poster._deleted(client, channel, str(m["ts"]))
+        return gone
 
     async def tell_privately(self, job: Job, text: str) -> None:
         client = await self.poster._for(job)

@@ -149,3 +149,10 @@ async def reject(
         raise BadInput(words.already_decided("decided", "another reviewer"))
     await tell(found.job, words.rejected_told(found.job.request.prompt, f"<@{actor.user_id}>", reason))
     return Reply(words.approval_done("rejected"))
+
+
+async def approved_post(engine: Reviewing, job: Job) -> str | None:
+    """The message an approval posted the job's result in (a surface's message key), for an
+    operator's take-down; None when it has none."""
+    approval = await engine.approvals.get(job.id, job.tenant)
+    return approval.posted if approval is not None and approval.posted else None
