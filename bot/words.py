@@ -596,7 +596,9 @@ def help_with_flags(example_provider: str) -> str:
         "written into each image's content credentials), `/hidream policy reset`; `/hidream policy` shows it.\n"
         "*Projects:* `--project <tag>` counts a request's cost under a project; admins set a channel's "
         "default with `/hidream policy project <tag>|default`, and keep prompts out of the operators' "
-        "audit export with `/hidream policy export-prompts off`."
+        "audit export with `/hidream policy export-prompts off`.\n"
+        "*Approvals:* `/hidream policy review @group to #queue` (or `@ann @bob`, in their DMs): results in "
+        "this channel go to their requester alone until a reviewer approves them; `review off` ends it."
     )
 
 
