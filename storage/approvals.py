@@ -111,13 +111,26 @@ class Approvals:
         await self.store.write("UPDATE approvals SET queued=1 WHERE job_id=?", job_id)
 
     async def decide(self, job_id: str, tenant: str, state: State, by: str, reason: str = "") -> bool:
-        """Move a pending approval to `state`; False when it was not pending (decided already)."""
+        """Move a pending approval to `state`; False when it was not pending (decided already). An
+        approval is also taken for posting (see `take_posting`) by the same write."""
+        now = self.store.now()
         moved = await self.store.write(
-            "UPDATE approvals SET state=?, decided_by=?, reason=?, decided_at=? "
+            "UPDATE approvals SET state=?, decided_by=?, reason=?, decided_at=?, posting_at=? "
             "WHERE job_id=? AND tenant=? AND state='pending'",
-            *(state, by, reason, self.store.now(), job_id, tenant),
+            *(state, by, reason, now, now if state == "approved" else None, job_id, tenant),
         )
         return moved == 1
+
+    async def take_posting(self, job_id: str, tenant: str, stale_after: float) -> bool:
+        """Take over the post of an approved result whose post is not out, when whoever took it last
+        did so over `stale_after` seconds ago (it stopped: a crash, a restart): one press at a time."""
+        now = self.store.now()
+        taken = await self.store.write(
+            "UPDATE approvals SET posting_at=? WHERE job_id=? AND tenant=? AND state='approved' "
+            "AND posted='' AND (posting_at IS NULL OR posting_at < ?)",
+            *(now, job_id, tenant, now - stale_after),
+        )
+        return taken == 1
 
     async def posted(self, job_id: str, message_key: str) -> None:
         """The approved image's post in its channel."""

@@ -231,7 +231,7 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE tenant_policy ADD COLUMN credentials_prompt INTEGER NOT NULL DEFAULT 0",
     # 20: approvals (storage/approvals.py): a tenant's reviewed channels (who reviews, where their
     # queue is) and each reviewed job's approval (pending, approved or rejected; by whom, why, when;
-    # the approved post's message once it is out).
+    # since when a press has been posting it, and the approved post's message once it is out).
     """
     CREATE TABLE reviewed_channels (tenant TEXT NOT NULL, channel TEXT NOT NULL, reviewers TEXT NOT NULL,
                                     queue TEXT NOT NULL, updated_at REAL NOT NULL,
@@ -239,7 +239,8 @@ MIGRATIONS: list[str] = [
     CREATE TABLE approvals (job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, channel TEXT NOT NULL,
                             state TEXT NOT NULL, reviewers TEXT NOT NULL, queued INTEGER NOT NULL DEFAULT 0,
                             decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
-                            posted TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL, decided_at REAL);
+                            posted TEXT NOT NULL DEFAULT '', posting_at REAL, created_at REAL NOT NULL,
+                            decided_at REAL);
     CREATE INDEX approvals_state ON approvals(state, created_at)
     """,
 ]

@@ -189,3 +189,21 @@ async def test_a_mention_reviewed_by_people_goes_to_direct_messages(tmp_path: Pa
         await fake.interact(in_dm)
         (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
         assert f"approved by <@{REVIEWER}>" in public["content"]
+
+
+async def test_an_approval_cut_off_before_its_post_is_posted_by_the_next_press(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a grey gull")
+            # As a process stopped between a reviewer's decision and its post leaves it, long ago.
+            cut = "UPDATE approvals SET state='approved', decided_by=?, decided_at=1, posting_at=1 WHERE job_id=?"
+            assert await bot.store.write(cut, ADMIN, job_id) == 1
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+            assert f"approved by <@{ADMIN}>" in public["content"]  # who decided, not who pressed again
+            again = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: again["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
+            assert len(posted_in_channel(fake)) == 1

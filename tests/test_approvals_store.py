@@ -68,6 +68,26 @@ async def test_an_approval_opens_once_and_is_decided_once(open_store: OpenStore)
         assert await book.pending() == []
 
 
+async def test_an_approved_post_cut_off_is_taken_again_only_once_stale(open_store: OpenStore) -> None:
+    moment = [NOW]
+    async with open_store(default_limit=10, clock=lambda: moment[0]) as store:
+        book = Approvals(store)
+        job = make_job()
+        await store.admit(job, workspace_key=TENANT, dedup_key=None)
+        await book.open(job.id, TENANT, "c1", Review("role:1", "q1"))
+        assert not await book.take_posting(job.id, TENANT, 120)  # pending: nothing to post yet
+        assert await book.decide(job.id, TENANT, "approved", "r1")  # taken for posting by the decision
+        moment[0] = NOW + 10
+        assert not await book.take_posting(job.id, TENANT, 120)  # a double press meanwhile
+        moment[0] = NOW + 200
+        assert not await book.take_posting(job.id, "test:w2", 120)
+        assert await book.take_posting(job.id, TENANT, 120)  # its poster stopped: taken again, once
+        assert not await book.take_posting(job.id, TENANT, 120)
+        await book.posted(job.id, "c1:m1")
+        moment[0] = NOW + 1000
+        assert not await book.take_posting(job.id, TENANT, 120)  # out: never again
+
+
 @pytest.mark.parametrize(
     ("typed", "review"),
     [

@@ -28,6 +28,9 @@ _CHANNEL = re.compile(r"<#([A-Za-z0-9_]+)(?:\|[^>]*)?>")
 _OFF = ("off", "none", "default")
 
 MemberOf = Callable[[str], Awaitable[bool]]  # is the presser in this role or user group?
+# Seconds after which an approved result's post, taken by a press but never recorded as out, may be
+# taken again (its process stopped); a post takes a few seconds at most.
+POSTING_STALE = 120.0
 
 
 class Reviewing(Queries, Protocol):
@@ -102,18 +105,28 @@ class Pressed:
     approval: Approval
 
 
-async def pressed(engine: Reviewing, actor: Actor, job_id: str, member_of: MemberOf) -> Pressed:
-    """A reviewer's press on a waiting result: its job and approval, or BadInput (not found, not a
-    reviewer, decided already)."""
+async def _found(engine: Reviewing, actor: Actor, job_id: str, member_of: MemberOf) -> Pressed:
+    """The job and approval a reviewer pressed on, or BadInput (not found, not a reviewer)."""
     job = await Lookup(engine).job(actor, job_id)
     approval = await engine.approvals.get(job_id, actor.tenant) if job is not None else None
     if job is None or approval is None:
         raise BadInput(words.NOT_FOUND)
     if not await is_reviewer(approval.reviewers, actor, member_of):
         raise BadInput(words.NOT_A_REVIEWER)
-    if approval.state != "pending":
-        raise BadInput(words.already_decided(approval.state, f"<@{approval.decided_by}>"))
     return Pressed(job, approval)
+
+
+def _decided(approval: Approval) -> BadInput:
+    return BadInput(words.already_decided(approval.state, f"<@{approval.decided_by}>"))
+
+
+async def pressed(engine: Reviewing, actor: Actor, job_id: str, member_of: MemberOf) -> Pressed:
+    """A reviewer's press on a waiting result: its job and approval, or BadInput (not found, not a
+    reviewer, decided already)."""
+    found = await _found(engine, actor, job_id, member_of)
+    if found.approval.state != "pending":
+        raise _decided(found.approval)
+    return found
 
 
 async def approve(
@@ -123,14 +136,22 @@ async def approve(
     member_of: MemberOf,
     publish: Callable[[Job, list[OutputImage], str], Awaitable[str]],
 ) -> Reply:
-    """Post the result in its channel with "approved by", once: the first press decides; a second
-    (or one after a restart) is told who decided."""
-    found = await pressed(engine, actor, job_id, member_of)
-    if not await engine.approvals.decide(job_id, actor.tenant, "approved", actor.user_id):
-        raise BadInput(words.already_decided("decided", "another reviewer"))
+    """Post the result in its channel with "approved by", once: the first press decides and posts; a
+    second (or one after a restart) is told who decided. An approval whose post never went out (the
+    process stopped in between) is posted by the next reviewer's press, once POSTING_STALE has passed
+    since the last attempt took it, still "approved by" whoever decided."""
+    found = await _found(engine, actor, job_id, member_of)
+    book, by = engine.approvals, actor.user_id
+    decided = found.approval.state == "pending" and await book.decide(job_id, actor.tenant, "approved", by)
+    if not decided:
+        now = await book.get(job_id, actor.tenant) or found.approval
+        unposted = now.state == "approved" and not now.posted
+        if not (unposted and await book.take_posting(job_id, actor.tenant, POSTING_STALE)):
+            raise _decided(now)
+        by = now.decided_by
     images = await engine.result_images(found.job)
-    key = await publish(found.job, images, words.approved_by(f"<@{actor.user_id}>"))
-    await engine.approvals.posted(job_id, key)
+    key = await publish(found.job, images, words.approved_by(f"<@{by}>"))
+    await book.posted(job_id, key)
     return Reply(words.approval_done("approved"))
 
 
@@ -146,7 +167,7 @@ async def reject(
     found = await pressed(engine, actor, job_id, member_of)
     reason = reason.strip()[:500]
     if not await engine.approvals.decide(job_id, actor.tenant, "rejected", actor.user_id, reason):
-        raise BadInput(words.already_decided("decided", "another reviewer"))
+        raise _decided(await engine.approvals.get(job_id, actor.tenant) or found.approval)
     await tell(found.job, words.rejected_told(found.job.request.prompt, f"<@{actor.user_id}>", reason))
     return Reply(words.approval_done("rejected"))
 
