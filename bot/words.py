@@ -685,7 +685,9 @@ def help_with_flags(example_provider: str) -> str:
         "audit export with `/hidream policy export-prompts off`.\n"
         "*Style kits:* `--kit house` applies one (a channel's bound kit always applies). Admins: "
         "`/hidream kit save house --prefix soft watercolor of --suffix pastel --ar 3:2`, "
-        "`/hidream kit bind house|none`, `/hidream kit delete house`; `/hidream kit list`, `show house`."
+        "`/hidream kit bind house|none`, `/hidream kit delete house`; `/hidream kit list`, `show house`.\n"
+        "*Approvals:* `/hidream policy review @group to #queue` (or `@ann @bob`, in their DMs): results in "
+        "this channel go to their requester alone until a reviewer approves them; `review off` ends it."
     )
 
 
@@ -810,8 +812,8 @@ OPTIONS = {
     "hidream-kit delete": {"name": _KIT_NAME},
     "hidream-kit bind": {"name": "The kit's name, or none to unbind this channel"},
     "hidream-policy": {
-        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, reset",
-        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a project tag",
+        "action": "show, ban/unban, nsfw, tier, provider, export-prompts, project, credentials-prompt, review, reset",
+        "value": "A phrase, spoiler|block|allow|default, full|dev|default, a provider, on|off, a tag, reviewers",
     },
 }
 
@@ -1181,3 +1183,68 @@ def remix_line(of: str, text: str) -> str:
 def accepted_remix(of: str, kept: bool, seed: int | None) -> str:
     start = "from its image" if kept else "from the text alone"
     return f"accepted: a remix of {of} {start}, seed {seed}"
+
+
+# --- approvals: reviewed channels (bot/usecases/approvals.py) ---------------------------------------
+
+REVIEW_NO_CHANNEL = "Type `policy review ...` in the channel whose requests are to be reviewed."
+REVIEW_USAGE = (
+    "Name who reviews, then where their queue is: `policy review @role to #queue` (a role or a user "
+    "group), or `policy review @ann @bob` (their direct messages, or `to #queue`); `policy review off` "
+    "ends it."
+)
+REVIEW_NEEDS_QUEUE = "A role or a user group reviews in a channel: add `to #queue`."
+REVIEW_OFF = "Requests in this channel are no longer reviewed: results are posted here again."
+REVIEW_ASKED = "Waiting for review: approve it to post it in its channel, or reject it with a reason."
+AWAITING_REVIEW = "This channel is reviewed: only you see this until a reviewer approves it."
+SENT_FOR_REVIEW = (
+    "Made, and sent to this channel's reviewers: it is posted here once one of them approves it "
+    "(you have it in our direct messages)."
+)
+REVIEW_NOTICE = (
+    "This channel is reviewed: I am making this in our direct messages, and its reviewers see it too."
+)
+NOT_A_REVIEWER = "Only this channel's reviewers can approve or reject its requests."
+REVIEW_REASON_FORM = "Reject this image"
+REVIEW_REASON_FIELD = "Why (the requester is told)"
+REVIEW_REASON_PLACEHOLDER = "e.g. off-brand colours; try a warmer palette"
+ACTION_APPROVE = "Approve"
+ACTION_REJECT = "Reject"
+
+
+def review_set(reviewers: str, queue: str) -> str:
+    where = "their direct messages" if queue == "dm" else f"<#{queue}>"
+    return (
+        f"Requests in this channel are now reviewed by {reviewers}, in {where}: each result goes to its "
+        "requester alone until one of them approves it."
+    )
+
+
+def review_shown(reviewers: str | None, queue: str) -> str:
+    if reviewers is None:
+        return "Requests in this channel are not reviewed."
+    return review_set(reviewers, queue)
+
+
+def approved_by(reviewer: str) -> str:
+    return f"✅ approved by {reviewer}"
+
+
+def rejected_by(reviewer: str, reason: str) -> str:
+    return f"❌ rejected by {reviewer}: {reason or 'no reason given'}"
+
+
+def already_decided(state: str, by: str) -> str:
+    return f"That request was already {state} by {by}."
+
+
+def approval_done(state: str) -> str:
+    return (
+        f"Done: {state}. The requester has been told."
+        if state == "rejected"
+        else "Done: posted in its channel."
+    )
+
+
+def rejected_told(prompt: str, reviewer: str, reason: str) -> str:
+    return f"Your image “{prompt[:120]}” was not approved by {reviewer}: {reason or 'no reason given'}."

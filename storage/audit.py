@@ -6,8 +6,10 @@ A row says when the job was asked, in which tenant and channel, by whom, with wh
 empty, and `prompt_withheld` true, when its tenant withholds prompts: `policy export-prompts off`),
 flags, kit (the style kit's name and the version it used, e.g. `watercolor v2`; empty: none),
 project, provider, model, seed, what it cost (dollars charged: a job that failed or has not finished
-yet was charged nothing), its state, who approved it, and the job it was made from. `approved_by` is
-empty until approvals record it.
+yet was charged nothing), its state, who approved it (a reviewed channel's reviewer, as
+`surface:user`; empty for a job no reviewer approved), and the job it was made from. After the jobs
+come the operators' moderation actions of the same days (`kind` moderation: the job acted on, its
+tenant, whose it was, and in `action` what was done).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ COLUMNS = (
     "state",
     "approved_by",
     "parent",
+    "kind",
+    "action",
 )
 # Lines written out at a time.
 LINES_PER_CHUNK = 200
@@ -94,12 +98,21 @@ def kit_of(request: ImageRequest) -> str:
 
 _SELECT = """
 SELECT j.id, j.created_at, j.surface, j.workspace_id, j.user_id, j.channel, j.request, j.project,
-       j.provider, j.tier, j.seed, j.state, j.parent_job_id, l.cost_usd, l.state, p.withhold_prompts
+       j.provider, j.tier, j.seed, j.state, j.parent_job_id, l.cost_usd, l.state, p.withhold_prompts,
+       a.decided_by
 FROM jobs j
 LEFT JOIN ledger l ON l.job_id = j.id
 LEFT JOIN tenant_policy p ON p.tenant = l.workspace_key
+LEFT JOIN approvals a ON a.job_id = j.id AND a.state = 'approved'
 WHERE j.created_at >= ? AND j.created_at < ?{tenant}
 ORDER BY j.created_at, j.id
+"""
+
+
+_MODERATION = """
+SELECT at, action, job_id, tenant, user_key, detail FROM moderation_actions
+WHERE at >= ? AND at < ?{tenant}
+ORDER BY at, id
 """
 
 
@@ -107,7 +120,8 @@ async def rows(
     store: Store, *, since: float, until: float, tenant: str | None = None
 ) -> AsyncGenerator[dict[str, Any], None]:
     """Each job asked from `since` until before `until` (UTC timestamps), oldest first, as a row of
-    COLUMNS; only `tenant`'s when given. Streamed: one batch of rows in memory at a time."""
+    COLUMNS (`kind` job), then the operators' moderation actions of that time (`kind` moderation);
+    only `tenant`'s when given. Streamed: one batch of rows in memory at a time."""
     where, args = "", list[Any]([since, min(until, 1e15)])
     if tenant is not None:
         where = " AND l.workspace_key = ?"
@@ -116,12 +130,34 @@ async def rows(
     async with aclosing(store.database.stream(_SELECT.format(tenant=where), *args)) as found:
         async for r in found:
             yield _row(r, spent)
+    where = "" if tenant is None else " AND tenant = ?"
+    async with aclosing(store.database.stream(_MODERATION.format(tenant=where), *args)) as found:
+        async for r in found:
+            yield _moderation_row(r)
+
+
+def _moderation_row(r: tuple[Any, ...]) -> dict[str, Any]:
+    """An operator's action from the moderation view (storage/reports.py): on which job, in which
+    tenant (`*`: every tenant), whose; `action` says what and its detail."""
+    (at, action, job_id, tenant, user_key, detail) = r
+    return {
+        **dict.fromkeys(COLUMNS, ""),
+        "job": job_id or "",
+        "time": datetime.fromtimestamp(float(at), UTC).isoformat(timespec="seconds"),
+        "tenant": tenant,
+        "person": user_key,
+        "prompt_withheld": False,
+        "seed": None,
+        "cost_usd": 0.0,
+        "kind": "moderation",
+        "action": f"{action}: {detail}" if detail else action,
+    }
 
 
 def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
     """One database row of `_SELECT` as a row of COLUMNS."""
     (job_id, created, surface, workspace, user, channel, request_json, project) = r[:8]
-    (provider, tier, seed, state, parent, cost, ledger_state, withhold) = r[8:]
+    (provider, tier, seed, state, parent, cost, ledger_state, withhold, approver) = r[8:]
     request = ImageRequest.model_validate_json(request_json)
     withheld = bool(withhold)
     return {
@@ -140,8 +176,10 @@ def _row(r: tuple[Any, ...], spent: set[str]) -> dict[str, Any]:
         "seed": seed,
         "cost_usd": round(float(cost), 6) if ledger_state in spent and cost is not None else 0.0,
         "state": state,
-        "approved_by": "",
+        "approved_by": f"{surface}:{approver}" if approver else "",
         "parent": parent or "",
+        "kind": "job",
+        "action": "",
     }
 
 

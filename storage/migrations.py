@@ -241,6 +241,20 @@ MIGRATIONS: list[str] = [
     CREATE TABLE kit_bindings (tenant TEXT NOT NULL, channel TEXT NOT NULL, name_key TEXT NOT NULL,
                                updated_at REAL NOT NULL, PRIMARY KEY (tenant, channel))
     """,
+    # 20: approvals (storage/approvals.py): a tenant's reviewed channels (who reviews, where their
+    # queue is) and each reviewed job's approval (pending, approved or rejected; by whom, why, when;
+    # since when a press has been posting it, and the approved post's message once it is out).
+    """
+    CREATE TABLE reviewed_channels (tenant TEXT NOT NULL, channel TEXT NOT NULL, reviewers TEXT NOT NULL,
+                                    queue TEXT NOT NULL, updated_at REAL NOT NULL,
+                                    PRIMARY KEY (tenant, channel));
+    CREATE TABLE approvals (job_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, channel TEXT NOT NULL,
+                            state TEXT NOT NULL, reviewers TEXT NOT NULL, queued INTEGER NOT NULL DEFAULT 0,
+                            decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+                            posted TEXT NOT NULL DEFAULT '', posting_at REAL, created_at REAL NOT NULL,
+                            decided_at REAL);
+    CREATE INDEX approvals_state ON approvals(state, created_at)
+    """,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

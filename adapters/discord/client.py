@@ -18,6 +18,7 @@ from adapters.discord.context import HandlerContext
 from adapters.discord.interactions import InteractionHandlers
 from adapters.discord.messages import MessageHandler
 from adapters.discord.posting import Poster, followup_origin
+from adapters.discord.review import ReviewCommands, ReviewPoster
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.translate import SURFACE
 from bot.model.errors import ConfigError
@@ -164,7 +165,8 @@ class DiscordAdapter:
             fetch_message=self._fetch_message,
             max_image_bytes=self._max_image_bytes,
         )
-        self.handlers = InteractionHandlers(context)
+        self.reviews = ReviewPoster(self.poster)
+        self.handlers = InteractionHandlers(context, ReviewCommands(context, self.reviews))
         self.messages = MessageHandler(context)
         register_commands(self.tree, self.handlers)
 
@@ -324,7 +326,10 @@ class DiscordAdapter:
         await self.poster.progress(job, progress)
 
     async def withdraw(self, job: Job) -> int:
-        return await self.poster.withdraw(job)
+        return await self.poster.withdraw(job) + await self.reviews.withdraw(self.engine, job)
 
     async def followup_origin(self, parent: Job, thread_key: str | None) -> dict[str, Any] | None:
         return followup_origin(parent, thread_key)
+
+    async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        await self.reviews.queue_for_review(job, images)

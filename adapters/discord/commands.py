@@ -184,6 +184,7 @@ def register_preference_commands(
                 "export-prompts",
                 "project",
                 "credentials-prompt",
+                "review",
                 "reset",
             )
         ]

@@ -15,6 +15,7 @@ from adapters.discord.context import HandlerContext, interaction_actor, raw_payl
 from adapters.discord.help import HELP_TEXT, asks_for_help
 from adapters.discord.kits import KitCommands
 from adapters.discord.preferences import PreferenceCommands, mark_private, private_results
+from adapters.discord.review import APPROVE, REJECT, REJECT_WHY, ReviewCommands
 from adapters.discord.subjects import SubjectCommands
 from adapters.discord.views import (
     CONFIRM_SET,
@@ -45,8 +46,9 @@ Admit = Callable[[Actor, Job, dict[str, Any], str], Awaitable[str]]
 
 
 class InteractionHandlers(PreferenceCommands):
-    def __init__(self, ctx: HandlerContext) -> None:
+    def __init__(self, ctx: HandlerContext, reviews: ReviewCommands) -> None:
         self.ctx = ctx
+        self.reviews = reviews
         self.engine = ctx.engine
         self.subjects = SubjectCommands(ctx)
         self.kits = KitCommands(ctx)
@@ -187,6 +189,18 @@ class InteractionHandlers(PreferenceCommands):
             await self.subjects.ask_name(interaction, args[0])
         elif action == "subjectname":
             await self.subjects.save_result(interaction, args[0])
+        elif action in (APPROVE, REJECT, REJECT_WHY):
+            await self._review(interaction, action, args[0], args[1] if len(args) > 1 else "")
+
+    async def _review(
+        self, interaction: discord.Interaction, action: str, job_id: str, guild_id: str
+    ) -> None:
+        if action == APPROVE:
+            await self.reviews.approve(interaction, job_id, guild_id)
+        elif action == REJECT:
+            await self.reviews.reject(interaction, job_id, guild_id)
+        else:
+            await self.reviews.rejected(interaction, job_id, guild_id)
 
     async def _region(self, interaction: discord.Interaction, job_id: str) -> None:
         """Edit region: the editor's link, to the presser alone (ephemeral: it admits as them)."""

@@ -190,6 +190,8 @@ class Poster:
             release(prepared.files)
 
     async def _deliver(self, job: Job, prepared: Prepared) -> list[Post]:
+        if job.origin.get("review"):
+            prepared.notes.append(words.AWAITING_REVIEW)
         content = summary(job, prepared.notes)
         chunks = [
             prepared.files[i : i + FILES_PER_MESSAGE]
@@ -206,6 +208,9 @@ class Poster:
             message = await self._send_part(job, i, len(chunks), content, chunk)
             await self.memory.remember_post(job.id, job.surface, str(message.id), None)
             messages.append(message)
+        if job.origin.get("review") and not job.origin.get("private"):
+            # A chat message's request in a reviewed channel: its public progress reply says where it went.
+            await self._edit_progress(job, content=f"📨 {words.SENT_FOR_REVIEW}")
         thread_key = await self._thread_for(job, messages[0])
         if thread_key is not None:
             for m in messages:
@@ -224,16 +229,21 @@ class Poster:
         self, job: Job, index: int, count: int, content: str, files: list[discord.File]
     ) -> discord.Message:
         if index == 0:
-            edited = await self._edit_progress(job, content=content, attachments=files, view=result_view(job))
-            if edited is not None:
-                return edited
-            for file in files:  # a failed edit may have read them to their end
-                file.reset()
+            # A reviewed channel's public progress message never becomes the result (it goes privately).
+            if job.origin.get("private") or not job.origin.get("review"):
+                edited = await self._edit_progress(
+                    job, content=content, attachments=files, view=result_view(job)
+                )
+                if edited is not None:
+                    return edited
+                for file in files:  # a failed edit may have read them to their end
+                    file.reset()
             return await self._post(job, content, files, nonce_for(job, 0))
         return await self._post(job, f"({index + 1}/{count})", files, nonce_for(job, index))
 
     async def _post(self, job: Job, content: str, files: list[discord.File], nonce: str) -> discord.Message:
-        if job.origin.get("private"):
+        if job.origin.get("private") or job.origin.get("review"):
+            # A reviewed channel's result reaches its requester alone until it is approved (review.py).
             return await self._post_privately(job, content, files)
         channel = self._channel(job.origin)
         reply = job.origin.get("reply_to")
@@ -263,6 +273,8 @@ class Poster:
 
     async def _thread_for(self, job: Job, message: discord.Message | discord.PartialMessage) -> str | None:
         origin = job.origin
+        if origin.get("review"):
+            return None  # reaches its channel only when approved (review.py)
         if origin.get("in_thread"):
             return str(origin["channel_id"])
         if not origin.get("can_thread"):

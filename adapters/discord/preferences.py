@@ -32,11 +32,15 @@ SETTING_FLAGS = {"aspect": "ar", "size": "size", "model": "model", "format": "fo
 
 
 async def private_results(engine: Engine, interaction: discord.Interaction) -> bool:
-    """The person's "private results" default here, remembered on the interaction for its origin."""
+    """The person's "private results" default here (or the channel is reviewed), remembered on the
+    interaction for its origin."""
     try:
         private = await asyncio.wait_for(
             engine.private_results(
-                translate.SURFACE, str(interaction.guild_id or ""), str(interaction.user.id)
+                translate.SURFACE,
+                str(interaction.guild_id or ""),
+                str(interaction.user.id),
+                channel=str(interaction.channel_id or ""),
             ),
             PRIVATE_READ_SECONDS,
         )

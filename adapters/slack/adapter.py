@@ -27,6 +27,7 @@ from adapters.slack.oauth import (
     register_removals,
 )
 from adapters.slack.posting import Poster, bind_request_client, request_scope
+from adapters.slack.review import register_reviews
 from adapters.slack.settings import SlackSettings
 from adapters.slack.translate import SURFACE
 from bot import words
@@ -145,6 +146,7 @@ class SlackAdapter:
             self.app.use(bind_request_client)
         register_removals(self.app, installs, engine)
         register(self.app, context)
+        self.reviews = register_reviews(self.app, context)
         register_home(self.app, context)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class SlackAdapter:
         return await self.poster.deliver(job, images)
 
     async def withdraw(self, job: Job) -> int:
-        return await self.poster.withdraw(job)
+        return await self.poster.withdraw(job) + await self.reviews.withdraw(self.engine, job)
 
     async def tell(self, job: Job, text: str) -> None:
         await self.poster.tell(job, text)
@@ -273,3 +275,6 @@ class SlackAdapter:
         if not channel or not thread_ts:
             return None
         return {"channel": channel, "thread_ts": thread_ts, "verb": words.EDITED_REGION}
+
+    async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        await self.reviews.queue_for_review(job, images)

@@ -43,7 +43,7 @@ from bot.usecases.make import make, result_references
 from bot.usecases.remake import remake
 from bot.usecases.sets import set_requests
 from bot.usecases.toolbox import TOOL_KINDS, use_tool
-from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE
+from bot.words import CANNOT_POST, NO_IMAGE, NOT_FOUND, PRIVATE_NOTICE, REVIEW_NOTICE
 
 log = logging.getLogger(__name__)
 SubmitWith = Callable[[dict[str, Any]], Awaitable[Job]]
@@ -169,7 +169,7 @@ class Handlers:
         # The status message shows the prompt: a blocked one is refused before it is posted.
         await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
         asked_in = channel
-        if await self.engine.private_results(t.SURFACE, team, user):
+        if await self.engine.private_results(t.SURFACE, team, user, channel=channel):
             channel, thread_ts = await self.poster.direct_channel(user), None
         try:
             ts = await self.poster.post_status(channel, thread_ts, user, verb, prompt)
@@ -186,8 +186,12 @@ class Handlers:
         if job.origin.get("status_ts") != ts:
             await self.poster.delete_quietly(channel, ts)
         elif channel != asked_in:
-            await self.poster.ephemeral(asked_in, user, PRIVATE_NOTICE)
+            await self.poster.ephemeral(asked_in, user, await self._private_notice(team, asked_in))
         return job
+
+    async def _private_notice(self, team: str, channel: str) -> str:
+        """Why the request went to a direct message: the channel is reviewed, or the person's choice."""
+        return REVIEW_NOTICE if await self.engine.reviewed(t.SURFACE, team, channel) else PRIVATE_NOTICE
 
     async def ignore(self) -> None:
         return None
@@ -274,7 +278,7 @@ class Handlers:
         for prompt in prompts:
             await self.engine.screen_prompt(t.SURFACE, team, user, prompt)
         where = channel
-        if await self.engine.private_results(t.SURFACE, team, user):
+        if await self.engine.private_results(t.SURFACE, team, user, channel=channel):
             where = await self.poster.direct_channel(user)
         posted: list[str] = []
         try:
@@ -286,7 +290,7 @@ class Handlers:
             log.warning("could not post in %s: %s", where, exc.response.get("error"))
             raise UserFacingError(CANNOT_POST) from exc
         if where != channel:
-            await self.poster.ephemeral(channel, user, PRIVATE_NOTICE)
+            await self.poster.ephemeral(channel, user, await self._private_notice(team, channel))
         return where, posted
 
     async def _unpost(self, channel: str, posted: list[str]) -> None:

@@ -255,7 +255,10 @@ class Poster:
         )
         summary_key = message_key(channel, str(summary["ts"]))
         await self.memory.remember_post(job.id, job.surface, summary_key, thread)
-        await self._set_status_quietly(client, job, words.done_in_thread(len(images), held))
+        done = words.done_in_thread(len(images), held)
+        await self._set_status_quietly(
+            client, job, words.AWAITING_REVIEW if job.origin.get("review") else done
+        )
         return [Post(summary_key, thread)]
 
     async def _screened(self, job: Job, images: list[OutputImage]) -> list[OutputImage]:

@@ -169,7 +169,7 @@ def parse_slash_text(text: str) -> SlashAction:
     if m := re.fullmatch(r"settings(?:\s+(reset|[-\u2014\u2013].*))?", t, re.IGNORECASE):
         return Preference("settings", m.group(1) or "")
     if m := re.fullmatch(
-        r"policy(?:\s+((?:ban|unban|nsfw|tier|provider|export-prompts|project)\s+.+|reset))?",
+        r"policy(?:\s+((?:ban|unban|nsfw|tier|provider|export-prompts|project|review)\s+.+|reset))?",
         t,
         re.IGNORECASE,
     ):

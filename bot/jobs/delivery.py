@@ -27,8 +27,9 @@ from bot.jobs.steps import Shows, kept_results
 from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.errors import StoreUnavailable
-from bot.model.jobs import Job, JobState, OutputImage, Post, Surface
+from bot.model.jobs import Job, JobState, OutputImage, Post, Reviews, Surface
 from bot.providers.base import Sleep
+from storage.approvals import Approvals, Review
 from storage.fencing import Hold, LeaseLost, fenced_by
 from storage.store import Store
 
@@ -61,6 +62,7 @@ class Delivery:
         self.progress = progress
         self.hold = hold  # this replica's claim on a job, which fences its posts
         self.versions = Versions(store)
+        self.approvals = Approvals(store)
         # A job's results just kept, still in memory under their slot, for its delivery next.
         self._fresh: dict[str, tuple[ResultSlot, list[OutputImage]]] = {}
 
@@ -116,6 +118,19 @@ class Delivery:
                 extra=job_fields(job, state=JobState.DELIVERED),
             )
 
+    async def _queue_for_review(self, job: Job, surface: Surface, images: list[OutputImage]) -> None:
+        """A job of a reviewed channel (its origin says who reviews): its approval opened, pending, and
+        the images put in its reviewers' queue once (a redelivery finds it queued)."""
+        review = job.origin.get("review")
+        if not review or not isinstance(surface, Reviews):
+            return
+        spec = Review(str(review["reviewers"]), str(review["queue"]))
+        approval = await self.approvals.open(job.id, job.tenant, job.channel, spec)
+        if approval.queued or approval.state != "pending":
+            return
+        await surface.queue_for_review(job, images)
+        await self.approvals.queued(job.id)
+
     async def _post_images(self, job: Job, surface: Surface) -> tuple[list[Post] | None, int]:
         """The surface's posts (None when every attempt failed) and how many images they carried."""
         # The slot the images were kept under when this task has just made them, else a new one.
@@ -133,7 +148,9 @@ class Delivery:
             count = len(images)
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:
-                    return await surface.deliver(job, images), count
+                    posts = await surface.deliver(job, images)
+                    await self._queue_for_review(job, surface, images)
+                    return posts, count
                 except (LeaseLost, StoreUnavailable):
                     # Another replica delivers it, or the database is away (the runner waits for it and
                     # delivers again, repeating no post): no retry here, no failure.

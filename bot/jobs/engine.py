@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -54,6 +54,7 @@ from bot.model.requests import (
 from bot.providers.base import Provider
 from bot.transport import Transport
 from bot.words import channel_project_set, channel_project_shown
+from storage.approvals import Approvals
 from storage.costs import ChannelProjects
 from storage.history import History, Recent
 from storage.quota import Charge, QuotaStatus
@@ -134,6 +135,7 @@ class Engine:
         self.worker = worker
         self.preferences = Preferences(store)
         self.channel_projects = ChannelProjects(store)
+        self.approvals = Approvals(store)  # reviewed channels and their results' approvals
         self.metrics = metrics
         self.versions = Versions(store)
         # Where people's browsers reach this server (links to the region editor): bot.app sets it to
@@ -317,7 +319,7 @@ class Engine:
             surface=chat.surface,
             user_id=chat.user_id,
             workspace_id=chat.workspace_id,
-            origin=chat.origin,
+            origin=await self._reviewed(chat, tenant),
             request=request,
             tier=tier,
             provider=provider.name,
@@ -346,6 +348,14 @@ class Engine:
         if lease is not None:
             # Admitted with this replica's lease: its task needs no claim of its own.
             self.worker.start(job.id, held=True)
+
+    async def _reviewed(self, chat: ChatRequest, tenant: str) -> dict[str, Any]:
+        """The request's origin; in a reviewed channel, with who reviews it and where (its delivery
+        then goes to its requester alone and to that queue: bot/jobs/delivery.py)."""
+        review = await self.approvals.reviewed(tenant, chat.channel_id) if chat.workspace_id else None
+        if review is None:
+            return chat.origin
+        return {**chat.origin, "review": {"reviewers": review.reviewers, "queue": review.queue}}
 
     async def _project(self, chat: ChatRequest, tenant: str) -> str:
         """The project a request counts under: the one it names (`--project`); else, for an edit of
@@ -526,9 +536,18 @@ class Engine:
         """For a surface that shows the prompt before admission: refuse a blocked one first."""
         await self.preferences.screen(self.tenant(surface, workspace_id, user_id), prompt)
 
-    async def private_results(self, surface: str, workspace_id: str, user_id: str) -> bool:
+    async def private_results(self, surface: str, workspace_id: str, user_id: str, channel: str = "") -> bool:
+        """Whether results go to the requester alone: their choice, or `channel` is reviewed."""
         tenant = self.tenant(surface, workspace_id, user_id)
+        if workspace_id and await self.approvals.reviewed(tenant, channel) is not None:
+            return True
         return await self.preferences.private(tenant, f"{surface}:{user_id}")
+
+    async def reviewed(self, surface: str, workspace_id: str, channel: str) -> bool:
+        """Whether `channel` is reviewed (bot/usecases/approvals.py): its results go to their requester alone."""
+        if not workspace_id:
+            return False
+        return await self.approvals.reviewed(self.tenant(surface, workspace_id, ""), channel) is not None
 
     async def nsfw_policy(self, surface: str, workspace_id: str) -> str | None:
         """The tenant admins' NSFW choice; None: the operator's default holds."""

@@ -167,6 +167,15 @@ class Surface(Protocol):
 
 
 @runtime_checkable
+class Reviews(Protocol):
+    """A surface that can put a result in front of its channel's reviewers (bot/usecases/approvals.py)."""
+
+    async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        """Post the images, with Approve and Reject buttons, in the queue `job.origin["review"]` names."""
+        ...
+
+
+@runtime_checkable
 class Withdraws(Protocol):
     """A surface that can take a delivered job's posts down again (the moderation view's delete)."""
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 from typing import Protocol
 
 from bot.model.errors import BadInput
+from bot.usecases import approvals
 from bot.usecases.actor import Actor, Reply
 from bot.words import NO_SPOILERS, POLICY_REFUSED, SPOILERS_NOTE
+from storage.approvals import Approvals
 
 
 class Preferring(Protocol):
     async def user_settings(self, surface: str, workspace_id: str, user_id: str, text: str) -> str: ...
 
     async def admin_policy(self, surface: str, workspace_id: str, text: str, *, channel: str = "") -> str: ...
+
+    @property
+    def approvals(self) -> Approvals: ...
 
 
 async def settings(prefs: Preferring, actor: Actor, text: str) -> Reply:
@@ -28,6 +33,9 @@ async def policy(prefs: Preferring, actor: Actor, text: str, *, spoilers: bool) 
     if not actor.admin:
         raise BadInput(POLICY_REFUSED)
     choice = text.lower().split()
+    if choice[:1] == ["review"]:
+        # `policy review <reviewers> [to <queue>]|off` (bot/usecases/approvals.py), for this channel.
+        return await approvals.set_review(prefs.approvals, actor, text.strip()[len("review") :])
     if choice == ["nsfw", "spoiler"] and not spoilers:
         raise BadInput(NO_SPOILERS)
     answer = await prefs.admin_policy(actor.surface, actor.workspace_id, text, channel=actor.channel_id)

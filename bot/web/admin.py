@@ -38,6 +38,7 @@ from bot.web.admin_queries import (
 from bot.web.gate import bearer_token
 from bot.web.server import HttpServer, limit_body
 from storage import audit, reports
+from storage.approvals import pending_approvals
 from storage.costs import costs
 from storage.store import Store
 
@@ -174,6 +175,7 @@ class AdminSite:
             "queue": await reports.queue(store),
             "tenants": await self.tenants(),
             "providers": self.providers(),
+            "approvals": await pending_approvals(store),
         }
 
     def providers(self) -> list[dict[str, Any]]:
@@ -350,6 +352,7 @@ def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None
         "tenants": lambda _store: site.tenants(),
         "moderation": reports.moderation,
         "moderation-actions": reports.moderation_actions,
+        "approvals": pending_approvals,
     }
     for name, read in apis.items():
         router.add_get(f"/admin/api/{name}", site.guarded(site.api(read), api=True))

@@ -201,6 +201,7 @@ def page(report: dict[str, Any]) -> str:
         costs=_costs(report.get("costs")),
         groupings=GROUPINGS,
         export=report.get("export") or {"since": "", "until": ""},
+        approvals=_approvals(report),
     )
 
 
@@ -264,6 +265,30 @@ def _jobs(report: dict[str, Any]) -> list[Row]:
         ]
         for j in report["jobs"]
     ]
+
+
+def _approvals(report: dict[str, Any]) -> list[Row]:
+    """Results waiting for a reviewer (bot/usecases/approvals.py), oldest first, with their age."""
+    return [
+        [
+            ("text", a["tenant"]),
+            ("text", a["channel"]),
+            ("text", a["requester"]),
+            ("text", a["prompt"]),
+            ("num", age(report["now"] - a["created_at"])),
+            ("id", a["job"]),
+        ]
+        for a in report.get("approvals", [])
+    ]
+
+
+def age(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes // (24 * 60)} days"
 
 
 def _tenants(tenants: dict[str, Any]) -> list[Row]:

@@ -106,6 +106,7 @@ class FakeDiscord(Payloads):
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.acks: dict[str, tuple[int, float]] = {}  # interaction id -> (callback type, when)
         self.originals: dict[str, str] = {}  # interaction token -> original response message id
+        self.dms: dict[str, str] = {}  # user id -> the bot's DM channel with them
         self.expired_tokens: set[str] = set()
         self.identified = asyncio.Event()
         self.identifies: list[tuple[int, int]] = []  # each IDENTIFY's shard [id, count]
@@ -308,6 +309,8 @@ class FakeDiscord(Payloads):
         if p[0] == "webhooks":
             return self._webhook(m, p[2], p[3:], call)
         self._check_auth(request)
+        if p == ["users", "@me", "channels"] and m == "POST":
+            return self._dm_channel(str((call.body or {})["recipient_id"]))
         if p == ["users", "@me"]:
             return self.bot_user()
         if p == ["oauth2", "applications", "@me"]:
@@ -325,6 +328,13 @@ class FakeDiscord(Payloads):
         if p[0] == "channels":
             return self._channel(m, p[1], p[2:], call)
         raise DiscordError(404, 0, "404: Not Found")
+
+    def _dm_channel(self, user_id: str) -> dict[str, Any]:
+        """Create DM (POST /users/@me/channels, {recipient_id}): the bot's DM channel with a person,
+        made on first use, the same one after."""
+        channel_id = self.dms.setdefault(user_id, self.snowflake())
+        return {"id": channel_id, "type": 1, "last_message_id": None, "flags": 0,
+                "recipients": [self.user(user_id, f"user{user_id[-2:]}")]}  # fmt: skip
 
     def _callback(self, interaction_id: str, token: str, call: Call) -> Any:
         if interaction_id in self.acks:

@@ -39,6 +39,7 @@ class Payloads:
         self.base_url = ""
         self.intents = 0
         self.other_guilds: dict[str, str] = {}  # guild id -> its one channel
+        self.reviewer_role_id = "1300000000000000020"  # a role of the first guild ("reviewers")
 
     def add_guild(self, guild_id: str, channel_id: str) -> None:
         """Another server the bot is in, with one text channel."""
@@ -98,7 +99,9 @@ class Payloads:
         return {
             "id": guild_id, "name": "Test Guild", "icon": None, "owner_id": "1500000000000000099",
             "roles": [{"id": guild_id, "name": "@everyone", "permissions": str(BOT_PERMS), "position": 0,
-                       "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
+                       "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
+                      {"id": self.reviewer_role_id, "name": "reviewers", "permissions": "0", "position": 1,
+                       "color": 0, "hoist": False, "managed": False, "mentionable": True, "flags": 0}],
             "channels": channels,
             "threads": [], "members": [bot_member], "member_count": 3, "unavailable": False, "large": False,
             "features": [], "emojis": [], "stickers": [], "premium_tier": 0, "verification_level": 0,
@@ -136,6 +139,13 @@ class Payloads:
                        authorizing_integration_owners={"0": guild_id})  # fmt: skip
         payload["member"]["user"] = self.user(user_id, f"user{user_id[-2:]}")
         payload["member"]["permissions"] = str(permissions)
+        if channel_id in getattr(self, "dms", {}).values():
+            # In the bot's DM with someone: no guild, no member, the person as `user` (context 1, BOT_DM).
+            for key in ("guild_id", "guild", "member"):
+                payload.pop(key, None)
+            person = self.user(user_id, f"user{user_id[-2:]}")
+            payload.update(user=person, context=1, authorizing_integration_owners={"0": "0"},
+                           channel={"id": channel_id, "type": 1, "recipients": [person]})  # fmt: skip
         self.interactions[iid] = payload
         return payload
 
@@ -171,8 +181,8 @@ class Payloads:
                                  permissions=MEMBER_PERMS)  # fmt: skip
 
     def modal_payload(self, custom_id: str, value: str, *, user_id: str = "1500000000000000001",
-                      channel_id: str | None = None) -> dict[str, Any]:  # fmt: skip
-        rows = [{"type": 1, "id": 1, "components": [{"type": 4, "id": 2, "custom_id": "instruction",
+                      channel_id: str | None = None, field: str = "instruction") -> dict[str, Any]:  # fmt: skip
+        rows = [{"type": 1, "id": 1, "components": [{"type": 4, "id": 2, "custom_id": field,
                                                       "value": value}]}]  # fmt: skip
         data = {"custom_id": custom_id, "components": rows}
         return self._interaction(5, data, user_id=user_id, channel_id=channel_id, permissions=MEMBER_PERMS)

@@ -76,6 +76,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
     downloads: list[tuple[str, bool]] = field(default_factory=list)
     # The Home tab each user was last shown (views.publish), by user id.
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # User groups (subteams) by id and their members' user ids, for usergroups.users.list.
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -287,6 +289,15 @@ class FakeSlack(OAuthFake, SlackPayloads):
         channel = f"D{users}"
         self.messages.setdefault(channel, [])
         return {"channel": {"id": channel}}
+
+    def m_usergroups_users_list(self, p: dict[str, Any]) -> dict[str, Any]:
+        # Slack's documented arguments: `usergroup` (required); the answer lists its members' ids.
+        group = str(p.get("usergroup", ""))
+        if not group:
+            return {"error": "invalid_arguments"}
+        if group not in self.usergroups:
+            return {"error": "no_such_subteam"}
+        return {"users": list(self.usergroups[group])}
 
     def m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         admin = p["user"] in self.admins

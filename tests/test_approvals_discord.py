@@ -1,0 +1,209 @@
+"""Approvals on Discord against the loopback FakeDiscord: an admin marks a channel reviewed by a role;
+a request there reaches its requester alone (ephemerally) and the reviewers' queue channel with
+Approve and Reject buttons; after a restart a reviewer's Approve posts it once in the channel with
+"approved by", a non-reviewer's press is refused, Reject asks the reason and tells the requester; the
+audit export and the operators' page say so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.app import Bot
+from storage import audit
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
+from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
+from tests.support.admin_support import TOKEN
+
+QUEUE = "1300000000000000030"
+ADMIN_ENV = {"HIDREAM_ADMIN_TOKEN": TOKEN}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN, REQUESTER, REVIEWER, STRANGER = (
+    "1500000000000000009",
+    "1500000000000000001",
+    "1500000000000000042",
+    "1500000000000000077",
+)
+
+
+async def mark_reviewed(fake: FakeDiscord, value: str) -> str:
+    options = {"action": "review", "value": value}
+    payload = fake.slash_payload(
+        options, name="hidream-policy", user_id=ADMIN, permissions=MEMBER_PERMS | MANAGE_GUILD
+    )
+    await fake.interact(payload)
+    texts: list[str] = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "review" in t])
+    return texts[-1]
+
+
+async def request_in_reviewed_channel(fake: FakeDiscord, bot: Bot, prompt: str) -> tuple[dict[str, Any], str]:
+    """The queue's message for a new request and its job id, once the requester has it privately."""
+    payload = await fake.interact(fake.slash_payload({"prompt": prompt}, user_id=REQUESTER))
+    queued = await fake.wait_for(
+        lambda: next((m for m in fake.visible(QUEUE) if with_files(m) and prompt in m["content"]), None)
+    )
+    await bot.runner.wait_idle()
+    answer = fake.messages[fake.originals[payload["token"]]]
+    assert with_files(answer) and answer["flags"] & 64, answer  # the requester's own, ephemeral
+    assert "only you see this" in answer["content"]
+    assert not [m for m in fake.visible(fake.channel_id) if with_files(m)]  # nothing public
+    approve, reject = custom_ids(queued)
+    assert approve.startswith("hidream:approve:") and reject.startswith("hidream:reject:")
+    assert approve.split(":")[3] == fake.guild_id  # the server rides along, for presses in DMs
+    return queued, approve.split(":")[2]
+
+
+def press(
+    fake: FakeDiscord, message: dict[str, Any], custom_id: str, user_id: str, *, role: bool
+) -> dict[str, Any]:
+    payload = fake.click_payload(message, f"{custom_id}:{fake.guild_id}", user_id=user_id)
+    if "member" in payload:  # a press in a server (none in a direct message)
+        payload["member"]["roles"] = [fake.reviewer_role_id] if role else []
+    return payload
+
+
+def posted_in_channel(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [m for m in fake.visible(fake.channel_id) if with_files(m)]
+
+
+async def operators_page(bot: Bot) -> tuple[str, list[dict[str, Any]]]:
+    async with httpx.AsyncClient(base_url=bot.server_url, headers=BEARER) as http:
+        page = await http.get("/admin")
+        api = await http.get("/admin/api/approvals")
+    assert page.status_code == 200 and api.status_code == 200
+    return page.text, api.json()
+
+
+async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
+            said = await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            assert "now reviewed by" in said and f"<#{QUEUE}>" in said
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a red kite")
+            pending = await bot.engine.approvals.pending()
+            assert [(p.job_id, p.requester, p.prompt) for p in pending] == [
+                (job_id, f"discord:{REQUESTER}", "a red kite")
+            ]
+            page, listed = await operators_page(bot)
+            table = page.split('<table id="approvals">', 1)[1].split("</table>", 1)[0]
+            assert "a red kite" in table and f"discord:{REQUESTER}" in table and fake.channel_id in table
+            assert [(a["job"], a["tenant"]) for a in listed] == [(job_id, f"discord:{fake.guild_id}")]
+        # A new process: the buttons still work, answered from the store.
+        async with discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, adapter):
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", STRANGER, role=False))
+            await fake.wait_for(
+                lambda: any("Only this channel's reviewers" in t for t in fake.ephemeral_texts())
+            )
+            assert posted_in_channel(fake) == []
+
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+            assert f"approved by <@{REVIEWER}>" in public["content"] and "a red kite" in public["content"]
+            await fake.wait_for(lambda: "approved by" in fake.messages[queued["id"]]["content"])
+            assert custom_ids(fake.messages[queued["id"]]) == []  # the queue's buttons are gone
+
+            again = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: again["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
+            assert len(posted_in_channel(fake)) == 1
+            assert await bot.engine.approvals.pending() == []
+            page, listed = await operators_page(bot)
+            assert listed == [] and "no result waits for a reviewer" in page
+
+            # An operator's take-down removes the approved post too.
+            job = await bot.engine.job(job_id)
+            assert job is not None and await adapter.withdraw(job) == 1
+            assert posted_in_channel(fake) == []
+
+            rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
+            assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]
+
+
+async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a blue heron")
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            click = await fake.interact(press(fake, queued, f"hidream:reject:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: click["id"] in fake.acks)
+            assert fake.acks[click["id"]][0] == 9  # the reason's form
+            form = fake.find("POST", f"/interactions/{click['id']}/")[0].body["data"]
+            assert form["custom_id"] == f"hidream:rejectwhy:{job_id}:{fake.guild_id}"
+            submit = fake.modal_payload(
+                f"hidream:rejectwhy:{job_id}:{fake.guild_id}",
+                "too dark for the brand",
+                user_id=REVIEWER,
+                field="reason",
+            )
+            submit["member"]["roles"] = [fake.reviewer_role_id]
+            await fake.interact(submit)
+            told = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if "was not approved" in t])
+            assert (
+                "a blue heron" in told[0]
+                and "too dark for the brand" in told[0]
+                and f"<@{REVIEWER}>" in told[0]
+            )
+            await bot.runner.wait_idle()
+            assert posted_in_channel(fake) == []
+            approval = await bot.engine.approvals.get(job_id, f"discord:{fake.guild_id}")
+            assert approval is not None and (approval.state, approval.reason) == (
+                "rejected",
+                "too dark for the brand",
+            )
+
+            # Rejected once: an Approve pressed later posts nothing.
+            late = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: late["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already rejected" in t for t in fake.ephemeral_texts()))
+            assert posted_in_channel(fake) == []
+
+
+async def test_a_mention_reviewed_by_people_goes_to_direct_messages(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        said = await mark_reviewed(fake, f"<@{REVIEWER}> <@{STRANGER}>")
+        assert "their direct messages" in said
+        ask = fake.user_message_payload(f"<@{fake.bot_id}> a green owl", user_id=REQUESTER)
+        await fake.post_user_message(ask)
+
+        # Each reviewer's DM gets the image with the buttons; the requester's DM gets it alone.
+        def queued() -> list[dict[str, Any]]:
+            dms = [fake.dms.get(d, "") for d in (REVIEWER, STRANGER)]
+            return [m for d in dms for m in fake.visible(d) if d and custom_ids(m)]
+
+        queues = await fake.wait_for(lambda: len(queued()) == 2 and queued())
+        await bot.runner.wait_idle()
+        assert all(with_files(m) and "a green owl" in m["content"] for m in queues)
+        (own,) = [m for m in fake.visible(fake.dms[REQUESTER]) if with_files(m)]
+        assert "only you see this" in own["content"]
+        assert posted_in_channel(fake) == []
+        progress = [m for m in fake.visible(fake.channel_id) if m["author"]["id"] == fake.bot_id]
+        assert len(progress) == 1 and "sent to this channel's reviewers" in progress[0]["content"]
+
+        job_id = custom_ids(queues[0])[0].split(":")[2]
+        in_dm = press(fake, queues[0], f"hidream:approve:{job_id}", REVIEWER, role=False)
+        assert "guild_id" not in in_dm and in_dm["user"]["id"] == REVIEWER
+        await fake.interact(in_dm)
+        (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+        assert f"approved by <@{REVIEWER}>" in public["content"]
+
+
+async def test_an_approval_cut_off_before_its_post_is_posted_by_the_next_press(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+            queued, job_id = await request_in_reviewed_channel(fake, bot, "a grey gull")
+            # As a process stopped between a reviewer's decision and its post leaves it, long ago.
+            cut = "UPDATE approvals SET state='approved', decided_by=?, decided_at=1, posting_at=1 WHERE job_id=?"
+            assert await bot.store.write(cut, ADMIN, job_id) == 1
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+            assert f"approved by <@{ADMIN}>" in public["content"]  # who decided, not who pressed again
+            again = await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+            await fake.wait_for(lambda: again["id"] in fake.acks)
+            await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
+            assert len(posted_in_channel(fake)) == 1
