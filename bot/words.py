@@ -1145,6 +1145,63 @@ def region_text_too_long(most: int) -> str:
     return f"Say what to change in at most {most} characters."
 
 
+# --- quota refusals (bot/jobs/quota_policy.py) and where a limit comes from ---------------------------
+
+LIMIT_OPERATOR_USER = "your own limit, set by an operator"
+LIMIT_OPERATOR_USER_EVERYWHERE = "your own limit, set by an operator for every server"
+LIMIT_ADMIN_USER = "your own limit, set by an admin here"
+LIMIT_OPERATOR_MEMBERS = "this server's or workspace's limit, set by an operator"
+LIMIT_ADMIN_MEMBERS = "this server's or workspace's limit, set by an admin"
+LIMIT_DEFAULT = "the bot's default"
+BLOCKED_BY_OPERATOR = (
+    "An operator of this bot has stopped you making images here. Nothing was charged; ask the "
+    "server's or workspace's admins if you think this is a mistake."
+)
+
+
+def limit_capped(source: str, most: int) -> str:
+    return f"{source} (at most {most}, the highest admins may set)"
+
+
+def budget_spent(spent: float, budget: float, cost: float, month: str) -> str:
+    return (
+        f"This server or workspace has used ${spent:.2f} of its ${budget:.2f} monthly budget, and this "
+        f"request would cost ${cost:.2f}. The budget resets on {month}."
+    )
+
+
+def ceiling_reached(used: int, ceiling: int, when: str) -> str:
+    return (
+        f"This server or workspace has made {used} of the {ceiling} images it may make today. "
+        f"The limit resets at {when}."
+    )
+
+
+def person_quota_reached(used: int, most: int | None, when: str) -> str:
+    return (
+        f"You have made {used} of the {most} images one person may make in a day across every server "
+        f"and workspace. The limit resets at {when}."
+    )
+
+
+def all_used(limit: int, when: str) -> str:
+    return f"You have used all {limit} of your images for today. The limit resets at {when}."
+
+
+def past_admin_max(made: int, most: int, when: str) -> str:
+    return (
+        f"You have made {made} images here today, resets included, and admins may allow at most {most} "
+        f"a day. The limit resets at {when}."
+    )
+
+
+def grant_past_admin_max(total: int, most: int) -> str:
+    return (
+        f"That would give {total} images today; admins here may give a member at most {most} a day "
+        "(with grants). An operator of the bot may allow more."
+    )
+
+
 def too_few_left(asked: int, left: int, limit: int, when: str, *, jobs: int = 1) -> str:
     """A quota refusal of a request that asks for more images than are left today; `jobs`: how many
     jobs it makes (a set of several is made smaller by its choices or its repeats, not by `--n`)."""

@@ -58,6 +58,9 @@ class QuotaStatus:
     # The cap on one person's images a day across every tenant, and what they made today in all.
     person_quota: int | None = None
     person_used: int = 0
+    # An operator set this person's daily limit to 0 (how the moderation view blocks someone) and
+    # nothing was granted on top: they are told they are blocked, not that they used all 0 images.
+    blocked: bool = False
 
 
 @dataclass(frozen=True)

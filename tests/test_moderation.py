@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot import words
 from bot.model.jobs import Job, JobState
 from storage import reports
 from storage.media import MediaFiles
@@ -151,7 +152,7 @@ async def test_moderation_view_deletes_and_blocks(tmp_path: Path, caplog: pytest
             fake.slash_payload({"prompt": "another heron"}, user_id=HERON_USER, channel_id=CHANNEL_B)
         )
         texts = await fake.wait_for(lambda: fake.ephemeral_texts()[ephemeral_before:])
-        assert "used all 0 of your images" in texts[0]
+        assert texts[0] == words.BLOCKED_BY_OPERATOR
         assert sandbox_of(bot).submits == submits
         # Blocked in that server only: the same person may still make images in the other one.
         await made(fake, bot, "a heron elsewhere", HERON_USER, None)
@@ -191,7 +192,7 @@ async def test_block_everywhere_and_the_api(tmp_path: Path) -> None:
         before = len(fake.ephemeral_texts())
         await fake.interact(fake.slash_payload({"prompt": "a fox elsewhere"}, channel_id=CHANNEL_B))
         texts = await fake.wait_for(lambda: fake.ephemeral_texts()[before:])
-        assert "used all 0 of your images" in texts[0]
+        assert texts[0] == words.BLOCKED_BY_OPERATOR
         assert sandbox_of(bot).submits == submits
 
 

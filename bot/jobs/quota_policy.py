@@ -1,7 +1,7 @@
 """The quota policy, over the facts the store keeps (storage/quota.py): which limit applies to a user
-in a tenant, whether a charge is admitted, which amounts may be set, and the words of a refusal (a
-person's usage in words is bot/words.py's). The store applies it inside the transaction that
-charges, under the tenant's lock (it is given this policy when it is made).
+in a tenant, whether a charge is admitted, which amounts may be set, and which refusal to give. The store applies it inside the transaction that
+charges, under the tenant's lock (it is given this policy when it is made). Its sentences are
+bot/words.py's, like every other.
 
 Every limit, grant, reset and count belongs to one tenant (a server, a workspace, or a DM / the
 console of one user). Within a tenant:
@@ -53,23 +53,31 @@ def check_budget(monthly_usd: float | None) -> None:
 @dataclass(frozen=True)
 class LimitSource:
     limit: int
-    source: str  # "the bot's default", "your own limit, set by an operator", ...
+    source: str  # words.LIMIT_DEFAULT, words.LIMIT_OPERATOR_USER, ...
     by_admin: bool = False
+    # An operator's limit for this person (here, or in every tenant): 0 is how an operator blocks one.
+    by_operator_for_user: bool = False
 
 
 def pick_limit(rows: dict[tuple[str, str, str], int], tenant: str, default: int) -> LimitSource:
     """The first limit that applies, from rows keyed (tenant, scope, set_by)."""
     order = [
-        ((tenant, "user", "operator"), "your own limit, set by an operator"),
-        ((EVERY_TENANT, "user", "operator"), "your own limit, set by an operator for every server"),
-        ((tenant, "user", "admin"), "your own limit, set by an admin here"),
-        ((tenant, "members", "operator"), "this server's or workspace's limit, set by an operator"),
-        ((tenant, "members", "admin"), "this server's or workspace's limit, set by an admin"),
+        ((tenant, "user", "operator"), words.LIMIT_OPERATOR_USER),
+        ((EVERY_TENANT, "user", "operator"), words.LIMIT_OPERATOR_USER_EVERYWHERE),
+        ((tenant, "user", "admin"), words.LIMIT_ADMIN_USER),
+        ((tenant, "members", "operator"), words.LIMIT_OPERATOR_MEMBERS),
+        ((tenant, "members", "admin"), words.LIMIT_ADMIN_MEMBERS),
     ]
     for key, source in order:
         if key in rows:
-            return LimitSource(rows[key], source, by_admin=key[2] == "admin")
-    return LimitSource(default, "the bot's default")
+            _, scope, by = key
+            return LimitSource(
+                rows[key],
+                source,
+                by_admin=by == "admin",
+                by_operator_for_user=scope == "user" and by == "operator",
+            )
+    return LimitSource(default, words.LIMIT_DEFAULT)
 
 
 def admin_max(facts: QuotaFacts, tenant: str) -> int:
@@ -88,7 +96,7 @@ class QuotaPolicy:
         base = pick_limit(facts.limits, tenant, facts.default_limit)
         most = admin_max(facts, tenant)
         if base.by_admin and base.limit > most:  # set before the maximum was, or above a lowered one
-            base = LimitSource(most, base.source + f" (at most {most}, the highest admins may set)", True)
+            base = LimitSource(most, words.limit_capped(base.source, most), True)
         top = facts.limits.get((tenant, "ceiling", "operator"), facts.default_ceiling)
         total = base.limit + facts.granted
         remaining = max(0, total - facts.used)
@@ -114,6 +122,7 @@ class QuotaPolicy:
             admin_max=most,
             person_quota=facts.person_quota,
             person_used=facts.person_used,
+            blocked=base.by_operator_for_user and base.limit == 0 and facts.granted == 0,
         )
 
     def over_budget(self, status: QuotaStatus, more_usd: float) -> bool:
@@ -125,29 +134,22 @@ class QuotaPolicy:
         when = _when(status.resets_at, status.now)
         if self.over_budget(status, charge.cost_usd):
             month = _when(next_month(status.now), status.now, fmt="%Y-%m-%d 00:00 UTC")
-            return QuotaExceeded(
-                f"This server or workspace has used ${status.month_spent_usd:.2f} of its ${status.budget_usd:.2f} "
-                f"monthly budget, and this request would cost ${charge.cost_usd:.2f}. The budget resets on {month}.",
-                limit="budget",
-            )
+            spent, budget = status.month_spent_usd, status.budget_usd or 0.0
+            return QuotaExceeded(words.budget_spent(spent, budget, charge.cost_usd, month), limit="budget")
         if status.ceiling is not None and status.tenant_used + charge.images > status.ceiling:
             return QuotaExceeded(
-                f"This server or workspace has made {status.tenant_used} of the {status.ceiling} images it may "
-                f"make today. The limit resets at {when}.",
-                limit="tenant",
+                words.ceiling_reached(status.tenant_used, status.ceiling, when), limit="tenant"
             )
         if status.person_quota is not None and status.person_used + charge.images > status.person_quota:
-            return QuotaExceeded(
-                f"You have made {status.person_used} of the {status.person_quota} images one person may make "
-                f"in a day across every server and workspace. The limit resets at {when}.",
-                limit="person",
-            )
+            used, most = status.person_used, status.person_quota
+            return QuotaExceeded(words.person_quota_reached(used, most, when), limit="person")
         if status.limit - status.used >= charge.images:
             return self._past_admin_max(status, charge, when)
+        if status.blocked:
+            # An operator's limit of 0 for this person: no count to wait for, so none is named.
+            return QuotaExceeded(words.BLOCKED_BY_OPERATOR, limit="blocked")
         if status.limit - status.used <= 0:
-            return QuotaExceeded(
-                f"You have used all {status.limit} of your images for today. The limit resets at {when}."
-            )
+            return QuotaExceeded(words.all_used(status.limit, when))
         left = status.limit - status.used
         return QuotaExceeded(words.too_few_left(charge.images, left, status.limit, when, jobs=charge.jobs))
 
@@ -169,21 +171,14 @@ class QuotaPolicy:
         most = status.admin_max
         if most is None or status.limit + images <= max(most, status.limit):
             return None
-        return BadInput(
-            f"That would give {status.limit + images} images today; admins here may give a member at most "
-            f"{most} a day (with grants). An operator of the bot may allow more."
-        )
+        return BadInput(words.grant_past_admin_max(status.limit + images, most))
 
     def _past_admin_max(self, status: QuotaStatus, charge: Charge, when: str) -> QuotaExceeded | None:
         """Admins' resets give a member back their day's images only up to what an admin may allow."""
         lifted_to = max(status.admin_max or 0, status.limit)
         if status.admin_max is None or status.made + charge.images <= lifted_to:
             return None
-        return QuotaExceeded(
-            f"You have made {status.made} images here today, resets included, and admins may allow at "
-            f"most {lifted_to} a day. The limit resets at {when}.",
-            limit="admin_max",
-        )
+        return QuotaExceeded(words.past_admin_max(status.made, lifted_to, when), limit="admin_max")
 
 
 def _when(at: datetime, now: float, fmt: str = "00:00 UTC") -> str:
