@@ -556,12 +556,7 @@ class Handlers:
         job = await self._pressed(press)
         if job is None:
             return
-        context = {
-            "job_id": job.id,
-            "channel": press.channel,
-            "thread_ts": press.thread_ts,
-            "message_ts": press.message_ts,
-        }
+        context = t.form_context(press, job.id)
         await self.ctx.client.views_open(
             trigger_id=press.trigger_id, view=blocks.edit_modal(context, len(job.result_media))
         )

@@ -137,12 +137,7 @@ class Poster:
         prefix = f"hidream-{job.id}-"
         gone = 0
         for m in await self.thread_messages(channel, thread_ts, client):
-            ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
-            for f in ours:
-                try:
-                    await client.files_delete(file=f["id"])
-                except SlackApiError:
-                    log.warning("could not delete file %s", f.get("id"), exc_info=True)
+            ours = await self.delete_files(client, m, prefix)
             if ours and m.get("bot_id"):
                 gone += await self._deleted(client, channel, str(m["ts"]))
         marks = _Marks(channel, job.id)
@@ -160,6 +155,17 @@ class Poster:
             log.warning("could not delete message %s in %s", ts, channel, exc_info=True)
             return 0
         return 1
+
+    async def delete_files(self, client: AsyncWebClient, message: dict[str, Any], prefix: str) -> bool:
+        """Delete the files of `message` whose names start with `prefix` (a job's results); whether it
+        had any. A file that cannot be deleted is logged and left."""
+        ours = [f for f in message.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
+        for f in ours:
+            try:
+                await client.files_delete(file=f["id"])
+            except SlackApiError:
+                log.warning("could not delete file %s", f.get("id"), exc_info=True)
+        return bool(ours)
 
     async def thread_messages(
         self, channel: str, thread_ts: str, client: AsyncWebClient | None = None

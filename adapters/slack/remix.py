@@ -69,12 +69,7 @@ class SlackRemix:
         job = await self._pressed(press)
         if job is None:
             return
-        context = {
-            "job_id": job.id,
-            "channel": press.channel,
-            "thread_ts": press.thread_ts,
-            "message_ts": press.message_ts,
-        }
+        context = t.form_context(press, job.id)
         await self.ctx.client.views_open(
             trigger_id=press.trigger_id, view=blocks.remix_modal(context, remix.form(job))
         )

@@ -139,12 +139,7 @@ class ReviewPoster:
         client = await self.poster._for(job)
         prefix, gone = f"hidream-{job.id}-", 0
         for m in await self.poster.thread_messages(channel, ts, client):
-            ours = [f for f in m.get("files") or [] if str(f.get("name", "")).startswith(prefix)]
-            for f in ours:
-                try:
-                    await client.files_delete(file=f["id"])
-                except SlackApiError:
-                    log.warning("could not delete file %s", f.get("id"), exc_info=True)
+            ours = await self.poster.delete_files(client, m, prefix)
             if ours or m.get("ts") == ts:
                 gone += await self.poster._deleted(client, channel, str(m["ts"]))
         return gone

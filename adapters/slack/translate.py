@@ -286,6 +286,17 @@ class ButtonPress:
     action_ts: str
 
 
+def form_context(press: ButtonPress, job_id: str) -> dict[str, str]:
+    """What a form opened by a button carries in its private_metadata: the job, and where the result
+    it was opened from sits (so the answer goes in its thread)."""
+    return {
+        "job_id": job_id,
+        "channel": press.channel,
+        "thread_ts": press.thread_ts,
+        "message_ts": press.message_ts,
+    }
+
+
 def button_press(body: dict[str, Any]) -> ButtonPress:
     """A button pressed, or an option chosen in the overflow menu (read as the button it stands for)."""
     action = body["actions"][0]
