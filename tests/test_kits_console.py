@@ -184,3 +184,33 @@ async def test_a_kits_negative_prompt_goes_to_a_provider_that_takes_one(tmp_path
         # The person's own `--no` wins over the kit's.
         await console.run(bot, "/hidream a fox --kit watercolor --no trees")
         assert (await last_job(bot, console)).request.negative == "trees"
+
+
+async def test_a_remix_of_a_kitted_image_shows_the_persons_words_and_applies_the_kit_once(
+    tmp_path: Path,
+) -> None:
+    console = Console(tmp_path)
+    async with BotHarness(tmp_path, surfaces=[console.factory]) as bot:
+        await console.run(bot, SAVE)
+        await console.run(bot, "/hidream a fox in snow --kit watercolor --seed 3")
+        first = await last_job(bot, console)
+        assert first.request.prompt == "soft watercolor of a fox in snow pastel palette"
+        # The request to change, as the forms are filled: the person's own words and the kit by name.
+        await console.run(bot, f"/remix {first.id[:8]}")
+        shown = console.err.getvalue().rsplit(f"/remix {first.id[:8]} ", 1)[1].splitlines()[0]
+        assert shown.startswith("a fox in snow ") and "--kit watercolor" in shown
+        assert "soft watercolor" not in shown
+        # Sent back as it stands (the form unchanged), then changed: the kit goes round it once.
+        await console.run(bot, f"/remix {first.id[:8]} {shown} --fresh")
+        await console.run(bot, f"/remix {first.id[:8]} {shown.replace('a fox in snow', 'a fox at dusk')}")
+        prompts = [j.prompt for j in sandbox_of(bot).received()[1:]]
+        assert prompts == [
+            "soft watercolor of a fox in snow pastel palette",
+            "soft watercolor of a fox at dusk pastel palette",
+        ]
+        remixed = await last_job(bot, console)
+        assert (remixed.request.kit, remixed.request.kit_version, remixed.parent_job_id) == (
+            "watercolor",
+            1,
+            first.id,
+        )

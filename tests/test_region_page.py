@@ -142,3 +142,26 @@ async def test_a_link_that_is_not_right_opens_nothing(tmp_path: Path) -> None:
         assert refused.value.user_message == words.REGION_NOT_YOURS
         assert await console.run(bot, "/region") == []
         assert words.REGION_USAGE in console.err.getvalue().splitlines()[-1]
+
+
+async def test_a_link_whose_edit_failed_may_try_again(tmp_path: Path) -> None:
+    console = Console(tmp_path)
+    async with BotHarness(tmp_path, {}, [console.factory]) as bot:
+        await console.run(bot, "/hidream a lighthouse on a cliff --ar 16:9 --seed 4")
+        await console.run(bot, "/region last")
+        link = link_in(console.err.getvalue().splitlines()[-1])
+        quota = (await bot.engine.quota("console", "local", "local")).used
+        before = sandbox_of(bot).submits
+
+        failed = await send_form(link, AREA, f"a boat {words.SANDBOX_FAIL}")
+        assert failed.status_code == 200 and words.REGION_ACCEPTED in shown(failed)
+        await bot.runner.wait_idle()
+        assert sandbox_of(bot).submits == before + 1
+        # Failed and given back: the same link may send its form again, and that one is made.
+        assert (await bot.engine.quota("console", "local", "local")).used == quota
+        for _ in range(2):  # and again sent twice: admitted once
+            again = await send_form(link, AREA, "a boat")
+            assert again.status_code == 200 and words.REGION_ACCEPTED in shown(again)
+        await bot.runner.wait_idle()
+        assert sandbox_of(bot).submits == before + 2
+        assert (await bot.engine.quota("console", "local", "local")).used == quota + 1

@@ -414,6 +414,10 @@ class Engine:
     async def job(self, job_id: str) -> Job | None:
         return await self.store.job(job_id)
 
+    async def job_by_dedup(self, dedup_key: str) -> Job | None:
+        """The job admitted under `dedup_key`, if any (unscoped: the key names its one sender)."""
+        return await self.store.job_by_dedup(dedup_key)
+
     async def job_for_post(self, surface: str, message_key: str) -> Job | None:
         return await self.store.job_for_post(surface, message_key)
 

@@ -198,6 +198,7 @@ class KitBook:
         changes: dict[str, Any] = {
             **filled,
             "prompt": prompt,
+            "typed_prompt": request.prompt,
             "subjects": subjects,
             "kit": kit.name,
             "kit_version": kit.version,

@@ -113,6 +113,9 @@ class ImageRequest(BaseModel):
     # engine applied it, the name as saved and the version used (bot/jobs/kits.py).
     kit: str | None = Field(default=None, max_length=32)
     kit_version: int | None = None
+    # The prompt as the person typed it, before a kit's prefix and suffix went round it (None: no kit
+    # applied), so a remix shows them their own words, and the kit applies once again.
+    typed_prompt: str | None = None
 
     def dimensions(self) -> tuple[int, int]:
         """The output size in pixels (width, height) this request asks for."""

@@ -29,7 +29,7 @@ from bot import words
 from bot.jobs.images import LinkSigner, to_data_uri
 from bot.jobs.regions import check_area, cut
 from bot.model.errors import BadInput
-from bot.model.jobs import Continues, Job, OutputImage, Surface
+from bot.model.jobs import Continues, Job, JobState, OutputImage, Surface
 from bot.model.requests import ChatRequest, ImageRef, ImageRequest, Region
 from bot.usecases.access import Lookup, Queries
 from bot.usecases.actor import Actor, Reply
@@ -55,6 +55,8 @@ class RegionKit(Admits, Queries, Protocol):
     async def link_signer(self) -> LinkSigner: ...
 
     async def result_images(self, job: Job) -> list[OutputImage]: ...
+
+    async def job_by_dedup(self, dedup_key: str) -> Job | None: ...
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,19 @@ class RegionDesk:
             parent_job_id=job.id,
             resolve_subjects=False,
         )
-        # One job per link: sending the form again (a double tap, a reload) gets the first one back.
-        return await self.kit.submit(chat, dedup_key=f"region:{opened.sig}")
+        # One job at a time per link: sending the form again (a double tap, a reload) gets the job
+        # under way back; once that one failed (and was refunded) the link may try again.
+        return await self.kit.submit(chat, dedup_key=await self._attempt(opened.sig))
+
+    async def _attempt(self, sig: str) -> str:
+        """The dedup key of this link's next attempt: its first key no failed job holds."""
+        tries = 0
+        while True:
+            key = f"region:{sig}" + (f"#{tries}" if tries else "")
+            held = await self.kit.job_by_dedup(key)
+            if held is None or held.state is not JobState.FAILED:
+                return key
+            tries += 1
 
 
 def read_area(form: Mapping[str, str]) -> tuple[int, int, int, int]:

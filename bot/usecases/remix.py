@@ -77,9 +77,14 @@ def as_typed(job: Job) -> str:
         flags += ["--provider", r.provider]
     if r.project:
         flags += ["--project", r.project]
+    if r.kit:
+        flags += ["--kit", r.kit]
     if r.negative:
         flags += ["--no", r.negative]
-    return " ".join([r.prompt, *flags])
+    # A kitted job's prompt holds the kit's prefix and suffix: the person's own words, and `--kit`,
+    # make the same prompt again without wrapping it twice.
+    prompt = r.typed_prompt if r.kit and r.typed_prompt is not None else r.prompt
+    return " ".join([prompt, *flags])
 
 
 def _size(r: ImageRequest) -> list[str]:
