@@ -14,13 +14,17 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
+from bot import words
 from bot.usecases.actions import Kind
 from bot.usecases.toolbox import label
 from tests.support.console import Console
 from tests.support.harness import BotHarness, sandbox_of
+from tests.support.region import check_blended, link_in, send_form
 from tests.support.toolbox import CANVAS_KINDS, CONSOLE, GREY, expected_layout, rgb
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "toolbox.png"
+# The rectangle the Edit region row draws on the 1360x768 original (left, top, right, bottom).
+REGION = (480, 200, 880, 500)
 THUMB = (360, 220)
 LABEL_W = 170
 HEADER = 40
@@ -87,6 +91,8 @@ async def test_sandbox_contact_sheet_of_every_tool(tmp_path: Path) -> None:
         (made,) = await console.run(bot, "/hidream a lighthouse on a cliff at dusk --ar 16:9 --seed 11")
         original = rgb(made.read_bytes())
         key = made.name[:8]
+        assert console.chat is not None
+        source_id = console.chat.last_job_id or ""
 
         (upscaled,) = await console.run(bot, f"/upscale {key}")
         rows.append((name_of(Kind.UPSCALE), original, rgb(upscaled.read_bytes())))
@@ -113,8 +119,23 @@ async def test_sandbox_contact_sheet_of_every_tool(tmp_path: Path) -> None:
         (varied,) = await console.run(bot, f"/vary {key}")
         rows.append((name_of(Kind.VARY), original, rgb(varied.read_bytes())))
 
+        # Edit region: the link's form sent as the editor page sends it; the input shows the rectangle.
+        await console.run(bot, f"/region {key}")
+        accepted = await send_form(link_in(console.err.getvalue()), REGION, "a hot air balloon")
+        assert accepted.status_code == 200
+        await bot.runner.wait_idle()
+        thread = await bot.engine.versions.thread_of("console", source_id)
+        assert thread is not None
+        edited = (await bot.engine.versions.live("console", thread))[-1].job
+        assert edited.request.region is not None and edited.parent_job_id == source_id
+        result = (await bot.engine.result_images(edited))[0].data
+        assert check_blended(made.read_bytes(), result, REGION) > 0.9
+        marked = original.copy()
+        ImageDraw.Draw(marked).rectangle(REGION, outline=(255, 40, 40), width=6)
+        rows.append((words.ACTION_REGION, marked, rgb(result)))
+
     picture = sheet(rows)
-    assert len(rows) == len(CANVAS_KINDS) + 2
+    assert len(rows) == len(CANVAS_KINDS) + 3
     assert picture.size == (LABEL_W + 2 * THUMB[0] + 48, HEADER + 12 + (THUMB[1] + 12) * len(rows))
     picture.save(tmp_path / "toolbox.png")
     if os.environ.get("HIDREAM_WRITE_DOCS") == "1":
