@@ -207,3 +207,22 @@ async def test_an_approval_cut_off_before_its_post_is_posted_by_the_next_press(t
             await fake.wait_for(lambda: again["id"] in fake.acks)
             await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
             assert len(posted_in_channel(fake)) == 1
+
+
+async def test_a_thread_of_a_reviewed_channel_is_reviewed_too(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        thread = fake.snowflake()  # a thread a member opened in the reviewed channel
+        fake.threads[thread] = fake.thread_payload(thread, fake.channel_id, "talk")
+        payload = await fake.interact(
+            fake.slash_payload({"prompt": "a pale moth"}, user_id=REQUESTER, channel_id=thread)
+        )
+        queued = await fake.wait_for(
+            lambda: next(
+                (m for m in fake.visible(QUEUE) if with_files(m) and "a pale moth" in m["content"]), None
+            )
+        )
+        await bot.runner.wait_idle()
+        answer = fake.messages[fake.originals[payload["token"]]]
+        assert with_files(answer) and answer["flags"] & 64 and "only you see this" in answer["content"]
+        assert not [m for m in fake.visible() if with_files(m) and m["id"] != queued["id"]]  # nothing public

@@ -40,7 +40,7 @@ async def private_results(engine: Engine, interaction: discord.Interaction) -> b
                 translate.SURFACE,
                 str(interaction.guild_id or ""),
                 str(interaction.user.id),
-                channel=str(interaction.channel_id or ""),
+                channel=interaction_actor(interaction).home_channel,
             ),
             PRIVATE_READ_SECONDS,
         )

@@ -81,12 +81,12 @@ async def set_review(approvals: Approvals, actor: Actor, text: str) -> Reply:
     if not actor.workspace_id or not actor.channel_id:
         raise BadInput(words.REVIEW_NO_CHANNEL)
     if not text.strip():
-        found = await approvals.reviewed(actor.tenant, actor.channel_id)
+        found = await approvals.reviewed(actor.tenant, actor.home_channel)
         return Reply(
             words.review_shown(mention(found.reviewers) if found else None, found.queue if found else "")
         )
     review = parse_review(text)
-    await approvals.set_reviewed(actor.tenant, actor.channel_id, review)
+    await approvals.set_reviewed(actor.tenant, actor.home_channel, review)
     if review is None:
         return Reply(words.REVIEW_OFF)
     return Reply(words.review_set(mention(review.reviewers), review.queue))
