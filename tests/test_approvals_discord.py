@@ -113,10 +113,10 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             page, listed = await operators_page(bot)
             assert listed == [] and "no result waits for a reviewer" in page
 
-            # An operator's take-down removes the approved post too.
+            # An operator's take-down removes the approved post and the queue's message too.
             job = await bot.engine.job(job_id)
-            assert job is not None and await adapter.withdraw(job) == 1
-            assert posted_in_channel(fake) == []
+            assert job is not None and await adapter.withdraw(job) == 2
+            assert posted_in_channel(fake) == [] and fake.visible(QUEUE) == []
 
             rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
             assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]

@@ -93,12 +93,17 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert [r["approved_by"] for r in rows] == [f"slack:{REVIEWER}"]
             assert await run.bot.engine.approvals.pending() == []
 
-            # An operator's take-down removes the requester's copy and the approved post, with their files.
+            # An operator's take-down removes the requester's copy, the approved post and the queue's
+            # message, with their files.
+            queued_files = [f["id"] for m in with_files(fake, QUEUE) for f in m["files"]]
             job = await run.bot.engine.job(pending.job_id)
-            assert job is not None
-            assert await run.adapter.withdraw(job) == 4  # in each place, a message and its files' message
+            assert job is not None and queued_files
+            # In each place but the queue, a message and its files' message; the queue's message.
+            assert await run.adapter.withdraw(job) == 5
             assert approved_posts(fake) == [] and with_files(fake, CHANNEL) == []
             assert with_files(fake, f"D{REQUESTER}") == []
+            assert fake.find(QUEUE, queued["ts"]) is None
+            assert not [f for f in queued_files if f in fake.files]  # the queue's images are gone
 
 
 async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) -> None:
