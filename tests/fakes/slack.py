@@ -80,6 +80,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     # Channels and people of another workspace: conversations.info and users.info do not find them.
     foreign_channels: set[str] = field(default_factory=set)
+    # Channels the bot was removed from: posting there answers not_in_channel.
+    closed_channels: set[str] = field(default_factory=set)
     outsiders: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -232,6 +234,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
 
     def m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = p["channel"]
+        if channel in self.closed_channels:
+            return {"error": "not_in_channel"}
         if p.get("thread_ts") and not self.find(channel, p["thread_ts"]):
             return {"error": "thread_not_found"}
         msg = self._bot_message(p)
