@@ -340,3 +340,20 @@ async def test_a_queue_in_direct_messages_reaches_each_reviewer_once(tmp_path: P
         await adapter.queue_for_review(job, await bot.engine.result_images(job))
         assert len([m for m in fake.visible(fake.dms[REVIEWER]) if custom_ids(m)]) == 1
         assert len([m for m in fake.visible(closed) if custom_ids(m) and with_files(m)]) == 1
+
+
+async def test_a_mention_in_a_thread_the_bot_was_never_told_of_is_reviewed(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        thread = fake.snowflake()  # opened by a member: no THREAD_CREATE reached the bot
+        fake.threads[thread] = fake.thread_payload(thread, fake.channel_id, "chat")
+        ask = fake.user_message_payload(
+            f"<@{fake.bot_id}> a dim lantern", user_id=REQUESTER, channel_id=thread
+        )
+        await fake.post_user_message(ask)
+        await fake.wait_for(
+            lambda: [m for m in fake.visible(QUEUE) if with_files(m) and "a dim lantern" in m["content"]]
+        )
+        await bot.runner.wait_idle()
+        assert [c for c in fake.calls if c.method == "GET" and c.path == f"/channels/{thread}"]
+        assert not [m for m in fake.visible(thread) if with_files(m)]  # nothing public in the thread

@@ -58,6 +58,12 @@ def read_channel(text: str) -> str | None:
     return None if found is None else found.group(1)
 
 
+def _of_team(user: dict[str, Any], team: str) -> bool:
+    """A person of `team`: their own workspace, or (Enterprise Grid) one of those they are in."""
+    teams = (user.get("enterprise_user") or {}).get("teams") or []
+    return str(user.get("team_id", team)) == team or team in teams
+
+
 class ReviewTerms:
     """`policy review ...` on Slack (bot/usecases/approvals.py's ReviewTerms), asked of Slack with the
     workspace's own token: the user group, the people and the queue channel must be found there."""
@@ -77,7 +83,7 @@ class ReviewTerms:
             else:
                 for person in ids.split(","):
                     found = (await self.client.users_info(user=person)).get("user") or {}
-                    if found.get("deleted") or found.get("team_id", self.team) != self.team:
+                    if found.get("deleted") or not _of_team(found, self.team):
                         raise BadInput(words.REVIEWERS_NOT_HERE)
         except SlackApiError:
             raise BadInput(words.REVIEWERS_NOT_HERE) from None

@@ -405,6 +405,8 @@ class FakeDiscord(Payloads):
     def _channel(self, method: str, channel_id: str, rest: list[str], call: Call) -> Any:
         if channel_id in self.closed_channels:
             raise DiscordError(403, 50001, "Missing Access")
+        if not rest and method == "GET":  # Get Channel: a thread with its parent, else a text channel
+            return self._channel_of(channel_id)
         if rest == ["messages"] and method == "POST":
             body = call.body or {}
             nonce_key = (channel_id, str(body.get("nonce")))
