@@ -108,6 +108,29 @@ async def test_an_approved_post_cut_off_is_taken_again_only_once_stale(open_stor
         assert not await book.take_posting(job.id, TENANT, 120)  # out: never again
 
 
+async def test_a_take_down_withdraws_a_pending_approval_and_keeps_a_decided_one(
+    open_store: OpenStore,
+) -> None:
+    async with open_store(default_limit=10, clock=lambda: NOW) as store:
+        book = Approvals(store)
+        waiting, approved = make_job(), make_job()
+        for job in (waiting, approved):
+            await store.admit(job, workspace_key=TENANT, dedup_key=None)
+            await book.open(job.id, TENANT, "c1", Review("group:S1", "q1"))
+        assert await book.decide(approved.id, TENANT, "approved", "r1")
+        for job in (waiting, approved):
+            await book.withdraw(job.id)
+        gone, kept = await book.get(waiting.id, TENANT), await book.get(approved.id, TENANT)
+        assert gone is not None and kept is not None
+        assert (gone.state, kept.state, kept.decided_by) == (
+            "withdrawn",
+            "approved",
+            "r1",
+        )  # the audit keeps who
+        assert await book.pending() == []
+        assert not await book.decide(waiting.id, TENANT, "approved", "r2")  # nothing left to decide
+
+
 @pytest.mark.parametrize(
     ("surface", "typed", "review"),
     [
