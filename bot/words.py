@@ -1251,6 +1251,14 @@ REVIEW_USAGE = (
     "ends it."
 )
 REVIEW_NEEDS_QUEUE = "A role or a user group reviews in a channel: add `to #queue`."
+REVIEW_QUEUE_NOT_HERE = (
+    "The review queue must be a channel of this server or workspace that I can see: name one of "
+    "its channels, e.g. `to #review-queue`."
+)
+REVIEWERS_NOT_HERE = (
+    "Reviewers must be a role or user group of this server or workspace, or people in it: someone "
+    "you named is not here."
+)
 REVIEW_OFF = "Requests in this channel are no longer reviewed: results are posted here again."
 REVIEW_ASKED = "Waiting for review: approve it to post it in its channel, or reject it with a reason."
 AWAITING_REVIEW = "This channel is reviewed: only you see this until a reviewer approves it."
@@ -1260,6 +1268,14 @@ SENT_FOR_REVIEW = (
 )
 REVIEW_NOTICE = (
     "This channel is reviewed: I am making this in our direct messages, and its reviewers see it too."
+)
+REVIEWERS_UNREACHABLE = (
+    "Your image is made, but this channel's reviewers could not be reached, so it cannot be approved "
+    "for now: please tell an admin of this server or workspace."
+)
+REVIEW_TAKEN_DOWN = "That image was taken down by the operators: there is nothing left to approve or reject."
+REVIEW_IMAGE_GONE = (
+    "That image is no longer held, so it cannot be posted: ask the requester to make it again."
 )
 NOT_A_REVIEWER = "Only this channel's reviewers can approve or reject its requests."
 REVIEW_REASON_FORM = "Reject this image"

@@ -12,7 +12,8 @@ from typing import Literal
 from bot.model.requests import ImageRequest
 from storage.store import Store
 
-State = Literal["pending", "approved", "rejected"]
+# `withdrawn`: an operator took the job down while it waited (nothing is left to approve).
+State = Literal["pending", "approved", "rejected", "withdrawn"]
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,15 @@ class Approvals:
             *(state, by, reason, now, now if state == "approved" else None, job_id, tenant),
         )
         return moved == 1
+
+    async def withdraw(self, job_id: str) -> None:
+        """An operator took the job down: a pending approval can no longer be decided (one decided
+        keeps its decision, for the audit)."""
+        await self.store.write(
+            "UPDATE approvals SET state='withdrawn', decided_at=? WHERE job_id=? AND state='pending'",
+            self.store.now(),
+            job_id,
+        )
 
     async def take_posting(self, job_id: str, tenant: str, stale_after: float) -> bool:
         """Take over the post of an approved result whose post is not out, when whoever took it last

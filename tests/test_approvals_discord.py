@@ -113,10 +113,10 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             page, listed = await operators_page(bot)
             assert listed == [] and "no result waits for a reviewer" in page
 
-            # An operator's take-down removes the approved post too.
+            # An operator's take-down removes the approved post and the queue's message too.
             job = await bot.engine.job(job_id)
-            assert job is not None and await adapter.withdraw(job) == 1
-            assert posted_in_channel(fake) == []
+            assert job is not None and await adapter.withdraw(job) == 2
+            assert posted_in_channel(fake) == [] and fake.visible(QUEUE) == []
 
             rows = [r async for r in audit.rows(bot.store, since=0, until=float("inf"))]
             assert [(r["job"], r["approved_by"]) for r in rows] == [(job_id, f"discord:{REVIEWER}")]
@@ -207,3 +207,153 @@ async def test_an_approval_cut_off_before_its_post_is_posted_by_the_next_press(t
             await fake.wait_for(lambda: again["id"] in fake.acks)
             await fake.wait_for(lambda: any("already approved" in t for t in fake.ephemeral_texts()))
             assert len(posted_in_channel(fake)) == 1
+
+
+async def test_a_thread_of_a_reviewed_channel_is_reviewed_too(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        thread = fake.snowflake()  # a thread a member opened in the reviewed channel
+        fake.threads[thread] = fake.thread_payload(thread, fake.channel_id, "talk")
+        payload = await fake.interact(
+            fake.slash_payload({"prompt": "a pale moth"}, user_id=REQUESTER, channel_id=thread)
+        )
+        queued = await fake.wait_for(
+            lambda: next(
+                (m for m in fake.visible(QUEUE) if with_files(m) and "a pale moth" in m["content"]), None
+            )
+        )
+        await bot.runner.wait_idle()
+        answer = fake.messages[fake.originals[payload["token"]]]
+        assert with_files(answer) and answer["flags"] & 64 and "only you see this" in answer["content"]
+        assert not [m for m in fake.visible() if with_files(m) and m["id"] != queued["id"]]  # nothing public
+
+
+async def said_once(fake: FakeDiscord, words: str) -> str:
+    found: list[str] = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts() if words in t])
+    return found[-1]
+
+
+async def policy_review(fake: FakeDiscord, value: str) -> str:
+    """What an admin is told for `/hidream-policy review <value>` (the next private answer)."""
+    before = len(fake.ephemeral_texts())
+    payload = fake.slash_payload(
+        {"action": "review", "value": value},
+        name="hidream-policy",
+        user_id=ADMIN,
+        permissions=MEMBER_PERMS | MANAGE_GUILD,
+    )
+    await fake.interact(payload)
+    await fake.wait_for(lambda: len(fake.ephemeral_texts()) > before)
+    return fake.ephemeral_texts()[-1]
+
+
+async def test_a_queue_or_reviewers_outside_the_server_are_refused(tmp_path: Path) -> None:
+    other_guild, other_channel, outsider = "1300000000000000101", "1300000000000000110", "1500000000000000066"
+    async with FakeDiscord() as fake:
+        fake.add_guild(other_guild, other_channel)
+        fake.outsiders.add(outsider)
+        async with discord_bot(tmp_path, fake) as (bot, _):
+            tenant = f"discord:{fake.guild_id}"
+            said = await policy_review(fake, f"<@&{fake.reviewer_role_id}> to <#{other_channel}>")
+            assert "must be a channel of this server" in said
+            assert "someone you named is not here" in await policy_review(
+                fake, f"<@{REVIEWER}> <@{outsider}>"
+            )
+            assert [c for c in fake.calls if c.path == f"/guilds/{fake.guild_id}/members/{outsider}"]
+            # A role of no server of ours (or of another server) is not this server's either.
+            assert "someone you named is not here" in await policy_review(
+                fake, f"<@&{other_guild}> to <#{QUEUE}>"
+            )
+            assert await bot.engine.approvals.reviewed(tenant, fake.channel_id) is None
+            # The server's own role and channel, and its own people, are taken.
+            assert "now reviewed by" in await policy_review(
+                fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>"
+            )
+            assert "now reviewed by" in await policy_review(fake, f"<@{REVIEWER}> <@{STRANGER}>")
+            assert await bot.engine.approvals.reviewed(tenant, fake.channel_id) is not None
+
+
+async def test_a_queue_that_cannot_be_reached_leaves_the_requester_their_image(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        fake.closed_channels.add(QUEUE)  # the bot's access to the queue was removed: 403 Missing Access
+        payload = await fake.interact(fake.slash_payload({"prompt": "a lost gull"}, user_id=REQUESTER))
+        told = await said_once(fake, "reviewers could not be reached")
+        await bot.runner.wait_idle()
+        assert "tell an admin" in told
+        answer = fake.messages[fake.originals[payload["token"]]]
+        assert with_files(answer) and answer["flags"] & 64 and not answer.get("deleted")
+        assert not [t for t in fake.ephemeral_texts() if "could not be posted" in t]
+        pending = await bot.engine.approvals.pending()
+        assert len(pending) == 1
+        made = await bot.engine.job(pending[0].job_id)
+        assert made is not None and made.state.value == "delivered"  # kept, and counted: no refund
+        assert posted_in_channel(fake) == [] and fake.visible(QUEUE) == []
+
+
+async def test_a_take_down_clears_the_queue_and_ends_the_approval(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        queued, job_id = await request_in_reviewed_channel(fake, bot, "a torn flag")
+        async with httpx.AsyncClient(base_url=bot.server_url, headers=BEARER) as http:
+            done = await http.post("/admin/moderation/delete", data={"job": job_id})
+        assert done.status_code in (200, 303)
+        assert fake.visible(QUEUE) == []  # the reviewers no longer have the image
+        approval = await bot.engine.approvals.get(job_id, f"discord:{fake.guild_id}")
+        assert approval is not None and approval.state == "withdrawn"
+        assert await bot.engine.approvals.pending() == []
+        await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+        assert "taken down by the operators" in await said_once(fake, "taken down")
+        assert posted_in_channel(fake) == []
+
+
+async def test_an_image_gone_is_never_approved(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        queued, job_id = await request_in_reviewed_channel(fake, bot, "a faded map")
+        job = await bot.engine.job(job_id)
+        assert (
+            job is not None and await bot.store.delete_media(list(job.result_media)) == 1
+        )  # as retention does
+        await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+        assert "no longer held" in await said_once(fake, "no longer held")
+        approval = await bot.engine.approvals.get(job_id, f"discord:{fake.guild_id}")
+        assert approval is not None and approval.state == "pending"  # not "approved" with nothing posted
+        assert posted_in_channel(fake) == []
+
+
+async def test_a_queue_in_direct_messages_reaches_each_reviewer_once(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, adapter):
+        await mark_reviewed(fake, f"<@{REVIEWER}> <@{STRANGER}>")
+        closed = fake._dm_channel(STRANGER)["id"]
+        fake.closed_channels.add(closed)  # the second reviewer's DMs refuse the bot for now
+        await fake.interact(fake.slash_payload({"prompt": "a quiet pier"}, user_id=REQUESTER))
+        await said_once(fake, "reviewers could not be reached")
+        await bot.runner.wait_idle()
+        first = [m for m in fake.visible(fake.dms[REVIEWER]) if custom_ids(m)]
+        assert len(first) == 1 and fake.visible(closed) == []
+        # Once their DMs open again, a second try reaches the one it missed, and only them.
+        fake.closed_channels.discard(closed)
+        (pending,) = await bot.engine.approvals.pending()
+        job = await bot.engine.job(pending.job_id)
+        assert job is not None
+        await adapter.queue_for_review(job, await bot.engine.result_images(job))
+        assert len([m for m in fake.visible(fake.dms[REVIEWER]) if custom_ids(m)]) == 1
+        assert len([m for m in fake.visible(closed) if custom_ids(m) and with_files(m)]) == 1
+
+
+async def test_a_mention_in_a_thread_the_bot_was_never_told_of_is_reviewed(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        thread = fake.snowflake()  # opened by a member: no THREAD_CREATE reached the bot
+        fake.threads[thread] = fake.thread_payload(thread, fake.channel_id, "chat")
+        ask = fake.user_message_payload(
+            f"<@{fake.bot_id}> a dim lantern", user_id=REQUESTER, channel_id=thread
+        )
+        await fake.post_user_message(ask)
+        await fake.wait_for(
+            lambda: [m for m in fake.visible(QUEUE) if with_files(m) and "a dim lantern" in m["content"]]
+        )
+        await bot.runner.wait_idle()
+        assert [c for c in fake.calls if c.method == "GET" and c.path == f"/channels/{thread}"]
+        assert not [m for m in fake.visible(thread) if with_files(m)]  # nothing public in the thread

@@ -12,6 +12,7 @@ from typing import Any
 from adapters.slack.review import ACTION_APPROVE, ACTION_REJECT, VIEW_REJECT
 from storage import audit
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_payloads import TEAM
 from tests.support.slack_support import CHANNEL, Running, running
 
 QUEUE, GROUP = "C_QUEUE", "S0REVIEW"
@@ -93,12 +94,17 @@ async def test_approve_after_a_restart_posts_it_once_with_approved_by(tmp_path: 
             assert [r["approved_by"] for r in rows] == [f"slack:{REVIEWER}"]
             assert await run.bot.engine.approvals.pending() == []
 
-            # An operator's take-down removes the requester's copy and the approved post, with their files.
+            # An operator's take-down removes the requester's copy, the approved post and the queue's
+            # message, with their files.
+            queued_files = [f["id"] for m in with_files(fake, QUEUE) for f in m["files"]]
             job = await run.bot.engine.job(pending.job_id)
-            assert job is not None
-            assert await run.adapter.withdraw(job) == 4  # in each place, a message and its files' message
+            assert job is not None and queued_files
+            # In each place but the queue, a message and its files' message; the queue's message.
+            assert await run.adapter.withdraw(job) == 5
             assert approved_posts(fake) == [] and with_files(fake, CHANNEL) == []
             assert with_files(fake, f"D{REQUESTER}") == []
+            assert fake.find(QUEUE, queued["ts"]) is None
+            assert not [f for f in queued_files if f in fake.files]  # the queue's images are gone
 
 
 async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) -> None:
@@ -126,3 +132,80 @@ async def test_reject_after_a_restart_tells_the_requester_why(tmp_path: Path) ->
             assert approved_posts(fake) == [] and with_files(fake, CHANNEL) == []
             rows = [r async for r in audit.rows(run.bot.store, since=0, until=float("inf"))]
             assert [r["approved_by"] for r in rows] == [""]
+
+
+async def policy_review(run: Running, value: str) -> str:
+    """What a workspace admin is told for `/hidream policy review <value>`."""
+    fake = run.fake
+    fake.admins.add(ADMIN)
+    before = len(fake.responses)
+    assert await run.send.command(fake.slash(f"policy review {value}", user=ADMIN)) == 200
+    await fake.wait_for(lambda: len(fake.responses) > before)
+    return str(fake.responses[-1].get("text"))
+
+
+async def test_a_queue_or_reviewers_outside_the_workspace_are_refused(tmp_path: Path) -> None:
+    async with FakeSlack() as fake:
+        fake.usergroups[GROUP] = [REVIEWER]
+        fake.foreign_channels.add("C_ELSEWHERE")
+        fake.outsiders.add("UOUTSIDE1")
+        async with running(tmp_path, fake, "http") as run:
+            said = await policy_review(run, f"<!subteam^{GROUP}> to <#C_ELSEWHERE|theirs>")
+            assert "must be a channel of this server or workspace" in said
+            assert "someone you named is not here" in await policy_review(run, f"<@{REVIEWER}> <@UOUTSIDE1>")
+            assert "someone you named is not here" in await policy_review(
+                run, "<!subteam^S0NOPE> to <#C_QUEUE>"
+            )
+            assert await run.bot.engine.approvals.reviewed(f"slack:{TEAM}", CHANNEL) is None
+            assert [p for p in fake.called("conversations.info") if p.get("channel") == "C_ELSEWHERE"]
+            await mark_reviewed(run)  # the workspace's own group and channel are taken
+
+
+async def test_a_thread_is_reviewed_and_a_queue_that_fails_leaves_the_requester_their_image(
+    tmp_path: Path,
+) -> None:
+    async with FakeSlack() as fake:
+        fake.usergroups[GROUP] = [REVIEWER]
+        async with running(tmp_path, fake, "http") as run:
+            await mark_reviewed(run)
+            await request(run, "a calm bay")
+            # A mention in a thread of the reviewed channel is reviewed too (Slack names the channel).
+            talk = fake.mention(CHANNEL, STRANGER, "what a view")["event"][
+                "ts"
+            ]  # a person's message, not sent to us
+            await run.send.event(fake.mention(CHANNEL, REQUESTER, "a misty bay", thread_ts=talk))
+            await fake.wait_for(
+                lambda: [m for m in fake.messages.get(QUEUE, []) if "a misty bay" in m["text"]]
+            )
+            await run.bot.runner.wait_idle()
+            assert with_files(fake, CHANNEL) == []
+            # The bot was removed from the queue: the requester still has their image, and is told.
+            fake.closed_channels.add(QUEUE)
+            assert await run.send.command(fake.slash("a windy bay", user=REQUESTER)) == 200
+            told = await fake.wait_for(
+                lambda: [
+                    m
+                    for m in fake.messages.get(f"D{REQUESTER}", [])
+                    if "could not be reached" in str(m.get("text"))
+                ]
+            )
+            await run.bot.runner.wait_idle()
+            assert "tell an admin" in told[0]["text"]
+            assert len(with_files(fake, f"D{REQUESTER}")) == 3  # each of the three, privately
+            pending = await run.bot.engine.approvals.pending()
+            jobs = [await run.bot.engine.job(p.job_id) for p in pending]
+            assert len(jobs) == 3 and all(j is not None and j.state.value == "delivered" for j in jobs)
+
+
+async def test_a_take_down_of_a_waiting_result_clears_its_queue(tmp_path: Path) -> None:
+    async with FakeSlack() as fake:
+        fake.usergroups[GROUP] = [REVIEWER]
+        async with running(tmp_path, fake, "http") as run:
+            await mark_reviewed(run)
+            queued = await request(run, "a shy fox")
+            files = [f["id"] for m in with_files(fake, QUEUE) for f in m["files"]]
+            (pending,) = await run.bot.engine.approvals.pending()
+            job = await run.bot.engine.job(pending.job_id)
+            assert job is not None and files
+            assert await run.adapter.withdraw(job) >= 1
+            assert fake.find(QUEUE, queued["ts"]) is None and not [f for f in files if f in fake.files]

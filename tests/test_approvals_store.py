@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from adapters.console import ConsoleChat
+from adapters.discord import review as on_discord
+from adapters.slack import review as on_slack
 from bot.model.errors import BadInput
 from bot.usecases.actor import Actor
 from bot.usecases.approvals import is_reviewer, parse_review, set_review
@@ -21,6 +23,24 @@ from tests.support.jobs import NOW, make_job
 from tests.support.store_backends import OpenStore
 
 TENANT = "test:w1"
+
+
+class Reading:
+    """A surface's terms that read its mentions (the adapters' own readers) and check nothing."""
+
+    def __init__(self, surface: Any) -> None:
+        self.surface = surface
+
+    async def reviewers(self, text: str) -> str | None:
+        found: str | None = self.surface.read_reviewers(text)
+        return found
+
+    async def queue(self, text: str) -> str | None:
+        found: str | None = self.surface.read_channel(text)
+        return found
+
+    def mention(self, spec: str) -> str:
+        return f"<{spec}>"
 
 
 async def test_a_channel_is_reviewed_in_its_tenant_until_unmarked(open_store: OpenStore) -> None:
@@ -88,31 +108,59 @@ async def test_an_approved_post_cut_off_is_taken_again_only_once_stale(open_stor
         assert not await book.take_posting(job.id, TENANT, 120)  # out: never again
 
 
-@pytest.mark.parametrize(
-    ("typed", "review"),
-    [
-        ("<@&123> to <#456>", Review("role:123", "456")),
-        ("<!subteam^S0AB|@design> to <#C9|review-queue>", Review("group:S0AB", "C9")),
-        ("<@U1> <@U2|bob>", Review("users:U1,U2", "dm")),
-        ("<@!77> <@78> to <#9>", Review("users:77,78", "9")),
-        ("off", None),
-    ],
-)
-def test_reviewers_and_the_queue_are_read_from_mentions(typed: str, review: Review | None) -> None:
-    assert parse_review(typed) == review
+async def test_a_take_down_withdraws_a_pending_approval_and_keeps_a_decided_one(
+    open_store: OpenStore,
+) -> None:
+    async with open_store(default_limit=10, clock=lambda: NOW) as store:
+        book = Approvals(store)
+        waiting, approved = make_job(), make_job()
+        for job in (waiting, approved):
+            await store.admit(job, workspace_key=TENANT, dedup_key=None)
+            await book.open(job.id, TENANT, "c1", Review("group:S1", "q1"))
+        assert await book.decide(approved.id, TENANT, "approved", "r1")
+        for job in (waiting, approved):
+            await book.withdraw(job.id)
+        gone, kept = await book.get(waiting.id, TENANT), await book.get(approved.id, TENANT)
+        assert gone is not None and kept is not None
+        assert (gone.state, kept.state, kept.decided_by) == (
+            "withdrawn",
+            "approved",
+            "r1",
+        )  # the audit keeps who
+        assert await book.pending() == []
+        assert not await book.decide(waiting.id, TENANT, "approved", "r2")  # nothing left to decide
 
 
 @pytest.mark.parametrize(
-    ("typed", "said"),
+    ("surface", "typed", "review"),
     [
-        ("<@&123>", "add `to #queue`"),
-        ("design team", "Name who reviews"),
-        ("<@U1> to elsewhere", "Name who reviews"),
+        (on_discord, "<@&123> to <#456>", Review("role:123", "456")),
+        (on_slack, "<!subteam^S0AB|@design> to <#C9|review-queue>", Review("group:S0AB", "C9")),
+        (on_slack, "<@U1> <@U2|bob>", Review("users:U1,U2", "dm")),
+        (on_discord, "<@!77> <@78> to <#9>", Review("users:77,78", "9")),
+        (on_discord, "off", None),
     ],
 )
-def test_a_review_that_names_no_one_or_no_queue_is_refused_in_our_words(typed: str, said: str) -> None:
+async def test_reviewers_and_the_queue_are_read_from_mentions(
+    surface: Any, typed: str, review: Review | None
+) -> None:
+    assert await parse_review(typed, Reading(surface)) == review
+
+
+@pytest.mark.parametrize(
+    ("surface", "typed", "said"),
+    [
+        (on_discord, "<@&123>", "add `to #queue`"),
+        (on_slack, "design team", "Name who reviews"),
+        (on_slack, "<@U1> to elsewhere", "Name who reviews"),
+        (on_discord, "<!subteam^S0AB> to <#9>", "Name who reviews"),  # another surface's mention
+    ],
+)
+async def test_a_review_that_names_no_one_or_no_queue_is_refused_in_our_words(
+    surface: Any, typed: str, said: str
+) -> None:
     with pytest.raises(BadInput, match=said):
-        parse_review(typed)
+        await parse_review(typed, Reading(surface))
 
 
 async def test_only_admins_mark_a_channel_and_only_in_one(open_store: OpenStore) -> None:
@@ -120,14 +168,18 @@ async def test_only_admins_mark_a_channel_and_only_in_one(open_store: OpenStore)
         book = Approvals(store)
         member = Actor(surface="test", workspace_id="w1", user_id="u1", channel_id="c1")
         with pytest.raises(BadInput, match="Only the admins"):
-            await set_review(book, member, "<@&1> to <#2>")
+            await set_review(book, member, "<@&1> to <#2>", Reading(on_discord))
         console = Actor(surface="console", workspace_id="", user_id="local", admin=True)
         with pytest.raises(BadInput, match="in the channel whose requests"):
-            await set_review(book, console, "<@&1> to <#2>")
+            await set_review(book, console, "<@&1> to <#2>", None)
         admin = Actor(surface="test", workspace_id="w1", user_id="a", admin=True, channel_id="c1")
-        assert "now reviewed by <@&1>, in <#2>" in (await set_review(book, admin, "<@&1> to <#2>")).text
-        assert "now reviewed by <@&1>" in (await set_review(book, admin, "")).text
-        assert "no longer reviewed" in (await set_review(book, admin, "off")).text
+        terms = Reading(on_discord)
+        assert (
+            "now reviewed by <role:1>, in <#2>"
+            in (await set_review(book, admin, "<@&1> to <#2>", terms)).text
+        )
+        assert "now reviewed by <role:1>" in (await set_review(book, admin, "", terms)).text
+        assert "no longer reviewed" in (await set_review(book, admin, "off", terms)).text
         assert await book.reviewed(TENANT, "c1") is None
 
 

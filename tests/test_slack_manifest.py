@@ -66,6 +66,9 @@ def test_scopes_cover_the_web_api_methods_the_adapter_calls() -> None:
         "im:write",
         "mpim:history",
         "users:read",
+        "usergroups:read",
+        "channels:read",  # conversations.info: policy review's queue is this workspace's channel
+        "groups:read",
     }
     assert needed <= bot_scopes()
 

@@ -333,3 +333,6 @@ class DiscordAdapter:
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
         await self.reviews.queue_for_review(job, images)
+
+    async def tell_privately(self, job: Job, text: str) -> None:
+        await self.reviews.tell_privately(job, text)

@@ -43,6 +43,11 @@ def raw_payload(interaction: discord.Interaction) -> dict[str, Any]:
     }
 
 
+def parent_of(channel: object) -> str:
+    """The channel a thread belongs to (its policies, such as review, hold in it); "" elsewhere."""
+    return str(channel.parent_id) if isinstance(channel, discord.Thread) else ""
+
+
 def interaction_actor(interaction: discord.Interaction) -> Actor:
     """Who pressed, typed or submitted: their server (none in a DM), what they may manage there, and
     the channel they did it in."""
@@ -56,6 +61,7 @@ def interaction_actor(interaction: discord.Interaction) -> Actor:
         moderator=permissions.manage_messages,
         channel_id=str(interaction.channel_id or ""),
         age_restricted=bool(getattr(interaction.channel, "nsfw", False)),
+        parent_channel_id=parent_of(interaction.channel),
     )
 
 
@@ -67,4 +73,5 @@ def message_actor(message: discord.Message, *, moderator: bool = False) -> Actor
         moderator=moderator,
         channel_id=str(message.channel.id),
         age_restricted=bool(getattr(message.channel, "nsfw", False)),
+        parent_channel_id=parent_of(message.channel),
     )

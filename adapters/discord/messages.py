@@ -3,21 +3,36 @@ thread the bot opened for a result, the requester's messages edit the thread's l
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import discord
 
 from adapters.discord import translate, versions
 from adapters.discord.boundary import guarded, reply_to, warn_in
-from adapters.discord.context import HandlerContext, message_actor
+from adapters.discord.context import HandlerContext, message_actor, parent_of
 from adapters.discord.views import message_origin
 from bot import words
 from bot.jobs.versions import ThreadCommand, thread_command
 from bot.model.errors import BadInput
 from bot.model.jobs import Job
 from bot.model.requests import MAX_REFERENCES, ChatRequest, ImageRef
+from bot.usecases.actor import Actor
 from bot.usecases.make import make, result_references
 from bot.words import NOT_FOUND, REPLIED_GONE, REPLIED_NO_IMAGE
+
+
+async def requester(message: discord.Message) -> Actor:
+    """Who asks, with their thread's parent channel even when discord.py was never told of the thread
+    (then it is asked of Discord): a thread of a reviewed channel is reviewed as the channel is."""
+    actor = message_actor(message)
+    if message.guild is None or not isinstance(message.channel, discord.PartialMessageable):
+        return actor
+    try:
+        channel = await message.guild.fetch_channel(message.channel.id)
+    except (discord.HTTPException, discord.InvalidData):
+        return actor
+    return replace(actor, parent_channel_id=parent_of(channel))
 
 
 def message_payload(message: discord.Message, *, depth: int = 0) -> dict[str, Any]:
@@ -151,4 +166,4 @@ class MessageHandler:
         if chat.parent_job_id is not None and await self._is_result_thread(message):
             origin["in_thread"] = True
         chat = chat.model_copy(update={"origin": origin})
-        await make(self.engine, message_actor(message), chat, dedup_key=f"discord:m{message.id}")
+        await make(self.engine, await requester(message), chat, dedup_key=f"discord:m{message.id}")

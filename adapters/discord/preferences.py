@@ -13,6 +13,7 @@ import discord
 from adapters.discord import translate
 from adapters.discord.boundary import guarded, refuse
 from adapters.discord.context import interaction_actor
+from adapters.discord.review import ReviewTerms
 from bot.logs import Throttle
 from bot.usecases import settings as usecases
 
@@ -40,7 +41,7 @@ async def private_results(engine: Engine, interaction: discord.Interaction) -> b
                 translate.SURFACE,
                 str(interaction.guild_id or ""),
                 str(interaction.user.id),
-                channel=str(interaction.channel_id or ""),
+                channel=interaction_actor(interaction).home_channel,
             ),
             PRIVATE_READ_SECONDS,
         )
@@ -90,5 +91,6 @@ class PreferenceCommands:
     async def policy(self, interaction: discord.Interaction, action: str, value: str | None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         text = "" if action == "show" else action if action == "reset" else f"{action} {value or ''}"
-        reply = await usecases.policy(self.engine, interaction_actor(interaction), text, spoilers=True)
+        actor, terms = interaction_actor(interaction), ReviewTerms(interaction)
+        reply = await usecases.policy(self.engine, actor, text, spoilers=True, review=terms)
         await interaction.followup.send(reply.text, ephemeral=True)

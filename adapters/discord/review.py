@@ -7,6 +7,7 @@ the press itself (the member's roles in the interaction)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from adapters.discord.posting import Poster, nonce_for, prepare_files, release, 
 from adapters.discord.translate import make_custom_id, modal_value
 from adapters.discord.views import result_view, token_alive
 from bot import words
+from bot.model.errors import BadInput
 from bot.model.jobs import Job, OutputImage
 from bot.usecases import approvals
 from bot.usecases.actor import Actor
@@ -28,6 +30,73 @@ if TYPE_CHECKING:
 
 APPROVE, REJECT, REJECT_WHY = "approve", "reject", "rejectwhy"
 REASON_FIELD = "reason"
+_ROLE, _USER, _CHANNEL = re.compile(r"<@&(\d+)>"), re.compile(r"<@!?(\d+)>"), re.compile(r"<#(\d+)>")
+
+
+def read_reviewers(text: str) -> str | None:
+    """Who `policy review` names, as Discord writes mentions: a role `<@&id>` (the first) or people
+    `<@id>`; the spec of bot/usecases/approvals.py, or None when it names none."""
+    roles, users = _ROLE.findall(text), _USER.findall(text)
+    if roles:
+        return f"role:{roles[0]}"
+    return "users:" + ",".join(dict.fromkeys(users)) if users else None
+
+
+def read_channel(text: str) -> str | None:
+    found = _CHANNEL.fullmatch(text.strip())
+    return None if found is None else found.group(1)
+
+
+class ReviewTerms:
+    """`policy review ...` on Discord (bot/usecases/approvals.py's ReviewTerms): the role, the people
+    and the queue channel must be the server's where it is typed."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.client = interaction.client
+        self.guild_id = interaction.guild_id
+
+    async def reviewers(self, text: str) -> str | None:
+        spec = read_reviewers(text)
+        if spec is None:
+            return None
+        guild = self.client.get_guild(self.guild_id) if self.guild_id else None
+        kind, _, ids = spec.partition(":")
+        if kind == "role":
+            here = guild is not None and guild.get_role(int(ids)) is not None
+        else:
+            here = guild is not None and all([await _member(guild, int(u)) for u in ids.split(",")])
+        if not here:
+            raise BadInput(words.REVIEWERS_NOT_HERE)
+        return spec
+
+    async def queue(self, text: str) -> str | None:
+        channel_id = read_channel(text)
+        if channel_id is None:
+            return None
+        channel = self.client.get_channel(int(channel_id))
+        if channel is None:
+            try:
+                channel = await self.client.fetch_channel(int(channel_id))
+            except (discord.HTTPException, discord.InvalidData):
+                channel = None  # not one the bot can see
+        guild = getattr(channel, "guild", None)
+        if guild is None or guild.id != self.guild_id:
+            raise BadInput(words.REVIEW_QUEUE_NOT_HERE)
+        return channel_id
+
+    def mention(self, spec: str) -> str:
+        kind, _, ids = spec.partition(":")
+        return f"<@&{ids}>" if kind == "role" else ", ".join(f"<@{u}>" for u in ids.split(","))
+
+
+async def _member(guild: discord.Guild, user_id: int) -> bool:
+    if guild.get_member(user_id) is not None:
+        return True
+    try:
+        await guild.fetch_member(user_id)
+    except (discord.NotFound, discord.Forbidden):
+        return False
+    return True
 
 
 def review_view(job: Job) -> discord.ui.View:
@@ -78,19 +147,27 @@ class ReviewPoster:
             release(prepared.files)
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        """Each of the queue's places once: a message recorded (as `<channel>:<message>`, apart from
+        the job's own posts) is not sent again, and a take-down finds it."""
         review = job.origin["review"]
         queue, spec = str(review["queue"]), str(review["reviewers"])
         if queue == "dm":
             people = spec.partition(":")[2].split(",")
-            targets: list[discord.abc.Messageable] = [
+            targets: list[discord.DMChannel | discord.PartialMessageable] = [
                 await self.client.create_dm(discord.Object(int(p))) for p in people
             ]
         else:
             targets = [self.client.get_partial_messageable(int(queue))]
+        memory, book = self.poster.memory, approvals.queue_book(job)
+        reached = {key.partition(":")[0] for key in await memory.posts_of(job.id, book)}
         for i, target in enumerate(targets):
-            await self._send(
+            where = str(target.id)
+            if where in reached:
+                continue
+            message = await self._send(
                 target, job, images, words.REVIEW_ASKED, view=review_view(job), nonce=nonce_for(job, f"q{i}")
             )
+            await memory.remember_post(job.id, book, f"{where}:{message.id}", None)
 
     async def publish(self, job: Job, images: list[OutputImage], line: str) -> str:
         channel = self.client.get_partial_messageable(int(job.channel or job.origin["channel_id"]))
@@ -100,13 +177,20 @@ class ReviewPoster:
         return str(message.id)
 
     async def withdraw(self, engine: Engine, job: Job) -> int:
-        """Delete the message an approval posted the job in (an operator's take-down)."""
-        key = await approvals.approved_post(engine, job)
-        if key is None:
-            return 0
-        channel = self.client.get_partial_messageable(int(job.channel or job.origin["channel_id"]))
+        """Delete what approvals posted of the job (an operator's take-down): its reviewers' queue
+        messages and the approved post; how many went."""
+        gone = 0
+        for key in await self.poster.memory.posts_of(job.id, approvals.queue_book(job)):
+            where, _, mid = key.partition(":")
+            gone += await self._deleted(int(where), int(mid))
+        posted = await approvals.approved_post(engine, job)
+        if posted is not None:
+            gone += await self._deleted(int(job.channel or job.origin["channel_id"]), int(posted))
+        return gone
+
+    async def _deleted(self, channel_id: int, message_id: int) -> int:
         try:
-            await channel.get_partial_message(int(key)).delete()
+            await self.client.get_partial_messageable(channel_id).get_partial_message(message_id).delete()
         except discord.NotFound:
             return 0
         return 1

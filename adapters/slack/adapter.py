@@ -278,3 +278,6 @@ class SlackAdapter:
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
         await self.reviews.queue_for_review(job, images)
+
+    async def tell_privately(self, job: Job, text: str) -> None:
+        await self.reviews.tell_privately(job, text)

@@ -213,7 +213,7 @@ class Handlers:
         elif isinstance(action, t.AdminCommand):
             await self._admin(inv, action, respond)
         elif isinstance(action, t.Preference):
-            await respond(await preference_answer(self.engine, inv, action, self._is_admin))
+            await respond(await preference_answer(self.engine, inv, action, self._is_admin, self.ctx.client))
         elif isinstance(action, t.KitCommand):
             await respond(await self._kit(inv, action))
         elif action.whole is not None and len(action.whole.commands) > 1:

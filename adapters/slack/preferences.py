@@ -7,7 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 from adapters.slack import translate as t
+from adapters.slack.review import ReviewTerms
 from bot.usecases import settings as usecases
 
 if TYPE_CHECKING:
@@ -19,10 +22,13 @@ async def preference_answer(
     inv: t.SlashInvocation,
     action: t.Preference,
     is_admin: Callable[[str], Awaitable[bool]],
+    client: AsyncWebClient,
 ) -> str:
+    """`client`: the workspace's, for `policy review` (what it names is checked there)."""
     actor = t.actor(inv.team, inv.user, inv.channel)
     if action.kind == "settings":
         return (await usecases.settings(engine, actor, action.text)).text
     # The same admins as `/hidream limit`; what they set stays in this workspace.
     actor = replace(actor, admin=await is_admin(inv.user))
-    return (await usecases.policy(engine, actor, action.text, spoilers=False)).text
+    terms = ReviewTerms(client, inv.team)
+    return (await usecases.policy(engine, actor, action.text, spoilers=False, review=terms)).text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,69 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ACTION_APPROVE, ACTION_REJECT, VIEW_REJECT = "hidream_approve", "hidream_reject", "hidream_reject_modal"
 BLOCK_REASON = "reason"
+_GROUP = re.compile(r"<!subteam\^([A-Za-z0-9_]+)(?:\|[^>]*)?>")
+_USER = re.compile(r"<@([A-Za-z0-9_]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([A-Za-z0-9_]+)(?:\|[^>]*)?>")
+
+
+def read_reviewers(text: str) -> str | None:
+    """Who `policy review` names, as Slack writes mentions: a user group `<!subteam^id|name>` (the
+    first) or people `<@id>`; the spec of bot/usecases/approvals.py, or None when it names none."""
+    groups, users = _GROUP.findall(text), _USER.findall(text)
+    if groups:
+        return f"group:{groups[0]}"
+    return "users:" + ",".join(dict.fromkeys(users)) if users else None
+
+
+def read_channel(text: str) -> str | None:
+    found = _CHANNEL.fullmatch(text.strip())
+    return None if found is None else found.group(1)
+
+
+def _of_team(user: dict[str, Any], team: str) -> bool:
+    """A person of `team`: their own workspace, or (Enterprise Grid) one of those they are in."""
+    teams = (user.get("enterprise_user") or {}).get("teams") or []
+    return str(user.get("team_id", team)) == team or team in teams
+
+
+class ReviewTerms:
+    """`policy review ...` on Slack (bot/usecases/approvals.py's ReviewTerms), asked of Slack with the
+    workspace's own token: the user group, the people and the queue channel must be found there."""
+
+    def __init__(self, client: AsyncWebClient, team: str) -> None:
+        self.client = client
+        self.team = team
+
+    async def reviewers(self, text: str) -> str | None:
+        spec = read_reviewers(text)
+        if spec is None:
+            return None
+        kind, _, ids = spec.partition(":")
+        try:
+            if kind == "group":
+                await self.client.usergroups_users_list(usergroup=ids)
+            else:
+                for person in ids.split(","):
+                    found = (await self.client.users_info(user=person)).get("user") or {}
+                    if found.get("deleted") or not _of_team(found, self.team):
+                        raise BadInput(words.REVIEWERS_NOT_HERE)
+        except SlackApiError:
+            raise BadInput(words.REVIEWERS_NOT_HERE) from None
+        return spec
+
+    async def queue(self, text: str) -> str | None:
+        channel = read_channel(text)
+        if channel is None:
+            return None
+        try:
+            await self.client.conversations_info(channel=channel)
+        except SlackApiError:
+            raise BadInput(words.REVIEW_QUEUE_NOT_HERE) from None
+        return channel
+
+    def mention(self, spec: str) -> str:
+        kind, _, ids = spec.partition(":")
+        return f"<!subteam^{ids}>" if kind == "group" else ", ".join(f"<@{u}>" for u in ids.split(","))
 
 
 def review_blocks(job: Job, line: str, *, buttons: bool = True) -> list[dict[str, Any]]:
@@ -95,15 +159,21 @@ class ReviewPoster:
 
     async def _upload(
         self, client: AsyncWebClient, job: Job, images: list[OutputImage], channel: str, thread: str | None
-    ) -> None:
+    ) -> list[str]:
+        """The files' ids."""
         uploads = [
             {"content": img.data, "filename": result_filename(job.id, i, img.extension), "alt_txt": job.request.prompt[:1000]}
             for i, img in enumerate(await self.poster._screened(job, images))
         ]  # fmt: skip
-        if uploads:
-            await client.files_upload_v2(channel=channel, thread_ts=thread, file_uploads=uploads)
+        if not uploads:
+            return []
+        done = await client.files_upload_v2(channel=channel, thread_ts=thread, file_uploads=uploads)
+        return [str(f["id"]) for f in done.get("files") or []]
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
+        """Each of the queue's places once: its files and its message with the buttons are recorded
+        (`file:<channel>:<id>`, `<channel>:<ts>`, apart from the job's own posts), so a second call
+        sends nothing again where the message is out, and a take-down finds them."""
         client = await self.poster._for(job)
         review = job.origin["review"]
         queue, spec = str(review["queue"]), str(review["reviewers"])
@@ -113,12 +183,19 @@ class ReviewPoster:
             for person in spec.partition(":")[2].split(","):
                 opened = await client.conversations_open(users=person)
                 targets.append(str(opened["channel"]["id"]))
+        memory, book = self.poster.memory, approvals.queue_book(job)
+        recorded = await memory.posts_of(job.id, book)
         for channel in targets:
-            await self._upload(client, job, images, channel, None)
-            await client.chat_postMessage(
+            if any(key.startswith(f"{channel}:") for key in recorded):
+                continue  # reached already
+            if not any(key.startswith(f"file:{channel}:") for key in recorded):
+                for file_id in await self._upload(client, job, images, channel, None):
+                    await memory.remember_post(job.id, book, f"file:{channel}:{file_id}", None)
+            posted = await client.chat_postMessage(
                 channel=channel, text=f"{words.REVIEW_ASKED} {job.request.prompt[:200]}",
                 blocks=review_blocks(job, words.REVIEW_ASKED),
             )  # fmt: skip
+            await memory.remember_post(job.id, book, message_key(channel, str(posted["ts"])), None)
 
     async def publish(self, job: Job, images: list[OutputImage], line: str) -> str:
         client = await self.poster._for(job)
@@ -130,18 +207,33 @@ class ReviewPoster:
         return message_key(job.channel, str(posted["ts"]))
 
     async def withdraw(self, engine: Engine, job: Job) -> int:
-        """Delete what an approval posted (an operator's take-down): the files in its message's
-        thread, then the message; how many messages went."""
+        """Delete what approvals posted (an operator's take-down): the reviewers' queue (its files and
+        messages), then the approved post (the files in its message's thread, then the message); how
+        many messages went."""
+        client = await self.poster._for(job)
+        gone = await self._withdraw_queue(client, job)
         key = await approvals.approved_post(engine, job)
         if key is None:
-            return 0
+            return gone
         channel, _, ts = key.rpartition(":")
-        client = await self.poster._for(job)
-        prefix, gone = f"hidream-{job.id}-", 0
+        prefix = f"hidream-{job.id}-"
         for m in await self.poster.thread_messages(channel, ts, client):
             ours = await self.poster.delete_files(client, m, prefix)
             if ours or m.get("ts") == ts:
                 gone += await self.poster._deleted(client, channel, str(m["ts"]))
+        return gone
+
+    async def _withdraw_queue(self, client: AsyncWebClient, job: Job) -> int:
+        gone = 0
+        for key in await self.poster.memory.posts_of(job.id, approvals.queue_book(job)):
+            if key.startswith("file:"):
+                try:
+                    await client.files_delete(file=key.rpartition(":")[2])
+                except SlackApiError:
+                    log.warning("job %s: a queue's file could not be deleted", job.id)
+                continue
+            channel, _, ts = key.rpartition(":")
+            gone += await self.poster._deleted(client, channel, ts)
         return gone
 
     async def tell_privately(self, job: Job, text: str) -> None:

@@ -12,7 +12,8 @@ from bot.model.config import PluginSettings, http_url
 # The bot scopes of slack-app-manifest.yml: what an OAuth install asks each workspace for.
 DEFAULT_SCOPES = (
     "commands,app_mentions:read,chat:write,chat:write.public,files:read,files:write,"
-    "channels:history,groups:history,im:history,im:write,mpim:history,users:read,usergroups:read"
+    "channels:history,groups:history,im:history,im:write,mpim:history,users:read,usergroups:read,"
+    "channels:read,groups:read"
 )
 
 

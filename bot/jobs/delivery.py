@@ -120,7 +120,9 @@ class Delivery:
 
     async def _queue_for_review(self, job: Job, surface: Surface, images: list[OutputImage]) -> None:
         """A job of a reviewed channel (its origin says who reviews): its approval opened, pending, and
-        the images put in its reviewers' queue once (a redelivery finds it queued)."""
+        the images put in its reviewers' queue once (a redelivery finds it queued; a surface skips the
+        reviewers it has already reached). Called once the requester has the result: a queue that
+        cannot be reached is logged and the requester told, and their delivery stands (no refund)."""
         review = job.origin.get("review")
         if not review or not isinstance(surface, Reviews):
             return
@@ -128,8 +130,26 @@ class Delivery:
         approval = await self.approvals.open(job.id, job.tenant, job.channel, spec)
         if approval.queued or approval.state != "pending":
             return
-        await surface.queue_for_review(job, images)
+        try:
+            await surface.queue_for_review(job, images)
+        except (LeaseLost, StoreUnavailable):
+            raise  # delivered again by whoever holds the job, or once the database is back
+        except Exception as exc:
+            # The class only: a platform's error text may quote what it was sent.
+            log.warning("job %s: its reviewers' queue could not be reached (%s)", job.id, type(exc).__name__)
+            await self._tell(job, surface, words.REVIEWERS_UNREACHABLE)
+            return
         await self.approvals.queued(job.id)
+
+    @staticmethod
+    async def _tell(job: Job, surface: Reviews, text: str) -> None:
+        """Privately, beside the result (a failure's `tell` would take the result's place)."""
+        try:
+            await surface.tell_privately(job, text)
+        except (LeaseLost, StoreUnavailable):
+            raise
+        except Exception as exc:
+            log.warning("job %s: its requester could not be told (%s)", job.id, type(exc).__name__)
 
     async def _post_images(self, job: Job, surface: Surface) -> tuple[list[Post] | None, int]:
         """The surface's posts (None when every attempt failed) and how many images they carried."""
@@ -149,8 +169,7 @@ class Delivery:
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:
                     posts = await surface.deliver(job, images)
-                    await self._queue_for_review(job, surface, images)
-                    return posts, count
+                    break
                 except (LeaseLost, StoreUnavailable):
                     # Another replica delivers it, or the database is away (the runner waits for it and
                     # delivers again, repeating no post): no retry here, no failure.
@@ -158,7 +177,11 @@ class Delivery:
                 except Exception:
                     log.warning("job %s: delivery attempt %d failed", job.id, attempt, exc_info=True)
                     await self.sleep(attempt * 2.0)
-            return None, count
+            else:
+                return None, count
+            # The requester has it: their reviewers' queue is apart, and cannot undo their delivery.
+            await self._queue_for_review(job, surface, images)
+            return posts, count
         finally:
             del images, fresh  # nothing of them is held once the slot is given back
             slot.release()

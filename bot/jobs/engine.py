@@ -352,7 +352,8 @@ class Engine:
     async def _reviewed(self, chat: ChatRequest, tenant: str) -> dict[str, Any]:
         """The request's origin; in a reviewed channel, with who reviews it and where (its delivery
         then goes to its requester alone and to that queue: bot/jobs/delivery.py)."""
-        review = await self.approvals.reviewed(tenant, chat.channel_id) if chat.workspace_id else None
+        channel = chat.home_channel_id or chat.channel_id  # a thread is reviewed as its channel is
+        review = await self.approvals.reviewed(tenant, channel) if chat.workspace_id else None
         if review is None:
             return chat.origin
         return {**chat.origin, "review": {"reviewers": review.reviewers, "queue": review.queue}}

@@ -51,6 +51,7 @@ async def take_down(engine: Engine, surfaces: Mapping[str, Surface], job: Job) -
             log.warning("job %s: its posts could not be taken down", job.id, exc_info=True)
     if withdrawn:
         await engine.mark_deleted(job)  # what the Delete button's results.forget does
+    await engine.approvals.withdraw(job.id)  # a pending approval: nothing is left to approve
     images = await engine.store.delete_media(list(job.result_media))
     tenant = job.tenant
     detail = f"{messages} message(s), {images} image(s)" + ("" if withdrawn else "; posts left in the chat")

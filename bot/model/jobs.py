@@ -171,7 +171,12 @@ class Reviews(Protocol):
     """A surface that can put a result in front of its channel's reviewers (bot/usecases/approvals.py)."""
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
-        """Post the images, with Approve and Reject buttons, in the queue `job.origin["review"]` names."""
+        """Post the images, with Approve and Reject buttons, in the queue `job.origin["review"]` names,
+        once per reviewer or channel (a second call skips those it reached)."""
+        ...
+
+    async def tell_privately(self, job: Job, text: str) -> None:
+        """Tell the requester something beside their result, where only they see it."""
         ...
 
 

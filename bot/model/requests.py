@@ -202,6 +202,9 @@ class ChatRequest(BaseModel):
     # The channel it was asked in, as the platform names it (stamped from the Actor by
     # bot.usecases.make): recorded on the job for costs by channel and a channel's default project.
     channel_id: str = ""
+    # The channel whose policies hold (its review): `channel_id`'s parent when that is a thread, else
+    # empty (then `channel_id` itself). Stamped from the Actor, as `channel_id` is.
+    home_channel_id: str = ""
     request: ImageRequest
     references: list[ImageRef] = Field(default_factory=list)
     parent_job_id: str | None = None

@@ -23,10 +23,18 @@ class Actor:
     moderator: bool = False
     channel_id: str = ""
     age_restricted: bool = False
+    # The channel `channel_id` is a thread of (empty outside a thread): a channel's policies, such as
+    # its review, hold in its threads too.
+    parent_channel_id: str = ""
 
     @property
     def tenant(self) -> str:
         return tenant_of(self.surface, self.workspace_id, self.user_id)
+
+    @property
+    def home_channel(self) -> str:
+        """The channel whose policies hold where the actor asks: a thread's parent, else the channel."""
+        return self.parent_channel_id or self.channel_id
 
     @property
     def key(self) -> str:

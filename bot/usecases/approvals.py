@@ -1,10 +1,11 @@
 """Approvals, on every surface: an admin marks a channel reviewed (`policy review ...`, naming who
 reviews and where their queue is); a reviewer approves or rejects a result waiting there.
 
-Reviewers are written as the surfaces write mentions: a role `<@&id>`, a user group `<!subteam^id>`
-(with or without `|name`), or people `<@id>`; the queue as a channel `<#id>` (with or without
-`|name`), or their direct messages (people only). Who may press is decided here once: a
-listed person, or a member of the role or group as the surface vouches (`member_of`).
+`policy review <reviewers> [to <queue>|dm]`: the surface reads its own mentions (`ReviewTerms`),
+checking each against the server or workspace it is typed in, into a spec: a role or a user group
+(`role:<id>`, `group:<id>`) or people (`users:<id>,<id>`); the queue is one of its channels, or the
+people's direct messages. Who may press is decided here once: a listed person, or a member of the
+role or group as the surface vouches (`member_of`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from bot.usecases.access import Lookup, Queries
 from bot.usecases.actor import Actor, Reply
 from storage.approvals import Approval, Approvals, Review
 
-_ROLE = re.compile(r"<@&(\d+)>")
-_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|[^>]*)?>")
-_USER = re.compile(r"<@!?([A-Za-z0-9_]+)(?:\|[^>]*)?>")
-_CHANNEL = re.compile(r"<#([A-Za-z0-9_]+)(?:\|[^>]*)?>")
 _OFF = ("off", "none", "default")
 
 MemberOf = Callable[[str], Awaitable[bool]]  # is the presser in this role or user group?
@@ -42,54 +39,63 @@ class Reviewing(Queries, Protocol):
     async def result_images(self, job: Job) -> list[OutputImage]: ...
 
 
-def parse_review(text: str) -> Review | None:
-    """`<reviewers> [to <#queue>|dm]` -> a Review; `off` -> None. Raises BadInput when it names none."""
+class ReviewTerms(Protocol):
+    """A surface's part of `policy review ...`, for the server or workspace it is typed in: its
+    mentions read, and what they name checked there (raising BadInput in our words when it is not)."""
+
+    async def reviewers(self, text: str) -> str | None:
+        """The spec of who `text` names (`role:<id>`, `group:<id>`, `users:<id>,<id>`); None: no one."""
+        ...
+
+    async def queue(self, text: str) -> str | None:
+        """The id of the channel `text` names (exactly one); None when it names none."""
+        ...
+
+    def mention(self, spec: str) -> str:
+        """Who reviews, as the surface mentions them."""
+        ...
+
+
+async def parse_review(text: str, terms: ReviewTerms) -> Review | None:
+    """`<reviewers> [to <queue>|dm]` -> a Review; `off` -> None. Raises BadInput when it names none,
+    or names what is not of the actor's server or workspace."""
     text = text.strip()
     if text.lower() in _OFF:
         return None
     parts = re.split(r"\s+to\s+", text, maxsplit=1)
     who, where = parts[0], parts[1].strip() if len(parts) > 1 else ""
-    roles, groups, users = _ROLE.findall(who), _GROUP.findall(who), _USER.findall(_ROLE.sub("", who))
-    if roles or groups:
-        spec = f"role:{roles[0]}" if roles else f"group:{groups[0]}"
-    elif users:
-        spec = "users:" + ",".join(dict.fromkeys(users))
-    else:
+    spec = await terms.reviewers(who)
+    if spec is None:
         raise BadInput(words.REVIEW_USAGE)
-    channel = _CHANNEL.fullmatch(where)
-    if channel is not None:
-        return Review(spec, channel.group(1))
-    if where.lower() in ("", "dm", "dms") and spec.startswith("users:"):
-        return Review(spec, "dm")
-    raise BadInput(words.REVIEW_NEEDS_QUEUE if not where else words.REVIEW_USAGE)
+    if where.lower() in ("", "dm", "dms"):
+        if spec.startswith("users:"):
+            return Review(spec, "dm")
+        raise BadInput(words.REVIEW_NEEDS_QUEUE if not where else words.REVIEW_USAGE)
+    queue = await terms.queue(where)
+    if queue is None:
+        raise BadInput(words.REVIEW_USAGE)
+    return Review(spec, queue)
 
 
-def mention(spec: str) -> str:
-    """Who reviews, as a mention both platforms render."""
-    kind, _, ids = spec.partition(":")
-    if kind == "role":
-        return f"<@&{ids}>"
-    if kind == "group":
-        return f"<!subteam^{ids}>"
-    return ", ".join(f"<@{u}>" for u in ids.split(","))
-
-
-async def set_review(approvals: Approvals, actor: Actor, text: str) -> Reply:
-    """An admin's `policy review ...` in the channel it is typed in (empty text shows it)."""
+async def set_review(approvals: Approvals, actor: Actor, text: str, terms: ReviewTerms | None) -> Reply:
+    """An admin's `policy review ...` in the channel it is typed in (a thread's: its parent's; empty
+    text shows it). `terms`: the surface's (None where it has no reviews)."""
     if not actor.admin:
         raise BadInput(words.POLICY_REFUSED)
-    if not actor.workspace_id or not actor.channel_id:
+    if not actor.workspace_id or not actor.home_channel or terms is None:
         raise BadInput(words.REVIEW_NO_CHANNEL)
     if not text.strip():
-        found = await approvals.reviewed(actor.tenant, actor.channel_id)
+        found = await approvals.reviewed(actor.tenant, actor.home_channel)
         return Reply(
-            words.review_shown(mention(found.reviewers) if found else None, found.queue if found else "")
+            words.review_shown(
+                terms.mention(found.reviewers) if found else None, found.queue if found else ""
+            )
         )
-    review = parse_review(text)
-    await approvals.set_reviewed(actor.tenant, actor.channel_id, review)
+    review = await parse_review(text, terms)
+    await approvals.set_reviewed(actor.tenant, actor.home_channel, review)
     if review is None:
         return Reply(words.REVIEW_OFF)
-    return Reply(words.review_set(mention(review.reviewers), review.queue))
+    return Reply(words.review_set(terms.mention(review.reviewers), review.queue))
 
 
 async def is_reviewer(spec: str, actor: Actor, member_of: MemberOf) -> bool:
@@ -117,6 +123,8 @@ async def _found(engine: Reviewing, actor: Actor, job_id: str, member_of: Member
 
 
 def _decided(approval: Approval) -> BadInput:
+    if approval.state == "withdrawn":
+        return BadInput(words.REVIEW_TAKEN_DOWN)
     return BadInput(words.already_decided(approval.state, f"<@{approval.decided_by}>"))
 
 
@@ -141,18 +149,34 @@ async def approve(
     process stopped in between) is posted by the next reviewer's press, once POSTING_STALE has passed
     since the last attempt took it, still "approved by" whoever decided."""
     found = await _found(engine, actor, job_id, member_of)
+    if not (found.approval.state == "pending" or _unposted(found.approval)):
+        raise _decided(found.approval)
+    images = await _held(engine, found.job)  # before deciding: an image gone is never "approved"
     book, by = engine.approvals, actor.user_id
     decided = found.approval.state == "pending" and await book.decide(job_id, actor.tenant, "approved", by)
     if not decided:
         now = await book.get(job_id, actor.tenant) or found.approval
-        unposted = now.state == "approved" and not now.posted
-        if not (unposted and await book.take_posting(job_id, actor.tenant, POSTING_STALE)):
+        if not (_unposted(now) and await book.take_posting(job_id, actor.tenant, POSTING_STALE)):
             raise _decided(now)
         by = now.decided_by
-    images = await engine.result_images(found.job)
     key = await publish(found.job, images, words.approved_by(f"<@{by}>"))
     await book.posted(job_id, key)
     return Reply(words.approval_done("approved"))
+
+
+def _unposted(approval: Approval) -> bool:
+    return approval.state == "approved" and not approval.posted
+
+
+async def _held(engine: Reviewing, job: Job) -> list[OutputImage]:
+    """The job's images, or BadInput when any is gone (taken down, or deleted by retention)."""
+    try:
+        images = await engine.result_images(job)
+    except BadInput:
+        images = []
+    if not images:
+        raise BadInput(words.REVIEW_IMAGE_GONE)
+    return images
 
 
 async def reject(
@@ -170,6 +194,12 @@ async def reject(
         raise _decided(await engine.approvals.get(job_id, actor.tenant) or found.approval)
     await tell(found.job, words.rejected_told(found.job.request.prompt, f"<@{actor.user_id}>", reason))
     return Reply(words.approval_done("rejected"))
+
+
+def queue_book(job: Job) -> str:
+    """The `surface` a job's queue messages are recorded under among posts (storage/posts.py): apart
+    from the job's own posts, so no thread, history or reply ever finds them; a take-down does."""
+    return f"{job.surface}:review"
 
 
 async def approved_post(engine: Reviewing, job: Job) -> str | None:

@@ -18,6 +18,7 @@ async def make(admits: Admits, actor: Actor, chat: ChatRequest, *, dedup_key: st
             "workspace_id": actor.workspace_id,
             "user_id": actor.user_id,
             "channel_id": actor.channel_id,
+            "home_channel_id": actor.home_channel,
         }
     )
     return await admits.submit(mine, dedup_key=dedup_key)

@@ -147,6 +147,7 @@ async def remix(
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
         channel_id=actor.channel_id,
+        home_channel_id=actor.home_channel,
         origin=origin,
         request=asked.request,
         references=references,

@@ -27,15 +27,18 @@ async def settings(prefs: Preferring, actor: Actor, text: str) -> Reply:
     return Reply(await prefs.user_settings(actor.surface, actor.workspace_id, actor.user_id, text))
 
 
-async def policy(prefs: Preferring, actor: Actor, text: str, *, spoilers: bool) -> Reply:
+async def policy(
+    prefs: Preferring, actor: Actor, text: str, *, spoilers: bool, review: approvals.ReviewTerms | None = None
+) -> Reply:
     """`text` empty shows the policy. `spoilers`: whether the actor's surface can show an image
-    behind one (else the `spoiler` choice is refused, and `allow` needs no note)."""
+    behind one (else the `spoiler` choice is refused, and `allow` needs no note). `review`: how the
+    surface reads and checks `policy review ...` (None: it has no reviews)."""
     if not actor.admin:
         raise BadInput(POLICY_REFUSED)
     choice = text.lower().split()
     if choice[:1] == ["review"]:
         # `policy review <reviewers> [to <queue>]|off` (bot/usecases/approvals.py), for this channel.
-        return await approvals.set_review(prefs.approvals, actor, text.strip()[len("review") :])
+        return await approvals.set_review(prefs.approvals, actor, text.strip()[len("review") :], review)
     if choice == ["nsfw", "spoiler"] and not spoilers:
         raise BadInput(NO_SPOILERS)
     answer = await prefs.admin_policy(actor.surface, actor.workspace_id, text, channel=actor.channel_id)

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from tests.fakes.discord_payloads import Payloads
+from tests.fakes.discord_payloads import TIMESTAMP, Payloads
 from tests.fakes.loopback import serve
 
 API = "/api/v10"
@@ -108,6 +108,10 @@ class FakeDiscord(Payloads):
         self.originals: dict[str, str] = {}  # interaction token -> original response message id
         self.dms: dict[str, str] = {}  # user id -> the bot's DM channel with them
         self.expired_tokens: set[str] = set()
+        # Channels the bot may no longer see (its access removed): every call there answers 403.
+        self.closed_channels: set[str] = set()
+        # People who are members of none of the fake's servers (Get Guild Member: Unknown Member).
+        self.outsiders: set[str] = set()
         self.identified = asyncio.Event()
         self.identifies: list[tuple[int, int]] = []  # each IDENTIFY's shard [id, count]
         self.routed: list[tuple[str, str, int]] = []  # each event sent: (event, guild id, shard id)
@@ -327,7 +331,16 @@ class FakeDiscord(Payloads):
             return self.commands[scope]
         if p[0] == "channels":
             return self._channel(m, p[1], p[2:], call)
+        if p[0] == "guilds" and len(p) == 4 and p[2] == "members" and m == "GET":
+            return self._member(p[1], p[3])
         raise DiscordError(404, 0, "404: Not Found")
+
+    def _member(self, guild_id: str, user_id: str) -> dict[str, Any]:
+        """Get Guild Member: a person of the server (everyone but `outsiders`), else Unknown Member."""
+        if guild_id not in self.all_guilds() or user_id in self.outsiders:
+            raise DiscordError(404, 10007, "Unknown Member")
+        return {"user": self.user(user_id, f"user{user_id[-2:]}"), "roles": [], "joined_at": TIMESTAMP,
+                "deaf": False, "mute": False, "flags": 0}  # fmt: skip
 
     def _dm_channel(self, user_id: str) -> dict[str, Any]:
         """Create DM (POST /users/@me/channels, {recipient_id}): the bot's DM channel with a person,
@@ -390,6 +403,10 @@ class FakeDiscord(Payloads):
         return msg
 
     def _channel(self, method: str, channel_id: str, rest: list[str], call: Call) -> Any:
+        if channel_id in self.closed_channels:
+            raise DiscordError(403, 50001, "Missing Access")
+        if not rest and method == "GET":  # Get Channel: a thread with its parent, else a text channel
+            return self._channel_of(channel_id)
         if rest == ["messages"] and method == "POST":
             body = call.body or {}
             nonce_key = (channel_id, str(body.get("nonce")))

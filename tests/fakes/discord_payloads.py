@@ -40,6 +40,7 @@ class Payloads:
         self.intents = 0
         self.other_guilds: dict[str, str] = {}  # guild id -> its one channel
         self.reviewer_role_id = "1300000000000000020"  # a role of the first guild ("reviewers")
+        self.queue_channel_id = "1300000000000000030"  # a channel of the first guild ("review-queue")
 
     def add_guild(self, guild_id: str, channel_id: str) -> None:
         """Another server the bot is in, with one text channel."""
@@ -93,7 +94,8 @@ class Payloads:
             channels = [self.channel_payload(self.other_guilds[guild_id], "art")]
         else:
             channels = [self.channel_payload(self.channel_id, "art"),
-                        self.channel_payload(self.nsfw_channel_id, "after-dark", nsfw=True)]  # fmt: skip
+                        self.channel_payload(self.nsfw_channel_id, "after-dark", nsfw=True),
+                        self.channel_payload(self.queue_channel_id, "review-queue")]  # fmt: skip
         bot_member = {"user": self.bot_user(), "roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False,
                       "flags": 0}  # fmt: skip
         return {

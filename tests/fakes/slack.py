@@ -78,6 +78,11 @@ class FakeSlack(OAuthFake, SlackPayloads):
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)
     # User groups (subteams) by id and their members' user ids, for usergroups.users.list.
     usergroups: dict[str, list[str]] = field(default_factory=dict)
+    # Channels and people of another workspace: conversations.info and users.info do not find them.
+    foreign_channels: set[str] = field(default_factory=set)
+    # Channels the bot was removed from: posting there answers not_in_channel.
+    closed_channels: set[str] = field(default_factory=set)
+    outsiders: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
@@ -229,6 +234,8 @@ class FakeSlack(OAuthFake, SlackPayloads):
 
     def m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = p["channel"]
+        if channel in self.closed_channels:
+            return {"error": "not_in_channel"}
         if p.get("thread_ts") and not self.find(channel, p["thread_ts"]):
             return {"error": "thread_not_found"}
         msg = self._bot_message(p)
@@ -299,9 +306,20 @@ class FakeSlack(OAuthFake, SlackPayloads):
             return {"error": "no_such_subteam"}
         return {"users": list(self.usergroups[group])}
 
+    def m_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        # Slack's documented argument `channel`; a channel of another workspace is not found.
+        channel = str(p.get("channel", ""))
+        if not channel or channel in self.foreign_channels:
+            return {"error": "channel_not_found"}
+        return {
+            "channel": {"id": channel, "is_channel": channel.startswith("C"), "context_team_id": self._caller}
+        }
+
     def m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p["user"] in self.outsiders:
+            return {"error": "user_not_found"}
         admin = p["user"] in self.admins
-        return {"user": {"id": p["user"], "team_id": TEAM, "is_admin": admin, "is_owner": False}}
+        return {"user": {"id": p["user"], "team_id": self._caller, "is_admin": admin, "is_owner": False}}
 
     def m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("filename") or not str(p.get("length", "")).isdigit():
