@@ -76,6 +76,30 @@ class ImageBytes(Protocol):
         """The bytes of the image whose row (id, type, width, height, nsfw, then `column`) is `row`."""
         ...
 
+    def spool_dir(self) -> Path:
+        """Where a result is streamed to on its way in (a temporary file, see `spool_file`): the media
+        folder itself for files (so keeping it is a rename), a private temporary folder elsewhere."""
+        ...
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        """The values of `column` for an image whose bytes are the file at `path`."""
+        ...
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        """`keep` for images whose bytes are spooled files (in `spool_dir`), streamed, never read
+        whole (except into a database row: `RowBytes`). Where each can be read from now: its place
+        in the store when the file became it (`MediaFiles`), else the spooled file itself."""
+        ...
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        """Where `keep_files` left the bytes of `media_id` spooled in `spooled`."""
+        ...
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        """A file with the image's bytes, and whether it is a spooled copy (the reader deletes it),
+        or None when the bytes are no longer held."""
+        ...
+
     async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
         """The same bytes in chunks, for a reader that passes them on (a media link), or None."""
         ...
@@ -116,6 +140,22 @@ class RowBytes:
     async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
         return _one(bytes(row[5]))
 
+    def spool_dir(self) -> Path:
+        return private_spool()
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        # The one place a result is whole in memory: a bytea parameter of the row's INSERT.
+        return (await asyncio.to_thread(path.read_bytes),)
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        return dict(files)  # the bytes go into the rows (`file_values`)
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        return spooled
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        return await chunks_to_file(_one(bytes(row[5])), self.spool_dir()), True
+
     async def presign(self, media_id: str, seconds: float) -> str | None:
         return None
 
@@ -127,6 +167,41 @@ class RowBytes:
 
 async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
+
+
+_private_spool: Path | None = None
+
+
+def private_spool() -> Path:
+    """This process's folder for spooled results where the store keeps no files (made at first use,
+    readable by the bot's user only, in the system's temporary folder)."""
+    global _private_spool
+    if _private_spool is None or not _private_spool.is_dir():
+        _private_spool = Path(tempfile.mkdtemp(prefix="hidream-spool-"))
+    return _private_spool
+
+
+def spool_file(folder: Path) -> Path:
+    """A new empty temporary file in `folder` (0600), named so that `remove_orphans` sweeps it."""
+    fd, name = tempfile.mkstemp(prefix=_TEMP, dir=folder)
+    os.close(fd)
+    return Path(name)
+
+
+async def chunks_to_file(chunks: AsyncGenerator[bytes, None], folder: Path) -> Path:
+    """`chunks` written to a new spooled file in `folder`, each write in a thread; deleted on failure."""
+    path = await asyncio.to_thread(spool_file, folder)
+    try:
+        handle = await asyncio.to_thread(path.open, "wb")
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(handle.write, chunk)
+        finally:
+            await asyncio.to_thread(handle.close)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def valid_id(media_id: str) -> bool:
@@ -166,6 +241,46 @@ class MediaFiles:
     async def keep(self, images: dict[str, bytes]) -> None:
         for media_id, data in images.items():
             await self.write(media_id, data)
+
+    def spool_dir(self) -> Path:
+        return self.folder
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        return ()
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        """Each spooled file synced and renamed to its media id's name (no byte copied)."""
+        placed = {media_id: self._path(media_id) for media_id in files}
+        try:
+            await asyncio.to_thread(self._place, [(files[i], placed[i]) for i in files])
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise StoreUnavailable(f"media folder {self.folder}: {exc.strerror}") from exc
+            raise
+        return placed
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        return self._path(media_id)
+
+    def _place(self, moves: list[tuple[Path, Path]]) -> None:
+        for source, target in moves:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(source, target)
+        self._sync_folder()
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        path = self.path_of(media_id)
+        if path is None or not await asyncio.to_thread(path.is_file):
+            if row is not None:
+                log.warning(
+                    "media %s has a row but no file in %s: answered as no longer held", media_id, self.folder
+                )
+            return None
+        return path, False
 
     async def drop(self, media_ids: Iterable[str]) -> None:
         await self.delete(media_id for media_id in media_ids if valid_id(media_id))

@@ -22,10 +22,11 @@ import datetime
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import c2pa
 from cryptography import x509
@@ -98,6 +99,25 @@ class SigningKey:
 def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes:
     """`data` (an image of `content_type`) with a signed C2PA manifest embedded. Blocking CPU work;
     raises c2pa.C2paError (or ValueError) when it cannot be signed."""
+    out = io.BytesIO()
+    sign_stream(io.BytesIO(data), out, content_type, facts, key)
+    return out.getvalue()
+
+
+def sign_file(path: Path, content_type: str, facts: Facts, key: SigningKey) -> None:
+    """The image in the file at `path`, signed file to file (c2pa reads and writes the streams it is
+    given): the signed copy is written beside it, then renamed over it. Blocking, like `sign`."""
+    signed = path.with_name(path.name + "-signed")
+    try:
+        with path.open("rb") as source, signed.open("wb") as out:
+            sign_stream(source, out, content_type, facts, key)
+        os.replace(signed, path)
+    finally:
+        signed.unlink(missing_ok=True)
+
+
+def sign_stream(source: BinaryIO, out: BinaryIO, content_type: str, facts: Facts, key: SigningKey) -> None:
+    """`source` (an image of `content_type`) with a signed C2PA manifest embedded, written to `out`."""
     generation: dict[str, Any] = {
         "generator": MODEL_FAMILY,
         "provider": facts.provider,
@@ -131,9 +151,7 @@ def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes
                 builder.add_ingredient(part, facts.component_type, io.BytesIO(facts.component))
                 builder.add_action({"action": "c2pa.placed", "parameters": {"ingredientIds": ["component"]}})
             builder.add_action({"action": "c2pa.edited", **made})
-        out = io.BytesIO()
-        builder.sign(signer, content_type, io.BytesIO(data), out)
-    return out.getvalue()
+        builder.sign(signer, content_type, source, out)
 
 
 class ContentCredentials:
@@ -150,6 +168,10 @@ class ContentCredentials:
             facts = await self.facts(job, provider)
             signed = []
             for result in results:
+                if result.file is not None:  # streamed: signed file to file, in place
+                    await asyncio.to_thread(sign_file, result.file, result.content_type, facts, self.key)
+                    signed.append(result)
+                    continue
                 data = await asyncio.to_thread(sign, result.data, result.content_type, facts, self.key)
                 signed.append(replace(result, data=data))
             return signed
