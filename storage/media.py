@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from bot.model.errors import StoreUnavailable
 from storage.durable import write_synced
@@ -188,6 +188,19 @@ def spool_file(folder: Path) -> Path:
     return Path(name)
 
 
+def write_chunk(handle: BinaryIO, data: bytes | bytearray) -> None:
+    """One write into a spooled file (blocking: from a thread). A disk with no room raises
+    StoreUnavailable, as `MediaFiles.write` does: the job waits and tries again."""
+    try:
+        handle.write(data)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise StoreUnavailable(
+                f"spooling a result in {Path(str(handle.name)).parent}: {exc.strerror}"
+            ) from exc
+        raise
+
+
 async def chunks_to_file(chunks: AsyncGenerator[bytes, None], folder: Path) -> Path:
     """`chunks` written to a new spooled file in `folder`, each write in a thread; deleted on failure."""
     path = await asyncio.to_thread(spool_file, folder)
@@ -195,7 +208,7 @@ async def chunks_to_file(chunks: AsyncGenerator[bytes, None], folder: Path) -> P
         handle = await asyncio.to_thread(path.open, "wb")
         try:
             async for chunk in chunks:
-                await asyncio.to_thread(handle.write, chunk)
+                await asyncio.to_thread(write_chunk, handle, chunk)
         finally:
             await asyncio.to_thread(handle.close)
     except BaseException:

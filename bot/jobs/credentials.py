@@ -109,7 +109,7 @@ def sign_file(path: Path, content_type: str, facts: Facts, key: SigningKey) -> N
     given): the signed copy is written beside it, then renamed over it. Blocking, like `sign`."""
     signed = path.with_name(path.name + "-signed")
     try:
-        with path.open("rb") as source, signed.open("wb") as out:
+        with path.open("rb") as source, signed.open("w+b") as out:
             sign_stream(source, out, content_type, facts, key)
         os.replace(signed, path)
     finally:
@@ -154,6 +154,10 @@ def sign_stream(source: BinaryIO, out: BinaryIO, content_type: str, facts: Facts
         builder.sign(signer, content_type, source, out)
 
 
+# Results signed at once, across the bot (each held whole by c2pa while it is signed).
+SIGNINGS = 2
+
+
 class ContentCredentials:
     """Signs each job's results with `key`; the tenant's policy says whether the prompt goes in."""
 
@@ -161,6 +165,10 @@ class ContentCredentials:
         self.key = key
         self.store = store
         self.preferences = Preferences(store)
+        # c2pa holds the image whole while it signs (about 2.7 times its size, for a PNG, measured):
+        # the one place on a result's way where its bytes are in memory whatever the store; so few
+        # sign at once.
+        self._signing = asyncio.Semaphore(SIGNINGS)
 
     async def sign_results(self, job: Job, provider: str, results: list[NewMedia]) -> list[NewMedia]:
         """The results with credentials; as they were (and one warning logged) when signing fails."""
@@ -168,11 +176,12 @@ class ContentCredentials:
             facts = await self.facts(job, provider)
             signed = []
             for result in results:
-                if result.file is not None:  # streamed: signed file to file, in place
-                    await asyncio.to_thread(sign_file, result.file, result.content_type, facts, self.key)
-                    signed.append(result)
-                    continue
-                data = await asyncio.to_thread(sign, result.data, result.content_type, facts, self.key)
+                async with self._signing:
+                    if result.file is not None:  # streamed: signed file to file, in place
+                        await asyncio.to_thread(sign_file, result.file, result.content_type, facts, self.key)
+                        signed.append(result)
+                        continue
+                    data = await asyncio.to_thread(sign, result.data, result.content_type, facts, self.key)
                 signed.append(replace(result, data=data))
             return signed
         except Exception:

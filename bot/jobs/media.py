@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -233,6 +234,13 @@ _UNTYPED = frozenset({"application/octet-stream", "binary/octet-stream"})
 WRITE_BATCH = 512 * 1024
 
 
+Write = Callable[[BinaryIO, bytes | bytearray], object]
+
+
+def _write(handle: BinaryIO, data: bytes | bytearray) -> None:
+    handle.write(data)
+
+
 @dataclass(frozen=True)
 class SpooledImage:
     """An image streamed into a file (never whole in memory): where, and what its header says."""
@@ -250,22 +258,24 @@ async def fetch_to_file(
     *,
     max_bytes: int,
     image_types_only: bool = False,
+    write: Write = _write,
 ) -> SpooledImage:
     """`fetch_image` for a provider's result (`typed=False, decode=False`), streamed into `file` (an
     empty file the caller made and deletes) in chunks as they arrive: type and size from the header.
-    A data URI (a provider that answers with the bytes themselves) is written as it is."""
+    A data URI (a provider that answers with the bytes themselves) is written as it is. `write`: one
+    write into the file (blocking; the store's, which tells a full disk from a failure)."""
     if url.startswith("data:"):
-        await asyncio.to_thread(file.write_bytes, decode_data_uri(url))
+        await write_batched(_one(decode_data_uri(url)), file, write)
         shown = "The image"
     else:
-        await _stream_to(client, url, file, max_bytes=max_bytes, image_types_only=image_types_only)
+        await _stream_to(client, url, file, max_bytes, image_types_only, write)
         shown = f"The file at {_show(url)}"
     found = await asyncio.to_thread(sniff_file, file, max_bytes=max_bytes, name=shown)
     return SpooledImage(file, found.content_type, found.width, found.height)
 
 
 async def _stream_to(
-    client: Transport, url: str, file: Path, *, max_bytes: int, image_types_only: bool
+    client: Transport, url: str, file: Path, max_bytes: int, image_types_only: bool, write: Write
 ) -> None:
     """`_stream`, the body written to `file` in batches of WRITE_BATCH."""
     parts = urlsplit(url)
@@ -278,7 +288,7 @@ async def _stream_to(
             kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
             if image_types_only and kind and not (kind.startswith("image/") or kind in _UNTYPED):
                 raise MediaError(f"The file at {_show(url)} is not an image ({kind[:60]}).")
-            await write_batched(response.chunks(), file)
+            await write_batched(response.chunks(), file, write)
     except TooLarge as exc:
         if exc.size is not None:
             raise MediaError(
@@ -293,18 +303,23 @@ async def _stream_to(
         raise MediaError(f"Could not download the image at {_show(url)}.", detail=type(exc).__name__) from exc
 
 
-async def write_batched(chunks: AsyncGenerator[bytes, None], file: Path) -> None:
-    """`chunks` written to `file`, gathered into writes of about WRITE_BATCH, each in a thread."""
+async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def write_batched(chunks: AsyncGenerator[bytes, None], file: Path, write: Write) -> None:
+    """`chunks` written to `file`, gathered into writes of about WRITE_BATCH, each by `write` in a
+    thread."""
     handle = await asyncio.to_thread(file.open, "wb")
     try:
         batch = bytearray()
         async for chunk in chunks:
             batch += chunk
             if len(batch) >= WRITE_BATCH:
-                await asyncio.to_thread(handle.write, batch)
+                await asyncio.to_thread(write, handle, batch)
                 batch = bytearray()
         if batch:
-            await asyncio.to_thread(handle.write, batch)
+            await asyncio.to_thread(write, handle, batch)
     finally:
         await asyncio.to_thread(handle.close)
 

@@ -42,6 +42,7 @@ from bot.model.errors import (
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
 from bot.transport import Transport
+from storage import media as media_store
 from storage.media import spool_file
 from storage.posts import NewMedia
 from storage.store import Store
@@ -475,7 +476,12 @@ class ProviderSteps:
                 async with asyncio.timeout(max(0.0, limit)):
                     # The provider's own result: its type and size from its header, not a full decode.
                     fetched = await fetch_to_file(
-                        self.results_http, image.url, file, max_bytes=RESULT_MAX_BYTES, image_types_only=True
+                        self.results_http,
+                        image.url,
+                        file,
+                        max_bytes=RESULT_MAX_BYTES,
+                        image_types_only=True,
+                        write=media_store.write_chunk,  # a full disk: StoreUnavailable, waited out
                     )
             except TimeoutError:
                 log.warning("job %s: result download took longer than %.0f s; given up", job.id, limit)
