@@ -230,8 +230,9 @@ async def _stream(
 _UNTYPED = frozenset({"application/octet-stream", "binary/octet-stream"})
 
 
-# Bytes gathered before each write of a streamed download to its file (one thread hop per write).
-WRITE_BATCH = 512 * 1024
+# Bytes gathered before each write of a streamed download to its file (one thread hop per write): the
+# size of the transport's read buffer, so 64 downloads at once hold at most 16 MB of it.
+WRITE_BATCH = 256 * 1024
 
 
 Write = Callable[[BinaryIO, bytes | bytearray], object]
