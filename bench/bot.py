@@ -68,7 +68,10 @@ async def start_bot(
     command: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    # PYTHONPATH: a checkout of another commit run as the bot (its "before", as in docs/benchmarks.md).
+    env = {
+        k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+    }
     env.update(
         HIDREAM_PROVIDER="pixazo",
         PIXAZO_API_KEY=API_KEY,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -25,25 +24,23 @@ import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from bot.model.errors import StoreUnavailable
 from storage.durable import write_synced
+from storage.spool import NO_ROOM as _NO_ROOM
+from storage.spool import TEMP as _TEMP
+from storage.spool import chunks_to_file, private_spool
 
 log = logging.getLogger(__name__)
 
 # Media ids are `secrets.token_urlsafe(16)` (22 characters); databases of older versions and tests
 # hold shorter ones. Anything else is refused before a path is made of it.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# What a temporary file's name starts with: a dot, which no file name made from an id has.
-_TEMP = ".tmp-"
 # A file without a row is left alone this long (seconds): it may be a write whose row is on its way.
 ORPHAN_AGE = 3600.0
 # Bytes per chunk when a file is streamed out.
 CHUNK = 256 * 1024
-# Write errors that say the disk has no room for the file (for now): the image is not kept, and the job
-# that wrote it waits and tries again (StoreUnavailable), rather than failing as a bug would.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Ids asked about at once (SQLite's limit of parameters per statement is far above it).
 _BATCH = 500
 
@@ -167,54 +164,6 @@ class RowBytes:
 
 async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
-
-
-_private_spool: Path | None = None
-
-
-def private_spool() -> Path:
-    """This process's folder for spooled results where the store keeps no files (made at first use,
-    readable by the bot's user only, in the system's temporary folder)."""
-    global _private_spool
-    if _private_spool is None or not _private_spool.is_dir():
-        _private_spool = Path(tempfile.mkdtemp(prefix="hidream-spool-"))
-    return _private_spool
-
-
-def spool_file(folder: Path) -> Path:
-    """A new empty temporary file in `folder` (0600), named so that `remove_orphans` sweeps it."""
-    fd, name = tempfile.mkstemp(prefix=_TEMP, dir=folder)
-    os.close(fd)
-    return Path(name)
-
-
-def write_chunk(handle: BinaryIO, data: bytes | bytearray) -> None:
-    """One write into a spooled file (blocking: from a thread). A disk with no room raises
-    StoreUnavailable, as `MediaFiles.write` does: the job waits and tries again."""
-    try:
-        handle.write(data)
-    except OSError as exc:
-        if exc.errno in _NO_ROOM:
-            raise StoreUnavailable(
-                f"spooling a result in {Path(str(handle.name)).parent}: {exc.strerror}"
-            ) from exc
-        raise
-
-
-async def chunks_to_file(chunks: AsyncGenerator[bytes, None], folder: Path) -> Path:
-    """`chunks` written to a new spooled file in `folder`, each write in a thread; deleted on failure."""
-    path = await asyncio.to_thread(spool_file, folder)
-    try:
-        handle = await asyncio.to_thread(path.open, "wb")
-        try:
-            async for chunk in chunks:
-                await asyncio.to_thread(write_chunk, handle, chunk)
-        finally:
-            await asyncio.to_thread(handle.close)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def valid_id(media_id: str) -> bool:

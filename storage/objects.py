@@ -30,7 +30,8 @@ from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from bot.model.config import Settings
-from storage.media import ORPHAN_AGE, chunks_to_file, private_spool, valid_id
+from storage.media import ORPHAN_AGE, valid_id
+from storage.spool import chunks_to_file, private_spool
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import asyncio
 import asyncpg
 
 from bot.model.jobs import JobState
-from storage.media import spool_file
 from storage.posts import NewMedia
+from storage.spool import spool_file
 from tests.support.jobs import NOW, make_job, walk
 from tests.support.store_backends import OpenStore
 

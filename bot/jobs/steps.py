@@ -42,9 +42,9 @@ from bot.model.errors import (
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
 from bot.transport import Transport
-from storage import media as media_store
-from storage.media import spool_file
+from storage import spool as spooling
 from storage.posts import NewMedia
+from storage.spool import spool_file
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -481,7 +481,7 @@ class ProviderSteps:
                         file,
                         max_bytes=RESULT_MAX_BYTES,
                         image_types_only=True,
-                        write=media_store.write_chunk,  # a full disk: StoreUnavailable, waited out
+                        write=spooling.write_chunk,  # a full disk: StoreUnavailable, waited out
                     )
             except TimeoutError:
                 log.warning("job %s: result download took longer than %.0f s; given up", job.id, limit)

@@ -108,13 +108,19 @@ async def slowed(url: str, link: Link = PROFILE) -> AsyncIterator[str]:
         tasks.add(task)
         try:
             await _serve_one(reader, writer, host, int(port), link)
+        except asyncio.CancelledError:
+            if not closing:
+                raise
+            # Ended by the proxy's own close: asyncio's server would log a cancelled handler as an error.
         finally:
             tasks.discard(task)
 
+    closing = False
     server = await asyncio.start_server(accepted, "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
+        closing = True
         server.close()
         for task in list(tasks):
             task.cancel()

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import storage.media
+import storage.spool
 from storage import durable
 
 CHUNK = 64 * 1024
@@ -142,7 +143,7 @@ class FullDisk:
             real(fd, folder, data)
 
         monkeypatch.setattr(storage.media, "write_synced", write_synced)
-        real_chunk = storage.media.write_chunk
+        real_chunk = storage.spool.write_chunk
 
         def write_chunk(handle: Any, data: bytes | bytearray) -> None:
             # A result streamed to disk (spooled) is written here: the same full disk refuses it, and
@@ -152,7 +153,7 @@ class FullDisk:
                 real_chunk(_NoRoom(handle.name), data)  # type: ignore[arg-type]
             real_chunk(handle, data)
 
-        monkeypatch.setattr(storage.media, "write_chunk", write_chunk)
+        monkeypatch.setattr(storage.spool, "write_chunk", write_chunk)
 
     @contextlib.contextmanager
     def filled(self) -> Iterator[None]:
