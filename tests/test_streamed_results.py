@@ -37,8 +37,11 @@ from tests.support.s3 import S3Server, create_bucket, keys, s3_server
 __all__ = ["s3_server"]
 
 SIDE = 3100  # a noise PNG of about 20 MB
-# The most the bot's peak memory may grow while it handles one such result, beyond what c2pa takes.
+# The most the bot's peak memory may grow while it handles one such result, beyond what c2pa takes:
+# buffers (the download's, the upload's) through the media folder; with the object store also S3's
+# multipart parts, at least 5 MiB each, of which obstore holds the one it reads and the one it sends.
 ALLOWED_GROWTH_MB = 8.0
+ALLOWED_GROWTH_OBJECTS_MB = 16.0
 
 
 @asynccontextmanager
@@ -157,7 +160,7 @@ async def test_a_20_mb_result_passes_through_the_object_store_without_growing_th
     assert size < uploaded < size + 64 * 1024
     signing = await signing_alone()
     print(f"peak growth {growth:.1f} MB, c2pa alone {signing:.1f} MB, result {size} bytes")
-    assert growth < signing + ALLOWED_GROWTH_MB, (
+    assert growth < signing + ALLOWED_GROWTH_OBJECTS_MB, (
         f"{growth:.1f} MB for a {size} byte result ({signing:.1f} signing)"
     )
     held = keys(s3_server, bucket)
