@@ -109,7 +109,7 @@ def sign_file(path: Path, content_type: str, facts: Facts, key: SigningKey) -> N
     given): the signed copy is written beside it, then renamed over it. Blocking, like `sign`."""
     signed = path.with_name(path.name + "-signed")
     try:
-        with path.open("rb", buffering=CHUNK) as source, signed.open("w+b", buffering=CHUNK) as out:
+        with path.open("rb") as source, signed.open("w+b") as out:
             sign_stream(source, out, content_type, facts, key)
         os.replace(signed, path)
     finally:
@@ -164,8 +164,6 @@ def sign_stream(source: BinaryIO, out: BinaryIO, content_type: str, facts: Facts
 # Making one decoded and re-encoded every result: about 110 ms of CPU for a 2 MB PNG, ten times all
 # the rest of the signing, and most of the memory c2pa took while it signed (docs/benchmarks.md).
 _SETTINGS = json.dumps({"builder": {"thumbnail": {"enabled": False}}})
-# Buffer of the files a result is signed from and into (c2pa reads and writes them in small pieces).
-CHUNK = 1024 * 1024
 # Results signed at once, across the bot (each held whole by c2pa while it is signed).
 SIGNINGS = 2
 
