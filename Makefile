@@ -69,6 +69,7 @@ test: lint
 
 bench: setup
 	$(RUN) python -m bench.outside
+	$(RUN) python -m bench.outside --network --modes webhook --in-flight 0
 	$(RUN) python -m bench.floor
 	$(RUN) python -m bench.s3_clients
 	$(RUN) python -m bench.credentials

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import re
+import shutil
 import sys
 import threading
 import time
@@ -83,6 +84,16 @@ def plain(text: str) -> str:
 def pixel_sizes(images: list[OutputImage]) -> str:
     """The delivered sizes, e.g. `1344x768` (each distinct one once, in order)."""
     return ", ".join(dict.fromkeys(f"{i.width}x{i.height}" for i in images))
+
+
+def _save(image: OutputImage, path: Path) -> None:
+    """Write the image to `path` whole or not at all; from its file when it has one (copied in chunks)."""
+    tmp = path.with_suffix(path.suffix + ".part")
+    if image.file is not None:
+        shutil.copyfile(image.file, tmp)
+    else:
+        tmp.write_bytes(image.data)
+    tmp.replace(path)
 
 
 class ConsoleChat:
@@ -154,9 +165,7 @@ class ConsoleChat:
         for index, image in enumerate(images, start=1):
             # Named by job id: delivering the same job again rewrites the same files.
             path = self.output_dir / f"{job.id}-{index}.{image.extension}"
-            tmp = path.with_suffix(path.suffix + ".part")
-            tmp.write_bytes(image.data)
-            tmp.replace(path)
+            await asyncio.to_thread(_save, image, path)
             with self._above_the_prompt():
                 print(str(path), file=self.out, flush=True)
         self.unfinished.discard(job.id)

@@ -68,7 +68,10 @@ async def start_bot(
     command: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    # PYTHONPATH: a checkout of another commit run as the bot (its "before", as in docs/benchmarks.md).
+    env = {
+        k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+    }
     env.update(
         HIDREAM_PROVIDER="pixazo",
         PIXAZO_API_KEY=API_KEY,
@@ -152,3 +155,25 @@ async def drop_database(name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def database_cpu_seconds(database_url: str) -> float:
+    """The CPU time so far (user + system) of the PostgreSQL server processes serving `database_url`'s
+    database: the backends pg_stat_activity names for it (its background writers, shared with every
+    database of the server, are not counted). A backend that ended between two readings loses its
+    time; the bot's pool keeps its connections, so few do."""
+    name = database_url.rsplit("/", 1)[-1]
+    conn = await asyncpg.connect(f"{POSTGRES}/postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name
+        )
+    finally:
+        await conn.close()
+    total = 0.0
+    for row in rows:
+        try:
+            total += cpu_seconds(int(row["pid"]))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total

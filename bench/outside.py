@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ import aiohttp
 
 from bench.bot import (
     cpu_seconds,
+    database_cpu_seconds,
     drop_database,
     make_database,
     peak_mb,
@@ -41,8 +43,9 @@ from bench.bot import (
     start_bot,
     stop_bot,
 )
-from bench.report import print_tables
+from bench.report import print_network_tables, print_tables
 from tests.fakes.bench_discord import SinkDiscord
+from tests.fakes.netem import PROFILE, slowed
 
 USER_BASE = 1_500_000_000_000_001_000
 
@@ -50,10 +53,9 @@ USER_BASE = 1_500_000_000_000_001_000
 class Provider:
     """The provider process and the control endpoints of its fake."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.bench_provider"], stdout=subprocess.PIPE, text=True
-        )
+    def __init__(self, network: bool = False) -> None:
+        command = [sys.executable, "-m", "tests.fakes.bench_provider", *(["--network"] if network else [])]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url, png_bytes = self.proc.stdout.readline().split()
         self.png_bytes = int(png_bytes)
@@ -91,9 +93,13 @@ async def settle(pid: int) -> float:
 class Session:
     """One bot process, its Discord fake and the shared provider."""
 
-    def __init__(self, provider: Provider, fake: SinkDiscord, pid: int) -> None:
+    def __init__(self, provider: Provider, fake: SinkDiscord, pid: int, database_url: str = "") -> None:
         self.provider, self.fake, self.pid = provider, fake, pid
+        self.database_url = database_url  # PostgreSQL's: its server's CPU is read beside the bot's
         self.runs = 0
+
+    async def db_cpu(self) -> float:
+        return await database_cpu_seconds(self.database_url) if self.database_url else 0.0
 
     async def send(self, count: int, interval: float) -> list[str]:
         self.runs += 1
@@ -109,12 +115,14 @@ class Session:
         """Send `count` jobs (`interval` apart) and wait until every image is uploaded."""
         print(f"# {name}: {count} jobs", file=sys.stderr, flush=True)
         reset_peak(self.pid)
+        db0 = await self.db_cpu()
         cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
         tags = await self.send(count, interval)
         got = self.fake.uploaded_at
         await self.fake.wait_for(lambda: all(t in got for t in tags), within=300)
         last = max(got[t] for t in tags)
         cpu1 = await settle(self.pid)
+        db1 = await self.db_cpu()
         done = await self.provider.call("GET", "done")
         own = [(got[t] - done[t]) * 1000 for t in tags if t in done]
         return {
@@ -123,6 +131,7 @@ class Session:
             "seconds": round(last - t0, 2),
             "jobs_per_s": round(count / (last - t0), 1),
             "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / count, 1),
+            "db_cpu_ms_per_job": round((db1 - db0) * 1000 / count, 1) if self.database_url else None,
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": _ms(pct(own, 0.5)),
             "cb_upload_p99_ms": _ms(pct(own, 0.99)),
@@ -147,6 +156,7 @@ class Session:
             "seconds": round(at_provider, 2),
             "jobs_per_s": round(count / at_provider, 1),
             "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / count, 1),
+            "db_cpu_ms_per_job": None,
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": None,
             "cb_upload_p99_ms": None,
@@ -165,11 +175,14 @@ async def with_bot(
     extra: dict[str, str],
     work: Callable[[Session], Any],
     command: list[str] | None = None,
+    network: bool = False,
 ) -> Any:
     await provider.call("POST", "reset")
     provider.sessions += 1
     fake = SinkDiscord(provider.sessions)
-    async with fake:
+    async with fake, AsyncExitStack() as stack:
+        if network:  # the bot's calls to Discord at a real network's pace (tests/fakes/netem.py)
+            fake.front = await stack.enter_async_context(slowed(fake.base_url))
         proc = await start_bot(
             tmp,
             provider_url=provider.url,
@@ -180,7 +193,7 @@ async def with_bot(
             command=command,
         )
         try:
-            return await work(Session(provider, fake, python_pid(proc)))
+            return await work(Session(provider, fake, python_pid(proc), database_url))
         finally:
             await stop_bot(proc)
 
@@ -200,8 +213,16 @@ async def one_config(
                 results.append(await s.phase("light", args.light, 0.5))
                 results.append(await s.phase("burst", args.burst))
 
-            await with_bot(provider, Path(tmp), database_url, webhook, {}, loads)
-            if args.in_flight:
+            if args.network:
+                for uploads in args.uploads.split(","):
+                    extra = {"HIDREAM_MAX_UPLOADS": uploads}
+                    first = len(results)
+                    await with_bot(provider, Path(tmp), database_url, webhook, extra, loads, network=True)
+                    for r in results[first:]:
+                        r["uploads"] = int(uploads)
+            else:
+                await with_bot(provider, Path(tmp), database_url, webhook, {}, loads)
+            if args.in_flight and not args.network:
 
                 async def held(s: Session) -> None:
                     results.append(await s.in_flight(args.in_flight))
@@ -212,14 +233,20 @@ async def one_config(
         if backend == "postgres":
             await drop_database(name)
     for r in results:
-        r.update(backend=backend, mode=mode)
+        r.update(backend=backend, mode=mode, network=args.network)
         print(json.dumps(r), flush=True)
     return results
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    provider = Provider()
+    provider = Provider(args.network)
     print(f"# provider {provider.url}, result PNG {provider.png_bytes} bytes, 1024x1024", flush=True)
+    if args.network:
+        print(
+            f"# network profile: {PROFILE.rate / 1e6:g} MB/s each way per connection, "
+            f"{PROFILE.rtt * 1000:g} ms round trips (provider and Discord REST)",
+            flush=True,
+        )
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     try:
@@ -228,7 +255,10 @@ async def main_async(args: argparse.Namespace) -> None:
                 results += await one_config(provider, args, backend, mode)
     finally:
         await provider.close()
-    print_tables(results, light=args.light, seconds=time.monotonic() - started)
+    if args.network:
+        print_network_tables(results, light=args.light, seconds=time.monotonic() - started)
+    else:
+        print_tables(results, light=args.light, seconds=time.monotonic() - started)
 
 
 def main() -> None:
@@ -240,6 +270,14 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1000, help="0 to skip")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--modes", default="webhook,polling")
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help="the network profile: the provider and Discord behind proxies at 10 MB/s, 50 ms round trips",
+    )
+    parser.add_argument(
+        "--uploads", default="16", help="with --network: HIDREAM_MAX_UPLOADS values to run, comma-separated"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -7,6 +7,7 @@ from typing import Any
 FIGURES = (
     ("jobs/s", "jobs_per_s"),
     ("CPU ms/job", "cpu_ms_per_job"),
+    ("DB server CPU ms/job", "db_cpu_ms_per_job"),
     ("peak MB", "peak_mb"),
     ("cb->upload p50 ms", "cb_upload_p50_ms"),
     ("cb->upload p99 ms", "cb_upload_p99_ms"),
@@ -26,7 +27,9 @@ def table(results: list[dict[str, Any]], backend: str) -> list[str]:
     for phase in phases:
         jobs = next(by_key[(phase, m)]["jobs"] for m in modes if (phase, m) in by_key)
         for label, key in FIGURES:
-            cells = [_cell(by_key[(phase, m)][key]) if (phase, m) in by_key else "-" for m in modes]
+            if backend != "postgres" and key == "db_cpu_ms_per_job":
+                continue
+            cells = [_cell(by_key[(phase, m)].get(key)) if (phase, m) in by_key else "-" for m in modes]
             lines.append(f"| {phase} ({jobs}) | {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -38,4 +41,36 @@ def print_tables(results: list[dict[str, Any]], *, light: int, seconds: float) -
         print()
         print("\n".join(table(results, backend)))
         print()
+    print(f"# light load: {light} jobs, one every 0.5 s; whole run {seconds:.0f} s")
+
+
+def print_network_tables(results: list[dict[str, Any]], *, light: int, seconds: float) -> None:
+    """The network profile: a row per backend, mode and HIDREAM_MAX_UPLOADS."""
+    print()
+    print("### network profile (10 MB/s each way per connection, 50 ms round trips)")
+    print()
+    print(
+        "| backend | mode | uploads | burst jobs/s | burst CPU ms/job | DB server CPU ms/job | burst peak MB "
+        "| burst cb->upload p50 ms | light cb->upload p50 ms | light peak MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = dict.fromkeys((r["backend"], r["mode"], r.get("uploads")) for r in results)
+    for backend, mode, uploads in keys:
+        rows = {
+            r["phase"]: r
+            for r in results
+            if (r["backend"], r["mode"], r.get("uploads")) == (backend, mode, uploads)
+        }
+        burst, lit = rows.get("burst", {}), rows.get("light", {})
+        cells = [
+            burst.get("jobs_per_s"),
+            burst.get("cpu_ms_per_job"),
+            burst.get("db_cpu_ms_per_job"),
+            burst.get("peak_mb"),
+            burst.get("cb_upload_p50_ms"),
+            lit.get("cb_upload_p50_ms"),
+            lit.get("peak_mb"),
+        ]
+        print(f"| {backend} | {mode} | {uploads} | " + " | ".join(_cell(c) for c in cells) + " |")
+    print()
     print(f"# light load: {light} jobs, one every 0.5 s; whole run {seconds:.0f} s")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -29,21 +28,19 @@ from typing import Any, Protocol
 
 from bot.model.errors import StoreUnavailable
 from storage.durable import write_synced
+from storage.spool import NO_ROOM as _NO_ROOM
+from storage.spool import TEMP as _TEMP
+from storage.spool import chunks_to_file, private_spool
 
 log = logging.getLogger(__name__)
 
 # Media ids are `secrets.token_urlsafe(16)` (22 characters); databases of older versions and tests
 # hold shorter ones. Anything else is refused before a path is made of it.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# What a temporary file's name starts with: a dot, which no file name made from an id has.
-_TEMP = ".tmp-"
 # A file without a row is left alone this long (seconds): it may be a write whose row is on its way.
 ORPHAN_AGE = 3600.0
 # Bytes per chunk when a file is streamed out.
 CHUNK = 256 * 1024
-# Write errors that say the disk has no room for the file (for now): the image is not kept, and the job
-# that wrote it waits and tries again (StoreUnavailable), rather than failing as a bug would.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Ids asked about at once (SQLite's limit of parameters per statement is far above it).
 _BATCH = 500
 
@@ -74,6 +71,30 @@ class ImageBytes(Protocol):
 
     async def read(self, media_id: str, row: Any) -> bytes | None:
         """The bytes of the image whose row (id, type, width, height, nsfw, then `column`) is `row`."""
+        ...
+
+    def spool_dir(self) -> Path:
+        """Where a result is streamed to on its way in (a temporary file, see `spool_file`): the media
+        folder itself for files (so keeping it is a rename), a private temporary folder elsewhere."""
+        ...
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        """The values of `column` for an image whose bytes are the file at `path`."""
+        ...
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        """`keep` for images whose bytes are spooled files (in `spool_dir`), streamed, never read
+        whole (except into a database row: `RowBytes`). Where each can be read from now: its place
+        in the store when the file became it (`MediaFiles`), else the spooled file itself."""
+        ...
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        """Where `keep_files` left the bytes of `media_id` spooled in `spooled`."""
+        ...
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        """A file with the image's bytes, and whether it is a spooled copy (the reader deletes it),
+        or None when the bytes are no longer held."""
         ...
 
     async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
@@ -115,6 +136,22 @@ class RowBytes:
 
     async def chunks(self, media_id: str, row: Any) -> AsyncGenerator[bytes, None] | None:
         return _one(bytes(row[5]))
+
+    def spool_dir(self) -> Path:
+        return private_spool()
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        # The one place a result is whole in memory: a bytea parameter of the row's INSERT.
+        return (await asyncio.to_thread(path.read_bytes),)
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        return dict(files)  # the bytes go into the rows (`file_values`)
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        return spooled
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        return await chunks_to_file(_one(bytes(row[5])), self.spool_dir()), True
 
     async def presign(self, media_id: str, seconds: float) -> str | None:
         return None
@@ -166,6 +203,46 @@ class MediaFiles:
     async def keep(self, images: dict[str, bytes]) -> None:
         for media_id, data in images.items():
             await self.write(media_id, data)
+
+    def spool_dir(self) -> Path:
+        return self.folder
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        return ()
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        """Each spooled file synced and renamed to its media id's name (no byte copied)."""
+        placed = {media_id: self._path(media_id) for media_id in files}
+        try:
+            await asyncio.to_thread(self._place, [(files[i], placed[i]) for i in files])
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise StoreUnavailable(f"media folder {self.folder}: {exc.strerror}") from exc
+            raise
+        return placed
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        return self._path(media_id)
+
+    def _place(self, moves: list[tuple[Path, Path]]) -> None:
+        for source, target in moves:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(source, target)
+        self._sync_folder()
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        path = self.path_of(media_id)
+        if path is None or not await asyncio.to_thread(path.is_file):
+            if row is not None:
+                log.warning(
+                    "media %s has a row but no file in %s: answered as no longer held", media_id, self.folder
+                )
+            return None
+        return path, False
 
     async def drop(self, media_ids: Iterable[str]) -> None:
         await self.delete(media_id for media_id in media_ids if valid_id(media_id))

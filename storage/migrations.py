@@ -2,7 +2,8 @@
 it has not applied yet, each in its own transaction, and records the version reached. They are
 written in SQLite's types; storage/dialects.py substitutes PostgreSQL's. One step is for databases
 that keep image bytes in files only (MEDIA_TO_FILES: the files strategy skips nothing, the rows
-strategy skips it), and one for PostgreSQL only (MEDIA_DATA_OPTIONAL, which SQLite skips).
+strategy skips it), and two for PostgreSQL only (MEDIA_DATA_OPTIONAL, MEDIA_DATA_EXTERNAL, which SQLite
+skips).
 
 The numbering is SQLite's own from before the list was one. PostgreSQL had a list of its own (its
 migration 1 was SQLite's state at 3, and it had no MEDIA_TO_FILES): a PostgreSQL database made by
@@ -55,6 +56,11 @@ CREATE TABLE slack_oauth_states (state TEXT PRIMARY KEY, expires_at REAL NOT NUL
 # PostgreSQL's media rows kept the bytes in `data` (NOT NULL); with an object store they do not. SQLite's
 # media rows lost that column at MEDIA_TO_FILES: the files strategy skips this step.
 MEDIA_DATA_OPTIONAL = "ALTER TABLE media ALTER COLUMN data DROP NOT NULL"
+# PostgreSQL only, like MEDIA_DATA_OPTIONAL: the media rows' bytes (already compressed images, PNG, JPEG,
+# WebP) are stored out of line as they are, never run through pglz first. Trying to compress each 2 MB
+# result cost the server about 44 ms of CPU and made nothing smaller (issue 23, docs/benchmarks.md).
+# Rows written before keep their storage; the setting applies to every row written after.
+MEDIA_DATA_EXTERNAL = "ALTER TABLE media ALTER COLUMN data SET STORAGE EXTERNAL"
 
 # Saved subjects (storage/subjects.py). `media` is a JSON array of media ids.
 SUBJECTS = """
@@ -255,6 +261,9 @@ MIGRATIONS: list[str] = [
                             decided_at REAL);
     CREATE INDEX approvals_state ON approvals(state, created_at)
     """,
+    # 21: PostgreSQL's media bytes stored without a compression attempt; see
+    # MEDIA_DATA_EXTERNAL above.
+    MEDIA_DATA_EXTERNAL,
 ]
 
 # A PostgreSQL database's version in its former list -> the same schema's version in this one.

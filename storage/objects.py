@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from obstore.store import S3Store
 
 from bot.model.config import Settings
 from storage.media import ORPHAN_AGE, valid_id
+from storage.spool import chunks_to_file, private_spool
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ _BATCH = 500
 MAX_PRESIGN = timedelta(days=7)
 # Bytes per chunk when an object is streamed out.
 CHUNK = 256 * 1024
+# A spooled file larger than this is put in parts of this size (S3's smallest part), one at a time, so a
+# put holds at most one part in memory (obstore reads the file itself).
+PART = 5 * 1024 * 1024
 
 
 class ObjectStoreError(Exception):
@@ -161,6 +166,42 @@ class ObjectBytes:
         except _ERRORS as exc:
             raise ObjectStoreError(f"cannot write to {self.label()}: {_reason(exc)}") from exc
 
+    def spool_dir(self) -> Path:
+        return private_spool()
+
+    async def file_values(self, path: Path) -> tuple[Any, ...]:
+        return await asyncio.to_thread(_size_and_hash, path)
+
+    async def keep_files(self, files: dict[str, Path]) -> dict[str, Path]:
+        """Each spooled file put from disk (in parts when large); the files stay for the post."""
+        await _all(self._put_file(media_id, path) for media_id, path in files.items())
+        return dict(files)
+
+    def placed(self, media_id: str, spooled: Path) -> Path:
+        return spooled
+
+    async def _put_file(self, media_id: str, path: Path) -> None:
+        if not valid_id(media_id):
+            raise ValueError("not a media id")
+        head = await asyncio.to_thread(_head, path)
+        try:
+            await obstore.put_async(
+                self._store,
+                media_id,
+                path,
+                attributes={"Content-Type": content_type_of(head)},
+                chunk_size=PART,
+                max_concurrency=1,
+            )
+        except _ERRORS as exc:
+            raise ObjectStoreError(f"cannot write to {self.label()}: {_reason(exc)}") from exc
+
+    async def to_file(self, media_id: str, row: Any) -> tuple[Path, bool] | None:
+        chunks = await self.chunks(media_id, row)
+        if chunks is None:
+            return None
+        return await chunks_to_file(chunks, self.spool_dir()), True
+
     async def drop(self, media_ids: Iterable[str]) -> None:
         """Delete the objects of `media_ids` (those already gone are fine). A failure is logged, not
         raised: the rows are gone already, and the object is then an orphan, swept at a later start."""
@@ -255,6 +296,21 @@ class ObjectBytes:
         if orphans:
             log.info("media: deleted %d object(s) a crash left without a database row", len(orphans))
         return len(orphans)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(16)
+
+
+def _size_and_hash(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
 
 
 async def _all(work: Iterable[Awaitable[None]]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.model.jobs import Job, JobState
@@ -44,6 +45,22 @@ class NewMedia:
     width: int
     height: int
     nsfw: bool = False
+    # A result streamed to disk: its bytes are this spooled file (in the store's `spool_dir`), `data`
+    # is empty. `complete` keeps the file as it is (a rename, a put from disk), never reading it whole.
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class FileMedia:
+    """A held image as a file to stream from; `spooled`: a copy the reader deletes when done."""
+
+    id: str
+    file: Path
+    spooled: bool
+    content_type: str
+    width: int
+    height: int
+    nsfw: bool
 
 
 class MediaAndPosts:
@@ -57,8 +74,10 @@ class MediaAndPosts:
 
         async def _job_where(self, db: Queries, where: str, *args: Any) -> Job | None: ...
 
-    async def _insert_media(self, db: Queries, media_id: str, image: NewMedia, now: float) -> None:
-        data = self.media_bytes.in_row(image.data)
+    async def _insert_media(
+        self, db: Queries, media_id: str, image: NewMedia, now: float, values: tuple[Any, ...] | None = None
+    ) -> None:
+        data = self.media_bytes.in_row(image.data) if values is None else values
         await db.execute(
             f"INSERT INTO media ({_MEDIA_COLUMNS}{self.media_bytes.column}) VALUES (?,?,?,?,?,?,?{',?' * len(data)})",
             *(media_id, image.content_type, image.width, image.height, bool(image.nsfw), now, now, *data),
@@ -109,6 +128,23 @@ class MediaAndPosts:
         chunks = await self.media_bytes.chunks(media_id, row)
         return None if chunks is None else MediaStream(str(row[1]), chunks)
 
+    async def media_file(self, media_id: str) -> FileMedia | None:
+        """A held image as a file to stream from (its own file in a media folder, else a spooled copy
+        streamed from the store), or None when it is not held."""
+        if not self.media_bytes.valid(media_id):
+            return None
+        row = await self.database.fetchrow(
+            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
+            media_id,
+        )
+        if row is None:
+            return None
+        found = await self.media_bytes.to_file(media_id, row)
+        if found is None:
+            return None
+        path, spooled = found
+        return FileMedia(str(row[0]), path, spooled, str(row[1]), int(row[2]), int(row[3]), bool(row[4]))
+
     async def media_url(self, media_id: str, seconds: float) -> str | None:
         """A URL of the media store itself that serves a held image for `seconds` (an object store's
         presigned URL), or None when the image is not held or its store has no such URLs."""
@@ -132,14 +168,19 @@ class MediaAndPosts:
         ids = [secrets.token_urlsafe(16) for _ in images]
         moved = False
         try:
-            await self.media_bytes.keep(
-                {media_id: image.data for media_id, image in zip(ids, images, strict=True)}
-            )
+            pairs = list(zip(ids, images, strict=True))
+            values = [
+                None if image.file is None else await self.media_bytes.file_values(image.file)
+                for image in images
+            ]
+            await self.media_bytes.keep({i: image.data for i, image in pairs if image.file is None})
+            await self.media_bytes.keep_files({i: image.file for i, image in pairs if image.file is not None})
             now = self.now()
             async with self.database.transaction() as db:
                 moved = await self._move(db, job_id, JobState.COMPLETED, {"result_media": ids})
-                for media_id, image in zip(ids, images, strict=True) if moved else ():
-                    await self._insert_media(db, media_id, image, now)
+                for (media_id, image), row in zip(pairs, values, strict=True) if moved else ():
+                    await self._insert_media(db, media_id, image, now, row)
+            del values  # a database row's bytes (RowBytes) are not held past its insert
         finally:
             if not moved:
                 await asyncio.shield(self.media_bytes.drop(ids))

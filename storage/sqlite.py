@@ -17,7 +17,7 @@ from typing import Any
 from bot.model.errors import ConfigError
 from storage.connections import SqliteDatabase
 from storage.media import ImageBytes, MediaFiles
-from storage.migrations import MEDIA_DATA_OPTIONAL, MEDIA_MOVING, migrate
+from storage.migrations import MEDIA_DATA_EXTERNAL, MEDIA_DATA_OPTIONAL, MEDIA_MOVING, migrate
 from storage.objects import ObjectStoreError
 from storage.quota import QuotaDefaults, QuotaRules
 from storage.sqlite_conn import Checkpoints, Connection, connect
@@ -82,7 +82,9 @@ class SqliteStore(Store):
                 with suppress(FileNotFoundError, PermissionError):
                     os.chmod(self.path + suffix, 0o600)
             await db.execute("PRAGMA synchronous=NORMAL")
-            await migrate(self.database, self.database.transaction, skip=(MEDIA_DATA_OPTIONAL,))
+            await migrate(
+                self.database, self.database.transaction, skip=(MEDIA_DATA_OPTIONAL, MEDIA_DATA_EXTERNAL)
+            )
         except sqlite3.Error as exc:
             await self.__aexit__()
             hint = (

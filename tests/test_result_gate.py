@@ -1,6 +1,7 @@
-"""At most HIDREAM_MAX_RESULTS_IN_MEMORY results are held whole in memory at once (`bot.jobs.images.ResultGate`):
-while that many are being kept or posted, the other finished jobs wait for a slot, and every job is
-still delivered once. The Discord poster frees each upload's buffer as soon as it is posted.
+"""At most HIDREAM_MAX_UPLOADS results are kept and posted at once (`bot.jobs.images.ResultGate`; its earlier
+name HIDREAM_MAX_RESULTS_IN_MEMORY still sets it when it alone is given): while that many are being kept or
+posted, the other finished jobs wait for a slot, and every job is still delivered once. The Discord
+poster frees each upload's buffer as soon as it is posted; a result's spooled file is deleted with its slot.
 
 Counted with gates the test opens (a store that holds `complete`, a surface that holds `deliver`),
 never with timings.
@@ -151,6 +152,46 @@ def test_setting_default_and_bounds() -> None:
     assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="8").max_results_in_memory == 8
     with pytest.raises(ConfigError, match="HIDREAM_MAX_RESULTS_IN_MEMORY"):
         load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="0")
+
+
+def test_uploads_at_once_default_and_the_earlier_name() -> None:
+    from bot.model.config import load_settings
+    from bot.model.errors import ConfigError
+
+    assert load_settings().upload_slots == 16
+    assert load_settings(HIDREAM_MAX_UPLOADS="4").upload_slots == 4
+    # The earlier name alone still sets it; beside the new one it gives way.
+    assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="3").upload_slots == 3
+    assert load_settings(HIDREAM_MAX_RESULTS_IN_MEMORY="3", HIDREAM_MAX_UPLOADS="5").upload_slots == 5
+    with pytest.raises(ConfigError, match="HIDREAM_MAX_UPLOADS"):
+        load_settings(HIDREAM_MAX_UPLOADS="0")
+
+
+async def test_a_result_is_posted_from_its_file_and_the_spooled_copy_goes_with_its_slot(
+    tmp_path: Path,
+) -> None:
+    """On a store that keeps no files (the object store, PostgreSQL's rows) the post reads the spooled
+    download; here, SQLite's media folder: the post reads the kept file itself, and no spooled file is
+    left once the job is delivered."""
+    seen: list[tuple[Path | None, bytes]] = []
+
+    class FileSurface(RecordingSurface):
+        async def deliver(self, job: Job, images: list[OutputImage]) -> list[Post]:
+            seen.extend((image.file, image.data) for image in images)
+            return await super().deliver(job, images)
+
+    surface = FileSurface()
+    async with start(tmp_path, surface) as bot:
+        job = await bot.engine.submit(chat(0))
+        await until(lambda: len(surface.deliveries) == 1)
+        await asyncio.wait_for(bot.runner.wait_idle(), 60)
+        ((file, data),) = seen
+        ((_, (posted,)),) = surface.deliveries
+        assert data == b"" and file is not None  # a file to stream, no bytes in memory
+        assert file == tmp_path / "bot.db.media" / posted.media_id.encode().hex()
+        assert file.read_bytes() == posted.data
+        assert [p.name for p in (tmp_path / "bot.db.media").iterdir() if p.name.startswith(".")] == []
+        assert bot.runner.results.held == 0 and job.id == surface.deliveries[0][0]
 
 
 def test_a_posted_files_buffer_is_freed_without_the_garbage_collector() -> None:

@@ -10,6 +10,7 @@ a delivery resumed after a crash, however much later, finds it and does not post
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
@@ -58,16 +59,12 @@ async def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Pre
         if image.nsfw and not age_restricted and policy == "block":
             withheld += 1
             continue
-        data, ctype, changed = image.data, image.content_type, False
-        if len(data) > limit:
-            data, ctype, changed = await fit_to_limit(data, ctype, limit)
+        fp, ctype, changed = await _upload_source(image, limit)
         shrunk += changed
         ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(ctype, image.extension)
         spoiler = image.nsfw and not age_restricted and policy == "spoiler"
         spoilered += spoiler
-        files.append(
-            discord.File(io.BytesIO(data), filename=f"hidream-{job.seed}-{i}.{ext}", spoiler=spoiler)
-        )
+        files.append(discord.File(fp, filename=f"hidream-{job.seed}-{i}.{ext}", spoiler=spoiler))
     if shrunk:
         notes.append(words.reencoded(shrunk, limit / 1_048_576))
     if spoilered:
@@ -75,6 +72,19 @@ async def prepare_files(images: list[OutputImage], job: Job, policy: str) -> Pre
     if withheld:
         notes.append(words.withheld(withheld))
     return Prepared(files, notes)
+
+
+async def _upload_source(image: OutputImage, limit: int) -> tuple[io.BufferedIOBase, str, bool]:
+    """What an image is uploaded from: its file, opened (aiohttp streams it in chunks), when it fits
+    the channel's limit; else the bytes shrunk to fit, in memory (Pillow needs the whole image: the
+    one place a result is read whole on the way to Discord)."""
+    if image.file is not None and await image.size() <= limit:
+        return await asyncio.to_thread(image.file.open, "rb"), image.content_type, False
+    whole = await image.loaded()
+    data, ctype, changed = whole.data, whole.content_type, False
+    if len(data) > limit:
+        data, ctype, changed = await fit_to_limit(data, ctype, limit)
+    return io.BytesIO(data), ctype, changed
 
 
 def release(files: list[discord.File]) -> None:

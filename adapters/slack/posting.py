@@ -13,12 +13,15 @@ failures) use the token of the job's workspace, looked up by team id when instal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -276,16 +279,22 @@ class Poster:
         self, client: AsyncWebClient, job: Job, images: list[OutputImage], shared: set[str]
     ) -> None:
         names = [result_filename(job.id, i, img.extension) for i, img in enumerate(images)]
-        uploads = [
-            {"content": img.data, "filename": name, "title": name, "alt_txt": job.request.prompt[:1000]}
-            for img, name in zip(images, names, strict=True)
-            if name not in shared
-        ]
-        if uploads:
-            # files.getUploadURLExternal, the upload, then files.completeUploadExternal into the thread.
-            await client.files_upload_v2(
-                channel=job.origin["channel"], thread_ts=job.origin["thread_ts"], file_uploads=uploads
+        todo = [(img, name) for img, name in zip(images, names, strict=True) if name not in shared]
+        if not todo:
+            return
+        # files.getUploadURLExternal, the upload, then files.completeUploadExternal into the thread: the
+        # steps of slack_sdk's files_upload_v2, made here so that each file is streamed from disk
+        # (files_upload_v2 reads every file whole into memory first).
+        done: list[dict[str, str | None]] = []
+        for img, name in todo:
+            got = await client.files_getUploadURLExternal(
+                filename=name, length=await img.size(), alt_txt=job.request.prompt[:1000]
             )
+            await upload_to(client, str(got["upload_url"]), img)
+            done.append({"id": str(got["file_id"]), "title": name})
+        await client.files_completeUploadExternal(
+            files=done, channel_id=job.origin["channel"], thread_ts=job.origin["thread_ts"]
+        )
 
     async def tell(self, job: Job, text: str) -> None:
         try:
@@ -298,6 +307,34 @@ class Poster:
         await client.chat_postMessage(
             channel=origin["channel"], thread_ts=origin["thread_ts"], text=f"<@{job.user_id}> {text}"
         )
+
+
+async def upload_to(client: AsyncWebClient, url: str, image: OutputImage) -> None:
+    """POST the image's bytes to an upload URL Slack handed out, streamed from its file (aiohttp reads
+    it in chunks) when it has one, through the client's own session, proxy and TLS settings."""
+    body = None if image.file is None else await asyncio.to_thread(image.file.open, "rb")
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            session = client.session
+            if session is None:
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+            async with session.post(
+                url,
+                data=image.data if body is None else body,
+                headers={"Content-Type": "application/octet-stream"},
+                proxy=client.proxy,
+                ssl=client.ssl if client.ssl is not None else True,
+                timeout=aiohttp.ClientTimeout(total=client.timeout),
+            ) as answer:
+                if answer.status != 200:
+                    raise UploadFailed(f"Slack's upload URL answered HTTP {answer.status}")
+    finally:
+        if body is not None:
+            body.close()
+
+
+class UploadFailed(Exception):
+    """Slack's upload URL refused a file (the delivery tries again)."""
 
 
 def _summary_of(job: Job, messages: list[dict[str, Any]]) -> str | None:

@@ -4,9 +4,11 @@ completed   -> delivering is written first, then the post
 delivering  -> post again (surfaces post idempotently per job id), then settle: the posts and the move
                to `delivered` in one transaction
 
-The images are in memory from their download to the post's end under one of the `ResultGate`'s few
-slots: those the job's own task has just kept are handed over (`hand_over`) and posted as they are;
-otherwise they are read back from the store under a new slot.
+The images are posted under one of the `ResultGate`'s slots (HIDREAM_MAX_UPLOADS), streamed from
+files, never whole in memory: those the job's own task has just kept are handed over (`hand_over`)
+with their files (the media folder's own, or the spooled download the slot deletes once posted);
+otherwise they are read back from the store as files (`kept_files`: a media folder's own file, or a
+copy streamed from the object store or the PostgreSQL row) under a new slot.
 
 Every write to the platform is fenced (storage/fencing.py): the progress edit follows the move to
 `delivering` (or, at a redelivery, a check of its own), a failure's message the move to `failed`, and
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from bot import words
 from bot.jobs.images import ResultGate, ResultSlot
 from bot.jobs.metrics import Metrics
-from bot.jobs.steps import Shows, kept_results
+from bot.jobs.steps import Shows, kept_files
 from bot.jobs.versions import Versions
 from bot.logs import job_fields
 from bot.model.errors import StoreUnavailable
@@ -164,7 +166,7 @@ class Delivery:
             slot = await self.results.take()
         try:
             if images is None:
-                images = await kept_results(self.store, job)
+                images = await kept_files(self.store, job, slot)
             count = len(images)
             for attempt in range(1, DELIVERY_ATTEMPTS + 1):
                 try:

@@ -15,6 +15,7 @@ import hmac
 import io
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
@@ -34,13 +35,14 @@ DECODES = threading.BoundedSemaphore(2)
 
 
 class ResultGate:
-    """At most `slots` job results held whole in memory at once, across the bot: a result is kept
-    and posted under one of these slots, taken once its download is done (a slow file host must hold
-    only its own job, never a slot others wait for; the runner's `hand_over` carries the slot
-    from the keeping to the post; a delivery resumed later reads the images back under a slot of its
-    own), so a burst of results waits here in turn instead of filling memory (each 2 MB result was
-    held several times at once by every job being worked). `held`, `most_held` and `waiting` (for a
-    slot) are there to be read (tests, metrics)."""
+    """At most `slots` job results kept and posted at once, across the bot (HIDREAM_MAX_UPLOADS): a
+    result is kept and posted under one of these slots, taken once its download is done (a slow file
+    host must hold only its own job, never a slot others wait for; the runner's `hand_over` carries
+    the slot from the keeping to the post; a delivery resumed later reads the images back under a slot
+    of its own). Results are streamed (a spooled file, never whole in memory), so a slot costs a few
+    buffers, not an image: the bound is on uploads at once, set by the network, not by memory. The
+    places that still need whole bytes (a PostgreSQL row, shrinking for a platform's limit) hold at
+    most one image per slot. `held`, `most_held` and `waiting` (for a slot) are there to be read."""
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
@@ -67,12 +69,17 @@ class ResultGate:
 
 
 class ResultSlot:
-    """One slot of a `ResultGate`, held until `release`."""
+    """One slot of a `ResultGate`, held until `release`, which also deletes the spooled files put in
+    its care (`spooled`: copies of results made for their post, not the store's own files)."""
 
     def __init__(self, gate: ResultGate) -> None:
         self._gate: ResultGate | None = gate
+        self.spooled: list[Path] = []
 
     def release(self) -> None:
+        for path in self.spooled:
+            path.unlink(missing_ok=True)
+        self.spooled = []
         if self._gate is not None:
             self._gate._give_back()
             self._gate = None
@@ -117,6 +124,28 @@ def sniff_image(data: bytes, *, max_bytes: int, name: str = "The file", decode: 
                 f"{name} is damaged or cut short: the bot could not read the whole image."
             ) from None
     return SniffedImage(data, ACCEPTED_TYPES[fmt], width, height)
+
+
+def sniff_file(path: Path, *, max_bytes: int, name: str = "The file") -> SniffedImage:
+    """`sniff_image` with `decode=False` for an image in a file: its type and size from its header,
+    the file never read whole (`data` is empty). Blocking: run it in a thread."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise MediaError(f"{name} is {mb(size)}; the largest image accepted is {mb(max_bytes)}.")
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise MediaError(f"{name} claims far more pixels than the bot accepts ({_megapixels()}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise MediaError(f"{name} is not an image the bot can read (PNG, JPEG, WebP or GIF).") from None
+    with img:
+        fmt = img.format or ""
+        if fmt not in ACCEPTED_TYPES:
+            raise MediaError(f"{name} is a {fmt or 'unknown'} image; use PNG, JPEG, WebP or GIF.")
+        width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise MediaError(f"{name} is {width}x{height} pixels; the largest image accepted is {_megapixels()}.")
+    return SniffedImage(b"", ACCEPTED_TYPES[fmt], width, height)
 
 
 async def check_image(

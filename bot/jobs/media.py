@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
-from bot.jobs.images import SniffedImage, check_image, decode_data_uri, mb
+from bot.jobs.images import SniffedImage, check_image, decode_data_uri, mb, sniff_file
 from bot.model.errors import MediaError
 from bot.transport import NotAllowed, TooLarge, Transport, TransportError, is_ip_literal
 
@@ -225,6 +228,101 @@ async def _stream(
 
 # Content-Types that say nothing of what a file is: its bytes decide (`sniff_image`).
 _UNTYPED = frozenset({"application/octet-stream", "binary/octet-stream"})
+
+
+# Bytes gathered before each write of a streamed download to its file (one thread hop per write): the
+# size of the transport's read buffer, so 64 downloads at once hold at most 16 MB of it.
+WRITE_BATCH = 256 * 1024
+
+
+Write = Callable[[BinaryIO, bytes | bytearray], object]
+
+
+def _write(handle: BinaryIO, data: bytes | bytearray) -> None:
+    handle.write(data)
+
+
+@dataclass(frozen=True)
+class SpooledImage:
+    """An image streamed into a file (never whole in memory): where, and what its header says."""
+
+    file: Path
+    content_type: str
+    width: int
+    height: int
+
+
+async def fetch_to_file(
+    client: Transport,
+    url: str,
+    file: Path,
+    *,
+    max_bytes: int,
+    image_types_only: bool = False,
+    write: Write = _write,
+) -> SpooledImage:
+    """`fetch_image` for a provider's result (`typed=False, decode=False`), streamed into `file` (an
+    empty file the caller made and deletes) in chunks as they arrive: type and size from the header.
+    A data URI (a provider that answers with the bytes themselves) is written as it is. `write`: one
+    write into the file (blocking; the store's, which tells a full disk from a failure)."""
+    if url.startswith("data:"):
+        await write_batched(_one(decode_data_uri(url)), file, write)
+        shown = "The image"
+    else:
+        await _stream_to(client, url, file, max_bytes, image_types_only, write)
+        shown = f"The file at {_show(url)}"
+    found = await asyncio.to_thread(sniff_file, file, max_bytes=max_bytes, name=shown)
+    return SpooledImage(file, found.content_type, found.width, found.height)
+
+
+async def _stream_to(
+    client: Transport, url: str, file: Path, max_bytes: int, image_types_only: bool, write: Write
+) -> None:
+    """`_stream`, the body written to `file` in batches of WRITE_BATCH."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MediaError(f"{_show(url)} is not an http(s) link to an image.")
+    try:
+        async with client.stream(url, max_bytes=max_bytes, follow_redirects=True) as response:
+            if response.status != 200:
+                raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status}).")
+            kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+            if image_types_only and kind and not (kind.startswith("image/") or kind in _UNTYPED):
+                raise MediaError(f"The file at {_show(url)} is not an image ({kind[:60]}).")
+            await write_batched(response.chunks(), file, write)
+    except TooLarge as exc:
+        if exc.size is not None:
+            raise MediaError(
+                f"The image at {_show(url)} is {mb(exc.size)}; the largest accepted is {mb(max_bytes)}."
+            ) from None
+        raise MediaError(f"The image at {_show(url)} is larger than {mb(max_bytes)}.") from None
+    except NotAllowed:
+        raise MediaError(
+            f"{_show(url)} points inside a private network; only public image links can be used."
+        ) from None
+    except TransportError as exc:
+        raise MediaError(f"Could not download the image at {_show(url)}.", detail=type(exc).__name__) from exc
+
+
+async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def write_batched(chunks: AsyncGenerator[bytes, None], file: Path, write: Write) -> None:
+    """`chunks` written to `file`, gathered into writes of about WRITE_BATCH, each by `write` in a
+    thread."""
+    handle = await asyncio.to_thread(file.open, "wb")
+    try:
+        batch = bytearray()
+        async for chunk in chunks:
+            batch += chunk
+            if len(batch) >= WRITE_BATCH:
+                await asyncio.to_thread(write, handle, batch)
+                batch = bytearray()
+        if batch:
+            await asyncio.to_thread(write, handle, batch)
+    finally:
+        await asyncio.to_thread(handle.close)
 
 
 def typed_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:

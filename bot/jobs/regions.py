@@ -137,9 +137,14 @@ async def finish(store: Store, job: Job, results: list[NewMedia]) -> list[NewMed
     blended = []
     for result in results:
         try:
-            data, width, height = await asyncio.to_thread(blend, held.data, result.data, region)
+            # The crop is small and the whole image is drawn anew: held whole here, like the toolbox.
+            edited = result.data if result.file is None else await asyncio.to_thread(result.file.read_bytes)
+            data, width, height = await asyncio.to_thread(blend, held.data, edited, region)
+            if result.file is not None:  # streamed: the blended image takes the download's place
+                await asyncio.to_thread(result.file.write_bytes, data)
         except (OSError, ValueError) as exc:
             log.warning("job %s: the edited region could not be blended back: %s", job.id, exc)
             return words.REGION_BLEND_FAILED
-        blended.append(NewMedia(data, "image/png", width, height, result.nsfw))
+        kept = b"" if result.file is not None else data
+        blended.append(NewMedia(kept, "image/png", width, height, result.nsfw, file=result.file))
     return blended

@@ -150,8 +150,8 @@ class JobRunner:
             lambda: {name: (b.state, b.consecutive_failures) for name, b in self.router.states().items()}
         )
         self._gate = ProgressGate(clock)
-        # The results held whole in memory at once (from their download to the end of their post).
-        self.results = ResultGate(settings.max_results_in_memory)
+        # The results kept and posted at once (streamed from their spooled files: see bot/jobs/steps.py).
+        self.results = ResultGate(settings.upload_slots)
         self._delivery = Delivery(
             store,
             self.results,

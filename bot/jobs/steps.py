@@ -18,12 +18,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from bot import words
 from bot.jobs.credentials import ContentCredentials
 from bot.jobs.images import LinkSigner, ResultGate, ResultSlot, to_data_uri
-from bot.jobs.media import fetch_image
+from bot.jobs.media import fetch_to_file
 from bot.jobs.metrics import Metrics
 from bot.jobs.recovery import SubmitRecord, SubmitRecords, final_status, recorded_status
 from bot.jobs.regions import finish as finish_region
@@ -42,12 +43,14 @@ from bot.model.errors import (
 from bot.model.jobs import TERMINAL, Job, JobState, OutputImage
 from bot.providers.base import LostAnswer, Provider, ProviderStatus, SubmitSpec, status_to_dict
 from bot.transport import Transport
+from storage import spool as spooling
 from storage.posts import NewMedia
+from storage.spool import spool_file
 from storage.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CALLBACK_GRACE", "JobContext", "ProviderSteps", "kept_results", "overdue"]
+__all__ = ["CALLBACK_GRACE", "JobContext", "ProviderSteps", "kept_files", "kept_results", "overdue"]
 
 T = TypeVar("T")
 
@@ -89,6 +92,19 @@ def overdue(job: Job, now: float, timeout_seconds: float) -> str | None:
         return None
     minutes = round(timeout_seconds / 60)
     return words.failed_took_too_long(minutes)
+
+
+async def kept_files(store: Store, job: Job, slot: ResultSlot) -> list[OutputImage]:
+    """`kept_results` as files to stream from (the store's own, or spooled copies the slot deletes
+    when it is given back), never read whole."""
+    images = []
+    for media_id in job.result_media:
+        m = await store.media_file(media_id)
+        if m is not None:
+            if m.spooled:
+                slot.spooled.append(m.file)
+            images.append(OutputImage(m.id, b"", m.content_type, m.width, m.height, m.nsfw, m.file))
+    return images
 
 
 async def kept_results(store: Store, job: Job) -> list[OutputImage]:
@@ -399,53 +415,77 @@ class ProviderSteps:
         if not status.images:
             await ctx.fail(job, words.failed_no_image(provider.name))
             return
-        results = await self._download(job, status)
-        if not isinstance(results, str) and job.request.region is not None:
-            # A region edit: its crop blended back into the image it edits, before anything signs it.
-            results = await finish_region(self.store, job, results)
-        if isinstance(results, str):
-            await ctx.fail(job, results)
-            return
-        if self.credentials is not None:  # signed before they are kept: every later reader gets them
-            results = await self.credentials.sign_results(job, provider.name, results)
-        # The results are kept and posted under one of the bot's few slots for results in memory
-        # (`ResultGate`), taken once their bytes are here: a slow file host holds its own job, never a
-        # slot others' deliveries wait for. The slot and the images go to the delivery that follows
-        # (`hand_over`), which posts them as they are instead of reading them back from the store.
-        slot: ResultSlot | None = await self.results.take()
+        spooled: list[Path] = []  # the results' files until a slot takes them in its care
+        try:
+            results = await self._download(job, status, spooled)
+            if not isinstance(results, str) and job.request.region is not None:
+                # A region edit: its crop blended back into the image it edits, before anything signs it.
+                results = await finish_region(self.store, job, results)
+            if isinstance(results, str):
+                await ctx.fail(job, results)
+                return
+            if self.credentials is not None:  # signed before they are kept: every later reader gets them
+                results = await self.credentials.sign_results(job, provider.name, results)
+            # The results are kept and posted under one of the bot's slots for uploads (`ResultGate`),
+            # taken once their bytes are here: a slow file host holds its own job, never a slot others'
+            # deliveries wait for. The slot and the images go to the delivery that follows (`hand_over`),
+            # which posts them from their files instead of reading them back from the store.
+            slot = await self.results.take()
+            slot.spooled, spooled = spooled, []
+            await self._keep(job, ctx, results, slot)
+        finally:
+            for path in spooled:
+                path.unlink(missing_ok=True)
+
+    async def _keep(self, job: Job, ctx: JobContext, results: list[NewMedia], slot: ResultSlot) -> None:
+        """Keep the results and hand them, with `slot`, to the delivery (or give the slot back)."""
+        taken: ResultSlot | None = slot
         try:
             # The images and the move to `completed` in one transaction: none is kept for a job
             # that was failed meanwhile, and the job never names an image not kept.
             ids = await self.store.complete(job.id, results)
-            if ids is not None and slot is not None:
+            if ids is not None:
+                placed = self.store.media_bytes.placed
                 kept = [
-                    OutputImage(i, r.data, r.content_type, r.width, r.height, r.nsfw)
+                    OutputImage(
+                        i,
+                        r.data,
+                        r.content_type,
+                        r.width,
+                        r.height,
+                        r.nsfw,
+                        None if r.file is None else placed(i, r.file),
+                    )
                     for i, r in zip(ids, results, strict=True)
                 ]
                 ctx.hand_over(slot, kept)
-                slot = None
+                taken = None
         finally:
-            if slot is not None:
-                slot.release()
+            if taken is not None:
+                taken.release()
 
-    async def _download(self, job: Job, status: ProviderStatus) -> list[NewMedia] | str:
-        """The job's result images, or what its requester is told when one could not be had, or took
-        longer than HIDREAM_RESULT_FETCH_SECONDS or the job's deadline allow (a host trickling bytes
-        under the size cap could go on for hours). Downloads wait for no result slot (see `_settle_status`): how many
+    async def _download(self, job: Job, status: ProviderStatus, spooled: list[Path]) -> list[NewMedia] | str:
+        """The job's result images, each streamed into a spooled file (added to `spooled`, which the
+        caller deletes), or what its requester is told when one could not be had, or took longer than
+        HIDREAM_RESULT_FETCH_SECONDS or the job's deadline allow (a host trickling bytes under the size
+        cap could go on for hours). Downloads wait for no result slot (see `_settle_status`): how many
         run at once is bounded by the jobs being worked (HIDREAM_MAX_ACTIVE_JOBS)."""
         results = []
+        folder = self.store.media_bytes.spool_dir()
         for image in status.images:
             limit = min(self.settings.result_fetch_seconds, job.deadline - self.clock())
+            file = await asyncio.to_thread(spool_file, folder)
+            spooled.append(file)
             try:
                 async with asyncio.timeout(max(0.0, limit)):
                     # The provider's own result: its type and size from its header, not a full decode.
-                    fetched = await fetch_image(
+                    fetched = await fetch_to_file(
                         self.results_http,
                         image.url,
-                        typed=False,
+                        file,
                         max_bytes=RESULT_MAX_BYTES,
-                        decode=False,
                         image_types_only=True,
+                        write=spooling.write_chunk,  # a full disk: StoreUnavailable, waited out
                     )
             except TimeoutError:
                 log.warning("job %s: result download took longer than %.0f s; given up", job.id, limit)
@@ -454,7 +494,6 @@ class ProviderSteps:
                 log.warning("job %s: result could not be fetched: %s", job.id, exc)
                 return words.FAILED_DOWNLOAD
             results.append(
-                NewMedia(fetched.data, fetched.content_type, fetched.width, fetched.height, image.nsfw)
+                NewMedia(b"", fetched.content_type, fetched.width, fetched.height, image.nsfw, file=file)
             )
-            del fetched
         return results

@@ -132,8 +132,13 @@ class Settings(BaseSettings):
     subject_retention_days: int = Field(default=365, ge=0, alias="HIDREAM_SUBJECT_RETENTION_DAYS")
     # The most jobs this process works on at once; the rest wait in the queue, told their position.
     max_active_jobs: int = Field(default=64, ge=1, alias="HIDREAM_MAX_ACTIVE_JOBS")
-    # The most job results held whole in memory at once (each is downloaded, kept and posted in
-    # turn); the other jobs' steps go on meanwhile. Bounds the memory a burst of results takes.
+    # The most job results kept and posted at once (each streamed from its spooled file to the media
+    # store and the platform, never whole in memory); the other finished jobs wait their turn. Set by
+    # the network profile of `make bench` (docs/benchmarks.md): enough uploads at 10 MB/s each to keep
+    # a burst going, each costing a few hundred KB of buffers.
+    max_uploads: int = Field(default=16, ge=1, le=1000, alias="HIDREAM_MAX_UPLOADS")
+    # The earlier name of the same bound, from when results were held whole in memory: honoured when
+    # HIDREAM_MAX_UPLOADS is not given (`upload_slots`).
     max_results_in_memory: int = Field(default=2, ge=1, alias="HIDREAM_MAX_RESULTS_IN_MEMORY")
     # The most seconds one result image may take to download (within the job's own deadline): a
     # host that trickles bytes fails its own job, with the quota given back, instead of holding it.
@@ -216,6 +221,13 @@ class Settings(BaseSettings):
     def chosen(self, name: str) -> bool:
         """Whether the setting `name` (a field) was given (environment, `.env` or an argument), not defaulted."""
         return name in self.model_fields_set
+
+    @property
+    def upload_slots(self) -> int:
+        """HIDREAM_MAX_UPLOADS, or the older HIDREAM_MAX_RESULTS_IN_MEMORY when only that is given."""
+        if self.chosen("max_results_in_memory") and not self.chosen("max_uploads"):
+            return self.max_results_in_memory
+        return self.max_uploads
 
     @property
     def provider_order(self) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bot import words
@@ -114,7 +116,11 @@ class Job:
 
 @dataclass(frozen=True)
 class OutputImage:
-    """One finished image, held by the bot (so edits of it never depend on a provider's URL)."""
+    """One finished image, held by the bot (so edits of it never depend on a provider's URL).
+
+    A result on its way to a post is not in memory: `file` names where its bytes are (its file in the
+    media store, or a spooled copy the delivery deletes once posted), and `data` is empty. Surfaces
+    stream `file` to the platform; `loaded` reads it whole, for readers that need bytes."""
 
     media_id: str
     data: bytes
@@ -122,6 +128,18 @@ class OutputImage:
     width: int
     height: int
     nsfw: bool = False
+    file: Path | None = None
+
+    async def loaded(self) -> OutputImage:
+        """The image with its bytes in `data` (read in a thread when they are in `file`)."""
+        if self.file is None:
+            return self
+        return replace(self, data=await asyncio.to_thread(self.file.read_bytes), file=None)
+
+    async def size(self) -> int:
+        if self.file is None:
+            return len(self.data)
+        return (await asyncio.to_thread(self.file.stat)).st_size
 
     @property
     def extension(self) -> str:

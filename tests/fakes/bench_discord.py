@@ -10,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from tests.fakes.discord import Call, FakeDiscord
+from tests.fakes.discord import API, Call, FakeDiscord
 
 TAG = re.compile(r"r\d+j\d+")
 
@@ -23,6 +23,13 @@ class SinkDiscord(FakeDiscord):
         self._ids = itertools.count(1_800_000_000_000_000_000 + session * 10_000_000)
         self.uploaded_at: dict[str, float] = {}  # prompt tag -> when its image was received
         self.uploaded_bytes = 0
+        # The network profile: the bot's REST calls (uploads included) go through a proxy at a real
+        # network's pace (tests/fakes/netem.py), whose base URL this is; the gateway stays direct.
+        self.front = ""
+
+    @property
+    def api_url(self) -> str:
+        return (self.front or self.base_url) + API
 
     async def _record(self, request: web.Request) -> Call:
         call = await super()._record(request)

@@ -15,6 +15,7 @@ It prints its base URL on the first line of standard output, then serves until s
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -23,12 +24,14 @@ import re
 import signal
 import time
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
 from PIL import Image
 
 from tests.fakes.loopback import serve
+from tests.fakes.netem import slowed
 from tests.fakes.pixazo import PixazoFake
 
 API_KEY = "bench-pixazo-key"
@@ -36,11 +39,12 @@ TAG = re.compile(r"r\d+j\d+")
 SIDE = 1024
 
 
-def noise_png(seed: int = 13) -> bytes:
-    """A PNG of random noise that does not compress: 5 random bits per channel gives about 2.2 MB."""
-    raw = bytes(b & 0x1F for b in random.Random(seed).randbytes(SIDE * SIDE * 3))
+def noise_png(seed: int = 13, side: int = SIDE) -> bytes:
+    """A PNG of random noise that does not compress: 5 random bits per channel gives about 2.2 MB at
+    1024x1024 (about 20 MB at 3100x3100)."""
+    raw = bytes(b & 0x1F for b in random.Random(seed).randbytes(side * side * 3))
     out = io.BytesIO()
-    Image.frombytes("RGB", (SIDE, SIDE), raw).save(out, "PNG")
+    Image.frombytes("RGB", (side, side), raw).save(out, "PNG")
     return out.getvalue()
 
 
@@ -123,13 +127,16 @@ class BenchProvider(PixazoFake):
         return web.json_response({"accepted": len(self.jobs)})
 
 
-async def main() -> None:
-    fake = BenchProvider(noise_png())
+async def main(side: int, network: bool) -> None:
+    fake = BenchProvider(noise_png(side=side))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with serve(fake.app) as url:
+    async with serve(fake.app) as direct, AsyncExitStack() as stack:
+        # The network profile: the bot reaches the provider (its API and its result files) through a
+        # proxy at a real network's pace (tests/fakes/netem.py).
+        url = await stack.enter_async_context(slowed(direct)) if network else direct
         fake.url = url
         print(url, len(fake.png), flush=True)
         await stop.wait()
@@ -137,4 +144,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description="the provider of make bench")
+    parser.add_argument("--side", type=int, default=SIDE, help="the result PNG's width and height")
+    parser.add_argument("--network", action="store_true", help="behind the network profile's proxy")
+    args = parser.parse_args()
+    asyncio.run(main(args.side, args.network))

@@ -28,7 +28,8 @@ class RecordingSurface:
         if self.fail_deliveries > 0:
             self.fail_deliveries -= 1
             raise ConnectionError("platform unavailable")
-        self.deliveries.append((job.id, images))
+        # Read whole here (they come as files, deleted once the post ends): tests compare the bytes.
+        self.deliveries.append((job.id, [await image.loaded() for image in images]))
         self.delivered.set()
         return [Post(message_key=f"msg-{job.id}", thread_key=str(job.origin.get("thread", "")))]
 

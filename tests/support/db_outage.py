@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import storage.media
+import storage.spool
 from storage import durable
 
 CHUNK = 64 * 1024
@@ -116,9 +117,19 @@ class CutProxy:
                 await sink.drain()
 
 
+class _NoRoom:
+    """A file on a full disk: every write fails with ENOSPC."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, data: bytes | bytearray) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
 class FullDisk:
-    """While `full` is True, each image file written by storage/media.py's files strategy fails
-    with ENOSPC; `failed` counts those writes."""
+    """While `full` is True, each image file written by storage/media.py's files strategy, and each
+    write of a result streamed to disk, fails with ENOSPC; `failed` counts those writes."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.full = False
@@ -132,6 +143,17 @@ class FullDisk:
             real(fd, folder, data)
 
         monkeypatch.setattr(storage.media, "write_synced", write_synced)
+        real_chunk = storage.spool.write_chunk
+
+        def write_chunk(handle: Any, data: bytes | bytearray) -> None:
+            # A result streamed to disk (spooled) is written here: the same full disk refuses it, and
+            # storage/media.py turns the refusal into its own answer (the job waits and tries again).
+            if self.full:
+                self.failed += 1
+                real_chunk(_NoRoom(handle.name), data)  # type: ignore[arg-type]
+            real_chunk(handle, data)
+
+        monkeypatch.setattr(storage.spool, "write_chunk", write_chunk)
 
     @contextlib.contextmanager
     def filled(self) -> Iterator[None]:
