@@ -19,6 +19,7 @@ from bot.jobs.quota_policy import POLICY
 from bot.jobs.retention import Retention
 from bot.jobs.routing import CircuitBreaker, Router
 from bot.jobs.runner import CALLBACK_GRACE, JobRunner
+from bot.memory import bound_arenas
 from bot.model.config import Settings
 from bot.model.errors import ConfigError
 from bot.plugins import (
@@ -349,6 +350,7 @@ async def start_bot(
 
     `loopback_public_url`: use the server's own loopback address as HIDREAM_PUBLIC_URL, so callbacks
     work on one machine (tests, benchmarks)."""
+    bound_arenas()
     selection = selection or select(settings)
     http = await stack.enter_async_context(provider_client())
     typed_http = await stack.enter_async_context(typed_client())

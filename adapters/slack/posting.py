@@ -278,10 +278,23 @@ class Poster:
     async def _upload(
         self, client: AsyncWebClient, job: Job, images: list[OutputImage], shared: set[str]
     ) -> None:
+        await self.upload_files(client, job, images, job.origin["channel"], job.origin["thread_ts"], shared)
+
+    async def upload_files(
+        self,
+        client: AsyncWebClient,
+        job: Job,
+        images: list[OutputImage],
+        channel: str,
+        thread_ts: str | None,
+        shared: set[str] | frozenset[str] = frozenset(),
+    ) -> list[str]:
+        """Share the job's images (those not in `shared` already, by name) into `channel` (`thread_ts`:
+        its thread); the new files' ids."""
         names = [result_filename(job.id, i, img.extension) for i, img in enumerate(images)]
         todo = [(img, name) for img, name in zip(images, names, strict=True) if name not in shared]
         if not todo:
-            return
+            return []
         # files.getUploadURLExternal, the upload, then files.completeUploadExternal into the thread: the
         # steps of slack_sdk's files_upload_v2, made here so that each file is streamed from disk
         # (files_upload_v2 reads every file whole into memory first).
@@ -292,9 +305,8 @@ class Poster:
             )
             await upload_to(client, str(got["upload_url"]), img)
             done.append({"id": str(got["file_id"]), "title": name})
-        await client.files_completeUploadExternal(
-            files=done, channel_id=job.origin["channel"], thread_ts=job.origin["thread_ts"]
-        )
+        await client.files_completeUploadExternal(files=done, channel_id=channel, thread_ts=thread_ts)
+        return [str(d["id"]) for d in done]
 
     async def tell(self, job: Job, text: str) -> None:
         try:

@@ -25,7 +25,7 @@ from adapters.slack import translate as t
 from adapters.slack.boundary import Reply, guarded
 from adapters.slack.context import ListenerContext
 from adapters.slack.posting import Poster
-from adapters.slack.translate import message_key, result_filename
+from adapters.slack.translate import message_key
 from bot import words
 from bot.model.errors import BadInput
 from bot.model.jobs import Job, OutputImage
@@ -160,15 +160,9 @@ class ReviewPoster:
     async def _upload(
         self, client: AsyncWebClient, job: Job, images: list[OutputImage], channel: str, thread: str | None
     ) -> list[str]:
-        """The files' ids."""
-        uploads = [
-            {"content": img.data, "filename": result_filename(job.id, i, img.extension), "alt_txt": job.request.prompt[:1000]}
-            for i, img in enumerate(await self.poster._screened(job, images))
-        ]  # fmt: skip
-        if not uploads:
-            return []
-        done = await client.files_upload_v2(channel=channel, thread_ts=thread, file_uploads=uploads)
-        return [str(f["id"]) for f in done.get("files") or []]
+        """The files' ids (streamed from their files, as the job's own post is)."""
+        screened = await self.poster._screened(job, images)
+        return await self.poster.upload_files(client, job, screened, channel, thread)
 
     async def queue_for_review(self, job: Job, images: list[OutputImage]) -> None:
         """Each of the queue's places once: its files and its message with the buttons are recorded
