@@ -113,6 +113,7 @@ async def test_a_drafts_final_button_renders_it_on_the_full_model_with_the_same_
         await bot.runner.wait_idle()
         final = await bot.engine.job_for_post("discord", final_msg["id"])
         assert final is not None and final.tier == "full" and final.parent_job_id == draft.id
+        assert final.channel and final.channel == str(draft_msg["channel_id"])  # counted where pressed
         sent = pixazo.submits[-1]
         assert sent.path == "/hidream-o1-image/v1/hidream-o1-image-request"
         assert sent.json()["seed"] == draft.seed == final.seed

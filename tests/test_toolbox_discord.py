@@ -29,6 +29,8 @@ async def test_each_tool_button(tmp_path: Path) -> None:
             _, job = await new_result_in(fake, bot, before)
             assert fake.acks[click["id"]][0] == 5  # deferred: acknowledged before any provider work
             assert job.parent_job_id == source.id
+            # Counted under the channel its button was pressed in (cost by channel, approvals).
+            assert job.channel and job.channel == str(result["channel_id"])
             return (await bot.engine.result_images(job))[0].data, job
 
         for kind in CANVAS_KINDS:

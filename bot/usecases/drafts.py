@@ -34,6 +34,9 @@ async def final(
         surface=actor.surface,
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
+        # Counted under the channel it was asked in, and reviewed as that channel is.
+        channel_id=actor.channel_id,
+        home_channel_id=actor.home_channel,
         origin=origin,
         request=request,
         references=[ImageRef(url="", media_id=m) for m in job.reference_media],

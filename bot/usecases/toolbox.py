@@ -126,6 +126,9 @@ async def use_tool(
         surface=actor.surface,
         user_id=actor.user_id,
         workspace_id=actor.workspace_id,
+        # Counted under the channel it was asked in, and reviewed as that channel is.
+        channel_id=actor.channel_id,
+        home_channel_id=actor.home_channel,
         origin=origin,
         request=request,
         references=[reference],
