@@ -114,11 +114,12 @@ async def state_of(bot: Bot, job: Job) -> JobState:
 async def test_two_trickling_result_hosts_hold_no_slot_and_a_normal_job_is_delivered(tmp_path: Path) -> None:
     host, surface = FileHost(), RecordingSurface()
     # An hour for each download: nothing here may end the slow ones but the test.
-    env = {"HIDREAM_RESULT_FETCH_SECONDS": 3600, "HIDREAM_DAILY_IMAGE_QUOTA": 100}
+    # As many upload slots as there are slow hosts: if waiting on one held a slot, none would be left.
+    env = {"HIDREAM_RESULT_FETCH_SECONDS": 3600, "HIDREAM_DAILY_IMAGE_QUOTA": 100, "HIDREAM_MAX_UPLOADS": 2}
     async with serve(host.app) as base, BotHarness(tmp_path, env, [surface.factory]) as bot:
         provider = per_job(bot)
         gate = bot.runner.results
-        assert gate.slots == 2  # the default: as many slots as there are slow hosts
+        assert gate.slots == 2
         slow = [await bot.engine.submit(chat(i)) for i in range(2)]
         for i, job in enumerate(slow):
             provider.urls[job.id] = f"{base}/slow/{i}.png"
