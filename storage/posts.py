@@ -99,14 +99,19 @@ class MediaAndPosts:
             raise
         return media_id
 
-    async def media(self, media_id: str) -> StoredMedia | None:
-        """A held image, or None when it is not (never was, deleted by retention, or its bytes are gone)."""
+    async def _media_row(self, media_id: str) -> Any:
+        """A media row (id, type, size, nsfw, and the bytes' column where the store keeps them in the
+        row), or None when the id is none the store made or no row holds it."""
         if not self.media_bytes.valid(media_id):
             return None
-        row = await self.database.fetchrow(
+        return await self.database.fetchrow(
             f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
             media_id,
         )
+
+    async def media(self, media_id: str) -> StoredMedia | None:
+        """A held image, or None when it is not (never was, deleted by retention, or its bytes are gone)."""
+        row = await self._media_row(media_id)
         if row is None:
             return None
         data = await self.media_bytes.read(media_id, row)
@@ -117,12 +122,7 @@ class MediaAndPosts:
     async def media_stream(self, media_id: str) -> MediaStream | None:
         """A held image's type and its bytes in chunks as the store gives them (never whole in
         memory where the store keeps them apart from the row), or None when it is not held."""
-        if not self.media_bytes.valid(media_id):
-            return None
-        row = await self.database.fetchrow(
-            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
-            media_id,
-        )
+        row = await self._media_row(media_id)
         if row is None:
             return None
         chunks = await self.media_bytes.chunks(media_id, row)
@@ -131,12 +131,7 @@ class MediaAndPosts:
     async def media_file(self, media_id: str) -> FileMedia | None:
         """A held image as a file to stream from (its own file in a media folder, else a spooled copy
         streamed from the store), or None when it is not held."""
-        if not self.media_bytes.valid(media_id):
-            return None
-        row = await self.database.fetchrow(
-            f"SELECT id, content_type, width, height, nsfw{self.media_bytes.column} FROM media WHERE id=?",
-            media_id,
-        )
+        row = await self._media_row(media_id)
         if row is None:
             return None
         found = await self.media_bytes.to_file(media_id, row)

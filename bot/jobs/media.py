@@ -4,9 +4,10 @@ capped, time bounded); the checks each image then passes are in bot/jobs/images.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,7 +17,7 @@ import httpx
 
 from bot.jobs.images import SniffedImage, check_image, decode_data_uri, mb, sniff_file
 from bot.model.errors import MediaError
-from bot.transport import NotAllowed, TooLarge, Transport, TransportError, is_ip_literal
+from bot.transport import NotAllowed, Streamed, TooLarge, Transport, TransportError, is_ip_literal
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -199,6 +200,20 @@ async def _stream(
     image_types_only: bool = False,
 ) -> bytes:
     """The body at `url` over the providers' transport, redirects followed, capped as it arrives."""
+    async with _checked(client, url, max_bytes, headers, image_types_only) as response:
+        return await response.read()
+
+
+@contextlib.asynccontextmanager
+async def _checked(
+    client: Transport,
+    url: str,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    image_types_only: bool,
+) -> AsyncIterator[Streamed]:
+    """The answer at `url` (an http(s) link, redirects followed, capped as it arrives), once its status
+    and type are an image's; the transport's refusals, here and while the body is read, as MediaError."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise MediaError(f"{_show(url)} is not an http(s) link to an image.")
@@ -211,7 +226,7 @@ async def _stream(
             kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
             if image_types_only and kind and not (kind.startswith("image/") or kind in _UNTYPED):
                 raise MediaError(f"The file at {_show(url)} is not an image ({kind[:60]}).")
-            return await response.read()
+            yield response
     except TooLarge as exc:
         if exc.size is not None:
             raise MediaError(
@@ -279,29 +294,8 @@ async def _stream_to(
     client: Transport, url: str, file: Path, max_bytes: int, image_types_only: bool, write: Write
 ) -> None:
     """`_stream`, the body written to `file` in batches of WRITE_BATCH."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MediaError(f"{_show(url)} is not an http(s) link to an image.")
-    try:
-        async with client.stream(url, max_bytes=max_bytes, follow_redirects=True) as response:
-            if response.status != 200:
-                raise MediaError(f"Could not download the image at {_show(url)} (HTTP {response.status}).")
-            kind = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
-            if image_types_only and kind and not (kind.startswith("image/") or kind in _UNTYPED):
-                raise MediaError(f"The file at {_show(url)} is not an image ({kind[:60]}).")
-            await write_batched(response.chunks(), file, write)
-    except TooLarge as exc:
-        if exc.size is not None:
-            raise MediaError(
-                f"The image at {_show(url)} is {mb(exc.size)}; the largest accepted is {mb(max_bytes)}."
-            ) from None
-        raise MediaError(f"The image at {_show(url)} is larger than {mb(max_bytes)}.") from None
-    except NotAllowed:
-        raise MediaError(
-            f"{_show(url)} points inside a private network; only public image links can be used."
-        ) from None
-    except TransportError as exc:
-        raise MediaError(f"Could not download the image at {_show(url)}.", detail=type(exc).__name__) from exc
+    async with _checked(client, url, max_bytes, None, image_types_only) as response:
+        await write_batched(response.chunks(), file, write)
 
 
 async def _one(data: bytes) -> AsyncGenerator[bytes, None]:
