@@ -438,16 +438,7 @@ class Handlers:
             dedup = f"slack:{press.trigger_id}"
             return await remake(self.engine, actor, job, vary=False, origin=origin, dedup_key=dedup)
 
-        prompt, thread_ts = job.request.prompt, press.thread_ts
-        await self._launch(
-            channel=press.channel,
-            thread_ts=thread_ts,
-            user=press.user,
-            verb=words.REROLLED,
-            prompt=prompt,
-            submit=submit,
-            team=press.team,
-        )
+        await self._launch_under(press, job, words.REROLLED, submit)
 
     @guarded(_to_presser)
     async def on_tool(self, ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -472,17 +463,21 @@ class Handlers:
             notes.append(made.note)
             return made.job
 
-        await self._launch(
+        await self._launch_under(press, job, toolbox.verb(kind), submit)
+        for note in filter(None, notes):
+            await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
+
+    async def _launch_under(self, press: t.ButtonPress, job: Job, verb: str, submit: SubmitWith) -> Job:
+        """`_launch` for a button under `job`'s result: in the result's thread, for its presser."""
+        return await self._launch(
             channel=press.channel,
             thread_ts=press.thread_ts,
             user=press.user,
-            verb=toolbox.verb(kind),
+            verb=verb,
             prompt=job.request.prompt,
             submit=submit,
             team=press.team,
         )
-        for note in filter(None, notes):
-            await self.poster.ephemeral(press.channel, press.user, note, thread_ts=press.thread_ts)
 
     async def _region(self, press: t.ButtonPress) -> None:
         """Edit region: the editor's link, to the presser alone (it is theirs: it admits as them)."""
@@ -506,15 +501,7 @@ class Handlers:
             dedup = f"slack:{press.trigger_id}"
             return await drafts.final(self.engine, actor, job, origin=origin, dedup_key=dedup)
 
-        await self._launch(
-            channel=press.channel,
-            thread_ts=press.thread_ts,
-            user=press.user,
-            verb=words.ASKED_FOR,
-            prompt=job.request.prompt,
-            submit=submit,
-            team=press.team,
-        )
+        await self._launch_under(press, job, words.ASKED_FOR, submit)
 
     @guarded(_to_presser)
     async def on_confirm_set(self, ack: AsyncAck, body: dict[str, Any]) -> None:

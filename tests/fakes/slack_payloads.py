@@ -94,31 +94,17 @@ class SlackPayloads:
             for e in b.get("elements", [])
             if e.get("action_id") == action_id
         )
-        return {
-            "type": "block_actions",
-            "user": {"id": user, "team_id": TEAM},
-            "team": {"id": TEAM},
-            "api_app_id": "A0001",
-            "trigger_id": f"{n}.{n}.trigger{n}",
-            "channel": {"id": channel},
-            "container": {
-                "type": "message",
-                "message_ts": message["ts"],
-                "channel_id": channel,
-                "thread_ts": message.get("thread_ts"),
-            },
-            "message": message,
-            "response_url": f"{self.url}response/{n}",
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": "hidream_buttons",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-        }
+        payload = self.button_like(message, channel, n, user)
+        payload["actions"] = [
+            {
+                "action_id": action_id,
+                "block_id": "hidream_buttons",
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ]
+        return payload
 
     def overflow(
         self, message: dict[str, Any], channel: str, action_id: str, value: str, user: str = "UALICE01"
@@ -147,6 +133,7 @@ class SlackPayloads:
         return payload
 
     def button_like(self, message: dict[str, Any], channel: str, n: int, user: str) -> dict[str, Any]:
+        """A block_actions payload from `message`, without its `actions` (a button's, a menu's)."""
         return {
             "type": "block_actions",
             "user": {"id": user, "team_id": TEAM},
