@@ -37,6 +37,7 @@ from bench.bot import (
     database_cpu_seconds,
     drop_database,
     make_database,
+    minor_faults,
     peak_mb,
     python_pid,
     reset_peak,
@@ -116,12 +117,14 @@ class Session:
         print(f"# {name}: {count} jobs", file=sys.stderr, flush=True)
         reset_peak(self.pid)
         db0 = await self.db_cpu()
+        faults0 = minor_faults(self.pid)
         cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
         tags = await self.send(count, interval)
         got = self.fake.uploaded_at
         await self.fake.wait_for(lambda: all(t in got for t in tags), within=300)
         last = max(got[t] for t in tags)
         cpu1 = await settle(self.pid)
+        faults1 = minor_faults(self.pid)
         db1 = await self.db_cpu()
         done = await self.provider.call("GET", "done")
         own = [(got[t] - done[t]) * 1000 for t in tags if t in done]
@@ -132,6 +135,7 @@ class Session:
             "jobs_per_s": round(count / (last - t0), 1),
             "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / count, 1),
             "db_cpu_ms_per_job": round((db1 - db0) * 1000 / count, 1) if self.database_url else None,
+            "faults_per_job": round((faults1 - faults0) / count),
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": _ms(pct(own, 0.5)),
             "cb_upload_p99_ms": _ms(pct(own, 0.99)),

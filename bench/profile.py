@@ -35,6 +35,7 @@ AREAS = (
     ("discord/", "discord.py (REST, gateway, multipart)"),
     ("aiohttp", "aiohttp (bot's server, discord.py's transport)"),
     ("PIL", "Pillow (decode, verify)"),
+    ("c2pa/", "c2pa (content credentials)"),
     ("storage/media.py", "media files (write, fsync)"),
     ("/logging/", "logging"),
     ("/json/", "json"),

@@ -8,6 +8,7 @@ FIGURES = (
     ("jobs/s", "jobs_per_s"),
     ("CPU ms/job", "cpu_ms_per_job"),
     ("DB server CPU ms/job", "db_cpu_ms_per_job"),
+    ("minor page faults/job", "faults_per_job"),
     ("peak MB", "peak_mb"),
     ("cb->upload p50 ms", "cb_upload_p50_ms"),
     ("cb->upload p99 ms", "cb_upload_p99_ms"),

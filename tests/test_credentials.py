@@ -6,6 +6,7 @@ the database, and an image delivered without credentials when they cannot be sig
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import sqlite3
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import serialization
+from PIL import Image
 
 from bot import words
-from bot.jobs.credentials import AUTHORITY, TRAINED, SigningKey, make_authority, own_authority
+from bot.jobs.credentials import AUTHORITY, TRAINED, SigningKey, _alg, make_authority, own_authority
 from storage.preferences import Preferences, TenantPolicy
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
@@ -283,3 +286,36 @@ async def test_an_upscale_opens_its_parent_and_a_zoom_names_the_image_its_canvas
         )
         assert by_relation["componentOf"]["title"] == f"job {first_job}"
         assert by_relation["componentOf"]["active_manifest"] == origin
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with_the_same_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
+) -> None:
+    # Small files are signed into memory (fewer system calls), large ones file to file (never held
+    # whole twice over): either way the file ends signed, and nothing is left beside it.
+    from bot.jobs import credentials
+
+    made = make_authority()
+    private = serialization.load_pem_private_key(made["key"].encode(), None)
+    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
+    image = tmp_path / "result.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
+    image.write_bytes(buffer.getvalue())
+    size = image.stat().st_size
+    monkeypatch.setattr(credentials, "IN_MEMORY_SIGNING", size if in_memory else size - 1)
+    streams: list[tuple[str, str]] = []
+    real_sign_stream = credentials.sign_stream
+
+    def spying(source: Any, out: Any, *args: Any) -> None:
+        streams.append((type(source).__name__, type(out).__name__))
+        real_sign_stream(source, out, *args)
+
+    monkeypatch.setattr(credentials, "sign_stream", spying)
+    credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
+    assert streams == [("BufferedReader", "BytesIO" if in_memory else "BufferedRandom")]
+    seen = read(image.read_bytes())
+    assert seen.store["validation_state"] == "Valid"
+    assert seen.generation()["provider"] == "sandbox"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import io
 import json
 import logging
@@ -109,13 +110,29 @@ def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes
     return out.getvalue()
 
 
+# Up to this size a file is signed into memory, then written at once; larger ones file to file. c2pa
+# writes its output a few KB at a time (about 280 writes for a 2 MB PNG, each a call into Python): to a
+# file each is a system call too, which costs about a third of the signing (docs/benchmarks.md,
+# "Signing"). Reading stays on the file: a fresh 2 MB buffer costs more in page faults than the reads'
+# system calls. c2pa holds the image whole while it signs anyway; the signed copy in memory is one
+# more, so a large result still goes file to file.
+IN_MEMORY_SIGNING = 8 * 1024 * 1024
+
+
 def sign_file(path: Path, content_type: str, facts: Facts, key: SigningKey) -> None:
-    """The image in the file at `path`, signed file to file (c2pa reads and writes the streams it is
-    given): the signed copy is written beside it, then renamed over it. Blocking, like `sign`."""
+    """The image in the file at `path`, signed: the signed copy is written beside it, then renamed over
+    it. Blocking, like `sign`."""
     signed = path.with_name(path.name + "-signed")
     try:
-        with path.open("rb") as source, signed.open("w+b") as out:
-            sign_stream(source, out, content_type, facts, key)
+        with path.open("rb") as source:
+            if os.fstat(source.fileno()).st_size <= IN_MEMORY_SIGNING:
+                out = io.BytesIO()
+                sign_stream(source, out, content_type, facts, key)
+                with signed.open("wb") as handle:
+                    handle.write(out.getbuffer())
+            else:
+                with signed.open("w+b") as out_file:
+                    sign_stream(source, out_file, content_type, facts, key)
         os.replace(signed, path)
     finally:
         signed.unlink(missing_ok=True)
@@ -444,7 +461,8 @@ def _usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
-def _own_version() -> str:
+@functools.cache
+def _own_version() -> str:  # importlib.metadata searches the path each time: once is enough
     try:
         return version("hidream-bot")
     except PackageNotFoundError:
