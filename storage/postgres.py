@@ -79,7 +79,9 @@ class PostgresStore(Store):
 
     async def __aenter__(self) -> PostgresStore:
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, reset=_nothing_to_reset
+            )
             await self._migrate()
         except (OSError, asyncpg.PostgresError) as exc:
             await self.__aexit__()
@@ -136,3 +138,13 @@ class PostgresStore(Store):
 
     def replica_name(self) -> str:
         return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+async def _nothing_to_reset(_connection: Any) -> None:
+    """What a pooled connection needs when it is given back: nothing more than asyncpg does itself (it
+    rolls back a transaction left open). asyncpg's default also sends a reset query to the server
+    (releasing advisory locks, closing cursors, UNLISTEN, RESET ALL): a round trip on every release,
+    about 37 a job (docs/benchmarks.md). The store leaves no such state on a pooled connection: its
+    advisory locks are transaction-scoped (the migrations' session lock is released in a `finally`),
+    cursors live in transactions, it sets no session settings, and it listens on a connection of its
+    own (storage/wakeups.py)."""

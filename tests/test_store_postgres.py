@@ -102,3 +102,22 @@ async def test_an_unreachable_server_is_a_clear_config_error() -> None:
     with pytest.raises(ConfigError, match="HIDREAM_DATABASE_URL") as err:
         await store.__aenter__()
     assert "hunter2" not in str(err.value)
+
+
+async def test_a_connection_given_back_to_the_pool_costs_no_reset_query_and_loses_an_open_transaction(
+    pg_url: str,
+) -> None:
+    # asyncpg's default sends the server a reset query on every release (a round trip per store call);
+    # the store's own reset sends nothing, and asyncpg still rolls back what was left open.
+    async with PostgresStore(pg_url, policy=POLICY, default_limit=5, pool_size=1) as store:
+        sent: list[str] = []
+        async with store.pool.acquire() as conn:
+            conn.add_query_logger(lambda query: sent.append(query.query))
+            assert await conn.fetchval("SELECT 1") == 1
+        assert sent == ["SELECT 1"]
+        async with store.pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TABLE left_open (x int)")
+        async with store.pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('left_open')") is None
