@@ -8,17 +8,26 @@ The bot's CPU time (user + system) and peak RSS (VmHWM, reset before each phase)
 answered its first COMPLETED status (polling mode) to the moment the Discord fake received its image,
 both on the system-wide monotonic clock, matched by a tag in each job's prompt.
 
-For each backend (SQLite; PostgreSQL in a database made for the run and dropped after) and each mode
-(webhook: HIDREAM_PUBLIC_URL set; polling: empty), one bot process runs a warm-up, light load (one job
-every 0.5 s) and the burst (all jobs at once); a second bot process (HIDREAM_MAX_ACTIVE_JOBS above the
-count) takes 1,000 jobs that the provider holds, and its peak memory is read once all 1,000 wait
-there. Figures are this machine's, to compare; nothing here is an assertion.
+For each backend (SQLite; PostgreSQL in a database made for the run and dropped after, its images in
+its media rows; `postgres+s3`, the same with the images in an object store, HIDREAM_MEDIA_URL) and each
+mode (webhook: HIDREAM_PUBLIC_URL set; polling: empty), one bot process runs a warm-up, light load (one
+job every 0.5 s) and the burst (all jobs at once); a second bot process (HIDREAM_MAX_ACTIVE_JOBS above
+the count) takes 1,000 jobs that the provider holds, and its peak memory is read once all 1,000 wait
+there. On PostgreSQL the CPU of the database server's backends serving the run's database is read too.
+Figures are this machine's, to compare; nothing here is an assertion.
+
+The object store of `postgres+s3` is the tests' local S3 server (tests/support/s3.py: moto's server
+mode, a process of its own started once for the run, with a new bucket for each mode's database). Its
+own CPU per job (its work on each 2 MB put, in Python) is reported beside the bot's, to tell the two
+apart: on the same cores as the bot, it competes with it in the burst. It is no figure of a real store.
+Under --network the provider and Discord are slowed; the S3 traffic is not (loopback, full speed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -47,8 +56,10 @@ from bench.bot import (
 from bench.report import print_network_tables, print_tables
 from tests.fakes.bench_discord import SinkDiscord
 from tests.fakes.netem import PROFILE, slowed
+from tests.support.s3 import S3Server, create_bucket, start_server, stop_server
 
 USER_BASE = 1_500_000_000_000_001_000
+BACKENDS = ("sqlite", "postgres", "postgres+s3")
 
 
 class Provider:
@@ -94,13 +105,19 @@ async def settle(pid: int) -> float:
 class Session:
     """One bot process, its Discord fake and the shared provider."""
 
-    def __init__(self, provider: Provider, fake: SinkDiscord, pid: int, database_url: str = "") -> None:
+    def __init__(
+        self, provider: Provider, fake: SinkDiscord, pid: int, database_url: str = "", store_pid: int = 0
+    ) -> None:
         self.provider, self.fake, self.pid = provider, fake, pid
         self.database_url = database_url  # PostgreSQL's: its server's CPU is read beside the bot's
+        self.store_pid = store_pid  # the local S3 server's process: its CPU too
         self.runs = 0
 
     async def db_cpu(self) -> float:
         return await database_cpu_seconds(self.database_url) if self.database_url else 0.0
+
+    def store_cpu(self) -> float:
+        return cpu_seconds(self.store_pid) if self.store_pid else 0.0
 
     async def send(self, count: int, interval: float) -> list[str]:
         self.runs += 1
@@ -116,7 +133,7 @@ class Session:
         """Send `count` jobs (`interval` apart) and wait until every image is uploaded."""
         print(f"# {name}: {count} jobs", file=sys.stderr, flush=True)
         reset_peak(self.pid)
-        db0 = await self.db_cpu()
+        db0, store0 = await self.db_cpu(), self.store_cpu()
         faults0 = minor_faults(self.pid)
         cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
         tags = await self.send(count, interval)
@@ -125,7 +142,7 @@ class Session:
         last = max(got[t] for t in tags)
         cpu1 = await settle(self.pid)
         faults1 = minor_faults(self.pid)
-        db1 = await self.db_cpu()
+        db1, store1 = await self.db_cpu(), self.store_cpu()
         done = await self.provider.call("GET", "done")
         own = [(got[t] - done[t]) * 1000 for t in tags if t in done]
         return {
@@ -135,6 +152,7 @@ class Session:
             "jobs_per_s": round(count / (last - t0), 1),
             "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / count, 1),
             "db_cpu_ms_per_job": round((db1 - db0) * 1000 / count, 1) if self.database_url else None,
+            "store_cpu_ms_per_job": round((store1 - store0) * 1000 / count, 1) if self.store_pid else None,
             "faults_per_job": round((faults1 - faults0) / count),
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": _ms(pct(own, 0.5)),
@@ -161,6 +179,7 @@ class Session:
             "jobs_per_s": round(count / at_provider, 1),
             "cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / count, 1),
             "db_cpu_ms_per_job": None,
+            "store_cpu_ms_per_job": None,
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": None,
             "cb_upload_p99_ms": None,
@@ -180,6 +199,7 @@ async def with_bot(
     work: Callable[[Session], Any],
     command: list[str] | None = None,
     network: bool = False,
+    store_pid: int = 0,
 ) -> Any:
     await provider.call("POST", "reset")
     provider.sessions += 1
@@ -197,20 +217,27 @@ async def with_bot(
             command=command,
         )
         try:
-            return await work(Session(provider, fake, python_pid(proc), database_url))
+            return await work(Session(provider, fake, python_pid(proc), database_url, store_pid))
         finally:
             await stop_bot(proc)
 
 
 async def one_config(
-    provider: Provider, args: argparse.Namespace, backend: str, mode: str
+    provider: Provider, args: argparse.Namespace, backend: str, mode: str, s3: S3Server | None
 ) -> list[dict[str, Any]]:
     name = f"hidream_bench_{os.getpid()}_{mode}"
-    database_url = await make_database(name) if backend == "postgres" else ""
+    postgres = backend.startswith("postgres")
+    database_url = await make_database(name) if postgres else ""
+    # postgres+s3: a new bucket beside the new database (to the bot, a stored object without a row is a
+    # crash's leftover).
+    s3 = s3 if backend == "postgres+s3" else None
+    store = s3.env(create_bucket(s3)) if s3 else {}
+    store_pid = s3.process.pid if s3 else 0
     webhook = mode == "webhook"
     results: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            bot = functools.partial(with_bot, provider, Path(tmp), database_url, webhook, store_pid=store_pid)
 
             async def loads(s: Session) -> None:
                 await s.phase("warmup", 3)
@@ -219,22 +246,20 @@ async def one_config(
 
             if args.network:
                 for uploads in args.uploads.split(","):
-                    extra = {"HIDREAM_MAX_UPLOADS": uploads}
                     first = len(results)
-                    await with_bot(provider, Path(tmp), database_url, webhook, extra, loads, network=True)
+                    await bot({**store, "HIDREAM_MAX_UPLOADS": uploads}, loads, network=True)
                     for r in results[first:]:
                         r["uploads"] = int(uploads)
             else:
-                await with_bot(provider, Path(tmp), database_url, webhook, {}, loads)
+                await bot(store, loads)
             if args.in_flight and not args.network:
 
                 async def held(s: Session) -> None:
                     results.append(await s.in_flight(args.in_flight))
 
-                extra = {"HIDREAM_MAX_ACTIVE_JOBS": str(args.in_flight + 100)}
-                await with_bot(provider, Path(tmp), database_url, webhook, extra, held)
+                await bot({**store, "HIDREAM_MAX_ACTIVE_JOBS": str(args.in_flight + 100)}, held)
     finally:
-        if backend == "postgres":
+        if postgres:
             await drop_database(name)
     for r in results:
         r.update(backend=backend, mode=mode, network=args.network)
@@ -251,18 +276,33 @@ async def main_async(args: argparse.Namespace) -> None:
             f"{PROFILE.rtt * 1000:g} ms round trips (provider and Discord REST)",
             flush=True,
         )
+    backends = args.backends.split(",")
+    s3 = start_server() if "postgres+s3" in backends else None
+    if s3:
+        print(f"# postgres+s3: the local S3 server (moto) at {s3.endpoint}, pid {s3.process.pid}", flush=True)
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     try:
-        for backend in args.backends.split(","):
+        for backend in backends:
             for mode in args.modes.split(","):
-                results += await one_config(provider, args, backend, mode)
+                results += await one_config(provider, args, backend, mode, s3)
     finally:
         await provider.close()
+        if s3:
+            stop_server(s3)
     if args.network:
         print_network_tables(results, light=args.light, seconds=time.monotonic() - started)
     else:
         print_tables(results, light=args.light, seconds=time.monotonic() - started)
+
+
+def _backends(value: str) -> str:
+    unknown = [b for b in value.split(",") if b not in BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {', '.join(unknown)}; known: {', '.join(BACKENDS)}"
+        )
+    return value
 
 
 def main() -> None:
@@ -272,7 +312,12 @@ def main() -> None:
     parser.add_argument("--light", type=int, default=20, help="light-load jobs, one every 0.5 s")
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--in-flight", type=int, default=1000, help="0 to skip")
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--backends",
+        type=_backends,
+        default=",".join(BACKENDS),
+        help=f"comma-separated: {', '.join(BACKENDS)}",
+    )
     parser.add_argument("--modes", default="webhook,polling")
     parser.add_argument(
         "--network",

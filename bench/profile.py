@@ -1,7 +1,7 @@
 """`make bench-profile` (issue 13): where the bot's time goes in the burst, sampled by py-spy from outside.
 
 The same three processes as `make bench` (bench/outside.py), SQLite and webhook mode by default
-(`--backend postgres`, `--mode polling`):
+(`--backend postgres` or `postgres+s3`, `--mode polling`):
 after a warm-up, `py-spy record --pid` samples the bot (100 Hz, without pausing it) for exactly the
 burst, and the raw stacks are summarised: each busy sample goes to the first area found walking from
 the innermost frame outwards (a library, or the bot's own code), and the innermost functions are
@@ -21,7 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.bot import drop_database, make_database
-from bench.outside import Provider, Session, with_bot
+from bench.outside import BACKENDS, Provider, Session, with_bot
+from tests.support.s3 import create_bucket, start_server, stop_server
 
 # Walking from the innermost frame out, the first path fragment that matches names the area.
 AREAS = (
@@ -37,6 +38,8 @@ AREAS = (
     ("PIL", "Pillow (decode, verify)"),
     ("c2pa/", "c2pa (content credentials)"),
     ("storage/media.py", "media files (write, fsync)"),
+    ("storage/objects.py", "object store (obstore; its Rust threads are not sampled)"),
+    ("obstore", "object store (obstore; its Rust threads are not sampled)"),
     ("/logging/", "logging"),
     ("/json/", "json"),
     ("pydantic", "pydantic"),
@@ -104,12 +107,17 @@ async def profile(args: argparse.Namespace) -> None:
         spy.wait(60)
 
     name = f"hidream_profile_{os.getpid()}"
-    database_url = await make_database(name) if args.backend == "postgres" else ""
+    database_url = await make_database(name) if args.backend.startswith("postgres") else ""
+    s3 = start_server() if args.backend == "postgres+s3" else None
     try:
+        store = s3.env(create_bucket(s3)) if s3 else {}
         with tempfile.TemporaryDirectory() as tmp:
-            await with_bot(provider, Path(tmp), database_url, args.mode == "webhook", {}, burst)
+            webhook, pid = args.mode == "webhook", s3.process.pid if s3 else 0
+            await with_bot(provider, Path(tmp), database_url, webhook, store, burst, store_pid=pid)
     finally:
         await provider.close()
+        if s3:
+            stop_server(s3)
         if database_url:
             await drop_database(name)
     print(summarise(raw))
@@ -121,7 +129,7 @@ def main() -> None:
     )
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--mode", choices=["webhook", "polling"], default="webhook")
-    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--backend", choices=BACKENDS, default="sqlite")
     parser.add_argument(
         "--out", default="bench-results/burst.pyspy.txt", help="py-spy's raw (collapsed) stacks"
     )
