@@ -6,9 +6,11 @@ the database, and an image delivered without credentials when they cannot be sig
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -292,8 +294,9 @@ async def test_an_upscale_opens_its_parent_and_a_zoom_names_the_image_its_canvas
 def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with_the_same_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
 ) -> None:
-    # Small files are signed into memory (fewer system calls), large ones file to file (never held
-    # whole twice over): either way the file ends signed, and nothing is left beside it.
+    # Small files are signed into memory and written back over their own bytes (fewer system calls,
+    # no new pages), large ones file to file (never held whole twice over): either way the file ends
+    # signed, and nothing is left beside it.
     from bot.jobs import credentials
 
     made = make_authority()
@@ -314,8 +317,72 @@ def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with
 
     monkeypatch.setattr(credentials, "sign_stream", spying)
     credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
-    assert streams == [("BufferedReader", "BytesIO" if in_memory else "BufferedRandom")]
+    assert streams == [("BufferedRandom", "BytesIO") if in_memory else ("BufferedReader", "BufferedRandom")]
     seen = read(image.read_bytes())
     assert seen.store["validation_state"] == "Valid"
     assert seen.generation()["provider"] == "sandbox"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
+
+
+def test_a_disk_without_room_for_the_signed_image_leaves_the_spooled_one_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.jobs import credentials
+
+    made = make_authority()
+    private = serialization.load_pem_private_key(made["key"].encode(), None)
+    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
+    image = tmp_path / "result.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
+    image.write_bytes(buffer.getvalue())
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError):
+        credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
+    assert image.read_bytes() == buffer.getvalue()
+
+
+def test_a_signed_image_that_cannot_be_written_back_is_a_store_failure_not_an_image_to_deliver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Half written back, the file is neither the image nor its signed copy: ContentCredentials must not
+    # deliver it unsigned (as it does when signing itself fails), so this is the store's failure.
+    from bot.jobs import credentials
+    from bot.model.errors import StoreUnavailable
+
+    made = make_authority()
+    private = serialization.load_pem_private_key(made["key"].encode(), None)
+    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
+    image = tmp_path / "result.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
+    image.write_bytes(buffer.getvalue())
+    real_open = Path.open
+
+    class FailingWrites:
+        def __init__(self, handle: Any) -> None:
+            self.handle = handle
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.handle, name)
+
+        def __enter__(self) -> FailingWrites:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.handle.close()
+
+        def write(self, data: Any) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def opening(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, mode, *args, **kwargs)
+        return FailingWrites(handle) if mode == "r+b" else handle
+
+    monkeypatch.setattr(Path, "open", opening)
+    with pytest.raises(StoreUnavailable, match="Input/output error"):
+        credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)

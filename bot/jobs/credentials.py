@@ -38,7 +38,7 @@ from PIL import Image
 
 from bot.jobs.preferences import Preferences
 from bot.model.config import Settings
-from bot.model.errors import ConfigError
+from bot.model.errors import ConfigError, StoreUnavailable
 from bot.model.jobs import Job
 from bot.model.secrets import KEY, Sealer, is_sealed
 from storage.kept import keep_once, kept, replace_kept
@@ -110,29 +110,38 @@ def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes
     return out.getvalue()
 
 
-# Up to this size a file is signed into memory, then written at once; larger ones file to file. c2pa
-# writes its output a few KB at a time (about 280 writes for a 2 MB PNG, each a call into Python): to a
-# file each is a system call too, which costs about a third of the signing (docs/benchmarks.md,
-# "Signing"). Reading stays on the file: a fresh 2 MB buffer costs more in page faults than the reads'
-# system calls. c2pa holds the image whole while it signs anyway; the signed copy in memory is one
-# more, so a large result still goes file to file.
+# Up to this size a spooled result is signed into memory and written back over its own bytes; larger
+# ones are signed file to file. c2pa writes its output a few KB at a time (about 280 writes for a 2 MB
+# PNG, each a call into Python): to a file each is a system call too. And a second file of the image
+# costs the kernel new pages for every byte, where writing back over the first reuses its pages (on
+# this project's machines about 6 ms of CPU per 2 MB; docs/benchmarks.md, "Signing"). Reading stays on
+# the file: a fresh 2 MB buffer costs more in page faults than the reads' system calls. c2pa holds the
+# image whole while it signs anyway; the signed copy in memory is one more, so a large result still
+# goes file to file.
 IN_MEMORY_SIGNING = 8 * 1024 * 1024
 
 
 def sign_file(path: Path, content_type: str, facts: Facts, key: SigningKey) -> None:
-    """The image in the file at `path`, signed: the signed copy is written beside it, then renamed over
-    it. Blocking, like `sign`."""
+    """The image in the file at `path` (a spooled result, not yet kept), signed in place. Blocking, like
+    `sign`. Whatever fails before the signed bytes are written leaves the file as it was."""
+    with path.open("r+b") as image:
+        if os.fstat(image.fileno()).st_size <= IN_MEMORY_SIGNING:
+            out = io.BytesIO()
+            sign_stream(image, out, content_type, facts, key)
+            # The room for the signed image first: a disk that has none fails here, the file untouched.
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(image.fileno(), 0, out.getbuffer().nbytes)
+            try:
+                image.seek(0)
+                image.write(out.getbuffer())
+                image.truncate()
+            except OSError as exc:  # the image half written: not to be delivered, nor kept
+                raise StoreUnavailable(f"writing a signed result back: {exc.strerror}") from exc
+            return
     signed = path.with_name(path.name + "-signed")
     try:
-        with path.open("rb") as source:
-            if os.fstat(source.fileno()).st_size <= IN_MEMORY_SIGNING:
-                out = io.BytesIO()
-                sign_stream(source, out, content_type, facts, key)
-                with signed.open("wb") as handle:
-                    handle.write(out.getbuffer())
-            else:
-                with signed.open("w+b") as out_file:
-                    sign_stream(source, out_file, content_type, facts, key)
+        with path.open("rb") as source, signed.open("w+b") as out_file:
+            sign_stream(source, out_file, content_type, facts, key)
         os.replace(signed, path)
     finally:
         signed.unlink(missing_ok=True)
@@ -212,6 +221,8 @@ class ContentCredentials:
                     data = await asyncio.to_thread(sign, result.data, result.content_type, facts, self.key)
                 signed.append(replace(result, data=data))
             return signed
+        except StoreUnavailable:  # a result damaged while written back: the job waits and tries again
+            raise
         except Exception:
             log.warning(
                 "job %s: its images could not be given content credentials; delivered without them",
