@@ -42,6 +42,14 @@ def minor_faults(pid: int) -> int:
     return int(stat[stat.rindex(")") + 2 :].split()[7])
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, all cores, in seconds (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return (total - idle) / TICK, total / TICK
+
+
 def status_kib(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(name + ":"):

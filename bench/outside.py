@@ -45,6 +45,7 @@ from bench.bot import (
     cpu_seconds,
     database_cpu_seconds,
     drop_database,
+    machine_cpu,
     make_database,
     minor_faults,
     peak_mb,
@@ -134,11 +135,12 @@ class Session:
         print(f"# {name}: {count} jobs", file=sys.stderr, flush=True)
         reset_peak(self.pid)
         db0, store0 = await self.db_cpu(), self.store_cpu()
-        faults0 = minor_faults(self.pid)
+        faults0, machine0 = minor_faults(self.pid), machine_cpu()
         cpu0, t0 = cpu_seconds(self.pid), time.monotonic()
         tags = await self.send(count, interval)
         got = self.fake.uploaded_at
         await self.fake.wait_for(lambda: all(t in got for t in tags), within=300)
+        machine1 = machine_cpu()  # up to the last upload: not the quiet wait that follows
         last = max(got[t] for t in tags)
         cpu1 = await settle(self.pid)
         faults1 = minor_faults(self.pid)
@@ -154,6 +156,11 @@ class Session:
             "db_cpu_ms_per_job": round((db1 - db0) * 1000 / count, 1) if self.database_url else None,
             "store_cpu_ms_per_job": round((store1 - store0) * 1000 / count, 1) if self.store_pid else None,
             "faults_per_job": round((faults1 - faults0) / count),
+            # How busy the whole machine was (every process, all cores): the bot shares it with the
+            # fakes, the proxies and the database server.
+            "machine_busy_pct": round(
+                100 * (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1e-9)
+            ),
             "peak_mb": round(peak_mb(self.pid), 1),
             "cb_upload_p50_ms": _ms(pct(own, 0.5)),
             "cb_upload_p99_ms": _ms(pct(own, 0.99)),

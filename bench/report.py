@@ -11,6 +11,7 @@ FIGURES = (
     ("DB server CPU ms/job", "db_cpu_ms_per_job"),
     ("S3 server (moto) CPU ms/job", "store_cpu_ms_per_job"),
     ("minor page faults/job", "faults_per_job"),
+    ("machine busy %", "machine_busy_pct"),
     ("peak MB", "peak_mb"),
     ("cb->upload p50 ms", "cb_upload_p50_ms"),
     ("cb->upload p99 ms", "cb_upload_p99_ms"),
