@@ -626,22 +626,23 @@ def help_with_options(example_provider: str) -> str:
         "**Saved subjects:** `/hidream-subject save name:mascot` with 1-4 images (or **Save as subject** "
         f"under a result), {subject_in_prompt('/hidream prompt:')} (or the `subject` option). "
         "`/hidream-subject list`, `show`, `delete`.\n"
-        "**Versions:** in a result's thread type `undo` (or press **Undo**) to go back one version, "
-        "`history` to list them.\n"
-        "**Toolbox** under a result: **Upscale** (2048 px, full model; or `upscale:True`), **Zoom Out** "
-        "1.5x/2x, **Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (same prompt, new seed).\n"
+        "**Versions:** in a result's thread, `undo` (or **Undo**) goes back one, `history` lists them.\n"
+        "**Toolbox** under a result: **Upscale** (2048 px; or `upscale:True`), **Zoom Out** 1.5x/2x, "
+        "**Pan** ⬅➡⬆⬇, **Make Square**, **Vary (Strong)** (new seed), **Remix** (change the prompt), "
+        "**Edit region** (draw the area).\n"
         "**Your defaults:** `/hidream-settings aspect:16:9 count:2 private:True` (results only you see); "
-        "no options shows them, `reset:True` clears them.\n"
+        "no options shows them.\n"
         "**Projects:** `--project <tag>` in the prompt counts its cost under a project.\n"
-        f"**Providers:** `provider:{example_provider}` picks one; otherwise the first that can.\n"
+        f"**Providers:** `provider:{example_provider}` picks one.\n"
         "**Style kits:** `kit:house` applies one; admins: `/hidream-kit save`, `bind` (this channel's kit).\n"
-        "**Sets:** `a {red, blue} fox` one image per choice, `--repeat 3` (12 at most; over 4, confirm). "
+        "**Sets:** `a {red, blue} fox` one image per choice, `--repeat 3` (12 at most). "
         "**Drafts:** `--draft` (Dev model), then **Final**.\n"
-        "**Limits:** `/hidream-usage` shows what you have left today.\n"
+        "**Limits:** `/hidream-usage`: what you have left today.\n"
         "**Admins** (Manage Server): `/hidream-admin user-limit`, `server-limit`, `grant`, `reset`, `usage`; "
         "`/hidream-policy action:ban value:some phrase` blocks a phrase; `nsfw`, `tier`, `provider` set "
         "defaults; `export-prompts` (on, off): prompts in the audit export; `credentials-prompt` (on, off): "
-        "in images' content credentials; `project` (a tag, or default): this channel's project; `show`, `reset`."
+        "in images' content credentials; `project` (a tag, or default): this channel's project; "
+        "`review` (`@role to #queue`): results wait for a reviewer's approval; `show`, `reset`."
     )
 
 
@@ -1278,6 +1279,9 @@ REVIEW_IMAGE_GONE = (
     "That image is no longer held, so it cannot be posted: ask the requester to make it again."
 )
 NOT_A_REVIEWER = "Only this channel's reviewers can approve or reject its requests."
+OWN_REQUEST_NOT_APPROVED = (
+    "That is your own request: another reviewer has to approve it (you can still reject it)."
+)
 REVIEW_REASON_FORM = "Reject this image"
 REVIEW_REASON_FIELD = "Why (the requester is told)"
 REVIEW_REASON_PLACEHOLDER = "e.g. off-brand colours; try a warmer palette"

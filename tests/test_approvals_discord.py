@@ -357,3 +357,19 @@ async def test_a_mention_in_a_thread_the_bot_was_never_told_of_is_reviewed(tmp_p
         await bot.runner.wait_idle()
         assert [c for c in fake.calls if c.method == "GET" and c.path == f"/channels/{thread}"]
         assert not [m for m in fake.visible(thread) if with_files(m)]  # nothing public in the thread
+
+
+async def test_a_reviewer_cannot_approve_their_own_request_but_another_can(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake, env=ADMIN_ENV) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        queued, job_id = await request_in_reviewed_channel(fake, bot, "a grey heron")
+        # The requester holds the reviewers' role too: their own press decides nothing.
+        await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REQUESTER, role=True))
+        await fake.wait_for(lambda: any("your own request" in t for t in fake.ephemeral_texts()))
+        assert posted_in_channel(fake) == []
+        (approval,) = await bot.engine.approvals.pending()
+        assert approval.job_id == job_id
+
+        await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
+        (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
+        assert f"approved by <@{REVIEWER}>" in public["content"]

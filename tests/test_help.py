@@ -35,6 +35,9 @@ DISCORD_FEATURES = {
     "a channel's project": "`project` (a tag, or default)",
     "prompts in the audit export": "`export-prompts` (on, off)",
     "style kits": "/hidream-kit save",
+    "remix": "Remix",
+    "region edits": "Edit region",
+    "approvals": "`review` (`@role to #queue`)",
 }
 SLACK_FEATURES = {
     "flags": "--ar 16:9",

@@ -145,12 +145,14 @@ async def approve(
     publish: Callable[[Job, list[OutputImage], str], Awaitable[str]],
 ) -> Reply:
     """Post the result in its channel with "approved by", once: the first press decides and posts; a
-    second (or one after a restart) is told who decided. An approval whose post never went out (the
+    second (or one after a restart) is told who decided. A reviewer cannot approve their own request. An approval whose post never went out (the
     process stopped in between) is posted by the next reviewer's press, once POSTING_STALE has passed
     since the last attempt took it, still "approved by" whoever decided."""
     found = await _found(engine, actor, job_id, member_of)
     if not (found.approval.state == "pending" or _unposted(found.approval)):
         raise _decided(found.approval)
+    if found.approval.state == "pending" and found.job.user_key == actor.key:  # a second pair of eyes
+        raise BadInput(words.OWN_REQUEST_NOT_APPROVED)
     images = await _held(engine, found.job)  # before deciding: an image gone is never "approved"
     book, by = engine.approvals, actor.user_id
     decided = found.approval.state == "pending" and await book.decide(job_id, actor.tenant, "approved", by)
