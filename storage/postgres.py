@@ -131,7 +131,13 @@ class PostgresStore(Store):
                 # Image bytes stay in the rows here.
                 await migrate(queries, transaction, skip=(MEDIA_TO_FILES,))
             finally:
-                await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+                try:
+                    await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+                except BaseException:
+                    # A session lock must not go back to the pool (no reset query runs there): the
+                    # connection goes, and the lock with it.
+                    db.terminate()
+                    raise
 
     def wakeups(self) -> Wakeups:
         return PostgresWakeups(self.url, self.pool)
@@ -145,6 +151,7 @@ async def _nothing_to_reset(_connection: Any) -> None:
     rolls back a transaction left open). asyncpg's default also sends a reset query to the server
     (releasing advisory locks, closing cursors, UNLISTEN, RESET ALL): a round trip on every release,
     about 37 a job (docs/benchmarks.md). The store leaves no such state on a pooled connection: its
-    advisory locks are transaction-scoped (the migrations' session lock is released in a `finally`),
+    advisory locks are transaction-scoped (the migrations' session lock is released in a `finally`, or
+    its connection closed),
     cursors live in transactions, it sets no session settings, and it listens on a connection of its
     own (storage/wakeups.py)."""

@@ -114,10 +114,10 @@ def sign(data: bytes, content_type: str, facts: Facts, key: SigningKey) -> bytes
 # ones are signed file to file. c2pa writes its output a few KB at a time (about 280 writes for a 2 MB
 # PNG, each a call into Python): to a file each is a system call too. And a second file of the image
 # costs the kernel new pages for every byte, where writing back over the first reuses its pages (on
-# this project's machines about 6 ms of CPU per 2 MB; docs/benchmarks.md, "Signing"). Reading stays on
-# the file: a fresh 2 MB buffer costs more in page faults than the reads' system calls. c2pa holds the
-# image whole while it signs anyway; the signed copy in memory is one more, so a large result still
-# goes file to file.
+# this project's machines about 6 ms of CPU per 2 MB; docs/benchmarks.md, issue 23's last steps).
+# Reading stays on the file: a fresh 2 MB buffer costs more in page faults than the reads' system
+# calls. c2pa holds the image whole while it signs anyway; the signed copy in memory is one more, so a
+# large result still goes file to file.
 IN_MEMORY_SIGNING = 8 * 1024 * 1024
 
 

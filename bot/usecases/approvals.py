@@ -145,9 +145,10 @@ async def approve(
     publish: Callable[[Job, list[OutputImage], str], Awaitable[str]],
 ) -> Reply:
     """Post the result in its channel with "approved by", once: the first press decides and posts; a
-    second (or one after a restart) is told who decided. A reviewer cannot approve their own request. An approval whose post never went out (the
-    process stopped in between) is posted by the next reviewer's press, once POSTING_STALE has passed
-    since the last attempt took it, still "approved by" whoever decided."""
+    second (or one after a restart) is told who decided. A reviewer cannot approve their own request.
+    An approval whose post never went out (the process stopped in between) is posted by the next
+    reviewer's press, once POSTING_STALE has passed since the last attempt took it, still "approved
+    by" whoever decided."""
     found = await _found(engine, actor, job_id, member_of)
     if not (found.approval.state == "pending" or _unposted(found.approval)):
         raise _decided(found.approval)
