@@ -4,6 +4,7 @@ forged), the operators' token when one is set, and the database's figures alike 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Bot
 from bot.model.errors import QuotaExceeded
+from bot.model.jobs import JobState
 from bot.model.requests import ImageRequest, Tier
 from bot.providers.sandbox.provider import SandboxProvider
 from tests.fakes.surface import RecordingSurface
@@ -164,6 +166,12 @@ async def test_two_replicas_report_the_databases_figures_alike(tmp_path: Path, p
         b.engine.providers["sandbox"] = HoldingProvider()
         jobs = [await a.engine.submit(numbered_chat(i)) for i in range(3)]
         await until(lambda: len(held.held) == 1)
+        # The provider has it; its move to `running` is written just after the submit returns (by the
+        # bot's own task, hence a bounded poll).
+        (running,) = held.held.values()
+        async with asyncio.timeout(60):
+            while (job := await a.engine.job(running)) is None or job.state is not JobState.RUNNING:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
         for bot in (a, b):
             seen = await scrape(bot)
             assert seen.value("hidream_queue_depth") == 2  # a holds one slot: the other two wait
