@@ -135,3 +135,42 @@ async def test_discord_a_bound_kit_is_applied_and_not_removable(tmp_path: Path) 
         plain = await result_of(fake, bot, fake.slash_payload({"prompt": "a barn --seed 2"}, user_id=BOB))
         assert "kit " not in plain["content"].split("\n")[1]
         assert sorted(j.prompt for j in sandbox_of(bot).received())[0] == "a barn"
+
+
+async def test_discord_a_channels_kit_applies_in_its_result_threads_and_binds_from_them(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await told(fake, kit_payload(fake, "save", WATERCOLOR, admin=True), "Saved kit")
+        made = await result_of(fake, bot, fake.slash_payload({"prompt": "a barn"}, user_id=BOB))
+        assert "kit " not in made["content"].split("\n")[1]
+        thread_id = made["id"]
+        assert thread_id in fake.threads
+
+        # Bound from inside the result's thread: the channel is bound, and its threads follow it.
+        said = await told(
+            fake,
+            kit_payload(fake, "bind", {"name": "watercolor"}, admin=True, channel_id=thread_id),
+            "now uses the kit",
+        )
+        assert "watercolor" in said
+        ask = fake.user_message_payload("now add a red door", channel_id=thread_id, user_id=BOB)
+        await fake.post_user_message(ask)
+        await fake.wait_for(lambda: sandbox_of(bot).submits == 2)
+        await bot.runner.wait_idle()
+        edit = sandbox_of(bot).received()[-1]
+        assert edit.prompt == "soft watercolor of now add a red door pastel palette"
+
+        # And a new request in the channel itself uses it too.
+        again = await result_of(fake, bot, fake.slash_payload({"prompt": "a silo"}, user_id=BOB))
+        assert "kit watercolor v1" in again["content"]
+
+        # Bound again in the channel itself: a thread of it, bound to nothing of its own, follows it.
+        noir = {"name": "noir", "prefix": "black and white"}
+        await told(fake, kit_payload(fake, "save", noir, admin=True), "Saved kit `noir` v1.")
+        await told(fake, kit_payload(fake, "bind", {"name": "noir"}, admin=True), "now uses the kit")
+        ask = fake.user_message_payload("now add snow", channel_id=again["id"], user_id=BOB)
+        await fake.post_user_message(ask)
+        await fake.wait_for(lambda: sandbox_of(bot).submits == 4)
+        await bot.runner.wait_idle()
+        assert sandbox_of(bot).received()[-1].prompt == "black and white now add snow"

@@ -164,13 +164,18 @@ class KitBook:
         await self.table.bind(tenant, channel, None if kit is None else kit.name)
         return kit
 
-    async def bound(self, tenant: str, channel: str) -> Kit | None:
-        return await self.table.bound(tenant, channel)
+    async def bound(self, tenant: str, channel: str, home: str = "") -> Kit | None:
+        """The kit `channel` is bound to; for a thread (`home`: the channel it is in), its channel's
+        when the thread itself is bound to none."""
+        kit = await self.table.bound(tenant, channel)
+        if kit is None and home and home != channel:
+            kit = await self.table.bound(tenant, home)
+        return kit
 
-    async def _chosen(self, tenant: str, channel: str, asked: str | None) -> Kit | None:
-        """The channel's kit, else the one asked for (`--kit`), else none. A request in a bound
-        channel may name its kit, not another."""
-        kit = await self.bound(tenant, channel)
+    async def _chosen(self, tenant: str, chat: ChatRequest, asked: str | None) -> Kit | None:
+        """The channel's kit (a thread's is its channel's), else the one asked for (`--kit`), else
+        none. A request in a bound channel may name its kit, not another."""
+        kit = await self.bound(tenant, chat.channel_id, chat.home_channel_id)
         if kit is not None and asked is not None and asked.lower() != kit.key:
             raise BadInput(words.kit_is_bound(kit.name, asked))
         if kit is None and asked is not None:
@@ -183,7 +188,7 @@ class KitBook:
         request = chat.request
         if request.explicit is None:
             return Applied(chat)  # a remake: made from a job whose prompt holds its kit already
-        kit = await self._chosen(tenant, chat.channel_id, request.kit)
+        kit = await self._chosen(tenant, chat, request.kit)
         if kit is None:
             return Applied(chat)
         prompt = " ".join(p for p in (kit.prefix, request.prompt, kit.suffix) if p)

@@ -40,7 +40,7 @@ async def save(book: KitBook, actor: Actor, name: str, text: str) -> Reply:
 
 async def listing(book: KitBook, actor: Actor) -> Reply:
     kits = await book.all(actor.tenant)
-    bound = await book.bound(actor.tenant, actor.channel_id)
+    bound = await book.bound(actor.tenant, actor.channel_id, actor.home_channel)
     lines = [kit_line(k.name, k.version, bound is not None and bound.key == k.key) for k in kits]
     return Reply("\n".join([KITS_HEADING, *lines]) if lines else NO_KITS)
 
@@ -57,10 +57,13 @@ async def delete(book: KitBook, actor: Actor, name: str) -> Reply:
 
 
 async def bind(book: KitBook, actor: Actor, name: str) -> Reply:
-    """Bind the actor's channel to the kit `name`; `none` unbinds it."""
+    """Bind the actor's channel (typed in a thread: the channel it is in, whose threads follow it) to
+    the kit `name`; `none` unbinds it."""
     _admin(actor)
     unbind = name.lower() in UNBIND
-    kit = await book.bind(actor.tenant, actor.channel_id, None if unbind else name)
+    if actor.home_channel != actor.channel_id:  # a thread's own binding gives way to its channel's
+        await book.bind(actor.tenant, actor.channel_id, None)
+    kit = await book.bind(actor.tenant, actor.home_channel, None if unbind else name)
     return Reply(KIT_UNBOUND if kit is None else kit_bound(kit.name))
 
 
