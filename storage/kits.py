@@ -125,3 +125,29 @@ class Kits:
             "SELECT name_key FROM kit_bindings WHERE tenant=? AND channel=?", tenant, channel
         )
         return None if row is None else await self.find(tenant, str(row[0]))
+
+
+async def kits_in_use(store: Store) -> list[dict[str, object]]:
+    """The operators' page's list (and `/admin/api/kits`): every tenant's kits, each at its newest
+    version, with who saved it, when, and how many channels are bound to it. Prefixes and suffixes
+    are left out: they are prompts, which a tenant may keep from the operators (`export-prompts`)."""
+    kits = await store.database.fetch(
+        "SELECT tenant, name, version, created_by, created_at, name_key FROM kits k WHERE deleted=0 "
+        "AND version = (SELECT MAX(version) FROM kits o WHERE o.tenant=k.tenant AND o.name_key=k.name_key) "
+        "ORDER BY tenant, name_key"
+    )
+    bound = await store.database.fetch(
+        "SELECT tenant, name_key, COUNT(*) FROM kit_bindings GROUP BY tenant, name_key"
+    )
+    channels = {(str(r[0]), str(r[1])): int(r[2]) for r in bound}
+    return [
+        {
+            "tenant": str(r[0]),
+            "kit": str(r[1]),
+            "version": int(r[2]),
+            "saved_by": str(r[3]),
+            "saved_at": float(r[4]),
+            "bound_channels": channels.get((str(r[0]), str(r[5])), 0),
+        }
+        for r in kits
+    ]

@@ -263,3 +263,31 @@ async def test_the_charts_stack_each_day_by_provider(tmp_path: Path) -> None:
     ]
     assert f'data-day="{today}">5</text>' in page
     assert "fal: 3 images, $0.15" in page and "wavespeed: 3 images, $0.07" in page
+
+
+async def test_the_page_lists_every_tenants_kits_without_their_prompts(
+    tmp_path: Path, db_env: dict[str, Any]
+) -> None:
+    from storage.kits import Kit, Kits
+
+    async with admin_bot(tmp_path, **db_env) as bot, client(bot.server_url) as http:
+        kits = Kits(bot.store)
+        await kits.save(Kit("discord:g1", "House", prefix="secret prefix of", created_by="discord:ada"))
+        await kits.save(Kit("discord:g1", "House", prefix="secret prefix of", created_by="discord:bob"))
+        await kits.save(Kit("discord:g1", "gone", created_by="discord:ada"))
+        await kits.delete("discord:g1", "gone")
+        await kits.save(Kit("slack:T1", "noir", suffix="hidden suffix", created_by="slack:U1"))
+        await kits.bind("discord:g1", "c1", "House")
+        await kits.bind("discord:g1", "c2", "House")
+        listed = (await http.get("/admin/api/kits", headers=BEARER)).json()
+        overview = (await http.get("/admin/api/overview", headers=BEARER)).json()
+        page = await http.get("/admin", headers=BEARER)
+    assert [(k["tenant"], k["kit"], k["version"], k["saved_by"], k["bound_channels"]) for k in listed] == [
+        ("discord:g1", "House", 2, "discord:bob", 2),
+        ("slack:T1", "noir", 1, "slack:U1", 0),
+    ]
+    assert overview["kits"] == listed
+    table = page.text.split('<table id="kits">', 1)[1].split("</table>", 1)[0]
+    assert "House" in table and "noir" in table and "v2" in table and "gone" not in table
+    for prompt in ("secret prefix", "hidden suffix"):
+        assert prompt not in page.text and prompt not in str(listed)

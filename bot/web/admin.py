@@ -40,6 +40,7 @@ from bot.web.server import HttpServer, limit_body
 from storage import audit, reports
 from storage.approvals import pending_approvals
 from storage.costs import costs
+from storage.kits import kits_in_use
 from storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class AdminSite:
             "tenants": await self.tenants(),
             "providers": self.providers(),
             "approvals": await pending_approvals(store),
+            "kits": await kits_in_use(store),
         }
 
     def providers(self) -> list[dict[str, Any]]:
@@ -353,6 +355,7 @@ def add_admin_routes(server: HttpServer, settings: Settings) -> AdminSite | None
         "moderation": reports.moderation,
         "moderation-actions": reports.moderation_actions,
         "approvals": pending_approvals,
+        "kits": kits_in_use,
     }
     for name, read in apis.items():
         router.add_get(f"/admin/api/{name}", site.guarded(site.api(read), api=True))

@@ -202,6 +202,7 @@ def page(report: dict[str, Any]) -> str:
         groupings=GROUPINGS,
         export=report.get("export") or {"since": "", "until": ""},
         approvals=_approvals(report),
+        kits=_kits(report),
     )
 
 
@@ -279,6 +280,21 @@ def _approvals(report: dict[str, Any]) -> list[Row]:
             ("id", a["job"]),
         ]
         for a in report.get("approvals", [])
+    ]
+
+
+def _kits(report: dict[str, Any]) -> list[Row]:
+    """Every tenant's style kits (storage/kits.py), at their newest version."""
+    return [
+        [
+            ("text", k["tenant"]),
+            ("text", k["kit"]),
+            ("num", f"v{k['version']}"),
+            ("text", k["saved_by"]),
+            ("when", when(k["saved_at"])),
+            ("num", k["bound_channels"]),
+        ]
+        for k in report.get("kits", [])
     ]
 
 
