@@ -21,7 +21,7 @@ class Columns(Protocol):
 # `state` are the others.
 _PLAIN = (
     "id surface user_id workspace_id tier provider callback_token provider_job_id parent_job_id error seed "
-    "channel project"
+    "channel project home_channel"
 ).split()
 _FLOATS = ("created_at", "deadline", "cost_usd")
 _JSON = ("origin", "reference_media", "result_media")

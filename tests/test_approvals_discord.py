@@ -6,17 +6,20 @@ audit export and the operators' page say so."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.app import Bot
+from bot.usecases.region import editor_path
 from storage import audit
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import custom_ids, discord_bot, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.support.admin_support import TOKEN
+from tests.support.region import send_form
 
 QUEUE = "1300000000000000030"
 ADMIN_ENV = {"HIDREAM_ADMIN_TOKEN": TOKEN}
@@ -373,3 +376,36 @@ async def test_a_reviewer_cannot_approve_their_own_request_but_another_can(tmp_p
         await fake.interact(press(fake, queued, f"hidream:approve:{job_id}", REVIEWER, role=True))
         (public,) = await fake.wait_for(lambda: posted_in_channel(fake))
         assert f"approved by <@{REVIEWER}>" in public["content"]
+
+
+async def test_a_region_edit_of_a_result_made_in_a_thread_of_a_reviewed_channel_is_reviewed(
+    tmp_path: Path,
+) -> None:
+    async with FakeDiscord() as fake, discord_bot(tmp_path, fake) as (bot, _):
+        await mark_reviewed(fake, f"<@&{fake.reviewer_role_id}> to <#{QUEUE}>")
+        thread = fake.snowflake()  # a thread a member opened in the reviewed channel
+        fake.threads[thread] = fake.thread_payload(thread, fake.channel_id, "talk")
+        await fake.interact(
+            fake.slash_payload({"prompt": "a pale moth"}, user_id=REQUESTER, channel_id=thread)
+        )
+        queued = await fake.wait_for(lambda: [m for m in fake.visible(QUEUE) if with_files(m)])
+        await bot.runner.wait_idle()
+        (_, job_id) = custom_ids(queued[0])[0].split(":")[1:3]
+        source = await bot.engine.job(job_id)
+        assert source is not None and (source.channel, source.home_channel) == (thread, fake.channel_id)
+
+        signer = await bot.engine.link_signer()
+        link = bot.server_url + editor_path(signer, source, 0, now=time.time())
+        sent = await send_form(link, (100, 100, 400, 400), "a red spot")
+        assert sent.status_code == 200
+        await fake.wait_for(lambda: len([m for m in fake.visible(QUEUE) if with_files(m)]) == 2)
+        await bot.runner.wait_idle()
+        (edit,) = [j for j in await bot.engine.approvals.pending() if j.job_id != job_id]
+        region = await bot.engine.job(edit.job_id)
+        assert (
+            region is not None
+            and region.request.region is not None
+            and region.home_channel == fake.channel_id
+        )
+        # Nothing public: the requester has it privately (a direct message now), the reviewers in the queue.
+        assert [m for m in fake.visible(thread) + fake.visible(fake.channel_id) if with_files(m)] == []

@@ -333,6 +333,7 @@ class Engine:
             cost_usd=cost,
             channel=chat.channel_id,
             project=project,
+            home_channel=chat.home_channel_id if chat.home_channel_id != chat.channel_id else "",
         )
 
     def _started(self, job: Job, lease: Lease | None) -> None:

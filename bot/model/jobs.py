@@ -99,6 +99,8 @@ class Job:
     # channels were kept) and the project it is counted under (empty: none).
     channel: str = ""
     project: str = ""
+    # The channel `channel` is a thread of, when it is one (empty otherwise): whose policies hold.
+    home_channel: str = ""
 
     @property
     def user_key(self) -> str:

@@ -187,6 +187,7 @@ class RegionDesk:
             user_id=opened.user_id,
             workspace_id=opened.workspace_id,
             channel_id=job.channel,
+            home_channel_id=job.home_channel,  # a thread's edit is reviewed as its channel is
             origin=origin,
             request=request,
             references=[ImageRef(url=to_data_uri(crop, "image/png"), filename="region.png")],
