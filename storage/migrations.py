@@ -264,9 +264,9 @@ MIGRATIONS: list[str] = [
     # 21: PostgreSQL's media bytes stored without a compression attempt; see
     # MEDIA_DATA_EXTERNAL above.
     MEDIA_DATA_EXTERNAL,
-    # 22: the channel a job asked in a thread belongs to (a Discord thread's parent), whose policies
-    # hold for it and for what is made from it (a region edit's review); empty when it was asked in
-    # the channel itself, and for jobs made before.
+    # 22: the channel a job asked in a thread belongs to (the thread's parent, where a platform's
+    # threads are channels of their own), whose policies hold for it and for what is made from it (a
+    # region edit's review); empty when it was asked in the channel itself, and for jobs made before.
     "ALTER TABLE jobs ADD COLUMN home_channel TEXT NOT NULL DEFAULT ''",
 ]
 
