@@ -18,11 +18,18 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import serialization
 from PIL import Image
 
 from bot import words
-from bot.jobs.credentials import AUTHORITY, TRAINED, SigningKey, _alg, make_authority, own_authority
+from bot.jobs.credentials import (
+    AUTHORITY,
+    TRAINED,
+    Facts,
+    SigningKey,
+    authority_key,
+    make_authority,
+    own_authority,
+)
 from storage.preferences import Preferences, TenantPolicy
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord_harness import discord_bot, with_files
@@ -290,6 +297,18 @@ async def test_an_upscale_opens_its_parent_and_a_zoom_names_the_image_its_canvas
         assert by_relation["componentOf"]["active_manifest"] == origin
 
 
+FACTS = Facts(provider="sandbox", model="full")
+
+
+def _spooled(tmp_path: Path) -> tuple[Path, bytes]:
+    """A small PNG in a file, as a spooled result is, and its bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
+    image = tmp_path / "result.png"
+    image.write_bytes(buffer.getvalue())
+    return image, buffer.getvalue()
+
+
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with_the_same_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
@@ -299,14 +318,8 @@ def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with
     # signed, and nothing is left beside it.
     from bot.jobs import credentials
 
-    made = make_authority()
-    private = serialization.load_pem_private_key(made["key"].encode(), None)
-    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
-    image = tmp_path / "result.png"
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
-    image.write_bytes(buffer.getvalue())
-    size = image.stat().st_size
+    image, original = _spooled(tmp_path)
+    size = len(original)
     monkeypatch.setattr(credentials, "IN_MEMORY_SIGNING", size if in_memory else size - 1)
     streams: list[tuple[str, str]] = []
     real_sign_stream = credentials.sign_stream
@@ -316,7 +329,7 @@ def test_a_spooled_result_is_signed_into_memory_or_file_to_file_by_its_size_with
         real_sign_stream(source, out, *args)
 
     monkeypatch.setattr(credentials, "sign_stream", spying)
-    credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
+    credentials.sign_file(image, "image/png", FACTS, authority_key(make_authority()))
     assert streams == [("BufferedRandom", "BytesIO") if in_memory else ("BufferedReader", "BufferedRandom")]
     seen = read(image.read_bytes())
     assert seen.store["validation_state"] == "Valid"
@@ -329,21 +342,15 @@ def test_a_disk_without_room_for_the_signed_image_leaves_the_spooled_one_as_it_w
 ) -> None:
     from bot.jobs import credentials
 
-    made = make_authority()
-    private = serialization.load_pem_private_key(made["key"].encode(), None)
-    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
-    image = tmp_path / "result.png"
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
-    image.write_bytes(buffer.getvalue())
+    image, original = _spooled(tmp_path)
 
     def full(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
     with pytest.raises(OSError):
-        credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
-    assert image.read_bytes() == buffer.getvalue()
+        credentials.sign_file(image, "image/png", FACTS, authority_key(make_authority()))
+    assert image.read_bytes() == original
 
 
 def test_a_signed_image_that_cannot_be_written_back_is_a_store_failure_not_an_image_to_deliver(
@@ -354,13 +361,7 @@ def test_a_signed_image_that_cannot_be_written_back_is_a_store_failure_not_an_im
     from bot.jobs import credentials
     from bot.model.errors import StoreUnavailable
 
-    made = make_authority()
-    private = serialization.load_pem_private_key(made["key"].encode(), None)
-    key = SigningKey((made["cert"] + made["ca_cert"]).encode(), made["key"].encode(), _alg(private), True)
-    image = tmp_path / "result.png"
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 40)).save(buffer, "PNG")
-    image.write_bytes(buffer.getvalue())
+    image, _ = _spooled(tmp_path)
     real_open = Path.open
 
     class FailingWrites:
@@ -385,4 +386,4 @@ def test_a_signed_image_that_cannot_be_written_back_is_a_store_failure_not_an_im
 
     monkeypatch.setattr(Path, "open", opening)
     with pytest.raises(StoreUnavailable, match="Input/output error"):
-        credentials.sign_file(image, "image/png", credentials.Facts(provider="sandbox", model="full"), key)
+        credentials.sign_file(image, "image/png", FACTS, authority_key(make_authority()))

@@ -395,6 +395,12 @@ async def own_authority(store: Store, settings: Settings) -> SigningKey:
             if await replace_kept(store, AUTHORITY, stored, json.dumps(again)):
                 log.info("the content credentials' authority keys are sealed under %s", KEY)
         fields = {k: sealer.open(v) if k in _SEALED_FIELDS else v for k, v in fields.items()}
+    return authority_key(fields)
+
+
+def authority_key(fields: dict[str, str]) -> SigningKey:
+    """The signing key of the bot's own authority (`make_authority`'s fields, opened): its P-256 key
+    and the chain of its signing certificate and the authority's."""
     return SigningKey((fields["cert"] + fields["ca_cert"]).encode(), fields["key"].encode(), "es256", True)
 
 
