@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord_harness import discord_bot, with_files
+from tests.fakes.discord_harness import discord_bot, result_of, told
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.support.harness import sandbox_of
 
@@ -43,23 +42,6 @@ def kit_payload(
     )
     payload["data"]["options"] = [{"name": sub, "type": 1, "options": payload["data"]["options"]}]
     return payload
-
-
-async def told(fake: FakeDiscord, payload: dict[str, Any], expected: str) -> str:
-    """Send an interaction; the ephemeral answer that says `expected`."""
-    before = len(fake.ephemeral_texts())
-    await fake.interact(payload)
-    found = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts()[before:] if expected in t])
-    return str(found[0])
-
-
-async def result_of(fake: FakeDiscord, bot: Bot, payload: dict[str, Any]) -> dict[str, Any]:
-    await fake.interact(payload)
-    message = await fake.wait_for(
-        lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""), {})) and with_files(m) and m
-    )
-    await bot.runner.wait_idle()
-    return dict(message)
 
 
 async def test_discord_kits_are_managed_by_admins_and_applied_by_option(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.app import Bot
 from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord_harness import discord_bot, png, with_files
+from tests.fakes.discord_harness import discord_bot, png, result_of, told, with_files
 from tests.fakes.discord_payloads import MANAGE_GUILD, MEMBER_PERMS
 from tests.support.harness import sandbox_of
 
@@ -33,23 +32,6 @@ def subject_payload(
     )
     payload["data"]["options"] = [{"name": sub, "type": 1, "options": payload["data"]["options"]}]
     return payload
-
-
-async def told(fake: FakeDiscord, payload: dict[str, Any], expected: str) -> str:
-    """Send an interaction; the ephemeral answer that says `expected`."""
-    before = len(fake.ephemeral_texts())
-    await fake.interact(payload)
-    found = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts()[before:] if expected in t])
-    return str(found[0])
-
-
-async def result_of(fake: FakeDiscord, bot: Bot, payload: dict[str, Any]) -> dict[str, Any]:
-    await fake.interact(payload)
-    message = await fake.wait_for(
-        lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""), {})) and with_files(m) and m
-    )
-    await bot.runner.wait_idle()
-    return dict(message)
 
 
 async def test_discord_subject_saved_from_attachments_is_used_by_option_and_by_name(tmp_path: Path) -> None:

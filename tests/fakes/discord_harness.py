@@ -56,3 +56,21 @@ def with_files(message: dict[str, Any]) -> bool:
 
 def custom_ids(message: dict[str, Any]) -> list[str]:
     return [c["custom_id"] for row in message.get("components", []) for c in row.get("components", [])]
+
+
+async def told(fake: FakeDiscord, payload: dict[str, Any], expected: str) -> str:
+    """Send an interaction; the ephemeral answer that says `expected`."""
+    before = len(fake.ephemeral_texts())
+    await fake.interact(payload)
+    found = await fake.wait_for(lambda: [t for t in fake.ephemeral_texts()[before:] if expected in t])
+    return str(found[0])
+
+
+async def result_of(fake: FakeDiscord, bot: Bot, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send a request; its answer once it carries the image, after the bot is idle again."""
+    await fake.interact(payload)
+    message = await fake.wait_for(
+        lambda: (m := fake.messages.get(fake.originals.get(payload["token"], ""), {})) and with_files(m) and m
+    )
+    await bot.runner.wait_idle()
+    return dict(message)
