@@ -28,18 +28,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the process's name (which may hold spaces): state first."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system time of the process so far (its threads included), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def minor_faults(pid: int) -> int:
     """Minor page faults of the process so far (its threads included): each is a page the kernel maps
     and zeroes for memory newly touched, a cost counted in its system time."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat[stat.rindex(")") + 2 :].split()[7])
+    return int(_stat(pid)[7])
 
 
 def machine_cpu() -> tuple[float, float]:
